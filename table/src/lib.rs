@@ -1,0 +1,72 @@
+//! The routing-table contract between `realmctl` (which compiles it) and `realmgate` (which
+//! serves it): wire types, host and path normalisation, whole-table validation.
+//!
+//! A table is one JSON document; [`parse`] is the one way in. It rejects unknown fields and
+//! reports every problem it finds — unknown fields and semantic errors alike — so an operator
+//! fixes a table in one round. The field-by-field reference is on the types in [`wire`] and in
+//! `docs/routing-table.md`.
+
+pub mod host;
+pub mod path;
+mod validate;
+pub mod wire;
+
+pub use validate::{
+    is_name, is_tenant_id, validate, Checked, Problem, KNOWN_AUTH, MAX_ENDPOINTS,
+    MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT,
+};
+pub use wire::{AuthSpec, HealthCheck, Route, Table, Tenant, Upstream};
+
+use sha2::{Digest, Sha256};
+
+/// Parse and validate a table. On failure, every problem found is returned: unknown fields
+/// (each with its path) and all semantic problems. A JSON syntax or type error stops parsing,
+/// so it is reported alone.
+pub fn parse(bytes: &[u8]) -> Result<(Table, Checked), Vec<Problem>> {
+    let mut unknown = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<Table, _> = serde_ignored::deserialize(&mut de, |path| {
+        unknown.push(Problem::new(json_path(&path), "unknown field"));
+    });
+    let table = match parsed.and_then(|t| de.end().map(|()| t)) {
+        Ok(t) => t,
+        Err(e) => return Err(vec![Problem::new("", format!("malformed table JSON: {e}"))]),
+    };
+    match validate(&table) {
+        Ok(checked) if unknown.is_empty() => Ok((table, checked)),
+        Ok(_) => Err(unknown),
+        Err(mut problems) => {
+            unknown.append(&mut problems);
+            Err(unknown)
+        }
+    }
+}
+
+/// `sha256:<hex>` of the table's bytes as received: what `GET /v1/table` reports, so an
+/// operator can tell which document a gateway serves.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// `tenants[1].routes[0].foo` from serde_ignored's path.
+fn json_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", json_path(parent)),
+        Path::Map { parent, key } => {
+            let p = json_path(parent);
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => json_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests;

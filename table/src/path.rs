@@ -1,0 +1,240 @@
+//! Path normalisation shared by route matching (gateway) and prefix validation (table).
+//!
+//! The route decision and the upstream must see the same path, so the gateway matches on, and
+//! forwards, the normalised form: unreserved characters percent-decoded, other escapes
+//! upper-cased, empty segments collapsed, `.` and `..` resolved. A path that would climb above
+//! `/`, or that hides a `.`/`..` segment behind an encoded slash, is refused.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a request path was refused. Every variant maps to a 400 on the data plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Does not start with `/`.
+    NotAbsolute,
+    /// A byte that must be percent-encoded (control, space, non-ASCII).
+    BadByte,
+    /// `%` not followed by two hex digits, or an encoded NUL.
+    BadEscape,
+    /// `..` would climb above `/`.
+    AboveRoot,
+    /// `%2F`/`%5C` hiding a `.` or `..` segment.
+    EncodedTraversal,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "path must start with '/'",
+            PathError::BadByte => "path contains a byte that must be percent-encoded",
+            PathError::BadEscape => "malformed percent-encoding in path",
+            PathError::AboveRoot => "path climbs above '/'",
+            PathError::EncodedTraversal => "encoded slash hides a '.' or '..' segment",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// Normalise an origin-form path (no query). Borrows when the input is already normal, which
+/// is the common case and costs one scan.
+pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if is_normal(bytes)? {
+        return Ok(Cow::Borrowed(path));
+    }
+    rebuild(path).map(Cow::Owned)
+}
+
+/// One pass: rejects bad bytes, and answers whether the slow path is needed.
+fn is_normal(bytes: &[u8]) -> Result<bool, PathError> {
+    let mut normal = true;
+    let mut prev = 0u8;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b <= b' ' || b >= 0x7f {
+            return Err(PathError::BadByte);
+        }
+        match b {
+            b'%' => normal = false,
+            b'/' if prev == b'/' => normal = false,
+            b'.' if prev == b'/' => {
+                let rest = &bytes[i..];
+                if matches!(rest, [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..])
+                {
+                    normal = false;
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+    }
+    Ok(normal)
+}
+
+fn rebuild(path: &str) -> Result<String, PathError> {
+    let mut out = String::with_capacity(path.len());
+    // Byte offsets in `out` where each kept segment's leading '/' starts.
+    let mut starts: Vec<usize> = Vec::new();
+    let mut trailing_slash = false;
+    let mut decoded = String::new();
+    for raw in path[1..].split('/') {
+        decoded.clear();
+        decode_segment(raw, &mut decoded)?;
+        trailing_slash = true;
+        match decoded.as_str() {
+            "" | "." => {}
+            ".." => {
+                let start = starts.pop().ok_or(PathError::AboveRoot)?;
+                out.truncate(start);
+            }
+            seg => {
+                if hides_traversal(seg) {
+                    return Err(PathError::EncodedTraversal);
+                }
+                starts.push(out.len());
+                out.push('/');
+                out.push_str(seg);
+                trailing_slash = false;
+            }
+        }
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decode unreserved escapes, upper-case the hex digits of the others.
+fn decode_segment(raw: &str, out: &mut String) -> Result<(), PathError> {
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'%' {
+            out.push(char::from(b));
+            i += 1;
+            continue;
+        }
+        let (hi, lo) = match (bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(&h), Some(&l)) => (h, l),
+            _ => return Err(PathError::BadEscape),
+        };
+        let v = match (hex_val(hi), hex_val(lo)) {
+            (Some(h), Some(l)) => h * 16 + l,
+            _ => return Err(PathError::BadEscape),
+        };
+        if v == 0 {
+            return Err(PathError::BadEscape);
+        }
+        if is_unreserved(v) {
+            out.push(char::from(v));
+        } else {
+            out.push('%');
+            out.push(char::from(hi.to_ascii_uppercase()));
+            out.push(char::from(lo.to_ascii_uppercase()));
+        }
+        i += 3;
+    }
+    Ok(())
+}
+
+/// Would an upstream that decodes `%2F`/`%5C` see a `.` or `..` segment here?
+fn hides_traversal(seg: &str) -> bool {
+    if !seg.contains("%2F") && !seg.contains("%5C") {
+        return false;
+    }
+    seg.replace("%5C", "%2F")
+        .split("%2F")
+        .any(|part| part == "." || part == "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, PathError> {
+        normalise_path(p).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn normal_paths_are_borrowed() {
+        for p in ["/", "/a", "/a/", "/a/b.c/d", "/.well-known/x", "/a..b/c.", "/@acme/x;y"] {
+            assert!(matches!(normalise_path(p), Ok(Cow::Borrowed(_))), "{p}");
+        }
+    }
+
+    #[test]
+    fn resolves_dots_and_slashes() {
+        for (raw, want) in [
+            ("/a/../a/x", "/a/x"),
+            ("/a/./x", "/a/x"),
+            ("//a//x", "/a/x"),
+            ("/a/x/.", "/a/x/"),
+            ("/a/x/..", "/a/"),
+            ("/a/..", "/"),
+            ("/.", "/"),
+            ("//", "/"),
+            ("/a//", "/a/"),
+            ("/a/b/../../c", "/c"),
+        ] {
+            assert_eq!(norm(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn decodes_unreserved_only() {
+        assert_eq!(norm("/%61/x").as_deref(), Ok("/a/x"));
+        assert_eq!(norm("/%7e%2D%2e%5F").as_deref(), Ok("/~-._"));
+        assert_eq!(norm("/a%2fb").as_deref(), Ok("/a%2Fb"));
+        assert_eq!(norm("/%40acme/x").as_deref(), Ok("/%40acme/x"));
+        assert_eq!(norm("/a%20b%c3%a9").as_deref(), Ok("/a%20b%C3%A9"));
+        assert_eq!(norm("/%2e%2e/x"), Err(PathError::AboveRoot));
+        assert_eq!(norm("/a/%2E%2E/b").as_deref(), Ok("/b"));
+    }
+
+    #[test]
+    fn refuses_climbing_above_root() {
+        for raw in ["/..", "/../x", "/a/../../x", "/./../x", "/a/%2e%2e/%2e%2e/x"] {
+            assert_eq!(norm(raw), Err(PathError::AboveRoot), "{raw}");
+        }
+    }
+
+    #[test]
+    fn refuses_encoded_traversal() {
+        for raw in ["/@acme%2F..%2F@other/x", "/a%2f..", "/a%5C..%5Cb", "/%2E%2E%2Fx"] {
+            assert_eq!(norm(raw), Err(PathError::EncodedTraversal), "{raw}");
+        }
+        assert_eq!(norm("/a%2F..b").as_deref(), Ok("/a%2F..b"));
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        assert_eq!(norm(""), Err(PathError::NotAbsolute));
+        assert_eq!(norm("a/b"), Err(PathError::NotAbsolute));
+        assert_eq!(norm("*"), Err(PathError::NotAbsolute));
+        assert_eq!(norm("/a b"), Err(PathError::BadByte));
+        assert_eq!(norm("/a\u{7f}"), Err(PathError::BadByte));
+        assert_eq!(norm("/é"), Err(PathError::BadByte));
+        assert_eq!(norm("/%"), Err(PathError::BadEscape));
+        assert_eq!(norm("/%4"), Err(PathError::BadEscape));
+        assert_eq!(norm("/%zz"), Err(PathError::BadEscape));
+        assert_eq!(norm("/a%00b"), Err(PathError::BadEscape));
+    }
+}

@@ -1,0 +1,130 @@
+//! Parsing and validation of whole tables.
+
+use super::*;
+use crate::host::HostPattern;
+
+const ISSUE_EXAMPLE: &str = r#"{"version": 1,
+ "upstreams": {"app-a": {"endpoints": ["127.0.0.1:9001"]},
+               "app-b": {"endpoints": ["127.0.0.1:9002", "127.0.0.1:9003"]}},
+ "tenants": [
+   {"id": "acme", "hosts": ["acme.test"],
+    "routes": [{"prefix": "/", "upstream": "app-a", "auth": "public"}]},
+   {"id": "beta", "hosts": ["beta.test", "*.beta.test"],
+    "routes": [{"prefix": "/", "upstream": "app-b", "auth": "public"},
+               {"prefix": "/a/", "upstream": "app-a", "auth": "public"}]}]}"#;
+
+fn problems(json: &str) -> Vec<String> {
+    match parse(json.as_bytes()) {
+        Ok(_) => Vec::new(),
+        Err(p) => p.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn has(problems: &[String], needle: &str) -> bool {
+    problems.iter().any(|p| p.contains(needle))
+}
+
+#[test]
+fn the_minimal_table_is_valid_as_written() {
+    let (table, checked) = parse(ISSUE_EXAMPLE.as_bytes()).expect("valid");
+    assert_eq!(table.version, 1);
+    assert_eq!(table.tenants.len(), 2);
+    assert_eq!(
+        checked.hosts[1],
+        vec![
+            HostPattern::Exact("beta.test".into()),
+            HostPattern::Wildcard("beta.test".into())
+        ]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let bad = r#"{"version": 0, "colour": "red",
+      "upstreams": {"app": {"endpoints": ["127.0.0.1:9001"], "weight": 3},
+                    "Bad Name": {"endpoints": []},
+                    "eps": {"endpoints": ["localhost:80", "127.0.0.1:0", "[::1]:81", "[::1]:81"],
+                            "read_timeout_ms": 0, "health_check": {"http_path": "health"}}},
+      "tenants": [
+        {"id": "acme", "hosts": ["acme.test", "ACME.test"], "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]},
+        {"id": "Acme!", "hosts": ["acme.test", "*.", "a..b", "*foo.test"],
+         "routes": [{"prefix": "x", "upstream": "nope", "auth": "jwt"},
+                    {"prefix": "/a/../b", "upstream": "app", "auth": ["public", "magic"]}]},
+        {"id": "acme", "hosts": [], "routes": [], "extra": 1}]}"#;
+    let p = problems(bad);
+    for needle in [
+        "colour: unknown field",
+        "upstreams.app.weight: unknown field",
+        "tenants[2].extra: unknown field",
+        "version: must be at least 1",
+        "upstreams.Bad Name: upstream name",
+        "upstreams.Bad Name.endpoints: needs at least one endpoint",
+        "upstreams.eps.endpoints[0]: \"localhost:80\" is not an IP:port",
+        "upstreams.eps.endpoints[1]: \"127.0.0.1:0\": port 0",
+        "upstreams.eps.endpoints[3]: \"[::1]:81\" listed twice",
+        "upstreams.eps.read_timeout_ms",
+        "upstreams.eps.health_check.http_path",
+        "tenants[0].hosts[1]: acme.test listed twice",
+        "tenants[1].id: \"Acme!\" is not a tenant id",
+        "tenants[1].hosts[0]: acme.test is claimed by tenant \"acme\" and tenant \"Acme!\"",
+        "tenants[1].hosts[1]: \"*.\"",
+        "tenants[1].hosts[2]: \"a..b\"",
+        "tenants[1].hosts[3]: \"*foo.test\"",
+        "tenants[1].routes[0].prefix: \"x\"",
+        "tenants[1].routes[0].upstream: unknown upstream \"nope\"",
+        "tenants[1].routes[0].auth: unknown auth policy \"jwt\"",
+        "tenants[1].routes[1].prefix: \"/a/../b\"",
+        "tenants[1].routes[1].auth: unknown auth policy \"magic\"",
+        "tenants[2].id: tenant id \"acme\" already used by tenants[0]",
+        "tenants[2].hosts: needs at least one host",
+        "tenants[2].routes: needs at least one route",
+    ] {
+        assert!(has(&p, needle), "missing {needle:?} in {p:#?}");
+    }
+    assert_eq!(p.len(), 25, "{p:#?}");
+}
+
+#[test]
+fn syntax_and_type_errors_are_reported() {
+    assert!(has(&problems("{"), "malformed table JSON"));
+    assert!(has(&problems(r#"{"version": "1"}"#), "malformed table JSON"));
+    assert!(has(&problems(r#"{"version": 1} trailing"#), "malformed table JSON"));
+    assert!(has(&problems(""), "malformed table JSON"));
+    assert!(has(
+        &problems(r#"{"version": 1, "tenants": [{"id": "a", "hosts": ["a.test"], "routes": [{"prefix": "/", "upstream": "u"}]}]}"#),
+        "missing field `auth`"
+    ));
+}
+
+#[test]
+fn an_empty_table_is_valid() {
+    assert!(parse(br#"{"version": 7}"#).is_ok());
+}
+
+#[test]
+fn hosts_compare_after_normalisation_across_tenants() {
+    let json = r#"{"version": 2, "upstreams": {"u": {"endpoints": ["127.0.0.1:1"]}},
+      "tenants": [
+        {"id": "a", "hosts": ["Bücher.test"], "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}]},
+        {"id": "b", "hosts": ["xn--bcher-kva.test."], "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}]},
+        {"id": "c", "hosts": ["*.x.test", "x.test"], "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}]}]}"#;
+    let p = problems(json);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(has(&p, "tenants[1].hosts[0]: xn--bcher-kva.test is claimed by tenant \"a\" and tenant \"b\""));
+}
+
+#[test]
+fn round_trips_through_serde() {
+    let (table, _) = parse(ISSUE_EXAMPLE.as_bytes()).expect("valid");
+    let again = serde_json::to_vec(&table).expect("serialise");
+    let (table2, _) = parse(&again).expect("still valid");
+    assert_eq!(table, table2);
+}
+
+#[test]
+fn digest_is_sha256_of_the_bytes() {
+    assert_eq!(
+        digest(b""),
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+}
