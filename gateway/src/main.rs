@@ -1,1 +1,186 @@
-fn main(){}
+//! `realmgate`: parse flags, load configuration and the last good table, start Pingora.
+
+use clap::{Parser, Subcommand};
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use realmgate::admin::{router, AdminService, AdminState};
+use realmgate::config::{Config, Overrides};
+use realmgate::metrics::Metrics;
+use realmgate::proxy::Gateway;
+use realmgate::snapshot::Store;
+use realmgate::upstream::HealthChecker;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Realmgate: the multi-tenant edge gateway.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// YAML configuration: Pingora's server settings under `pingora:`, ours under `gateway:`.
+    #[arg(long)]
+    conf: Option<PathBuf>,
+    /// Data-plane listen address [default: 0.0.0.0:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Admin API listen address [default: 127.0.0.1:9080].
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// File holding the admin bearer token (at least 16 characters).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Where the last accepted table is kept [default: /var/lib/realmgate].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Validate the configuration (and `--table`, if given), then exit.
+    #[arg(long)]
+    check: bool,
+    /// With `--check`: a routing table JSON file to validate.
+    #[arg(long)]
+    table: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration and/or a routing table; exit non-zero listing every problem.
+    Check {
+        #[arg(long)]
+        conf: Option<PathBuf>,
+        #[arg(long)]
+        table: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        admin_listen: cli.admin_listen.clone(),
+        admin_token_file: cli.admin_token_file.clone(),
+        state_dir: cli.state_dir.clone(),
+    };
+    match cli.command {
+        Some(Command::Check { conf, table }) => check(
+            conf.or(cli.conf).as_deref(),
+            table.or(cli.table).as_deref(),
+            &overrides,
+        ),
+        None if cli.check => check(cli.conf.as_deref(), cli.table.as_deref(), &overrides),
+        None => run(cli.conf.as_deref(), &overrides),
+    }
+}
+
+fn check(
+    conf: Option<&std::path::Path>,
+    table: Option<&std::path::Path>,
+    o: &Overrides,
+) -> ExitCode {
+    let mut problems = Vec::new();
+    if conf.is_some() || table.is_none() {
+        if let Err(p) = Config::load(conf, o) {
+            problems.extend(p);
+        }
+    }
+    if let Some(path) = table {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                if let Err(p) = realmgate_table::parse(&bytes) {
+                    problems.extend(p.iter().map(|p| format!("{}: {p}", path.display())));
+                }
+            }
+            Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    if problems.is_empty() {
+        println!("ok");
+        ExitCode::SUCCESS
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("{} problem(s) found", problems.len());
+        ExitCode::from(1)
+    }
+}
+
+fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
+    let config = match Config::load(conf, o) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let metrics = match Metrics::new(config.metrics_tenant_labels) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("error: metrics: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let store = Arc::new(Store::new(config.state_dir.clone(), metrics));
+    match store.load_state() {
+        Ok(Some(v)) => log::info!(
+            "serving table version {v} from {}",
+            config.state_dir.display()
+        ),
+        Ok(None) => log::info!("no stored table yet: every request answers 503 until a push"),
+        Err(e) => log::error!("{e}; starting without a table"),
+    }
+    if config.admin_token.is_none() {
+        log::warn!("no admin token configured (--admin-token-file): table pushes are refused");
+    }
+    let admin_listener = match std::net::TcpListener::bind(config.admin_listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: admin_listen {}: {e}", config.admin_listen);
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = std::net::TcpListener::bind(config.listen) {
+        eprintln!("error: listen {}: {e}", config.listen);
+        return ExitCode::from(1);
+    }
+
+    let mut server = Server::new_with_opt_and_conf(None, config.server);
+    server.bootstrap();
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway {
+            store: Arc::clone(&store),
+        },
+        "realmgate",
+    );
+    proxy.add_tcp(&config.listen.to_string());
+    server.add_service(proxy);
+    let admin = router(
+        AdminState::new(Arc::clone(&store), config.admin_token.as_deref()),
+        config.max_table_bytes,
+    );
+    server.add_service(background_service(
+        "admin",
+        AdminService::new(admin_listener, admin),
+    ));
+    server.add_service(background_service(
+        "health checks",
+        HealthChecker {
+            store,
+            interval: Duration::from_millis(config.health_check_interval_ms),
+        },
+    ));
+    log::info!(
+        "realmgate listening on {} (admin {})",
+        config.listen,
+        config.admin_listen
+    );
+    server.run_forever()
+}

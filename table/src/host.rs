@@ -220,7 +220,10 @@ mod tests {
     fn idna_to_ascii() {
         assert_eq!(norm("bücher.test").as_deref(), Ok("xn--bcher-kva.test"));
         assert_eq!(norm("BÜCHER.test:81").as_deref(), Ok("xn--bcher-kva.test"));
-        assert_eq!(norm("xn--bcher-kva.test").as_deref(), Ok("xn--bcher-kva.test"));
+        assert_eq!(
+            norm("xn--bcher-kva.test").as_deref(),
+            Ok("xn--bcher-kva.test")
+        );
     }
 
     #[test]
@@ -280,7 +283,15 @@ mod tests {
             HostPattern::parse("beta.test."),
             Ok(HostPattern::Exact("beta.test".into()))
         );
-        for bad in ["*", "*.", "*foo.test", "a.*.test", "**.test", "*.*.test", "acme.test:80"] {
+        for bad in [
+            "*",
+            "*.",
+            "*foo.test",
+            "a.*.test",
+            "**.test",
+            "*.*.test",
+            "acme.test:80",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(

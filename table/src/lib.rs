@@ -26,7 +26,7 @@ pub fn parse(bytes: &[u8]) -> Result<(Table, Checked), Vec<Problem>> {
     let mut unknown = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: Result<Table, _> = serde_ignored::deserialize(&mut de, |path| {
-        unknown.push(Problem::new(json_path(&path), "unknown field"));
+        unknown.push(Problem::new(field_path(&path), "unknown field"));
     });
     let table = match parsed.and_then(|t| de.end().map(|()| t)) {
         Ok(t) => t,
@@ -48,14 +48,14 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// `tenants[1].routes[0].foo` from serde_ignored's path.
-fn json_path(path: &serde_ignored::Path<'_>) -> String {
+/// `tenants[1].routes[0].foo` from serde_ignored's path (also used for YAML configs).
+pub fn field_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", json_path(parent)),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
         Path::Map { parent, key } => {
-            let p = json_path(parent);
+            let p = field_path(parent);
             if p.is_empty() {
                 key.clone()
             } else {
@@ -64,7 +64,7 @@ fn json_path(path: &serde_ignored::Path<'_>) -> String {
         }
         Path::Some { parent }
         | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => json_path(parent),
+        | Path::NewtypeVariant { parent } => field_path(parent),
     }
 }
 

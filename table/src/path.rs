@@ -63,8 +63,10 @@ fn is_normal(bytes: &[u8]) -> Result<bool, PathError> {
             b'/' if prev == b'/' => normal = false,
             b'.' if prev == b'/' => {
                 let rest = &bytes[i..];
-                if matches!(rest, [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..])
-                {
+                if matches!(
+                    rest,
+                    [b'.'] | [b'.', b'/', ..] | [b'.', b'.'] | [b'.', b'.', b'/', ..]
+                ) {
                     normal = false;
                 }
             }
@@ -175,7 +177,15 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed() {
-        for p in ["/", "/a", "/a/", "/a/b.c/d", "/.well-known/x", "/a..b/c.", "/@acme/x;y"] {
+        for p in [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b.c/d",
+            "/.well-known/x",
+            "/a..b/c.",
+            "/@acme/x;y",
+        ] {
             assert!(matches!(normalise_path(p), Ok(Cow::Borrowed(_))), "{p}");
         }
     }
@@ -211,14 +221,25 @@ mod tests {
 
     #[test]
     fn refuses_climbing_above_root() {
-        for raw in ["/..", "/../x", "/a/../../x", "/./../x", "/a/%2e%2e/%2e%2e/x"] {
+        for raw in [
+            "/..",
+            "/../x",
+            "/a/../../x",
+            "/./../x",
+            "/a/%2e%2e/%2e%2e/x",
+        ] {
             assert_eq!(norm(raw), Err(PathError::AboveRoot), "{raw}");
         }
     }
 
     #[test]
     fn refuses_encoded_traversal() {
-        for raw in ["/@acme%2F..%2F@other/x", "/a%2f..", "/a%5C..%5Cb", "/%2E%2E%2Fx"] {
+        for raw in [
+            "/@acme%2F..%2F@other/x",
+            "/a%2f..",
+            "/a%5C..%5Cb",
+            "/%2E%2E%2Fx",
+        ] {
             assert_eq!(norm(raw), Err(PathError::EncodedTraversal), "{raw}");
         }
         assert_eq!(norm("/a%2F..b").as_deref(), Ok("/a%2F..b"));

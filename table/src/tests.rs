@@ -87,11 +87,19 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn syntax_and_type_errors_are_reported() {
     assert!(has(&problems("{"), "malformed table JSON"));
-    assert!(has(&problems(r#"{"version": "1"}"#), "malformed table JSON"));
-    assert!(has(&problems(r#"{"version": 1} trailing"#), "malformed table JSON"));
+    assert!(has(
+        &problems(r#"{"version": "1"}"#),
+        "malformed table JSON"
+    ));
+    assert!(has(
+        &problems(r#"{"version": 1} trailing"#),
+        "malformed table JSON"
+    ));
     assert!(has(&problems(""), "malformed table JSON"));
     assert!(has(
-        &problems(r#"{"version": 1, "tenants": [{"id": "a", "hosts": ["a.test"], "routes": [{"prefix": "/", "upstream": "u"}]}]}"#),
+        &problems(
+            r#"{"version": 1, "tenants": [{"id": "a", "hosts": ["a.test"], "routes": [{"prefix": "/", "upstream": "u"}]}]}"#
+        ),
         "missing field `auth`"
     ));
 }
@@ -110,7 +118,10 @@ fn hosts_compare_after_normalisation_across_tenants() {
         {"id": "c", "hosts": ["*.x.test", "x.test"], "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}]}]}"#;
     let p = problems(json);
     assert_eq!(p.len(), 1, "{p:#?}");
-    assert!(has(&p, "tenants[1].hosts[0]: xn--bcher-kva.test is claimed by tenant \"a\" and tenant \"b\""));
+    assert!(has(
+        &p,
+        "tenants[1].hosts[0]: xn--bcher-kva.test is claimed by tenant \"a\" and tenant \"b\""
+    ));
 }
 
 #[test]

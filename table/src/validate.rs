@@ -79,7 +79,14 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
                 format!("tenant id {:?} already used by tenants[{first}]", tenant.id),
             ));
         }
-        hosts.push(check_hosts(&at, t, tenant, table, &mut owners, &mut problems));
+        hosts.push(check_hosts(
+            &at,
+            t,
+            tenant,
+            table,
+            &mut owners,
+            &mut problems,
+        ));
         check_routes(&at, tenant, table, &mut problems);
     }
     if problems.is_empty() {
@@ -167,7 +174,10 @@ fn check_hosts(
     problems: &mut Vec<Problem>,
 ) -> Vec<HostPattern> {
     if tenant.hosts.is_empty() {
-        problems.push(Problem::new(format!("{at}.hosts"), "needs at least one host"));
+        problems.push(Problem::new(
+            format!("{at}.hosts"),
+            "needs at least one host",
+        ));
     }
     if tenant.hosts.len() > MAX_HOSTS_PER_TENANT {
         problems.push(Problem::new(
@@ -207,7 +217,10 @@ fn check_hosts(
 
 fn check_routes(at: &str, tenant: &Tenant, table: &Table, problems: &mut Vec<Problem>) {
     if tenant.routes.is_empty() {
-        problems.push(Problem::new(format!("{at}.routes"), "needs at least one route"));
+        problems.push(Problem::new(
+            format!("{at}.routes"),
+            "needs at least one route",
+        ));
     }
     if tenant.routes.len() > MAX_ROUTES_PER_TENANT {
         problems.push(Problem::new(
@@ -247,7 +260,10 @@ fn check_routes(at: &str, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
             if !KNOWN_AUTH.contains(&name.as_str()) {
                 problems.push(Problem::new(
                     format!("{rat}.auth"),
-                    format!("unknown auth policy {name:?} (known: {})", KNOWN_AUTH.join(", ")),
+                    format!(
+                        "unknown auth policy {name:?} (known: {})",
+                        KNOWN_AUTH.join(", ")
+                    ),
                 ));
             }
         }

@@ -1,0 +1,218 @@
+//! The admin listener: table push and pull (bearer token), health, readiness and metrics.
+//! Loopback by default; never on the data-plane port.
+
+use crate::snapshot::{ApplyError, Store};
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex};
+use subtle::ConstantTimeEq;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<Store>,
+    /// SHA-256 of the token: comparing digests is constant-time and hides the length.
+    token_digest: Option<[u8; 32]>,
+}
+
+impl AdminState {
+    pub fn new(store: Arc<Store>, token: Option<&str>) -> AdminState {
+        AdminState {
+            store,
+            token_digest: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+        }
+    }
+
+    fn authorised(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = self.token_digest else {
+            return false;
+        };
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        else {
+            return false;
+        };
+        let given: [u8; 32] = Sha256::digest(given).into();
+        given.ct_eq(&expected).into()
+    }
+}
+
+/// The admin API, testable without a socket.
+pub fn router(state: AdminState, max_table_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/table", get(get_table).put(put_table))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_table_bytes))
+        .with_state(state)
+}
+
+fn unauthorised() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({"error": "unauthorized", "message": "missing or wrong admin bearer token"})),
+    )
+        .into_response()
+}
+
+async fn put_table(State(s): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !s.authorised(&headers) {
+        return unauthorised();
+    }
+    let store = Arc::clone(&s.store);
+    let applied = match tokio::task::spawn_blocking(move || store.apply(body)).await {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("table apply task failed: {e}");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "internal"})),
+            )
+                .into_response();
+        }
+    };
+    match applied {
+        Ok(snap) => {
+            log::info!("applied table version {} ({})", snap.version, snap.digest);
+            Json(json!({"version": snap.version, "digest": snap.digest})).into_response()
+        }
+        Err(ApplyError::Invalid(problems)) => {
+            log::warn!("rejected invalid table: {} problem(s)", problems.len());
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": "invalid_table", "problems": problems})),
+            )
+                .into_response()
+        }
+        Err(ApplyError::NotNewer { current, offered }) => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": "version_not_newer", "current": current, "offered": offered})),
+        )
+            .into_response(),
+        Err(ApplyError::Persist(e)) => {
+            log::error!("could not persist table: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "persist_failed", "message": "the table could not be written to the state directory; the previous table stays in force"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TableQuery {
+    full: Option<String>,
+}
+
+async fn get_table(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<TableQuery>,
+) -> Response {
+    if !s.authorised(&headers) {
+        return unauthorised();
+    }
+    let Some(snap) = s.store.current() else {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no_table"}))).into_response();
+    };
+    if q.full.as_deref().is_some_and(|v| v == "1" || v == "true") {
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            snap.raw.clone(),
+        )
+            .into_response();
+    }
+    Json(json!({"version": snap.version, "digest": snap.digest})).into_response()
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    match s.store.current() {
+        Some(snap) => Json(json!({"ready": true, "version": snap.version})).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": "no routing table loaded"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let m = s.store.metrics();
+    m.upstream_endpoints.reset();
+    if let Some(snap) = s.store.current() {
+        for pool in snap.pools.iter() {
+            let healthy = pool.healthy_count();
+            let total = pool.endpoint_count();
+            m.upstream_endpoints
+                .with_label_values(&[&pool.name, "healthy"])
+                .set(healthy as i64);
+            m.upstream_endpoints
+                .with_label_values(&[&pool.name, "unhealthy"])
+                .set(total.saturating_sub(healthy) as i64);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        m.render(),
+    )
+        .into_response()
+}
+
+/// Runs the admin router on a listener bound at start-up (so a taken port fails the start).
+pub struct AdminService {
+    listener: Mutex<Option<std::net::TcpListener>>,
+    router: Router,
+}
+
+impl AdminService {
+    pub fn new(listener: std::net::TcpListener, router: Router) -> AdminService {
+        AdminService {
+            listener: Mutex::new(Some(listener)),
+            router,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AdminService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(std_listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let listener = match std_listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(std_listener))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("admin listener: {e}");
+                return;
+            }
+        };
+        let serve = axum::serve(listener, self.router.clone()).with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        });
+        if let Err(e) = serve.await {
+            log::error!("admin listener stopped: {e}");
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Start-up configuration: the YAML file (Pingora's server settings plus ours), command-line
+//! overrides, and `realmgate check`, which lists every problem instead of stopping at one.
+
+use pingora_core::server::configuration::ServerConf;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9080";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/realmgate";
+/// Shortest admin token accepted: a guessable token is worse than none.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The YAML file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FileConf {
+    /// Pingora's own `ServerConf` (threads, work_stealing, grace periods, keepalive pool…).
+    pub pingora: Option<ServerConf>,
+    pub gateway: GatewayFile,
+}
+
+/// Our part of the YAML file. Every field is optional; flags override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GatewayFile {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    /// How often every upstream endpoint is probed.
+    pub health_check_interval_ms: Option<u64>,
+    /// Largest table accepted by `PUT /v1/table`.
+    pub max_table_bytes: Option<usize>,
+    /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
+    pub metrics_tenant_labels: Option<usize>,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub admin_token_file: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The resolved configuration the gateway runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// `None`: no token configured, so every table endpoint answers 401.
+    pub admin_token: Option<String>,
+    pub state_dir: PathBuf,
+    pub health_check_interval_ms: u64,
+    pub max_table_bytes: usize,
+    pub metrics_tenant_labels: usize,
+}
+
+impl Config {
+    /// Read the file (if any), apply overrides, and check everything. Returns every problem.
+    pub fn load(conf: Option<&Path>, overrides: &Overrides) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let file = match conf {
+            Some(path) => read_file(path, &mut problems),
+            None => FileConf::default(),
+        };
+        let g = file.gateway;
+        let listen = parse_addr(
+            "listen",
+            overrides.listen.as_deref().or(g.listen.as_deref()),
+            DEFAULT_LISTEN,
+            &mut problems,
+        );
+        let admin_listen = parse_addr(
+            "admin_listen",
+            overrides
+                .admin_listen
+                .as_deref()
+                .or(g.admin_listen.as_deref()),
+            DEFAULT_ADMIN_LISTEN,
+            &mut problems,
+        );
+        let token_file = overrides.admin_token_file.clone().or(g.admin_token_file);
+        let admin_token = token_file.and_then(|p| read_token(&p, &mut problems));
+        let state_dir = overrides
+            .state_dir
+            .clone()
+            .or(g.state_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        check_state_dir(&state_dir, &mut problems);
+        let health_check_interval_ms = g.health_check_interval_ms.unwrap_or(1000);
+        if !(50..=3_600_000).contains(&health_check_interval_ms) {
+            problems
+                .push("gateway.health_check_interval_ms: must be between 50 and 3600000".into());
+        }
+        let max_table_bytes = g.max_table_bytes.unwrap_or(256 << 20);
+        if max_table_bytes < 1024 {
+            problems.push("gateway.max_table_bytes: must be at least 1024".into());
+        }
+        let server = server_conf(file.pingora, &mut problems);
+        if listen.is_some() && listen == admin_listen {
+            problems.push("listen and admin_listen must differ".into());
+        }
+        match (listen, admin_listen) {
+            (Some(listen), Some(admin_listen)) if problems.is_empty() => Ok(Config {
+                server,
+                listen,
+                admin_listen,
+                admin_token,
+                state_dir,
+                health_check_interval_ms,
+                max_table_bytes,
+                metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn read_file(path: &Path, problems: &mut Vec<String>) -> FileConf {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("{}: cannot read: {e}", path.display()));
+            return FileConf::default();
+        }
+    };
+    let de = serde_yaml::Deserializer::from_str(&text);
+    let mut unknown = Vec::new();
+    let parsed: Result<FileConf, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(realmgate_table::field_path(&p)));
+    match parsed {
+        Ok(conf) => {
+            for key in unknown {
+                problems.push(format!("{}: unknown key {key}", path.display()));
+            }
+            conf
+        }
+        Err(e) => {
+            problems.push(format!("{}: {e}", path.display()));
+            FileConf::default()
+        }
+    }
+}
+
+fn parse_addr(
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+    problems: &mut Vec<String>,
+) -> Option<SocketAddr> {
+    let value = value.unwrap_or(default);
+    match value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!("{key}: {value:?} is not an IP:port address"));
+            None
+        }
+    }
+}
+
+fn read_token(path: &Path, problems: &mut Vec<String>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim();
+            if token.len() < MIN_TOKEN_LEN {
+                problems.push(format!(
+                    "admin_token_file {}: token must be at least {MIN_TOKEN_LEN} characters",
+                    path.display()
+                ));
+                return None;
+            }
+            Some(token.to_owned())
+        }
+        Err(e) => {
+            problems.push(format!(
+                "admin_token_file {}: cannot read: {e}",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+fn check_state_dir(dir: &Path, problems: &mut Vec<String>) {
+    if dir.exists() {
+        if !dir.is_dir() {
+            problems.push(format!("state_dir {}: not a directory", dir.display()));
+        }
+        return;
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if parent.is_some_and(|p| !p.is_dir()) {
+        problems.push(format!(
+            "state_dir {}: neither it nor its parent directory exists",
+            dir.display()
+        ));
+    }
+}
+
+/// Pingora's settings, with grace periods that do not hold a restart for Pingora's default
+/// 300 s unless asked to.
+fn server_conf(conf: Option<ServerConf>, problems: &mut Vec<String>) -> ServerConf {
+    let mut conf = conf.unwrap_or_default();
+    conf.grace_period_seconds.get_or_insert(5);
+    conf.graceful_shutdown_timeout_seconds.get_or_insert(10);
+    if conf.threads == 0 {
+        problems.push("pingora.threads: must be at least 1".into());
+    }
+    match conf.validate() {
+        Ok(conf) => conf,
+        Err(e) => {
+            problems.push(format!("pingora: {e}"));
+            ServerConf::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("realmgate-conf-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        let mut f = std::fs::File::create(&path).expect("create");
+        f.write_all(text.as_bytes()).expect("write");
+        path
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let dir = temp_dir("defaults");
+        let o = Overrides {
+            state_dir: Some(dir.join("state")),
+            ..Overrides::default()
+        };
+        let c = Config::load(None, &o).expect("valid");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
+        assert!(c.admin_token.is_none());
+        assert_eq!(c.server.grace_period_seconds, Some(5));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = temp_dir("override");
+        let token = write(&dir, "token", "0123456789abcdef0123\n");
+        let conf = write(
+            &dir,
+            "c.yaml",
+            &format!(
+                "pingora:\n  threads: 3\n  grace_period_seconds: 0\ngateway:\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\n  admin_token_file: {}\n  state_dir: {}\n",
+                token.display(),
+                dir.display()
+            ),
+        );
+        let o = Overrides {
+            listen: Some("127.0.0.1:3333".into()),
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&conf), &o).expect("valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3333");
+        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:2222");
+        assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(c.server.threads, 3);
+        assert_eq!(c.server.grace_period_seconds, Some(0));
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let dir = temp_dir("problems");
+        let short = write(&dir, "short", "abc");
+        let conf = write(
+            &dir,
+            "bad.yaml",
+            &format!(
+                "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  shape: round\n",
+                short.display()
+            ),
+        );
+        let problems = Config::load(Some(&conf), &Overrides::default()).expect_err("invalid");
+        let all = problems.join("\n");
+        for needle in [
+            "unknown key pingora.colour",
+            "unknown key gateway.shape",
+            "listen: \"nowhere\"",
+            "token must be at least",
+            "state_dir /nonexistent/deeper/state",
+            "health_check_interval_ms",
+            "pingora.threads",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unreadable_and_malformed_files() {
+        let dir = temp_dir("malformed");
+        let missing = Config::load(Some(&dir.join("nope.yaml")), &Overrides::default())
+            .expect_err("missing file");
+        assert!(missing[0].contains("cannot read"), "{missing:?}");
+        let bad = write(&dir, "bad.yaml", "gateway: [1, 2\n");
+        assert!(Config::load(Some(&bad), &Overrides::default()).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! Responses the gateway writes itself: short JSON `{"error": code, ...}`, or a small HTML
+//! page when the client accepts HTML. Codes are stable and documented; details stay in logs.
+
+use bytes::Bytes;
+use http::HeaderValue;
+use pingora_http::ResponseHeader;
+
+/// Every error the gateway answers on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayError {
+    BadHost,
+    HostMismatch,
+    BadPath,
+    BadRequest,
+    UnknownHost,
+    NoRoute,
+    NoTable,
+    NoHealthyUpstream,
+    UpstreamError,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl GatewayError {
+    pub fn status(self) -> u16 {
+        match self {
+            GatewayError::BadHost
+            | GatewayError::HostMismatch
+            | GatewayError::BadPath
+            | GatewayError::BadRequest => 400,
+            GatewayError::UnknownHost | GatewayError::NoRoute => 404,
+            GatewayError::NoTable => 503,
+            GatewayError::NoHealthyUpstream | GatewayError::UpstreamError => 502,
+            GatewayError::UpstreamTimeout => 504,
+            GatewayError::Internal => 500,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            GatewayError::BadHost => "bad_host",
+            GatewayError::HostMismatch => "host_mismatch",
+            GatewayError::BadPath => "bad_path",
+            GatewayError::BadRequest => "bad_request",
+            GatewayError::UnknownHost => "unknown_host",
+            GatewayError::NoRoute => "no_route",
+            GatewayError::NoTable => "no_table",
+            GatewayError::NoHealthyUpstream => "no_healthy_upstream",
+            GatewayError::UpstreamError => "upstream_error",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::Internal => "internal",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            GatewayError::BadHost => "the Host header is missing, repeated or malformed",
+            GatewayError::HostMismatch => {
+                "the request target names a different host than the Host header"
+            }
+            GatewayError::BadPath => "the request path is malformed or climbs above /",
+            GatewayError::BadRequest => "the request is malformed",
+            GatewayError::UnknownHost => "no tenant is served at this host",
+            GatewayError::NoRoute => "no route matches this path",
+            GatewayError::NoTable => "the gateway has no routing table yet",
+            GatewayError::NoHealthyUpstream => "no healthy upstream endpoint is available",
+            GatewayError::UpstreamError => "the upstream failed to answer",
+            GatewayError::UpstreamTimeout => "the upstream did not answer in time",
+            GatewayError::Internal => "internal gateway error",
+        }
+    }
+
+    /// Header and body of the error response. `request_id` is already validated to a safe
+    /// character set, so it needs no escaping in either format.
+    pub fn response(
+        self,
+        wants_html: bool,
+        request_id: &HeaderValue,
+    ) -> (Box<ResponseHeader>, Bytes) {
+        let rid = request_id.to_str().unwrap_or("");
+        let (body, ctype) = if wants_html {
+            (
+                format!(
+                    "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status} {code}</title></head>\
+                     <body><h1>{status}</h1><p>{msg}.</p><p><small>request id {rid}</small></p></body></html>\n",
+                    status = self.status(),
+                    code = self.code(),
+                    msg = self.message()
+                ),
+                "text/html; charset=utf-8",
+            )
+        } else {
+            (
+                format!(
+                    "{{\"error\":\"{}\",\"message\":\"{}\",\"request_id\":\"{rid}\"}}\n",
+                    self.code(),
+                    self.message()
+                ),
+                "application/json",
+            )
+        };
+        let mut resp = ResponseHeader::build(self.status(), Some(4))
+            .unwrap_or_else(|_| ResponseHeader::build(500, None).expect("static status"));
+        let _ = resp.insert_header("content-type", ctype);
+        let _ = resp.insert_header("content-length", body.len());
+        let _ = resp.insert_header("cache-control", "no-store");
+        let _ = resp.insert_header("x-request-id", request_id.clone());
+        (Box::new(resp), Bytes::from(body))
+    }
+}
+
+/// Does the client prefer an HTML page (a browser navigation)?
+pub fn wants_html(accept: Option<&HeaderValue>) -> bool {
+    accept.is_some_and(|v| {
+        v.as_bytes()
+            .windows(9)
+            .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_body_names_the_code() {
+        let rid = HeaderValue::from_static("abc-123");
+        let (head, body) = GatewayError::UnknownHost.response(false, &rid);
+        assert_eq!(head.status.as_u16(), 404);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["error"], "unknown_host");
+        assert_eq!(v["request_id"], "abc-123");
+        assert_eq!(
+            head.headers.get("content-length").map(|v| v.as_bytes()),
+            Some(body.len().to_string().as_bytes())
+        );
+    }
+
+    #[test]
+    fn html_for_browsers() {
+        let rid = HeaderValue::from_static("r1");
+        let (head, body) = GatewayError::UpstreamTimeout.response(true, &rid);
+        assert_eq!(head.status.as_u16(), 504);
+        assert!(std::str::from_utf8(&body)
+            .expect("utf8")
+            .contains("<h1>504</h1>"));
+        assert!(wants_html(Some(&HeaderValue::from_static(
+            "text/html,application/xhtml+xml"
+        ))));
+        assert!(wants_html(Some(&HeaderValue::from_static("TEXT/HTML"))));
+        assert!(!wants_html(Some(&HeaderValue::from_static(
+            "application/json"
+        ))));
+        assert!(!wants_html(None));
+    }
+}

@@ -1,0 +1,133 @@
+//! Headers the gateway owns: the request id, the `x-realmgate-*` identity headers (client
+//! copies always stripped), and the `x-forwarded-*` set sent upstream.
+
+use http::header::HeaderName;
+use http::HeaderValue;
+use pingora_http::RequestHeader;
+use std::io::Write;
+use std::net::IpAddr;
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_REALMGATE_TENANT: HeaderName = HeaderName::from_static("x-realmgate-tenant");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const IDENTITY_PREFIX: &str = "x-realmgate-";
+const MAX_REQUEST_ID: usize = 128;
+
+/// The client's `x-request-id` when it is one well-formed value (1–128 of `A-Za-z0-9._:-`),
+/// otherwise a fresh random one.
+pub fn request_id(req: &RequestHeader) -> HeaderValue {
+    let mut values = req.headers.get_all(&X_REQUEST_ID).iter();
+    if let (Some(v), None) = (values.next(), values.next()) {
+        if is_valid_request_id(v.as_bytes()) {
+            return v.clone();
+        }
+    }
+    new_request_id()
+}
+
+fn is_valid_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// 128 random bits as 32 hex digits.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    let mut out = [0u8; 32];
+    for b in out.iter_mut().rev() {
+        *b = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Remove every client-sent `x-realmgate-*` header. Allocates only when there is one.
+pub fn strip_identity_headers(req: &mut RequestHeader) {
+    let is_identity = |name: &HeaderName| name.as_str().starts_with(IDENTITY_PREFIX);
+    if !req.headers.keys().any(is_identity) {
+        return;
+    }
+    let names: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| is_identity(n))
+        .cloned()
+        .collect();
+    for name in names {
+        req.remove_header(&name);
+    }
+}
+
+/// The peer address as a header value, formatted without a heap-allocated string.
+pub fn ip_header(ip: IpAddr) -> HeaderValue {
+    let mut buf = [0u8; 45];
+    let len = {
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        // An IP address always fits in 45 bytes.
+        let _ = write!(cursor, "{ip}");
+        cursor.position() as usize
+    };
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req_with(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).expect("request");
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("header");
+        }
+        r
+    }
+
+    #[test]
+    fn keeps_well_formed_request_ids() {
+        let r = req_with(&[("x-request-id", "abc-123_x.y:z")]);
+        assert_eq!(request_id(&r), "abc-123_x.y:z");
+    }
+
+    #[test]
+    fn replaces_malformed_request_ids() {
+        let long = "a".repeat(129);
+        for bad in ["", "has space", "semi;colon", long.as_str()] {
+            let id = request_id(&req_with(&[("x-request-id", bad)]));
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 32, "{bad:?}");
+        }
+        let twice = req_with(&[("x-request-id", "a1"), ("x-request-id", "a2")]);
+        assert_eq!(request_id(&twice).len(), 32);
+        assert_ne!(new_request_id(), new_request_id());
+    }
+
+    #[test]
+    fn strips_identity_headers_only() {
+        let mut r = req_with(&[
+            ("X-Realmgate-Tenant", "evil"),
+            ("x-realmgate-subject", "root"),
+            ("x-realmgateway", "kept"),
+            ("accept", "*/*"),
+        ]);
+        strip_identity_headers(&mut r);
+        let mut names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["accept", "x-realmgateway"]);
+    }
+
+    #[test]
+    fn formats_ips() {
+        assert_eq!(ip_header("10.1.2.3".parse().expect("ip")), "10.1.2.3");
+        assert_eq!(
+            ip_header("fe80:1:2:3:4:5:6:7".parse().expect("ip")),
+            "fe80:1:2:3:4:5:6:7"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Realmgate, the data plane: a Pingora reverse proxy that resolves host → tenant from a
+//! pushed routing table, routes by longest prefix, and load-balances to upstream pools.
+
+pub mod admin;
+pub mod config;
+pub mod errors;
+pub mod headers;
+pub mod metrics;
+pub mod proxy;
+pub mod request;
+pub mod route;
+pub mod snapshot;
+pub mod tenant;
+pub mod upstream;

@@ -1,0 +1,137 @@
+//! Every metric the gateway exports, defined once. Per-tenant counters are resolved when a
+//! table is compiled, so a request increments an atomic and never touches a label map; the
+//! number of tenant labels is bounded (the rest count as `_other`).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Label for requests whose host resolved to no tenant.
+const NO_TENANT: &str = "";
+/// Label shared by tenants beyond the label budget.
+const OTHER_TENANT: &str = "_other";
+
+/// One tenant's request counters by status class.
+#[derive(Clone)]
+pub struct TenantCounters([IntCounter; 5]);
+
+impl TenantCounters {
+    pub fn count(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.0[class].inc();
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    pub upstream_latency: Histogram,
+    pub table_version: IntGauge,
+    pub table_applies: IntCounter,
+    pub table_rejections: IntCounter,
+    pub upstream_endpoints: IntGaugeVec,
+    pub unresolved: TenantCounters,
+    other: TenantCounters,
+    label_budget: usize,
+    labelled: Mutex<HashSet<Box<str>>>,
+}
+
+impl Metrics {
+    pub fn new(label_budget: usize) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "realmgate_requests_total",
+                "Requests answered, by tenant and status class",
+            ),
+            &["tenant", "class"],
+        )?;
+        let upstream_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "realmgate_upstream_latency_seconds",
+                "Time from choosing an upstream endpoint to its response header",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+        )?;
+        let table_version =
+            IntGauge::new("realmgate_table_version", "Version of the table in force")?;
+        let table_applies = IntCounter::new("realmgate_table_applies_total", "Tables applied")?;
+        let table_rejections = IntCounter::new(
+            "realmgate_table_rejections_total",
+            "Tables refused (invalid, not newer, or not persisted)",
+        )?;
+        let upstream_endpoints = IntGaugeVec::new(
+            Opts::new(
+                "realmgate_upstream_endpoints",
+                "Endpoints per pool by health",
+            ),
+            &["upstream", "state"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(upstream_latency.clone()))?;
+        registry.register(Box::new(table_version.clone()))?;
+        registry.register(Box::new(table_applies.clone()))?;
+        registry.register(Box::new(table_rejections.clone()))?;
+        registry.register(Box::new(upstream_endpoints.clone()))?;
+        let unresolved = counters(&requests, NO_TENANT);
+        let other = counters(&requests, OTHER_TENANT);
+        Ok(Metrics {
+            registry,
+            requests,
+            upstream_latency,
+            table_version,
+            table_applies,
+            table_rejections,
+            upstream_endpoints,
+            unresolved,
+            other,
+            label_budget,
+            labelled: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Counters for each tenant of a new table, in order; drops the series of tenants that
+    /// left.
+    pub fn tenant_labels<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<TenantCounters> {
+        let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashSet::new();
+        let out = ids
+            .enumerate()
+            .map(|(i, id)| {
+                if i < self.label_budget {
+                    next.insert(Box::from(id));
+                    counters(&self.requests, id)
+                } else {
+                    self.other.clone()
+                }
+            })
+            .collect();
+        for gone in labelled.difference(&next) {
+            for class in CLASSES {
+                // Absent series are fine to skip.
+                let _ = self.requests.remove_label_values(&[gone, class]);
+            }
+        }
+        *labelled = next;
+        out
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+fn counters(requests: &IntCounterVec, tenant: &str) -> TenantCounters {
+    TenantCounters(CLASSES.map(|class| requests.with_label_values(&[tenant, class])))
+}

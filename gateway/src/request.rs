@@ -1,0 +1,56 @@
+//! The request-filter decision: host → tenant → route, against one table snapshot.
+
+use crate::errors::GatewayError;
+use crate::route::PoolIdx;
+use crate::snapshot::Snapshot;
+use crate::tenant::{request_host, TenantIdx};
+use pingora_http::RequestHeader;
+use realmgate_table::host::HostBuf;
+use realmgate_table::path::normalise_path;
+use std::borrow::Cow;
+
+/// Where a request goes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub tenant: TenantIdx,
+    pub pool: PoolIdx,
+    /// The origin-form target to send upstream, when it differs from what the client sent
+    /// (a normalised path, or an absolute-form target).
+    pub target: Option<String>,
+}
+
+/// A refusal, with the tenant when it was already known (for metrics).
+pub type Refusal = (Option<TenantIdx>, GatewayError);
+
+pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Refusal> {
+    let mut buf = HostBuf::default();
+    let host = request_host(req, &mut buf).map_err(|e| (None, e))?;
+    let tenant = snapshot
+        .hosts
+        .lookup(host)
+        .ok_or((None, GatewayError::UnknownHost))?;
+    let refuse = |e| (Some(tenant), e);
+    let raw = req.raw_path();
+    if raw == b"*" {
+        return Err(refuse(GatewayError::BadPath));
+    }
+    let path = normalise_path(req.uri.path()).map_err(|_| refuse(GatewayError::BadPath))?;
+    let route = snapshot
+        .tenant(tenant)
+        .routes
+        .find(&path)
+        .ok_or(refuse(GatewayError::NoRoute))?;
+    let origin_form = raw.first() == Some(&b'/');
+    let target = match (path, origin_form) {
+        (Cow::Borrowed(_), true) => None,
+        (path, _) => Some(match req.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        }),
+    };
+    Ok(Resolved {
+        tenant,
+        pool: route.pool,
+        target,
+    })
+}

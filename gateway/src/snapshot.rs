@@ -1,0 +1,214 @@
+//! The live routing table: a compiled, pre-indexed snapshot behind an `ArcSwap`. Tables are
+//! parsed, validated and compiled off the hot path, persisted, then swapped in atomically; a
+//! request holds one snapshot from its first filter to its last.
+
+use crate::metrics::{Metrics, TenantCounters};
+use crate::route::{PoolIdx, Route, Routes};
+use crate::tenant::{HostIndex, TenantIdx};
+use crate::upstream::{Pool, PoolCache};
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http::HeaderValue;
+use realmgate_table::{Checked, Problem, Table};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// File name of the persisted table inside the state directory.
+pub const STATE_FILE: &str = "table.json";
+
+/// One compiled table.
+pub struct Snapshot {
+    pub version: u64,
+    pub digest: String,
+    /// The document as received, served by `GET /v1/table?full=1`.
+    pub raw: Bytes,
+    pub hosts: HostIndex,
+    pub tenants: Box<[TenantRt]>,
+    pub pools: Box<[Arc<Pool>]>,
+}
+
+/// A tenant as the request path needs it.
+pub struct TenantRt {
+    pub id: Box<str>,
+    /// `x-realmgate-tenant` value, built once.
+    pub header: HeaderValue,
+    pub routes: Routes,
+    pub counters: TenantCounters,
+}
+
+impl Snapshot {
+    pub fn tenant(&self, idx: TenantIdx) -> &TenantRt {
+        &self.tenants[idx as usize]
+    }
+
+    pub fn pool(&self, idx: PoolIdx) -> &Arc<Pool> {
+        &self.pools[idx as usize]
+    }
+}
+
+/// Why a table was not applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// 422: every problem found.
+    Invalid(Vec<Problem>),
+    /// 409: not newer than what is served.
+    NotNewer { current: u64, offered: u64 },
+    /// 500: could not be persisted; the previous table stays.
+    Persist(String),
+}
+
+/// Holds the current snapshot and applies new tables, one at a time.
+pub struct Store {
+    current: ArcSwapOption<Snapshot>,
+    pools: PoolCache,
+    state_dir: PathBuf,
+    metrics: Arc<Metrics>,
+    /// Serialises apply: version check, compile, persist and swap happen as one step.
+    apply_lock: std::sync::Mutex<()>,
+}
+
+impl Store {
+    pub fn new(state_dir: PathBuf, metrics: Arc<Metrics>) -> Store {
+        Store {
+            current: ArcSwapOption::empty(),
+            pools: PoolCache::default(),
+            state_dir,
+            metrics,
+            apply_lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// The snapshot requests use; `None` before the first table.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Parse, validate, version-check, compile, persist, swap. Blocking (CPU and fsync): call
+    /// from a blocking context.
+    pub fn apply(&self, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
+        let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.apply_locked(raw, true);
+        match &result {
+            Ok(_) => self.metrics.table_applies.inc(),
+            Err(_) => self.metrics.table_rejections.inc(),
+        }
+        result
+    }
+
+    /// Load the persisted table at start, if there is one.
+    pub fn load_state(&self) -> Result<Option<u64>, String> {
+        let path = self.state_dir.join(STATE_FILE);
+        let raw = match std::fs::read(&path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
+        match self.apply_locked(Bytes::from(raw), false) {
+            Ok(s) => Ok(Some(s.version)),
+            Err(ApplyError::Invalid(problems)) => Err(format!(
+                "{}: stored table is invalid: {}",
+                path.display(),
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            Err(e) => Err(format!("{}: {e:?}", path.display())),
+        }
+    }
+
+    fn apply_locked(&self, raw: Bytes, persist: bool) -> Result<Arc<Snapshot>, ApplyError> {
+        let (table, checked) = realmgate_table::parse(&raw).map_err(ApplyError::Invalid)?;
+        if let Some(cur) = self.current.load().as_ref() {
+            if table.version <= cur.version {
+                return Err(ApplyError::NotNewer {
+                    current: cur.version,
+                    offered: table.version,
+                });
+            }
+        }
+        let snapshot = self.compile(table, checked, raw)?;
+        if persist {
+            write_atomically(&self.state_dir, STATE_FILE, &snapshot.raw)
+                .map_err(ApplyError::Persist)?;
+        }
+        let snapshot = Arc::new(snapshot);
+        self.current.store(Some(Arc::clone(&snapshot)));
+        self.metrics
+            .table_version
+            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
+        Ok(snapshot)
+    }
+
+    fn compile(&self, table: Table, checked: Checked, raw: Bytes) -> Result<Snapshot, ApplyError> {
+        let pool_index: HashMap<&str, PoolIdx> = table
+            .upstreams
+            .keys()
+            .enumerate()
+            .map(|(i, name)| (name.as_str(), i as PoolIdx))
+            .collect();
+        let pools = self
+            .pools
+            .resolve(table.upstreams.iter())
+            .map_err(|e| ApplyError::Invalid(vec![Problem::new("upstreams", e)]))?;
+        let labels = self
+            .metrics
+            .tenant_labels(table.tenants.iter().map(|t| t.id.as_str()));
+        let tenants = table
+            .tenants
+            .iter()
+            .zip(labels)
+            .map(|(t, counters)| {
+                let routes = t
+                    .routes
+                    .iter()
+                    .map(|r| Route {
+                        prefix: r.prefix.as_str().into(),
+                        // Validation guarantees the upstream exists.
+                        pool: pool_index.get(r.upstream.as_str()).copied().unwrap_or(0),
+                    })
+                    .collect();
+                TenantRt {
+                    id: t.id.as_str().into(),
+                    // Tenant ids are validated to [a-z0-9-], always a valid header value.
+                    header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
+                    routes: Routes::new(routes),
+                    counters,
+                }
+            })
+            .collect();
+        Ok(Snapshot {
+            version: table.version,
+            digest: realmgate_table::digest(&raw),
+            raw,
+            hosts: HostIndex::build(&checked.hosts),
+            tenants,
+            pools: pools.into_boxed_slice(),
+        })
+    }
+}
+
+/// Write `name` in `dir` so that a crash leaves either the old or the new file: write a
+/// temporary file, fsync it, rename it over, fsync the directory.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let err = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| err("create", e))?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| err("create temp file in", e))?;
+    f.write_all(bytes)
+        .map_err(|e| err("write temp file in", e))?;
+    f.sync_all().map_err(|e| err("fsync temp file in", e))?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name)).map_err(|e| err("rename in", e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err("fsync", e))
+}

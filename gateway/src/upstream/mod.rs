@@ -1,0 +1,195 @@
+//! Upstream pools, the last step: round-robin over healthy endpoints (pingora-load-balancing),
+//! prebuilt peers, one retry on another endpoint after a connect failure, and the background
+//! service that probes every pool of the current table.
+
+use crate::snapshot::Store;
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
+use pingora_load_balancing::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora_load_balancing::selection::RoundRobin;
+use pingora_load_balancing::{Backend, LoadBalancer};
+use realmgate_table::Upstream;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_WRITE_TIMEOUT_MS: u64 = 60_000;
+/// Pooled upstream connections idle longer than this are closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(55);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One upstream pool, shared by every table snapshot that names it with the same spec, so
+/// health state and pooled connections survive table swaps.
+pub struct Pool {
+    pub name: Box<str>,
+    spec: Upstream,
+    lb: LoadBalancer<RoundRobin>,
+    /// One prebuilt peer per endpoint: a request clones one instead of building it.
+    peers: Box<[(SocketAddr, HttpPeer)]>,
+}
+
+impl Pool {
+    /// `spec` has passed table validation, so every endpoint parses.
+    fn build(name: &str, spec: &Upstream) -> Result<Pool, String> {
+        let addrs = spec
+            .endpoints
+            .iter()
+            .map(|e| {
+                e.parse::<SocketAddr>()
+                    .map_err(|_| format!("bad endpoint {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().copied())
+            .map_err(|e| format!("pool {name}: {e}"))?;
+        lb.set_health_check(
+            match spec
+                .health_check
+                .as_ref()
+                .and_then(|h| h.http_path.as_deref())
+            {
+                Some(path) => Box::new(http_check(path)?),
+                None => {
+                    let mut tcp = TcpHealthCheck::new();
+                    tcp.peer_template.options.connection_timeout = Some(PROBE_TIMEOUT);
+                    tcp
+                }
+            },
+        );
+        lb.parallel_health_check = true;
+        let ms = |v: Option<u64>, d: u64| Duration::from_millis(v.unwrap_or(d));
+        let peers = addrs
+            .iter()
+            .map(|addr| {
+                let mut peer = HttpPeer::new(*addr, false, String::new());
+                let o = &mut peer.options;
+                o.connection_timeout =
+                    Some(ms(spec.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS));
+                o.read_timeout = Some(ms(spec.read_timeout_ms, DEFAULT_READ_TIMEOUT_MS));
+                o.write_timeout = Some(ms(spec.write_timeout_ms, DEFAULT_WRITE_TIMEOUT_MS));
+                o.idle_timeout = Some(IDLE_TIMEOUT);
+                (*addr, peer)
+            })
+            .collect();
+        Ok(Pool {
+            name: name.into(),
+            spec: spec.clone(),
+            lb,
+            peers,
+        })
+    }
+
+    /// The next healthy endpoint in round-robin order, skipping `avoid` (the endpoint whose
+    /// connect just failed). `None` when no healthy endpoint is left.
+    pub fn select(&self, avoid: Option<SocketAddr>) -> Option<Box<HttpPeer>> {
+        let backend = self
+            .lb
+            .select_with(b"", self.peers.len() * 2, |b, healthy| {
+                healthy && avoid.is_none_or(|a| inet(b) != Some(a))
+            })?;
+        let addr = inet(&backend)?;
+        self.peers
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, peer)| Box::new(peer.clone()))
+    }
+
+    pub fn endpoint_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Endpoints currently passing their health check.
+    pub fn healthy_count(&self) -> usize {
+        self.lb
+            .backends()
+            .get_backend()
+            .iter()
+            .filter(|b| self.lb.backends().ready(b))
+            .count()
+    }
+
+    async fn probe(&self) {
+        self.lb.backends().run_health_check(true).await;
+    }
+}
+
+fn inet(b: &Backend) -> Option<SocketAddr> {
+    b.addr.as_inet().copied()
+}
+
+fn http_check(path: &str) -> Result<HttpHealthCheck, String> {
+    let mut check = HttpHealthCheck::new("localhost", false);
+    let mut req = RequestHeader::build("GET", path.as_bytes(), None)
+        .map_err(|e| format!("health check path {path}: {e}"))?;
+    req.insert_header("host", "localhost")
+        .map_err(|e| format!("health check header: {e}"))?;
+    req.insert_header("user-agent", "realmgate-health-check")
+        .map_err(|e| format!("health check header: {e}"))?;
+    check.req = req;
+    check.peer_template.options.connection_timeout = Some(PROBE_TIMEOUT);
+    check.peer_template.options.read_timeout = Some(PROBE_TIMEOUT);
+    Ok(check)
+}
+
+/// Pools by name, reused across table builds while their spec is unchanged.
+#[derive(Default)]
+pub struct PoolCache {
+    pools: Mutex<HashMap<Box<str>, Arc<Pool>>>,
+}
+
+impl PoolCache {
+    /// The pools for a new table, reusing unchanged ones. Pools the table no longer names
+    /// are forgotten here; snapshots still in flight keep them alive until they finish.
+    pub fn resolve<'a>(
+        &self,
+        specs: impl Iterator<Item = (&'a String, &'a Upstream)>,
+    ) -> Result<Vec<Arc<Pool>>, String> {
+        let mut cache = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = HashMap::new();
+        let mut out = Vec::new();
+        for (name, spec) in specs {
+            let pool = match cache.get(name.as_str()) {
+                Some(p) if p.spec == *spec => Arc::clone(p),
+                _ => Arc::new(Pool::build(name, spec)?),
+            };
+            next.insert(Box::from(name.as_str()), Arc::clone(&pool));
+            out.push(pool);
+        }
+        *cache = next;
+        Ok(out)
+    }
+}
+
+/// Probes every pool of the current table each interval, concurrently.
+pub struct HealthChecker {
+    pub store: Arc<Store>,
+    pub interval: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(snapshot) = self.store.current() else {
+                continue;
+            };
+            let mut probes = tokio::task::JoinSet::new();
+            for pool in snapshot.pools.iter() {
+                let pool = Arc::clone(pool);
+                probes.spawn(async move { pool.probe().await });
+            }
+            while probes.join_next().await.is_some() {}
+        }
+    }
+}
