@@ -30,6 +30,9 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
         .lookup(host)
         .ok_or((None, GatewayError::UnknownHost))?;
     let refuse = |e| (Some(tenant), e);
+    if snapshot.tenant(tenant).suspended {
+        return Err(refuse(GatewayError::TenantSuspended));
+    }
     let raw = req.raw_path();
     if raw == b"*" {
         return Err(refuse(GatewayError::BadPath));

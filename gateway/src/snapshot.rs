@@ -35,6 +35,7 @@ pub struct TenantRt {
     /// `x-realmgate-tenant` value, built once.
     pub header: HeaderValue,
     pub routes: Routes,
+    pub suspended: bool,
     pub counters: TenantCounters,
 }
 
@@ -181,6 +182,7 @@ impl Store {
                     // Tenant ids are validated to [a-z0-9-], always a valid header value.
                     header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
                     routes: Routes::new(routes),
+                    suspended: !t.status.is_active(),
                     counters,
                 }
             })

@@ -15,7 +15,7 @@ pub use validate::{
     is_name, is_tenant_id, validate, Checked, Problem, KNOWN_AUTH, MAX_ENDPOINTS,
     MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT,
 };
-pub use wire::{AuthSpec, HealthCheck, Route, Table, Tenant, Upstream};
+pub use wire::{AuthSpec, HealthCheck, Route, Table, Tenant, TenantStatus, Upstream};
 
 use sha2::{Digest, Sha256};
 

@@ -139,3 +139,16 @@ fn digest_is_sha256_of_the_bytes() {
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
 }
+
+#[test]
+fn tenant_status_defaults_to_active() {
+    let json = r#"{"version": 3, "upstreams": {"u": {"endpoints": ["127.0.0.1:1"]}},
+      "tenants": [
+        {"id": "a", "hosts": ["a.test"], "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}]},
+        {"id": "b", "hosts": ["b.test"], "status": "suspended", "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}]}]}"#;
+    let (t, _) = parse(json.as_bytes()).expect("valid");
+    assert_eq!(t.tenants[0].status, TenantStatus::Active);
+    assert_eq!(t.tenants[1].status, TenantStatus::Suspended);
+    let bad = json.replace("suspended", "paused");
+    assert!(has(&problems(&bad), "malformed table JSON"));
+}

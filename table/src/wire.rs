@@ -70,6 +70,25 @@ pub struct Tenant {
     pub hosts: Vec<String>,
     /// At least one route. The longest matching prefix wins.
     pub routes: Vec<Route>,
+    /// `active` (default) or `suspended`: a suspended tenant's hosts answer 503 with a clear
+    /// page, and nothing reaches its upstreams.
+    #[serde(default, skip_serializing_if = "TenantStatus::is_active")]
+    pub status: TenantStatus,
+}
+
+/// Whether a tenant is served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    #[default]
+    Active,
+    Suspended,
+}
+
+impl TenantStatus {
+    pub fn is_active(&self) -> bool {
+        *self == TenantStatus::Active
+    }
 }
 
 /// A route: where requests under a path prefix go, and who may send them.
