@@ -35,6 +35,8 @@ pub struct GatewayFile {
     pub max_table_bytes: Option<usize>,
     /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
     pub metrics_tenant_labels: Option<usize>,
+    /// realmctl's base URL: at start the gateway asks it for the current table.
+    pub control_url: Option<String>,
 }
 
 /// Command-line values that override the file.
@@ -44,6 +46,7 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     pub admin_token_file: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
+    pub control_url: Option<String>,
 }
 
 /// The resolved configuration the gateway runs with.
@@ -58,6 +61,8 @@ pub struct Config {
     pub health_check_interval_ms: u64,
     pub max_table_bytes: usize,
     pub metrics_tenant_labels: usize,
+    /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
+    pub control_url: Option<String>,
 }
 
 impl Config {
@@ -102,6 +107,17 @@ impl Config {
             problems.push("gateway.max_table_bytes: must be at least 1024".into());
         }
         let server = server_conf(file.pingora, &mut problems);
+        let control_url = overrides.control_url.clone().or(g.control_url);
+        if let Some(url) = &control_url {
+            if !url.starts_with("http://") {
+                problems.push(format!(
+                    "control_url: {url:?} must be an http:// URL (realmctl on a private network or loopback)"
+                ));
+            }
+            if admin_token.is_none() {
+                problems.push("control_url needs an admin token: it is the bearer the gateway presents to realmctl".into());
+            }
+        }
         if listen.is_some() && listen == admin_listen {
             problems.push("listen and admin_listen must differ".into());
         }
@@ -115,6 +131,7 @@ impl Config {
                 health_check_interval_ms,
                 max_table_bytes,
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
+                control_url,
             }),
             _ => Err(problems),
         }

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
-use realmgate::admin::{router, AdminService, AdminState};
+use realmgate::admin::{router, AdminService, AdminState, ControlPull};
 use realmgate::config::{Config, Overrides};
 use realmgate::metrics::Metrics;
 use realmgate::proxy::Gateway;
@@ -24,37 +24,36 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// YAML configuration: Pingora's server settings under `pingora:`, ours under `gateway:`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     conf: Option<PathBuf>,
     /// Data-plane listen address [default: 0.0.0.0:8080].
-    #[arg(long)]
+    #[arg(long, global = true)]
     listen: Option<String>,
     /// Admin API listen address [default: 127.0.0.1:9080].
-    #[arg(long)]
+    #[arg(long, global = true)]
     admin_listen: Option<String>,
     /// File holding the admin bearer token (at least 16 characters).
-    #[arg(long)]
+    #[arg(long, global = true)]
     admin_token_file: Option<PathBuf>,
     /// Where the last accepted table is kept [default: /var/lib/realmgate].
-    #[arg(long)]
+    #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
+    /// realmctl's base URL: at start, pull the current table from it (bearer: the admin token).
+    #[arg(long, global = true)]
+    control_url: Option<String>,
     /// Validate the configuration (and `--table`, if given), then exit.
     #[arg(long)]
     check: bool,
     /// With `--check`: a routing table JSON file to validate.
-    #[arg(long)]
+    #[arg(long, global = true)]
     table: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate a configuration and/or a routing table; exit non-zero listing every problem.
-    Check {
-        #[arg(long)]
-        conf: Option<PathBuf>,
-        #[arg(long)]
-        table: Option<PathBuf>,
-    },
+    /// Validate the configuration (`--conf` and flags) and/or a routing table (`--table`);
+    /// exit non-zero listing every problem.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -65,13 +64,10 @@ fn main() -> ExitCode {
         admin_listen: cli.admin_listen.clone(),
         admin_token_file: cli.admin_token_file.clone(),
         state_dir: cli.state_dir.clone(),
+        control_url: cli.control_url.clone(),
     };
     match cli.command {
-        Some(Command::Check { conf, table }) => check(
-            conf.or(cli.conf).as_deref(),
-            table.or(cli.table).as_deref(),
-            &overrides,
-        ),
+        Some(Command::Check) => check(cli.conf.as_deref(), cli.table.as_deref(), &overrides),
         None if cli.check => check(cli.conf.as_deref(), cli.table.as_deref(), &overrides),
         None => run(cli.conf.as_deref(), &overrides),
     }
@@ -83,7 +79,12 @@ fn check(
     o: &Overrides,
 ) -> ExitCode {
     let mut problems = Vec::new();
-    if conf.is_some() || table.is_none() {
+    let flags_given = o.listen.is_some()
+        || o.admin_listen.is_some()
+        || o.admin_token_file.is_some()
+        || o.state_dir.is_some()
+        || o.control_url.is_some();
+    if conf.is_some() || flags_given || table.is_none() {
         if let Err(p) = Config::load(conf, o) {
             problems.extend(p);
         }
@@ -170,6 +171,17 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
         "admin",
         AdminService::new(admin_listener, admin),
     ));
+    if let (Some(url), Some(token)) = (config.control_url.clone(), config.admin_token.clone()) {
+        server.add_service(background_service(
+            "control pull",
+            ControlPull {
+                store: Arc::clone(&store),
+                control_url: url,
+                token,
+                max_bytes: config.max_table_bytes,
+            },
+        ));
+    }
     server.add_service(background_service(
         "health checks",
         HealthChecker {

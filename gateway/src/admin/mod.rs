@@ -1,6 +1,9 @@
 //! The admin listener: table push and pull (bearer token), health, readiness and metrics.
 //! Loopback by default; never on the data-plane port.
 
+mod pull;
+pub use pull::ControlPull;
+
 use crate::snapshot::{ApplyError, Store};
 use async_trait::async_trait;
 use axum::body::Bytes;
