@@ -1,0 +1,223 @@
+//! Child processes, temp dirs and free ports: the plumbing under every cross-process test.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A directory under the system temp dir, removed (with its content) on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir()
+            .join("realmgate-e2e")
+            .join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create temp dir {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `path/name`, as a convenience for files inside the dir.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Writes `content` to `path/name` and returns the full path.
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.join(name);
+        std::fs::write(&p, content).unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// `n` distinct free loopback addresses. All are bound at once before being released, so they
+/// differ from each other; a race with another process is possible but unlikely.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local_addr"))
+        .collect()
+}
+
+/// The workspace root: the parent of this package's manifest dir.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The gateway binary: `$REALMGATE_BIN`, else `<workspace>/target/debug/realmgate`.
+/// Panics with a hint when it does not exist.
+pub fn realmgate_bin() -> PathBuf {
+    let p = match std::env::var_os("REALMGATE_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join("target/debug/realmgate"),
+    };
+    assert!(
+        p.is_file(),
+        "realmgate binary not found at {} (build it with `cargo build -p realmgate`, or set REALMGATE_BIN)",
+        p.display()
+    );
+    p
+}
+
+/// A spawned child process whose stdout/stderr go to files in `log_dir`. It is killed (SIGKILL)
+/// and reaped on drop, so no test leaves a process or a zombie behind, even when it panics; when
+/// the thread is panicking, the logs are printed so the failing test shows them.
+pub struct Proc {
+    label: String,
+    child: Option<Child>,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `program args`; output is appended to `<log_dir>/<label>.stdout|stderr`, so a
+    /// restarted process keeps one log across its lives.
+    pub fn spawn(label: &str, program: &Path, args: &[OsString], log_dir: &Path) -> Proc {
+        let stdout = log_dir.join(format!("{label}.stdout"));
+        let stderr = log_dir.join(format!("{label}.stderr"));
+        let open = |p: &Path| {
+            File::options()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap_or_else(|e| panic!("cannot open log {}: {e}", p.display()))
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(open(&stdout))
+            .stderr(open(&stderr));
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {} {args:?}: {e}", program.display()));
+        Proc {
+            label: label.to_string(),
+            child: Some(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The exit status if the process has ended (and reaps it), `None` while it runs.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        child.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL and reap. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Both logs, labelled, for failure messages.
+    pub fn logs(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| format!("<{e}>"));
+        format!(
+            "----- {} stdout ({}) -----\n{}\n----- {} stderr ({}) -----\n{}",
+            self.label,
+            self.stdout.display(),
+            tail(&read(&self.stdout)),
+            self.label,
+            self.stderr.display(),
+            tail(&read(&self.stderr)),
+        )
+    }
+}
+
+/// The last 200 lines: enough to diagnose, short enough to read.
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let start = lines.len().saturating_sub(200);
+    lines[start..].join("\n")
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+/// What a process that ran to completion did.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code; `None` when killed by a signal (including our timeout).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+}
+
+impl Finished {
+    /// stdout and stderr together, for "the output lists every problem" assertions.
+    pub fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `program args` to completion (killing it after `timeout`), capturing its output.
+/// Used for `realmgate check ...`, which must exit on its own.
+pub fn run_to_completion(program: &Path, args: &[OsString], timeout: Duration) -> Finished {
+    let dir = TempDir::new("run");
+    let mut proc = Proc::spawn("run", program, args, dir.path());
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = proc.try_wait() {
+            break Some(st);
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    proc.kill();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    Finished {
+        code: status.and_then(|s| s.code()),
+        stdout: read(&proc.stdout),
+        stderr: read(&proc.stderr),
+        timed_out,
+    }
+}
