@@ -12,6 +12,9 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
 /// A table of `n` tenants, each with an exact host and a wildcard, two routes, four pools.
@@ -21,7 +24,11 @@ fn table_json(n: usize, version: u64) -> Vec<u8> {
     let _ = write!(s, "{{\"version\": {version:>10}, \"upstreams\": {{");
     for p in 0..4 {
         let sep = if p == 0 { "" } else { "," };
-        let _ = write!(s, "{sep}\"pool-{p}\": {{\"endpoints\": [\"127.0.0.1:{}\"]}}", 9000 + p);
+        let _ = write!(
+            s,
+            "{sep}\"pool-{p}\": {{\"endpoints\": [\"127.0.0.1:{}\"]}}",
+            9000 + p
+        );
     }
     s.push_str("}, \"tenants\": [");
     for t in 0..n {
@@ -72,11 +79,16 @@ fn host_lookup(c: &mut Criterion) {
         let snap = s.current().expect("snapshot");
         let exact = format!("T{}.Bench.Test:8080", n / 2);
         let wildcard = format!("x.y.t{}.apps.test", n / 3);
-        for (name, host) in [("exact", exact.as_str()), ("wildcard", wildcard.as_str()), ("unknown", "nope.bench.test")] {
+        for (name, host) in [
+            ("exact", exact.as_str()),
+            ("wildcard", wildcard.as_str()),
+            ("unknown", "nope.bench.test"),
+        ] {
             group.bench_with_input(BenchmarkId::new(name, n), &host, |b, host| {
                 b.iter(|| {
                     let mut buf = HostBuf::default();
-                    let h = normalise_authority(black_box(host.as_bytes()), &mut buf).expect("host");
+                    let h =
+                        normalise_authority(black_box(host.as_bytes()), &mut buf).expect("host");
                     black_box(snap.hosts.lookup(h))
                 })
             });
@@ -88,24 +100,29 @@ fn host_lookup(c: &mut Criterion) {
 
 fn validate_and_swap(c: &mut Criterion) {
     let mut group = c.benchmark_group("table_apply");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     for n in SIZES {
         let tag = format!("apply-{n}");
         let s = store(&tag);
         let mut raw = table_json(n, 1);
         s.apply(Bytes::from(raw.clone())).expect("valid table");
         let mut version = 1;
-        group.bench_function(BenchmarkId::new("parse_validate_compile_persist_swap", n), |b| {
-            b.iter_batched(
-                || {
-                    version += 1;
-                    set_version(&mut raw, version);
-                    Bytes::from(raw.clone())
-                },
-                |bytes| s.apply(bytes).expect("applied"),
-                BatchSize::PerIteration,
-            )
-        });
+        group.bench_function(
+            BenchmarkId::new("parse_validate_compile_persist_swap", n),
+            |b| {
+                b.iter_batched(
+                    || {
+                        version += 1;
+                        set_version(&mut raw, version);
+                        Bytes::from(raw.clone())
+                    },
+                    |bytes| s.apply(bytes).expect("applied"),
+                    BatchSize::PerIteration,
+                )
+            },
+        );
         let _ = std::fs::remove_dir_all(state_dir(&tag));
     }
     group.finish();

@@ -7,7 +7,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Label for requests whose host resolved to no tenant.
@@ -15,8 +15,8 @@ const NO_TENANT: &str = "";
 /// Label shared by tenants beyond the label budget.
 const OTHER_TENANT: &str = "_other";
 
-/// One tenant's request counters by status class.
-#[derive(Clone)]
+/// One tenant's request counters by status class. Shared (`Arc`) by the tenants beyond the
+/// label budget, so a 100k-tenant table costs one reference count per tenant, not five.
 pub struct TenantCounters([IntCounter; 5]);
 
 impl TenantCounters {
@@ -35,7 +35,7 @@ pub struct Metrics {
     pub table_rejections: IntCounter,
     pub upstream_endpoints: IntGaugeVec,
     pub unresolved: TenantCounters,
-    other: TenantCounters,
+    other: Arc<TenantCounters>,
     label_budget: usize,
     labelled: Mutex<HashSet<Box<str>>>,
 }
@@ -81,7 +81,7 @@ impl Metrics {
         registry.register(Box::new(table_rejections.clone()))?;
         registry.register(Box::new(upstream_endpoints.clone()))?;
         let unresolved = counters(&requests, NO_TENANT);
-        let other = counters(&requests, OTHER_TENANT);
+        let other = Arc::new(counters(&requests, OTHER_TENANT));
         Ok(Metrics {
             registry,
             requests,
@@ -99,7 +99,10 @@ impl Metrics {
 
     /// Counters for each tenant of a new table, in order; drops the series of tenants that
     /// left.
-    pub fn tenant_labels<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<TenantCounters> {
+    pub fn tenant_labels<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Vec<Arc<TenantCounters>> {
         let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HashSet::new();
         let out = ids
@@ -107,9 +110,9 @@ impl Metrics {
             .map(|(i, id)| {
                 if i < self.label_budget {
                     next.insert(Box::from(id));
-                    counters(&self.requests, id)
+                    Arc::new(counters(&self.requests, id))
                 } else {
-                    self.other.clone()
+                    Arc::clone(&self.other)
                 }
             })
             .collect();

@@ -60,14 +60,12 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
     for (name, upstream) in &table.upstreams {
         check_upstream(name, upstream, &mut problems);
     }
-    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(table.tenants.len());
-    let mut owners: HashMap<HostPattern, usize> = HashMap::with_capacity(table.tenants.len());
+    let mut ids: FastMap<&str, usize> = map_with_capacity(table.tenants.len());
     let mut hosts = Vec::with_capacity(table.tenants.len());
     for (t, tenant) in table.tenants.iter().enumerate() {
-        let at = format!("tenants[{t}]");
         if !is_tenant_id(&tenant.id) {
             problems.push(Problem::new(
-                format!("{at}.id"),
+                format!("tenants[{t}].id"),
                 format!(
                     "{:?} is not a tenant id (1-63 of a-z, 0-9, '-'; starts and ends with a letter or digit)",
                     tenant.id
@@ -75,25 +73,25 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
             ));
         } else if let Some(first) = ids.insert(&tenant.id, t) {
             problems.push(Problem::new(
-                format!("{at}.id"),
+                format!("tenants[{t}].id"),
                 format!("tenant id {:?} already used by tenants[{first}]", tenant.id),
             ));
         }
-        hosts.push(check_hosts(
-            &at,
-            t,
-            tenant,
-            table,
-            &mut owners,
-            &mut problems,
-        ));
-        check_routes(&at, tenant, table, &mut problems);
+        hosts.push(parse_hosts(t, tenant, &mut problems));
+        check_routes(t, tenant, table, &mut problems);
     }
+    check_host_owners(table, &hosts, &mut problems);
     if problems.is_empty() {
         Ok(Checked { hosts })
     } else {
         Err(problems)
     }
+}
+
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
+    HashMap::with_capacity_and_hasher(n, ahash::RandomState::new())
 }
 
 fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) {
@@ -165,101 +163,112 @@ fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) 
     }
 }
 
-fn check_hosts(
-    at: &str,
-    t: usize,
-    tenant: &Tenant,
-    table: &Table,
-    owners: &mut HashMap<HostPattern, usize>,
-    problems: &mut Vec<Problem>,
-) -> Vec<HostPattern> {
+/// Each host entry normalised; a bad entry is reported and left out.
+fn parse_hosts(t: usize, tenant: &Tenant, problems: &mut Vec<Problem>) -> Vec<HostPattern> {
     if tenant.hosts.is_empty() {
         problems.push(Problem::new(
-            format!("{at}.hosts"),
+            format!("tenants[{t}].hosts"),
             "needs at least one host",
         ));
     }
     if tenant.hosts.len() > MAX_HOSTS_PER_TENANT {
         problems.push(Problem::new(
-            format!("{at}.hosts"),
+            format!("tenants[{t}].hosts"),
             format!("more than {MAX_HOSTS_PER_TENANT} hosts"),
         ));
     }
     let mut patterns = Vec::with_capacity(tenant.hosts.len());
     for (h, raw) in tenant.hosts.iter().enumerate() {
-        let pattern = match HostPattern::parse(raw) {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(Problem::new(
-                    format!("{at}.hosts[{h}]"),
-                    format!("{raw:?} is not a host name or *.suffix pattern: {e}"),
-                ));
+        match HostPattern::parse(raw) {
+            Ok(p) => patterns.push(p),
+            Err(e) => problems.push(Problem::new(
+                format!("tenants[{t}].hosts[{h}]"),
+                format!("{raw:?} is not a host name or *.suffix pattern: {e}"),
+            )),
+        }
+    }
+    patterns
+}
+
+/// Every host pattern belongs to one tenant, once.
+fn check_host_owners(table: &Table, hosts: &[Vec<HostPattern>], problems: &mut Vec<Problem>) {
+    let total = hosts.iter().map(Vec::len).sum();
+    let mut owners: FastMap<&HostPattern, usize> = map_with_capacity(total);
+    for (t, patterns) in hosts.iter().enumerate() {
+        for pattern in patterns {
+            let Some(&owner) = owners.get(pattern) else {
+                owners.insert(pattern, t);
                 continue;
-            }
-        };
-        if let Some(&owner) = owners.get(&pattern) {
+            };
+            let at = table.tenants[t]
+                .hosts
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, raw)| HostPattern::parse(raw).as_ref() == Ok(pattern))
+                .map(|(h, _)| h)
+                .map_or_else(
+                    || format!("tenants[{t}].hosts"),
+                    |h| format!("tenants[{t}].hosts[{h}]"),
+                );
             let msg = if owner == t {
                 format!("{pattern} listed twice")
             } else {
                 format!(
                     "{pattern} is claimed by tenant {:?} and tenant {:?}",
-                    table.tenants[owner].id, tenant.id
+                    table.tenants[owner].id, table.tenants[t].id
                 )
             };
-            problems.push(Problem::new(format!("{at}.hosts[{h}]"), msg));
-            continue;
+            problems.push(Problem::new(at, msg));
         }
-        owners.insert(pattern.clone(), t);
-        patterns.push(pattern);
     }
-    patterns
 }
 
-fn check_routes(at: &str, tenant: &Tenant, table: &Table, problems: &mut Vec<Problem>) {
+fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Problem>) {
     if tenant.routes.is_empty() {
         problems.push(Problem::new(
-            format!("{at}.routes"),
+            format!("tenants[{t}].routes"),
             "needs at least one route",
         ));
     }
     if tenant.routes.len() > MAX_ROUTES_PER_TENANT {
         problems.push(Problem::new(
-            format!("{at}.routes"),
+            format!("tenants[{t}].routes"),
             format!("more than {MAX_ROUTES_PER_TENANT} routes"),
         ));
     }
-    let mut prefixes = HashSet::new();
+    let mut prefixes = HashSet::with_capacity(tenant.routes.len());
     for (r, route) in tenant.routes.iter().enumerate() {
-        let rat = format!("{at}.routes[{r}]");
+        let rat = || format!("tenants[{t}].routes[{r}]");
         let p = &route.prefix;
         if p.len() > MAX_PREFIX_LEN || !matches!(normalise_path(p), Ok(Cow::Borrowed(_))) {
             problems.push(Problem::new(
-                format!("{rat}.prefix"),
+                format!("{}.prefix", rat()),
                 format!("{p:?} is not a normalised absolute path (starts with '/', no '//', '.', '..' or escapes of plain characters)"),
             ));
         } else if !prefixes.insert(p.as_str()) {
             problems.push(Problem::new(
-                format!("{rat}.prefix"),
+                format!("{}.prefix", rat()),
                 format!("{p:?} listed twice"),
             ));
         }
         if !table.upstreams.contains_key(&route.upstream) {
             problems.push(Problem::new(
-                format!("{rat}.upstream"),
+                format!("{}.upstream", rat()),
                 format!("unknown upstream {:?}", route.upstream),
             ));
         }
         let names = route.auth.names();
         if names.is_empty() {
             problems.push(Problem::new(
-                format!("{rat}.auth"),
+                format!("{}.auth", rat()),
                 "needs at least one policy",
             ));
         }
         for name in names {
             if !KNOWN_AUTH.contains(&name.as_str()) {
                 problems.push(Problem::new(
-                    format!("{rat}.auth"),
+                    format!("{}.auth", rat()),
                     format!(
                         "unknown auth policy {name:?} (known: {})",
                         KNOWN_AUTH.join(", ")
