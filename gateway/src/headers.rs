@@ -7,18 +7,20 @@ use pingora_http::RequestHeader;
 use std::io::Write;
 use std::net::IpAddr;
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const X_REALMGATE_TENANT: HeaderName = HeaderName::from_static("x-realmgate-tenant");
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// Names as `&'static str`: Pingora's `insert_header` takes these without allocating a
+/// title-cased copy (a `HeaderName` argument costs two allocations per insert).
+pub const X_REQUEST_ID: &str = "x-request-id";
+pub const X_REALMGATE_TENANT: &str = "x-realmgate-tenant";
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const IDENTITY_PREFIX: &str = "x-realmgate-";
 const MAX_REQUEST_ID: usize = 128;
 
 /// The client's `x-request-id` when it is one well-formed value (1–128 of `A-Za-z0-9._:-`),
 /// otherwise a fresh random one.
 pub fn request_id(req: &RequestHeader) -> HeaderValue {
-    let mut values = req.headers.get_all(&X_REQUEST_ID).iter();
+    let mut values = req.headers.get_all(X_REQUEST_ID).iter();
     if let (Some(v), None) = (values.next(), values.next()) {
         if is_valid_request_id(v.as_bytes()) {
             return v.clone();
@@ -68,6 +70,10 @@ pub fn strip_identity_headers(req: &mut RequestHeader) {
 /// The peer address as a header value, formatted without a heap-allocated string.
 pub fn ip_header(ip: IpAddr) -> HeaderValue {
     let mut buf = [0u8; 45];
+    if let IpAddr::V4(v4) = ip {
+        let len = format_ipv4(v4.octets(), &mut buf);
+        return HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("unknown"));
+    }
     let len = {
         let mut cursor = std::io::Cursor::new(&mut buf[..]);
         // An IP address always fits in 45 bytes.
@@ -75,6 +81,28 @@ pub fn ip_header(ip: IpAddr) -> HeaderValue {
         cursor.position() as usize
     };
     HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Dotted quad into `buf`, returning its length: the common case, without `fmt` machinery.
+fn format_ipv4(octets: [u8; 4], buf: &mut [u8; 45]) -> usize {
+    let mut at = 0;
+    for (i, o) in octets.into_iter().enumerate() {
+        if i > 0 {
+            buf[at] = b'.';
+            at += 1;
+        }
+        if o >= 100 {
+            buf[at] = b'0' + o / 100;
+            at += 1;
+        }
+        if o >= 10 {
+            buf[at] = b'0' + (o / 10) % 10;
+            at += 1;
+        }
+        buf[at] = b'0' + o % 10;
+        at += 1;
+    }
+    at
 }
 
 #[cfg(test)]
@@ -124,7 +152,16 @@ mod tests {
 
     #[test]
     fn formats_ips() {
-        assert_eq!(ip_header("10.1.2.3".parse().expect("ip")), "10.1.2.3");
+        for ip in [
+            "10.1.2.3",
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "192.168.100.9",
+            "1.20.100.200",
+        ] {
+            assert_eq!(ip_header(ip.parse().expect("ip")), ip);
+        }
         assert_eq!(
             ip_header("fe80:1:2:3:4:5:6:7".parse().expect("ip")),
             "fe80:1:2:3:4:5:6:7"

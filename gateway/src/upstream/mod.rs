@@ -8,12 +8,13 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
-use pingora_load_balancing::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora_load_balancing::health_check::{HealthObserve, HttpHealthCheck, TcpHealthCheck};
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::{Backend, LoadBalancer};
 use realmgate_table::Upstream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,12 +27,36 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One upstream pool, shared by every table snapshot that names it with the same spec, so
 /// health state and pooled connections survive table swaps.
+///
+/// pingora-load-balancing runs discovery and the active health checks; its verdicts are
+/// mirrored into one flag per endpoint (through the health-change callback), so choosing an
+/// endpoint on the request path is an atomic increment and a few atomic loads — no hashing,
+/// no allocation besides the boxed peer Pingora asks for.
 pub struct Pool {
     pub name: Box<str>,
     spec: Upstream,
     lb: LoadBalancer<RoundRobin>,
-    /// One prebuilt peer per endpoint: a request clones one instead of building it.
-    peers: Box<[(SocketAddr, HttpPeer)]>,
+    endpoints: Arc<[Endpoint]>,
+    next: AtomicUsize,
+}
+
+struct Endpoint {
+    addr: SocketAddr,
+    /// Prebuilt: a request clones it instead of building one.
+    peer: HttpPeer,
+    healthy: AtomicBool,
+}
+
+/// Receives health flips from the health checks and mirrors them into the endpoint flags.
+struct HealthMirror(Arc<[Endpoint]>);
+
+#[async_trait]
+impl HealthObserve for HealthMirror {
+    async fn observe(&self, target: &Backend, healthy: bool) {
+        if let Some(ep) = self.0.iter().find(|e| inet(target) == Some(e.addr)) {
+            ep.healthy.store(healthy, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Pool {
@@ -45,25 +70,8 @@ impl Pool {
                     .map_err(|_| format!("bad endpoint {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().copied())
-            .map_err(|e| format!("pool {name}: {e}"))?;
-        lb.set_health_check(
-            match spec
-                .health_check
-                .as_ref()
-                .and_then(|h| h.http_path.as_deref())
-            {
-                Some(path) => Box::new(http_check(path)?),
-                None => {
-                    let mut tcp = TcpHealthCheck::new();
-                    tcp.peer_template.options.connection_timeout = Some(PROBE_TIMEOUT);
-                    tcp
-                }
-            },
-        );
-        lb.parallel_health_check = true;
         let ms = |v: Option<u64>, d: u64| Duration::from_millis(v.unwrap_or(d));
-        let peers = addrs
+        let endpoints: Arc<[Endpoint]> = addrs
             .iter()
             .map(|addr| {
                 let mut peer = HttpPeer::new(*addr, false, String::new());
@@ -73,43 +81,66 @@ impl Pool {
                 o.read_timeout = Some(ms(spec.read_timeout_ms, DEFAULT_READ_TIMEOUT_MS));
                 o.write_timeout = Some(ms(spec.write_timeout_ms, DEFAULT_WRITE_TIMEOUT_MS));
                 o.idle_timeout = Some(IDLE_TIMEOUT);
-                (*addr, peer)
+                Endpoint {
+                    addr: *addr,
+                    peer,
+                    // Pingora's health state also starts healthy; the first probe corrects it.
+                    healthy: AtomicBool::new(true),
+                }
             })
             .collect();
+        let mirror = Box::new(HealthMirror(Arc::clone(&endpoints)));
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().copied())
+            .map_err(|e| format!("pool {name}: {e}"))?;
+        lb.set_health_check(
+            match spec
+                .health_check
+                .as_ref()
+                .and_then(|h| h.http_path.as_deref())
+            {
+                Some(path) => {
+                    let mut http = http_check(path)?;
+                    http.health_changed_callback = Some(mirror);
+                    Box::new(http)
+                }
+                None => {
+                    let mut tcp = TcpHealthCheck::new();
+                    tcp.peer_template.options.connection_timeout = Some(PROBE_TIMEOUT);
+                    tcp.health_changed_callback = Some(mirror);
+                    tcp
+                }
+            },
+        );
+        lb.parallel_health_check = true;
         Ok(Pool {
             name: name.into(),
             spec: spec.clone(),
             lb,
-            peers,
+            endpoints,
+            next: AtomicUsize::new(0),
         })
     }
 
     /// The next healthy endpoint in round-robin order, skipping `avoid` (the endpoint whose
     /// connect just failed). `None` when no healthy endpoint is left.
     pub fn select(&self, avoid: Option<SocketAddr>) -> Option<Box<HttpPeer>> {
-        let backend = self
-            .lb
-            .select_with(b"", self.peers.len() * 2, |b, healthy| {
-                healthy && avoid.is_none_or(|a| inet(b) != Some(a))
-            })?;
-        let addr = inet(&backend)?;
-        self.peers
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map(|(_, peer)| Box::new(peer.clone()))
+        let n = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.endpoints[start.wrapping_add(i) % n])
+            .find(|ep| ep.healthy.load(Ordering::Relaxed) && avoid != Some(ep.addr))
+            .map(|ep| Box::new(ep.peer.clone()))
     }
 
     pub fn endpoint_count(&self) -> usize {
-        self.peers.len()
+        self.endpoints.len()
     }
 
     /// Endpoints currently passing their health check.
     pub fn healthy_count(&self) -> usize {
-        self.lb
-            .backends()
-            .get_backend()
+        self.endpoints
             .iter()
-            .filter(|b| self.lb.backends().ready(b))
+            .filter(|e| e.healthy.load(Ordering::Relaxed))
             .count()
     }
 
