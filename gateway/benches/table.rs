@@ -128,5 +128,20 @@ fn validate_and_swap(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, host_lookup, validate_and_swap);
+/// The contract crate's share: parse + validate only, no compile, persist or swap.
+fn parse_only(c: &mut Criterion) {
+    let mut group = c.benchmark_group("table_parse_validate");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    for n in SIZES {
+        let raw = table_json(n, 1);
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| realmgate_table::parse(black_box(&raw)).expect("valid"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, host_lookup, parse_only, validate_and_swap);
 criterion_main!(benches);

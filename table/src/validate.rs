@@ -237,7 +237,6 @@ fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
             format!("more than {MAX_ROUTES_PER_TENANT} routes"),
         ));
     }
-    let mut prefixes = HashSet::with_capacity(tenant.routes.len());
     for (r, route) in tenant.routes.iter().enumerate() {
         let rat = || format!("tenants[{t}].routes[{r}]");
         let p = &route.prefix;
@@ -246,7 +245,7 @@ fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
                 format!("{}.prefix", rat()),
                 format!("{p:?} is not a normalised absolute path (starts with '/', no '//', '.', '..' or escapes of plain characters)"),
             ));
-        } else if !prefixes.insert(p.as_str()) {
+        } else if tenant.routes[..r].iter().any(|other| other.prefix == *p) {
             problems.push(Problem::new(
                 format!("{}.prefix", rat()),
                 format!("{p:?} listed twice"),
