@@ -69,7 +69,7 @@ pub async fn operator_or_key(State(s): State<AppState>, mut req: Request, next: 
         bearer(req.headers())
             .filter(|t| t.starts_with(b"rgk_"))
             .and_then(|t| s.control.key_caller(&digest(t)))
-            .map(Caller::Key)
+            .map(|k| Caller::Key(Box::new(k)))
     };
     match caller {
         Some(c) => {

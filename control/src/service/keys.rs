@@ -19,7 +19,7 @@ pub enum Caller {
     /// The operator token: may do anything.
     Operator,
     /// An API key (`Authorization: Bearer rgk_…`), live when the request arrived.
-    Key(KeyRecord),
+    Key(Box<KeyRecord>),
 }
 
 impl Caller {

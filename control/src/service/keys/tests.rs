@@ -24,7 +24,9 @@ async fn mint(c: &Control, caller: &Caller, body: &str) -> Result<CreatedKey, Se
 }
 
 fn as_key(c: &Control, k: &CreatedKey) -> Caller {
-    Caller::Key(c.key_caller(&digest(k.key.as_bytes())).expect("live key"))
+    Caller::Key(Box::new(
+        c.key_caller(&digest(k.key.as_bytes())).expect("live key"),
+    ))
 }
 
 #[tokio::test]
