@@ -3,7 +3,7 @@
 //! of changes into the newest version.
 
 use crate::ids::UpstreamName;
-use crate::model::{Model, TenantRecord, UpstreamRecord};
+use crate::model::{now_ms, KeyRecord, Model, TenantRecord, UpstreamRecord};
 use bytes::Bytes;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -30,6 +30,42 @@ struct TableRef<'a> {
     version: u64,
     upstreams: UpstreamsRef<'a>,
     tenants: TenantsRef<'a>,
+    api_keys: KeysRef<'a>,
+}
+
+/// The keys gateways accept: live ones (not revoked, not yet expired) of existing tenants,
+/// as digests. Revoking a key drops it here, so the next table refuses it everywhere.
+struct KeysRef<'a> {
+    model: &'a Model,
+    now_ms: u64,
+}
+
+impl KeysRef<'_> {
+    fn live(&self) -> impl Iterator<Item = &KeyRecord> {
+        self.model.keys.values().filter(|k| {
+            k.is_live(self.now_ms)
+                && k.tenant
+                    .as_ref()
+                    .is_none_or(|t| self.model.tenants.contains_key(t))
+        })
+    }
+}
+
+impl Serialize for KeysRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for k in self.live() {
+            seq.serialize_element(&realmgate_table::ApiKey {
+                id: k.id.clone(),
+                digest: format!("sha256:{}", hex::encode(k.digest)),
+                tenant: k.tenant.as_ref().map(ToString::to_string),
+                namespaces: k.namespaces.clone(),
+                expires_at: k.expires_at_ms.map(crate::service::keys::rfc3339_seconds),
+                rate_limit: k.rate_limit,
+            })?;
+        }
+        seq.end()
+    }
 }
 
 struct UpstreamsRef<'a>(&'a BTreeMap<UpstreamName, UpstreamRecord>);
@@ -62,6 +98,10 @@ pub fn compile(model: &Model) -> Result<Compiled, serde_json::Error> {
         version: model.version,
         upstreams: UpstreamsRef(&model.upstreams),
         tenants: TenantsRef(&model.tenants),
+        api_keys: KeysRef {
+            model,
+            now_ms: now_ms(),
+        },
     };
     // Roughly 100 bytes per tenant; one allocation for typical tables.
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
@@ -164,6 +204,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.spec.clone()))
                 .collect(),
             tenants: m.tenants.values().map(|t| t.wire.clone()).collect(),
+            api_keys: Vec::new(),
         };
         assert_eq!(table, expected);
         assert_eq!(checked.hosts.len(), 2);
@@ -189,5 +230,66 @@ mod tests {
         let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
         let ids: Vec<&str> = table.tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["beta"]);
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+    use crate::ids::TenantId;
+    use crate::model::fixtures;
+
+    fn key(id: &str, tenant: Option<&str>, d: u8) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            digest: [d; 32],
+            prefix: "rgk_abcd".into(),
+            tenant: tenant.map(|t| TenantId::parse(t).expect("id")),
+            namespaces: vec!["@acme".into()],
+            expires_at_ms: None,
+            rate_limit: None,
+            created_at_ms: 1,
+            created_by: "operator".into(),
+            revoked_at_ms: None,
+            table_version: 1,
+        }
+    }
+
+    #[test]
+    fn only_live_keys_of_existing_tenants_enter_the_table() {
+        let mut m = Model::default();
+        m.version = 3;
+        m.upstreams.insert(
+            UpstreamName::parse("app").expect("name"),
+            fixtures::upstream(&["127.0.0.1:9001"]),
+        );
+        let (id, rec, hosts) = fixtures::tenant("acme", &["acme.test"], "app");
+        m.put_tenant(id, rec, hosts);
+        m.put_key(key("live", Some("acme"), 1));
+        m.put_key(key("op", None, 2));
+        m.put_key(KeyRecord {
+            revoked_at_ms: Some(5),
+            ..key("revoked", Some("acme"), 3)
+        });
+        m.put_key(KeyRecord {
+            expires_at_ms: Some(1000),
+            ..key("expired", Some("acme"), 4)
+        });
+        m.put_key(key("orphan", Some("gone"), 5));
+        let future = now_ms() + 3_600_000;
+        m.put_key(KeyRecord {
+            expires_at_ms: Some(future),
+            ..key("later", Some("acme"), 6)
+        });
+        let compiled = compile(&m).expect("compile");
+        let (table, checked) = realmgate_table::parse(&compiled.body).expect("valid");
+        let ids: Vec<&str> = table.api_keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(ids, ["later", "live", "op"]);
+        assert_eq!(
+            table.api_keys[1].digest,
+            format!("sha256:{}", "01".repeat(32))
+        );
+        assert_eq!(checked.key_expiry[0], Some(future / 1000));
+        assert!(!String::from_utf8_lossy(&compiled.body).contains("rgk_"));
     }
 }

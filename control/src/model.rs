@@ -4,7 +4,7 @@
 
 use crate::ids::{TenantId, UpstreamName};
 use realmgate_table::host::HostPattern;
-use realmgate_table::{Tenant, Upstream};
+use realmgate_table::{RateLimit, Tenant, Upstream};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -53,6 +53,39 @@ pub struct UpstreamRecord {
     pub updated_at_ms: u64,
 }
 
+/// An API key as the registry keeps it: never the secret, only its SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub id: String,
+    /// SHA-256 of the whole key text (`rgk_…`).
+    pub digest: [u8; 32],
+    /// The key's first characters (`rgk_AbCd`), for people to tell keys apart.
+    pub prefix: String,
+    /// `None`: an operator key, valid at every tenant.
+    pub tenant: Option<TenantId>,
+    /// `["*"]` or namespaces like `@acme`.
+    pub namespaces: Vec<String>,
+    pub expires_at_ms: Option<u64>,
+    pub rate_limit: Option<RateLimit>,
+    pub created_at_ms: u64,
+    /// `operator`, or `key:<id>` for a key minted by another key.
+    pub created_by: String,
+    pub revoked_at_ms: Option<u64>,
+    /// The table version that carried the key's last change (creation or revocation).
+    pub table_version: u64,
+}
+
+impl KeyRecord {
+    /// Not revoked and not expired at `now_ms`.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|at| now_ms < at)
+    }
+
+    pub fn all_namespaces(&self) -> bool {
+        self.namespaces.iter().any(|n| n == "*")
+    }
+}
+
 /// Everything the routing table is compiled from, plus the version counter.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -60,10 +93,34 @@ pub struct Model {
     pub version: u64,
     pub tenants: BTreeMap<TenantId, TenantRecord>,
     pub upstreams: BTreeMap<UpstreamName, UpstreamRecord>,
+    /// API keys by id, revoked ones included (they stay listed, and out of the table).
+    pub keys: BTreeMap<String, KeyRecord>,
     hosts: HashMap<HostPattern, TenantId>,
+    key_digests: HashMap<[u8; 32], String>,
 }
 
 impl Model {
+    /// Insert or replace a key, keeping the digest index in step.
+    pub fn put_key(&mut self, record: KeyRecord) {
+        self.key_digests.insert(record.digest, record.id.clone());
+        self.keys.insert(record.id.clone(), record);
+    }
+
+    /// The key with this digest, live or not.
+    pub fn key_by_digest(&self, digest: &[u8; 32]) -> Option<&KeyRecord> {
+        self.keys.get(self.key_digests.get(digest)?)
+    }
+
+    /// Mark every live key of a tenant revoked (the tenant is gone).
+    pub fn revoke_tenant_keys(&mut self, tenant: &TenantId, at_ms: u64, version: u64) {
+        for k in self.keys.values_mut() {
+            if k.tenant.as_ref() == Some(tenant) && k.revoked_at_ms.is_none() {
+                k.revoked_at_ms = Some(at_ms);
+                k.table_version = version;
+            }
+        }
+    }
+
     /// Which tenant holds a (normalised) host pattern.
     pub fn host_owner(&self, host: &HostPattern) -> Option<&TenantId> {
         self.hosts.get(host)
@@ -143,8 +200,10 @@ pub mod fixtures {
                     prefix: "/".into(),
                     upstream: upstream.into(),
                     auth: AuthSpec::One("public".into()),
+                    namespace: None,
                 }],
                 status: TenantStatus::Active,
+                rate_limits: Default::default(),
             },
             display_name: id.to_owned(),
             catalog: Vec::new(),

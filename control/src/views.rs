@@ -1,7 +1,7 @@
 //! The JSON shapes of the REST API's responses, shared by the daemon and the CLI.
 
-use crate::model::{rfc3339, CatalogEntry, TenantRecord, UpstreamRecord};
-use realmgate_table::{Route, TenantStatus, Upstream};
+use crate::model::{rfc3339, CatalogEntry, KeyRecord, TenantRecord, UpstreamRecord};
+use realmgate_table::{RateLimit, RateLimits, Route, TenantStatus, Upstream};
 use serde::{Deserialize, Serialize};
 
 /// A tenant, as `GET /v1/tenants/{id}` shows it.
@@ -14,6 +14,9 @@ pub struct TenantView {
     pub hosts: Vec<String>,
     pub routes: Vec<Route>,
     pub catalog: Vec<CatalogEntry>,
+    /// Requests per window for the tenant, each key and each public client.
+    #[serde(default, skip_serializing_if = "RateLimits::is_empty")]
+    pub rate_limits: RateLimits,
     /// Bumped by every change; send it back in `If-Match` to update only what you read.
     pub revision: u64,
     /// The table version that carries this tenant's last change: once a gateway's applied
@@ -32,6 +35,7 @@ impl From<&TenantRecord> for TenantView {
             hosts: r.wire.hosts.clone(),
             routes: r.wire.routes.clone(),
             catalog: r.catalog.clone(),
+            rate_limits: r.wire.rate_limits,
             revision: r.revision,
             table_version: r.table_version,
             created_at: rfc3339(r.created_at_ms),
@@ -126,4 +130,59 @@ impl std::fmt::Display for ProblemView {
             write!(f, "{}: {}", self.at, self.message)
         }
     }
+}
+
+/// An API key as `GET /v1/keys` shows it: never the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyView {
+    pub id: String,
+    /// The key's first characters (`rgk_AbCd`), to tell keys apart.
+    pub prefix: String,
+    /// Absent for an operator key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    pub created_at: String,
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    /// The table version that carries the key's last change: once a gateway applied it, the
+    /// gateway accepts (or, after a revocation, refuses) the key.
+    pub table_version: u64,
+}
+
+impl From<&KeyRecord> for KeyView {
+    fn from(k: &KeyRecord) -> Self {
+        KeyView {
+            id: k.id.clone(),
+            prefix: k.prefix.clone(),
+            tenant: k.tenant.as_ref().map(ToString::to_string),
+            namespaces: k.namespaces.clone(),
+            expires_at: k.expires_at_ms.map(crate::service::keys::rfc3339_seconds),
+            rate_limit: k.rate_limit,
+            created_at: rfc3339(k.created_at_ms),
+            created_by: k.created_by.clone(),
+            revoked_at: k.revoked_at_ms.map(rfc3339),
+            table_version: k.table_version,
+        }
+    }
+}
+
+/// `POST /v1/keys`: the key, with its secret shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    /// The whole key (`rgk_…`). Only its SHA-256 digest is stored: it cannot be shown again.
+    pub key: String,
+    #[serde(flatten)]
+    pub view: KeyView,
+}
+
+/// `GET /v1/keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
 }

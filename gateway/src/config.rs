@@ -1,6 +1,7 @@
 //! Start-up configuration: the YAML file (Pingora's server settings plus ours), command-line
 //! overrides, and `realmgate check`, which lists every problem instead of stopping at one.
 
+use crate::limits::client::{Cidr, TrustedProxies};
 use pingora_core::server::configuration::ServerConf;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -37,6 +38,9 @@ pub struct GatewayFile {
     pub metrics_tenant_labels: Option<usize>,
     /// realmctl's base URL: at start the gateway asks it for the current table.
     pub control_url: Option<String>,
+    /// Networks (`10.0.0.0/8`, `::1`) of proxies in front of the gateway whose
+    /// `X-Forwarded-For` is believed when counting per-client rate limits.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// Command-line values that override the file.
@@ -63,6 +67,7 @@ pub struct Config {
     pub metrics_tenant_labels: usize,
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
     pub control_url: Option<String>,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Config {
@@ -118,6 +123,13 @@ impl Config {
                 problems.push("control_url needs an admin token: it is the bearer the gateway presents to realmctl".into());
             }
         }
+        let mut nets = Vec::new();
+        for (i, text) in g.trusted_proxies.iter().flatten().enumerate() {
+            match Cidr::parse(text) {
+                Ok(c) => nets.push(c),
+                Err(e) => problems.push(format!("gateway.trusted_proxies[{i}]: {e}")),
+            }
+        }
         if listen.is_some() && listen == admin_listen {
             problems.push("listen and admin_listen must differ".into());
         }
@@ -132,6 +144,7 @@ impl Config {
                 max_table_bytes,
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
                 control_url,
+                trusted_proxies: TrustedProxies::new(nets),
             }),
             _ => Err(problems),
         }
@@ -303,7 +316,7 @@ mod tests {
             &dir,
             "bad.yaml",
             &format!(
-                "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  shape: round\n",
+                "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
                 short.display()
             ),
         );
@@ -317,6 +330,8 @@ mod tests {
             "state_dir /nonexistent/deeper/state",
             "health_check_interval_ms",
             "pingora.threads",
+            "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
+            "gateway.trusted_proxies[2]: \"proxy\" is not an IP",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

@@ -20,6 +20,12 @@ pub enum GatewayError {
     UpstreamError,
     UpstreamTimeout,
     Internal,
+    MissingApiKey,
+    InvalidApiKey,
+    ConflictingApiKeys,
+    BadNamespace,
+    NamespaceDenied,
+    RateLimited,
 }
 
 impl GatewayError {
@@ -28,7 +34,12 @@ impl GatewayError {
             GatewayError::BadHost
             | GatewayError::HostMismatch
             | GatewayError::BadPath
-            | GatewayError::BadRequest => 400,
+            | GatewayError::BadRequest
+            | GatewayError::ConflictingApiKeys
+            | GatewayError::BadNamespace => 400,
+            GatewayError::MissingApiKey | GatewayError::InvalidApiKey => 401,
+            GatewayError::NamespaceDenied => 403,
+            GatewayError::RateLimited => 429,
             GatewayError::UnknownHost | GatewayError::NoRoute => 404,
             GatewayError::NoTable | GatewayError::TenantSuspended => 503,
             GatewayError::NoHealthyUpstream | GatewayError::UpstreamError => 502,
@@ -51,6 +62,12 @@ impl GatewayError {
             GatewayError::UpstreamError => "upstream_error",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::Internal => "internal",
+            GatewayError::MissingApiKey => "missing_api_key",
+            GatewayError::InvalidApiKey => "invalid_api_key",
+            GatewayError::ConflictingApiKeys => "conflicting_api_keys",
+            GatewayError::BadNamespace => "bad_namespace",
+            GatewayError::NamespaceDenied => "namespace_denied",
+            GatewayError::RateLimited => "rate_limited",
         }
     }
 
@@ -70,6 +87,18 @@ impl GatewayError {
             GatewayError::UpstreamError => "the upstream failed to answer",
             GatewayError::UpstreamTimeout => "the upstream did not answer in time",
             GatewayError::Internal => "internal gateway error",
+            GatewayError::MissingApiKey => {
+                "this route needs an API key (X-API-Key, or Authorization: Bearer rgk_...)"
+            }
+            GatewayError::InvalidApiKey => "the API key is unknown, revoked or expired",
+            GatewayError::ConflictingApiKeys => {
+                "the request carries more than one API key, and they differ"
+            }
+            GatewayError::BadNamespace => {
+                "the path's first segment looks like a namespace but is not a valid one"
+            }
+            GatewayError::NamespaceDenied => "this API key may not reach this namespace or tenant",
+            GatewayError::RateLimited => "too many requests; retry after the time in Retry-After",
         }
     }
 

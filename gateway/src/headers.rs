@@ -11,6 +11,8 @@ use std::net::IpAddr;
 /// title-cased copy (a `HeaderName` argument costs two allocations per insert).
 pub const X_REQUEST_ID: &str = "x-request-id";
 pub const X_REALMGATE_TENANT: &str = "x-realmgate-tenant";
+pub const X_REALMGATE_KEY_ID: &str = "x-realmgate-key-id";
+pub const X_REALMGATE_NAMESPACE: &str = "x-realmgate-namespace";
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";

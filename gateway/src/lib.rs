@@ -2,9 +2,11 @@
 //! pushed routing table, routes by longest prefix, and load-balances to upstream pools.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod request;

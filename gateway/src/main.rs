@@ -158,6 +158,7 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
         &server.configuration,
         Gateway {
             store: Arc::clone(&store),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         },
         "realmgate",
     );

@@ -1,13 +1,16 @@
 //! The `ProxyHttp` implementation. Each phase only dispatches to the module where the request
 //! meets it: `request` (host → tenant → route), `upstream` (peer choice, retry), `headers`,
-//! `errors`, `metrics`.
+//! `errors`, `metrics`, `auth` (route policies: `api_key`) and `limits` (rate limits).
 
+use crate::auth::{self, api_key, Grant};
 use crate::errors::{wants_html, GatewayError};
 use crate::headers::{
-    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REALMGATE_TENANT, X_REQUEST_ID,
+    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REALMGATE_KEY_ID,
+    X_REALMGATE_NAMESPACE, X_REALMGATE_TENANT, X_REQUEST_ID,
 };
+use crate::limits::{self, client::TrustedProxies, Over};
 use crate::request::resolve;
-use crate::route::PoolIdx;
+use crate::route::{PoolIdx, RouteIdx};
 use crate::snapshot::{Snapshot, Store};
 use crate::tenant::TenantIdx;
 use async_trait::async_trait;
@@ -23,6 +26,8 @@ use std::time::Instant;
 
 pub struct Gateway {
     pub store: Arc<Store>,
+    /// Proxies whose `X-Forwarded-For` names the client for per-client rate limits.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// Per-request state: plain data, one table snapshot for the whole request.
@@ -37,6 +42,8 @@ pub struct Ctx {
     avoid: Option<SocketAddr>,
     failure: Option<GatewayError>,
     upstream_start: Option<Instant>,
+    /// Who auth admitted the request as (an API key and its namespace, or public).
+    grant: Grant,
 }
 
 impl Ctx {
@@ -69,7 +76,7 @@ impl ProxyHttp for Gateway {
                 ctx.tenant = Some(r.tenant);
                 ctx.pool = r.pool;
                 ctx.target = r.target;
-                Ok(false)
+                self.admit(session, ctx, r.tenant, r.route).await
             }
             Err((tenant, err)) => {
                 ctx.tenant = tenant;
@@ -130,6 +137,17 @@ impl ProxyHttp for Gateway {
         }
         if let (Some(s), Some(t)) = (ctx.snapshot.as_ref(), ctx.tenant) {
             up.insert_header(X_REALMGATE_TENANT, s.tenant(t).header.clone())?;
+            if let Grant::ApiKey { key, namespace } = &ctx.grant {
+                up.insert_header(X_REALMGATE_KEY_ID, s.keys.get(*key).id.clone())?;
+                if let Some(ns) = namespace {
+                    up.insert_header(X_REALMGATE_NAMESPACE, ns.clone())?;
+                }
+                // The secret stays at the edge: upstreams get the key id instead.
+                up.remove_header(&api_key::X_API_KEY);
+                if is_key_bearer(up) {
+                    up.remove_header(&http::header::AUTHORIZATION);
+                }
+            }
         }
         if let Some(ip) = session
             .client_addr()
@@ -213,10 +231,73 @@ impl ProxyHttp for Gateway {
     }
 }
 
+impl Gateway {
+    /// Auth, then rate limits, for a resolved request (issue 4: `api_key`; the JWT/session
+    /// policies plug into `auth::check`). Only requests that pass auth are counted.
+    async fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        tenant: TenantIdx,
+        route: RouteIdx,
+    ) -> Result<bool> {
+        let Some(snapshot) = ctx.snapshot.clone() else {
+            return respond(session, ctx, GatewayError::Internal).await;
+        };
+        let req = session.req_header();
+        let path = ctx.target.as_deref().unwrap_or(req.uri.path());
+        let route = snapshot.tenant(tenant).routes.get(route);
+        match auth::check(&snapshot, tenant, route, req, path) {
+            Ok(grant) => ctx.grant = grant,
+            Err(e) => return respond(session, ctx, e).await,
+        }
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let client = || peer.map(|ip| self.trusted_proxies.client(ip, &req.headers));
+        match limits::check(&snapshot, tenant, &ctx.grant, client) {
+            Ok(()) => Ok(false),
+            Err(over) => respond_limited(session, ctx, &over).await,
+        }
+    }
+}
+
+/// Is the request's `Authorization` a bearer API key (and not, say, a JWT)?
+fn is_key_bearer(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| {
+            v.as_bytes().len() > 7
+                && v.as_bytes()[..7].eq_ignore_ascii_case(b"bearer ")
+                && v.as_bytes()[7..]
+                    .trim_ascii()
+                    .starts_with(api_key::KEY_PREFIX)
+        })
+}
+
+/// 429 with `Retry-After` and `RateLimit-*` headers.
+async fn respond_limited(session: &mut Session, ctx: &mut Ctx, over: &Over) -> Result<bool> {
+    respond_with(session, ctx, GatewayError::RateLimited, |h| {
+        over.write_headers(h)
+    })
+    .await
+}
+
 /// Write one of our own error responses from the request filter (HEAD gets no body).
 async fn respond(session: &mut Session, ctx: &mut Ctx, err: GatewayError) -> Result<bool> {
+    respond_with(session, ctx, err, |_| {}).await
+}
+
+async fn respond_with(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    err: GatewayError,
+    extra: impl FnOnce(&mut ResponseHeader),
+) -> Result<bool> {
     let html = wants_html(session.req_header().headers.get(http::header::ACCEPT));
-    let (head, body) = err.response(html, ctx.request_id());
+    let (mut head, body) = err.response(html, ctx.request_id());
+    extra(&mut head);
     let head_only = session.req_header().method == http::Method::HEAD;
     session.write_response_header(head, head_only).await?;
     if !head_only {

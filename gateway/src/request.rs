@@ -1,7 +1,7 @@
 //! The request-filter decision: host → tenant → route, against one table snapshot.
 
 use crate::errors::GatewayError;
-use crate::route::PoolIdx;
+use crate::route::{PoolIdx, RouteIdx};
 use crate::snapshot::Snapshot;
 use crate::tenant::{request_host, TenantIdx};
 use pingora_http::RequestHeader;
@@ -14,6 +14,8 @@ use std::borrow::Cow;
 pub struct Resolved {
     pub tenant: TenantIdx,
     pub pool: PoolIdx,
+    /// The route matched, for its auth policies and namespace.
+    pub route: RouteIdx,
     /// The origin-form target to send upstream, when it differs from what the client sent
     /// (a normalised path, or an absolute-form target).
     pub target: Option<String>,
@@ -38,11 +40,11 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
         return Err(refuse(GatewayError::BadPath));
     }
     let path = normalise_path(req.uri.path()).map_err(|_| refuse(GatewayError::BadPath))?;
-    let route = snapshot
-        .tenant(tenant)
-        .routes
-        .find(&path)
+    let routes = &snapshot.tenant(tenant).routes;
+    let route_idx = routes
+        .find_idx(&path)
         .ok_or(refuse(GatewayError::NoRoute))?;
+    let route = routes.get(route_idx);
     let origin_form = raw.first() == Some(&b'/');
     let target = match (path, origin_form) {
         (Cow::Borrowed(_), true) => None,
@@ -54,6 +56,7 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
     Ok(Resolved {
         tenant,
         pool: route.pool,
+        route: route_idx,
         target,
     })
 }

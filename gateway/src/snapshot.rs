@@ -2,8 +2,11 @@
 //! parsed, validated and compiled off the hot path, persisted, then swapped in atomically; a
 //! request holds one snapshot from its first filter to its last.
 
+use crate::auth::api_key::Keys;
+use crate::auth::Policies;
+use crate::limits::{Limiters, TenantLimits};
 use crate::metrics::{Metrics, TenantCounters};
-use crate::route::{PoolIdx, Route, Routes};
+use crate::route::{Namespace, PoolIdx, Route, Routes};
 use crate::tenant::{HostIndex, TenantIdx};
 use crate::upstream::{Pool, PoolCache};
 use arc_swap::ArcSwapOption;
@@ -28,6 +31,8 @@ pub struct Snapshot {
     pub hosts: HostIndex,
     pub tenants: Box<[TenantRt]>,
     pub pools: Box<[Arc<Pool>]>,
+    /// API keys by digest.
+    pub keys: Keys,
 }
 
 /// A tenant as the request path needs it.
@@ -38,6 +43,7 @@ pub struct TenantRt {
     pub routes: Routes,
     pub suspended: bool,
     pub counters: Arc<TenantCounters>,
+    pub limits: TenantLimits,
 }
 
 impl Snapshot {
@@ -65,6 +71,8 @@ pub enum ApplyError {
 pub struct Store {
     current: ArcSwapOption<Snapshot>,
     pools: PoolCache,
+    /// Rate counters, shared by every table this process serves.
+    limiters: Limiters,
     state_dir: PathBuf,
     metrics: Arc<Metrics>,
     /// Serialises apply: version check, compile, persist and swap happen as one step.
@@ -76,6 +84,7 @@ impl Store {
         Store {
             current: ArcSwapOption::empty(),
             pools: PoolCache::default(),
+            limiters: Limiters::default(),
             state_dir,
             metrics,
             apply_lock: std::sync::Mutex::new(()),
@@ -163,10 +172,11 @@ impl Store {
             .table_version
             .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
         log::info!(
-            "table version {} in force: {} tenants, {} pools, {} bytes, built in {:?}",
+            "table version {} in force: {} tenants, {} pools, {} API keys, {} bytes, built in {:?}",
             snapshot.version,
             snapshot.tenants.len(),
             snapshot.pools.len(),
+            snapshot.keys.len(),
             snapshot.raw.len(),
             started.elapsed()
         );
@@ -209,7 +219,8 @@ impl Store {
             .tenant_labels(table.tenants.iter().map(|t| t.id.as_str()));
         // Consume the parsed table: ids and prefixes move into the snapshot, not copied.
         let version = table.version;
-        let tenants = table
+        let limiters = &self.limiters;
+        let tenants: Box<[TenantRt]> = table
             .tenants
             .into_iter()
             .zip(labels)
@@ -221,9 +232,17 @@ impl Store {
                         // Validation guarantees the upstream exists.
                         pool: pool_index.get(r.upstream.as_str()).copied().unwrap_or(0),
                         prefix: r.prefix.into_boxed_str(),
+                        policies: Policies::from_names(r.auth.names()),
+                        namespace: r.namespace.map(|ns| Namespace {
+                            // Namespaces are validated to [@a-z0-9._-].
+                            header: HeaderValue::from_str(&ns)
+                                .unwrap_or(HeaderValue::from_static("")),
+                            name: ns.into_boxed_str(),
+                        }),
                     })
                     .collect();
                 TenantRt {
+                    limits: TenantLimits::compile(limiters, &t.id, &t.rate_limits),
                     // Tenant ids are validated to [a-z0-9-], always a valid header value.
                     header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
                     id: t.id.into_boxed_str(),
@@ -233,6 +252,15 @@ impl Store {
                 }
             })
             .collect();
+        let tenant_index: HashMap<&str, TenantIdx> = tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (&*t.id, i as TenantIdx))
+            .collect();
+        let keys = Keys::build(table.api_keys, &checked.key_expiry, limiters, |id| {
+            tenant_index.get(id).copied()
+        });
+        drop(tenant_index);
         Ok(Snapshot {
             version,
             digest: String::new(),
@@ -240,6 +268,7 @@ impl Store {
             hosts: HostIndex::build(checked.hosts),
             tenants,
             pools: pools.into_boxed_slice(),
+            keys,
         })
     }
 }

@@ -12,10 +12,14 @@ mod validate;
 pub mod wire;
 
 pub use validate::{
-    is_name, is_tenant_id, validate, Checked, Problem, KNOWN_AUTH, MAX_ENDPOINTS,
-    MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT,
+    first_segment, is_key_digest, is_name, is_namespace, is_tenant_id, parse_expiry, validate,
+    Checked, Problem, KNOWN_AUTH, MAX_API_KEYS, MAX_ENDPOINTS, MAX_HOSTS_PER_TENANT,
+    MAX_KEY_NAMESPACES, MAX_NAMESPACE_LEN, MAX_ROUTES_PER_TENANT,
 };
-pub use wire::{AuthSpec, HealthCheck, Route, Table, Tenant, TenantStatus, Upstream};
+pub use wire::{
+    ApiKey, AuthSpec, HealthCheck, RateLimit, RateLimits, Route, Table, Tenant, TenantStatus,
+    Upstream,
+};
 
 use sha2::{Digest, Sha256};
 

@@ -152,3 +152,108 @@ fn tenant_status_defaults_to_active() {
     let bad = json.replace("suspended", "paused");
     assert!(has(&problems(&bad), "malformed table JSON"));
 }
+
+const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+#[test]
+fn keys_namespaces_and_limits_as_the_issue_writes_them() {
+    let json = format!(
+        r#"{{"version": 4, "upstreams": {{"u": {{"endpoints": ["127.0.0.1:1"]}}}},
+      "tenants": [{{"id": "acme", "hosts": ["acme.test"],
+        "rate_limits": {{"tenant": {{"requests": 1000}}, "per_key": {{"requests": 50, "window_s": 10}},
+                        "per_client": {{"requests": 5}}}},
+        "routes": [{{"prefix": "/", "upstream": "u", "auth": "public"}},
+                   {{"prefix": "/@acme/", "upstream": "u", "auth": "api_key", "namespace": "@acme"}},
+                   {{"prefix": "/@acme.v2", "upstream": "u", "auth": ["public", "api_key"], "namespace": "@acme.v2"}}]}}],
+      "api_keys": [{{"id": "k1", "digest": "{DIGEST_A}", "tenant": "acme", "namespaces": ["@acme"],
+                     "expires_at": "2027-01-01T00:00:00Z"}},
+                   {{"id": "op", "digest": "{DIGEST_B}", "namespaces": ["*"],
+                     "rate_limit": {{"requests": 7, "window_s": 60}}}}]}}"#
+    );
+    let (table, checked) = parse(json.as_bytes()).expect("valid");
+    assert_eq!(checked.key_expiry, [Some(1_798_761_600), None]);
+    assert_eq!(table.api_keys[1].tenant, None);
+    let limits = table.tenants[0].rate_limits;
+    assert_eq!(
+        limits.tenant,
+        Some(RateLimit {
+            requests: 1000,
+            window_s: 1
+        })
+    );
+    assert_eq!(limits.per_key.map(|l| l.window_s), Some(10));
+    assert_eq!(
+        table.tenants[0].routes[1].namespace.as_deref(),
+        Some("@acme")
+    );
+    let again = serde_json::to_vec(&table).expect("serialise");
+    assert_eq!(parse(&again).expect("round trip").0, table);
+}
+
+#[test]
+fn every_key_namespace_and_limit_problem_is_listed() {
+    let json = format!(
+        r#"{{"version": 4, "upstreams": {{"u": {{"endpoints": ["127.0.0.1:1"]}}}},
+      "tenants": [{{"id": "acme", "hosts": ["acme.test"],
+        "rate_limits": {{"tenant": {{"requests": 0}}, "per_client": {{"requests": 5, "window_s": 0}}}},
+        "routes": [{{"prefix": "/@acme/", "upstream": "u", "auth": "api_key"}},
+                   {{"prefix": "/x/", "upstream": "u", "auth": "api_key", "namespace": "@acme"}},
+                   {{"prefix": "/@Bad/", "upstream": "u", "auth": "public"}},
+                   {{"prefix": "/@b/", "upstream": "u", "auth": ["api_key", "api_key"], "namespace": "@B"}}]}}],
+      "api_keys": [{{"id": "K1", "digest": "sha256:ABC", "tenant": "nope", "namespaces": []}},
+                   {{"id": "k2", "digest": "{DIGEST_A}", "namespaces": ["*", "@acme"], "expires_at": "tomorrow"}},
+                   {{"id": "k2", "digest": "{DIGEST_A}", "namespaces": ["@acme", "@acme", "acme", "@"],
+                     "rate_limit": {{"requests": 2000000000, "window_s": 7200}}}}]}}"#
+    );
+    let p = problems(&json);
+    for needle in [
+        "tenants[0].rate_limits.tenant.requests: must be between",
+        "tenants[0].rate_limits.per_client.window_s: must be between",
+        "tenants[0].routes[0].namespace: prefix \"/@acme/\" lies in namespace \"@acme\"",
+        "tenants[0].routes[1].namespace: namespace \"@acme\" needs a prefix of /@acme",
+        "tenants[0].routes[2].prefix: \"@Bad\" is not a namespace",
+        "tenants[0].routes[3].auth: policy \"api_key\" listed twice",
+        "tenants[0].routes[3].namespace: \"@B\" is not a namespace",
+        "api_keys[0].id: \"K1\" is not a key id",
+        "api_keys[0].digest: must be sha256:",
+        "api_keys[0].tenant: unknown tenant \"nope\"",
+        "api_keys[0].namespaces: needs at least one namespace",
+        "api_keys[1].namespaces: \"*\" already covers every namespace",
+        "api_keys[1].expires_at: \"tomorrow\" is not an RFC 3339",
+        "api_keys[2].id: key id \"k2\" already used by api_keys[1]",
+        "api_keys[2].digest: digest already used by api_keys[1]",
+        "api_keys[2].namespaces[1]: \"@acme\" listed twice",
+        "api_keys[2].namespaces[2]: \"acme\" is not",
+        "api_keys[2].namespaces[3]: \"@\" is not",
+        "api_keys[2].rate_limit.requests: must be between",
+        "api_keys[2].rate_limit.window_s: must be between",
+    ] {
+        assert!(has(&p, needle), "missing {needle:?} in {p:#?}");
+    }
+    assert_eq!(p.len(), 20, "{p:#?}");
+}
+
+#[test]
+fn namespace_syntax() {
+    for ok in ["@acme", "@a", "@0.x_y-z", &format!("@{}", "a".repeat(63))] {
+        assert!(is_namespace(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "@",
+        "acme",
+        "@Acme",
+        "@-a",
+        "@.a",
+        "@a/b",
+        "@a;b",
+        "*",
+        &format!("@{}", "a".repeat(64)),
+    ] {
+        assert!(!is_namespace(bad), "{bad}");
+    }
+    assert_eq!(first_segment("/@acme/x"), "@acme");
+    assert_eq!(first_segment("/@acme"), "@acme");
+    assert_eq!(first_segment("/"), "");
+}

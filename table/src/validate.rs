@@ -2,7 +2,7 @@
 
 use crate::host::HostPattern;
 use crate::path::normalise_path;
-use crate::wire::{Table, Tenant, Upstream};
+use crate::wire::{ApiKey, RateLimit, RateLimits, Table, Tenant, Upstream};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -15,8 +15,15 @@ pub const MAX_ROUTES_PER_TENANT: usize = 1024;
 const MAX_PREFIX_LEN: usize = 1024;
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// The only auth policy this version of the table knows.
-pub const KNOWN_AUTH: &[&str] = &["public"];
+/// The auth policies this version of the table knows.
+pub const KNOWN_AUTH: &[&str] = &["public", "api_key"];
+/// Most API keys in one table.
+pub const MAX_API_KEYS: usize = 1_000_000;
+/// Most namespaces one key lists, and the longest namespace name.
+pub const MAX_KEY_NAMESPACES: usize = 256;
+pub const MAX_NAMESPACE_LEN: usize = 64;
+const MAX_LIMIT_REQUESTS: u64 = 1_000_000_000;
+const MAX_LIMIT_WINDOW_S: u32 = 3600;
 
 /// One thing wrong with a table: where (a JSON path like `tenants[1].hosts[0]`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +56,8 @@ impl fmt::Display for Problem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
     pub hosts: Vec<Vec<HostPattern>>,
+    /// Each API key's `expires_at` as seconds since the Unix epoch, in table order.
+    pub key_expiry: Vec<Option<u64>>,
 }
 
 /// Validate a parsed table, collecting every problem.
@@ -79,10 +88,16 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
         }
         hosts.push(parse_hosts(t, tenant, &mut problems));
         check_routes(t, tenant, table, &mut problems);
+        check_rate_limits(
+            &format!("tenants[{t}].rate_limits"),
+            &tenant.rate_limits,
+            &mut problems,
+        );
     }
     check_host_owners(table, &hosts, &mut problems);
+    let key_expiry = check_api_keys(table, &ids, &mut problems);
     if problems.is_empty() {
-        Ok(Checked { hosts })
+        Ok(Checked { hosts, key_expiry })
     } else {
         Err(problems)
     }
@@ -264,7 +279,14 @@ fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
                 "needs at least one policy",
             ));
         }
+        let mut seen_auth = HashSet::with_capacity(names.len());
         for name in names {
+            if !seen_auth.insert(name.as_str()) {
+                problems.push(Problem::new(
+                    format!("{}.auth", rat()),
+                    format!("policy {name:?} listed twice"),
+                ));
+            }
             if !KNOWN_AUTH.contains(&name.as_str()) {
                 problems.push(Problem::new(
                     format!("{}.auth", rat()),
@@ -274,6 +296,201 @@ fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
                     ),
                 ));
             }
+        }
+        check_route_namespace(&rat(), route, problems);
+    }
+}
+
+/// A route's namespace and the path it serves must agree: `namespace: "@acme"` needs a
+/// prefix `/@acme` or `/@acme/…`, and a prefix under `/@name` must declare `@name`.
+fn check_route_namespace(at: &str, route: &crate::wire::Route, problems: &mut Vec<Problem>) {
+    let first = first_segment(&route.prefix);
+    let names_one = first.starts_with('@');
+    match route.namespace.as_deref() {
+        Some(ns) if !is_namespace(ns) => problems.push(Problem::new(
+            format!("{at}.namespace"),
+            format!("{ns:?} is not a namespace (@ then 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)"),
+        )),
+        Some(ns) if first != ns => problems.push(Problem::new(
+            format!("{at}.namespace"),
+            format!(
+                "namespace {ns:?} needs a prefix of /{ns} or /{ns}/..., not {:?}",
+                route.prefix
+            ),
+        )),
+        Some(_) => {}
+        None if names_one && is_namespace(first) => problems.push(Problem::new(
+            format!("{at}.namespace"),
+            format!("prefix {:?} lies in namespace {first:?}: declare \"namespace\": {first:?}", route.prefix),
+        )),
+        None if names_one && route.prefix.len() > first.len() + 1 => problems.push(Problem::new(
+            format!("{at}.prefix"),
+            format!("{first:?} is not a namespace (@ then 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)"),
+        )),
+        None => {}
+    }
+}
+
+/// The first segment of a normalised path: `/@acme/x` → `@acme`, `/` → ``.
+pub fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
+/// `^@[a-z0-9][a-z0-9._-]*$`, at most 64 characters.
+pub fn is_namespace(ns: &str) -> bool {
+    let b = ns.as_bytes();
+    b.len() >= 2
+        && b.len() <= MAX_NAMESPACE_LEN
+        && b[0] == b'@'
+        && (b[1].is_ascii_lowercase() || b[1].is_ascii_digit())
+        && b[2..].iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
+}
+
+fn check_rate_limits(at: &str, limits: &RateLimits, problems: &mut Vec<Problem>) {
+    for (field, limit) in [
+        ("tenant", limits.tenant),
+        ("per_key", limits.per_key),
+        ("per_client", limits.per_client),
+    ] {
+        if let Some(limit) = limit {
+            check_rate_limit(&format!("{at}.{field}"), &limit, problems);
+        }
+    }
+}
+
+fn check_rate_limit(at: &str, limit: &RateLimit, problems: &mut Vec<Problem>) {
+    if limit.requests == 0 || limit.requests > MAX_LIMIT_REQUESTS {
+        problems.push(Problem::new(
+            format!("{at}.requests"),
+            format!("must be between 1 and {MAX_LIMIT_REQUESTS}"),
+        ));
+    }
+    if limit.window_s == 0 || limit.window_s > MAX_LIMIT_WINDOW_S {
+        problems.push(Problem::new(
+            format!("{at}.window_s"),
+            format!("must be between 1 and {MAX_LIMIT_WINDOW_S}"),
+        ));
+    }
+}
+
+/// `sha256:` and 64 lower-case hex digits.
+pub fn is_key_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time (`2027-01-01T00:00:00Z`).
+pub fn parse_expiry(text: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339(text).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+/// Every key well-formed, ids and digests unique, tenants known. Returns each key's expiry.
+fn check_api_keys(
+    table: &Table,
+    tenant_ids: &FastMap<&str, usize>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Option<u64>> {
+    if table.api_keys.len() > MAX_API_KEYS {
+        problems.push(Problem::new(
+            "api_keys",
+            format!("more than {MAX_API_KEYS} keys"),
+        ));
+    }
+    let mut ids: FastMap<&str, usize> = map_with_capacity(table.api_keys.len());
+    let mut digests: FastMap<&str, usize> = map_with_capacity(table.api_keys.len());
+    let mut expiry = Vec::with_capacity(table.api_keys.len());
+    for (k, key) in table.api_keys.iter().enumerate() {
+        let at = format!("api_keys[{k}]");
+        if !is_name(&key.id) {
+            problems.push(Problem::new(
+                format!("{at}.id"),
+                format!("{:?} is not a key id (1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)", key.id),
+            ));
+        } else if let Some(first) = ids.insert(&key.id, k) {
+            problems.push(Problem::new(
+                format!("{at}.id"),
+                format!("key id {:?} already used by api_keys[{first}]", key.id),
+            ));
+        }
+        if !is_key_digest(&key.digest) {
+            problems.push(Problem::new(
+                format!("{at}.digest"),
+                "must be sha256: and 64 lower-case hex digits",
+            ));
+        } else if let Some(first) = digests.insert(&key.digest, k) {
+            problems.push(Problem::new(
+                format!("{at}.digest"),
+                format!("digest already used by api_keys[{first}]"),
+            ));
+        }
+        if let Some(tenant) = &key.tenant {
+            if !tenant_ids.contains_key(tenant.as_str()) {
+                problems.push(Problem::new(
+                    format!("{at}.tenant"),
+                    format!("unknown tenant {tenant:?}"),
+                ));
+            }
+        }
+        check_key_namespaces(&at, key, problems);
+        expiry.push(key.expires_at.as_deref().and_then(|text| {
+            let parsed = parse_expiry(text);
+            if parsed.is_none() {
+                problems.push(Problem::new(
+                    format!("{at}.expires_at"),
+                    format!("{text:?} is not an RFC 3339 UTC time like 2027-01-01T00:00:00Z"),
+                ));
+            }
+            parsed
+        }));
+        if let Some(limit) = &key.rate_limit {
+            check_rate_limit(&format!("{at}.rate_limit"), limit, problems);
+        }
+    }
+    expiry
+}
+
+fn check_key_namespaces(at: &str, key: &ApiKey, problems: &mut Vec<Problem>) {
+    let ns = &key.namespaces;
+    if ns.is_empty() {
+        problems.push(Problem::new(
+            format!("{at}.namespaces"),
+            "needs at least one namespace (or \"*\")",
+        ));
+    }
+    if ns.len() > MAX_KEY_NAMESPACES {
+        problems.push(Problem::new(
+            format!("{at}.namespaces"),
+            format!("more than {MAX_KEY_NAMESPACES} namespaces"),
+        ));
+    }
+    if ns.len() > 1 && ns.iter().any(|n| n == "*") {
+        problems.push(Problem::new(
+            format!("{at}.namespaces"),
+            "\"*\" already covers every namespace: list it alone",
+        ));
+    }
+    let mut seen = HashSet::with_capacity(ns.len());
+    for (i, n) in ns.iter().enumerate() {
+        if n != "*" && !is_namespace(n) {
+            problems.push(Problem::new(
+                format!("{at}.namespaces[{i}]"),
+                format!("{n:?} is not \"*\" or a namespace like \"@acme\""),
+            ));
+        } else if !seen.insert(n.as_str()) {
+            problems.push(Problem::new(
+                format!("{at}.namespaces[{i}]"),
+                format!("{n:?} listed twice"),
+            ));
         }
     }
 }

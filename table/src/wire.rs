@@ -25,6 +25,78 @@ pub struct Table {
     /// Tenants, in any order. Ids and hosts are unique across the table.
     #[serde(default)]
     pub tenants: Vec<Tenant>,
+    /// API keys the gateways accept on `api_key` routes: digests only, never secrets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// An API key as gateways see it: its SHA-256 digest and what it may reach.
+///
+/// ```json
+/// {"id": "k1", "digest": "sha256:<64 hex>", "tenant": "acme", "namespaces": ["@acme"],
+///  "expires_at": "2027-01-01T00:00:00Z", "rate_limit": {"requests": 100, "window_s": 1}}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Non-secret id (like an upstream name: 1-63 of `a-z`, `0-9`, `.`, `_`, `-`), unique.
+    /// Sent upstream as `x-realmgate-key-id`.
+    pub id: String,
+    /// `sha256:` and 64 lower-case hex digits: SHA-256 of the whole key text (`rgk_…`).
+    /// Unique.
+    pub digest: String,
+    /// The tenant the key belongs to; absent for an operator key, valid at every tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `["*"]` (every namespace), or namespaces like `@acme` (`^@[a-z0-9][a-z0-9._-]*$`, at
+    /// most 64 characters). Non-empty, no duplicates; `*` stands alone.
+    pub namespaces: Vec<String>,
+    /// RFC 3339 UTC time (`2027-01-01T00:00:00Z`) from which the key is refused; checked
+    /// on every request against the gateway's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// The key's own limit; overrides its tenant's `rate_limits.per_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// At most `requests` requests in each window of `window_s` seconds. Windows are counted
+/// by pingora-limits' `Rate` estimator: fixed windows, so a client may send up to
+/// `requests` at once at the start of a window (the burst), then waits for the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// 1 to 1 000 000 000.
+    pub requests: u64,
+    /// 1 to 3600 (default 1).
+    #[serde(default = "RateLimit::default_window")]
+    pub window_s: u32,
+}
+
+impl RateLimit {
+    fn default_window() -> u32 {
+        1
+    }
+}
+
+/// A tenant's rate limits; each one optional. Over a limit the gateway answers 429 with
+/// `Retry-After` and `RateLimit-Limit`/`-Remaining`/`-Reset`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimits {
+    /// Every request the tenant's routes let through, all clients together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<RateLimit>,
+    /// Each API key on this tenant's routes (a key's own `rate_limit` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_key: Option<RateLimit>,
+    /// Each client address on requests admitted as `public` (no key). The address is the
+    /// TCP peer, or the `X-Forwarded-For` entry a configured trusted proxy vouches for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_client: Option<RateLimit>,
+}
+
+impl RateLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == RateLimits::default()
+    }
 }
 
 /// An upstream pool: endpoints balanced round-robin, with active health checks.
@@ -74,6 +146,9 @@ pub struct Tenant {
     /// page, and nothing reaches its upstreams.
     #[serde(default, skip_serializing_if = "TenantStatus::is_active")]
     pub status: TenantStatus,
+    /// Requests per window for the tenant, each key and each public client.
+    #[serde(default, skip_serializing_if = "RateLimits::is_empty")]
+    pub rate_limits: RateLimits,
 }
 
 /// Whether a tenant is served.
@@ -101,9 +176,14 @@ pub struct Route {
     pub prefix: String,
     /// Name of a pool in `upstreams`.
     pub upstream: String,
-    /// Who may use the route. `"public"`, or a list of policies meaning "any of". Only
-    /// `public` exists in this version; other names are refused until they are implemented.
+    /// Who may use the route: `"public"`, `"api_key"`, or a list of policies meaning "any
+    /// of". Other names are refused until they are implemented.
     pub auth: AuthSpec,
+    /// The namespace the route belongs to (`@acme`): its prefix must be `/@acme` or start
+    /// with `/@acme/`, and a prefix under `/@name` must declare it. An API key reaches it
+    /// only if the key's namespaces include it (or are `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A route's auth policy: one name, or a non-empty list meaning "any of".

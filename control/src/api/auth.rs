@@ -1,7 +1,10 @@
 //! Bearer-token checks: SHA-256 digests compared in constant time, so neither the token's
-//! content nor its length leaks through timing. Tokens are never logged.
+//! content nor its length leaks through timing. Tokens are never logged. On `/v1/keys` an
+//! API key (`Bearer rgk_…`) is also accepted: it is found by the SHA-256 digest of what was
+//! presented, so the lookup is constant-time in the secret too.
 
 use super::{error::ApiError, AppState};
+use crate::service::keys::Caller;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
@@ -24,11 +27,7 @@ impl Tokens {
     }
 
     fn presented(headers: &HeaderMap) -> Option<[u8; 32]> {
-        let value = headers.get(header::AUTHORIZATION)?.as_bytes();
-        let (scheme, token) = value.split_at_checked(7)?;
-        scheme
-            .eq_ignore_ascii_case(b"bearer ")
-            .then(|| digest(token))
+        bearer(headers).map(digest)
     }
 
     pub fn is_operator(&self, headers: &HeaderMap) -> bool {
@@ -44,6 +43,12 @@ impl Tokens {
     }
 }
 
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
+
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -53,6 +58,25 @@ pub async fn operator(State(s): State<AppState>, req: Request, next: Next) -> Re
         next.run(req).await
     } else {
         ApiError::Unauthorized.into_response()
+    }
+}
+
+/// The operator token, or a live API key: the caller is put in the request's extensions.
+pub async fn operator_or_key(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = if s.tokens.is_operator(req.headers()) {
+        Some(Caller::Operator)
+    } else {
+        bearer(req.headers())
+            .filter(|t| t.starts_with(b"rgk_"))
+            .and_then(|t| s.control.key_caller(&digest(t)))
+            .map(|k| Caller::Key(Box::new(k)))
+    };
+    match caller {
+        Some(c) => {
+            req.extensions_mut().insert(c);
+            next.run(req).await
+        }
+        None => ApiError::Unauthorized.into_response(),
     }
 }
 

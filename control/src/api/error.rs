@@ -73,8 +73,9 @@ impl IntoResponse for ApiError {
                     vec![],
                     Some(json!({"revision": current})),
                 ),
-                ServiceError::Registry(inner) => {
-                    log::error!("registry error: {inner}");
+                ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", vec![], None),
+                ServiceError::Registry(_) | ServiceError::Internal(_) => {
+                    log::error!("internal error: {e}");
                     let body = ErrorBody {
                         error: "internal".into(),
                         message: "internal error; the details are in realmctl's log".into(),

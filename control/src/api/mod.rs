@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod gateways;
+mod keys;
 mod openapi;
 mod table;
 mod tenants;
@@ -45,9 +46,12 @@ pub fn app(state: AppState) -> Router {
         .merge(gateways::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let readers = table::router().route_layer(from_fn_with_state(state.clone(), auth::reader));
+    let key_holders =
+        keys::router().route_layer(from_fn_with_state(state.clone(), auth::operator_or_key));
     Router::new()
         .merge(operator)
         .merge(readers)
+        .merge(key_holders)
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))

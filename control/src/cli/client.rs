@@ -12,7 +12,7 @@ use std::time::Duration;
 pub enum CliError {
     #[error("cannot reach realmctl at {url}: {detail}\n  is `realmctl serve` running? point --url (or REALMCTL_URL) at it")]
     Unreachable { url: String, detail: String },
-    #[error("realmctl refused the token (401): set REALMCTL_TOKEN, or --token-file, to the operator token")]
+    #[error("realmctl refused the token (401): set REALMCTL_TOKEN, or --token-file, to the operator token (or, for `realmctl key`, a live API key)")]
     Unauthorized,
     #[error("{}", invalid_text(.0))]
     Invalid(Vec<ProblemView>),

@@ -4,7 +4,9 @@
 pub mod client;
 mod output;
 
-use crate::views::{Deleted, GatewayView, TenantPage, TenantView, UpstreamView};
+use crate::views::{
+    CreatedKey, Deleted, GatewayView, KeyList, KeyView, TenantPage, TenantView, UpstreamView,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::{CliError, Client};
 use reqwest::Method;
@@ -50,6 +52,47 @@ pub enum Command {
     Table(TableCmd),
     /// Each gateway's applied table version and last push result.
     Gateways,
+    /// Mint, list and revoke API keys (the token may itself be an API key).
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Mint a key; its secret is printed once.
+    Create {
+        /// The tenant it serves; omit for an operator key (or to inherit the calling key's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// `@name` or `*`; repeatable, at least one.
+        #[arg(long = "namespace", required = true)]
+        namespaces: Vec<String>,
+        /// Expiry as RFC 3339 UTC, e.g. 2027-01-01T00:00:00Z.
+        #[arg(long, conflicts_with = "expires_in")]
+        expires_at: Option<String>,
+        /// Expiry as a duration from now, e.g. 30d or 12h.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// The key's own rate limit: REQUESTS/SECONDS, e.g. 100/1 or 1000/60.
+        #[arg(long)]
+        rate_limit: Option<String>,
+        /// Wait until every gateway accepts it.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 30)]
+        wait_timeout: u64,
+    },
+    /// The keys the caller may see (never their secrets).
+    List,
+    /// Revoke a key; gateways refuse it once they apply the next table.
+    Revoke {
+        id: String,
+        /// Wait until every gateway refuses it.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 30)]
+        wait_timeout: u64,
+    },
 }
 
 #[derive(Args)]
@@ -193,6 +236,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Serve(_) => Err(CliError::Usage("serve is not a client command".into())),
         Command::Tenant(cmd) => tenant(&c, cmd, json).await,
         Command::Upstream(cmd) => upstream(&c, cmd, json).await,
+        Command::Key(cmd) => key(&c, cmd, json).await,
         Command::Table(TableCmd::Show { full }) => {
             if full {
                 let v: Value = c.get("/v1/table").await?;
@@ -393,6 +437,103 @@ async fn upstream(c: &Client, cmd: UpstreamCmd, json: bool) -> Result<String, Cl
     }
 }
 
+async fn key(c: &Client, cmd: KeyCmd, json: bool) -> Result<String, CliError> {
+    match cmd {
+        KeyCmd::Create {
+            tenant,
+            namespaces,
+            expires_at,
+            expires_in,
+            rate_limit,
+            wait,
+            wait_timeout,
+        } => {
+            let mut body = Map::new();
+            if let Some(t) = tenant {
+                body.insert("tenant".into(), json!(t));
+            }
+            body.insert("namespaces".into(), json!(namespaces));
+            let expires_at = match expires_in {
+                Some(d) => {
+                    let d = humantime::parse_duration(&d).map_err(|e| {
+                        CliError::Usage(format!("--expires-in {d:?}: {e} (try 30d or 12h)"))
+                    })?;
+                    let at = std::time::SystemTime::now() + d;
+                    Some(humantime::format_rfc3339_seconds(at).to_string())
+                }
+                None => expires_at,
+            };
+            if let Some(at) = expires_at {
+                body.insert("expires_at".into(), json!(at));
+            }
+            if let Some(r) = rate_limit {
+                body.insert("rate_limit".into(), parse_rate_limit(&r)?);
+            }
+            let k: CreatedKey = c
+                .send(Method::POST, "/v1/keys", Some(&Value::Object(body)), None)
+                .await?;
+            if wait {
+                wait_for_gateways(c, k.view.table_version, Duration::from_secs(wait_timeout))
+                    .await?;
+            }
+            if json {
+                return pretty(&k);
+            }
+            Ok(format!(
+                "created key {} (table version {})\n{}\n{}\n\nStore it now: only its digest is kept, it cannot be shown again.\n",
+                k.view.id,
+                k.view.table_version,
+                output::keys(std::slice::from_ref(&k.view)),
+                k.key
+            ))
+        }
+        KeyCmd::List => {
+            let v: KeyList = c.get("/v1/keys").await?;
+            if json {
+                return pretty(&v.keys);
+            }
+            Ok(output::keys(&v.keys))
+        }
+        KeyCmd::Revoke {
+            id,
+            wait,
+            wait_timeout,
+        } => {
+            let path = format!("/v1/keys/{}", seg(&id));
+            let k: KeyView = c.send(Method::DELETE, &path, None, None).await?;
+            if wait {
+                wait_for_gateways(c, k.table_version, Duration::from_secs(wait_timeout)).await?;
+            }
+            if json {
+                return pretty(&k);
+            }
+            Ok(format!(
+                "revoked key {} (table version {}{})\n",
+                k.id,
+                k.table_version,
+                if wait {
+                    ", refused by every gateway"
+                } else {
+                    ""
+                }
+            ))
+        }
+    }
+}
+
+/// `100/1` or `100/60s`: requests per window of seconds.
+fn parse_rate_limit(raw: &str) -> Result<Value, CliError> {
+    let bad = || {
+        CliError::Usage(format!(
+            "--rate-limit {raw:?}: expected REQUESTS/SECONDS, like 100/1 or 1000/60"
+        ))
+    };
+    let (n, w) = raw.split_once('/').ok_or_else(bad)?;
+    let requests: u64 = n.trim().parse().map_err(|_| bad())?;
+    let window: u32 = w.trim().trim_end_matches('s').parse().map_err(|_| bad())?;
+    Ok(json!({"requests": requests, "window_s": window}))
+}
+
 impl TenantFields {
     fn body(&self) -> Result<Map<String, Value>, CliError> {
         let mut body = Map::new();
@@ -516,6 +657,11 @@ mod tests {
         assert_eq!(parse_route("/=app").expect("route")["auth"], "public");
         assert!(parse_route("/app").is_err());
         assert_eq!(seg("a b/c"), "a%20b%2Fc");
+        assert_eq!(
+            parse_rate_limit("100/60s").expect("limit"),
+            json!({"requests": 100, "window_s": 60})
+        );
+        assert!(parse_rate_limit("fast").is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Human-readable output: aligned columns, and one-line summaries.
 
-use crate::views::{GatewayView, TenantView, UpstreamView};
+use crate::views::{GatewayView, KeyView, TenantView, UpstreamView};
 use realmgate_table::TenantStatus;
 
 /// Left-aligned columns separated by two spaces.
@@ -101,6 +101,38 @@ pub fn upstreams(list: &[UpstreamView]) -> String {
         })
         .collect();
     columns(&["NAME", "ENDPOINTS", "TENANTS", "VERSION"], &rows)
+}
+
+pub fn keys(list: &[KeyView]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|k| {
+            let state = match (&k.revoked_at, &k.expires_at) {
+                (Some(at), _) => format!("revoked {at}"),
+                (None, Some(at)) => format!("expires {at}"),
+                (None, None) => "active".to_owned(),
+            };
+            vec![
+                k.id.clone(),
+                k.prefix.clone(),
+                k.tenant.clone().unwrap_or_else(|| "(operator)".into()),
+                k.namespaces.join(","),
+                state,
+                k.created_by.clone(),
+            ]
+        })
+        .collect();
+    columns(
+        &[
+            "ID",
+            "PREFIX",
+            "TENANT",
+            "NAMESPACES",
+            "STATE",
+            "CREATED BY",
+        ],
+        &rows,
+    )
 }
 
 pub fn gateways(list: &[GatewayView]) -> String {

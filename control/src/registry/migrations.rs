@@ -15,10 +15,11 @@ pub struct Migration {
 }
 
 /// The registry schema, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tenants, hosts, upstreams, table version",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tenants, hosts, upstreams, table version",
+        sql: r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -52,7 +53,32 @@ CREATE TABLE tenant_hosts (
 ) STRICT;
 CREATE INDEX tenant_hosts_by_tenant ON tenant_hosts (tenant_id, position);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "api keys, tenant rate limits",
+        sql: r#"
+-- Digests only: the secret is shown once and never stored. No foreign key to tenants: a
+-- deleted tenant's keys stay, revoked, so its id cannot bring them back to life.
+CREATE TABLE api_keys (
+    id            TEXT PRIMARY KEY,
+    digest        TEXT NOT NULL UNIQUE,       -- hex SHA-256 of the key text
+    prefix        TEXT NOT NULL,
+    tenant_id     TEXT,                       -- NULL: operator key
+    namespaces    TEXT NOT NULL,              -- JSON array
+    expires_at_ms INTEGER,
+    rate_limit    TEXT,                       -- JSON object or NULL
+    created_at_ms INTEGER NOT NULL,
+    created_by    TEXT NOT NULL,
+    revoked_at_ms INTEGER,
+    table_version INTEGER NOT NULL
+) STRICT;
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id);
+-- A tenant's rate limits (JSON object, as in the routing table).
+ALTER TABLE tenants ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '{}';
+"#,
+    },
+];
 
 /// Bring the schema up to date; returns the schema version now in force.
 pub async fn migrate(conn: &Connection, migrations: &[Migration]) -> Result<i64, RegistryError> {
@@ -143,10 +169,11 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("migrate"), 1);
+        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("migrate"), 2);
         assert_eq!(
             tables(&conn).await,
             [
+                "api_keys",
                 "meta",
                 "schema_migrations",
                 "tenant_hosts",
@@ -156,13 +183,13 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("again"), 1);
+        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("again"), 2);
     }
 
     #[tokio::test]
     async fn later_migrations_apply_on_top() {
         let conn = memory().await;
-        migrate(&conn, MIGRATIONS).await.expect("migrate");
+        migrate(&conn, &MIGRATIONS[..1]).await.expect("migrate");
         let more = [
             Migration {
                 version: 1,
@@ -215,7 +242,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 1
+                    known: 2
                 }
             ),
             "{err}"

@@ -7,7 +7,7 @@
 pub mod migrations;
 
 use crate::ids::{TenantId, UpstreamName};
-use crate::model::{CatalogEntry, Model, TenantRecord, UpstreamRecord};
+use crate::model::{CatalogEntry, KeyRecord, Model, TenantRecord, UpstreamRecord};
 use libsql::{params, Connection, Database, Transaction};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{Route, Tenant, TenantStatus, Upstream};
@@ -158,7 +158,7 @@ impl Registry {
             .conn
             .query(
                 "SELECT id, display_name, status, routes, catalog, revision, table_version,
-                        created_at_ms, updated_at_ms FROM tenants",
+                        created_at_ms, updated_at_ms, rate_limits FROM tenants",
                 (),
             )
             .await?;
@@ -186,6 +186,8 @@ impl Registry {
                     hosts: host_list,
                     routes,
                     status,
+                    rate_limits: serde_json::from_str(row.get_str(9)?)
+                        .map_err(|e| corrupt(what(), e))?,
                 },
                 display_name: row.get(1)?,
                 catalog,
@@ -196,7 +198,86 @@ impl Registry {
             };
             model.put_tenant(key, record, patterns);
         }
+        self.load_keys(&mut model).await?;
         Ok(model)
+    }
+
+    async fn load_keys(&self, model: &mut Model) -> Result<(), RegistryError> {
+        let mut rows = self
+            .conn
+            .query(
+                "SELECT id, digest, prefix, tenant_id, namespaces, expires_at_ms, rate_limit,
+                        created_at_ms, created_by, revoked_at_ms, table_version FROM api_keys",
+                (),
+            )
+            .await?;
+        while let Some(row) = rows.next().await? {
+            let id: String = row.get(0)?;
+            let what = || format!("api_keys/{id}");
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(row.get_str(1)?, &mut digest).map_err(|e| corrupt(what(), e))?;
+            let tenant = match row.get::<Option<String>>(3)? {
+                None => None,
+                Some(t) => Some(TenantId::parse(&t).ok_or_else(|| corrupt(what(), "bad tenant"))?),
+            };
+            let rate_limit = match row.get::<Option<String>>(6)? {
+                None => None,
+                Some(j) => Some(serde_json::from_str(&j).map_err(|e| corrupt(what(), e))?),
+            };
+            let opt_u64 = |idx: i32| -> Result<Option<u64>, RegistryError> {
+                Ok(row
+                    .get::<Option<i64>>(idx)?
+                    .map(|v| u64::try_from(v).unwrap_or(0)))
+            };
+            let record = KeyRecord {
+                digest,
+                prefix: row.get(2)?,
+                tenant,
+                namespaces: serde_json::from_str(row.get_str(4)?)
+                    .map_err(|e| corrupt(what(), e))?,
+                expires_at_ms: opt_u64(5)?,
+                rate_limit,
+                created_at_ms: get_u64(&row, 7)?,
+                created_by: row.get(8)?,
+                revoked_at_ms: opt_u64(9)?,
+                table_version: get_u64(&row, 10)?,
+                id,
+            };
+            model.put_key(record);
+        }
+        Ok(())
+    }
+
+    /// Insert or replace a key; returns the new table version.
+    pub async fn save_key(&self, k: &KeyRecord) -> Result<u64, RegistryError> {
+        let namespaces = to_json(&k.namespaces)?;
+        let rate_limit = k.rate_limit.as_ref().map(to_json).transpose()?;
+        self.write(|tx, version| async move {
+            tx.execute(
+                "INSERT INTO api_keys (id, digest, prefix, tenant_id, namespaces, expires_at_ms,
+                                       rate_limit, created_at_ms, created_by, revoked_at_ms,
+                                       table_version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (id) DO UPDATE SET revoked_at_ms = excluded.revoked_at_ms,
+                     table_version = excluded.table_version",
+                params![
+                    k.id.as_str(),
+                    hex::encode(k.digest),
+                    k.prefix.as_str(),
+                    k.tenant.as_ref().map(|t| t.as_str().to_owned()),
+                    namespaces,
+                    k.expires_at_ms.map(to_i64),
+                    rate_limit,
+                    to_i64(k.created_at_ms),
+                    k.created_by.as_str(),
+                    k.revoked_at_ms.map(to_i64),
+                    to_i64(version)
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Insert or replace a tenant and its hosts; returns the new table version, which the
@@ -204,17 +285,19 @@ impl Registry {
     pub async fn save_tenant(&self, record: &TenantRecord) -> Result<u64, RegistryError> {
         let routes = to_json(&record.wire.routes)?;
         let catalog = to_json(&record.catalog)?;
+        let rate_limits = to_json(&record.wire.rate_limits)?;
         self.write(|tx, version| async move {
             let id = record.wire.id.as_str();
             tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", params![id])
                 .await?;
             tx.execute(
                 "INSERT INTO tenants (id, display_name, status, routes, catalog, revision,
-                                      table_version, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                                      table_version, created_at_ms, updated_at_ms, rate_limits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (id) DO UPDATE SET
                      display_name = excluded.display_name, status = excluded.status,
                      routes = excluded.routes, catalog = excluded.catalog,
+                     rate_limits = excluded.rate_limits,
                      revision = excluded.revision, table_version = excluded.table_version,
                      updated_at_ms = excluded.updated_at_ms",
                 params![
@@ -226,7 +309,8 @@ impl Registry {
                     to_i64(record.revision),
                     to_i64(version),
                     to_i64(record.created_at_ms),
-                    to_i64(record.updated_at_ms)
+                    to_i64(record.updated_at_ms),
+                    rate_limits
                 ],
             )
             .await?;
@@ -242,9 +326,16 @@ impl Registry {
         .await
     }
 
-    /// Remove a tenant (its hosts go with it); returns the new table version.
-    pub async fn delete_tenant(&self, id: &TenantId) -> Result<u64, RegistryError> {
-        self.write(|tx, _| async move {
+    /// Remove a tenant (its hosts go with it, its keys are revoked at `now_ms`); returns
+    /// the new table version.
+    pub async fn delete_tenant(&self, id: &TenantId, now_ms: u64) -> Result<u64, RegistryError> {
+        self.write(|tx, version| async move {
+            tx.execute(
+                "UPDATE api_keys SET revoked_at_ms = ?2, table_version = ?3
+                 WHERE tenant_id = ?1 AND revoked_at_ms IS NULL",
+                params![id.as_str(), to_i64(now_ms), to_i64(version)],
+            )
+            .await?;
             tx.execute(
                 "DELETE FROM tenant_hosts WHERE tenant_id = ?1",
                 params![id.as_str()],

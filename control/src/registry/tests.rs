@@ -61,7 +61,7 @@ async fn writes_bump_the_version_and_round_trip() {
         Some(vec!["acme.example".to_owned()])
     );
 
-    assert_eq!(reg.delete_tenant(&id).await.expect("delete"), 5);
+    assert_eq!(reg.delete_tenant(&id, 1).await.expect("delete"), 5);
     assert_eq!(reg.delete_upstream(&app).await.expect("delete"), 6);
     let model = reg.load().await.expect("load");
     assert!(model.tenants.is_empty() && model.upstreams.is_empty());
@@ -111,7 +111,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     let reg = Registry::in_memory().await.expect("open");
     reg.conn
         .execute(
-            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0)",
+            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0, '{}')",
             (),
         )
         .await

@@ -2,6 +2,7 @@
 //! to the registry together with the next table version, applied to the in-memory model and
 //! announced to the compiler. Changes are serialised, so none is lost and versions only grow.
 
+pub mod keys;
 pub mod validate;
 
 use crate::ids::{TenantId, UpstreamName};
@@ -34,8 +35,14 @@ pub enum ServiceError {
     },
     #[error("revision {current} does not match If-Match")]
     PreconditionFailed { current: u64 },
+    /// 403: the caller is authenticated but may not do this (a key minting beyond itself).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// 500, details logged only.
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub struct Control {
@@ -130,10 +137,12 @@ impl Control {
                 .or_else(|| id.as_ref().map(ToString::to_string))
                 .unwrap_or_else(|| "placeholder".into());
             let catalog = input.catalog.clone().unwrap_or_default();
+            let rate_limits = input.rate_limits.unwrap_or_default();
             let hosts = validate::check_tenant(
                 &model,
                 input.hosts.as_deref(),
                 input.routes.as_deref(),
+                rate_limits,
                 &display_name,
                 &catalog,
                 &mut problems,
@@ -156,6 +165,7 @@ impl Control {
                     hosts: hosts.iter().map(ToString::to_string).collect(),
                     routes,
                     status: input.status.unwrap_or_default(),
+                    rate_limits,
                 },
                 display_name,
                 catalog,
@@ -206,10 +216,14 @@ impl Control {
             if let Some(routes) = input.routes {
                 next.wire.routes = routes;
             }
+            if let Some(limits) = input.rate_limits {
+                next.wire.rate_limits = limits;
+            }
             let hosts = validate::check_tenant(
                 &model,
                 Some(input.hosts.as_deref().unwrap_or(&current.wire.hosts)),
                 Some(&next.wire.routes),
+                next.wire.rate_limits,
                 &next.display_name,
                 &next.catalog,
                 &mut problems,
@@ -251,8 +265,12 @@ impl Control {
                 .ok_or_else(|| not_found("tenant", id.as_str()))?;
             check_revision(current.revision, if_match)?;
         }
-        let version = registry.delete_tenant(id).await?;
-        self.commit(version, |m| m.remove_tenant(id));
+        let now = now_ms();
+        let version = registry.delete_tenant(id, now).await?;
+        self.commit(version, |m| {
+            m.revoke_tenant_keys(id, now, version);
+            m.remove_tenant(id)
+        });
         Ok(version)
     }
 

@@ -7,7 +7,7 @@ use crate::ids::{TenantId, UpstreamName};
 use crate::model::{CatalogEntry, Model};
 use realmgate_table::host::HostPattern;
 use realmgate_table::path::normalise_path;
-use realmgate_table::{is_name, Problem, Route, Table, Tenant, TenantStatus, Upstream};
+use realmgate_table::{is_name, Problem, RateLimits, Route, Table, Tenant, TenantStatus, Upstream};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
@@ -22,6 +22,7 @@ pub struct TenantInput {
     pub routes: Option<Vec<Route>>,
     pub catalog: Option<Vec<CatalogEntry>>,
     pub status: Option<TenantStatus>,
+    pub rate_limits: Option<RateLimits>,
 }
 
 impl TenantInput {
@@ -40,6 +41,7 @@ impl TenantInput {
             display_name: f.take("display_name"),
             catalog: f.take_list("catalog"),
             status: f.take("status"),
+            rate_limits: f.take("rate_limits"),
         }
     }
 }
@@ -81,6 +83,7 @@ pub fn check_tenant(
     model: &Model,
     hosts: Option<&[String]>,
     routes: Option<&[Route]>,
+    rate_limits: RateLimits,
     display_name: &str,
     catalog: &[CatalogEntry],
     problems: &mut Vec<Problem>,
@@ -99,6 +102,7 @@ pub fn check_tenant(
                 prefix: "/".into(),
                 upstream: PLACEHOLDER_POOL.into(),
                 auth: realmgate_table::AuthSpec::One("public".into()),
+                namespace: None,
             }]
         },
         <[Route]>::to_vec,
@@ -121,7 +125,9 @@ pub fn check_tenant(
             hosts,
             routes,
             status: TenantStatus::Active,
+            rate_limits,
         }],
+        api_keys: Vec::new(),
     };
     match parse_table(&table) {
         Ok(mut checked) => checked.hosts.pop().unwrap_or_default(),
@@ -152,6 +158,7 @@ pub fn decode_upstream(
             version: 1,
             upstreams: BTreeMap::from([("u".to_owned(), spec.clone())]),
             tenants: Vec::new(),
+            api_keys: Vec::new(),
         };
         if let Err(found) = parse_table(&table) {
             problems.extend(found.into_iter().map(|p| rebase(p, "upstreams.u")));
@@ -263,6 +270,7 @@ mod tests {
             &model_with_app(),
             input.hosts.as_deref(),
             input.routes.as_deref(),
+            RateLimits::default(),
             "Acme",
             &[],
             &mut problems,
@@ -285,6 +293,7 @@ mod tests {
             &model_with_app(),
             input.hosts.as_deref(),
             input.routes.as_deref(),
+            RateLimits::default(),
             "x",
             input.catalog.as_deref().unwrap_or_default(),
             &mut problems,
@@ -326,6 +335,7 @@ mod tests {
             &Model::default(),
             input.hosts.as_deref(),
             input.routes.as_deref(),
+            RateLimits::default(),
             "x",
             &[],
             &mut problems,

@@ -1,13 +1,29 @@
 //! Route match, the second step: longest prefix on the normalised path, with prefixes that
 //! do not end in `/` matching only at a segment boundary.
 
+use crate::auth::Policies;
+use http::HeaderValue;
+
 /// Index into the snapshot's pool list.
 pub type PoolIdx = u32;
+
+/// Index into a tenant's routes (as sorted by [`Routes::new`]).
+pub type RouteIdx = u32;
 
 /// One compiled route.
 pub struct Route {
     pub prefix: Box<str>,
     pub pool: PoolIdx,
+    /// The policies it accepts ("any of").
+    pub policies: Policies,
+    /// The namespace it belongs to; its prefix is `/<name>` or under `/<name>/`.
+    pub namespace: Option<Namespace>,
+}
+
+/// A route's namespace, with its `x-realmgate-namespace` value built once.
+pub struct Namespace {
+    pub name: Box<str>,
+    pub header: HeaderValue,
 }
 
 /// A tenant's routes, longest prefix first.
@@ -25,7 +41,19 @@ impl Routes {
 
     /// `path` must be normalised (see `realmgate_table::path`).
     pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+        self.find_idx(path).map(|i| self.get(i))
+    }
+
+    /// Like [`Routes::find`], as an index the request CTX can keep.
+    pub fn find_idx(&self, path: &str) -> Option<RouteIdx> {
+        self.routes
+            .iter()
+            .position(|r| prefix_matches(&r.prefix, path))
+            .map(|i| i as RouteIdx)
+    }
+
+    pub fn get(&self, idx: RouteIdx) -> &Route {
+        &self.routes[idx as usize]
     }
 }
 
@@ -48,6 +76,8 @@ mod tests {
                 .map(|(i, p)| Route {
                     prefix: (*p).into(),
                     pool: i as PoolIdx,
+                    policies: Policies::default(),
+                    namespace: None,
                 })
                 .collect(),
         )

@@ -1,0 +1,63 @@
+//! `/v1/keys`: mint (the secret is in the answer, once), list and revoke API keys. Callers
+//! are the operator token or an API key (`Authorization: Bearer rgk_…`), which may only act
+//! within its own tenant and namespaces.
+
+use super::{ApiError, AppState, Body};
+use crate::service::keys::Caller;
+use crate::views::KeyList;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/keys", get(list).post(create))
+        .route("/v1/keys/{id}", get(show).delete(revoke))
+}
+
+async fn create(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let k = s.control.create_key(&caller, &body).await?;
+    let location = format!("/v1/keys/{}", k.view.id);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, location),
+            // The answer carries a secret: keep it out of every cache.
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Json(k),
+    )
+        .into_response())
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    Ok(Json(KeyList {
+        keys: s.control.list_keys(&caller),
+    })
+    .into_response())
+}
+
+async fn show(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.control.key(&caller, &id)?).into_response())
+}
+
+async fn revoke(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.control.revoke_key(&caller, &id).await?).into_response())
+}

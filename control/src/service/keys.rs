@@ -1,0 +1,310 @@
+//! API keys: mint (the secret is returned once, only its digest is kept), list and revoke,
+//! with the minting rule that a key can only create keys within its own tenant, namespaces
+//! and lifetime. Every change is a new table version, so revocation reaches every gateway
+//! with the next push.
+
+use super::{not_found, Control, ServiceError};
+use crate::body::Fields;
+use crate::ids::TenantId;
+use crate::model::{now_ms, KeyRecord, Model};
+use crate::views::{CreatedKey, KeyView};
+use base64::Engine;
+use realmgate_table::{ApiKey, AuthSpec, Problem, RateLimit, Route, Table, Tenant, Upstream};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Who is calling the keys API.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The operator token: may do anything.
+    Operator,
+    /// An API key (`Authorization: Bearer rgk_…`), live when the request arrived.
+    Key(Box<KeyRecord>),
+}
+
+impl Caller {
+    fn name(&self) -> String {
+        match self {
+            Caller::Operator => "operator".into(),
+            Caller::Key(k) => format!("key:{}", k.id),
+        }
+    }
+
+    /// Could this caller have minted `k`? It then may see and revoke it.
+    pub fn covers(&self, k: &KeyRecord) -> bool {
+        let Caller::Key(parent) = self else {
+            return true;
+        };
+        let tenant_ok = parent.tenant.is_none() || parent.tenant == k.tenant;
+        let ns_ok = parent.all_namespaces()
+            || (!k.all_namespaces() && k.namespaces.iter().all(|n| parent.namespaces.contains(n)));
+        tenant_ok && ns_ok
+    }
+}
+
+/// A fresh key: `rgk_` and base64url (no padding) of 32 bytes from the OS CSPRNG.
+pub fn new_secret() -> Result<String, ServiceError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| ServiceError::Internal(format!("OS random source: {e}")))?;
+    Ok(format!(
+        "rgk_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+fn new_id() -> Result<String, ServiceError> {
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| ServiceError::Internal(format!("OS random source: {e}")))?;
+    Ok(format!("k{}", hex::encode(bytes)))
+}
+
+/// SHA-256 of a presented key's text: how keys are found, here and at the gateways.
+pub fn digest(secret: &[u8]) -> [u8; 32] {
+    Sha256::digest(secret).into()
+}
+
+/// What a `POST /v1/keys` body asks for.
+struct KeyInput {
+    tenant: Option<String>,
+    namespaces: Option<Vec<String>>,
+    expires_at: Option<String>,
+    rate_limit: Option<RateLimit>,
+}
+
+impl Control {
+    /// The live key with this digest, for authenticating API calls.
+    pub fn key_caller(&self, digest: &[u8; 32]) -> Option<KeyRecord> {
+        let model = self.read();
+        let k = model.key_by_digest(digest)?;
+        k.is_live(now_ms()).then(|| k.clone())
+    }
+
+    pub async fn create_key(
+        &self,
+        caller: &Caller,
+        body: &[u8],
+    ) -> Result<CreatedKey, ServiceError> {
+        let mut f = Fields::parse(body).map_err(ServiceError::Invalid)?;
+        let mut input = KeyInput {
+            tenant: f.take("tenant"),
+            namespaces: f.require_list("namespaces"),
+            expires_at: f.take("expires_at"),
+            rate_limit: f.take("rate_limit"),
+        };
+        let mut problems = f.finish();
+        if let Caller::Key(parent) = caller {
+            // A key's children live in its tenant and no longer than it does.
+            if input.tenant.is_none() {
+                input.tenant = parent.tenant.as_ref().map(ToString::to_string);
+            }
+            if input.expires_at.is_none() {
+                input.expires_at = parent.expires_at_ms.map(rfc3339_seconds);
+            }
+        }
+        let registry = self.registry.lock().await;
+        let record = {
+            let model = self.read();
+            let (tenant, expires_at_ms) = check_key(&model, &input, &mut problems);
+            let (Some(namespaces), true) = (input.namespaces, problems.is_empty()) else {
+                return Err(ServiceError::Invalid(problems));
+            };
+            let secret = new_secret()?;
+            let record = KeyRecord {
+                id: new_id()?,
+                digest: digest(secret.as_bytes()),
+                prefix: secret[..8].to_owned(),
+                tenant,
+                namespaces,
+                expires_at_ms,
+                rate_limit: input.rate_limit,
+                created_at_ms: now_ms(),
+                created_by: caller.name(),
+                revoked_at_ms: None,
+                table_version: 0,
+            };
+            check_mint(caller, &record)?;
+            (record, secret)
+        };
+        let (record, secret) = record;
+        let version = registry.save_key(&record).await?;
+        let record = KeyRecord {
+            table_version: version,
+            ..record
+        };
+        let view = CreatedKey {
+            key: secret,
+            view: KeyView::from(&record),
+        };
+        self.commit(version, |m| m.put_key(record));
+        Ok(view)
+    }
+
+    /// The keys the caller may see: all for the operator, else those it could have minted.
+    pub fn list_keys(&self, caller: &Caller) -> Vec<KeyView> {
+        self.read()
+            .keys
+            .values()
+            .filter(|k| caller.covers(k))
+            .map(KeyView::from)
+            .collect()
+    }
+
+    pub fn key(&self, caller: &Caller, id: &str) -> Result<KeyView, ServiceError> {
+        self.read()
+            .keys
+            .get(id)
+            .filter(|k| caller.covers(k))
+            .map(KeyView::from)
+            .ok_or_else(|| not_found("key", id))
+    }
+
+    /// Revoke a key the caller may see (404 otherwise, so ids are not probed). Revoking a
+    /// revoked key changes nothing.
+    pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<KeyView, ServiceError> {
+        let registry = self.registry.lock().await;
+        let record = {
+            let model = self.read();
+            let k = model
+                .keys
+                .get(id)
+                .filter(|k| caller.covers(k))
+                .ok_or_else(|| not_found("key", id))?;
+            if k.revoked_at_ms.is_some() {
+                return Ok(KeyView::from(k));
+            }
+            KeyRecord {
+                revoked_at_ms: Some(now_ms()),
+                ..k.clone()
+            }
+        };
+        let version = registry.save_key(&record).await?;
+        let record = KeyRecord {
+            table_version: version,
+            ..record
+        };
+        let view = KeyView::from(&record);
+        self.commit(version, |m| m.put_key(record));
+        Ok(view)
+    }
+}
+
+/// 403 unless a key caller stays within its own tenant, namespaces and lifetime.
+fn check_mint(caller: &Caller, new: &KeyRecord) -> Result<(), ServiceError> {
+    let Caller::Key(parent) = caller else {
+        return Ok(());
+    };
+    if parent.tenant.is_some() && parent.tenant != new.tenant {
+        return Err(ServiceError::Forbidden(format!(
+            "key {} belongs to tenant {}: it can only mint keys for that tenant",
+            parent.id,
+            parent.tenant.as_ref().map_or("-", TenantId::as_str)
+        )));
+    }
+    if !parent.all_namespaces() {
+        if let Some(n) = new
+            .namespaces
+            .iter()
+            .find(|n| !parent.namespaces.contains(n))
+        {
+            return Err(ServiceError::Forbidden(format!(
+                "key {} covers {}: it cannot mint a key for {n}",
+                parent.id,
+                parent.namespaces.join(", ")
+            )));
+        }
+    }
+    if let Some(limit) = parent.expires_at_ms {
+        if new.expires_at_ms.is_none_or(|at| at > limit) {
+            return Err(ServiceError::Forbidden(format!(
+                "key {} expires at {}: a key it mints cannot outlive it",
+                parent.id,
+                rfc3339_seconds(limit)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Check the key as a gateway would (a one-key table through `realmgate_table::parse`),
+/// plus what only realmctl knows: the tenant exists, the expiry is in the future.
+fn check_key(
+    model: &Model,
+    input: &KeyInput,
+    problems: &mut Vec<Problem>,
+) -> (Option<TenantId>, Option<u64>) {
+    let tenant = input.tenant.as_deref().and_then(|raw| {
+        match TenantId::parse(raw).filter(|t| model.tenants.contains_key(t)) {
+            Some(t) => Some(t),
+            None => {
+                problems.push(Problem::new("tenant", format!("no tenant {raw:?}")));
+                None
+            }
+        }
+    });
+    let key = ApiKey {
+        id: "k".into(),
+        digest: format!("sha256:{}", "0".repeat(64)),
+        tenant: tenant.as_ref().map(|_| "t".to_owned()),
+        namespaces: input.namespaces.clone().unwrap_or_else(|| vec!["*".into()]),
+        expires_at: input.expires_at.clone(),
+        rate_limit: input.rate_limit,
+    };
+    let table = Table {
+        version: 1,
+        upstreams: BTreeMap::from([(
+            "u".to_owned(),
+            Upstream {
+                endpoints: vec!["127.0.0.1:1".into()],
+                health_check: None,
+                connect_timeout_ms: None,
+                read_timeout_ms: None,
+                write_timeout_ms: None,
+            },
+        )]),
+        tenants: vec![Tenant {
+            id: "t".into(),
+            hosts: vec!["placeholder.invalid".into()],
+            routes: vec![Route {
+                prefix: "/".into(),
+                upstream: "u".into(),
+                auth: AuthSpec::One("public".into()),
+                namespace: None,
+            }],
+            status: Default::default(),
+            rate_limits: Default::default(),
+        }],
+        api_keys: vec![key],
+    };
+    let bytes = serde_json::to_vec(&table).unwrap_or_default();
+    let mut expires_at_ms = None;
+    match realmgate_table::parse(&bytes) {
+        Ok((_, checked)) => {
+            if let Some(at) = checked.key_expiry.first().copied().flatten() {
+                let at_ms = at.saturating_mul(1000);
+                if at_ms <= now_ms() {
+                    problems.push(Problem::new("expires_at", "must be in the future"));
+                }
+                expires_at_ms = Some(at_ms);
+            }
+        }
+        Err(found) => problems.extend(found.into_iter().map(|p| {
+            let at =
+                p.at.strip_prefix("api_keys[0].")
+                    .unwrap_or(&p.at)
+                    .to_owned();
+            Problem::new(at, p.message)
+        })),
+    }
+    (tenant, expires_at_ms)
+}
+
+/// `2027-01-01T00:00:00Z`: the table's expiry format (whole seconds, UTC).
+pub fn rfc3339_seconds(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests;

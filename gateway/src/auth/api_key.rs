@@ -1,0 +1,269 @@
+//! The `api_key` policy: read the key from `X-API-Key` or `Authorization: Bearer rgk_…`,
+//! find it by the SHA-256 digest of what was presented, and check expiry, tenant and
+//! namespace. Keys are compiled with the table; a request only hashes and looks up.
+
+use crate::errors::GatewayError;
+use crate::limits::{LimitRt, Limiters};
+use crate::route::Namespace;
+use crate::tenant::TenantIdx;
+use http::{header, HeaderName, HeaderValue};
+use pingora_http::RequestHeader;
+use realmgate_table::{is_namespace, ApiKey};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+/// Every key starts with this; a bearer token without it is someone else's (a JWT).
+pub const KEY_PREFIX: &[u8] = b"rgk_";
+/// `rgk_` and base64url (no padding) of 32 bytes.
+pub const KEY_LEN: usize = 4 + 43;
+
+/// Index into the snapshot's key list.
+pub type KeyIdx = u32;
+
+/// Which tenant a key serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// An operator key: every tenant.
+    AnyTenant,
+    Tenant(TenantIdx),
+}
+
+/// The namespaces a key covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Namespaces {
+    /// `*`: every namespace of the key's tenant (of every tenant, for an operator key).
+    All,
+    List(Box<[Box<str>]>),
+}
+
+/// One compiled key.
+pub struct KeyRt {
+    /// `x-realmgate-key-id`, built once.
+    pub id: HeaderValue,
+    pub scope: Scope,
+    pub namespaces: Namespaces,
+    /// Seconds since the Unix epoch from which the key is refused.
+    pub expires_at: Option<u64>,
+    /// The key's own limit (else its tenant's `per_key`), and its counter's key.
+    pub limit: Option<LimitRt>,
+    pub limit_key: u64,
+}
+
+/// Every key of a table, by digest.
+#[derive(Default)]
+pub struct Keys {
+    by_digest: HashMap<[u8; 32], KeyIdx, ahash::RandomState>,
+    keys: Box<[KeyRt]>,
+}
+
+/// The namespace a request is about: from its route, from the first path segment, or none.
+pub enum PathNamespace<'a> {
+    None,
+    Route(&'a Namespace),
+    Path(Cow<'a, str>),
+}
+
+impl PathNamespace<'_> {
+    fn name(&self) -> Option<&str> {
+        match self {
+            PathNamespace::None => None,
+            PathNamespace::Route(ns) => Some(&ns.name),
+            PathNamespace::Path(name) => Some(name),
+        }
+    }
+
+    /// The `x-realmgate-namespace` value: shared from the table for a route's namespace,
+    /// built only when the namespace comes from the path of a namespace-less route.
+    pub fn header(&self) -> Option<HeaderValue> {
+        match self {
+            PathNamespace::None => None,
+            PathNamespace::Route(ns) => Some(ns.header.clone()),
+            // Validated to [@a-z0-9._-]: always a valid header value.
+            PathNamespace::Path(name) => HeaderValue::from_str(name).ok(),
+        }
+    }
+}
+
+/// The key the client presented, if any. `X-API-Key` (once), or `Authorization: Bearer
+/// rgk_…`; both present and different, or either repeated, is 400.
+pub fn presented(req: &RequestHeader) -> Result<Option<&[u8]>, GatewayError> {
+    let mut x = req.headers.get_all(&X_API_KEY).iter();
+    let from_header = match (x.next(), x.next()) {
+        (Some(v), None) => Some(v.as_bytes().trim_ascii()),
+        (None, _) => None,
+        (Some(_), Some(_)) => return Err(GatewayError::ConflictingApiKeys),
+    };
+    let mut bearer = None;
+    for v in req.headers.get_all(header::AUTHORIZATION) {
+        let Some(token) = bearer_token(v.as_bytes()) else {
+            continue;
+        };
+        if !token.starts_with(KEY_PREFIX) {
+            continue;
+        }
+        if bearer.replace(token).is_some() {
+            return Err(GatewayError::ConflictingApiKeys);
+        }
+    }
+    match (from_header, bearer) {
+        (Some(a), Some(b)) if a != b => Err(GatewayError::ConflictingApiKeys),
+        (Some(k), _) | (None, Some(k)) => Ok(Some(k)),
+        (None, None) => Ok(None),
+    }
+}
+
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+/// The namespace a path names: its first segment when that starts with `@` (or with `%40`,
+/// which an upstream may decode to `@`). A first segment that starts so but is not a valid
+/// namespace (`@OTHER`, `@other;x`, `@`) is refused: the gateway will not guess what an
+/// upstream makes of it.
+pub fn path_namespace(path: &str) -> Result<PathNamespace<'_>, GatewayError> {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let seg = &rest[..end];
+    let name: Cow<'_, str> = if seg.starts_with('@') {
+        Cow::Borrowed(seg)
+    } else if let Some(tail) = seg.strip_prefix("%40") {
+        Cow::Owned(format!("@{tail}"))
+    } else {
+        return Ok(PathNamespace::None);
+    };
+    if is_namespace(&name) {
+        Ok(PathNamespace::Path(name))
+    } else {
+        Err(GatewayError::BadNamespace)
+    }
+}
+
+/// Now, in seconds since the Unix epoch (a vDSO clock read, no syscall).
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Keys {
+    /// Compile the table's keys. `tenant_of` maps a tenant id to its index (validation
+    /// guarantees every key's tenant exists); `per_key` gives a tenant's default key limit.
+    pub fn build(
+        keys: Vec<ApiKey>,
+        expiry: &[Option<u64>],
+        limiters: &Limiters,
+        tenant_of: impl Fn(&str) -> Option<TenantIdx>,
+    ) -> Keys {
+        let mut by_digest =
+            HashMap::with_capacity_and_hasher(keys.len(), ahash::RandomState::new());
+        let mut out = Vec::with_capacity(keys.len());
+        for (i, key) in keys.into_iter().enumerate() {
+            let Some(digest) = parse_digest(&key.digest) else {
+                continue;
+            };
+            let scope = match key.tenant.as_deref() {
+                None => Scope::AnyTenant,
+                Some(t) => match tenant_of(t) {
+                    Some(idx) => Scope::Tenant(idx),
+                    // Never widen a key whose tenant is unknown into an operator key.
+                    None => continue,
+                },
+            };
+            let namespaces = if key.namespaces.iter().any(|n| n == "*") {
+                Namespaces::All
+            } else {
+                Namespaces::List(
+                    key.namespaces
+                        .into_iter()
+                        .map(String::into_boxed_str)
+                        .collect(),
+                )
+            };
+            by_digest.insert(digest, out.len() as KeyIdx);
+            out.push(KeyRt {
+                // Key ids are validated to [a-z0-9._-].
+                id: HeaderValue::from_str(&key.id).unwrap_or(HeaderValue::from_static("")),
+                scope,
+                namespaces,
+                expires_at: expiry.get(i).copied().flatten(),
+                limit: key.rate_limit.map(|l| limiters.compile(&l)),
+                limit_key: crate::limits::stable_key(&key.id),
+            });
+        }
+        Keys {
+            by_digest,
+            keys: out.into_boxed_slice(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn get(&self, idx: KeyIdx) -> &KeyRt {
+        &self.keys[idx as usize]
+    }
+
+    /// The key whose digest matches what was presented, if it is known and not expired at
+    /// `now`.
+    ///
+    /// Timing: the secret is hashed first and only its SHA-256 digest meets the map. Hashing
+    /// and probing the map take time that depends on the digest, never on how many leading
+    /// bytes of the secret are right, and learning digest bits does not help find a secret
+    /// (preimage resistance). So this lookup is constant-time in the secret, unlike comparing
+    /// presented keys byte by byte against stored ones.
+    pub fn authenticate(&self, secret: &[u8], now: u64) -> Option<KeyIdx> {
+        if secret.len() != KEY_LEN || !secret.starts_with(KEY_PREFIX) {
+            return None;
+        }
+        let digest: [u8; 32] = Sha256::digest(secret).into();
+        let idx = *self.by_digest.get(&digest)?;
+        match self.keys[idx as usize].expires_at {
+            Some(at) if now >= at => None,
+            _ => Some(idx),
+        }
+    }
+
+    /// May `key` reach `namespace` at `tenant`? 403 `namespace_denied` otherwise.
+    pub fn authorize(
+        &self,
+        key: KeyIdx,
+        tenant: TenantIdx,
+        namespace: &PathNamespace<'_>,
+    ) -> Result<(), GatewayError> {
+        let k = self.get(key);
+        let tenant_ok = match k.scope {
+            Scope::AnyTenant => true,
+            Scope::Tenant(t) => t == tenant,
+        };
+        let ns_ok = match (&k.namespaces, namespace.name()) {
+            (Namespaces::All, _) | (_, None) => true,
+            (Namespaces::List(list), Some(ns)) => list.iter().any(|n| **n == *ns),
+        };
+        if tenant_ok && ns_ok {
+            Ok(())
+        } else {
+            Err(GatewayError::NamespaceDenied)
+        }
+    }
+}
+
+fn parse_digest(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex, &mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! Key extraction, lookup, expiry, tenant and namespace decisions.
+
+use super::*;
+use crate::limits::Limiters;
+
+const SECRET_A: &str = "rgk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const SECRET_B: &str = "rgk_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+const SECRET_OP: &str = "rgk_OOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOOO";
+
+fn digest(secret: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(secret.as_bytes())))
+}
+
+fn key(id: &str, secret: &str, tenant: Option<&str>, ns: &[&str]) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        digest: digest(secret),
+        tenant: tenant.map(Into::into),
+        namespaces: ns.iter().map(|n| (*n).to_owned()).collect(),
+        expires_at: None,
+        rate_limit: None,
+    }
+}
+
+fn keys() -> Keys {
+    let list = vec![
+        key("ka", SECRET_A, Some("acme"), &["@acme"]),
+        key("kb", SECRET_B, Some("beta"), &["*"]),
+        key("op", SECRET_OP, None, &["*"]),
+        key("orphan", "rgk_x", Some("gone"), &["*"]),
+    ];
+    let expiry = [Some(2_000), None, None, None];
+    Keys::build(list, &expiry, &Limiters::default(), |t| match t {
+        "acme" => Some(0),
+        "beta" => Some(1),
+        _ => None,
+    })
+}
+
+fn req(headers: &[(&str, &str)]) -> RequestHeader {
+    let mut r = RequestHeader::build("GET", b"/", None).expect("request");
+    for (k, v) in headers {
+        r.append_header(k.to_string(), *v).expect("header");
+    }
+    r
+}
+
+#[test]
+fn key_from_either_header() {
+    assert_eq!(presented(&req(&[])).expect("ok"), None);
+    assert_eq!(
+        presented(&req(&[("x-api-key", SECRET_A)])).expect("ok"),
+        Some(SECRET_A.as_bytes())
+    );
+    let bearer = format!("Bearer {SECRET_A}");
+    assert_eq!(
+        presented(&req(&[("authorization", &bearer)])).expect("ok"),
+        Some(SECRET_A.as_bytes())
+    );
+    // The same key twice is fine; a JWT bearer is not a key.
+    assert!(presented(&req(&[("x-api-key", SECRET_A), ("authorization", &bearer)])).is_ok());
+    assert_eq!(
+        presented(&req(&[("authorization", "Bearer eyJhbGciOi.x.y")])).expect("ok"),
+        None
+    );
+    for conflicting in [
+        vec![("x-api-key", SECRET_B), ("authorization", bearer.as_str())],
+        vec![("x-api-key", SECRET_A), ("x-api-key", SECRET_A)],
+    ] {
+        assert_eq!(
+            presented(&req(&conflicting)),
+            Err(GatewayError::ConflictingApiKeys)
+        );
+    }
+}
+
+#[test]
+fn lookup_by_digest_and_expiry() {
+    let k = keys();
+    assert_eq!(
+        k.len(),
+        3,
+        "a key of an unknown tenant is dropped, never widened"
+    );
+    assert_eq!(k.authenticate(SECRET_A.as_bytes(), 1_999), Some(0));
+    assert_eq!(k.authenticate(SECRET_A.as_bytes(), 2_000), None, "expired");
+    assert_eq!(k.authenticate(SECRET_B.as_bytes(), u64::MAX), Some(1));
+    assert_eq!(k.authenticate(b"rgk_x", 0), None);
+    let mut near = SECRET_A.as_bytes().to_vec();
+    near[10] = b'B';
+    assert_eq!(k.authenticate(&near, 0), None);
+    assert_eq!(k.get(0).id, "ka");
+}
+
+#[test]
+fn tenant_and_namespace_decisions() {
+    let k = keys();
+    let ns = |p: &'static str| path_namespace(p).expect("valid");
+    // @acme key at acme.
+    assert!(k.authorize(0, 0, &ns("/@acme/x")).is_ok());
+    assert!(k.authorize(0, 0, &ns("/plain")).is_ok());
+    assert_eq!(
+        k.authorize(0, 0, &ns("/@other/x")),
+        Err(GatewayError::NamespaceDenied)
+    );
+    assert_eq!(
+        k.authorize(0, 1, &ns("/@acme/x")),
+        Err(GatewayError::NamespaceDenied)
+    );
+    // `*` covers its own tenant only; the operator key covers all.
+    assert!(k.authorize(1, 1, &ns("/@anything/x")).is_ok());
+    assert_eq!(
+        k.authorize(1, 0, &ns("/x")),
+        Err(GatewayError::NamespaceDenied)
+    );
+    assert!(k.authorize(2, 0, &ns("/@acme/x")).is_ok());
+    assert!(k.authorize(2, 1, &ns("/@beta/x")).is_ok());
+}
+
+#[test]
+fn path_namespaces() {
+    let name = |p: &str| match path_namespace(p) {
+        Ok(PathNamespace::Path(n)) => Ok(Some(n.into_owned())),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e),
+    };
+    assert_eq!(name("/@acme/x"), Ok(Some("@acme".into())));
+    assert_eq!(name("/@acme"), Ok(Some("@acme".into())));
+    assert_eq!(name("/@acme?q=1"), Ok(Some("@acme".into())));
+    assert_eq!(name("/%40other/x"), Ok(Some("@other".into())));
+    assert_eq!(name("/x/@other"), Ok(None));
+    assert_eq!(name("/"), Ok(None));
+    for bad in ["/@OTHER/x", "/@other;x/", "/@/x", "/%40/x", "/@a%2Fb/x"] {
+        assert_eq!(name(bad), Err(GatewayError::BadNamespace), "{bad}");
+    }
+}

@@ -1,0 +1,174 @@
+//! Rate limits, the step after auth: per tenant, per API key and per client address on
+//! public routes, counted with pingora-limits' `Rate` estimator. Everything a request needs
+//! is compiled with the table; under the limit a check is a few hashes and atomic adds, with
+//! no allocation or formatting. Counters outlive table swaps (see [`Limiters`]).
+
+pub mod client;
+
+use crate::auth::Grant;
+use crate::snapshot::Snapshot;
+use crate::tenant::TenantIdx;
+use http::HeaderValue;
+use pingora_http::ResponseHeader;
+use pingora_limits::rate::Rate;
+use realmgate_table::RateLimit;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// Count-min sketch size of each estimator: 4 rows of 16384 counters (two estimators per
+/// window length, 1 MiB). More keys than this share counters and may be limited early.
+const HASHES: usize = 4;
+const SLOTS: usize = 16384;
+
+/// One `Rate` per window length, shared by every limit of that length and kept across
+/// tables, so a push (a revocation, a new tenant) does not reset anyone's count.
+#[derive(Default)]
+pub struct Limiters {
+    by_window: Mutex<HashMap<u32, Arc<Rate>>>,
+}
+
+impl Limiters {
+    /// A compiled limit; called while a table is built, never per request.
+    pub fn compile(&self, limit: &RateLimit) -> LimitRt {
+        let window = limit.window_s.max(1);
+        let rate = {
+            let mut map = self.by_window.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(map.entry(window).or_insert_with(|| {
+                Arc::new(Rate::new_with_estimator_config(
+                    std::time::Duration::from_secs(u64::from(window)),
+                    HASHES,
+                    SLOTS,
+                ))
+            }))
+        };
+        LimitRt {
+            rate,
+            requests: isize::try_from(limit.requests).unwrap_or(isize::MAX),
+            limit_header: HeaderValue::from(limit.requests),
+        }
+    }
+}
+
+/// One limit as requests check it.
+pub struct LimitRt {
+    rate: Arc<Rate>,
+    requests: isize,
+    /// `RateLimit-Limit`, built once.
+    limit_header: HeaderValue,
+}
+
+/// Which counter a request is counted in: the scopes never share a key.
+#[derive(Hash)]
+enum Counter {
+    Tenant(u64),
+    Key(u64),
+    Client(u64, IpAddr),
+}
+
+impl LimitRt {
+    /// Count one request; `Err` once the window holds more than the limit.
+    #[inline]
+    fn admit<K: Hash>(&self, key: &K) -> Result<(), Over> {
+        if self.rate.observe(key, 1) <= self.requests {
+            return Ok(());
+        }
+        // Over the limit: only now work out when the window ends.
+        let reset = self.rate.rate_with(key, |c| {
+            let left = c.interval.as_secs_f64() * (1.0 - c.current_interval_fraction);
+            left.ceil().max(1.0) as u64
+        });
+        Err(Over {
+            limit: self.limit_header.clone(),
+            reset_s: reset,
+        })
+    }
+}
+
+/// A refused request: what the 429's headers say.
+#[derive(Debug, Clone)]
+pub struct Over {
+    limit: HeaderValue,
+    reset_s: u64,
+}
+
+impl Over {
+    /// `Retry-After` and the `RateLimit-*` fields (draft-ietf-httpapi-ratelimit-headers).
+    pub fn write_headers(&self, resp: &mut ResponseHeader) {
+        let _ = resp.insert_header("retry-after", self.reset_s);
+        let _ = resp.insert_header("ratelimit-limit", self.limit.clone());
+        let _ = resp.insert_header("ratelimit-remaining", 0u64);
+        let _ = resp.insert_header("ratelimit-reset", self.reset_s);
+    }
+
+    pub fn reset_s(&self) -> u64 {
+        self.reset_s
+    }
+}
+
+/// A tenant's compiled limits.
+#[derive(Default)]
+pub struct TenantLimits {
+    pub tenant: Option<LimitRt>,
+    pub per_key: Option<LimitRt>,
+    pub per_client: Option<LimitRt>,
+    /// The tenant's counter key, stable across tables.
+    pub key: u64,
+}
+
+impl TenantLimits {
+    pub fn compile(limiters: &Limiters, id: &str, l: &realmgate_table::RateLimits) -> Self {
+        TenantLimits {
+            tenant: l.tenant.as_ref().map(|l| limiters.compile(l)),
+            per_key: l.per_key.as_ref().map(|l| limiters.compile(l)),
+            per_client: l.per_client.as_ref().map(|l| limiters.compile(l)),
+            key: stable_key(id),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenant.is_none() && self.per_key.is_none() && self.per_client.is_none()
+    }
+}
+
+/// Count an admitted request against its key's (or client's) limit, then its tenant's.
+/// `client` is called only when a per-client limit applies.
+pub fn check(
+    snapshot: &Snapshot,
+    tenant: TenantIdx,
+    grant: &Grant,
+    client: impl FnOnce() -> Option<IpAddr>,
+) -> Result<(), Over> {
+    let limits = &snapshot.tenant(tenant).limits;
+    match grant {
+        Grant::ApiKey { key, .. } => {
+            let k = snapshot.keys.get(*key);
+            if let Some(limit) = k.limit.as_ref().or(limits.per_key.as_ref()) {
+                limit.admit(&Counter::Key(k.limit_key))?;
+            }
+        }
+        Grant::Public => {
+            if let Some(limit) = &limits.per_client {
+                if let Some(ip) = client() {
+                    limit.admit(&Counter::Client(limits.key, ip))?;
+                }
+            }
+        }
+    }
+    if let Some(limit) = &limits.tenant {
+        limit.admit(&Counter::Tenant(limits.key))?;
+    }
+    Ok(())
+}
+
+/// A hash of an id that is the same in every table this process loads, so counters keep
+/// their identity across swaps.
+pub fn stable_key(id: &str) -> u64 {
+    // Fixed seeds: stable within the process; nothing secret rides on them (the estimator
+    // hashes this value again with its own random seeds).
+    ahash::RandomState::with_seeds(0x5265_616c, 0x6d67_6174, 0x6520_6c69, 0x6d69_7473).hash_one(id)
+}
+
+#[cfg(test)]
+mod tests;
