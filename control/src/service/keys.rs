@@ -9,7 +9,7 @@ use crate::ids::TenantId;
 use crate::model::{now_ms, KeyRecord, Model};
 use crate::views::{CreatedKey, KeyView};
 use base64::Engine;
-use realmgate_table::{ApiKey, AuthSpec, Problem, RateLimit, Route, Table, Tenant, Upstream};
+use realmgate_table::{ApiKey, AuthSpec, Problem, RateLimit, Route, Table, Tenant};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -253,16 +253,7 @@ fn check_key(
     };
     let table = Table {
         version: 1,
-        upstreams: BTreeMap::from([(
-            "u".to_owned(),
-            Upstream {
-                endpoints: vec!["127.0.0.1:1".into()],
-                health_check: None,
-                connect_timeout_ms: None,
-                read_timeout_ms: None,
-                write_timeout_ms: None,
-            },
-        )]),
+        upstreams: BTreeMap::from([("u".to_owned(), super::validate::placeholder_pool())]),
         tenants: vec![Tenant {
             id: "t".into(),
             hosts: vec!["placeholder.invalid".into()],

@@ -185,7 +185,8 @@ fn rebase(p: Problem, prefix: &str) -> Problem {
     Problem::new(at, p.message)
 }
 
-fn placeholder_pool() -> Upstream {
+/// A pool that satisfies validation where only a tenant or key is being checked.
+pub(super) fn placeholder_pool() -> Upstream {
     Upstream {
         endpoints: vec!["127.0.0.1:1".into()],
         health_check: None,
