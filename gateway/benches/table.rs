@@ -139,6 +139,13 @@ fn parse_only(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter(|| realmgate_table::parse(black_box(&raw)).expect("valid"))
         });
+        let parsed: realmgate_table::Table = serde_json::from_slice(&raw).expect("valid");
+        group.bench_function(BenchmarkId::new("validate_only", n), |b| {
+            b.iter(|| realmgate_table::validate(black_box(&parsed)).expect("valid"))
+        });
+        group.bench_function(BenchmarkId::new("serde_only", n), |b| {
+            b.iter(|| serde_json::from_slice::<realmgate_table::Table>(black_box(&raw)).expect("valid"))
+        });
     }
     group.finish();
 }
