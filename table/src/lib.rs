@@ -12,10 +12,10 @@ mod validate;
 pub mod wire;
 
 pub use validate::{
-    is_name, is_tenant_id, validate, Checked, Problem, KNOWN_AUTH, MAX_ENDPOINTS,
-    MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT,
+    is_name, is_tenant_id, validate, Checked, Problem, GATEWAY_PATH_PREFIX, KNOWN_AUTH,
+    MAX_AUDIENCES, MAX_ENDPOINTS, MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT,
 };
-pub use wire::{AuthSpec, HealthCheck, Route, Table, Tenant, TenantStatus, Upstream};
+pub use wire::{AuthSpec, HealthCheck, Realm, Route, Table, Tenant, TenantStatus, Upstream};
 
 use sha2::{Digest, Sha256};
 
@@ -70,3 +70,5 @@ pub fn field_path(path: &serde_ignored::Path<'_>) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_auth;

@@ -2,7 +2,7 @@
 
 use crate::host::HostPattern;
 use crate::path::normalise_path;
-use crate::wire::{Table, Tenant, Upstream};
+use crate::wire::{Realm, Table, Tenant, Upstream};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -15,8 +15,17 @@ pub const MAX_ROUTES_PER_TENANT: usize = 1024;
 const MAX_PREFIX_LEN: usize = 1024;
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// The only auth policy this version of the table knows.
-pub const KNOWN_AUTH: &[&str] = &["public"];
+/// The auth policies this version of the table knows.
+pub const KNOWN_AUTH: &[&str] = &["public", "jwt", "session"];
+/// Policies named by the design whose implementation has not landed yet.
+const RESERVED_AUTH: &[&str] = &["api_key"];
+/// Most audiences in one realm.
+pub const MAX_AUDIENCES: usize = 32;
+const MAX_URL_LEN: usize = 2048;
+const MAX_CLIENT_FIELD_LEN: usize = 255;
+/// Paths under this prefix on every tenant host belong to the gateway (login callback,
+/// logout); no route may claim them.
+pub const GATEWAY_PATH_PREFIX: &str = "/.realmgate";
 
 /// One thing wrong with a table: where (a JSON path like `tenants[1].hosts[0]`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +71,7 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
     }
     let mut ids: HashMap<&str, usize> = HashMap::with_capacity(table.tenants.len());
     let mut owners: HashMap<HostPattern, usize> = HashMap::with_capacity(table.tenants.len());
+    let mut issuers: HashMap<&str, usize> = HashMap::new();
     let mut hosts = Vec::with_capacity(table.tenants.len());
     for (t, tenant) in table.tenants.iter().enumerate() {
         let at = format!("tenants[{t}]");
@@ -88,6 +98,18 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
             &mut problems,
         ));
         check_routes(&at, tenant, table, &mut problems);
+        if let Some(realm) = &tenant.realm {
+            check_realm(&format!("{at}.realm"), realm, &mut problems);
+            if let Some(first) = issuers.insert(realm.issuer.as_str(), t) {
+                problems.push(Problem::new(
+                    format!("{at}.realm.issuer"),
+                    format!(
+                        "issuer already used by tenant {:?}: each tenant has its own realm, or one tenant's tokens would open the other's routes",
+                        table.tenants[first].id
+                    ),
+                ));
+            }
+        }
     }
     if problems.is_empty() {
         Ok(Checked { hosts })
@@ -249,25 +271,163 @@ fn check_routes(at: &str, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
                 format!("unknown upstream {:?}", route.upstream),
             ));
         }
-        let names = route.auth.names();
-        if names.is_empty() {
+        if p == GATEWAY_PATH_PREFIX || p.starts_with("/.realmgate/") {
             problems.push(Problem::new(
-                format!("{rat}.auth"),
-                "needs at least one policy",
+                format!("{rat}.prefix"),
+                format!("{p:?}: paths under {GATEWAY_PATH_PREFIX}/ belong to the gateway (login callback, logout)"),
             ));
         }
-        for name in names {
-            if !KNOWN_AUTH.contains(&name.as_str()) {
+        check_auth(&rat, route, tenant, problems);
+    }
+}
+
+fn check_auth(rat: &str, route: &crate::wire::Route, tenant: &Tenant, problems: &mut Vec<Problem>) {
+    let names = route.auth.names();
+    if names.is_empty() {
+        problems.push(Problem::new(
+            format!("{rat}.auth"),
+            "needs at least one policy",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for name in names {
+        if RESERVED_AUTH.contains(&name.as_str()) {
+            problems.push(Problem::new(
+                format!("{rat}.auth"),
+                format!(
+                    "auth policy {name:?} is reserved and not implemented yet (known: {})",
+                    KNOWN_AUTH.join(", ")
+                ),
+            ));
+        } else if !KNOWN_AUTH.contains(&name.as_str()) {
+            problems.push(Problem::new(
+                format!("{rat}.auth"),
+                format!(
+                    "unknown auth policy {name:?} (known: {})",
+                    KNOWN_AUTH.join(", ")
+                ),
+            ));
+        } else if !seen.insert(name.as_str()) {
+            problems.push(Problem::new(
+                format!("{rat}.auth"),
+                format!("policy {name:?} listed twice"),
+            ));
+        }
+    }
+    let jwt = seen.contains("jwt");
+    let session = seen.contains("session");
+    if (jwt || session) && tenant.realm.is_none() {
+        problems.push(Problem::new(
+            format!("{rat}.auth"),
+            "jwt and session need the tenant to have a realm (tenant field \"realm\")",
+        ));
+    }
+    if session {
+        if let Some(realm) = &tenant.realm {
+            if realm.client_id.is_none() {
                 problems.push(Problem::new(
                     format!("{rat}.auth"),
-                    format!(
-                        "unknown auth policy {name:?} (known: {})",
-                        KNOWN_AUTH.join(", ")
-                    ),
+                    "session needs the realm's login client (realm.client_id)",
                 ));
             }
         }
     }
+    if route.forward_token && !(jwt || session) {
+        problems.push(Problem::new(
+            format!("{rat}.forward_token"),
+            "needs a jwt or session policy: a public route has no verified token to forward",
+        ));
+    }
+}
+
+fn check_realm(at: &str, realm: &Realm, problems: &mut Vec<Problem>) {
+    if let Err(why) = check_url(&realm.issuer) {
+        problems.push(Problem::new(
+            format!("{at}.issuer"),
+            format!("{:?} {why}", realm.issuer),
+        ));
+    } else if realm.issuer.ends_with('/') {
+        problems.push(Problem::new(
+            format!("{at}.issuer"),
+            format!("{:?} ends with '/': an issuer is compared byte for byte with the tokens' iss, write it as the realm publishes it (no trailing slash)", realm.issuer),
+        ));
+    }
+    if let Some(uri) = &realm.jwks_uri {
+        if let Err(why) = check_url(uri) {
+            problems.push(Problem::new(
+                format!("{at}.jwks_uri"),
+                format!("{uri:?} {why}"),
+            ));
+        }
+    }
+    if realm.audiences.is_empty() {
+        problems.push(Problem::new(
+            format!("{at}.audiences"),
+            "needs at least one audience: a token must be meant for this tenant",
+        ));
+    }
+    if realm.audiences.len() > MAX_AUDIENCES {
+        problems.push(Problem::new(
+            format!("{at}.audiences"),
+            format!("more than {MAX_AUDIENCES} audiences"),
+        ));
+    }
+    for (i, aud) in realm.audiences.iter().enumerate() {
+        if aud.is_empty() || aud.len() > MAX_CLIENT_FIELD_LEN || aud.chars().any(char::is_control) {
+            problems.push(Problem::new(
+                format!("{at}.audiences[{i}]"),
+                format!("{aud:?} must be 1-{MAX_CLIENT_FIELD_LEN} characters without control characters"),
+            ));
+        }
+    }
+    for (field, value) in [
+        ("client_id", &realm.client_id),
+        ("client_secret", &realm.client_secret),
+    ] {
+        if let Some(v) = value {
+            if v.is_empty()
+                || v.len() > MAX_CLIENT_FIELD_LEN
+                || !v.bytes().all(|b| b.is_ascii_graphic())
+            {
+                problems.push(Problem::new(
+                    format!("{at}.{field}"),
+                    format!("must be 1-{MAX_CLIENT_FIELD_LEN} visible ASCII characters"),
+                ));
+            }
+        }
+    }
+    if realm.client_secret.is_some() && realm.client_id.is_none() {
+        problems.push(Problem::new(
+            format!("{at}.client_secret"),
+            "a client secret without client_id has no client to belong to",
+        ));
+    }
+}
+
+/// An absolute `http`/`https` URL with a host and no userinfo, query or fragment.
+fn check_url(raw: &str) -> Result<(), &'static str> {
+    if raw.len() > MAX_URL_LEN {
+        return Err("is too long");
+    }
+    let url = url::Url::parse(raw).map_err(|_| "is not an absolute URL")?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// URL");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment");
+    }
+    if url.as_str().trim_end_matches('/') != raw.trim_end_matches('/') {
+        return Err(
+            "is not in normal form (lower-case scheme and host, no default port, no dot segments)",
+        );
+    }
+    Ok(())
 }
 
 /// A DNS label: `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`.
