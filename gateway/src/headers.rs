@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_REALMGATE_TENANT: HeaderName = HeaderName::from_static("x-realmgate-tenant");
+pub const X_REALMGATE_SUBJECT: HeaderName = HeaderName::from_static("x-realmgate-subject");
+pub const X_REALMGATE_ROLES: HeaderName = HeaderName::from_static("x-realmgate-roles");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

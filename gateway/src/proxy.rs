@@ -1,10 +1,12 @@
 //! The `ProxyHttp` implementation. Each phase only dispatches to the module where the request
-//! meets it: `request` (host → tenant → route), `upstream` (peer choice, retry), `headers`,
-//! `errors`, `metrics`.
+//! meets it: `request` (host → tenant → route), `auth` (policy, login endpoints), `upstream`
+//! (peer choice, retry), `headers`, `errors`, `metrics`.
 
+use crate::auth::{self, Auth, AuthCtx, Reply};
 use crate::errors::{wants_html, GatewayError};
 use crate::headers::{
-    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REALMGATE_TENANT, X_REQUEST_ID,
+    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REALMGATE_ROLES,
+    X_REALMGATE_SUBJECT, X_REALMGATE_TENANT, X_REQUEST_ID,
 };
 use crate::request::resolve;
 use crate::route::PoolIdx;
@@ -23,6 +25,7 @@ use std::time::Instant;
 
 pub struct Gateway {
     pub store: Arc<Store>,
+    pub auth: Arc<Auth>,
 }
 
 /// Per-request state: plain data, one table snapshot for the whole request.
@@ -37,6 +40,7 @@ pub struct Ctx {
     avoid: Option<SocketAddr>,
     failure: Option<GatewayError>,
     upstream_start: Option<Instant>,
+    auth: AuthCtx,
 }
 
 impl Ctx {
@@ -69,7 +73,35 @@ impl ProxyHttp for Gateway {
                 ctx.tenant = Some(r.tenant);
                 ctx.pool = r.pool;
                 ctx.target = r.target;
-                Ok(false)
+                if r.endpoint.is_none() && r.policy.is_open() {
+                    return Ok(false);
+                }
+                let Some(snapshot) = ctx.snapshot.clone() else {
+                    return respond(session, ctx, GatewayError::Internal).await;
+                };
+                ctx.request_id();
+                let Ctx {
+                    request_id: Some(request_id),
+                    auth: actx,
+                    ..
+                } = &mut *ctx
+                else {
+                    return respond(session, ctx, GatewayError::Internal).await;
+                };
+                let request = auth::Request {
+                    req: session.req_header(),
+                    tls: is_tls(session),
+                    tenant: snapshot.tenant(r.tenant),
+                    request_id,
+                };
+                let reply = match r.endpoint {
+                    Some(endpoint) => Some(self.auth.endpoint(&request, endpoint).await),
+                    None => self.auth.check(&request, r.policy, actx).await,
+                };
+                match reply {
+                    None => Ok(false),
+                    Some(reply) => send(session, ctx, reply).await,
+                }
             }
             Err((tenant, err)) => {
                 ctx.tenant = tenant;
@@ -138,6 +170,17 @@ impl ProxyHttp for Gateway {
         {
             up.insert_header(X_FORWARDED_FOR, headers::ip_header(ip))?;
         }
+        if ctx.auth.checked {
+            identity_headers(up, &ctx.auth)?;
+        }
+        if up.headers.contains_key(http::header::COOKIE) && auth::session::has_gateway_cookie(up) {
+            match auth::session::upstream_cookie_header(up) {
+                Some(v) => up.insert_header(http::header::COOKIE, v)?,
+                None => {
+                    up.remove_header(&http::header::COOKIE);
+                }
+            }
+        }
         up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
         if let Some(host) = session.req_header().headers.get(http::header::HOST) {
             up.insert_header(X_FORWARDED_HOST, host.clone())?;
@@ -166,6 +209,9 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        for cookie in ctx.auth.set_cookies.drain(..) {
+            resp.append_header(http::header::SET_COOKIE, cookie)?;
+        }
         resp.insert_header(X_REQUEST_ID, ctx.request_id().clone())
     }
 
@@ -223,6 +269,43 @@ async fn respond(session: &mut Session, ctx: &mut Ctx, err: GatewayError) -> Res
         session.write_response_body(Some(body), true).await?;
     }
     Ok(true)
+}
+
+/// Write a response auth produced (refusal, redirect, login endpoint).
+async fn send(session: &mut Session, ctx: &mut Ctx, mut reply: Reply) -> Result<bool> {
+    reply
+        .head
+        .insert_header(X_REQUEST_ID, ctx.request_id().clone())?;
+    let head_only = session.req_header().method == http::Method::HEAD || reply.body.is_empty();
+    session.write_response_header(reply.head, head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(reply.body), true).await?;
+    }
+    Ok(true)
+}
+
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// After auth: the identity headers, and `Authorization` only where the route forwards the
+/// verified token.
+fn identity_headers(up: &mut RequestHeader, a: &AuthCtx) -> Result<()> {
+    let Some(id) = a.identity.as_ref() else {
+        up.remove_header(&http::header::AUTHORIZATION);
+        return Ok(());
+    };
+    up.insert_header(X_REALMGATE_SUBJECT, id.subject.clone())?;
+    up.insert_header(X_REALMGATE_ROLES, id.roles.clone())?;
+    match (a.forward_token, id.bearer.as_ref()) {
+        (true, Some(bearer)) => up.insert_header(http::header::AUTHORIZATION, bearer.clone())?,
+        // A verified bearer token of the request itself: it is already there.
+        (true, None) => {}
+        (false, _) => {
+            up.remove_header(&http::header::AUTHORIZATION);
+        }
+    }
+    Ok(())
 }
 
 /// Map a proxy error to our response; `None` when the client is gone.

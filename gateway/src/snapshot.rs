@@ -2,6 +2,7 @@
 //! parsed, validated and compiled off the hot path, persisted, then swapped in atomically; a
 //! request holds one snapshot from its first filter to its last.
 
+use crate::auth::{Policy, RealmRt, Realms};
 use crate::metrics::{Metrics, TenantCounters};
 use crate::route::{PoolIdx, Route, Routes};
 use crate::tenant::{HostIndex, TenantIdx};
@@ -37,6 +38,8 @@ pub struct TenantRt {
     pub routes: Routes,
     pub suspended: bool,
     pub counters: TenantCounters,
+    /// The tenant's identity realm, shared with other table versions of the same settings.
+    pub realm: Option<Arc<RealmRt>>,
 }
 
 impl Snapshot {
@@ -66,6 +69,8 @@ pub struct Store {
     pools: PoolCache,
     state_dir: PathBuf,
     metrics: Arc<Metrics>,
+    /// Realms of the current table (kept warm across versions).
+    realms: Realms,
     /// Serialises apply: version check, compile, persist and swap happen as one step.
     apply_lock: std::sync::Mutex<()>,
 }
@@ -77,6 +82,7 @@ impl Store {
             pools: PoolCache::default(),
             state_dir,
             metrics,
+            realms: Realms::default(),
             apply_lock: std::sync::Mutex::new(()),
         }
     }
@@ -163,11 +169,15 @@ impl Store {
         let labels = self
             .metrics
             .tenant_labels(table.tenants.iter().map(|t| t.id.as_str()));
+        let realms = self
+            .realms
+            .compile(table.tenants.iter().map(|t| t.realm.as_ref()));
         let tenants = table
             .tenants
             .iter()
             .zip(labels)
-            .map(|(t, counters)| {
+            .zip(realms)
+            .map(|((t, counters), realm)| {
                 let routes = t
                     .routes
                     .iter()
@@ -175,6 +185,7 @@ impl Store {
                         prefix: r.prefix.as_str().into(),
                         // Validation guarantees the upstream exists.
                         pool: pool_index.get(r.upstream.as_str()).copied().unwrap_or(0),
+                        policy: Policy::from_route(r),
                     })
                     .collect();
                 TenantRt {
@@ -184,6 +195,7 @@ impl Store {
                     routes: Routes::new(routes),
                     suspended: !t.status.is_active(),
                     counters,
+                    realm,
                 }
             })
             .collect();

@@ -229,9 +229,12 @@ mod tests {
     #[test]
     fn ipv6_literals_are_canonical() {
         assert_eq!(norm("[::0001]:8080").as_deref(), Ok("[::1]"));
-        assert_eq!(norm("[::1").unwrap_err(), HostError::BadIpLiteral);
-        assert_eq!(norm("[zz::1]").unwrap_err(), HostError::BadIpLiteral);
-        assert_eq!(norm("[::1]x").unwrap_err(), HostError::BadPort);
+        assert_eq!(norm("[::1").expect_err("invalid"), HostError::BadIpLiteral);
+        assert_eq!(
+            norm("[zz::1]").expect_err("invalid"),
+            HostError::BadIpLiteral
+        );
+        assert_eq!(norm("[::1]x").expect_err("invalid"), HostError::BadPort);
     }
 
     #[test]

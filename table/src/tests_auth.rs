@@ -19,17 +19,17 @@ const REALM: &str = r#"{"issuer": "http://127.0.0.1:8180/realms/acme", "audience
 
 #[test]
 fn the_issue_realm_shape_is_valid() {
-    let json = table(&format!(
-        r#"{{"id": "acme", "hosts": ["acme.test"], "realm": {{"issuer": "http://127.0.0.1:8180/realms/acme",
+    let json = table(
+        r#"{"id": "acme", "hosts": ["acme.test"], "realm": {"issuer": "http://127.0.0.1:8180/realms/acme",
              "jwks_uri": "http://127.0.0.1:8180/realms/acme/protocol/openid-connect/certs",
-             "audiences": ["acme-api", "account"], "client_id": "realmgate", "client_secret": "s3cret"}},
-           "routes": [{{"prefix": "/", "upstream": "u", "auth": "public"}},
-                      {{"prefix": "/api/", "upstream": "u", "auth": "jwt", "forward_token": true}},
-                      {{"prefix": "/app/", "upstream": "u", "auth": "session"}},
-                      {{"prefix": "/both/", "upstream": "u", "auth": ["jwt", "session"]}}]}},
-          {{"id": "beta", "hosts": ["beta.test"], "realm": {{"issuer": "https://id.example.dev/realms/beta", "audiences": ["beta"]}},
-           "routes": [{{"prefix": "/", "upstream": "u", "auth": "jwt"}}]}}"#
-    ));
+             "audiences": ["acme-api", "account"], "client_id": "realmgate", "client_secret": "s3cret"},
+           "routes": [{"prefix": "/", "upstream": "u", "auth": "public"},
+                      {"prefix": "/api/", "upstream": "u", "auth": "jwt", "forward_token": true},
+                      {"prefix": "/app/", "upstream": "u", "auth": "session"},
+                      {"prefix": "/both/", "upstream": "u", "auth": ["jwt", "session"]}]},
+          {"id": "beta", "hosts": ["beta.test"], "realm": {"issuer": "https://id.example.dev/realms/beta", "audiences": ["beta"]},
+           "routes": [{"prefix": "/", "upstream": "u", "auth": "jwt"}]}"#,
+    );
     let (t, _) = parse(json.as_bytes()).unwrap_or_else(|p| panic!("{p:#?}"));
     let realm = t.tenants[1].realm.as_ref().expect("realm");
     assert_eq!(

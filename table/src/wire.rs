@@ -87,7 +87,7 @@ pub struct Tenant {
 /// {"issuer": "https://id.example.dev/realms/acme", "audiences": ["acme-api"],
 ///  "client_id": "realmgate", "client_secret": "…"}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Realm {
     /// The realm's issuer URL, compared byte for byte with a token's `iss`. An absolute
     /// `http(s)` URL without query or fragment (and no trailing `/`, as OIDC issuers go). Each

@@ -4,10 +4,13 @@
 /// Index into the snapshot's pool list.
 pub type PoolIdx = u32;
 
+use crate::auth::Policy;
+
 /// One compiled route.
 pub struct Route {
     pub prefix: Box<str>,
     pub pool: PoolIdx,
+    pub policy: Policy,
 }
 
 /// A tenant's routes, longest prefix first.
@@ -17,7 +20,7 @@ pub struct Routes {
 
 impl Routes {
     pub fn new(mut routes: Vec<Route>) -> Routes {
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Routes {
             routes: routes.into_boxed_slice(),
         }
@@ -48,6 +51,7 @@ mod tests {
                 .map(|(i, p)| Route {
                     prefix: (*p).into(),
                     pool: i as PoolIdx,
+                    policy: Policy::default(),
                 })
                 .collect(),
         )
