@@ -7,20 +7,24 @@
 
 pub mod echo;
 pub mod gateway;
+pub mod jwks;
 pub mod metrics;
 pub mod process;
 pub mod raw;
 pub mod table;
+pub mod tokens;
 pub mod upstream;
 
 pub use echo::Echo;
 pub use gateway::{Gateway, GatewayOpts, Launch};
+pub use jwks::JwksServer;
 pub use metrics::Metrics;
 pub use process::{
     free_addrs, realmgate_bin, run_to_completion, workspace_root, Finished, Proc, TempDir,
 };
 pub use raw::{get_request, raw_request, RawConn, RawResponse};
 pub use table::{Pool, Table};
+pub use tokens::TestKey;
 pub use upstream::Upstream;
 
 use std::future::Future;

@@ -34,6 +34,7 @@ pub enum AuthError {
     TokenInQuery,
     TokenElsewhere,
     RepeatedAuthorization,
+    // 401 without an error code: another scheme than Bearer.
     NotBearer,
     // 503: the realm cannot be reached and no key is cached.
     RealmUnavailable,
@@ -81,7 +82,6 @@ impl AuthError {
             AuthError::TokenInQuery
             | AuthError::TokenElsewhere
             | AuthError::RepeatedAuthorization
-            | AuthError::NotBearer
             | AuthError::LoginState => 400,
             AuthError::RealmUnavailable => 503,
             _ => 401,
@@ -100,7 +100,7 @@ impl AuthError {
     /// RFC 6750 `error=` of the `WWW-Authenticate` challenge, if any.
     pub fn bearer_error(self) -> Option<&'static str> {
         match self {
-            AuthError::Missing | AuthError::RealmUnavailable => None,
+            AuthError::Missing | AuthError::NotBearer | AuthError::RealmUnavailable => None,
             AuthError::SessionInvalid
             | AuthError::SessionExpired
             | AuthError::LoginState
