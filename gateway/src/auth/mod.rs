@@ -253,10 +253,16 @@ impl Auth {
             return None;
         }
         self.metrics.failure(failure);
-        if policy.session && flow::is_navigation(r.req) && failure.status() == 401 {
-            return Some(self.start_login(r, realm).await);
+        let mut reply = if policy.session && flow::is_navigation(r.req) && failure.status() == 401 {
+            self.start_login(r, realm).await
+        } else {
+            self.refusal(r, failure, policy)
+        };
+        // An ended session's cookies are cleared on the refusal too.
+        for cookie in actx.set_cookies.drain(..) {
+            let _ = reply.head.append_header(http::header::SET_COOKIE, cookie);
         }
-        Some(self.refusal(r, failure, policy))
+        Some(reply)
     }
 
     /// The bearer token of `Authorization`, verified (cache first). `Ok(None)`: no token.
