@@ -15,8 +15,8 @@ const NO_TENANT: &str = "";
 /// Label shared by tenants beyond the label budget.
 const OTHER_TENANT: &str = "_other";
 
-/// One tenant's request counters by status class.
-#[derive(Clone)]
+/// One tenant's request counters by status class. Shared (`Arc`) by the tenants beyond the
+/// label budget, so a 100k-tenant table costs one reference count per tenant, not five.
 pub struct TenantCounters([IntCounter; 5]);
 
 impl TenantCounters {
@@ -36,7 +36,7 @@ pub struct Metrics {
     pub upstream_endpoints: IntGaugeVec,
     pub unresolved: TenantCounters,
     pub auth: Arc<AuthMetrics>,
-    other: TenantCounters,
+    other: Arc<TenantCounters>,
     label_budget: usize,
     labelled: Mutex<HashSet<Box<str>>>,
 }
@@ -83,7 +83,7 @@ impl Metrics {
         registry.register(Box::new(upstream_endpoints.clone()))?;
         let auth = Arc::new(AuthMetrics::new(&registry)?);
         let unresolved = counters(&requests, NO_TENANT);
-        let other = counters(&requests, OTHER_TENANT);
+        let other = Arc::new(counters(&requests, OTHER_TENANT));
         Ok(Metrics {
             registry,
             requests,
@@ -102,7 +102,10 @@ impl Metrics {
 
     /// Counters for each tenant of a new table, in order; drops the series of tenants that
     /// left.
-    pub fn tenant_labels<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Vec<TenantCounters> {
+    pub fn tenant_labels<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Vec<Arc<TenantCounters>> {
         let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HashSet::new();
         let out = ids
@@ -110,9 +113,9 @@ impl Metrics {
             .map(|(i, id)| {
                 if i < self.label_budget {
                     next.insert(Box::from(id));
-                    counters(&self.requests, id)
+                    Arc::new(counters(&self.requests, id))
                 } else {
-                    self.other.clone()
+                    Arc::clone(&self.other)
                 }
             })
             .collect();

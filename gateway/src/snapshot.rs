@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// File name of the persisted table inside the state directory.
 pub const STATE_FILE: &str = "table.json";
@@ -37,7 +38,7 @@ pub struct TenantRt {
     pub header: HeaderValue,
     pub routes: Routes,
     pub suspended: bool,
-    pub counters: TenantCounters,
+    pub counters: Arc<TenantCounters>,
     /// The tenant's identity realm, shared with other table versions of the same settings.
     pub realm: Option<Arc<RealmRt>>,
 }
@@ -133,7 +134,60 @@ impl Store {
     }
 
     fn apply_locked(&self, raw: Bytes, persist: bool) -> Result<Arc<Snapshot>, ApplyError> {
-        let (table, checked) = realmgate_table::parse(&raw).map_err(ApplyError::Invalid)?;
+        let started = Instant::now();
+        // Hash the document and stage its file on the other core while this one parses,
+        // validates and compiles; the file only replaces the stored table once all passed.
+        let (side, built) = std::thread::scope(|scope| {
+            let side = scope.spawn(|| {
+                let digest = realmgate_table::digest(&raw);
+                let staged = persist.then(|| stage(&self.state_dir, STATE_FILE, &raw));
+                (digest, staged)
+            });
+            let built = self.parse_and_compile(&raw);
+            (side.join(), built)
+        });
+        let (digest, staged) =
+            side.map_err(|_| ApplyError::Persist("staging thread panicked".into()))?;
+        let mut snapshot = match built {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(Ok(tmp)) = staged {
+                    let _ = std::fs::remove_file(tmp);
+                }
+                return Err(e);
+            }
+        };
+        snapshot.digest = digest;
+        if let Some(staged) = staged {
+            staged
+                .and_then(|tmp| commit(&self.state_dir, &tmp, STATE_FILE))
+                .map_err(ApplyError::Persist)?;
+        }
+        let snapshot = Arc::new(snapshot);
+        let previous = self.current.swap(Some(Arc::clone(&snapshot)));
+        self.metrics
+            .table_version
+            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
+        log::info!(
+            "table version {} in force: {} tenants, {} pools, {} bytes, built in {:?}",
+            snapshot.version,
+            snapshot.tenants.len(),
+            snapshot.pools.len(),
+            snapshot.raw.len(),
+            started.elapsed()
+        );
+        // Freeing a large table takes a while: do it off the push path. Requests still
+        // holding it keep it alive until they finish either way.
+        if let Some(previous) = previous {
+            let _ = std::thread::Builder::new()
+                .name("table-drop".into())
+                .spawn(move || drop(previous));
+        }
+        Ok(snapshot)
+    }
+
+    fn parse_and_compile(&self, raw: &Bytes) -> Result<Snapshot, ApplyError> {
+        let (table, checked) = realmgate_table::parse(raw).map_err(ApplyError::Invalid)?;
         if let Some(cur) = self.current.load().as_ref() {
             if table.version <= cur.version {
                 return Err(ApplyError::NotNewer {
@@ -142,17 +196,7 @@ impl Store {
                 });
             }
         }
-        let snapshot = self.compile(table, checked, raw)?;
-        if persist {
-            write_atomically(&self.state_dir, STATE_FILE, &snapshot.raw)
-                .map_err(ApplyError::Persist)?;
-        }
-        let snapshot = Arc::new(snapshot);
-        self.current.store(Some(Arc::clone(&snapshot)));
-        self.metrics
-            .table_version
-            .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
-        Ok(snapshot)
+        self.compile(table, checked, raw.clone())
     }
 
     fn compile(&self, table: Table, checked: Checked, raw: Bytes) -> Result<Snapshot, ApplyError> {
@@ -172,26 +216,28 @@ impl Store {
         let realms = self
             .realms
             .compile(table.tenants.iter().map(|t| t.realm.as_ref()));
+        // Consume the parsed table: ids and prefixes move into the snapshot, not copied.
+        let version = table.version;
         let tenants = table
             .tenants
-            .iter()
+            .into_iter()
             .zip(labels)
             .zip(realms)
             .map(|((t, counters), realm)| {
                 let routes = t
                     .routes
-                    .iter()
+                    .into_iter()
                     .map(|r| Route {
-                        prefix: r.prefix.as_str().into(),
                         // Validation guarantees the upstream exists.
                         pool: pool_index.get(r.upstream.as_str()).copied().unwrap_or(0),
-                        policy: Policy::from_route(r),
+                        policy: Policy::from_route(&r),
+                        prefix: r.prefix.into_boxed_str(),
                     })
                     .collect();
                 TenantRt {
-                    id: t.id.as_str().into(),
                     // Tenant ids are validated to [a-z0-9-], always a valid header value.
                     header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
+                    id: t.id.into_boxed_str(),
                     routes: Routes::new(routes),
                     suspended: !t.status.is_active(),
                     counters,
@@ -200,19 +246,18 @@ impl Store {
             })
             .collect();
         Ok(Snapshot {
-            version: table.version,
-            digest: realmgate_table::digest(&raw),
+            version,
+            digest: String::new(),
             raw,
-            hosts: HostIndex::build(&checked.hosts),
+            hosts: HostIndex::build(checked.hosts),
             tenants,
             pools: pools.into_boxed_slice(),
         })
     }
 }
 
-/// Write `name` in `dir` so that a crash leaves either the old or the new file: write a
-/// temporary file, fsync it, rename it over, fsync the directory.
-pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+/// First half of an atomic replace: write `.<name>.tmp` in `dir` and fsync it.
+fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
     let err = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| err("create", e))?;
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -220,8 +265,14 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Stri
     f.write_all(bytes)
         .map_err(|e| err("write temp file in", e))?;
     f.sync_all().map_err(|e| err("fsync temp file in", e))?;
-    drop(f);
-    std::fs::rename(&tmp, dir.join(name)).map_err(|e| err("rename in", e))?;
+    Ok(tmp)
+}
+
+/// Second half: rename over `name` and fsync the directory, so a crash leaves either the old
+/// or the new file, never a torn one.
+fn commit(dir: &Path, tmp: &Path, name: &str) -> Result<(), String> {
+    let err = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
+    std::fs::rename(tmp, dir.join(name)).map_err(|e| err("rename in", e))?;
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| err("fsync", e))

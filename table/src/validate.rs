@@ -69,15 +69,13 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
     for (name, upstream) in &table.upstreams {
         check_upstream(name, upstream, &mut problems);
     }
-    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(table.tenants.len());
-    let mut owners: HashMap<HostPattern, usize> = HashMap::with_capacity(table.tenants.len());
-    let mut issuers: HashMap<&str, usize> = HashMap::new();
+    let mut ids: FastMap<&str, usize> = map_with_capacity(table.tenants.len());
+    let mut issuers: FastMap<&str, usize> = map_with_capacity(0);
     let mut hosts = Vec::with_capacity(table.tenants.len());
     for (t, tenant) in table.tenants.iter().enumerate() {
-        let at = format!("tenants[{t}]");
         if !is_tenant_id(&tenant.id) {
             problems.push(Problem::new(
-                format!("{at}.id"),
+                format!("tenants[{t}].id"),
                 format!(
                     "{:?} is not a tenant id (1-63 of a-z, 0-9, '-'; starts and ends with a letter or digit)",
                     tenant.id
@@ -85,24 +83,17 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
             ));
         } else if let Some(first) = ids.insert(&tenant.id, t) {
             problems.push(Problem::new(
-                format!("{at}.id"),
+                format!("tenants[{t}].id"),
                 format!("tenant id {:?} already used by tenants[{first}]", tenant.id),
             ));
         }
-        hosts.push(check_hosts(
-            &at,
-            t,
-            tenant,
-            table,
-            &mut owners,
-            &mut problems,
-        ));
-        check_routes(&at, tenant, table, &mut problems);
+        hosts.push(parse_hosts(t, tenant, &mut problems));
+        check_routes(t, tenant, table, &mut problems);
         if let Some(realm) = &tenant.realm {
-            check_realm(&format!("{at}.realm"), realm, &mut problems);
+            check_realm(t, realm, &mut problems);
             if let Some(first) = issuers.insert(realm.issuer.as_str(), t) {
                 problems.push(Problem::new(
-                    format!("{at}.realm.issuer"),
+                    format!("tenants[{t}].realm.issuer"),
                     format!(
                         "issuer already used by tenant {:?}: each tenant has its own realm, or one tenant's tokens would open the other's routes",
                         table.tenants[first].id
@@ -111,11 +102,18 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
             }
         }
     }
+    check_host_owners(table, &hosts, &mut problems);
     if problems.is_empty() {
         Ok(Checked { hosts })
     } else {
         Err(problems)
     }
+}
+
+type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
+fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
+    HashMap::with_capacity_and_hasher(n, ahash::RandomState::new())
 }
 
 fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) {
@@ -187,93 +185,104 @@ fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) 
     }
 }
 
-fn check_hosts(
-    at: &str,
-    t: usize,
-    tenant: &Tenant,
-    table: &Table,
-    owners: &mut HashMap<HostPattern, usize>,
-    problems: &mut Vec<Problem>,
-) -> Vec<HostPattern> {
+/// Each host entry normalised; a bad entry is reported and left out.
+fn parse_hosts(t: usize, tenant: &Tenant, problems: &mut Vec<Problem>) -> Vec<HostPattern> {
     if tenant.hosts.is_empty() {
         problems.push(Problem::new(
-            format!("{at}.hosts"),
+            format!("tenants[{t}].hosts"),
             "needs at least one host",
         ));
     }
     if tenant.hosts.len() > MAX_HOSTS_PER_TENANT {
         problems.push(Problem::new(
-            format!("{at}.hosts"),
+            format!("tenants[{t}].hosts"),
             format!("more than {MAX_HOSTS_PER_TENANT} hosts"),
         ));
     }
     let mut patterns = Vec::with_capacity(tenant.hosts.len());
     for (h, raw) in tenant.hosts.iter().enumerate() {
-        let pattern = match HostPattern::parse(raw) {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(Problem::new(
-                    format!("{at}.hosts[{h}]"),
-                    format!("{raw:?} is not a host name or *.suffix pattern: {e}"),
-                ));
+        match HostPattern::parse(raw) {
+            Ok(p) => patterns.push(p),
+            Err(e) => problems.push(Problem::new(
+                format!("tenants[{t}].hosts[{h}]"),
+                format!("{raw:?} is not a host name or *.suffix pattern: {e}"),
+            )),
+        }
+    }
+    patterns
+}
+
+/// Every host pattern belongs to one tenant, once.
+fn check_host_owners(table: &Table, hosts: &[Vec<HostPattern>], problems: &mut Vec<Problem>) {
+    let total = hosts.iter().map(Vec::len).sum();
+    let mut owners: FastMap<&HostPattern, usize> = map_with_capacity(total);
+    for (t, patterns) in hosts.iter().enumerate() {
+        for pattern in patterns {
+            let Some(&owner) = owners.get(pattern) else {
+                owners.insert(pattern, t);
                 continue;
-            }
-        };
-        if let Some(&owner) = owners.get(&pattern) {
+            };
+            let at = table.tenants[t]
+                .hosts
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, raw)| HostPattern::parse(raw).as_ref() == Ok(pattern))
+                .map(|(h, _)| h)
+                .map_or_else(
+                    || format!("tenants[{t}].hosts"),
+                    |h| format!("tenants[{t}].hosts[{h}]"),
+                );
             let msg = if owner == t {
                 format!("{pattern} listed twice")
             } else {
                 format!(
                     "{pattern} is claimed by tenant {:?} and tenant {:?}",
-                    table.tenants[owner].id, tenant.id
+                    table.tenants[owner].id, table.tenants[t].id
                 )
             };
-            problems.push(Problem::new(format!("{at}.hosts[{h}]"), msg));
-            continue;
+            problems.push(Problem::new(at, msg));
         }
-        owners.insert(pattern.clone(), t);
-        patterns.push(pattern);
     }
-    patterns
 }
 
-fn check_routes(at: &str, tenant: &Tenant, table: &Table, problems: &mut Vec<Problem>) {
+fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Problem>) {
     if tenant.routes.is_empty() {
         problems.push(Problem::new(
-            format!("{at}.routes"),
+            format!("tenants[{t}].routes"),
             "needs at least one route",
         ));
     }
     if tenant.routes.len() > MAX_ROUTES_PER_TENANT {
         problems.push(Problem::new(
-            format!("{at}.routes"),
+            format!("tenants[{t}].routes"),
             format!("more than {MAX_ROUTES_PER_TENANT} routes"),
         ));
     }
-    let mut prefixes = HashSet::new();
+    let mut prefixes = HashSet::with_capacity(tenant.routes.len());
     for (r, route) in tenant.routes.iter().enumerate() {
-        let rat = format!("{at}.routes[{r}]");
+        let rat = || format!("tenants[{t}].routes[{r}]");
         let p = &route.prefix;
         if p.len() > MAX_PREFIX_LEN || !matches!(normalise_path(p), Ok(Cow::Borrowed(_))) {
             problems.push(Problem::new(
-                format!("{rat}.prefix"),
+                format!("{}.prefix", rat()),
                 format!("{p:?} is not a normalised absolute path (starts with '/', no '//', '.', '..' or escapes of plain characters)"),
             ));
         } else if !prefixes.insert(p.as_str()) {
             problems.push(Problem::new(
-                format!("{rat}.prefix"),
+                format!("{}.prefix", rat()),
                 format!("{p:?} listed twice"),
             ));
         }
         if !table.upstreams.contains_key(&route.upstream) {
             problems.push(Problem::new(
-                format!("{rat}.upstream"),
+                format!("{}.upstream", rat()),
                 format!("unknown upstream {:?}", route.upstream),
             ));
         }
         if p == GATEWAY_PATH_PREFIX || p.starts_with("/.realmgate/") {
             problems.push(Problem::new(
-                format!("{rat}.prefix"),
+                format!("{}.prefix", rat()),
                 format!("{p:?}: paths under {GATEWAY_PATH_PREFIX}/ belong to the gateway (login callback, logout)"),
             ));
         }
@@ -281,66 +290,68 @@ fn check_routes(at: &str, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
     }
 }
 
-fn check_auth(rat: &str, route: &crate::wire::Route, tenant: &Tenant, problems: &mut Vec<Problem>) {
+/// The route's policies: known, each once, and what they need (a realm, a login client).
+/// Allocates nothing unless there is a problem: it runs for every route of every tenant.
+fn check_auth(
+    rat: &dyn Fn() -> String,
+    route: &crate::wire::Route,
+    tenant: &Tenant,
+    problems: &mut Vec<Problem>,
+) {
     let names = route.auth.names();
     if names.is_empty() {
         problems.push(Problem::new(
-            format!("{rat}.auth"),
+            format!("{}.auth", rat()),
             "needs at least one policy",
         ));
     }
-    let mut seen = HashSet::new();
+    let mut seen = [false; KNOWN_AUTH.len()];
     for name in names {
-        if RESERVED_AUTH.contains(&name.as_str()) {
-            problems.push(Problem::new(
-                format!("{rat}.auth"),
+        match KNOWN_AUTH.iter().position(|k| *k == name) {
+            Some(i) if seen[i] => problems.push(Problem::new(
+                format!("{}.auth", rat()),
+                format!("policy {name:?} listed twice"),
+            )),
+            Some(i) => seen[i] = true,
+            None if RESERVED_AUTH.contains(&name.as_str()) => problems.push(Problem::new(
+                format!("{}.auth", rat()),
                 format!(
                     "auth policy {name:?} is reserved and not implemented yet (known: {})",
                     KNOWN_AUTH.join(", ")
                 ),
-            ));
-        } else if !KNOWN_AUTH.contains(&name.as_str()) {
-            problems.push(Problem::new(
-                format!("{rat}.auth"),
+            )),
+            None => problems.push(Problem::new(
+                format!("{}.auth", rat()),
                 format!(
                     "unknown auth policy {name:?} (known: {})",
                     KNOWN_AUTH.join(", ")
                 ),
-            ));
-        } else if !seen.insert(name.as_str()) {
-            problems.push(Problem::new(
-                format!("{rat}.auth"),
-                format!("policy {name:?} listed twice"),
-            ));
+            )),
         }
     }
-    let jwt = seen.contains("jwt");
-    let session = seen.contains("session");
+    let [_, jwt, session] = seen;
     if (jwt || session) && tenant.realm.is_none() {
         problems.push(Problem::new(
-            format!("{rat}.auth"),
+            format!("{}.auth", rat()),
             "jwt and session need the tenant to have a realm (tenant field \"realm\")",
         ));
     }
-    if session {
-        if let Some(realm) = &tenant.realm {
-            if realm.client_id.is_none() {
-                problems.push(Problem::new(
-                    format!("{rat}.auth"),
-                    "session needs the realm's login client (realm.client_id)",
-                ));
-            }
-        }
+    if session && tenant.realm.as_ref().is_some_and(|r| r.client_id.is_none()) {
+        problems.push(Problem::new(
+            format!("{}.auth", rat()),
+            "session needs the realm's login client (realm.client_id)",
+        ));
     }
     if route.forward_token && !(jwt || session) {
         problems.push(Problem::new(
-            format!("{rat}.forward_token"),
+            format!("{}.forward_token", rat()),
             "needs a jwt or session policy: a public route has no verified token to forward",
         ));
     }
 }
 
-fn check_realm(at: &str, realm: &Realm, problems: &mut Vec<Problem>) {
+fn check_realm(t: usize, realm: &Realm, problems: &mut Vec<Problem>) {
+    let at = format!("tenants[{t}].realm");
     if let Err(why) = check_url(&realm.issuer) {
         problems.push(Problem::new(
             format!("{at}.issuer"),

@@ -54,18 +54,18 @@ pub struct HostIndex {
 impl HostIndex {
     /// Build from each tenant's validated, normalised patterns (validation guarantees no
     /// pattern appears twice).
-    pub fn build(hosts: &[Vec<HostPattern>]) -> HostIndex {
+    pub fn build(hosts: Vec<Vec<HostPattern>>) -> HostIndex {
         let total: usize = hosts.iter().map(Vec::len).sum();
         let mut index = HostIndex {
             exact: HashMap::with_capacity_and_hasher(total, RandomState::new()),
             wildcard: HashMap::default(),
         };
-        for (t, patterns) in hosts.iter().enumerate() {
+        for (t, patterns) in hosts.into_iter().enumerate() {
             let t = TenantIdx::try_from(t).unwrap_or(TenantIdx::MAX);
             for p in patterns {
                 match p {
-                    HostPattern::Exact(h) => index.exact.insert(h.as_str().into(), t),
-                    HostPattern::Wildcard(s) => index.wildcard.insert(s.as_str().into(), t),
+                    HostPattern::Exact(h) => index.exact.insert(h.into_boxed_str(), t),
+                    HostPattern::Wildcard(s) => index.wildcard.insert(s.into_boxed_str(), t),
                 };
             }
         }
@@ -105,7 +105,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        HostIndex::build(&hosts)
+        HostIndex::build(hosts)
     }
 
     #[test]

@@ -1,0 +1,97 @@
+//! Bearer-token checks: SHA-256 digests compared in constant time, so neither the token's
+//! content nor its length leaks through timing. Tokens are never logged.
+
+use super::{error::ApiError, AppState};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+/// Digests of the tokens the API accepts.
+pub struct Tokens {
+    operator: [u8; 32],
+    gateway: Option<[u8; 32]>,
+}
+
+impl Tokens {
+    pub fn new(operator: &str, gateway: Option<&str>) -> Tokens {
+        Tokens {
+            operator: digest(operator.as_bytes()),
+            gateway: gateway.map(|g| digest(g.as_bytes())),
+        }
+    }
+
+    fn presented(headers: &HeaderMap) -> Option<[u8; 32]> {
+        let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+        let (scheme, token) = value.split_at_checked(7)?;
+        scheme
+            .eq_ignore_ascii_case(b"bearer ")
+            .then(|| digest(token))
+    }
+
+    pub fn is_operator(&self, headers: &HeaderMap) -> bool {
+        Self::presented(headers).is_some_and(|d| bool::from(d.ct_eq(&self.operator)))
+    }
+
+    /// The operator, or a gateway pulling its table.
+    pub fn is_reader(&self, headers: &HeaderMap) -> bool {
+        Self::presented(headers).is_some_and(|d| {
+            let gateway = self.gateway.map_or(Choice::from(0), |g| d.ct_eq(&g));
+            bool::from(d.ct_eq(&self.operator) | gateway)
+        })
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub async fn operator(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if s.tokens.is_operator(req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+pub async fn reader(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if s.tokens.is_reader(req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(v).expect("header"),
+        );
+        h
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let t = Tokens::new("operator-token-123", Some("gateway-token-456"));
+        assert!(t.is_operator(&headers("Bearer operator-token-123")));
+        assert!(t.is_operator(&headers("bearer operator-token-123")));
+        assert!(!t.is_operator(&headers("Bearer operator-token-12")));
+        assert!(!t.is_operator(&headers("Bearer gateway-token-456")));
+        assert!(!t.is_operator(&headers("Basic operator-token-123")));
+        assert!(!t.is_operator(&headers("Bearer")));
+        assert!(!t.is_operator(&HeaderMap::new()));
+        assert!(t.is_reader(&headers("Bearer gateway-token-456")));
+        assert!(t.is_reader(&headers("Bearer operator-token-123")));
+        assert!(!t.is_reader(&headers("Bearer nope")));
+        let no_gw = Tokens::new("operator-token-123", None);
+        assert!(!no_gw.is_reader(&headers("Bearer gateway-token-456")));
+    }
+}

@@ -1,0 +1,112 @@
+//! The API's error type and its mapping to HTTP: the one place where a failure becomes a
+//! status code and a JSON body. Internal details are logged, never returned.
+
+use crate::service::ServiceError;
+use crate::views::{ErrorBody, ProblemView};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such endpoint")]
+    NoRoute,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("the routing table is not compiled yet; retry shortly")]
+    TableNotReady,
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, problems, details) = match &self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", vec![], None),
+            ApiError::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                vec![],
+                None,
+            ),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", vec![], None),
+            ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_such_endpoint", vec![], None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                vec![],
+                None,
+            ),
+            ApiError::TableNotReady => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "table_not_ready",
+                vec![],
+                None,
+            ),
+            ApiError::Service(e) => match e {
+                ServiceError::Invalid(problems) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    problems
+                        .iter()
+                        .map(|p| ProblemView {
+                            at: p.at.clone(),
+                            message: p.message.clone(),
+                        })
+                        .collect(),
+                    None,
+                ),
+                ServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", vec![], None),
+                ServiceError::Conflict { code, details, .. } => {
+                    (StatusCode::CONFLICT, *code, vec![], Some(details.clone()))
+                }
+                ServiceError::PreconditionFailed { current } => (
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    vec![],
+                    Some(json!({"revision": current})),
+                ),
+                ServiceError::Registry(inner) => {
+                    log::error!("registry error: {inner}");
+                    let body = ErrorBody {
+                        error: "internal".into(),
+                        message: "internal error; the details are in realmctl's log".into(),
+                        problems: vec![],
+                        details: None,
+                    };
+                    return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+                }
+            },
+        };
+        let message = match &self {
+            ApiError::Service(ServiceError::Invalid(p)) => {
+                format!(
+                    "the request has {} problem(s); every one is listed",
+                    p.len()
+                )
+            }
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: code.into(),
+            message,
+            problems,
+            details,
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,17 @@
+//! `/v1/gateways`: each gateway's URL, applied table version and last push result.
+
+use super::AppState;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/gateways", get(list))
+}
+
+async fn list(State(s): State<AppState>) -> Response {
+    let target = s.tables.borrow().as_ref().map(|c| c.version);
+    Json(json!({"target_version": target, "gateways": s.pusher.views()})).into_response()
+}

@@ -1,0 +1,121 @@
+//! The REST API under `/v1`: one router per resource, bearer auth, bounded bodies, and
+//! `/v1/openapi.json`, `/metrics`, `/healthz`. [`app`] builds it without a socket.
+
+mod auth;
+mod error;
+mod gateways;
+mod openapi;
+mod table;
+mod tenants;
+mod upstreams;
+
+pub use auth::Tokens;
+pub use error::ApiError;
+
+use crate::compile::Compiled;
+use crate::metrics::Metrics;
+use crate::push::Pusher;
+use crate::service::Control;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub control: Arc<Control>,
+    pub pusher: Arc<Pusher>,
+    pub tables: watch::Receiver<Option<Arc<Compiled>>>,
+    pub metrics: Arc<Metrics>,
+    pub tokens: Arc<Tokens>,
+    pub max_body_bytes: usize,
+}
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    let operator = Router::new()
+        .merge(tenants::router())
+        .merge(upstreams::router())
+        .merge(gateways::router())
+        .route_layer(from_fn_with_state(state.clone(), auth::operator));
+    let readers = table::router().route_layer(from_fn_with_state(state.clone(), auth::reader));
+    Router::new()
+        .merge(operator)
+        .merge(readers)
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(from_fn_with_state(state.clone(), count_request))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn count_request(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let resp = next.run(req).await;
+    s.metrics
+        .observe_request(method.as_str(), &route, resp.status().as_u16());
+    resp
+}
+
+/// A request body within `max_body_bytes`; over it is 413 with a JSON error.
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Body(b)),
+            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge {
+                limit: state.max_body_bytes,
+            }),
+            Err(rej) => Err(ApiError::BadRequest(rej.body_text())),
+        }
+    }
+}
+
+/// `If-Match: "3"` (a tenant revision); `*` or absent: no precondition.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadRequest("If-Match must be a revision like \"3\" (or *)".into());
+    let text = v.to_str().map_err(|_| bad())?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let inner = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    inner.parse::<u64>().map(Some).map_err(|_| bad())
+}
+
+/// `"3"`: a tenant's revision as an entity tag.
+fn etag(revision: u64) -> String {
+    format!("\"{revision}\"")
+}
+
+#[cfg(test)]
+mod tests;

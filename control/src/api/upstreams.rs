@@ -1,0 +1,59 @@
+//! `/v1/upstreams`: create, replace, list, show and delete upstream pools.
+
+use super::{ApiError, AppState, Body};
+use crate::ids::UpstreamName;
+use crate::service::ServiceError;
+use crate::views::Deleted;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/upstreams", get(list))
+        .route("/v1/upstreams/{name}", get(show).put(put).delete(remove))
+}
+
+async fn list(State(s): State<AppState>) -> Response {
+    Json(json!({"upstreams": s.control.list_upstreams()})).into_response()
+}
+
+async fn show(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(s.control.upstream(&name(&raw)?)?).into_response())
+}
+
+async fn put(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let (view, created) = s.control.put_upstream(&raw, &body).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+async fn remove(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let name = name(&raw)?;
+    let version = s.control.delete_upstream(&name).await?;
+    Ok(Json(Deleted {
+        deleted: name.to_string(),
+        table_version: version,
+    })
+    .into_response())
+}
+
+fn name(raw: &str) -> Result<UpstreamName, ApiError> {
+    UpstreamName::parse(raw).ok_or_else(|| {
+        ApiError::Service(ServiceError::NotFound {
+            kind: "upstream",
+            name: raw.to_owned(),
+        })
+    })
+}

@@ -1,0 +1,133 @@
+//! The CLI's HTTP client for realmctl's API, and the errors it turns failures into: each
+//! says what went wrong and what to do.
+
+use crate::views::{ErrorBody, ProblemView};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot reach realmctl at {url}: {detail}\n  is `realmctl serve` running? point --url (or REALMCTL_URL) at it")]
+    Unreachable { url: String, detail: String },
+    #[error("realmctl refused the token (401): set REALMCTL_TOKEN, or --token-file, to the operator token")]
+    Unauthorized,
+    #[error("{}", invalid_text(.0))]
+    Invalid(Vec<ProblemView>),
+    #[error("{}", api_text(*.status, .body))]
+    Api { status: StatusCode, body: ErrorBody },
+    #[error("unexpected answer from realmctl: {0}")]
+    BadResponse(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+fn invalid_text(problems: &[ProblemView]) -> String {
+    let mut out = format!("invalid request ({} problem(s)):", problems.len());
+    for p in problems {
+        out.push_str(&format!("\n  - {p}"));
+    }
+    out
+}
+
+fn api_text(status: StatusCode, body: &ErrorBody) -> String {
+    let mut out = format!("{} ({}): {}", body.error, status.as_u16(), body.message);
+    if let Some(d) = &body.details {
+        out.push_str(&format!("\n  details: {d}"));
+    }
+    out
+}
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Result<Client, CliError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| CliError::Usage(format!("cannot build HTTP client: {e}")))?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.send(Method::GET, path, None, None).await
+    }
+
+    /// Send a request; a non-2xx answer becomes the matching [`CliError`].
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<u64>,
+    ) -> Result<T, CliError> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(rev) = if_match {
+            req = req.header(reqwest::header::IF_MATCH, format!("\"{rev}\""));
+        }
+        let resp = req.send().await.map_err(|e| CliError::Unreachable {
+            url: self.base.clone(),
+            detail: root_cause(&e),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| CliError::Unreachable {
+            url: self.base.clone(),
+            detail: root_cause(&e),
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| CliError::BadResponse(format!("{status}: {e}")));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(CliError::Unauthorized);
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) if status == StatusCode::UNPROCESSABLE_ENTITY && !body.problems.is_empty() => {
+                Err(CliError::Invalid(body.problems))
+            }
+            Ok(body) => Err(CliError::Api { status, body }),
+            Err(_) => Err(CliError::BadResponse(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+            ))),
+        }
+    }
+}
+
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut last = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    last
+}

@@ -1,0 +1,545 @@
+//! The `realmctl` command line: `serve` runs the daemon; every other command is a thin client
+//! over the REST API (`--url`/`REALMCTL_URL`, `--token-file`/`REALMCTL_TOKEN`).
+
+pub mod client;
+mod output;
+
+use crate::views::{Deleted, GatewayView, TenantPage, TenantView, UpstreamView};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use client::{CliError, Client};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// realmctl: Realmgate's control plane daemon and its command-line client.
+#[derive(Parser)]
+#[command(name = "realmctl", version, about)]
+pub struct Cli {
+    /// realmctl's API base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "REALMCTL_URL",
+        default_value = "http://127.0.0.1:9090"
+    )]
+    pub url: String,
+    /// File holding the operator token; otherwise the REALMCTL_TOKEN variable is used.
+    #[arg(long, global = true, env = "REALMCTL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon: registry, API, compiler and push.
+    Serve(ServeArgs),
+    /// Create, list, show, update and delete tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Create or replace, list, show and delete upstream pools.
+    #[command(subcommand)]
+    Upstream(UpstreamCmd),
+    /// The compiled routing table.
+    #[command(subcommand)]
+    Table(TableCmd),
+    /// Each gateway's applied table version and last push result.
+    Gateways,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// YAML configuration (see conf/realmctl.example.yaml).
+    #[arg(long)]
+    pub conf: Option<PathBuf>,
+    /// API listen address [default: 127.0.0.1:9090].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Where registry.db lives [default: /var/lib/realmctl].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// File holding the operator bearer token (at least 16 characters).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// A gateway's admin base URL, e.g. http://127.0.0.1:9080 (repeatable; replaces the
+    /// configured list).
+    #[arg(long = "gateway")]
+    pub gateways: Vec<String>,
+    /// File holding the token realmctl presents to gateways (their admin token).
+    #[arg(long)]
+    pub gateway_token_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    Active,
+    Suspended,
+}
+
+#[derive(Args)]
+pub struct TenantFields {
+    /// A host (exact, or *.suffix); repeatable. On update, replaces the list.
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// A route PREFIX=UPSTREAM[:AUTH] (auth defaults to public); repeatable. On update,
+    /// replaces the list.
+    #[arg(long = "route")]
+    routes: Vec<String>,
+    /// Shorthand for --route /=UPSTREAM.
+    #[arg(long)]
+    upstream: Option<String>,
+    #[arg(long)]
+    display_name: Option<String>,
+    #[arg(long, value_enum)]
+    status: Option<StatusArg>,
+    /// Wait until every gateway serves the change.
+    #[arg(long)]
+    wait: bool,
+    /// Longest wait with --wait, in seconds.
+    #[arg(long, default_value_t = 30)]
+    wait_timeout: u64,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCmd {
+    Create {
+        id: String,
+        #[command(flatten)]
+        fields: TenantFields,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: TenantFields,
+        /// Apply only if the tenant's revision is still this one.
+        #[arg(long)]
+        if_revision: Option<u64>,
+    },
+    Delete {
+        id: String,
+        #[arg(long)]
+        if_revision: Option<u64>,
+        /// Wait until every gateway serves the deletion.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 30)]
+        wait_timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UpstreamCmd {
+    /// Create or replace a pool.
+    Set {
+        name: String,
+        /// An IP:port endpoint; repeatable, at least one.
+        #[arg(long = "endpoint", required = true)]
+        endpoints: Vec<String>,
+        /// Probe endpoints with GET PATH (200 is healthy) instead of a TCP connect.
+        #[arg(long)]
+        health_path: Option<String>,
+        #[arg(long)]
+        connect_timeout_ms: Option<u64>,
+        #[arg(long)]
+        read_timeout_ms: Option<u64>,
+        #[arg(long)]
+        write_timeout_ms: Option<u64>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TableCmd {
+    /// Version, digest and size; --full prints the whole table JSON.
+    Show {
+        #[arg(long)]
+        full: bool,
+    },
+}
+
+/// Run a client command; returns what to print.
+pub async fn run(cli: Cli) -> Result<String, CliError> {
+    let token = match &cli.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| {
+                    CliError::Usage(format!("cannot read --token-file {}: {e}", p.display()))
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("REALMCTL_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    };
+    let c = Client::new(&cli.url, token)?;
+    let json = cli.json;
+    match cli.command {
+        Command::Serve(_) => Err(CliError::Usage("serve is not a client command".into())),
+        Command::Tenant(cmd) => tenant(&c, cmd, json).await,
+        Command::Upstream(cmd) => upstream(&c, cmd, json).await,
+        Command::Table(TableCmd::Show { full }) => {
+            if full {
+                let v: Value = c.get("/v1/table").await?;
+                return pretty(&v);
+            }
+            let v: Value = c.get("/v1/table?summary=1").await?;
+            if json {
+                return pretty(&v);
+            }
+            Ok(format!(
+                "table version {}: {} tenant(s), {} bytes, {}\n",
+                v["version"],
+                v["tenants"],
+                v["bytes"],
+                v["digest"].as_str().unwrap_or("")
+            ))
+        }
+        Command::Gateways => {
+            let v: GatewayList = c.get("/v1/gateways").await?;
+            if json {
+                return pretty(&v.raw());
+            }
+            Ok(output::gateways(&v.gateways))
+        }
+    }
+}
+
+async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliError> {
+    match cmd {
+        TenantCmd::Create { id, fields } => {
+            let mut body = fields.body()?;
+            body.insert("id".into(), Value::String(id));
+            let t: TenantView = c
+                .send(
+                    Method::POST,
+                    "/v1/tenants",
+                    Some(&Value::Object(body)),
+                    None,
+                )
+                .await?;
+            finish(c, t, &fields, json, "created").await
+        }
+        TenantCmd::Update {
+            id,
+            fields,
+            if_revision,
+        } => {
+            let body = Value::Object(fields.body()?);
+            let path = format!("/v1/tenants/{}", seg(&id));
+            let t: TenantView = c
+                .send(Method::PATCH, &path, Some(&body), if_revision)
+                .await?;
+            finish(c, t, &fields, json, "updated").await
+        }
+        TenantCmd::List => {
+            let mut all = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let path = match &after {
+                    Some(a) => format!("/v1/tenants?after={}", seg(a)),
+                    None => "/v1/tenants".to_owned(),
+                };
+                let page: TenantPage = c.get(&path).await?;
+                all.extend(page.tenants);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            if json {
+                return pretty(&all);
+            }
+            Ok(output::tenants(&all))
+        }
+        TenantCmd::Show { id } => {
+            let t: TenantView = c.get(&format!("/v1/tenants/{}", seg(&id))).await?;
+            if json {
+                return pretty(&t);
+            }
+            Ok(output::tenant(&t))
+        }
+        TenantCmd::Delete {
+            id,
+            if_revision,
+            wait,
+            wait_timeout,
+        } => {
+            let path = format!("/v1/tenants/{}", seg(&id));
+            let d: Deleted = c.send(Method::DELETE, &path, None, if_revision).await?;
+            if wait {
+                wait_for_gateways(c, d.table_version, Duration::from_secs(wait_timeout)).await?;
+            }
+            if json {
+                return pretty(&d);
+            }
+            Ok(format!(
+                "deleted tenant {} (table version {})\n",
+                d.deleted, d.table_version
+            ))
+        }
+    }
+}
+
+async fn finish(
+    c: &Client,
+    t: TenantView,
+    f: &TenantFields,
+    json: bool,
+    what: &str,
+) -> Result<String, CliError> {
+    if f.wait {
+        wait_for_gateways(c, t.table_version, Duration::from_secs(f.wait_timeout)).await?;
+    }
+    if json {
+        return pretty(&t);
+    }
+    let served = if f.wait {
+        ", served by every gateway"
+    } else {
+        ""
+    };
+    Ok(format!(
+        "{what} tenant {} (revision {}, table version {}{served})\n{}",
+        t.id,
+        t.revision,
+        t.table_version,
+        output::tenant(&t)
+    ))
+}
+
+async fn upstream(c: &Client, cmd: UpstreamCmd, json: bool) -> Result<String, CliError> {
+    match cmd {
+        UpstreamCmd::Set {
+            name,
+            endpoints,
+            health_path,
+            connect_timeout_ms,
+            read_timeout_ms,
+            write_timeout_ms,
+        } => {
+            let mut body = Map::new();
+            body.insert("endpoints".into(), json!(endpoints));
+            if let Some(p) = health_path {
+                body.insert("health_check".into(), json!({"http_path": p}));
+            }
+            for (k, v) in [
+                ("connect_timeout_ms", connect_timeout_ms),
+                ("read_timeout_ms", read_timeout_ms),
+                ("write_timeout_ms", write_timeout_ms),
+            ] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            let path = format!("/v1/upstreams/{}", seg(&name));
+            let u: UpstreamView = c
+                .send(Method::PUT, &path, Some(&Value::Object(body)), None)
+                .await?;
+            if json {
+                return pretty(&u);
+            }
+            Ok(format!(
+                "upstream {} set (table version {})\n",
+                u.name, u.table_version
+            ))
+        }
+        UpstreamCmd::List => {
+            let v: UpstreamList = c.get("/v1/upstreams").await?;
+            if json {
+                return pretty(&v.upstreams);
+            }
+            Ok(output::upstreams(&v.upstreams))
+        }
+        UpstreamCmd::Show { name } => {
+            let u: UpstreamView = c.get(&format!("/v1/upstreams/{}", seg(&name))).await?;
+            if json {
+                return pretty(&u);
+            }
+            Ok(output::upstreams(std::slice::from_ref(&u)))
+        }
+        UpstreamCmd::Delete { name } => {
+            let d: Deleted = c
+                .send(
+                    Method::DELETE,
+                    &format!("/v1/upstreams/{}", seg(&name)),
+                    None,
+                    None,
+                )
+                .await?;
+            if json {
+                return pretty(&d);
+            }
+            Ok(format!(
+                "deleted upstream {} (table version {})\n",
+                d.deleted, d.table_version
+            ))
+        }
+    }
+}
+
+impl TenantFields {
+    fn body(&self) -> Result<Map<String, Value>, CliError> {
+        let mut body = Map::new();
+        if !self.hosts.is_empty() {
+            body.insert("hosts".into(), json!(self.hosts));
+        }
+        let mut routes = self
+            .routes
+            .iter()
+            .map(|r| parse_route(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(u) = &self.upstream {
+            routes.push(json!({"prefix": "/", "upstream": u, "auth": "public"}));
+        }
+        if !routes.is_empty() {
+            body.insert("routes".into(), Value::Array(routes));
+        }
+        if let Some(d) = &self.display_name {
+            body.insert("display_name".into(), json!(d));
+        }
+        if let Some(s) = self.status {
+            let s = match s {
+                StatusArg::Active => "active",
+                StatusArg::Suspended => "suspended",
+            };
+            body.insert("status".into(), json!(s));
+        }
+        Ok(body)
+    }
+}
+
+/// `PREFIX=UPSTREAM[:AUTH]`.
+fn parse_route(raw: &str) -> Result<Value, CliError> {
+    let (prefix, rest) = raw.split_once('=').ok_or_else(|| {
+        CliError::Usage(format!(
+            "--route {raw:?}: expected PREFIX=UPSTREAM[:AUTH], like /=app"
+        ))
+    })?;
+    let (upstream, auth) = rest.split_once(':').unwrap_or((rest, "public"));
+    Ok(json!({"prefix": prefix, "upstream": upstream, "auth": auth}))
+}
+
+/// Poll `/v1/gateways` until every gateway serves `version`.
+async fn wait_for_gateways(c: &Client, version: u64, timeout: Duration) -> Result<(), CliError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v: GatewayList = c.get("/v1/gateways").await?;
+        let behind: Vec<&GatewayView> = v
+            .gateways
+            .iter()
+            .filter(|g| g.applied_version.is_none_or(|a| a < version))
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let names: Vec<String> = behind
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{} (applied {:?}, last result {:?})",
+                        g.url, g.applied_version, g.last_result
+                    )
+                })
+                .collect();
+            return Err(CliError::Timeout(format!(
+                "the change is saved (table version {version}) but not yet served by: {}",
+                names.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Deserialize)]
+struct GatewayList {
+    target_version: Option<u64>,
+    gateways: Vec<GatewayView>,
+}
+
+impl GatewayList {
+    fn raw(&self) -> Value {
+        json!({"target_version": self.target_version, "gateways": self.gateways})
+    }
+}
+
+#[derive(Deserialize)]
+struct UpstreamList {
+    upstreams: Vec<UpstreamView>,
+}
+
+fn pretty<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(v)
+        .map(|s| s + "\n")
+        .map_err(|e| CliError::BadResponse(e.to_string()))
+}
+
+/// Percent-encode a path segment (ids are plain, but a typo should not change the path).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_segments() {
+        assert_eq!(
+            parse_route("/api=app:public").expect("route"),
+            json!({"prefix": "/api", "upstream": "app", "auth": "public"})
+        );
+        assert_eq!(parse_route("/=app").expect("route")["auth"], "public");
+        assert!(parse_route("/app").is_err());
+        assert_eq!(seg("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn cli_parses() {
+        let cli = Cli::try_parse_from([
+            "realmctl",
+            "--json",
+            "tenant",
+            "create",
+            "acme",
+            "--host",
+            "acme.test",
+            "--upstream",
+            "app",
+            "--wait",
+        ])
+        .expect("parse");
+        let Command::Tenant(TenantCmd::Create { id, fields }) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(id, "acme");
+        let body = fields.body().expect("body");
+        assert_eq!(body["hosts"], json!(["acme.test"]));
+        assert_eq!(body["routes"][0]["upstream"], "app");
+        assert!(cli.json && fields.wait);
+    }
+}

@@ -1,0 +1,154 @@
+//! Human-readable output: aligned columns, and one-line summaries.
+
+use crate::views::{GatewayView, TenantView, UpstreamView};
+use realmgate_table::TenantStatus;
+
+/// Left-aligned columns separated by two spaces.
+pub fn columns(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+pub fn status(s: TenantStatus) -> &'static str {
+    match s {
+        TenantStatus::Active => "active",
+        TenantStatus::Suspended => "suspended",
+    }
+}
+
+pub fn tenants(list: &[TenantView]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                status(t.status).to_owned(),
+                t.hosts.join(","),
+                t.routes.len().to_string(),
+                t.table_version.to_string(),
+                t.display_name.clone(),
+            ]
+        })
+        .collect();
+    columns(
+        &["ID", "STATUS", "HOSTS", "ROUTES", "VERSION", "NAME"],
+        &rows,
+    )
+}
+
+pub fn tenant(t: &TenantView) -> String {
+    let mut out = format!(
+        "tenant {}  ({})\n  name:      {}\n  status:    {}\n  hosts:     {}\n  revision:  {}\n  version:   {} (the table version carrying its last change)\n  created:   {}\n  updated:   {}\n  routes:\n",
+        t.id,
+        status(t.status),
+        t.display_name,
+        status(t.status),
+        t.hosts.join(", "),
+        t.revision,
+        t.table_version,
+        t.created_at,
+        t.updated_at
+    );
+    for r in &t.routes {
+        out.push_str(&format!(
+            "    {} -> {} ({})\n",
+            r.prefix,
+            r.upstream,
+            r.auth.names().join("|")
+        ));
+    }
+    if !t.catalog.is_empty() {
+        out.push_str("  catalog:\n");
+        for c in &t.catalog {
+            out.push_str(&format!("    {} {:?} at {}\n", c.name, c.title, c.path));
+        }
+    }
+    out
+}
+
+pub fn upstreams(list: &[UpstreamView]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|u| {
+            vec![
+                u.name.clone(),
+                u.spec.endpoints.join(","),
+                u.tenants_using.to_string(),
+                u.table_version.to_string(),
+            ]
+        })
+        .collect();
+    columns(&["NAME", "ENDPOINTS", "TENANTS", "VERSION"], &rows)
+}
+
+pub fn gateways(list: &[GatewayView]) -> String {
+    if list.is_empty() {
+        return "no gateways configured (realmctl serve --gateway URL)\n".into();
+    }
+    let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|g| {
+            vec![
+                g.url.clone(),
+                opt(g.applied_version),
+                opt(g.target_version),
+                if g.in_sync { "yes" } else { "no" }.to_owned(),
+                g.last_result.clone().unwrap_or_else(|| "-".into()),
+                g.last_attempt_at.clone().unwrap_or_else(|| "-".into()),
+                g.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    columns(
+        &[
+            "GATEWAY",
+            "APPLIED",
+            "TARGET",
+            "IN SYNC",
+            "LAST RESULT",
+            "LAST ATTEMPT",
+            "ERROR",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let out = columns(
+            &["ID", "STATUS"],
+            &[
+                vec!["acme".into(), "active".into()],
+                vec!["b".into(), "suspended".into()],
+            ],
+        );
+        assert_eq!(out, "ID    STATUS\nacme  active\nb     suspended\n");
+    }
+}

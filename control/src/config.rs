@@ -1,0 +1,327 @@
+//! `realmctl serve` configuration: a YAML file (unknown keys rejected, every problem listed)
+//! with command-line overrides, resolved once into a checked [`Config`].
+
+use crate::push::PushSettings;
+use crate::registry::RemoteSync;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9090";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/realmctl";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Tokens shorter than this are refused: they would be guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The YAML file, as written. Every field is optional; flags may supply the rest. Unknown
+/// keys are found by `serde_ignored` (not `deny_unknown_fields`) so that all are listed.
+#[derive(Debug, Default, Deserialize)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    registry: Option<RegistryFile>,
+    gateways: Option<GatewaysFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RegistryFile {
+    remote: Option<RemoteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RemoteFile {
+    url: String,
+    auth_token_file: Option<PathBuf>,
+    sync_interval_ms: Option<u64>,
+    read_your_writes: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct GatewaysFile {
+    #[serde(default)]
+    urls: Vec<String>,
+    token_file: Option<PathBuf>,
+    push: Option<PushFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PushFile {
+    timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    initial_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    resync_interval_ms: Option<u64>,
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
+    /// When non-empty, replaces `gateways.urls`.
+    pub gateways: Vec<String>,
+    pub gateway_token_file: Option<PathBuf>,
+}
+
+/// A bearer token read from a file. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl Token {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: Token,
+    pub max_body_bytes: usize,
+    pub remote: Option<RemoteSync>,
+    pub gateways: Vec<String>,
+    pub gateway_token: Option<Token>,
+    pub push: PushSettings,
+}
+
+impl Config {
+    /// Read `path` (if any), apply `o`, and check everything; on failure every problem is
+    /// returned, each naming the key or flag at fault.
+    pub fn load(path: Option<&Path>, o: &Overrides) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let file = match path {
+            None => FileConfig::default(),
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => parse_yaml(&text, &mut problems),
+                Err(e) => return Err(vec![format!("cannot read {}: {e}", p.display())]),
+            },
+        };
+        let listen_raw = o
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_raw.parse::<SocketAddr>().map_err(|_| {
+            problems.push(format!("listen: {listen_raw:?} is not an IP:port address"));
+        });
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let admin_token = match o.admin_token_file.clone().or(file.admin_token_file) {
+            Some(p) => read_token(&p, "admin_token_file", &mut problems),
+            None => {
+                problems.push(
+                    "admin_token_file: required (the operator bearer token for realmctl's API)"
+                        .into(),
+                );
+                None
+            }
+        };
+        let max_body_bytes = file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            problems.push("max_body_bytes: must be at least 1024".into());
+        }
+        let remote = file
+            .registry
+            .and_then(|r| r.remote)
+            .and_then(|r| remote_sync(r, &mut problems));
+        let gw = file.gateways.unwrap_or_default();
+        let gateways = if o.gateways.is_empty() {
+            gw.urls
+        } else {
+            o.gateways.clone()
+        };
+        for (i, url) in gateways.iter().enumerate() {
+            if let Err(e) = check_gateway_url(url) {
+                problems.push(format!("gateways.urls[{i}]: {url:?}: {e}"));
+            }
+            if gateways[..i]
+                .iter()
+                .any(|u| u.trim_end_matches('/') == url.trim_end_matches('/'))
+            {
+                problems.push(format!("gateways.urls[{i}]: {url:?} listed twice"));
+            }
+        }
+        let gateway_token = match o.gateway_token_file.clone().or(gw.token_file) {
+            Some(p) => read_token(&p, "gateways.token_file", &mut problems),
+            None if !gateways.is_empty() => {
+                problems.push("gateways.token_file: required when gateways are configured (the gateways' admin token)".into());
+                None
+            }
+            None => None,
+        };
+        let push = push_settings(gw.push.unwrap_or_default(), &mut problems);
+        match (listen, admin_token) {
+            (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Config {
+                listen,
+                data_dir,
+                admin_token,
+                max_body_bytes,
+                remote,
+                gateways: gateways
+                    .iter()
+                    .map(|u| u.trim_end_matches('/').to_owned())
+                    .collect(),
+                gateway_token,
+                push,
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+fn parse_yaml(text: &str, problems: &mut Vec<String>) -> FileConfig {
+    let mut unknown = Vec::new();
+    let de = serde_yaml::Deserializer::from_str(text);
+    let parsed: Result<Option<FileConfig>, _> = serde_ignored::deserialize(de, |path| {
+        unknown.push(realmgate_table::field_path(&path));
+    });
+    problems.extend(unknown.into_iter().map(|k| format!("{k}: unknown key")));
+    match parsed {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => {
+            problems.push(format!("malformed configuration: {e}"));
+            FileConfig::default()
+        }
+    }
+}
+
+fn read_token(path: &Path, key: &str, problems: &mut Vec<String>) -> Option<Token> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let token = text.trim();
+            if token.len() < MIN_TOKEN_LEN {
+                problems.push(format!(
+                    "{key}: the token in {} is shorter than {MIN_TOKEN_LEN} characters",
+                    path.display()
+                ));
+                return None;
+            }
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                problems.push(format!(
+                    "{key}: the token in {} contains whitespace",
+                    path.display()
+                ));
+                return None;
+            }
+            Some(Token(token.into()))
+        }
+        Err(e) => {
+            problems.push(format!("{key}: cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+fn remote_sync(r: RemoteFile, problems: &mut Vec<String>) -> Option<RemoteSync> {
+    let scheme_ok = ["libsql://", "https://", "http://"]
+        .iter()
+        .any(|s| r.url.starts_with(s) && r.url.len() > s.len());
+    if !scheme_ok {
+        problems.push(format!(
+            "registry.remote.url: {:?} must be a libsql://, https:// or http:// URL",
+            r.url
+        ));
+    }
+    let auth_token = match &r.auth_token_file {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => t.trim().to_owned(),
+            Err(e) => {
+                problems.push(format!(
+                    "registry.remote.auth_token_file: cannot read {}: {e}",
+                    p.display()
+                ));
+                return None;
+            }
+        },
+        None => String::new(),
+    };
+    if r.sync_interval_ms == Some(0) {
+        problems.push("registry.remote.sync_interval_ms: must be at least 1".into());
+    }
+    scheme_ok.then(|| RemoteSync {
+        url: r.url,
+        auth_token,
+        sync_interval: r.sync_interval_ms.map(Duration::from_millis),
+        read_your_writes: r.read_your_writes.unwrap_or(true),
+    })
+}
+
+/// Gateways are reached over plain HTTP on their admin listener (loopback or a private
+/// network); this build has no TLS client.
+fn check_gateway_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    match parsed.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(
+                "https is not supported yet: use the gateway's admin listener over http".into(),
+            )
+        }
+        other => return Err(format!("scheme {other:?} is not http")),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("no host".into());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() || parsed.path() != "/" {
+        return Err("give the admin base URL only, like http://127.0.0.1:9080".into());
+    }
+    Ok(())
+}
+
+fn push_settings(p: PushFile, problems: &mut Vec<String>) -> PushSettings {
+    let d = PushSettings::default();
+    let mut ms = |key: &str, v: Option<u64>, default: Duration| match v {
+        Some(0) => {
+            problems.push(format!("gateways.push.{key}: must be at least 1"));
+            default
+        }
+        Some(v) => Duration::from_millis(v),
+        None => default,
+    };
+    let s = PushSettings {
+        timeout: ms("timeout_ms", p.timeout_ms, d.timeout),
+        connect_timeout: ms(
+            "connect_timeout_ms",
+            p.connect_timeout_ms,
+            d.connect_timeout,
+        ),
+        initial_backoff: ms(
+            "initial_backoff_ms",
+            p.initial_backoff_ms,
+            d.initial_backoff,
+        ),
+        max_backoff: ms("max_backoff_ms", p.max_backoff_ms, d.max_backoff),
+        resync_interval: ms(
+            "resync_interval_ms",
+            p.resync_interval_ms,
+            d.resync_interval,
+        ),
+    };
+    if s.max_backoff < s.initial_backoff {
+        problems.push("gateways.push.max_backoff_ms: must not be below initial_backoff_ms".into());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests;

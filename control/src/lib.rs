@@ -1,0 +1,16 @@
+//! `realmctl`: Realmgate's control plane — tenant registry, REST API, routing-table compiler,
+//! push to every gateway — and the CLI over its API.
+
+pub mod api;
+pub mod body;
+pub mod cli;
+pub mod compile;
+pub mod config;
+pub mod ids;
+pub mod metrics;
+pub mod model;
+pub mod push;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod views;

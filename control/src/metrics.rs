@@ -1,0 +1,139 @@
+//! Every metric realmctl exports, defined once. Labels are bounded: gateways come from the
+//! configuration, routes from the router's own patterns, results from a fixed set.
+
+use crate::compile::Compiled;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::time::Duration;
+
+pub struct Metrics {
+    registry: Registry,
+    pub table_version: IntGauge,
+    pub table_bytes: IntGauge,
+    pub tenants: IntGauge,
+    compiles: IntCounter,
+    compile_seconds: Histogram,
+    pushes: IntCounterVec,
+    push_seconds: Histogram,
+    applied: IntGaugeVec,
+    requests: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let table_version =
+            IntGauge::new("realmctl_table_version", "Newest compiled table version")?;
+        let table_bytes =
+            IntGauge::new("realmctl_table_bytes", "Size of the newest compiled table")?;
+        let tenants = IntGauge::new("realmctl_tenants", "Tenants in the newest compiled table")?;
+        let compiles = IntCounter::new("realmctl_table_compiles_total", "Tables compiled")?;
+        let compile_seconds = Histogram::with_opts(
+            HistogramOpts::new("realmctl_table_compile_seconds", "Time to compile a table")
+                .buckets(vec![
+                    0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
+        )?;
+        let pushes = IntCounterVec::new(
+            Opts::new(
+                "realmctl_pushes_total",
+                "Table pushes to gateways, by gateway and result",
+            ),
+            &["gateway", "result"],
+        )?;
+        let push_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "realmctl_push_seconds",
+                "Time for one table push to be answered",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )?;
+        let applied = IntGaugeVec::new(
+            Opts::new(
+                "realmctl_gateway_applied_version",
+                "Table version each gateway serves",
+            ),
+            &["gateway"],
+        )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "realmctl_http_requests_total",
+                "API requests, by route and status class",
+            ),
+            &["method", "route", "class"],
+        )?;
+        registry.register(Box::new(table_version.clone()))?;
+        registry.register(Box::new(table_bytes.clone()))?;
+        registry.register(Box::new(tenants.clone()))?;
+        registry.register(Box::new(compiles.clone()))?;
+        registry.register(Box::new(compile_seconds.clone()))?;
+        registry.register(Box::new(pushes.clone()))?;
+        registry.register(Box::new(push_seconds.clone()))?;
+        registry.register(Box::new(applied.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        Ok(Metrics {
+            registry,
+            table_version,
+            table_bytes,
+            tenants,
+            compiles,
+            compile_seconds,
+            pushes,
+            push_seconds,
+            applied,
+            requests,
+        })
+    }
+
+    pub fn observe_compile(&self, took: Duration, c: &Compiled) {
+        self.compiles.inc();
+        self.compile_seconds.observe(took.as_secs_f64());
+        self.table_version.set(to_i64(c.version));
+        self.table_bytes
+            .set(i64::try_from(c.body.len()).unwrap_or(i64::MAX));
+        self.tenants
+            .set(i64::try_from(c.tenants).unwrap_or(i64::MAX));
+    }
+
+    /// One push answered (or failed) after `took`; `result` is one of the fixed outcomes.
+    pub fn observe_push(&self, gateway: &str, result: &str, took: Duration) {
+        self.pushes.with_label_values(&[gateway, result]).inc();
+        self.push_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn set_applied(&self, gateway: &str, version: u64) {
+        self.applied
+            .with_label_values(&[gateway])
+            .set(to_i64(version));
+    }
+
+    /// `route` is the router's pattern (`/v1/tenants/{id}`), never the raw path.
+    pub fn observe_request(&self, method: &str, route: &str, status: u16) {
+        let class = match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .with_label_values(&[method, route, class])
+            .inc();
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::error!("metrics encoding failed: {e}");
+        }
+        out
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

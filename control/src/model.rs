@@ -1,0 +1,208 @@
+//! The registry's state in memory: tenants, upstream pools and the host index. It mirrors the
+//! database row for row, is rebuilt from it at start, and is what the API reads and the
+//! compiler serialises.
+
+use crate::ids::{TenantId, UpstreamName};
+use realmgate_table::host::HostPattern;
+use realmgate_table::{Tenant, Upstream};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// An entry of a tenant's app catalog (shown by the shell). Stored in the registry; the
+/// routing table does not carry catalogs yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// App name, unique within the tenant (`a-z`, `0-9`, `.`, `_`, `-`).
+    pub name: String,
+    /// Title shown to users.
+    pub title: String,
+    /// Normalised absolute path the app lives under, e.g. `/crm/`.
+    pub path: String,
+}
+
+/// A tenant as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// Exactly what enters the routing table (id, normalised hosts, routes, status).
+    pub wire: Tenant,
+    pub display_name: String,
+    pub catalog: Vec<CatalogEntry>,
+    /// Bumped on every change of this tenant; the `If-Match` precondition compares it.
+    pub revision: u64,
+    /// The table version that carried this tenant's last change.
+    pub table_version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl TenantRecord {
+    /// Same content, ignoring bookkeeping (revision, versions, times).
+    pub fn same_content(&self, other: &TenantRecord) -> bool {
+        self.wire == other.wire
+            && self.display_name == other.display_name
+            && self.catalog == other.catalog
+    }
+}
+
+/// An upstream pool as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRecord {
+    pub spec: Upstream,
+    pub table_version: u64,
+    pub updated_at_ms: u64,
+}
+
+/// Everything the routing table is compiled from, plus the version counter.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// The current table version: the registry's counter, bumped by every change.
+    pub version: u64,
+    pub tenants: BTreeMap<TenantId, TenantRecord>,
+    pub upstreams: BTreeMap<UpstreamName, UpstreamRecord>,
+    hosts: HashMap<HostPattern, TenantId>,
+}
+
+impl Model {
+    /// Which tenant holds a (normalised) host pattern.
+    pub fn host_owner(&self, host: &HostPattern) -> Option<&TenantId> {
+        self.hosts.get(host)
+    }
+
+    /// Insert or replace a tenant, keeping the host index in step. `hosts` are the parsed
+    /// forms of `record.wire.hosts`.
+    pub fn put_tenant(&mut self, id: TenantId, record: TenantRecord, hosts: Vec<HostPattern>) {
+        self.remove_tenant(&id);
+        for host in hosts {
+            self.hosts.insert(host, id.clone());
+        }
+        self.tenants.insert(id, record);
+    }
+
+    pub fn remove_tenant(&mut self, id: &TenantId) -> Option<TenantRecord> {
+        let old = self.tenants.remove(id)?;
+        for raw in &old.wire.hosts {
+            if let Ok(p) = HostPattern::parse(raw) {
+                if self.hosts.get(&p) == Some(id) {
+                    self.hosts.remove(&p);
+                }
+            }
+        }
+        Some(old)
+    }
+
+    /// Tenants whose routes use an upstream pool, in id order.
+    pub fn users_of(&self, upstream: &UpstreamName) -> Vec<TenantId> {
+        self.tenants
+            .iter()
+            .filter(|(_, t)| {
+                t.wire
+                    .routes
+                    .iter()
+                    .any(|r| r.upstream == upstream.as_str())
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// RFC 3339 text for a time in ms since the epoch.
+pub fn rfc3339(ms: u64) -> String {
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+pub mod fixtures {
+    //! Builders for records in tests.
+    use super::*;
+    use realmgate_table::{AuthSpec, Route, TenantStatus};
+
+    pub fn tenant(
+        id: &str,
+        hosts: &[&str],
+        upstream: &str,
+    ) -> (TenantId, TenantRecord, Vec<HostPattern>) {
+        let patterns: Vec<HostPattern> = hosts
+            .iter()
+            .map(|h| HostPattern::parse(h).expect("fixture host"))
+            .collect();
+        let record = TenantRecord {
+            wire: Tenant {
+                id: id.to_owned(),
+                hosts: patterns.iter().map(ToString::to_string).collect(),
+                routes: vec![Route {
+                    prefix: "/".into(),
+                    upstream: upstream.into(),
+                    auth: AuthSpec::One("public".into()),
+                    forward_token: false,
+                }],
+                status: TenantStatus::Active,
+                realm: None,
+            },
+            display_name: id.to_owned(),
+            catalog: Vec::new(),
+            revision: 1,
+            table_version: 1,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+        };
+        (TenantId::parse(id).expect("fixture id"), record, patterns)
+    }
+
+    pub fn upstream(endpoints: &[&str]) -> UpstreamRecord {
+        UpstreamRecord {
+            spec: Upstream {
+                endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+                health_check: None,
+                connect_timeout_ms: None,
+                read_timeout_ms: None,
+                write_timeout_ms: None,
+            },
+            table_version: 1,
+            updated_at_ms: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn host_index_follows_tenants() {
+        let mut m = Model::default();
+        let (id, rec, hosts) = tenant("acme", &["acme.test", "*.acme.test"], "app");
+        m.put_tenant(id.clone(), rec, hosts);
+        let exact = HostPattern::parse("ACME.test.").expect("host");
+        assert_eq!(m.host_owner(&exact), Some(&id));
+        let (_, rec2, hosts2) = tenant("acme", &["acme2.test"], "app");
+        m.put_tenant(id.clone(), rec2, hosts2);
+        assert_eq!(m.host_owner(&exact), None, "replaced hosts leave the index");
+        assert!(m.remove_tenant(&id).is_some());
+        let h2 = HostPattern::parse("acme2.test").expect("host");
+        assert_eq!(m.host_owner(&h2), None);
+        assert!(m.remove_tenant(&id).is_none());
+    }
+
+    #[test]
+    fn users_of_upstream() {
+        let mut m = Model::default();
+        for (t, u) in [("a", "x"), ("b", "y"), ("c", "x")] {
+            let (id, rec, hosts) = tenant(t, &[&format!("{t}.test")], u);
+            m.put_tenant(id, rec, hosts);
+        }
+        let x = UpstreamName::parse("x").expect("name");
+        let users: Vec<String> = m.users_of(&x).iter().map(ToString::to_string).collect();
+        assert_eq!(users, ["a", "c"]);
+    }
+}

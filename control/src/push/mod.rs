@@ -1,0 +1,235 @@
+//! Push: one worker per gateway delivers the newest compiled table, retrying with exponential
+//! backoff until the gateway has it, and re-checking idle gateways now and then. One worker
+//! per gateway serialises its pushes, and a worker only ever sends the newest table, so a
+//! gateway never sees versions go backwards.
+
+mod worker;
+
+use crate::compile::Compiled;
+use crate::metrics::Metrics;
+use crate::model::{now_ms, rfc3339};
+use crate::views::GatewayView;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How pushes are paced.
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Longest wait for a gateway to answer one push (it validates and persists the table).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// First retry delay after a failure; doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How often an in-sync gateway is asked which version it serves, so one that lost its
+    /// state (or was replaced) is caught up without waiting for the next change.
+    pub resync_interval: Duration,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        PushSettings {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the last attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The gateway applied our table.
+    Applied,
+    /// The gateway already serves this version or a newer one (409).
+    AlreadyCurrent,
+    /// The gateway found the table invalid (422): a bug or a version skew; see the log.
+    Rejected,
+    /// The gateway refused our token (401).
+    Unauthorized,
+    /// Any other answer.
+    Error,
+    /// No answer: connection refused, reset or timed out.
+    Unreachable,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::AlreadyCurrent => "already_current",
+            Outcome::Rejected => "rejected",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Error => "error",
+            Outcome::Unreachable => "unreachable",
+        }
+    }
+
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Applied | Outcome::AlreadyCurrent)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    applied: Option<u64>,
+    last_result: Option<Outcome>,
+    last_error: Option<String>,
+    last_attempt_ms: Option<u64>,
+    last_success_ms: Option<u64>,
+    consecutive_failures: u32,
+}
+
+/// One gateway and what realmctl knows about it.
+pub struct Gateway {
+    /// Admin base URL, without a trailing `/`.
+    pub url: String,
+    status: Mutex<Status>,
+}
+
+impl Gateway {
+    fn new(url: &str) -> Gateway {
+        Gateway {
+            url: url.trim_end_matches('/').to_owned(),
+            status: Mutex::new(Status::default()),
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn applied(&self) -> Option<u64> {
+        self.status().applied
+    }
+
+    fn record(&self, outcome: Outcome, applied: Option<u64>, error: Option<String>) {
+        let now = now_ms();
+        let mut s = self.status();
+        s.last_result = Some(outcome);
+        s.last_attempt_ms = Some(now);
+        s.last_error = error;
+        if let Some(v) = applied {
+            s.applied = Some(v);
+        }
+        if outcome.is_success() {
+            s.last_success_ms = Some(now);
+            s.consecutive_failures = 0;
+        } else {
+            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+        }
+    }
+
+    /// The gateway serves `version` (learnt from a probe): push again if it is behind.
+    fn observed(&self, version: Option<u64>) {
+        self.status().applied = version;
+    }
+
+    fn view(&self, target: Option<u64>) -> GatewayView {
+        let s = self.status();
+        GatewayView {
+            url: self.url.clone(),
+            applied_version: s.applied,
+            target_version: target,
+            in_sync: matches!((s.applied, target), (Some(a), Some(t)) if a >= t),
+            last_result: s.last_result.map(|o| o.as_str().to_owned()),
+            last_error: s.last_error.clone(),
+            last_attempt_at: s.last_attempt_ms.map(rfc3339),
+            last_success_at: s.last_success_ms.map(rfc3339),
+            consecutive_failures: s.consecutive_failures,
+        }
+    }
+}
+
+/// The set of gateways and their workers.
+pub struct Pusher {
+    gateways: Vec<Arc<Gateway>>,
+    published: watch::Receiver<Option<Arc<Compiled>>>,
+}
+
+impl Pusher {
+    /// Start one worker per gateway. `token` is presented to every gateway as a bearer token.
+    pub fn start(
+        urls: &[String],
+        token: Option<Arc<str>>,
+        settings: PushSettings,
+        published: watch::Receiver<Option<Arc<Compiled>>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Pusher, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        let gateways: Vec<Arc<Gateway>> = urls.iter().map(|u| Arc::new(Gateway::new(u))).collect();
+        for gw in &gateways {
+            let w = worker::Worker {
+                gateway: Arc::clone(gw),
+                client: client.clone(),
+                token: token.clone(),
+                settings: settings.clone(),
+                metrics: Arc::clone(&metrics),
+            };
+            tokio::spawn(w.run(published.clone()));
+        }
+        Ok(Pusher {
+            gateways,
+            published,
+        })
+    }
+
+    pub fn views(&self) -> Vec<GatewayView> {
+        let target = self.published.borrow().as_ref().map(|c| c.version);
+        self.gateways.iter().map(|g| g.view(target)).collect()
+    }
+
+    pub fn gateways(&self) -> &[Arc<Gateway>] {
+        &self.gateways
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_tracks_results_and_sync() {
+        let g = Gateway::new("http://127.0.0.1:9080/");
+        assert_eq!(g.url, "http://127.0.0.1:9080");
+        let v = g.view(Some(3));
+        assert_eq!(
+            (v.applied_version, v.in_sync, v.last_result),
+            (None, false, None)
+        );
+
+        g.record(Outcome::Unreachable, None, Some("cannot connect".into()));
+        g.record(Outcome::Unreachable, None, Some("cannot connect".into()));
+        let v = g.view(Some(3));
+        assert_eq!(v.consecutive_failures, 2);
+        assert_eq!(v.last_result.as_deref(), Some("unreachable"));
+        assert_eq!(v.last_error.as_deref(), Some("cannot connect"));
+        assert!(v.last_success_at.is_none() && v.last_attempt_at.is_some());
+
+        g.record(Outcome::Applied, Some(3), None);
+        let v = g.view(Some(3));
+        assert_eq!(
+            (v.applied_version, v.in_sync, v.consecutive_failures),
+            (Some(3), true, 0)
+        );
+        assert!(v.last_error.is_none() && v.last_success_at.is_some());
+        assert!(!g.view(Some(4)).in_sync, "a newer target puts it behind");
+
+        // A failure does not forget what the gateway serves.
+        g.record(Outcome::Rejected, None, Some("1 problem(s)".into()));
+        assert_eq!(g.applied(), Some(3));
+        g.observed(None);
+        assert_eq!(
+            g.applied(),
+            None,
+            "a gateway that lost its table gets pushed again"
+        );
+    }
+}

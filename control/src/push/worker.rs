@@ -1,0 +1,226 @@
+//! One gateway's push loop: send the newest table, back off on failure, probe when idle.
+
+use super::{Gateway, Outcome, PushSettings};
+use crate::compile::Compiled;
+use crate::metrics::Metrics;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Longest gateway answer kept for the status and the log.
+const MAX_ERROR_TEXT: usize = 512;
+
+pub(super) struct Worker {
+    pub gateway: Arc<Gateway>,
+    pub client: reqwest::Client,
+    pub token: Option<Arc<str>>,
+    pub settings: PushSettings,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What a gateway's admin API answers on `PUT`/`GET /v1/table`.
+#[derive(Deserialize)]
+struct VersionAnswer {
+    #[serde(default)]
+    version: Option<u64>,
+    #[serde(default)]
+    current: Option<u64>,
+    #[serde(default)]
+    problems: Vec<String>,
+}
+
+impl Worker {
+    pub async fn run(self, mut tables: watch::Receiver<Option<Arc<Compiled>>>) {
+        let mut backoff = self.settings.initial_backoff;
+        loop {
+            let target = tables.borrow_and_update().clone();
+            if let Some(table) =
+                target.filter(|t| self.gateway.applied().is_none_or(|a| a < t.version))
+            {
+                if self.push(&table).await.is_success() {
+                    backoff = self.settings.initial_backoff;
+                    continue;
+                }
+                // Wait out the backoff even if a newer table arrives: a down gateway is not
+                // hammered by a burst of changes, and the next attempt sends the newest.
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(self.settings.max_backoff);
+                continue;
+            }
+            tokio::select! {
+                changed = tables.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(self.settings.resync_interval) => self.probe().await,
+            }
+        }
+    }
+
+    async fn push(&self, table: &Compiled) -> Outcome {
+        let url = format!("{}/v1/table", self.gateway.url);
+        let started = Instant::now();
+        let mut req = self
+            .client
+            .put(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(table.body.clone());
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let (outcome, applied, error) = match req.send().await {
+            Err(e) => (Outcome::Unreachable, None, Some(transport_error(&e))),
+            Ok(resp) => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                let answer: Option<VersionAnswer> = serde_json::from_str(&text).ok();
+                match status.as_u16() {
+                    200 => {
+                        let v = answer.and_then(|a| a.version).unwrap_or(table.version);
+                        (Outcome::Applied, Some(v), None)
+                    }
+                    409 => match answer.and_then(|a| a.current) {
+                        Some(current) if current >= table.version => {
+                            if current > table.version {
+                                log::warn!(
+                                    "gateway {} serves table version {current}, newer than realmctl's {}: was the registry reset?",
+                                    self.gateway.url,
+                                    table.version
+                                );
+                            }
+                            (Outcome::AlreadyCurrent, Some(current), None)
+                        }
+                        _ => (
+                            Outcome::Error,
+                            None,
+                            Some(format!("409: {}", excerpt(&text))),
+                        ),
+                    },
+                    422 => {
+                        let problems = answer.map(|a| a.problems).unwrap_or_default();
+                        log::error!(
+                            "gateway {} rejected table version {}: {}",
+                            self.gateway.url,
+                            table.version,
+                            problems.join("; ")
+                        );
+                        let first = problems
+                            .first()
+                            .map_or_else(|| excerpt(&text), |p| excerpt(p));
+                        (
+                            Outcome::Rejected,
+                            None,
+                            Some(format!("{} problem(s), first: {first}", problems.len())),
+                        )
+                    }
+                    401 | 403 => (
+                        Outcome::Unauthorized,
+                        None,
+                        Some("the gateway refused realmctl's gateway token".into()),
+                    ),
+                    _ => (
+                        Outcome::Error,
+                        None,
+                        Some(format!("{status}: {}", excerpt(&text))),
+                    ),
+                }
+            }
+        };
+        let took = started.elapsed();
+        self.metrics
+            .observe_push(&self.gateway.url, outcome.as_str(), took);
+        if let Some(v) = applied {
+            self.metrics.set_applied(&self.gateway.url, v);
+        }
+        match (&error, outcome) {
+            (None, Outcome::Applied) => log::info!(
+                "gateway {} applied table version {} in {took:?}",
+                self.gateway.url,
+                table.version
+            ),
+            (Some(e), _) => log::warn!(
+                "push of table version {} to gateway {}: {}: {e}",
+                table.version,
+                self.gateway.url,
+                outcome.as_str()
+            ),
+            _ => {}
+        }
+        self.gateway.record(outcome, applied, error);
+        outcome
+    }
+
+    /// Ask an idle gateway which version it serves; a lower one triggers a push.
+    async fn probe(&self) {
+        let mut req = self.client.get(format!("{}/v1/table", self.gateway.url));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                if let Ok(VersionAnswer {
+                    version: Some(v), ..
+                }) = resp.json().await
+                {
+                    if self.gateway.applied().is_some_and(|a| v >= a) {
+                        // Still (or more than) current: a healthy check, shown as such.
+                        self.gateway.record(Outcome::AlreadyCurrent, Some(v), None);
+                    } else {
+                        log::info!(
+                            "gateway {} serves version {v}, older than pushed: pushing again",
+                            self.gateway.url
+                        );
+                        self.gateway.observed(Some(v));
+                    }
+                }
+            }
+            // No table at all: it lost its state.
+            Ok(resp) if resp.status() == reqwest::StatusCode::NOT_FOUND => {
+                self.gateway.observed(None)
+            }
+            Ok(resp) => log::warn!("probe of gateway {}: {}", self.gateway.url, resp.status()),
+            Err(e) => {
+                log::warn!(
+                    "probe of gateway {}: {}",
+                    self.gateway.url,
+                    transport_error(&e)
+                );
+                self.gateway
+                    .record(Outcome::Unreachable, None, Some(transport_error(&e)));
+            }
+        }
+    }
+}
+
+fn transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    // The source chain names the OS error (connection refused, reset, ...).
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    let mut end = text.len().min(MAX_ERROR_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].trim().to_owned()
+}
+
+/// ±20% so gateways that failed together do not retry in lock step.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.8 + fastrand::f64() * 0.4)
+}

@@ -1,0 +1,224 @@
+//! Versioned schema migrations of the registry database, recorded in `schema_migrations`.
+//!
+//! Migrations are append-only: a released one is never edited. Each runs in its own
+//! transaction together with its `schema_migrations` row, so a crash leaves either all of it
+//! or none. A database migrated by a newer `realmctl` is refused rather than guessed at.
+
+use super::RegistryError;
+use libsql::Connection;
+
+/// One schema step.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// The registry schema, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "tenants, hosts, upstreams, table version",
+    sql: r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;
+INSERT INTO meta (key, value) VALUES ('table_version', 0);
+
+CREATE TABLE upstreams (
+    name          TEXT PRIMARY KEY,
+    spec          TEXT NOT NULL,              -- the pool as it enters the table (JSON)
+    table_version INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE tenants (
+    id            TEXT PRIMARY KEY,
+    display_name  TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('active', 'suspended')),
+    routes        TEXT NOT NULL,              -- JSON array of routes
+    catalog       TEXT NOT NULL,              -- JSON array of catalog entries
+    revision      INTEGER NOT NULL,
+    table_version INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+
+-- Normalised host patterns; the primary key makes a host belong to one tenant at most.
+CREATE TABLE tenant_hosts (
+    host      TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    position  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX tenant_hosts_by_tenant ON tenant_hosts (tenant_id, position);
+"#,
+}];
+
+/// Bring the schema up to date; returns the schema version now in force.
+pub async fn migrate(conn: &Connection, migrations: &[Migration]) -> Result<i64, RegistryError> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version       INTEGER PRIMARY KEY,
+             name          TEXT NOT NULL,
+             applied_at_ms INTEGER NOT NULL
+         )",
+        (),
+    )
+    .await?;
+    let current = current_version(conn).await?;
+    let latest = migrations.last().map_or(0, |m| m.version);
+    if current > latest {
+        return Err(RegistryError::SchemaTooNew {
+            found: current,
+            known: latest,
+        });
+    }
+    for m in migrations.iter().filter(|m| m.version > current) {
+        let tx = conn.transaction().await?;
+        let applied = async {
+            tx.execute_batch(m.sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+                libsql::params![m.version, m.name, crate::model::now_ms() as i64],
+            )
+            .await?;
+            Ok::<_, libsql::Error>(())
+        }
+        .await;
+        match applied {
+            Ok(()) => tx.commit().await?,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(RegistryError::Migration {
+                    version: m.version,
+                    source: e,
+                });
+            }
+        }
+        log::info!("registry: applied migration {} ({})", m.version, m.name);
+    }
+    current_version(conn).await
+}
+
+async fn current_version(conn: &Connection) -> Result<i64, RegistryError> {
+    let mut rows = conn
+        .query(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            (),
+        )
+        .await?;
+    match rows.next().await? {
+        Some(row) => Ok(row.get::<i64>(0)?),
+        None => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn memory() -> Connection {
+        let db = libsql::Builder::new_local(":memory:")
+            .build()
+            .await
+            .expect("in-memory db");
+        db.connect().expect("connect")
+    }
+
+    async fn tables(conn: &Connection) -> Vec<String> {
+        let mut rows = conn
+            .query(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+                (),
+            )
+            .await
+            .expect("query");
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await.expect("row") {
+            out.push(row.get::<String>(0).expect("name"));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn fresh_database_gets_every_migration_once() {
+        let conn = memory().await;
+        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("migrate"), 1);
+        assert_eq!(
+            tables(&conn).await,
+            [
+                "meta",
+                "schema_migrations",
+                "tenant_hosts",
+                "tenants",
+                "upstreams"
+            ]
+        );
+        // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
+        // primary key if migration 1 ran again).
+        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("again"), 1);
+    }
+
+    #[tokio::test]
+    async fn later_migrations_apply_on_top() {
+        let conn = memory().await;
+        migrate(&conn, MIGRATIONS).await.expect("migrate");
+        let more = [
+            Migration {
+                version: 1,
+                name: MIGRATIONS[0].name,
+                sql: MIGRATIONS[0].sql,
+            },
+            Migration {
+                version: 2,
+                name: "extra",
+                sql: "CREATE TABLE extra (x INTEGER) STRICT;",
+            },
+        ];
+        assert_eq!(migrate(&conn, &more).await.expect("migrate 2"), 2);
+        assert!(tables(&conn).await.contains(&"extra".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn failed_migration_rolls_back_and_is_reported() {
+        let conn = memory().await;
+        let bad = [Migration {
+            version: 1,
+            name: "broken",
+            sql: "CREATE TABLE ok (x INTEGER); CREATE TABLE broken (;",
+        }];
+        let err = migrate(&conn, &bad).await.expect_err("must fail");
+        assert!(
+            matches!(err, RegistryError::Migration { version: 1, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            tables(&conn).await,
+            ["schema_migrations"],
+            "nothing half-applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn newer_schema_is_refused() {
+        let conn = memory().await;
+        migrate(&conn, MIGRATIONS).await.expect("migrate");
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (99, 'future', 0)",
+            (),
+        )
+        .await
+        .expect("insert");
+        let err = migrate(&conn, MIGRATIONS).await.expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                RegistryError::SchemaTooNew {
+                    found: 99,
+                    known: 1
+                }
+            ),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The tenant registry on libsql: an embedded database file (optionally an embedded replica
+//! of a remote libsql/Turso server), its migrations, and the writes that change tenant state.
+//!
+//! Every write runs in one transaction that also bumps the table version, so the version
+//! counter and the rows it describes never disagree, across crashes and restarts.
+
+pub mod migrations;
+
+use crate::ids::{TenantId, UpstreamName};
+use crate::model::{CatalogEntry, Model, TenantRecord, UpstreamRecord};
+use libsql::{params, Connection, Database, Transaction};
+use realmgate_table::host::HostPattern;
+use realmgate_table::{Route, Tenant, TenantStatus, Upstream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors of the registry layer. The API maps all of them to 500 and logs the details.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry database: {0}")]
+    Db(#[from] libsql::Error),
+    #[error("registry migration {version} failed: {source}")]
+    Migration { version: i64, source: libsql::Error },
+    #[error("registry schema version {found} is newer than this realmctl knows ({known}); upgrade realmctl")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("registry row {what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Settings for an embedded replica of a remote libsql server (Turso or `sqld`).
+#[derive(Clone)]
+pub struct RemoteSync {
+    /// `libsql://…`, `https://…` or `http://…` URL of the primary.
+    pub url: String,
+    /// The server's auth token (may be empty for an unauthenticated `sqld`).
+    pub auth_token: String,
+    /// Pull the primary's changes this often in the background; `None`: only at start.
+    pub sync_interval: Option<Duration>,
+    /// Whether a write is visible to reads on this replica before the next sync.
+    pub read_your_writes: bool,
+}
+
+impl std::fmt::Debug for RemoteSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSync")
+            .field("url", &self.url)
+            .field("auth_token", &"<redacted>")
+            .field("sync_interval", &self.sync_interval)
+            .field("read_your_writes", &self.read_your_writes)
+            .finish()
+    }
+}
+
+pub struct Registry {
+    // Kept alive: dropping the database stops a replica's background sync.
+    _db: Database,
+    conn: Connection,
+}
+
+impl Registry {
+    /// Open (creating if needed) `<data_dir>/registry.db` and migrate it.
+    pub async fn open(
+        data_dir: &Path,
+        remote: Option<&RemoteSync>,
+    ) -> Result<Registry, RegistryError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| RegistryError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join("registry.db");
+        let db = match remote {
+            None => libsql::Builder::new_local(&path).build().await?,
+            Some(r) => {
+                let mut b =
+                    libsql::Builder::new_remote_replica(&path, r.url.clone(), r.auth_token.clone())
+                        .read_your_writes(r.read_your_writes);
+                if let Some(every) = r.sync_interval {
+                    b = b.sync_interval(every);
+                }
+                let db = b.build().await?;
+                let synced = db.sync().await?;
+                log::info!(
+                    "registry: synced replica from {} (frame {:?})",
+                    r.url,
+                    synced.frame_no()
+                );
+                db
+            }
+        };
+        Self::from_database(db).await
+    }
+
+    /// A registry in memory, for tests.
+    pub async fn in_memory() -> Result<Registry, RegistryError> {
+        Self::from_database(libsql::Builder::new_local(":memory:").build().await?).await
+    }
+
+    async fn from_database(db: Database) -> Result<Registry, RegistryError> {
+        let conn = db.connect()?;
+        // Several processes never share the file, but a slow disk should wait, not fail.
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.execute("PRAGMA foreign_keys = ON", ()).await?;
+        migrations::migrate(&conn, migrations::MIGRATIONS).await?;
+        Ok(Registry { _db: db, conn })
+    }
+
+    /// The table version; an empty registry starts at version 1 (an empty table), so
+    /// gateways always have something to load.
+    pub async fn ensure_version(&self) -> Result<u64, RegistryError> {
+        let v = read_version(&self.conn).await?;
+        if v > 0 {
+            return Ok(v);
+        }
+        self.write(|_, _| async { Ok(()) }).await
+    }
+
+    /// Everything, for the in-memory model.
+    pub async fn load(&self) -> Result<Model, RegistryError> {
+        let mut model = Model::default();
+        model.version = read_version(&self.conn).await?;
+        let mut rows = self
+            .conn
+            .query(
+                "SELECT name, spec, table_version, updated_at_ms FROM upstreams",
+                (),
+            )
+            .await?;
+        while let Some(row) = rows.next().await? {
+            let name: String = row.get(0)?;
+            let spec: String = row.get(1)?;
+            let what = || format!("upstreams/{name}");
+            let key = UpstreamName::parse(&name).ok_or_else(|| corrupt(what(), "bad name"))?;
+            let spec: Upstream = serde_json::from_str(&spec).map_err(|e| corrupt(what(), e))?;
+            let record = UpstreamRecord {
+                spec,
+                table_version: get_u64(&row, 2)?,
+                updated_at_ms: get_u64(&row, 3)?,
+            };
+            model.upstreams.insert(key, record);
+        }
+        let mut hosts: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let mut rows = self
+            .conn
+            .query(
+                "SELECT tenant_id, host FROM tenant_hosts ORDER BY tenant_id, position",
+                (),
+            )
+            .await?;
+        while let Some(row) = rows.next().await? {
+            hosts.entry(row.get(0)?).or_default().push(row.get(1)?);
+        }
+        let mut rows = self
+            .conn
+            .query(
+                "SELECT id, display_name, status, routes, catalog, revision, table_version,
+                        created_at_ms, updated_at_ms FROM tenants",
+                (),
+            )
+            .await?;
+        while let Some(row) = rows.next().await? {
+            let id: String = row.get(0)?;
+            let what = || format!("tenants/{id}");
+            let key = TenantId::parse(&id).ok_or_else(|| corrupt(what(), "bad id"))?;
+            let status = match row.get_str(2)? {
+                "active" => TenantStatus::Active,
+                "suspended" => TenantStatus::Suspended,
+                other => return Err(corrupt(what(), format!("status {other:?}"))),
+            };
+            let routes: Vec<Route> =
+                serde_json::from_str(row.get_str(3)?).map_err(|e| corrupt(what(), e))?;
+            let catalog: Vec<CatalogEntry> =
+                serde_json::from_str(row.get_str(4)?).map_err(|e| corrupt(what(), e))?;
+            let host_list = hosts.remove(&id).unwrap_or_default();
+            let patterns = host_list
+                .iter()
+                .map(|h| HostPattern::parse(h).map_err(|e| corrupt(what(), e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let record = TenantRecord {
+                wire: Tenant {
+                    id: id.clone(),
+                    hosts: host_list,
+                    routes,
+                    status,
+                    realm: None,
+                },
+                display_name: row.get(1)?,
+                catalog,
+                revision: get_u64(&row, 5)?,
+                table_version: get_u64(&row, 6)?,
+                created_at_ms: get_u64(&row, 7)?,
+                updated_at_ms: get_u64(&row, 8)?,
+            };
+            model.put_tenant(key, record, patterns);
+        }
+        Ok(model)
+    }
+
+    /// Insert or replace a tenant and its hosts; returns the new table version, which the
+    /// stored row carries as its `table_version`.
+    pub async fn save_tenant(&self, record: &TenantRecord) -> Result<u64, RegistryError> {
+        let routes = to_json(&record.wire.routes)?;
+        let catalog = to_json(&record.catalog)?;
+        self.write(|tx, version| async move {
+            let id = record.wire.id.as_str();
+            tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", params![id])
+                .await?;
+            tx.execute(
+                "INSERT INTO tenants (id, display_name, status, routes, catalog, revision,
+                                      table_version, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET
+                     display_name = excluded.display_name, status = excluded.status,
+                     routes = excluded.routes, catalog = excluded.catalog,
+                     revision = excluded.revision, table_version = excluded.table_version,
+                     updated_at_ms = excluded.updated_at_ms",
+                params![
+                    id,
+                    record.display_name.as_str(),
+                    status_text(record.wire.status),
+                    routes,
+                    catalog,
+                    to_i64(record.revision),
+                    to_i64(version),
+                    to_i64(record.created_at_ms),
+                    to_i64(record.updated_at_ms)
+                ],
+            )
+            .await?;
+            for (position, host) in record.wire.hosts.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO tenant_hosts (host, tenant_id, position) VALUES (?1, ?2, ?3)",
+                    params![host.as_str(), id, position as i64],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Remove a tenant (its hosts go with it); returns the new table version.
+    pub async fn delete_tenant(&self, id: &TenantId) -> Result<u64, RegistryError> {
+        self.write(|tx, _| async move {
+            tx.execute(
+                "DELETE FROM tenant_hosts WHERE tenant_id = ?1",
+                params![id.as_str()],
+            )
+            .await?;
+            tx.execute("DELETE FROM tenants WHERE id = ?1", params![id.as_str()])
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn save_upstream(
+        &self,
+        name: &UpstreamName,
+        spec: &Upstream,
+        updated_at_ms: u64,
+    ) -> Result<u64, RegistryError> {
+        let spec = to_json(spec)?;
+        self.write(|tx, version| async move {
+            tx.execute(
+                "INSERT INTO upstreams (name, spec, table_version, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET spec = excluded.spec,
+                     table_version = excluded.table_version, updated_at_ms = excluded.updated_at_ms",
+                params![name.as_str(), spec, to_i64(version), to_i64(updated_at_ms)],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn delete_upstream(&self, name: &UpstreamName) -> Result<u64, RegistryError> {
+        self.write(|tx, _| async move {
+            tx.execute(
+                "DELETE FROM upstreams WHERE name = ?1",
+                params![name.as_str()],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Run `body` in a transaction after bumping the table version; commit both or neither.
+    /// `body` gets a handle on the same connection, inside the open transaction.
+    async fn write<F, Fut>(&self, body: F) -> Result<u64, RegistryError>
+    where
+        F: FnOnce(Connection, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<(), libsql::Error>>,
+    {
+        let tx = self.conn.transaction().await?;
+        let result = async {
+            let version = bump_version(&tx).await?;
+            body(self.conn.clone(), version).await?;
+            Ok::<_, libsql::Error>(version)
+        }
+        .await;
+        match result {
+            Ok(version) => {
+                tx.commit().await?;
+                Ok(version)
+            }
+            Err(e) => {
+                if let Err(rb) = tx.rollback().await {
+                    log::error!("registry: rollback failed: {rb}");
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
+async fn bump_version(tx: &Transaction) -> Result<u64, libsql::Error> {
+    let mut rows = tx
+        .query(
+            "UPDATE meta SET value = value + 1 WHERE key = 'table_version' RETURNING value",
+            (),
+        )
+        .await?;
+    let row = rows
+        .next()
+        .await?
+        .ok_or(libsql::Error::QueryReturnedNoRows)?;
+    let version: i64 = row.get(0)?;
+    Ok(u64::try_from(version).unwrap_or(0))
+}
+
+async fn read_version(conn: &Connection) -> Result<u64, RegistryError> {
+    let mut rows = conn
+        .query("SELECT value FROM meta WHERE key = 'table_version'", ())
+        .await?;
+    match rows.next().await? {
+        Some(row) => get_u64(&row, 0),
+        None => Err(corrupt("meta/table_version".into(), "missing")),
+    }
+}
+
+fn get_u64(row: &libsql::Row, idx: i32) -> Result<u64, RegistryError> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|_| corrupt(format!("column {idx}"), format!("negative value {v}")))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, RegistryError> {
+    serde_json::to_string(v).map_err(|e| corrupt("serialised value".into(), e))
+}
+
+fn corrupt(what: String, detail: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
+}
+
+fn status_text(s: TenantStatus) -> &'static str {
+    match s {
+        TenantStatus::Active => "active",
+        TenantStatus::Suspended => "suspended",
+    }
+}
+
+#[cfg(test)]
+mod tests;

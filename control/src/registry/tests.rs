@@ -1,0 +1,121 @@
+//! Registry round trips: what is written is what is loaded, and the version counter moves
+//! with every write and survives a reopen.
+
+use super::*;
+use crate::model::fixtures;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "realmctl-registry-{name}-{}-{}",
+        std::process::id(),
+        crate::model::now_ms()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[tokio::test]
+async fn writes_bump_the_version_and_round_trip() {
+    let reg = Registry::in_memory().await.expect("open");
+    assert_eq!(
+        reg.ensure_version().await.expect("v"),
+        1,
+        "empty registry is table 1"
+    );
+    assert_eq!(reg.ensure_version().await.expect("v"), 1, "and stays there");
+
+    let app = UpstreamName::parse("app").expect("name");
+    let up = fixtures::upstream(&["127.0.0.1:9001"]);
+    assert_eq!(reg.save_upstream(&app, &up.spec, 5).await.expect("save"), 2);
+
+    let (id, mut rec, _) = fixtures::tenant("acme", &["acme.test", "*.acme.test"], "app");
+    rec.catalog = vec![CatalogEntry {
+        name: "crm".into(),
+        title: "CRM".into(),
+        path: "/crm/".into(),
+    }];
+    rec.wire.status = TenantStatus::Suspended;
+    assert_eq!(reg.save_tenant(&rec).await.expect("save"), 3);
+
+    let model = reg.load().await.expect("load");
+    assert_eq!(model.version, 3);
+    let loaded = model.tenants.get(&id).expect("tenant loaded");
+    assert!(loaded.same_content(&rec), "{loaded:?}");
+    assert_eq!(
+        loaded.table_version, 3,
+        "row carries the version of its change"
+    );
+    assert_eq!(model.upstreams.get(&app).map(|u| &u.spec), Some(&up.spec));
+    let host = HostPattern::parse("x.acme.test").ok();
+    assert!(host.is_some());
+    let wildcard = HostPattern::parse("*.acme.test").expect("pattern");
+    assert_eq!(model.host_owner(&wildcard), Some(&id));
+
+    // Replace: hosts are rewritten, not accumulated.
+    rec.wire.hosts = vec!["acme.example".into()];
+    assert_eq!(reg.save_tenant(&rec).await.expect("update"), 4);
+    let model = reg.load().await.expect("load");
+    assert_eq!(model.host_owner(&wildcard), None);
+    assert_eq!(
+        model.tenants.get(&id).map(|t| t.wire.hosts.clone()),
+        Some(vec!["acme.example".to_owned()])
+    );
+
+    assert_eq!(reg.delete_tenant(&id).await.expect("delete"), 5);
+    assert_eq!(reg.delete_upstream(&app).await.expect("delete"), 6);
+    let model = reg.load().await.expect("load");
+    assert!(model.tenants.is_empty() && model.upstreams.is_empty());
+    assert_eq!(model.version, 6);
+}
+
+#[tokio::test]
+async fn a_host_belongs_to_one_tenant_even_in_the_database() {
+    let reg = Registry::in_memory().await.expect("open");
+    let (_, a, _) = fixtures::tenant("a", &["shared.test"], "app");
+    let (_, b, _) = fixtures::tenant("b", &["shared.test"], "app");
+    let v = reg.save_tenant(&a).await.expect("a");
+    assert!(reg.save_tenant(&b).await.is_err(), "primary key on host");
+    let model = reg.load().await.expect("load");
+    assert_eq!(
+        model.version, v,
+        "the failed write did not bump the version"
+    );
+    assert_eq!(model.tenants.len(), 1);
+}
+
+#[tokio::test]
+async fn state_and_version_survive_a_reopen() {
+    let dir = temp_dir("reopen");
+    {
+        let reg = Registry::open(&dir, None).await.expect("open");
+        reg.ensure_version().await.expect("v");
+        let (_, rec, _) = fixtures::tenant("acme", &["acme.test"], "app");
+        assert_eq!(reg.save_tenant(&rec).await.expect("save"), 2);
+    }
+    let reg = Registry::open(&dir, None).await.expect("reopen");
+    assert_eq!(reg.ensure_version().await.expect("v"), 2);
+    let model = reg.load().await.expect("load");
+    assert_eq!(model.tenants.len(), 1);
+    let (_, rec, _) = fixtures::tenant("beta", &["beta.test"], "app");
+    assert_eq!(
+        reg.save_tenant(&rec).await.expect("save"),
+        3,
+        "counter continues"
+    );
+    drop(reg);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_reported_not_panicked_on() {
+    let reg = Registry::in_memory().await.expect("open");
+    reg.conn
+        .execute(
+            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0)",
+            (),
+        )
+        .await
+        .expect("insert");
+    let err = reg.load().await.expect_err("corrupt");
+    assert!(matches!(err, RegistryError::Corrupt { .. }), "{err}");
+}

@@ -1,0 +1,120 @@
+//! `realmctl serve`: open the registry, start the compiler and the push workers, and serve
+//! the API until SIGINT or SIGTERM.
+
+use crate::api::{self, AppState, Tokens};
+use crate::compile;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::push::{PushSettings, Pusher};
+use crate::registry::{Registry, RegistryError};
+use crate::service::Control;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What the daemon needs besides the registry.
+pub struct Wiring<'a> {
+    pub operator_token: &'a str,
+    pub gateway_token: Option<Arc<str>>,
+    pub gateways: &'a [String],
+    pub push: PushSettings,
+    pub max_body_bytes: usize,
+}
+
+/// Load the registry into a [`Control`], start the compiler and one push worker per
+/// gateway, and return the API's state. Needs a Tokio runtime.
+pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, StartError> {
+    let metrics = Arc::new(Metrics::new()?);
+    let control = Arc::new(Control::new(registry).await?);
+    let (published, tables) = watch::channel(None);
+    tokio::spawn(compile::run(
+        Arc::clone(&control),
+        published,
+        Arc::clone(&metrics),
+    ));
+    let pusher = Pusher::start(
+        w.gateways,
+        w.gateway_token.clone(),
+        w.push,
+        tables.clone(),
+        Arc::clone(&metrics),
+    )?;
+    Ok(AppState {
+        control,
+        pusher: Arc::new(pusher),
+        tables,
+        metrics,
+        tokens: Arc::new(Tokens::new(w.operator_token, w.gateway_token.as_deref())),
+        max_body_bytes: w.max_body_bytes,
+    })
+}
+
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let registry = Registry::open(&config.data_dir, config.remote.as_ref()).await?;
+    let state = assemble(
+        registry,
+        Wiring {
+            operator_token: config.admin_token.expose(),
+            gateway_token: config.gateway_token.as_ref().map(|t| t.shared()),
+            gateways: &config.gateways,
+            push: config.push.clone(),
+            max_body_bytes: config.max_body_bytes,
+        },
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(StartError::Serve)?;
+    log::info!(
+        "realmctl listening on {addr} (data dir {}, {} gateway(s))",
+        config.data_dir.display(),
+        config.gateways.len()
+    );
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(StartError::Serve)
+}
+
+async fn shutdown() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("cannot watch SIGTERM: {e}");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    log::info!("shutting down");
+}

@@ -1,0 +1,399 @@
+//! The control service: the single writer of tenant state. Each change is validated, written
+//! to the registry together with the next table version, applied to the in-memory model and
+//! announced to the compiler. Changes are serialised, so none is lost and versions only grow.
+
+pub mod validate;
+
+use crate::ids::{TenantId, UpstreamName};
+use crate::model::{now_ms, Model, TenantRecord, UpstreamRecord};
+use crate::registry::{Registry, RegistryError};
+use crate::views::{TenantPage, TenantView, UpstreamView};
+use realmgate_table::host::HostPattern;
+use realmgate_table::{Problem, Tenant};
+use serde_json::json;
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{watch, Mutex};
+
+/// Most tenant ids listed in a conflict's details.
+const MAX_LISTED: usize = 20;
+
+/// Errors of the service layer; the API maps each to one HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid request ({} problem(s))", .0.len())]
+    Invalid(Vec<Problem>),
+    #[error("no {kind} {name:?}")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
+    #[error("revision {current} does not match If-Match")]
+    PreconditionFailed { current: u64 },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+pub struct Control {
+    /// The write lock: one change at a time, from validation to commit.
+    registry: Mutex<Registry>,
+    model: RwLock<Model>,
+    changes: watch::Sender<u64>,
+}
+
+impl Control {
+    /// Load the registry (an empty one becomes table version 1).
+    pub async fn new(registry: Registry) -> Result<Control, RegistryError> {
+        registry.ensure_version().await?;
+        let model = registry.load().await?;
+        log::info!(
+            "registry loaded: table version {}, {} tenants, {} upstreams",
+            model.version,
+            model.tenants.len(),
+            model.upstreams.len()
+        );
+        let (changes, _) = watch::channel(model.version);
+        Ok(Control {
+            registry: Mutex::new(registry),
+            model: RwLock::new(model),
+            changes,
+        })
+    }
+
+    /// The model's version, announced after every committed change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The current table version.
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    pub fn with_model<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
+        f(&self.read())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Model> {
+        self.model.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Model> {
+        self.model.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Apply a committed change to the model and announce its version.
+    fn commit<R>(&self, version: u64, f: impl FnOnce(&mut Model) -> R) -> R {
+        let r = {
+            let mut m = self.write();
+            m.version = version;
+            f(&mut m)
+        };
+        self.changes.send_replace(version);
+        r
+    }
+
+    pub fn list_tenants(&self, after: Option<&str>, limit: usize) -> TenantPage {
+        let model = self.read();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut iter = model.tenants.range::<str, _>((start, Bound::Unbounded));
+        let tenants: Vec<TenantView> = iter.by_ref().take(limit).map(|(_, r)| r.into()).collect();
+        let next = if iter.next().is_some() {
+            tenants.last().map(|t| t.id.clone())
+        } else {
+            None
+        };
+        TenantPage { tenants, next }
+    }
+
+    pub fn tenant(&self, id: &TenantId) -> Result<TenantView, ServiceError> {
+        self.read()
+            .tenants
+            .get(id)
+            .map(TenantView::from)
+            .ok_or_else(|| not_found("tenant", id.as_str()))
+    }
+
+    pub async fn create_tenant(&self, body: &[u8]) -> Result<TenantView, ServiceError> {
+        let (id, input, mut problems) =
+            validate::decode_create(body).map_err(ServiceError::Invalid)?;
+        let registry = self.registry.lock().await;
+        let (id, record, hosts) = {
+            let model = self.read();
+            let display_name = input
+                .display_name
+                .clone()
+                .or_else(|| id.as_ref().map(ToString::to_string))
+                .unwrap_or_else(|| "placeholder".into());
+            let catalog = input.catalog.clone().unwrap_or_default();
+            let hosts = validate::check_tenant(
+                &model,
+                input.hosts.as_deref(),
+                input.routes.as_deref(),
+                &display_name,
+                &catalog,
+                &mut problems,
+            );
+            let (Some(id), Some(routes), true) = (id, input.routes, problems.is_empty()) else {
+                return Err(ServiceError::Invalid(problems));
+            };
+            if model.tenants.contains_key(&id) {
+                return Err(ServiceError::Conflict {
+                    code: "tenant_exists",
+                    message: format!("tenant {id:?} already exists"),
+                    details: json!({"tenant": id}),
+                });
+            }
+            check_host_conflicts(&model, &id, &hosts)?;
+            let now = now_ms();
+            let record = TenantRecord {
+                wire: Tenant {
+                    id: id.to_string(),
+                    hosts: hosts.iter().map(ToString::to_string).collect(),
+                    routes,
+                    status: input.status.unwrap_or_default(),
+                    realm: None,
+                },
+                display_name,
+                catalog,
+                revision: 1,
+                table_version: 0,
+                created_at_ms: now,
+                updated_at_ms: now,
+            };
+            (id, record, hosts)
+        };
+        let version = registry.save_tenant(&record).await?;
+        let record = TenantRecord {
+            table_version: version,
+            ..record
+        };
+        let view = TenantView::from(&record);
+        self.commit(version, |m| m.put_tenant(id, record, hosts));
+        Ok(view)
+    }
+
+    /// Change some fields of a tenant. A patch that changes nothing is answered without a
+    /// new table version.
+    pub async fn update_tenant(
+        &self,
+        id: &TenantId,
+        body: &[u8],
+        if_match: Option<u64>,
+    ) -> Result<TenantView, ServiceError> {
+        let (input, mut problems) = validate::decode_patch(body).map_err(ServiceError::Invalid)?;
+        let registry = self.registry.lock().await;
+        let (record, hosts) = {
+            let model = self.read();
+            let current = model
+                .tenants
+                .get(id)
+                .ok_or_else(|| not_found("tenant", id.as_str()))?;
+            check_revision(current.revision, if_match)?;
+            let mut next = current.clone();
+            if let Some(d) = input.display_name {
+                next.display_name = d;
+            }
+            if let Some(c) = input.catalog {
+                next.catalog = c;
+            }
+            if let Some(s) = input.status {
+                next.wire.status = s;
+            }
+            if let Some(routes) = input.routes {
+                next.wire.routes = routes;
+            }
+            let hosts = validate::check_tenant(
+                &model,
+                Some(input.hosts.as_deref().unwrap_or(&current.wire.hosts)),
+                Some(&next.wire.routes),
+                &next.display_name,
+                &next.catalog,
+                &mut problems,
+            );
+            if !problems.is_empty() {
+                return Err(ServiceError::Invalid(problems));
+            }
+            next.wire.hosts = hosts.iter().map(ToString::to_string).collect();
+            if next.same_content(current) {
+                return Ok(TenantView::from(current));
+            }
+            check_host_conflicts(&model, id, &hosts)?;
+            next.revision += 1;
+            next.updated_at_ms = now_ms();
+            (next, hosts)
+        };
+        let version = registry.save_tenant(&record).await?;
+        let record = TenantRecord {
+            table_version: version,
+            ..record
+        };
+        let view = TenantView::from(&record);
+        self.commit(version, |m| m.put_tenant(id.clone(), record, hosts));
+        Ok(view)
+    }
+
+    /// Remove a tenant; returns the table version without it.
+    pub async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        if_match: Option<u64>,
+    ) -> Result<u64, ServiceError> {
+        let registry = self.registry.lock().await;
+        {
+            let model = self.read();
+            let current = model
+                .tenants
+                .get(id)
+                .ok_or_else(|| not_found("tenant", id.as_str()))?;
+            check_revision(current.revision, if_match)?;
+        }
+        let version = registry.delete_tenant(id).await?;
+        self.commit(version, |m| m.remove_tenant(id));
+        Ok(version)
+    }
+
+    pub fn list_upstreams(&self) -> Vec<UpstreamView> {
+        let model = self.read();
+        let mut using: HashMap<&str, usize> = HashMap::new();
+        for t in model.tenants.values() {
+            let mut seen: Vec<&str> = t.wire.routes.iter().map(|r| r.upstream.as_str()).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for u in seen {
+                *using.entry(u).or_default() += 1;
+            }
+        }
+        model
+            .upstreams
+            .iter()
+            .map(|(name, r)| {
+                UpstreamView::new(
+                    name.as_str(),
+                    r,
+                    using.get(name.as_str()).copied().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    pub fn upstream(&self, name: &UpstreamName) -> Result<UpstreamView, ServiceError> {
+        let model = self.read();
+        let record = model
+            .upstreams
+            .get(name)
+            .ok_or_else(|| not_found("upstream", name.as_str()))?;
+        Ok(UpstreamView::new(
+            name.as_str(),
+            record,
+            model.users_of(name).len(),
+        ))
+    }
+
+    /// Create or replace a pool; `true` when it was created. Replacing it with the same
+    /// content changes nothing.
+    pub async fn put_upstream(
+        &self,
+        raw_name: &str,
+        body: &[u8],
+    ) -> Result<(UpstreamView, bool), ServiceError> {
+        let (name, spec) =
+            validate::decode_upstream(raw_name, body).map_err(ServiceError::Invalid)?;
+        let registry = self.registry.lock().await;
+        let created = match self.read().upstreams.get(&name) {
+            Some(r) if r.spec == spec => return self.upstream(&name).map(|v| (v, false)),
+            Some(_) => false,
+            None => true,
+        };
+        let now = now_ms();
+        let version = registry.save_upstream(&name, &spec, now).await?;
+        let record = UpstreamRecord {
+            spec,
+            table_version: version,
+            updated_at_ms: now,
+        };
+        self.commit(version, |m| m.upstreams.insert(name.clone(), record));
+        self.upstream(&name).map(|v| (v, created))
+    }
+
+    /// Remove a pool no route uses; returns the table version without it.
+    pub async fn delete_upstream(&self, name: &UpstreamName) -> Result<u64, ServiceError> {
+        let registry = self.registry.lock().await;
+        {
+            let model = self.read();
+            if !model.upstreams.contains_key(name) {
+                return Err(not_found("upstream", name.as_str()));
+            }
+            let users = model.users_of(name);
+            if !users.is_empty() {
+                return Err(ServiceError::Conflict {
+                    code: "upstream_in_use",
+                    message: format!(
+                        "upstream {:?} is used by {} tenant(s); change their routes first",
+                        name.as_str(),
+                        users.len()
+                    ),
+                    details: json!({"tenants": users.iter().take(MAX_LISTED).collect::<Vec<_>>(), "count": users.len()}),
+                });
+            }
+        }
+        let version = registry.delete_upstream(name).await?;
+        self.commit(version, |m| m.upstreams.remove(name));
+        Ok(version)
+    }
+}
+
+fn not_found(kind: &'static str, name: &str) -> ServiceError {
+    ServiceError::NotFound {
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+fn check_revision(current: u64, if_match: Option<u64>) -> Result<(), ServiceError> {
+    match if_match {
+        Some(expected) if expected != current => Err(ServiceError::PreconditionFailed { current }),
+        _ => Ok(()),
+    }
+}
+
+/// 409 when another tenant holds any of `hosts` (already normalised, so `ACME.test` and
+/// `acme.test` are the same host).
+fn check_host_conflicts(
+    model: &Model,
+    id: &TenantId,
+    hosts: &[HostPattern],
+) -> Result<(), ServiceError> {
+    let taken: Vec<serde_json::Value> = hosts
+        .iter()
+        .filter_map(|h| match model.host_owner(h) {
+            Some(owner) if owner != id => Some(json!({"host": h.to_string(), "tenant": owner})),
+            _ => None,
+        })
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = taken
+        .iter()
+        .map(|t| {
+            format!(
+                "{} (tenant {})",
+                t["host"].as_str().unwrap_or(""),
+                t["tenant"]
+            )
+        })
+        .collect();
+    Err(ServiceError::Conflict {
+        code: "host_conflict",
+        message: format!("host already held by another tenant: {}", list.join(", ")),
+        details: json!({"hosts": taken}),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,392 @@
+//! Request validation: decode a body into typed input, then check it the way a gateway
+//! would, by validating a one-tenant (or one-pool) table with `realmgate_table::parse`. The
+//! table crate stays the single source of truth for what a host, route or pool may be.
+
+use crate::body::Fields;
+use crate::ids::{TenantId, UpstreamName};
+use crate::model::{CatalogEntry, Model};
+use realmgate_table::host::HostPattern;
+use realmgate_table::path::normalise_path;
+use realmgate_table::{is_name, Problem, Route, Table, Tenant, TenantStatus, Upstream};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+pub const MAX_DISPLAY_NAME: usize = 200;
+pub const MAX_CATALOG: usize = 256;
+
+/// Tenant fields from a create or patch body; `None` is "not given" (or undecodable).
+#[derive(Debug, Default)]
+pub struct TenantInput {
+    pub display_name: Option<String>,
+    pub hosts: Option<Vec<String>>,
+    pub routes: Option<Vec<Route>>,
+    pub catalog: Option<Vec<CatalogEntry>>,
+    pub status: Option<TenantStatus>,
+}
+
+impl TenantInput {
+    fn take(f: &mut Fields, required: bool) -> TenantInput {
+        TenantInput {
+            hosts: if required {
+                f.require_list("hosts")
+            } else {
+                f.take_list("hosts")
+            },
+            routes: if required {
+                f.require_list("routes")
+            } else {
+                f.take_list("routes")
+            },
+            display_name: f.take("display_name"),
+            catalog: f.take_list("catalog"),
+            status: f.take("status"),
+        }
+    }
+}
+
+/// `POST /v1/tenants`: the id (when valid), the fields, and every problem found so far.
+pub fn decode_create(
+    body: &[u8],
+) -> Result<(Option<TenantId>, TenantInput, Vec<Problem>), Vec<Problem>> {
+    let mut f = Fields::parse(body)?;
+    let raw_id: Option<String> = f.require("id");
+    let input = TenantInput::take(&mut f, true);
+    let mut problems = f.finish();
+    let id = raw_id.and_then(|raw| {
+        let id = TenantId::parse(&raw);
+        if id.is_none() {
+            problems.insert(0, Problem::new("id", format!(
+                "{raw:?} is not a tenant id (1-63 of a-z, 0-9, '-'; starts and ends with a letter or digit)"
+            )));
+        }
+        id
+    });
+    Ok((id, input, problems))
+}
+
+/// `PATCH /v1/tenants/{id}`: the fields to change and the problems found so far.
+pub fn decode_patch(body: &[u8]) -> Result<(TenantInput, Vec<Problem>), Vec<Problem>> {
+    let mut f = Fields::parse(body)?;
+    if f.take::<serde_json::Value>("id").is_some() {
+        f.problems
+            .push(Problem::new("id", "a tenant id cannot be changed"));
+    }
+    let input = TenantInput::take(&mut f, false);
+    Ok((input, f.finish()))
+}
+
+/// Check a tenant as it would enter the table (hosts, routes against the pools that exist),
+/// plus the registry-only fields. Returns the normalised host patterns, in order.
+pub fn check_tenant(
+    model: &Model,
+    hosts: Option<&[String]>,
+    routes: Option<&[Route]>,
+    display_name: &str,
+    catalog: &[CatalogEntry],
+    problems: &mut Vec<Problem>,
+) -> Vec<HostPattern> {
+    check_display_name(display_name, "display_name", problems);
+    check_catalog(catalog, problems);
+    // Stand-ins for parts that did not decode (already reported), so they add no noise.
+    const PLACEHOLDER_POOL: &str = "placeholder";
+    let hosts = hosts.map_or_else(
+        || vec!["placeholder.invalid".to_owned()],
+        <[String]>::to_vec,
+    );
+    let routes = routes.map_or_else(
+        || {
+            vec![Route {
+                prefix: "/".into(),
+                upstream: PLACEHOLDER_POOL.into(),
+                auth: realmgate_table::AuthSpec::One("public".into()),
+                forward_token: false,
+            }]
+        },
+        <[Route]>::to_vec,
+    );
+    let mut upstreams = BTreeMap::new();
+    for route in &routes {
+        if route.upstream == PLACEHOLDER_POOL {
+            upstreams.insert(route.upstream.clone(), placeholder_pool());
+        } else if let Some(record) =
+            UpstreamName::parse(&route.upstream).and_then(|name| model.upstreams.get(&name))
+        {
+            upstreams.insert(route.upstream.clone(), record.spec.clone());
+        }
+    }
+    let table = Table {
+        version: 1,
+        upstreams,
+        tenants: vec![Tenant {
+            id: "t".into(),
+            hosts,
+            routes,
+            status: TenantStatus::Active,
+            realm: None,
+        }],
+    };
+    match parse_table(&table) {
+        Ok(mut checked) => checked.hosts.pop().unwrap_or_default(),
+        Err(found) => {
+            problems.extend(found.into_iter().map(|p| rebase(p, "tenants[0]")));
+            Vec::new()
+        }
+    }
+}
+
+/// `PUT /v1/upstreams/{name}`: the pool, checked as it would enter the table.
+pub fn decode_upstream(
+    raw_name: &str,
+    body: &[u8],
+) -> Result<(UpstreamName, Upstream), Vec<Problem>> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| vec![Problem::new("", format!("malformed JSON: {e}"))])?;
+    let mut problems = Vec::new();
+    let name = UpstreamName::parse(raw_name);
+    if name.is_none() {
+        problems.push(Problem::new("name", format!(
+            "{raw_name:?} is not an upstream name (1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)"
+        )));
+    }
+    let spec: Option<Upstream> = crate::body::decode(value, "", &mut problems);
+    if let Some(spec) = &spec {
+        let table = Table {
+            version: 1,
+            upstreams: BTreeMap::from([("u".to_owned(), spec.clone())]),
+            tenants: Vec::new(),
+        };
+        if let Err(found) = parse_table(&table) {
+            problems.extend(found.into_iter().map(|p| rebase(p, "upstreams.u")));
+        }
+    }
+    match (name, spec) {
+        (Some(name), Some(spec)) if problems.is_empty() => Ok((name, spec)),
+        _ => Err(problems),
+    }
+}
+
+fn parse_table(table: &Table) -> Result<realmgate_table::Checked, Vec<Problem>> {
+    let bytes = serde_json::to_vec(table)
+        .map_err(|e| vec![Problem::new("", format!("cannot encode: {e}"))])?;
+    realmgate_table::parse(&bytes).map(|(_, checked)| checked)
+}
+
+/// `tenants[0].hosts[1]` → `hosts[1]`: problems are reported against the request body.
+fn rebase(p: Problem, prefix: &str) -> Problem {
+    let at = match p.at.strip_prefix(prefix) {
+        Some(rest) => rest.strip_prefix('.').unwrap_or(rest).to_owned(),
+        None => p.at,
+    };
+    Problem::new(at, p.message)
+}
+
+fn placeholder_pool() -> Upstream {
+    Upstream {
+        endpoints: vec!["127.0.0.1:1".into()],
+        health_check: None,
+        connect_timeout_ms: None,
+        read_timeout_ms: None,
+        write_timeout_ms: None,
+    }
+}
+
+fn check_display_name(s: &str, at: &str, problems: &mut Vec<Problem>) {
+    let len = s.chars().count();
+    if len == 0 || len > MAX_DISPLAY_NAME {
+        problems.push(Problem::new(
+            at,
+            format!("must be 1-{MAX_DISPLAY_NAME} characters"),
+        ));
+    } else if s.chars().any(char::is_control) {
+        problems.push(Problem::new(at, "must not contain control characters"));
+    }
+}
+
+fn check_catalog(catalog: &[CatalogEntry], problems: &mut Vec<Problem>) {
+    if catalog.len() > MAX_CATALOG {
+        problems.push(Problem::new(
+            "catalog",
+            format!("more than {MAX_CATALOG} entries"),
+        ));
+    }
+    let mut names = HashSet::new();
+    for (i, entry) in catalog.iter().enumerate() {
+        let at = format!("catalog[{i}]");
+        if !is_name(&entry.name) {
+            problems.push(Problem::new(
+                format!("{at}.name"),
+                format!(
+                    "{:?} is not an app name (1-63 of a-z, 0-9, '.', '_', '-')",
+                    entry.name
+                ),
+            ));
+        } else if !names.insert(entry.name.as_str()) {
+            problems.push(Problem::new(
+                format!("{at}.name"),
+                format!("{:?} listed twice", entry.name),
+            ));
+        }
+        check_display_name(&entry.title, &format!("{at}.title"), problems);
+        if !matches!(normalise_path(&entry.path), Ok(Cow::Borrowed(_))) {
+            problems.push(Problem::new(
+                format!("{at}.path"),
+                format!("{:?} is not a normalised absolute path", entry.path),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures;
+
+    fn model_with_app() -> Model {
+        let mut m = Model::default();
+        m.upstreams.insert(
+            UpstreamName::parse("app").expect("name"),
+            fixtures::upstream(&["127.0.0.1:9001"]),
+        );
+        m
+    }
+
+    fn ats(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.at.as_str()).collect()
+    }
+
+    #[test]
+    fn good_create_decodes_and_normalises_hosts() {
+        let body =
+            br#"{"id": "acme", "hosts": ["ACME.test.", "*.Acme.test"], "display_name": "Acme",
+            "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]}"#;
+        let (id, input, mut problems) = decode_create(body).expect("object");
+        assert_eq!(id.map(|i| i.to_string()).as_deref(), Some("acme"));
+        let hosts = check_tenant(
+            &model_with_app(),
+            input.hosts.as_deref(),
+            input.routes.as_deref(),
+            "Acme",
+            &[],
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let hosts: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(hosts, ["acme.test", "*.acme.test"]);
+    }
+
+    #[test]
+    fn every_problem_of_a_bad_create_is_listed() {
+        let body = br#"{"id": "Bad_Id", "hosts": ["ok.test", "bad host", "OK.test"],
+            "routes": [{"prefix": "nope", "upstream": "missing", "auth": "public"},
+                       {"prefix": "/x", "upstream": "app", "auth": "magic"}],
+            "catalog": [{"name": "crm", "title": "", "path": "/a/../b"}],
+            "colour": "blue"}"#;
+        let (id, input, mut problems) = decode_create(body).expect("object");
+        assert!(id.is_none());
+        check_tenant(
+            &model_with_app(),
+            input.hosts.as_deref(),
+            input.routes.as_deref(),
+            "x",
+            input.catalog.as_deref().unwrap_or_default(),
+            &mut problems,
+        );
+        let mut at = ats(&problems);
+        at.sort_unstable();
+        assert_eq!(
+            at,
+            [
+                "catalog[0].path",
+                "catalog[0].title",
+                "colour",
+                "hosts[1]",
+                "hosts[2]",
+                "id",
+                "routes[0].prefix",
+                "routes[0].upstream",
+                "routes[1].auth"
+            ],
+            "{problems:#?}"
+        );
+        let unknown = problems
+            .iter()
+            .find(|p| p.at == "routes[0].upstream")
+            .expect("upstream");
+        assert!(
+            unknown.message.contains("unknown upstream \"missing\""),
+            "{unknown}"
+        );
+        let dup = problems.iter().find(|p| p.at == "hosts[2]").expect("dup");
+        assert!(dup.message.contains("listed twice"), "{dup}");
+    }
+
+    #[test]
+    fn missing_required_fields() {
+        let (id, input, mut problems) = decode_create(b"{}").expect("object");
+        assert!(id.is_none());
+        check_tenant(
+            &Model::default(),
+            input.hosts.as_deref(),
+            input.routes.as_deref(),
+            "x",
+            &[],
+            &mut problems,
+        );
+        assert_eq!(
+            ats(&problems),
+            ["id", "hosts", "routes"],
+            "no noise from stand-ins"
+        );
+    }
+
+    #[test]
+    fn patch_rejects_id_and_bad_status() {
+        let (input, problems) =
+            decode_patch(br#"{"id": "other", "status": "paused", "display_name": "X"}"#)
+                .expect("object");
+        assert_eq!(ats(&problems), ["id", "status"]);
+        assert_eq!(input.display_name.as_deref(), Some("X"));
+        let (input, problems) = decode_patch(br#"{"status": "suspended"}"#).expect("object");
+        assert!(problems.is_empty());
+        assert_eq!(input.status, Some(TenantStatus::Suspended));
+    }
+
+    #[test]
+    fn display_names() {
+        let mut p = Vec::new();
+        check_display_name("Acme Ltd", "d", &mut p);
+        assert!(p.is_empty());
+        check_display_name("", "d", &mut p);
+        check_display_name("a\nb", "d", &mut p);
+        check_display_name(&"x".repeat(201), "d", &mut p);
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn upstreams_are_checked_like_the_table() {
+        let (name, spec) =
+            decode_upstream("app", br#"{"endpoints": ["127.0.0.1:9001"]}"#).expect("ok");
+        assert_eq!(name.as_str(), "app");
+        assert_eq!(spec.endpoints, ["127.0.0.1:9001"]);
+        let problems = decode_upstream(
+            "Bad Name",
+            br#"{"endpoints": ["localhost:80", "127.0.0.1:0"], "read_timeout_ms": 0, "x": 1}"#,
+        )
+        .expect_err("bad");
+        let mut at = ats(&problems);
+        at.sort_unstable();
+        assert_eq!(
+            at,
+            [
+                "endpoints[0]",
+                "endpoints[1]",
+                "name",
+                "read_timeout_ms",
+                "x"
+            ],
+            "{problems:#?}"
+        );
+        let problems = decode_upstream("app", b"{\"endpoints\": [").expect_err("malformed");
+        assert!(problems[0].message.starts_with("malformed JSON"));
+    }
+}

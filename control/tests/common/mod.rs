@@ -1,0 +1,520 @@
+//! Cross-process harness: the real `realmctl` binary, real `realmgate` processes and real
+//! upstream HTTP servers, all on loopback. Nothing here is a mock.
+
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const OPERATOR_TOKEN: &str = "operator-token-for-tests-0123";
+pub const GATEWAY_TOKEN: &str = "gateway-token-for-tests-4567";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A temp directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir()
+            .join("realmctl-e2e")
+            .join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, content).expect("write temp file");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `n` distinct free loopback addresses.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    ls.iter().map(|l| l.local_addr().expect("addr")).collect()
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `$REALMGATE_BIN`, else `<workspace>/target/debug/realmgate`, built if missing.
+pub fn realmgate_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("REALMGATE_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let p = workspace_root().join("target/debug/realmgate");
+    if !p.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "realmgate"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build -p realmgate");
+        assert!(status.success(), "cargo build -p realmgate failed");
+    }
+    p
+}
+
+/// A child process killed (and reaped) on drop; its output goes to a log file.
+pub struct Proc {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open log");
+        let err = out.try_clone().expect("clone log handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn process");
+        Proc {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Poll `f` every 20 ms until it yields `Some`, or panic with `what` at the deadline.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_healthy(proc: &mut Proc, url: &str) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = proc.exited() {
+            panic!(
+                "process exited with {status} before {url} answered:\n{}",
+                proc.log_text()
+            );
+        }
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} not healthy in time:\n{}",
+            proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A real `realmgate` process.
+pub struct Gateway {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    conf: PathBuf,
+    log: PathBuf,
+    pub proc: Proc,
+}
+
+impl Gateway {
+    /// Start a gateway with its state in `dir/<name>/`; `control_url` makes it pull the
+    /// table from realmctl at start.
+    pub async fn start(dir: &TempDir, name: &str, control_url: Option<&str>) -> Gateway {
+        let addrs = free_addrs(2);
+        let token = dir.write(&format!("{name}-token"), GATEWAY_TOKEN);
+        let state = dir.path().join(format!("{name}-state"));
+        let control = control_url.map_or_else(String::new, |u| format!("\n  control_url: {u}"));
+        let conf = dir.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "pingora: {{threads: 1, grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1}}\n\
+                 gateway:\n  listen: {}\n  admin_listen: {}\n  admin_token_file: {}\n  state_dir: {}\n  health_check_interval_ms: 200{control}\n",
+                addrs[0],
+                addrs[1],
+                token.display(),
+                state.display()
+            ),
+        );
+        let log = dir.path().join(format!("{name}.log"));
+        let mut gw = Gateway {
+            listen: addrs[0],
+            admin: addrs[1],
+            proc: Proc::spawn(Self::command(&conf), log.clone()),
+            conf,
+            log,
+        };
+        gw.wait().await;
+        gw
+    }
+
+    fn command(conf: &Path) -> Command {
+        let mut cmd = Command::new(realmgate_bin());
+        cmd.arg("--conf").arg(conf).env("RUST_LOG", "info");
+        cmd
+    }
+
+    async fn wait(&mut self) {
+        let url = format!("http://{}/healthz", self.admin);
+        wait_healthy(&mut self.proc, &url).await;
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Start again with the same configuration, ports and state directory.
+    pub async fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Proc::spawn(Self::command(&self.conf), self.log.clone());
+        self.wait().await;
+    }
+
+    /// `GET /` with `Host: host`: the status and body.
+    pub async fn get(&self, host: &str) -> Option<(u16, String)> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()?;
+        let r = http
+            .get(format!("http://{}/", self.listen))
+            .header(reqwest::header::HOST, host)
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.unwrap_or_default()))
+    }
+
+    /// The table version the gateway serves (`GET /v1/table` on its admin API).
+    pub async fn version(&self) -> Option<u64> {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/table", self.admin_url()))
+            .bearer_auth(GATEWAY_TOKEN)
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        v["version"].as_u64()
+    }
+}
+
+/// The real `realmctl serve` process.
+pub struct Realmctl {
+    pub addr: SocketAddr,
+    conf: PathBuf,
+    log: PathBuf,
+    pub proc: Proc,
+}
+
+impl Realmctl {
+    pub async fn start(dir: &TempDir, gateways: &[&Gateway]) -> Realmctl {
+        let addr = free_addrs(1)[0];
+        let admin = dir.write("operator-token", OPERATOR_TOKEN);
+        let gw_token = dir.write("realmctl-gateway-token", GATEWAY_TOKEN);
+        let urls: Vec<String> = gateways
+            .iter()
+            .map(|g| format!("\"{}\"", g.admin_url()))
+            .collect();
+        let conf = dir.write(
+            "realmctl.yaml",
+            &format!(
+                "listen: {addr}\ndata_dir: {}\nadmin_token_file: {}\n\
+                 gateways:\n  urls: [{}]\n  token_file: {}\n\
+                 \x20 push: {{initial_backoff_ms: 50, max_backoff_ms: 250, resync_interval_ms: 1000, timeout_ms: 10000}}\n",
+                dir.path().join("realmctl-data").display(),
+                admin.display(),
+                urls.join(", "),
+                gw_token.display()
+            ),
+        );
+        let log = dir.path().join("realmctl.log");
+        let mut r = Realmctl {
+            addr,
+            proc: Proc::spawn(Self::command(&conf), log.clone()),
+            conf,
+            log,
+        };
+        r.wait().await;
+        r
+    }
+
+    fn command(conf: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_realmctl"));
+        cmd.arg("serve")
+            .arg("--conf")
+            .arg(conf)
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    async fn wait(&mut self) {
+        let url = format!("{}/healthz", self.url());
+        wait_healthy(&mut self.proc, &url).await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Kill (SIGKILL: no graceful shutdown) and start again on the same data directory.
+    pub async fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Proc::spawn(Self::command(&self.conf), self.log.clone());
+        self.wait().await;
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.url(),
+            token: OPERATOR_TOKEN.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Wait until every gateway reports `version` (or newer) applied.
+    pub async fn wait_in_sync(&self, version: u64, within: Duration) {
+        let api = self.api();
+        eventually(
+            within,
+            &format!("every gateway at version {version}"),
+            || async {
+                let (_, v) = api.call(Method::GET, "/v1/gateways", None).await;
+                let all = v["gateways"].as_array()?;
+                all.iter()
+                    .all(|g| g["applied_version"].as_u64().is_some_and(|a| a >= version))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// realmctl's API with the operator token.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        self.finish(req).await
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.finish(req).await
+    }
+
+    async fn finish(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let r = req.send().await.expect("realmctl answers");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// A loopback HTTP server answering `upstream <name>` to everything.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(name: &'static str) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(move || async move { format!("upstream {name}") });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Upstream { addr, task }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn tenant_body(id: &str, hosts: &[&str], upstream: &str) -> Value {
+    serde_json::json!({"id": id, "hosts": hosts, "display_name": id,
+        "routes": [{"prefix": "/", "upstream": upstream, "auth": "public"}]})
+}
+
+/// Wait until `gw` answers `host` with `status` (and, for 200, the upstream's body).
+pub async fn until_answers(
+    gw: &Gateway,
+    host: &str,
+    status: u16,
+    body: Option<&str>,
+    within: Duration,
+) {
+    eventually(
+        within,
+        &format!("{host} answering {status} at {}", gw.listen),
+        || async {
+            let (s, b) = gw.get(host).await?;
+            (s == status && body.is_none_or(|want| b.contains(want))).then_some(())
+        },
+    )
+    .await;
+}
+
+/// POST a body over a raw connection, reading the answer while still writing (a server may
+/// answer 413 before the body is sent). `chunked` sends it without a Content-Length.
+/// Returns the status code, or `None` if the connection closed without an answer.
+pub async fn raw_post(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    body: Vec<u8>,
+    chunked: bool,
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut r, mut w) = stream.into_split();
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {}", body.len())
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: realmctl\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        w.write_all(head.as_bytes()).await?;
+        for chunk in body.chunks(64 * 1024) {
+            if chunked {
+                w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+                w.write_all(chunk).await?;
+                w.write_all(b"\r\n").await?;
+            } else {
+                w.write_all(chunk).await?;
+            }
+        }
+        if chunked {
+            w.write_all(b"0\r\n\r\n").await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(10), r.read(&mut tmp)).await {
+            Ok(Ok(n)) if n > 0 => {
+                buf.extend_from_slice(&tmp[..n]);
+                if let Some(line) = buf
+                    .split(|&b| b == b'\n')
+                    .next()
+                    .filter(|_| buf.contains(&b'\n'))
+                {
+                    let text = String::from_utf8_lossy(line);
+                    break text.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+                }
+            }
+            _ => break None,
+        }
+    };
+    writer.abort();
+    status
+}
