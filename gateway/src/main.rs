@@ -139,6 +139,14 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             SessionKeys::random()
         }
     };
+    // One TLS crypto provider for the realm client (https issuers), chosen here rather than
+    // by whichever crate features happen to be unified into the build.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        log::debug!("a TLS crypto provider was already installed");
+    }
     let auth = match Auth::new(config.auth.clone(), keys, Arc::clone(&metrics.auth)) {
         Ok(a) => Arc::new(a),
         Err(e) => {
