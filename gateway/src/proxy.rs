@@ -69,39 +69,14 @@ impl ProxyHttp for Gateway {
         let decision = resolve(&snapshot, session.req_header());
         ctx.snapshot = Some(snapshot);
         match decision {
-            Ok(r) => {
+            Ok(mut r) => {
                 ctx.tenant = Some(r.tenant);
                 ctx.pool = r.pool;
-                ctx.target = r.target;
+                ctx.target = r.target.take();
                 if r.endpoint.is_none() && r.policy.is_open() {
                     return Ok(false);
                 }
-                let Some(snapshot) = ctx.snapshot.clone() else {
-                    return respond(session, ctx, GatewayError::Internal).await;
-                };
-                ctx.request_id();
-                let Ctx {
-                    request_id: Some(request_id),
-                    auth: actx,
-                    ..
-                } = &mut *ctx
-                else {
-                    return respond(session, ctx, GatewayError::Internal).await;
-                };
-                let request = auth::Request {
-                    req: session.req_header(),
-                    tls: is_tls(session),
-                    tenant: snapshot.tenant(r.tenant),
-                    request_id,
-                };
-                let reply = match r.endpoint {
-                    Some(endpoint) => Some(self.auth.endpoint(&request, endpoint).await),
-                    None => self.auth.check(&request, r.policy, actx).await,
-                };
-                match reply {
-                    None => Ok(false),
-                    Some(reply) => send(session, ctx, reply).await,
-                }
+                self.authorize(session, ctx, &r).await
             }
             Err((tenant, err)) => {
                 ctx.tenant = tenant;
@@ -256,6 +231,42 @@ impl ProxyHttp for Gateway {
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         format!("{} {} Host: {host}", req.method, req.uri.path())
+    }
+}
+
+impl Gateway {
+    /// The auth step: the route's policy, or a `/.realmgate/*` endpoint. `Ok(true)` when a
+    /// response (refusal, redirect, endpoint answer) was written instead of proxying.
+    async fn authorize(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        r: &crate::request::Resolved,
+    ) -> Result<bool> {
+        ctx.request_id();
+        let Ctx {
+            snapshot: Some(snapshot),
+            request_id: Some(request_id),
+            auth: actx,
+            ..
+        } = &mut *ctx
+        else {
+            return respond(session, ctx, GatewayError::Internal).await;
+        };
+        let request = auth::Request {
+            req: session.req_header(),
+            tls: is_tls(session),
+            tenant: snapshot.tenant(r.tenant),
+            request_id,
+        };
+        let reply = match r.endpoint {
+            Some(endpoint) => Some(self.auth.endpoint(&request, endpoint).await),
+            None => self.auth.check(&request, r.policy, actx).await,
+        };
+        match reply {
+            None => Ok(false),
+            Some(reply) => send(session, ctx, reply).await,
+        }
     }
 }
 

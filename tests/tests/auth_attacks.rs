@@ -13,6 +13,8 @@ struct F {
     gw: Gateway,
     _up: Upstream,
     jwks: JwksServer,
+    /// A server a hostile token may name (`jku`, `x5u`); it must never be asked anything.
+    trap: JwksServer,
     key: TestKey,
 }
 
@@ -27,6 +29,9 @@ async fn fixture() -> F {
             TestKey::new("ec256", Algorithm::ES256, "ec").jwk(),
         ],
     );
+    // Every loopback server binds before the gateway picks its ports (they are chosen free,
+    // released, then bound by the gateway: a server binding in between could take one).
+    let trap = JwksServer::start().await;
     let gw = Gateway::start(GatewayOpts::default()).await;
     let table = Table::new(1)
         .upstream("app", [up.addr()])
@@ -40,6 +45,7 @@ async fn fixture() -> F {
         gw,
         _up: up,
         jwks,
+        trap,
         key,
     }
 }
@@ -140,7 +146,7 @@ async fn signature_attacks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_keys_and_key_urls_are_never_used() {
     let f = fixture().await;
-    let trap = JwksServer::start().await;
+    let trap = &f.trap;
     let attacker = TestKey::new("rsa2", Algorithm::RS256, "k1");
     trap.set_keys("/jwks", vec![attacker.jwk()]);
     let mut headers = vec![
