@@ -49,6 +49,12 @@ async fn fixture(kc: Keycloak, auth_yaml: &str) -> F {
     let alice = kc.create_user(&realm, "alice", PASSWORD).await;
     let table = Table::new(1)
         .upstream("app", [up.addr()])
+        // Another tenant with its own realm and login client: acme's cookie is worthless here.
+        .tenant_json(json!({
+            "id": "beta", "hosts": ["beta.test"],
+            "realm": {"issuer": format!("{}/realms/beta-unused", kc.url), "audiences": ["realmgate"],
+                      "client_id": "realmgate"},
+            "routes": [{"prefix": "/", "upstream": "app", "auth": "session"}]}))
         .tenant_json(json!({
             "id": "acme", "hosts": ["acme.test"],
             "realm": {"issuer": realm.issuer, "audiences": ["realmgate"], "client_id": "realmgate"},
@@ -129,6 +135,35 @@ async fn login_and_logout(b: &Browser, f: &F) -> Result<(), String> {
         .ok_or_else(|| format!("no rg_session cookie: {cookies:?}"))?;
     if session.http_only() != Some(true) || format!("{:?}", session.same_site()) != "Some(Lax)" {
         return Err(format!("session cookie attributes: {session:?}"));
+    }
+    // The same cookies outside the browser: they open acme, and nothing on beta (sealed for
+    // acme: the tenant is part of the AEAD's associated data).
+    let jar = cookies
+        .iter()
+        .filter(|k| k.name().starts_with("rg_session"))
+        .map(|k| format!("{}={}", k.name(), k.value()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let on = |host: &str| {
+        f.gw.fetch(
+            f.gw.get(host, "/app/page")
+                .header("cookie", jar.clone())
+                .header("accept", "application/json"),
+        )
+    };
+    let acme = on("acme.test").await;
+    if acme.status != 200 {
+        return Err(format!(
+            "acme with its own cookie: {} {}",
+            acme.status, acme.text
+        ));
+    }
+    let beta = on("beta.test").await;
+    if beta.status != 401 || !beta.text.contains("not valid here") {
+        return Err(format!(
+            "beta with acme's cookie: {} {}",
+            beta.status, beta.text
+        ));
     }
     // forward_token: the session's access token goes upstream.
     c.goto(&format!("{}/fwd/x", f.base)).await.map_err(err)?;
