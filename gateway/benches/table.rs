@@ -144,7 +144,9 @@ fn parse_only(c: &mut Criterion) {
             b.iter(|| realmgate_table::validate(black_box(&parsed)).expect("valid"))
         });
         group.bench_function(BenchmarkId::new("serde_only", n), |b| {
-            b.iter(|| serde_json::from_slice::<realmgate_table::Table>(black_box(&raw)).expect("valid"))
+            b.iter(|| {
+                serde_json::from_slice::<realmgate_table::Table>(black_box(&raw)).expect("valid")
+            })
         });
     }
     group.finish();

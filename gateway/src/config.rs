@@ -1,6 +1,7 @@
 //! Start-up configuration: the YAML file (Pingora's server settings plus ours), command-line
 //! overrides, and `realmgate check`, which lists every problem instead of stopping at one.
 
+use crate::auth::AuthConfig;
 use crate::limits::client::{Cidr, TrustedProxies};
 use pingora_core::server::configuration::ServerConf;
 use serde::Deserialize;
@@ -41,6 +42,26 @@ pub struct GatewayFile {
     /// Networks (`10.0.0.0/8`, `::1`) of proxies in front of the gateway whose
     /// `X-Forwarded-For` is believed when counting per-client rate limits.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Session cookie key(s): one per line, 32 bytes each as base64 or 64 hex digits; the
+    /// first seals, all open (rotation). Absent: a random key at start (with a warning).
+    pub session_key_file: Option<PathBuf>,
+    pub auth: AuthFile,
+}
+
+/// `gateway.auth`: JWT, JWKS and session settings. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AuthFile {
+    pub clock_skew_s: Option<u64>,
+    pub max_token_bytes: Option<usize>,
+    pub jwks_refetch_interval_ms: Option<u64>,
+    pub jwks_ttl_min_s: Option<u64>,
+    pub jwks_ttl_default_s: Option<u64>,
+    pub jwks_ttl_max_s: Option<u64>,
+    pub realm_timeout_ms: Option<u64>,
+    pub token_cache_entries: Option<u64>,
+    pub session_refresh_margin_s: Option<u64>,
+    pub login_timeout_s: Option<u64>,
 }
 
 /// Command-line values that override the file.
@@ -68,6 +89,9 @@ pub struct Config {
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
     pub control_url: Option<String>,
     pub trusted_proxies: TrustedProxies,
+    pub auth: AuthConfig,
+    /// `None`: no key file configured.
+    pub session_keys: Option<Vec<[u8; 32]>>,
 }
 
 impl Config {
@@ -130,6 +154,11 @@ impl Config {
                 Err(e) => problems.push(format!("gateway.trusted_proxies[{i}]: {e}")),
             }
         }
+        let auth = auth_conf(&g.auth, &mut problems);
+        let session_keys = g
+            .session_key_file
+            .as_deref()
+            .map(|p| read_session_keys(p, &mut problems));
         if listen.is_some() && listen == admin_listen {
             problems.push("listen and admin_listen must differ".into());
         }
@@ -145,6 +174,8 @@ impl Config {
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
                 control_url,
                 trusted_proxies: TrustedProxies::new(nets),
+                auth,
+                session_keys,
             }),
             _ => Err(problems),
         }
@@ -214,6 +245,145 @@ fn read_token(path: &Path, problems: &mut Vec<String>) -> Option<String> {
             None
         }
     }
+}
+
+fn auth_conf(f: &AuthFile, problems: &mut Vec<String>) -> AuthConfig {
+    use std::time::Duration;
+    let d = AuthConfig::default();
+    let mut get = |key: &str, value: Option<u64>, default: u64, min: u64, max: u64| -> u64 {
+        match value {
+            Some(v) if !(min..=max).contains(&v) => {
+                problems.push(format!(
+                    "gateway.auth.{key}: must be between {min} and {max}"
+                ));
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    };
+    let secs = |x: Duration| x.as_secs();
+    let c = AuthConfig {
+        clock_skew_s: get("clock_skew_s", f.clock_skew_s, d.clock_skew_s, 0, 600),
+        max_token_bytes: get(
+            "max_token_bytes",
+            f.max_token_bytes.map(|v| v as u64),
+            d.max_token_bytes as u64,
+            1024,
+            65536,
+        ) as usize,
+        jwks_refetch_interval: Duration::from_millis(get(
+            "jwks_refetch_interval_ms",
+            f.jwks_refetch_interval_ms,
+            d.jwks_refetch_interval.as_millis() as u64,
+            100,
+            3_600_000,
+        )),
+        jwks_ttl_min: Duration::from_secs(get(
+            "jwks_ttl_min_s",
+            f.jwks_ttl_min_s,
+            secs(d.jwks_ttl_min),
+            1,
+            604_800,
+        )),
+        jwks_ttl_default: Duration::from_secs(get(
+            "jwks_ttl_default_s",
+            f.jwks_ttl_default_s,
+            secs(d.jwks_ttl_default),
+            1,
+            604_800,
+        )),
+        jwks_ttl_max: Duration::from_secs(get(
+            "jwks_ttl_max_s",
+            f.jwks_ttl_max_s,
+            secs(d.jwks_ttl_max),
+            1,
+            604_800,
+        )),
+        realm_timeout: Duration::from_millis(get(
+            "realm_timeout_ms",
+            f.realm_timeout_ms,
+            d.realm_timeout.as_millis() as u64,
+            100,
+            60_000,
+        )),
+        token_cache_entries: get(
+            "token_cache_entries",
+            f.token_cache_entries,
+            d.token_cache_entries,
+            0,
+            10_000_000,
+        ),
+        session_refresh_margin_s: get(
+            "session_refresh_margin_s",
+            f.session_refresh_margin_s,
+            d.session_refresh_margin_s,
+            0,
+            3600,
+        ),
+        login_timeout_s: get(
+            "login_timeout_s",
+            f.login_timeout_s,
+            d.login_timeout_s,
+            30,
+            3600,
+        ),
+    };
+    if !(c.jwks_ttl_min <= c.jwks_ttl_default && c.jwks_ttl_default <= c.jwks_ttl_max) {
+        problems.push(
+            "gateway.auth: need jwks_ttl_min_s <= jwks_ttl_default_s <= jwks_ttl_max_s".into(),
+        );
+    }
+    c
+}
+
+/// Session keys: one per line (blank lines and `#` comments skipped), each 32 bytes as
+/// base64 (standard or URL-safe, padded or not) or 64 hex digits.
+fn read_session_keys(path: &Path, problems: &mut Vec<String>) -> Vec<[u8; 32]> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!(
+                "session_key_file {}: cannot read: {e}",
+                path.display()
+            ));
+            return Vec::new();
+        }
+    };
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_key(line) {
+            Some(k) => keys.push(k),
+            None => problems.push(format!(
+                "session_key_file {} line {}: not 32 bytes of base64 or 64 hex digits (make one with: head -c 32 /dev/urandom | base64)",
+                path.display(),
+                i + 1
+            )),
+        }
+    }
+    if keys.is_empty() && problems.is_empty() {
+        problems.push(format!("session_key_file {}: no key in it", path.display()));
+    }
+    keys
+}
+
+fn parse_key(s: &str) -> Option<[u8; 32]> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?
+    } else {
+        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(s).ok())?
+    };
+    bytes.try_into().ok()
 }
 
 fn check_state_dir(dir: &Path, problems: &mut Vec<String>) {
@@ -332,6 +502,58 @@ mod tests {
             "pingora.threads",
             "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
             "gateway.trusted_proxies[2]: \"proxy\" is not an IP",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn auth_settings_and_session_keys() {
+        let dir = temp_dir("auth");
+        let keys = write(
+            &dir,
+            "keys",
+            &format!(
+                "# current\n{}\n\n{}\n",
+                "ab".repeat(32),
+                "AQID".repeat(10) + "AQI="
+            ),
+        );
+        let conf = write(
+            &dir,
+            "c.yaml",
+            &format!(
+                "gateway:\n  state_dir: {}\n  session_key_file: {}\n  auth:\n    clock_skew_s: 5\n    jwks_refetch_interval_ms: 500\n",
+                dir.display(),
+                keys.display()
+            ),
+        );
+        let c = Config::load(Some(&conf), &Overrides::default()).expect("valid");
+        assert_eq!(c.auth.clock_skew_s, 5);
+        assert_eq!(c.auth.jwks_refetch_interval.as_millis(), 500);
+        assert_eq!(c.auth.max_token_bytes, 8192);
+        let k = c.session_keys.expect("keys");
+        assert_eq!(k.len(), 2);
+        assert_eq!(k[0], [0xab; 32]);
+
+        let bad_keys = write(&dir, "bad", "too-short\n");
+        let conf = write(
+            &dir,
+            "bad.yaml",
+            &format!(
+                "gateway:\n  state_dir: {}\n  session_key_file: {}\n  auth:\n    clock_skew_s: 9999\n    jwks_ttl_min_s: 100\n    jwks_ttl_max_s: 10\n    colour: red\n",
+                dir.display(),
+                bad_keys.display()
+            ),
+        );
+        let all = Config::load(Some(&conf), &Overrides::default())
+            .expect_err("invalid")
+            .join("\n");
+        for needle in [
+            "gateway.auth.clock_skew_s",
+            "jwks_ttl_min_s <= jwks_ttl_default_s",
+            "line 1: not 32 bytes",
+            "unknown key gateway.auth.colour",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }

@@ -109,36 +109,49 @@ impl GatewayError {
         wants_html: bool,
         request_id: &HeaderValue,
     ) -> (Box<ResponseHeader>, Bytes) {
-        let rid = request_id.to_str().unwrap_or("");
-        let (body, ctype) = if wants_html {
-            (
-                format!(
-                    "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status} {code}</title></head>\
-                     <body><h1>{status}</h1><p>{msg}.</p><p><small>request id {rid}</small></p></body></html>\n",
-                    status = self.status(),
-                    code = self.code(),
-                    msg = self.message()
-                ),
-                "text/html; charset=utf-8",
-            )
-        } else {
-            (
-                format!(
-                    "{{\"error\":\"{}\",\"message\":\"{}\",\"request_id\":\"{rid}\"}}\n",
-                    self.code(),
-                    self.message()
-                ),
-                "application/json",
-            )
-        };
-        let mut resp = ResponseHeader::build(self.status(), Some(4))
-            .unwrap_or_else(|_| ResponseHeader::build(500, None).expect("static status"));
-        let _ = resp.insert_header("content-type", ctype);
-        let _ = resp.insert_header("content-length", body.len());
-        let _ = resp.insert_header("cache-control", "no-store");
-        let _ = resp.insert_header("x-request-id", request_id.clone());
-        (Box::new(resp), Bytes::from(body))
+        error_response(
+            self.status(),
+            self.code(),
+            self.message(),
+            wants_html,
+            request_id,
+        )
     }
+}
+
+/// An error response of the gateway's own: JSON `{"error","message","request_id"}`, or a small
+/// HTML page. `code` and `message` are fixed strings of ours (no escaping needed).
+pub fn error_response(
+    status: u16,
+    code: &str,
+    message: &str,
+    wants_html: bool,
+    request_id: &HeaderValue,
+) -> (Box<ResponseHeader>, Bytes) {
+    let rid = request_id.to_str().unwrap_or("");
+    let (body, ctype) = if wants_html {
+        (
+            format!(
+                "<!doctype html><html><head><meta charset=\"utf-8\"><title>{status} {code}</title></head>\
+                 <body><h1>{status}</h1><p>{message}.</p><p><small>request id {rid}</small></p></body></html>\n"
+            ),
+            "text/html; charset=utf-8",
+        )
+    } else {
+        (
+            format!(
+                "{{\"error\":\"{code}\",\"message\":\"{message}\",\"request_id\":\"{rid}\"}}\n"
+            ),
+            "application/json",
+        )
+    };
+    let mut resp = ResponseHeader::build(status, Some(5))
+        .unwrap_or_else(|_| ResponseHeader::build(500, None).expect("static status"));
+    let _ = resp.insert_header("content-type", ctype);
+    let _ = resp.insert_header("content-length", body.len());
+    let _ = resp.insert_header("cache-control", "no-store");
+    let _ = resp.insert_header("x-request-id", request_id.clone());
+    (Box::new(resp), Bytes::from(body))
 }
 
 /// Does the client prefer an HTML page (a browser navigation)?

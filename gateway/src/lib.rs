@@ -1,5 +1,6 @@
 //! Realmgate, the data plane: a Pingora reverse proxy that resolves host → tenant from a
-//! pushed routing table, routes by longest prefix, and load-balances to upstream pools.
+//! pushed routing table, routes by longest prefix, checks the route's auth policy against the
+//! tenant's realm, and load-balances to upstream pools.
 
 pub mod admin;
 pub mod auth;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use realmgate::admin::{router, AdminService, AdminState, ControlPull};
+use realmgate::auth::{Auth, SessionKeys};
 use realmgate::config::{Config, Overrides};
 use realmgate::metrics::Metrics;
 use realmgate::proxy::Gateway;
@@ -128,6 +129,31 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let keys = match &config.session_keys {
+        Some(keys) => SessionKeys::new(keys),
+        None => {
+            log::warn!(
+                "no session_key_file configured: using a random session key, so browser sessions \
+                 neither survive a restart nor work across replicas"
+            );
+            SessionKeys::random()
+        }
+    };
+    // One TLS crypto provider for the realm client (https issuers), chosen here rather than
+    // by whichever crate features happen to be unified into the build.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        log::debug!("a TLS crypto provider was already installed");
+    }
+    let auth = match Auth::new(config.auth.clone(), keys, Arc::clone(&metrics.auth)) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let store = Arc::new(Store::new(config.state_dir.clone(), metrics));
     match store.load_state() {
         Ok(Some(v)) => log::info!(
@@ -159,6 +185,7 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
         Gateway {
             store: Arc::clone(&store),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            auth,
         },
         "realmgate",
     );

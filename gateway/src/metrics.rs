@@ -35,6 +35,7 @@ pub struct Metrics {
     pub table_rejections: IntCounter,
     pub upstream_endpoints: IntGaugeVec,
     pub unresolved: TenantCounters,
+    pub auth: Arc<AuthMetrics>,
     other: Arc<TenantCounters>,
     label_budget: usize,
     labelled: Mutex<HashSet<Box<str>>>,
@@ -80,6 +81,7 @@ impl Metrics {
         registry.register(Box::new(table_applies.clone()))?;
         registry.register(Box::new(table_rejections.clone()))?;
         registry.register(Box::new(upstream_endpoints.clone()))?;
+        let auth = Arc::new(AuthMetrics::new(&registry)?);
         let unresolved = counters(&requests, NO_TENANT);
         let other = Arc::new(counters(&requests, OTHER_TENANT));
         Ok(Metrics {
@@ -91,6 +93,7 @@ impl Metrics {
             table_rejections,
             upstream_endpoints,
             unresolved,
+            auth,
             other,
             label_budget,
             labelled: Mutex::new(HashSet::new()),
@@ -137,4 +140,92 @@ impl Metrics {
 
 fn counters(requests: &IntCounterVec, tenant: &str) -> TenantCounters {
     TenantCounters(CLASSES.map(|class| requests.with_label_values(&[tenant, class])))
+}
+
+/// Auth metrics: failures by reason (a closed set), the verified-token cache, JWKS fetches,
+/// logins, refreshes and logouts. Every series is created up front, so the request path only
+/// increments atomics.
+pub struct AuthMetrics {
+    failures: Vec<IntCounter>,
+    pub token_cache_hit: IntCounter,
+    pub token_cache_miss: IntCounter,
+    pub jwks_fetch_ok: IntCounter,
+    pub jwks_fetch_error: IntCounter,
+    pub login_ok: IntCounter,
+    pub login_failed: IntCounter,
+    pub refresh_ok: IntCounter,
+    pub refresh_failed: IntCounter,
+    pub logouts: IntCounter,
+}
+
+impl AuthMetrics {
+    fn new(registry: &Registry) -> Result<AuthMetrics, prometheus::Error> {
+        let failures = IntCounterVec::new(
+            Opts::new(
+                "realmgate_auth_failures_total",
+                "Requests refused by auth, by reason (tokens are never logged)",
+            ),
+            &["reason"],
+        )?;
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "realmgate_token_cache_total",
+                "Bearer tokens looked up in the verified-token cache, by result",
+            ),
+            &["result"],
+        )?;
+        let jwks = IntCounterVec::new(
+            Opts::new(
+                "realmgate_jwks_fetches_total",
+                "Realm JWKS fetches by result; on error the cached keys stay in use",
+            ),
+            &["result"],
+        )?;
+        let logins = IntCounterVec::new(
+            Opts::new(
+                "realmgate_logins_total",
+                "Browser logins completed, by result",
+            ),
+            &["result"],
+        )?;
+        let refreshes = IntCounterVec::new(
+            Opts::new(
+                "realmgate_session_refreshes_total",
+                "Session token refreshes, by result",
+            ),
+            &["result"],
+        )?;
+        let logouts = IntCounter::new("realmgate_logouts_total", "Browser logouts")?;
+        for c in [&failures, &cache, &jwks, &logins, &refreshes] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(logouts.clone()))?;
+        Ok(AuthMetrics {
+            failures: crate::auth::AuthError::ALL
+                .iter()
+                .map(|e| failures.with_label_values(&[e.label()]))
+                .collect(),
+            token_cache_hit: cache.with_label_values(&["hit"]),
+            token_cache_miss: cache.with_label_values(&["miss"]),
+            jwks_fetch_ok: jwks.with_label_values(&["ok"]),
+            jwks_fetch_error: jwks.with_label_values(&["error"]),
+            login_ok: logins.with_label_values(&["ok"]),
+            login_failed: logins.with_label_values(&["failed"]),
+            refresh_ok: refreshes.with_label_values(&["ok"]),
+            refresh_failed: refreshes.with_label_values(&["failed"]),
+            logouts,
+        })
+    }
+
+    pub fn failure(&self, e: crate::auth::AuthError) {
+        if let Some(c) = self.failures.get(e as usize) {
+            c.inc();
+        }
+    }
+
+    /// A standalone set (unit tests).
+    pub fn detached() -> AuthMetrics {
+        // A private registry cannot hold duplicates, so this cannot fail.
+        AuthMetrics::new(&Registry::new()).expect("fresh registry")
+    }
 }

@@ -1,16 +1,17 @@
 //! The `ProxyHttp` implementation. Each phase only dispatches to the module where the request
-//! meets it: `request` (host → tenant → route), `upstream` (peer choice, retry), `headers`,
-//! `errors`, `metrics`, `auth` (route policies: `api_key`) and `limits` (rate limits).
+//! meets it: `request` (host → tenant → route), `auth` (policies, login endpoints), `limits`
+//! (rate limits), `upstream` (peer choice, retry), `headers`, `errors`, `metrics`.
 
-use crate::auth::{self, api_key, Grant};
+use crate::auth::{self, api_key, Auth, AuthCtx, Grant, Reply};
 use crate::errors::{wants_html, GatewayError};
 use crate::headers::{
     self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REALMGATE_KEY_ID,
-    X_REALMGATE_NAMESPACE, X_REALMGATE_TENANT, X_REQUEST_ID,
+    X_REALMGATE_NAMESPACE, X_REALMGATE_ROLES, X_REALMGATE_SUBJECT, X_REALMGATE_TENANT,
+    X_REQUEST_ID,
 };
 use crate::limits::{self, client::TrustedProxies, Over};
-use crate::request::resolve;
-use crate::route::{PoolIdx, RouteIdx};
+use crate::request::{resolve, Resolved};
+use crate::route::PoolIdx;
 use crate::snapshot::{Snapshot, Store};
 use crate::tenant::TenantIdx;
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use std::time::Instant;
 
 pub struct Gateway {
     pub store: Arc<Store>,
+    pub auth: Arc<Auth>,
     /// Proxies whose `X-Forwarded-For` names the client for per-client rate limits.
     pub trusted_proxies: Arc<TrustedProxies>,
 }
@@ -42,7 +44,8 @@ pub struct Ctx {
     avoid: Option<SocketAddr>,
     failure: Option<GatewayError>,
     upstream_start: Option<Instant>,
-    /// Who auth admitted the request as (an API key and its namespace, or public).
+    auth: AuthCtx,
+    /// Who auth admitted the request as (public, a realm identity, or an API key).
     grant: Grant,
 }
 
@@ -72,11 +75,11 @@ impl ProxyHttp for Gateway {
         let decision = resolve(&snapshot, session.req_header());
         ctx.snapshot = Some(snapshot);
         match decision {
-            Ok(r) => {
+            Ok(mut r) => {
                 ctx.tenant = Some(r.tenant);
                 ctx.pool = r.pool;
-                ctx.target = r.target;
-                self.admit(session, ctx, r.tenant, r.route).await
+                ctx.target = r.target.take();
+                self.admit(session, ctx, &r).await
             }
             Err((tenant, err)) => {
                 ctx.tenant = tenant;
@@ -156,6 +159,17 @@ impl ProxyHttp for Gateway {
         {
             up.insert_header(X_FORWARDED_FOR, headers::ip_header(ip))?;
         }
+        if ctx.auth.checked {
+            identity_headers(up, &ctx.auth)?;
+        }
+        if up.headers.contains_key(http::header::COOKIE) && auth::session::has_gateway_cookie(up) {
+            match auth::session::upstream_cookie_header(up) {
+                Some(v) => up.insert_header(http::header::COOKIE, v)?,
+                None => {
+                    up.remove_header(&http::header::COOKIE);
+                }
+            }
+        }
         up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
         if let Some(host) = session.req_header().headers.get(http::header::HOST) {
             up.insert_header(X_FORWARDED_HOST, host.clone())?;
@@ -184,6 +198,9 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        for cookie in ctx.auth.set_cookies.drain(..) {
+            resp.append_header(http::header::SET_COOKIE, cookie)?;
+        }
         resp.insert_header(X_REQUEST_ID, ctx.request_id().clone())
     }
 
@@ -232,33 +249,81 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// Auth, then rate limits, for a resolved request (issue 4: `api_key`; the JWT/session
-    /// policies plug into `auth::check`). Only requests that pass auth are counted.
-    async fn admit(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        tenant: TenantIdx,
-        route: RouteIdx,
-    ) -> Result<bool> {
+    /// Auth, then rate limits, for a resolved request: a `/.realmgate/*` endpoint, or the
+    /// route's policies — a presented API key on an `api_key` route decides; otherwise a realm
+    /// identity (`jwt`, `session`); otherwise `public`. Only requests that pass auth count
+    /// against rate limits. `Ok(true)` when a response was written instead of proxying.
+    async fn admit(&self, session: &mut Session, ctx: &mut Ctx, r: &Resolved) -> Result<bool> {
         let Some(snapshot) = ctx.snapshot.clone() else {
             return respond(session, ctx, GatewayError::Internal).await;
         };
-        let req = session.req_header();
-        let path = ctx.target.as_deref().unwrap_or(req.uri.path());
-        let route = snapshot.tenant(tenant).routes.get(route);
-        match auth::check(&snapshot, tenant, route, req, path) {
-            Ok(grant) => ctx.grant = grant,
-            Err(e) => return respond(session, ctx, e).await,
+        let policy = r.policy;
+        let mut grant = None;
+        if r.endpoint.is_none() && policy.api_key {
+            let req = session.req_header();
+            let path = ctx.target.as_deref().unwrap_or(req.uri.path());
+            let route = snapshot.tenant(r.tenant).routes.get(r.route);
+            match api_key::check(&snapshot, r.tenant, route, req, path) {
+                Ok(g) => grant = g,
+                Err(e) => return respond(session, ctx, e).await,
+            }
         }
+        if grant.is_none() {
+            if r.endpoint.is_some() || policy.needs_identity_check() {
+                if self.authorize(session, ctx, r).await? {
+                    return Ok(true);
+                }
+                grant = Some(if ctx.auth.identity.is_some() {
+                    Grant::Identity
+                } else {
+                    Grant::Public
+                });
+            } else if policy.public {
+                grant = Some(Grant::Public);
+            } else {
+                return respond(session, ctx, GatewayError::MissingApiKey).await;
+            }
+        }
+        ctx.grant = grant.unwrap_or_default();
+        let req = session.req_header();
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         let client = || peer.map(|ip| self.trusted_proxies.client(ip, &req.headers));
-        match limits::check(&snapshot, tenant, &ctx.grant, client) {
+        match limits::check(&snapshot, r.tenant, &ctx.grant, client) {
             Ok(()) => Ok(false),
             Err(over) => respond_limited(session, ctx, &over).await,
+        }
+    }
+
+    /// The realm step: the route's jwt/session policy, or a `/.realmgate/*` endpoint.
+    /// `Ok(true)` when a response (refusal, redirect, endpoint answer) was written instead of
+    /// proxying.
+    async fn authorize(&self, session: &mut Session, ctx: &mut Ctx, r: &Resolved) -> Result<bool> {
+        ctx.request_id();
+        let Ctx {
+            snapshot: Some(snapshot),
+            request_id: Some(request_id),
+            auth: actx,
+            ..
+        } = &mut *ctx
+        else {
+            return respond(session, ctx, GatewayError::Internal).await;
+        };
+        let request = auth::Request {
+            req: session.req_header(),
+            tls: is_tls(session),
+            tenant: snapshot.tenant(r.tenant),
+            request_id,
+        };
+        let reply = match r.endpoint {
+            Some(endpoint) => Some(self.auth.endpoint(&request, endpoint).await),
+            None => self.auth.check(&request, r.policy, actx).await,
+        };
+        match reply {
+            None => Ok(false),
+            Some(reply) => send(session, ctx, reply).await,
         }
     }
 }
@@ -304,6 +369,43 @@ async fn respond_with(
         session.write_response_body(Some(body), true).await?;
     }
     Ok(true)
+}
+
+/// Write a response auth produced (refusal, redirect, login endpoint).
+async fn send(session: &mut Session, ctx: &mut Ctx, mut reply: Reply) -> Result<bool> {
+    reply
+        .head
+        .insert_header(X_REQUEST_ID, ctx.request_id().clone())?;
+    let head_only = session.req_header().method == http::Method::HEAD || reply.body.is_empty();
+    session.write_response_header(reply.head, head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(reply.body), true).await?;
+    }
+    Ok(true)
+}
+
+fn is_tls(session: &Session) -> bool {
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// After auth: the identity headers, and `Authorization` only where the route forwards the
+/// verified token.
+fn identity_headers(up: &mut RequestHeader, a: &AuthCtx) -> Result<()> {
+    let Some(id) = a.identity.as_ref() else {
+        up.remove_header(&http::header::AUTHORIZATION);
+        return Ok(());
+    };
+    up.insert_header(X_REALMGATE_SUBJECT, id.subject.clone())?;
+    up.insert_header(X_REALMGATE_ROLES, id.roles.clone())?;
+    match (a.forward_token, id.bearer.as_ref()) {
+        (true, Some(bearer)) => up.insert_header(http::header::AUTHORIZATION, bearer.clone())?,
+        // A verified bearer token of the request itself: it is already there.
+        (true, None) => {}
+        (false, _) => {
+            up.remove_header(&http::header::AUTHORIZATION);
+        }
+    }
+    Ok(())
 }
 
 /// Map a proxy error to our response; `None` when the client is gone.

@@ -1,5 +1,6 @@
 //! The request-filter decision: host → tenant → route, against one table snapshot.
 
+use crate::auth::{Endpoint, Policy};
 use crate::errors::GatewayError;
 use crate::route::{PoolIdx, RouteIdx};
 use crate::snapshot::Snapshot;
@@ -19,6 +20,9 @@ pub struct Resolved {
     /// The origin-form target to send upstream, when it differs from what the client sent
     /// (a normalised path, or an absolute-form target).
     pub target: Option<String>,
+    pub policy: Policy,
+    /// A gateway endpoint (`/.realmgate/...`) instead of a route.
+    pub endpoint: Option<Endpoint>,
 }
 
 /// A refusal, with the tenant when it was already known (for metrics).
@@ -40,6 +44,16 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
         return Err(refuse(GatewayError::BadPath));
     }
     let path = normalise_path(req.uri.path()).map_err(|_| refuse(GatewayError::BadPath))?;
+    if let Some(endpoint) = Endpoint::from_path(&path) {
+        return Ok(Resolved {
+            tenant,
+            pool: 0,
+            route: 0,
+            target: None,
+            policy: Policy::default(),
+            endpoint: Some(endpoint),
+        });
+    }
     let routes = &snapshot.tenant(tenant).routes;
     let route_idx = routes
         .find_idx(&path)
@@ -58,5 +72,7 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
         pool: route.pool,
         route: route_idx,
         target,
+        policy: route.policy,
+        endpoint: None,
     })
 }

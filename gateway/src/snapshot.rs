@@ -3,7 +3,7 @@
 //! request holds one snapshot from its first filter to its last.
 
 use crate::auth::api_key::Keys;
-use crate::auth::Policies;
+use crate::auth::{Policy, RealmRt, Realms};
 use crate::limits::{Limiters, TenantLimits};
 use crate::metrics::{Metrics, TenantCounters};
 use crate::route::{Namespace, PoolIdx, Route, Routes};
@@ -44,6 +44,8 @@ pub struct TenantRt {
     pub suspended: bool,
     pub counters: Arc<TenantCounters>,
     pub limits: TenantLimits,
+    /// The tenant's identity realm, shared with other table versions of the same settings.
+    pub realm: Option<Arc<RealmRt>>,
 }
 
 impl Snapshot {
@@ -75,6 +77,8 @@ pub struct Store {
     limiters: Limiters,
     state_dir: PathBuf,
     metrics: Arc<Metrics>,
+    /// Realms of the current table (kept warm across versions).
+    realms: Realms,
     /// Serialises apply: version check, compile, persist and swap happen as one step.
     apply_lock: std::sync::Mutex<()>,
 }
@@ -87,6 +91,7 @@ impl Store {
             limiters: Limiters::default(),
             state_dir,
             metrics,
+            realms: Realms::default(),
             apply_lock: std::sync::Mutex::new(()),
         }
     }
@@ -217,6 +222,9 @@ impl Store {
         let labels = self
             .metrics
             .tenant_labels(table.tenants.iter().map(|t| t.id.as_str()));
+        let realms = self
+            .realms
+            .compile(table.tenants.iter().map(|t| t.realm.as_ref()));
         // Consume the parsed table: ids and prefixes move into the snapshot, not copied.
         let version = table.version;
         let limiters = &self.limiters;
@@ -224,15 +232,16 @@ impl Store {
             .tenants
             .into_iter()
             .zip(labels)
-            .map(|(t, counters)| {
+            .zip(realms)
+            .map(|((t, counters), realm)| {
                 let routes = t
                     .routes
                     .into_iter()
                     .map(|r| Route {
                         // Validation guarantees the upstream exists.
                         pool: pool_index.get(r.upstream.as_str()).copied().unwrap_or(0),
+                        policy: Policy::from_route(&r),
                         prefix: r.prefix.into_boxed_str(),
-                        policies: Policies::from_names(r.auth.names()),
                         namespace: r.namespace.map(|ns| Namespace {
                             // Namespaces are validated to [@a-z0-9._-].
                             header: HeaderValue::from_str(&ns)
@@ -249,6 +258,7 @@ impl Store {
                     routes: Routes::new(routes),
                     suspended: !t.status.is_active(),
                     counters,
+                    realm,
                 }
             })
             .collect();

@@ -13,12 +13,12 @@ pub mod wire;
 
 pub use validate::{
     first_segment, is_key_digest, is_name, is_namespace, is_tenant_id, parse_expiry, validate,
-    Checked, Problem, KNOWN_AUTH, MAX_API_KEYS, MAX_ENDPOINTS, MAX_HOSTS_PER_TENANT,
-    MAX_KEY_NAMESPACES, MAX_NAMESPACE_LEN, MAX_ROUTES_PER_TENANT,
+    Checked, Problem, GATEWAY_PATH_PREFIX, KNOWN_AUTH, MAX_API_KEYS, MAX_AUDIENCES, MAX_ENDPOINTS,
+    MAX_HOSTS_PER_TENANT, MAX_KEY_NAMESPACES, MAX_NAMESPACE_LEN, MAX_ROUTES_PER_TENANT,
 };
 pub use wire::{
-    ApiKey, AuthSpec, HealthCheck, RateLimit, RateLimits, Route, Table, Tenant, TenantStatus,
-    Upstream,
+    ApiKey, AuthSpec, HealthCheck, RateLimit, RateLimits, Realm, Route, Table, Tenant,
+    TenantStatus, Upstream,
 };
 
 use sha2::{Digest, Sha256};
@@ -74,3 +74,5 @@ pub fn field_path(path: &serde_ignored::Path<'_>) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_auth;

@@ -72,7 +72,7 @@ fn every_problem_is_reported_at_once() {
         "tenants[1].hosts[3]: \"*foo.test\"",
         "tenants[1].routes[0].prefix: \"x\"",
         "tenants[1].routes[0].upstream: unknown upstream \"nope\"",
-        "tenants[1].routes[0].auth: unknown auth policy \"jwt\"",
+        "tenants[1].routes[0].auth: jwt and session need the tenant to have a realm",
         "tenants[1].routes[1].prefix: \"/a/../b\"",
         "tenants[1].routes[1].auth: unknown auth policy \"magic\"",
         "tenants[2].id: tenant id \"acme\" already used by tenants[0]",

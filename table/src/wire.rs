@@ -149,6 +149,50 @@ pub struct Tenant {
     /// Requests per window for the tenant, each key and each public client.
     #[serde(default, skip_serializing_if = "RateLimits::is_empty")]
     pub rate_limits: RateLimits,
+    /// The tenant's identity realm (its own Keycloak realm). Required when any route uses
+    /// `jwt` or `session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realm: Option<Realm>,
+}
+
+/// A tenant's identity realm: whose tokens its `jwt` routes accept and where its `session`
+/// routes send browsers to log in.
+///
+/// ```json
+/// {"issuer": "https://id.example.dev/realms/acme", "audiences": ["acme-api"],
+///  "client_id": "realmgate", "client_secret": "…"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Realm {
+    /// The realm's issuer URL, compared byte for byte with a token's `iss`. An absolute
+    /// `http(s)` URL without query or fragment (and no trailing `/`, as OIDC issuers go). Each
+    /// tenant has its own issuer: no two tenants may share one.
+    pub issuer: String,
+    /// Where the realm's signing keys are published. Default:
+    /// `<issuer>/protocol/openid-connect/certs` (Keycloak's layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// A token on a `jwt` route must name one of these in `aud` (or `azp`). 1 to 32 non-empty
+    /// strings.
+    pub audiences: Vec<String>,
+    /// The gateway's login client in the realm (standard flow, PKCE S256). Required by
+    /// `session` routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Secret of a confidential login client, sent to the token endpoint (HTTP Basic). Absent:
+    /// a public client (PKCE alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl Realm {
+    /// `jwks_uri`, or Keycloak's default below the issuer.
+    pub fn jwks_uri(&self) -> String {
+        match &self.jwks_uri {
+            Some(uri) => uri.clone(),
+            None => format!("{}/protocol/openid-connect/certs", self.issuer),
+        }
+    }
 }
 
 /// Whether a tenant is served.
@@ -176,14 +220,24 @@ pub struct Route {
     pub prefix: String,
     /// Name of a pool in `upstreams`.
     pub upstream: String,
-    /// Who may use the route: `"public"`, `"api_key"`, or a list of policies meaning "any
-    /// of". Other names are refused until they are implemented.
+    /// Who may use the route: `"public"`, `"jwt"` (a Bearer access token from the tenant's
+    /// realm), `"session"` (the gateway's own browser login against the realm), `"api_key"`
+    /// (a namespace-scoped key), or a list of these meaning "any of".
     pub auth: AuthSpec,
     /// The namespace the route belongs to (`@acme`): its prefix must be `/@acme` or start
     /// with `/@acme/`, and a prefix under `/@name` must declare it. An API key reaches it
     /// only if the key's namespaces include it (or are `*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Send the verified access token upstream in `Authorization: Bearer …` (default
+    /// `false`: the upstream sees only the `x-realmgate-*` identity headers and no
+    /// `Authorization` header). Needs a `jwt` or `session` policy.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forward_token: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A route's auth policy: one name, or a non-empty list meaning "any of".

@@ -21,6 +21,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct GatewayOpts {
     pub health_check_interval_ms: u64,
     pub token: String,
+    /// More YAML under `gateway:`, indented by two spaces (e.g. `  auth:\n    clock_skew_s: 0\n`).
+    pub gateway_yaml: String,
 }
 
 impl Default for GatewayOpts {
@@ -28,6 +30,7 @@ impl Default for GatewayOpts {
         GatewayOpts {
             health_check_interval_ms: 200,
             token: "e2e-admin-token-3f9c1a".to_string(),
+            gateway_yaml: String::new(),
         }
     }
 }
@@ -127,10 +130,11 @@ impl Gateway {
         let conf = format!(
             "pingora:\n  threads: 2\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n\
              gateway:\n  listen: \"{listen}\"\n  admin_listen: \"{admin}\"\n  admin_token_file: \"{}\"\n  \
-             state_dir: \"{}\"\n  health_check_interval_ms: {}\n",
+             state_dir: \"{}\"\n  health_check_interval_ms: {}\n{}",
             token_file.display(),
             state_dir.display(),
             opts.health_check_interval_ms,
+            opts.gateway_yaml,
         );
         let conf_file = dir.write("realmgate.yaml", conf);
         Gateway::launch(Launch {

@@ -5,22 +5,28 @@
 // `<workspace>/target/debug/realmgate`), `Upstream` is a small real HTTP/1.1 server, and
 // `raw_request` speaks bytes over a `TcpStream` for requests no well-behaved client sends.
 
+pub mod browser;
 pub mod echo;
 pub mod gateway;
+pub mod jwks;
+pub mod keycloak;
 pub mod metrics;
 pub mod process;
 pub mod raw;
 pub mod table;
+pub mod tokens;
 pub mod upstream;
 
 pub use echo::Echo;
 pub use gateway::{Gateway, GatewayOpts, Launch};
+pub use jwks::JwksServer;
 pub use metrics::Metrics;
 pub use process::{
     free_addrs, realmgate_bin, run_to_completion, workspace_root, Finished, Proc, TempDir,
 };
 pub use raw::{get_request, raw_request, RawConn, RawResponse};
 pub use table::{Pool, Table};
+pub use tokens::TestKey;
 pub use upstream::Upstream;
 
 use std::future::Future;

@@ -188,6 +188,7 @@ impl Registry {
                     status,
                     rate_limits: serde_json::from_str(row.get_str(9)?)
                         .map_err(|e| corrupt(what(), e))?,
+                    realm: None,
                 },
                 display_name: row.get(1)?,
                 catalog,

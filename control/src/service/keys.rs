@@ -262,9 +262,11 @@ fn check_key(
                 upstream: "u".into(),
                 auth: AuthSpec::One("public".into()),
                 namespace: None,
+                forward_token: false,
             }],
             status: Default::default(),
             rate_limits: Default::default(),
+            realm: None,
         }],
         api_keys: vec![key],
     };

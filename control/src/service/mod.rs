@@ -166,6 +166,7 @@ impl Control {
                     routes,
                     status: input.status.unwrap_or_default(),
                     rate_limits,
+                    realm: None,
                 },
                 display_name,
                 catalog,

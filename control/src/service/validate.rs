@@ -103,6 +103,7 @@ pub fn check_tenant(
                 upstream: PLACEHOLDER_POOL.into(),
                 auth: realmgate_table::AuthSpec::One("public".into()),
                 namespace: None,
+                forward_token: false,
             }]
         },
         <[Route]>::to_vec,
@@ -126,6 +127,7 @@ pub fn check_tenant(
             routes,
             status: TenantStatus::Active,
             rate_limits,
+            realm: None,
         }],
         api_keys: Vec::new(),
     };

@@ -2,9 +2,11 @@
 //! find it by the SHA-256 digest of what was presented, and check expiry, tenant and
 //! namespace. Keys are compiled with the table; a request only hashes and looks up.
 
+use crate::auth::Grant;
 use crate::errors::GatewayError;
 use crate::limits::{LimitRt, Limiters};
-use crate::route::Namespace;
+use crate::route::{Namespace, Route};
+use crate::snapshot::Snapshot;
 use crate::tenant::TenantIdx;
 use http::{header, HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
@@ -142,6 +144,36 @@ pub fn path_namespace(path: &str) -> Result<PathNamespace<'_>, GatewayError> {
     } else {
         Err(GatewayError::BadNamespace)
     }
+}
+
+/// The `api_key` policy of a route: `Ok(None)` when no key was presented (other policies
+/// decide), `Ok(Some(grant))` for a valid key allowed here, an error otherwise. A key presented
+/// on an `api_key` route is always checked, even when the route is also `public`, so a bad or
+/// revoked key is refused rather than silently ignored. `path` is the normalised path the
+/// route was matched on.
+pub fn check(
+    snapshot: &Snapshot,
+    tenant: TenantIdx,
+    route: &Route,
+    req: &RequestHeader,
+    path: &str,
+) -> Result<Option<Grant>, GatewayError> {
+    let Some(secret) = presented(req)? else {
+        return Ok(None);
+    };
+    let key = snapshot
+        .keys
+        .authenticate(secret, now_secs())
+        .ok_or(GatewayError::InvalidApiKey)?;
+    let namespace = match &route.namespace {
+        Some(ns) => PathNamespace::Route(ns),
+        None => path_namespace(path)?,
+    };
+    snapshot.keys.authorize(key, tenant, &namespace)?;
+    Ok(Some(Grant::ApiKey {
+        key,
+        namespace: namespace.header(),
+    }))
 }
 
 /// Now, in seconds since the Unix epoch (a vDSO clock read, no syscall).

@@ -1,86 +1,426 @@
-//! Route auth, the third step of the request filter: which policies a route accepts and
-//! whether the request satisfies one of them. This branch implements `public` and `api_key`;
-//! the JWT/session branch adds its policies next to them (see `check`).
+//! Auth, the step after the route match: the route's policy (`public`, `jwt`, `session`,
+//! `api_key`, or any of them) decides whether a request passes and as whom; `/.realmgate/*`
+//! runs the login. API keys are checked in [`api_key`]; JWTs and sessions here.
+//!
+//! The hot path of a `jwt` route is a SHA-256 of the token and one cache lookup: a token
+//! verified once is trusted until it expires (within the clock skew), for the realm settings
+//! it was checked against. Nothing here formats, logs or allocates on a cache hit, and
+//! tokens are never logged.
 
 pub mod api_key;
+mod error;
+mod flow;
+pub mod jwks;
+pub mod jwt;
+pub mod oidc;
+pub mod realm;
+pub mod session;
 
-use crate::errors::GatewayError;
-use crate::route::Route;
-use crate::snapshot::Snapshot;
-use crate::tenant::TenantIdx;
-use api_key::{KeyIdx, PathNamespace};
+pub use error::AuthError;
+pub use flow::Endpoint;
+pub use realm::{RealmRt, Realms};
+pub use session::SessionKeys;
+
+use crate::errors::{error_response, wants_html};
+use crate::metrics::AuthMetrics;
+use crate::snapshot::TenantRt;
+use bytes::Bytes;
 use http::HeaderValue;
-use pingora_http::RequestHeader;
+use jwt::{Expect, Rules};
+use moka::sync::Cache;
+use pingora_http::{RequestHeader, ResponseHeader};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// The policies a route accepts, meaning "any of".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Policies {
-    pub public: bool,
-    pub api_key: bool,
+/// Auth settings from the gateway configuration (`gateway.auth`).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Leeway on `exp` and `nbf`, in seconds.
+    pub clock_skew_s: u64,
+    /// Largest bearer token looked at; larger ones are refused before any decoding.
+    pub max_token_bytes: usize,
+    /// Least time between two JWKS fetches of one realm (unknown `kid` or failure retry).
+    pub jwks_refetch_interval: Duration,
+    /// Bounds on how long fetched keys count as fresh, and the value without `max-age`.
+    pub jwks_ttl_min: Duration,
+    pub jwks_ttl_default: Duration,
+    pub jwks_ttl_max: Duration,
+    /// Timeout of every request to a realm (keys, discovery, token endpoint).
+    pub realm_timeout: Duration,
+    /// Verified tokens remembered.
+    pub token_cache_entries: u64,
+    /// A session's access token is refreshed this long before it expires.
+    pub session_refresh_margin_s: u64,
+    /// Longest time between the login redirect and the callback.
+    pub login_timeout_s: u64,
 }
 
-impl Policies {
-    /// From the table's validated names; unknown names cannot reach here.
-    pub fn from_names(names: &[String]) -> Policies {
-        let mut p = Policies::default();
-        for name in names {
-            match name.as_str() {
-                "public" => p.public = true,
-                "api_key" => p.api_key = true,
-                _ => {}
-            }
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            clock_skew_s: 60,
+            max_token_bytes: 8192,
+            jwks_refetch_interval: Duration::from_secs(10),
+            jwks_ttl_min: Duration::from_secs(60),
+            jwks_ttl_default: Duration::from_secs(300),
+            jwks_ttl_max: Duration::from_secs(86400),
+            realm_timeout: Duration::from_secs(5),
+            token_cache_entries: 100_000,
+            session_refresh_margin_s: 30,
+            login_timeout_s: 600,
         }
-        p
     }
 }
 
-/// Who the request was admitted as; plain data kept in the request CTX.
+/// A route's compiled policy: the policies it accepts ("any of").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub public: bool,
+    pub jwt: bool,
+    pub session: bool,
+    pub api_key: bool,
+    pub forward_token: bool,
+}
+
+impl Policy {
+    pub fn from_route(route: &realmgate_table::Route) -> Policy {
+        let has = |n: &str| route.auth.names().iter().any(|x| x == n);
+        Policy {
+            public: has("public"),
+            jwt: has("jwt"),
+            session: has("session"),
+            api_key: has("api_key"),
+            forward_token: route.forward_token,
+        }
+    }
+
+    /// Does the route verify a realm identity (a bearer JWT or a session)?
+    pub fn needs_identity_check(self) -> bool {
+        self.jwt || self.session
+    }
+}
+
+/// Who the request was admitted as; plain data kept in the request CTX (rate limits key on
+/// it).
 #[derive(Debug, Default)]
 pub enum Grant {
-    /// Admitted by the `public` policy: no identity (per-client rate limit applies).
+    /// Admitted by the `public` policy: no identity (the per-client rate limit applies).
     #[default]
     Public,
+    /// Admitted by a verified JWT or session (the identity is in [`AuthCtx`]).
+    Identity,
     /// Admitted by an API key, for this namespace (if the path or route names one).
     ApiKey {
-        key: KeyIdx,
+        key: api_key::KeyIdx,
         namespace: Option<HeaderValue>,
     },
 }
 
-/// Decide whether the request may use `route` of `tenant`. `path` is the normalised path
-/// the route was matched on (a query after `?` is ignored).
-///
-/// Order: a key that is presented on an `api_key` route is always checked, even when the
-/// route is also `public`, so a bad or revoked key is refused rather than silently ignored.
-pub fn check(
-    snapshot: &Snapshot,
-    tenant: TenantIdx,
-    route: &Route,
-    req: &RequestHeader,
-    path: &str,
-) -> Result<Grant, GatewayError> {
-    if !route.policies.api_key {
-        // Public-only route (validation guarantees at least one known policy).
-        return Ok(Grant::Public);
+/// Who a request proved to be, as sent upstream.
+pub struct Identity {
+    /// The [`RealmRt::id`] it was verified under.
+    pub realm: u64,
+    /// `exp` of the access token (unix seconds).
+    pub exp: u64,
+    pub subject: HeaderValue,
+    pub roles: HeaderValue,
+    /// `Bearer <access token>` for `forward_token` routes, when the token did not come in the
+    /// request's own `Authorization` header (sessions).
+    pub bearer: Option<HeaderValue>,
+}
+
+impl Identity {
+    pub fn new(realm: u64, claims: &jwt::Claims, bearer: Option<HeaderValue>) -> Identity {
+        let mut sub = Vec::with_capacity(claims.sub.len());
+        jwt::push_header_item(&mut sub, &claims.sub);
+        let mut roles = Vec::new();
+        for r in &claims.roles {
+            jwt::push_header_item(&mut roles, r);
+        }
+        // push_header_item emits visible ASCII only: always a valid header value.
+        let hv = |b: Vec<u8>| HeaderValue::from_bytes(&b).unwrap_or(HeaderValue::from_static(""));
+        Identity {
+            realm,
+            exp: claims.exp,
+            subject: hv(sub),
+            roles: hv(roles),
+            bearer,
+        }
     }
-    let Some(secret) = api_key::presented(req)? else {
-        return if route.policies.public {
-            Ok(Grant::Public)
-        } else {
-            Err(GatewayError::MissingApiKey)
+}
+
+/// The auth part of the request context.
+#[derive(Default)]
+pub struct AuthCtx {
+    pub identity: Option<Arc<Identity>>,
+    /// `Set-Cookie` values for the proxied response (a refreshed session).
+    pub set_cookies: Vec<HeaderValue>,
+    /// The route checked credentials: `Authorization` goes upstream only with `forward_token`.
+    pub checked: bool,
+    pub forward_token: bool,
+}
+
+/// A response the gateway writes itself instead of proxying.
+pub struct Reply {
+    pub head: Box<ResponseHeader>,
+    pub body: Bytes,
+}
+
+/// One request as auth sees it.
+pub struct Request<'a> {
+    pub req: &'a RequestHeader,
+    pub tls: bool,
+    pub tenant: &'a TenantRt,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Shared auth state: settings, the realm HTTP client, session keys, the verified-token cache.
+pub struct Auth {
+    pub config: AuthConfig,
+    pub http: reqwest::Client,
+    pub keys: SessionKeys,
+    pub metrics: Arc<AuthMetrics>,
+    tokens: Cache<[u8; 32], Arc<Identity>, ahash::RandomState>,
+}
+
+/// Expire cached tokens when they stop being acceptable (`exp` + skew).
+struct TokenExpiry {
+    skew: u64,
+}
+
+impl moka::Expiry<[u8; 32], Arc<Identity>> for TokenExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Arc<Identity>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        let until = value.exp.saturating_add(self.skew);
+        Some(Duration::from_secs(until.saturating_sub(unix_now())))
+    }
+}
+
+impl Auth {
+    pub fn new(
+        config: AuthConfig,
+        keys: SessionKeys,
+        metrics: Arc<AuthMetrics>,
+    ) -> Result<Auth, String> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.realm_timeout)
+            .timeout(config.realm_timeout)
+            .build()
+            .map_err(|e| format!("realm HTTP client: {e}"))?;
+        let tokens = Cache::builder()
+            .max_capacity(config.token_cache_entries)
+            .expire_after(TokenExpiry {
+                skew: config.clock_skew_s,
+            })
+            .build_with_hasher(ahash::RandomState::new());
+        Ok(Auth {
+            config,
+            http,
+            keys,
+            metrics,
+            tokens,
+        })
+    }
+
+    /// Run the route's policy. `None`: the request passes (identity, if any, in `actx`);
+    /// `Some`: the response to send instead (401/400/503, or a redirect to log in).
+    pub async fn check(
+        &self,
+        r: &Request<'_>,
+        policy: Policy,
+        actx: &mut AuthCtx,
+    ) -> Option<Reply> {
+        actx.checked = true;
+        actx.forward_token = policy.forward_token;
+        let Some(realm) = r.tenant.realm.as_ref() else {
+            // Validation refuses jwt/session routes without a realm; be safe anyway.
+            return Some(self.refusal(r, AuthError::RealmUnavailable, policy));
         };
+        let mut failure = AuthError::Missing;
+        if policy.jwt {
+            match self.bearer(r.req, realm).await {
+                Ok(Some(identity)) => {
+                    actx.identity = Some(identity);
+                    return None;
+                }
+                Ok(None) => {}
+                Err(e) if e.status() == 400 || e == AuthError::RealmUnavailable => {
+                    self.metrics.failure(e);
+                    return Some(self.refusal(r, e, policy));
+                }
+                Err(e) => failure = e,
+            }
+        }
+        if policy.session {
+            match self.session(r, realm, actx).await {
+                Ok(true) => return None,
+                Ok(false) => {}
+                Err(e) => {
+                    if failure == AuthError::Missing {
+                        failure = e;
+                    }
+                }
+            }
+        }
+        if policy.public {
+            return None;
+        }
+        self.metrics.failure(failure);
+        let mut reply = if policy.session && flow::is_navigation(r.req) && failure.status() == 401 {
+            self.start_login(r, realm).await
+        } else {
+            self.refusal(r, failure, policy)
+        };
+        // An ended session's cookies are cleared on the refusal too.
+        for cookie in actx.set_cookies.drain(..) {
+            let _ = reply.head.append_header(http::header::SET_COOKIE, cookie);
+        }
+        Some(reply)
+    }
+
+    /// The bearer token of `Authorization`, verified (cache first). `Ok(None)`: no token.
+    async fn bearer(
+        &self,
+        req: &RequestHeader,
+        realm: &Arc<RealmRt>,
+    ) -> Result<Option<Arc<Identity>>, AuthError> {
+        let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
+        let value = match (values.next(), values.next()) {
+            (None, _) => {
+                check_query(req)?;
+                return Ok(None);
+            }
+            (Some(v), None) => v.as_bytes(),
+            _ => return Err(AuthError::RepeatedAuthorization),
+        };
+        if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
+            return Err(AuthError::NotBearer);
+        }
+        let token = value[7..].trim_ascii();
+        if token.len() > self.config.max_token_bytes {
+            return Err(AuthError::TooLarge);
+        }
+        let token = std::str::from_utf8(token).map_err(|_| AuthError::Malformed)?;
+        check_query(req)?;
+        check_cookies(req, token)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = unix_now();
+        if let Some(hit) = self.tokens.get(&digest) {
+            if hit.realm == realm.id && now < hit.exp.saturating_add(self.config.clock_skew_s) {
+                self.metrics.token_cache_hit.inc();
+                return Ok(Some(hit));
+            }
+        }
+        self.metrics.token_cache_miss.inc();
+        let claims = self.verify_access(token, realm, None).await?;
+        let identity = Arc::new(Identity::new(realm.id, &claims, None));
+        self.tokens.insert(digest, Arc::clone(&identity));
+        Ok(Some(identity))
+    }
+
+    /// Full check of an access token against `realm` (no cache): keys, signature, claims.
+    /// `also` is one more accepted audience (the login client, for the gateway's own tokens).
+    pub async fn verify_access(
+        &self,
+        token: &str,
+        realm: &Arc<RealmRt>,
+        also: Option<&str>,
+    ) -> Result<jwt::Claims, AuthError> {
+        let expect = Expect::Access {
+            audiences: &realm.audiences,
+            also,
+        };
+        self.verify(token, realm, expect).await
+    }
+
+    async fn verify(
+        &self,
+        token: &str,
+        realm: &Arc<RealmRt>,
+        expect: Expect<'_>,
+    ) -> Result<jwt::Claims, AuthError> {
+        let parsed = jwt::parse(token, self.config.max_token_bytes)?;
+        let key = realm
+            .jwks
+            .key(
+                parsed.kid.as_deref(),
+                &self.http,
+                &self.config,
+                &self.metrics,
+            )
+            .await?;
+        parsed.verify(
+            &key,
+            &Rules {
+                issuer: &realm.issuer,
+                now: unix_now(),
+                skew: self.config.clock_skew_s,
+                expect,
+            },
+        )
+    }
+
+    /// 401/400/503 with the `WWW-Authenticate` challenge of jwt routes.
+    fn refusal(&self, r: &Request<'_>, e: AuthError, policy: Policy) -> Reply {
+        let html = wants_html(r.req.headers.get(http::header::ACCEPT));
+        let (mut head, body) =
+            error_response(e.status(), e.code(), e.description(), html, r.request_id);
+        if policy.jwt && e.status() != 503 {
+            let mut challenge = format!("Bearer realm=\"{}\"", r.tenant.id);
+            if let Some(code) = e.bearer_error() {
+                challenge.push_str(&format!(
+                    ", error=\"{code}\", error_description=\"{}\"",
+                    e.description()
+                ));
+            }
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                let _ = head.insert_header(http::header::WWW_AUTHENTICATE, v);
+            }
+        }
+        Reply { head, body }
+    }
+}
+
+/// RFC 6750 §2.3 `access_token` in the query: refused, the header is the only place.
+fn check_query(req: &RequestHeader) -> Result<(), AuthError> {
+    let Some(q) = req.uri.query() else {
+        return Ok(());
     };
-    let key = snapshot
-        .keys
-        .authenticate(secret, api_key::now_secs())
-        .ok_or(GatewayError::InvalidApiKey)?;
-    let namespace = match &route.namespace {
-        Some(ns) => PathNamespace::Route(ns),
-        None => api_key::path_namespace(path)?,
-    };
-    snapshot.keys.authorize(key, tenant, &namespace)?;
-    Ok(Grant::ApiKey {
-        key,
-        namespace: namespace.header(),
-    })
+    let found = q
+        .split('&')
+        .any(|p| p.split('=').next() == Some("access_token"));
+    if found {
+        Err(AuthError::TokenInQuery)
+    } else {
+        Ok(())
+    }
+}
+
+/// A cookie holding a JWT other than the bearer token: two credentials, refused.
+fn check_cookies(req: &RequestHeader, token: &str) -> Result<(), AuthError> {
+    if req.headers.get(http::header::COOKIE).is_none() {
+        return Ok(());
+    }
+    let other = session::cookies(req).any(|(_, v)| {
+        let v = v.trim_matches('"');
+        v != token && v.starts_with("eyJ") && v.bytes().filter(|b| *b == b'.').count() == 2
+    });
+    if other {
+        Err(AuthError::TokenElsewhere)
+    } else {
+        Ok(())
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

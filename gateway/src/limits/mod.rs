@@ -148,6 +148,9 @@ pub fn check(
                 limit.admit(&Counter::Key(k.limit_key))?;
             }
         }
+        // A realm identity: the tenant limit below applies; per-user limits are not
+        // configurable yet.
+        Grant::Identity => {}
         Grant::Public => {
             if let Some(limit) = &limits.per_client {
                 if let Some(ip) = client() {

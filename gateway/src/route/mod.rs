@@ -1,7 +1,7 @@
 //! Route match, the second step: longest prefix on the normalised path, with prefixes that
 //! do not end in `/` matching only at a segment boundary.
 
-use crate::auth::Policies;
+use crate::auth::Policy;
 use http::HeaderValue;
 
 /// Index into the snapshot's pool list.
@@ -14,8 +14,8 @@ pub type RouteIdx = u32;
 pub struct Route {
     pub prefix: Box<str>,
     pub pool: PoolIdx,
-    /// The policies it accepts ("any of").
-    pub policies: Policies,
+    /// The policies it accepts ("any of"), and whether it forwards the verified token.
+    pub policy: Policy,
     /// The namespace it belongs to; its prefix is `/<name>` or under `/<name>/`.
     pub namespace: Option<Namespace>,
 }
@@ -76,7 +76,7 @@ mod tests {
                 .map(|(i, p)| Route {
                     prefix: (*p).into(),
                     pool: i as PoolIdx,
-                    policies: Policies::default(),
+                    policy: Policy::default(),
                     namespace: None,
                 })
                 .collect(),

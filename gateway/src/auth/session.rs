@@ -1,0 +1,370 @@
+//! The session cookie of `session` routes: tokens sealed with AES-256-GCM under the configured
+//! key(s), bound to the tenant (and purpose) as associated data, split across at most
+//! [`MAX_CHUNKS`] cookies so every one stays under browsers' 4 KiB limit. Nothing is kept
+//! server-side, so any replica with the key reads any session.
+
+use aes_gcm::aead::rand_core::RngCore;
+use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::HeaderValue;
+use pingora_http::RequestHeader;
+use serde::{Deserialize, Serialize};
+
+/// Session cookie name without TLS; `__Host-` is prefixed when the request came over TLS.
+pub const SESSION: &str = "rg_session";
+/// Login-transaction cookies: `rg_tx_<first 12 characters of state>`.
+pub const LOGIN_TX: &str = "rg_tx_";
+/// Characters of sealed value per cookie: with name and attributes each `Set-Cookie` stays
+/// well under the 4096 bytes browsers keep per cookie.
+pub const CHUNK: usize = 3800;
+/// Most cookies one session spans (~15 KB of sealed tokens).
+pub const MAX_CHUNKS: usize = 4;
+const VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+
+/// What a sealed cookie is for; part of the associated data, so one kind cannot stand in for
+/// another.
+#[derive(Clone, Copy)]
+pub enum Purpose {
+    Session,
+    Login,
+}
+
+/// The AEAD keys: the first seals, every one opens (so keys can be rotated).
+pub struct SessionKeys {
+    ciphers: Vec<Aes256Gcm>,
+    /// Made up at start because none was configured.
+    pub ephemeral: bool,
+}
+
+impl SessionKeys {
+    pub fn new(keys: &[[u8; 32]]) -> SessionKeys {
+        SessionKeys {
+            ciphers: keys.iter().map(|k| Aes256Gcm::new(k.into())).collect(),
+            ephemeral: false,
+        }
+    }
+
+    /// A random key: sessions then neither survive a restart nor span replicas.
+    pub fn random() -> SessionKeys {
+        let mut key = [0u8; 32];
+        OsRng.fill_bytes(&mut key);
+        SessionKeys {
+            ephemeral: true,
+            ..SessionKeys::new(&[key])
+        }
+    }
+
+    /// Seal `plain` for `tenant`: base64url(version ‖ nonce ‖ ciphertext ‖ tag).
+    pub fn seal(&self, purpose: Purpose, tenant: &str, plain: &[u8]) -> Option<String> {
+        let cipher = self.ciphers.first()?;
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let aad = aad(purpose, tenant);
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
+            .ok()?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Some(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// Open a value sealed for this tenant and purpose by any configured key.
+    pub fn open(&self, purpose: Purpose, tenant: &str, sealed: &str) -> Option<Vec<u8>> {
+        let raw = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        let (&version, rest) = raw.split_first()?;
+        if version != VERSION || rest.len() < NONCE_LEN + 16 {
+            return None;
+        }
+        let (nonce, msg) = rest.split_at(NONCE_LEN);
+        let aad = aad(purpose, tenant);
+        self.ciphers.iter().find_map(|c| {
+            c.decrypt(Nonce::from_slice(nonce), Payload { msg, aad: &aad })
+                .ok()
+        })
+    }
+}
+
+fn aad(purpose: Purpose, tenant: &str) -> Vec<u8> {
+    let p: &[u8] = match purpose {
+        Purpose::Session => b"session",
+        Purpose::Login => b"login",
+    };
+    [b"realmgate/v1/".as_slice(), p, b"/", tenant.as_bytes()].concat()
+}
+
+/// A logged-in browser: what the gateway got from the realm, sealed into the cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionData {
+    /// Tenant id (also bound as associated data).
+    pub t: String,
+    pub sub: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Access token and its expiry (unix seconds).
+    pub at: String,
+    pub aexp: u64,
+    /// Refresh token and its expiry (0: unknown, trust the realm's answer).
+    #[serde(default)]
+    pub rt: Option<String>,
+    #[serde(default)]
+    pub rexp: u64,
+    /// ID token, for `id_token_hint` at logout; dropped if the cookie would grow too large.
+    #[serde(default)]
+    pub it: Option<String>,
+}
+
+/// An authorization request in flight, sealed into a short-lived cookie on the callback path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginTx {
+    pub t: String,
+    pub state: String,
+    pub nonce: String,
+    pub verifier: String,
+    pub redirect_uri: String,
+    pub return_to: String,
+    pub iat: u64,
+}
+
+/// `n` random bytes as base64url (state, nonce, PKCE verifier).
+pub fn random_token(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    OsRng.fill_bytes(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Cookie names for this connection: `__Host-` prefixed over TLS.
+pub fn session_name(tls: bool) -> &'static str {
+    if tls {
+        "__Host-rg_session"
+    } else {
+        SESSION
+    }
+}
+
+/// Every `name=value` pair of the request's Cookie header(s).
+pub fn cookies(req: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            Some((name.trim(), value.trim()))
+        })
+}
+
+/// The session cookie's sealed value, reassembled from its chunks (`None`: absent or
+/// incomplete).
+pub fn read_session(req: &RequestHeader, tls: bool) -> Option<String> {
+    let base = session_name(tls);
+    let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+    for (name, value) in cookies(req) {
+        let Some(rest) = name.strip_prefix(base) else {
+            continue;
+        };
+        let idx = match rest {
+            "" => 0,
+            _ => match rest.strip_prefix('_').and_then(|n| n.parse::<usize>().ok()) {
+                Some(i) if (1..MAX_CHUNKS).contains(&i) => i,
+                _ => continue,
+            },
+        };
+        parts[idx] = Some(value);
+    }
+    let first = parts[0]?;
+    let count = first.bytes().next()?.checked_sub(b'0')? as usize;
+    if !(1..=MAX_CHUNKS).contains(&count) {
+        return None;
+    }
+    let mut out = String::with_capacity(count * CHUNK);
+    out.push_str(&first[1..]);
+    for part in &parts[1..count] {
+        out.push_str((*part)?);
+    }
+    Some(out)
+}
+
+/// `Set-Cookie` values carrying `sealed` (first chunk prefixed with the chunk count), plus
+/// deletions of chunks a previous, longer session may have left. `None` if too large.
+pub fn session_cookies(sealed: &str, tls: bool) -> Option<Vec<HeaderValue>> {
+    let chunks: Vec<&str> = sealed
+        .as_bytes()
+        .chunks(CHUNK)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect();
+    if chunks.is_empty() || chunks.len() > MAX_CHUNKS {
+        return None;
+    }
+    let base = session_name(tls);
+    let attrs = attributes(tls, "/");
+    let mut out = Vec::with_capacity(MAX_CHUNKS);
+    for i in 0..MAX_CHUNKS {
+        let name = chunk_name(base, i);
+        let v = match (i, chunks.get(i)) {
+            (0, Some(c)) => format!("{name}={}{c}; {attrs}", chunks.len()),
+            (_, Some(c)) => format!("{name}={c}; {attrs}"),
+            (_, None) => format!("{name}=; Max-Age=0; {attrs}"),
+        };
+        out.push(HeaderValue::from_str(&v).ok()?);
+    }
+    Some(out)
+}
+
+/// `Set-Cookie` values deleting every session chunk.
+pub fn clear_session(tls: bool) -> Vec<HeaderValue> {
+    let base = session_name(tls);
+    let attrs = attributes(tls, "/");
+    (0..MAX_CHUNKS)
+        .filter_map(|i| {
+            HeaderValue::from_str(&format!("{}=; Max-Age=0; {attrs}", chunk_name(base, i))).ok()
+        })
+        .collect()
+}
+
+fn chunk_name(base: &str, i: usize) -> String {
+    if i == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}_{i}")
+    }
+}
+
+/// HttpOnly, SameSite=Lax, the path; `Secure` only over TLS (a browser drops a Secure cookie
+/// set over plain HTTP on a non-local host).
+pub fn attributes(tls: bool, path: &str) -> String {
+    if tls {
+        format!("Path={path}; HttpOnly; SameSite=Lax; Secure")
+    } else {
+        format!("Path={path}; HttpOnly; SameSite=Lax")
+    }
+}
+
+/// Name of the login-transaction cookie for `state`.
+pub fn tx_name(state: &str) -> String {
+    let prefix: String = state.chars().take(12).collect();
+    format!("{LOGIN_TX}{prefix}")
+}
+
+/// Does the Cookie header carry any cookie of the gateway's own (never sent upstream)?
+pub fn has_gateway_cookie(req: &RequestHeader) -> bool {
+    cookies(req).any(|(name, _)| is_gateway_cookie(name))
+}
+
+fn is_gateway_cookie(name: &str) -> bool {
+    let name = name.strip_prefix("__Host-").unwrap_or(name);
+    name.starts_with(SESSION) || name.starts_with(LOGIN_TX)
+}
+
+/// The Cookie header without the gateway's own cookies (`None`: nothing left).
+pub fn upstream_cookie_header(req: &RequestHeader) -> Option<HeaderValue> {
+    let kept: Vec<String> = cookies(req)
+        .filter(|(name, _)| !is_gateway_cookie(name))
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(cookie: &str) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).expect("request");
+        r.append_header("cookie", cookie).expect("header");
+        r
+    }
+
+    #[test]
+    fn sealed_values_are_bound_to_tenant_and_purpose() {
+        let keys = SessionKeys::new(&[[7u8; 32]]);
+        let sealed = keys.seal(Purpose::Session, "acme", b"hello").expect("seal");
+        assert_eq!(
+            keys.open(Purpose::Session, "acme", &sealed).as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(keys.open(Purpose::Session, "beta", &sealed), None);
+        assert_eq!(keys.open(Purpose::Login, "acme", &sealed), None);
+        let other = SessionKeys::new(&[[8u8; 32]]);
+        assert_eq!(other.open(Purpose::Session, "acme", &sealed), None);
+        // Rotation: a new first key still opens values sealed under an older one.
+        let rotated = SessionKeys::new(&[[8u8; 32], [7u8; 32]]);
+        assert!(rotated.open(Purpose::Session, "acme", &sealed).is_some());
+        // Tampering anywhere fails.
+        let mut bytes = sealed.into_bytes();
+        let mid = bytes.len() / 2;
+        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).expect("ascii");
+        assert_eq!(keys.open(Purpose::Session, "acme", &tampered), None);
+        assert_eq!(keys.open(Purpose::Session, "acme", "!!"), None);
+        assert_eq!(keys.open(Purpose::Session, "acme", ""), None);
+    }
+
+    #[test]
+    fn large_sessions_split_and_reassemble() {
+        let sealed = "a".repeat(CHUNK * 2 + 10);
+        let set = session_cookies(&sealed, false).expect("fits");
+        assert_eq!(set.len(), MAX_CHUNKS);
+        for v in &set {
+            assert!(v.len() < 4000, "{}", v.len());
+            let s = v.to_str().expect("ascii");
+            assert!(s.contains("HttpOnly; SameSite=Lax"), "{s}");
+            assert!(!s.contains("Secure"), "{s}");
+        }
+        assert!(set[3].to_str().expect("ascii").contains("Max-Age=0"));
+        // What the browser sends back: name=value pairs of the live cookies.
+        let header: Vec<String> = set[..3]
+            .iter()
+            .map(|v| {
+                v.to_str()
+                    .expect("ascii")
+                    .split(';')
+                    .next()
+                    .expect("pair")
+                    .to_owned()
+            })
+            .collect();
+        let r = req(&format!("other=1; {}", header.join("; ")));
+        assert_eq!(read_session(&r, false).as_deref(), Some(sealed.as_str()));
+        assert!(
+            read_session(&r, true).is_none(),
+            "TLS uses the __Host- names"
+        );
+        // A missing chunk is no session.
+        let r = req(&format!("{}; {}", header[0], header[2]));
+        assert!(read_session(&r, false).is_none());
+        assert!(session_cookies(&"a".repeat(CHUNK * MAX_CHUNKS + 1), false).is_none());
+        let tls = session_cookies("abc", true).expect("fits");
+        assert!(tls[0]
+            .to_str()
+            .expect("ascii")
+            .starts_with("__Host-rg_session=1abc; Path=/;"));
+        assert!(tls[0].to_str().expect("ascii").ends_with("Secure"));
+    }
+
+    #[test]
+    fn gateway_cookies_never_reach_the_upstream() {
+        let r = req("a=1; rg_session=1xyz; rg_tx_abc=q; __Host-rg_session_1=z; b=2");
+        assert!(has_gateway_cookie(&r));
+        assert_eq!(
+            upstream_cookie_header(&r).expect("kept"),
+            HeaderValue::from_static("a=1; b=2")
+        );
+        assert!(upstream_cookie_header(&req("rg_session=1x")).is_none());
+        assert!(!has_gateway_cookie(&req("a=1")));
+    }
+}
