@@ -8,14 +8,17 @@
 
 pub mod host;
 pub mod path;
+pub mod shell;
 mod validate;
 pub mod wire;
 
 pub use validate::{
-    is_name, is_tenant_id, validate, Checked, Problem, KNOWN_AUTH, MAX_ENDPOINTS,
-    MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT,
+    is_name, is_tenant_id, validate, Checked, Problem, KNOWN_AUTH, MAX_CATALOG_APPS,
+    MAX_ENDPOINTS, MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT, MAX_SHELL_EXCLUDES,
 };
-pub use wire::{AuthSpec, HealthCheck, Route, Table, Tenant, TenantStatus, Upstream};
+pub use wire::{
+    AuthSpec, CatalogApp, HealthCheck, Route, Shell, Table, Tenant, TenantStatus, Upstream,
+};
 
 use sha2::{Digest, Sha256};
 

@@ -2,6 +2,8 @@
 
 use crate::host::HostPattern;
 use crate::path::normalise_path;
+pub use crate::shell::{MAX_CATALOG_APPS, MAX_SHELL_EXCLUDES};
+use crate::shell::check_shell_fields;
 use crate::wire::{Table, Tenant, Upstream};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -88,6 +90,7 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
             &mut problems,
         ));
         check_routes(&at, tenant, table, &mut problems);
+        check_shell_fields(&at, tenant, table, &mut problems);
     }
     if problems.is_empty() {
         Ok(Checked { hosts })
