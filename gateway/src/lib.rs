@@ -1,5 +1,6 @@
 //! Realmgate, the data plane: a Pingora reverse proxy that resolves host → tenant from a
-//! pushed routing table, routes by longest prefix, and load-balances to upstream pools.
+//! pushed routing table, routes by longest prefix, serves the tenant app shell, and
+//! load-balances to upstream pools.
 
 pub mod admin;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod request;
 pub mod route;
+pub mod shell;
 pub mod snapshot;
 pub mod tenant;
 pub mod upstream;

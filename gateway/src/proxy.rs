@@ -1,13 +1,14 @@
 //! The `ProxyHttp` implementation. Each phase only dispatches to the module where the request
-//! meets it: `request` (host → tenant → route), `upstream` (peer choice, retry), `headers`,
-//! `errors`, `metrics`.
+//! meets it: `request` (host → tenant → route), `shell` (app shell, injection, framing policy),
+//! `upstream` (peer choice, retry), `headers`, `errors`, `metrics`.
 
 use crate::errors::{wants_html, GatewayError};
 use crate::headers::{
     self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REALMGATE_TENANT, X_REQUEST_ID,
 };
-use crate::request::resolve;
+use crate::request::{resolve, Local};
 use crate::route::PoolIdx;
+use crate::shell::{self, ShellState, User};
 use crate::snapshot::{Snapshot, Store};
 use crate::tenant::TenantIdx;
 use async_trait::async_trait;
@@ -37,6 +38,12 @@ pub struct Ctx {
     avoid: Option<SocketAddr>,
     failure: Option<GatewayError>,
     upstream_start: Option<Instant>,
+    /// A shell page from the tenant's shell upstream, on its way through the injector.
+    shell: Option<Box<ShellState>>,
+    /// An app response of a shell-enabled tenant: gets `frame-ancestors 'self'`.
+    frame_guard: bool,
+    /// The signed-in user once session login (issue 3) sets it; `None` on public routes.
+    user: Option<User>,
 }
 
 impl Ctx {
@@ -69,7 +76,7 @@ impl ProxyHttp for Gateway {
                 ctx.tenant = Some(r.tenant);
                 ctx.pool = r.pool;
                 ctx.target = r.target;
-                Ok(false)
+                local(session, ctx, r.local).await
             }
             Err((tenant, err)) => {
                 ctx.tenant = tenant;
@@ -142,6 +149,9 @@ impl ProxyHttp for Gateway {
         if let Some(host) = session.req_header().headers.get(http::header::HOST) {
             up.insert_header(X_FORWARDED_HOST, host.clone())?;
         }
+        if let Some(state) = ctx.shell.as_deref() {
+            state.upstream_request(up)?;
+        }
         up.insert_header(X_REQUEST_ID, ctx.request_id().clone())
     }
 
@@ -162,11 +172,33 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if ctx.frame_guard {
+            shell::frame::guard_app_response(resp)?;
+        } else if let (Some(state), Some(sh)) = (
+            ctx.shell.as_deref_mut(),
+            shell_of(ctx.snapshot.as_ref(), ctx.tenant),
+        ) {
+            let head_only = session.req_header().method == http::Method::HEAD;
+            state.response(sh, resp, head_only, ctx.user.as_ref())?;
+        }
         resp.insert_header(X_REQUEST_ID, ctx.request_id().clone())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(state) = ctx.shell.as_deref_mut() {
+            state.body(body, end_of_stream);
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -211,6 +243,40 @@ impl ProxyHttp for Gateway {
             .unwrap_or("");
         format!("{} {} Host: {host}", req.method, req.uri.path())
     }
+}
+
+/// The shell's part of the request filter: answer the built-in shell or an asset here, or mark
+/// the request for the response filters. `Ok(true)`: answered.
+async fn local(session: &mut Session, ctx: &mut Ctx, local: Local) -> Result<bool> {
+    match local {
+        Local::None => Ok(false),
+        Local::App => {
+            ctx.frame_guard = true;
+            Ok(false)
+        }
+        Local::Asset(asset) => shell::serve::serve_asset(session, asset, ctx.request_id()).await,
+        Local::Shell { page, builtin } => {
+            let state = ShellState::new(page);
+            if !builtin {
+                ctx.shell = Some(Box::new(state));
+                return Ok(false);
+            }
+            let rid = ctx.request_id().clone();
+            let Some(sh) = shell_of(ctx.snapshot.as_ref(), ctx.tenant) else {
+                return respond(session, ctx, GatewayError::Internal).await;
+            };
+            state
+                .serve_builtin(session, sh, ctx.user.as_ref(), &rid)
+                .await
+        }
+    }
+}
+
+fn shell_of(
+    snapshot: Option<&Arc<Snapshot>>,
+    tenant: Option<TenantIdx>,
+) -> Option<&shell::ShellRt> {
+    snapshot?.tenant(tenant?).shell.as_deref()
 }
 
 /// Write one of our own error responses from the request filter (HEAD gets no body).

@@ -2,6 +2,7 @@
 
 use crate::errors::GatewayError;
 use crate::route::PoolIdx;
+use crate::shell::{self, Asset, ShellPage};
 use crate::snapshot::Snapshot;
 use crate::tenant::{request_host, TenantIdx};
 use pingora_http::RequestHeader;
@@ -17,6 +18,22 @@ pub struct Resolved {
     /// The origin-form target to send upstream, when it differs from what the client sent
     /// (a normalised path, or an absolute-form target).
     pub target: Option<String>,
+    /// What the gateway answers itself or shapes, instead of a plain proxied app response.
+    pub local: Local,
+}
+
+/// The shell's part in a request (shell-enabled tenants only).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Local {
+    /// Proxied to the route's upstream as it is.
+    None,
+    /// The shell page: built-in (answered by the gateway), or from `pool` (the tenant's shell
+    /// upstream) with the context injected.
+    Shell { page: ShellPage, builtin: bool },
+    /// One of the shell's static files.
+    Asset(&'static Asset),
+    /// An app response of a shell-enabled tenant: gets the framing policy.
+    App,
 }
 
 /// A refusal, with the tenant when it was already known (for metrics).
@@ -38,11 +55,34 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
         return Err(refuse(GatewayError::BadPath));
     }
     let path = normalise_path(req.uri.path()).map_err(|_| refuse(GatewayError::BadPath))?;
-    let route = snapshot
-        .tenant(tenant)
-        .routes
-        .find(&path)
-        .ok_or(refuse(GatewayError::NoRoute))?;
+    let rt = snapshot.tenant(tenant);
+    let mut local = Local::None;
+    let mut shell_pool = None;
+    if let Some(sh) = rt.shell.as_deref() {
+        local = Local::App;
+        if let Some(page) = shell::decide(sh, req, &path) {
+            local = Local::Shell {
+                page,
+                builtin: sh.upstream.is_none(),
+            };
+            shell_pool = sh.upstream;
+        } else if path.starts_with(shell::ASSET_PREFIX)
+            && (req.method == http::Method::GET || req.method == http::Method::HEAD)
+        {
+            if let Some(a) = shell::asset(&path) {
+                local = Local::Asset(a);
+            }
+        }
+    }
+    let pool = match (&local, shell_pool) {
+        (Local::Shell { .. } | Local::Asset(_), pool) => pool.unwrap_or(0),
+        _ => {
+            rt.routes
+                .find(&path)
+                .ok_or(refuse(GatewayError::NoRoute))?
+                .pool
+        }
+    };
     let origin_form = raw.first() == Some(&b'/');
     let target = match (path, origin_form) {
         (Cow::Borrowed(_), true) => None,
@@ -53,7 +93,8 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
     };
     Ok(Resolved {
         tenant,
-        pool: route.pool,
+        pool,
         target,
+        local,
     })
 }

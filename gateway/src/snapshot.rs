@@ -4,6 +4,7 @@
 
 use crate::metrics::{Metrics, TenantCounters};
 use crate::route::{PoolIdx, Route, Routes};
+use crate::shell::ShellRt;
 use crate::tenant::{HostIndex, TenantIdx};
 use crate::upstream::{Pool, PoolCache};
 use arc_swap::ArcSwapOption;
@@ -37,6 +38,9 @@ pub struct TenantRt {
     pub routes: Routes,
     pub suspended: bool,
     pub counters: TenantCounters,
+    /// The app shell, when enabled: the only shell state a request of another tenant touches
+    /// is this `None`.
+    pub shell: Option<Box<ShellRt>>,
 }
 
 impl Snapshot {
@@ -184,6 +188,7 @@ impl Store {
                     routes: Routes::new(routes),
                     suspended: !t.status.is_active(),
                     counters,
+                    shell: ShellRt::compile(t, &pool_index),
                 }
             })
             .collect();

@@ -1,0 +1,218 @@
+//! Streaming injection of the context element into shell HTML (response body filter): lol_html
+//! rewrites each chunk as it passes, gzip is inflated on the fly, nothing is buffered whole.
+
+use bytes::{Bytes, BytesMut};
+use flate2::write::MultiGzDecoder;
+use http::header::{
+    HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    ETAG, LAST_MODIFIED, TRANSFER_ENCODING,
+};
+use lol_html::html_content::ContentType;
+use lol_html::{element, end, send, OutputSink};
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+type Rewriter = send::HtmlRewriter<'static, Sink>;
+
+/// The rewriter's output, taken after every chunk. Shared with the sink the rewriter owns; the
+/// lock is never contended (one request, one task).
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<BytesMut>>);
+
+impl OutputSink for Sink {
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        if !chunk.is_empty() {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(chunk);
+        }
+    }
+}
+
+impl Sink {
+    fn take(&self) -> Option<Bytes> {
+        let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        (!buf.is_empty()).then(|| buf.split().freeze())
+    }
+}
+
+struct Inner {
+    rewriter: Option<Rewriter>,
+    gunzip: Option<MultiGzDecoder<Vec<u8>>>,
+    out: Sink,
+    /// After a rewriting or decoding error the rest passes as it comes (never seen with
+    /// `strict: false` and no memory limit; kept so a surprise cannot stall a response).
+    failed: bool,
+}
+
+/// One response's injector. Lives in the request CTX, which must be `Sync`: the `Mutex` is only
+/// reached through `get_mut`, so it is never locked.
+pub struct Injector {
+    inner: Mutex<Inner>,
+}
+
+/// Whether the body is gzip that the injector must inflate first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+impl Injector {
+    /// `element` goes in as the first child of `<head>`; without a `<head>`, before `<body>`;
+    /// without either, at the end of the document. With `nonce`, every `<script>` of the
+    /// (trusted, built-in) page gets it as its `nonce` attribute.
+    pub fn new(element: String, nonce: Option<String>, encoding: Encoding) -> Injector {
+        let pending = Arc::new(Mutex::new(Some(element)));
+        let take =
+            |p: &Arc<Mutex<Option<String>>>| p.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (p_head, p_body, p_end) = (pending.clone(), pending.clone(), pending);
+        let mut settings = send::Settings::new_send()
+            .append_element_content_handler(element!("head", move |el| {
+                if let Some(html) = take(&p_head) {
+                    el.prepend(&html, ContentType::Html);
+                }
+                Ok(())
+            }))
+            .append_element_content_handler(element!("body", move |el| {
+                if let Some(html) = take(&p_body) {
+                    el.before(&html, ContentType::Html);
+                }
+                Ok(())
+            }))
+            .append_document_content_handler(end!(move |end| {
+                if let Some(html) = take(&p_end) {
+                    end.append(&html, ContentType::Html);
+                }
+                Ok(())
+            }))
+            .with_strict(false);
+        if let Some(nonce) = nonce {
+            settings = settings.append_element_content_handler(element!("script", move |el| {
+                el.set_attribute("nonce", &nonce)?;
+                Ok(())
+            }));
+        }
+        let out = Sink::default();
+        Injector {
+            inner: Mutex::new(Inner {
+                rewriter: Some(send::HtmlRewriter::new(settings, out.clone())),
+                gunzip: (encoding == Encoding::Gzip).then(|| MultiGzDecoder::new(Vec::new())),
+                out,
+                failed: false,
+            }),
+        }
+    }
+
+    /// Rewrite one body chunk in place; on the last one, flush everything.
+    pub fn filter(&mut self, body: &mut Option<Bytes>, end: bool) {
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        if inner.failed {
+            return;
+        }
+        let input = body.take().unwrap_or_default();
+        let plain = match inner.gunzip.as_mut() {
+            None => input,
+            Some(gz) => match inflate(gz, &input, end) {
+                Ok(b) => b,
+                Err(e) => {
+                    log::warn!("shell: cannot inflate gzip from the shell upstream: {e}");
+                    inner.failed = true;
+                    *body = inner.out.take();
+                    return;
+                }
+            },
+        };
+        let result = match inner.rewriter.as_mut() {
+            Some(rw) if !plain.is_empty() => rw.write(&plain),
+            _ => Ok(()),
+        };
+        let result = result.and_then(|()| match (end, inner.rewriter.take()) {
+            (true, Some(rw)) => rw.end(),
+            (false, rw) => {
+                inner.rewriter = rw;
+                Ok(())
+            }
+            (true, None) => Ok(()),
+        });
+        *body = inner.out.take();
+        if let Err(e) = result {
+            log::warn!("shell: HTML rewriting failed, passing the rest through: {e}");
+            inner.failed = true;
+            inner.rewriter = None;
+        }
+    }
+}
+
+fn inflate(gz: &mut MultiGzDecoder<Vec<u8>>, input: &[u8], end: bool) -> std::io::Result<Bytes> {
+    gz.write_all(input)?;
+    if end {
+        gz.try_finish()?;
+    } else {
+        gz.flush()?;
+    }
+    Ok(Bytes::from(std::mem::take(gz.get_mut())))
+}
+
+/// Decide from a shell response's header whether its body is injected, and make the header
+/// fit the rewritten body: no `Content-Length` (the length changes; chunked instead), no
+/// `Content-Encoding` once inflated, no validators (the body differs on every request), and
+/// `Cache-Control: no-store`. 204, 205, 206, 304 and every other non-2xx, non-HTML, or
+/// unknown-encoding response is left untouched (`None`).
+pub fn prepare(resp: &mut ResponseHeader, head_only: bool) -> Result<Option<Encoding>> {
+    let status = resp.status.as_u16();
+    if !(200..300).contains(&status) || matches!(status, 204..=206) || !is_html(resp) {
+        return Ok(None);
+    }
+    let encoding = match resp
+        .headers
+        .get(CONTENT_ENCODING)
+        .map(|v| v.as_bytes().trim_ascii())
+    {
+        None => Encoding::Identity,
+        Some(e) if e.is_empty() || e.eq_ignore_ascii_case(b"identity") => Encoding::Identity,
+        Some(e) if e.eq_ignore_ascii_case(b"gzip") || e.eq_ignore_ascii_case(b"x-gzip") => {
+            Encoding::Gzip
+        }
+        Some(_) => {
+            log::warn!("shell: upstream sent an encoding other than gzip; not injecting");
+            return Ok(None);
+        }
+    };
+    for name in [
+        CONTENT_LENGTH,
+        CONTENT_ENCODING,
+        ETAG,
+        LAST_MODIFIED,
+        ACCEPT_RANGES,
+    ] {
+        resp.remove_header(&name);
+    }
+    if !head_only {
+        resp.insert_header(TRANSFER_ENCODING, HeaderValue::from_static("chunked"))?;
+    }
+    resp.insert_header(CACHE_CONTROL, HeaderValue::from_static("no-store"))?;
+    Ok(Some(encoding))
+}
+
+fn is_html(resp: &ResponseHeader) -> bool {
+    resp.headers.get(CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes().trim_ascii();
+        v.len() >= 9 && v[..9].eq_ignore_ascii_case(b"text/html")
+    })
+}
+
+/// Run the injector over a whole document at once (the built-in shell, and tests).
+pub fn inject_all(doc: &[u8], element: String, nonce: Option<String>) -> Bytes {
+    let mut inj = Injector::new(element, nonce, Encoding::Identity);
+    let mut body = Some(Bytes::copy_from_slice(doc));
+    inj.filter(&mut body, true);
+    body.unwrap_or_default()
+}
+
+#[cfg(test)]
+#[path = "inject_tests.rs"]
+mod tests;
