@@ -53,17 +53,15 @@ pub fn app(store: Arc<Store>, base: &str) -> Router {
         .with_state(state)
 }
 
-fn caller(headers: &HeaderMap) -> Result<Caller, Response> {
+fn caller(headers: &HeaderMap) -> Result<Caller, Refusal> {
     let tenant = headers
         .get("x-realmgate-tenant")
         .and_then(|v| v.to_str().ok())
         .filter(|t| is_tenant_id(t))
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "no x-realmgate-tenant: reach this app through Realmgate",
-            )
-        })?;
+        .ok_or(Refusal(
+            StatusCode::BAD_REQUEST,
+            "no x-realmgate-tenant: reach this app through Realmgate",
+        ))?;
     let subject = headers
         .get("x-realmgate-subject")
         .and_then(|v| v.to_str().ok())
@@ -86,6 +84,15 @@ fn is_tenant_id(id: &str) -> bool {
             .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
+/// A request refused before any work: status and a JSON `{"error": …}`.
+struct Refusal(StatusCode, &'static str);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({"error": message}))).into_response()
 }
@@ -96,10 +103,10 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 /// A title as stored: trimmed, 1–200 characters, no control characters.
-fn clean_title(raw: &str) -> Result<String, Response> {
+fn clean_title(raw: &str) -> Result<String, Refusal> {
     let t = raw.trim();
     if t.is_empty() || t.chars().count() > MAX_TITLE_CHARS || t.chars().any(char::is_control) {
-        return Err(error(
+        return Err(Refusal(
             StatusCode::UNPROCESSABLE_ENTITY,
             "title must be 1-200 characters without control characters",
         ));
@@ -115,7 +122,7 @@ struct NewTodo {
 async fn page(State(app): State<App>, headers: HeaderMap) -> Response {
     let who = match caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match app.store.list(&who.tenant, &who.subject).await {
         Ok(todos) => html(render(&app.base, &who, &todos)),
@@ -130,11 +137,11 @@ async fn add_form(
 ) -> Response {
     let who = match caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let title = match clean_title(&new.title) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match app.store.add(&who.tenant, &who.subject, &title).await {
         Ok(_) => Redirect::to(&format!("{}/", app.base)).into_response(),
@@ -145,7 +152,7 @@ async fn add_form(
 async fn toggle_form(State(app): State<App>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
     let who = match caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match app.store.toggle(&who.tenant, &who.subject, id).await {
         Ok(true) => Redirect::to(&format!("{}/", app.base)).into_response(),
@@ -157,7 +164,7 @@ async fn toggle_form(State(app): State<App>, headers: HeaderMap, Path(id): Path<
 async fn list_json(State(app): State<App>, headers: HeaderMap) -> Response {
     let who = match caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match app.store.list(&who.tenant, &who.subject).await {
         Ok(todos) => {
@@ -174,11 +181,11 @@ async fn add_json(
 ) -> Response {
     let who = match caller(&headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let title = match clean_title(&new.title) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match app.store.add(&who.tenant, &who.subject, &title).await {
         Ok(todo) => (StatusCode::CREATED, Json(todo)).into_response(),
