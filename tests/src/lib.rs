@@ -10,7 +10,9 @@ pub mod gateway;
 pub mod metrics;
 pub mod process;
 pub mod raw;
+pub mod scripted;
 pub mod table;
+pub mod todos;
 pub mod upstream;
 
 pub use echo::Echo;
@@ -20,7 +22,9 @@ pub use process::{
     free_addrs, realmgate_bin, run_to_completion, workspace_root, Finished, Proc, TempDir,
 };
 pub use raw::{get_request, raw_request, RawConn, RawResponse};
+pub use scripted::{Canned, Scripted, Seen};
 pub use table::{Pool, Table};
+pub use todos::Todos;
 pub use upstream::Upstream;
 
 use std::future::Future;
