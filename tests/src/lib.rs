@@ -5,6 +5,7 @@
 // `<workspace>/target/debug/realmgate`), `Upstream` is a small real HTTP/1.1 server, and
 // `raw_request` speaks bytes over a `TcpStream` for requests no well-behaved client sends.
 
+pub mod browser;
 pub mod echo;
 pub mod gateway;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod table;
 pub mod todos;
 pub mod upstream;
 
+pub use browser::Browser;
 pub use echo::Echo;
 pub use gateway::{Gateway, GatewayOpts, Launch};
 pub use metrics::Metrics;

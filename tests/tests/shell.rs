@@ -127,7 +127,8 @@ async fn navigations_get_the_built_in_shell_with_the_context() {
 #[tokio::test(flavor = "multi_thread")]
 async fn frames_subresources_and_other_paths_reach_the_app() {
     let (gw, app) = builtin_gateway().await;
-    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
         ("GET", "/todos/", &[FRAME]),
         ("GET", "/todos/", &[("sec-fetch-dest", "empty")]),
         ("GET", "/todos/", &[("accept", "application/json")]),

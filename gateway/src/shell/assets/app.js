@@ -84,7 +84,8 @@
     },
   });
 
-  // Ask for a hello in case the shell's came before this script ran. Never "*".
+  // Ask the shell for a channel, once per document. Never "*": a parent of another origin
+  // never sees the message.
   if (framed) {
     for (const origin of allowed) {
       try { window.parent.postMessage({ type: "realmgate:announce" }, origin); } catch (e) { /* bad origin */ }

@@ -104,10 +104,11 @@
         let doc = null;
         try { doc = this._iframe.contentDocument; } catch (e) { doc = null; }
         if (!doc) {
-          return this._fail("refused", "The app could not be displayed here (it refused to be framed or failed to load).");
+          this._fail("refused", "The app could not be displayed here (it refused to be framed or failed to load).");
         }
       }
-      this._hello();
+      // The handshake itself starts from the app: its bridge announces itself once per
+      // document (see _onWindowMessage), so a document never gets two channels.
     }
 
     _hello() {
@@ -124,7 +125,7 @@
     }
 
     _onWindowMessage(e) {
-      // An app whose bridge loaded late asks for a hello; only our frame, only its origin.
+      // The app's bridge asks for a channel; only our frame's window, only the app's origin.
       if (!this._iframe || e.source !== this._iframe.contentWindow || e.origin !== this._origin) return;
       if (e.data && e.data.type === "realmgate:announce") this._hello();
     }
@@ -245,7 +246,7 @@
   const links = new Map();
   const list = document.getElementById("rg-apps");
   for (const app of ctx.catalog) {
-    const a = el("a", { href: app.path, "data-app": app.path }, icon(app), el("span", {}, app.name), el("span", { class: "rg-badge" }));
+    const a = el("a", { href: app.path, "data-app": app.path }, icon(app), el("span", { class: "rg-name" }, app.name), el("span", { class: "rg-badge" }));
     links.set(app.path, a);
     list.append(el("li", {}, a));
   }
