@@ -13,8 +13,8 @@ mod validate;
 pub mod wire;
 
 pub use validate::{
-    is_name, is_tenant_id, validate, Checked, Problem, KNOWN_AUTH, MAX_CATALOG_APPS,
-    MAX_ENDPOINTS, MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT, MAX_SHELL_EXCLUDES,
+    is_name, is_tenant_id, validate, Checked, Problem, KNOWN_AUTH, MAX_CATALOG_APPS, MAX_ENDPOINTS,
+    MAX_HOSTS_PER_TENANT, MAX_ROUTES_PER_TENANT, MAX_SHELL_EXCLUDES,
 };
 pub use wire::{
     AuthSpec, CatalogApp, HealthCheck, Route, Shell, Table, Tenant, TenantStatus, Upstream,

@@ -62,7 +62,9 @@ pub(crate) fn check_shell_fields(
             if !is_icon(icon) {
                 problems.push(Problem::new(
                     format!("{aat}.icon"),
-                    format!("{icon:?} is not an icon name (1-{MAX_ICON_LEN} of a-z, 0-9, '-', ':')"),
+                    format!(
+                        "{icon:?} is not an icon name (1-{MAX_ICON_LEN} of a-z, 0-9, '-', ':')"
+                    ),
                 ));
             }
         }

@@ -174,7 +174,10 @@ fn shell_fields_parse_and_round_trip() {
     assert!(shell.enabled);
     assert_eq!(shell.upstream.as_deref(), Some("shell"));
     assert_eq!(shell.excludes, ["/api/"]);
-    assert!(t.tenants[1].shell.as_ref().is_some_and(|s| s.excludes.is_empty()));
+    assert!(t.tenants[1]
+        .shell
+        .as_ref()
+        .is_some_and(|s| s.excludes.is_empty()));
     let again = serde_json::to_vec(&t).expect("serialise");
     assert_eq!(parse(&again).expect("valid").0, t);
 }
@@ -233,7 +236,10 @@ fn shell_sizes_are_bounded() {
     );
     let p = problems(&json);
     assert!(has(&p, "tenants[0].catalog: more than 64 apps"), "{p:#?}");
-    assert!(has(&p, "tenants[0].shell.excludes: more than 64 prefixes"), "{p:#?}");
+    assert!(
+        has(&p, "tenants[0].shell.excludes: more than 64 prefixes"),
+        "{p:#?}"
+    );
     assert!(has(&p, "tenants[0].catalog[65].path"), "{p:#?}");
     assert_eq!(p.len(), 3, "{p:#?}");
 }

@@ -2,8 +2,8 @@
 
 use crate::host::HostPattern;
 use crate::path::normalise_path;
-pub use crate::shell::{MAX_CATALOG_APPS, MAX_SHELL_EXCLUDES};
 use crate::shell::check_shell_fields;
+pub use crate::shell::{MAX_CATALOG_APPS, MAX_SHELL_EXCLUDES};
 use crate::wire::{Table, Tenant, Upstream};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
