@@ -182,8 +182,7 @@ impl ProxyHttp for Gateway {
             ctx.shell.as_deref_mut(),
             shell_of(ctx.snapshot.as_ref(), ctx.tenant),
         ) {
-            let head_only = session.req_header().method == http::Method::HEAD;
-            state.response(sh, resp, head_only, ctx.user.as_ref())?;
+            state.response(sh, session.req_header(), resp, ctx.user.as_ref())?;
         }
         resp.insert_header(X_REQUEST_ID, ctx.request_id().clone())
     }

@@ -298,6 +298,16 @@ async fn a_tenant_shell_upstream_streams_through_the_injector() {
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert_eq!(context(&r.text()).0["active"]["index"], 1);
 
+    // An HTTP/1.0 client gets no chunks: the injected body ends with the connection.
+    let r = gw
+        .raw("GET /notes/ HTTP/1.0\r\nHost: acme.test\r\nSec-Fetch-Dest: document\r\n\r\n")
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert_eq!(r.header("content-length"), None);
+    assert!(r.text().ends_with("</html>"), "{}", r.text());
+    assert_eq!(context(&r.text()).0["active"]["index"], 1);
+
     // 304, 204 and non-HTML pass untouched (but the shell policy still applies).
     let r = gw.raw(nav("/notes/cached")).await;
     assert_eq!(r.status, 304);

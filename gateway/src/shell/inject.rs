@@ -158,11 +158,16 @@ fn inflate(gz: &mut MultiGzDecoder<Vec<u8>>, input: &[u8], end: bool) -> std::io
 }
 
 /// Decide from a shell response's header whether its body is injected, and make the header
-/// fit the rewritten body: no `Content-Length` (the length changes; chunked instead), no
+/// fit the rewritten body: no `Content-Length` (the length changes; chunked for an HTTP/1.1
+/// client, `chunked`; HTTP/1.0 reads to the close, HTTP/2 frames the body itself), no
 /// `Content-Encoding` once inflated, no validators (the body differs on every request), and
 /// `Cache-Control: no-store`. 204, 205, 206, 304 and every other non-2xx, non-HTML, or
 /// unknown-encoding response is left untouched (`None`).
-pub fn prepare(resp: &mut ResponseHeader, head_only: bool) -> Result<Option<Encoding>> {
+pub fn prepare(
+    resp: &mut ResponseHeader,
+    head_only: bool,
+    chunked: bool,
+) -> Result<Option<Encoding>> {
     let status = resp.status.as_u16();
     if !(200..300).contains(&status) || matches!(status, 204..=206) || !is_html(resp) {
         return Ok(None);
@@ -191,7 +196,7 @@ pub fn prepare(resp: &mut ResponseHeader, head_only: bool) -> Result<Option<Enco
     ] {
         resp.remove_header(&name);
     }
-    if !head_only {
+    if chunked && !head_only {
         resp.insert_header(TRANSFER_ENCODING, HeaderValue::from_static("chunked"))?;
     }
     resp.insert_header(CACHE_CONTROL, HeaderValue::from_static("no-store"))?;

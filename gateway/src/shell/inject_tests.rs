@@ -132,7 +132,7 @@ fn html_responses_lose_length_and_validators() {
         ],
     );
     assert_eq!(
-        prepare(&mut r, false).expect("prepare"),
+        prepare(&mut r, false, true).expect("prepare"),
         Some(Encoding::Identity)
     );
     assert_eq!(
@@ -156,7 +156,7 @@ fn html_responses_lose_length_and_validators() {
         ],
     );
     assert_eq!(
-        prepare(&mut gz, false).expect("prepare"),
+        prepare(&mut gz, false, true).expect("prepare"),
         Some(Encoding::Gzip)
     );
     assert!(gz.headers.get("content-encoding").is_none());
@@ -167,9 +167,18 @@ fn html_responses_lose_length_and_validators() {
         200,
         &[("content-type", "text/html"), ("content-length", "10")],
     );
-    assert!(prepare(&mut head, true).expect("prepare").is_some());
+    assert!(prepare(&mut head, true, true).expect("prepare").is_some());
     assert!(head.headers.get("transfer-encoding").is_none());
     assert!(head.headers.get("content-length").is_none());
+
+    // An HTTP/1.0 client cannot read chunks: the body then ends with the connection.
+    let mut old = resp(
+        200,
+        &[("content-type", "text/html"), ("content-length", "10")],
+    );
+    assert!(prepare(&mut old, false, false).expect("prepare").is_some());
+    assert!(old.headers.get("transfer-encoding").is_none());
+    assert!(old.headers.get("content-length").is_none());
 }
 
 #[test]
@@ -210,7 +219,7 @@ fn other_responses_pass_untouched() {
         let mut r = resp(status, headers);
         let before = names(&r);
         assert_eq!(
-            prepare(&mut r, false).expect("prepare"),
+            prepare(&mut r, false, true).expect("prepare"),
             None,
             "{status} {headers:?}"
         );

@@ -72,17 +72,19 @@ impl ShellState {
     }
 
     /// The shell upstream's response header: our policy beside theirs, and injection set up
-    /// when the body is HTML we can rewrite.
+    /// when the body is HTML we can rewrite. `req` is the client's request.
     pub fn response(
         &mut self,
         shell: &ShellRt,
+        req: &RequestHeader,
         resp: &mut ResponseHeader,
-        head_only: bool,
         user: Option<&User>,
     ) -> Result<()> {
+        let head_only = req.method == http::Method::HEAD;
+        let chunked = req.version == http::Version::HTTP_11;
         resp.append_header(CONTENT_SECURITY_POLICY, upstream_csp(&self.nonce))?;
         resp.append_header(VARY, VARY_SHELL)?;
-        if let Some(encoding) = prepare(resp, head_only)? {
+        if let Some(encoding) = prepare(resp, head_only, chunked)? {
             if !head_only {
                 let element = shell.context.element(&self.nonce, self.page.active, user);
                 self.injector = Some(Injector::new(element, None, encoding));
