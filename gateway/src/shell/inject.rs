@@ -8,13 +8,42 @@ use http::header::{
     ETAG, LAST_MODIFIED, TRANSFER_ENCODING,
 };
 use lol_html::html_content::ContentType;
-use lol_html::{element, end, send, OutputSink};
+use lol_html::{end, send, OutputSink, Selector};
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
+use std::borrow::Cow;
 use std::io::Write;
+use std::sync::LazyLock;
 use std::sync::{Arc, Mutex};
 
 type Rewriter = send::HtmlRewriter<'static, Sink>;
+
+/// Selectors are parsed once per process, not per response.
+static HEAD: LazyLock<Selector> = LazyLock::new(|| selector("head"));
+static BODY: LazyLock<Selector> = LazyLock::new(|| selector("body"));
+static SCRIPT: LazyLock<Selector> = LazyLock::new(|| selector("script"));
+
+fn selector(css: &str) -> Selector {
+    css.parse()
+        .unwrap_or_else(|e| panic!("static selector {css:?}: {e}"))
+}
+
+/// An element handler on a pre-parsed selector.
+fn on<F>(
+    sel: &'static Selector,
+    handler: F,
+) -> (
+    Cow<'static, Selector>,
+    send::ElementContentHandlers<'static>,
+)
+where
+    F: FnMut(&mut send::Element<'_, '_>) -> lol_html::HandlerResult + Send + 'static,
+{
+    (
+        Cow::Borrowed(sel),
+        send::ElementContentHandlers::default().element(handler),
+    )
+}
 
 /// The rewriter's output, taken after every chunk. Shared with the sink the rewriter owns; the
 /// lock is never contended (one request, one task).
@@ -71,13 +100,13 @@ impl Injector {
             |p: &Arc<Mutex<Option<String>>>| p.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (p_head, p_body, p_end) = (pending.clone(), pending.clone(), pending);
         let mut settings = send::Settings::new_send()
-            .append_element_content_handler(element!("head", move |el| {
+            .append_element_content_handler(on(&HEAD, move |el| {
                 if let Some(html) = take(&p_head) {
                     el.prepend(&html, ContentType::Html);
                 }
                 Ok(())
             }))
-            .append_element_content_handler(element!("body", move |el| {
+            .append_element_content_handler(on(&BODY, move |el| {
                 if let Some(html) = take(&p_body) {
                     el.before(&html, ContentType::Html);
                 }
@@ -91,7 +120,7 @@ impl Injector {
             }))
             .with_strict(false);
         if let Some(nonce) = nonce {
-            settings = settings.append_element_content_handler(element!("script", move |el| {
+            settings = settings.append_element_content_handler(on(&SCRIPT, move |el| {
                 el.set_attribute("nonce", &nonce)?;
                 Ok(())
             }));
