@@ -12,16 +12,28 @@
 //! separate header. Browsers enforce every policy they get, so an app's looser list
 //! (`frame-ancestors https://partner.example 'self'`) is narrowed to the same origin, and the
 //! app's other directives are left as they are.
+//!
+//! HTML app responses also get `Vary: Sec-Fetch-Dest`: the same URL is the shell for a
+//! navigation and the app for a frame, so a browser cache must not hand one to the other.
 
-use http::header::{HeaderName, HeaderValue, CONTENT_SECURITY_POLICY};
+use http::header::{HeaderName, HeaderValue, CONTENT_SECURITY_POLICY, CONTENT_TYPE, VARY};
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 
 pub const X_FRAME_OPTIONS: HeaderName = HeaderName::from_static("x-frame-options");
 const SELF_ONLY: HeaderValue = HeaderValue::from_static("frame-ancestors 'self'");
+const VARY_DEST: HeaderValue = HeaderValue::from_static("Sec-Fetch-Dest");
 
-/// Add `frame-ancestors 'self'` to an app response unless it is already as strict.
+/// Add `frame-ancestors 'self'` to an app response unless it is already as strict, and
+/// `Vary: Sec-Fetch-Dest` to an HTML one.
 pub fn guard_app_response(resp: &mut ResponseHeader) -> Result<()> {
+    let html = resp.headers.get(CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= 9 && v[..9].eq_ignore_ascii_case(b"text/html")
+    });
+    if html {
+        resp.append_header(VARY, VARY_DEST)?;
+    }
     if already_strict(resp) {
         return Ok(());
     }
@@ -83,6 +95,27 @@ mod tests {
     }
 
     const OURS: &str = "frame-ancestors 'self'";
+
+    #[test]
+    fn html_varies_by_fetch_destination() {
+        let mut r = ResponseHeader::build(200, None).expect("response");
+        r.append_header("content-type", "text/html; charset=utf-8")
+            .expect("header");
+        r.append_header("vary", "Accept-Encoding").expect("header");
+        guard_app_response(&mut r).expect("guard");
+        let vary: Vec<&str> = r
+            .headers
+            .get_all(VARY)
+            .iter()
+            .map(|v| v.to_str().expect("ascii"))
+            .collect();
+        assert_eq!(vary, ["Accept-Encoding", "Sec-Fetch-Dest"]);
+        let mut json = ResponseHeader::build(200, None).expect("response");
+        json.append_header("content-type", "application/json")
+            .expect("header");
+        guard_app_response(&mut json).expect("guard");
+        assert!(json.headers.get(VARY).is_none());
+    }
 
     #[test]
     fn adds_self_when_the_app_says_nothing() {
