@@ -13,6 +13,7 @@ use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use std::borrow::Cow;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 use std::sync::{Arc, Mutex};
 
@@ -62,14 +63,29 @@ impl OutputSink for Sink {
 }
 
 impl Sink {
+    fn push(&self, raw: &[u8]) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(raw);
+    }
+
     fn take(&self) -> Option<Bytes> {
         let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
         (!buf.is_empty()).then(|| buf.split().freeze())
     }
 }
 
+/// Until the element is in, the rewriter is fed this much at a time, so it can stop right after
+/// `<head>` instead of parsing the rest of a large first chunk.
+const SLICE: usize = 1024;
+
 struct Inner {
     rewriter: Option<Rewriter>,
+    /// Set by the handler that placed the element. From then on nothing is left to rewrite
+    /// (unless nonces are being stamped), so the rewriter is ended and the rest passes as is.
+    injected: Arc<AtomicBool>,
+    stop_early: bool,
     gunzip: Option<MultiGzDecoder<Vec<u8>>>,
     out: Sink,
     /// After a rewriting or decoding error the rest passes as it comes (never seen with
@@ -96,29 +112,37 @@ impl Injector {
     /// (trusted, built-in) page gets it as its `nonce` attribute.
     pub fn new(element: String, nonce: Option<String>, encoding: Encoding) -> Injector {
         let pending = Arc::new(Mutex::new(Some(element)));
-        let take =
-            |p: &Arc<Mutex<Option<String>>>| p.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let injected = Arc::new(AtomicBool::new(false));
+        let take = |p: &Arc<Mutex<Option<String>>>, flag: &AtomicBool| {
+            let html = p.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if html.is_some() {
+                flag.store(true, Ordering::Relaxed);
+            }
+            html
+        };
         let (p_head, p_body, p_end) = (pending.clone(), pending.clone(), pending);
+        let (f_head, f_body) = (injected.clone(), injected.clone());
         let mut settings = send::Settings::new_send()
             .append_element_content_handler(on(&HEAD, move |el| {
-                if let Some(html) = take(&p_head) {
+                if let Some(html) = take(&p_head, &f_head) {
                     el.prepend(&html, ContentType::Html);
                 }
                 Ok(())
             }))
             .append_element_content_handler(on(&BODY, move |el| {
-                if let Some(html) = take(&p_body) {
+                if let Some(html) = take(&p_body, &f_body) {
                     el.before(&html, ContentType::Html);
                 }
                 Ok(())
             }))
             .append_document_content_handler(end!(move |end| {
-                if let Some(html) = take(&p_end) {
+                if let Some(html) = p_end.lock().unwrap_or_else(|e| e.into_inner()).take() {
                     end.append(&html, ContentType::Html);
                 }
                 Ok(())
             }))
             .with_strict(false);
+        let stop_early = nonce.is_none();
         if let Some(nonce) = nonce {
             settings = settings.append_element_content_handler(on(&SCRIPT, move |el| {
                 el.set_attribute("nonce", &nonce)?;
@@ -129,6 +153,8 @@ impl Injector {
         Injector {
             inner: Mutex::new(Inner {
                 rewriter: Some(send::HtmlRewriter::new(settings, out.clone())),
+                injected,
+                stop_early,
                 gunzip: (encoding == Encoding::Gzip).then(|| MultiGzDecoder::new(Vec::new())),
                 out,
                 failed: false,
@@ -155,24 +181,61 @@ impl Injector {
                 }
             },
         };
-        let result = match inner.rewriter.as_mut() {
-            Some(rw) if !plain.is_empty() => rw.write(&plain),
-            _ => Ok(()),
-        };
-        let result = result.and_then(|()| match (end, inner.rewriter.take()) {
-            (true, Some(rw)) => rw.end(),
-            (false, rw) => {
-                inner.rewriter = rw;
-                Ok(())
-            }
-            (true, None) => Ok(()),
-        });
+        if inner.rewriter.is_none() {
+            // Rewriting is over: the rest of the document passes untouched, without a copy.
+            *body = (!plain.is_empty()).then_some(plain);
+            return;
+        }
+        let (result, rest) = inner.rewrite(&plain, end);
+        if !rest.is_empty() {
+            inner.out.push(rest);
+        }
         *body = inner.out.take();
         if let Err(e) = result {
             log::warn!("shell: HTML rewriting failed, passing the rest through: {e}");
             inner.failed = true;
             inner.rewriter = None;
         }
+    }
+}
+
+impl Inner {
+    /// Feed `plain` to the rewriter; returns the tail it did not need to see (after an early
+    /// end), which goes out as is.
+    fn rewrite<'a>(
+        &mut self,
+        plain: &'a [u8],
+        end: bool,
+    ) -> (Result<(), lol_html::errors::RewritingError>, &'a [u8]) {
+        let mut rest = plain;
+        while let Some(rw) = self.rewriter.as_mut() {
+            if rest.is_empty() {
+                break;
+            }
+            let n = if self.stop_early {
+                rest.len().min(SLICE)
+            } else {
+                rest.len()
+            };
+            if let Err(e) = rw.write(&rest[..n]) {
+                return (Err(e), &[]);
+            }
+            rest = &rest[n..];
+            if self.stop_early && self.injected.load(Ordering::Relaxed) {
+                // Flushes what the rewriter still holds (an unfinished tag stays as written).
+                let ended = self.rewriter.take().map_or(Ok(()), |rw| rw.end());
+                return (ended, rest);
+            }
+        }
+        let ended = match (end, self.rewriter.take()) {
+            (true, Some(rw)) => rw.end(),
+            (false, rw) => {
+                self.rewriter = rw;
+                Ok(())
+            }
+            (true, None) => Ok(()),
+        };
+        (ended, rest)
     }
 }
 

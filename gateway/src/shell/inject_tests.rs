@@ -226,3 +226,37 @@ fn other_responses_pass_untouched() {
         assert_eq!(names(&r), before, "{status} {headers:?}");
     }
 }
+
+#[test]
+fn stops_rewriting_after_the_element_and_passes_the_rest_as_is() {
+    // <head> well past the first slice, and at every offset around a slice boundary.
+    for pad in [0, 1000, 1017, 1018, 1019, 1020, 1024, 3000] {
+        let comment = format!("<!--{}-->", "c".repeat(pad));
+        let tail = "<p>after</p><script>if (a < b && c > d) {}</script><HEAD>not again</HEAD>";
+        let doc = format!(
+            "{comment}<html><head><title>x</title></head><body>{}{tail}</body></html>",
+            "y".repeat(5000)
+        );
+        let want = format!(
+            "{comment}<html><head>{EL}<title>x</title></head><body>{}{tail}</body></html>",
+            "y".repeat(5000)
+        );
+        assert_eq!(whole(&doc), want, "pad {pad}");
+        let chunks: Vec<&[u8]> = doc.as_bytes().chunks(700).collect();
+        assert_eq!(
+            run(&chunks, Encoding::Identity).0,
+            want,
+            "pad {pad}, chunks of 700"
+        );
+    }
+    // An unfinished tag at the moment rewriting stops is passed on as written.
+    let doc = "<head></head><body><div class=\"a\"></div></body>";
+    for cut in 1..doc.len() {
+        let (a, b) = doc.as_bytes().split_at(cut);
+        assert_eq!(
+            run(&[a, b], Encoding::Identity).0,
+            format!("<head>{EL}</head><body><div class=\"a\"></div></body>"),
+            "cut at {cut}"
+        );
+    }
+}
