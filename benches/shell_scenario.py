@@ -151,7 +151,7 @@ def wrk(port, host, headers, duration, connections):
 
 def run_shell(realmgate_bin, rounds=3, duration=10, connections=32, smoke=False):
     if not shutil.which('nginx') or not shutil.which('wrk'):
-        raise SystemExit('needs nginx and wrk (apt-get install nginx wrk)')
+        subprocess.run([os.path.join(ROOT, 'tests/setup/deps.sh'), 'nginx', 'wrk'], check=True)
     tmp = tempfile.mkdtemp(prefix='rg-bench-shell-')
     os.chmod(tmp, 0o755)  # nginx workers run unprivileged and must read the page
     procs = []

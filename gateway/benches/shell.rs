@@ -107,6 +107,16 @@ fn injection(c: &mut Criterion) {
         "{\"tenant\":{\"id\":\"acme\",\"display_name\":\"Acme\"},\"catalog\":[],\"active\":null,\"user\":null}"
     );
     let mut g = c.benchmark_group("inject");
+    g.bench_function("new_only", |b| {
+        b.iter(|| black_box(Injector::new(element.clone(), None, Encoding::Identity)))
+    });
+    g.bench_function("context_element_and_nonce", |b| {
+        b.iter(|| {
+            let nonce = realmgate::shell::context::new_nonce();
+            black_box(realmgate::shell::context::upstream_csp(&nonce));
+            black_box(element.replace("AAAA", &nonce[..4]))
+        })
+    });
     g.throughput(Throughput::Bytes(page.len() as u64));
     g.bench_function("page_20k_in_4k_chunks", |b| {
         b.iter(|| {

@@ -76,9 +76,10 @@ impl Sink {
     }
 }
 
-/// Until the element is in, the rewriter is fed this much at a time, so it can stop right after
+/// Until the element is in, the rewriter is fed this much at a time (pages put `<head>` in
+/// their first hundred bytes), so it can stop right after
 /// `<head>` instead of parsing the rest of a large first chunk.
-const SLICE: usize = 1024;
+const SLICE: usize = 256;
 
 struct Inner {
     rewriter: Option<Rewriter>,

@@ -230,7 +230,11 @@ fn other_responses_pass_untouched() {
 #[test]
 fn stops_rewriting_after_the_element_and_passes_the_rest_as_is() {
     // <head> well past the first slice, and at every offset around a slice boundary.
-    for pad in [0, 1000, 1017, 1018, 1019, 1020, 1024, 3000] {
+    // "<head>" starts at pad + 13: put it across the 256-byte slice boundaries.
+    let pads = (0..12)
+        .flat_map(|d| [256 - 19 + d, 1024 - 19 + d])
+        .chain([0, 3000]);
+    for pad in pads {
         let comment = format!("<!--{}-->", "c".repeat(pad));
         let tail = "<p>after</p><script>if (a < b && c > d) {}</script><HEAD>not again</HEAD>";
         let doc = format!(
