@@ -76,9 +76,8 @@ impl Sink {
     }
 }
 
-/// Until the element is in, the rewriter is fed this much at a time (pages put `<head>` in
-/// their first hundred bytes), so it can stop right after
-/// `<head>` instead of parsing the rest of a large first chunk.
+/// Until the element is in, the rewriter is fed this much at a time, so it stops right after
+/// `<head>` (pages put it in their first hundred bytes) instead of parsing a whole first chunk.
 const SLICE: usize = 256;
 
 struct Inner {
