@@ -195,7 +195,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
         if let Some(state) = ctx.shell.as_deref_mut() {
-            state.body(body, end_of_stream);
+            state.body(body, end_of_stream)?;
         }
         Ok(None)
     }

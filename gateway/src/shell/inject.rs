@@ -9,7 +9,7 @@ use http::header::{
 };
 use lol_html::html_content::ContentType;
 use lol_html::{end, send, OutputSink, Selector};
-use pingora_error::Result;
+use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::ResponseHeader;
 use std::borrow::Cow;
 use std::io::Write;
@@ -88,9 +88,10 @@ struct Inner {
     stop_early: bool,
     gunzip: Option<MultiGzDecoder<Vec<u8>>>,
     out: Sink,
-    /// After a rewriting or decoding error the rest passes as it comes (never seen with
-    /// `strict: false` and no memory limit; kept so a surprise cannot stall a response).
-    failed: bool,
+    /// Bytes of the (inflated) document in, and out: at the end, out = in + the element.
+    bytes_in: usize,
+    bytes_out: usize,
+    element_len: usize,
 }
 
 /// One response's injector. Lives in the request CTX, which must be `Sync`: the `Mutex` is only
@@ -111,6 +112,7 @@ impl Injector {
     /// without either, at the end of the document. With `nonce`, every `<script>` of the
     /// (trusted, built-in) page gets it as its `nonce` attribute.
     pub fn new(element: String, nonce: Option<String>, encoding: Encoding) -> Injector {
+        let element_len = element.len();
         let pending = Arc::new(Mutex::new(Some(element)));
         let injected = Arc::new(AtomicBool::new(false));
         let take = |p: &Arc<Mutex<Option<String>>>, flag: &AtomicBool| {
@@ -157,45 +159,50 @@ impl Injector {
                 stop_early,
                 gunzip: (encoding == Encoding::Gzip).then(|| MultiGzDecoder::new(Vec::new())),
                 out,
-                failed: false,
+                bytes_in: 0,
+                bytes_out: 0,
+                element_len,
             }),
         }
     }
 
-    /// Rewrite one body chunk in place; on the last one, flush everything.
-    pub fn filter(&mut self, body: &mut Option<Bytes>, end: bool) {
+    /// Rewrite one body chunk in place; on the last one, flush everything. An error (gzip that
+    /// does not inflate, a rewriting failure, a length that does not add up) ends the response:
+    /// better a cut-off page than a corrupt one.
+    pub fn filter(&mut self, body: &mut Option<Bytes>, end: bool) -> Result<()> {
         let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
-        if inner.failed {
-            return;
-        }
         let input = body.take().unwrap_or_default();
         let plain = match inner.gunzip.as_mut() {
             None => input,
-            Some(gz) => match inflate(gz, &input, end) {
-                Ok(b) => b,
-                Err(e) => {
-                    log::warn!("shell: cannot inflate gzip from the shell upstream: {e}");
-                    inner.failed = true;
-                    *body = inner.out.take();
-                    return;
-                }
-            },
+            Some(gz) => inflate(gz, &input, end).or_err(
+                ErrorType::InternalError,
+                "shell: inflating the shell upstream's gzip",
+            )?,
         };
-        if inner.rewriter.is_none() {
+        inner.bytes_in += plain.len();
+        if inner.rewriter.is_some() {
+            let (result, rest) = inner.rewrite(&plain, end);
+            result.or_err(ErrorType::InternalError, "shell: rewriting the shell HTML")?;
+            if !rest.is_empty() {
+                inner.out.push(rest);
+            }
+            *body = inner.out.take();
+        } else if !plain.is_empty() {
             // Rewriting is over: the rest of the document passes untouched, without a copy.
-            *body = (!plain.is_empty()).then_some(plain);
-            return;
+            *body = Some(plain);
         }
-        let (result, rest) = inner.rewrite(&plain, end);
-        if !rest.is_empty() {
-            inner.out.push(rest);
+        inner.bytes_out += body.as_ref().map_or(0, Bytes::len);
+        // Stamped nonces change lengths; otherwise the element is the only difference.
+        if end && inner.stop_early && inner.bytes_out != inner.bytes_in + inner.element_len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!(
+                    "shell: injected body is {} bytes, expected {} + {}",
+                    inner.bytes_out, inner.bytes_in, inner.element_len
+                ),
+            );
         }
-        *body = inner.out.take();
-        if let Err(e) = result {
-            log::warn!("shell: HTML rewriting failed, passing the rest through: {e}");
-            inner.failed = true;
-            inner.rewriter = None;
-        }
+        Ok(())
     }
 }
 
@@ -250,15 +257,21 @@ fn inflate(gz: &mut MultiGzDecoder<Vec<u8>>, input: &[u8], end: bool) -> std::io
 }
 
 /// Decide from a shell response's header whether its body is injected, and make the header
-/// fit the rewritten body: no `Content-Length` (the length changes; chunked for an HTTP/1.1
-/// client, `chunked`; HTTP/1.0 reads to the close, HTTP/2 frames the body itself), no
-/// `Content-Encoding` once inflated, no validators (the body differs on every request), and
-/// `Cache-Control: no-store`. 204, 205, 206, 304 and every other non-2xx, non-HTML, or
-/// unknown-encoding response is left untouched (`None`).
+/// fit the rewritten body, `extra` bytes (the element, inserted exactly once) longer:
+/// - an identity body with a `Content-Length` keeps one, `extra` larger (the injector checks
+///   the sum at the end and cuts the response off if it does not add up);
+/// - otherwise (gzip, or no length) no `Content-Length`: chunked for an HTTP/1.1 client
+///   (`chunked`), read to the close by HTTP/1.0, framed by HTTP/2 itself;
+/// - no `Content-Encoding` once inflated, no validators (the body differs on every request),
+///   and `Cache-Control: no-store`.
+///
+/// 204, 205, 206, 304 and every other non-2xx, non-HTML, or unknown-encoding response is left
+/// untouched (`None`).
 pub fn prepare(
     resp: &mut ResponseHeader,
     head_only: bool,
     chunked: bool,
+    extra: usize,
 ) -> Result<Option<Encoding>> {
     let status = resp.status.as_u16();
     if !(200..300).contains(&status) || matches!(status, 204..=206) || !is_html(resp) {
@@ -279,6 +292,14 @@ pub fn prepare(
             return Ok(None);
         }
     };
+    let length = match encoding {
+        Encoding::Identity if resp.headers.get(TRANSFER_ENCODING).is_none() => resp
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse::<usize>().ok()),
+        _ => None,
+    };
     for name in [
         CONTENT_LENGTH,
         CONTENT_ENCODING,
@@ -288,8 +309,12 @@ pub fn prepare(
     ] {
         resp.remove_header(&name);
     }
-    if chunked && !head_only {
-        resp.insert_header(TRANSFER_ENCODING, HeaderValue::from_static("chunked"))?;
+    match length {
+        Some(n) => resp.insert_header(CONTENT_LENGTH, n.saturating_add(extra))?,
+        None if chunked && !head_only && resp.headers.get(TRANSFER_ENCODING).is_none() => {
+            resp.insert_header(TRANSFER_ENCODING, HeaderValue::from_static("chunked"))?
+        }
+        None => {}
     }
     resp.insert_header(CACHE_CONTROL, HeaderValue::from_static("no-store"))?;
     Ok(Some(encoding))
@@ -303,11 +328,11 @@ fn is_html(resp: &ResponseHeader) -> bool {
 }
 
 /// Run the injector over a whole document at once (the built-in shell, and tests).
-pub fn inject_all(doc: &[u8], element: String, nonce: Option<String>) -> Bytes {
+pub fn inject_all(doc: &[u8], element: String, nonce: Option<String>) -> Result<Bytes> {
     let mut inj = Injector::new(element, nonce, Encoding::Identity);
     let mut body = Some(Bytes::copy_from_slice(doc));
-    inj.filter(&mut body, true);
-    body.unwrap_or_default()
+    inj.filter(&mut body, true)?;
+    Ok(body.unwrap_or_default())
 }
 
 #[cfg(test)]

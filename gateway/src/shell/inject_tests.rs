@@ -12,7 +12,8 @@ fn run(chunks: &[&[u8]], encoding: Encoding) -> (String, Vec<usize>) {
     let mut sizes = Vec::new();
     for (i, c) in chunks.iter().enumerate() {
         let mut body = Some(Bytes::copy_from_slice(c));
-        inj.filter(&mut body, i + 1 == chunks.len());
+        inj.filter(&mut body, i + 1 == chunks.len())
+            .expect("filter");
         let b = body.unwrap_or_default();
         sizes.push(b.len());
         out.extend_from_slice(&b);
@@ -89,19 +90,20 @@ fn inflates_gzip() {
         let chunks: Vec<&[u8]> = compressed.chunks(size).collect();
         assert_eq!(run(&chunks, Encoding::Gzip).0, want, "chunks of {size}");
     }
-    // Corrupt gzip ends the body instead of hanging or panicking.
-    let (out, _) = run(&[b"not gzip at all", b"<head>"], Encoding::Gzip);
-    assert!(!out.contains(EL));
+    // Corrupt gzip is an error (the response is cut off), not a hang or a panic.
+    let mut inj = Injector::new(EL.to_string(), None, Encoding::Gzip);
+    let mut body = Some(Bytes::from_static(b"not gzip at all"));
+    assert!(inj.filter(&mut body, true).is_err());
 }
 
 #[test]
 fn stamps_nonces_on_builtin_scripts_only_when_asked() {
     let doc = "<head><script src=\"/a.js\"></script></head><body><script>1</script></body>";
-    let stamped = inject_all(doc.as_bytes(), EL.into(), Some("abc".into()));
+    let stamped = inject_all(doc.as_bytes(), EL.into(), Some("abc".into())).expect("inject");
     let s = std::str::from_utf8(&stamped).expect("utf8");
     assert_eq!(s.matches("nonce=\"abc\"").count(), 2, "{s}");
     assert!(s.contains(EL), "our element keeps its own nonce: {s}");
-    let plain = inject_all(doc.as_bytes(), EL.into(), None);
+    let plain = inject_all(doc.as_bytes(), EL.into(), None).expect("inject");
     assert!(!std::str::from_utf8(&plain).expect("utf8").contains("abc"));
 }
 
@@ -120,7 +122,7 @@ fn names(r: &ResponseHeader) -> Vec<String> {
 }
 
 #[test]
-fn html_responses_lose_length_and_validators() {
+fn html_responses_get_the_new_length_and_lose_validators() {
     let mut r = resp(
         200,
         &[
@@ -132,21 +134,41 @@ fn html_responses_lose_length_and_validators() {
         ],
     );
     assert_eq!(
-        prepare(&mut r, false, true).expect("prepare"),
+        prepare(&mut r, false, true, 10).expect("prepare"),
         Some(Encoding::Identity)
     );
+    // The element goes in exactly once: the length is known.
     assert_eq!(
         names(&r),
-        [
-            "cache-control",
-            "content-type",
-            "transfer-encoding",
-            "x-app"
-        ]
+        ["cache-control", "content-length", "content-type", "x-app"]
     );
-    assert_eq!(r.headers["transfer-encoding"], "chunked");
+    assert_eq!(r.headers["content-length"], "1244");
     assert_eq!(r.headers["cache-control"], "no-store");
 
+    // No length: chunked for HTTP/1.1.
+    let mut unknown = resp(200, &[("content-type", "text/html")]);
+    assert!(prepare(&mut unknown, false, true, 10)
+        .expect("prepare")
+        .is_some());
+    assert_eq!(unknown.headers["transfer-encoding"], "chunked");
+    // Already chunked: stays so, once.
+    let mut chunked = resp(
+        200,
+        &[
+            ("content-type", "text/html"),
+            ("transfer-encoding", "chunked"),
+        ],
+    );
+    assert!(prepare(&mut chunked, false, true, 10)
+        .expect("prepare")
+        .is_some());
+    assert_eq!(
+        chunked.headers.get_all("transfer-encoding").iter().count(),
+        1
+    );
+    assert!(chunked.headers.get("content-length").is_none());
+
+    // Gzip: the inflated length is unknown, so chunked.
     let mut gz = resp(
         200,
         &[
@@ -156,27 +178,32 @@ fn html_responses_lose_length_and_validators() {
         ],
     );
     assert_eq!(
-        prepare(&mut gz, false, true).expect("prepare"),
+        prepare(&mut gz, false, true, 10).expect("prepare"),
         Some(Encoding::Gzip)
     );
     assert!(gz.headers.get("content-encoding").is_none());
     assert!(gz.headers.get("content-length").is_none());
+    assert_eq!(gz.headers["transfer-encoding"], "chunked");
 
-    // HEAD: no body follows, so no chunked framing either.
+    // HEAD: the length the GET would have, no chunked framing.
     let mut head = resp(
         200,
         &[("content-type", "text/html"), ("content-length", "10")],
     );
-    assert!(prepare(&mut head, true, true).expect("prepare").is_some());
+    assert!(prepare(&mut head, true, true, 10)
+        .expect("prepare")
+        .is_some());
     assert!(head.headers.get("transfer-encoding").is_none());
-    assert!(head.headers.get("content-length").is_none());
+    assert_eq!(head.headers["content-length"], "20");
 
-    // An HTTP/1.0 client cannot read chunks: the body then ends with the connection.
+    // An HTTP/1.0 client cannot read chunks: without a length the body ends with the connection.
     let mut old = resp(
         200,
-        &[("content-type", "text/html"), ("content-length", "10")],
+        &[("content-type", "text/html"), ("content-encoding", "gzip")],
     );
-    assert!(prepare(&mut old, false, false).expect("prepare").is_some());
+    assert!(prepare(&mut old, false, false, 10)
+        .expect("prepare")
+        .is_some());
     assert!(old.headers.get("transfer-encoding").is_none());
     assert!(old.headers.get("content-length").is_none());
 }
@@ -219,7 +246,7 @@ fn other_responses_pass_untouched() {
         let mut r = resp(status, headers);
         let before = names(&r);
         assert_eq!(
-            prepare(&mut r, false, true).expect("prepare"),
+            prepare(&mut r, false, true, 10).expect("prepare"),
             None,
             "{status} {headers:?}"
         );
@@ -263,4 +290,23 @@ fn stops_rewriting_after_the_element_and_passes_the_rest_as_is() {
             "cut at {cut}"
         );
     }
+}
+
+#[test]
+fn output_length_is_input_plus_element() {
+    for doc in [
+        "<html><head></head><body></body></html>",
+        "<body>no head</body>",
+        "neither",
+        "<head>\u{e9}\u{2028} non-ascii \u{1f600}</head>",
+    ] {
+        let (out, _) = run(&[doc.as_bytes()], Encoding::Identity);
+        assert_eq!(out.len(), doc.len() + EL.len(), "{doc}");
+    }
+    // Invalid UTF-8 passes byte for byte.
+    let raw: &[u8] = b"<head></head><body>\xff\xfe</body>";
+    let mut inj = Injector::new(EL.to_string(), None, Encoding::Identity);
+    let mut body = Some(Bytes::from_static(raw));
+    inj.filter(&mut body, true).expect("filter");
+    assert_eq!(body.map_or(0, |b| b.len()), raw.len() + EL.len());
 }

@@ -84,9 +84,9 @@ impl ShellState {
         let chunked = req.version == http::Version::HTTP_11;
         resp.append_header(CONTENT_SECURITY_POLICY, upstream_csp(&self.nonce))?;
         resp.append_header(VARY, VARY_SHELL)?;
-        if let Some(encoding) = prepare(resp, head_only, chunked)? {
+        let element = shell.context.element(&self.nonce, self.page.active, user);
+        if let Some(encoding) = prepare(resp, head_only, chunked, element.len())? {
             if !head_only {
-                let element = shell.context.element(&self.nonce, self.page.active, user);
                 self.injector = Some(Injector::new(element, None, encoding));
             }
         }
@@ -94,9 +94,10 @@ impl ShellState {
     }
 
     /// One body chunk of the shell upstream's response.
-    pub fn body(&mut self, body: &mut Option<Bytes>, end: bool) {
-        if let Some(inj) = self.injector.as_mut() {
-            inj.filter(body, end);
+    pub fn body(&mut self, body: &mut Option<Bytes>, end: bool) -> Result<()> {
+        match self.injector.as_mut() {
+            Some(inj) => inj.filter(body, end),
+            None => Ok(()),
         }
     }
 
@@ -109,7 +110,7 @@ impl ShellState {
         request_id: &HeaderValue,
     ) -> Result<bool> {
         let element = shell.context.element(&self.nonce, self.page.active, user);
-        let body = inject_all(BUILTIN_HTML.as_bytes(), element, Some(self.nonce.clone()));
+        let body = inject_all(BUILTIN_HTML.as_bytes(), element, Some(self.nonce.clone()))?;
         let mut resp = ResponseHeader::build(200, Some(9))?;
         resp.insert_header(CONTENT_TYPE, "text/html; charset=utf-8")?;
         resp.insert_header(CONTENT_LENGTH, body.len())?;
