@@ -1,6 +1,6 @@
 //! Realmgate, the data plane: a Pingora reverse proxy that resolves host → tenant from a
 //! pushed routing table, routes by longest prefix, checks the route's auth policy against the
-//! tenant's realm, and load-balances to upstream pools.
+//! tenant's realm, serves the tenant app shell, and load-balances to upstream pools.
 
 pub mod admin;
 pub mod auth;
@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod request;
 pub mod route;
+pub mod shell;
 pub mod snapshot;
 pub mod tenant;
 pub mod upstream;

@@ -1,6 +1,7 @@
 //! The `ProxyHttp` implementation. Each phase only dispatches to the module where the request
 //! meets it: `request` (host → tenant → route), `auth` (policies, login endpoints), `limits`
-//! (rate limits), `upstream` (peer choice, retry), `headers`, `errors`, `metrics`.
+//! (rate limits), `shell` (app shell, injection, framing policy), `upstream` (peer choice,
+//! retry), `headers`, `errors`, `metrics`.
 
 use crate::auth::{self, api_key, Auth, AuthCtx, Grant, Reply};
 use crate::errors::{wants_html, GatewayError};
@@ -10,8 +11,9 @@ use crate::headers::{
     X_REQUEST_ID,
 };
 use crate::limits::{self, client::TrustedProxies, Over};
-use crate::request::{resolve, Resolved};
+use crate::request::{resolve, Local, Resolved};
 use crate::route::PoolIdx;
+use crate::shell::{self, ShellState, User};
 use crate::snapshot::{Snapshot, Store};
 use crate::tenant::TenantIdx;
 use async_trait::async_trait;
@@ -47,6 +49,12 @@ pub struct Ctx {
     auth: AuthCtx,
     /// Who auth admitted the request as (public, a realm identity, or an API key).
     grant: Grant,
+    /// A shell page from the tenant's shell upstream, on its way through the injector.
+    shell: Option<Box<ShellState>>,
+    /// An app response of a shell-enabled tenant: gets `frame-ancestors 'self'`.
+    frame_guard: bool,
+    /// The signed-in user once session login (issue 3) sets it; `None` on public routes.
+    user: Option<User>,
 }
 
 impl Ctx {
@@ -79,7 +87,15 @@ impl ProxyHttp for Gateway {
                 ctx.tenant = Some(r.tenant);
                 ctx.pool = r.pool;
                 ctx.target = r.target.take();
-                self.admit(session, ctx, &r).await
+                let shell_part = std::mem::replace(&mut r.local, Local::None);
+                if self.admit(session, ctx, &r).await? {
+                    return Ok(true);
+                }
+                ctx.user = ctx.auth.identity.as_ref().map(|id| User {
+                    subject: id.subject.to_str().unwrap_or_default().to_owned(),
+                    name: None,
+                });
+                local(session, ctx, shell_part).await
             }
             Err((tenant, err)) => {
                 ctx.tenant = tenant;
@@ -174,6 +190,9 @@ impl ProxyHttp for Gateway {
         if let Some(host) = session.req_header().headers.get(http::header::HOST) {
             up.insert_header(X_FORWARDED_HOST, host.clone())?;
         }
+        if let Some(state) = ctx.shell.as_deref() {
+            state.upstream_request(up)?;
+        }
         up.insert_header(X_REQUEST_ID, ctx.request_id().clone())
     }
 
@@ -194,14 +213,35 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         for cookie in ctx.auth.set_cookies.drain(..) {
             resp.append_header(http::header::SET_COOKIE, cookie)?;
         }
+        if ctx.frame_guard {
+            shell::frame::guard_app_response(resp)?;
+        } else if let (Some(state), Some(sh)) = (
+            ctx.shell.as_deref_mut(),
+            shell_of(ctx.snapshot.as_ref(), ctx.tenant),
+        ) {
+            state.response(sh, session.req_header(), resp, ctx.user.as_ref())?;
+        }
         resp.insert_header(X_REQUEST_ID, ctx.request_id().clone())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(state) = ctx.shell.as_deref_mut() {
+            state.body(body, end_of_stream)?;
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
@@ -328,6 +368,33 @@ impl Gateway {
     }
 }
 
+/// The shell's part of the request filter: answer the built-in shell or an asset here, or mark
+/// the request for the response filters. `Ok(true)`: answered.
+async fn local(session: &mut Session, ctx: &mut Ctx, local: Local) -> Result<bool> {
+    match local {
+        Local::None => Ok(false),
+        Local::App => {
+            ctx.frame_guard = true;
+            Ok(false)
+        }
+        Local::Asset(asset) => shell::serve::serve_asset(session, asset, ctx.request_id()).await,
+        Local::Shell { page, builtin } => {
+            let state = ShellState::new(page);
+            if !builtin {
+                ctx.shell = Some(Box::new(state));
+                return Ok(false);
+            }
+            let rid = ctx.request_id().clone();
+            let Some(sh) = shell_of(ctx.snapshot.as_ref(), ctx.tenant) else {
+                return respond(session, ctx, GatewayError::Internal).await;
+            };
+            state
+                .serve_builtin(session, sh, ctx.user.as_ref(), &rid)
+                .await
+        }
+    }
+}
+
 /// Is the request's `Authorization` a bearer API key (and not, say, a JWT)?
 fn is_key_bearer(req: &RequestHeader) -> bool {
     req.headers
@@ -347,6 +414,13 @@ async fn respond_limited(session: &mut Session, ctx: &mut Ctx, over: &Over) -> R
         over.write_headers(h)
     })
     .await
+}
+
+fn shell_of(
+    snapshot: Option<&Arc<Snapshot>>,
+    tenant: Option<TenantIdx>,
+) -> Option<&shell::ShellRt> {
+    snapshot?.tenant(tenant?).shell.as_deref()
 }
 
 /// Write one of our own error responses from the request filter (HEAD gets no body).

@@ -3,6 +3,7 @@
 use crate::auth::{Endpoint, Policy};
 use crate::errors::GatewayError;
 use crate::route::{PoolIdx, RouteIdx};
+use crate::shell::{self, Asset, ShellPage};
 use crate::snapshot::Snapshot;
 use crate::tenant::{request_host, TenantIdx};
 use pingora_http::RequestHeader;
@@ -23,6 +24,22 @@ pub struct Resolved {
     pub policy: Policy,
     /// A gateway endpoint (`/.realmgate/...`) instead of a route.
     pub endpoint: Option<Endpoint>,
+    /// What the gateway answers itself or shapes, instead of a plain proxied app response.
+    pub local: Local,
+}
+
+/// The shell's part in a request (shell-enabled tenants only).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Local {
+    /// Proxied to the route's upstream as it is.
+    None,
+    /// The shell page: built-in (answered by the gateway), or from `pool` (the tenant's shell
+    /// upstream) with the context injected.
+    Shell { page: ShellPage, builtin: bool },
+    /// One of the shell's static files.
+    Asset(&'static Asset),
+    /// An app response of a shell-enabled tenant: gets the framing policy.
+    App,
 }
 
 /// A refusal, with the tenant when it was already known (for metrics).
@@ -44,21 +61,51 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
         return Err(refuse(GatewayError::BadPath));
     }
     let path = normalise_path(req.uri.path()).map_err(|_| refuse(GatewayError::BadPath))?;
-    if let Some(endpoint) = Endpoint::from_path(&path) {
+    let rt = snapshot.tenant(tenant);
+    let mut local = Local::None;
+    let mut shell_pool = None;
+    if let Some(sh) = rt.shell.as_deref() {
+        local = Local::App;
+        if let Some(page) = shell::decide(sh, req, &path) {
+            local = Local::Shell {
+                page,
+                builtin: sh.upstream.is_none(),
+            };
+            shell_pool = sh.upstream;
+        } else if path.starts_with(shell::ASSET_PREFIX)
+            && (req.method == http::Method::GET || req.method == http::Method::HEAD)
+        {
+            if let Some(a) = shell::asset(&path) {
+                local = Local::Asset(a);
+            }
+        }
+    }
+    // The shell's own files are public; the rest of /.realmgate/ is the login flow.
+    let endpoint = match local {
+        Local::Asset(_) => None,
+        _ => Endpoint::from_path(&path),
+    };
+    if endpoint.is_some() || matches!(local, Local::Asset(_)) {
         return Ok(Resolved {
             tenant,
             pool: 0,
             route: 0,
             target: None,
-            policy: Policy::default(),
-            endpoint: Some(endpoint),
+            policy: Policy::PUBLIC,
+            endpoint,
+            local,
         });
     }
-    let routes = &snapshot.tenant(tenant).routes;
-    let route_idx = routes
-        .find_idx(&path)
-        .ok_or(refuse(GatewayError::NoRoute))?;
-    let route = routes.get(route_idx);
+    let routes = &rt.routes;
+    let found = routes.find_idx(&path);
+    // A shell page answers under the policy of the route its path falls in (a session
+    // tenant's shell needs a login); with no such route it is public.
+    let (pool, route_idx, policy) = match (&local, found) {
+        (Local::Shell { .. }, Some(i)) => (shell_pool.unwrap_or(0), i, routes.get(i).policy),
+        (Local::Shell { .. }, None) => (shell_pool.unwrap_or(0), 0, Policy::PUBLIC),
+        (_, Some(i)) => (routes.get(i).pool, i, routes.get(i).policy),
+        (_, None) => return Err(refuse(GatewayError::NoRoute)),
+    };
     let origin_form = raw.first() == Some(&b'/');
     let target = match (path, origin_form) {
         (Cow::Borrowed(_), true) => None,
@@ -69,10 +116,11 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
     };
     Ok(Resolved {
         tenant,
-        pool: route.pool,
+        pool,
         route: route_idx,
         target,
-        policy: route.policy,
+        policy,
         endpoint: None,
+        local,
     })
 }

@@ -7,6 +7,7 @@ use crate::auth::{Policy, RealmRt, Realms};
 use crate::limits::{Limiters, TenantLimits};
 use crate::metrics::{Metrics, TenantCounters};
 use crate::route::{Namespace, PoolIdx, Route, Routes};
+use crate::shell::ShellRt;
 use crate::tenant::{HostIndex, TenantIdx};
 use crate::upstream::{Pool, PoolCache};
 use arc_swap::ArcSwapOption;
@@ -46,6 +47,9 @@ pub struct TenantRt {
     pub limits: TenantLimits,
     /// The tenant's identity realm, shared with other table versions of the same settings.
     pub realm: Option<Arc<RealmRt>>,
+    /// The app shell, when enabled: the only shell state a request of another tenant touches
+    /// is this `None`.
+    pub shell: Option<Box<ShellRt>>,
 }
 
 impl Snapshot {
@@ -234,6 +238,7 @@ impl Store {
             .zip(labels)
             .zip(realms)
             .map(|((t, counters), realm)| {
+                let shell = ShellRt::compile(&t, &pool_index);
                 let routes = t
                     .routes
                     .into_iter()
@@ -259,6 +264,7 @@ impl Store {
                     suspended: !t.status.is_active(),
                     counters,
                     realm,
+                    shell,
                 }
             })
             .collect();

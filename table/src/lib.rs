@@ -8,17 +8,19 @@
 
 pub mod host;
 pub mod path;
+pub mod shell;
 mod validate;
 pub mod wire;
 
 pub use validate::{
     first_segment, is_key_digest, is_name, is_namespace, is_tenant_id, parse_expiry, validate,
-    Checked, Problem, GATEWAY_PATH_PREFIX, KNOWN_AUTH, MAX_API_KEYS, MAX_AUDIENCES, MAX_ENDPOINTS,
-    MAX_HOSTS_PER_TENANT, MAX_KEY_NAMESPACES, MAX_NAMESPACE_LEN, MAX_ROUTES_PER_TENANT,
+    Checked, Problem, GATEWAY_PATH_PREFIX, KNOWN_AUTH, MAX_API_KEYS, MAX_AUDIENCES,
+    MAX_CATALOG_APPS, MAX_ENDPOINTS, MAX_HOSTS_PER_TENANT, MAX_KEY_NAMESPACES, MAX_NAMESPACE_LEN,
+    MAX_ROUTES_PER_TENANT, MAX_SHELL_EXCLUDES,
 };
 pub use wire::{
-    ApiKey, AuthSpec, HealthCheck, RateLimit, RateLimits, Realm, Route, Table, Tenant,
-    TenantStatus, Upstream,
+    ApiKey, AuthSpec, CatalogApp, HealthCheck, RateLimit, RateLimits, Realm, Route, Shell, Table,
+    Tenant, TenantStatus, Upstream,
 };
 
 use sha2::{Digest, Sha256};

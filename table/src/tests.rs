@@ -257,3 +257,94 @@ fn namespace_syntax() {
     assert_eq!(first_segment("/@acme"), "@acme");
     assert_eq!(first_segment("/"), "");
 }
+
+#[test]
+fn shell_fields_parse_and_round_trip() {
+    let json = r#"{"version": 4, "upstreams": {"u": {"endpoints": ["127.0.0.1:1"]},
+                                           "shell": {"endpoints": ["127.0.0.1:2"]}},
+      "tenants": [
+        {"id": "acme", "hosts": ["acme.test"], "display_name": "Acme Corp",
+         "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}],
+         "catalog": [{"name": "Todos", "path": "/todos/", "icon": "lucide:check-square"},
+                     {"name": "Notes", "path": "/notes"}],
+         "shell": {"enabled": true, "upstream": "shell", "excludes": ["/api/"]}},
+        {"id": "beta", "hosts": ["beta.test"],
+         "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}],
+         "shell": {"enabled": false}}]}"#;
+    let (t, _) = parse(json.as_bytes()).expect("valid");
+    let acme = &t.tenants[0];
+    assert_eq!(acme.display_name.as_deref(), Some("Acme Corp"));
+    assert_eq!(acme.catalog[1].icon, None);
+    let shell = acme.shell.as_ref().expect("shell");
+    assert!(shell.enabled);
+    assert_eq!(shell.upstream.as_deref(), Some("shell"));
+    assert_eq!(shell.excludes, ["/api/"]);
+    assert!(t.tenants[1]
+        .shell
+        .as_ref()
+        .is_some_and(|s| s.excludes.is_empty()));
+    let again = serde_json::to_vec(&t).expect("serialise");
+    assert_eq!(parse(&again).expect("valid").0, t);
+}
+
+#[test]
+fn every_shell_problem_is_reported() {
+    let long = "x".repeat(101);
+    let json = format!(
+        r#"{{"version": 5, "upstreams": {{"u": {{"endpoints": ["127.0.0.1:1"]}}}},
+      "tenants": [
+        {{"id": "acme", "hosts": ["acme.test"], "display_name": "{long}",
+         "routes": [{{"prefix": "/app/", "upstream": "u", "auth": "public"}}],
+         "catalog": [{{"name": "", "path": "todos/", "icon": "Bad Icon"}},
+                     {{"name": "A\u0007", "path": "/app/x"}},
+                     {{"name": "Dup", "path": "/app/x"}},
+                     {{"name": "Unrouted", "path": "/other/"}},
+                     {{"name": "Dots", "path": "/app/../x"}}],
+         "shell": {{"enabled": true, "upstream": "nope", "excludes": ["/api/", "api", "/api/", "/a//b"], "colour": 1}}}}]}}"#
+    );
+    let p = problems(&json);
+    for needle in [
+        "tenants[0].shell.colour: unknown field",
+        "tenants[0].display_name: longer than 100 characters",
+        "tenants[0].catalog[0].name: must not be empty",
+        "tenants[0].catalog[0].path: \"todos/\" is not a normalised absolute path",
+        "tenants[0].catalog[0].icon: \"Bad Icon\" is not an icon name",
+        "tenants[0].catalog[1].name: must not contain control characters",
+        "tenants[0].catalog[2].path: \"/app/x\" listed twice",
+        "tenants[0].catalog[3].path: \"/other/\": no route of this tenant matches it",
+        "tenants[0].catalog[4].path: \"/app/../x\" is not a normalised",
+        "tenants[0].shell.upstream: unknown upstream \"nope\"",
+        "tenants[0].shell.excludes[1]: \"api\" is not a normalised",
+        "tenants[0].shell.excludes[2]: \"/api/\" listed twice",
+        "tenants[0].shell.excludes[3]: \"/a//b\" is not a normalised",
+    ] {
+        assert!(has(&p, needle), "missing {needle:?} in {p:#?}");
+    }
+    assert_eq!(p.len(), 13, "{p:#?}");
+}
+
+#[test]
+fn shell_sizes_are_bounded() {
+    let apps: Vec<String> = (0..65)
+        .map(|i| format!(r#"{{"name": "a{i}", "path": "/a{i}/"}}"#))
+        .collect();
+    let excludes: Vec<String> = (0..65).map(|i| format!(r#""/x{i}/""#)).collect();
+    let long_path = format!("/{}", "p".repeat(256));
+    let json = format!(
+        r#"{{"version": 6, "upstreams": {{"u": {{"endpoints": ["127.0.0.1:1"]}}}},
+      "tenants": [{{"id": "acme", "hosts": ["acme.test"],
+         "routes": [{{"prefix": "/", "upstream": "u", "auth": "public"}}],
+         "catalog": [{}, {{"name": "long", "path": "{long_path}"}}],
+         "shell": {{"enabled": true, "excludes": [{}]}}}}]}}"#,
+        apps.join(","),
+        excludes.join(",")
+    );
+    let p = problems(&json);
+    assert!(has(&p, "tenants[0].catalog: more than 64 apps"), "{p:#?}");
+    assert!(
+        has(&p, "tenants[0].shell.excludes: more than 64 prefixes"),
+        "{p:#?}"
+    );
+    assert!(has(&p, "tenants[0].catalog[65].path"), "{p:#?}");
+    assert_eq!(p.len(), 3, "{p:#?}");
+}

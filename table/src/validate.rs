@@ -2,6 +2,8 @@
 
 use crate::host::HostPattern;
 use crate::path::normalise_path;
+use crate::shell::check_shell_fields;
+pub use crate::shell::{MAX_CATALOG_APPS, MAX_SHELL_EXCLUDES};
 use crate::wire::{ApiKey, RateLimit, RateLimits, Realm, Table, Tenant, Upstream};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -112,6 +114,9 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
                     ),
                 ));
             }
+        }
+        if tenant.display_name.is_some() || !tenant.catalog.is_empty() || tenant.shell.is_some() {
+            check_shell_fields(&format!("tenants[{t}]"), tenant, table, &mut problems);
         }
     }
     check_host_owners(table, &hosts, &mut problems);

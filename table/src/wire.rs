@@ -153,6 +153,17 @@ pub struct Tenant {
     /// `jwt` or `session`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realm: Option<Realm>,
+    /// The tenant's name as people read it (the app shell's title). 1–100 characters, no
+    /// control characters. Absent: the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The apps the app shell lists, in order (at most 64). Paths are unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalog: Vec<CatalogApp>,
+    /// The app shell: what a browser navigating to `/` or into a catalog app sees. Absent:
+    /// no shell, every request goes to the routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Shell>,
 }
 
 /// A tenant's identity realm: whose tokens its `jwt` routes accept and where its `session`
@@ -193,6 +204,36 @@ impl Realm {
             None => format!("{}/protocol/openid-connect/certs", self.issuer),
         }
     }
+}
+
+/// One app of a tenant's catalog: a link in the app shell's sidebar, framed when active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogApp {
+    /// Shown in the sidebar. 1–64 characters, no control characters.
+    pub name: String,
+    /// Where the app lives: a normalised absolute path that a route of the tenant matches,
+    /// at most 256 bytes. Like a route prefix, `/todos/` covers `/todos/` and everything under
+    /// it; `/todos` covers `/todos` and `/todos/...`. The shell frames this path.
+    pub path: String,
+    /// Icon name, `set:name` or `name` of `a-z`, `0-9`, `-`, `:` (at most 64), e.g.
+    /// `lucide:check-square`. The built-in shell knows a few and falls back to the initial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+}
+
+/// A tenant's app shell settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shell {
+    /// Whether top-level navigations get the shell at all.
+    pub enabled: bool,
+    /// A pool serving the tenant's own shell HTML (the gateway injects the context into it).
+    /// Absent: the gateway's built-in shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Path prefixes that never get the shell (at most 64, each a normalised absolute path).
+    /// Matched like route prefixes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
 }
 
 /// Whether a tenant is served.

@@ -13,7 +13,10 @@ pub mod keycloak;
 pub mod metrics;
 pub mod process;
 pub mod raw;
+pub mod scripted;
+pub mod shell_browser;
 pub mod table;
+pub mod todos;
 pub mod tokens;
 pub mod upstream;
 
@@ -25,7 +28,10 @@ pub use process::{
     free_addrs, realmgate_bin, run_to_completion, workspace_root, Finished, Proc, TempDir,
 };
 pub use raw::{get_request, raw_request, RawConn, RawResponse};
+pub use scripted::{Canned, Scripted, Seen};
+pub use shell_browser::Browser as ShellBrowser;
 pub use table::{Pool, Table};
+pub use todos::Todos;
 pub use tokens::TestKey;
 pub use upstream::Upstream;
 

@@ -59,6 +59,14 @@ impl Table {
         self
     }
 
+    /// Set fields of the last tenant added (`display_name`, `catalog`, `shell`, …).
+    pub fn with(mut self, field: &str, value: Value) -> Table {
+        if let Some(Value::Object(t)) = self.tenants.last_mut() {
+            t.insert(field.to_string(), value);
+        }
+        self
+    }
+
     /// A tenant given as raw JSON, for fixtures the typed builder cannot express (bad ones).
     pub fn tenant_json(mut self, tenant: Value) -> Table {
         self.tenants.push(tenant);

@@ -189,6 +189,10 @@ impl Registry {
                     rate_limits: serde_json::from_str(row.get_str(9)?)
                         .map_err(|e| corrupt(what(), e))?,
                     realm: None,
+                    // The table's app-shell fields are not managed by realmctl yet.
+                    display_name: None,
+                    catalog: Vec::new(),
+                    shell: None,
                 },
                 display_name: row.get(1)?,
                 catalog,

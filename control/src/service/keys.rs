@@ -45,7 +45,7 @@ impl Caller {
 /// A fresh key: `rgk_` and base64url (no padding) of 32 bytes from the OS CSPRNG.
 pub fn new_secret() -> Result<String, ServiceError> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes)
+    getrandom::fill(&mut bytes)
         .map_err(|e| ServiceError::Internal(format!("OS random source: {e}")))?;
     Ok(format!(
         "rgk_{}",
@@ -55,7 +55,7 @@ pub fn new_secret() -> Result<String, ServiceError> {
 
 fn new_id() -> Result<String, ServiceError> {
     let mut bytes = [0u8; 8];
-    getrandom::getrandom(&mut bytes)
+    getrandom::fill(&mut bytes)
         .map_err(|e| ServiceError::Internal(format!("OS random source: {e}")))?;
     Ok(format!("k{}", hex::encode(bytes)))
 }
@@ -267,6 +267,10 @@ fn check_key(
             status: Default::default(),
             rate_limits: Default::default(),
             realm: None,
+            // The table's app-shell fields are not managed by realmctl yet.
+            display_name: None,
+            catalog: Vec::new(),
+            shell: None,
         }],
         api_keys: vec![key],
     };

@@ -167,6 +167,10 @@ impl Control {
                     status: input.status.unwrap_or_default(),
                     rate_limits,
                     realm: None,
+                    // The table's app-shell fields are not managed by realmctl yet.
+                    display_name: None,
+                    catalog: Vec::new(),
+                    shell: None,
                 },
                 display_name,
                 catalog,

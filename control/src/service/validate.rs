@@ -128,6 +128,10 @@ pub fn check_tenant(
             status: TenantStatus::Active,
             rate_limits,
             realm: None,
+            // The table's app-shell fields are not managed by realmctl yet.
+            display_name: None,
+            catalog: Vec::new(),
+            shell: None,
         }],
         api_keys: Vec::new(),
     };

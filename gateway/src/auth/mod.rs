@@ -84,6 +84,15 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// `public` alone: gateway endpoints and the shell's static files.
+    pub const PUBLIC: Policy = Policy {
+        public: true,
+        jwt: false,
+        session: false,
+        api_key: false,
+        forward_token: false,
+    };
+
     pub fn from_route(route: &realmgate_table::Route) -> Policy {
         let has = |n: &str| route.auth.names().iter().any(|x| x == n);
         Policy {

@@ -1,0 +1,74 @@
+//! The example `todos` app as a real process: `$TODOS_BIN`, else `<workspace>/target/debug/todos`.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::process::{free_addrs, workspace_root, Proc, TempDir};
+
+/// A running `todos` with its own data dir (one libsql file per tenant); killed on drop.
+pub struct Todos {
+    proc: Proc,
+    addr: SocketAddr,
+    dir: TempDir,
+}
+
+pub fn todos_bin() -> PathBuf {
+    let p = match std::env::var_os("TODOS_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join("target/debug/todos"),
+    };
+    assert!(
+        p.is_file(),
+        "todos binary not found at {} (build it with `cargo build -p todos`, or set TODOS_BIN)",
+        p.display()
+    );
+    p
+}
+
+impl Todos {
+    pub async fn start() -> Todos {
+        let dir = TempDir::new("todos");
+        let addr = free_addrs(1)[0];
+        let args: Vec<OsString> = vec![
+            "--listen".into(),
+            addr.to_string().into(),
+            "--data-dir".into(),
+            dir.join("data").into(),
+        ];
+        let mut proc = Proc::spawn("todos", &todos_bin(), &args, dir.path());
+        let client = crate::gateway::http_client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = proc.try_wait() {
+                panic!("todos exited during start ({status})\n{}", proc.logs());
+            }
+            if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "todos did not start\n{}",
+                proc.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Todos { proc, addr, dir }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Where tenant databases live (`<tenant>.db`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn logs(&self) -> String {
+        self.proc.logs()
+    }
+}
