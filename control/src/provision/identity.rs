@@ -246,6 +246,7 @@ impl Step for Identity {
                 self.kc
                     .send_ok(Method::POST, "", Some(&want_realm), true)
                     .await?;
+                self.kc.forget_token().await;
                 log::info!("realm {realm} created");
             }
             Some(have) => {

@@ -134,6 +134,13 @@ impl Keycloak {
         Ok(token)
     }
 
+    /// Drop the cached token: a token minted before a realm existed carries no roles for
+    /// it (Keycloak grants them through the new `<realm>-realm` client), so the next call
+    /// must log in again.
+    pub async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
     /// A request under `/admin/realms`; the status and the JSON body (`Null` if none).
     pub async fn call(
         &self,
@@ -141,23 +148,29 @@ impl Keycloak {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), StepError> {
-        let token = self.token().await?;
         let url = format!("{}/admin/realms{path}", self.base);
-        let mut req = self.http.request(method, &url).bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(b);
+        let mut retried = false;
+        loop {
+            let token = self.token().await?;
+            let mut req = self.http.request(method.clone(), &url).bearer_auth(token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let started = Instant::now();
+            let resp = req.send().await.map_err(|e| unreachable(&e))?;
+            let status = resp.status();
+            let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
+            self.count(started);
+            // 401: the token was revoked early; 403: it predates a realm made since (by
+            // another realmctl, or before a restart). Log in again, once.
+            if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) && !retried {
+                self.forget_token().await;
+                retried = true;
+                continue;
+            }
+            let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Ok((status, v));
         }
-        let started = Instant::now();
-        let resp = req.send().await.map_err(|e| unreachable(&e))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
-        self.count(started);
-        if status == StatusCode::UNAUTHORIZED {
-            // A token revoked early: forget it so the next call logs in again.
-            *self.token.lock().await = None;
-        }
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, v))
     }
 
     /// GET; `None` on 404.
