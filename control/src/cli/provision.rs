@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub async fn wait_ready(c: &Client, id: &str, timeout: Duration) -> Result<TenantView, CliError> {
     let deadline = Instant::now() + timeout;
     let mut shown: Vec<String> = Vec::new();
+    // Failed attempts before the wait began (a retry starts from a failed state).
+    let mut before: Option<u32> = None;
     loop {
         let t: TenantView = c.get(&format!("/v1/tenants/{}", super::seg(id))).await?;
         let Some(p) = t.provisioning.clone() else {
@@ -25,12 +27,18 @@ pub async fn wait_ready(c: &Client, id: &str, timeout: Duration) -> Result<Tenan
                 shown.push(line);
             }
         }
+        let failed_attempts = p
+            .steps
+            .iter()
+            .filter(|s| s.state == "failed")
+            .map(|s| s.attempts)
+            .max()
+            .unwrap_or(0);
+        let before = *before.get_or_insert(failed_attempts);
         match p.state {
             TenantState::Ready => return Ok(t),
             // Retried with backoff: a passing hiccup is waited out, a lasting one reported.
-            TenantState::Failed
-                if p.steps.iter().any(|s| s.state == "failed" && s.attempts >= 3) =>
-            {
+            TenantState::Failed if failed_attempts > before && failed_attempts >= 3 => {
                 return Err(CliError::Timeout(format!(
                     "provisioning of {id} failed: {}\n  it is retried with backoff; `realmctl tenant retry {id}` retries now",
                     p.error.unwrap_or_default()
