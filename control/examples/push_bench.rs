@@ -142,6 +142,7 @@ fn model(tenants: usize) -> Result<Model, Box<dyn std::error::Error>> {
             table_version: 1,
             created_at_ms: 0,
             updated_at_ms: 0,
+            provision: realmctl::provision::Provision::ready(Vec::new()),
         };
         m.put_tenant(TenantId::parse(&id).ok_or("id")?, record, vec![pattern]);
     }

@@ -44,9 +44,12 @@ impl KeysRef<'_> {
     fn live(&self) -> impl Iterator<Item = &KeyRecord> {
         self.model.keys.values().filter(|k| {
             k.is_live(self.now_ms)
-                && k.tenant
-                    .as_ref()
-                    .is_none_or(|t| self.model.tenants.contains_key(t))
+                && k.tenant.as_ref().is_none_or(|t| {
+                    self.model
+                        .tenants
+                        .get(t)
+                        .is_some_and(|r| r.provision.routed)
+                })
         })
     }
 }
@@ -84,8 +87,9 @@ struct TenantsRef<'a>(&'a BTreeMap<crate::ids::TenantId, TenantRecord>);
 
 impl Serialize for TenantsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for record in self.0.values() {
+        // Only tenants whose provisioning finished are routed.
+        let mut seq = s.serialize_seq(None)?;
+        for record in self.0.values().filter(|r| r.provision.routed) {
             seq.serialize_element(&record.wire)?;
         }
         seq.end()
@@ -111,7 +115,11 @@ pub fn compile(model: &Model) -> Result<Compiled, serde_json::Error> {
         version: model.version,
         digest: realmgate_table::digest(&body),
         body,
-        tenants: model.tenants.len(),
+        tenants: model
+            .tenants
+            .values()
+            .filter(|r| r.provision.routed)
+            .count(),
     })
 }
 

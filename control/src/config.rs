@@ -25,6 +25,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     registry: Option<RegistryFile>,
     gateways: Option<GatewaysFile>,
+    provision: Option<crate::provision::config::ProvisionFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +100,8 @@ pub struct Config {
     pub gateways: Vec<String>,
     pub gateway_token: Option<Token>,
     pub push: PushSettings,
+    /// Provisioning steps and their providers (all `none` without a `provision:` section).
+    pub provision: crate::provision::config::ProvisionConfig,
 }
 
 impl Config {
@@ -170,6 +173,10 @@ impl Config {
             None => None,
         };
         let push = push_settings(gw.push.unwrap_or_default(), &mut problems);
+        let provision = crate::provision::config::ProvisionConfig::resolve(
+            file.provision.unwrap_or_default(),
+            &mut problems,
+        );
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Config {
                 listen,
@@ -183,6 +190,7 @@ impl Config {
                     .collect(),
                 gateway_token,
                 push,
+                provision,
             }),
             _ => Err(problems),
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod provision;
 pub mod push;
 pub mod registry;
 pub mod server;

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // kube's TLS is rustls 0.23: name its crypto provider once for the whole process, so
+    // no second provider pulled in by another crate can make rustls refuse to choose.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let overrides = Overrides {
         listen: args.listen,
         data_dir: args.data_dir,

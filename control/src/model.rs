@@ -34,6 +34,8 @@ pub struct TenantRecord {
     pub table_version: u64,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// Provisioning state and the journal of its steps.
+    pub provision: crate::provision::Provision,
 }
 
 impl TenantRecord {
@@ -216,6 +218,7 @@ pub mod fixtures {
             table_version: 1,
             created_at_ms: 1,
             updated_at_ms: 1,
+            provision: crate::provision::Provision::ready(Vec::new()),
         };
         (TenantId::parse(id).expect("fixture id"), record, patterns)
     }

@@ -26,6 +26,8 @@ pub enum StartError {
     },
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error("provisioning: {0}")]
+    Provision(String),
 }
 
 /// What the daemon needs besides the registry.
@@ -35,13 +37,31 @@ pub struct Wiring<'a> {
     pub gateways: &'a [String],
     pub push: PushSettings,
     pub max_body_bytes: usize,
+    /// The provisioning steps (none: tenants are ready at creation).
+    pub provision: Option<Provisioning>,
+}
+
+/// What the provisioning runner needs.
+pub struct Provisioning {
+    pub plan: crate::provision::Plan,
+    pub steps: Vec<Arc<dyn crate::provision::Step>>,
+    pub secret_box: crate::provision::secrets::SecretBox,
+    pub runner: crate::provision::runner::RunnerSettings,
 }
 
 /// Load the registry into a [`Control`], start the compiler and one push worker per
 /// gateway, and return the API's state. Needs a Tokio runtime.
 pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, StartError> {
     let metrics = Arc::new(Metrics::new()?);
-    let control = Arc::new(Control::new(registry).await?);
+    let control = Arc::new(match &w.provision {
+        Some(p) => Control::with_plan(registry, p.plan.clone(), p.secret_box.clone()).await?,
+        None => Control::new(registry).await?,
+    });
+    if let Some(p) = w.provision {
+        if p.plan.active() {
+            crate::provision::runner::Runner::start(Arc::clone(&control), p.steps, p.runner);
+        }
+    }
     let (published, tables) = watch::channel(None);
     tokio::spawn(compile::run(
         Arc::clone(&control),
@@ -67,6 +87,19 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
 
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let registry = Registry::open(&config.data_dir, config.remote.as_ref()).await?;
+    let (steps, _) = config
+        .provision
+        .build(&config.data_dir)
+        .map_err(StartError::Provision)?;
+    let plan = config.provision.plan();
+    log::info!(
+        "provisioning: {}",
+        plan.providers
+            .iter()
+            .map(|(k, p)| format!("{}={p}", k.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let state = assemble(
         registry,
         Wiring {
@@ -75,6 +108,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             gateways: &config.gateways,
             push: config.push.clone(),
             max_body_bytes: config.max_body_bytes,
+            provision: Some(Provisioning {
+                plan,
+                steps,
+                secret_box: config.provision.secret_box(),
+                runner: config.provision.runner.clone(),
+            }),
         },
     )
     .await?;

@@ -1,6 +1,7 @@
 //! The JSON shapes of the REST API's responses, shared by the daemon and the CLI.
 
 use crate::model::{rfc3339, CatalogEntry, KeyRecord, TenantRecord, UpstreamRecord};
+use crate::provision::{Provision, StepState, TenantState};
 use realmgate_table::{RateLimit, RateLimits, Route, TenantStatus, Upstream};
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,70 @@ pub struct TenantView {
     pub table_version: u64,
     pub created_at: String,
     pub updated_at: String,
+    /// Where provisioning stands: the tenant is routed only once every step is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<ProvisionView>,
+}
+
+/// A tenant's provisioning, as `GET /v1/tenants/{id}` and the event stream show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionView {
+    /// `provisioning`, `ready`, `failed`, `deleting`, `delete_failed`.
+    pub state: TenantState,
+    /// Whether gateways route the tenant.
+    pub routed: bool,
+    /// `<step>: <error>` of the failed step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub steps: Vec<StepView>,
+}
+
+/// One step of a tenant's provisioning. Never shows secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    pub step: String,
+    pub provider: String,
+    /// `pending`, `running`, `done`, `skipped`, `failed`, `removing`, `removed`.
+    pub state: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// What the step made (issuer, client ids, DNS records, Ingress name, database path).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    pub updated_at: String,
+}
+
+impl From<&Provision> for ProvisionView {
+    fn from(p: &Provision) -> Self {
+        ProvisionView {
+            state: p.state,
+            routed: p.routed,
+            error: p.error.clone(),
+            steps: p
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    step: s.kind.name().to_owned(),
+                    provider: s.provider.clone(),
+                    state: s.state.name().to_owned(),
+                    attempts: s.attempts,
+                    last_error: s.last_error.clone(),
+                    outputs: s.outputs.clone(),
+                    next_attempt_at: match s.state {
+                        StepState::Failed => s.next_attempt_at_ms.map(rfc3339),
+                        _ => None,
+                    },
+                    duration_ms: s.duration_ms,
+                    updated_at: rfc3339(s.updated_at_ms),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl From<&TenantRecord> for TenantView {
@@ -40,6 +105,7 @@ impl From<&TenantRecord> for TenantView {
             table_version: r.table_version,
             created_at: rfc3339(r.created_at_ms),
             updated_at: rfc3339(r.updated_at_ms),
+            provisioning: (!r.provision.steps.is_empty()).then(|| (&r.provision).into()),
         }
     }
 }

@@ -74,6 +74,7 @@ impl IntoResponse for ApiError {
                     Some(json!({"revision": current})),
                 ),
                 ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", vec![], None),
+                ServiceError::Gone(_) => (StatusCode::GONE, "gone", vec![], None),
                 ServiceError::Registry(_) | ServiceError::Internal(_) => {
                     log::error!("internal error: {e}");
                     let body = ErrorBody {

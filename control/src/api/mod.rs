@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod events;
 mod gateways;
 mod keys;
 mod openapi;

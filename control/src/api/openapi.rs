@@ -35,7 +35,7 @@ pub fn spec() -> Value {
     let if_match = json!({"name": "If-Match", "in": "header", "required": false,
         "description": "A tenant revision (`\"3\"`): the change applies only if it is still current",
         "schema": {"type": "string"}});
-    json!({
+    let mut doc = json!({
       "openapi": "3.1.0",
       "info": {"title": "realmctl API", "version": env!("CARGO_PKG_VERSION"),
                "description": "Realmgate's control plane: tenants, upstream pools, the compiled routing table and its push to every gateway. Every change yields the next table version."},
@@ -48,7 +48,8 @@ pub fn spec() -> Value {
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}}],
                   "responses": {"200": ok("A page of tenants", "TenantPage"), "400": error("Bad query"), "401": unauthorized}},
           "post": {"summary": "Create a tenant", "requestBody": body("TenantCreate"),
-                   "responses": {"201": ok("Created; routed by gateways once they apply `table_version`", "Tenant"),
+                   "responses": {"201": ok("Created; routed by gateways once they apply `table_version` (every provisioning provider `none`)", "Tenant"),
+                                 "202": ok("Accepted: provisioning runs (`provisioning.state`); the tenant is routed once every step is done — follow `/v1/tenants/{id}/events`", "Tenant"),
                                  "401": unauthorized, "409": error("Tenant exists (`tenant_exists`) or a host is held by another tenant (`host_conflict`)"),
                                  "413": too_large, "422": invalid}}
         },
@@ -63,7 +64,10 @@ pub fn spec() -> Value {
                                   "412": error("If-Match does not match the current revision"), "413": too_large, "422": invalid}},
           "delete": {"summary": "Delete a tenant; its hosts answer 404 at every gateway",
                      "parameters": [if_match],
-                     "responses": {"200": ok("Deleted", "Deleted"), "401": unauthorized, "404": not_found,
+                     "responses": {"200": ok("Deleted", "Deleted"),
+                                   "202": ok("Out of the table at `table_version`; the steps' removes run in reverse, then the tenant is gone (404)", "Deleted"),
+                                   "401": unauthorized, "404": not_found,
+                                   "409": error("The tenant is being deleted (on PATCH: `tenant_deleting`)"),
                                    "412": error("If-Match does not match the current revision")}}
         },
         "/v1/upstreams": {
@@ -200,7 +204,8 @@ pub fn spec() -> Value {
                                     "revision": {"type": "integer"},
                                     "table_version": {"type": "integer", "description": "The table version carrying the last change"},
                                     "created_at": {"type": "string", "format": "date-time"},
-                                    "updated_at": {"type": "string", "format": "date-time"}}},
+                                    "updated_at": {"type": "string", "format": "date-time"},
+                                    "provisioning": {"$ref": "#/components/schemas/Provisioning"}}},
           "TenantPage": {"type": "object", "required": ["tenants"],
                          "properties": {"tenants": {"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}},
                                         "next": {"type": "string"}}},
@@ -235,5 +240,56 @@ pub fn spec() -> Value {
                                    "details": {"type": "object"}}}
         }
       }
-    })
+    });
+    provisioning(&mut doc, &id, &unauthorized, &not_found);
+    doc
+}
+
+/// The provisioning endpoints and schema (a separate `json!`: one macro call of the whole
+/// document would pass the macro recursion limit).
+fn provisioning(doc: &mut Value, id: &Value, unauthorized: &Value, not_found: &Value) {
+    let paths = json!({
+        "/v1/tenants/{id}/retry": {
+          "parameters": [id],
+          "post": {"summary": "Run a failed provisioning step now instead of after its backoff; on a ready tenant, run every step again (each converges; nothing changes if nothing drifted)",
+                   "responses": {"202": ok("The tenant; follow its provisioning", "Tenant"), "401": unauthorized, "404": not_found}}
+        },
+        "/v1/tenants/{id}/events": {
+          "parameters": [id],
+          "get": {"summary": "Provisioning as server-sent events: the tenant now, then one event per change (`progress`, `failed`); `ready` or `deleted` ends the stream",
+                  "responses": {"200": {"description": "text/event-stream; each `data` is a Tenant", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                "401": unauthorized, "404": not_found}}
+        },
+        "/v1/tenants/{id}/credentials": {
+          "parameters": [id],
+          "post": {"summary": "The new tenant's first admin (temporary password) and its API client secret — once; realmctl then forgets them",
+                   "responses": {"200": {"description": "`issuer`, `admin_username`, `admin_password`, `admin_client_id`, `admin_client_secret`",
+                                         "content": {"application/json": {"schema": {"type": "object"}}}},
+                                 "401": unauthorized, "404": not_found,
+                                 "409": error("Identity provisioning is off (`no_identity`) or not done yet (`not_ready`)"),
+                                 "410": error("Already handed out")}}
+        }
+    });
+    let schema = json!({
+          "Provisioning": {"type": "object", "required": ["state", "routed", "steps"],
+                           "properties": {"state": {"enum": ["provisioning", "ready", "failed", "deleting", "delete_failed"]},
+                                          "routed": {"type": "boolean", "description": "In the routing table"},
+                                          "error": {"type": "string", "description": "`<step>: <error>` of the failed step"},
+                                          "steps": {"type": "array", "items": {"type": "object",
+                                              "required": ["step", "provider", "state", "attempts", "updated_at"],
+                                              "properties": {"step": {"enum": ["identity", "database", "ingress", "dns"]},
+                                                             "provider": {"type": "string"},
+                                                             "state": {"enum": ["pending", "running", "done", "skipped", "failed", "removing", "removed"]},
+                                                             "attempts": {"type": "integer"}, "last_error": {"type": "string"},
+                                                             "outputs": {"type": "object", "description": "What the step made; never secrets"},
+                                                             "next_attempt_at": {"type": "string", "format": "date-time"},
+                                                             "duration_ms": {"type": "integer"},
+                                                             "updated_at": {"type": "string", "format": "date-time"}}}}}}
+    });
+    if let (Some(p), Some(Value::Object(add))) = (doc["paths"].as_object_mut(), Some(paths)) {
+        p.extend(add);
+    }
+    if let (Some(s), Value::Object(add)) = (doc["components"]["schemas"].as_object_mut(), schema) {
+        s.extend(add);
+    }
 }

@@ -8,7 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -19,6 +19,26 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants", get(list).post(create))
         .route("/v1/tenants/{id}", get(show).patch(update).delete(remove))
+        .route("/v1/tenants/{id}/retry", post(retry))
+        .route("/v1/tenants/{id}/events", get(super::events::stream))
+        .route("/v1/tenants/{id}/credentials", post(credentials))
+}
+
+/// `POST /v1/tenants/{id}/retry`: run a failed step now (or every step again, on a ready
+/// tenant); 202 with the tenant.
+async fn retry(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let t = s.control.retry_provisioning(&tenant_id(&raw)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(t)).into_response())
+}
+
+/// `POST /v1/tenants/{id}/credentials`: the first admin's temporary password and the API
+/// client's secret, once; then 410.
+async fn credentials(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let v = s.control.claim_credentials(&tenant_id(&raw)?).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(v)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -42,8 +62,13 @@ async fn list(
 async fn create(State(s): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
     let t = s.control.create_tenant(&body).await?;
     let location = format!("/v1/tenants/{}", t.id);
+    // 202 while the steps run: the tenant is routed once they are done.
+    let status = match &t.provisioning {
+        Some(p) if p.state != crate::provision::TenantState::Ready => StatusCode::ACCEPTED,
+        _ => StatusCode::CREATED,
+    };
     Ok((
-        StatusCode::CREATED,
+        status,
         [
             (header::LOCATION, location),
             (header::ETAG, etag(t.revision)),
@@ -79,15 +104,25 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     let id = tenant_id(&raw)?;
     let version = s.control.delete_tenant(&id, if_match(&headers)?).await?;
-    Ok(Json(Deleted {
-        deleted: id.to_string(),
-        table_version: version,
-    })
-    .into_response())
+    // With provisioning, the tenant is out of the table now and gone once its steps'
+    // removes ran: 202.
+    let status = if s.control.plan().active() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(Deleted {
+            deleted: id.to_string(),
+            table_version: version,
+        }),
+    )
+        .into_response())
 }
 
 /// A path segment that is not a tenant id names no tenant.
-fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+pub(super) fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(raw).ok_or_else(|| {
         ApiError::Service(ServiceError::NotFound {
             kind: "tenant",

@@ -22,6 +22,7 @@ async fn app_with_limit(max_body_bytes: usize) -> Router {
             gateways: &[],
             push: PushSettings::default(),
             max_body_bytes,
+            provision: None,
         },
     )
     .await
@@ -453,6 +454,9 @@ fn openapi_documents_every_route() {
     for (path, methods) in [
         ("/v1/tenants", &["get", "post"][..]),
         ("/v1/tenants/{id}", &["get", "patch", "delete"]),
+        ("/v1/tenants/{id}/retry", &["post"]),
+        ("/v1/tenants/{id}/events", &["get"]),
+        ("/v1/tenants/{id}/credentials", &["post"]),
         ("/v1/upstreams", &["get"]),
         ("/v1/upstreams/{name}", &["get", "put", "delete"]),
         ("/v1/table", &["get"]),
@@ -470,7 +474,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 11, "no stale paths");
+    assert_eq!(paths.len(), 14, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -3,6 +3,7 @@
 
 pub mod client;
 mod output;
+mod provision;
 
 use crate::views::{
     CreatedKey, Deleted, GatewayView, KeyList, KeyView, TenantPage, TenantView, UpstreamView,
@@ -55,6 +56,22 @@ pub enum Command {
     /// Mint, list and revoke API keys (the token may itself be an API key).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Tests and the local platform: create realmctl's service-account client in
+    /// Keycloak's admin realm with the bootstrap admin (password from
+    /// KEYCLOAK_ADMIN_PASSWORD), and write its secret to a file.
+    #[command(hide = true)]
+    KeycloakBootstrap {
+        #[arg(long)]
+        keycloak_url: String,
+        #[arg(long, default_value = "master")]
+        realm: String,
+        #[arg(long, env = "KEYCLOAK_ADMIN_USER", default_value = "admin")]
+        admin_user: String,
+        #[arg(long, default_value = "realmctl")]
+        client_id: String,
+        #[arg(long)]
+        secret_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,11 +157,12 @@ pub struct TenantFields {
     display_name: Option<String>,
     #[arg(long, value_enum)]
     status: Option<StatusArg>,
-    /// Wait until every gateway serves the change.
+    /// Wait until provisioning is done and every gateway serves the change (progress on
+    /// stderr; a new tenant's first admin credentials are printed once).
     #[arg(long)]
     wait: bool,
     /// Longest wait with --wait, in seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 120)]
     wait_timeout: u64,
 }
 
@@ -166,6 +184,15 @@ pub enum TenantCmd {
         /// Apply only if the tenant's revision is still this one.
         #[arg(long)]
         if_revision: Option<u64>,
+    },
+    /// Run a failed provisioning step now (on a ready tenant: every step again).
+    Retry {
+        id: String,
+        /// Wait until provisioning is done.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value_t = 120)]
+        wait_timeout: u64,
     },
     Delete {
         id: String,
@@ -230,9 +257,32 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
             .ok()
             .filter(|t| !t.is_empty()),
     };
+    if let Command::KeycloakBootstrap {
+        keycloak_url,
+        realm,
+        admin_user,
+        client_id,
+        secret_file,
+        ..
+    } = &cli.command
+    {
+        let password = std::env::var("KEYCLOAK_ADMIN_PASSWORD").map_err(|_| {
+            CliError::Usage("set KEYCLOAK_ADMIN_PASSWORD to the bootstrap admin's password".into())
+        })?;
+        return provision::bootstrap(
+            keycloak_url,
+            realm,
+            admin_user,
+            &password,
+            client_id,
+            secret_file,
+        )
+        .await;
+    }
     let c = Client::new(&cli.url, token)?;
     let json = cli.json;
     match cli.command {
+        Command::KeycloakBootstrap { .. } => Err(CliError::Usage("handled above".into())),
         Command::Serve(_) => Err(CliError::Usage("serve is not a client command".into())),
         Command::Tenant(cmd) => tenant(&c, cmd, json).await,
         Command::Upstream(cmd) => upstream(&c, cmd, json).await,
@@ -316,7 +366,15 @@ async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliErr
             if json {
                 return pretty(&t);
             }
-            Ok(output::tenant(&t))
+            Ok(output::tenant(&t) + &provision::steps_text(&t))
+        }
+        TenantCmd::Retry {
+            id,
+            wait,
+            wait_timeout,
+        } => {
+            let timeout = wait.then(|| Duration::from_secs(wait_timeout));
+            provision::retry(c, &id, timeout, json).await
         }
         TenantCmd::Delete {
             id,
@@ -347,9 +405,18 @@ async fn finish(
     json: bool,
     what: &str,
 ) -> Result<String, CliError> {
-    if f.wait {
-        wait_for_gateways(c, t.table_version, Duration::from_secs(f.wait_timeout)).await?;
-    }
+    let mut credentials = None;
+    let t = if f.wait {
+        let timeout = Duration::from_secs(f.wait_timeout);
+        let t = provision::wait_ready(c, &t.id, timeout).await?;
+        wait_for_gateways(c, t.table_version, timeout).await?;
+        if what == "created" && !json {
+            credentials = provision::claim(c, &t.id).await;
+        }
+        t
+    } else {
+        t
+    };
     if json {
         return pretty(&t);
     }
@@ -359,11 +426,13 @@ async fn finish(
         ""
     };
     Ok(format!(
-        "{what} tenant {} (revision {}, table version {}{served})\n{}",
+        "{what} tenant {} (revision {}, table version {}{served})\n{}{}{}",
         t.id,
         t.revision,
         t.table_version,
-        output::tenant(&t)
+        output::tenant(&t),
+        provision::steps_text(&t),
+        credentials.unwrap_or_default()
     ))
 }
 
@@ -625,14 +694,14 @@ struct UpstreamList {
     upstreams: Vec<UpstreamView>,
 }
 
-fn pretty<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
+pub(crate) fn pretty<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
     serde_json::to_string_pretty(v)
         .map(|s| s + "\n")
         .map_err(|e| CliError::BadResponse(e.to_string()))
 }
 
 /// Percent-encode a path segment (ids are plain, but a typo should not change the path).
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

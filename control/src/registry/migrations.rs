@@ -78,6 +78,36 @@ CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id);
 ALTER TABLE tenants ADD COLUMN rate_limits TEXT NOT NULL DEFAULT '{}';
 "#,
     },
+    Migration {
+        version: 3,
+        name: "provisioning journal",
+        sql: r#"
+-- Tenants from before provisioning are ready and routed.
+ALTER TABLE tenants ADD COLUMN provision_state TEXT NOT NULL DEFAULT 'ready'
+    CHECK (provision_state IN ('provisioning', 'ready', 'failed', 'deleting', 'delete_failed'));
+ALTER TABLE tenants ADD COLUMN routed INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tenants ADD COLUMN provision_error TEXT;
+
+-- One row per tenant and step: the journal the runner resumes from.
+CREATE TABLE provision_steps (
+    tenant_id          TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    step               TEXT NOT NULL,         -- identity, database, ingress, dns
+    position           INTEGER NOT NULL,
+    provider           TEXT NOT NULL,         -- keycloak, libsql, kubernetes, powerdns, none
+    state              TEXT NOT NULL CHECK (state IN
+                           ('pending', 'running', 'done', 'skipped', 'failed', 'removing', 'removed')),
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    last_error         TEXT,
+    outputs            TEXT NOT NULL DEFAULT '{}',  -- JSON object, nothing secret
+    secrets            TEXT,                  -- AES-256-GCM sealed JSON (base64), or NULL
+    input_digest       TEXT,
+    next_attempt_at_ms INTEGER,
+    duration_ms        INTEGER,
+    updated_at_ms      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, step)
+) STRICT;
+"#,
+    },
 ];
 
 /// Bring the schema up to date; returns the schema version now in force.
@@ -169,12 +199,13 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("migrate"), 2);
+        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("migrate"), 3);
         assert_eq!(
             tables(&conn).await,
             [
                 "api_keys",
                 "meta",
+                "provision_steps",
                 "schema_migrations",
                 "tenant_hosts",
                 "tenants",
@@ -183,7 +214,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("again"), 2);
+        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("again"), 3);
     }
 
     #[tokio::test]
@@ -242,7 +273,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 2
+                    known: 3
                 }
             ),
             "{err}"

@@ -4,6 +4,7 @@
 //! Every write runs in one transaction that also bumps the table version, so the version
 //! counter and the rows it describes never disagree, across crashes and restarts.
 
+mod journal;
 pub mod migrations;
 
 use crate::ids::{TenantId, UpstreamName};
@@ -154,6 +155,7 @@ impl Registry {
         while let Some(row) = rows.next().await? {
             hosts.entry(row.get(0)?).or_default().push(row.get(1)?);
         }
+        let mut provisions = self.load_provision().await?;
         let mut rows = self
             .conn
             .query(
@@ -200,6 +202,9 @@ impl Registry {
                 table_version: get_u64(&row, 6)?,
                 created_at_ms: get_u64(&row, 7)?,
                 updated_at_ms: get_u64(&row, 8)?,
+                provision: provisions
+                    .remove(&id)
+                    .unwrap_or_else(|| crate::provision::Provision::ready(Vec::new())),
             };
             model.put_tenant(key, record, patterns);
         }
@@ -297,14 +302,17 @@ impl Registry {
                 .await?;
             tx.execute(
                 "INSERT INTO tenants (id, display_name, status, routes, catalog, revision,
-                                      table_version, created_at_ms, updated_at_ms, rate_limits)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                      table_version, created_at_ms, updated_at_ms, rate_limits,
+                                      provision_state, routed, provision_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT (id) DO UPDATE SET
                      display_name = excluded.display_name, status = excluded.status,
                      routes = excluded.routes, catalog = excluded.catalog,
                      rate_limits = excluded.rate_limits,
                      revision = excluded.revision, table_version = excluded.table_version,
-                     updated_at_ms = excluded.updated_at_ms",
+                     updated_at_ms = excluded.updated_at_ms,
+                     provision_state = excluded.provision_state, routed = excluded.routed,
+                     provision_error = excluded.provision_error",
                 params![
                     id,
                     record.display_name.as_str(),
@@ -315,10 +323,16 @@ impl Registry {
                     to_i64(version),
                     to_i64(record.created_at_ms),
                     to_i64(record.updated_at_ms),
-                    rate_limits
+                    rate_limits,
+                    record.provision.state.name(),
+                    i64::from(record.provision.routed),
+                    record.provision.error.clone()
                 ],
             )
             .await?;
+            for step in &record.provision.steps {
+                journal::upsert_step(&tx, id, step).await?;
+            }
             for (position, host) in record.wire.hosts.iter().enumerate() {
                 tx.execute(
                     "INSERT INTO tenant_hosts (host, tenant_id, position) VALUES (?1, ?2, ?3)",

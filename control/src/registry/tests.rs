@@ -111,7 +111,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     let reg = Registry::in_memory().await.expect("open");
     reg.conn
         .execute(
-            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0, '{}')",
+            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0, '{}', 'ready', 1, NULL)",
             (),
         )
         .await

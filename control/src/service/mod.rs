@@ -3,10 +3,13 @@
 //! announced to the compiler. Changes are serialised, so none is lost and versions only grow.
 
 pub mod keys;
+mod provisioning;
 pub mod validate;
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{now_ms, Model, TenantRecord, UpstreamRecord};
+use crate::provision::secrets::SecretBox;
+use crate::provision::{Plan, Provision, TenantState};
 use crate::registry::{Registry, RegistryError};
 use crate::views::{TenantPage, TenantView, UpstreamView};
 use realmgate_table::host::HostPattern;
@@ -15,7 +18,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{broadcast, mpsc, watch, Mutex};
 
 /// Most tenant ids listed in a conflict's details.
 const MAX_LISTED: usize = 20;
@@ -38,6 +41,9 @@ pub enum ServiceError {
     /// 403: the caller is authenticated but may not do this (a key minting beyond itself).
     #[error("{0}")]
     Forbidden(String),
+    /// 410: it existed once and is gone for good (credentials already handed out).
+    #[error("{0}")]
+    Gone(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     /// 500, details logged only.
@@ -50,11 +56,28 @@ pub struct Control {
     registry: Mutex<Registry>,
     model: RwLock<Model>,
     changes: watch::Sender<u64>,
+    /// Which provisioning steps run; all `none`: tenants are ready at creation.
+    plan: Plan,
+    /// Seals step secrets at rest.
+    secret_box: SecretBox,
+    /// The provisioning runner's inbox, once it runs.
+    wake: std::sync::Mutex<Option<mpsc::UnboundedSender<TenantId>>>,
+    /// Provisioning changes, for the live event stream.
+    events: broadcast::Sender<TenantId>,
 }
 
 impl Control {
     /// Load the registry (an empty one becomes table version 1).
     pub async fn new(registry: Registry) -> Result<Control, RegistryError> {
+        Self::with_plan(registry, Plan::default(), SecretBox::random()).await
+    }
+
+    /// Load the registry; tenants are provisioned by the steps of `plan`.
+    pub async fn with_plan(
+        registry: Registry,
+        plan: Plan,
+        secret_box: SecretBox,
+    ) -> Result<Control, RegistryError> {
         registry.ensure_version().await?;
         let model = registry.load().await?;
         log::info!(
@@ -64,11 +87,39 @@ impl Control {
             model.upstreams.len()
         );
         let (changes, _) = watch::channel(model.version);
+        let (events, _) = broadcast::channel(1024);
         Ok(Control {
             registry: Mutex::new(registry),
             model: RwLock::new(model),
             changes,
+            plan,
+            secret_box,
+            wake: std::sync::Mutex::new(None),
+            events,
         })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn secret_box(&self) -> &SecretBox {
+        &self.secret_box
+    }
+
+    /// Connect the provisioning runner: tenants to look at arrive on the returned channel.
+    pub fn attach_runner(&self) -> mpsc::UnboundedReceiver<TenantId> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    fn hosts_of(&self, r: &TenantRecord) -> Vec<HostPattern> {
+        r.wire
+            .hosts
+            .iter()
+            .filter_map(|h| HostPattern::parse(h).ok())
+            .collect()
     }
 
     /// The model's version, announced after every committed change.
@@ -178,6 +229,16 @@ impl Control {
                 table_version: 0,
                 created_at_ms: now,
                 updated_at_ms: now,
+                provision: if self.plan.active() {
+                    Provision {
+                        state: TenantState::Provisioning,
+                        routed: false,
+                        error: None,
+                        steps: self.plan.records(now),
+                    }
+                } else {
+                    Provision::ready(self.plan.records(now))
+                },
             };
             (id, record, hosts)
         };
@@ -187,7 +248,9 @@ impl Control {
             ..record
         };
         let view = TenantView::from(&record);
+        let woken = id.clone();
         self.commit(version, |m| m.put_tenant(id, record, hosts));
+        self.wake(&woken);
         Ok(view)
     }
 
@@ -208,6 +271,13 @@ impl Control {
                 .get(id)
                 .ok_or_else(|| not_found("tenant", id.as_str()))?;
             check_revision(current.revision, if_match)?;
+            if current.provision.state.deleting() {
+                return Err(ServiceError::Conflict {
+                    code: "tenant_deleting",
+                    message: format!("tenant {id:?} is being deleted"),
+                    details: json!({"tenant": id}),
+                });
+            }
             let mut next = current.clone();
             if let Some(d) = input.display_name {
                 next.display_name = d;
@@ -252,23 +322,47 @@ impl Control {
         };
         let view = TenantView::from(&record);
         self.commit(version, |m| m.put_tenant(id.clone(), record, hosts));
+        self.wake(id);
         Ok(view)
     }
 
-    /// Remove a tenant; returns the table version without it.
+    /// Remove a tenant; returns the table version without it. With provisioning, the
+    /// tenant leaves the table now and is removed once its steps' `remove`s have run.
     pub async fn delete_tenant(
         &self,
         id: &TenantId,
         if_match: Option<u64>,
     ) -> Result<u64, ServiceError> {
         let registry = self.registry.lock().await;
-        {
+        let deleting = {
             let model = self.read();
             let current = model
                 .tenants
                 .get(id)
                 .ok_or_else(|| not_found("tenant", id.as_str()))?;
             check_revision(current.revision, if_match)?;
+            if current.provision.state.deleting() {
+                return Ok(current.table_version);
+            }
+            self.plan.active().then(|| {
+                let mut next = current.clone();
+                next.provision.state = TenantState::Deleting;
+                next.provision.routed = false;
+                next.provision.error = None;
+                next
+            })
+        };
+        if let Some(record) = deleting {
+            let version = registry.save_tenant(&record).await?;
+            let hosts = self.hosts_of(&record);
+            let record = TenantRecord {
+                table_version: version,
+                ..record
+            };
+            self.commit(version, |m| m.put_tenant(id.clone(), record, hosts));
+            let _ = self.events.send(id.clone());
+            self.wake(id);
+            return Ok(version);
         }
         let now = now_ms();
         let version = registry.delete_tenant(id, now).await?;

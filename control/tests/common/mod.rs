@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod kube_fake;
+
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::future::Future;
@@ -112,7 +114,7 @@ impl Proc {
         }
     }
 
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
@@ -277,6 +279,17 @@ pub struct Realmctl {
 
 impl Realmctl {
     pub async fn start(dir: &TempDir, gateways: &[&Gateway]) -> Realmctl {
+        Self::start_with(dir, gateways, "", &[]).await
+    }
+
+    /// Start with `extra` appended to the configuration (e.g. a `provision:` section) and
+    /// extra environment variables.
+    pub async fn start_with(
+        dir: &TempDir,
+        gateways: &[&Gateway],
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Realmctl {
         let addr = free_addrs(1)[0];
         let admin = dir.write("operator-token", OPERATOR_TOKEN);
         let gw_token = dir.write("realmctl-gateway-token", GATEWAY_TOKEN);
@@ -286,7 +299,7 @@ impl Realmctl {
             .collect();
         let conf = dir.write(
             "realmctl.yaml",
-            &format!(
+            &(format!(
                 "listen: {addr}\ndata_dir: {}\nadmin_token_file: {}\n\
                  gateways:\n  urls: [{}]\n  token_file: {}\n\
                  \x20 push: {{initial_backoff_ms: 50, max_backoff_ms: 250, resync_interval_ms: 1000, timeout_ms: 10000}}\n",
@@ -294,12 +307,12 @@ impl Realmctl {
                 admin.display(),
                 urls.join(", "),
                 gw_token.display()
-            ),
+) + extra),
         );
         let log = dir.path().join("realmctl.log");
         let mut r = Realmctl {
             addr,
-            proc: Proc::spawn(Self::command(&conf), log.clone()),
+            proc: Proc::spawn(Self::command(&conf, env), log.clone()),
             conf,
             log,
         };
@@ -307,13 +320,23 @@ impl Realmctl {
         r
     }
 
-    fn command(conf: &Path) -> Command {
+    fn command(conf: &Path, env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_realmctl"));
         cmd.arg("serve")
             .arg("--conf")
             .arg(conf)
             .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd
+    }
+
+    /// SIGKILL, then start again on the same data directory with `env`.
+    pub async fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.proc.kill();
+        self.proc = Proc::spawn(Self::command(&self.conf, env), self.log.clone());
+        self.wait().await;
     }
 
     async fn wait(&mut self) {
@@ -327,9 +350,7 @@ impl Realmctl {
 
     /// Kill (SIGKILL: no graceful shutdown) and start again on the same data directory.
     pub async fn restart(&mut self) {
-        self.proc.kill();
-        self.proc = Proc::spawn(Self::command(&self.conf), self.log.clone());
-        self.wait().await;
+        self.restart_with(&[]).await;
     }
 
     pub fn api(&self) -> Api {

@@ -1,0 +1,175 @@
+//! Provisioning step 2, database (`libsql`): one libsql database per tenant at
+//! `<data-dir>/tenants/<id>.db`, migrated; `remove` archives it (renamed with a timestamp
+//! under `tenants/archive/`), never deletes it.
+
+use super::{digest_of, Outputs, Step, StepError, StepKind, TenantInput};
+use crate::registry::migrations::{migrate, Migration};
+use crate::registry::RemoteSync;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The schema every tenant database starts with; apps add their own tables on top.
+pub const TENANT_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "tenant metadata",
+    sql: r#"
+CREATE TABLE tenant_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+"#,
+}];
+
+pub struct Database {
+    dir: PathBuf,
+    /// `url_template` with `{tenant}`, and the auth token: each tenant database becomes an
+    /// embedded replica of its remote database.
+    remote: Option<(String, String)>,
+}
+
+impl Database {
+    pub fn new(data_dir: &Path, remote: Option<(String, String)>) -> Database {
+        Database {
+            dir: data_dir.join("tenants"),
+            remote,
+        }
+    }
+
+    pub fn path_of(&self, tenant: &str) -> PathBuf {
+        self.dir.join(format!("{tenant}.db"))
+    }
+
+    async fn open(&self, t: &TenantInput) -> Result<libsql::Database, StepError> {
+        let path = self.path_of(t.id.as_str());
+        let db = match &self.remote {
+            None => libsql::Builder::new_local(&path).build().await,
+            Some((template, token)) => {
+                let r = RemoteSync {
+                    url: template.replace("{tenant}", t.id.as_str()),
+                    auth_token: token.clone(),
+                    sync_interval: None,
+                    read_your_writes: true,
+                };
+                libsql::Builder::new_remote_replica(&path, r.url, r.auth_token)
+                    .build()
+                    .await
+            }
+        };
+        db.map_err(|e| StepError::new(format!("cannot open {}: {e}", path.display())))
+    }
+}
+
+#[async_trait::async_trait]
+impl Step for Database {
+    fn kind(&self) -> StepKind {
+        StepKind::Database
+    }
+
+    fn provider(&self) -> &'static str {
+        "libsql"
+    }
+
+    fn input_digest(&self, t: &TenantInput) -> String {
+        let remote = self.remote.as_ref().map_or("", |(u, _)| u.as_str());
+        digest_of([t.id.as_str(), remote])
+    }
+
+    async fn ensure(&self, t: &TenantInput, _previous: &Outputs) -> Result<Outputs, StepError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| StepError::new(format!("cannot create {}: {e}", self.dir.display())))?;
+        let db = self.open(t).await?;
+        if self.remote.is_some() {
+            db.sync()
+                .await
+                .map_err(|e| StepError::new(format!("remote sync: {e}")))?;
+        }
+        let conn = db
+            .connect()
+            .map_err(|e| StepError::new(format!("connect: {e}")))?;
+        let version = migrate(&conn, TENANT_MIGRATIONS)
+            .await
+            .map_err(|e| StepError::new(e.to_string()))?;
+        conn.execute(
+            "INSERT INTO tenant_meta (key, value) VALUES ('tenant', ?1)
+             ON CONFLICT (key) DO NOTHING",
+            libsql::params![t.id.as_str()],
+        )
+        .await
+        .map_err(|e| StepError::new(format!("tenant_meta: {e}")))?;
+        let mut out = Outputs::default();
+        out.public.insert(
+            "path".into(),
+            json!(self.path_of(t.id.as_str()).display().to_string()),
+        );
+        out.public.insert("schema_version".into(), json!(version));
+        Ok(out)
+    }
+
+    /// Archive: `tenants/archive/<id>-<unix-ms>.db` (with its WAL files). Never deletes.
+    async fn remove(&self, t: &TenantInput, _previous: &Outputs) -> Result<(), StepError> {
+        let path = self.path_of(t.id.as_str());
+        if !path.exists() {
+            return Ok(());
+        }
+        let archive = self.dir.join("archive");
+        std::fs::create_dir_all(&archive)
+            .map_err(|e| StepError::new(format!("cannot create {}: {e}", archive.display())))?;
+        let stamp = crate::model::now_ms();
+        let target = archive.join(format!("{}-{stamp}.db", t.id));
+        // The WAL and shared-memory files first: the main file's presence is what says
+        // "not archived yet", so it moves last.
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            if side.exists() {
+                let to = PathBuf::from(format!("{}{suffix}", target.display()));
+                std::fs::rename(&side, &to)
+                    .map_err(|e| StepError::new(format!("archive {}: {e}", side.display())))?;
+            }
+        }
+        std::fs::rename(&path, &target)
+            .map_err(|e| StepError::new(format!("archive {}: {e}", path.display())))?;
+        log::info!("tenant {}: database archived as {}", t.id, target.display());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TenantId;
+
+    #[tokio::test]
+    async fn ensure_is_idempotent_and_remove_archives() {
+        let dir = std::env::temp_dir().join(format!("rc-db-step-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let step = Database::new(&dir, None);
+        let t = TenantInput {
+            id: TenantId::parse("acme").expect("id"),
+            display_name: "Acme".into(),
+            hosts: vec![],
+        };
+        step.remove(&t, &Outputs::default())
+            .await
+            .expect("remove without ensure");
+        let a = step.ensure(&t, &Outputs::default()).await.expect("ensure");
+        let b = step.ensure(&t, &a).await.expect("ensure again");
+        assert_eq!(a.public, b.public);
+        assert_eq!(b.public["schema_version"], 1);
+        assert!(step.path_of("acme").exists());
+        step.remove(&t, &b).await.expect("remove");
+        assert!(!step.path_of("acme").exists());
+        let archived: Vec<_> = std::fs::read_dir(dir.join("tenants/archive"))
+            .expect("archive dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            archived
+                .iter()
+                .any(|n| n.starts_with("acme-") && n.ends_with(".db")),
+            "{archived:?}"
+        );
+        step.remove(&t, &b).await.expect("remove again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

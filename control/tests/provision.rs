@@ -1,0 +1,635 @@
+//! Provisioning across processes, against real components: the real `realmctl` and
+//! `realmgate` binaries, a real Keycloak (tests/setup/keycloak.sh), a real PowerDNS
+//! (tests/setup/powerdns.sh, checked with real DNS queries through `dig`) and real libsql
+//! files. Kubernetes is the one fake: no API server can run on the test machines, so the
+//! `kube` client talks to a loopback fake that answers with real Kubernetes JSON
+//! (common/kube_fake.rs) and records what it was sent.
+//!
+//! Keycloak and PowerDNS come from the environment that tests/run sets up
+//! (`REALMGATE_KEYCLOAK_URL`, `REALMGATE_POWERDNS_*`); without them these tests skip and
+//! say so, unless `REALMGATE_REQUIRE_PROVISION=1` (tests/run) makes that a failure.
+
+mod common;
+
+use common::kube_fake::KubeFake;
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+struct Services {
+    keycloak: String,
+    admin_password: String,
+    pdns_url: String,
+    pdns_key_file: String,
+    pdns_dns: String,
+    zone: String,
+}
+
+fn services(test: &str) -> Option<Services> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let found = (|| {
+        Some(Services {
+            keycloak: var("REALMGATE_KEYCLOAK_URL")?,
+            admin_password: var("KEYCLOAK_ADMIN_PASSWORD")
+                .unwrap_or_else(|| "realmgate-e2e-admin".into()),
+            pdns_url: var("REALMGATE_POWERDNS_URL")?,
+            pdns_key_file: var("REALMGATE_POWERDNS_KEY_FILE")?,
+            pdns_dns: var("REALMGATE_POWERDNS_DNS")?,
+            zone: var("REALMGATE_POWERDNS_ZONE").unwrap_or_else(|| "realmgate.test".into()),
+        })
+    })();
+    if found.is_none() {
+        let msg = format!(
+            "{test}: needs REALMGATE_KEYCLOAK_URL and REALMGATE_POWERDNS_URL/_KEY_FILE/_DNS (run ./tests/run, which starts Keycloak and PowerDNS)"
+        );
+        assert!(
+            var("REALMGATE_REQUIRE_PROVISION").is_none(),
+            "{msg}: required under tests/run"
+        );
+        eprintln!("SKIPPED {msg}");
+    }
+    found
+}
+
+/// realmctl's service-account client in Keycloak's master realm, made with the bootstrap
+/// admin through realmctl's own hidden command; returns the secret file.
+fn bootstrap_keycloak(dir: &TempDir, s: &Services) -> String {
+    let file = dir.path().join("kc-secret");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
+        .args([
+            "keycloak-bootstrap",
+            "--keycloak-url",
+            &s.keycloak,
+            "--secret-file",
+        ])
+        .arg(&file)
+        .env("KEYCLOAK_ADMIN_PASSWORD", &s.admin_password)
+        .output()
+        .expect("run realmctl keycloak-bootstrap");
+    assert!(
+        out.status.success(),
+        "bootstrap: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    file.display().to_string()
+}
+
+fn provision_yaml(dir: &TempDir, s: Option<&Services>, kube: &KubeFake) -> String {
+    let key = dir.write(
+        "secrets.key",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    );
+    let kubeconfig = dir.write("kubeconfig", &kube.kubeconfig());
+    let mut y = format!(
+        "provision:\n  secrets_key_file: {}\n  initial_backoff_ms: 100\n  max_backoff_ms: 400\n\
+         \x20 database: {{provider: libsql}}\n\
+         \x20 ingress: {{provider: kubernetes, kubeconfig: {}, namespace: edge, ingress_class: nginx, service: {{name: realmgate, port: 8080}}, tls_secret: \"{{tenant}}-tls\", cert_issuer: letsencrypt}}\n",
+        key.display(),
+        kubeconfig.display()
+    );
+    if let Some(s) = s {
+        let secret = bootstrap_keycloak(dir, s);
+        y.push_str(&format!(
+            "  identity: {{provider: keycloak, url: \"{}\", client_secret_file: {secret}, redirect_scheme: http, redirect_port: 8080}}\n\
+             \x20 dns: {{provider: powerdns, api_url: \"{}\", api_key_file: {}, zone: {}, ttl: 60, addresses: [\"127.0.0.7\"]}}\n",
+            s.keycloak, s.pdns_url, s.pdns_key_file, s.zone
+        ));
+    }
+    y
+}
+
+/// `dig +short` against PowerDNS: what a resolver would get.
+fn dig(s: &Services, name: &str) -> Vec<String> {
+    let (host, port) = s.pdns_dns.split_once(':').expect("host:port");
+    let out = std::process::Command::new("dig")
+        .args([
+            &format!("@{host}"),
+            "-p",
+            port,
+            "+short",
+            "+time=2",
+            name,
+            "A",
+        ])
+        .output()
+        .expect("dig (Debian dnsutils) runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Keycloak's admin API as the bootstrap admin, to check what realmctl made.
+struct KcAdmin {
+    base: String,
+    password: String,
+    http: reqwest::Client,
+}
+
+impl KcAdmin {
+    async fn login(s: &Services) -> KcAdmin {
+        KcAdmin {
+            base: s.keycloak.clone(),
+            password: s.admin_password.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A fresh token per call: master tokens live 60 s, and it must see new realms.
+    async fn token(&self) -> String {
+        let v: Value = self
+            .http
+            .post(format!(
+                "{}/realms/master/protocol/openid-connect/token",
+                self.base
+            ))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=password&client_id=admin-cli&username=admin&password={}",
+                self.password
+            ))
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("json");
+        v["access_token"].as_str().expect("admin token").to_owned()
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let token = self.token().await;
+        let r = self
+            .http
+            .get(format!("{}/admin/realms{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("keycloak");
+        let st = r.status();
+        (st, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn count(&self, path: &str) -> usize {
+        self.get(path).await.1.as_array().map_or(0, Vec::len)
+    }
+}
+
+async fn wait_state(api: &Api, id: &str, state: &str, within: Duration) -> Value {
+    eventually(within, &format!("tenant {id} {state}"), || async {
+        let (st, v) = api
+            .call(Method::GET, &format!("/v1/tenants/{id}"), None)
+            .await;
+        (st == StatusCode::OK && v["provisioning"]["state"] == state).then_some(v)
+    })
+    .await
+}
+
+async fn wait_gone(api: &Api, id: &str, within: Duration) {
+    eventually(within, &format!("tenant {id} deleted"), || async {
+        let (st, _) = api
+            .call(Method::GET, &format!("/v1/tenants/{id}"), None)
+            .await;
+        (st == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+}
+
+fn body(id: &str, host: &str) -> Value {
+    json!({"id": id, "hosts": [host], "display_name": format!("Tenant {id}"),
+           "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]})
+}
+
+#[tokio::test]
+async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
+    let Some(s) = services("a_tenant_is_provisioned_everywhere") else {
+        return;
+    };
+    let dir = TempDir::new("prov-e2e");
+    let kube = KubeFake::start().await;
+    let up = Upstream::start("prov").await;
+    let gw = Gateway::start(&dir, "gw", None).await;
+    let rc = Realmctl::start_with(&dir, &[&gw], &provision_yaml(&dir, Some(&s), &kube), &[]).await;
+    let api = rc.api();
+    let (st, _) = api
+        .call(
+            Method::PUT,
+            "/v1/upstreams/app",
+            Some(json!({"endpoints": [up.addr.to_string()]})),
+        )
+        .await;
+    assert!(st.is_success());
+    let id = format!("e2e{}", std::process::id());
+    let host = format!("{id}.{}", s.zone);
+
+    // The live stream, opened before creation would race; open it right after.
+    let (st, v) = api
+        .call(Method::POST, "/v1/tenants", Some(body(&id, &host)))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["provisioning"]["state"], "provisioning");
+    let mut events = api
+        .http
+        .get(format!("{}/v1/tenants/{id}/events", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    while !seen.contains("event: ready") {
+        match tokio::time::timeout(Duration::from_secs(60), events.chunk()).await {
+            Ok(Ok(Some(c))) => seen.push_str(&String::from_utf8_lossy(&c)),
+            other => panic!(
+                "event stream ended before ready: {other:?}\n{seen}\n{}",
+                rc.proc.log_text()
+            ),
+        }
+    }
+    assert!(
+        seen.contains("\"state\":\"running\"") || seen.contains("event: progress"),
+        "{seen}"
+    );
+    let v = wait_state(&api, &id, "ready", Duration::from_secs(5)).await;
+    let steps = v["provisioning"]["steps"].as_array().expect("steps");
+    let states: Vec<&str> = steps.iter().filter_map(|s| s["state"].as_str()).collect();
+    assert_eq!(states, ["done", "done", "done", "done"], "{v}");
+    assert!(
+        !v.to_string().contains("secret\":\""),
+        "no secret in the view: {v}"
+    );
+    until_answers(
+        &gw,
+        &host,
+        200,
+        Some("upstream prov"),
+        Duration::from_secs(5),
+    )
+    .await;
+
+    // Keycloak: the realm and exactly the clients, role and user it should have.
+    let kc = KcAdmin::login(&s).await;
+    let (st, realm) = kc.get(&format!("/{id}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(realm["displayName"], format!("Tenant {id}"));
+    let (_, login) = kc.get(&format!("/{id}/clients?clientId=realmgate")).await;
+    let login = &login[0];
+    assert_eq!(login["standardFlowEnabled"], true);
+    assert_eq!(login["attributes"]["pkce.code.challenge.method"], "S256");
+    assert_eq!(
+        login["redirectUris"],
+        json!([format!("http://{host}:8080/.realmgate/callback")])
+    );
+    assert_eq!(login["webOrigins"], json!([format!("http://{host}:8080")]));
+    assert_eq!(
+        kc.count(&format!("/{id}/clients?clientId=tenant-admin"))
+            .await,
+        1
+    );
+    assert_eq!(kc.get(&format!("/{id}/roles/user")).await.0, StatusCode::OK);
+    assert_eq!(
+        kc.count(&format!("/{id}/users?username=admin&exact=true"))
+            .await,
+        1
+    );
+
+    // Credentials once; a token from the new realm for its API client.
+    let (st, cred) = api
+        .call(Method::POST, &format!("/v1/tenants/{id}/credentials"), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{cred}");
+    assert_eq!(cred["admin_username"], "admin");
+    assert!(cred["admin_password"]
+        .as_str()
+        .is_some_and(|p| p.len() >= 16));
+    let (st, _) = api
+        .call(Method::POST, &format!("/v1/tenants/{id}/credentials"), None)
+        .await;
+    assert_eq!(st, StatusCode::GONE, "handed out once");
+    let tok: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/realms/{id}/protocol/openid-connect/token",
+            s.keycloak
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id=tenant-admin&client_secret={}",
+            cred["admin_client_secret"].as_str().expect("secret")
+        ))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    assert!(tok["access_token"].is_string(), "{tok}");
+    assert!(
+        !rc.proc
+            .log_text()
+            .contains(cred["admin_password"].as_str().unwrap_or("-")),
+        "never logged"
+    );
+
+    // DNS answers; the Ingress has the right spec; the database file exists.
+    assert_eq!(dig(&s, &host), ["127.0.0.7"]);
+    let ing = kube
+        .object("edge", &format!("realmgate-{id}"))
+        .expect("ingress");
+    assert_eq!(
+        ing["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "realmctl"
+    );
+    assert_eq!(ing["metadata"]["labels"]["realmgate.dev/tenant"], id);
+    assert_eq!(
+        ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+    assert_eq!(ing["spec"]["rules"][0]["host"], host);
+    assert_eq!(
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "realmgate"
+    );
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], format!("{id}-tls"));
+    let patches = kube.requests_for(&format!("realmgate-{id}"), "PATCH");
+    assert_eq!(patches.len(), 1);
+    assert_eq!(patches[0].content_type, "application/apply-patch+yaml");
+    assert_eq!(
+        patches[0].query.get("fieldManager").map(String::as_str),
+        Some("realmctl")
+    );
+    let db = dir.path().join(format!("realmctl-data/tenants/{id}.db"));
+    assert!(db.exists());
+
+    // Re-running finished steps changes nothing.
+    let (st, _) = api
+        .call(Method::POST, &format!("/v1/tenants/{id}/retry"), None)
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_state(&api, &id, "ready", Duration::from_secs(30)).await;
+    assert_eq!(
+        kube.requests_for(&format!("realmgate-{id}"), "PATCH").len(),
+        1,
+        "no new apply"
+    );
+    assert_eq!(
+        kc.count(&format!("/{id}/clients?clientId=realmgate")).await,
+        1
+    );
+    assert_eq!(
+        kc.count(&format!("/{id}/users?username=admin&exact=true"))
+            .await,
+        1
+    );
+    assert_eq!(dig(&s, &host), ["127.0.0.7"]);
+
+    // New hosts re-run what depends on them.
+    let host2 = format!("{id}-b.{}", s.zone);
+    let (st, v) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/tenants/{id}"),
+            Some(json!({"hosts": [host2]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    eventually(Duration::from_secs(30), "DNS follows the hosts", || async {
+        (dig(&s, &host2) == ["127.0.0.7"] && dig(&s, &host).is_empty()).then_some(())
+    })
+    .await;
+    wait_state(&api, &id, "ready", Duration::from_secs(30)).await;
+    let ing = kube
+        .object("edge", &format!("realmgate-{id}"))
+        .expect("ingress");
+    assert_eq!(ing["spec"]["rules"][0]["host"], host2);
+    let (_, login) = kc.get(&format!("/{id}/clients?clientId=realmgate")).await;
+    assert_eq!(
+        login[0]["redirectUris"],
+        json!([format!("http://{host2}:8080/.realmgate/callback")])
+    );
+    until_answers(&gw, &host2, 200, None, Duration::from_secs(5)).await;
+
+    // Delete: out of the table at once, then removes in reverse; the database archived.
+    let (st, _) = api
+        .call(Method::DELETE, &format!("/v1/tenants/{id}"), None)
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    until_answers(&gw, &host2, 404, None, Duration::from_secs(5)).await;
+    wait_gone(&api, &id, Duration::from_secs(30)).await;
+    assert!(kube.object("edge", &format!("realmgate-{id}")).is_none());
+    assert!(dig(&s, &host2).is_empty());
+    assert_eq!(kc.get(&format!("/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert!(!db.exists());
+    let archived = std::fs::read_dir(dir.path().join("realmctl-data/tenants/archive"))
+        .expect("archive")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{id}-"))
+        });
+    assert!(archived, "the database is archived, never deleted");
+}
+
+#[tokio::test]
+async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates() {
+    let Some(s) = services("killed_at_every_step_boundary") else {
+        return;
+    };
+    let dir = TempDir::new("prov-crash");
+    let kube = KubeFake::start().await;
+    let mut rc = Realmctl::start_with(&dir, &[], &provision_yaml(&dir, Some(&s), &kube), &[]).await;
+    let api = rc.api();
+    api.call(
+        Method::PUT,
+        "/v1/upstreams/app",
+        Some(json!({"endpoints": ["127.0.0.1:9"]})),
+    )
+    .await;
+    let kc = KcAdmin::login(&s).await;
+    let points = [
+        "identity:ensured",
+        "identity:journaled",
+        "database:ensured",
+        "database:journaled",
+        "ingress:ensured",
+        "ingress:journaled",
+        "dns:ensured",
+        "dns:journaled",
+        "routing:journaled",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        let id = format!("k{i}x{}", std::process::id());
+        let host = format!("{id}.{}", s.zone);
+        rc.restart_with(&[("REALMCTL_TEST_CRASH_AT", point)]).await;
+        let api = rc.api();
+        let (st, v) = api
+            .call(Method::POST, "/v1/tenants", Some(body(&id, &host)))
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{point}: {v}");
+        eventually(
+            Duration::from_secs(60),
+            &format!("realmctl aborting at {point}"),
+            || {
+                let exited = rc.proc.exited().is_some();
+                async move { exited.then_some(()) }
+            },
+        )
+        .await;
+        rc.restart_with(&[]).await;
+        let api = rc.api();
+        wait_state(&api, &id, "ready", Duration::from_secs(60)).await;
+        // Nothing duplicated, nothing missing.
+        assert_eq!(
+            kc.count(&format!("/{id}/clients?clientId=realmgate")).await,
+            1,
+            "{point}"
+        );
+        assert_eq!(
+            kc.count(&format!("/{id}/clients?clientId=tenant-admin"))
+                .await,
+            1,
+            "{point}"
+        );
+        assert_eq!(
+            kc.count(&format!("/{id}/users?username=admin&exact=true"))
+                .await,
+            1,
+            "{point}"
+        );
+        assert!(
+            kube.object("edge", &format!("realmgate-{id}")).is_some(),
+            "{point}"
+        );
+        assert_eq!(dig(&s, &host), ["127.0.0.7"], "{point}");
+        // The admin password realmctl holds is the one Keycloak has (reset if it died
+        // between creating the user and journaling its password).
+        let (st, cred) = api
+            .call(Method::POST, &format!("/v1/tenants/{id}/credentials"), None)
+            .await;
+        assert_eq!(st, StatusCode::OK, "{point}: {cred}");
+        assert!(cred["admin_password"].is_string(), "{point}: {cred}");
+    }
+    assert_eq!(kube.count(), points.len(), "one Ingress per tenant");
+
+    // Deletion killed mid-way finishes too, and leaves nothing behind.
+    for (i, point) in [
+        "dns:removed",
+        "ingress:remove-journaled",
+        "identity:removed",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("k{i}x{}", std::process::id());
+        let host = format!("{id}.{}", s.zone);
+        rc.restart_with(&[("REALMCTL_TEST_CRASH_AT", point)]).await;
+        let api = rc.api();
+        let (st, _) = api
+            .call(Method::DELETE, &format!("/v1/tenants/{id}"), None)
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{point}");
+        eventually(
+            Duration::from_secs(60),
+            &format!("realmctl aborting at {point}"),
+            || {
+                let exited = rc.proc.exited().is_some();
+                async move { exited.then_some(()) }
+            },
+        )
+        .await;
+        rc.restart_with(&[]).await;
+        wait_gone(&rc.api(), &id, Duration::from_secs(60)).await;
+        assert!(
+            kube.object("edge", &format!("realmgate-{id}")).is_none(),
+            "{point}"
+        );
+        assert!(dig(&s, &host).is_empty(), "{point}");
+        assert_eq!(
+            kc.get(&format!("/{id}")).await.0,
+            StatusCode::NOT_FOUND,
+            "{point}"
+        );
+    }
+    drop(api);
+}
+
+#[tokio::test]
+async fn a_failing_step_marks_the_tenant_failed_and_retry_finishes_it() {
+    // Needs no outside service: database (libsql files) and ingress (the kube fake).
+    let dir = TempDir::new("prov-fail");
+    let kube = KubeFake::start().await;
+    let gw = Gateway::start(&dir, "gw", None).await;
+    let rc = Realmctl::start_with(&dir, &[&gw], &provision_yaml(&dir, None, &kube), &[]).await;
+    let api = rc.api();
+    let up = Upstream::start("f").await;
+    api.call(
+        Method::PUT,
+        "/v1/upstreams/app",
+        Some(json!({"endpoints": [up.addr.to_string()]})),
+    )
+    .await;
+    kube.state
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (st, _) = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(body("flaky", "flaky.test")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let v = eventually(Duration::from_secs(20), "retried with backoff", || async {
+        let (_, v) = api.call(Method::GET, "/v1/tenants/flaky", None).await;
+        (v["provisioning"]["steps"][2]["attempts"].as_u64() >= Some(3)
+            && v["provisioning"]["state"] == "failed")
+            .then_some(v)
+    })
+    .await;
+    assert_eq!(v["provisioning"]["state"], "failed");
+    assert!(
+        v["provisioning"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("ingress: Kubernetes")),
+        "{v}"
+    );
+    assert_eq!(
+        v["provisioning"]["steps"][1]["state"], "done",
+        "database kept"
+    );
+    assert_eq!(v["provisioning"]["routed"], false);
+    until_answers(&gw, "flaky.test", 404, None, Duration::from_secs(2)).await;
+    // The CLI shows the error; `tenant retry --wait` finishes it once the cause is gone.
+    kube.state
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // Off the test's runtime thread: the fake API server runs on it.
+    let url = rc.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
+            .args(["--url", &url, "tenant", "retry", "flaky", "--wait"])
+            .env("REALMCTL_TOKEN", OPERATOR_TOKEN)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("realmctl tenant retry");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ready"));
+    until_answers(
+        &gw,
+        "flaky.test",
+        200,
+        Some("upstream f"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(kube.count(), 1);
+}
