@@ -123,7 +123,7 @@ fn aad(tenant: &str, step: &str) -> Vec<u8> {
 /// OS randomness; getrandom failing means no secure randomness at all, which is fatal.
 pub fn fill_random(buf: &mut [u8]) {
     #[allow(clippy::expect_used)]
-    getrandom::getrandom(buf).expect("the OS random source failed");
+    getrandom::fill(buf).expect("the OS random source failed");
 }
 
 /// A random password of `n` characters from an unambiguous alphabet.
