@@ -181,14 +181,19 @@ impl Gateway {
                     self.proc.logs()
                 );
             }
+            // The admin listener starts before Pingora binds the data listener: wait for both.
             if let Ok(r) = self.client.get(&url).send().await {
-                if r.status().as_u16() == 200 {
+                if r.status().as_u16() == 200
+                    && tokio::net::TcpStream::connect(self.listen_addr())
+                        .await
+                        .is_ok()
+                {
                     return;
                 }
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "realmgate did not answer {url} within {START_TIMEOUT:?}; args {:?}\n{}",
+                    "realmgate did not answer {url} (and accept on its data port) within {START_TIMEOUT:?}; args {:?}\n{}",
                     self.args,
                     self.proc.logs()
                 );
