@@ -55,6 +55,10 @@ fn services(test: &str) -> Option<Services> {
 /// realmctl's service-account client in Keycloak's master realm, made with the bootstrap
 /// admin through realmctl's own hidden command; returns the secret file.
 fn bootstrap_keycloak(dir: &TempDir, s: &Services) -> String {
+    // The tests of this file run in parallel against one Keycloak; concurrent updates of the
+    // same client's role mappings are refused there (400), so bootstraps take turns.
+    static BOOTSTRAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = BOOTSTRAP.lock().unwrap_or_else(|p| p.into_inner());
     let file = dir.path().join("kc-secret");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
         .args([

@@ -157,7 +157,8 @@ async fn frames_subresources_and_other_paths_reach_the_app() {
         );
     }
     // A tenant without a shell is untouched: navigations reach its app, no policy added, and
-    // the shell's asset paths are ordinary paths.
+    // /.realmgate/ belongs to the gateway on every tenant host (login endpoints, shell
+    // files): a tenant without a shell gets a 404 there, never its app.
     let r = gw
         .fetch(gw.get("plain.test", "/").header(DOC.0, DOC.1))
         .await;
@@ -166,7 +167,8 @@ async fn frames_subresources_and_other_paths_reach_the_app() {
     let r = gw
         .fetch(gw.get("plain.test", "/.realmgate/shell/shell.js"))
         .await;
-    assert_eq!(r.echo().path, "/.realmgate/shell/shell.js");
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.json()["error"], "no_route");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -197,11 +199,12 @@ async fn shell_assets_are_served_by_the_gateway() {
         assert!(r.text.contains(needle), "{path}");
         assert!(!r.text.contains("postMessage(msg, \"*\")"));
     }
+    // An unknown file under /.realmgate/ is the gateway's 404, and never reaches the app.
     let missing = gw
         .fetch(gw.get("acme.test", "/.realmgate/shell/nope.js"))
         .await;
-    assert_eq!(missing.echo().path, "/.realmgate/shell/nope.js");
-    assert_eq!(app.hits(), 1);
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    assert_eq!(app.hits(), 0);
 }
 
 const SHELL_HTML: &str =
