@@ -90,10 +90,53 @@ impl Serialize for TenantsRef<'_> {
         // Only tenants whose provisioning finished are routed.
         let mut seq = s.serialize_seq(None)?;
         for record in self.0.values().filter(|r| r.provision.routed) {
-            seq.serialize_element(&record.wire)?;
+            match provisioned_realm(record) {
+                // Only provisioned tenants pay for a copy.
+                Some(realm) => {
+                    let mut tenant = record.wire.clone();
+                    tenant.realm = Some(realm);
+                    seq.serialize_element(&tenant)?;
+                }
+                None => seq.serialize_element(&record.wire)?,
+            }
         }
         seq.end()
     }
+}
+
+/// The tenant's realm as its identity step made it: issuer, keys URL and audiences (the login
+/// and admin clients), so `jwt` routes check the tenant's own tokens. The login client is
+/// confidential and its secret stays sealed in the journal, so no `client_id` is emitted:
+/// validation then refuses `session` routes for provisioned tenants clearly instead of
+/// letting logins fail at the token endpoint. A tenant whose entry names a realm keeps it.
+fn provisioned_realm(record: &TenantRecord) -> Option<realmgate_table::Realm> {
+    if record.wire.realm.is_some() {
+        return None;
+    }
+    let step = record
+        .provision
+        .step(crate::provision::StepKind::Identity)
+        .filter(|s| s.state == crate::provision::StepState::Done)?;
+    let text = |k: &str| {
+        step.outputs
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let audiences: Vec<String> = step
+        .outputs
+        .get("audiences")?
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    Some(realmgate_table::Realm {
+        issuer: text("issuer")?,
+        jwks_uri: text("jwks_uri"),
+        audiences,
+        client_id: None,
+        client_secret: None,
+    })
 }
 
 /// Serialise the model as table version `model.version`.

@@ -328,6 +328,45 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
         .await
         .expect("json");
     assert!(tok["access_token"].is_string(), "{tok}");
+
+    // The realm reaches the table: a jwt route of this tenant accepts the realm's token at the
+    // gateway, and refuses a request without one and a token of another realm (master).
+    let (st, v) = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/tenants/{id}"),
+            Some(json!({"routes": [
+                {"prefix": "/", "upstream": "app", "auth": "public"},
+                {"prefix": "/api/", "upstream": "app", "auth": "jwt"}]})),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let access = tok["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let foreign = kc.token().await;
+    let http = reqwest::Client::new();
+    let status = |token: Option<String>| {
+        let mut req = http
+            .get(format!("http://{}/api/x", gw.listen))
+            .header("host", &host);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status(Some(access.clone())).await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the realm's token is not accepted on its tenant's jwt route\n{}",
+            rc.proc.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(None).await, 401, "no token");
+    assert_eq!(status(Some(foreign)).await, 401, "another realm's token");
     assert!(
         !rc.proc
             .log_text()

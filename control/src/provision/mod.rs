@@ -239,6 +239,13 @@ impl Default for Plan {
 }
 
 impl Plan {
+    /// Whether the identity step makes each tenant a realm (Keycloak).
+    pub fn provisions_realm(&self) -> bool {
+        self.providers
+            .iter()
+            .any(|(k, p)| *k == StepKind::Identity && *p != "none")
+    }
+
     /// Whether any step has work to do (then creation answers 202 and runs in the
     /// background).
     pub fn active(&self) -> bool {

@@ -189,15 +189,15 @@ impl Control {
                 .unwrap_or_else(|| "placeholder".into());
             let catalog = input.catalog.clone().unwrap_or_default();
             let rate_limits = input.rate_limits.unwrap_or_default();
-            let hosts = validate::check_tenant(
-                &model,
-                input.hosts.as_deref(),
-                input.routes.as_deref(),
+            let check = validate::TenantCheck {
+                hosts: input.hosts.as_deref(),
+                routes: input.routes.as_deref(),
                 rate_limits,
-                &display_name,
-                &catalog,
-                &mut problems,
-            );
+                display_name: &display_name,
+                catalog: &catalog,
+                provisions_realm: self.plan.provisions_realm(),
+            };
+            let hosts = validate::check_tenant(&model, &check, &mut problems);
             let (Some(id), Some(routes), true) = (id, input.routes, problems.is_empty()) else {
                 return Err(ServiceError::Invalid(problems));
             };
@@ -294,15 +294,15 @@ impl Control {
             if let Some(limits) = input.rate_limits {
                 next.wire.rate_limits = limits;
             }
-            let hosts = validate::check_tenant(
-                &model,
-                Some(input.hosts.as_deref().unwrap_or(&current.wire.hosts)),
-                Some(&next.wire.routes),
-                next.wire.rate_limits,
-                &next.display_name,
-                &next.catalog,
-                &mut problems,
-            );
+            let check = validate::TenantCheck {
+                hosts: Some(input.hosts.as_deref().unwrap_or(&current.wire.hosts)),
+                routes: Some(&next.wire.routes),
+                rate_limits: next.wire.rate_limits,
+                display_name: &next.display_name,
+                catalog: &next.catalog,
+                provisions_realm: self.plan.provisions_realm(),
+            };
+            let hosts = validate::check_tenant(&model, &check, &mut problems);
             if !problems.is_empty() {
                 return Err(ServiceError::Invalid(problems));
             }

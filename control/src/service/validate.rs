@@ -77,17 +77,27 @@ pub fn decode_patch(body: &[u8]) -> Result<(TenantInput, Vec<Problem>), Vec<Prob
     Ok((input, f.finish()))
 }
 
-/// Check a tenant as it would enter the table (hosts, routes against the pools that exist),
-/// plus the registry-only fields. Returns the normalised host patterns, in order.
+/// What [`check_tenant`] checks: a tenant as it would enter the table (hosts, routes against
+/// the pools that exist), plus the registry-only fields.
+pub struct TenantCheck<'a> {
+    pub hosts: Option<&'a [String]>,
+    pub routes: Option<&'a [Route]>,
+    pub rate_limits: RateLimits,
+    pub display_name: &'a str,
+    pub catalog: &'a [CatalogEntry],
+    /// The identity step will give the tenant a realm (issuer, keys, audiences; no login
+    /// client), so `jwt` routes are allowed; `session` routes still are not.
+    pub provisions_realm: bool,
+}
+
+/// Check a tenant; returns the normalised host patterns, in order.
 pub fn check_tenant(
     model: &Model,
-    hosts: Option<&[String]>,
-    routes: Option<&[Route]>,
-    rate_limits: RateLimits,
-    display_name: &str,
-    catalog: &[CatalogEntry],
+    t: &TenantCheck<'_>,
     problems: &mut Vec<Problem>,
 ) -> Vec<HostPattern> {
+    let (hosts, routes, rate_limits, display_name, catalog) =
+        (t.hosts, t.routes, t.rate_limits, t.display_name, t.catalog);
     check_display_name(display_name, "display_name", problems);
     check_catalog(catalog, problems);
     // Stand-ins for parts that did not decode (already reported), so they add no noise.
@@ -127,7 +137,14 @@ pub fn check_tenant(
             routes,
             status: TenantStatus::Active,
             rate_limits,
-            realm: None,
+            // Stands for the realm the identity step makes (see `compile::provisioned_realm`).
+            realm: t.provisions_realm.then(|| realmgate_table::Realm {
+                issuer: "http://placeholder.invalid/realms/t".into(),
+                jwks_uri: None,
+                audiences: vec!["placeholder".into()],
+                client_id: None,
+                client_secret: None,
+            }),
             // The table's app-shell fields are not managed by realmctl yet.
             display_name: None,
             catalog: Vec::new(),
@@ -262,6 +279,26 @@ mod tests {
         m
     }
 
+    fn check(
+        model: &Model,
+        hosts: Option<&[String]>,
+        routes: Option<&[Route]>,
+        rate_limits: RateLimits,
+        display_name: &str,
+        catalog: &[CatalogEntry],
+        problems: &mut Vec<Problem>,
+    ) -> Vec<HostPattern> {
+        let t = TenantCheck {
+            hosts,
+            routes,
+            rate_limits,
+            display_name,
+            catalog,
+            provisions_realm: false,
+        };
+        check_tenant(model, &t, problems)
+    }
+
     fn ats(problems: &[Problem]) -> Vec<&str> {
         problems.iter().map(|p| p.at.as_str()).collect()
     }
@@ -273,7 +310,7 @@ mod tests {
             "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]}"#;
         let (id, input, mut problems) = decode_create(body).expect("object");
         assert_eq!(id.map(|i| i.to_string()).as_deref(), Some("acme"));
-        let hosts = check_tenant(
+        let hosts = check(
             &model_with_app(),
             input.hosts.as_deref(),
             input.routes.as_deref(),
@@ -296,7 +333,7 @@ mod tests {
             "colour": "blue"}"#;
         let (id, input, mut problems) = decode_create(body).expect("object");
         assert!(id.is_none());
-        check_tenant(
+        check(
             &model_with_app(),
             input.hosts.as_deref(),
             input.routes.as_deref(),
@@ -338,7 +375,7 @@ mod tests {
     fn missing_required_fields() {
         let (id, input, mut problems) = decode_create(b"{}").expect("object");
         assert!(id.is_none());
-        check_tenant(
+        check(
             &Model::default(),
             input.hosts.as_deref(),
             input.routes.as_deref(),
@@ -403,5 +440,35 @@ mod tests {
         );
         let problems = decode_upstream("app", b"{\"endpoints\": [").expect_err("malformed");
         assert!(problems[0].message.starts_with("malformed JSON"));
+    }
+
+    #[test]
+    fn jwt_routes_need_a_realm_that_provisioning_gives_and_session_routes_stay_refused() {
+        let routes = |auth: &str| -> Vec<Route> {
+            serde_json::from_value(serde_json::json!(
+                [{"prefix": "/", "upstream": "app", "auth": auth}]))
+            .expect("routes")
+        };
+        let hosts = vec!["acme.test".to_owned()];
+        let run = |auth: &str, provisions_realm: bool| {
+            let routes = routes(auth);
+            let t = TenantCheck {
+                hosts: Some(&hosts),
+                routes: Some(&routes),
+                rate_limits: RateLimits::default(),
+                display_name: "Acme",
+                catalog: &[],
+                provisions_realm,
+            };
+            let mut problems = Vec::new();
+            check_tenant(&model_with_app(), &t, &mut problems);
+            problems
+        };
+        assert!(run("public", false).is_empty());
+        assert!(run("jwt", true).is_empty(), "{:?}", run("jwt", true));
+        let no_realm = run("jwt", false);
+        assert_eq!(ats(&no_realm), ["routes[0].auth"], "{no_realm:?}");
+        let session = run("session", true);
+        assert_eq!(ats(&session), ["routes[0].auth"], "{session:?}");
     }
 }
