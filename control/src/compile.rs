@@ -4,9 +4,13 @@
 
 use crate::ids::UpstreamName;
 use crate::model::{now_ms, KeyRecord, Model, TenantRecord, UpstreamRecord};
+use crate::provision::secrets::SecretBox;
+use crate::provision::{StepKind, StepState};
 use bytes::Bytes;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
+use serde_json::Value;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -83,68 +87,134 @@ impl Serialize for UpstreamsRef<'_> {
     }
 }
 
-struct TenantsRef<'a>(&'a BTreeMap<crate::ids::TenantId, TenantRecord>);
+struct TenantsRef<'a> {
+    tenants: &'a BTreeMap<crate::ids::TenantId, TenantRecord>,
+    secrets: &'a SecretBox,
+    /// How many tenants were written.
+    written: Cell<usize>,
+}
 
 impl Serialize for TenantsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Only tenants whose provisioning finished are routed.
         let mut seq = s.serialize_seq(None)?;
-        for record in self.0.values().filter(|r| r.provision.routed) {
-            match provisioned_realm(record) {
+        let mut written = 0;
+        for record in self.tenants.values().filter(|r| r.provision.routed) {
+            match provisioned_realm(record, self.secrets) {
+                Provisioned::No => seq.serialize_element(&record.wire)?,
                 // Only provisioned tenants pay for a copy.
-                Some(realm) => {
+                Provisioned::Realm(realm) => {
                     let mut tenant = record.wire.clone();
                     tenant.realm = Some(realm);
                     seq.serialize_element(&tenant)?;
                 }
-                None => seq.serialize_element(&record.wire)?,
+                Provisioned::Withheld => continue,
             }
+            written += 1;
         }
+        self.written.set(written);
         seq.end()
     }
 }
 
+enum Provisioned {
+    /// Not provisioned by the identity step (or its entry names its own realm): as is.
+    No,
+    /// The realm the identity step made.
+    Realm(realmgate_table::Realm),
+    /// Its login client secret cannot be opened and it has `session` routes: the table
+    /// would be refused by every gateway with it, so it is left out (deny on doubt).
+    Withheld,
+}
+
 /// The tenant's realm as its identity step made it: issuer, keys URL and audiences (the login
-/// and admin clients), so `jwt` routes check the tenant's own tokens. The login client is
-/// confidential and its secret stays sealed in the journal, so no `client_id` is emitted:
-/// validation then refuses `session` routes for provisioned tenants clearly instead of
-/// letting logins fail at the token endpoint. A tenant whose entry names a realm keeps it.
-fn provisioned_realm(record: &TenantRecord) -> Option<realmgate_table::Realm> {
+/// and admin clients), so `jwt` routes check the tenant's own tokens, and the login client
+/// with its secret opened, so `session` routes log browsers in against the tenant's realm.
+/// The table is the only place the secret leaves realmctl: gateways need it at the token
+/// endpoint. A tenant whose entry names a realm keeps it.
+fn provisioned_realm(record: &TenantRecord, secrets: &SecretBox) -> Provisioned {
     if record.wire.realm.is_some() {
-        return None;
+        return Provisioned::No;
     }
-    let step = record
+    let Some(step) = record
         .provision
-        .step(crate::provision::StepKind::Identity)
-        .filter(|s| s.state == crate::provision::StepState::Done)?;
+        .step(StepKind::Identity)
+        .filter(|s| s.state == StepState::Done)
+    else {
+        return Provisioned::No;
+    };
     let text = |k: &str| {
         step.outputs
             .get(k)
             .and_then(|v| v.as_str())
             .map(str::to_owned)
     };
+    let Some(issuer) = text("issuer") else {
+        return Provisioned::No;
+    };
     let audiences: Vec<String> = step
         .outputs
-        .get("audiences")?
-        .as_array()?
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
-    Some(realmgate_table::Realm {
-        issuer: text("issuer")?,
+        .get("audiences")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let opened = step
+        .sealed
+        .as_deref()
+        .ok_or_else(|| "no sealed secrets".to_owned())
+        .and_then(|s| secrets.open(&record.wire.id, step.kind.name(), s));
+    let login = match opened {
+        Ok(mut m) => match (text("login_client_id"), m.remove("login_client_secret")) {
+            (Some(id), Some(Value::String(secret))) => Some((id, secret)),
+            _ => None,
+        },
+        Err(e) => {
+            // The message says why (key, truncation), never what the secret is.
+            log::error!(
+                "tenant {}: its login client secret cannot be opened ({e}); its realm enters the table without a login client",
+                record.wire.id
+            );
+            None
+        }
+    };
+    if login.is_none()
+        && record
+            .wire
+            .routes
+            .iter()
+            .any(|r| r.auth.names().iter().any(|n| n == "session"))
+    {
+        log::error!(
+            "tenant {} has session routes but no login client; withheld from the table",
+            record.wire.id
+        );
+        return Provisioned::Withheld;
+    }
+    let (client_id, client_secret) = login.map_or((None, None), |(i, s)| (Some(i), Some(s)));
+    Provisioned::Realm(realmgate_table::Realm {
+        issuer,
         jwks_uri: text("jwks_uri"),
         audiences,
-        client_id: None,
-        client_secret: None,
+        client_id,
+        client_secret,
     })
 }
 
-/// Serialise the model as table version `model.version`.
-pub fn compile(model: &Model) -> Result<Compiled, serde_json::Error> {
+/// Serialise the model as table version `model.version`; `secrets` opens the provisioned
+/// tenants' login client secrets.
+pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_json::Error> {
     let view = TableRef {
         version: model.version,
         upstreams: UpstreamsRef(&model.upstreams),
-        tenants: TenantsRef(&model.tenants),
+        tenants: TenantsRef {
+            tenants: &model.tenants,
+            secrets,
+            written: Cell::new(0),
+        },
         api_keys: KeysRef {
             model,
             now_ms: now_ms(),
@@ -153,16 +223,13 @@ pub fn compile(model: &Model) -> Result<Compiled, serde_json::Error> {
     // Roughly 100 bytes per tenant; one allocation for typical tables.
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
     serde_json::to_writer(&mut buf, &view)?;
+    let tenants = view.tenants.written.get();
     let body = Bytes::from(buf);
     Ok(Compiled {
         version: model.version,
         digest: realmgate_table::digest(&body),
         body,
-        tenants: model
-            .tenants
-            .values()
-            .filter(|r| r.provision.routed)
-            .count(),
+        tenants,
     })
 }
 
@@ -180,7 +247,7 @@ pub async fn run(
         if wanted > have {
             let started = Instant::now();
             let c = std::sync::Arc::clone(&control);
-            match tokio::task::spawn_blocking(move || c.with_model(compile)).await {
+            match tokio::task::spawn_blocking(move || c.compile()).await {
                 Ok(Ok(compiled)) => {
                     metrics.observe_compile(started.elapsed(), &compiled);
                     log::info!(
@@ -242,7 +309,7 @@ mod tests {
     #[test]
     fn compiled_table_is_valid_and_matches_the_model() {
         let m = model();
-        let compiled = compile(&m).expect("compile");
+        let compiled = compile(&m, &SecretBox::random()).expect("compile");
         assert_eq!(compiled.version, 7);
         assert_eq!(compiled.tenants, 2);
         assert_eq!(compiled.digest, realmgate_table::digest(&compiled.body));
@@ -268,7 +335,7 @@ mod tests {
     fn empty_registry_compiles_to_an_empty_valid_table() {
         let mut m = Model::default();
         m.version = 1;
-        let compiled = compile(&m).expect("compile");
+        let compiled = compile(&m, &SecretBox::random()).expect("compile");
         let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
         assert!(table.tenants.is_empty() && table.upstreams.is_empty());
     }
@@ -277,10 +344,80 @@ mod tests {
     fn deleted_tenant_is_absent() {
         let mut m = model();
         m.remove_tenant(&crate::ids::TenantId::parse("acme").expect("id"));
-        let compiled = compile(&m).expect("compile");
+        let compiled = compile(&m, &SecretBox::random()).expect("compile");
         let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
         let ids: Vec<&str> = table.tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["beta"]);
+    }
+
+    /// A routed tenant whose identity step is done, with `secrets` sealed by `sealer`.
+    fn provisioned(auth: &str, sealer: &SecretBox) -> Model {
+        let mut m = model();
+        let (id, mut rec, hosts) = fixtures::tenant("gamma", &["gamma.test"], "app");
+        rec.wire.routes[0].auth = realmgate_table::AuthSpec::One(auth.into());
+        let mut step = crate::provision::StepRecord::new(StepKind::Identity, "keycloak", 0);
+        step.state = StepState::Done;
+        let outputs = serde_json::json!({
+            "issuer": "http://kc.test/realms/gamma",
+            "jwks_uri": "http://kc.test/realms/gamma/protocol/openid-connect/certs",
+            "login_client_id": "realmgate",
+            "audiences": ["realmgate", "tenant-admin"],
+        });
+        step.outputs = outputs.as_object().cloned().unwrap_or_default();
+        let mut secrets = serde_json::Map::new();
+        secrets.insert("login_client_secret".into(), "login-s3cret".into());
+        secrets.insert("admin_password".into(), "never-in-the-table".into());
+        step.sealed = sealer.seal("gamma", "identity", &secrets);
+        rec.provision = crate::provision::Provision::ready(vec![step]);
+        m.put_tenant(id, rec, hosts);
+        m
+    }
+
+    fn realm_of(compiled: &Compiled, id: &str) -> Option<realmgate_table::Realm> {
+        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid table");
+        let t = table.tenants.into_iter().find(|t| t.id == id)?;
+        Some(t.realm.expect("a realm"))
+    }
+
+    #[test]
+    fn a_provisioned_tenant_carries_its_realm_and_login_client() {
+        let sealer = SecretBox::random();
+        let m = provisioned("session", &sealer);
+        let compiled = compile(&m, &sealer).expect("compile");
+        assert_eq!(compiled.tenants, 3);
+        let realm = realm_of(&compiled, "gamma").expect("gamma routed");
+        assert_eq!(realm.issuer, "http://kc.test/realms/gamma");
+        assert_eq!(
+            realm.jwks_uri.as_deref(),
+            Some("http://kc.test/realms/gamma/protocol/openid-connect/certs")
+        );
+        assert_eq!(realm.audiences, ["realmgate", "tenant-admin"]);
+        assert_eq!(realm.client_id.as_deref(), Some("realmgate"));
+        assert_eq!(realm.client_secret.as_deref(), Some("login-s3cret"));
+        let text = String::from_utf8_lossy(&compiled.body);
+        assert!(
+            !text.contains("never-in-the-table"),
+            "only the login secret"
+        );
+        // The model itself is untouched: the realm lives only in the compiled copy.
+        assert!(m.tenants.values().all(|t| t.wire.realm.is_none()));
+    }
+
+    #[test]
+    fn a_login_secret_that_cannot_be_opened_leaves_jwt_routes_and_withholds_session_ones() {
+        let sealer = SecretBox::random();
+        let other_key = SecretBox::random();
+        // jwt routes need no login client: the realm goes in without one.
+        let compiled = compile(&provisioned("jwt", &sealer), &other_key).expect("compile");
+        let realm = realm_of(&compiled, "gamma").expect("gamma routed");
+        assert_eq!(realm.issuer, "http://kc.test/realms/gamma");
+        assert_eq!((realm.client_id, realm.client_secret), (None, None));
+        // session routes would make every gateway refuse the whole table: the tenant alone
+        // is left out, the others still route.
+        let compiled = compile(&provisioned("session", &sealer), &other_key).expect("compile");
+        assert_eq!(compiled.tenants, 2);
+        assert!(realm_of(&compiled, "gamma").is_none());
+        assert!(realmgate_table::parse(&compiled.body).is_ok());
     }
 }
 
@@ -332,7 +469,7 @@ mod key_tests {
             expires_at_ms: Some(future),
             ..key("later", Some("acme"), 6)
         });
-        let compiled = compile(&m).expect("compile");
+        let compiled = compile(&m, &SecretBox::random()).expect("compile");
         let (table, checked) = realmgate_table::parse(&compiled.body).expect("valid");
         let ids: Vec<&str> = table.api_keys.iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, ["later", "live", "op"]);

@@ -132,6 +132,11 @@ impl Control {
         self.read().version
     }
 
+    /// Compile the current model into a table (provisioned tenants' login secrets opened).
+    pub fn compile(&self) -> Result<crate::compile::Compiled, serde_json::Error> {
+        crate::compile::compile(&self.read(), &self.secret_box)
+    }
+
     pub fn with_model<R>(&self, f: impl FnOnce(&Model) -> R) -> R {
         f(&self.read())
     }

@@ -85,8 +85,8 @@ pub struct TenantCheck<'a> {
     pub rate_limits: RateLimits,
     pub display_name: &'a str,
     pub catalog: &'a [CatalogEntry],
-    /// The identity step will give the tenant a realm (issuer, keys, audiences; no login
-    /// client), so `jwt` routes are allowed; `session` routes still are not.
+    /// The identity step will give the tenant a realm (issuer, keys, audiences, login
+    /// client), so `jwt` and `session` routes are allowed.
     pub provisions_realm: bool,
 }
 
@@ -137,13 +137,14 @@ pub fn check_tenant(
             routes,
             status: TenantStatus::Active,
             rate_limits,
-            // Stands for the realm the identity step makes (see `compile::provisioned_realm`).
+            // Stands for the realm the identity step makes, login client included (see
+            // `compile::provisioned_realm`).
             realm: t.provisions_realm.then(|| realmgate_table::Realm {
                 issuer: "http://placeholder.invalid/realms/t".into(),
                 jwks_uri: None,
                 audiences: vec!["placeholder".into()],
-                client_id: None,
-                client_secret: None,
+                client_id: Some("placeholder".into()),
+                client_secret: Some("placeholder".into()),
             }),
             // The table's app-shell fields are not managed by realmctl yet.
             display_name: None,
@@ -443,7 +444,7 @@ mod tests {
     }
 
     #[test]
-    fn jwt_routes_need_a_realm_that_provisioning_gives_and_session_routes_stay_refused() {
+    fn jwt_and_session_routes_need_the_realm_that_provisioning_gives() {
         let routes = |auth: &str| -> Vec<Route> {
             serde_json::from_value(serde_json::json!(
                 [{"prefix": "/", "upstream": "app", "auth": auth}]))
@@ -468,7 +469,12 @@ mod tests {
         assert!(run("jwt", true).is_empty(), "{:?}", run("jwt", true));
         let no_realm = run("jwt", false);
         assert_eq!(ats(&no_realm), ["routes[0].auth"], "{no_realm:?}");
-        let session = run("session", true);
-        assert_eq!(ats(&session), ["routes[0].auth"], "{session:?}");
+        assert!(
+            run("session", true).is_empty(),
+            "{:?}",
+            run("session", true)
+        );
+        let no_realm = run("session", false);
+        assert_eq!(ats(&no_realm), ["routes[0].auth"], "{no_realm:?}");
     }
 }

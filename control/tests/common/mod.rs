@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kube_fake;
+pub mod provision;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

@@ -167,10 +167,7 @@ async fn steps_run_in_order_then_the_tenant_is_routed_once() {
     let opened = f.control.open_secrets(&id("acme"), &rec).expect("open");
     assert_eq!(opened.secret_str("s"), Some("secret-1"));
     // The compiled table carries it.
-    let body = f
-        .control
-        .with_model(crate::compile::compile)
-        .expect("compile");
+    let body = f.control.compile().expect("compile");
     assert!(String::from_utf8_lossy(&body.body).contains("acme.test"));
 }
 
@@ -192,10 +189,7 @@ async fn failure_backs_off_then_retry_on_demand_finishes() {
         "{p:?}"
     );
     assert!(!p.routed);
-    let body = f
-        .control
-        .with_model(crate::compile::compile)
-        .expect("compile");
+    let body = f.control.compile().expect("compile");
     assert!(
         !String::from_utf8_lossy(&body.body).contains("acme.test"),
         "a failed tenant is not routed"
