@@ -289,12 +289,24 @@ impl Store {
     }
 }
 
-/// First half of an atomic replace: write `.<name>.tmp` in `dir` and fsync it.
+/// First half of an atomic replace: write `.<name>.tmp` in `dir` (mode 0600) and fsync it.
 fn stage(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
     let err = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| err("create", e))?;
     let tmp = dir.join(format!(".{name}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| err("create temp file in", e))?;
+    // Owner-only: a table may hold login client secrets (`realm.client_secret`). A leftover
+    // temp file would keep its mode, so it goes first.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+    }
+    .map_err(|e| err("create temp file in", e))?;
     f.write_all(bytes)
         .map_err(|e| err("write temp file in", e))?;
     f.sync_all().map_err(|e| err("fsync temp file in", e))?;

@@ -52,6 +52,13 @@ async fn restarted_gateway_serves_its_last_table_without_a_push() {
     // kill -9 straight after the 200: the table must already be durable.
     f.gw.kill();
     assert_eq!(f.state_file_version(), 5);
+    // Owner-only: a table may hold login client secrets.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(f.gw.state_dir().join("table.json"))
+            .expect("state file")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "state file mode {mode:o}");
 
     f.gw.restart().await;
     f.gw.wait_ready().await;

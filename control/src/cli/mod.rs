@@ -146,8 +146,8 @@ pub struct TenantFields {
     /// A host (exact, or *.suffix); repeatable. On update, replaces the list.
     #[arg(long = "host")]
     hosts: Vec<String>,
-    /// A route PREFIX=UPSTREAM[:AUTH] (auth defaults to public); repeatable. On update,
-    /// replaces the list.
+    /// A route PREFIX=UPSTREAM[:AUTH] (auth defaults to public; `session,jwt` accepts any of
+    /// them); repeatable. On update, replaces the list.
     #[arg(long = "route")]
     routes: Vec<String>,
     /// Shorthand for --route /=UPSTREAM.
@@ -634,7 +634,7 @@ impl TenantFields {
     }
 }
 
-/// `PREFIX=UPSTREAM[:AUTH]`.
+/// `PREFIX=UPSTREAM[:AUTH[,AUTH…]]`.
 fn parse_route(raw: &str) -> Result<Value, CliError> {
     let (prefix, rest) = raw.split_once('=').ok_or_else(|| {
         CliError::Usage(format!(
@@ -642,6 +642,12 @@ fn parse_route(raw: &str) -> Result<Value, CliError> {
         ))
     })?;
     let (upstream, auth) = rest.split_once(':').unwrap_or((rest, "public"));
+    // `session,jwt`: any of the policies (the API validates the names).
+    let auth = if auth.contains(',') {
+        json!(auth.split(',').collect::<Vec<_>>())
+    } else {
+        json!(auth)
+    };
     Ok(json!({"prefix": prefix, "upstream": upstream, "auth": auth}))
 }
 
@@ -725,6 +731,10 @@ mod tests {
         );
         assert_eq!(parse_route("/=app").expect("route")["auth"], "public");
         assert!(parse_route("/app").is_err());
+        assert_eq!(
+            parse_route("/todos/=app:session,jwt").expect("route")["auth"],
+            json!(["session", "jwt"])
+        );
         assert_eq!(seg("a b/c"), "a%20b%2Fc");
         assert_eq!(
             parse_rate_limit("100/60s").expect("limit"),
