@@ -25,6 +25,8 @@ pub struct Compiled {
     /// `sha256:<hex>` of `body`, as the gateways report it.
     pub digest: String,
     pub tenants: usize,
+    /// Some tenant's realm carries a login client secret (operators see the table redacted).
+    pub has_secrets: bool,
 }
 
 /// Borrowed view of the model with the field names of [`realmgate_table::Table`]; the unit
@@ -92,6 +94,8 @@ struct TenantsRef<'a> {
     secrets: &'a SecretBox,
     /// How many tenants were written.
     written: Cell<usize>,
+    /// Whether a login client secret was written.
+    secrets_written: Cell<bool>,
 }
 
 impl Serialize for TenantsRef<'_> {
@@ -104,6 +108,9 @@ impl Serialize for TenantsRef<'_> {
                 Provisioned::No => seq.serialize_element(&record.wire)?,
                 // Only provisioned tenants pay for a copy.
                 Provisioned::Realm(realm) => {
+                    if realm.client_secret.is_some() {
+                        self.secrets_written.set(true);
+                    }
                     let mut tenant = record.wire.clone();
                     tenant.realm = Some(realm);
                     seq.serialize_element(&tenant)?;
@@ -214,6 +221,7 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
             tenants: &model.tenants,
             secrets,
             written: Cell::new(0),
+            secrets_written: Cell::new(false),
         },
         api_keys: KeysRef {
             model,
@@ -224,12 +232,14 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
     serde_json::to_writer(&mut buf, &view)?;
     let tenants = view.tenants.written.get();
+    let has_secrets = view.tenants.secrets_written.get();
     let body = Bytes::from(buf);
     Ok(Compiled {
         version: model.version,
         digest: realmgate_table::digest(&body),
         body,
         tenants,
+        has_secrets,
     })
 }
 

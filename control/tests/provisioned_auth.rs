@@ -336,6 +336,22 @@ async fn provisioned_realms_guard_the_jwt_and_session_routes_of_their_own_tenant
     assert!(!view.to_string().contains(login_secret), "{view}");
     let logs = format!("{}{}", rc.proc.log_text(), gw.proc.log_text());
     assert!(!logs.contains(login_secret), "login secret logged");
+    // The table carries it to gateways only: an operator reads it redacted.
+    let table = |token: &'static str| {
+        let req = http
+            .get(format!("{}/v1/table", rc.url()))
+            .bearer_auth(token);
+        async move {
+            let r = req.send().await.expect("realmctl");
+            assert_eq!(r.status(), StatusCode::OK);
+            r.text().await.expect("table")
+        }
+    };
+    let for_gateways = table(GATEWAY_TOKEN).await;
+    assert!(for_gateways.contains(login_secret));
+    let for_operators = table(OPERATOR_TOKEN).await;
+    assert!(!for_operators.contains(login_secret), "{for_operators}");
+    assert!(for_operators.contains("\"client_secret\":\"(redacted)\""));
     assert!(!logs.contains(password), "password logged");
     assert!(!logs.contains(&tokens[0]), "token logged");
     for (_, value) in &v.gw_jar.0 {

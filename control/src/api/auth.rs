@@ -34,6 +34,14 @@ impl Tokens {
         Self::presented(headers).is_some_and(|d| bool::from(d.ct_eq(&self.operator)))
     }
 
+    /// A gateway pulling its table (with its secrets).
+    pub fn is_gateway(&self, headers: &HeaderMap) -> bool {
+        let presented = Self::presented(headers);
+        self.gateway
+            .zip(presented)
+            .is_some_and(|(g, d)| bool::from(d.ct_eq(&g)))
+    }
+
     /// The operator, or a gateway pulling its table.
     pub fn is_reader(&self, headers: &HeaderMap) -> bool {
         Self::presented(headers).is_some_and(|d| {

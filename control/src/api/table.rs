@@ -1,10 +1,12 @@
 //! `/v1/table`: the compiled routing table, for operators and for gateways pulling it at
-//! start (`realmgate --control-url`), which present their admin token.
+//! start (`realmgate --control-url`), which present their admin token. Only gateways get the
+//! login client secrets of provisioned tenants; operators see them redacted.
 
 use super::{ApiError, AppState};
 use crate::compile::Compiled;
+use crate::service::ServiceError;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,8 +30,10 @@ struct TableQuery {
 /// The table as of this request: a change acknowledged before it is always included.
 async fn show(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<TableQuery>,
 ) -> Result<Response, ApiError> {
+    let gateway = s.tokens.is_gateway(&headers);
     let table = current(&s).await?;
     let headers = [
         (header::ETAG, format!("\"{}\"", table.digest)),
@@ -50,12 +54,49 @@ async fn show(
         });
         return Ok((headers, Json(summary)).into_response());
     }
+    if table.has_secrets && !gateway {
+        let body = redacted(&table.body)
+            .map_err(|e| ApiError::Service(ServiceError::Internal(e.to_string())))?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/json".to_owned()),
+                (
+                    header::HeaderName::from_static("x-realmgate-redacted"),
+                    "realm.client_secret".to_owned(),
+                ),
+            ],
+            [
+                // Not the bytes the digest names.
+                (header::ETAG, format!("W/\"{}\"", table.digest)),
+                (
+                    header::HeaderName::from_static("x-realmgate-table-version"),
+                    table.version.to_string(),
+                ),
+            ],
+            body,
+        )
+            .into_response());
+    }
     Ok((
         [(header::CONTENT_TYPE, "application/json".to_owned())],
         headers,
         table.body.clone(),
     )
         .into_response())
+}
+
+/// The table with every realm's `client_secret` replaced by `"(redacted)"`.
+fn redacted(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    let mut table: serde_json::Value = serde_json::from_slice(body)?;
+    if let Some(tenants) = table.get_mut("tenants").and_then(|t| t.as_array_mut()) {
+        for secret in tenants
+            .iter_mut()
+            .filter_map(|t| t.pointer_mut("/realm/client_secret"))
+        {
+            *secret = json!("(redacted)");
+        }
+    }
+    serde_json::to_vec(&table)
 }
 
 async fn current(s: &AppState) -> Result<Arc<Compiled>, ApiError> {
