@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// An entry of a tenant's app catalog (shown by the shell). Stored in the registry; the
-/// routing table does not carry catalogs yet.
+/// An entry of a tenant's app catalog, shown by the app shell (the table's `catalog`: the
+/// title as `name`, the path, the icon).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogEntry {
     /// App name, unique within the tenant (`a-z`, `0-9`, `.`, `_`, `-`).
@@ -19,6 +19,20 @@ pub struct CatalogEntry {
     pub title: String,
     /// Normalised absolute path the app lives under, e.g. `/crm/`.
     pub path: String,
+    /// Icon name, e.g. `lucide:check-square`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+}
+
+impl CatalogEntry {
+    /// The entry as the routing table carries it.
+    pub fn table_app(&self) -> realmgate_table::CatalogApp {
+        realmgate_table::CatalogApp {
+            name: self.title.clone(),
+            path: self.path.clone(),
+            icon: self.icon.clone(),
+        }
+    }
 }
 
 /// A tenant as the registry keeps it.
@@ -40,6 +54,12 @@ pub struct TenantRecord {
 
 impl TenantRecord {
     /// Same content, ignoring bookkeeping (revision, versions, times).
+    /// Bring the table's copies of the display name and catalog in line with the record's.
+    pub fn sync_wire(&mut self) {
+        self.wire.display_name = Some(self.display_name.clone());
+        self.wire.catalog = self.catalog.iter().map(CatalogEntry::table_app).collect();
+    }
+
     pub fn same_content(&self, other: &TenantRecord) -> bool {
         self.wire == other.wire
             && self.display_name == other.display_name
@@ -159,6 +179,8 @@ impl Model {
                     .routes
                     .iter()
                     .any(|r| r.upstream == upstream.as_str())
+                    || t.wire.shell.as_ref().and_then(|s| s.upstream.as_deref())
+                        == Some(upstream.as_str())
             })
             .map(|(id, _)| id.clone())
             .collect()
@@ -269,5 +291,15 @@ mod tests {
         let x = UpstreamName::parse("x").expect("name");
         let users: Vec<String> = m.users_of(&x).iter().map(ToString::to_string).collect();
         assert_eq!(users, ["a", "c"]);
+        // A tenant's own shell app uses its pool too.
+        let (id, mut rec, hosts) = tenant("d", &["d.test"], "y");
+        rec.wire.shell = Some(realmgate_table::Shell {
+            enabled: true,
+            upstream: Some("x".into()),
+            excludes: Vec::new(),
+        });
+        m.put_tenant(id, rec, hosts);
+        let users: Vec<String> = m.users_of(&x).iter().map(ToString::to_string).collect();
+        assert_eq!(users, ["a", "c", "d"]);
     }
 }

@@ -15,6 +15,9 @@ pub struct TenantView {
     pub hosts: Vec<String>,
     pub routes: Vec<Route>,
     pub catalog: Vec<CatalogEntry>,
+    /// The app shell: browsers navigating to `/` or into a catalog app get it. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<realmgate_table::Shell>,
     /// Requests per window for the tenant, each key and each public client.
     #[serde(default, skip_serializing_if = "RateLimits::is_empty")]
     pub rate_limits: RateLimits,
@@ -100,6 +103,7 @@ impl From<&TenantRecord> for TenantView {
             hosts: r.wire.hosts.clone(),
             routes: r.wire.routes.clone(),
             catalog: r.catalog.clone(),
+            shell: r.wire.shell.clone(),
             rate_limits: r.wire.rate_limits,
             revision: r.revision,
             table_version: r.table_version,

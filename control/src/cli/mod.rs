@@ -155,6 +155,22 @@ pub struct TenantFields {
     upstream: Option<String>,
     #[arg(long)]
     display_name: Option<String>,
+    /// An app of the tenant's catalog, NAME=PATH (shown as NAME, capitalised); repeatable. On
+    /// update, replaces the catalog. Titles and icons: the API's `catalog`.
+    #[arg(long = "app")]
+    apps: Vec<String>,
+    /// Give browsers the app shell (the built-in one, or --shell-upstream's).
+    #[arg(long)]
+    shell: bool,
+    /// The tenant's own shell page, served by this pool (implies --shell).
+    #[arg(long)]
+    shell_upstream: Option<String>,
+    /// A path prefix that never gets the shell (implies --shell); repeatable.
+    #[arg(long = "shell-exclude")]
+    shell_excludes: Vec<String>,
+    /// Remove the app shell.
+    #[arg(long, conflicts_with_all = ["shell", "shell_upstream", "shell_excludes"])]
+    no_shell: bool,
     #[arg(long, value_enum)]
     status: Option<StatusArg>,
     /// Wait until provisioning is done and every gateway serves the change (progress on
@@ -623,6 +639,26 @@ impl TenantFields {
         if let Some(d) = &self.display_name {
             body.insert("display_name".into(), json!(d));
         }
+        if !self.apps.is_empty() {
+            let apps = self
+                .apps
+                .iter()
+                .map(|a| parse_app(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            body.insert("catalog".into(), Value::Array(apps));
+        }
+        if self.no_shell {
+            body.insert("shell".into(), Value::Null);
+        } else if self.shell || self.shell_upstream.is_some() || !self.shell_excludes.is_empty() {
+            let mut shell = json!({"enabled": true});
+            if let Some(u) = &self.shell_upstream {
+                shell["upstream"] = json!(u);
+            }
+            if !self.shell_excludes.is_empty() {
+                shell["excludes"] = json!(self.shell_excludes);
+            }
+            body.insert("shell".into(), shell);
+        }
         if let Some(s) = self.status {
             let s = match s {
                 StatusArg::Active => "active",
@@ -632,6 +668,21 @@ impl TenantFields {
         }
         Ok(body)
     }
+}
+
+/// `NAME=PATH`: a catalog entry titled NAME with its first letter in upper case.
+fn parse_app(raw: &str) -> Result<Value, CliError> {
+    let (name, path) = raw.split_once('=').ok_or_else(|| {
+        CliError::Usage(format!(
+            "--app {raw:?}: expected NAME=PATH, like todos=/todos/"
+        ))
+    })?;
+    let mut chars = name.chars();
+    let title: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    Ok(json!({"name": name, "title": title, "path": path}))
 }
 
 /// `PREFIX=UPSTREAM[:AUTH[,AUTH…]]`.
@@ -735,6 +786,11 @@ mod tests {
             parse_route("/todos/=app:session,jwt").expect("route")["auth"],
             json!(["session", "jwt"])
         );
+        assert_eq!(
+            parse_app("todos=/todos/").expect("app"),
+            json!({"name": "todos", "title": "Todos", "path": "/todos/"})
+        );
+        assert!(parse_app("todos").is_err());
         assert_eq!(seg("a b/c"), "a%20b%2Fc");
         assert_eq!(
             parse_rate_limit("100/60s").expect("limit"),

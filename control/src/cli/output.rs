@@ -85,6 +85,21 @@ pub fn tenant(t: &TenantView) -> String {
             out.push_str(&format!("    {} {:?} at {}\n", c.name, c.title, c.path));
         }
     }
+    if let Some(shell) = &t.shell {
+        out.push_str(&format!(
+            "  shell:     {} ({}{})\n",
+            if shell.enabled { "on" } else { "off" },
+            shell
+                .upstream
+                .as_deref()
+                .map_or_else(|| "built-in".to_owned(), |u| format!("page from {u}")),
+            if shell.excludes.is_empty() {
+                String::new()
+            } else {
+                format!("; not under {}", shell.excludes.join(", "))
+            }
+        ));
+    }
     out
 }
 

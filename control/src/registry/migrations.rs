@@ -108,6 +108,14 @@ CREATE TABLE provision_steps (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 4,
+        name: "tenant app shell",
+        sql: r#"
+-- The tenant's app shell settings as they enter the table (JSON object), or NULL: no shell.
+ALTER TABLE tenants ADD COLUMN shell TEXT;
+"#,
+    },
 ];
 
 /// Bring the schema up to date; returns the schema version now in force.
@@ -199,7 +207,7 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("migrate"), 3);
+        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("migrate"), 4);
         assert_eq!(
             tables(&conn).await,
             [
@@ -214,7 +222,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("again"), 3);
+        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("again"), 4);
     }
 
     #[tokio::test]
@@ -273,7 +281,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 3
+                    known: 4
                 }
             ),
             "{err}"

@@ -160,7 +160,7 @@ impl Registry {
             .conn
             .query(
                 "SELECT id, display_name, status, routes, catalog, revision, table_version,
-                        created_at_ms, updated_at_ms, rate_limits FROM tenants",
+                        created_at_ms, updated_at_ms, rate_limits, shell FROM tenants",
                 (),
             )
             .await?;
@@ -182,7 +182,7 @@ impl Registry {
                 .iter()
                 .map(|h| HostPattern::parse(h).map_err(|e| corrupt(what(), e)))
                 .collect::<Result<Vec<_>, _>>()?;
-            let record = TenantRecord {
+            let mut record = TenantRecord {
                 wire: Tenant {
                     id: id.clone(),
                     hosts: host_list,
@@ -191,10 +191,15 @@ impl Registry {
                     rate_limits: serde_json::from_str(row.get_str(9)?)
                         .map_err(|e| corrupt(what(), e))?,
                     realm: None,
-                    // The table's app-shell fields are not managed by realmctl yet.
+                    // Filled from the record's own fields below.
                     display_name: None,
                     catalog: Vec::new(),
-                    shell: None,
+                    shell: match row.get::<Option<String>>(10)? {
+                        Some(text) => {
+                            Some(serde_json::from_str(&text).map_err(|e| corrupt(what(), e))?)
+                        }
+                        None => None,
+                    },
                 },
                 display_name: row.get(1)?,
                 catalog,
@@ -206,6 +211,7 @@ impl Registry {
                     .remove(&id)
                     .unwrap_or_else(|| crate::provision::Provision::ready(Vec::new())),
             };
+            record.sync_wire();
             model.put_tenant(key, record, patterns);
         }
         self.load_keys(&mut model).await?;
@@ -296,6 +302,7 @@ impl Registry {
         let routes = to_json(&record.wire.routes)?;
         let catalog = to_json(&record.catalog)?;
         let rate_limits = to_json(&record.wire.rate_limits)?;
+        let shell = record.wire.shell.as_ref().map(to_json).transpose()?;
         self.write(|tx, version| async move {
             let id = record.wire.id.as_str();
             tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", params![id])
@@ -303,8 +310,8 @@ impl Registry {
             tx.execute(
                 "INSERT INTO tenants (id, display_name, status, routes, catalog, revision,
                                       table_version, created_at_ms, updated_at_ms, rate_limits,
-                                      provision_state, routed, provision_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                                      provision_state, routed, provision_error, shell)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (id) DO UPDATE SET
                      display_name = excluded.display_name, status = excluded.status,
                      routes = excluded.routes, catalog = excluded.catalog,
@@ -312,7 +319,7 @@ impl Registry {
                      revision = excluded.revision, table_version = excluded.table_version,
                      updated_at_ms = excluded.updated_at_ms,
                      provision_state = excluded.provision_state, routed = excluded.routed,
-                     provision_error = excluded.provision_error",
+                     provision_error = excluded.provision_error, shell = excluded.shell",
                 params![
                     id,
                     record.display_name.as_str(),
@@ -326,7 +333,8 @@ impl Registry {
                     rate_limits,
                     record.provision.state.name(),
                     i64::from(record.provision.routed),
-                    record.provision.error.clone()
+                    record.provision.error.clone(),
+                    shell
                 ],
             )
             .await?;

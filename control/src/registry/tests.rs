@@ -33,7 +33,14 @@ async fn writes_bump_the_version_and_round_trip() {
         name: "crm".into(),
         title: "CRM".into(),
         path: "/crm/".into(),
+        icon: Some("lucide:users".into()),
     }];
+    rec.wire.shell = Some(realmgate_table::Shell {
+        enabled: true,
+        upstream: Some("app".into()),
+        excludes: vec!["/api/".into()],
+    });
+    rec.sync_wire();
     rec.wire.status = TenantStatus::Suspended;
     assert_eq!(reg.save_tenant(&rec).await.expect("save"), 3);
 
@@ -111,7 +118,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     let reg = Registry::in_memory().await.expect("open");
     reg.conn
         .execute(
-            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0, '{}', 'ready', 1, NULL)",
+            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0, '{}', 'ready', 1, NULL, NULL)",
             (),
         )
         .await

@@ -194,12 +194,14 @@ impl Control {
                 .unwrap_or_else(|| "placeholder".into());
             let catalog = input.catalog.clone().unwrap_or_default();
             let rate_limits = input.rate_limits.unwrap_or_default();
+            let shell = input.shell.clone().flatten();
             let check = validate::TenantCheck {
                 hosts: input.hosts.as_deref(),
                 routes: input.routes.as_deref(),
                 rate_limits,
                 display_name: &display_name,
                 catalog: &catalog,
+                shell: shell.as_ref(),
                 provisions_realm: self.plan.provisions_realm(),
             };
             let hosts = validate::check_tenant(&model, &check, &mut problems);
@@ -215,7 +217,7 @@ impl Control {
             }
             check_host_conflicts(&model, &id, &hosts)?;
             let now = now_ms();
-            let record = TenantRecord {
+            let mut record = TenantRecord {
                 wire: Tenant {
                     id: id.to_string(),
                     hosts: hosts.iter().map(ToString::to_string).collect(),
@@ -223,10 +225,10 @@ impl Control {
                     status: input.status.unwrap_or_default(),
                     rate_limits,
                     realm: None,
-                    // The table's app-shell fields are not managed by realmctl yet.
+                    // Set from the record's own fields by `sync_wire`.
                     display_name: None,
                     catalog: Vec::new(),
-                    shell: None,
+                    shell,
                 },
                 display_name,
                 catalog,
@@ -245,6 +247,7 @@ impl Control {
                     Provision::ready(self.plan.records(now))
                 },
             };
+            record.sync_wire();
             (id, record, hosts)
         };
         let version = registry.save_tenant(&record).await?;
@@ -299,12 +302,17 @@ impl Control {
             if let Some(limits) = input.rate_limits {
                 next.wire.rate_limits = limits;
             }
+            if let Some(shell) = input.shell {
+                next.wire.shell = shell;
+            }
+            next.sync_wire();
             let check = validate::TenantCheck {
                 hosts: Some(input.hosts.as_deref().unwrap_or(&current.wire.hosts)),
                 routes: Some(&next.wire.routes),
                 rate_limits: next.wire.rate_limits,
                 display_name: &next.display_name,
                 catalog: &next.catalog,
+                shell: next.wire.shell.as_ref(),
                 provisions_realm: self.plan.provisions_realm(),
             };
             let hosts = validate::check_tenant(&model, &check, &mut problems);
@@ -454,7 +462,7 @@ impl Control {
                 return Err(ServiceError::Conflict {
                     code: "upstream_in_use",
                     message: format!(
-                        "upstream {:?} is used by {} tenant(s); change their routes first",
+                        "upstream {:?} is used by {} tenant(s); change their routes or shell first",
                         name.as_str(),
                         users.len()
                     ),

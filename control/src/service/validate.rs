@@ -6,13 +6,15 @@ use crate::body::Fields;
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{CatalogEntry, Model};
 use realmgate_table::host::HostPattern;
-use realmgate_table::path::normalise_path;
-use realmgate_table::{is_name, Problem, RateLimits, Route, Table, Tenant, TenantStatus, Upstream};
-use std::borrow::Cow;
+use realmgate_table::{
+    is_name, Problem, RateLimits, Route, Shell, Table, Tenant, TenantStatus, Upstream,
+};
 use std::collections::{BTreeMap, HashSet};
 
-pub const MAX_DISPLAY_NAME: usize = 200;
-pub const MAX_CATALOG: usize = 256;
+/// The routing table's limits (`realmgate_table`'s shell checks), checked here first so the
+/// problems name the API's fields.
+pub const MAX_DISPLAY_NAME: usize = 100;
+pub const MAX_APP_TITLE: usize = 64;
 
 /// Tenant fields from a create or patch body; `None` is "not given" (or undecodable).
 #[derive(Debug, Default)]
@@ -23,6 +25,8 @@ pub struct TenantInput {
     pub catalog: Option<Vec<CatalogEntry>>,
     pub status: Option<TenantStatus>,
     pub rate_limits: Option<RateLimits>,
+    /// `Some(None)`: `"shell": null`, no shell.
+    pub shell: Option<Option<Shell>>,
 }
 
 impl TenantInput {
@@ -42,6 +46,7 @@ impl TenantInput {
             catalog: f.take_list("catalog"),
             status: f.take("status"),
             rate_limits: f.take("rate_limits"),
+            shell: f.take("shell"),
         }
     }
 }
@@ -85,6 +90,7 @@ pub struct TenantCheck<'a> {
     pub rate_limits: RateLimits,
     pub display_name: &'a str,
     pub catalog: &'a [CatalogEntry],
+    pub shell: Option<&'a Shell>,
     /// The identity step will give the tenant a realm (issuer, keys, audiences, login
     /// client), so `jwt` and `session` routes are allowed.
     pub provisions_realm: bool,
@@ -98,7 +104,8 @@ pub fn check_tenant(
 ) -> Vec<HostPattern> {
     let (hosts, routes, rate_limits, display_name, catalog) =
         (t.hosts, t.routes, t.rate_limits, t.display_name, t.catalog);
-    check_display_name(display_name, "display_name", problems);
+    let display_name_ok =
+        check_display_name(display_name, "display_name", MAX_DISPLAY_NAME, problems);
     check_catalog(catalog, problems);
     // Stand-ins for parts that did not decode (already reported), so they add no noise.
     const PLACEHOLDER_POOL: &str = "placeholder";
@@ -119,13 +126,14 @@ pub fn check_tenant(
         <[Route]>::to_vec,
     );
     let mut upstreams = BTreeMap::new();
-    for route in &routes {
-        if route.upstream == PLACEHOLDER_POOL {
-            upstreams.insert(route.upstream.clone(), placeholder_pool());
+    let shell_pool = t.shell.and_then(|s| s.upstream.as_ref());
+    for pool in routes.iter().map(|r| &r.upstream).chain(shell_pool) {
+        if pool == PLACEHOLDER_POOL {
+            upstreams.insert(pool.clone(), placeholder_pool());
         } else if let Some(record) =
-            UpstreamName::parse(&route.upstream).and_then(|name| model.upstreams.get(&name))
+            UpstreamName::parse(pool).and_then(|name| model.upstreams.get(&name))
         {
-            upstreams.insert(route.upstream.clone(), record.spec.clone());
+            upstreams.insert(pool.clone(), record.spec.clone());
         }
     }
     let table = Table {
@@ -146,10 +154,19 @@ pub fn check_tenant(
                 client_id: Some("placeholder".into()),
                 client_secret: Some("placeholder".into()),
             }),
-            // The table's app-shell fields are not managed by realmctl yet.
-            display_name: None,
-            catalog: Vec::new(),
-            shell: None,
+            // Problems already reported above are not reported twice.
+            display_name: display_name_ok.then(|| display_name.to_owned()),
+            catalog: catalog
+                .iter()
+                .map(|c| {
+                    let mut app = c.table_app();
+                    if app.name.trim().is_empty() || app.name.chars().count() > MAX_APP_TITLE {
+                        app.name = "placeholder".into();
+                    }
+                    app
+                })
+                .collect(),
+            shell: t.shell.cloned(),
         }],
         api_keys: Vec::new(),
     };
@@ -220,25 +237,23 @@ pub(super) fn placeholder_pool() -> Upstream {
     }
 }
 
-fn check_display_name(s: &str, at: &str, problems: &mut Vec<Problem>) {
+/// Whether `s` is a good label; a problem at `at` if not.
+fn check_display_name(s: &str, at: &str, max: usize, problems: &mut Vec<Problem>) -> bool {
     let len = s.chars().count();
-    if len == 0 || len > MAX_DISPLAY_NAME {
-        problems.push(Problem::new(
-            at,
-            format!("must be 1-{MAX_DISPLAY_NAME} characters"),
-        ));
+    let why = if s.trim().is_empty() || len > max {
+        format!("must be 1-{max} characters, not blank")
     } else if s.chars().any(char::is_control) {
-        problems.push(Problem::new(at, "must not contain control characters"));
-    }
+        "must not contain control characters".into()
+    } else {
+        return true;
+    };
+    problems.push(Problem::new(at, why));
+    false
 }
 
+/// The registry-only parts of catalog entries (names, titles); the count, paths and icons are
+/// the table validator's.
 fn check_catalog(catalog: &[CatalogEntry], problems: &mut Vec<Problem>) {
-    if catalog.len() > MAX_CATALOG {
-        problems.push(Problem::new(
-            "catalog",
-            format!("more than {MAX_CATALOG} entries"),
-        ));
-    }
     let mut names = HashSet::new();
     for (i, entry) in catalog.iter().enumerate() {
         let at = format!("catalog[{i}]");
@@ -256,13 +271,12 @@ fn check_catalog(catalog: &[CatalogEntry], problems: &mut Vec<Problem>) {
                 format!("{:?} listed twice", entry.name),
             ));
         }
-        check_display_name(&entry.title, &format!("{at}.title"), problems);
-        if !matches!(normalise_path(&entry.path), Ok(Cow::Borrowed(_))) {
-            problems.push(Problem::new(
-                format!("{at}.path"),
-                format!("{:?} is not a normalised absolute path", entry.path),
-            ));
-        }
+        check_display_name(
+            &entry.title,
+            &format!("{at}.title"),
+            MAX_APP_TITLE,
+            problems,
+        );
     }
 }
 
@@ -295,6 +309,7 @@ mod tests {
             rate_limits,
             display_name,
             catalog,
+            shell: None,
             provisions_realm: false,
         };
         check_tenant(model, &t, problems)
@@ -407,12 +422,15 @@ mod tests {
     #[test]
     fn display_names() {
         let mut p = Vec::new();
-        check_display_name("Acme Ltd", "d", &mut p);
+        let max = MAX_DISPLAY_NAME;
+        assert!(check_display_name("Acme Ltd", "d", max, &mut p));
+        assert!(check_display_name(&"é".repeat(max), "d", max, &mut p));
         assert!(p.is_empty());
-        check_display_name("", "d", &mut p);
-        check_display_name("a\nb", "d", &mut p);
-        check_display_name(&"x".repeat(201), "d", &mut p);
-        assert_eq!(p.len(), 3);
+        assert!(!check_display_name("", "d", max, &mut p));
+        assert!(!check_display_name("   ", "d", max, &mut p));
+        assert!(!check_display_name("a\nb", "d", max, &mut p));
+        assert!(!check_display_name(&"x".repeat(max + 1), "d", max, &mut p));
+        assert_eq!(p.len(), 4);
     }
 
     #[test]
@@ -459,6 +477,7 @@ mod tests {
                 rate_limits: RateLimits::default(),
                 display_name: "Acme",
                 catalog: &[],
+                shell: None,
                 provisions_realm,
             };
             let mut problems = Vec::new();
