@@ -67,12 +67,19 @@ struct Visitor {
 }
 
 impl Visitor {
+    /// A top-level navigation.
     async fn gateway(&mut self, path_and_query: &str) -> reqwest::Response {
+        self.gateway_as(path_and_query, "document").await
+    }
+
+    /// A request with `Sec-Fetch-Dest: dest` (`document`, `iframe`, …).
+    async fn gateway_as(&mut self, path_and_query: &str, dest: &str) -> reqwest::Response {
         let r = self
             .http
             .get(format!("http://{}{path_and_query}", self.gw))
             .header(HOST, &self.authority)
             .header(ACCEPT, "text/html")
+            .header("sec-fetch-dest", dest)
             .header(COOKIE, self.gw_jar.header())
             .send()
             .await
@@ -164,10 +171,13 @@ async fn provisioned_realms_guard_the_jwt_and_session_routes_of_their_own_tenant
             .call(
                 Method::POST,
                 "/v1/tenants",
+                // The app under /app/ is framed by the tenant's app shell.
                 Some(json!({"id": id, "hosts": [host(id)], "display_name": id,
                     "routes": [{"prefix": "/", "upstream": "app", "auth": "public"},
                                {"prefix": "/api/", "upstream": "app", "auth": "jwt"},
-                               {"prefix": "/app/", "upstream": "app", "auth": "session"}]})),
+                               {"prefix": "/app/", "upstream": "app", "auth": "session"}],
+                    "catalog": [{"name": "app", "title": "App", "path": "/app/"}],
+                    "shell": {"enabled": true}})),
             )
             .await;
         assert_eq!(st, StatusCode::ACCEPTED, "{v}");
@@ -305,7 +315,22 @@ async fn provisioned_realms_guard_the_jwt_and_session_routes_of_their_own_tenant
         gw.proc.log_text()
     );
     assert_eq!(location(&r), "/app/page?x=1");
+    // Signed in: the navigation gets the shell, which knows the user by the token's name
+    // (Keycloak's `name`: the first and last names given at the first login); the frame gets
+    // the app.
     let r = v.gateway("/app/page?x=1").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap_or_default();
+    let ctx = page
+        .split(r#"id="realmgate-context""#)
+        .nth(1)
+        .and_then(|rest| Some(&rest[rest.find('>')? + 1..rest.find("</script>")?]))
+        .and_then(|json| serde_json::from_str::<Value>(json).ok())
+        .unwrap_or_else(|| panic!("no shell context in {page}"));
+    assert_eq!(ctx["user"]["name"], format!("Admin {}", ids[0]), "{ctx}");
+    assert!(ctx["user"]["subject"].is_string(), "{ctx}");
+    assert_eq!(ctx["catalog"][0]["path"], "/app/", "{ctx}");
+    let r = v.gateway_as("/app/page?x=1", "iframe").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().await.unwrap_or_default(), "upstream guarded");
 

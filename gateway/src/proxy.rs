@@ -93,7 +93,7 @@ impl ProxyHttp for Gateway {
                 }
                 ctx.user = ctx.auth.identity.as_ref().map(|id| User {
                     subject: id.subject.to_str().unwrap_or_default().to_owned(),
-                    name: None,
+                    name: id.name.as_deref().map(str::to_owned),
                 });
                 local(session, ctx, shell_part).await
             }

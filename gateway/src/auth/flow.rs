@@ -88,6 +88,7 @@ impl Auth {
             sub: data.sub,
             roles: data.roles,
             exp: data.aexp,
+            name: data.name,
         };
         let bearer = HeaderValue::from_str(&format!("Bearer {}", data.at)).ok();
         actx.identity = Some(Arc::new(Identity::new(realm.id, &claims, bearer)));
@@ -159,6 +160,7 @@ impl Auth {
                 .filter(|s| *s > 0)
                 .map_or(0, |s| now + s),
             it: tokens.id_token,
+            name: access.name,
         })
     }
 

@@ -138,6 +138,26 @@ pub struct Claims {
     pub sub: String,
     pub roles: Vec<String>,
     pub exp: u64,
+    /// For people to read (the shell shows it): `name`, else `preferred_username`; at most
+    /// [`MAX_NAME_CHARS`] characters, no control characters.
+    pub name: Option<String>,
+}
+
+/// Longest user name kept from a token.
+pub const MAX_NAME_CHARS: usize = 128;
+
+/// A token's name claim as it may be shown: trimmed, without control characters, bounded.
+fn display_name(raw: Option<serde_json::Value>) -> Option<String> {
+    let serde_json::Value::String(raw) = raw? else {
+        return None;
+    };
+    let clean: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
 }
 
 #[derive(Deserialize)]
@@ -173,6 +193,11 @@ struct RawClaims {
     nonce: Option<String>,
     #[serde(default)]
     realm_access: Option<RealmAccess>,
+    /// Display claims: a value that is not a string is ignored (see [`display_name`]).
+    #[serde(default)]
+    name: Option<serde_json::Value>,
+    #[serde(default)]
+    preferred_username: Option<serde_json::Value>,
 }
 
 impl Parsed<'_> {
@@ -262,6 +287,7 @@ fn check_claims(c: RawClaims, rules: &Rules<'_>) -> Result<Claims, AuthError> {
         sub,
         roles: c.realm_access.unwrap_or_default().roles,
         exp,
+        name: display_name(c.name).or_else(|| display_name(c.preferred_username)),
     })
 }
 

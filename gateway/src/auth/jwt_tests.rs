@@ -128,6 +128,7 @@ fn a_good_token_passes_with_subject_and_roles() {
     assert_eq!(c.sub, "user-1");
     assert_eq!(c.roles, ["user", "admin, root"]);
     assert_eq!(c.exp, NOW + 300);
+    assert_eq!(c.name, None, "no name claims");
     let mut header = Vec::new();
     for r in &c.roles {
         push_header_item(&mut header, r);
@@ -467,4 +468,40 @@ fn random_garbage_never_panics() {
         let res = r.check(&token);
         assert!(token == good || res.is_err(), "{token}");
     }
+}
+
+#[test]
+fn the_name_comes_from_name_then_preferred_username_cleaned_and_bounded() {
+    let name_of = |extra: Value| {
+        let mut c = claims();
+        for (k, v) in extra.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        realm().check(&rs256(c)).expect("valid").name
+    };
+    assert_eq!(
+        name_of(json!({"name": "Ada Lovelace", "preferred_username": "ada"})).as_deref(),
+        Some("Ada Lovelace")
+    );
+    assert_eq!(
+        name_of(json!({"preferred_username": "ada"})).as_deref(),
+        Some("ada")
+    );
+    assert_eq!(
+        name_of(json!({"name": "  \u{7} ", "preferred_username": "ada"})).as_deref(),
+        Some("ada"),
+        "a blank name falls back"
+    );
+    assert_eq!(
+        name_of(json!({"name": "Eve\n<b>"})).as_deref(),
+        Some("Eve<b>"),
+        "control characters dropped (HTML is the shell's to escape)"
+    );
+    let long = name_of(json!({"name": "é".repeat(500)})).expect("name");
+    assert_eq!(long.chars().count(), MAX_NAME_CHARS);
+    // A display claim of another type is ignored, not a reason to refuse the token.
+    assert_eq!(
+        name_of(json!({"name": 42, "preferred_username": "ada"})).as_deref(),
+        Some("ada")
+    );
 }

@@ -137,6 +137,8 @@ pub struct Identity {
     /// `Bearer <access token>` for `forward_token` routes, when the token did not come in the
     /// request's own `Authorization` header (sessions).
     pub bearer: Option<HeaderValue>,
+    /// The user's name, for the shell (see [`jwt::Claims::name`]).
+    pub name: Option<Box<str>>,
 }
 
 impl Identity {
@@ -155,6 +157,7 @@ impl Identity {
             subject: hv(sub),
             roles: hv(roles),
             bearer,
+            name: claims.name.as_deref().map(Into::into),
         }
     }
 }

@@ -122,6 +122,9 @@ pub struct SessionData {
     /// ID token, for `id_token_hint` at logout; dropped if the cookie would grow too large.
     #[serde(default)]
     pub it: Option<String>,
+    /// The user's name from the access token, for the shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// An authorization request in flight, sealed into a short-lived cookie on the callback path.
