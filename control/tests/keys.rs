@@ -41,14 +41,7 @@ async fn fleet(dir: &TempDir) -> (Upstream, Gateway, Gateway, Realmctl) {
     let g2 = Gateway::start(dir, "g2", None).await;
     let ctl = Realmctl::start(dir, &[&g1, &g2]).await;
     let api = ctl.api();
-    let (s, v) = api
-        .call(
-            Method::PUT,
-            "/v1/upstreams/app",
-            Some(json!({"endpoints": [up.addr.to_string()]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    api.put_pool("app", up.addr).await;
     let (s, v) = api
         .call(
             Method::POST,

@@ -13,16 +13,7 @@ async fn fleet(dir: &TempDir) -> (Upstream, Gateway, Gateway, Realmctl) {
     let g1 = Gateway::start(dir, "g1", None).await;
     let g2 = Gateway::start(dir, "g2", None).await;
     let ctl = Realmctl::start(dir, &[&g1, &g2]).await;
-    let (status, v) = ctl
-        .api()
-        .call(
-            Method::PUT,
-            "/v1/upstreams/app",
-            Some(json!({"endpoints": [up.addr.to_string()]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let version = v["table_version"].as_u64().expect("version");
+    let version = ctl.api().put_pool("app", up.addr).await;
     ctl.wait_in_sync(version, Duration::from_secs(10)).await;
     (up, g1, g2, ctl)
 }

@@ -15,7 +15,7 @@ use common::kube_fake::KubeFake;
 use common::provision::*;
 use common::*;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test]
@@ -23,20 +23,14 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
     let Some(s) = services("a_tenant_is_provisioned_everywhere") else {
         return;
     };
-    let dir = TempDir::new("prov-e2e");
-    let kube = KubeFake::start().await;
-    let up = Upstream::start("prov").await;
-    let gw = Gateway::start(&dir, "gw", None).await;
-    let rc = Realmctl::start_with(&dir, &[&gw], &provision_yaml(&dir, Some(&s), &kube), &[]).await;
+    let Stack {
+        dir,
+        kube,
+        up: _up,
+        gw,
+        rc,
+    } = Stack::start("prov-e2e", Some(&s), "prov").await;
     let api = rc.api();
-    let (st, _) = api
-        .call(
-            Method::PUT,
-            "/v1/upstreams/app",
-            Some(json!({"endpoints": [up.addr.to_string()]})),
-        )
-        .await;
-    assert!(st.is_success());
     let id = format!("e2e{}", std::process::id());
     let host = format!("{id}.{}", s.zone);
 
@@ -124,23 +118,8 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
         .call(Method::POST, &format!("/v1/tenants/{id}/credentials"), None)
         .await;
     assert_eq!(st, StatusCode::GONE, "handed out once");
-    let tok: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/realms/{id}/protocol/openid-connect/token",
-            s.keycloak
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=client_credentials&client_id=tenant-admin&client_secret={}",
-            cred["admin_client_secret"].as_str().expect("secret")
-        ))
-        .send()
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("json");
-    assert!(tok["access_token"].is_string(), "{tok}");
+    let secret = cred["admin_client_secret"].as_str().expect("secret");
+    assert!(!tenant_admin_token(&s, &id, secret).await.is_empty());
 
     assert!(
         !rc.proc
@@ -377,18 +356,14 @@ async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates(
 #[tokio::test]
 async fn a_failing_step_marks_the_tenant_failed_and_retry_finishes_it() {
     // Needs no outside service: database (libsql files) and ingress (the kube fake).
-    let dir = TempDir::new("prov-fail");
-    let kube = KubeFake::start().await;
-    let gw = Gateway::start(&dir, "gw", None).await;
-    let rc = Realmctl::start_with(&dir, &[&gw], &provision_yaml(&dir, None, &kube), &[]).await;
+    let Stack {
+        dir: _dir,
+        kube,
+        up: _up,
+        gw,
+        rc,
+    } = Stack::start("prov-fail", None, "f").await;
     let api = rc.api();
-    let up = Upstream::start("f").await;
-    api.call(
-        Method::PUT,
-        "/v1/upstreams/app",
-        Some(json!({"endpoints": [up.addr.to_string()]})),
-    )
-    .await;
     kube.state
         .fail
         .store(true, std::sync::atomic::Ordering::SeqCst);

@@ -11,7 +11,6 @@
 
 mod common;
 
-use common::kube_fake::KubeFake;
 use common::provision::*;
 use common::*;
 use reqwest::header::{ACCEPT, COOKIE, HOST, LOCATION, SET_COOKIE};
@@ -121,48 +120,20 @@ fn location(r: &reqwest::Response) -> String {
         .to_owned()
 }
 
-async fn client_token(s: &Services, realm: &str, secret: &str) -> String {
-    let v: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/realms/{realm}/protocol/openid-connect/token",
-            s.keycloak
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "tenant-admin"),
-            ("client_secret", secret),
-        ])
-        .send()
-        .await
-        .expect("token endpoint")
-        .json()
-        .await
-        .expect("json");
-    v["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token from realm {realm}: {v}"))
-        .to_owned()
-}
-
 #[tokio::test]
 async fn provisioned_realms_guard_the_jwt_and_session_routes_of_their_own_tenant_only() {
     let Some(s) = services("provisioned_realms_guard") else {
         return;
     };
-    let dir = TempDir::new("prov-auth");
-    let kube = KubeFake::start().await;
-    let up = Upstream::start("guarded").await;
-    let gw = Gateway::start(&dir, "gw", None).await;
-    let rc = Realmctl::start_with(&dir, &[&gw], &provision_yaml(&dir, Some(&s), &kube), &[]).await;
+    // Bound, not `..`: the directory, the fake and the upstream must live as long as the test.
+    let Stack {
+        dir: _dir,
+        kube: _kube,
+        up: _up,
+        gw,
+        rc,
+    } = Stack::start("prov-auth", Some(&s), "guarded").await;
     let api = rc.api();
-    let (st, _) = api
-        .call(
-            Method::PUT,
-            "/v1/upstreams/app",
-            Some(json!({"endpoints": [up.addr.to_string()]})),
-        )
-        .await;
-    assert!(st.is_success());
     let pid = std::process::id();
     let ids = [format!("pa{pid}"), format!("pb{pid}")];
     let host = |id: &str| format!("{id}.{}", s.zone);
@@ -198,8 +169,8 @@ async fn provisioned_realms_guard_the_jwt_and_session_routes_of_their_own_tenant
     // Bearer tokens: each realm's token opens its own tenant's jwt route and no other.
     let secret = |i: usize| creds[i]["admin_client_secret"].as_str().expect("secret");
     let tokens = [
-        client_token(&s, &ids[0], secret(0)).await,
-        client_token(&s, &ids[1], secret(1)).await,
+        tenant_admin_token(&s, &ids[0], secret(0)).await,
+        tenant_admin_token(&s, &ids[1], secret(1)).await,
     ];
     let master = KcAdmin::login(&s).await.token().await;
     let http = reqwest::Client::new();

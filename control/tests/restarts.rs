@@ -23,15 +23,7 @@ async fn create(api: &Api, id: &str, host: &str) -> u64 {
 }
 
 async fn pool(api: &Api, up: &Upstream) -> u64 {
-    let (status, v) = api
-        .call(
-            Method::PUT,
-            "/v1/upstreams/app",
-            Some(json!({"endpoints": [up.addr.to_string()]})),
-        )
-        .await;
-    assert!(status.is_success(), "{v}");
-    v["table_version"].as_u64().expect("version")
+    api.put_pool("app", up.addr).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

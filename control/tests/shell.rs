@@ -53,16 +53,8 @@ async fn the_shell_is_managed_through_realmctl_and_served_by_the_gateway() {
     let gw = Gateway::start(&dir, "gw", None).await;
     let mut ctl = Realmctl::start(&dir, &[&gw]).await;
     let api = ctl.api();
-    for (name, addr) in [("app", up.addr), ("pages", up.addr)] {
-        let (st, v) = api
-            .call(
-                Method::PUT,
-                &format!("/v1/upstreams/{name}"),
-                Some(json!({"endpoints": [addr.to_string()]})),
-            )
-            .await;
-        assert!(st.is_success(), "{v}");
-    }
+    api.put_pool("app", up.addr).await;
+    api.put_pool("pages", up.addr).await;
 
     // Bad settings: each wrong field named, nothing created.
     let (st, v) = api

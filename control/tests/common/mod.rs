@@ -389,6 +389,19 @@ pub struct Api {
 }
 
 impl Api {
+    /// `PUT /v1/upstreams/{name}` with one endpoint; asserts success, returns the table version.
+    pub async fn put_pool(&self, name: &str, endpoint: SocketAddr) -> u64 {
+        let (status, v) = self
+            .call(
+                Method::PUT,
+                &format!("/v1/upstreams/{name}"),
+                Some(serde_json::json!({"endpoints": [endpoint.to_string()]})),
+            )
+            .await;
+        assert!(status.is_success(), "{v}");
+        v["table_version"].as_u64().expect("version")
+    }
+
     pub async fn call(
         &self,
         method: Method,

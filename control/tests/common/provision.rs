@@ -195,3 +195,57 @@ pub fn body(id: &str, host: &str) -> Value {
     json!({"id": id, "hosts": [host], "display_name": format!("Tenant {id}"),
            "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]})
 }
+
+/// One gateway, a realmctl that provisions with every provider (`services`: Keycloak and
+/// PowerDNS; without them, identity and DNS `none`) and the Kubernetes fake, and a pool `app`
+/// whose upstream answers `upstream <name>`.
+pub struct Stack {
+    pub dir: TempDir,
+    pub kube: KubeFake,
+    pub up: Upstream,
+    pub gw: Gateway,
+    pub rc: Realmctl,
+}
+
+impl Stack {
+    pub async fn start(prefix: &str, services: Option<&Services>, upstream: &'static str) -> Stack {
+        let dir = TempDir::new(prefix);
+        let kube = KubeFake::start().await;
+        let up = Upstream::start(upstream).await;
+        let gw = Gateway::start(&dir, "gw", None).await;
+        let yaml = provision_yaml(&dir, services, &kube);
+        let rc = Realmctl::start_with(&dir, &[&gw], &yaml, &[]).await;
+        rc.api().put_pool("app", up.addr).await;
+        Stack {
+            dir,
+            kube,
+            up,
+            gw,
+            rc,
+        }
+    }
+}
+
+/// An access token from a tenant realm's API client (`tenant-admin`, a service account).
+pub async fn tenant_admin_token(s: &Services, realm: &str, secret: &str) -> String {
+    let v: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/realms/{realm}/protocol/openid-connect/token",
+            s.keycloak
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "tenant-admin"),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .expect("token endpoint")
+        .json()
+        .await
+        .expect("json");
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token from realm {realm}: {v}"))
+        .to_owned()
+}
