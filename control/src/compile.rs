@@ -2,7 +2,7 @@
 //! every gateway loads, without copying tenants, and runs as one task that coalesces bursts
 //! of changes into the newest version.
 
-use crate::ids::UpstreamName;
+use crate::ids::{TenantId, UpstreamName};
 use crate::model::{now_ms, KeyRecord, Model, TenantRecord, UpstreamRecord};
 use crate::provision::secrets::SecretBox;
 use crate::provision::{StepKind, StepState};
@@ -11,7 +11,7 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// Pause before compiling again after a failure (which would be a bug), so it cannot spin.
@@ -44,6 +44,7 @@ struct TableRef<'a> {
 struct KeysRef<'a> {
     model: &'a Model,
     now_ms: u64,
+    realms: &'a Realms,
 }
 
 impl KeysRef<'_> {
@@ -55,6 +56,7 @@ impl KeysRef<'_> {
                         .tenants
                         .get(t)
                         .is_some_and(|r| r.provision.routed)
+                        && !matches!(self.realms.get(t), Some(Provisioned::Withheld))
                 })
         })
     }
@@ -89,13 +91,27 @@ impl Serialize for UpstreamsRef<'_> {
     }
 }
 
+/// The realms of provisioned tenants, worked out once per compile (opening a secret is the
+/// one costly step), for the tenants and for their keys.
+type Realms = HashMap<TenantId, Provisioned>;
+
+fn provisioned_realms(model: &Model, secrets: &SecretBox) -> Realms {
+    model
+        .tenants
+        .iter()
+        .filter(|(_, r)| r.provision.routed)
+        .filter_map(|(id, r)| match provisioned_realm(r, secrets) {
+            Provisioned::No => None,
+            p => Some((id.clone(), p)),
+        })
+        .collect()
+}
+
 struct TenantsRef<'a> {
-    tenants: &'a BTreeMap<crate::ids::TenantId, TenantRecord>,
-    secrets: &'a SecretBox,
+    tenants: &'a BTreeMap<TenantId, TenantRecord>,
+    realms: &'a Realms,
     /// How many tenants were written.
     written: Cell<usize>,
-    /// Whether a login client secret was written.
-    secrets_written: Cell<bool>,
 }
 
 impl Serialize for TenantsRef<'_> {
@@ -103,19 +119,16 @@ impl Serialize for TenantsRef<'_> {
         // Only tenants whose provisioning finished are routed.
         let mut seq = s.serialize_seq(None)?;
         let mut written = 0;
-        for record in self.tenants.values().filter(|r| r.provision.routed) {
-            match provisioned_realm(record, self.secrets) {
-                Provisioned::No => seq.serialize_element(&record.wire)?,
+        for (id, record) in self.tenants.iter().filter(|(_, r)| r.provision.routed) {
+            match self.realms.get(id) {
+                None | Some(Provisioned::No) => seq.serialize_element(&record.wire)?,
                 // Only provisioned tenants pay for a copy.
-                Provisioned::Realm(realm) => {
-                    if realm.client_secret.is_some() {
-                        self.secrets_written.set(true);
-                    }
+                Some(Provisioned::Realm(realm)) => {
                     let mut tenant = record.wire.clone();
-                    tenant.realm = Some(realm);
+                    tenant.realm = Some(realm.clone());
                     seq.serialize_element(&tenant)?;
                 }
-                Provisioned::Withheld => continue,
+                Some(Provisioned::Withheld) => continue,
             }
             written += 1;
         }
@@ -130,7 +143,8 @@ enum Provisioned {
     /// The realm the identity step made.
     Realm(realmgate_table::Realm),
     /// Its login client secret cannot be opened and it has `session` routes: the table
-    /// would be refused by every gateway with it, so it is left out (deny on doubt).
+    /// would be refused by every gateway with it, so it is left out with its keys (deny on
+    /// doubt).
     Withheld,
 }
 
@@ -214,25 +228,28 @@ fn provisioned_realm(record: &TenantRecord, secrets: &SecretBox) -> Provisioned 
 /// Serialise the model as table version `model.version`; `secrets` opens the provisioned
 /// tenants' login client secrets.
 pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_json::Error> {
+    let realms = provisioned_realms(model, secrets);
+    let has_secrets = realms
+        .values()
+        .any(|p| matches!(p, Provisioned::Realm(r) if r.client_secret.is_some()));
     let view = TableRef {
         version: model.version,
         upstreams: UpstreamsRef(&model.upstreams),
         tenants: TenantsRef {
             tenants: &model.tenants,
-            secrets,
+            realms: &realms,
             written: Cell::new(0),
-            secrets_written: Cell::new(false),
         },
         api_keys: KeysRef {
             model,
             now_ms: now_ms(),
+            realms: &realms,
         },
     };
     // Roughly 100 bytes per tenant; one allocation for typical tables.
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
     serde_json::to_writer(&mut buf, &view)?;
     let tenants = view.tenants.written.get();
-    let has_secrets = view.tenants.secrets_written.get();
     let body = Bytes::from(buf);
     Ok(Compiled {
         version: model.version,
@@ -404,6 +421,7 @@ mod tests {
         assert_eq!(realm.audiences, ["realmgate", "tenant-admin"]);
         assert_eq!(realm.client_id.as_deref(), Some("realmgate"));
         assert_eq!(realm.client_secret.as_deref(), Some("login-s3cret"));
+        assert!(compiled.has_secrets, "operators get it redacted");
         let text = String::from_utf8_lossy(&compiled.body);
         assert!(
             !text.contains("never-in-the-table"),
@@ -424,10 +442,14 @@ mod tests {
         assert_eq!((realm.client_id, realm.client_secret), (None, None));
         // session routes would make every gateway refuse the whole table: the tenant alone
         // is left out, the others still route.
-        let compiled = compile(&provisioned("session", &sealer), &other_key).expect("compile");
+        let mut m = provisioned("session", &sealer);
+        m.put_key(super::key_tests::key("gk", Some("gamma"), 7));
+        let compiled = compile(&m, &other_key).expect("compile");
         assert_eq!(compiled.tenants, 2);
         assert!(realm_of(&compiled, "gamma").is_none());
-        assert!(realmgate_table::parse(&compiled.body).is_ok());
+        let (table, _) = realmgate_table::parse(&compiled.body).expect("still a valid table");
+        assert!(table.api_keys.is_empty(), "its keys are left out too");
+        assert!(!compiled.has_secrets);
     }
 }
 
@@ -437,7 +459,7 @@ mod key_tests {
     use crate::ids::TenantId;
     use crate::model::fixtures;
 
-    fn key(id: &str, tenant: Option<&str>, d: u8) -> KeyRecord {
+    pub(super) fn key(id: &str, tenant: Option<&str>, d: u8) -> KeyRecord {
         KeyRecord {
             id: id.into(),
             digest: [d; 32],
