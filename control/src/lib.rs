@@ -14,4 +14,5 @@ pub mod push;
 pub mod registry;
 pub mod server;
 pub mod service;
+pub mod ui;
 pub mod views;

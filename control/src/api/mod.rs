@@ -53,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         .merge(operator)
         .merge(readers)
         .merge(key_holders)
+        .merge(crate::ui::router())
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))

@@ -1,0 +1,183 @@
+// realmctl operator UI: reads and changes the registry through the REST API under /v1, with
+// the operator token kept in this tab's sessionStorage. Everything is rendered as text.
+"use strict";
+
+const TOKEN_KEY = "realmctl-operator-token";
+const REFRESH_MS = 3000;
+let timer = null;
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return e;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const problems = (body && body.problems) || [];
+    const detail = problems.map((p) => (p.at ? p.at + ": " : "") + p.message).join("; ");
+    super((body && body.message ? body.message : "HTTP " + status) + (detail ? " — " + detail : ""));
+    this.status = status;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + sessionStorage.getItem(TOKEN_KEY) };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  const json = text ? JSON.parse(text) : null;
+  if (r.status === 401) {
+    signOut("The token was refused.");
+    throw new ApiError(401, json);
+  }
+  if (!r.ok) throw new ApiError(r.status, json);
+  return json;
+}
+
+function showError(e) {
+  $("error").textContent = e ? String(e.message || e) : "";
+}
+
+// What each table was last rendered from: unchanged data is not re-rendered, so a refresh
+// neither flickers nor swaps a button out from under a click.
+const rendered = new Map();
+
+function fill(tableId, data, render) {
+  const key = JSON.stringify(data);
+  if (rendered.get(tableId) === key) return;
+  rendered.set(tableId, key);
+  $(tableId).querySelector("tbody").replaceChildren(...render(data));
+}
+
+function act(label, fn, cls) {
+  return el("button", { type: "button", class: cls || "", onclick: async () => {
+    try { showError(null); await fn(); await refresh(); } catch (e) { showError(e); }
+  } }, label);
+}
+
+function tenantRow(t) {
+  const p = t.provisioning;
+  const state = p ? p.state + (p.error ? " — " + p.error : "") : "ready";
+  const id = encodeURIComponent(t.id);
+  const actions = el("td", { class: "actions" });
+  if (t.status === "active") {
+    actions.append(act("Suspend", () => api("PATCH", "/v1/tenants/" + id, { status: "suspended" })));
+  } else {
+    actions.append(act("Activate", () => api("PATCH", "/v1/tenants/" + id, { status: "active" })));
+  }
+  if (p && (p.state === "failed" || p.state === "delete_failed")) {
+    actions.append(act("Retry", () => api("POST", "/v1/tenants/" + id + "/retry")));
+  }
+  actions.append(act("Delete", async () => {
+    if (confirm("Delete tenant " + t.id + "? Its hosts stop answering at every gateway.")) {
+      await api("DELETE", "/v1/tenants/" + id);
+    }
+  }, "danger"));
+  return el("tr", { "data-tenant": t.id },
+    el("td", {}, t.id), el("td", {}, t.display_name), el("td", {}, t.hosts.join(", ")),
+    el("td", { class: "status-" + t.status }, t.status), el("td", {}, state),
+    el("td", {}, t.table_version), actions);
+}
+
+async function refresh() {
+  try {
+    const [table, tenants, gateways, upstreams, keys] = await Promise.all([
+      api("GET", "/v1/table?summary=1"),
+      api("GET", "/v1/tenants?limit=1000"),
+      api("GET", "/v1/gateways"),
+      api("GET", "/v1/upstreams"),
+      api("GET", "/v1/keys"),
+    ]);
+    const inSync = gateways.gateways.filter((g) => g.in_sync).length;
+    $("summary").textContent = "table v" + table.version + " · " + table.tenants + " routed tenants · " +
+      inSync + "/" + gateways.gateways.length + " gateways in sync";
+    fill("tenants", tenants, (page) => {
+      const rows = page.tenants.map(tenantRow);
+      if (page.next) {
+        rows.push(el("tr", {}, el("td", { colspan: "7" },
+          "… the first 1000 tenants; the CLI and the API list the rest")));
+      }
+      return rows;
+    });
+    fill("gateways", gateways.gateways, (list) => list.map((g) => el("tr", {},
+      el("td", {}, g.url), el("td", {}, g.applied_version ?? "—"),
+      el("td", { class: g.in_sync ? "ok" : "bad" }, g.in_sync ? "yes" : "no"),
+      el("td", {}, (g.last_result ?? "—") + (g.last_error ? " — " + g.last_error : "")),
+      el("td", {}, g.consecutive_failures))));
+    fill("upstreams", upstreams.upstreams, (list) => {
+      const select = document.querySelector("#create-form select[name=upstream]");
+      const chosen = select.value;
+      select.replaceChildren(...list.map((u) => el("option", { value: u.name }, u.name)));
+      if (chosen) select.value = chosen;
+      return list.map((u) => el("tr", {},
+        el("td", {}, u.name), el("td", {}, u.endpoints.join(", ")), el("td", {}, u.tenants_using)));
+    });
+    fill("keys", keys.keys, (list) => list.map((k) => el("tr", {},
+      el("td", {}, k.id), el("td", {}, k.prefix), el("td", {}, k.tenant ?? "(operator)"),
+      el("td", {}, k.namespaces.join(", ")), el("td", {}, k.expires_at ?? "never"),
+      el("td", {}, k.revoked_at ?? ""))));
+  } catch (e) {
+    showError(e);
+  }
+}
+
+function signIn(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("login").hidden = true;
+  $("console").hidden = false;
+  $("sign-out").hidden = false;
+  refresh();
+  clearInterval(timer);
+  timer = setInterval(refresh, REFRESH_MS);
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  rendered.clear();
+  clearInterval(timer);
+  $("console").hidden = true;
+  $("sign-out").hidden = true;
+  $("login").hidden = false;
+  $("summary").textContent = "";
+  $("login-error").textContent = message || "";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const token = $("token").value.trim();
+    $("token").value = "";
+    $("login-error").textContent = "";
+    if (token) signIn(token);
+  });
+  $("sign-out").addEventListener("click", () => signOut());
+  $("create-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    // Through `elements`: `f.id` would be the form's own id attribute.
+    const field = (name) => f.elements.namedItem(name).value.trim();
+    const body = {
+      id: field("id"),
+      hosts: [field("host")],
+      routes: [{ prefix: "/", upstream: field("upstream"), auth: "public" }],
+    };
+    if (field("display_name")) body.display_name = field("display_name");
+    try {
+      showError(null);
+      await api("POST", "/v1/tenants", body);
+      f.reset();
+      await refresh();
+    } catch (e) {
+      showError(e);
+    }
+  });
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) signIn(token);
+});

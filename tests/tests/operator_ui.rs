@@ -1,0 +1,242 @@
+//! realmctl's operator UI in a real browser: the real `realmctl` binary serves it, headless
+//! Chromium (chromedriver, fantoccini) signs in with the operator token, reads the registry,
+//! creates a tenant through the form, sees a refused one's problems, and suspends a tenant;
+//! each change is checked through the REST API. Screenshot: `target/screenshots/operator-ui.png`.
+
+use fantoccini::Locator;
+use realmgate_e2e::browser::Browser;
+use realmgate_e2e::{eventually, free_addrs, workspace_root, Proc, TempDir};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const TOKEN: &str = "operator-ui-token-0123456789";
+const WITHIN: Duration = Duration::from_secs(20);
+
+/// `$REALMCTL_BIN` (tests/run sets it), else `<workspace>/target/debug/realmctl`.
+fn realmctl_bin() -> PathBuf {
+    let p = match std::env::var_os("REALMCTL_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join("target/debug/realmctl"),
+    };
+    assert!(
+        p.is_file(),
+        "realmctl binary not found at {} (cargo build -p realmctl, or set REALMCTL_BIN)",
+        p.display()
+    );
+    p
+}
+
+struct Ctl {
+    base: String,
+    http: reqwest::Client,
+    proc: Proc,
+    _dir: TempDir,
+}
+
+impl Ctl {
+    async fn start() -> Ctl {
+        let dir = TempDir::new("operator-ui");
+        let token = dir.write("token", TOKEN);
+        let addr = free_addrs(1)[0];
+        let args: Vec<OsString> = vec![
+            "serve".into(),
+            "--listen".into(),
+            addr.to_string().into(),
+            "--data-dir".into(),
+            dir.join("data").into(),
+            "--admin-token-file".into(),
+            token.into(),
+        ];
+        let proc = Proc::spawn("realmctl", &realmctl_bin(), &args, dir.path());
+        let ctl = Ctl {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            proc,
+            _dir: dir,
+        };
+        eventually(WITHIN, "realmctl /healthz", || async {
+            let r = ctl.http.get(format!("{}/healthz", ctl.base)).send().await;
+            r.ok().filter(|r| r.status().is_success()).map(|_| ())
+        })
+        .await;
+        ctl
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("realmctl answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+async fn text_of(b: &Browser, css: &str) -> Option<String> {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+async fn wait_text(b: &Browser, css: &str, want: &str) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        let text = text_of(b, css).await.unwrap_or_default();
+        if text.contains(want) {
+            return Ok(text);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{css}: {text:?} never contained {want:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn fill(b: &Browser, css: &str, value: &str) -> Result<(), String> {
+    let e = b
+        .client
+        .find(Locator::Css(css))
+        .await
+        .map_err(|e| format!("{css}: {e}"))?;
+    e.clear().await.map_err(|e| e.to_string())?;
+    e.send_keys(value).await.map_err(|e| e.to_string())
+}
+
+async fn click(b: &Browser, css: &str) -> Result<(), String> {
+    b.client
+        .find(Locator::Css(css))
+        .await
+        .map_err(|e| format!("{css}: {e}"))?
+        .click()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn scenario(b: &Browser, ctl: &Ctl) -> Result<(), String> {
+    // 1. Without a token: only the sign-in form; a wrong token is refused and forgotten.
+    b.client
+        .goto(&format!("{}/", ctl.base))
+        .await
+        .map_err(|e| e.to_string())?;
+    fill(b, "#token", "not-the-token").await?;
+    click(b, "#login-form button").await?;
+    wait_text(b, "#login-error", "refused").await?;
+
+    // 2. Signed in: the registry as the API has it, names as text (never as markup).
+    fill(b, "#token", TOKEN).await?;
+    click(b, "#login-form button").await?;
+    let row = wait_text(b, "tr[data-tenant=acme]", "Acme <b>Corp</b>").await?;
+    if !row.contains("acme.test") || !row.contains("active") {
+        return Err(format!("acme's row: {row:?}"));
+    }
+    wait_text(b, "#summary", "routed tenants").await?;
+    wait_text(b, "#upstreams tbody", "127.0.0.1:9").await?;
+
+    // 3. A new tenant through the form; then one whose host is taken shows the API's answer.
+    click(b, "#create summary").await?;
+    fill(b, "#create-form input[name=id]", "beta").await?;
+    fill(b, "#create-form input[name=display_name]", "Beta Inc").await?;
+    fill(b, "#create-form input[name=host]", "beta.test").await?;
+    click(b, "#create-form button").await?;
+    wait_text(b, "tr[data-tenant=beta]", "Beta Inc").await?;
+    let (status, beta) = ctl
+        .call(reqwest::Method::GET, "/v1/tenants/beta", None)
+        .await;
+    if status != 200 || beta["hosts"] != json!(["beta.test"]) {
+        return Err(format!("beta through the API: {status} {beta}"));
+    }
+    fill(b, "#create-form input[name=id]", "gamma").await?;
+    fill(b, "#create-form input[name=host]", "ACME.test").await?;
+    click(b, "#create-form button").await?;
+    wait_text(b, "#error", "acme.test").await?;
+    let (status, _) = ctl
+        .call(reqwest::Method::GET, "/v1/tenants/gamma", None)
+        .await;
+    if status != 404 {
+        return Err(format!(
+            "gamma was created ({status}) despite the host conflict"
+        ));
+    }
+
+    // 4. Suspend acme from its row.
+    click(b, "tr[data-tenant=acme] td.actions button").await?;
+    wait_text(b, "tr[data-tenant=acme]", "suspended").await?;
+    let (_, acme) = ctl
+        .call(reqwest::Method::GET, "/v1/tenants/acme", None)
+        .await;
+    if acme["status"] != "suspended" {
+        return Err(format!("acme through the API: {acme}"));
+    }
+    b.screenshot("operator-ui").await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_ui_reads_and_changes_the_registry_through_the_api() {
+    let ctl = Ctl::start().await;
+
+    // The page is public and inert: it holds no data, allows only its own script, no framing.
+    let r = ctl
+        .http
+        .get(format!("{}/", ctl.base))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), StatusCode::OK);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let page = r.text().await.expect("html");
+    assert!(
+        !page.contains("<script>"),
+        "no inline script the policy would block"
+    );
+
+    let (status, v) = ctl
+        .call(
+            reqwest::Method::PUT,
+            "/v1/upstreams/app",
+            Some(json!({"endpoints": ["127.0.0.1:9"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = ctl
+        .call(
+            reqwest::Method::POST,
+            "/v1/tenants",
+            Some(
+                json!({"id": "acme", "hosts": ["acme.test"], "display_name": "Acme <b>Corp</b>",
+                "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let result = tokio::time::timeout(Duration::from_secs(120), scenario(&browser, &ctl)).await;
+    if !matches!(result, Ok(Ok(()))) {
+        let shot = browser.screenshot("operator-ui-failure").await;
+        let text = browser.body_text().await.unwrap_or_default();
+        browser.close().await;
+        panic!(
+            "{result:?}\nscreenshot: {shot:?}\npage text: {text:.1500}\nrealmctl log:\n{}",
+            ctl.proc.logs()
+        );
+    }
+    browser.close().await;
+}
