@@ -25,7 +25,8 @@ pub use gateway::{Gateway, GatewayOpts, Launch};
 pub use jwks::JwksServer;
 pub use metrics::Metrics;
 pub use process::{
-    free_addrs, realmgate_bin, run_to_completion, workspace_root, Finished, Proc, TempDir,
+    free_addrs, realmgate_bin, run_to_completion, workspace_bin, workspace_root, Finished, Proc,
+    TempDir,
 };
 pub use raw::{get_request, raw_request, RawConn, RawResponse};
 pub use scripted::{Canned, Scripted, Seen};

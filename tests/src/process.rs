@@ -75,13 +75,19 @@ pub fn workspace_root() -> PathBuf {
 /// The gateway binary: `$REALMGATE_BIN`, else `<workspace>/target/debug/realmgate`.
 /// Panics with a hint when it does not exist.
 pub fn realmgate_bin() -> PathBuf {
-    let p = match std::env::var_os("REALMGATE_BIN") {
+    workspace_bin("realmgate", "REALMGATE_BIN")
+}
+
+/// A workspace binary: `$env` (tests/run sets it), else `<workspace>/target/debug/<name>`.
+/// Panics with a hint when it does not exist.
+pub fn workspace_bin(name: &str, env: &str) -> PathBuf {
+    let p = match std::env::var_os(env) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => workspace_root().join("target/debug/realmgate"),
+        _ => workspace_root().join("target/debug").join(name),
     };
     assert!(
         p.is_file(),
-        "realmgate binary not found at {} (build it with `cargo build -p realmgate`, or set REALMGATE_BIN)",
+        "{name} binary not found at {} (build it with `cargo build -p {name}`, or set {env})",
         p.display()
     );
     p

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::process::{free_addrs, workspace_root, Proc, TempDir};
+use crate::process::{free_addrs, Proc, TempDir};
 
 /// A running `todos` with its own data dir (one libsql file per tenant); killed on drop.
 pub struct Todos {
@@ -15,16 +15,7 @@ pub struct Todos {
 }
 
 pub fn todos_bin() -> PathBuf {
-    let p = match std::env::var_os("TODOS_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => workspace_root().join("target/debug/todos"),
-    };
-    assert!(
-        p.is_file(),
-        "todos binary not found at {} (build it with `cargo build -p todos`, or set TODOS_BIN)",
-        p.display()
-    );
-    p
+    crate::process::workspace_bin("todos", "TODOS_BIN")
 }
 
 impl Todos {

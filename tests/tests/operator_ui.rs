@@ -5,29 +5,14 @@
 
 use fantoccini::Locator;
 use realmgate_e2e::browser::Browser;
-use realmgate_e2e::{eventually, free_addrs, workspace_root, Proc, TempDir};
+use realmgate_e2e::{eventually, free_addrs, workspace_bin, Proc, TempDir};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const TOKEN: &str = "operator-ui-token-0123456789";
 const WITHIN: Duration = Duration::from_secs(20);
-
-/// `$REALMCTL_BIN` (tests/run sets it), else `<workspace>/target/debug/realmctl`.
-fn realmctl_bin() -> PathBuf {
-    let p = match std::env::var_os("REALMCTL_BIN") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => workspace_root().join("target/debug/realmctl"),
-    };
-    assert!(
-        p.is_file(),
-        "realmctl binary not found at {} (cargo build -p realmctl, or set REALMCTL_BIN)",
-        p.display()
-    );
-    p
-}
 
 struct Ctl {
     base: String,
@@ -50,7 +35,8 @@ impl Ctl {
             "--admin-token-file".into(),
             token.into(),
         ];
-        let proc = Proc::spawn("realmctl", &realmctl_bin(), &args, dir.path());
+        let bin = workspace_bin("realmctl", "REALMCTL_BIN");
+        let proc = Proc::spawn("realmctl", &bin, &args, dir.path());
         let ctl = Ctl {
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
