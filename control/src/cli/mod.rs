@@ -1,20 +1,25 @@
 //! The `realmctl` command line: `serve` runs the daemon; every other command is a thin client
 //! over the REST API (`--url`/`REALMCTL_URL`, `--token-file`/`REALMCTL_TOKEN`).
 
+mod body;
 pub mod client;
+mod key;
 mod output;
 mod provision;
+mod upstream;
 
 use crate::views::{
     CreatedKey, Deleted, GatewayView, KeyList, KeyView, TenantPage, TenantView, UpstreamView,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::{CliError, Client};
+use key::key;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use upstream::upstream;
 
 /// realmctl: Realmgate's control plane daemon and its command-line client.
 #[derive(Parser)]
@@ -452,256 +457,6 @@ async fn finish(
     ))
 }
 
-async fn upstream(c: &Client, cmd: UpstreamCmd, json: bool) -> Result<String, CliError> {
-    match cmd {
-        UpstreamCmd::Set {
-            name,
-            endpoints,
-            health_path,
-            connect_timeout_ms,
-            read_timeout_ms,
-            write_timeout_ms,
-        } => {
-            let mut body = Map::new();
-            body.insert("endpoints".into(), json!(endpoints));
-            if let Some(p) = health_path {
-                body.insert("health_check".into(), json!({"http_path": p}));
-            }
-            for (k, v) in [
-                ("connect_timeout_ms", connect_timeout_ms),
-                ("read_timeout_ms", read_timeout_ms),
-                ("write_timeout_ms", write_timeout_ms),
-            ] {
-                if let Some(v) = v {
-                    body.insert(k.into(), json!(v));
-                }
-            }
-            let path = format!("/v1/upstreams/{}", seg(&name));
-            let u: UpstreamView = c
-                .send(Method::PUT, &path, Some(&Value::Object(body)), None)
-                .await?;
-            if json {
-                return pretty(&u);
-            }
-            Ok(format!(
-                "upstream {} set (table version {})\n",
-                u.name, u.table_version
-            ))
-        }
-        UpstreamCmd::List => {
-            let v: UpstreamList = c.get("/v1/upstreams").await?;
-            if json {
-                return pretty(&v.upstreams);
-            }
-            Ok(output::upstreams(&v.upstreams))
-        }
-        UpstreamCmd::Show { name } => {
-            let u: UpstreamView = c.get(&format!("/v1/upstreams/{}", seg(&name))).await?;
-            if json {
-                return pretty(&u);
-            }
-            Ok(output::upstreams(std::slice::from_ref(&u)))
-        }
-        UpstreamCmd::Delete { name } => {
-            let d: Deleted = c
-                .send(
-                    Method::DELETE,
-                    &format!("/v1/upstreams/{}", seg(&name)),
-                    None,
-                    None,
-                )
-                .await?;
-            if json {
-                return pretty(&d);
-            }
-            Ok(format!(
-                "deleted upstream {} (table version {})\n",
-                d.deleted, d.table_version
-            ))
-        }
-    }
-}
-
-async fn key(c: &Client, cmd: KeyCmd, json: bool) -> Result<String, CliError> {
-    match cmd {
-        KeyCmd::Create {
-            tenant,
-            namespaces,
-            expires_at,
-            expires_in,
-            rate_limit,
-            wait,
-            wait_timeout,
-        } => {
-            let mut body = Map::new();
-            if let Some(t) = tenant {
-                body.insert("tenant".into(), json!(t));
-            }
-            body.insert("namespaces".into(), json!(namespaces));
-            let expires_at = match expires_in {
-                Some(d) => {
-                    let d = humantime::parse_duration(&d).map_err(|e| {
-                        CliError::Usage(format!("--expires-in {d:?}: {e} (try 30d or 12h)"))
-                    })?;
-                    let at = std::time::SystemTime::now() + d;
-                    Some(humantime::format_rfc3339_seconds(at).to_string())
-                }
-                None => expires_at,
-            };
-            if let Some(at) = expires_at {
-                body.insert("expires_at".into(), json!(at));
-            }
-            if let Some(r) = rate_limit {
-                body.insert("rate_limit".into(), parse_rate_limit(&r)?);
-            }
-            let k: CreatedKey = c
-                .send(Method::POST, "/v1/keys", Some(&Value::Object(body)), None)
-                .await?;
-            if wait {
-                wait_for_gateways(c, k.view.table_version, Duration::from_secs(wait_timeout))
-                    .await?;
-            }
-            if json {
-                return pretty(&k);
-            }
-            Ok(format!(
-                "created key {} (table version {})\n{}\n{}\n\nStore it now: only its digest is kept, it cannot be shown again.\n",
-                k.view.id,
-                k.view.table_version,
-                output::keys(std::slice::from_ref(&k.view)),
-                k.key
-            ))
-        }
-        KeyCmd::List => {
-            let v: KeyList = c.get("/v1/keys").await?;
-            if json {
-                return pretty(&v.keys);
-            }
-            Ok(output::keys(&v.keys))
-        }
-        KeyCmd::Revoke {
-            id,
-            wait,
-            wait_timeout,
-        } => {
-            let path = format!("/v1/keys/{}", seg(&id));
-            let k: KeyView = c.send(Method::DELETE, &path, None, None).await?;
-            if wait {
-                wait_for_gateways(c, k.table_version, Duration::from_secs(wait_timeout)).await?;
-            }
-            if json {
-                return pretty(&k);
-            }
-            Ok(format!(
-                "revoked key {} (table version {}{})\n",
-                k.id,
-                k.table_version,
-                if wait {
-                    ", refused by every gateway"
-                } else {
-                    ""
-                }
-            ))
-        }
-    }
-}
-
-/// `100/1` or `100/60s`: requests per window of seconds.
-fn parse_rate_limit(raw: &str) -> Result<Value, CliError> {
-    let bad = || {
-        CliError::Usage(format!(
-            "--rate-limit {raw:?}: expected REQUESTS/SECONDS, like 100/1 or 1000/60"
-        ))
-    };
-    let (n, w) = raw.split_once('/').ok_or_else(bad)?;
-    let requests: u64 = n.trim().parse().map_err(|_| bad())?;
-    let window: u32 = w.trim().trim_end_matches('s').parse().map_err(|_| bad())?;
-    Ok(json!({"requests": requests, "window_s": window}))
-}
-
-impl TenantFields {
-    fn body(&self) -> Result<Map<String, Value>, CliError> {
-        let mut body = Map::new();
-        if !self.hosts.is_empty() {
-            body.insert("hosts".into(), json!(self.hosts));
-        }
-        let mut routes = self
-            .routes
-            .iter()
-            .map(|r| parse_route(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(u) = &self.upstream {
-            routes.push(json!({"prefix": "/", "upstream": u, "auth": "public"}));
-        }
-        if !routes.is_empty() {
-            body.insert("routes".into(), Value::Array(routes));
-        }
-        if let Some(d) = &self.display_name {
-            body.insert("display_name".into(), json!(d));
-        }
-        if !self.apps.is_empty() {
-            let apps = self
-                .apps
-                .iter()
-                .map(|a| parse_app(a))
-                .collect::<Result<Vec<_>, _>>()?;
-            body.insert("catalog".into(), Value::Array(apps));
-        }
-        if self.no_shell {
-            body.insert("shell".into(), Value::Null);
-        } else if self.shell || self.shell_upstream.is_some() || !self.shell_excludes.is_empty() {
-            let mut shell = json!({"enabled": true});
-            if let Some(u) = &self.shell_upstream {
-                shell["upstream"] = json!(u);
-            }
-            if !self.shell_excludes.is_empty() {
-                shell["excludes"] = json!(self.shell_excludes);
-            }
-            body.insert("shell".into(), shell);
-        }
-        if let Some(s) = self.status {
-            let s = match s {
-                StatusArg::Active => "active",
-                StatusArg::Suspended => "suspended",
-            };
-            body.insert("status".into(), json!(s));
-        }
-        Ok(body)
-    }
-}
-
-/// `NAME=PATH`: a catalog entry titled NAME with its first letter in upper case.
-fn parse_app(raw: &str) -> Result<Value, CliError> {
-    let (name, path) = raw.split_once('=').ok_or_else(|| {
-        CliError::Usage(format!(
-            "--app {raw:?}: expected NAME=PATH, like todos=/todos/"
-        ))
-    })?;
-    let mut chars = name.chars();
-    let title: String = chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default();
-    Ok(json!({"name": name, "title": title, "path": path}))
-}
-
-/// `PREFIX=UPSTREAM[:AUTH[,AUTH…]]`.
-fn parse_route(raw: &str) -> Result<Value, CliError> {
-    let (prefix, rest) = raw.split_once('=').ok_or_else(|| {
-        CliError::Usage(format!(
-            "--route {raw:?}: expected PREFIX=UPSTREAM[:AUTH], like /=app"
-        ))
-    })?;
-    let (upstream, auth) = rest.split_once(':').unwrap_or((rest, "public"));
-    // `session,jwt`: any of the policies (the API validates the names).
-    let auth = if auth.contains(',') {
-        json!(auth.split(',').collect::<Vec<_>>())
-    } else {
-        json!(auth)
-    };
-    Ok(json!({"prefix": prefix, "upstream": upstream, "auth": auth}))
-}
-
 /// Poll `/v1/gateways` until every gateway serves `version`.
 async fn wait_for_gateways(c: &Client, version: u64, timeout: Duration) -> Result<(), CliError> {
     let deadline = Instant::now() + timeout;
@@ -746,11 +501,6 @@ impl GatewayList {
     }
 }
 
-#[derive(Deserialize)]
-struct UpstreamList {
-    upstreams: Vec<UpstreamView>,
-}
-
 pub(crate) fn pretty<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
     serde_json::to_string_pretty(v)
         .map(|s| s + "\n")
@@ -775,28 +525,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_and_segments() {
-        assert_eq!(
-            parse_route("/api=app:public").expect("route"),
-            json!({"prefix": "/api", "upstream": "app", "auth": "public"})
-        );
-        assert_eq!(parse_route("/=app").expect("route")["auth"], "public");
-        assert!(parse_route("/app").is_err());
-        assert_eq!(
-            parse_route("/todos/=app:session,jwt").expect("route")["auth"],
-            json!(["session", "jwt"])
-        );
-        assert_eq!(
-            parse_app("todos=/todos/").expect("app"),
-            json!({"name": "todos", "title": "Todos", "path": "/todos/"})
-        );
-        assert!(parse_app("todos").is_err());
+    fn segments() {
         assert_eq!(seg("a b/c"), "a%20b%2Fc");
-        assert_eq!(
-            parse_rate_limit("100/60s").expect("limit"),
-            json!({"requests": 100, "window_s": 60})
-        );
-        assert!(parse_rate_limit("fast").is_err());
     }
 
     #[test]

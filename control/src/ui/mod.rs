@@ -53,3 +53,48 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    async fn get(path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+        let resp = router::<()>()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_assets_are_served_under_a_strict_policy_and_hold_no_inline_script() {
+        for (path, kind) in [
+            ("/", "text/html"),
+            ("/ui/ui.js", "text/javascript"),
+            ("/ui/ui.css", "text/css"),
+        ] {
+            let (status, headers, body) = get(path).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            let ct = headers[header::CONTENT_TYPE].to_str().expect("type");
+            assert!(ct.starts_with(kind), "{path}: {ct}");
+            assert_eq!(headers[header::CONTENT_SECURITY_POLICY], CSP);
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert!(!body.is_empty());
+        }
+        // Only the page's own script: nothing inline for the policy to block.
+        let (_, _, page) = get("/").await;
+        assert!(page.contains(r#"<script src="/ui/ui.js" defer></script>"#));
+        assert_eq!(page.matches("<script").count(), 1);
+        // The script renders text, never markup.
+        assert!(!SCRIPT.contains("innerHTML") && !SCRIPT.contains("insertAdjacentHTML"));
+    }
+}
