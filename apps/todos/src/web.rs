@@ -53,6 +53,18 @@ pub fn app(store: Arc<Store>, base: &str) -> Router {
         .with_state(state)
 }
 
+/// Handlers take the caller as an argument; a request without a tenant is refused before them.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        caller(&parts.headers)
+    }
+}
+
 fn caller(headers: &HeaderMap) -> Result<Caller, Refusal> {
     let tenant = headers
         .get("x-realmgate-tenant")
@@ -119,26 +131,14 @@ struct NewTodo {
     title: String,
 }
 
-async fn page(State(app): State<App>, headers: HeaderMap) -> Response {
-    let who = match caller(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+async fn page(State(app): State<App>, who: Caller) -> Response {
     match app.store.list(&who.tenant, &who.subject).await {
         Ok(todos) => html(render(&app.base, &who, &todos)),
         Err(e) => internal(e),
     }
 }
 
-async fn add_form(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Form(new): Form<NewTodo>,
-) -> Response {
-    let who = match caller(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+async fn add_form(State(app): State<App>, who: Caller, Form(new): Form<NewTodo>) -> Response {
     let title = match clean_title(&new.title) {
         Ok(t) => t,
         Err(r) => return r.into_response(),
@@ -149,11 +149,7 @@ async fn add_form(
     }
 }
 
-async fn toggle_form(State(app): State<App>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let who = match caller(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+async fn toggle_form(State(app): State<App>, who: Caller, Path(id): Path<i64>) -> Response {
     match app.store.toggle(&who.tenant, &who.subject, id).await {
         Ok(true) => Redirect::to(&format!("{}/", app.base)).into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, "no such todo"),
@@ -161,11 +157,7 @@ async fn toggle_form(State(app): State<App>, headers: HeaderMap, Path(id): Path<
     }
 }
 
-async fn list_json(State(app): State<App>, headers: HeaderMap) -> Response {
-    let who = match caller(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+async fn list_json(State(app): State<App>, who: Caller) -> Response {
     match app.store.list(&who.tenant, &who.subject).await {
         Ok(todos) => {
             Json(serde_json::json!({"subject": who.subject, "todos": todos})).into_response()
@@ -174,15 +166,7 @@ async fn list_json(State(app): State<App>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn add_json(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Json(new): Json<NewTodo>,
-) -> Response {
-    let who = match caller(&headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
+async fn add_json(State(app): State<App>, who: Caller, Json(new): Json<NewTodo>) -> Response {
     let title = match clean_title(&new.title) {
         Ok(t) => t,
         Err(r) => return r.into_response(),
