@@ -230,6 +230,20 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
     assert!(archived, "the database is archived, never deleted");
 }
 
+/// Wait until realmctl aborts at the crash point `point`, then start it again without it.
+async fn restart_after_crash(rc: &mut Realmctl, point: &str) {
+    eventually(
+        Duration::from_secs(60),
+        &format!("realmctl aborting at {point}"),
+        || {
+            let exited = rc.proc.exited().is_some();
+            async move { exited.then_some(()) }
+        },
+    )
+    .await;
+    rc.restart_with(&[]).await;
+}
+
 #[tokio::test]
 async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates() {
     let Some(s) = services("killed_at_every_step_boundary") else {
@@ -266,16 +280,7 @@ async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates(
             .call(Method::POST, "/v1/tenants", Some(body(&id, &host)))
             .await;
         assert_eq!(st, StatusCode::ACCEPTED, "{point}: {v}");
-        eventually(
-            Duration::from_secs(60),
-            &format!("realmctl aborting at {point}"),
-            || {
-                let exited = rc.proc.exited().is_some();
-                async move { exited.then_some(()) }
-            },
-        )
-        .await;
-        rc.restart_with(&[]).await;
+        restart_after_crash(&mut rc, point).await;
         let api = rc.api();
         wait_state(&api, &id, "ready", Duration::from_secs(60)).await;
         // Nothing duplicated, nothing missing.
@@ -328,16 +333,7 @@ async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates(
             .call(Method::DELETE, &format!("/v1/tenants/{id}"), None)
             .await;
         assert_eq!(st, StatusCode::ACCEPTED, "{point}");
-        eventually(
-            Duration::from_secs(60),
-            &format!("realmctl aborting at {point}"),
-            || {
-                let exited = rc.proc.exited().is_some();
-                async move { exited.then_some(()) }
-            },
-        )
-        .await;
-        rc.restart_with(&[]).await;
+        restart_after_crash(&mut rc, point).await;
         wait_gone(&rc.api(), &id, Duration::from_secs(60)).await;
         assert!(
             kube.object("edge", &format!("realmgate-{id}")).is_none(),

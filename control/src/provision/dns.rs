@@ -95,23 +95,9 @@ impl Dns {
         &self,
         names: &[String],
     ) -> Result<BTreeMap<(String, String), (u64, Vec<String>)>, StepError> {
-        let resp = self
-            .http
-            .get(self.zone_url())
-            .header("X-API-Key", &self.s.api_key)
-            .send()
-            .await
-            .map_err(|e| StepError::new(format!("PowerDNS unreachable: {}", root_cause(&e))))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(StepError::new(format!(
-                "PowerDNS GET zone {}: {status}: {}",
-                self.s.zone,
-                api_error(&body)
-            )));
-        }
-        let zone: Value = resp
+        let zone: Value = self
+            .zone_request(reqwest::Method::GET, None)
+            .await?
             .json()
             .await
             .map_err(|e| StepError::new(format!("PowerDNS zone answer: {e}")))?;
@@ -142,11 +128,25 @@ impl Dns {
         if rrsets.is_empty() {
             return Ok(());
         }
-        let resp = self
+        self.zone_request(reqwest::Method::PATCH, Some(json!({ "rrsets": rrsets })))
+            .await
+            .map(drop)
+    }
+
+    /// One call on the zone; a refusal says the method, the zone and PowerDNS's error.
+    async fn zone_request(
+        &self,
+        method: reqwest::Method,
+        body: Option<Value>,
+    ) -> Result<reqwest::Response, StepError> {
+        let mut req = self
             .http
-            .patch(self.zone_url())
-            .header("X-API-Key", &self.s.api_key)
-            .json(&json!({ "rrsets": rrsets }))
+            .request(method.clone(), self.zone_url())
+            .header("X-API-Key", &self.s.api_key);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req
             .send()
             .await
             .map_err(|e| StepError::new(format!("PowerDNS unreachable: {}", root_cause(&e))))?;
@@ -154,12 +154,12 @@ impl Dns {
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
             return Err(StepError::new(format!(
-                "PowerDNS PATCH zone {}: {status}: {}",
+                "PowerDNS {method} zone {}: {status}: {}",
                 self.s.zone,
                 api_error(&body)
             )));
         }
-        Ok(())
+        Ok(resp)
     }
 }
 
