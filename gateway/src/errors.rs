@@ -11,6 +11,8 @@ pub enum GatewayError {
     BadHost,
     HostMismatch,
     BadPath,
+    /// A path that a common server would read as another route or namespace.
+    AmbiguousPath,
     BadRequest,
     UnknownHost,
     NoRoute,
@@ -34,6 +36,7 @@ impl GatewayError {
             GatewayError::BadHost
             | GatewayError::HostMismatch
             | GatewayError::BadPath
+            | GatewayError::AmbiguousPath
             | GatewayError::BadRequest
             | GatewayError::ConflictingApiKeys
             | GatewayError::BadNamespace => 400,
@@ -53,6 +56,7 @@ impl GatewayError {
             GatewayError::BadHost => "bad_host",
             GatewayError::HostMismatch => "host_mismatch",
             GatewayError::BadPath => "bad_path",
+            GatewayError::AmbiguousPath => "ambiguous_path",
             GatewayError::BadRequest => "bad_request",
             GatewayError::UnknownHost => "unknown_host",
             GatewayError::NoRoute => "no_route",
@@ -78,6 +82,9 @@ impl GatewayError {
                 "the request target names a different host than the Host header"
             }
             GatewayError::BadPath => "the request path is malformed or climbs above /",
+            GatewayError::AmbiguousPath => {
+                "the request path reads as another route on some servers (an encoded '/' or '\\', or a ';' parameter)"
+            }
             GatewayError::BadRequest => "the request is malformed",
             GatewayError::UnknownHost => "no tenant is served at this host",
             GatewayError::NoRoute => "no route matches this path",

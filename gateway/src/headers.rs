@@ -172,3 +172,13 @@ mod tests {
         );
     }
 }
+
+/// The token of an `Authorization: Bearer <token>` value (RFC 9110 §11.1: the scheme is
+/// case-insensitive, then one or more spaces, then a token without spaces).
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    let token = rest.trim_ascii_start();
+    let ok = scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty() && !token.contains(&b' ');
+    ok.then_some(token)
+}

@@ -98,6 +98,9 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
     }
     let routes = &rt.routes;
     let found = routes.find_idx(&path);
+    if routes.read_otherwise(&path, found) {
+        return Err(refuse(GatewayError::AmbiguousPath));
+    }
     // A shell page answers under the policy of the route its path falls in (a session
     // tenant's shell needs a login); with no such route it is public.
     let (pool, route_idx, policy) = match (&local, found) {

@@ -167,6 +167,150 @@ fn hides_traversal(seg: &str) -> bool {
         .any(|part| part == "." || part == "..")
 }
 
+/// Could a server upstream read `normal` (a path from [`normalise_path`]) as another path?
+/// Only paths with an encoded `/`, `\`, `;` or `%`, a raw `\` or a `;` can be read otherwise;
+/// every other path costs this one scan.
+pub fn has_other_readings(normal: &str) -> bool {
+    let b = normal.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| match c {
+        b'\\' | b';' => true,
+        b'%' => matches!(
+            (b.get(i + 1), b.get(i + 2)),
+            (Some(b'2'), Some(b'F' | b'f' | b'5'))
+                | (Some(b'5'), Some(b'C' | b'c'))
+                | (Some(b'3'), Some(b'B' | b'b'))
+        ),
+        _ => false,
+    })
+}
+
+/// The other paths that common servers resolve `normal` to, each with its dot segments
+/// resolved: decoding `%2F`/`%5C` (and reading `\` as `/`), as Apache with
+/// `AllowEncodedSlashes`, IIS, Windows servers and many frameworks do; cutting `;params`
+/// from each segment, as servlet containers do (`..;` becomes `..`); decoding every escape
+/// once or twice more, as servers that decode twice do (`%252F`). Each transformation is tried alone
+/// and in every order with the others, since servers differ in which they apply first.
+///
+/// The gateway refuses a request when one of these readings would reach another route or
+/// namespace than the one it checked (DESIGN: "never forward a path in a form that a common
+/// server would resolve to another route or namespace"). A reading that climbs above `/` is
+/// an error: the path is refused.
+pub fn other_readings(normal: &str) -> Result<Vec<String>, PathError> {
+    const STEPS: [fn(&str) -> String; 4] = [decode_slashes, cut_params, decode_all, decode_all];
+    let mut out: Vec<String> = Vec::new();
+    // Every ordered selection of the steps (decoding may come twice): at most 64 sequences.
+    let mut frontier: Vec<(String, u8)> = vec![(normal.to_string(), 0)];
+    while let Some((path, used)) = frontier.pop() {
+        for (i, step) in STEPS.iter().enumerate() {
+            if used & (1 << i) != 0 {
+                continue;
+            }
+            let next = step(&path);
+            let resolved = resolve_dots(&next)?;
+            if resolved != normal && !out.contains(&resolved) {
+                out.push(resolved);
+            }
+            frontier.push((next, used | (1 << i)));
+        }
+    }
+    Ok(out)
+}
+
+/// The namespace segment a path starts with (`@acme` from `/@acme/x`, also as `%40acme`), for
+/// comparing readings: a reading in another namespace is another scope of API keys.
+pub fn namespace_segment(path: &str) -> Option<String> {
+    let first = path.strip_prefix('/')?.split('/').next()?;
+    let name = if let Some(rest) = first.strip_prefix('@') {
+        rest
+    } else if first.len() >= 3 && first[..3].eq_ignore_ascii_case("%40") {
+        &first[3..]
+    } else {
+        return None;
+    };
+    Some(format!("@{name}"))
+}
+
+fn decode_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let esc = b.get(i..i + 3).map(|e| e.to_ascii_uppercase());
+        if b[i] == b'\\' {
+            out.push('/');
+            i += 1;
+        } else if matches!(esc.as_deref(), Some(b"%2F" | b"%5C")) {
+            out.push('/');
+            i += 3;
+        } else {
+            out.push(char::from(b[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+fn cut_params(path: &str) -> String {
+    path.split('/')
+        .map(|seg| seg.split(';').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Every escape decoded once; bytes that do not form a printable ASCII character stay encoded
+/// (they cannot change which route a path reaches).
+fn decode_all(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex_val),
+                b.get(i + 2).copied().and_then(hex_val),
+            ) {
+                let v = h * 16 + l;
+                if v > b' ' && v < 0x7f {
+                    out.push(char::from(v));
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(char::from(b[i]));
+        i += 1;
+    }
+    out
+}
+
+/// `.`, `..` and empty segments resolved, as every server does.
+fn resolve_dots(path: &str) -> Result<String, PathError> {
+    let mut segs: Vec<&str> = Vec::new();
+    let mut trailing = false;
+    for seg in path.split('/').skip(1) {
+        trailing = true;
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segs.pop().ok_or(PathError::AboveRoot)?;
+            }
+            s => {
+                segs.push(s);
+                trailing = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +401,55 @@ mod tests {
         assert_eq!(norm("/%4"), Err(PathError::BadEscape));
         assert_eq!(norm("/%zz"), Err(PathError::BadEscape));
         assert_eq!(norm("/a%00b"), Err(PathError::BadEscape));
+    }
+    #[test]
+    fn plain_paths_have_no_other_reading() {
+        for p in ["/", "/a/b", "/a%20b", "/%40acme/x", "/a%C3%A9", "/a.b/c"] {
+            assert!(!has_other_readings(p), "{p}");
+        }
+        for p in ["/a%2Fb", "/a%2fb", "/a%5Cb", "/a\\b", "/a;x/b", "/a%3Bx", "/a%252Fb"] {
+            assert!(has_other_readings(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn other_readings_are_what_servers_resolve() {
+        let readings = |p: &str| other_readings(p).expect("readable");
+        for (path, reading) in [
+            ("/w/admin%2Fsecret", "/w/admin/secret"),
+            ("/w/admin%2fsecret", "/w/admin/secret"),
+            ("/admin;x/secret", "/admin/secret"),
+            ("/public/..;/admin/secret", "/admin/secret"),
+            ("/@acme/..;/@other/x", "/@other/x"),
+            ("/public\\..\\admin", "/admin"),
+            ("/public%5C..%5Cadmin", "/admin"),
+            ("/public/%252E%252E/admin", "/public/%2E%2E/admin"),
+            ("/public/%252E%252E/admin", "/admin"),
+            ("/a%252Fb", "/a%2Fb"),
+            ("/a;b=c/d;e", "/a/d"),
+            ("/x%3B/..%3B/admin", "/x;/..;/admin"),
+        ] {
+            let got = readings(path);
+            assert!(got.iter().any(|r| r == reading), "{path}: {got:?}");
+        }
+        // Two steps in either order: params cut after slashes are decoded, and before.
+        let got = readings("/a;x%2F..%2Fadmin");
+        assert!(got.iter().any(|r| r == "/admin"), "{got:?}");
+        assert!(got.iter().any(|r| r == "/a"), "{got:?}");
+    }
+
+    #[test]
+    fn a_reading_above_root_refuses_the_path() {
+        for p in ["/..;/x", "/a%2F..%2F..%2Fx", "/a\\..\\..\\x"] {
+            assert_eq!(other_readings(p), Err(PathError::AboveRoot), "{p}");
+        }
+    }
+
+    #[test]
+    fn namespace_segments() {
+        assert_eq!(namespace_segment("/@acme/x").as_deref(), Some("@acme"));
+        assert_eq!(namespace_segment("/%40acme").as_deref(), Some("@acme"));
+        assert_eq!(namespace_segment("/acme/@x"), None);
+        assert_eq!(namespace_segment("/"), None);
     }
 }

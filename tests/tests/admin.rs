@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use realmgate_e2e::{eventually, json_contains, Gateway, GatewayOpts, Table, Upstream};
+use realmgate_e2e::{eventually, json_contains, Gateway, GatewayOpts, RawConn, Table, Upstream};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "e2e-admin-token-3f9c1a";
@@ -78,6 +78,43 @@ fn assert_all_listed(list: &[String], needles: &[&str]) {
         missing.is_empty(),
         "problems {missing:?} not reported; got {list:#?}"
     );
+}
+
+/// Authentication comes before the body: an unauthenticated push announcing a table-sized
+/// body is answered 401 from its headers alone, without the gateway waiting for (or
+/// buffering) a byte of it — whatever the auth header looks like.
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_refuses_before_reading_a_body() {
+    let f = fixture().await;
+    let auths = [
+        "",
+        "Authorization: Bearer wrong\r\n",
+        "Authorization: Basic Zm9vOmJhcg==\r\n",
+        "Authorization: Bearer\r\n",
+    ];
+    for path in ["/v1/table", "/v1/table?full=1"] {
+        for method in ["PUT", "POST", "GET"] {
+            for auth in auths {
+                let head = format!(
+                    "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Type: application/json\r\nContent-Length: 209715200\r\n\r\n"
+                );
+                // Only the head is sent: a 401 proves nothing of the body was needed.
+                let resp = RawConn::connect(f.gw.admin_addr()).await.send(head.as_bytes()).await;
+                assert!(
+                    resp.status == 401 || (resp.status == 405 && method == "POST"),
+                    "{method} {path} with {auth:?}: {} {}",
+                    resp.status,
+                    resp.text()
+                );
+            }
+        }
+    }
+    // The token still works, with the scheme in any case and several spaces (RFC 9110).
+    let body = f.table(1, "app-a").to_string();
+    let (status, resp) = f.gw.push_with(body, Some(&format!("bearer   {TOKEN}"))).await;
+    assert_eq!(status, 200, "{resp}");
+    let (status, resp) = f.gw.admin_get_json("/v1/table").await;
+    assert_eq!((status, &resp["version"]), (200, &json!(1)), "{resp}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -51,10 +51,15 @@ impl Tokens {
     }
 }
 
+/// The bearer token of `Authorization`, with the gateway's semantics (RFC 9110 §11.1): the
+/// scheme compared case-insensitively, one or more spaces, then a token without spaces.
 fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     let value = headers.get(header::AUTHORIZATION)?.as_bytes();
-    let (scheme, token) = value.split_at_checked(7)?;
-    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    let token = rest.trim_ascii_start();
+    let ok = scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty() && !token.contains(&b' ');
+    ok.then_some(token)
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -115,6 +120,11 @@ mod tests {
         let t = Tokens::new("operator-token-123", Some("gateway-token-456"));
         assert!(t.is_operator(&headers("Bearer operator-token-123")));
         assert!(t.is_operator(&headers("bearer operator-token-123")));
+        assert!(t.is_operator(&headers("BEARER   operator-token-123")));
+        assert!(t.is_operator(&headers("bEaReR operator-token-123")));
+        assert!(!t.is_operator(&headers("Bearer operator-token-123 x")));
+        assert!(!t.is_operator(&headers("Bearer  ")));
+        assert!(!t.is_operator(&headers("Bearerx operator-token-123")));
         assert!(!t.is_operator(&headers("Bearer operator-token-12")));
         assert!(!t.is_operator(&headers("Bearer gateway-token-456")));
         assert!(!t.is_operator(&headers("Basic operator-token-123")));

@@ -7,7 +7,8 @@ pub use pull::ControlPull;
 use crate::snapshot::{ApplyError, Store};
 use async_trait::async_trait;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,13 +19,19 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 use subtle::ConstantTimeEq;
+
+/// How many authenticated admin requests run at once; more get 503 at once rather than
+/// queueing table-sized bodies in memory.
+pub const MAX_ADMIN_IN_FLIGHT: usize = 4;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<Store>,
     /// SHA-256 of the token: comparing digests is constant-time and hides the length.
     token_digest: Option<[u8; 32]>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl AdminState {
@@ -32,6 +39,7 @@ impl AdminState {
         AdminState {
             store,
             token_digest: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+            in_flight: Arc::new(Semaphore::new(MAX_ADMIN_IN_FLIGHT)),
         }
     }
 
@@ -41,7 +49,7 @@ impl AdminState {
         };
         let Some(given) = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|v| crate::headers::bearer(v.as_bytes()))
         else {
             return false;
         };
@@ -50,10 +58,31 @@ impl AdminState {
     }
 }
 
+/// Runs before any extractor of the guarded routes: the token is checked from the headers
+/// alone, so an unauthenticated body is never read (nor buffered), and a bounded number of
+/// authenticated requests run at once.
+async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    if !s.authorised(req.headers()) {
+        return unauthorised();
+    }
+    let Ok(_permit) = s.in_flight.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({"error": "busy", "message": "too many admin requests at once; retry"})),
+        )
+            .into_response();
+    };
+    next.run(req).await
+}
+
 /// The admin API, testable without a socket.
 pub fn router(state: AdminState, max_table_bytes: usize) -> Router {
-    Router::new()
+    let guarded = Router::new()
         .route("/v1/table", get(get_table).put(put_table))
+        .route_layer(from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .merge(guarded)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -70,10 +99,7 @@ fn unauthorised() -> Response {
         .into_response()
 }
 
-async fn put_table(State(s): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !s.authorised(&headers) {
-        return unauthorised();
-    }
+async fn put_table(State(s): State<AdminState>, body: Bytes) -> Response {
     let store = Arc::clone(&s.store);
     let applied = match tokio::task::spawn_blocking(move || store.apply(body)).await {
         Ok(r) => r,
@@ -121,14 +147,7 @@ struct TableQuery {
     full: Option<String>,
 }
 
-async fn get_table(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    Query(q): Query<TableQuery>,
-) -> Response {
-    if !s.authorised(&headers) {
-        return unauthorised();
-    }
+async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> Response {
     let Some(snap) = s.store.current() else {
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no_table"}))).into_response();
     };

@@ -3,6 +3,7 @@
 
 use crate::auth::Policy;
 use http::HeaderValue;
+use realmgate_table::path::{has_other_readings, namespace_segment, other_readings};
 
 /// Index into the snapshot's pool list.
 pub type PoolIdx = u32;
@@ -50,6 +51,23 @@ impl Routes {
             .iter()
             .position(|r| prefix_matches(&r.prefix, path))
             .map(|i| i as RouteIdx)
+    }
+
+    /// Would a server upstream read `path` (normalised) as another route, or another
+    /// namespace, than `found`, the route the gateway matched? Then the request is refused:
+    /// the route whose policy was checked must be the one every common server reaches
+    /// (`realmgate_table::path::other_readings`, `docs/routing-table.md`).
+    pub fn read_otherwise(&self, path: &str, found: Option<RouteIdx>) -> bool {
+        if !has_other_readings(path) {
+            return false;
+        }
+        let Ok(readings) = other_readings(path) else {
+            return true;
+        };
+        let namespace = namespace_segment(path);
+        readings
+            .iter()
+            .any(|r| self.find_idx(r) != found || namespace_segment(r) != namespace)
     }
 
     pub fn get(&self, idx: RouteIdx) -> &Route {
