@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod connection;
 pub mod errors;
 pub mod headers;
 pub mod limits;

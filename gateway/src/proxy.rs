@@ -74,6 +74,12 @@ impl ProxyHttp for Gateway {
     /// No downstream modules: each one costs every request a call.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
+    /// The head is in: its deadline is over, the body and send timeouts start.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        crate::connection::head_read(session.as_downstream_mut());
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = Some(headers::request_id(session.req_header()));
         headers::strip_identity_headers(session.req_header_mut());

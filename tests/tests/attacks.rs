@@ -5,6 +5,9 @@
 use realmgate_e2e::{Echo, Gateway, GatewayOpts, RawResponse, Table, Upstream};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const ACME_KEY: &str = "rgk_attackattackattackattackattackattackattackx";
 
@@ -129,4 +132,130 @@ async fn paths_are_checked_as_every_server_reads_them() {
         let resp = e.gw.raw(request(target, extra)).await;
         check(&format!("GET {target}"), &resp, want);
     }
+}
+
+/// A gateway with short client timeouts and small connection limits, routing acme.test.
+async fn strict_edge(client_yaml: &str) -> Edge {
+    let up = Upstream::start("app").await;
+    let gw = Gateway::start(GatewayOpts {
+        gateway_yaml: format!("  client:\n{client_yaml}"),
+        ..GatewayOpts::default()
+    })
+    .await;
+    let table = Table::new(1)
+        .upstream("app", [up.addr()])
+        .tenant("acme", &["acme.test"], &[("/", "app")])
+        .build();
+    gw.push_ok(&table).await;
+    Edge { gw, _up: up }
+}
+
+/// Does the gateway close `s` within `within` (EOF or reset; any response before is read)?
+async fn closes(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Finding 6: a client that sends nothing, half a request line, a head one line at a time,
+/// or half a body, or that keeps a connection idle, is cut off by the head, body and idle
+/// timeouts — not after minutes.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_idle_clients_are_cut_off() {
+    let e = strict_edge(
+        "    header_read_timeout_ms: 1000\n    keepalive_idle_timeout_ms: 1000\n    body_read_timeout_ms: 1000\n",
+    )
+    .await;
+    let addr = e.gw.listen_addr();
+    let limit = Duration::from_secs(6);
+    // Nothing at all, and a half-sent request line.
+    for prefix in [&b""[..], b"GET / HT", b"GET / HTTP/1.1\r\nHost: acme.test\r\n"] {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(prefix).await.expect("write");
+        assert!(closes(&mut s, limit).await, "{:?} left open", String::from_utf8_lossy(prefix));
+    }
+    // A head dribbled one line every 300 ms never completes in time: cut off mid-head.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n").await.expect("write");
+    let mut cut = false;
+    for i in 0..40 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if s.write_all(format!("X-Drip-{i}: x\r\n").as_bytes()).await.is_err() {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut || closes(&mut s, limit).await, "a dribbled head kept the connection for 12 s");
+    // Half a body, then silence.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"POST / HTTP/1.1\r\nHost: acme.test\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .expect("write");
+    assert!(closes(&mut s, limit).await, "a stalled body kept the connection");
+    // Idle after a complete request on a keep-alive connection.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.expect("response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(closes(&mut s, limit).await, "an idle keep-alive connection stayed open");
+    // A well-behaved client is unaffected.
+    e.gw.echo("acme.test", "/").await;
+}
+
+/// Finding 6: one client cannot hold more than its share of connections, and at the global
+/// limit the newest idle connection makes room for a new client instead of everyone being
+/// locked out.
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_limits_per_client_and_shedding() {
+    let e = strict_edge(
+        "    header_read_timeout_ms: 60000\n    keepalive_idle_timeout_ms: 60000\n    max_connections_per_client: 4\n    max_connections: 100\n",
+    )
+    .await;
+    let addr = e.gw.listen_addr();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The fifth from the same address is closed at once; the four held stay usable.
+    let mut fifth = TcpStream::connect(addr).await.expect("connect");
+    assert!(closes(&mut fifth, Duration::from_secs(5)).await, "fifth connection accepted");
+    let s = &mut held[3];
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.expect("response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    held.clear();
+    // Room again once they close.
+    realmgate_e2e::eventually(Duration::from_secs(10), "a new connection is served", || async {
+        let r = e.gw.raw(request("/", "")).await;
+        (r.status == 200).then_some(())
+    })
+    .await;
+
+    let e = strict_edge(
+        "    header_read_timeout_ms: 60000\n    keepalive_idle_timeout_ms: 60000\n    max_connections_per_client: 100\n    max_connections: 6\n",
+    )
+    .await;
+    let addr = e.gw.listen_addr();
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Full of idle connections: a new client is still served, and the newest idle one goes.
+    let r = e.gw.raw(request("/", "")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let newest = idle.last_mut().expect("six");
+    assert!(closes(newest, Duration::from_secs(5)).await, "the newest idle connection was kept");
+    let oldest = &mut idle[0];
+    oldest.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    let n = oldest.read(&mut buf).await.expect("response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "oldest idle connection was shed");
 }
