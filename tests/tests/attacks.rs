@@ -259,3 +259,61 @@ async fn connection_limits_per_client_and_shedding() {
     let n = oldest.read(&mut buf).await.expect("response");
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "oldest idle connection was shed");
 }
+
+/// Finding 9: a realm whose JWKS endpoint accepts and never answers. Every first request
+/// waits at most the realm timeout from its own start (not behind each other's fetches), and
+/// the realm is asked once for all of them, not once per waiter.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_realm_is_asked_once_and_waited_for_boundedly() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hang_addr = hang.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let up = Upstream::start("app").await;
+    let gw = Gateway::start(GatewayOpts {
+        gateway_yaml: "  auth:\n    realm_timeout_ms: 1200\n    jwks_refetch_interval_ms: 60000\n".into(),
+        ..GatewayOpts::default()
+    })
+    .await;
+    let issuer = "http://id.test/realms/hang";
+    let table = Table::new(1)
+        .upstream("app", [up.addr()])
+        .tenant_json(json!({
+            "id": "acme", "hosts": ["acme.test"],
+            "realm": {"issuer": issuer, "jwks_uri": format!("http://{hang_addr}/certs"), "audiences": ["api"]},
+            "routes": [{"prefix": "/", "upstream": "app", "auth": "jwt"}]}))
+        .build();
+    gw.push_ok(&table).await;
+    let key = realmgate_e2e::TestKey::rs256("k1");
+    let token = key.sign(&realmgate_e2e::tokens::access_claims(issuer, "u1", "api"));
+    let gw = Arc::new(gw);
+    let mut waiters = Vec::new();
+    for _ in 0..6 {
+        let (gw, token) = (Arc::clone(&gw), token.clone());
+        waiters.push(tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let r = gw
+                .raw(request("/x", &format!("Authorization: Bearer {token}\r\n")))
+                .await;
+            (r.status, start.elapsed())
+        }));
+    }
+    for w in waiters {
+        let (status, took) = w.await.expect("waiter");
+        assert_eq!(status, 503, "a realm that does not answer is 503");
+        // Bounded by the realm timeout (1.2 s) plus slack, never by the queue in front
+        // (six fetches in a row would take 7.2 s).
+        assert!(took < Duration::from_millis(3000), "a waiter took {took:?}");
+    }
+    let asked = accepted.load(Ordering::SeqCst);
+    assert!(asked <= 2, "the hanging realm was asked {asked} times for one burst");
+}
