@@ -156,7 +156,7 @@ impl ProxyHttp for Gateway {
         }
         if let (Some(s), Some(t)) = (ctx.snapshot.as_ref(), ctx.tenant) {
             up.insert_header(X_REALMGATE_TENANT, s.tenant(t).header.clone())?;
-            if let Grant::ApiKey { key, namespace } = &ctx.grant {
+            if let Grant::ApiKey(api_key::KeyGrant { key, namespace }) = &ctx.grant {
                 up.insert_header(X_REALMGATE_KEY_ID, s.keys.get(*key).id.clone())?;
                 if let Some(ns) = namespace {
                     up.insert_header(X_REALMGATE_NAMESPACE, ns.clone())?;
@@ -303,8 +303,8 @@ impl Gateway {
             let req = session.req_header();
             let path = ctx.target.as_deref().unwrap_or(req.uri.path());
             let route = snapshot.tenant(r.tenant).routes.get(r.route);
-            match api_key::check(&snapshot, r.tenant, route, req, path) {
-                Ok(g) => grant = g,
+            match api_key::check(&snapshot.keys, r.tenant, route, req, path) {
+                Ok(g) => grant = g.map(Grant::ApiKey),
                 Err(e) => return respond(session, ctx, e).await,
             }
         }
@@ -330,8 +330,17 @@ impl Gateway {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let client = || peer.map(|ip| self.trusted_proxies.client(ip, &req.headers));
-        match limits::check(&snapshot, r.tenant, &ctx.grant, client) {
+        let key = match &ctx.grant {
+            Grant::ApiKey(k) => snapshot.key_limit(k.key),
+            Grant::Identity | Grant::Public => None,
+        };
+        let public = matches!(ctx.grant, Grant::Public);
+        let client = || {
+            peer.filter(|_| public)
+                .map(|ip| self.trusted_proxies.client(ip, &req.headers))
+        };
+        let limits = &snapshot.tenant(r.tenant).limits;
+        match limits::check(limits, key, client) {
             Ok(()) => Ok(false),
             Err(over) => respond_limited(session, ctx, &over).await,
         }
@@ -354,7 +363,8 @@ impl Gateway {
         let request = auth::Request {
             req: session.req_header(),
             tls: is_tls(session),
-            tenant: snapshot.tenant(r.tenant),
+            tenant: &snapshot.tenant(r.tenant).id,
+            realm: snapshot.tenant(r.tenant).realm.as_ref(),
             request_id,
         };
         let reply = match r.endpoint {

@@ -1,8 +1,8 @@
 //! The request-filter decision: host → tenant → route, against one table snapshot.
 
-use crate::auth::{Endpoint, Policy};
+use crate::auth::Endpoint;
 use crate::errors::GatewayError;
-use crate::route::{PoolIdx, RouteIdx};
+use crate::route::{Policy, PoolIdx, RouteIdx};
 use crate::shell::{self, Asset, ShellPage};
 use crate::snapshot::Snapshot;
 use crate::tenant::{request_host, TenantIdx};

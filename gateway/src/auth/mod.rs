@@ -22,8 +22,9 @@ pub use realm::{RealmRt, Realms};
 pub use session::SessionKeys;
 
 use crate::errors::{error_response, wants_html};
+use crate::headers;
 use crate::metrics::AuthMetrics;
-use crate::snapshot::TenantRt;
+use crate::route::Policy;
 use bytes::Bytes;
 use http::HeaderValue;
 use jwt::{Expect, Rules};
@@ -73,43 +74,6 @@ impl Default for AuthConfig {
     }
 }
 
-/// A route's compiled policy: the policies it accepts ("any of").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Policy {
-    pub public: bool,
-    pub jwt: bool,
-    pub session: bool,
-    pub api_key: bool,
-    pub forward_token: bool,
-}
-
-impl Policy {
-    /// `public` alone: gateway endpoints and the shell's static files.
-    pub const PUBLIC: Policy = Policy {
-        public: true,
-        jwt: false,
-        session: false,
-        api_key: false,
-        forward_token: false,
-    };
-
-    pub fn from_route(route: &realmgate_table::Route) -> Policy {
-        let has = |n: &str| route.auth.names().iter().any(|x| x == n);
-        Policy {
-            public: has("public"),
-            jwt: has("jwt"),
-            session: has("session"),
-            api_key: has("api_key"),
-            forward_token: route.forward_token,
-        }
-    }
-
-    /// Does the route verify a realm identity (a bearer JWT or a session)?
-    pub fn needs_identity_check(self) -> bool {
-        self.jwt || self.session
-    }
-}
-
 /// Who the request was admitted as; plain data kept in the request CTX (rate limits key on
 /// it).
 #[derive(Debug, Default)]
@@ -120,10 +84,7 @@ pub enum Grant {
     /// Admitted by a verified JWT or session (the identity is in [`AuthCtx`]).
     Identity,
     /// Admitted by an API key, for this namespace (if the path or route names one).
-    ApiKey {
-        key: api_key::KeyIdx,
-        namespace: Option<HeaderValue>,
-    },
+    ApiKey(api_key::KeyGrant),
 }
 
 /// Who a request proved to be, as sent upstream.
@@ -183,7 +144,9 @@ pub struct Reply {
 pub struct Request<'a> {
     pub req: &'a RequestHeader,
     pub tls: bool,
-    pub tenant: &'a TenantRt,
+    /// The tenant's id (session cookies are bound to it) and its realm, if it has one.
+    pub tenant: &'a str,
+    pub realm: Option<&'a Arc<RealmRt>>,
     pub request_id: &'a HeaderValue,
 }
 
@@ -232,6 +195,7 @@ impl Auth {
                 skew: config.clock_skew_s,
             })
             .build_with_hasher(ahash::RandomState::new());
+        metrics.declare_failures(AuthError::ALL.iter().map(|e| e.label()));
         Ok(Auth {
             config,
             http,
@@ -251,7 +215,7 @@ impl Auth {
     ) -> Option<Reply> {
         actx.checked = true;
         actx.forward_token = policy.forward_token;
-        let Some(realm) = r.tenant.realm.as_ref() else {
+        let Some(realm) = r.realm else {
             // Validation refuses jwt/session routes without a realm; be safe anyway.
             return Some(self.refusal(r, AuthError::RealmUnavailable, policy));
         };
@@ -264,7 +228,7 @@ impl Auth {
                 }
                 Ok(None) => {}
                 Err(e) if e.status() == 400 || e == AuthError::RealmUnavailable => {
-                    self.metrics.failure(e);
+                    self.metrics.failure(e.label());
                     return Some(self.refusal(r, e, policy));
                 }
                 Err(e) => failure = e,
@@ -284,8 +248,8 @@ impl Auth {
         if policy.public {
             return None;
         }
-        self.metrics.failure(failure);
-        let mut reply = if policy.session && flow::is_navigation(r.req) && failure.status() == 401 {
+        self.metrics.failure(failure.label());
+        let mut reply = if policy.session && headers::is_navigation(r.req) && failure.status() == 401 {
             self.start_login(r, realm).await
         } else {
             self.refusal(r, failure, policy)
@@ -312,10 +276,7 @@ impl Auth {
             (Some(v), None) => v.as_bytes(),
             _ => return Err(AuthError::RepeatedAuthorization),
         };
-        if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
-            return Err(AuthError::NotBearer);
-        }
-        let token = value[7..].trim_ascii();
+        let token = headers::bearer(value).ok_or(AuthError::NotBearer)?;
         if token.len() > self.config.max_token_bytes {
             return Err(AuthError::TooLarge);
         }
@@ -385,7 +346,7 @@ impl Auth {
         let (mut head, body) =
             error_response(e.status(), e.code(), e.description(), html, r.request_id);
         if policy.jwt && e.status() != 503 {
-            let mut challenge = format!("Bearer realm=\"{}\"", r.tenant.id);
+            let mut challenge = format!("Bearer realm=\"{}\"", r.tenant);
             if let Some(code) = e.bearer_error() {
                 challenge.push_str(&format!(
                     ", error=\"{code}\", error_description=\"{}\"",
