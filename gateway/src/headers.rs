@@ -4,6 +4,7 @@
 
 use http::header::{HeaderName, ACCEPT};
 use http::{HeaderValue, Method};
+use pingora_core::protocols::Digest;
 use pingora_http::RequestHeader;
 use std::io::Write;
 use std::net::IpAddr;
@@ -84,6 +85,38 @@ pub fn new_request_id() -> HeaderValue {
     }
     // Hex digits are always a valid header value.
     HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Is the client's connection TLS? From the connection's digest, never from a header.
+pub fn is_tls(digest: Option<&Digest>) -> bool {
+    digest.is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// What the `x-forwarded-*` headers tell upstream about the client's connection.
+pub struct Forwarded<'a> {
+    /// The peer address.
+    pub client: Option<IpAddr>,
+    /// Whether the listener the request came in on is TLS (see [`is_tls`]).
+    pub tls: bool,
+    /// The `Host` the client sent.
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// The upstream request's `x-forwarded-for`, `-proto`, `-host` and `x-request-id`.
+pub fn upstream(
+    up: &mut RequestHeader,
+    f: &Forwarded<'_>,
+    request_id: &HeaderValue,
+) -> pingora_error::Result<()> {
+    if let Some(ip) = f.client {
+        up.insert_header(X_FORWARDED_FOR, ip_header(ip))?;
+    }
+    let proto = if f.tls { "https" } else { "http" };
+    up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
+    if let Some(host) = f.host {
+        up.insert_header(X_FORWARDED_HOST, host.clone())?;
+    }
+    up.insert_header(X_REQUEST_ID, request_id.clone())
 }
 
 /// Remove every client-sent `x-realmgate-*` header. Allocates only when there is one.
@@ -222,6 +255,41 @@ mod tests {
         ];
         for &(value, token) in cases {
             assert_eq!(bearer(value), token, "{:?}", String::from_utf8_lossy(value));
+        }
+    }
+
+    /// `x-forwarded-proto` says what the connection is; a client's own copy never survives.
+    #[test]
+    fn forwarded_headers_come_from_the_connection() {
+        use pingora_core::protocols::tls::SslDigest;
+        let tls = Digest {
+            ssl_digest: Some(std::sync::Arc::new(SslDigest::new(
+                "TLS_AES_128_GCM_SHA256",
+                "TLSv1.3",
+                None,
+                None,
+                Vec::new(),
+            ))),
+            ..Digest::default()
+        };
+        let plain = Digest::default();
+        let host = HeaderValue::from_static("acme.test");
+        // (connection digest, x-forwarded-proto)
+        for (digest, proto) in [(Some(&tls), "https"), (Some(&plain), "http"), (None, "http")] {
+            let mut up = req_with(&[("x-forwarded-proto", "https"), ("x-forwarded-for", "6.6.6.6")]);
+            let f = Forwarded {
+                client: Some("10.0.0.1".parse().expect("ip")),
+                tls: is_tls(digest),
+                host: Some(&host),
+            };
+            upstream(&mut up, &f, &HeaderValue::from_static("rid")).expect("headers");
+            let all = |n: &str| -> Vec<&[u8]> {
+                up.headers.get_all(n).iter().map(|v| v.as_bytes()).collect()
+            };
+            assert_eq!(all(X_FORWARDED_PROTO), [proto.as_bytes()], "{digest:?}");
+            assert_eq!(all(X_FORWARDED_FOR), [b"10.0.0.1".as_slice()]);
+            assert_eq!(all(X_FORWARDED_HOST), [b"acme.test".as_slice()]);
+            assert_eq!(all(X_REQUEST_ID), [b"rid".as_slice()]);
         }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::errors::GatewayError;
 use crate::headers;
-use crate::route::{Namespace, Route};
+use crate::route::Namespace;
 use crate::tenant::TenantIdx;
 use http::{header, HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
@@ -152,7 +152,7 @@ pub fn path_namespace(path: &str) -> Result<PathNamespace<'_>, GatewayError> {
 pub fn check(
     keys: &Keys,
     tenant: TenantIdx,
-    route: &Route,
+    route_namespace: Option<&Namespace>,
     req: &RequestHeader,
     path: &str,
 ) -> Result<Option<KeyGrant>, GatewayError> {
@@ -162,7 +162,7 @@ pub fn check(
     let key = keys
         .authenticate(secret, now_secs())
         .ok_or(GatewayError::InvalidApiKey)?;
-    let namespace = match &route.namespace {
+    let namespace = match route_namespace {
         Some(ns) => PathNamespace::Route(ns),
         None => path_namespace(path)?,
     };

@@ -7,6 +7,7 @@
 //! it was checked against. Nothing here formats, logs or allocates on a cache hit, and
 //! tokens are never logged.
 
+mod admit;
 pub mod api_key;
 mod error;
 mod flow;
@@ -16,13 +17,17 @@ pub mod oidc;
 pub mod realm;
 pub mod session;
 
+pub use admit::{Admission, Refusal};
 pub use error::AuthError;
 pub use flow::Endpoint;
 pub use realm::{RealmRt, Realms};
 pub use session::SessionKeys;
 
 use crate::errors::{error_response, wants_html};
-use crate::headers;
+use crate::headers::{
+    self, X_REALMGATE_KEY_ID, X_REALMGATE_NAMESPACE, X_REALMGATE_ROLES, X_REALMGATE_SUBJECT,
+    X_REALMGATE_TENANT,
+};
 use crate::metrics::AuthMetrics;
 use crate::route::Policy;
 use bytes::Bytes;
@@ -359,6 +364,72 @@ impl Auth {
         }
         Reply { head, body }
     }
+}
+
+/// After auth, on the upstream request: who the request is (`x-realmgate-*`: the tenant, the
+/// key id and namespace, or the subject and roles) and the credentials upstream must not see
+/// (an API key; `Authorization` unless the route forwards the verified token; the gateway's
+/// own cookies). `tenant` is the tenant's header value and the table's keys.
+pub fn upstream_identity(
+    up: &mut RequestHeader,
+    tenant: Option<(&HeaderValue, &api_key::Keys)>,
+    grant: &Grant,
+    actx: &AuthCtx,
+) -> pingora_error::Result<()> {
+    if let Some((header, keys)) = tenant {
+        up.insert_header(X_REALMGATE_TENANT, header.clone())?;
+        if let Grant::ApiKey(api_key::KeyGrant { key, namespace }) = grant {
+            up.insert_header(X_REALMGATE_KEY_ID, keys.get(*key).id.clone())?;
+            if let Some(ns) = namespace {
+                up.insert_header(X_REALMGATE_NAMESPACE, ns.clone())?;
+            }
+            // The secret stays at the edge: upstreams get the key id instead.
+            up.remove_header(&api_key::X_API_KEY);
+            if is_key_bearer(up) {
+                up.remove_header(&http::header::AUTHORIZATION);
+            }
+        }
+    }
+    if actx.checked {
+        identity_headers(up, actx)?;
+    }
+    if up.headers.contains_key(http::header::COOKIE) && session::has_gateway_cookie(up) {
+        match session::upstream_cookie_header(up) {
+            Some(v) => up.insert_header(http::header::COOKIE, v)?,
+            None => {
+                up.remove_header(&http::header::COOKIE);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Is the request's `Authorization` a bearer API key (and not, say, a JWT)?
+fn is_key_bearer(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| headers::bearer(v.as_bytes()))
+        .is_some_and(|token| token.starts_with(api_key::KEY_PREFIX))
+}
+
+/// The identity headers, and `Authorization` only where the route forwards the verified
+/// token.
+fn identity_headers(up: &mut RequestHeader, a: &AuthCtx) -> pingora_error::Result<()> {
+    let Some(id) = a.identity.as_ref() else {
+        up.remove_header(&http::header::AUTHORIZATION);
+        return Ok(());
+    };
+    up.insert_header(X_REALMGATE_SUBJECT, id.subject.clone())?;
+    up.insert_header(X_REALMGATE_ROLES, id.roles.clone())?;
+    match (a.forward_token, id.bearer.as_ref()) {
+        (true, Some(bearer)) => up.insert_header(http::header::AUTHORIZATION, bearer.clone())?,
+        // A verified bearer token of the request itself: it is already there.
+        (true, None) => {}
+        (false, _) => {
+            up.remove_header(&http::header::AUTHORIZATION);
+        }
+    }
+    Ok(())
 }
 
 /// RFC 6750 §2.3 `access_token` in the query: refused, the header is the only place.
