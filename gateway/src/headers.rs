@@ -199,7 +199,8 @@ mod tests {
     #[test]
     fn navigations() {
         // (method, headers, is a navigation)
-        let cases: &[(&str, &[(&str, &str)], bool)] = &[
+        type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+        let cases: &[Case] = &[
             ("GET", &[("sec-fetch-dest", "document")], true),
             ("HEAD", &[("sec-fetch-dest", "document")], true),
             ("GET", &[("Sec-Fetch-Dest", "Document")], true),
@@ -208,11 +209,23 @@ mod tests {
             ("HEAD", &[("accept", "text/html")], true),
             ("GET", &[("accept", "TEXT/HTML;q=0.9")], true),
             // Accept over two header lines: all of them count.
-            ("GET", &[("accept", "application/json"), ("accept", "text/html")], true),
+            (
+                "GET",
+                &[("accept", "application/json"), ("accept", "text/html")],
+                true,
+            ),
             ("HEAD", &[("accept", "*/*"), ("accept", "text/html")], true),
             // Fetch metadata decides when present, whatever Accept says.
-            ("GET", &[("sec-fetch-dest", "iframe"), ("accept", "text/html")], false),
-            ("GET", &[("sec-fetch-dest", "empty"), ("accept", "text/html")], false),
+            (
+                "GET",
+                &[("sec-fetch-dest", "iframe"), ("accept", "text/html")],
+                false,
+            ),
+            (
+                "GET",
+                &[("sec-fetch-dest", "empty"), ("accept", "text/html")],
+                false,
+            ),
             ("GET", &[("sec-fetch-dest", "")], false),
             ("GET", &[("sec-fetch-dest", "script")], false),
             ("GET", &[("accept", "application/json")], false),
@@ -275,8 +288,15 @@ mod tests {
         let plain = Digest::default();
         let host = HeaderValue::from_static("acme.test");
         // (connection digest, x-forwarded-proto)
-        for (digest, proto) in [(Some(&tls), "https"), (Some(&plain), "http"), (None, "http")] {
-            let mut up = req_with(&[("x-forwarded-proto", "https"), ("x-forwarded-for", "6.6.6.6")]);
+        for (digest, proto) in [
+            (Some(&tls), "https"),
+            (Some(&plain), "http"),
+            (None, "http"),
+        ] {
+            let mut up = req_with(&[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-for", "6.6.6.6"),
+            ]);
             let f = Forwarded {
                 client: Some("10.0.0.1".parse().expect("ip")),
                 tls: is_tls(digest),

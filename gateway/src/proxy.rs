@@ -352,7 +352,10 @@ fn user(a: &AuthCtx) -> Option<User<'_>> {
 }
 
 fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
-    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 /// 429 with `Retry-After` and `RateLimit-*` headers.

@@ -93,7 +93,15 @@ impl Auth {
             .get(&realm.issuer, &self.http, &self.config)
             .await
             .ok()?;
-        let result = match oidc::refresh(realm.login_client(), &endpoints, &self.http, &self.config, rt).await {
+        let result = match oidc::refresh(
+            realm.login_client(),
+            &endpoints,
+            &self.http,
+            &self.config,
+            rt,
+        )
+        .await
+        {
             Ok(tokens) => self.session_data(realm, &data.t, tokens, None).await.ok(),
             Err(e) => {
                 log::info!("session refresh for tenant {} failed: {e}", data.t);

@@ -254,11 +254,12 @@ impl Auth {
             return None;
         }
         self.metrics.failure(failure.label());
-        let mut reply = if policy.session && headers::is_navigation(r.req) && failure.status() == 401 {
-            self.start_login(r, realm).await
-        } else {
-            self.refusal(r, failure, policy)
-        };
+        let mut reply =
+            if policy.session && headers::is_navigation(r.req) && failure.status() == 401 {
+                self.start_login(r, realm).await
+            } else {
+                self.refusal(r, failure, policy)
+            };
         // An ended session's cookies are cleared on the refusal too.
         for cookie in actx.set_cookies.drain(..) {
             let _ = reply.head.append_header(http::header::SET_COOKIE, cookie);

@@ -163,8 +163,8 @@ mod tests {
     #[test]
     fn values_cannot_break_out_of_the_script_element() {
         let user = User {
-            subject: "u-1</SCRIPT>".into(),
-            name: Some("Eve <!-- \u{2028}".into()),
+            subject: "u-1</SCRIPT>",
+            name: Some("Eve <!-- \u{2028}"),
         };
         let el = ctx().element("bm9uY2U=", Some(0), Some(&user));
         let inner = &el[..el.len() - "</script>".len()];

@@ -86,12 +86,15 @@ pub fn build(
         let mut routes = Vec::with_capacity(t.routes.len());
         for r in t.routes {
             // Validation guarantees the upstream exists; be safe anyway.
-            let pool = pool_index.get(r.upstream.as_str()).copied().ok_or_else(|| {
-                Problem::new(
-                    format!("tenants.{}.routes", t.id),
-                    format!("unknown upstream {}", r.upstream),
-                )
-            })?;
+            let pool = pool_index
+                .get(r.upstream.as_str())
+                .copied()
+                .ok_or_else(|| {
+                    Problem::new(
+                        format!("tenants.{}.routes", t.id),
+                        format!("unknown upstream {}", r.upstream),
+                    )
+                })?;
             routes.push(Route {
                 pool,
                 policy: Policy::from_route(&r),

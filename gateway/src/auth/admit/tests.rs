@@ -77,6 +77,9 @@ async fn admit_one(auth: &Auth, s: &Snapshot, r: &RequestHeader) -> Outcome {
     }
 }
 
+/// (host, path, headers, outcome)
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Outcome);
+
 #[tokio::test]
 async fn policies_decide_in_their_order() {
     let s = snapshot(&table());
@@ -87,40 +90,109 @@ async fn policies_decide_in_their_order() {
     let other_key = "rgk_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
     let other_bearer = format!("Bearer {other_key}");
     // (host, path, headers, outcome)
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Outcome)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("acme.test", "/", vec![], Outcome::Public),
         // A key is not looked at on a route without `api_key`.
-        ("acme.test", "/", vec![("x-api-key", other_key)], Outcome::Public),
-        ("acme.test", "/api/x", vec![], Outcome::Refused(GatewayError::MissingApiKey)),
-        ("acme.test", "/api/x", key_header.to_vec(), Outcome::Key(0, None)),
-        ("acme.test", "/api/x", vec![("authorization", &bearer)], Outcome::Key(0, None)),
+        (
+            "acme.test",
+            "/",
+            vec![("x-api-key", other_key)],
+            Outcome::Public,
+        ),
+        (
+            "acme.test",
+            "/api/x",
+            vec![],
+            Outcome::Refused(GatewayError::MissingApiKey),
+        ),
+        (
+            "acme.test",
+            "/api/x",
+            key_header.to_vec(),
+            Outcome::Key(0, None),
+        ),
+        (
+            "acme.test",
+            "/api/x",
+            vec![("authorization", &bearer)],
+            Outcome::Key(0, None),
+        ),
         // RFC 9110: the scheme is case-insensitive, one or more spaces before the token.
-        ("acme.test", "/api/x", vec![("authorization", &lower_bearer)], Outcome::Key(0, None)),
-        ("acme.test", "/api/x", vec![("x-api-key", other_key)], Outcome::Refused(GatewayError::InvalidApiKey)),
+        (
+            "acme.test",
+            "/api/x",
+            vec![("authorization", &lower_bearer)],
+            Outcome::Key(0, None),
+        ),
+        (
+            "acme.test",
+            "/api/x",
+            vec![("x-api-key", other_key)],
+            Outcome::Refused(GatewayError::InvalidApiKey),
+        ),
         (
             "acme.test",
             "/api/x",
             vec![("x-api-key", KEY_SECRET), ("authorization", &other_bearer)],
             Outcome::Refused(GatewayError::ConflictingApiKeys),
         ),
-        ("acme.test", "/@acme/x", key_header.to_vec(), Outcome::Key(0, Some("@acme"))),
+        (
+            "acme.test",
+            "/@acme/x",
+            key_header.to_vec(),
+            Outcome::Key(0, Some("@acme")),
+        ),
         // `public` or `api_key`: a presented key is still checked.
         ("acme.test", "/mixed/1", vec![], Outcome::Public),
-        ("acme.test", "/mixed/1", key_header.to_vec(), Outcome::Key(0, None)),
-        ("acme.test", "/mixed/1", vec![("x-api-key", other_key)], Outcome::Refused(GatewayError::InvalidApiKey)),
+        (
+            "acme.test",
+            "/mixed/1",
+            key_header.to_vec(),
+            Outcome::Key(0, None),
+        ),
+        (
+            "acme.test",
+            "/mixed/1",
+            vec![("x-api-key", other_key)],
+            Outcome::Refused(GatewayError::InvalidApiKey),
+        ),
         // Another tenant's key.
-        ("shelly.test", "/jwt/x", key_header.to_vec(), Outcome::Refused(GatewayError::NamespaceDenied)),
+        (
+            "shelly.test",
+            "/jwt/x",
+            key_header.to_vec(),
+            Outcome::Refused(GatewayError::NamespaceDenied),
+        ),
         // Realm policies answer with their own refusal; `public` beside `jwt` admits anyone.
         ("shelly.test", "/jwt/x", vec![], Outcome::Answered(401)),
-        ("shelly.test", "/jwt/x", vec![("authorization", "Basic eDp5")], Outcome::Answered(401)),
+        (
+            "shelly.test",
+            "/jwt/x",
+            vec![("authorization", "Basic eDp5")],
+            Outcome::Answered(401),
+        ),
         ("shelly.test", "/maybe/x", vec![], Outcome::Public),
-        ("shelly.test", "/todos/x", vec![("accept", "application/json")], Outcome::Answered(401)),
+        (
+            "shelly.test",
+            "/todos/x",
+            vec![("accept", "application/json")],
+            Outcome::Answered(401),
+        ),
         // Gateway endpoints answer themselves.
-        ("acme.test", "/.realmgate/nope", vec![], Outcome::Answered(404)),
+        (
+            "acme.test",
+            "/.realmgate/nope",
+            vec![],
+            Outcome::Answered(404),
+        ),
     ];
     for (host, path, headers, expected) in cases {
         let r = req("GET", host, path, &headers);
-        assert_eq!(admit_one(&auth, &s, &r).await, expected, "{host}{path} {headers:?}");
+        assert_eq!(
+            admit_one(&auth, &s, &r).await,
+            expected,
+            "{host}{path} {headers:?}"
+        );
     }
 }
 
@@ -144,7 +216,11 @@ async fn bearer_tokens_in_any_case_and_spacing() {
     for scheme in ["Bearer ", "bearer ", "BEARER ", "bearer   ", "Bearer \t "] {
         let value = format!("{scheme}{token}");
         let r = req("GET", "shelly.test", "/jwt/x", &[("authorization", &value)]);
-        assert_eq!(admit_one(&auth, &s, &r).await, Outcome::Identity, "{value:?}");
+        assert_eq!(
+            admit_one(&auth, &s, &r).await,
+            Outcome::Identity,
+            "{value:?}"
+        );
     }
 }
 
@@ -160,9 +236,15 @@ async fn the_login_redirect_and_the_shell_agree() {
         ("HEAD", &[("sec-fetch-dest", "document")]),
         ("GET", &[("sec-fetch-dest", "Document")]),
         ("HEAD", &[("Sec-Fetch-Dest", "DOCUMENT")]),
-        ("GET", &[("accept", "application/json"), ("accept", "text/html")]),
+        (
+            "GET",
+            &[("accept", "application/json"), ("accept", "text/html")],
+        ),
         ("HEAD", &[("accept", "text/html")]),
-        ("GET", &[("sec-fetch-dest", "iframe"), ("accept", "text/html")]),
+        (
+            "GET",
+            &[("sec-fetch-dest", "iframe"), ("accept", "text/html")],
+        ),
         ("GET", &[("accept", "application/json")]),
         ("POST", &[("sec-fetch-dest", "document")]),
         ("GET", &[]),

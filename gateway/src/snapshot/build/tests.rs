@@ -25,8 +25,15 @@ fn tables_build_into_indexed_tenants_pools_and_keys() {
     assert_eq!(acme.header, "acme");
     assert!(!acme.suspended && s.tenant(1).suspended);
     assert!(acme.realm.is_none() && acme.shell.is_none());
-    assert!(s.tenant(2).shell.as_ref().is_some_and(|sh| sh.upstream.is_none()));
-    assert_eq!(s.tenant(3).shell.as_ref().and_then(|sh| sh.upstream), Some(2));
+    assert!(s
+        .tenant(2)
+        .shell
+        .as_ref()
+        .is_some_and(|sh| sh.upstream.is_none()));
+    assert_eq!(
+        s.tenant(3).shell.as_ref().and_then(|sh| sh.upstream),
+        Some(2)
+    );
     assert_eq!(s.keys.len(), 2);
     assert_eq!(s.key_limits.len(), 2);
     assert!(s.key_limit(0).is_some_and(|l| l.limit.is_some()));
@@ -40,7 +47,15 @@ fn routes_carry_their_pool_policy_and_namespace() {
     // Pools are indexed in name order: api, app, shell.
     let (api, app) = (0, 1);
     // (path, prefix, pool, public, api_key, namespace)
-    let cases: &[(&str, &str, u32, bool, bool, Option<&str>)] = &[
+    type Case = (
+        &'static str,
+        &'static str,
+        u32,
+        bool,
+        bool,
+        Option<&'static str>,
+    );
+    let cases: &[Case] = &[
         ("/", "/", app, true, false, None),
         ("/api", "/api", api, false, true, None),
         ("/api/x", "/api", api, false, true, None),
@@ -52,7 +67,11 @@ fn routes_carry_their_pool_policy_and_namespace() {
         let r = routes.find(path).expect(path);
         assert_eq!(&*r.prefix, prefix, "{path}");
         assert_eq!(r.pool, pool, "{path}");
-        assert_eq!((r.policy.public, r.policy.api_key), (public, api_key), "{path}");
+        assert_eq!(
+            (r.policy.public, r.policy.api_key),
+            (public, api_key),
+            "{path}"
+        );
         assert_eq!(r.namespace.as_ref().map(|n| &*n.name), ns, "{path}");
         if let Some(n) = &r.namespace {
             assert_eq!(n.header, &*n.name);
