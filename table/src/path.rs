@@ -167,6 +167,16 @@ fn hides_traversal(seg: &str) -> bool {
         .any(|part| part == "." || part == "..")
 }
 
+/// Route-prefix semantics, the one rule for routes, shell catalog paths and excludes: a prefix
+/// ending in `/` covers everything under it; otherwise itself and paths continuing with `/`.
+/// `path` must be normalised (see [`normalise_path`]).
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if !path.starts_with(prefix) {
+        return false;
+    }
+    prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,14 +268,4 @@ mod tests {
         assert_eq!(norm("/%zz"), Err(PathError::BadEscape));
         assert_eq!(norm("/a%00b"), Err(PathError::BadEscape));
     }
-}
-
-/// Route-prefix semantics, the one rule for routes, shell catalog paths and excludes: a prefix
-/// ending in `/` covers everything under it; otherwise itself and paths continuing with `/`.
-/// `path` must be normalised (see [`normalise_path`]).
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if !path.starts_with(prefix) {
-        return false;
-    }
-    prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'
 }
