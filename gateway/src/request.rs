@@ -47,9 +47,9 @@ pub enum ShellPart {
 }
 
 /// A refusal, with the tenant when it was already known (for metrics).
-pub type Refusal = (Option<TenantIdx>, GatewayError);
+pub type Unresolved = (Option<TenantIdx>, GatewayError);
 
-pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Refusal> {
+pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Unresolved> {
     let mut buf = HostBuf::default();
     let host = request_host(req, &mut buf).map_err(|e| (None, e))?;
     let tenant = snapshot

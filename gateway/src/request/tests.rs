@@ -204,7 +204,7 @@ fn requests_resolve_to_tenant_route_and_shell_part() {
 fn refusals_name_the_tenant_when_known() {
     let s = snapshot(&table());
     // (host, target, refusal)
-    let cases: &[(Option<&str>, &str, Refusal)] = &[
+    let cases: &[(Option<&str>, &str, Unresolved)] = &[
         (None, "/", (None, GatewayError::BadHost)),
         (Some("bad host"), "/", (None, GatewayError::BadHost)),
         (Some("other.test"), "/", (None, GatewayError::UnknownHost)),

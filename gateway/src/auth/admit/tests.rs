@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::auth::{AuthConfig, Identity, SessionKeys};
-use crate::headers::is_navigation;
 use crate::metrics::AuthMetrics;
 use crate::snapshot::test_util::{snapshot, table, KEY_SECRET};
 use crate::snapshot::Snapshot;
@@ -224,38 +223,47 @@ async fn bearer_tokens_in_any_case_and_spacing() {
     }
 }
 
-/// The shell and the login redirect classify every request alike: a navigation to a session
-/// route without a session starts a login (not a 401) exactly when the shell would answer it.
+/// The shell and the login redirect classify every request alike (DESIGN.md's rule): a
+/// navigation to a session route without a session starts a login (not a 401) exactly when the
+/// shell would answer it. Before one rule, `HEAD`, `Document` and a two-line `Accept` got the
+/// shell from one and a 401 from the other.
 #[tokio::test]
 async fn the_login_redirect_and_the_shell_agree() {
     let s = snapshot(&table());
     let auth = auth();
     let shell = s.tenant(2).shell.as_deref().expect("shelly has a shell");
-    let cases: &[(&str, &[(&str, &str)])] = &[
-        ("GET", &[("sec-fetch-dest", "document")]),
-        ("HEAD", &[("sec-fetch-dest", "document")]),
-        ("GET", &[("sec-fetch-dest", "Document")]),
-        ("HEAD", &[("Sec-Fetch-Dest", "DOCUMENT")]),
+    // (method, headers, a navigation)
+    type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+    let cases: &[Case] = &[
+        ("GET", &[("sec-fetch-dest", "document")], true),
+        ("HEAD", &[("sec-fetch-dest", "document")], true),
+        ("GET", &[("sec-fetch-dest", "Document")], true),
+        ("HEAD", &[("Sec-Fetch-Dest", "DOCUMENT")], true),
         (
             "GET",
             &[("accept", "application/json"), ("accept", "text/html")],
+            true,
         ),
-        ("HEAD", &[("accept", "text/html")]),
+        ("HEAD", &[("accept", "text/html")], true),
         (
             "GET",
             &[("sec-fetch-dest", "iframe"), ("accept", "text/html")],
+            false,
         ),
-        ("GET", &[("accept", "application/json")]),
-        ("POST", &[("sec-fetch-dest", "document")]),
-        ("GET", &[]),
+        ("GET", &[("accept", "application/json")], false),
+        ("POST", &[("sec-fetch-dest", "document")], false),
+        ("GET", &[], false),
     ];
-    for &(method, headers) in cases {
+    for &(method, headers, navigation) in cases {
         let r = req(method, "shelly.test", "/todos/3", headers);
         let shell_page = crate::shell::decide(shell, &r, "/todos/3").is_some();
-        assert_eq!(shell_page, is_navigation(&r), "{method} {headers:?}");
+        assert_eq!(shell_page, navigation, "shell: {method} {headers:?}");
         let outcome = admit_one(&auth, &s, &r).await;
-        let login = !matches!(outcome, Outcome::Answered(401));
         assert!(matches!(outcome, Outcome::Answered(_)), "{outcome:?}");
-        assert_eq!(login, shell_page, "{method} {headers:?}: {outcome:?}");
+        let login = !matches!(outcome, Outcome::Answered(401));
+        assert_eq!(
+            login, navigation,
+            "login: {method} {headers:?}: {outcome:?}"
+        );
     }
 }
