@@ -171,3 +171,6 @@ impl Store {
         Ok(snapshot)
     }
 }
+
+#[cfg(test)]
+mod tests;
