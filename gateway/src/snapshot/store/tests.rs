@@ -31,7 +31,8 @@ fn applies_newer_tables_only_and_keeps_the_last_good_one() {
     assert_eq!(applied.digest, realmgate_table::digest(v7.as_bytes()));
     // (document, refusal)
     let v8_invalid = v7.replacen("\"version\": 7", "\"version\": 8, \"colour\": 1", 1);
-    let cases: [(String, fn(&ApplyError) -> bool); 3] = [
+    type Case = (String, fn(&ApplyError) -> bool);
+    let cases: [Case; 3] = [
         (v7.clone(), |e| {
             matches!(
                 e,
