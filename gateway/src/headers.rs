@@ -1,8 +1,10 @@
-//! Headers the gateway owns: the request id, the `x-realmgate-*` identity headers (client
-//! copies always stripped), and the `x-forwarded-*` set sent upstream.
+//! Request facts and the headers the gateway owns: the bearer token of `Authorization`,
+//! whether a request is a browser navigation, the request id, the `x-realmgate-*` identity
+//! headers (client copies always stripped), and the `x-forwarded-*` set sent upstream.
 
-use http::header::HeaderName;
-use http::HeaderValue;
+use http::header::{HeaderName, ACCEPT};
+use http::{HeaderValue, Method};
+use pingora_core::protocols::Digest;
 use pingora_http::RequestHeader;
 use std::io::Write;
 use std::net::IpAddr;
@@ -18,8 +20,39 @@ pub const X_REALMGATE_ROLES: &str = "x-realmgate-roles";
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+pub const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 const IDENTITY_PREFIX: &str = "x-realmgate-";
 const MAX_REQUEST_ID: usize = 128;
+
+/// The token of one `Authorization` value with the `Bearer` scheme: the scheme compared
+/// case-insensitively (RFC 9110 §11.1), then one or more spaces, then the token (surrounding
+/// whitespace trimmed, possibly empty). `None` for another scheme.
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer";
+    let (scheme, rest) = value.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) || rest.first() != Some(&b' ') {
+        return None;
+    }
+    Some(rest.trim_ascii())
+}
+
+/// A top-level browser navigation: a GET or HEAD with `Sec-Fetch-Dest: document` (compared
+/// case-insensitively), or, from a client that sends no `Sec-Fetch-Dest`, a GET or HEAD whose
+/// `Accept` values (every header line) include `text/html`. The shell answers these, and only
+/// these are redirected to log in.
+pub fn is_navigation(req: &RequestHeader) -> bool {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return false;
+    }
+    match req.headers.get(SEC_FETCH_DEST) {
+        Some(dest) => dest.as_bytes().eq_ignore_ascii_case(b"document"),
+        None => req.headers.get_all(ACCEPT).iter().any(|v| {
+            v.as_bytes()
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        }),
+    }
+}
 
 /// The client's `x-request-id` when it is one well-formed value (1–128 of `A-Za-z0-9._:-`),
 /// otherwise a fresh random one.
@@ -52,6 +85,38 @@ pub fn new_request_id() -> HeaderValue {
     }
     // Hex digits are always a valid header value.
     HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Is the client's connection TLS? From the connection's digest, never from a header.
+pub fn is_tls(digest: Option<&Digest>) -> bool {
+    digest.is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// What the `x-forwarded-*` headers tell upstream about the client's connection.
+pub struct Forwarded<'a> {
+    /// The peer address.
+    pub client: Option<IpAddr>,
+    /// Whether the listener the request came in on is TLS (see [`is_tls`]).
+    pub tls: bool,
+    /// The `Host` the client sent.
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// The upstream request's `x-forwarded-for`, `-proto`, `-host` and `x-request-id`.
+pub fn upstream(
+    up: &mut RequestHeader,
+    f: &Forwarded<'_>,
+    request_id: &HeaderValue,
+) -> pingora_error::Result<()> {
+    if let Some(ip) = f.client {
+        up.insert_header(X_FORWARDED_FOR, ip_header(ip))?;
+    }
+    let proto = if f.tls { "https" } else { "http" };
+    up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
+    if let Some(host) = f.host {
+        up.insert_header(X_FORWARDED_HOST, host.clone())?;
+    }
+    up.insert_header(X_REQUEST_ID, request_id.clone())
 }
 
 /// Remove every client-sent `x-realmgate-*` header. Allocates only when there is one.
@@ -121,6 +186,133 @@ mod tests {
         r
     }
 
+    fn req_as(method: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build(method, b"/", None).expect("request");
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("header");
+        }
+        r
+    }
+
+    /// One rule for the shell and the login redirect (DESIGN.md, "Shell"). Before it, the
+    /// login flow refused `HEAD`, `Document` and an `Accept` split over two lines.
+    #[test]
+    fn navigations() {
+        // (method, headers, is a navigation)
+        type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+        let cases: &[Case] = &[
+            ("GET", &[("sec-fetch-dest", "document")], true),
+            ("HEAD", &[("sec-fetch-dest", "document")], true),
+            ("GET", &[("Sec-Fetch-Dest", "Document")], true),
+            ("HEAD", &[("sec-fetch-dest", "DOCUMENT")], true),
+            ("GET", &[("accept", "text/html,*/*")], true),
+            ("HEAD", &[("accept", "text/html")], true),
+            ("GET", &[("accept", "TEXT/HTML;q=0.9")], true),
+            // Accept over two header lines: all of them count.
+            (
+                "GET",
+                &[("accept", "application/json"), ("accept", "text/html")],
+                true,
+            ),
+            ("HEAD", &[("accept", "*/*"), ("accept", "text/html")], true),
+            // Fetch metadata decides when present, whatever Accept says.
+            (
+                "GET",
+                &[("sec-fetch-dest", "iframe"), ("accept", "text/html")],
+                false,
+            ),
+            (
+                "GET",
+                &[("sec-fetch-dest", "empty"), ("accept", "text/html")],
+                false,
+            ),
+            ("GET", &[("sec-fetch-dest", "")], false),
+            ("GET", &[("sec-fetch-dest", "script")], false),
+            ("GET", &[("accept", "application/json")], false),
+            ("GET", &[("accept", "*/*")], false),
+            ("GET", &[], false),
+            // Only GET and HEAD navigate.
+            ("POST", &[("sec-fetch-dest", "document")], false),
+            ("PUT", &[("accept", "text/html")], false),
+            ("OPTIONS", &[("sec-fetch-dest", "document")], false),
+            ("DELETE", &[("accept", "text/html")], false),
+        ];
+        for &(method, headers, expected) in cases {
+            assert_eq!(
+                is_navigation(&req_as(method, headers)),
+                expected,
+                "{method} {headers:?}"
+            );
+        }
+    }
+
+    /// RFC 9110 §11.1: the auth scheme is case-insensitive; one or more spaces separate it
+    /// from the token.
+    #[test]
+    fn bearer_tokens() {
+        // (Authorization value, token)
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (b"Bearer abc", Some(b"abc")),
+            (b"bearer abc", Some(b"abc")),
+            (b"BEARER abc", Some(b"abc")),
+            (b"bEaReR abc", Some(b"abc")),
+            (b"bearer   abc", Some(b"abc")),
+            (b"Bearer abc  ", Some(b"abc")),
+            (b"Bearer rgk_x.y", Some(b"rgk_x.y")),
+            (b"Bearer ", Some(b"")),
+            (b"Bearer", None),
+            (b"Bearerabc", None),
+            (b"Basic abc", None),
+            (b"Bear abc", None),
+            (b"", None),
+        ];
+        for &(value, token) in cases {
+            assert_eq!(bearer(value), token, "{:?}", String::from_utf8_lossy(value));
+        }
+    }
+
+    /// `x-forwarded-proto` says what the connection is; a client's own copy never survives.
+    #[test]
+    fn forwarded_headers_come_from_the_connection() {
+        use pingora_core::protocols::tls::SslDigest;
+        let tls = Digest {
+            ssl_digest: Some(std::sync::Arc::new(SslDigest::new(
+                "TLS_AES_128_GCM_SHA256",
+                "TLSv1.3",
+                None,
+                None,
+                Vec::new(),
+            ))),
+            ..Digest::default()
+        };
+        let plain = Digest::default();
+        let host = HeaderValue::from_static("acme.test");
+        // (connection digest, x-forwarded-proto)
+        for (digest, proto) in [
+            (Some(&tls), "https"),
+            (Some(&plain), "http"),
+            (None, "http"),
+        ] {
+            let mut up = req_with(&[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-for", "6.6.6.6"),
+            ]);
+            let f = Forwarded {
+                client: Some("10.0.0.1".parse().expect("ip")),
+                tls: is_tls(digest),
+                host: Some(&host),
+            };
+            upstream(&mut up, &f, &HeaderValue::from_static("rid")).expect("headers");
+            let all = |n: &str| -> Vec<&[u8]> {
+                up.headers.get_all(n).iter().map(|v| v.as_bytes()).collect()
+            };
+            assert_eq!(all(X_FORWARDED_PROTO), [proto.as_bytes()], "{digest:?}");
+            assert_eq!(all(X_FORWARDED_FOR), [b"10.0.0.1".as_slice()]);
+            assert_eq!(all(X_FORWARDED_HOST), [b"acme.test".as_slice()]);
+            assert_eq!(all(X_REQUEST_ID), [b"rid".as_slice()]);
+        }
+    }
+
     #[test]
     fn keeps_well_formed_request_ids() {
         let r = req_with(&[("x-request-id", "abc-123_x.y:z")]);
@@ -171,14 +363,4 @@ mod tests {
             "fe80:1:2:3:4:5:6:7"
         );
     }
-}
-
-/// The token of an `Authorization: Bearer <token>` value (RFC 9110 §11.1: the scheme is
-/// case-insensitive, then one or more spaces, then a token without spaces).
-pub fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let space = value.iter().position(|&b| b == b' ')?;
-    let (scheme, rest) = value.split_at(space);
-    let token = rest.trim_ascii_start();
-    let ok = scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty() && !token.contains(&b' ');
-    ok.then_some(token)
 }

@@ -10,7 +10,7 @@ use super::{unix_now, Auth, AuthCtx, Identity, Reply, Request};
 use crate::errors::{error_response, wants_html, GatewayError};
 use bytes::Bytes;
 use http::HeaderValue;
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::ResponseHeader;
 use realmgate_table::host::HostBuf;
 use std::sync::Arc;
 
@@ -38,18 +38,6 @@ impl Endpoint {
     }
 }
 
-/// A top-level browser navigation: `Sec-Fetch-Dest: document`, or, without Fetch metadata, a
-/// GET that accepts HTML. Only these are redirected to log in; the rest get 401.
-pub fn is_navigation(req: &RequestHeader) -> bool {
-    if req.method != http::Method::GET {
-        return false;
-    }
-    match req.headers.get("sec-fetch-dest") {
-        Some(dest) => dest.as_bytes() == b"document",
-        None => wants_html(req.headers.get(http::header::ACCEPT)),
-    }
-}
-
 impl Auth {
     /// The session cookie, opened and (near expiry) refreshed. `Ok(false)`: no session cookie.
     pub(super) async fn session(
@@ -61,7 +49,7 @@ impl Auth {
         let Some(sealed) = session::read_session(r.req, r.tls) else {
             return Ok(false);
         };
-        let tenant = &*r.tenant.id;
+        let tenant = r.tenant;
         let mut data: SessionData = self
             .keys
             .open(Purpose::Session, tenant, &sealed)
@@ -105,7 +93,15 @@ impl Auth {
             .get(&realm.issuer, &self.http, &self.config)
             .await
             .ok()?;
-        let result = match oidc::refresh(realm, &endpoints, &self.http, &self.config, rt).await {
+        let result = match oidc::refresh(
+            realm.login_client(),
+            &endpoints,
+            &self.http,
+            &self.config,
+            rt,
+        )
+        .await
+        {
             Ok(tokens) => self.session_data(realm, &data.t, tokens, None).await.ok(),
             Err(e) => {
                 log::info!("session refresh for tenant {} failed: {e}", data.t);
@@ -204,7 +200,7 @@ impl Auth {
             Err(e) => return self.page(r, e),
         };
         let tx = LoginTx {
-            t: r.tenant.id.to_string(),
+            t: r.tenant.to_owned(),
             state: session::random_token(24),
             nonce: session::random_token(24),
             verifier: session::random_token(32),
@@ -243,7 +239,7 @@ impl Auth {
 
     /// Serve a `/.realmgate/*` endpoint on a tenant host.
     pub async fn endpoint(&self, r: &Request<'_>, endpoint: Endpoint) -> Reply {
-        let realm = match r.tenant.realm.as_ref() {
+        let realm = match r.realm {
             Some(realm) if realm.client_id.is_some() && endpoint != Endpoint::Unknown => realm,
             _ => {
                 let html = wants_html(r.req.headers.get(http::header::ACCEPT));
@@ -268,7 +264,7 @@ impl Auth {
                 }
                 Err(e) => {
                     self.metrics.login_failed.inc();
-                    self.metrics.failure(e);
+                    self.metrics.failure(e.label());
                     self.page(r, e)
                 }
             },
@@ -293,7 +289,7 @@ impl Auth {
         }
         let state = state.ok_or(AuthError::LoginState)?;
         let name = session::tx_name(&state);
-        let tenant = &*r.tenant.id;
+        let tenant = r.tenant;
         let tx: LoginTx = session::cookies(r.req)
             .filter(|(n, _)| *n == name)
             .find_map(|(_, v)| self.keys.open(Purpose::Login, tenant, v))
@@ -313,7 +309,7 @@ impl Auth {
             .get(&realm.issuer, &self.http, &self.config)
             .await?;
         let tokens = oidc::exchange_code(
-            realm,
+            realm.login_client(),
             &endpoints,
             &self.http,
             &self.config,
@@ -342,7 +338,7 @@ impl Auth {
         self.metrics.logouts.inc();
         let cookies = session::clear_session(r.tls);
         let data: Option<SessionData> = session::read_session(r.req, r.tls)
-            .and_then(|s| self.keys.open(Purpose::Session, &r.tenant.id, &s))
+            .and_then(|s| self.keys.open(Purpose::Session, r.tenant, &s))
             .and_then(|plain| serde_json::from_slice(&plain).ok());
         let home = request_origin(r).map(|o| format!("{o}/"));
         let (Some(data), Some(home), Some(client_id)) = (data, home, realm.client_id.as_deref())
@@ -434,34 +430,5 @@ mod tests {
         assert_eq!(Endpoint::from_path("/.realmgate"), Some(Endpoint::Unknown));
         assert_eq!(Endpoint::from_path("/.realmgatex"), None);
         assert_eq!(Endpoint::from_path("/app"), None);
-    }
-
-    #[test]
-    fn navigations() {
-        let req = |method: &str, headers: &[(&str, &str)]| {
-            let mut r = RequestHeader::build(method, b"/", None).expect("request");
-            for (k, v) in headers {
-                r.append_header(k.to_string(), *v).expect("header");
-            }
-            r
-        };
-        assert!(is_navigation(&req(
-            "GET",
-            &[("sec-fetch-dest", "document")]
-        )));
-        assert!(!is_navigation(&req(
-            "GET",
-            &[("sec-fetch-dest", "iframe"), ("accept", "text/html")]
-        )));
-        assert!(!is_navigation(&req("GET", &[("sec-fetch-dest", "empty")])));
-        assert!(is_navigation(&req("GET", &[("accept", "text/html,*/*")])));
-        assert!(!is_navigation(&req(
-            "GET",
-            &[("accept", "application/json")]
-        )));
-        assert!(!is_navigation(&req(
-            "POST",
-            &[("sec-fetch-dest", "document")]
-        )));
     }
 }

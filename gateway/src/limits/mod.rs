@@ -5,9 +5,6 @@
 
 pub mod client;
 
-use crate::auth::Grant;
-use crate::snapshot::Snapshot;
-use crate::tenant::TenantIdx;
 use http::HeaderValue;
 use pingora_http::ResponseHeader;
 use pingora_limits::rate::Rate;
@@ -132,26 +129,39 @@ impl TenantLimits {
     }
 }
 
-/// Count an admitted request against its key's (or client's) limit, then its tenant's.
-/// `client` is called only when a per-client limit applies.
+/// An API key's limit: its own (else its tenant's `per_key` applies), and its counter's key.
+#[derive(Default)]
+pub struct KeyLimit {
+    pub limit: Option<LimitRt>,
+    pub key: u64,
+}
+
+impl KeyLimit {
+    /// Called while a table is built, never per request.
+    pub fn compile(limiters: &Limiters, key_id: &str, limit: Option<&RateLimit>) -> KeyLimit {
+        KeyLimit {
+            limit: limit.map(|l| limiters.compile(l)),
+            key: stable_key(key_id),
+        }
+    }
+}
+
+/// Count an admitted request against its key's limit (when an API key admitted it, `key`) or
+/// its client's, then its tenant's. `client` is called only when a per-client limit applies
+/// and no key was used; it answers `None` when the request has no client to count (a realm
+/// identity: per-user limits are not configurable yet, only the tenant limit applies).
 pub fn check(
-    snapshot: &Snapshot,
-    tenant: TenantIdx,
-    grant: &Grant,
+    limits: &TenantLimits,
+    key: Option<&KeyLimit>,
     client: impl FnOnce() -> Option<IpAddr>,
 ) -> Result<(), Over> {
-    let limits = &snapshot.tenant(tenant).limits;
-    match grant {
-        Grant::ApiKey { key, .. } => {
-            let k = snapshot.keys.get(*key);
+    match key {
+        Some(k) => {
             if let Some(limit) = k.limit.as_ref().or(limits.per_key.as_ref()) {
-                limit.admit(&Counter::Key(k.limit_key))?;
+                limit.admit(&Counter::Key(k.key))?;
             }
         }
-        // A realm identity: the tenant limit below applies; per-user limits are not
-        // configurable yet.
-        Grant::Identity => {}
-        Grant::Public => {
+        None => {
             if let Some(limit) = &limits.per_client {
                 if let Some(ip) = client() {
                     limit.admit(&Counter::Client(limits.key, ip))?;

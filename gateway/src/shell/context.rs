@@ -10,9 +10,9 @@ pub const LOGOUT_URL: &str = "/.realmgate/logout";
 
 /// The signed-in user, once session login exists; `None` on public routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub subject: String,
-    pub name: Option<String>,
+pub struct User<'a> {
+    pub subject: &'a str,
+    pub name: Option<&'a str>,
 }
 
 /// A tenant's context, pre-serialised when the table is compiled: a request only joins the
@@ -61,7 +61,7 @@ impl Context {
     }
 
     /// The whole `<script type="application/json" id="realmgate-context" nonce="…">` element.
-    pub fn element(&self, nonce: &str, active: Option<u16>, user: Option<&User>) -> String {
+    pub fn element(&self, nonce: &str, active: Option<u16>, user: Option<&User<'_>>) -> String {
         let active = active
             .and_then(|i| self.active.get(usize::from(i)))
             .map_or("null", |a| a);
@@ -163,8 +163,8 @@ mod tests {
     #[test]
     fn values_cannot_break_out_of_the_script_element() {
         let user = User {
-            subject: "u-1</SCRIPT>".into(),
-            name: Some("Eve <!-- \u{2028}".into()),
+            subject: "u-1</SCRIPT>",
+            name: Some("Eve <!-- \u{2028}"),
         };
         let el = ctx().element("bm9uY2U=", Some(0), Some(&user));
         let inner = &el[..el.len() - "</script>".len()];

@@ -389,5 +389,4 @@ pub fn inject_all(doc: &[u8], element: String, nonce: Option<String>) -> Result<
 }
 
 #[cfg(test)]
-#[path = "inject_tests.rs"]
 mod tests;

@@ -78,7 +78,7 @@ impl ShellState {
         shell: &ShellRt,
         req: &RequestHeader,
         resp: &mut ResponseHeader,
-        user: Option<&User>,
+        user: Option<&User<'_>>,
     ) -> Result<()> {
         let head_only = req.method == http::Method::HEAD;
         let chunked = req.version == http::Version::HTTP_11;
@@ -106,7 +106,7 @@ impl ShellState {
         &self,
         session: &mut Session,
         shell: &ShellRt,
-        user: Option<&User>,
+        user: Option<&User<'_>>,
         request_id: &HeaderValue,
     ) -> Result<bool> {
         let element = shell.context.element(&self.nonce, self.page.active, user);

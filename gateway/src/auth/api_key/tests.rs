@@ -1,7 +1,6 @@
 //! Key extraction, lookup, expiry, tenant and namespace decisions.
 
 use super::*;
-use crate::limits::Limiters;
 
 const SECRET_A: &str = "rgk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const SECRET_B: &str = "rgk_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
@@ -30,7 +29,7 @@ fn keys() -> Keys {
         key("orphan", "rgk_x", Some("gone"), &["*"]),
     ];
     let expiry = [Some(2_000), None, None, None];
-    Keys::build(list, &expiry, &Limiters::default(), |t| match t {
+    Keys::build(list, &expiry, |t| match t {
         "acme" => Some(0),
         "beta" => Some(1),
         _ => None,
