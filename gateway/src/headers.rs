@@ -2,6 +2,7 @@
 //! whether a request is a browser navigation, the request id, the `x-realmgate-*` identity
 //! headers (client copies always stripped), and the `x-forwarded-*` set sent upstream.
 
+use crate::errors::GatewayError;
 use http::header::{HeaderName, ACCEPT};
 use http::{HeaderValue, Method};
 use pingora_core::protocols::Digest;
@@ -119,20 +120,75 @@ pub fn upstream(
     up.insert_header(X_REQUEST_ID, request_id.clone())
 }
 
-/// Remove every client-sent `x-realmgate-*` header. Allocates only when there is one.
-pub fn strip_identity_headers(req: &mut RequestHeader) {
-    let is_identity = |name: &HeaderName| name.as_str().starts_with(IDENTITY_PREFIX);
-    if !req.headers.keys().any(is_identity) {
+/// Client-address and original-URL headers that some upstream framework believes: a client
+/// must not be able to say who it is or which URL it asked for. The gateway sets
+/// `x-forwarded-*` itself.
+const CLIENT_CLAIMS: [&str; 9] = [
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-forwarded-for",
+];
+
+/// Is `name` (lower case, as the `http` crate keeps names) one of the headers the gateway
+/// owns, when `_` is read as `-` — as CGI, WSGI, Rack and PHP read header names
+/// (`X_Realmgate_Subject` reaches a WSGI app as `HTTP_X_REALMGATE_SUBJECT`)? Ours are every
+/// `x-realmgate-*` and `x-forwarded-*`, and [`CLIENT_CLAIMS`].
+pub fn is_owned(name: &[u8]) -> bool {
+    let same = |a: &[u8], b: &[u8]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(&x, &y)| x.to_ascii_lowercase() == y || (x == b'_' && y == b'-'))
+    };
+    let starts = |prefix: &[u8]| name.len() >= prefix.len() && same(&name[..prefix.len()], prefix);
+    // Most names start with neither letter: one comparison for them.
+    match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'x') => {
+            starts(IDENTITY_PREFIX.as_bytes())
+                || starts(b"x-forwarded-")
+                || CLIENT_CLAIMS.iter().any(|c| same(name, c.as_bytes()))
+        }
+        Some(b'f' | b't' | b'c') => CLIENT_CLAIMS.iter().any(|c| same(name, c.as_bytes())),
+        _ => false,
+    }
+}
+
+/// Remove every client-sent header the gateway owns (see [`is_owned`]), before anything
+/// looks at the request. Allocates only when there is one.
+pub fn strip_owned_headers(req: &mut RequestHeader) {
+    let owned = |name: &HeaderName| is_owned(name.as_str().as_bytes());
+    if !req.headers.keys().any(owned) {
         return;
     }
-    let names: Vec<HeaderName> = req
-        .headers
-        .keys()
-        .filter(|n| is_identity(n))
-        .cloned()
-        .collect();
+    let names: Vec<HeaderName> = req.headers.keys().filter(|n| owned(n)).cloned().collect();
     for name in names {
         req.remove_header(&name);
+    }
+}
+
+/// Request framing the gateway will forward (RFC 9112 §6): `Content-Length` is one header
+/// line holding one decimal number, and never beside `Transfer-Encoding`. Anything else
+/// (`5, 5`, two equal lines, `+5`, both framings) is refused: the upstream might read the
+/// body's end elsewhere than the gateway did.
+pub fn check_framing(req: &RequestHeader) -> Result<(), GatewayError> {
+    let mut lengths = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let Some(first) = lengths.next() else {
+        return Ok(());
+    };
+    let digits = first.as_bytes();
+    let valid = lengths.next().is_none()
+        && !digits.is_empty()
+        && digits.len() <= 19
+        && digits.iter().all(u8::is_ascii_digit)
+        && !req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    if valid {
+        Ok(())
+    } else {
+        Err(GatewayError::BadRequest)
     }
 }
 
@@ -340,7 +396,7 @@ mod tests {
             ("x-realmgateway", "kept"),
             ("accept", "*/*"),
         ]);
-        strip_identity_headers(&mut r);
+        strip_owned_headers(&mut r);
         let mut names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["accept", "x-realmgateway"]);
@@ -362,5 +418,90 @@ mod tests {
             ip_header("fe80:1:2:3:4:5:6:7".parse().expect("ip")),
             "fe80:1:2:3:4:5:6:7"
         );
+    }
+
+    #[test]
+    fn owned_headers_whatever_their_spelling() {
+        for name in [
+            "x-realmgate-subject",
+            "x_realmgate_subject",
+            "x-realmgate_roles",
+            "x_realmgate-tenant",
+            "x-realmgate-anything",
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "x-forwarded-proto",
+            "x_forwarded_host",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "forwarded",
+            "x-real-ip",
+            "x_real_ip",
+            "true-client-ip",
+            "true_client_ip",
+            "x-client-ip",
+            "x-cluster-client-ip",
+            "client-ip",
+            "client_ip",
+            "x-original-url",
+            "x_original_url",
+            "x-rewrite-url",
+            "x-original-forwarded-for",
+        ] {
+            assert!(is_owned(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "x-request-id",
+            "x-realmgate",
+            "x-forwarded",
+            "accept",
+            "cookie",
+            "content-type",
+            "x-custom_header",
+            "forwarded-x",
+            "true-client",
+            "x-api-key",
+            "authorization",
+        ] {
+            assert!(!is_owned(name.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn strips_owned_headers_and_keeps_the_rest() {
+        let mut r = req_with(&[
+            ("X_Realmgate_Subject", "admin"),
+            ("x-realmgate-roles", "admin"),
+            ("X-Real-IP", "1.2.3.4"),
+            ("Forwarded", "for=1.2.3.4"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x-custom_header", "kept"),
+            ("accept", "text/html"),
+        ]);
+        strip_owned_headers(&mut r);
+        let mut left: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-custom_header"]);
+    }
+
+    #[test]
+    fn framing() {
+        let ok: [&[(&str, &str)]; 3] = [&[], &[("content-length", "5")], &[("transfer-encoding", "chunked")]];
+        for h in ok {
+            assert_eq!(check_framing(&req_as("POST", h)), Ok(()), "{h:?}");
+        }
+        let bad: [&[(&str, &str)]; 8] = [
+            &[("content-length", "5, 5")],
+            &[("content-length", "5"), ("content-length", "5")],
+            &[("content-length", "5"), ("content-length", "6")],
+            &[("content-length", "+5")],
+            &[("content-length", "-1")],
+            &[("content-length", "")],
+            &[("content-length", "99999999999999999999")],
+            &[("content-length", "5"), ("transfer-encoding", "chunked")],
+        ];
+        for h in bad {
+            assert_eq!(check_framing(&req_as("POST", h)), Err(GatewayError::BadRequest), "{h:?}");
+        }
     }
 }

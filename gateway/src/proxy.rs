@@ -77,7 +77,10 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = Some(headers::request_id(session.req_header()));
-        headers::strip_identity_headers(session.req_header_mut());
+        if let Err(e) = headers::check_framing(session.req_header()) {
+            return respond(session, ctx, e).await;
+        }
+        headers::strip_owned_headers(session.req_header_mut());
         let Some(snapshot) = self.store.current() else {
             return respond(session, ctx, GatewayError::NoTable).await;
         };

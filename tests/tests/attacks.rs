@@ -322,3 +322,94 @@ async fn a_hanging_realm_is_asked_once_and_waited_for_boundedly() {
     let asked = accepted.load(Ordering::SeqCst);
     assert!(asked <= 2, "the hanging realm was asked {asked} times for one burst");
 }
+
+/// Findings 4 and 13: headers the gateway owns — identity, forwarding, client address and
+/// original URL — never reach an upstream from a client, whatever their case or `_`/`-`
+/// spelling (CGI/WSGI read `X_Realmgate_Subject` as `HTTP_X_REALMGATE_SUBJECT`). What the
+/// upstream sees of them is what the gateway set.
+#[tokio::test(flavor = "multi_thread")]
+async fn owned_headers_never_come_from_the_client() {
+    let e = edge().await;
+    let spoofed = [
+        "X_Realmgate_Subject: admin",
+        "x_realmgate_roles: admin",
+        "X-Realmgate_Tenant: other",
+        "x-realmgate-key-id: k-root",
+        "X_REALMGATE_NAMESPACE: @other",
+        "X_Forwarded_For: 10.9.9.9",
+        "x-forwarded_proto: https",
+        "X-Forwarded-Host: evil.test",
+        "X-Forwarded-Port: 1",
+        "Forwarded: for=10.9.9.9;proto=https",
+        "X-Real-IP: 10.9.9.9",
+        "X_Real_IP: 10.9.9.9",
+        "True-Client-IP: 10.9.9.9",
+        "X-Client-IP: 10.9.9.9",
+        "X-Cluster-Client-IP: 10.9.9.9",
+        "X-Original-URL: /admin/secret",
+        "X_Rewrite_URL: /admin/secret",
+    ];
+    for (target, extra) in [("/public/x", String::new()), ("/@acme/x", format!("X-API-Key: {ACME_KEY}\r\n"))] {
+        let mut head = extra.clone();
+        for h in spoofed {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        head.push_str("X-Custom_Header: kept\r\n");
+        let resp = e.gw.raw(request(target, &head)).await;
+        assert_eq!(resp.status, 200, "{target}: {}", resp.text());
+        let echo = Echo::from_json(&resp.json());
+        let leaked: Vec<&String> = echo
+            .headers
+            .keys()
+            .filter(|n| {
+                let n = n.replace('_', "-");
+                n.starts_with("x-realmgate-")
+                    || n.starts_with("x-forwarded-")
+                    || ["forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip", "x-original-url", "x-rewrite-url"]
+                        .contains(&n.as_str())
+            })
+            .filter(|n| !matches!(n.as_str(), "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-realmgate-tenant" | "x-realmgate-key-id" | "x-realmgate-namespace"))
+            .collect();
+        assert!(leaked.is_empty(), "{target}: client headers reached the upstream: {leaked:?}");
+        // The ones the gateway sets are its own, single-valued.
+        assert_eq!(echo.headers["x-forwarded-for"], ["127.0.0.1"], "{target}");
+        assert_eq!(echo.headers["x-forwarded-proto"], ["http"], "{target}");
+        assert_eq!(echo.headers["x-forwarded-host"], ["acme.test"], "{target}");
+        assert_eq!(echo.headers["x-realmgate-tenant"], ["acme"], "{target}");
+        assert!(!echo.headers.contains_key("x-realmgate-subject"), "{target}");
+        assert_eq!(echo.headers["x-custom_header"], ["kept"], "{target}");
+    }
+    // On a namespace route the namespace is the route's, not the client's.
+    let resp = e.gw.raw(request("/@acme/x", &format!("X-API-Key: {ACME_KEY}\r\nX_Realmgate_Namespace: @other\r\n"))).await;
+    let echo = Echo::from_json(&resp.json());
+    assert_eq!(echo.headers["x-realmgate-namespace"], ["@acme"]);
+}
+
+/// Finding 14: a request whose body length is stated more than once, or in a form other
+/// than one decimal number, or beside `Transfer-Encoding`, is refused — never forwarded for
+/// an upstream to read the body's end elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_framing_is_refused() {
+    let e = edge().await;
+    let before = e._up.hits();
+    let heads = [
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length: 5 \r\nContent-length: 5\r\n",
+        "Content-Length: 0x5\r\n",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    ];
+    for head in heads {
+        let raw = format!("POST /public/x HTTP/1.1\r\nHost: acme.test\r\n{head}Connection: close\r\n\r\nhello");
+        let resp = e.gw.raw(raw).await;
+        assert_eq!(resp.status, 400, "{head:?}: {} {}", resp.status, resp.text());
+    }
+    assert_eq!(e._up.hits(), before, "a request with ambiguous framing reached the upstream");
+    // One plain length is forwarded.
+    let raw = "POST /public/x HTTP/1.1\r\nHost: acme.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(e.gw.raw(raw).await.status, 200);
+}
