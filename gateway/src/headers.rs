@@ -158,9 +158,13 @@ pub fn is_owned(name: &[u8]) -> bool {
 }
 
 /// Remove every client-sent header the gateway owns (see [`is_owned`]), before anything
-/// looks at the request. Allocates only when there is one.
-pub fn strip_owned_headers(req: &mut RequestHeader) {
-    let owned = |name: &HeaderName| is_owned(name.as_str().as_bytes());
+/// looks at the request — except `X-Forwarded-For` itself from a trusted proxy
+/// (`from_proxy`), which names the client for per-client limits (the gateway still replaces
+/// it before forwarding). Allocates only when there is one.
+pub fn strip_owned_headers(req: &mut RequestHeader, from_proxy: bool) {
+    let owned = |name: &HeaderName| {
+        is_owned(name.as_str().as_bytes()) && !(from_proxy && name.as_str() == X_FORWARDED_FOR)
+    };
     if !req.headers.keys().any(owned) {
         return;
     }
@@ -389,14 +393,14 @@ mod tests {
     }
 
     #[test]
-    fn strips_identity_headers_only() {
+    fn strips_identity_headers_and_keeps_lookalikes() {
         let mut r = req_with(&[
             ("X-Realmgate-Tenant", "evil"),
             ("x-realmgate-subject", "root"),
             ("x-realmgateway", "kept"),
             ("accept", "*/*"),
         ]);
-        strip_owned_headers(&mut r);
+        strip_owned_headers(&mut r, false);
         let mut names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["accept", "x-realmgateway"]);
@@ -478,10 +482,17 @@ mod tests {
             ("x-custom_header", "kept"),
             ("accept", "text/html"),
         ]);
-        strip_owned_headers(&mut r);
+        let mut proxied = r.clone();
+        strip_owned_headers(&mut r, false);
         let mut left: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-custom_header"]);
+        // From a trusted proxy: its X-Forwarded-For (that spelling only) stays for the limits.
+        proxied.append_header("X-Forwarded-For", "1.2.3.4").expect("header");
+        strip_owned_headers(&mut proxied, true);
+        let mut left: Vec<&str> = proxied.headers.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-custom_header", "x-forwarded-for"]);
     }
 
     #[test]

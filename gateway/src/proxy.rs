@@ -80,7 +80,9 @@ impl ProxyHttp for Gateway {
         if let Err(e) = headers::check_framing(session.req_header()) {
             return respond(session, ctx, e).await;
         }
-        headers::strip_owned_headers(session.req_header_mut());
+        // A trusted proxy's `X-Forwarded-For` names the client (for per-client limits).
+        let from_proxy = client_ip(session).is_some_and(|ip| self.trusted_proxies.is_trusted(ip));
+        headers::strip_owned_headers(session.req_header_mut(), from_proxy);
         let Some(snapshot) = self.store.current() else {
             return respond(session, ctx, GatewayError::NoTable).await;
         };

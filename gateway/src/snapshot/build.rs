@@ -128,7 +128,14 @@ pub fn build(
     let mut limits: Vec<Option<KeyLimit>> = table
         .api_keys
         .iter()
-        .map(|k| Some(KeyLimit::compile(limiters, &k.id, k.rate_limit.as_ref())))
+        .map(|k| {
+            Some(KeyLimit::compile(
+                limiters,
+                k.tenant.as_deref(),
+                &k.id,
+                k.rate_limit.as_ref(),
+            ))
+        })
         .collect();
     let keys = Keys::build(table.api_keys, &checked.key_expiry, |id| {
         tenant_index.get(id).copied()
@@ -138,6 +145,8 @@ pub fn build(
         .table_positions()
         .map(|i| limits.get_mut(i).and_then(Option::take).unwrap_or_default())
         .collect();
+    drop(limits);
+    limiters.prune();
     Ok(Snapshot {
         version,
         digest: String::new(),
