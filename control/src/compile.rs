@@ -340,7 +340,7 @@ mod tests {
         assert_eq!(compiled.version, 7);
         assert_eq!(compiled.tenants, 2);
         assert_eq!(compiled.digest, realmgate_table::digest(&compiled.body));
-        let (table, checked) = realmgate_table::parse(&compiled.body).expect("valid table");
+        let realmgate_table::CheckedTable { table, hosts, .. } = realmgate_table::parse(&compiled.body).expect("valid table");
         let expected = Table {
             version: 7,
             upstreams: m
@@ -352,7 +352,7 @@ mod tests {
             api_keys: Vec::new(),
         };
         assert_eq!(table, expected);
-        assert_eq!(checked.hosts.len(), 2);
+        assert_eq!(hosts.len(), 2);
         assert!(std::str::from_utf8(&compiled.body)
             .expect("utf8")
             .contains(r#""status":"suspended""#));
@@ -363,7 +363,7 @@ mod tests {
         let mut m = Model::default();
         m.version = 1;
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
+        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
         assert!(table.tenants.is_empty() && table.upstreams.is_empty());
     }
 
@@ -372,7 +372,7 @@ mod tests {
         let mut m = model();
         m.remove_tenant(&crate::ids::TenantId::parse("acme").expect("id"));
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
+        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
         let ids: Vec<&str> = table.tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["beta"]);
     }
@@ -401,7 +401,7 @@ mod tests {
     }
 
     fn realm_of(compiled: &Compiled, id: &str) -> Option<realmgate_table::Realm> {
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid table");
+        let table = realmgate_table::parse(&compiled.body).expect("valid table").table;
         let t = table.tenants.into_iter().find(|t| t.id == id)?;
         Some(t.realm.expect("a realm"))
     }
@@ -447,7 +447,7 @@ mod tests {
         let compiled = compile(&m, &other_key).expect("compile");
         assert_eq!(compiled.tenants, 2);
         assert!(realm_of(&compiled, "gamma").is_none());
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("still a valid table");
+        let table = realmgate_table::parse(&compiled.body).expect("still a valid table").table;
         assert!(table.api_keys.is_empty(), "its keys are left out too");
         assert!(!compiled.has_secrets);
     }
@@ -502,14 +502,14 @@ mod key_tests {
             ..key("later", Some("acme"), 6)
         });
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, checked) = realmgate_table::parse(&compiled.body).expect("valid");
+        let realmgate_table::CheckedTable { table, key_expiry, .. } = realmgate_table::parse(&compiled.body).expect("valid");
         let ids: Vec<&str> = table.api_keys.iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, ["later", "live", "op"]);
         assert_eq!(
             table.api_keys[1].digest,
             format!("sha256:{}", "01".repeat(32))
         );
-        assert_eq!(checked.key_expiry[0], Some(future / 1000));
+        assert_eq!(key_expiry[0], Some(future / 1000));
         assert!(!String::from_utf8_lossy(&compiled.body).contains("rgk_"));
     }
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// An entry of a tenant's app catalog, shown by the app shell (the table's `catalog`: the
-/// title as `name`, the path, the icon).
+/// An entry of a tenant's app catalog, shown by the app shell (the table's `catalog` carries
+/// the title, the path and the icon; the name is realmctl's id for the entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogEntry {
     /// App name, unique within the tenant (`a-z`, `0-9`, `.`, `_`, `-`).
@@ -28,7 +28,7 @@ impl CatalogEntry {
     /// The entry as the routing table carries it.
     pub fn table_app(&self) -> realmgate_table::CatalogApp {
         realmgate_table::CatalogApp {
-            name: self.title.clone(),
+            title: self.title.clone(),
             path: self.path.clone(),
             icon: self.icon.clone(),
         }

@@ -13,7 +13,7 @@ use crate::upstream::{Pool, PoolCache};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::HeaderValue;
-use realmgate_table::{Checked, Problem, Table};
+use realmgate_table::{CheckedTable, Problem};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -200,19 +200,24 @@ impl Store {
     }
 
     fn parse_and_compile(&self, raw: &Bytes) -> Result<Snapshot, ApplyError> {
-        let (table, checked) = realmgate_table::parse(raw).map_err(ApplyError::Invalid)?;
+        let checked = realmgate_table::parse(raw).map_err(ApplyError::Invalid)?;
         if let Some(cur) = self.current.load().as_ref() {
-            if table.version <= cur.version {
+            if checked.table.version <= cur.version {
                 return Err(ApplyError::NotNewer {
                     current: cur.version,
-                    offered: table.version,
+                    offered: checked.table.version,
                 });
             }
         }
-        self.compile(table, checked, raw.clone())
+        self.compile(checked, raw.clone())
     }
 
-    fn compile(&self, table: Table, checked: Checked, raw: Bytes) -> Result<Snapshot, ApplyError> {
+    fn compile(&self, checked: CheckedTable, raw: Bytes) -> Result<Snapshot, ApplyError> {
+        let CheckedTable {
+            table,
+            hosts,
+            key_expiry,
+        } = checked;
         let pool_index: HashMap<&str, PoolIdx> = table
             .upstreams
             .keys()
@@ -273,7 +278,7 @@ impl Store {
             .enumerate()
             .map(|(i, t)| (&*t.id, i as TenantIdx))
             .collect();
-        let keys = Keys::build(table.api_keys, &checked.key_expiry, limiters, |id| {
+        let keys = Keys::build(table.api_keys, &key_expiry, limiters, |id| {
             tenant_index.get(id).copied()
         });
         drop(tenant_index);
@@ -281,7 +286,7 @@ impl Store {
             version,
             digest: String::new(),
             raw,
-            hosts: HostIndex::build(checked.hosts),
+            hosts: HostIndex::build(hosts),
             tenants,
             pools: pools.into_boxed_slice(),
             keys,
