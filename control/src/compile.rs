@@ -3,7 +3,8 @@
 //! of changes into the newest version.
 
 use crate::ids::{TenantId, UpstreamName};
-use crate::model::{now_ms, KeyRecord, Model, TenantRecord, UpstreamRecord};
+use crate::model::{KeyRecord, Model, TenantRecord, UpstreamRecord};
+use crate::time::now_ms;
 use crate::provision::secrets::SecretBox;
 use crate::provision::{StepKind, StepState};
 use bytes::Bytes;
@@ -71,7 +72,7 @@ impl Serialize for KeysRef<'_> {
                 digest: format!("sha256:{}", hex::encode(k.digest)),
                 tenant: k.tenant.as_ref().map(ToString::to_string),
                 namespaces: k.namespaces.clone(),
-                expires_at: k.expires_at_ms.map(crate::service::keys::rfc3339_seconds),
+                expires_at: k.expires_at_ms.map(crate::time::rfc3339_seconds),
                 rate_limit: k.rate_limit,
             })?;
         }

@@ -7,7 +7,7 @@ mod worker;
 
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
-use crate::model::{now_ms, rfc3339};
+use crate::time::{now_ms, rfc3339};
 use crate::views::GatewayView;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -6,7 +6,8 @@
 use super::{not_found, Control, ServiceError};
 use crate::body::Fields;
 use crate::ids::TenantId;
-use crate::model::{now_ms, KeyRecord, Model};
+use crate::model::{KeyRecord, Model};
+use crate::time::{now_ms, rfc3339_seconds};
 use crate::views::{CreatedKey, KeyView};
 use base64::Engine;
 use realmgate_table::{ApiKey, Problem, RateLimit};
@@ -266,12 +267,6 @@ fn check_key(
         Err(found) => problems.extend(found),
     }
     (tenant, expires_at_ms)
-}
-
-/// `2027-01-01T00:00:00Z`: the table's expiry format (whole seconds, UTC).
-pub fn rfc3339_seconds(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ mod provisioning;
 pub mod validate;
 
 use crate::ids::{TenantId, UpstreamName};
-use crate::model::{now_ms, Model, TenantRecord, UpstreamRecord};
+use crate::model::{Model, TenantRecord, UpstreamRecord};
+use crate::time::now_ms;
 use crate::provision::secrets::SecretBox;
 use crate::provision::{Plan, Provision, TenantState};
 use crate::registry::{Registry, RegistryError};

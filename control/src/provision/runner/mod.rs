@@ -5,7 +5,7 @@
 
 use super::{Outputs, Provision, Step, StepRecord, StepState, TenantInput, TenantState};
 use crate::ids::TenantId;
-use crate::model::now_ms;
+use crate::time::now_ms;
 use crate::service::Control;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
