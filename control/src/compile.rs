@@ -1,6 +1,6 @@
-//! The routing-table compiler: serialises the registry model into the table document that
-//! every gateway loads, without copying tenants, and runs as one task that coalesces bursts
-//! of changes into the newest version.
+//! The routing-table compiler: a pure function that serialises the registry model into the
+//! table document every gateway loads, without copying tenants. The task that runs it when
+//! the model moves is `push::publish`.
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{KeyRecord, Model, TenantRecord, UpstreamRecord};
@@ -13,10 +13,6 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
-
-/// Pause before compiling again after a failure (which would be a bug), so it cannot spin.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// A compiled table, ready to push: the exact bytes every gateway receives.
 #[derive(Debug)]
@@ -259,58 +255,6 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
         tenants,
         has_secrets,
     })
-}
-
-/// Compile whenever the model's version moves, publishing only ever newer tables. A burst
-/// of changes yields one table carrying the newest version.
-pub async fn run(
-    control: std::sync::Arc<crate::service::Control>,
-    published: tokio::sync::watch::Sender<Option<std::sync::Arc<Compiled>>>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-) {
-    let mut changes = control.subscribe();
-    loop {
-        let wanted = *changes.borrow_and_update();
-        let have = published.borrow().as_ref().map_or(0, |c| c.version);
-        if wanted > have {
-            let started = Instant::now();
-            let c = std::sync::Arc::clone(&control);
-            match tokio::task::spawn_blocking(move || c.compile()).await {
-                Ok(Ok(compiled)) => {
-                    metrics.observe_compile(started.elapsed(), &compiled);
-                    log::info!(
-                        "compiled table version {} ({} tenants, {} bytes) in {:?}",
-                        compiled.version,
-                        compiled.tenants,
-                        compiled.body.len(),
-                        started.elapsed()
-                    );
-                    let compiled = std::sync::Arc::new(compiled);
-                    published.send_if_modified(|cur| {
-                        let newer = cur.as_ref().is_none_or(|c| c.version < compiled.version);
-                        if newer {
-                            *cur = Some(compiled);
-                        }
-                        newer
-                    });
-                }
-                Ok(Err(e)) => {
-                    log::error!("table compile failed: {e}; retrying in {RETRY_AFTER_FAILURE:?}");
-                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                }
-                Err(e) => {
-                    log::error!(
-                        "table compile task failed: {e}; retrying in {RETRY_AFTER_FAILURE:?}"
-                    );
-                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                }
-            }
-            continue;
-        }
-        if changes.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the API until SIGINT or SIGTERM.
 
 use crate::api::{self, AppState, Tokens};
-use crate::compile;
+use crate::push;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::push::{PushSettings, Pusher};
@@ -63,7 +63,7 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         }
     }
     let (published, tables) = watch::channel(None);
-    tokio::spawn(compile::run(
+    tokio::spawn(push::publish::run(
         Arc::clone(&control),
         published,
         Arc::clone(&metrics),

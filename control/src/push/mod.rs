@@ -3,6 +3,7 @@
 //! per gateway serialises its pushes, and a worker only ever sends the newest table, so a
 //! gateway never sees versions go backwards.
 
+pub mod publish;
 mod worker;
 
 use crate::compile::Compiled;
