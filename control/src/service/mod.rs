@@ -4,6 +4,7 @@
 
 pub mod keys;
 mod provisioning;
+pub mod runner;
 pub mod validate;
 
 use crate::ids::{TenantId, UpstreamName};
