@@ -10,6 +10,7 @@ pub mod ids;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
+pub mod percent;
 pub mod provision;
 pub mod push;
 pub mod registry;
