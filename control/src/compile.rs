@@ -4,9 +4,9 @@
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{KeyRecord, Model, TenantRecord, UpstreamRecord};
-use crate::time::now_ms;
 use crate::provision::secrets::SecretBox;
 use crate::provision::{StepKind, StepState};
+use crate::time::now_ms;
 use bytes::Bytes;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
@@ -285,7 +285,8 @@ mod tests {
         assert_eq!(compiled.version, 7);
         assert_eq!(compiled.tenants, 2);
         assert_eq!(compiled.digest, realmgate_table::digest(&compiled.body));
-        let realmgate_table::CheckedTable { table, hosts, .. } = realmgate_table::parse(&compiled.body).expect("valid table");
+        let realmgate_table::CheckedTable { table, hosts, .. } =
+            realmgate_table::parse(&compiled.body).expect("valid table");
         let expected = Table {
             version: 7,
             upstreams: m
@@ -346,7 +347,9 @@ mod tests {
     }
 
     fn realm_of(compiled: &Compiled, id: &str) -> Option<realmgate_table::Realm> {
-        let table = realmgate_table::parse(&compiled.body).expect("valid table").table;
+        let table = realmgate_table::parse(&compiled.body)
+            .expect("valid table")
+            .table;
         let t = table.tenants.into_iter().find(|t| t.id == id)?;
         Some(t.realm.expect("a realm"))
     }
@@ -392,7 +395,9 @@ mod tests {
         let compiled = compile(&m, &other_key).expect("compile");
         assert_eq!(compiled.tenants, 2);
         assert!(realm_of(&compiled, "gamma").is_none());
-        let table = realmgate_table::parse(&compiled.body).expect("still a valid table").table;
+        let table = realmgate_table::parse(&compiled.body)
+            .expect("still a valid table")
+            .table;
         assert!(table.api_keys.is_empty(), "its keys are left out too");
         assert!(!compiled.has_secrets);
     }
@@ -447,7 +452,9 @@ mod key_tests {
             ..key("later", Some("acme"), 6)
         });
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let realmgate_table::CheckedTable { table, key_expiry, .. } = realmgate_table::parse(&compiled.body).expect("valid");
+        let realmgate_table::CheckedTable {
+            table, key_expiry, ..
+        } = realmgate_table::parse(&compiled.body).expect("valid");
         let ids: Vec<&str> = table.api_keys.iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, ["later", "live", "op"]);
         assert_eq!(

@@ -95,8 +95,7 @@ impl Metrics {
         self.table_version.set(to_i64(version));
         self.table_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        self.tenants
-            .set(i64::try_from(tenants).unwrap_or(i64::MAX));
+        self.tenants.set(i64::try_from(tenants).unwrap_or(i64::MAX));
     }
 
     /// One push answered (or failed) after `took`; `result` is one of the fixed outcomes.

@@ -22,7 +22,9 @@ pub enum MigrateError {
     Db(#[from] libsql::Error),
     #[error("migration {version} failed: {source}")]
     Failed { version: i64, source: libsql::Error },
-    #[error("schema version {found} is newer than this realmctl knows ({known}); upgrade realmctl")]
+    #[error(
+        "schema version {found} is newer than this realmctl knows ({known}); upgrade realmctl"
+    )]
     TooNew { found: i64, known: i64 },
 }
 
@@ -121,7 +123,9 @@ mod tests {
     #[tokio::test]
     async fn later_migrations_apply_on_top() {
         let conn = memory().await;
-        migrate(&conn, &MIGRATIONS[..1], "test").await.expect("migrate");
+        migrate(&conn, &MIGRATIONS[..1], "test")
+            .await
+            .expect("migrate");
         let more = [
             Migration {
                 version: 1,

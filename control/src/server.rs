@@ -2,9 +2,9 @@
 //! the API until SIGINT or SIGTERM.
 
 use crate::api::{self, AppState, Tokens};
-use crate::push;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::push;
 use crate::push::{PushSettings, Pusher};
 use crate::registry::{Registry, RegistryError};
 use crate::service::Control;

@@ -1,8 +1,8 @@
 //! The JSON shapes of the REST API's responses, shared by the daemon and the CLI.
 
 use crate::model::{CatalogEntry, KeyRecord, TenantRecord, UpstreamRecord};
-use crate::time::rfc3339;
 use crate::provision::{Provision, StepState, TenantState};
+use crate::time::rfc3339;
 use realmgate_table::{RateLimit, RateLimits, Route, TenantStatus, Upstream};
 use serde::{Deserialize, Serialize};
 

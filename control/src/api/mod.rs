@@ -15,9 +15,9 @@ pub use auth::Tokens;
 pub use error::ApiError;
 
 use crate::compile::Compiled;
+use crate::ids::TenantId;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
-use crate::ids::TenantId;
 use crate::service::{Control, ServiceError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};

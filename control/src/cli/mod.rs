@@ -383,7 +383,9 @@ async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliErr
             Ok(output::tenants(&all))
         }
         TenantCmd::Show { id } => {
-            let t: TenantView = c.get(&format!("/v1/tenants/{}", crate::percent::encode(&id))).await?;
+            let t: TenantView = c
+                .get(&format!("/v1/tenants/{}", crate::percent::encode(&id)))
+                .await?;
             if json {
                 return pretty(&t);
             }
@@ -506,7 +508,6 @@ pub(crate) fn pretty<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
         .map(|s| s + "\n")
         .map_err(|e| CliError::BadResponse(e.to_string()))
 }
-
 
 #[cfg(test)]
 mod tests {

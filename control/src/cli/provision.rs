@@ -17,7 +17,9 @@ pub async fn wait_ready(c: &Client, id: &str, timeout: Duration) -> Result<Tenan
     // Failed attempts before the wait began (a retry starts from a failed state).
     let mut before: Option<u32> = None;
     loop {
-        let t: TenantView = c.get(&format!("/v1/tenants/{}", crate::percent::encode(id))).await?;
+        let t: TenantView = c
+            .get(&format!("/v1/tenants/{}", crate::percent::encode(id)))
+            .await?;
         let Some(p) = t.provisioning.clone() else {
             return Ok(t);
         };

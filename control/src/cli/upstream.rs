@@ -46,7 +46,9 @@ pub(super) async fn upstream(c: &Client, cmd: UpstreamCmd, json: bool) -> Result
             Ok(output::upstreams(&v.upstreams))
         }
         UpstreamCmd::Show { name } => {
-            let u: UpstreamView = c.get(&format!("/v1/upstreams/{}", crate::percent::encode(&name))).await?;
+            let u: UpstreamView = c
+                .get(&format!("/v1/upstreams/{}", crate::percent::encode(&name)))
+                .await?;
             if json {
                 return pretty(&u);
             }

@@ -42,13 +42,15 @@ impl Database {
         let path = self.path_of(t.id.as_str());
         let db = match &self.remote {
             None => libsql::Builder::new_local(&path).build().await,
-            Some((template, token)) => libsql::Builder::new_remote_replica(
-                &path,
-                template.replace("{tenant}", t.id.as_str()),
-                token.clone(),
-            )
-            .build()
-            .await,
+            Some((template, token)) => {
+                libsql::Builder::new_remote_replica(
+                    &path,
+                    template.replace("{tenant}", t.id.as_str()),
+                    token.clone(),
+                )
+                .build()
+                .await
+            }
         };
         db.map_err(|e| StepError::new(format!("cannot open {}: {e}", path.display())))
     }

@@ -133,7 +133,10 @@ impl Identity {
         previous: &Outputs,
     ) -> Result<Option<String>, StepError> {
         let user = &self.s.admin_username;
-        let query = format!("/{realm}/users?exact=true&username={}", crate::percent::encode(user));
+        let query = format!(
+            "/{realm}/users?exact=true&username={}",
+            crate::percent::encode(user)
+        );
         let found = |v: Option<Value>| {
             v.and_then(|v| {
                 v.as_array()?

@@ -204,7 +204,10 @@ impl Keycloak {
         realm: &str,
         client_id: &str,
     ) -> Result<Option<(String, Value)>, StepError> {
-        let path = format!("/{realm}/clients?clientId={}", crate::percent::encode(client_id));
+        let path = format!(
+            "/{realm}/clients?clientId={}",
+            crate::percent::encode(client_id)
+        );
         let list = self.get_opt(&path).await?.unwrap_or(Value::Null);
         Ok(list.as_array().and_then(|a| {
             a.iter()
@@ -263,7 +266,6 @@ fn api_error(method: &str, path: &str, status: StatusCode, body: &Value) -> Step
     let path = path.split('?').next().unwrap_or(path);
     StepError::new(format!("Keycloak {method} {path}: {status} {detail}"))
 }
-
 
 /// Create (or find) realmctl's service-account client in the admin realm with the realm's
 /// `admin` role, using the bootstrap admin's password; returns the client's secret. For

@@ -9,10 +9,10 @@ pub mod validate;
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{Model, TenantRecord, UpstreamRecord};
-use crate::time::now_ms;
 use crate::provision::secrets::SecretBox;
 use crate::provision::{Plan, Provision, TenantState};
 use crate::registry::{Registry, RegistryError};
+use crate::time::now_ms;
 use crate::views::{TenantPage, TenantView, UpstreamView};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{Problem, Tenant};

@@ -237,10 +237,7 @@ fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
 
 fn check_upstream_spec(upstream: &Upstream, problems: &mut Vec<Problem>) {
     if upstream.endpoints.is_empty() {
-        problems.push(Problem::new(
-            "endpoints",
-            "needs at least one endpoint",
-        ));
+        problems.push(Problem::new("endpoints", "needs at least one endpoint"));
     }
     if upstream.endpoints.len() > MAX_ENDPOINTS {
         problems.push(Problem::new(
@@ -313,7 +310,10 @@ fn parse_hosts(tenant: &Tenant, problems: &mut Vec<Problem>) -> Vec<HostPattern>
         match HostPattern::parse(raw) {
             // A few hosts per tenant: a linear scan beats hashing.
             Ok(p) if patterns.contains(&p) => {
-                problems.push(Problem::new(format!("hosts[{h}]"), format!("{p} listed twice")));
+                problems.push(Problem::new(
+                    format!("hosts[{h}]"),
+                    format!("{p} listed twice"),
+                ));
             }
             Ok(p) => patterns.push(p),
             Err(e) => problems.push(Problem::new(
@@ -532,10 +532,7 @@ fn check_api_keys(
         }
         if let Some(tenant) = &key.tenant {
             if !tenant_ids.contains_key(tenant.as_str()) {
-                problems.push(Problem::new(
-                    "tenant",
-                    format!("unknown tenant {tenant:?}"),
-                ));
+                problems.push(Problem::new("tenant", format!("unknown tenant {tenant:?}")));
             }
         }
         expiry.push(check_key_rest(key, problems));

@@ -1,7 +1,7 @@
 //! Parsing and validation of whole tables.
 
-use crate::*;
 use crate::host::HostPattern;
+use crate::*;
 
 const ISSUE_EXAMPLE: &str = r#"{"version": 1,
  "upstreams": {"app-a": {"endpoints": ["127.0.0.1:9001"]},
@@ -171,7 +171,9 @@ fn keys_namespaces_and_limits_as_the_issue_writes_them() {
                    {{"id": "op", "digest": "{DIGEST_B}", "namespaces": ["*"],
                      "rate_limit": {{"requests": 7, "window_s": 60}}}}]}}"#
     );
-    let CheckedTable { table, key_expiry, .. } = parse(json.as_bytes()).expect("valid");
+    let CheckedTable {
+        table, key_expiry, ..
+    } = parse(json.as_bytes()).expect("valid");
     assert_eq!(key_expiry, [Some(1_798_761_600), None]);
     assert_eq!(table.api_keys[1].tenant, None);
     let limits = table.tenants[0].rate_limits;
@@ -351,14 +353,12 @@ fn shell_sizes_are_bounded() {
 
 #[test]
 fn catalog_titles_parse_under_the_old_name_and_serialise_as_title() {
-    let new = Table::test()
-        .upstream("u", &["127.0.0.1:1"])
-        .tenant(
-            Tenant::test("acme")
-                .host("acme.test")
-                .route("/", "u", "public")
-                .app("Todos", "/todos/"),
-        );
+    let new = Table::test().upstream("u", &["127.0.0.1:1"]).tenant(
+        Tenant::test("acme")
+            .host("acme.test")
+            .route("/", "u", "public")
+            .app("Todos", "/todos/"),
+    );
     let json = String::from_utf8(new.to_json()).expect("utf-8");
     assert!(json.contains(r#""title":"Todos""#), "{json}");
     let old = json.replace(r#""title":"Todos""#, r#""name":"Todos""#);
@@ -383,7 +383,12 @@ fn the_fixture_builder_makes_valid_tables() {
                 .app("Todos", "/todos/")
                 .shell(),
         )
-        .tenant(Tenant::test("beta").host("beta.test").route("/", "app", "public").suspended())
+        .tenant(
+            Tenant::test("beta")
+                .host("beta.test")
+                .route("/", "app", "public")
+                .suspended(),
+        )
         .key(ApiKey::test("k1", Some("acme"), &["@acme"]))
         .key(ApiKey::test("op", None, &["*"]));
     let checked = parse(&table.to_json()).unwrap_or_else(|p| panic!("{p:#?}"));
@@ -404,9 +409,14 @@ fn one_tenant_is_checked_at_paths_relative_to_it() {
         realm_supplied: false,
         skip: validate::Skip::default(),
     };
-    let good = Tenant::test("acme").host("ACME.test").route("/", "app", "public");
+    let good = Tenant::test("acme")
+        .host("ACME.test")
+        .route("/", "app", "public");
     assert_eq!(validate::tenant(&good, &ctx), []);
-    assert_eq!(validate::hosts(&good), [HostPattern::Exact("acme.test".into())]);
+    assert_eq!(
+        validate::hosts(&good),
+        [HostPattern::Exact("acme.test".into())]
+    );
     let bad = Tenant::test("acme")
         .host("acme.test")
         .host("bad host")
@@ -429,7 +439,16 @@ fn one_tenant_is_checked_at_paths_relative_to_it() {
         ]
     );
     // The id is the table's to check: a tenant alone is judged without it.
-    assert_eq!(validate::tenant(&Tenant { id: "Bad Id".into(), ..good.clone() }, &ctx), []);
+    assert_eq!(
+        validate::tenant(
+            &Tenant {
+                id: "Bad Id".into(),
+                ..good.clone()
+            },
+            &ctx
+        ),
+        []
+    );
 }
 
 #[test]
@@ -446,7 +465,12 @@ fn a_supplied_realm_allows_jwt_and_session_and_skipped_parts_are_left_out() {
     };
     assert_eq!(
         ats(&validate::tenant(&tenant, &ctx)),
-        ["hosts", "display_name", "catalog[0].title", "catalog[0].path"]
+        [
+            "hosts",
+            "display_name",
+            "catalog[0].title",
+            "catalog[0].path"
+        ]
     );
     ctx.skip = validate::Skip {
         hosts: true,
@@ -466,9 +490,17 @@ fn one_upstream_and_one_key_are_checked_at_paths_relative_to_them() {
     bad.read_timeout_ms = Some(0);
     assert_eq!(
         ats(&validate::upstream(&bad)),
-        ["endpoints[0]", "endpoints[1]", "endpoints[2]", "read_timeout_ms"]
+        [
+            "endpoints[0]",
+            "endpoints[1]",
+            "endpoints[2]",
+            "read_timeout_ms"
+        ]
     );
-    assert_eq!(ats(&validate::upstream(&Upstream::test(&[]))), ["endpoints"]);
+    assert_eq!(
+        ats(&validate::upstream(&Upstream::test(&[]))),
+        ["endpoints"]
+    );
 
     let mut key = ApiKey::test("k1", Some("no-such-tenant"), &["@acme"]);
     key.expires_at = Some("2027-01-01T00:00:00Z".into());
@@ -490,6 +522,9 @@ fn labels_follow_one_rule() {
     assert_eq!(label(&"é".repeat(100), 100), Ok(()));
     assert_eq!(label("", 100), Err(LabelProblem::Blank));
     assert_eq!(label("  ", 100), Err(LabelProblem::Blank));
-    assert_eq!(label(&"x".repeat(101), 100), Err(LabelProblem::TooLong(100)));
+    assert_eq!(
+        label(&"x".repeat(101), 100),
+        Err(LabelProblem::TooLong(100))
+    );
     assert_eq!(label("a\nb", 100), Err(LabelProblem::Control));
 }

@@ -6,9 +6,7 @@
 use super::{Control, ServiceError};
 use crate::ids::TenantId;
 use crate::provision::config::RunnerSettings;
-use crate::provision::{
-    Outputs, Provision, Step, StepRecord, StepState, TenantInput, TenantState,
-};
+use crate::provision::{Outputs, Provision, Step, StepRecord, StepState, TenantInput, TenantState};
 use crate::time::now_ms;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,7 +17,6 @@ use tokio::sync::Semaphore;
 /// a SIGKILL would. Points: `ensured` (the step's effect made, not journaled), `journaled`,
 /// `removed`, `remove-journaled`; and `routing:journaled`.
 pub const CRASH_ENV: &str = "REALMCTL_TEST_CRASH_AT";
-
 
 pub struct Runner {
     control: Arc<Control>,

@@ -30,7 +30,9 @@ fn the_issue_realm_shape_is_valid() {
           {"id": "beta", "hosts": ["beta.test"], "realm": {"issuer": "https://id.example.dev/realms/beta", "audiences": ["beta"]},
            "routes": [{"prefix": "/", "upstream": "u", "auth": "jwt"}]}"#,
     );
-    let t = parse(json.as_bytes()).unwrap_or_else(|p| panic!("{p:#?}")).table;
+    let t = parse(json.as_bytes())
+        .unwrap_or_else(|p| panic!("{p:#?}"))
+        .table;
     let realm = t.tenants[1].realm.as_ref().expect("realm");
     assert_eq!(
         realm.jwks_uri(),
