@@ -1,21 +1,18 @@
-//! The routing-table compiler: serialises the registry model into the table document that
-//! every gateway loads, without copying tenants, and runs as one task that coalesces bursts
-//! of changes into the newest version.
+//! The routing-table compiler: a pure function that serialises the registry model into the
+//! table document every gateway loads, without copying tenants. The task that runs it when
+//! the model moves is `push::publish`.
 
 use crate::ids::{TenantId, UpstreamName};
-use crate::model::{now_ms, KeyRecord, Model, TenantRecord, UpstreamRecord};
+use crate::model::{KeyRecord, Model, TenantRecord, UpstreamRecord};
 use crate::provision::secrets::SecretBox;
 use crate::provision::{StepKind, StepState};
+use crate::time::now_ms;
 use bytes::Bytes;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
-
-/// Pause before compiling again after a failure (which would be a bug), so it cannot spin.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// A compiled table, ready to push: the exact bytes every gateway receives.
 #[derive(Debug)]
@@ -71,7 +68,7 @@ impl Serialize for KeysRef<'_> {
                 digest: format!("sha256:{}", hex::encode(k.digest)),
                 tenant: k.tenant.as_ref().map(ToString::to_string),
                 namespaces: k.namespaces.clone(),
-                expires_at: k.expires_at_ms.map(crate::service::keys::rfc3339_seconds),
+                expires_at: k.expires_at_ms.map(crate::time::rfc3339_seconds),
                 rate_limit: k.rate_limit,
             })?;
         }
@@ -260,58 +257,6 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
     })
 }
 
-/// Compile whenever the model's version moves, publishing only ever newer tables. A burst
-/// of changes yields one table carrying the newest version.
-pub async fn run(
-    control: std::sync::Arc<crate::service::Control>,
-    published: tokio::sync::watch::Sender<Option<std::sync::Arc<Compiled>>>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-) {
-    let mut changes = control.subscribe();
-    loop {
-        let wanted = *changes.borrow_and_update();
-        let have = published.borrow().as_ref().map_or(0, |c| c.version);
-        if wanted > have {
-            let started = Instant::now();
-            let c = std::sync::Arc::clone(&control);
-            match tokio::task::spawn_blocking(move || c.compile()).await {
-                Ok(Ok(compiled)) => {
-                    metrics.observe_compile(started.elapsed(), &compiled);
-                    log::info!(
-                        "compiled table version {} ({} tenants, {} bytes) in {:?}",
-                        compiled.version,
-                        compiled.tenants,
-                        compiled.body.len(),
-                        started.elapsed()
-                    );
-                    let compiled = std::sync::Arc::new(compiled);
-                    published.send_if_modified(|cur| {
-                        let newer = cur.as_ref().is_none_or(|c| c.version < compiled.version);
-                        if newer {
-                            *cur = Some(compiled);
-                        }
-                        newer
-                    });
-                }
-                Ok(Err(e)) => {
-                    log::error!("table compile failed: {e}; retrying in {RETRY_AFTER_FAILURE:?}");
-                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                }
-                Err(e) => {
-                    log::error!(
-                        "table compile task failed: {e}; retrying in {RETRY_AFTER_FAILURE:?}"
-                    );
-                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                }
-            }
-            continue;
-        }
-        if changes.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +285,8 @@ mod tests {
         assert_eq!(compiled.version, 7);
         assert_eq!(compiled.tenants, 2);
         assert_eq!(compiled.digest, realmgate_table::digest(&compiled.body));
-        let (table, checked) = realmgate_table::parse(&compiled.body).expect("valid table");
+        let realmgate_table::CheckedTable { table, hosts, .. } =
+            realmgate_table::parse(&compiled.body).expect("valid table");
         let expected = Table {
             version: 7,
             upstreams: m
@@ -352,7 +298,7 @@ mod tests {
             api_keys: Vec::new(),
         };
         assert_eq!(table, expected);
-        assert_eq!(checked.hosts.len(), 2);
+        assert_eq!(hosts.len(), 2);
         assert!(std::str::from_utf8(&compiled.body)
             .expect("utf8")
             .contains(r#""status":"suspended""#));
@@ -363,7 +309,7 @@ mod tests {
         let mut m = Model::default();
         m.version = 1;
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
+        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
         assert!(table.tenants.is_empty() && table.upstreams.is_empty());
     }
 
@@ -372,7 +318,7 @@ mod tests {
         let mut m = model();
         m.remove_tenant(&crate::ids::TenantId::parse("acme").expect("id"));
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
+        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
         let ids: Vec<&str> = table.tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["beta"]);
     }
@@ -401,7 +347,9 @@ mod tests {
     }
 
     fn realm_of(compiled: &Compiled, id: &str) -> Option<realmgate_table::Realm> {
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid table");
+        let table = realmgate_table::parse(&compiled.body)
+            .expect("valid table")
+            .table;
         let t = table.tenants.into_iter().find(|t| t.id == id)?;
         Some(t.realm.expect("a realm"))
     }
@@ -447,7 +395,9 @@ mod tests {
         let compiled = compile(&m, &other_key).expect("compile");
         assert_eq!(compiled.tenants, 2);
         assert!(realm_of(&compiled, "gamma").is_none());
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("still a valid table");
+        let table = realmgate_table::parse(&compiled.body)
+            .expect("still a valid table")
+            .table;
         assert!(table.api_keys.is_empty(), "its keys are left out too");
         assert!(!compiled.has_secrets);
     }
@@ -502,14 +452,16 @@ mod key_tests {
             ..key("later", Some("acme"), 6)
         });
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, checked) = realmgate_table::parse(&compiled.body).expect("valid");
+        let realmgate_table::CheckedTable {
+            table, key_expiry, ..
+        } = realmgate_table::parse(&compiled.body).expect("valid");
         let ids: Vec<&str> = table.api_keys.iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, ["later", "live", "op"]);
         assert_eq!(
             table.api_keys[1].digest,
             format!("sha256:{}", "01".repeat(32))
         );
-        assert_eq!(checked.key_expiry[0], Some(future / 1000));
+        assert_eq!(key_expiry[0], Some(future / 1000));
         assert!(!String::from_utf8_lossy(&compiled.body).contains("rgk_"));
     }
 }

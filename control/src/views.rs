@@ -1,7 +1,8 @@
 //! The JSON shapes of the REST API's responses, shared by the daemon and the CLI.
 
-use crate::model::{rfc3339, CatalogEntry, KeyRecord, TenantRecord, UpstreamRecord};
+use crate::model::{CatalogEntry, KeyRecord, TenantRecord, UpstreamRecord};
 use crate::provision::{Provision, StepState, TenantState};
+use crate::time::rfc3339;
 use realmgate_table::{RateLimit, RateLimits, Route, TenantStatus, Upstream};
 use serde::{Deserialize, Serialize};
 
@@ -232,7 +233,7 @@ impl From<&KeyRecord> for KeyView {
             prefix: k.prefix.clone(),
             tenant: k.tenant.as_ref().map(ToString::to_string),
             namespaces: k.namespaces.clone(),
-            expires_at: k.expires_at_ms.map(crate::service::keys::rfc3339_seconds),
+            expires_at: k.expires_at_ms.map(crate::time::rfc3339_seconds),
             rate_limit: k.rate_limit,
             created_at: rfc3339(k.created_at_ms),
             created_by: k.created_by.clone(),

@@ -2,7 +2,7 @@
 //! (standard flow, PKCE S256, redirect URIs per host), an admin service-account client, the
 //! realm role `user`, and a first admin user with a temporary password returned once.
 
-use super::keycloak::{form_encode, Keycloak};
+use super::keycloak::Keycloak;
 use super::secrets::random_password;
 use super::{digest_of, Outputs, Step, StepError, StepKind, TenantInput};
 use reqwest::Method;
@@ -133,7 +133,10 @@ impl Identity {
         previous: &Outputs,
     ) -> Result<Option<String>, StepError> {
         let user = &self.s.admin_username;
-        let query = format!("/{realm}/users?exact=true&username={}", form_encode(user));
+        let query = format!(
+            "/{realm}/users?exact=true&username={}",
+            crate::percent::encode(user)
+        );
         let found = |v: Option<Value>| {
             v.and_then(|v| {
                 v.as_array()?

@@ -120,7 +120,7 @@ impl Control {
         if !self.read().tenants.contains_key(id) {
             return Ok(self.version());
         }
-        let now = crate::model::now_ms();
+        let now = crate::time::now_ms();
         let version = registry.delete_tenant(id, now).await?;
         self.commit(version, |m| {
             m.revoke_tenant_keys(id, now, version);
@@ -143,7 +143,7 @@ impl Control {
                 .get(id)
                 .map(|r| r.provision.clone())
                 .ok_or_else(|| not_found("tenant", id.as_str()))?;
-            let now = crate::model::now_ms();
+            let now = crate::time::now_ms();
             let mut changed = Vec::new();
             for s in &mut p.steps {
                 let again = match p.state {
@@ -225,7 +225,7 @@ impl Control {
         next.sealed = self
             .secret_box
             .seal(id.as_str(), StepKind::Identity.name(), &secrets);
-        next.updated_at_ms = crate::model::now_ms();
+        next.updated_at_ms = crate::time::now_ms();
         registry.save_step(id, &next).await?;
         drop(registry);
         let mut p = self

@@ -41,7 +41,7 @@ impl ShellRt {
             .catalog
             .iter()
             .map(|a| App {
-                name: &a.name,
+                name: &a.title,
                 path: &a.path,
                 icon: a.icon.as_deref(),
             })

@@ -13,7 +13,7 @@ use crate::tenant::{HostIndex, TenantIdx};
 use crate::upstream::PoolCache;
 use bytes::Bytes;
 use http::HeaderValue;
-use realmgate_table::{Checked, Problem, Table};
+use realmgate_table::{CheckedTable, Problem};
 use std::collections::HashMap;
 
 /// What a build reuses from the tables before it.
@@ -42,25 +42,25 @@ pub fn parse_newer(
     current: Option<u64>,
     deps: &BuildDeps<'_>,
 ) -> Result<Snapshot, Rejected> {
-    let (table, checked) = realmgate_table::parse(raw).map_err(Rejected::Invalid)?;
+    let checked = realmgate_table::parse(raw).map_err(Rejected::Invalid)?;
     if let Some(current) = current {
-        if table.version <= current {
+        if checked.table.version <= current {
             return Err(Rejected::NotNewer {
                 current,
-                offered: table.version,
+                offered: checked.table.version,
             });
         }
     }
-    build(table, checked, raw.clone(), deps).map_err(|p| Rejected::Invalid(vec![p]))
+    build(checked, raw.clone(), deps).map_err(|p| Rejected::Invalid(vec![p]))
 }
 
 /// Compile a parsed and validated table. The digest is left empty for the caller to set.
-pub fn build(
-    table: Table,
-    checked: Checked,
-    raw: Bytes,
-    deps: &BuildDeps<'_>,
-) -> Result<Snapshot, Problem> {
+pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<Snapshot, Problem> {
+    let CheckedTable {
+        table,
+        hosts,
+        key_expiry,
+    } = checked;
     let pool_index: HashMap<&str, PoolIdx> = table
         .upstreams
         .keys()
@@ -137,7 +137,7 @@ pub fn build(
             ))
         })
         .collect();
-    let keys = Keys::build(table.api_keys, &checked.key_expiry, |id| {
+    let keys = Keys::build(table.api_keys, &key_expiry, |id| {
         tenant_index.get(id).copied()
     });
     drop(tenant_index);
@@ -151,7 +151,7 @@ pub fn build(
         version,
         digest: String::new(),
         raw,
-        hosts: HostIndex::build(checked.hosts),
+        hosts: HostIndex::build(hosts),
         tenants,
         pools: pools.into_boxed_slice(),
         keys,
