@@ -2,7 +2,8 @@
 //! one refusal type for all of them, and the login redirect agreeing with the shell.
 
 use super::*;
-use crate::auth::{AuthConfig, Identity, SessionKeys};
+use crate::auth::{upstream_identity, AuthConfig, Identity, SessionKeys};
+use crate::headers;
 use crate::metrics::AuthMetrics;
 use crate::snapshot::test_util::{snapshot, table, KEY_SECRET};
 use crate::snapshot::Snapshot;
@@ -265,5 +266,59 @@ async fn the_login_redirect_and_the_shell_agree() {
             login, navigation,
             "login: {method} {headers:?}: {outcome:?}"
         );
+    }
+}
+
+/// Finding 11: a key went upstream when another `Authorization` value came first. Every value
+/// counts: the key is checked whatever its position, and after admission no value carrying a
+/// key, and no unchecked credential beside it, reaches the upstream.
+#[tokio::test]
+async fn keys_never_reach_the_upstream_in_any_authorization_order() {
+    let s = snapshot(&table());
+    let auth = auth();
+    let key = format!("Bearer {KEY_SECRET}");
+    let lower = format!("bearer\t{KEY_SECRET}");
+    let bare = KEY_SECRET.to_owned();
+    let basic = "Basic dXNlcjpwYXNz";
+    // (path, Authorization values in order, outcome, Authorization the upstream gets)
+    type Case<'a> = (&'a str, Vec<&'a str>, Outcome, Vec<&'a str>);
+    let cases: Vec<Case<'_>> = vec![
+        ("/api/x", vec![basic, &key], Outcome::Key(0, None), vec![]),
+        ("/api/x", vec![&key, basic], Outcome::Key(0, None), vec![]),
+        ("/@acme/x", vec![basic, &key], Outcome::Key(0, Some("@acme")), vec![]),
+        (
+            "/api/x",
+            vec![&key, &key],
+            Outcome::Refused(GatewayError::ConflictingApiKeys),
+            vec![],
+        ),
+        // A public route does not check keys, and does not forward them either.
+        ("/", vec![basic, &key], Outcome::Public, vec![basic]),
+        ("/", vec![&key], Outcome::Public, vec![]),
+        ("/", vec![&lower, basic], Outcome::Public, vec![basic]),
+        ("/", vec![&bare], Outcome::Public, vec![]),
+        ("/mixed/x", vec![basic, &key], Outcome::Key(0, None), vec![]),
+        ("/mixed/x", vec![basic], Outcome::Public, vec![basic]),
+    ];
+    for (path, values, outcome, upstream) in cases {
+        let headers: Vec<(&str, &str)> = values.iter().map(|v| ("authorization", *v)).collect();
+        let r = req("GET", "acme.test", path, &headers);
+        let got = admit_one(&auth, &s, &r).await;
+        assert_eq!(got, outcome, "{path} {values:?}");
+        let grant = match got {
+            Outcome::Key(k, ns) => Grant::ApiKey(api_key::KeyGrant {
+                key: k,
+                namespace: ns.map(HeaderValue::from_static),
+            }),
+            Outcome::Public => Grant::Public,
+            _ => continue,
+        };
+        let mut up = r.clone();
+        let tenant = HeaderValue::from_static("acme");
+        upstream_identity(&mut up, Some((&tenant, &s.keys)), &grant, &AuthCtx::default())
+            .expect("upstream headers");
+        let sent: Vec<&[u8]> = headers::authorizations(&up).collect();
+        let want: Vec<&[u8]> = upstream.iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(sent, want, "{path} {values:?}");
     }
 }
