@@ -322,3 +322,59 @@ async fn keys_never_reach_the_upstream_in_any_authorization_order() {
         assert_eq!(sent, want, "{path} {values:?}");
     }
 }
+
+/// Finding 12: a cross-site request must not end the session. Only a POST whose `Origin` (or,
+/// without one, `Referer`) is the tenant host's own origin logs out; a GET gets a confirmation
+/// page that changes nothing.
+#[tokio::test]
+async fn only_a_same_origin_post_logs_out() {
+    let s = snapshot(&table());
+    let auth = auth();
+    let path = "/.realmgate/logout";
+    // (method, Host, headers, status)
+    type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)], u16);
+    let cases: &[Case] = &[
+        ("POST", "shelly.test", &[("origin", "http://shelly.test")], 303),
+        ("POST", "shelly.test", &[("origin", "HTTP://SHELLY.TEST")], 303),
+        ("POST", "shelly.test:8080", &[("origin", "http://shelly.test:8080")], 303),
+        ("POST", "shelly.test:80", &[("origin", "http://shelly.test")], 303),
+        ("POST", "shelly.test", &[("referer", "http://shelly.test/todos/1?x")], 303),
+        ("POST", "shelly.test", &[("origin", "http://evil.test")], 403),
+        ("POST", "shelly.test", &[("origin", "null")], 403),
+        ("POST", "shelly.test", &[("origin", "https://shelly.test")], 403),
+        ("POST", "shelly.test", &[("origin", "http://shelly.test:8080")], 403),
+        ("POST", "shelly.test", &[("origin", "http://shelly.test.evil.test")], 403),
+        ("POST", "shelly.test", &[("origin", "http://shelly.test/")], 403),
+        ("POST", "shelly.test", &[("origin", "http://u@shelly.test")], 403),
+        ("POST", "shelly.test", &[("origin", "")], 403),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test"), ("origin", "http://evil.test")],
+            403,
+        ),
+        // Origin decides when present, whatever Referer says.
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://evil.test"), ("referer", "http://shelly.test/")],
+            403,
+        ),
+        ("POST", "shelly.test", &[("referer", "http://evil.test/shelly.test")], 403),
+        ("POST", "shelly.test", &[("referer", "/todos/")], 403),
+        ("POST", "shelly.test", &[], 403),
+        ("GET", "shelly.test", &[], 200),
+        ("GET", "shelly.test", &[("origin", "http://shelly.test")], 200),
+        ("HEAD", "shelly.test", &[], 200),
+        ("PUT", "shelly.test", &[("origin", "http://shelly.test")], 405),
+        ("DELETE", "shelly.test", &[("origin", "http://shelly.test")], 405),
+    ];
+    for &(method, host, headers, status) in cases {
+        let r = req(method, host, path, headers);
+        assert_eq!(
+            admit_one(&auth, &s, &r).await,
+            Outcome::Answered(status),
+            "{method} {host} {headers:?}"
+        );
+    }
+}
