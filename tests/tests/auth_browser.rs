@@ -181,7 +181,9 @@ async fn login_and_logout(b: &Browser, f: &F) -> Result<(), String> {
     let confirm = b.wait_id("rg-logout").await?;
     let cookies = c.get_all_cookies().await.map_err(err)?;
     if !cookies.iter().any(|k| k.name() == "rg_session") {
-        return Err(format!("a GET of the logout URL ended the session: {cookies:?}"));
+        return Err(format!(
+            "a GET of the logout URL ended the session: {cookies:?}"
+        ));
     }
     confirm.click().await.map_err(err)?;
     b.wait_url(&login, Duration::from_secs(30)).await?;

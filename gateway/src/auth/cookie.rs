@@ -144,7 +144,8 @@ mod tests {
     #[test]
     fn gateway_cookies_never_go_upstream_whatever_the_bytes_around_them() {
         // (Cookie lines, what the upstream gets)
-        let cases: &[(&[&[u8]], Option<&[u8]>)] = &[
+        type Case<'a> = (&'a [&'a [u8]], Option<&'a [u8]>);
+        let cases: &[Case<'_>] = &[
             (&[b"a=1; rg_session=1xyz; b=2"], Some(b"a=1; b=2")),
             (&[b"a=\xe9; rg_session=1xyz"], Some(b"a=\xe9")),
             (&[b"rg_session=1xyz; a=\xff\xfe"], Some(b"a=\xff\xfe")),
@@ -157,7 +158,10 @@ mod tests {
             (&[b"rg_session=\"1x\"; a=\"q\""], Some(b"a=\"q\"")),
             (&[b"a=1", b"rg_session=1x", b"b=\xe9"], Some(b"a=1; b=\xe9")),
             (&[b"RG_SESSION=1x; Rg_Tx_A=1; a=1"], Some(b"a=1")),
-            (&[b"__Host-rg_session=1x; __Secure-rg_tx_a=1; a=1"], Some(b"a=1")),
+            (
+                &[b"__Host-rg_session=1x; __Secure-rg_tx_a=1; a=1"],
+                Some(b"a=1"),
+            ),
             (&[b"\"rg_session\"=1x; a=1"], Some(b"a=1")),
             (&[b"rg_session; a=1"], Some(b"a=1")),
             (&[b"rg_session=1x"], None),

@@ -283,7 +283,9 @@ impl Auth {
                 http::Method::GET | http::Method::HEAD => logout_page(),
                 _ => {
                     let mut reply = self.page(r, AuthError::LogoutMethod);
-                    let _ = reply.head.insert_header(http::header::ALLOW, "GET, HEAD, POST");
+                    let _ = reply
+                        .head
+                        .insert_header(http::header::ALLOW, "GET, HEAD, POST");
                     reply
                 }
             },

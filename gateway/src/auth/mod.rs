@@ -8,8 +8,8 @@
 //! tokens are never logged.
 
 mod admit;
-pub mod cookie;
 pub mod api_key;
+pub mod cookie;
 mod error;
 mod flow;
 pub mod jwks;

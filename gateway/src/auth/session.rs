@@ -335,7 +335,10 @@ mod tests {
         r.append_header("cookie", v).expect("header");
         assert_eq!(read_session(&r, false).as_deref(), Some("abcd"));
         // Chunk numbers beyond the limit, or not numbers, are no chunks.
-        for bad in ["rg_session=2ab; rg_session_4=cd", "rg_session=2ab; rg_session_x=cd"] {
+        for bad in [
+            "rg_session=2ab; rg_session_4=cd",
+            "rg_session=2ab; rg_session_x=cd",
+        ] {
             assert!(read_session(&req(bad), false).is_none(), "{bad}");
         }
     }

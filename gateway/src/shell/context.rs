@@ -180,8 +180,14 @@ mod tests {
         // (issuer, form-action sources)
         let cases = [
             (Some("http://id.test/realms/acme"), "'self' http://id.test"),
-            (Some("https://ID.test:8443/realms/a"), "'self' https://id.test:8443"),
-            (Some("https://id.test:443/realms/a"), "'self' https://id.test"),
+            (
+                Some("https://ID.test:8443/realms/a"),
+                "'self' https://id.test:8443",
+            ),
+            (
+                Some("https://id.test:443/realms/a"),
+                "'self' https://id.test",
+            ),
             (Some("not a url"), "'self'"),
             (None, "'self'"),
         ];

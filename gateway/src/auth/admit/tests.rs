@@ -285,7 +285,12 @@ async fn keys_never_reach_the_upstream_in_any_authorization_order() {
     let cases: Vec<Case<'_>> = vec![
         ("/api/x", vec![basic, &key], Outcome::Key(0, None), vec![]),
         ("/api/x", vec![&key, basic], Outcome::Key(0, None), vec![]),
-        ("/@acme/x", vec![basic, &key], Outcome::Key(0, Some("@acme")), vec![]),
+        (
+            "/@acme/x",
+            vec![basic, &key],
+            Outcome::Key(0, Some("@acme")),
+            vec![],
+        ),
         (
             "/api/x",
             vec![&key, &key],
@@ -315,8 +320,13 @@ async fn keys_never_reach_the_upstream_in_any_authorization_order() {
         };
         let mut up = r.clone();
         let tenant = HeaderValue::from_static("acme");
-        upstream_identity(&mut up, Some((&tenant, &s.keys)), &grant, &AuthCtx::default())
-            .expect("upstream headers");
+        upstream_identity(
+            &mut up,
+            Some((&tenant, &s.keys)),
+            &grant,
+            &AuthCtx::default(),
+        )
+        .expect("upstream headers");
         let sent: Vec<&[u8]> = headers::authorizations(&up).collect();
         let want: Vec<&[u8]> = upstream.iter().map(|v| v.as_bytes()).collect();
         assert_eq!(sent, want, "{path} {values:?}");
@@ -332,42 +342,128 @@ async fn only_a_same_origin_post_logs_out() {
     let auth = auth();
     let path = "/.realmgate/logout";
     // (method, Host, headers, status)
-    type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)], u16);
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        u16,
+    );
     let cases: &[Case] = &[
-        ("POST", "shelly.test", &[("origin", "http://shelly.test")], 303),
-        ("POST", "shelly.test", &[("origin", "HTTP://SHELLY.TEST")], 303),
-        ("POST", "shelly.test:8080", &[("origin", "http://shelly.test:8080")], 303),
-        ("POST", "shelly.test:80", &[("origin", "http://shelly.test")], 303),
-        ("POST", "shelly.test", &[("referer", "http://shelly.test/todos/1?x")], 303),
-        ("POST", "shelly.test", &[("origin", "http://evil.test")], 403),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "HTTP://SHELLY.TEST")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test:8080",
+            &[("origin", "http://shelly.test:8080")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test:80",
+            &[("origin", "http://shelly.test")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("referer", "http://shelly.test/todos/1?x")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://evil.test")],
+            403,
+        ),
         ("POST", "shelly.test", &[("origin", "null")], 403),
-        ("POST", "shelly.test", &[("origin", "https://shelly.test")], 403),
-        ("POST", "shelly.test", &[("origin", "http://shelly.test:8080")], 403),
-        ("POST", "shelly.test", &[("origin", "http://shelly.test.evil.test")], 403),
-        ("POST", "shelly.test", &[("origin", "http://shelly.test/")], 403),
-        ("POST", "shelly.test", &[("origin", "http://u@shelly.test")], 403),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "https://shelly.test")],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test:8080")],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test.evil.test")],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test/")],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://u@shelly.test")],
+            403,
+        ),
         ("POST", "shelly.test", &[("origin", "")], 403),
         (
             "POST",
             "shelly.test",
-            &[("origin", "http://shelly.test"), ("origin", "http://evil.test")],
+            &[
+                ("origin", "http://shelly.test"),
+                ("origin", "http://evil.test"),
+            ],
             403,
         ),
         // Origin decides when present, whatever Referer says.
         (
             "POST",
             "shelly.test",
-            &[("origin", "http://evil.test"), ("referer", "http://shelly.test/")],
+            &[
+                ("origin", "http://evil.test"),
+                ("referer", "http://shelly.test/"),
+            ],
             403,
         ),
-        ("POST", "shelly.test", &[("referer", "http://evil.test/shelly.test")], 403),
+        (
+            "POST",
+            "shelly.test",
+            &[("referer", "http://evil.test/shelly.test")],
+            403,
+        ),
         ("POST", "shelly.test", &[("referer", "/todos/")], 403),
         ("POST", "shelly.test", &[], 403),
         ("GET", "shelly.test", &[], 200),
-        ("GET", "shelly.test", &[("origin", "http://shelly.test")], 200),
+        (
+            "GET",
+            "shelly.test",
+            &[("origin", "http://shelly.test")],
+            200,
+        ),
         ("HEAD", "shelly.test", &[], 200),
-        ("PUT", "shelly.test", &[("origin", "http://shelly.test")], 405),
-        ("DELETE", "shelly.test", &[("origin", "http://shelly.test")], 405),
+        (
+            "PUT",
+            "shelly.test",
+            &[("origin", "http://shelly.test")],
+            405,
+        ),
+        (
+            "DELETE",
+            "shelly.test",
+            &[("origin", "http://shelly.test")],
+            405,
+        ),
     ];
     for &(method, host, headers, status) in cases {
         let r = req(method, host, path, headers);

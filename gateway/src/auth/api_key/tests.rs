@@ -154,7 +154,12 @@ fn values_carrying_keys() {
         (b"", false),
     ];
     for &(value, carries) in cases {
-        assert_eq!(carries_key(value), carries, "{:?}", String::from_utf8_lossy(value));
+        assert_eq!(
+            carries_key(value),
+            carries,
+            "{:?}",
+            String::from_utf8_lossy(value)
+        );
     }
 }
 
@@ -172,10 +177,12 @@ fn secrets_are_stripped_and_other_values_kept_in_order() {
         r.append_header(k.to_owned(), v).expect("header");
     }
     strip_secrets(&mut r);
-    let all = |n: &str| -> Vec<&[u8]> {
-        r.headers.get_all(n).iter().map(|v| v.as_bytes()).collect()
-    };
-    assert_eq!(all("authorization"), [b"Basic dTpw".as_slice(), b"Digest a"]);
+    let all =
+        |n: &str| -> Vec<&[u8]> { r.headers.get_all(n).iter().map(|v| v.as_bytes()).collect() };
+    assert_eq!(
+        all("authorization"),
+        [b"Basic dTpw".as_slice(), b"Digest a"]
+    );
     assert_eq!(all("x-api-key"), [b"theirs".as_slice()]);
     assert_eq!(all("accept"), [b"*/*".as_slice()]);
 }
