@@ -25,6 +25,15 @@ pub const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest")
 const IDENTITY_PREFIX: &str = "x-realmgate-";
 const MAX_REQUEST_ID: usize = 128;
 
+/// Every `Authorization` value of the request, in order. Credentials are decided over all of
+/// them — the key, the JWT, and what is stripped before forwarding — never over the first only.
+pub fn authorizations(req: &RequestHeader) -> impl Iterator<Item = &[u8]> {
+    req.headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .map(HeaderValue::as_bytes)
+}
+
 /// The token of one `Authorization` value with the `Bearer` scheme: the scheme compared
 /// case-insensitively (RFC 9110 §11.1), then one or more spaces, then the token (surrounding
 /// whitespace trimmed, possibly empty). `None` for another scheme.
@@ -329,6 +338,18 @@ mod tests {
         for &(value, token) in cases {
             assert_eq!(bearer(value), token, "{:?}", String::from_utf8_lossy(value));
         }
+    }
+
+    #[test]
+    fn every_authorization_value() {
+        let r = req_with(&[
+            ("authorization", "Basic dTpw"),
+            ("Authorization", "Bearer rgk_x"),
+            ("accept", "*/*"),
+        ]);
+        let all: Vec<&[u8]> = authorizations(&r).collect();
+        assert_eq!(all, [b"Basic dTpw".as_slice(), b"Bearer rgk_x"]);
+        assert_eq!(authorizations(&req_with(&[])).count(), 0);
     }
 
     /// `x-forwarded-proto` says what the connection is; a client's own copy never survives.

@@ -178,9 +178,10 @@ impl ProxyHttp for Gateway {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        auth::upstream_response(resp)?;
         if let Some(start) = ctx.upstream_start.take() {
             self.store
                 .metrics()

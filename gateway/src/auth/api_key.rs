@@ -104,8 +104,8 @@ pub fn presented(req: &RequestHeader) -> Result<Option<&[u8]>, GatewayError> {
         (Some(_), Some(_)) => return Err(GatewayError::ConflictingApiKeys),
     };
     let mut bearer = None;
-    for v in req.headers.get_all(header::AUTHORIZATION) {
-        let Some(token) = headers::bearer(v.as_bytes()) else {
+    for v in headers::authorizations(req) {
+        let Some(token) = headers::bearer(v) else {
             continue;
         };
         if !token.starts_with(KEY_PREFIX) {
@@ -119,6 +119,46 @@ pub fn presented(req: &RequestHeader) -> Result<Option<&[u8]>, GatewayError> {
         (Some(a), Some(b)) if a != b => Err(GatewayError::ConflictingApiKeys),
         (Some(k), _) | (None, Some(k)) => Ok(Some(k)),
         (None, None) => Ok(None),
+    }
+}
+
+/// Does this header value carry an API key, in any form an upstream might read one from: a
+/// credential (after any scheme, of any case, and spaces or tabs) or a comma-separated item
+/// starting with `rgk_` in any case. Wider than [`presented`] on purpose: a key the gateway did
+/// not accept in that form is still a secret.
+pub fn carries_key(value: &[u8]) -> bool {
+    let is_key = |s: &[u8]| {
+        s.get(..KEY_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(KEY_PREFIX))
+    };
+    value.split(|&b| b == b',').any(|item| {
+        let item = item.trim_ascii();
+        let credential = match item.iter().position(|&b| b == b' ' || b == b'\t') {
+            Some(i) => item[i..].trim_ascii(),
+            None => item,
+        };
+        is_key(item) || is_key(credential)
+    })
+}
+
+/// Remove every `Authorization` and `X-API-Key` value that [`carries_key`], keeping the others
+/// in order: on every upstream request, whatever the route's policy.
+pub fn strip_secrets(up: &mut RequestHeader) {
+    for name in [header::AUTHORIZATION, X_API_KEY] {
+        let values = up.headers.get_all(&name);
+        if !values.iter().any(|v| carries_key(v.as_bytes())) {
+            continue;
+        }
+        let kept: Vec<HeaderValue> = values
+            .iter()
+            .filter(|v| !carries_key(v.as_bytes()))
+            .cloned()
+            .collect();
+        up.remove_header(&name);
+        for v in kept {
+            // Re-appending a value that was there cannot fail; if it did, it stays out.
+            let _ = up.append_header(name.clone(), v);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `session` routes and the gateway's login endpoints on every tenant host with a login
 //! client: `/.realmgate/login`, `/.realmgate/callback`, `/.realmgate/logout`.
 
+use super::cookie;
 use super::error::AuthError;
 use super::jwt::Expect;
 use super::oidc::{self, origin, safe_return_to, TokenResponse};
@@ -268,7 +269,26 @@ impl Auth {
                     self.page(r, e)
                 }
             },
-            Endpoint::Logout => self.logout(r, realm).await,
+            Endpoint::Logout => match r.req.method {
+                // Only a same-origin POST ends the session: a cross-site page can make a
+                // browser GET (or POST to) this URL, but cannot make it say it is this site.
+                http::Method::POST => match same_origin(r) {
+                    Ok(()) => self.logout(r, realm).await,
+                    Err(e) => {
+                        self.metrics.failure(e.label());
+                        self.page(r, e)
+                    }
+                },
+                // Links to the logout URL keep working: they get a page asking to confirm.
+                http::Method::GET | http::Method::HEAD => logout_page(),
+                _ => {
+                    let mut reply = self.page(r, AuthError::LogoutMethod);
+                    let _ = reply
+                        .head
+                        .insert_header(http::header::ALLOW, "GET, HEAD, POST");
+                    reply
+                }
+            },
             Endpoint::Unknown => self.page(r, AuthError::LoginFailed),
         }
     }
@@ -290,9 +310,10 @@ impl Auth {
         let state = state.ok_or(AuthError::LoginState)?;
         let name = session::tx_name(&state);
         let tenant = r.tenant;
-        let tx: LoginTx = session::cookies(r.req)
-            .filter(|(n, _)| *n == name)
-            .find_map(|(_, v)| self.keys.open(Purpose::Login, tenant, v))
+        let tx: LoginTx = cookie::pairs(r.req)
+            .filter(|(n, _)| *n == name.as_bytes())
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .find_map(|v| self.keys.open(Purpose::Login, tenant, v))
             .and_then(|plain| serde_json::from_slice(&plain).ok())
             .ok_or(AuthError::LoginState)?;
         let same_state: bool =
@@ -332,7 +353,8 @@ impl Auth {
         Ok(redirect(303, &tx.return_to, cookies.into_iter()))
     }
 
-    /// Clear the session and end the realm's session too (end-session endpoint with
+    /// After a same-origin POST ([`same_origin`]): clear the session and end the realm's
+    /// session too (end-session endpoint with
     /// `id_token_hint`), coming back to the tenant's `/`.
     async fn logout(&self, r: &Request<'_>, realm: &Arc<RealmRt>) -> Reply {
         self.metrics.logouts.inc();
@@ -377,6 +399,65 @@ fn request_origin(r: &Request<'_>) -> Option<String> {
         .get(http::header::HOST)
         .map_or(host.as_bytes(), |h| h.as_bytes());
     Some(origin(raw, host, r.tls))
+}
+
+/// Did this request come from a page of the tenant host itself? Its `Origin` must be the
+/// request's own origin (scheme from the connection, the Host as sent); without `Origin`, its
+/// `Referer` must be of that origin. `Origin: null` (sandboxed or privacy-sensitive contexts),
+/// a repeated header, or neither header is refused: a logout nobody can attribute to this site
+/// is not performed.
+fn same_origin(r: &Request<'_>) -> Result<(), AuthError> {
+    let own = request_origin(r)
+        .and_then(|o| url::Url::parse(&o).ok())
+        .map(|u| u.origin())
+        .ok_or(AuthError::CrossSiteLogout)?;
+    let one = |name: http::header::HeaderName| {
+        let mut values = r.req.headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => v.to_str().map(Some).map_err(|_| AuthError::CrossSiteLogout),
+            _ => Err(AuthError::CrossSiteLogout),
+        }
+    };
+    let matches = match (one(http::header::ORIGIN)?, one(http::header::REFERER)?) {
+        // An origin is exactly `scheme://host[:port]`: no path, no user, nothing else.
+        (Some(o), _) => url::Url::parse(o).is_ok_and(|u| {
+            let origin = u.origin();
+            origin.ascii_serialization().eq_ignore_ascii_case(o) && origin == own
+        }),
+        (None, Some(referer)) => url::Url::parse(referer).is_ok_and(|u| u.origin() == own),
+        (None, None) => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(AuthError::CrossSiteLogout)
+    }
+}
+
+/// What a GET of the logout URL gets: a small page of this origin with a form that POSTs back
+/// to it. Nothing changes until that POST; the page can never be framed (no clickjacking).
+/// Its policy has no `form-action`: browsers check that directive on the redirect to the
+/// realm's end-session endpoint too.
+fn logout_page() -> Reply {
+    const PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        <meta name=\"viewport\" content=\"width=device-width\"><title>Sign out</title></head>\
+        <body><form method=\"post\" action=\"/.realmgate/logout\"><p>Sign out of this site?</p>\
+        <button type=\"submit\" id=\"rg-logout\">Sign out</button></form></body></html>\n";
+    let mut head = ResponseHeader::build(200, Some(6))
+        .unwrap_or_else(|_| ResponseHeader::build(500, None).expect("static status"));
+    let _ = head.insert_header(http::header::CONTENT_TYPE, "text/html; charset=utf-8");
+    let _ = head.insert_header(http::header::CONTENT_LENGTH, PAGE.len());
+    let _ = head.insert_header(http::header::CACHE_CONTROL, "no-store");
+    let _ = head.insert_header(
+        http::header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    );
+    let _ = head.insert_header(http::header::X_FRAME_OPTIONS, "DENY");
+    Reply {
+        head: Box::new(head),
+        body: Bytes::from_static(PAGE.as_bytes()),
+    }
 }
 
 fn clear_tx(name: &str, tls: bool) -> Option<HeaderValue> {

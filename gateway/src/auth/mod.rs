@@ -9,6 +9,7 @@
 
 mod admit;
 pub mod api_key;
+pub mod cookie;
 mod error;
 mod flow;
 pub mod jwks;
@@ -273,13 +274,13 @@ impl Auth {
         req: &RequestHeader,
         realm: &Arc<RealmRt>,
     ) -> Result<Option<Arc<Identity>>, AuthError> {
-        let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
+        let mut values = headers::authorizations(req);
         let value = match (values.next(), values.next()) {
             (None, _) => {
                 check_query(req)?;
                 return Ok(None);
             }
-            (Some(v), None) => v.as_bytes(),
+            (Some(v), None) => v,
             _ => return Err(AuthError::RepeatedAuthorization),
         };
         let token = headers::bearer(value).ok_or(AuthError::NotBearer)?;
@@ -384,33 +385,26 @@ pub fn upstream_identity(
             if let Some(ns) = namespace {
                 up.insert_header(X_REALMGATE_NAMESPACE, ns.clone())?;
             }
-            // The secret stays at the edge: upstreams get the key id instead.
+            // The secret stays at the edge: upstreams get the key id instead. Every
+            // `Authorization` value goes too: the key admitted the request, and any other
+            // credential beside it was not checked, so must not look as if it had been.
             up.remove_header(&api_key::X_API_KEY);
-            if is_key_bearer(up) {
-                up.remove_header(&http::header::AUTHORIZATION);
-            }
+            up.remove_header(&http::header::AUTHORIZATION);
         }
     }
     if actx.checked {
         identity_headers(up, actx)?;
     }
-    if up.headers.contains_key(http::header::COOKIE) && session::has_gateway_cookie(up) {
-        match session::upstream_cookie_header(up) {
-            Some(v) => up.insert_header(http::header::COOKIE, v)?,
-            None => {
-                up.remove_header(&http::header::COOKIE);
-            }
-        }
-    }
-    Ok(())
+    // On every route, admitted or public: a key's secret never leaves the edge, and neither
+    // do the gateway's own cookies.
+    api_key::strip_secrets(up);
+    cookie::upstream_request(up)
 }
 
-/// Is the request's `Authorization` a bearer API key (and not, say, a JWT)?
-fn is_key_bearer(req: &RequestHeader) -> bool {
-    req.headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| headers::bearer(v.as_bytes()))
-        .is_some_and(|token| token.starts_with(api_key::KEY_PREFIX))
+/// After the upstream answered: the gateway's own cookies, and cookies for a parent domain, are
+/// set by the gateway alone (see [`cookie::is_refused_set_cookie`]).
+pub fn upstream_response(resp: &mut ResponseHeader) -> pingora_error::Result<()> {
+    cookie::upstream_response(resp)
 }
 
 /// The identity headers, and `Authorization` only where the route forwards the verified
@@ -450,12 +444,12 @@ fn check_query(req: &RequestHeader) -> Result<(), AuthError> {
 
 /// A cookie holding a JWT other than the bearer token: two credentials, refused.
 fn check_cookies(req: &RequestHeader, token: &str) -> Result<(), AuthError> {
-    if req.headers.get(http::header::COOKIE).is_none() {
-        return Ok(());
-    }
-    let other = session::cookies(req).any(|(_, v)| {
-        let v = v.trim_matches('"');
-        v != token && v.starts_with("eyJ") && v.bytes().filter(|b| *b == b'.').count() == 2
+    let other = cookie::pairs(req).any(|(_, v)| {
+        let v = v.strip_prefix(b"\"").unwrap_or(v);
+        let v = v.strip_suffix(b"\"").unwrap_or(v);
+        v != token.as_bytes()
+            && v.starts_with(b"eyJ")
+            && v.iter().filter(|b| **b == b'.').count() == 2
     });
     if other {
         Err(AuthError::TokenElsewhere)

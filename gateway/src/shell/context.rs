@@ -112,13 +112,28 @@ pub fn new_nonce() -> String {
 }
 
 /// The built-in shell's policy: only its own nonce'd script, its own styles, same-origin frames,
-/// never framed itself.
-pub fn builtin_csp(nonce: &str) -> String {
+/// forms to itself (and the realm, see [`form_action`]), never framed itself.
+pub fn builtin_csp(nonce: &str, form_action: &str) -> String {
     format!(
         "default-src 'self'; script-src 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; \
          frame-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-         form-action 'self'; frame-ancestors 'none'"
+         form-action {form_action}; frame-ancestors 'none'"
     )
+}
+
+/// `form-action` sources of the built-in shell: `'self'`, plus the realm issuer's origin — the
+/// shell's Sign out form POSTs to `/.realmgate/logout`, which redirects to the realm's
+/// end-session endpoint, and browsers hold that redirect to `form-action` as well.
+pub fn form_action(issuer: Option<&str>) -> Box<str> {
+    let realm = issuer
+        .and_then(|i| url::Url::parse(i).ok())
+        .map(|u| u.origin())
+        .filter(url::Origin::is_tuple)
+        .map(|o| o.ascii_serialization());
+    match realm {
+        Some(origin) => format!("'self' {origin}").into(),
+        None => "'self'".into(),
+    }
 }
 
 /// A tenant shell upstream's policy, added beside any policy the upstream sent (browsers enforce
@@ -158,6 +173,27 @@ mod tests {
         let start = element.find('>').expect("open tag") + 1;
         let end = element.rfind("</script>").expect("close tag");
         serde_json::from_str(&element[start..end]).expect("valid JSON")
+    }
+
+    #[test]
+    fn form_actions_allow_the_realm_origin_only() {
+        // (issuer, form-action sources)
+        let cases = [
+            (Some("http://id.test/realms/acme"), "'self' http://id.test"),
+            (
+                Some("https://ID.test:8443/realms/a"),
+                "'self' https://id.test:8443",
+            ),
+            (
+                Some("https://id.test:443/realms/a"),
+                "'self' https://id.test",
+            ),
+            (Some("not a url"), "'self'"),
+            (None, "'self'"),
+        ];
+        for (issuer, sources) in cases {
+            assert_eq!(&*form_action(issuer), sources, "{issuer:?}");
+        }
     }
 
     #[test]
@@ -215,8 +251,8 @@ mod tests {
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')));
-        assert!(builtin_csp(&a).contains(&format!("script-src 'nonce-{a}'")));
-        assert!(builtin_csp(&a).ends_with("frame-ancestors 'none'"));
+        assert!(builtin_csp(&a, "'self'").contains(&format!("script-src 'nonce-{a}'")));
+        assert!(builtin_csp(&a, "'self'").ends_with("form-action 'self'; frame-ancestors 'none'"));
         assert!(upstream_csp(&a).contains("frame-ancestors 'none'"));
     }
 }

@@ -115,7 +115,10 @@ impl ShellState {
         resp.insert_header(CONTENT_TYPE, "text/html; charset=utf-8")?;
         resp.insert_header(CONTENT_LENGTH, body.len())?;
         resp.insert_header(CACHE_CONTROL, "no-store")?;
-        resp.insert_header(CONTENT_SECURITY_POLICY, builtin_csp(&self.nonce))?;
+        resp.insert_header(
+            CONTENT_SECURITY_POLICY,
+            builtin_csp(&self.nonce, &shell.form_action),
+        )?;
         resp.insert_header(VARY, VARY_SHELL)?;
         resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
         resp.insert_header(REFERRER_POLICY, "same-origin")?;

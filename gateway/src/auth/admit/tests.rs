@@ -2,7 +2,8 @@
 //! one refusal type for all of them, and the login redirect agreeing with the shell.
 
 use super::*;
-use crate::auth::{AuthConfig, Identity, SessionKeys};
+use crate::auth::{upstream_identity, AuthConfig, Identity, SessionKeys};
+use crate::headers;
 use crate::metrics::AuthMetrics;
 use crate::snapshot::test_util::{snapshot, table, KEY_SECRET};
 use crate::snapshot::Snapshot;
@@ -264,6 +265,212 @@ async fn the_login_redirect_and_the_shell_agree() {
         assert_eq!(
             login, navigation,
             "login: {method} {headers:?}: {outcome:?}"
+        );
+    }
+}
+
+/// Finding 11: a key went upstream when another `Authorization` value came first. Every value
+/// counts: the key is checked whatever its position, and after admission no value carrying a
+/// key, and no unchecked credential beside it, reaches the upstream.
+#[tokio::test]
+async fn keys_never_reach_the_upstream_in_any_authorization_order() {
+    let s = snapshot(&table());
+    let auth = auth();
+    let key = format!("Bearer {KEY_SECRET}");
+    let lower = format!("bearer\t{KEY_SECRET}");
+    let bare = KEY_SECRET.to_owned();
+    let basic = "Basic dXNlcjpwYXNz";
+    // (path, Authorization values in order, outcome, Authorization the upstream gets)
+    type Case<'a> = (&'a str, Vec<&'a str>, Outcome, Vec<&'a str>);
+    let cases: Vec<Case<'_>> = vec![
+        ("/api/x", vec![basic, &key], Outcome::Key(0, None), vec![]),
+        ("/api/x", vec![&key, basic], Outcome::Key(0, None), vec![]),
+        (
+            "/@acme/x",
+            vec![basic, &key],
+            Outcome::Key(0, Some("@acme")),
+            vec![],
+        ),
+        (
+            "/api/x",
+            vec![&key, &key],
+            Outcome::Refused(GatewayError::ConflictingApiKeys),
+            vec![],
+        ),
+        // A public route does not check keys, and does not forward them either.
+        ("/", vec![basic, &key], Outcome::Public, vec![basic]),
+        ("/", vec![&key], Outcome::Public, vec![]),
+        ("/", vec![&lower, basic], Outcome::Public, vec![basic]),
+        ("/", vec![&bare], Outcome::Public, vec![]),
+        ("/mixed/x", vec![basic, &key], Outcome::Key(0, None), vec![]),
+        ("/mixed/x", vec![basic], Outcome::Public, vec![basic]),
+    ];
+    for (path, values, outcome, upstream) in cases {
+        let headers: Vec<(&str, &str)> = values.iter().map(|v| ("authorization", *v)).collect();
+        let r = req("GET", "acme.test", path, &headers);
+        let got = admit_one(&auth, &s, &r).await;
+        assert_eq!(got, outcome, "{path} {values:?}");
+        let grant = match got {
+            Outcome::Key(k, ns) => Grant::ApiKey(api_key::KeyGrant {
+                key: k,
+                namespace: ns.map(HeaderValue::from_static),
+            }),
+            Outcome::Public => Grant::Public,
+            _ => continue,
+        };
+        let mut up = r.clone();
+        let tenant = HeaderValue::from_static("acme");
+        upstream_identity(
+            &mut up,
+            Some((&tenant, &s.keys)),
+            &grant,
+            &AuthCtx::default(),
+        )
+        .expect("upstream headers");
+        let sent: Vec<&[u8]> = headers::authorizations(&up).collect();
+        let want: Vec<&[u8]> = upstream.iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(sent, want, "{path} {values:?}");
+    }
+}
+
+/// Finding 12: a cross-site request must not end the session. Only a POST whose `Origin` (or,
+/// without one, `Referer`) is the tenant host's own origin logs out; a GET gets a confirmation
+/// page that changes nothing.
+#[tokio::test]
+async fn only_a_same_origin_post_logs_out() {
+    let s = snapshot(&table());
+    let auth = auth();
+    let path = "/.realmgate/logout";
+    // (method, Host, headers, status)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        u16,
+    );
+    let cases: &[Case] = &[
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "HTTP://SHELLY.TEST")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test:8080",
+            &[("origin", "http://shelly.test:8080")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test:80",
+            &[("origin", "http://shelly.test")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("referer", "http://shelly.test/todos/1?x")],
+            303,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://evil.test")],
+            403,
+        ),
+        ("POST", "shelly.test", &[("origin", "null")], 403),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "https://shelly.test")],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test:8080")],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test.evil.test")],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://shelly.test/")],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("origin", "http://u@shelly.test")],
+            403,
+        ),
+        ("POST", "shelly.test", &[("origin", "")], 403),
+        (
+            "POST",
+            "shelly.test",
+            &[
+                ("origin", "http://shelly.test"),
+                ("origin", "http://evil.test"),
+            ],
+            403,
+        ),
+        // Origin decides when present, whatever Referer says.
+        (
+            "POST",
+            "shelly.test",
+            &[
+                ("origin", "http://evil.test"),
+                ("referer", "http://shelly.test/"),
+            ],
+            403,
+        ),
+        (
+            "POST",
+            "shelly.test",
+            &[("referer", "http://evil.test/shelly.test")],
+            403,
+        ),
+        ("POST", "shelly.test", &[("referer", "/todos/")], 403),
+        ("POST", "shelly.test", &[], 403),
+        ("GET", "shelly.test", &[], 200),
+        (
+            "GET",
+            "shelly.test",
+            &[("origin", "http://shelly.test")],
+            200,
+        ),
+        ("HEAD", "shelly.test", &[], 200),
+        (
+            "PUT",
+            "shelly.test",
+            &[("origin", "http://shelly.test")],
+            405,
+        ),
+        (
+            "DELETE",
+            "shelly.test",
+            &[("origin", "http://shelly.test")],
+            405,
+        ),
+    ];
+    for &(method, host, headers, status) in cases {
+        let r = req(method, host, path, headers);
+        assert_eq!(
+            admit_one(&auth, &s, &r).await,
+            Outcome::Answered(status),
+            "{method} {host} {headers:?}"
         );
     }
 }
