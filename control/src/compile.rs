@@ -4,13 +4,13 @@
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{KeyRecord, Model, TenantRecord, UpstreamRecord};
+use crate::provision::identity::{IdentityPublic, IdentitySecrets};
 use crate::provision::secrets::SecretBox;
 use crate::provision::{StepKind, StepState};
 use crate::time::now_ms;
 use bytes::Bytes;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
-use serde_json::Value;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
@@ -161,35 +161,18 @@ fn provisioned_realm(record: &TenantRecord, secrets: &SecretBox) -> Provisioned 
     else {
         return Provisioned::No;
     };
-    let text = |k: &str| {
-        step.outputs
-            .get(k)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let Some(issuer) = text("issuer") else {
+    let Some(public) = IdentityPublic::from_outputs(&step.outputs) else {
         return Provisioned::No;
     };
-    let audiences: Vec<String> = step
-        .outputs
-        .get("audiences")
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
     let opened = step
         .sealed
         .as_deref()
         .ok_or_else(|| "no sealed secrets".to_owned())
         .and_then(|s| secrets.open(&record.wire.id, step.kind.name(), s));
     let login = match opened {
-        Ok(mut m) => match (text("login_client_id"), m.remove("login_client_secret")) {
-            (Some(id), Some(Value::String(secret))) => Some((id, secret)),
-            _ => None,
-        },
+        Ok(m) => IdentitySecrets::from_outputs(&m)
+            .login_client_secret
+            .map(|secret| (public.login_client_id.clone(), secret)),
         Err(e) => {
             // The message says why (key, truncation), never what the secret is.
             log::error!(
@@ -214,9 +197,9 @@ fn provisioned_realm(record: &TenantRecord, secrets: &SecretBox) -> Provisioned 
     }
     let (client_id, client_secret) = login.map_or((None, None), |(i, s)| (Some(i), Some(s)));
     Provisioned::Realm(realmgate_table::Realm {
-        issuer,
-        jwks_uri: text("jwks_uri"),
-        audiences,
+        issuer: public.issuer,
+        jwks_uri: public.jwks_uri,
+        audiences: public.audiences,
         client_id,
         client_secret,
     })
@@ -330,17 +313,23 @@ mod tests {
         rec.wire.routes[0].auth = realmgate_table::AuthSpec::One(auth.into());
         let mut step = crate::provision::StepRecord::new(StepKind::Identity, "keycloak", 0);
         step.state = StepState::Done;
-        let outputs = serde_json::json!({
-            "issuer": "http://kc.test/realms/gamma",
-            "jwks_uri": "http://kc.test/realms/gamma/protocol/openid-connect/certs",
-            "login_client_id": "realmgate",
-            "audiences": ["realmgate", "tenant-admin"],
-        });
-        step.outputs = outputs.as_object().cloned().unwrap_or_default();
-        let mut secrets = serde_json::Map::new();
-        secrets.insert("login_client_secret".into(), "login-s3cret".into());
-        secrets.insert("admin_password".into(), "never-in-the-table".into());
-        step.sealed = sealer.seal("gamma", "identity", &secrets);
+        step.outputs = IdentityPublic {
+            realm: "gamma".into(),
+            issuer: "http://kc.test/realms/gamma".into(),
+            jwks_uri: Some("http://kc.test/realms/gamma/protocol/openid-connect/certs".into()),
+            login_client_id: "realmgate".into(),
+            admin_client_id: "tenant-admin".into(),
+            audiences: vec!["realmgate".into(), "tenant-admin".into()],
+            admin_username: "admin".into(),
+            credentials_claimed: false,
+        }
+        .to_outputs();
+        let secrets = IdentitySecrets {
+            login_client_secret: Some("login-s3cret".into()),
+            admin_client_secret: None,
+            admin_password: Some("never-in-the-table".into()),
+        };
+        step.sealed = sealer.seal("gamma", "identity", &secrets.to_outputs());
         rec.provision = crate::provision::Provision::ready(vec![step]);
         m.put_tenant(id, rec, hosts);
         m

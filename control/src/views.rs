@@ -257,3 +257,17 @@ pub struct CreatedKey {
 pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
+
+/// `POST /v1/tenants/{id}/credentials`: the first admin and the tenant's API client, handed
+/// out once. A secret already handed out is `null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialsView {
+    pub tenant: String,
+    pub issuer: String,
+    pub admin_username: String,
+    pub admin_password: Option<String>,
+    /// The password must be changed at the first login.
+    pub admin_password_temporary: bool,
+    pub admin_client_id: String,
+    pub admin_client_secret: Option<String>,
+}

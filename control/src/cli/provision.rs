@@ -4,9 +4,8 @@
 
 use super::client::{CliError, Client};
 use crate::provision::TenantState;
-use crate::views::{ProvisionView, TenantView};
+use crate::views::{CredentialsView, ProvisionView, TenantView};
 use reqwest::Method;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// Poll the tenant until its provisioning is ready (progress lines on stderr); a failed
@@ -75,14 +74,15 @@ fn progress_lines(p: &ProvisionView) -> Vec<String> {
 /// they were handed out already.
 pub async fn claim(c: &Client, id: &str) -> Option<String> {
     let path = format!("/v1/tenants/{}/credentials", crate::percent::encode(id));
-    let v: Value = c.send(Method::POST, &path, None, None).await.ok()?;
+    let v: CredentialsView = c.send(Method::POST, &path, None, None).await.ok()?;
+    let held = "(held by an earlier claim)";
     Some(format!(
         "\nFirst admin of realm {id} (shown once; the password is temporary and must be changed at first login):\n  issuer:    {}\n  username:  {}\n  password:  {}\nTenant API client (service account):\n  client_id:     {}\n  client_secret: {}\n",
-        v["issuer"].as_str().unwrap_or(""),
-        v["admin_username"].as_str().unwrap_or(""),
-        v["admin_password"].as_str().unwrap_or("(held by an earlier claim)"),
-        v["admin_client_id"].as_str().unwrap_or(""),
-        v["admin_client_secret"].as_str().unwrap_or("(held by an earlier claim)"),
+        v.issuer,
+        v.admin_username,
+        v.admin_password.as_deref().unwrap_or(held),
+        v.admin_client_id,
+        v.admin_client_secret.as_deref().unwrap_or(held),
     ))
 }
 
