@@ -225,8 +225,14 @@ async fn a_minted_key_never_exceeds_its_parents_limit_nor_its_tenants_per_key() 
     assert_eq!(limit_of(&fast), rl(100, 1));
 
     // (parent, child's rate_limit, tenant, Ok(stored limit) or Err(403)).
+    type Case<'a> = (
+        &'a CreatedKey,
+        &'a str,
+        &'a str,
+        Result<Option<RateLimit>, ()>,
+    );
     let none = "";
-    let cases: &[(&CreatedKey, &str, &str, Result<Option<RateLimit>, ()>)] = &[
+    let cases: &[Case<'_>] = &[
         (
             &slow,
             r#""rate_limit": {"requests": 1000000000}"#,
