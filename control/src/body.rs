@@ -1,5 +1,6 @@
 //! Request bodies decoded field by field, so a 422 lists every problem at once: malformed
-//! JSON, unknown fields (nested ones too), wrong types and missing fields.
+//! JSON, repeated member names, unknown fields (nested ones too), wrong types and missing
+//! fields.
 
 use realmgate_table::{field_path, Problem};
 use serde::de::DeserializeOwned;
@@ -15,13 +16,9 @@ pub struct Fields {
 impl Fields {
     /// Parse a body that must be one JSON object.
     pub fn parse(bytes: &[u8]) -> Result<Fields, Vec<Problem>> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| vec![Problem::new("", format!("malformed JSON: {e}"))])?;
+        let (value, problems) = parse_json(bytes)?;
         match value {
-            Value::Object(map) => Ok(Fields {
-                map,
-                problems: Vec::new(),
-            }),
+            Value::Object(map) => Ok(Fields { map, problems }),
             other => Err(vec![Problem::new(
                 "",
                 format!("expected a JSON object, found {}", kind(&other)),
@@ -83,6 +80,20 @@ impl Fields {
                 .map(|k| Problem::new(k, "unknown field")),
         );
         self.problems
+    }
+}
+
+/// Parse a request body as JSON: the value, and a problem for each repeated member name (at
+/// its path; the value keeps the last one, so later checks still run), or the syntax error
+/// after those. Every body realmctl's API reads goes through here.
+pub fn parse_json(bytes: &[u8]) -> Result<(Value, Vec<Problem>), Vec<Problem>> {
+    let mut problems = realmgate_table::duplicate_keys(bytes);
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok((value, problems)),
+        Err(e) => {
+            problems.push(Problem::new("", format!("malformed JSON: {e}")));
+            Err(problems)
+        }
     }
 }
 
@@ -176,6 +187,29 @@ mod tests {
             problems[1].message.contains("expected a list"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn repeated_member_names_are_reported_with_every_other_problem() {
+        let body = br#"{"id": "acme", "id": "other", "extra": 1,
+            "routes": [{"prefix": "/", "prefix": "/x", "upstream": "a", "auth": "public"}],
+            "rate_limits": {"per_key": {"requests": 1}, "per_key": {"requests": 9}}}"#;
+        let mut f = Fields::parse(body).expect("object");
+        assert_eq!(f.require::<String>("id").as_deref(), Some("other"));
+        assert!(f.require_list::<Route>("routes").is_some());
+        let _ = f.take::<Value>("rate_limits");
+        let problems = f.finish();
+        assert_eq!(
+            at(&problems),
+            ["id", "routes[0].prefix", "rate_limits.per_key", "extra"]
+        );
+        assert!(problems[..3].iter().all(|p| p.message == "duplicate key"));
+        // Before a syntax error, repeats are still listed; then the error.
+        let e = Fields::parse(br#"{"a": 1, "a": 2, "#)
+            .err()
+            .expect("malformed");
+        assert_eq!(at(&e), ["a", ""]);
+        assert!(e[1].message.starts_with("malformed JSON"), "{e:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `realmctl serve` configuration: a YAML file (unknown keys rejected, every problem listed)
 //! with command-line overrides, resolved once into a checked [`Config`].
 
+use crate::api::ApiLimits;
 use crate::push::PushSettings;
 use crate::registry::RemoteSync;
 use serde::Deserialize;
@@ -23,9 +24,18 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    max_concurrent_requests: Option<usize>,
+    key_minting: Option<KeyMintingFile>,
     registry: Option<RegistryFile>,
     gateways: Option<GatewaysFile>,
     provision: Option<crate::provision::config::ProvisionFile>,
+}
+
+/// Keys each caller (the operator, or each calling key) may mint.
+#[derive(Debug, Default, Deserialize)]
+struct KeyMintingFile {
+    per_minute: Option<u32>,
+    burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +66,7 @@ struct PushFile {
     initial_backoff_ms: Option<u64>,
     max_backoff_ms: Option<u64>,
     resync_interval_ms: Option<u64>,
+    debounce_ms: Option<u64>,
 }
 
 /// Command-line flags that override the file.
@@ -96,6 +107,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub admin_token: Token,
     pub max_body_bytes: usize,
+    /// Concurrent requests and key-minting quota.
+    pub api: ApiLimits,
     pub remote: Option<RemoteSync>,
     pub gateways: Vec<String>,
     pub gateway_token: Option<Token>,
@@ -143,6 +156,11 @@ impl Config {
         if max_body_bytes < 1024 {
             problems.push("max_body_bytes: must be at least 1024".into());
         }
+        let api = api_limits(
+            file.max_concurrent_requests,
+            file.key_minting.unwrap_or_default(),
+            &mut problems,
+        );
         let remote = file
             .registry
             .and_then(|r| r.remote)
@@ -183,6 +201,7 @@ impl Config {
                 data_dir,
                 admin_token,
                 max_body_bytes,
+                api,
                 remote,
                 gateways: gateways
                     .iter()
@@ -195,6 +214,29 @@ impl Config {
             _ => Err(problems),
         }
     }
+}
+
+fn api_limits(
+    max_concurrent: Option<usize>,
+    minting: KeyMintingFile,
+    problems: &mut Vec<String>,
+) -> ApiLimits {
+    let d = ApiLimits::default();
+    let limits = ApiLimits {
+        max_concurrent_requests: max_concurrent.unwrap_or(d.max_concurrent_requests),
+        mint_per_minute: minting.per_minute.unwrap_or(d.mint_per_minute),
+        mint_burst: minting.burst.unwrap_or(d.mint_burst),
+    };
+    if limits.max_concurrent_requests == 0 {
+        problems.push("max_concurrent_requests: must be at least 1".into());
+    }
+    if limits.mint_per_minute == 0 {
+        problems.push("key_minting.per_minute: must be at least 1".into());
+    }
+    if limits.mint_burst == 0 {
+        problems.push("key_minting.burst: must be at least 1".into());
+    }
+    limits
 }
 
 fn parse_yaml(text: &str, problems: &mut Vec<String>) -> FileConfig {
@@ -324,6 +366,7 @@ fn push_settings(p: PushFile, problems: &mut Vec<String>) -> PushSettings {
             p.resync_interval_ms,
             d.resync_interval,
         ),
+        debounce: ms("debounce_ms", p.debounce_ms, d.debounce),
     };
     if s.max_backoff < s.initial_backoff {
         problems.push("gateways.push.max_backoff_ms: must not be below initial_backoff_ms".into());

@@ -37,6 +37,7 @@ pub struct Wiring<'a> {
     pub gateways: &'a [String],
     pub push: PushSettings,
     pub max_body_bytes: usize,
+    pub api: crate::api::ApiLimits,
     /// The provisioning steps (none: tenants are ready at creation).
     pub provision: Option<Provisioning>,
 }
@@ -63,11 +64,7 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         }
     }
     let (published, tables) = watch::channel(None);
-    tokio::spawn(push::publish::run(
-        Arc::clone(&control),
-        published,
-        Arc::clone(&metrics),
-    ));
+    let debounce = w.push.debounce;
     let pusher = Pusher::start(
         w.gateways,
         w.gateway_token.clone(),
@@ -75,6 +72,13 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         tables.clone(),
         Arc::clone(&metrics),
     )?;
+    tokio::spawn(push::publish::run(
+        Arc::clone(&control),
+        published,
+        Arc::clone(&metrics),
+        debounce,
+        pusher.ahead(),
+    ));
     Ok(AppState {
         control,
         pusher: Arc::new(pusher),
@@ -82,6 +86,10 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         metrics,
         tokens: Arc::new(Tokens::new(w.operator_token, w.gateway_token.as_deref())),
         max_body_bytes: w.max_body_bytes,
+        mint_quota: Arc::new(crate::api::limits::MintQuota::new(&w.api)),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            w.api.max_concurrent_requests.max(1),
+        )),
     })
 }
 
@@ -108,6 +116,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             gateways: &config.gateways,
             push: config.push.clone(),
             max_body_bytes: config.max_body_bytes,
+            api: config.api,
             provision: Some(Provisioning {
                 plan,
                 steps,

@@ -6,6 +6,7 @@
 //! fixes a table in one round. The field-by-field reference is on the types in [`wire`] and in
 //! `docs/routing-table.md`.
 
+mod duplicates;
 pub mod host;
 pub mod path;
 mod problem;
@@ -15,6 +16,7 @@ pub mod wire;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
 
+pub use duplicates::duplicate_keys;
 pub use problem::Problem;
 /// Whole-table validation under its old name (the benches call it).
 pub use validate::table as validate;
@@ -31,29 +33,44 @@ pub use wire::{
 
 use sha2::{Digest, Sha256};
 
-/// Parse and validate a table. On failure, every problem found is returned: unknown fields
-/// (each with its path) and all semantic problems. A JSON syntax or type error stops parsing,
-/// so it is reported alone.
+/// Parse and validate a table. On failure, every problem found is returned: repeated member
+/// names and unknown fields (each with its path) and all semantic problems. A JSON syntax or
+/// type error stops parsing, so it is reported alone (after any repeated names before it).
 pub fn parse(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
-    let mut unknown = Vec::new();
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed: Result<Table, _> = serde_ignored::deserialize(&mut de, |path| {
-        unknown.push(Problem::new(field_path(&path), "unknown field"));
-    });
-    let table = match parsed.and_then(|t| de.end().map(|()| t)) {
+    // Last-one-wins would let two readers of one document see two tables.
+    let mut found = duplicate_keys(bytes);
+    let parsed = if found.is_empty() {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        serde_ignored::deserialize(&mut de, |path| {
+            found.push(Problem::new(field_path(&path), "unknown field"));
+        })
+        .and_then(|t: Table| de.end().map(|()| t))
+    } else {
+        // serde refuses a struct field given twice; to still report every other problem,
+        // decode the document with the repeats collapsed (they are refused regardless).
+        serde_json::from_slice::<serde_json::Value>(bytes).and_then(|v| {
+            serde_ignored::deserialize(v, |path| {
+                found.push(Problem::new(field_path(&path), "unknown field"));
+            })
+        })
+    };
+    let table = match parsed {
         Ok(t) => t,
-        Err(e) => return Err(vec![Problem::new("", format!("malformed table JSON: {e}"))]),
+        Err(e) => {
+            found.push(Problem::new("", format!("malformed table JSON: {e}")));
+            return Err(found);
+        }
     };
     match validate::table(&table) {
-        Ok(n) if unknown.is_empty() => Ok(CheckedTable {
+        Ok(n) if found.is_empty() => Ok(CheckedTable {
             table,
             hosts: n.hosts,
             key_expiry: n.key_expiry,
         }),
-        Ok(_) => Err(unknown),
+        Ok(_) => Err(found),
         Err(mut problems) => {
-            unknown.append(&mut problems);
-            Err(unknown)
+            found.append(&mut problems);
+            Err(found)
         }
     }
 }

@@ -75,6 +75,14 @@ impl RateLimit {
     fn default_window() -> u32 {
         1
     }
+
+    /// At most as permissive as `bound`: no higher rate (requests per second) and no larger
+    /// burst (requests at once). What a key may mint under its own or its tenant's limit.
+    pub fn within(&self, bound: &RateLimit) -> bool {
+        let rate_ok = u128::from(self.requests) * u128::from(bound.window_s)
+            <= u128::from(bound.requests) * u128::from(self.window_s);
+        rate_ok && self.requests <= bound.requests
+    }
 }
 
 /// A tenant's rate limits; each one optional. Over a limit the gateway answers 429 with
@@ -96,6 +104,11 @@ pub struct RateLimits {
 impl RateLimits {
     pub fn is_empty(&self) -> bool {
         *self == RateLimits::default()
+    }
+
+    /// The limit a gateway holds an API key of this tenant to: the key's own, else `per_key`.
+    pub fn for_key(&self, own: Option<RateLimit>) -> Option<RateLimit> {
+        own.or(self.per_key)
     }
 }
 
@@ -329,5 +342,42 @@ impl AuthSpec {
             AuthSpec::One(name) => std::slice::from_ref(name),
             AuthSpec::AnyOf(names) => names,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rl(requests: u64, window_s: u32) -> RateLimit {
+        RateLimit { requests, window_s }
+    }
+
+    #[test]
+    fn within_compares_rate_and_burst() {
+        let two_a_minute = rl(2, 60);
+        for (limit, bound, within) in [
+            (rl(2, 60), two_a_minute, true),
+            (rl(1, 60), two_a_minute, true),
+            (rl(1, 30), two_a_minute, true),
+            (rl(2, 120), two_a_minute, true),
+            // The child: a billion a second under two a minute.
+            (rl(1_000_000_000, 1), two_a_minute, false),
+            // Same rate, bigger burst.
+            (rl(4, 120), two_a_minute, false),
+            // Smaller burst, higher rate.
+            (rl(1, 1), two_a_minute, false),
+            (rl(1_000_000_000, 3600), rl(1_000_000_000, 1), true),
+            (rl(1_000_000_000, 1), rl(1_000_000_000, 3600), false),
+        ] {
+            assert_eq!(limit.within(&bound), within, "{limit:?} within {bound:?}");
+        }
+        let limits = RateLimits {
+            per_key: Some(two_a_minute),
+            ..RateLimits::default()
+        };
+        assert_eq!(limits.for_key(None), Some(two_a_minute));
+        assert_eq!(limits.for_key(Some(rl(9, 1))), Some(rl(9, 1)));
+        assert_eq!(RateLimits::default().for_key(None), None);
     }
 }

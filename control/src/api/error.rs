@@ -22,6 +22,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the routing table is not compiled yet; retry shortly")]
     TableNotReady,
+    #[error("realmctl is serving as many requests as it is configured to (max_concurrent_requests); retry shortly")]
+    Busy,
+    #[error("too many keys minted by this caller; retry after {retry_after_s} s (key_minting in realmctl's configuration)")]
+    TooManyRequests { retry_after_s: u64 },
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -49,6 +53,13 @@ impl IntoResponse for ApiError {
                 "table_not_ready",
                 vec![],
                 None,
+            ),
+            ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", vec![], None),
+            ApiError::TooManyRequests { retry_after_s } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                vec![],
+                Some(json!({"retry_after_s": retry_after_s})),
             ),
             ApiError::Service(e) => match e {
                 ServiceError::Invalid(problems) => (
@@ -103,6 +114,15 @@ impl IntoResponse for ApiError {
             details,
         };
         let mut resp = (status, Json(body)).into_response();
+        let retry_after = match &self {
+            ApiError::Busy => Some(1),
+            ApiError::TooManyRequests { retry_after_s } => Some(*retry_after_s),
+            _ => None,
+        };
+        if let Some(s) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -22,6 +22,12 @@ async fn create(
     Extension(caller): Extension<Caller>,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
+    // Every attempt counts, so a caller cannot probe the rules at speed either.
+    s.mint_quota
+        .take(&caller.name())
+        .map_err(|wait| ApiError::TooManyRequests {
+            retry_after_s: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+        })?;
     let k = s.control.create_key(&caller, &body).await?;
     let location = format!("/v1/keys/{}", k.view.id);
     Ok((

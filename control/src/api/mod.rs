@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod gateways;
 mod keys;
+pub mod limits;
 mod openapi;
 mod table;
 mod tenants;
@@ -13,6 +14,7 @@ mod upstreams;
 
 pub use auth::Tokens;
 pub use error::ApiError;
+pub use limits::ApiLimits;
 
 use crate::compile::Compiled;
 use crate::ids::TenantId;
@@ -38,9 +40,15 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub tokens: Arc<Tokens>,
     pub max_body_bytes: usize,
+    /// Key mints per caller ([`ApiLimits`]).
+    pub mint_quota: Arc<limits::MintQuota>,
+    /// Permits for requests in handlers at once ([`ApiLimits::max_concurrent_requests`]).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
-/// The whole API.
+/// The whole API. Every route that reads a body sits behind an auth `route_layer`, which runs
+/// before the handler's extractors: an unauthenticated request is answered 401 from its head
+/// alone, its body never read. Requests in handlers at once are bounded (503 beyond).
 pub fn app(state: AppState) -> Router {
     let operator = Router::new()
         .merge(tenants::router())
@@ -50,10 +58,13 @@ pub fn app(state: AppState) -> Router {
     let readers = table::router().route_layer(from_fn_with_state(state.clone(), auth::reader));
     let key_holders =
         keys::router().route_layer(from_fn_with_state(state.clone(), auth::operator_or_key));
-    Router::new()
+    let api = Router::new()
         .merge(operator)
         .merge(readers)
         .merge(key_holders)
+        .route_layer(from_fn_with_state(state.clone(), limits::concurrency));
+    Router::new()
+        .merge(api)
         .merge(crate::ui::router())
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok\n" }))

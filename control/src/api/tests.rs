@@ -22,6 +22,7 @@ async fn app_with_limit(max_body_bytes: usize) -> Router {
             gateways: &[],
             push: PushSettings::default(),
             max_body_bytes,
+            api: ApiLimits::default(),
             provision: None,
         },
     )

@@ -46,6 +46,7 @@ fn flags_alone_with_defaults() {
         "trimmed"
     );
     assert_eq!(c.max_body_bytes, 1 << 20);
+    assert_eq!(c.api, crate::api::ApiLimits::default());
     assert!(c.gateways.is_empty() && c.gateway_token.is_none() && c.remote.is_none());
     assert!(
         !format!("{c:?}").contains("operator-token"),
@@ -62,8 +63,9 @@ fn file_then_flags_override() {
         "c.yaml",
         &format!(
             "listen: 127.0.0.1:9999\ndata_dir: /tmp/x\nadmin_token_file: {}\nmax_body_bytes: 4096\n\
+             max_concurrent_requests: 8\nkey_minting: {{per_minute: 6, burst: 2}}\n\
              gateways:\n  urls: [\"http://127.0.0.1:9080/\", \"http://127.0.0.1:9081\"]\n  token_file: {}\n\
-             \x20 push: {{initial_backoff_ms: 50, max_backoff_ms: 400, resync_interval_ms: 1000}}\n\
+             \x20 push: {{initial_backoff_ms: 50, max_backoff_ms: 400, resync_interval_ms: 1000, debounce_ms: 20}}\n\
              registry:\n  remote: {{url: \"libsql://db.example.turso.io\", sync_interval_ms: 500}}\n",
             admin.display(),
             gw.display()
@@ -77,6 +79,15 @@ fn file_then_flags_override() {
     );
     assert_eq!(c.push.max_backoff, Duration::from_millis(400));
     assert_eq!(c.max_body_bytes, 4096);
+    assert_eq!(
+        c.api,
+        crate::api::ApiLimits {
+            max_concurrent_requests: 8,
+            mint_per_minute: 6,
+            mint_burst: 2
+        }
+    );
+    assert_eq!(c.push.debounce, Duration::from_millis(20));
     let remote = c.remote.expect("remote");
     assert_eq!(remote.sync_interval, Some(Duration::from_millis(500)));
     assert!(remote.read_your_writes);
@@ -105,6 +116,7 @@ fn every_problem_is_listed() {
         "c.yaml",
         &format!(
             "listen: nowhere\nadmin_token_file: {}\ncolour: blue\nmax_body_bytes: 10\n\
+             max_concurrent_requests: 0\nkey_minting: {{per_minute: 0, burst: 0}}\n\
              gateways:\n  urls: [\"https://gw:9080\", \"ftp://x\", \"http://a:1/v1\"]\n  extra: 1\n\
              \x20 push: {{initial_backoff_ms: 0, bogus: 2}}\n",
             short.display()
@@ -124,6 +136,9 @@ fn every_problem_is_listed() {
         "gateways.urls[2]",
         "gateways.token_file: required",
         "gateways.push.initial_backoff_ms",
+        "max_concurrent_requests: must be at least 1",
+        "key_minting.per_minute: must be at least 1",
+        "key_minting.burst: must be at least 1",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }

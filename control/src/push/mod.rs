@@ -2,6 +2,11 @@
 //! backoff until the gateway has it, and re-checking idle gateways now and then. One worker
 //! per gateway serialises its pushes, and a worker only ever sends the newest table, so a
 //! gateway never sees versions go backwards.
+//!
+//! A gateway that reports a version at or above the one offered (a 409 on push, or a probe)
+//! serves a table this realmctl did not publish — a registry restored from a backup, or a
+//! second realmctl. That is never success: the version is reported on [`Pusher::ahead`],
+//! and the publisher moves the registry's counter past it and publishes again.
 
 pub mod publish;
 mod worker;
@@ -26,6 +31,9 @@ pub struct PushSettings {
     /// How often an in-sync gateway is asked which version it serves, so one that lost its
     /// state (or was replaced) is caught up without waiting for the next change.
     pub resync_interval: Duration,
+    /// How long the compiler waits after a change before compiling, so a burst of changes
+    /// (a script minting keys, say) becomes one table version and one push per gateway.
+    pub debounce: Duration,
 }
 
 impl Default for PushSettings {
@@ -36,6 +44,7 @@ impl Default for PushSettings {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             resync_interval: Duration::from_secs(30),
+            debounce: Duration::from_millis(100),
         }
     }
 }
@@ -45,8 +54,11 @@ impl Default for PushSettings {
 pub enum Outcome {
     /// The gateway applied our table.
     Applied,
-    /// The gateway already serves this version or a newer one (409).
+    /// A probe found the gateway serving exactly the table we pushed.
     AlreadyCurrent,
+    /// The gateway serves a version at or above ours that we did not publish (409
+    /// `version_not_newer`, or a probe): realmctl moves past it and pushes again.
+    VersionNotNewer,
     /// The gateway found the table invalid (422): a bug or a version skew; see the log.
     Rejected,
     /// The gateway refused our token (401).
@@ -62,6 +74,7 @@ impl Outcome {
         match self {
             Outcome::Applied => "applied",
             Outcome::AlreadyCurrent => "already_current",
+            Outcome::VersionNotNewer => "version_not_newer",
             Outcome::Rejected => "rejected",
             Outcome::Unauthorized => "unauthorized",
             Outcome::Error => "error",
@@ -82,6 +95,8 @@ struct Status {
     last_attempt_ms: Option<u64>,
     last_success_ms: Option<u64>,
     consecutive_failures: u32,
+    /// `applied` is a version this realmctl did not publish: not in sync, whatever it is.
+    ahead: bool,
 }
 
 /// One gateway and what realmctl knows about it.
@@ -116,6 +131,11 @@ impl Gateway {
         if let Some(v) = applied {
             s.applied = Some(v);
         }
+        match outcome {
+            Outcome::VersionNotNewer => s.ahead = true,
+            Outcome::Applied | Outcome::AlreadyCurrent => s.ahead = false,
+            _ => {}
+        }
         if outcome.is_success() {
             s.last_success_ms = Some(now);
             s.consecutive_failures = 0;
@@ -126,7 +146,9 @@ impl Gateway {
 
     /// The gateway serves `version` (learnt from a probe): push again if it is behind.
     fn observed(&self, version: Option<u64>) {
-        self.status().applied = version;
+        let mut s = self.status();
+        s.applied = version;
+        s.ahead = false;
     }
 
     fn view(&self, target: Option<u64>) -> GatewayView {
@@ -135,7 +157,7 @@ impl Gateway {
             url: self.url.clone(),
             applied_version: s.applied,
             target_version: target,
-            in_sync: matches!((s.applied, target), (Some(a), Some(t)) if a >= t),
+            in_sync: !s.ahead && matches!((s.applied, target), (Some(a), Some(t)) if a >= t),
             last_result: s.last_result.map(|o| o.as_str().to_owned()),
             last_error: s.last_error.clone(),
             last_attempt_at: s.last_attempt_ms.map(rfc3339),
@@ -149,6 +171,7 @@ impl Gateway {
 pub struct Pusher {
     gateways: Vec<Arc<Gateway>>,
     published: watch::Receiver<Option<Arc<Compiled>>>,
+    ahead: watch::Receiver<u64>,
 }
 
 impl Pusher {
@@ -166,9 +189,12 @@ impl Pusher {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         let gateways: Vec<Arc<Gateway>> = urls.iter().map(|u| Arc::new(Gateway::new(u))).collect();
+        let (ahead_tx, ahead) = watch::channel(0);
+        let ahead_tx = Arc::new(ahead_tx);
         for gw in &gateways {
             let w = worker::Worker {
                 gateway: Arc::clone(gw),
+                ahead: Arc::clone(&ahead_tx),
                 client: client.clone(),
                 token: token.clone(),
                 settings: settings.clone(),
@@ -179,7 +205,14 @@ impl Pusher {
         Ok(Pusher {
             gateways,
             published,
+            ahead,
         })
+    }
+
+    /// The highest version any gateway reported that is at or above what it was offered
+    /// (0: none yet). The publisher moves the registry's version past it.
+    pub fn ahead(&self) -> watch::Receiver<u64> {
+        self.ahead.clone()
     }
 
     pub fn views(&self) -> Vec<GatewayView> {
@@ -232,5 +265,25 @@ mod tests {
             None,
             "a gateway that lost its table gets pushed again"
         );
+    }
+
+    #[test]
+    fn a_gateway_ahead_of_realmctl_is_never_in_sync() {
+        let g = Gateway::new("http://127.0.0.1:9080");
+        g.record(Outcome::Applied, Some(27), None);
+        assert!(g.view(Some(27)).in_sync);
+        // Restored realmctl offers 28; the gateway has 29 (409).
+        g.record(Outcome::VersionNotNewer, Some(29), Some("409".into()));
+        let v = g.view(Some(28));
+        assert_eq!(v.applied_version, Some(29));
+        assert!(!v.in_sync, "a 409 is not in sync");
+        assert_eq!(v.consecutive_failures, 1, "a 409 is not success");
+        assert!(!Outcome::VersionNotNewer.is_success());
+        // Other failures do not make it look in sync either.
+        g.record(Outcome::Unreachable, None, Some("down".into()));
+        assert!(!g.view(Some(28)).in_sync);
+        // realmctl moved past it: 30 applied.
+        g.record(Outcome::Applied, Some(30), None);
+        assert!(g.view(Some(30)).in_sync);
     }
 }

@@ -1,5 +1,6 @@
-//! Compile whenever the model moves; publish only newer tables. The one task between the
-//! service (which owns the model) and the push workers (which watch what it publishes).
+//! Compile whenever the model moves; publish only newer tables, never one at or below a
+//! version a gateway reports. The one task between the service (which owns the model) and
+//! the push workers (which watch what it publishes and report gateways ahead of it).
 
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
@@ -11,18 +12,40 @@ use tokio::sync::watch;
 /// Pause before compiling again after a failure (which would be a bug), so it cannot spin.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-/// Compile whenever the model's version moves, publishing only ever newer tables. A burst
-/// of changes yields one table carrying the newest version.
+/// Compile whenever the model's version moves, publishing only ever newer tables. The first
+/// change after a quiet spell waits `debounce` before compiling, so a burst of changes yields
+/// one table carrying the newest version (at most one table per `debounce`). A version a
+/// gateway reports at or above ours (`ahead`) moves the registry's counter past it first.
 pub async fn run(
     control: Arc<Control>,
     published: watch::Sender<Option<Arc<Compiled>>>,
     metrics: Arc<Metrics>,
+    debounce: Duration,
+    mut ahead: watch::Receiver<u64>,
 ) {
     let mut changes = control.subscribe();
+    let mut ahead_open = true;
     loop {
+        let seen = *ahead.borrow_and_update();
+        if seen > 0 && seen >= control.version() {
+            match control.move_past(seen).await {
+                Ok(v) => log::warn!(
+                    "a gateway serves table version {seen}, which this registry did not publish: continuing at version {v} and publishing the registry's state again"
+                ),
+                Err(e) => {
+                    log::error!("cannot move the table version past {seen}: {e}; retrying in {RETRY_AFTER_FAILURE:?}");
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                }
+            }
+            continue;
+        }
         let wanted = *changes.borrow_and_update();
         let have = published.borrow().as_ref().map_or(0, |c| c.version);
         if wanted > have {
+            if !debounce.is_zero() {
+                // Changes arriving meanwhile are in the table compiled next.
+                tokio::time::sleep(debounce).await;
+            }
             let started = Instant::now();
             let c = Arc::clone(&control);
             match tokio::task::spawn_blocking(move || c.compile()).await {
@@ -62,8 +85,9 @@ pub async fn run(
             }
             continue;
         }
-        if changes.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            changed = ahead.changed(), if ahead_open => if changed.is_err() { ahead_open = false },
         }
     }
 }

@@ -13,6 +13,8 @@ const MAX_ERROR_TEXT: usize = 512;
 
 pub(super) struct Worker {
     pub gateway: Arc<Gateway>,
+    /// Where a version at or above ours, seen at this gateway, is reported.
+    pub ahead: Arc<watch::Sender<u64>>,
     pub client: reqwest::Client,
     pub token: Option<Arc<str>>,
     pub settings: PushSettings,
@@ -27,14 +29,23 @@ struct VersionAnswer {
     #[serde(default)]
     current: Option<u64>,
     #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
     problems: Vec<String>,
 }
 
 impl Worker {
     pub async fn run(self, mut tables: watch::Receiver<Option<Arc<Compiled>>>) {
         let mut backoff = self.settings.initial_backoff;
+        let mut probed = false;
         loop {
             let target = tables.borrow_and_update().clone();
+            if let (Some(table), false) = (&target, probed) {
+                // Ask first what the gateway serves: the same table (a plain restart) needs no
+                // push, and a newer version (a restored registry) must be moved past.
+                probed = true;
+                self.probe(table).await;
+            }
             if let Some(table) =
                 target.filter(|t| self.gateway.applied().is_none_or(|a| a < t.version))
             {
@@ -50,7 +61,12 @@ impl Worker {
             }
             tokio::select! {
                 changed = tables.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(self.settings.resync_interval) => self.probe().await,
+                () = tokio::time::sleep(self.settings.resync_interval) => {
+                    let target = tables.borrow().clone();
+                    if let Some(table) = target {
+                        self.probe(&table).await;
+                    }
+                }
             }
         }
     }
@@ -77,18 +93,20 @@ impl Worker {
                         let v = answer.and_then(|a| a.version).unwrap_or(table.version);
                         (Outcome::Applied, Some(v), None)
                     }
+                    // Never success: the gateway keeps a table we did not make.
                     409 => match answer.and_then(|a| a.current) {
-                        Some(current) if current >= table.version => {
-                            if current > table.version {
-                                log::warn!(
-                                    "gateway {} serves table version {current}, newer than realmctl's {}: was the registry reset?",
-                                    self.gateway.url,
+                        Some(current) => {
+                            self.report_ahead(current, table.version);
+                            (
+                                Outcome::VersionNotNewer,
+                                Some(current),
+                                Some(format!(
+                                    "409: the gateway serves version {current}, not older than the offered {}; realmctl moves past it and publishes again",
                                     table.version
-                                );
-                            }
-                            (Outcome::AlreadyCurrent, Some(current), None)
+                                )),
+                            )
                         }
-                        _ => (
+                        None => (
                             Outcome::Error,
                             None,
                             Some(format!("409: {}", excerpt(&text))),
@@ -148,28 +166,59 @@ impl Worker {
         outcome
     }
 
-    /// Ask an idle gateway which version it serves; a lower one triggers a push.
-    async fn probe(&self) {
+    /// A version at or above what this realmctl publishes, which it did not publish.
+    fn report_ahead(&self, version: u64, ours: u64) {
+        log::warn!(
+            "gateway {} serves table version {version}, not older than realmctl's {ours}: was the registry restored from a backup? Moving past it",
+            self.gateway.url
+        );
+        self.ahead.send_if_modified(|v| {
+            let higher = version > *v;
+            if higher {
+                *v = version;
+            }
+            higher
+        });
+    }
+
+    /// Ask a gateway which table it serves, compared with `ours` (the newest published): an
+    /// older one (or none) is pushed again; ours exactly is in sync; any other at or above
+    /// our version is a table we did not publish, which we move past.
+    async fn probe(&self, ours: &Compiled) {
         let mut req = self.client.get(format!("{}/v1/table", self.gateway.url));
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
         match req.send().await {
             Ok(resp) if resp.status().is_success() => {
-                if let Ok(VersionAnswer {
-                    version: Some(v), ..
+                let Ok(VersionAnswer {
+                    version: Some(v),
+                    digest,
+                    ..
                 }) = resp.json().await
-                {
-                    if self.gateway.applied().is_some_and(|a| v >= a) {
-                        // Still (or more than) current: a healthy check, shown as such.
-                        self.gateway.record(Outcome::AlreadyCurrent, Some(v), None);
-                    } else {
+                else {
+                    return;
+                };
+                if v < ours.version {
+                    if self.gateway.applied().is_some_and(|a| a > v) {
                         log::info!(
                             "gateway {} serves version {v}, older than pushed: pushing again",
                             self.gateway.url
                         );
-                        self.gateway.observed(Some(v));
                     }
+                    self.gateway.observed(Some(v));
+                } else if v == ours.version && digest.as_deref() == Some(ours.digest.as_str()) {
+                    // Exactly our table: a healthy check, shown as such.
+                    self.gateway.record(Outcome::AlreadyCurrent, Some(v), None);
+                } else {
+                    self.report_ahead(v, ours.version);
+                    self.gateway.record(
+                        Outcome::VersionNotNewer,
+                        Some(v),
+                        Some(format!(
+                            "the gateway serves version {v}, which this realmctl did not publish; moving past it"
+                        )),
+                    );
                 }
             }
             // No table at all: it lost its state.

@@ -120,6 +120,19 @@ impl Registry {
         self.write(|_, _| async { Ok(()) }).await
     }
 
+    /// Set the table version to `seen + 1` if it is at or below `seen`; returns the version.
+    /// Nothing else changes: the next compile carries the same state under the new number.
+    pub async fn move_version_past(&self, seen: u64) -> Result<u64, RegistryError> {
+        let next = to_i64(seen.saturating_add(1));
+        self.conn
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'table_version' AND value < ?1",
+                params![next],
+            )
+            .await?;
+        read_version(&self.conn).await
+    }
+
     /// Everything, for the in-memory model.
     pub async fn load(&self) -> Result<Model, RegistryError> {
         let mut model = Model::default();

@@ -126,3 +126,23 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     let err = reg.load().await.expect_err("corrupt");
     assert!(matches!(err, RegistryError::Corrupt { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn the_version_moves_past_a_gateways_and_stays_there_after_a_reopen() {
+    let dir = temp_dir("move-past");
+    {
+        let reg = Registry::open(&dir, None).await.expect("open");
+        assert_eq!(reg.ensure_version().await.expect("v"), 1);
+        // A gateway reports 29 (this registry was restored at 1): continue at 30.
+        assert_eq!(reg.move_version_past(29).await.expect("move"), 30);
+        // Never backwards, and a lower report changes nothing.
+        assert_eq!(reg.move_version_past(12).await.expect("no-op"), 30);
+        assert_eq!(reg.move_version_past(30).await.expect("equal"), 31);
+    }
+    let reg = Registry::open(&dir, None).await.expect("reopen");
+    assert_eq!(reg.ensure_version().await.expect("v"), 31, "persisted");
+    let (_, rec, _) = fixtures::tenant("acme", &["acme.test"], "app");
+    assert_eq!(reg.save_tenant(&rec).await.expect("save"), 32);
+    drop(reg);
+    let _ = std::fs::remove_dir_all(&dir);
+}

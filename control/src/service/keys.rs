@@ -1,6 +1,6 @@
 //! API keys: mint (the secret is returned once, only its digest is kept), list and revoke,
-//! with the minting rule that a key can only create keys within its own tenant, namespaces
-//! and lifetime. Every change is a new table version, so revocation reaches every gateway
+//! with the minting rule that a key can only create keys within its own tenant, namespaces,
+//! lifetime and rate limit (and its tenant's `per_key` limit). Every change is a new table version, so revocation reaches every gateway
 //! with the next push.
 
 use super::{not_found, Control, ServiceError};
@@ -23,7 +23,8 @@ pub enum Caller {
 }
 
 impl Caller {
-    fn name(&self) -> String {
+    /// `operator` or `key:<id>`: who minted a key, and whose mint quota a request uses.
+    pub fn name(&self) -> String {
         match self {
             Caller::Operator => "operator".into(),
             Caller::Key(k) => format!("key:{}", k.id),
@@ -110,6 +111,7 @@ impl Control {
             let (Some(namespaces), true) = (input.namespaces, problems.is_empty()) else {
                 return Err(ServiceError::Invalid(problems));
             };
+            let rate_limit = mint_limit(&model, caller, tenant.as_ref(), input.rate_limit)?;
             let secret = new_secret()?;
             let record = KeyRecord {
                 id: new_id()?,
@@ -118,7 +120,7 @@ impl Control {
                 tenant,
                 namespaces,
                 expires_at_ms,
-                rate_limit: input.rate_limit,
+                rate_limit,
                 created_at_ms: now_ms(),
                 created_by: caller.name(),
                 revoked_at_ms: None,
@@ -225,6 +227,66 @@ fn check_mint(caller: &Caller, new: &KeyRecord) -> Result<(), ServiceError> {
         }
     }
     Ok(())
+}
+
+/// The rate limit a new key gets. The operator's choice stands (a key's own limit is how
+/// the operator overrides the tenant's `per_key`). A key caller's child is held to the
+/// parent's effective limit (its own, else its tenant's `per_key`) and to the child's tenant's
+/// `per_key`: a limit given must be within both (403 otherwise); none given inherits the
+/// tighter one, or keeps following `per_key` when that is what holds the parent too.
+fn mint_limit(
+    model: &Model,
+    caller: &Caller,
+    tenant: Option<&TenantId>,
+    given: Option<RateLimit>,
+) -> Result<Option<RateLimit>, ServiceError> {
+    let Caller::Key(parent) = caller else {
+        return Ok(given);
+    };
+    let limits_of = |t: Option<&TenantId>| {
+        t.and_then(|t| model.tenants.get(t))
+            .map(|r| r.wire.rate_limits)
+            .unwrap_or_default()
+    };
+    let parent_limit = limits_of(parent.tenant.as_ref()).for_key(parent.rate_limit);
+    let tenant_limit = limits_of(tenant).per_key;
+    let bounds = [
+        parent_limit.map(|l| (l, format!("key {} is limited to", parent.id))),
+        tenant_limit.map(|l| (l, "the tenant's per_key limit is".to_owned())),
+    ];
+    let bounds: Vec<_> = bounds.into_iter().flatten().collect();
+    if let Some(limit) = given {
+        if let Some((bound, whose)) = bounds.iter().find(|(b, _)| !limit.within(b)) {
+            return Err(ServiceError::Forbidden(format!(
+                "{whose} {}: a key it mints cannot be allowed more (rate_limit {}); give a rate_limit within it, or leave it out to inherit it",
+                per(bound),
+                per(&limit)
+            )));
+        }
+        return Ok(Some(limit));
+    }
+    if parent.rate_limit.is_none() && parent_limit == tenant_limit {
+        // Both follow the tenant's per_key, now and after it changes.
+        return Ok(None);
+    }
+    let tightest = bounds
+        .iter()
+        .find(|(b, _)| bounds.iter().all(|(o, _)| b.within(o)));
+    match (bounds.is_empty(), tightest) {
+        (true, _) => Ok(None),
+        (false, Some((b, _))) => Ok(Some(*b)),
+        (false, None) => Err(ServiceError::Forbidden(format!(
+            "key {} and the tenant's per_key limit ({} and {}) leave no single limit to inherit: give a rate_limit within both",
+            parent.id,
+            per(&bounds[0].0),
+            per(&bounds[1].0)
+        ))),
+    }
+}
+
+/// `2 per 60 s`.
+fn per(l: &RateLimit) -> String {
+    format!("{} per {} s", l.requests, l.window_s)
 }
 
 /// Check the key as a gateway would (`realmgate_table::validate::api_key`), plus what only

@@ -134,6 +134,20 @@ impl Control {
         self.read().version
     }
 
+    /// Move the table version above `seen`, a version some gateway serves that this registry
+    /// did not publish (it was restored from a backup, say): the jump is persisted, so a
+    /// restart does not go back, and announced, so the registry's state is compiled and
+    /// pushed again under a version the gateways accept. Returns the version now current.
+    pub async fn move_past(&self, seen: u64) -> Result<u64, ServiceError> {
+        let registry = self.registry.lock().await;
+        if self.version() > seen {
+            return Ok(self.version());
+        }
+        let version = registry.move_version_past(seen).await?;
+        self.commit(version, |_| ());
+        Ok(version)
+    }
+
     /// Compile the current model into a table (provisioned tenants' login secrets opened).
     pub fn compile(&self) -> Result<crate::compile::Compiled, serde_json::Error> {
         crate::compile::compile(&self.read(), &self.secret_box)

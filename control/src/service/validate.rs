@@ -146,9 +146,7 @@ pub fn decode_upstream(
     raw_name: &str,
     body: &[u8],
 ) -> Result<(UpstreamName, Upstream), Vec<Problem>> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| vec![Problem::new("", format!("malformed JSON: {e}"))])?;
-    let mut problems = Vec::new();
+    let (value, mut problems) = crate::body::parse_json(body)?;
     let name = UpstreamName::parse(raw_name);
     if name.is_none() {
         problems.push(Problem::new("name", format!(

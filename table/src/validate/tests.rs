@@ -528,3 +528,46 @@ fn labels_follow_one_rule() {
     );
     assert_eq!(label("a\nb", 100), Err(LabelProblem::Control));
 }
+
+#[test]
+fn repeated_member_names_are_refused_with_their_paths_alongside_every_other_problem() {
+    // A host list given twice (last one wins in serde_json) and a repeated upstream name,
+    // next to an unknown field and a semantic problem: all four are listed.
+    let bad = r#"{"version": 1,
+      "upstreams": {"app": {"endpoints": ["127.0.0.1:9001"]},
+                    "app": {"endpoints": ["127.0.0.1:9002"]}},
+      "tenants": [
+        {"id": "acme", "hosts": ["evil.test"], "hosts": ["acme.test"], "colour": 1,
+         "routes": [{"prefix": "/", "upstream": "nope", "auth": "public"}]}]}"#;
+    let p = problems(bad);
+    for needle in [
+        "upstreams.app: duplicate key",
+        "tenants[0].hosts: duplicate key",
+        "tenants[0].colour: unknown field",
+        "tenants[0].routes[0].upstream: unknown upstream \"nope\"",
+    ] {
+        assert!(has(&p, needle), "missing {needle:?} in {p:#?}");
+    }
+    assert_eq!(p.len(), 4, "{p:#?}");
+    // Duplicates at any depth, each variant refused.
+    for (json, at) in [
+        (
+            r#"{"version": 1, "version": 2, "upstreams": {}, "tenants": []}"#,
+            "version",
+        ),
+        (
+            r#"{"version": 1, "upstreams": {"a": {"endpoints": ["127.0.0.1:1"], "endpoints": []}}, "tenants": []}"#,
+            "upstreams.a.endpoints",
+        ),
+        (
+            r#"{"version": 1, "upstreams": {"a": {"endpoints": ["127.0.0.1:1"]}}, "tenants": [{"id": "t", "hosts": ["t.test"], "routes": [{"prefix": "/", "upstream": "a", "auth": "public", "auth": "public"}]}]}"#,
+            "tenants[0].routes[0].auth",
+        ),
+    ] {
+        assert!(
+            has(&problems(json), &format!("{at}: duplicate key")),
+            "{json}: {:?}",
+            problems(json)
+        );
+    }
+}

@@ -190,3 +190,131 @@ async fn listing_and_revoking_stay_within_what_the_caller_covers() {
         .expect("delete");
     assert!(c.key_caller(&digest(acme.key.as_bytes())).is_none());
 }
+
+#[tokio::test]
+async fn a_minted_key_never_exceeds_its_parents_limit_nor_its_tenants_per_key() {
+    let c = control().await;
+    c.create_tenant(
+        br#"{"id": "gamma", "hosts": ["gamma.test"], "rate_limits": {"per_key": {"requests": 10, "window_s": 1}},
+             "routes": [{"prefix": "/", "upstream": "app", "auth": "api_key"}]}"#,
+    )
+    .await
+    .expect("tenant with per_key");
+    let limit_of = |k: &CreatedKey| c.with_model(|m| m.keys[&k.view.id].rate_limit);
+    let rl = |requests, window_s| Some(RateLimit { requests, window_s });
+    // Parents: two a minute of its own (the issue's), none of its own under per_key 10/s,
+    // and an operator override above per_key (100/s).
+    let slow = mint(&c, &Caller::Operator, r#"{"tenant": "gamma", "namespaces": ["*"], "rate_limit": {"requests": 2, "window_s": 60}}"#).await.expect("slow");
+    let plain = mint(
+        &c,
+        &Caller::Operator,
+        r#"{"tenant": "gamma", "namespaces": ["*"]}"#,
+    )
+    .await
+    .expect("plain");
+    let fast = mint(
+        &c,
+        &Caller::Operator,
+        r#"{"tenant": "gamma", "namespaces": ["*"], "rate_limit": {"requests": 100}}"#,
+    )
+    .await
+    .expect("operator may override per_key");
+    let global = mint(&c, &Caller::Operator, r#"{"namespaces": ["*"]}"#)
+        .await
+        .expect("global");
+    assert_eq!(limit_of(&fast), rl(100, 1));
+
+    // (parent, child's rate_limit, tenant, Ok(stored limit) or Err(403)).
+    type Case<'a> = (
+        &'a CreatedKey,
+        &'a str,
+        &'a str,
+        Result<Option<RateLimit>, ()>,
+    );
+    let none = "";
+    let cases: &[Case<'_>] = &[
+        (
+            &slow,
+            r#""rate_limit": {"requests": 1000000000}"#,
+            "gamma",
+            Err(()),
+        ),
+        (
+            &slow,
+            r#""rate_limit": {"requests": 2, "window_s": 1}"#,
+            "gamma",
+            Err(()),
+        ),
+        (
+            &slow,
+            r#""rate_limit": {"requests": 4, "window_s": 120}"#,
+            "gamma",
+            Err(()),
+        ),
+        (
+            &slow,
+            r#""rate_limit": {"requests": 1, "window_s": 60}"#,
+            "gamma",
+            Ok(rl(1, 60)),
+        ),
+        (
+            &slow,
+            r#""rate_limit": {"requests": 2, "window_s": 60}"#,
+            "gamma",
+            Ok(rl(2, 60)),
+        ),
+        (&slow, none, "gamma", Ok(rl(2, 60))),
+        (
+            &plain,
+            r#""rate_limit": {"requests": 11}"#,
+            "gamma",
+            Err(()),
+        ),
+        (
+            &plain,
+            r#""rate_limit": {"requests": 10, "window_s": 1}"#,
+            "gamma",
+            Ok(rl(10, 1)),
+        ),
+        // Follows the tenant's per_key, as its parent does.
+        (&plain, none, "gamma", Ok(None)),
+        // The parent's override does not pass to its children beyond per_key.
+        (&fast, r#""rate_limit": {"requests": 50}"#, "gamma", Err(())),
+        (&fast, none, "gamma", Ok(rl(10, 1))),
+        // A key of every tenant: the child's tenant's per_key binds.
+        (
+            &global,
+            r#""rate_limit": {"requests": 1000000000}"#,
+            "gamma",
+            Err(()),
+        ),
+        (
+            &global,
+            r#""rate_limit": {"requests": 5}"#,
+            "gamma",
+            Ok(rl(5, 1)),
+        ),
+        (&global, none, "gamma", Ok(rl(10, 1))),
+        (
+            &global,
+            r#""rate_limit": {"requests": 1000000000}"#,
+            "acme",
+            Ok(rl(1_000_000_000, 1)),
+        ),
+        (&global, none, "acme", Ok(None)),
+    ];
+    for (parent, limit, tenant, want) in cases {
+        let sep = if limit.is_empty() { "" } else { ", " };
+        let body = format!(r#"{{"tenant": "{tenant}", "namespaces": ["*"]{sep}{limit}}}"#);
+        let got = mint(&c, &as_key(&c, parent), &body).await;
+        match (want, got) {
+            (Ok(limit), Ok(k)) => {
+                assert_eq!(limit_of(&k), *limit, "{body} from {}", parent.view.id)
+            }
+            (Err(()), Err(ServiceError::Forbidden(m))) => {
+                assert!(m.contains("cannot be allowed more"), "{m}")
+            }
+            (want, got) => panic!("{body}: wanted {want:?}, got {got:?}"),
+        }
+    }
+}
