@@ -92,12 +92,12 @@ async fn current_version(conn: &Connection) -> Result<i64, MigrateError> {
     }
 }
 
+/// In-memory databases for the migration tests here and in the registry.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::migrations::MIGRATIONS;
+pub(crate) mod test_db {
+    use libsql::Connection;
 
-    async fn memory() -> Connection {
+    pub async fn memory() -> Connection {
         let db = libsql::Builder::new_local(":memory:")
             .build()
             .await
@@ -105,7 +105,8 @@ mod tests {
         db.connect().expect("connect")
     }
 
-    async fn tables(conn: &Connection) -> Vec<String> {
+    /// The names of the tables in `conn`, sorted.
+    pub async fn tables(conn: &Connection) -> Vec<String> {
         let mut rows = conn
             .query(
                 "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
@@ -119,6 +120,13 @@ mod tests {
         }
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_db::{memory, tables};
+    use super::*;
+    use crate::registry::migrations::MIGRATIONS;
 
     #[tokio::test]
     async fn later_migrations_apply_on_top() {

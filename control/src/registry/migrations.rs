@@ -130,29 +130,7 @@ impl From<MigrateError> for RegistryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn memory() -> Connection {
-        let db = libsql::Builder::new_local(":memory:")
-            .build()
-            .await
-            .expect("in-memory db");
-        db.connect().expect("connect")
-    }
-
-    async fn tables(conn: &Connection) -> Vec<String> {
-        let mut rows = conn
-            .query(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-                (),
-            )
-            .await
-            .expect("query");
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().await.expect("row") {
-            out.push(row.get::<String>(0).expect("name"));
-        }
-        out
-    }
+    use crate::migrate::test_db::{memory, tables};
 
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
