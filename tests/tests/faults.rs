@@ -169,7 +169,7 @@ async fn identity_provider_down_cached_keys_verify_new_realms_get_503() {
         "the 503 took {waited:?}: bounded by the realm timeout"
     );
 
-    let results = results.lock().expect("results");
+    let results = std::mem::take(&mut *results.lock().expect("results"));
     assert!(
         results.len() >= 20,
         "too little acme traffic during the outage: {}",

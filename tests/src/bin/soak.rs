@@ -392,8 +392,7 @@ async fn soak(args: Args) -> i32 {
     );
     let bin = realmgate_bin();
     println!(
-        "soak: {} for {:.1} min, sampling every {}s; binary {}",
-        "realmgate",
+        "soak: realmgate for {:.1} min, sampling every {}s; binary {}",
         args.minutes,
         sample_every.as_secs(),
         bin.display()
