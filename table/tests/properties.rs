@@ -1,7 +1,7 @@
 //! Property tests of the table crate's public parsers: host and path normalisation, the
 //! route-reading invariant the gateway relies on, and the table decoder and validator.
 //!
-//! Cases per property: a few hundred by default (the whole file runs in seconds in debug);
+//! Cases per property: 64 to 256 by default (about 2,000 for the file, seconds in debug);
 //! `REALMGATE_PROPTEST_CASES=N` runs N per property (`tests/run --long` sets it high).
 
 // One block of imports from the crate under test, so a module move is fixed in one place.
@@ -83,7 +83,7 @@ fn valid_host() -> impl Strategy<Value = (String, String)> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(128))]
 
     #[test]
     fn host_never_panics_on_bytes(raw in prop::collection::vec(any::<u8>(), 0..300)) {
@@ -215,18 +215,23 @@ const QUIET_PIECES: &[&str] = &[
     "%40other", "%40", "%2e", "%2E%2E", "%41", "%20", "%3A", "%3F", "%23", "%C3%A9", "%2b",
 ];
 
-/// A path the pre-check lets through, for the agreement property.
+/// A path the pre-check lets through, for the agreement property. Its first segment, where
+/// namespaces live, is drawn from namespace-like pieces half the time.
 fn quiet_path() -> impl Strategy<Value = String> {
-    prop::collection::vec(
-        prop::collection::vec(
-            prop::sample::select(QUIET_PIECES).prop_map(str::to_owned),
-            1..3,
-        ),
-        1..6,
-    )
-    .prop_map(|segs| {
-        let segs: Vec<String> = segs.into_iter().map(|s| s.concat()).collect();
-        format!("/{}", segs.join("/"))
+    let piece = || prop::sample::select(QUIET_PIECES).prop_map(str::to_owned);
+    let first = prop_oneof![
+        prop::sample::select(vec!["@acme", "%40acme", "@other", "%40other", "%40"])
+            .prop_map(str::to_owned),
+        prop::collection::vec(piece(), 1..3).prop_map(|p| p.concat()),
+    ];
+    let rest = prop::collection::vec(prop::collection::vec(piece(), 1..3), 0..5);
+    (first, rest).prop_map(|(first, rest)| {
+        let rest: Vec<String> = rest.into_iter().map(|s| s.concat()).collect();
+        if rest.is_empty() {
+            format!("/{first}")
+        } else {
+            format!("/{first}/{}", rest.join("/"))
+        }
     })
 }
 
@@ -287,7 +292,7 @@ fn check_normal(raw: &str, n: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(128))]
 
     #[test]
     fn path_never_panics_on_any_string(raw in "\\PC{0,40}|/[ -~]{0,60}") {
@@ -446,14 +451,14 @@ fn server_readings(normal: &str) -> Vec<(&'static str, Option<String>)> {
 }
 
 proptest! {
-    #![proptest_config(config(1024))]
+    #![proptest_config(config(256))]
 
     /// When the gateway's pre-check says a path has no other reading, every server reading
     /// written independently here reaches the same route and the same namespace.
     #[test]
     fn no_other_reading_means_every_server_agrees(
         prefixes in prefixes(),
-        raw in prop_oneof![attack_path(), quiet_path()],
+        raw in prop_oneof![1 => attack_path(), 2 => quiet_path()],
     ) {
         let Ok(normal) = normalise_path(&raw) else { return Ok(()) };
         if has_other_readings(&normal) {
@@ -634,7 +639,7 @@ fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(64))]
 
     #[test]
     fn parse_never_panics_on_bytes(raw in prop::collection::vec(any::<u8>(), 0..512)) {
