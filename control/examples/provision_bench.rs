@@ -9,13 +9,14 @@
 //! The tenants (realms `pb<pid>x<n>`) are deleted again at the end.
 
 use realmctl::ids::TenantId;
+use realmctl::provision::config::RunnerSettings;
 use realmctl::provision::database::Database;
 use realmctl::provision::identity::{Identity, IdentitySettings};
 use realmctl::provision::keycloak::{bootstrap, Credentials, Keycloak};
-use realmctl::provision::runner::{Runner, RunnerSettings};
 use realmctl::provision::secrets::SecretBox;
 use realmctl::provision::{Plan, Step, StepKind, TenantState};
 use realmctl::registry::Registry;
+use realmctl::service::runner::Runner;
 use realmctl::service::Control;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,21 +1,18 @@
-//! The routing-table compiler: serialises the registry model into the table document that
-//! every gateway loads, without copying tenants, and runs as one task that coalesces bursts
-//! of changes into the newest version.
+//! The routing-table compiler: a pure function that serialises the registry model into the
+//! table document every gateway loads, without copying tenants. The task that runs it when
+//! the model moves is `push::publish`.
 
 use crate::ids::{TenantId, UpstreamName};
-use crate::model::{now_ms, KeyRecord, Model, TenantRecord, UpstreamRecord};
+use crate::model::{KeyRecord, Model, TenantRecord, UpstreamRecord};
+use crate::provision::identity::{IdentityPublic, IdentitySecrets};
 use crate::provision::secrets::SecretBox;
 use crate::provision::{StepKind, StepState};
+use crate::time::now_ms;
 use bytes::Bytes;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
-use serde_json::Value;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
-
-/// Pause before compiling again after a failure (which would be a bug), so it cannot spin.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// A compiled table, ready to push: the exact bytes every gateway receives.
 #[derive(Debug)]
@@ -71,7 +68,7 @@ impl Serialize for KeysRef<'_> {
                 digest: format!("sha256:{}", hex::encode(k.digest)),
                 tenant: k.tenant.as_ref().map(ToString::to_string),
                 namespaces: k.namespaces.clone(),
-                expires_at: k.expires_at_ms.map(crate::service::keys::rfc3339_seconds),
+                expires_at: k.expires_at_ms.map(crate::time::rfc3339_seconds),
                 rate_limit: k.rate_limit,
             })?;
         }
@@ -164,35 +161,18 @@ fn provisioned_realm(record: &TenantRecord, secrets: &SecretBox) -> Provisioned 
     else {
         return Provisioned::No;
     };
-    let text = |k: &str| {
-        step.outputs
-            .get(k)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-    };
-    let Some(issuer) = text("issuer") else {
+    let Some(public) = IdentityPublic::from_outputs(&step.outputs) else {
         return Provisioned::No;
     };
-    let audiences: Vec<String> = step
-        .outputs
-        .get("audiences")
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
     let opened = step
         .sealed
         .as_deref()
         .ok_or_else(|| "no sealed secrets".to_owned())
         .and_then(|s| secrets.open(&record.wire.id, step.kind.name(), s));
     let login = match opened {
-        Ok(mut m) => match (text("login_client_id"), m.remove("login_client_secret")) {
-            (Some(id), Some(Value::String(secret))) => Some((id, secret)),
-            _ => None,
-        },
+        Ok(m) => IdentitySecrets::from_outputs(&m)
+            .login_client_secret
+            .map(|secret| (public.login_client_id.clone(), secret)),
         Err(e) => {
             // The message says why (key, truncation), never what the secret is.
             log::error!(
@@ -217,9 +197,9 @@ fn provisioned_realm(record: &TenantRecord, secrets: &SecretBox) -> Provisioned 
     }
     let (client_id, client_secret) = login.map_or((None, None), |(i, s)| (Some(i), Some(s)));
     Provisioned::Realm(realmgate_table::Realm {
-        issuer,
-        jwks_uri: text("jwks_uri"),
-        audiences,
+        issuer: public.issuer,
+        jwks_uri: public.jwks_uri,
+        audiences: public.audiences,
         client_id,
         client_secret,
     })
@@ -260,58 +240,6 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
     })
 }
 
-/// Compile whenever the model's version moves, publishing only ever newer tables. A burst
-/// of changes yields one table carrying the newest version.
-pub async fn run(
-    control: std::sync::Arc<crate::service::Control>,
-    published: tokio::sync::watch::Sender<Option<std::sync::Arc<Compiled>>>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-) {
-    let mut changes = control.subscribe();
-    loop {
-        let wanted = *changes.borrow_and_update();
-        let have = published.borrow().as_ref().map_or(0, |c| c.version);
-        if wanted > have {
-            let started = Instant::now();
-            let c = std::sync::Arc::clone(&control);
-            match tokio::task::spawn_blocking(move || c.compile()).await {
-                Ok(Ok(compiled)) => {
-                    metrics.observe_compile(started.elapsed(), &compiled);
-                    log::info!(
-                        "compiled table version {} ({} tenants, {} bytes) in {:?}",
-                        compiled.version,
-                        compiled.tenants,
-                        compiled.body.len(),
-                        started.elapsed()
-                    );
-                    let compiled = std::sync::Arc::new(compiled);
-                    published.send_if_modified(|cur| {
-                        let newer = cur.as_ref().is_none_or(|c| c.version < compiled.version);
-                        if newer {
-                            *cur = Some(compiled);
-                        }
-                        newer
-                    });
-                }
-                Ok(Err(e)) => {
-                    log::error!("table compile failed: {e}; retrying in {RETRY_AFTER_FAILURE:?}");
-                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                }
-                Err(e) => {
-                    log::error!(
-                        "table compile task failed: {e}; retrying in {RETRY_AFTER_FAILURE:?}"
-                    );
-                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
-                }
-            }
-            continue;
-        }
-        if changes.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +268,8 @@ mod tests {
         assert_eq!(compiled.version, 7);
         assert_eq!(compiled.tenants, 2);
         assert_eq!(compiled.digest, realmgate_table::digest(&compiled.body));
-        let (table, checked) = realmgate_table::parse(&compiled.body).expect("valid table");
+        let realmgate_table::CheckedTable { table, hosts, .. } =
+            realmgate_table::parse(&compiled.body).expect("valid table");
         let expected = Table {
             version: 7,
             upstreams: m
@@ -352,7 +281,7 @@ mod tests {
             api_keys: Vec::new(),
         };
         assert_eq!(table, expected);
-        assert_eq!(checked.hosts.len(), 2);
+        assert_eq!(hosts.len(), 2);
         assert!(std::str::from_utf8(&compiled.body)
             .expect("utf8")
             .contains(r#""status":"suspended""#));
@@ -363,7 +292,7 @@ mod tests {
         let mut m = Model::default();
         m.version = 1;
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
+        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
         assert!(table.tenants.is_empty() && table.upstreams.is_empty());
     }
 
@@ -372,7 +301,7 @@ mod tests {
         let mut m = model();
         m.remove_tenant(&crate::ids::TenantId::parse("acme").expect("id"));
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid");
+        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
         let ids: Vec<&str> = table.tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["beta"]);
     }
@@ -384,24 +313,32 @@ mod tests {
         rec.wire.routes[0].auth = realmgate_table::AuthSpec::One(auth.into());
         let mut step = crate::provision::StepRecord::new(StepKind::Identity, "keycloak", 0);
         step.state = StepState::Done;
-        let outputs = serde_json::json!({
-            "issuer": "http://kc.test/realms/gamma",
-            "jwks_uri": "http://kc.test/realms/gamma/protocol/openid-connect/certs",
-            "login_client_id": "realmgate",
-            "audiences": ["realmgate", "tenant-admin"],
-        });
-        step.outputs = outputs.as_object().cloned().unwrap_or_default();
-        let mut secrets = serde_json::Map::new();
-        secrets.insert("login_client_secret".into(), "login-s3cret".into());
-        secrets.insert("admin_password".into(), "never-in-the-table".into());
-        step.sealed = sealer.seal("gamma", "identity", &secrets);
+        step.outputs = IdentityPublic {
+            realm: "gamma".into(),
+            issuer: "http://kc.test/realms/gamma".into(),
+            jwks_uri: Some("http://kc.test/realms/gamma/protocol/openid-connect/certs".into()),
+            login_client_id: "realmgate".into(),
+            admin_client_id: "tenant-admin".into(),
+            audiences: vec!["realmgate".into(), "tenant-admin".into()],
+            admin_username: "admin".into(),
+            credentials_claimed: false,
+        }
+        .to_outputs();
+        let secrets = IdentitySecrets {
+            login_client_secret: Some("login-s3cret".into()),
+            admin_client_secret: None,
+            admin_password: Some("never-in-the-table".into()),
+        };
+        step.sealed = sealer.seal("gamma", "identity", &secrets.to_outputs());
         rec.provision = crate::provision::Provision::ready(vec![step]);
         m.put_tenant(id, rec, hosts);
         m
     }
 
     fn realm_of(compiled: &Compiled, id: &str) -> Option<realmgate_table::Realm> {
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("valid table");
+        let table = realmgate_table::parse(&compiled.body)
+            .expect("valid table")
+            .table;
         let t = table.tenants.into_iter().find(|t| t.id == id)?;
         Some(t.realm.expect("a realm"))
     }
@@ -447,7 +384,9 @@ mod tests {
         let compiled = compile(&m, &other_key).expect("compile");
         assert_eq!(compiled.tenants, 2);
         assert!(realm_of(&compiled, "gamma").is_none());
-        let (table, _) = realmgate_table::parse(&compiled.body).expect("still a valid table");
+        let table = realmgate_table::parse(&compiled.body)
+            .expect("still a valid table")
+            .table;
         assert!(table.api_keys.is_empty(), "its keys are left out too");
         assert!(!compiled.has_secrets);
     }
@@ -502,14 +441,16 @@ mod key_tests {
             ..key("later", Some("acme"), 6)
         });
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let (table, checked) = realmgate_table::parse(&compiled.body).expect("valid");
+        let realmgate_table::CheckedTable {
+            table, key_expiry, ..
+        } = realmgate_table::parse(&compiled.body).expect("valid");
         let ids: Vec<&str> = table.api_keys.iter().map(|k| k.id.as_str()).collect();
         assert_eq!(ids, ["later", "live", "op"]);
         assert_eq!(
             table.api_keys[1].digest,
             format!("sha256:{}", "01".repeat(32))
         );
-        assert_eq!(checked.key_expiry[0], Some(future / 1000));
+        assert_eq!(key_expiry[0], Some(future / 1000));
         assert!(!String::from_utf8_lossy(&compiled.body).contains("rgk_"));
     }
 }

@@ -1,7 +1,6 @@
 //! Every metric realmctl exports, defined once. Labels are bounded: gateways come from the
 //! configuration, routes from the router's own patterns, results from a fixed set.
 
-use crate::compile::Compiled;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -89,14 +88,14 @@ impl Metrics {
         })
     }
 
-    pub fn observe_compile(&self, took: Duration, c: &Compiled) {
+    /// One table compiled in `took`: its version, size in bytes and tenant count.
+    pub fn observe_compile(&self, took: Duration, version: u64, bytes: usize, tenants: usize) {
         self.compiles.inc();
         self.compile_seconds.observe(took.as_secs_f64());
-        self.table_version.set(to_i64(c.version));
+        self.table_version.set(to_i64(version));
         self.table_bytes
-            .set(i64::try_from(c.body.len()).unwrap_or(i64::MAX));
-        self.tenants
-            .set(i64::try_from(c.tenants).unwrap_or(i64::MAX));
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.tenants.set(i64::try_from(tenants).unwrap_or(i64::MAX));
     }
 
     /// One push answered (or failed) after `took`; `result` is one of the fixed outcomes.

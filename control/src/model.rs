@@ -7,10 +7,9 @@ use realmgate_table::host::HostPattern;
 use realmgate_table::{RateLimit, Tenant, Upstream};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// An entry of a tenant's app catalog, shown by the app shell (the table's `catalog`: the
-/// title as `name`, the path, the icon).
+/// An entry of a tenant's app catalog, shown by the app shell (the table's `catalog` carries
+/// the title, the path and the icon; the name is realmctl's id for the entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogEntry {
     /// App name, unique within the tenant (`a-z`, `0-9`, `.`, `_`, `-`).
@@ -28,7 +27,7 @@ impl CatalogEntry {
     /// The entry as the routing table carries it.
     pub fn table_app(&self) -> realmgate_table::CatalogApp {
         realmgate_table::CatalogApp {
-            name: self.title.clone(),
+            title: self.title.clone(),
             path: self.path.clone(),
             icon: self.icon.clone(),
         }
@@ -185,20 +184,6 @@ impl Model {
             .map(|(id, _)| id.clone())
             .collect()
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-/// RFC 3339 text for a time in ms since the epoch.
-pub fn rfc3339(ms: u64) -> String {
-    let t = UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 //! the API until SIGINT or SIGTERM.
 
 use crate::api::{self, AppState, Tokens};
-use crate::compile;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::push;
 use crate::push::{PushSettings, Pusher};
 use crate::registry::{Registry, RegistryError};
 use crate::service::Control;
@@ -46,7 +46,7 @@ pub struct Provisioning {
     pub plan: crate::provision::Plan,
     pub steps: Vec<Arc<dyn crate::provision::Step>>,
     pub secret_box: crate::provision::secrets::SecretBox,
-    pub runner: crate::provision::runner::RunnerSettings,
+    pub runner: crate::provision::config::RunnerSettings,
 }
 
 /// Load the registry into a [`Control`], start the compiler and one push worker per
@@ -59,11 +59,11 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
     });
     if let Some(p) = w.provision {
         if p.plan.active() {
-            crate::provision::runner::Runner::start(Arc::clone(&control), p.steps, p.runner);
+            crate::service::runner::Runner::start(Arc::clone(&control), p.steps, p.runner);
         }
     }
     let (published, tables) = watch::channel(None);
-    tokio::spawn(compile::run(
+    tokio::spawn(push::publish::run(
         Arc::clone(&control),
         published,
         Arc::clone(&metrics),

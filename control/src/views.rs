@@ -1,7 +1,8 @@
 //! The JSON shapes of the REST API's responses, shared by the daemon and the CLI.
 
-use crate::model::{rfc3339, CatalogEntry, KeyRecord, TenantRecord, UpstreamRecord};
+use crate::model::{CatalogEntry, KeyRecord, TenantRecord, UpstreamRecord};
 use crate::provision::{Provision, StepState, TenantState};
+use crate::time::rfc3339;
 use realmgate_table::{RateLimit, RateLimits, Route, TenantStatus, Upstream};
 use serde::{Deserialize, Serialize};
 
@@ -232,7 +233,7 @@ impl From<&KeyRecord> for KeyView {
             prefix: k.prefix.clone(),
             tenant: k.tenant.as_ref().map(ToString::to_string),
             namespaces: k.namespaces.clone(),
-            expires_at: k.expires_at_ms.map(crate::service::keys::rfc3339_seconds),
+            expires_at: k.expires_at_ms.map(crate::time::rfc3339_seconds),
             rate_limit: k.rate_limit,
             created_at: rfc3339(k.created_at_ms),
             created_by: k.created_by.clone(),
@@ -255,4 +256,18 @@ pub struct CreatedKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyList {
     pub keys: Vec<KeyView>,
+}
+
+/// `POST /v1/tenants/{id}/credentials`: the first admin and the tenant's API client, handed
+/// out once. A secret already handed out is `null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialsView {
+    pub tenant: String,
+    pub issuer: String,
+    pub admin_username: String,
+    pub admin_password: Option<String>,
+    /// The password must be changed at the first login.
+    pub admin_password_temporary: bool,
+    pub admin_client_id: String,
+    pub admin_client_secret: Option<String>,
 }

@@ -149,7 +149,7 @@ async fn the_shell_is_managed_through_realmctl_and_served_by_the_gateway() {
     assert_eq!(v["catalog"][0]["icon"], "lucide:check-square");
     let (_, table) = api.call(Method::GET, "/v1/table", None).await;
     assert_eq!(table["tenants"][0]["display_name"], "Acme <Ltd>");
-    assert_eq!(table["tenants"][0]["catalog"][0]["name"], "Todos");
+    assert_eq!(table["tenants"][0]["catalog"][0]["title"], "Todos");
 
     // `"shell": null` removes it: navigations go to the app again, and the pool is free.
     let (st, v) = api

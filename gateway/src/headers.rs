@@ -1,8 +1,11 @@
-//! Headers the gateway owns: the request id, the `x-realmgate-*` identity headers (client
-//! copies always stripped), and the `x-forwarded-*` set sent upstream.
+//! Request facts and the headers the gateway owns: the bearer token of `Authorization`,
+//! whether a request is a browser navigation, the request id, the `x-realmgate-*` identity
+//! headers (client copies always stripped), and the `x-forwarded-*` set sent upstream.
 
-use http::header::HeaderName;
-use http::HeaderValue;
+use crate::errors::GatewayError;
+use http::header::{HeaderName, ACCEPT};
+use http::{HeaderValue, Method};
+use pingora_core::protocols::Digest;
 use pingora_http::RequestHeader;
 use std::io::Write;
 use std::net::IpAddr;
@@ -18,8 +21,48 @@ pub const X_REALMGATE_ROLES: &str = "x-realmgate-roles";
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+pub const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 const IDENTITY_PREFIX: &str = "x-realmgate-";
 const MAX_REQUEST_ID: usize = 128;
+
+/// Every `Authorization` value of the request, in order. Credentials are decided over all of
+/// them — the key, the JWT, and what is stripped before forwarding — never over the first only.
+pub fn authorizations(req: &RequestHeader) -> impl Iterator<Item = &[u8]> {
+    req.headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .map(HeaderValue::as_bytes)
+}
+
+/// The token of one `Authorization` value with the `Bearer` scheme: the scheme compared
+/// case-insensitively (RFC 9110 §11.1), then one or more spaces, then the token (surrounding
+/// whitespace trimmed, possibly empty). `None` for another scheme.
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer";
+    let (scheme, rest) = value.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) || rest.first() != Some(&b' ') {
+        return None;
+    }
+    Some(rest.trim_ascii())
+}
+
+/// A top-level browser navigation: a GET or HEAD with `Sec-Fetch-Dest: document` (compared
+/// case-insensitively), or, from a client that sends no `Sec-Fetch-Dest`, a GET or HEAD whose
+/// `Accept` values (every header line) include `text/html`. The shell answers these, and only
+/// these are redirected to log in.
+pub fn is_navigation(req: &RequestHeader) -> bool {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return false;
+    }
+    match req.headers.get(SEC_FETCH_DEST) {
+        Some(dest) => dest.as_bytes().eq_ignore_ascii_case(b"document"),
+        None => req.headers.get_all(ACCEPT).iter().any(|v| {
+            v.as_bytes()
+                .windows(9)
+                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
+        }),
+    }
+}
 
 /// The client's `x-request-id` when it is one well-formed value (1–128 of `A-Za-z0-9._:-`),
 /// otherwise a fresh random one.
@@ -54,20 +97,111 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// Remove every client-sent `x-realmgate-*` header. Allocates only when there is one.
-pub fn strip_identity_headers(req: &mut RequestHeader) {
-    let is_identity = |name: &HeaderName| name.as_str().starts_with(IDENTITY_PREFIX);
-    if !req.headers.keys().any(is_identity) {
+/// Is the client's connection TLS? From the connection's digest, never from a header.
+pub fn is_tls(digest: Option<&Digest>) -> bool {
+    digest.is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// What the `x-forwarded-*` headers tell upstream about the client's connection.
+pub struct Forwarded<'a> {
+    /// The peer address.
+    pub client: Option<IpAddr>,
+    /// Whether the listener the request came in on is TLS (see [`is_tls`]).
+    pub tls: bool,
+    /// The `Host` the client sent.
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// The upstream request's `x-forwarded-for`, `-proto`, `-host` and `x-request-id`.
+pub fn upstream(
+    up: &mut RequestHeader,
+    f: &Forwarded<'_>,
+    request_id: &HeaderValue,
+) -> pingora_error::Result<()> {
+    if let Some(ip) = f.client {
+        up.insert_header(X_FORWARDED_FOR, ip_header(ip))?;
+    }
+    let proto = if f.tls { "https" } else { "http" };
+    up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
+    if let Some(host) = f.host {
+        up.insert_header(X_FORWARDED_HOST, host.clone())?;
+    }
+    up.insert_header(X_REQUEST_ID, request_id.clone())
+}
+
+/// Client-address and original-URL headers that some upstream framework believes: a client
+/// must not be able to say who it is or which URL it asked for. The gateway sets
+/// `x-forwarded-*` itself.
+const CLIENT_CLAIMS: [&str; 9] = [
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-forwarded-for",
+];
+
+/// Is `name` (lower case, as the `http` crate keeps names) one of the headers the gateway
+/// owns, when `_` is read as `-` — as CGI, WSGI, Rack and PHP read header names
+/// (`X_Realmgate_Subject` reaches a WSGI app as `HTTP_X_REALMGATE_SUBJECT`)? Ours are every
+/// `x-realmgate-*` and `x-forwarded-*`, and [`CLIENT_CLAIMS`].
+pub fn is_owned(name: &[u8]) -> bool {
+    let same = |a: &[u8], b: &[u8]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(&x, &y)| x.to_ascii_lowercase() == y || (x == b'_' && y == b'-'))
+    };
+    let starts = |prefix: &[u8]| name.len() >= prefix.len() && same(&name[..prefix.len()], prefix);
+    // Most names start with neither letter: one comparison for them.
+    match name.first().map(u8::to_ascii_lowercase) {
+        Some(b'x') => {
+            starts(IDENTITY_PREFIX.as_bytes())
+                || starts(b"x-forwarded-")
+                || CLIENT_CLAIMS.iter().any(|c| same(name, c.as_bytes()))
+        }
+        Some(b'f' | b't' | b'c') => CLIENT_CLAIMS.iter().any(|c| same(name, c.as_bytes())),
+        _ => false,
+    }
+}
+
+/// Remove every client-sent header the gateway owns (see [`is_owned`]), before anything
+/// looks at the request — except `X-Forwarded-For` itself from a trusted proxy
+/// (`from_proxy`), which names the client for per-client limits (the gateway still replaces
+/// it before forwarding). Allocates only when there is one.
+pub fn strip_owned_headers(req: &mut RequestHeader, from_proxy: bool) {
+    let owned = |name: &HeaderName| {
+        is_owned(name.as_str().as_bytes()) && !(from_proxy && name.as_str() == X_FORWARDED_FOR)
+    };
+    if !req.headers.keys().any(owned) {
         return;
     }
-    let names: Vec<HeaderName> = req
-        .headers
-        .keys()
-        .filter(|n| is_identity(n))
-        .cloned()
-        .collect();
+    let names: Vec<HeaderName> = req.headers.keys().filter(|n| owned(n)).cloned().collect();
     for name in names {
         req.remove_header(&name);
+    }
+}
+
+/// Request framing the gateway will forward (RFC 9112 §6): `Content-Length` is one header
+/// line holding one decimal number, and never beside `Transfer-Encoding`. Anything else
+/// (`5, 5`, two equal lines, `+5`, both framings) is refused: the upstream might read the
+/// body's end elsewhere than the gateway did.
+pub fn check_framing(req: &RequestHeader) -> Result<(), GatewayError> {
+    let mut lengths = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    let Some(first) = lengths.next() else {
+        return Ok(());
+    };
+    let digits = first.as_bytes();
+    let valid = lengths.next().is_none()
+        && !digits.is_empty()
+        && digits.len() <= 19
+        && digits.iter().all(u8::is_ascii_digit)
+        && !req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    if valid {
+        Ok(())
+    } else {
+        Err(GatewayError::BadRequest)
     }
 }
 
@@ -121,6 +255,145 @@ mod tests {
         r
     }
 
+    fn req_as(method: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build(method, b"/", None).expect("request");
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("header");
+        }
+        r
+    }
+
+    /// One rule for the shell and the login redirect (DESIGN.md, "Shell"). Before it, the
+    /// login flow refused `HEAD`, `Document` and an `Accept` split over two lines.
+    #[test]
+    fn navigations() {
+        // (method, headers, is a navigation)
+        type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+        let cases: &[Case] = &[
+            ("GET", &[("sec-fetch-dest", "document")], true),
+            ("HEAD", &[("sec-fetch-dest", "document")], true),
+            ("GET", &[("Sec-Fetch-Dest", "Document")], true),
+            ("HEAD", &[("sec-fetch-dest", "DOCUMENT")], true),
+            ("GET", &[("accept", "text/html,*/*")], true),
+            ("HEAD", &[("accept", "text/html")], true),
+            ("GET", &[("accept", "TEXT/HTML;q=0.9")], true),
+            // Accept over two header lines: all of them count.
+            (
+                "GET",
+                &[("accept", "application/json"), ("accept", "text/html")],
+                true,
+            ),
+            ("HEAD", &[("accept", "*/*"), ("accept", "text/html")], true),
+            // Fetch metadata decides when present, whatever Accept says.
+            (
+                "GET",
+                &[("sec-fetch-dest", "iframe"), ("accept", "text/html")],
+                false,
+            ),
+            (
+                "GET",
+                &[("sec-fetch-dest", "empty"), ("accept", "text/html")],
+                false,
+            ),
+            ("GET", &[("sec-fetch-dest", "")], false),
+            ("GET", &[("sec-fetch-dest", "script")], false),
+            ("GET", &[("accept", "application/json")], false),
+            ("GET", &[("accept", "*/*")], false),
+            ("GET", &[], false),
+            // Only GET and HEAD navigate.
+            ("POST", &[("sec-fetch-dest", "document")], false),
+            ("PUT", &[("accept", "text/html")], false),
+            ("OPTIONS", &[("sec-fetch-dest", "document")], false),
+            ("DELETE", &[("accept", "text/html")], false),
+        ];
+        for &(method, headers, expected) in cases {
+            assert_eq!(
+                is_navigation(&req_as(method, headers)),
+                expected,
+                "{method} {headers:?}"
+            );
+        }
+    }
+
+    /// RFC 9110 §11.1: the auth scheme is case-insensitive; one or more spaces separate it
+    /// from the token.
+    #[test]
+    fn bearer_tokens() {
+        // (Authorization value, token)
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (b"Bearer abc", Some(b"abc")),
+            (b"bearer abc", Some(b"abc")),
+            (b"BEARER abc", Some(b"abc")),
+            (b"bEaReR abc", Some(b"abc")),
+            (b"bearer   abc", Some(b"abc")),
+            (b"Bearer abc  ", Some(b"abc")),
+            (b"Bearer rgk_x.y", Some(b"rgk_x.y")),
+            (b"Bearer ", Some(b"")),
+            (b"Bearer", None),
+            (b"Bearerabc", None),
+            (b"Basic abc", None),
+            (b"Bear abc", None),
+            (b"", None),
+        ];
+        for &(value, token) in cases {
+            assert_eq!(bearer(value), token, "{:?}", String::from_utf8_lossy(value));
+        }
+    }
+
+    #[test]
+    fn every_authorization_value() {
+        let r = req_with(&[
+            ("authorization", "Basic dTpw"),
+            ("Authorization", "Bearer rgk_x"),
+            ("accept", "*/*"),
+        ]);
+        let all: Vec<&[u8]> = authorizations(&r).collect();
+        assert_eq!(all, [b"Basic dTpw".as_slice(), b"Bearer rgk_x"]);
+        assert_eq!(authorizations(&req_with(&[])).count(), 0);
+    }
+
+    /// `x-forwarded-proto` says what the connection is; a client's own copy never survives.
+    #[test]
+    fn forwarded_headers_come_from_the_connection() {
+        use pingora_core::protocols::tls::SslDigest;
+        let tls = Digest {
+            ssl_digest: Some(std::sync::Arc::new(SslDigest::new(
+                "TLS_AES_128_GCM_SHA256",
+                "TLSv1.3",
+                None,
+                None,
+                Vec::new(),
+            ))),
+            ..Digest::default()
+        };
+        let plain = Digest::default();
+        let host = HeaderValue::from_static("acme.test");
+        // (connection digest, x-forwarded-proto)
+        for (digest, proto) in [
+            (Some(&tls), "https"),
+            (Some(&plain), "http"),
+            (None, "http"),
+        ] {
+            let mut up = req_with(&[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-for", "6.6.6.6"),
+            ]);
+            let f = Forwarded {
+                client: Some("10.0.0.1".parse().expect("ip")),
+                tls: is_tls(digest),
+                host: Some(&host),
+            };
+            upstream(&mut up, &f, &HeaderValue::from_static("rid")).expect("headers");
+            let all = |n: &str| -> Vec<&[u8]> {
+                up.headers.get_all(n).iter().map(|v| v.as_bytes()).collect()
+            };
+            assert_eq!(all(X_FORWARDED_PROTO), [proto.as_bytes()], "{digest:?}");
+            assert_eq!(all(X_FORWARDED_FOR), [b"10.0.0.1".as_slice()]);
+            assert_eq!(all(X_FORWARDED_HOST), [b"acme.test".as_slice()]);
+            assert_eq!(all(X_REQUEST_ID), [b"rid".as_slice()]);
+        }
+    }
+
     #[test]
     fn keeps_well_formed_request_ids() {
         let r = req_with(&[("x-request-id", "abc-123_x.y:z")]);
@@ -141,14 +414,14 @@ mod tests {
     }
 
     #[test]
-    fn strips_identity_headers_only() {
+    fn strips_identity_headers_and_keeps_lookalikes() {
         let mut r = req_with(&[
             ("X-Realmgate-Tenant", "evil"),
             ("x-realmgate-subject", "root"),
             ("x-realmgateway", "kept"),
             ("accept", "*/*"),
         ]);
-        strip_identity_headers(&mut r);
+        strip_owned_headers(&mut r, false);
         let mut names: Vec<&str> = r.headers.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["accept", "x-realmgateway"]);
@@ -171,14 +444,96 @@ mod tests {
             "fe80:1:2:3:4:5:6:7"
         );
     }
-}
 
-/// The token of an `Authorization: Bearer <token>` value (RFC 9110 §11.1: the scheme is
-/// case-insensitive, then one or more spaces, then a token without spaces).
-pub fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let space = value.iter().position(|&b| b == b' ')?;
-    let (scheme, rest) = value.split_at(space);
-    let token = rest.trim_ascii_start();
-    let ok = scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty() && !token.contains(&b' ');
-    ok.then_some(token)
+    #[test]
+    fn owned_headers_whatever_their_spelling() {
+        for name in [
+            "x-realmgate-subject",
+            "x_realmgate_subject",
+            "x-realmgate_roles",
+            "x_realmgate-tenant",
+            "x-realmgate-anything",
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "x-forwarded-proto",
+            "x_forwarded_host",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "forwarded",
+            "x-real-ip",
+            "x_real_ip",
+            "true-client-ip",
+            "true_client_ip",
+            "x-client-ip",
+            "x-cluster-client-ip",
+            "client-ip",
+            "client_ip",
+            "x-original-url",
+            "x_original_url",
+            "x-rewrite-url",
+            "x-original-forwarded-for",
+        ] {
+            assert!(is_owned(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "x-request-id",
+            "x-realmgate",
+            "x-forwarded",
+            "accept",
+            "cookie",
+            "content-type",
+            "x-custom_header",
+            "forwarded-x",
+            "true-client",
+            "x-api-key",
+            "authorization",
+        ] {
+            assert!(!is_owned(name.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn strips_owned_headers_and_keeps_the_rest() {
+        let mut r = req_with(&[
+            ("X_Realmgate_Subject", "admin"),
+            ("x-realmgate-roles", "admin"),
+            ("X-Real-IP", "1.2.3.4"),
+            ("Forwarded", "for=1.2.3.4"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x-custom_header", "kept"),
+            ("accept", "text/html"),
+        ]);
+        let mut proxied = r.clone();
+        strip_owned_headers(&mut r, false);
+        let mut left: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-custom_header"]);
+        // From a trusted proxy: its X-Forwarded-For (that spelling only) stays for the limits.
+        proxied.append_header("X-Forwarded-For", "1.2.3.4").expect("header");
+        strip_owned_headers(&mut proxied, true);
+        let mut left: Vec<&str> = proxied.headers.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-custom_header", "x-forwarded-for"]);
+    }
+
+    #[test]
+    fn framing() {
+        let ok: [&[(&str, &str)]; 3] = [&[], &[("content-length", "5")], &[("transfer-encoding", "chunked")]];
+        for h in ok {
+            assert_eq!(check_framing(&req_as("POST", h)), Ok(()), "{h:?}");
+        }
+        let bad: [&[(&str, &str)]; 8] = [
+            &[("content-length", "5, 5")],
+            &[("content-length", "5"), ("content-length", "5")],
+            &[("content-length", "5"), ("content-length", "6")],
+            &[("content-length", "+5")],
+            &[("content-length", "-1")],
+            &[("content-length", "")],
+            &[("content-length", "99999999999999999999")],
+            &[("content-length", "5"), ("transfer-encoding", "chunked")],
+        ];
+        for h in bad {
+            assert_eq!(check_framing(&req_as("POST", h)), Err(GatewayError::BadRequest), "{h:?}");
+        }
+    }
 }

@@ -4,7 +4,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod background;
 pub mod config;
+pub mod connection;
 pub mod errors;
 pub mod headers;
 pub mod limits;

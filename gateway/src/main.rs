@@ -3,13 +3,15 @@
 use clap::{Parser, Subcommand};
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
+use realmgate::connection::Edge;
 use realmgate::admin::{router, AdminService, AdminState, ControlPull};
 use realmgate::auth::{Auth, SessionKeys};
+use realmgate::background::HealthChecker;
 use realmgate::config::{Config, Overrides};
 use realmgate::metrics::Metrics;
 use realmgate::proxy::Gateway;
 use realmgate::snapshot::Store;
-use realmgate::upstream::HealthChecker;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -180,14 +182,18 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
 
     let mut server = Server::new_with_opt_and_conf(None, config.server);
     server.bootstrap();
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+    let trusted_proxies = Arc::new(config.trusted_proxies.clone());
+    let gateway = pingora_proxy::http_proxy(
         &server.configuration,
         Gateway {
             store: Arc::clone(&store),
-            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            trusted_proxies: Arc::clone(&trusted_proxies),
             auth,
         },
-        "realmgate",
+    );
+    let mut proxy = Service::new(
+        "realmgate".to_string(),
+        Edge::new(gateway, config.client, trusted_proxies),
     );
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);

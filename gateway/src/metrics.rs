@@ -146,7 +146,7 @@ fn counters(requests: &IntCounterVec, tenant: &str) -> TenantCounters {
 /// logins, refreshes and logouts. Every series is created up front, so the request path only
 /// increments atomics.
 pub struct AuthMetrics {
-    failures: Vec<IntCounter>,
+    failures: IntCounterVec,
     pub token_cache_hit: IntCounter,
     pub token_cache_miss: IntCounter,
     pub jwks_fetch_ok: IntCounter,
@@ -201,10 +201,7 @@ impl AuthMetrics {
         }
         registry.register(Box::new(logouts.clone()))?;
         Ok(AuthMetrics {
-            failures: crate::auth::AuthError::ALL
-                .iter()
-                .map(|e| failures.with_label_values(&[e.label()]))
-                .collect(),
+            failures,
             token_cache_hit: cache.with_label_values(&["hit"]),
             token_cache_miss: cache.with_label_values(&["miss"]),
             jwks_fetch_ok: jwks.with_label_values(&["ok"]),
@@ -217,10 +214,17 @@ impl AuthMetrics {
         })
     }
 
-    pub fn failure(&self, e: crate::auth::AuthError) {
-        if let Some(c) = self.failures.get(e as usize) {
-            c.inc();
+    /// Start the failure series of every reason at zero, so dashboards see them before the
+    /// first refusal.
+    pub fn declare_failures<'a>(&self, reasons: impl IntoIterator<Item = &'a str>) {
+        for reason in reasons {
+            let _ = self.failures.with_label_values(&[reason]);
         }
+    }
+
+    /// Count a refusal; `reason` is the error's stable label.
+    pub fn failure(&self, reason: &str) {
+        self.failures.with_label_values(&[reason]).inc();
     }
 
     /// A standalone set (unit tests).

@@ -3,15 +3,11 @@
 //! (rate limits), `shell` (app shell, injection, framing policy), `upstream` (peer choice,
 //! retry), `headers`, `errors`, `metrics`.
 
-use crate::auth::{self, api_key, Auth, AuthCtx, Grant, Reply};
+use crate::auth::{self, Admission, Auth, AuthCtx, Grant, Refusal, Reply};
 use crate::errors::{wants_html, GatewayError};
-use crate::headers::{
-    self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REALMGATE_KEY_ID,
-    X_REALMGATE_NAMESPACE, X_REALMGATE_ROLES, X_REALMGATE_SUBJECT, X_REALMGATE_TENANT,
-    X_REQUEST_ID,
-};
+use crate::headers::{self, Forwarded, X_REQUEST_ID};
 use crate::limits::{self, client::TrustedProxies, Over};
-use crate::request::{resolve, Local, Resolved};
+use crate::request::{resolve, Resolved, ShellPart};
 use crate::route::PoolIdx;
 use crate::shell::{self, ShellState, User};
 use crate::snapshot::{Snapshot, Store};
@@ -39,7 +35,8 @@ pub struct Gateway {
 pub struct Ctx {
     snapshot: Option<Arc<Snapshot>>,
     tenant: Option<TenantIdx>,
-    pool: PoolIdx,
+    /// The pool to proxy to; `None` once the gateway answered itself.
+    pool: Option<PoolIdx>,
     target: Option<String>,
     request_id: Option<HeaderValue>,
     attempts: u8,
@@ -53,8 +50,6 @@ pub struct Ctx {
     shell: Option<Box<ShellState>>,
     /// An app response of a shell-enabled tenant: gets `frame-ancestors 'self'`.
     frame_guard: bool,
-    /// The signed-in user once session login (issue 3) sets it; `None` on public routes.
-    user: Option<User>,
 }
 
 impl Ctx {
@@ -74,9 +69,20 @@ impl ProxyHttp for Gateway {
     /// No downstream modules: each one costs every request a call.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
+    /// The head is in: its deadline is over, the body and send timeouts start.
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        crate::connection::head_read(session.as_downstream_mut());
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = Some(headers::request_id(session.req_header()));
-        headers::strip_identity_headers(session.req_header_mut());
+        if let Err(e) = headers::check_framing(session.req_header()) {
+            return respond(session, ctx, e).await;
+        }
+        // A trusted proxy's `X-Forwarded-For` names the client (for per-client limits).
+        let from_proxy = client_ip(session).is_some_and(|ip| self.trusted_proxies.is_trusted(ip));
+        headers::strip_owned_headers(session.req_header_mut(), from_proxy);
         let Some(snapshot) = self.store.current() else {
             return respond(session, ctx, GatewayError::NoTable).await;
         };
@@ -87,15 +93,11 @@ impl ProxyHttp for Gateway {
                 ctx.tenant = Some(r.tenant);
                 ctx.pool = r.pool;
                 ctx.target = r.target.take();
-                let shell_part = std::mem::replace(&mut r.local, Local::None);
+                let shell_part = std::mem::replace(&mut r.shell, ShellPart::NoShell);
                 if self.admit(session, ctx, &r).await? {
                     return Ok(true);
                 }
-                ctx.user = ctx.auth.identity.as_ref().map(|id| User {
-                    subject: id.subject.to_str().unwrap_or_default().to_owned(),
-                    name: id.name.as_deref().map(str::to_owned),
-                });
-                local(session, ctx, shell_part).await
+                shell_part_of(session, ctx, shell_part).await
             }
             Err((tenant, err)) => {
                 ctx.tenant = tenant;
@@ -108,7 +110,8 @@ impl ProxyHttp for Gateway {
         let pool = ctx
             .snapshot
             .as_ref()
-            .map(|s| Arc::clone(s.pool(ctx.pool)))
+            .zip(ctx.pool)
+            .map(|(s, pool)| Arc::clone(s.pool(pool)))
             .ok_or_else(|| Error::new(ErrorType::InternalError))?;
         ctx.attempts += 1;
         match pool.select(ctx.avoid) {
@@ -136,7 +139,8 @@ impl ProxyHttp for Gateway {
         let others = ctx
             .snapshot
             .as_ref()
-            .is_some_and(|s| s.pool(ctx.pool).endpoint_count() > 1);
+            .zip(ctx.pool)
+            .is_some_and(|(s, pool)| s.pool(pool).endpoint_count() > 1);
         let retry = ctx.attempts < 2 && others;
         if retry {
             ctx.avoid = peer._address.as_inet().copied();
@@ -154,54 +158,30 @@ impl ProxyHttp for Gateway {
         if let Some(target) = ctx.target.as_deref() {
             up.set_raw_path(target.as_bytes())?;
         }
-        if let (Some(s), Some(t)) = (ctx.snapshot.as_ref(), ctx.tenant) {
-            up.insert_header(X_REALMGATE_TENANT, s.tenant(t).header.clone())?;
-            if let Grant::ApiKey { key, namespace } = &ctx.grant {
-                up.insert_header(X_REALMGATE_KEY_ID, s.keys.get(*key).id.clone())?;
-                if let Some(ns) = namespace {
-                    up.insert_header(X_REALMGATE_NAMESPACE, ns.clone())?;
-                }
-                // The secret stays at the edge: upstreams get the key id instead.
-                up.remove_header(&api_key::X_API_KEY);
-                if is_key_bearer(up) {
-                    up.remove_header(&http::header::AUTHORIZATION);
-                }
-            }
-        }
-        if let Some(ip) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-        {
-            up.insert_header(X_FORWARDED_FOR, headers::ip_header(ip))?;
-        }
-        if ctx.auth.checked {
-            identity_headers(up, &ctx.auth)?;
-        }
-        if up.headers.contains_key(http::header::COOKIE) && auth::session::has_gateway_cookie(up) {
-            match auth::session::upstream_cookie_header(up) {
-                Some(v) => up.insert_header(http::header::COOKIE, v)?,
-                None => {
-                    up.remove_header(&http::header::COOKIE);
-                }
-            }
-        }
-        up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static("http"))?;
-        if let Some(host) = session.req_header().headers.get(http::header::HOST) {
-            up.insert_header(X_FORWARDED_HOST, host.clone())?;
-        }
+        let tenant = ctx
+            .snapshot
+            .as_deref()
+            .zip(ctx.tenant)
+            .map(|(s, t)| (&s.tenant(t).header, &s.keys));
+        auth::upstream_identity(up, tenant, &ctx.grant, &ctx.auth)?;
         if let Some(state) = ctx.shell.as_deref() {
             state.upstream_request(up)?;
         }
-        up.insert_header(X_REQUEST_ID, ctx.request_id().clone())
+        let forwarded = Forwarded {
+            client: client_ip(session),
+            tls: headers::is_tls(session.digest()),
+            host: session.req_header().headers.get(http::header::HOST),
+        };
+        headers::upstream(up, &forwarded, ctx.request_id())
     }
 
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        auth::upstream_response(resp)?;
         if let Some(start) = ctx.upstream_start.take() {
             self.store
                 .metrics()
@@ -226,7 +206,7 @@ impl ProxyHttp for Gateway {
             ctx.shell.as_deref_mut(),
             shell_of(ctx.snapshot.as_ref(), ctx.tenant),
         ) {
-            state.response(sh, session.req_header(), resp, ctx.user.as_ref())?;
+            state.response(sh, session.req_header(), resp, user(&ctx.auth).as_ref())?;
         }
         resp.insert_header(X_REQUEST_ID, ctx.request_id().clone())
     }
@@ -289,96 +269,76 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    /// Auth, then rate limits, for a resolved request: a `/.realmgate/*` endpoint, or the
-    /// route's policies — a presented API key on an `api_key` route decides; otherwise a realm
-    /// identity (`jwt`, `session`); otherwise `public`. Only requests that pass auth count
-    /// against rate limits. `Ok(true)` when a response was written instead of proxying.
-    async fn admit(&self, session: &mut Session, ctx: &mut Ctx, r: &Resolved) -> Result<bool> {
-        let Some(snapshot) = ctx.snapshot.clone() else {
-            return respond(session, ctx, GatewayError::Internal).await;
-        };
-        let policy = r.policy;
-        let mut grant = None;
-        if r.endpoint.is_none() && policy.api_key {
-            let req = session.req_header();
-            let path = ctx.target.as_deref().unwrap_or(req.uri.path());
-            let route = snapshot.tenant(r.tenant).routes.get(r.route);
-            match api_key::check(&snapshot, r.tenant, route, req, path) {
-                Ok(g) => grant = g,
-                Err(e) => return respond(session, ctx, e).await,
-            }
-        }
-        if grant.is_none() {
-            if r.endpoint.is_some() || policy.needs_identity_check() {
-                if self.authorize(session, ctx, r).await? {
-                    return Ok(true);
-                }
-                grant = Some(if ctx.auth.identity.is_some() {
-                    Grant::Identity
-                } else {
-                    Grant::Public
-                });
-            } else if policy.public {
-                grant = Some(Grant::Public);
-            } else {
-                return respond(session, ctx, GatewayError::MissingApiKey).await;
-            }
-        }
-        ctx.grant = grant.unwrap_or_default();
-        let req = session.req_header();
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let client = || peer.map(|ip| self.trusted_proxies.client(ip, &req.headers));
-        match limits::check(&snapshot, r.tenant, &ctx.grant, client) {
-            Ok(()) => Ok(false),
-            Err(over) => respond_limited(session, ctx, &over).await,
-        }
-    }
-
-    /// The realm step: the route's jwt/session policy, or a `/.realmgate/*` endpoint.
-    /// `Ok(true)` when a response (refusal, redirect, endpoint answer) was written instead of
+    /// Auth (`auth::admit`), then rate limits, for a resolved request. Only requests that pass
+    /// auth count against rate limits. `Ok(true)` when a response was written instead of
     /// proxying.
-    async fn authorize(&self, session: &mut Session, ctx: &mut Ctx, r: &Resolved) -> Result<bool> {
+    async fn admit(&self, session: &mut Session, ctx: &mut Ctx, r: &Resolved) -> Result<bool> {
         ctx.request_id();
         let Ctx {
             snapshot: Some(snapshot),
             request_id: Some(request_id),
             auth: actx,
+            target,
             ..
         } = &mut *ctx
         else {
             return respond(session, ctx, GatewayError::Internal).await;
         };
+        let snapshot = Arc::clone(snapshot);
+        let req = session.req_header();
+        let tenant = snapshot.tenant(r.tenant);
         let request = auth::Request {
-            req: session.req_header(),
-            tls: is_tls(session),
-            tenant: snapshot.tenant(r.tenant),
+            req,
+            tls: headers::is_tls(session.digest()),
+            tenant: &tenant.id,
+            realm: tenant.realm.as_ref(),
             request_id,
         };
-        let reply = match r.endpoint {
-            Some(endpoint) => Some(self.auth.endpoint(&request, endpoint).await),
-            None => self.auth.check(&request, r.policy, actx).await,
+        let admission = Admission {
+            policy: r.policy,
+            endpoint: r.endpoint,
+            tenant: r.tenant,
+            namespace: r
+                .route
+                .and_then(|i| tenant.routes.get(i).namespace.as_ref()),
+            keys: &snapshot.keys,
+            path: target.as_deref().unwrap_or(req.uri.path()),
         };
-        match reply {
-            None => Ok(false),
-            Some(reply) => send(session, ctx, reply).await,
+        let grant = match self.auth.admit(&request, &admission, actx).await {
+            Ok(grant) => grant,
+            Err(Refusal::Gateway(e)) => return respond(session, ctx, e).await,
+            Err(Refusal::Reply(reply)) => return send(session, ctx, reply).await,
+        };
+        let key = match &grant {
+            Grant::ApiKey(k) => snapshot.key_limit(k.key),
+            Grant::Identity | Grant::Public => None,
+        };
+        // Per-client limits count public requests only.
+        let public = matches!(grant, Grant::Public);
+        ctx.grant = grant;
+        let peer = client_ip(session).filter(|_| public);
+        let headers = &session.req_header().headers;
+        let client = || peer.map(|ip| self.trusted_proxies.client(ip, headers));
+        match limits::check(&tenant.limits, key, client) {
+            Ok(()) => Ok(false),
+            Err(over) => respond_limited(session, ctx, &over).await,
         }
     }
 }
 
 /// The shell's part of the request filter: answer the built-in shell or an asset here, or mark
 /// the request for the response filters. `Ok(true)`: answered.
-async fn local(session: &mut Session, ctx: &mut Ctx, local: Local) -> Result<bool> {
-    match local {
-        Local::None => Ok(false),
-        Local::App => {
+async fn shell_part_of(session: &mut Session, ctx: &mut Ctx, part: ShellPart) -> Result<bool> {
+    match part {
+        ShellPart::NoShell => Ok(false),
+        ShellPart::FramedApp => {
             ctx.frame_guard = true;
             Ok(false)
         }
-        Local::Asset(asset) => shell::serve::serve_asset(session, asset, ctx.request_id()).await,
-        Local::Shell { page, builtin } => {
+        ShellPart::Asset(asset) => {
+            shell::serve::serve_asset(session, asset, ctx.request_id()).await
+        }
+        ShellPart::Page { page, builtin } => {
             let state = ShellState::new(page);
             if !builtin {
                 ctx.shell = Some(Box::new(state));
@@ -389,23 +349,25 @@ async fn local(session: &mut Session, ctx: &mut Ctx, local: Local) -> Result<boo
                 return respond(session, ctx, GatewayError::Internal).await;
             };
             state
-                .serve_builtin(session, sh, ctx.user.as_ref(), &rid)
+                .serve_builtin(session, sh, user(&ctx.auth).as_ref(), &rid)
                 .await
         }
     }
 }
 
-/// Is the request's `Authorization` a bearer API key (and not, say, a JWT)?
-fn is_key_bearer(req: &RequestHeader) -> bool {
-    req.headers
-        .get(http::header::AUTHORIZATION)
-        .is_some_and(|v| {
-            v.as_bytes().len() > 7
-                && v.as_bytes()[..7].eq_ignore_ascii_case(b"bearer ")
-                && v.as_bytes()[7..]
-                    .trim_ascii()
-                    .starts_with(api_key::KEY_PREFIX)
-        })
+/// The signed-in user for the shell, borrowed from the verified identity (nothing allocated).
+fn user(a: &AuthCtx) -> Option<User<'_>> {
+    a.identity.as_deref().map(|id| User {
+        subject: id.subject.to_str().unwrap_or_default(),
+        name: id.name.as_deref(),
+    })
+}
+
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 /// 429 with `Retry-After` and `RateLimit-*` headers.
@@ -456,30 +418,6 @@ async fn send(session: &mut Session, ctx: &mut Ctx, mut reply: Reply) -> Result<
         session.write_response_body(Some(reply.body), true).await?;
     }
     Ok(true)
-}
-
-fn is_tls(session: &Session) -> bool {
-    session.digest().is_some_and(|d| d.ssl_digest.is_some())
-}
-
-/// After auth: the identity headers, and `Authorization` only where the route forwards the
-/// verified token.
-fn identity_headers(up: &mut RequestHeader, a: &AuthCtx) -> Result<()> {
-    let Some(id) = a.identity.as_ref() else {
-        up.remove_header(&http::header::AUTHORIZATION);
-        return Ok(());
-    };
-    up.insert_header(X_REALMGATE_SUBJECT, id.subject.clone())?;
-    up.insert_header(X_REALMGATE_ROLES, id.roles.clone())?;
-    match (a.forward_token, id.bearer.as_ref()) {
-        (true, Some(bearer)) => up.insert_header(http::header::AUTHORIZATION, bearer.clone())?,
-        // A verified bearer token of the request itself: it is already there.
-        (true, None) => {}
-        (false, _) => {
-            up.remove_header(&http::header::AUTHORIZATION);
-        }
-    }
-    Ok(())
 }
 
 /// Map a proxy error to our response; `None` when the client is gone.

@@ -1,8 +1,8 @@
 //! The request-filter decision: host → tenant → route, against one table snapshot.
 
-use crate::auth::{Endpoint, Policy};
+use crate::auth::Endpoint;
 use crate::errors::GatewayError;
-use crate::route::{PoolIdx, RouteIdx};
+use crate::route::{Policy, PoolIdx, RouteIdx};
 use crate::shell::{self, Asset, ShellPage};
 use crate::snapshot::Snapshot;
 use crate::tenant::{request_host, TenantIdx};
@@ -15,37 +15,41 @@ use std::borrow::Cow;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Resolved {
     pub tenant: TenantIdx,
-    pub pool: PoolIdx,
-    /// The route matched, for its auth policies and namespace.
-    pub route: RouteIdx,
+    /// The pool to proxy to; `None` when the gateway answers itself (a login endpoint, a shell
+    /// asset, the built-in shell page).
+    pub pool: Option<PoolIdx>,
+    /// The route matched, for its auth policies and namespace; `None` for gateway endpoints,
+    /// shell assets, and shell pages outside every route.
+    pub route: Option<RouteIdx>,
     /// The origin-form target to send upstream, when it differs from what the client sent
     /// (a normalised path, or an absolute-form target).
     pub target: Option<String>,
     pub policy: Policy,
     /// A gateway endpoint (`/.realmgate/...`) instead of a route.
     pub endpoint: Option<Endpoint>,
-    /// What the gateway answers itself or shapes, instead of a plain proxied app response.
-    pub local: Local,
+    /// The shell's part in the request.
+    pub shell: ShellPart,
 }
 
-/// The shell's part in a request (shell-enabled tenants only).
+/// The shell's part in a request: what the gateway answers itself or shapes instead of a plain
+/// proxied app response.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Local {
-    /// Proxied to the route's upstream as it is.
-    None,
+pub enum ShellPart {
+    /// None: the tenant has no shell. Proxied to the route's upstream as it is.
+    NoShell,
     /// The shell page: built-in (answered by the gateway), or from `pool` (the tenant's shell
     /// upstream) with the context injected.
-    Shell { page: ShellPage, builtin: bool },
+    Page { page: ShellPage, builtin: bool },
     /// One of the shell's static files.
     Asset(&'static Asset),
-    /// An app response of a shell-enabled tenant: gets the framing policy.
-    App,
+    /// An app of a shell-enabled tenant, proxied: its response gets the framing policy.
+    FramedApp,
 }
 
 /// A refusal, with the tenant when it was already known (for metrics).
-pub type Refusal = (Option<TenantIdx>, GatewayError);
+pub type Unresolved = (Option<TenantIdx>, GatewayError);
 
-pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Refusal> {
+pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Unresolved> {
     let mut buf = HostBuf::default();
     let host = request_host(req, &mut buf).map_err(|e| (None, e))?;
     let tenant = snapshot
@@ -62,12 +66,12 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
     }
     let path = normalise_path(req.uri.path()).map_err(|_| refuse(GatewayError::BadPath))?;
     let rt = snapshot.tenant(tenant);
-    let mut local = Local::None;
+    let mut part = ShellPart::NoShell;
     let mut shell_pool = None;
     if let Some(sh) = rt.shell.as_deref() {
-        local = Local::App;
+        part = ShellPart::FramedApp;
         if let Some(page) = shell::decide(sh, req, &path) {
-            local = Local::Shell {
+            part = ShellPart::Page {
                 page,
                 builtin: sh.upstream.is_none(),
             };
@@ -76,24 +80,24 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
             && (req.method == http::Method::GET || req.method == http::Method::HEAD)
         {
             if let Some(a) = shell::asset(&path) {
-                local = Local::Asset(a);
+                part = ShellPart::Asset(a);
             }
         }
     }
     // The shell's own files are public; the rest of /.realmgate/ is the login flow.
-    let endpoint = match local {
-        Local::Asset(_) => None,
+    let endpoint = match part {
+        ShellPart::Asset(_) => None,
         _ => Endpoint::from_path(&path),
     };
-    if endpoint.is_some() || matches!(local, Local::Asset(_)) {
+    if endpoint.is_some() || matches!(part, ShellPart::Asset(_)) {
         return Ok(Resolved {
             tenant,
-            pool: 0,
-            route: 0,
+            pool: None,
+            route: None,
             target: None,
             policy: Policy::PUBLIC,
             endpoint,
-            local,
+            shell: part,
         });
     }
     let routes = &rt.routes;
@@ -103,10 +107,10 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
     }
     // A shell page answers under the policy of the route its path falls in (a session
     // tenant's shell needs a login); with no such route it is public.
-    let (pool, route_idx, policy) = match (&local, found) {
-        (Local::Shell { .. }, Some(i)) => (shell_pool.unwrap_or(0), i, routes.get(i).policy),
-        (Local::Shell { .. }, None) => (shell_pool.unwrap_or(0), 0, Policy::PUBLIC),
-        (_, Some(i)) => (routes.get(i).pool, i, routes.get(i).policy),
+    let (pool, route_idx, policy) = match (&part, found) {
+        (ShellPart::Page { .. }, Some(i)) => (shell_pool, Some(i), routes.get(i).policy),
+        (ShellPart::Page { .. }, None) => (shell_pool, None, Policy::PUBLIC),
+        (_, Some(i)) => (Some(routes.get(i).pool), Some(i), routes.get(i).policy),
         (_, None) => return Err(refuse(GatewayError::NoRoute)),
     };
     let origin_form = raw.first() == Some(&b'/');
@@ -124,6 +128,9 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Ref
         target,
         policy,
         endpoint: None,
-        local,
+        shell: part,
     })
 }
+
+#[cfg(test)]
+mod tests;

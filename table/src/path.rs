@@ -311,6 +311,16 @@ fn resolve_dots(path: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// Route-prefix semantics, the one rule for routes, shell catalog paths and excludes: a prefix
+/// ending in `/` covers everything under it; otherwise itself and paths continuing with `/`.
+/// `path` must be normalised (see [`normalise_path`]).
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if !path.starts_with(prefix) {
+        return false;
+    }
+    prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

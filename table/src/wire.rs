@@ -209,8 +209,10 @@ impl Realm {
 /// One app of a tenant's catalog: a link in the app shell's sidebar, framed when active.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogApp {
-    /// Shown in the sidebar. 1–64 characters, no control characters.
-    pub name: String,
+    /// Shown in the sidebar. 1–64 characters, not blank, no control characters. Tables
+    /// before 2026-12 called it `name`, which still parses.
+    #[serde(alias = "name")]
+    pub title: String,
     /// Where the app lives: a normalised absolute path that a route of the tenant matches,
     /// at most 256 bytes. Like a route prefix, `/todos/` covers `/todos/` and everything under
     /// it; `/todos` covers `/todos` and `/todos/...`. The shell frames this path.

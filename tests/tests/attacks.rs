@@ -5,6 +5,9 @@
 use realmgate_e2e::{Echo, Gateway, GatewayOpts, RawResponse, Table, Upstream};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const ACME_KEY: &str = "rgk_attackattackattackattackattackattackattackx";
 
@@ -129,4 +132,284 @@ async fn paths_are_checked_as_every_server_reads_them() {
         let resp = e.gw.raw(request(target, extra)).await;
         check(&format!("GET {target}"), &resp, want);
     }
+}
+
+/// A gateway with short client timeouts and small connection limits, routing acme.test.
+async fn strict_edge(client_yaml: &str) -> Edge {
+    let up = Upstream::start("app").await;
+    let gw = Gateway::start(GatewayOpts {
+        gateway_yaml: format!("  client:\n{client_yaml}"),
+        ..GatewayOpts::default()
+    })
+    .await;
+    let table = Table::new(1)
+        .upstream("app", [up.addr()])
+        .tenant("acme", &["acme.test"], &[("/", "app")])
+        .build();
+    gw.push_ok(&table).await;
+    Edge { gw, _up: up }
+}
+
+/// Does the gateway close `s` within `within` (EOF or reset; any response before is read)?
+async fn closes(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Finding 6: a client that sends nothing, half a request line, a head one line at a time,
+/// or half a body, or that keeps a connection idle, is cut off by the head, body and idle
+/// timeouts — not after minutes.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_idle_clients_are_cut_off() {
+    let e = strict_edge(
+        "    header_read_timeout_ms: 1000\n    keepalive_idle_timeout_ms: 1000\n    body_read_timeout_ms: 1000\n",
+    )
+    .await;
+    let addr = e.gw.listen_addr();
+    let limit = Duration::from_secs(6);
+    // Nothing at all, and a half-sent request line.
+    for prefix in [&b""[..], b"GET / HT", b"GET / HTTP/1.1\r\nHost: acme.test\r\n"] {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(prefix).await.expect("write");
+        assert!(closes(&mut s, limit).await, "{:?} left open", String::from_utf8_lossy(prefix));
+    }
+    // A head dribbled one line every 300 ms never completes in time: cut off mid-head.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n").await.expect("write");
+    let mut cut = false;
+    for i in 0..40 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if s.write_all(format!("X-Drip-{i}: x\r\n").as_bytes()).await.is_err() {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut || closes(&mut s, limit).await, "a dribbled head kept the connection for 12 s");
+    // Half a body, then silence.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"POST / HTTP/1.1\r\nHost: acme.test\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .expect("write");
+    assert!(closes(&mut s, limit).await, "a stalled body kept the connection");
+    // Idle after a complete request on a keep-alive connection.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.expect("response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(closes(&mut s, limit).await, "an idle keep-alive connection stayed open");
+    // A well-behaved client is unaffected.
+    e.gw.echo("acme.test", "/").await;
+}
+
+/// Finding 6: one client cannot hold more than its share of connections, and at the global
+/// limit the newest idle connection makes room for a new client instead of everyone being
+/// locked out.
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_limits_per_client_and_shedding() {
+    let e = strict_edge(
+        "    header_read_timeout_ms: 60000\n    keepalive_idle_timeout_ms: 60000\n    max_connections_per_client: 4\n    max_connections: 100\n",
+    )
+    .await;
+    let addr = e.gw.listen_addr();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+        // Accepted connections are admitted on their own tasks: let each take its place.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The fifth from the same address is closed at once; the four held stay usable.
+    let mut fifth = TcpStream::connect(addr).await.expect("connect");
+    assert!(closes(&mut fifth, Duration::from_secs(5)).await, "fifth connection accepted");
+    let s = &mut held[3];
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.expect("response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    held.clear();
+    // Room again once they close.
+    realmgate_e2e::eventually(Duration::from_secs(10), "a new connection is served", || async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(&request("/", "")).await.ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).await.ok()?;
+        buf[..n].starts_with(b"HTTP/1.1 200").then_some(())
+    })
+    .await;
+
+    let e = strict_edge(
+        "    header_read_timeout_ms: 60000\n    keepalive_idle_timeout_ms: 60000\n    max_connections_per_client: 100\n    max_connections: 6\n",
+    )
+    .await;
+    let addr = e.gw.listen_addr();
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Full of idle connections: a new client is still served, and the newest idle one goes.
+    let r = e.gw.raw(request("/", "")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let newest = idle.last_mut().expect("six");
+    assert!(closes(newest, Duration::from_secs(5)).await, "the newest idle connection was kept");
+    let oldest = &mut idle[0];
+    oldest.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    let n = oldest.read(&mut buf).await.expect("response");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "oldest idle connection was shed");
+}
+
+/// Finding 9: a realm whose JWKS endpoint accepts and never answers. Every first request
+/// waits at most the realm timeout from its own start (not behind each other's fetches), and
+/// the realm is asked once for all of them, not once per waiter.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_realm_is_asked_once_and_waited_for_boundedly() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hang_addr = hang.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hang.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let up = Upstream::start("app").await;
+    let gw = Gateway::start(GatewayOpts {
+        gateway_yaml: "  auth:\n    realm_timeout_ms: 1200\n    jwks_refetch_interval_ms: 60000\n".into(),
+        ..GatewayOpts::default()
+    })
+    .await;
+    let issuer = "http://id.test/realms/hang";
+    let table = Table::new(1)
+        .upstream("app", [up.addr()])
+        .tenant_json(json!({
+            "id": "acme", "hosts": ["acme.test"],
+            "realm": {"issuer": issuer, "jwks_uri": format!("http://{hang_addr}/certs"), "audiences": ["api"]},
+            "routes": [{"prefix": "/", "upstream": "app", "auth": "jwt"}]}))
+        .build();
+    gw.push_ok(&table).await;
+    let key = realmgate_e2e::TestKey::rs256("k1");
+    let token = key.sign(&realmgate_e2e::tokens::access_claims(issuer, "u1", "api"));
+    let gw = Arc::new(gw);
+    let mut waiters = Vec::new();
+    for _ in 0..6 {
+        let (gw, token) = (Arc::clone(&gw), token.clone());
+        waiters.push(tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let r = gw
+                .raw(request("/x", &format!("Authorization: Bearer {token}\r\n")))
+                .await;
+            (r.status, start.elapsed())
+        }));
+    }
+    for w in waiters {
+        let (status, took) = w.await.expect("waiter");
+        assert_eq!(status, 503, "a realm that does not answer is 503");
+        // Bounded by the realm timeout (1.2 s) plus slack, never by the queue in front
+        // (six fetches in a row would take 7.2 s).
+        assert!(took < Duration::from_millis(3000), "a waiter took {took:?}");
+    }
+    let asked = accepted.load(Ordering::SeqCst);
+    assert!(asked <= 2, "the hanging realm was asked {asked} times for one burst");
+}
+
+/// Findings 4 and 13: headers the gateway owns — identity, forwarding, client address and
+/// original URL — never reach an upstream from a client, whatever their case or `_`/`-`
+/// spelling (CGI/WSGI read `X_Realmgate_Subject` as `HTTP_X_REALMGATE_SUBJECT`). What the
+/// upstream sees of them is what the gateway set.
+#[tokio::test(flavor = "multi_thread")]
+async fn owned_headers_never_come_from_the_client() {
+    let e = edge().await;
+    let spoofed = [
+        "X_Realmgate_Subject: admin",
+        "x_realmgate_roles: admin",
+        "X-Realmgate_Tenant: other",
+        "x-realmgate-key-id: k-root",
+        "X_REALMGATE_NAMESPACE: @other",
+        "X_Forwarded_For: 10.9.9.9",
+        "x-forwarded_proto: https",
+        "X-Forwarded-Host: evil.test",
+        "X-Forwarded-Port: 1",
+        "Forwarded: for=10.9.9.9;proto=https",
+        "X-Real-IP: 10.9.9.9",
+        "X_Real_IP: 10.9.9.9",
+        "True-Client-IP: 10.9.9.9",
+        "X-Client-IP: 10.9.9.9",
+        "X-Cluster-Client-IP: 10.9.9.9",
+        "X-Original-URL: /admin/secret",
+        "X_Rewrite_URL: /admin/secret",
+    ];
+    for (target, extra) in [("/public/x", String::new()), ("/@acme/x", format!("X-API-Key: {ACME_KEY}\r\n"))] {
+        let mut head = extra.clone();
+        for h in spoofed {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        head.push_str("X-Custom_Header: kept\r\n");
+        let resp = e.gw.raw(request(target, &head)).await;
+        assert_eq!(resp.status, 200, "{target}: {}", resp.text());
+        let echo = Echo::from_json(&resp.json());
+        let leaked: Vec<&String> = echo
+            .headers
+            .keys()
+            .filter(|n| {
+                let n = n.replace('_', "-");
+                n.starts_with("x-realmgate-")
+                    || n.starts_with("x-forwarded-")
+                    || ["forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip", "x-original-url", "x-rewrite-url"]
+                        .contains(&n.as_str())
+            })
+            .filter(|n| !matches!(n.as_str(), "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-realmgate-tenant" | "x-realmgate-key-id" | "x-realmgate-namespace"))
+            .collect();
+        assert!(leaked.is_empty(), "{target}: client headers reached the upstream: {leaked:?}");
+        // The ones the gateway sets are its own, single-valued.
+        assert_eq!(echo.headers["x-forwarded-for"], ["127.0.0.1"], "{target}");
+        assert_eq!(echo.headers["x-forwarded-proto"], ["http"], "{target}");
+        assert_eq!(echo.headers["x-forwarded-host"], ["acme.test"], "{target}");
+        assert_eq!(echo.headers["x-realmgate-tenant"], ["acme"], "{target}");
+        assert!(!echo.headers.contains_key("x-realmgate-subject"), "{target}");
+        assert_eq!(echo.headers["x-custom_header"], ["kept"], "{target}");
+    }
+    // On a namespace route the namespace is the route's, not the client's.
+    let resp = e.gw.raw(request("/@acme/x", &format!("X-API-Key: {ACME_KEY}\r\nX_Realmgate_Namespace: @other\r\n"))).await;
+    let echo = Echo::from_json(&resp.json());
+    assert_eq!(echo.headers["x-realmgate-namespace"], ["@acme"]);
+}
+
+/// Finding 14: a request whose body length is stated more than once, or in a form other
+/// than one decimal number, or beside `Transfer-Encoding`, is refused — never forwarded for
+/// an upstream to read the body's end elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_framing_is_refused() {
+    let e = edge().await;
+    let before = e._up.hits();
+    let heads = [
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length: 5 \r\nContent-length: 5\r\n",
+        "Content-Length: 0x5\r\n",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+    ];
+    for head in heads {
+        let raw = format!("POST /public/x HTTP/1.1\r\nHost: acme.test\r\n{head}Connection: close\r\n\r\nhello");
+        let resp = e.gw.raw(raw).await;
+        assert_eq!(resp.status, 400, "{head:?}: {} {}", resp.status, resp.text());
+    }
+    assert_eq!(e._up.hits(), before, "a request with ambiguous framing reached the upstream");
+    // One plain length is forwarded.
+    let raw = "POST /public/x HTTP/1.1\r\nHost: acme.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(e.gw.raw(raw).await.status, 200);
 }

@@ -173,10 +173,19 @@ async fn login_and_logout(b: &Browser, f: &F) -> Result<(), String> {
         return Err(format!("forward_token: {}", echo["headers"]));
     }
     // 4. Logout ends the Keycloak session too: the next visit shows the login form again
-    //    instead of signing straight back in.
+    //    instead of signing straight back in. A GET of the logout URL only asks to confirm
+    //    (nothing ends yet); its form POSTs from this origin, which logs out.
     c.goto(&format!("{}/.realmgate/logout", f.base))
         .await
         .map_err(err)?;
+    let confirm = b.wait_id("rg-logout").await?;
+    let cookies = c.get_all_cookies().await.map_err(err)?;
+    if !cookies.iter().any(|k| k.name() == "rg_session") {
+        return Err(format!(
+            "a GET of the logout URL ended the session: {cookies:?}"
+        ));
+    }
+    confirm.click().await.map_err(err)?;
     b.wait_url(&login, Duration::from_secs(30)).await?;
     b.wait_id("username").await?;
     let cookies = c.get_all_cookies().await.map_err(err)?;

@@ -277,5 +277,4 @@ fn escape(s: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "web_tests.rs"]
 mod tests;

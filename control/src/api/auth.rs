@@ -52,14 +52,16 @@ impl Tokens {
 }
 
 /// The bearer token of `Authorization`, with the gateway's semantics (RFC 9110 §11.1): the
-/// scheme compared case-insensitively, one or more spaces, then a token without spaces.
+/// scheme compared case-insensitively, then one or more spaces, then the token (surrounding
+/// whitespace trimmed).
 fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer";
     let value = headers.get(header::AUTHORIZATION)?.as_bytes();
-    let space = value.iter().position(|&b| b == b' ')?;
-    let (scheme, rest) = value.split_at(space);
-    let token = rest.trim_ascii_start();
-    let ok = scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty() && !token.contains(&b' ');
-    ok.then_some(token)
+    let (scheme, rest) = value.split_at_checked(SCHEME.len())?;
+    if !scheme.eq_ignore_ascii_case(SCHEME) || rest.first() != Some(&b' ') {
+        return None;
+    }
+    Some(rest.trim_ascii())
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -125,6 +127,7 @@ mod tests {
         assert!(!t.is_operator(&headers("Bearer operator-token-123 x")));
         assert!(!t.is_operator(&headers("Bearer  ")));
         assert!(!t.is_operator(&headers("Bearerx operator-token-123")));
+        assert!(!t.is_operator(&headers("Bearer\toperator-token-123")));
         assert!(!t.is_operator(&headers("Bearer operator-token-12")));
         assert!(!t.is_operator(&headers("Bearer gateway-token-456")));
         assert!(!t.is_operator(&headers("Basic operator-token-123")));

@@ -1,8 +1,7 @@
 //! `GET /v1/tenants/{id}/events`: a tenant's provisioning as server-sent events — the
 //! current state first, then one `progress` event per change; `ready` or `deleted` ends it.
 
-use super::tenants::tenant_id;
-use super::{ApiError, AppState};
+use super::{tenant_id, ApiError, AppState};
 use crate::ids::TenantId;
 use crate::provision::TenantState;
 use crate::service::Control;

@@ -15,9 +15,10 @@ pub use auth::Tokens;
 pub use error::ApiError;
 
 use crate::compile::Compiled;
+use crate::ids::TenantId;
 use crate::metrics::Metrics;
 use crate::push::Pusher;
-use crate::service::Control;
+use crate::service::{Control, ServiceError};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -121,6 +122,16 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 /// `"3"`: a tenant's revision as an entity tag.
 fn etag(revision: u64) -> String {
     format!("\"{revision}\"")
+}
+
+/// A path segment that is not a tenant id names no tenant.
+fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(raw).ok_or_else(|| {
+        ApiError::Service(ServiceError::NotFound {
+            kind: "tenant",
+            name: raw.to_owned(),
+        })
+    })
 }
 
 #[cfg(test)]

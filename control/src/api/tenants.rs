@@ -1,8 +1,6 @@
 //! `/v1/tenants`: create, list, show, patch (including suspend) and delete tenants.
 
-use super::{etag, if_match, ApiError, AppState, Body};
-use crate::ids::TenantId;
-use crate::service::ServiceError;
+use super::{etag, if_match, tenant_id, ApiError, AppState, Body};
 use crate::views::{Deleted, TenantView};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -119,16 +117,6 @@ async fn remove(
         }),
     )
         .into_response())
-}
-
-/// A path segment that is not a tenant id names no tenant.
-pub(super) fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
-    TenantId::parse(raw).ok_or_else(|| {
-        ApiError::Service(ServiceError::NotFound {
-            kind: "tenant",
-            name: raw.to_owned(),
-        })
-    })
 }
 
 fn with_etag(t: TenantView) -> Response {

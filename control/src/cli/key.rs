@@ -65,7 +65,7 @@ pub(super) async fn key(c: &Client, cmd: KeyCmd, json: bool) -> Result<String, C
             wait,
             wait_timeout,
         } => {
-            let path = format!("/v1/keys/{}", seg(&id));
+            let path = format!("/v1/keys/{}", crate::percent::encode(&id));
             let k: KeyView = c.send(Method::DELETE, &path, None, None).await?;
             if wait {
                 wait_for_gateways(c, k.table_version, Duration::from_secs(wait_timeout)).await?;

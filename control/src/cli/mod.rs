@@ -356,7 +356,7 @@ async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliErr
             if_revision,
         } => {
             let body = Value::Object(fields.body()?);
-            let path = format!("/v1/tenants/{}", seg(&id));
+            let path = format!("/v1/tenants/{}", crate::percent::encode(&id));
             let t: TenantView = c
                 .send(Method::PATCH, &path, Some(&body), if_revision)
                 .await?;
@@ -367,7 +367,7 @@ async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliErr
             let mut after: Option<String> = None;
             loop {
                 let path = match &after {
-                    Some(a) => format!("/v1/tenants?after={}", seg(a)),
+                    Some(a) => format!("/v1/tenants?after={}", crate::percent::encode(a)),
                     None => "/v1/tenants".to_owned(),
                 };
                 let page: TenantPage = c.get(&path).await?;
@@ -383,7 +383,9 @@ async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliErr
             Ok(output::tenants(&all))
         }
         TenantCmd::Show { id } => {
-            let t: TenantView = c.get(&format!("/v1/tenants/{}", seg(&id))).await?;
+            let t: TenantView = c
+                .get(&format!("/v1/tenants/{}", crate::percent::encode(&id)))
+                .await?;
             if json {
                 return pretty(&t);
             }
@@ -403,7 +405,7 @@ async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliErr
             wait,
             wait_timeout,
         } => {
-            let path = format!("/v1/tenants/{}", seg(&id));
+            let path = format!("/v1/tenants/{}", crate::percent::encode(&id));
             let d: Deleted = c.send(Method::DELETE, &path, None, if_revision).await?;
             if wait {
                 wait_for_gateways(c, d.table_version, Duration::from_secs(wait_timeout)).await?;
@@ -507,26 +509,13 @@ pub(crate) fn pretty<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
         .map_err(|e| CliError::BadResponse(e.to_string()))
 }
 
-/// Percent-encode a path segment (ids are plain, but a typo should not change the path).
-pub(crate) fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn segments() {
-        assert_eq!(seg("a b/c"), "a%20b%2Fc");
+        assert_eq!(crate::percent::encode("a b/c"), "a%20b%2Fc");
     }
 
     #[test]

@@ -4,9 +4,8 @@
 
 use super::client::{CliError, Client};
 use crate::provision::TenantState;
-use crate::views::{ProvisionView, TenantView};
+use crate::views::{CredentialsView, ProvisionView, TenantView};
 use reqwest::Method;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// Poll the tenant until its provisioning is ready (progress lines on stderr); a failed
@@ -17,7 +16,9 @@ pub async fn wait_ready(c: &Client, id: &str, timeout: Duration) -> Result<Tenan
     // Failed attempts before the wait began (a retry starts from a failed state).
     let mut before: Option<u32> = None;
     loop {
-        let t: TenantView = c.get(&format!("/v1/tenants/{}", super::seg(id))).await?;
+        let t: TenantView = c
+            .get(&format!("/v1/tenants/{}", crate::percent::encode(id)))
+            .await?;
         let Some(p) = t.provisioning.clone() else {
             return Ok(t);
         };
@@ -72,15 +73,16 @@ fn progress_lines(p: &ProvisionView) -> Vec<String> {
 /// The one-time credentials, as text; `None` when the tenant has none (identity `none`) or
 /// they were handed out already.
 pub async fn claim(c: &Client, id: &str) -> Option<String> {
-    let path = format!("/v1/tenants/{}/credentials", super::seg(id));
-    let v: Value = c.send(Method::POST, &path, None, None).await.ok()?;
+    let path = format!("/v1/tenants/{}/credentials", crate::percent::encode(id));
+    let v: CredentialsView = c.send(Method::POST, &path, None, None).await.ok()?;
+    let held = "(held by an earlier claim)";
     Some(format!(
         "\nFirst admin of realm {id} (shown once; the password is temporary and must be changed at first login):\n  issuer:    {}\n  username:  {}\n  password:  {}\nTenant API client (service account):\n  client_id:     {}\n  client_secret: {}\n",
-        v["issuer"].as_str().unwrap_or(""),
-        v["admin_username"].as_str().unwrap_or(""),
-        v["admin_password"].as_str().unwrap_or("(held by an earlier claim)"),
-        v["admin_client_id"].as_str().unwrap_or(""),
-        v["admin_client_secret"].as_str().unwrap_or("(held by an earlier claim)"),
+        v.issuer,
+        v.admin_username,
+        v.admin_password.as_deref().unwrap_or(held),
+        v.admin_client_id,
+        v.admin_client_secret.as_deref().unwrap_or(held),
     ))
 }
 
@@ -124,7 +126,7 @@ pub async fn retry(
     wait: Option<Duration>,
     json: bool,
 ) -> Result<String, CliError> {
-    let path = format!("/v1/tenants/{}/retry", super::seg(id));
+    let path = format!("/v1/tenants/{}/retry", crate::percent::encode(id));
     let t: TenantView = c.send(Method::POST, &path, None, None).await?;
     let t = match wait {
         Some(timeout) => wait_ready(c, id, timeout).await?,

@@ -26,7 +26,7 @@ pub(super) async fn upstream(c: &Client, cmd: UpstreamCmd, json: bool) -> Result
                     body.insert(k.into(), json!(v));
                 }
             }
-            let path = format!("/v1/upstreams/{}", seg(&name));
+            let path = format!("/v1/upstreams/{}", crate::percent::encode(&name));
             let u: UpstreamView = c
                 .send(Method::PUT, &path, Some(&Value::Object(body)), None)
                 .await?;
@@ -46,7 +46,9 @@ pub(super) async fn upstream(c: &Client, cmd: UpstreamCmd, json: bool) -> Result
             Ok(output::upstreams(&v.upstreams))
         }
         UpstreamCmd::Show { name } => {
-            let u: UpstreamView = c.get(&format!("/v1/upstreams/{}", seg(&name))).await?;
+            let u: UpstreamView = c
+                .get(&format!("/v1/upstreams/{}", crate::percent::encode(&name)))
+                .await?;
             if json {
                 return pretty(&u);
             }
@@ -56,7 +58,7 @@ pub(super) async fn upstream(c: &Client, cmd: UpstreamCmd, json: bool) -> Result
             let d: Deleted = c
                 .send(
                     Method::DELETE,
-                    &format!("/v1/upstreams/{}", seg(&name)),
+                    &format!("/v1/upstreams/{}", crate::percent::encode(&name)),
                     None,
                     None,
                 )

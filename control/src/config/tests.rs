@@ -9,7 +9,7 @@ impl Dir {
         let p = std::env::temp_dir().join(format!(
             "realmctl-config-{name}-{}-{}",
             std::process::id(),
-            crate::model::now_ms()
+            crate::time::now_ms()
         ));
         std::fs::create_dir_all(&p).expect("temp dir");
         Dir(p)

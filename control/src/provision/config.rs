@@ -6,7 +6,6 @@ use super::dns::{Dns, DnsSettings, Target};
 use super::identity::{Identity, IdentitySettings};
 use super::ingress::{IngressSettings, IngressStep};
 use super::keycloak::{Credentials, Keycloak};
-use super::runner::RunnerSettings;
 use super::secrets::SecretBox;
 use super::{Plan, Step, StepKind};
 use serde::Deserialize;
@@ -333,4 +332,23 @@ fn resolve_dns(d: DnsFile, problems: &mut Vec<String>) -> Option<DnsSettings> {
         ttl: d.ttl.unwrap_or(300),
         target,
     })
+}
+
+/// How the provisioning runner paces its work.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Tenants provisioned at the same time.
+    pub max_parallel: usize,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            max_parallel: 8,
+        }
+    }
 }

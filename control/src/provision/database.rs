@@ -3,8 +3,7 @@
 //! under `tenants/archive/`), never deletes it.
 
 use super::{digest_of, Outputs, Step, StepError, StepKind, TenantInput};
-use crate::registry::migrations::{migrate, Migration};
-use crate::registry::RemoteSync;
+use crate::migrate::{migrate, Migration};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -44,15 +43,13 @@ impl Database {
         let db = match &self.remote {
             None => libsql::Builder::new_local(&path).build().await,
             Some((template, token)) => {
-                let r = RemoteSync {
-                    url: template.replace("{tenant}", t.id.as_str()),
-                    auth_token: token.clone(),
-                    sync_interval: None,
-                    read_your_writes: true,
-                };
-                libsql::Builder::new_remote_replica(&path, r.url, r.auth_token)
-                    .build()
-                    .await
+                libsql::Builder::new_remote_replica(
+                    &path,
+                    template.replace("{tenant}", t.id.as_str()),
+                    token.clone(),
+                )
+                .build()
+                .await
             }
         };
         db.map_err(|e| StepError::new(format!("cannot open {}: {e}", path.display())))
@@ -86,7 +83,7 @@ impl Step for Database {
         let conn = db
             .connect()
             .map_err(|e| StepError::new(format!("connect: {e}")))?;
-        let version = migrate(&conn, TENANT_MIGRATIONS)
+        let version = migrate(&conn, TENANT_MIGRATIONS, &format!("tenant {}", t.id))
             .await
             .map_err(|e| StepError::new(e.to_string()))?;
         conn.execute(
@@ -114,7 +111,7 @@ impl Step for Database {
         let archive = self.dir.join("archive");
         std::fs::create_dir_all(&archive)
             .map_err(|e| StepError::new(format!("cannot create {}: {e}", archive.display())))?;
-        let stamp = crate::model::now_ms();
+        let stamp = crate::time::now_ms();
         let target = archive.join(format!("{}-{stamp}.db", t.id));
         // The WAL and shared-memory files first: the main file's presence is what says
         // "not archived yet", so it moves last.

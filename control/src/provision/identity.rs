@@ -2,11 +2,82 @@
 //! (standard flow, PKCE S256, redirect URIs per host), an admin service-account client, the
 //! realm role `user`, and a first admin user with a temporary password returned once.
 
-use super::keycloak::{form_encode, Keycloak};
+use super::keycloak::Keycloak;
 use super::secrets::random_password;
 use super::{digest_of, Outputs, Step, StepError, StepKind, TenantInput};
 use reqwest::Method;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+
+/// What the identity step made that anyone may read (journaled as JSON): the one contract
+/// between the step, the table compiler, the credentials claim and the provisioning view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityPublic {
+    pub realm: String,
+    pub issuer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    pub login_client_id: String,
+    pub admin_client_id: String,
+    /// The audiences tokens of the realm carry (the login and admin clients).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub admin_username: String,
+    /// The first admin's credentials were handed out: the step forgets them.
+    #[serde(default)]
+    pub credentials_claimed: bool,
+}
+
+/// What the identity step made that is sealed before it is stored.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySecrets {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+}
+
+impl std::fmt::Debug for IdentitySecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let has = |s: &Option<String>| s.as_ref().map(|_| "<sealed>");
+        f.debug_struct("IdentitySecrets")
+            .field("login_client_secret", &has(&self.login_client_secret))
+            .field("admin_client_secret", &has(&self.admin_client_secret))
+            .field("admin_password", &has(&self.admin_password))
+            .finish()
+    }
+}
+
+impl IdentityPublic {
+    /// Read a journaled step's public outputs; `None` when they are not the identity
+    /// step's (another provider, or an older journal without an issuer).
+    pub fn from_outputs(public: &Map<String, Value>) -> Option<IdentityPublic> {
+        serde_json::from_value(Value::Object(public.clone())).ok()
+    }
+
+    pub fn to_outputs(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+impl IdentitySecrets {
+    /// Read opened secrets; unknown or missing fields are simply absent.
+    pub fn from_outputs(secrets: &Map<String, Value>) -> IdentitySecrets {
+        serde_json::from_value(Value::Object(secrets.clone())).unwrap_or_default()
+    }
+
+    pub fn to_outputs(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct IdentitySettings {
@@ -133,7 +204,10 @@ impl Identity {
         previous: &Outputs,
     ) -> Result<Option<String>, StepError> {
         let user = &self.s.admin_username;
-        let query = format!("/{realm}/users?exact=true&username={}", form_encode(user));
+        let query = format!(
+            "/{realm}/users?exact=true&username={}",
+            crate::percent::encode(user)
+        );
         let found = |v: Option<Value>| {
             v.and_then(|v| {
                 v.as_array()?
@@ -142,8 +216,8 @@ impl Identity {
                     .and_then(|u| u["id"].as_str().map(str::to_owned))
             })
         };
-        let claimed = previous.public.get("credentials_claimed") == Some(&Value::Bool(true));
-        let held = previous.secret_str("admin_password").map(str::to_owned);
+        let claimed = IdentityPublic::from_outputs(&previous.public).is_some_and(|p| p.credentials_claimed);
+        let held = IdentitySecrets::from_outputs(&previous.secrets).admin_password;
         let (id, password) = match found(self.kc.get_opt(&query).await?) {
             None => {
                 let password = random_password(20);
@@ -285,30 +359,24 @@ impl Step for Identity {
         }
         let password = self.ensure_admin(realm, previous).await?;
         let issuer = format!("{}/realms/{realm}", self.s.public_url.trim_end_matches('/'));
-        let claimed = previous.public.get("credentials_claimed") == Some(&Value::Bool(true));
-        let mut public = Map::new();
-        public.insert("realm".into(), json!(realm));
-        public.insert(
-            "jwks_uri".into(),
-            json!(format!("{issuer}/protocol/openid-connect/certs")),
-        );
-        public.insert("issuer".into(), json!(issuer));
-        public.insert("login_client_id".into(), json!(self.s.login_client_id));
-        public.insert("admin_client_id".into(), json!(self.s.admin_client_id));
-        public.insert(
-            "audiences".into(),
-            json!([self.s.login_client_id, self.s.admin_client_id]),
-        );
-        public.insert("admin_username".into(), json!(self.s.admin_username));
-        public.insert("credentials_claimed".into(), json!(claimed));
-        let mut secrets = Map::new();
-        secrets.insert("login_client_secret".into(), json!(login_secret));
-        if !claimed {
-            secrets.insert("admin_client_secret".into(), json!(api_secret));
-            if let Some(p) = password {
-                secrets.insert("admin_password".into(), json!(p));
-            }
-        }
+        let claimed = IdentityPublic::from_outputs(&previous.public).is_some_and(|p| p.credentials_claimed);
+        let public = IdentityPublic {
+            realm: realm.to_owned(),
+            jwks_uri: Some(format!("{issuer}/protocol/openid-connect/certs")),
+            issuer,
+            login_client_id: self.s.login_client_id.clone(),
+            admin_client_id: self.s.admin_client_id.clone(),
+            audiences: vec![self.s.login_client_id.clone(), self.s.admin_client_id.clone()],
+            admin_username: self.s.admin_username.clone(),
+            credentials_claimed: claimed,
+        };
+        // Once claimed, the first admin's credentials are forgotten.
+        let secrets = IdentitySecrets {
+            login_client_secret: Some(login_secret),
+            admin_client_secret: (!claimed).then_some(api_secret),
+            admin_password: if claimed { None } else { password },
+        };
+        let (public, secrets) = (public.to_outputs(), secrets.to_outputs());
         Ok(Outputs { public, secrets })
     }
 
@@ -339,6 +407,47 @@ impl Step for Identity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn public() -> IdentityPublic {
+        IdentityPublic {
+            realm: "acme".into(),
+            issuer: "http://kc.test/realms/acme".into(),
+            jwks_uri: Some("http://kc.test/realms/acme/protocol/openid-connect/certs".into()),
+            login_client_id: "realmgate".into(),
+            admin_client_id: "tenant-admin".into(),
+            audiences: vec!["realmgate".into(), "tenant-admin".into()],
+            admin_username: "admin".into(),
+            credentials_claimed: false,
+        }
+    }
+
+    /// The typed outputs are the journal's JSON, field for field: what older journals hold
+    /// reads back, and what is written is what the compiler and the claim read.
+    #[test]
+    fn outputs_round_trip_through_the_journal_shape() {
+        let p = public();
+        let map = p.to_outputs();
+        assert_eq!(map["issuer"], "http://kc.test/realms/acme");
+        assert_eq!(map["audiences"], json!(["realmgate", "tenant-admin"]));
+        assert_eq!(IdentityPublic::from_outputs(&map), Some(p.clone()));
+        // A journal written before the types (no credentials_claimed yet) still reads.
+        let mut old = map.clone();
+        old.remove("credentials_claimed");
+        assert_eq!(IdentityPublic::from_outputs(&old), Some(p));
+        // Not the identity step's outputs: none.
+        assert_eq!(IdentityPublic::from_outputs(&Map::new()), None);
+        let s = IdentitySecrets {
+            login_client_secret: Some("l".into()),
+            admin_client_secret: None,
+            admin_password: Some("p".into()),
+        };
+        let m = s.to_outputs();
+        assert_eq!(m.len(), 2, "absent secrets are not stored: {:?}", m.keys());
+        assert_eq!(IdentitySecrets::from_outputs(&m), s);
+        let shown = format!("{s:?}");
+        assert!(shown.contains("<sealed>"), "{shown}");
+        assert!(!shown.contains("\"l\"") && !shown.contains("\"p\""), "secrets never in Debug: {shown}");
+    }
 
     #[test]
     fn covers_is_a_subset_check() {

@@ -98,7 +98,7 @@ impl Keycloak {
         };
         let body = form
             .iter()
-            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .map(|(k, v)| format!("{k}={}", crate::percent::encode(v)))
             .collect::<Vec<_>>()
             .join("&");
         let started = Instant::now();
@@ -204,7 +204,10 @@ impl Keycloak {
         realm: &str,
         client_id: &str,
     ) -> Result<Option<(String, Value)>, StepError> {
-        let path = format!("/{realm}/clients?clientId={}", form_encode(client_id));
+        let path = format!(
+            "/{realm}/clients?clientId={}",
+            crate::percent::encode(client_id)
+        );
         let list = self.get_opt(&path).await?.unwrap_or(Value::Null);
         Ok(list.as_array().and_then(|a| {
             a.iter()
@@ -262,19 +265,6 @@ fn api_error(method: &str, path: &str, status: StatusCode, body: &Value) -> Step
     // Query strings may name users; the path without them is enough to locate the call.
     let path = path.split('?').next().unwrap_or(path);
     StepError::new(format!("Keycloak {method} {path}: {status} {detail}"))
-}
-
-/// `application/x-www-form-urlencoded` / query value encoding.
-pub fn form_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Create (or find) realmctl's service-account client in the admin realm with the realm's

@@ -12,7 +12,6 @@ pub mod dns;
 pub mod identity;
 pub mod ingress;
 pub mod keycloak;
-pub mod runner;
 pub mod secrets;
 
 use crate::ids::TenantId;

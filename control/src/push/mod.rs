@@ -3,11 +3,12 @@
 //! per gateway serialises its pushes, and a worker only ever sends the newest table, so a
 //! gateway never sees versions go backwards.
 
+pub mod publish;
 mod worker;
 
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
-use crate::model::{now_ms, rfc3339};
+use crate::time::{now_ms, rfc3339};
 use crate::views::GatewayView;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

@@ -1,18 +1,10 @@
-//! Versioned schema migrations of the registry database, recorded in `schema_migrations`.
+//! The registry database's schema, as versioned migrations (run by `crate::migrate`).
 //!
-//! Migrations are append-only: a released one is never edited. Each runs in its own
-//! transaction together with its `schema_migrations` row, so a crash leaves either all of it
-//! or none. A database migrated by a newer `realmctl` is refused rather than guessed at.
+//! Migrations are append-only: a released one is never edited.
 
 use super::RegistryError;
+use crate::migrate::{migrate, MigrateError, Migration};
 use libsql::Connection;
-
-/// One schema step.
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
 
 /// The registry schema, oldest first.
 pub const MIGRATIONS: &[Migration] = &[
@@ -118,62 +110,20 @@ ALTER TABLE tenants ADD COLUMN shell TEXT;
     },
 ];
 
-/// Bring the schema up to date; returns the schema version now in force.
-pub async fn migrate(conn: &Connection, migrations: &[Migration]) -> Result<i64, RegistryError> {
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version       INTEGER PRIMARY KEY,
-             name          TEXT NOT NULL,
-             applied_at_ms INTEGER NOT NULL
-         )",
-        (),
-    )
-    .await?;
-    let current = current_version(conn).await?;
-    let latest = migrations.last().map_or(0, |m| m.version);
-    if current > latest {
-        return Err(RegistryError::SchemaTooNew {
-            found: current,
-            known: latest,
-        });
-    }
-    for m in migrations.iter().filter(|m| m.version > current) {
-        let tx = conn.transaction().await?;
-        let applied = async {
-            tx.execute_batch(m.sql).await?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
-                libsql::params![m.version, m.name, crate::model::now_ms() as i64],
-            )
-            .await?;
-            Ok::<_, libsql::Error>(())
-        }
-        .await;
-        match applied {
-            Ok(()) => tx.commit().await?,
-            Err(e) => {
-                let _ = tx.rollback().await;
-                return Err(RegistryError::Migration {
-                    version: m.version,
-                    source: e,
-                });
-            }
-        }
-        log::info!("registry: applied migration {} ({})", m.version, m.name);
-    }
-    current_version(conn).await
+/// Bring the registry's schema up to date; returns the schema version now in force.
+pub async fn migrate_registry(conn: &Connection) -> Result<i64, RegistryError> {
+    Ok(migrate(conn, MIGRATIONS, "registry").await?)
 }
 
-async fn current_version(conn: &Connection) -> Result<i64, RegistryError> {
-    let mut rows = conn
-        .query(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            (),
-        )
-        .await?;
-    match rows.next().await? {
-        Some(row) => Ok(row.get::<i64>(0)?),
-        None => Ok(0),
+impl From<MigrateError> for RegistryError {
+    fn from(e: MigrateError) -> Self {
+        match e {
+            MigrateError::Db(e) => RegistryError::Db(e),
+            MigrateError::Failed { version, source } => {
+                RegistryError::Migration { version, source }
+            }
+            MigrateError::TooNew { found, known } => RegistryError::SchemaTooNew { found, known },
+        }
     }
 }
 
@@ -207,7 +157,7 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("migrate"), 4);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 4);
         assert_eq!(
             tables(&conn).await,
             [
@@ -222,60 +172,20 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate(&conn, MIGRATIONS).await.expect("again"), 4);
-    }
-
-    #[tokio::test]
-    async fn later_migrations_apply_on_top() {
-        let conn = memory().await;
-        migrate(&conn, &MIGRATIONS[..1]).await.expect("migrate");
-        let more = [
-            Migration {
-                version: 1,
-                name: MIGRATIONS[0].name,
-                sql: MIGRATIONS[0].sql,
-            },
-            Migration {
-                version: 2,
-                name: "extra",
-                sql: "CREATE TABLE extra (x INTEGER) STRICT;",
-            },
-        ];
-        assert_eq!(migrate(&conn, &more).await.expect("migrate 2"), 2);
-        assert!(tables(&conn).await.contains(&"extra".to_owned()));
-    }
-
-    #[tokio::test]
-    async fn failed_migration_rolls_back_and_is_reported() {
-        let conn = memory().await;
-        let bad = [Migration {
-            version: 1,
-            name: "broken",
-            sql: "CREATE TABLE ok (x INTEGER); CREATE TABLE broken (;",
-        }];
-        let err = migrate(&conn, &bad).await.expect_err("must fail");
-        assert!(
-            matches!(err, RegistryError::Migration { version: 1, .. }),
-            "{err}"
-        );
-        assert_eq!(
-            tables(&conn).await,
-            ["schema_migrations"],
-            "nothing half-applied"
-        );
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 4);
     }
 
     #[tokio::test]
     async fn newer_schema_is_refused() {
         let conn = memory().await;
-        migrate(&conn, MIGRATIONS).await.expect("migrate");
+        migrate_registry(&conn).await.expect("migrate");
         conn.execute(
             "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (99, 'future', 0)",
             (),
         )
         .await
         .expect("insert");
-        let err = migrate(&conn, MIGRATIONS).await.expect_err("refused");
+        let err = migrate_registry(&conn).await.expect_err("refused");
         assert!(
             matches!(
                 err,

@@ -106,7 +106,7 @@ impl Registry {
         // Several processes never share the file, but a slow disk should wait, not fail.
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute("PRAGMA foreign_keys = ON", ()).await?;
-        migrations::migrate(&conn, migrations::MIGRATIONS).await?;
+        migrations::migrate_registry(&conn).await?;
         Ok(Registry { _db: db, conn })
     }
 

@@ -8,7 +8,7 @@ fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "realmctl-registry-{name}-{}-{}",
         std::process::id(),
-        crate::model::now_ms()
+        crate::time::now_ms()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     dir

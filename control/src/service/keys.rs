@@ -6,12 +6,12 @@
 use super::{not_found, Control, ServiceError};
 use crate::body::Fields;
 use crate::ids::TenantId;
-use crate::model::{now_ms, KeyRecord, Model};
+use crate::model::{KeyRecord, Model};
+use crate::time::{now_ms, rfc3339_seconds};
 use crate::views::{CreatedKey, KeyView};
 use base64::Engine;
-use realmgate_table::{ApiKey, AuthSpec, Problem, RateLimit, Route, Table, Tenant};
+use realmgate_table::{ApiKey, Problem, RateLimit};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 /// Who is calling the keys API.
 #[derive(Debug, Clone)]
@@ -227,8 +227,8 @@ fn check_mint(caller: &Caller, new: &KeyRecord) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// Check the key as a gateway would (a one-key table through `realmgate_table::parse`),
-/// plus what only realmctl knows: the tenant exists, the expiry is in the future.
+/// Check the key as a gateway would (`realmgate_table::validate::api_key`), plus what only
+/// realmctl knows: the tenant exists, the expiry is in the future.
 fn check_key(
     model: &Model,
     input: &KeyInput,
@@ -244,41 +244,19 @@ fn check_key(
         }
     });
     let key = ApiKey {
+        // Minted once the request is known good; these stand for them and always pass.
         id: "k".into(),
         digest: format!("sha256:{}", "0".repeat(64)),
-        tenant: tenant.as_ref().map(|_| "t".to_owned()),
+        tenant: tenant.as_ref().map(ToString::to_string),
+        // Missing namespaces are already reported.
         namespaces: input.namespaces.clone().unwrap_or_else(|| vec!["*".into()]),
         expires_at: input.expires_at.clone(),
         rate_limit: input.rate_limit,
     };
-    let table = Table {
-        version: 1,
-        upstreams: BTreeMap::from([("u".to_owned(), super::validate::placeholder_pool())]),
-        tenants: vec![Tenant {
-            id: "t".into(),
-            hosts: vec!["placeholder.invalid".into()],
-            routes: vec![Route {
-                prefix: "/".into(),
-                upstream: "u".into(),
-                auth: AuthSpec::One("public".into()),
-                namespace: None,
-                forward_token: false,
-            }],
-            status: Default::default(),
-            rate_limits: Default::default(),
-            realm: None,
-            // The table's app-shell fields are not managed by realmctl yet.
-            display_name: None,
-            catalog: Vec::new(),
-            shell: None,
-        }],
-        api_keys: vec![key],
-    };
-    let bytes = serde_json::to_vec(&table).unwrap_or_default();
     let mut expires_at_ms = None;
-    match realmgate_table::parse(&bytes) {
-        Ok((_, checked)) => {
-            if let Some(at) = checked.key_expiry.first().copied().flatten() {
+    match realmgate_table::validate::api_key(&key) {
+        Ok(expiry) => {
+            if let Some(at) = expiry {
                 let at_ms = at.saturating_mul(1000);
                 if at_ms <= now_ms() {
                     problems.push(Problem::new("expires_at", "must be in the future"));
@@ -286,21 +264,9 @@ fn check_key(
                 expires_at_ms = Some(at_ms);
             }
         }
-        Err(found) => problems.extend(found.into_iter().map(|p| {
-            let at =
-                p.at.strip_prefix("api_keys[0].")
-                    .unwrap_or(&p.at)
-                    .to_owned();
-            Problem::new(at, p.message)
-        })),
+        Err(found) => problems.extend(found),
     }
     (tenant, expires_at_ms)
-}
-
-/// `2027-01-01T00:00:00Z`: the table's expiry format (whole seconds, UTC).
-pub fn rfc3339_seconds(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]

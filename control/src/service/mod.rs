@@ -4,13 +4,15 @@
 
 pub mod keys;
 mod provisioning;
+pub mod runner;
 pub mod validate;
 
 use crate::ids::{TenantId, UpstreamName};
-use crate::model::{now_ms, Model, TenantRecord, UpstreamRecord};
+use crate::model::{Model, TenantRecord, UpstreamRecord};
 use crate::provision::secrets::SecretBox;
 use crate::provision::{Plan, Provision, TenantState};
 use crate::registry::{Registry, RegistryError};
+use crate::time::now_ms;
 use crate::views::{TenantPage, TenantView, UpstreamView};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{Problem, Tenant};

@@ -7,8 +7,9 @@ use crate::ids::TenantId;
 use crate::provision::{
     Outputs, Provision, StepKind, StepRecord, StepState, TenantInput, TenantState,
 };
-use crate::views::TenantView;
-use serde_json::{json, Map, Value};
+use crate::provision::identity::{IdentityPublic, IdentitySecrets};
+use crate::views::{CredentialsView, TenantView};
+use serde_json::{json, Map};
 
 impl Control {
     /// The tenant as the steps see it, and its provisioning; `None` once it is gone.
@@ -120,7 +121,7 @@ impl Control {
         if !self.read().tenants.contains_key(id) {
             return Ok(self.version());
         }
-        let now = crate::model::now_ms();
+        let now = crate::time::now_ms();
         let version = registry.delete_tenant(id, now).await?;
         self.commit(version, |m| {
             m.revoke_tenant_keys(id, now, version);
@@ -143,7 +144,7 @@ impl Control {
                 .get(id)
                 .map(|r| r.provision.clone())
                 .ok_or_else(|| not_found("tenant", id.as_str()))?;
-            let now = crate::model::now_ms();
+            let now = crate::time::now_ms();
             let mut changed = Vec::new();
             for s in &mut p.steps {
                 let again = match p.state {
@@ -174,7 +175,7 @@ impl Control {
 
     /// The new tenant's first admin and API client credentials, handed out once; later
     /// calls get 410. The secrets are dropped from realmctl's store once handed out.
-    pub async fn claim_credentials(&self, id: &TenantId) -> Result<Value, ServiceError> {
+    pub async fn claim_credentials(&self, id: &TenantId) -> Result<CredentialsView, ServiceError> {
         let registry = self.registry.lock().await;
         let step = {
             let m = self.read();
@@ -194,7 +195,12 @@ impl Control {
                 details: json!({"tenant": id}),
             });
         }
-        if step.outputs.get("credentials_claimed") == Some(&Value::Bool(true)) {
+        let Some(mut public) = IdentityPublic::from_outputs(&step.outputs) else {
+            return Err(ServiceError::Internal(format!(
+                "tenant {id}: the identity step's outputs are not readable"
+            )));
+        };
+        if public.credentials_claimed {
             return Err(ServiceError::Gone(
                 "the credentials were already handed out once; reset the admin's password in the realm".into(),
             ));
@@ -209,23 +215,23 @@ impl Control {
                 details: json!({"tenant": id, "state": step.state.name()}),
             });
         }
-        let mut secrets = self.open_secrets(id, &step)?.secrets;
-        let answer = json!({
-            "tenant": id,
-            "issuer": step.outputs.get("issuer"),
-            "admin_username": step.outputs.get("admin_username"),
-            "admin_password": secrets.remove("admin_password"),
-            "admin_password_temporary": true,
-            "admin_client_id": step.outputs.get("admin_client_id"),
-            "admin_client_secret": secrets.remove("admin_client_secret"),
-        });
+        let mut secrets = IdentitySecrets::from_outputs(&self.open_secrets(id, &step)?.secrets);
+        let answer = CredentialsView {
+            tenant: id.to_string(),
+            issuer: public.issuer.clone(),
+            admin_username: public.admin_username.clone(),
+            admin_password: secrets.admin_password.take(),
+            admin_password_temporary: true,
+            admin_client_id: public.admin_client_id.clone(),
+            admin_client_secret: secrets.admin_client_secret.take(),
+        };
+        public.credentials_claimed = true;
         let mut next = step.clone();
-        next.outputs
-            .insert("credentials_claimed".into(), Value::Bool(true));
+        next.outputs = public.to_outputs();
         next.sealed = self
             .secret_box
-            .seal(id.as_str(), StepKind::Identity.name(), &secrets);
-        next.updated_at_ms = crate::model::now_ms();
+            .seal(id.as_str(), StepKind::Identity.name(), &secrets.to_outputs());
+        next.updated_at_ms = crate::time::now_ms();
         registry.save_step(id, &next).await?;
         drop(registry);
         let mut p = self

@@ -1,20 +1,17 @@
 //! Request validation: decode a body into typed input, then check it the way a gateway
-//! would, by validating a one-tenant (or one-pool) table with `realmgate_table::parse`. The
-//! table crate stays the single source of truth for what a host, route or pool may be.
+//! would, with the table crate's own checks (`realmgate_table::validate::tenant`,
+//! `::upstream`). The table crate stays the single source of truth for what a host, route,
+//! pool or label may be.
 
 use crate::body::Fields;
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{CatalogEntry, Model};
 use realmgate_table::host::HostPattern;
-use realmgate_table::{
-    is_name, Problem, RateLimits, Route, Shell, Table, Tenant, TenantStatus, Upstream,
+use realmgate_table::validate::{
+    self, LabelProblem, Skip, TenantContext, MAX_APP_TITLE_CHARS, MAX_DISPLAY_NAME_CHARS,
 };
-use std::collections::{BTreeMap, HashSet};
-
-/// The routing table's limits (`realmgate_table`'s shell checks), checked here first so the
-/// problems name the API's fields.
-pub const MAX_DISPLAY_NAME: usize = 100;
-pub const MAX_APP_TITLE: usize = 64;
+use realmgate_table::{is_name, Problem, RateLimits, Route, Shell, Tenant, TenantStatus, Upstream};
+use std::collections::HashSet;
 
 /// Tenant fields from a create or patch body; `None` is "not given" (or undecodable).
 #[derive(Debug, Default)]
@@ -102,80 +99,45 @@ pub fn check_tenant(
     t: &TenantCheck<'_>,
     problems: &mut Vec<Problem>,
 ) -> Vec<HostPattern> {
-    let (hosts, routes, rate_limits, display_name, catalog) =
-        (t.hosts, t.routes, t.rate_limits, t.display_name, t.catalog);
-    let display_name_ok =
-        check_display_name(display_name, "display_name", MAX_DISPLAY_NAME, problems);
-    check_catalog(catalog, problems);
-    // Stand-ins for parts that did not decode (already reported), so they add no noise.
-    const PLACEHOLDER_POOL: &str = "placeholder";
-    let hosts = hosts.map_or_else(
-        || vec!["placeholder.invalid".to_owned()],
-        <[String]>::to_vec,
+    // Labels are checked here, in the API's words and at the API's paths (`title`).
+    check_display_name(
+        t.display_name,
+        "display_name",
+        MAX_DISPLAY_NAME_CHARS,
+        problems,
     );
-    let routes = routes.map_or_else(
-        || {
-            vec![Route {
-                prefix: "/".into(),
-                upstream: PLACEHOLDER_POOL.into(),
-                auth: realmgate_table::AuthSpec::One("public".into()),
-                namespace: None,
-                forward_token: false,
-            }]
-        },
-        <[Route]>::to_vec,
-    );
-    let mut upstreams = BTreeMap::new();
-    let shell_pool = t.shell.and_then(|s| s.upstream.as_ref());
-    for pool in routes.iter().map(|r| &r.upstream).chain(shell_pool) {
-        if pool == PLACEHOLDER_POOL {
-            upstreams.insert(pool.clone(), placeholder_pool());
-        } else if let Some(record) =
-            UpstreamName::parse(pool).and_then(|name| model.upstreams.get(&name))
-        {
-            upstreams.insert(pool.clone(), record.spec.clone());
-        }
-    }
-    let table = Table {
-        version: 1,
-        upstreams,
-        tenants: vec![Tenant {
-            id: "t".into(),
-            hosts,
-            routes,
-            status: TenantStatus::Active,
-            rate_limits,
-            // Stands for the realm the identity step makes, login client included (see
-            // `compile::provisioned_realm`).
-            realm: t.provisions_realm.then(|| realmgate_table::Realm {
-                issuer: "http://placeholder.invalid/realms/t".into(),
-                jwks_uri: None,
-                audiences: vec!["placeholder".into()],
-                client_id: Some("placeholder".into()),
-                client_secret: Some("placeholder".into()),
-            }),
-            // Problems already reported above are not reported twice.
-            display_name: display_name_ok.then(|| display_name.to_owned()),
-            catalog: catalog
-                .iter()
-                .map(|c| {
-                    let mut app = c.table_app();
-                    if app.name.trim().is_empty() || app.name.chars().count() > MAX_APP_TITLE {
-                        app.name = "placeholder".into();
-                    }
-                    app
-                })
-                .collect(),
-            shell: t.shell.cloned(),
-        }],
-        api_keys: Vec::new(),
+    check_catalog(t.catalog, problems);
+    let tenant = Tenant {
+        // The id is checked where it is decoded; a tenant alone is judged without it.
+        id: String::new(),
+        hosts: t.hosts.map(<[String]>::to_vec).unwrap_or_default(),
+        routes: t.routes.map(<[Route]>::to_vec).unwrap_or_default(),
+        status: TenantStatus::Active,
+        rate_limits: t.rate_limits,
+        realm: None,
+        display_name: Some(t.display_name.to_owned()),
+        catalog: t.catalog.iter().map(CatalogEntry::table_app).collect(),
+        shell: t.shell.cloned(),
     };
-    match parse_table(&table) {
-        Ok(mut checked) => checked.hosts.pop().unwrap_or_default(),
-        Err(found) => {
-            problems.extend(found.into_iter().map(|p| rebase(p, "tenants[0]")));
-            Vec::new()
-        }
+    let has_upstream = |name: &str| {
+        UpstreamName::parse(name).is_some_and(|name| model.upstreams.contains_key(&name))
+    };
+    let ctx = TenantContext {
+        has_upstream: &has_upstream,
+        realm_supplied: t.provisions_realm,
+        // Parts that did not decode are already reported: no noise from their absence.
+        skip: Skip {
+            hosts: t.hosts.is_none(),
+            routes: t.routes.is_none(),
+            labels: true,
+        },
+    };
+    let found = validate::tenant(&tenant, &ctx);
+    if found.is_empty() {
+        validate::hosts(&tenant)
+    } else {
+        problems.extend(found);
+        Vec::new()
     }
 }
 
@@ -195,15 +157,7 @@ pub fn decode_upstream(
     }
     let spec: Option<Upstream> = crate::body::decode(value, "", &mut problems);
     if let Some(spec) = &spec {
-        let table = Table {
-            version: 1,
-            upstreams: BTreeMap::from([("u".to_owned(), spec.clone())]),
-            tenants: Vec::new(),
-            api_keys: Vec::new(),
-        };
-        if let Err(found) = parse_table(&table) {
-            problems.extend(found.into_iter().map(|p| rebase(p, "upstreams.u")));
-        }
+        problems.extend(validate::upstream(spec));
     }
     match (name, spec) {
         (Some(name), Some(spec)) if problems.is_empty() => Ok((name, spec)),
@@ -211,41 +165,14 @@ pub fn decode_upstream(
     }
 }
 
-fn parse_table(table: &Table) -> Result<realmgate_table::Checked, Vec<Problem>> {
-    let bytes = serde_json::to_vec(table)
-        .map_err(|e| vec![Problem::new("", format!("cannot encode: {e}"))])?;
-    realmgate_table::parse(&bytes).map(|(_, checked)| checked)
-}
-
-/// `tenants[0].hosts[1]` → `hosts[1]`: problems are reported against the request body.
-fn rebase(p: Problem, prefix: &str) -> Problem {
-    let at = match p.at.strip_prefix(prefix) {
-        Some(rest) => rest.strip_prefix('.').unwrap_or(rest).to_owned(),
-        None => p.at,
-    };
-    Problem::new(at, p.message)
-}
-
-/// A pool that satisfies validation where only a tenant or key is being checked.
-pub(super) fn placeholder_pool() -> Upstream {
-    Upstream {
-        endpoints: vec!["127.0.0.1:1".into()],
-        health_check: None,
-        connect_timeout_ms: None,
-        read_timeout_ms: None,
-        write_timeout_ms: None,
-    }
-}
-
 /// Whether `s` is a good label; a problem at `at` if not.
 fn check_display_name(s: &str, at: &str, max: usize, problems: &mut Vec<Problem>) -> bool {
-    let len = s.chars().count();
-    let why = if s.trim().is_empty() || len > max {
-        format!("must be 1-{max} characters, not blank")
-    } else if s.chars().any(char::is_control) {
-        "must not contain control characters".into()
-    } else {
-        return true;
+    let why = match validate::label(s, max) {
+        Ok(()) => return true,
+        Err(LabelProblem::Blank | LabelProblem::TooLong(_)) => {
+            format!("must be 1-{max} characters, not blank")
+        }
+        Err(LabelProblem::Control) => "must not contain control characters".into(),
     };
     problems.push(Problem::new(at, why));
     false
@@ -274,7 +201,7 @@ fn check_catalog(catalog: &[CatalogEntry], problems: &mut Vec<Problem>) {
         check_display_name(
             &entry.title,
             &format!("{at}.title"),
-            MAX_APP_TITLE,
+            MAX_APP_TITLE_CHARS,
             problems,
         );
     }
@@ -422,7 +349,7 @@ mod tests {
     #[test]
     fn display_names() {
         let mut p = Vec::new();
-        let max = MAX_DISPLAY_NAME;
+        let max = MAX_DISPLAY_NAME_CHARS;
         assert!(check_display_name("Acme Ltd", "d", max, &mut p));
         assert!(check_display_name(&"é".repeat(max), "d", max, &mut p));
         assert!(p.is_empty());

@@ -2,11 +2,9 @@
 //! find it by the SHA-256 digest of what was presented, and check expiry, tenant and
 //! namespace. Keys are compiled with the table; a request only hashes and looks up.
 
-use crate::auth::Grant;
 use crate::errors::GatewayError;
-use crate::limits::{LimitRt, Limiters};
-use crate::route::{Namespace, Route};
-use crate::snapshot::Snapshot;
+use crate::headers;
+use crate::route::Namespace;
 use crate::tenant::TenantIdx;
 use http::{header, HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
@@ -49,9 +47,8 @@ pub struct KeyRt {
     pub namespaces: Namespaces,
     /// Seconds since the Unix epoch from which the key is refused.
     pub expires_at: Option<u64>,
-    /// The key's own limit (else its tenant's `per_key`), and its counter's key.
-    pub limit: Option<LimitRt>,
-    pub limit_key: u64,
+    /// Position in the table's `api_keys`.
+    position: u32,
 }
 
 /// Every key of a table, by digest.
@@ -59,6 +56,14 @@ pub struct KeyRt {
 pub struct Keys {
     by_digest: HashMap<[u8; 32], KeyIdx, ahash::RandomState>,
     keys: Box<[KeyRt]>,
+}
+
+/// A request admitted by a key: which key, and the namespace it was admitted for (if the
+/// path or route names one), as `x-realmgate-namespace`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyGrant {
+    pub key: KeyIdx,
+    pub namespace: Option<HeaderValue>,
 }
 
 /// The namespace a request is about: from its route, from the first path segment, or none.
@@ -99,8 +104,8 @@ pub fn presented(req: &RequestHeader) -> Result<Option<&[u8]>, GatewayError> {
         (Some(_), Some(_)) => return Err(GatewayError::ConflictingApiKeys),
     };
     let mut bearer = None;
-    for v in req.headers.get_all(header::AUTHORIZATION) {
-        let Some(token) = bearer_token(v.as_bytes()) else {
+    for v in headers::authorizations(req) {
+        let Some(token) = headers::bearer(v) else {
             continue;
         };
         if !token.starts_with(KEY_PREFIX) {
@@ -117,11 +122,44 @@ pub fn presented(req: &RequestHeader) -> Result<Option<&[u8]>, GatewayError> {
     }
 }
 
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(7)?;
-    scheme
-        .eq_ignore_ascii_case(b"bearer ")
-        .then(|| rest.trim_ascii())
+/// Does this header value carry an API key, in any form an upstream might read one from: a
+/// credential (after any scheme, of any case, and spaces or tabs) or a comma-separated item
+/// starting with `rgk_` in any case. Wider than [`presented`] on purpose: a key the gateway did
+/// not accept in that form is still a secret.
+pub fn carries_key(value: &[u8]) -> bool {
+    let is_key = |s: &[u8]| {
+        s.get(..KEY_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(KEY_PREFIX))
+    };
+    value.split(|&b| b == b',').any(|item| {
+        let item = item.trim_ascii();
+        let credential = match item.iter().position(|&b| b == b' ' || b == b'\t') {
+            Some(i) => item[i..].trim_ascii(),
+            None => item,
+        };
+        is_key(item) || is_key(credential)
+    })
+}
+
+/// Remove every `Authorization` and `X-API-Key` value that [`carries_key`], keeping the others
+/// in order: on every upstream request, whatever the route's policy.
+pub fn strip_secrets(up: &mut RequestHeader) {
+    for name in [header::AUTHORIZATION, X_API_KEY] {
+        let values = up.headers.get_all(&name);
+        if !values.iter().any(|v| carries_key(v.as_bytes())) {
+            continue;
+        }
+        let kept: Vec<HeaderValue> = values
+            .iter()
+            .filter(|v| !carries_key(v.as_bytes()))
+            .cloned()
+            .collect();
+        up.remove_header(&name);
+        for v in kept {
+            // Re-appending a value that was there cannot fail; if it did, it stays out.
+            let _ = up.append_header(name.clone(), v);
+        }
+    }
 }
 
 /// The namespace a path names: its first segment when that starts with `@` (or with `%40`,
@@ -152,25 +190,24 @@ pub fn path_namespace(path: &str) -> Result<PathNamespace<'_>, GatewayError> {
 /// revoked key is refused rather than silently ignored. `path` is the normalised path the
 /// route was matched on.
 pub fn check(
-    snapshot: &Snapshot,
+    keys: &Keys,
     tenant: TenantIdx,
-    route: &Route,
+    route_namespace: Option<&Namespace>,
     req: &RequestHeader,
     path: &str,
-) -> Result<Option<Grant>, GatewayError> {
+) -> Result<Option<KeyGrant>, GatewayError> {
     let Some(secret) = presented(req)? else {
         return Ok(None);
     };
-    let key = snapshot
-        .keys
+    let key = keys
         .authenticate(secret, now_secs())
         .ok_or(GatewayError::InvalidApiKey)?;
-    let namespace = match &route.namespace {
+    let namespace = match route_namespace {
         Some(ns) => PathNamespace::Route(ns),
         None => path_namespace(path)?,
     };
-    snapshot.keys.authorize(key, tenant, &namespace)?;
-    Ok(Some(Grant::ApiKey {
+    keys.authorize(key, tenant, &namespace)?;
+    Ok(Some(KeyGrant {
         key,
         namespace: namespace.header(),
     }))
@@ -185,11 +222,10 @@ pub fn now_secs() -> u64 {
 
 impl Keys {
     /// Compile the table's keys. `tenant_of` maps a tenant id to its index (validation
-    /// guarantees every key's tenant exists); `per_key` gives a tenant's default key limit.
+    /// guarantees every key's tenant exists).
     pub fn build(
         keys: Vec<ApiKey>,
         expiry: &[Option<u64>],
-        limiters: &Limiters,
         tenant_of: impl Fn(&str) -> Option<TenantIdx>,
     ) -> Keys {
         let mut by_digest =
@@ -224,14 +260,18 @@ impl Keys {
                 scope,
                 namespaces,
                 expires_at: expiry.get(i).copied().flatten(),
-                limit: key.rate_limit.map(|l| limiters.compile(&l)),
-                limit_key: crate::limits::stable_key(&key.id),
+                position: i as u32,
             });
         }
         Keys {
             by_digest,
             keys: out.into_boxed_slice(),
         }
+    }
+
+    /// Each kept key's position in the table's `api_keys`, in [`KeyIdx`] order.
+    pub fn table_positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.keys.iter().map(|k| k.position as usize)
     }
 
     pub fn len(&self) -> usize {

@@ -41,10 +41,13 @@ pub enum AuthError {
     // Login flow.
     LoginState,
     LoginFailed,
+    // Logout: 403, a POST not from this origin; 405, another method than GET, HEAD or POST.
+    CrossSiteLogout,
+    LogoutMethod,
 }
 
 impl AuthError {
-    pub const ALL: [AuthError; 30] = [
+    pub const ALL: [AuthError; 32] = [
         AuthError::Missing,
         AuthError::TooLarge,
         AuthError::Malformed,
@@ -75,6 +78,8 @@ impl AuthError {
         AuthError::RealmUnavailable,
         AuthError::LoginState,
         AuthError::LoginFailed,
+        AuthError::CrossSiteLogout,
+        AuthError::LogoutMethod,
     ];
 
     pub fn status(self) -> u16 {
@@ -84,6 +89,8 @@ impl AuthError {
             | AuthError::RepeatedAuthorization
             | AuthError::LoginState => 400,
             AuthError::RealmUnavailable => 503,
+            AuthError::CrossSiteLogout => 403,
+            AuthError::LogoutMethod => 405,
             _ => 401,
         }
     }
@@ -93,6 +100,8 @@ impl AuthError {
         match self.status() {
             400 => "invalid_request",
             503 => "realm_unavailable",
+            403 => "forbidden",
+            405 => "method_not_allowed",
             _ => "unauthorized",
         }
     }
@@ -104,7 +113,9 @@ impl AuthError {
             AuthError::SessionInvalid
             | AuthError::SessionExpired
             | AuthError::LoginState
-            | AuthError::LoginFailed => None,
+            | AuthError::LoginFailed
+            | AuthError::CrossSiteLogout
+            | AuthError::LogoutMethod => None,
             e if e.status() == 400 => Some("invalid_request"),
             _ => Some("invalid_token"),
         }
@@ -151,6 +162,11 @@ impl AuthError {
             }
             AuthError::LoginState => "the login expired or was started in another browser",
             AuthError::LoginFailed => "the login did not complete",
+            AuthError::CrossSiteLogout => {
+                "sign out with a POST from this site's own pages: the request's Origin (or, \
+                 without one, its Referer) is not this site"
+            }
+            AuthError::LogoutMethod => "sign out with POST (GET shows a confirmation page)",
         }
     }
 
@@ -187,6 +203,8 @@ impl AuthError {
             AuthError::RealmUnavailable => "realm_unavailable",
             AuthError::LoginState => "login_state",
             AuthError::LoginFailed => "login_failed",
+            AuthError::CrossSiteLogout => "cross_site_logout",
+            AuthError::LogoutMethod => "logout_method",
         }
     }
 }

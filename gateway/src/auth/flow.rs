@@ -1,6 +1,7 @@
 //! `session` routes and the gateway's login endpoints on every tenant host with a login
 //! client: `/.realmgate/login`, `/.realmgate/callback`, `/.realmgate/logout`.
 
+use super::cookie;
 use super::error::AuthError;
 use super::jwt::Expect;
 use super::oidc::{self, origin, safe_return_to, TokenResponse};
@@ -10,7 +11,7 @@ use super::{unix_now, Auth, AuthCtx, Identity, Reply, Request};
 use crate::errors::{error_response, wants_html, GatewayError};
 use bytes::Bytes;
 use http::HeaderValue;
-use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_http::ResponseHeader;
 use realmgate_table::host::HostBuf;
 use std::sync::Arc;
 
@@ -38,18 +39,6 @@ impl Endpoint {
     }
 }
 
-/// A top-level browser navigation: `Sec-Fetch-Dest: document`, or, without Fetch metadata, a
-/// GET that accepts HTML. Only these are redirected to log in; the rest get 401.
-pub fn is_navigation(req: &RequestHeader) -> bool {
-    if req.method != http::Method::GET {
-        return false;
-    }
-    match req.headers.get("sec-fetch-dest") {
-        Some(dest) => dest.as_bytes() == b"document",
-        None => wants_html(req.headers.get(http::header::ACCEPT)),
-    }
-}
-
 impl Auth {
     /// The session cookie, opened and (near expiry) refreshed. `Ok(false)`: no session cookie.
     pub(super) async fn session(
@@ -61,7 +50,7 @@ impl Auth {
         let Some(sealed) = session::read_session(r.req, r.tls) else {
             return Ok(false);
         };
-        let tenant = &*r.tenant.id;
+        let tenant = r.tenant;
         let mut data: SessionData = self
             .keys
             .open(Purpose::Session, tenant, &sealed)
@@ -105,7 +94,15 @@ impl Auth {
             .get(&realm.issuer, &self.http, &self.config)
             .await
             .ok()?;
-        let result = match oidc::refresh(realm, &endpoints, &self.http, &self.config, rt).await {
+        let result = match oidc::refresh(
+            realm.login_client(),
+            &endpoints,
+            &self.http,
+            &self.config,
+            rt,
+        )
+        .await
+        {
             Ok(tokens) => self.session_data(realm, &data.t, tokens, None).await.ok(),
             Err(e) => {
                 log::info!("session refresh for tenant {} failed: {e}", data.t);
@@ -204,7 +201,7 @@ impl Auth {
             Err(e) => return self.page(r, e),
         };
         let tx = LoginTx {
-            t: r.tenant.id.to_string(),
+            t: r.tenant.to_owned(),
             state: session::random_token(24),
             nonce: session::random_token(24),
             verifier: session::random_token(32),
@@ -243,7 +240,7 @@ impl Auth {
 
     /// Serve a `/.realmgate/*` endpoint on a tenant host.
     pub async fn endpoint(&self, r: &Request<'_>, endpoint: Endpoint) -> Reply {
-        let realm = match r.tenant.realm.as_ref() {
+        let realm = match r.realm {
             Some(realm) if realm.client_id.is_some() && endpoint != Endpoint::Unknown => realm,
             _ => {
                 let html = wants_html(r.req.headers.get(http::header::ACCEPT));
@@ -268,11 +265,30 @@ impl Auth {
                 }
                 Err(e) => {
                     self.metrics.login_failed.inc();
-                    self.metrics.failure(e);
+                    self.metrics.failure(e.label());
                     self.page(r, e)
                 }
             },
-            Endpoint::Logout => self.logout(r, realm).await,
+            Endpoint::Logout => match r.req.method {
+                // Only a same-origin POST ends the session: a cross-site page can make a
+                // browser GET (or POST to) this URL, but cannot make it say it is this site.
+                http::Method::POST => match same_origin(r) {
+                    Ok(()) => self.logout(r, realm).await,
+                    Err(e) => {
+                        self.metrics.failure(e.label());
+                        self.page(r, e)
+                    }
+                },
+                // Links to the logout URL keep working: they get a page asking to confirm.
+                http::Method::GET | http::Method::HEAD => logout_page(),
+                _ => {
+                    let mut reply = self.page(r, AuthError::LogoutMethod);
+                    let _ = reply
+                        .head
+                        .insert_header(http::header::ALLOW, "GET, HEAD, POST");
+                    reply
+                }
+            },
             Endpoint::Unknown => self.page(r, AuthError::LoginFailed),
         }
     }
@@ -293,10 +309,11 @@ impl Auth {
         }
         let state = state.ok_or(AuthError::LoginState)?;
         let name = session::tx_name(&state);
-        let tenant = &*r.tenant.id;
-        let tx: LoginTx = session::cookies(r.req)
-            .filter(|(n, _)| *n == name)
-            .find_map(|(_, v)| self.keys.open(Purpose::Login, tenant, v))
+        let tenant = r.tenant;
+        let tx: LoginTx = cookie::pairs(r.req)
+            .filter(|(n, _)| *n == name.as_bytes())
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .find_map(|v| self.keys.open(Purpose::Login, tenant, v))
             .and_then(|plain| serde_json::from_slice(&plain).ok())
             .ok_or(AuthError::LoginState)?;
         let same_state: bool =
@@ -313,7 +330,7 @@ impl Auth {
             .get(&realm.issuer, &self.http, &self.config)
             .await?;
         let tokens = oidc::exchange_code(
-            realm,
+            realm.login_client(),
             &endpoints,
             &self.http,
             &self.config,
@@ -336,13 +353,14 @@ impl Auth {
         Ok(redirect(303, &tx.return_to, cookies.into_iter()))
     }
 
-    /// Clear the session and end the realm's session too (end-session endpoint with
+    /// After a same-origin POST ([`same_origin`]): clear the session and end the realm's
+    /// session too (end-session endpoint with
     /// `id_token_hint`), coming back to the tenant's `/`.
     async fn logout(&self, r: &Request<'_>, realm: &Arc<RealmRt>) -> Reply {
         self.metrics.logouts.inc();
         let cookies = session::clear_session(r.tls);
         let data: Option<SessionData> = session::read_session(r.req, r.tls)
-            .and_then(|s| self.keys.open(Purpose::Session, &r.tenant.id, &s))
+            .and_then(|s| self.keys.open(Purpose::Session, r.tenant, &s))
             .and_then(|plain| serde_json::from_slice(&plain).ok());
         let home = request_origin(r).map(|o| format!("{o}/"));
         let (Some(data), Some(home), Some(client_id)) = (data, home, realm.client_id.as_deref())
@@ -381,6 +399,65 @@ fn request_origin(r: &Request<'_>) -> Option<String> {
         .get(http::header::HOST)
         .map_or(host.as_bytes(), |h| h.as_bytes());
     Some(origin(raw, host, r.tls))
+}
+
+/// Did this request come from a page of the tenant host itself? Its `Origin` must be the
+/// request's own origin (scheme from the connection, the Host as sent); without `Origin`, its
+/// `Referer` must be of that origin. `Origin: null` (sandboxed or privacy-sensitive contexts),
+/// a repeated header, or neither header is refused: a logout nobody can attribute to this site
+/// is not performed.
+fn same_origin(r: &Request<'_>) -> Result<(), AuthError> {
+    let own = request_origin(r)
+        .and_then(|o| url::Url::parse(&o).ok())
+        .map(|u| u.origin())
+        .ok_or(AuthError::CrossSiteLogout)?;
+    let one = |name: http::header::HeaderName| {
+        let mut values = r.req.headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => v.to_str().map(Some).map_err(|_| AuthError::CrossSiteLogout),
+            _ => Err(AuthError::CrossSiteLogout),
+        }
+    };
+    let matches = match (one(http::header::ORIGIN)?, one(http::header::REFERER)?) {
+        // An origin is exactly `scheme://host[:port]`: no path, no user, nothing else.
+        (Some(o), _) => url::Url::parse(o).is_ok_and(|u| {
+            let origin = u.origin();
+            origin.ascii_serialization().eq_ignore_ascii_case(o) && origin == own
+        }),
+        (None, Some(referer)) => url::Url::parse(referer).is_ok_and(|u| u.origin() == own),
+        (None, None) => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(AuthError::CrossSiteLogout)
+    }
+}
+
+/// What a GET of the logout URL gets: a small page of this origin with a form that POSTs back
+/// to it. Nothing changes until that POST; the page can never be framed (no clickjacking).
+/// Its policy has no `form-action`: browsers check that directive on the redirect to the
+/// realm's end-session endpoint too.
+fn logout_page() -> Reply {
+    const PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        <meta name=\"viewport\" content=\"width=device-width\"><title>Sign out</title></head>\
+        <body><form method=\"post\" action=\"/.realmgate/logout\"><p>Sign out of this site?</p>\
+        <button type=\"submit\" id=\"rg-logout\">Sign out</button></form></body></html>\n";
+    let mut head = ResponseHeader::build(200, Some(6))
+        .unwrap_or_else(|_| ResponseHeader::build(500, None).expect("static status"));
+    let _ = head.insert_header(http::header::CONTENT_TYPE, "text/html; charset=utf-8");
+    let _ = head.insert_header(http::header::CONTENT_LENGTH, PAGE.len());
+    let _ = head.insert_header(http::header::CACHE_CONTROL, "no-store");
+    let _ = head.insert_header(
+        http::header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    );
+    let _ = head.insert_header(http::header::X_FRAME_OPTIONS, "DENY");
+    Reply {
+        head: Box::new(head),
+        body: Bytes::from_static(PAGE.as_bytes()),
+    }
 }
 
 fn clear_tx(name: &str, tls: bool) -> Option<HeaderValue> {
@@ -434,34 +511,5 @@ mod tests {
         assert_eq!(Endpoint::from_path("/.realmgate"), Some(Endpoint::Unknown));
         assert_eq!(Endpoint::from_path("/.realmgatex"), None);
         assert_eq!(Endpoint::from_path("/app"), None);
-    }
-
-    #[test]
-    fn navigations() {
-        let req = |method: &str, headers: &[(&str, &str)]| {
-            let mut r = RequestHeader::build(method, b"/", None).expect("request");
-            for (k, v) in headers {
-                r.append_header(k.to_string(), *v).expect("header");
-            }
-            r
-        };
-        assert!(is_navigation(&req(
-            "GET",
-            &[("sec-fetch-dest", "document")]
-        )));
-        assert!(!is_navigation(&req(
-            "GET",
-            &[("sec-fetch-dest", "iframe"), ("accept", "text/html")]
-        )));
-        assert!(!is_navigation(&req("GET", &[("sec-fetch-dest", "empty")])));
-        assert!(is_navigation(&req("GET", &[("accept", "text/html,*/*")])));
-        assert!(!is_navigation(&req(
-            "GET",
-            &[("accept", "application/json")]
-        )));
-        assert!(!is_navigation(&req(
-            "POST",
-            &[("sec-fetch-dest", "document")]
-        )));
     }
 }

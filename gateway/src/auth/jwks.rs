@@ -172,6 +172,10 @@ pub struct Jwks {
     fresh_until: AtomicU64,
     /// Bumped on every successful fetch: waiters that queued behind a fetch see it and return.
     generation: AtomicU64,
+    /// Bumped after every fetch attempt, failed ones too: a waiter that queued behind an
+    /// attempt takes its outcome instead of starting a fetch of its own (a hanging realm
+    /// must not be asked once per waiter, one after the other).
+    attempts: AtomicU64,
     /// Single flight: one fetch at a time; holds the time of the last attempt.
     fetch: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -183,6 +187,7 @@ impl Jwks {
             keys: ArcSwap::from_pointee(KeySet::default()),
             fresh_until: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
             fetch: tokio::sync::Mutex::new(None),
         }
     }
@@ -200,7 +205,7 @@ impl Jwks {
         let keys = self.keys.load();
         if !keys.loaded {
             drop(keys);
-            self.refresh(generation, http, config, metrics).await;
+            self.refresh_bounded(generation, http, config, metrics).await;
             let keys = self.keys.load();
             if !keys.loaded {
                 return Err(AuthError::RealmUnavailable);
@@ -214,7 +219,7 @@ impl Jwks {
             Ok(key) => Ok(Arc::clone(key)),
             Err(AuthError::UnknownKid) => {
                 drop(keys);
-                self.refresh(generation, http, config, metrics).await;
+                self.refresh_bounded(generation, http, config, metrics).await;
                 self.keys.load().find(kid).cloned()
             }
             Err(e) => Err(e),
@@ -246,8 +251,24 @@ impl Jwks {
         tokio::spawn(async move { me.refresh(generation, &http, &config, &metrics).await });
     }
 
-    /// Fetch unless someone else fetched since `seen` or the last attempt is younger than the
-    /// refetch interval. On failure the old keys stay.
+    /// [`Jwks::refresh`] for a request waiting on it: bounded by the realm timeout from this
+    /// waiter's own start, however long the queue in front of it.
+    async fn refresh_bounded(
+        &self,
+        seen: u64,
+        http: &reqwest::Client,
+        config: &AuthConfig,
+        metrics: &AuthMetrics,
+    ) {
+        let bounded = tokio::time::timeout(config.realm_timeout, self.refresh(seen, http, config, metrics));
+        if bounded.await.is_err() {
+            log::debug!("jwks {}: gave up waiting for the realm's keys", self.uri);
+        }
+    }
+
+    /// Fetch unless someone else fetched since `seen`, another attempt ended while this one
+    /// waited, or the last attempt is younger than the refetch interval. On failure the old
+    /// keys stay.
     async fn refresh(
         &self,
         seen: u64,
@@ -255,8 +276,11 @@ impl Jwks {
         config: &AuthConfig,
         metrics: &AuthMetrics,
     ) {
+        let attempts = self.attempts.load(Ordering::Acquire);
         let mut last = self.fetch.lock().await;
-        if self.generation.load(Ordering::Acquire) != seen {
+        if self.generation.load(Ordering::Acquire) != seen
+            || self.attempts.load(Ordering::Acquire) != attempts
+        {
             return;
         }
         let interval = if self.keys.load().loaded {
@@ -269,7 +293,9 @@ impl Jwks {
             return;
         }
         *last = Some(Instant::now());
-        match fetch(http, &self.uri, config).await {
+        let fetched = fetch(http, &self.uri, config).await;
+        self.attempts.fetch_add(1, Ordering::AcqRel);
+        match fetched {
             Ok((set, skipped, ttl)) => {
                 for s in &skipped {
                     log::warn!("jwks {}: skipped {s}", self.uri);

@@ -394,5 +394,4 @@ pub fn push_header_item(out: &mut Vec<u8>, item: &str) {
 }
 
 #[cfg(test)]
-#[path = "jwt_tests.rs"]
 mod tests;

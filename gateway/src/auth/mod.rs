@@ -7,7 +7,9 @@
 //! it was checked against. Nothing here formats, logs or allocates on a cache hit, and
 //! tokens are never logged.
 
+mod admit;
 pub mod api_key;
+pub mod cookie;
 mod error;
 mod flow;
 pub mod jwks;
@@ -16,14 +18,19 @@ pub mod oidc;
 pub mod realm;
 pub mod session;
 
+pub use admit::{Admission, Refusal};
 pub use error::AuthError;
 pub use flow::Endpoint;
 pub use realm::{RealmRt, Realms};
 pub use session::SessionKeys;
 
 use crate::errors::{error_response, wants_html};
+use crate::headers::{
+    self, X_REALMGATE_KEY_ID, X_REALMGATE_NAMESPACE, X_REALMGATE_ROLES, X_REALMGATE_SUBJECT,
+    X_REALMGATE_TENANT,
+};
 use crate::metrics::AuthMetrics;
-use crate::snapshot::TenantRt;
+use crate::route::Policy;
 use bytes::Bytes;
 use http::HeaderValue;
 use jwt::{Expect, Rules};
@@ -73,43 +80,6 @@ impl Default for AuthConfig {
     }
 }
 
-/// A route's compiled policy: the policies it accepts ("any of").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Policy {
-    pub public: bool,
-    pub jwt: bool,
-    pub session: bool,
-    pub api_key: bool,
-    pub forward_token: bool,
-}
-
-impl Policy {
-    /// `public` alone: gateway endpoints and the shell's static files.
-    pub const PUBLIC: Policy = Policy {
-        public: true,
-        jwt: false,
-        session: false,
-        api_key: false,
-        forward_token: false,
-    };
-
-    pub fn from_route(route: &realmgate_table::Route) -> Policy {
-        let has = |n: &str| route.auth.names().iter().any(|x| x == n);
-        Policy {
-            public: has("public"),
-            jwt: has("jwt"),
-            session: has("session"),
-            api_key: has("api_key"),
-            forward_token: route.forward_token,
-        }
-    }
-
-    /// Does the route verify a realm identity (a bearer JWT or a session)?
-    pub fn needs_identity_check(self) -> bool {
-        self.jwt || self.session
-    }
-}
-
 /// Who the request was admitted as; plain data kept in the request CTX (rate limits key on
 /// it).
 #[derive(Debug, Default)]
@@ -120,10 +90,7 @@ pub enum Grant {
     /// Admitted by a verified JWT or session (the identity is in [`AuthCtx`]).
     Identity,
     /// Admitted by an API key, for this namespace (if the path or route names one).
-    ApiKey {
-        key: api_key::KeyIdx,
-        namespace: Option<HeaderValue>,
-    },
+    ApiKey(api_key::KeyGrant),
 }
 
 /// Who a request proved to be, as sent upstream.
@@ -183,7 +150,9 @@ pub struct Reply {
 pub struct Request<'a> {
     pub req: &'a RequestHeader,
     pub tls: bool,
-    pub tenant: &'a TenantRt,
+    /// The tenant's id (session cookies are bound to it) and its realm, if it has one.
+    pub tenant: &'a str,
+    pub realm: Option<&'a Arc<RealmRt>>,
     pub request_id: &'a HeaderValue,
 }
 
@@ -232,6 +201,7 @@ impl Auth {
                 skew: config.clock_skew_s,
             })
             .build_with_hasher(ahash::RandomState::new());
+        metrics.declare_failures(AuthError::ALL.iter().map(|e| e.label()));
         Ok(Auth {
             config,
             http,
@@ -251,7 +221,7 @@ impl Auth {
     ) -> Option<Reply> {
         actx.checked = true;
         actx.forward_token = policy.forward_token;
-        let Some(realm) = r.tenant.realm.as_ref() else {
+        let Some(realm) = r.realm else {
             // Validation refuses jwt/session routes without a realm; be safe anyway.
             return Some(self.refusal(r, AuthError::RealmUnavailable, policy));
         };
@@ -264,7 +234,7 @@ impl Auth {
                 }
                 Ok(None) => {}
                 Err(e) if e.status() == 400 || e == AuthError::RealmUnavailable => {
-                    self.metrics.failure(e);
+                    self.metrics.failure(e.label());
                     return Some(self.refusal(r, e, policy));
                 }
                 Err(e) => failure = e,
@@ -284,12 +254,13 @@ impl Auth {
         if policy.public {
             return None;
         }
-        self.metrics.failure(failure);
-        let mut reply = if policy.session && flow::is_navigation(r.req) && failure.status() == 401 {
-            self.start_login(r, realm).await
-        } else {
-            self.refusal(r, failure, policy)
-        };
+        self.metrics.failure(failure.label());
+        let mut reply =
+            if policy.session && headers::is_navigation(r.req) && failure.status() == 401 {
+                self.start_login(r, realm).await
+            } else {
+                self.refusal(r, failure, policy)
+            };
         // An ended session's cookies are cleared on the refusal too.
         for cookie in actx.set_cookies.drain(..) {
             let _ = reply.head.append_header(http::header::SET_COOKIE, cookie);
@@ -303,19 +274,16 @@ impl Auth {
         req: &RequestHeader,
         realm: &Arc<RealmRt>,
     ) -> Result<Option<Arc<Identity>>, AuthError> {
-        let mut values = req.headers.get_all(http::header::AUTHORIZATION).iter();
+        let mut values = headers::authorizations(req);
         let value = match (values.next(), values.next()) {
             (None, _) => {
                 check_query(req)?;
                 return Ok(None);
             }
-            (Some(v), None) => v.as_bytes(),
+            (Some(v), None) => v,
             _ => return Err(AuthError::RepeatedAuthorization),
         };
-        if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
-            return Err(AuthError::NotBearer);
-        }
-        let token = value[7..].trim_ascii();
+        let token = headers::bearer(value).ok_or(AuthError::NotBearer)?;
         if token.len() > self.config.max_token_bytes {
             return Err(AuthError::TooLarge);
         }
@@ -385,7 +353,7 @@ impl Auth {
         let (mut head, body) =
             error_response(e.status(), e.code(), e.description(), html, r.request_id);
         if policy.jwt && e.status() != 503 {
-            let mut challenge = format!("Bearer realm=\"{}\"", r.tenant.id);
+            let mut challenge = format!("Bearer realm=\"{}\"", r.tenant);
             if let Some(code) = e.bearer_error() {
                 challenge.push_str(&format!(
                     ", error=\"{code}\", error_description=\"{}\"",
@@ -398,6 +366,65 @@ impl Auth {
         }
         Reply { head, body }
     }
+}
+
+/// After auth, on the upstream request: who the request is (`x-realmgate-*`: the tenant, the
+/// key id and namespace, or the subject and roles) and the credentials upstream must not see
+/// (an API key; `Authorization` unless the route forwards the verified token; the gateway's
+/// own cookies). `tenant` is the tenant's header value and the table's keys.
+pub fn upstream_identity(
+    up: &mut RequestHeader,
+    tenant: Option<(&HeaderValue, &api_key::Keys)>,
+    grant: &Grant,
+    actx: &AuthCtx,
+) -> pingora_error::Result<()> {
+    if let Some((header, keys)) = tenant {
+        up.insert_header(X_REALMGATE_TENANT, header.clone())?;
+        if let Grant::ApiKey(api_key::KeyGrant { key, namespace }) = grant {
+            up.insert_header(X_REALMGATE_KEY_ID, keys.get(*key).id.clone())?;
+            if let Some(ns) = namespace {
+                up.insert_header(X_REALMGATE_NAMESPACE, ns.clone())?;
+            }
+            // The secret stays at the edge: upstreams get the key id instead. Every
+            // `Authorization` value goes too: the key admitted the request, and any other
+            // credential beside it was not checked, so must not look as if it had been.
+            up.remove_header(&api_key::X_API_KEY);
+            up.remove_header(&http::header::AUTHORIZATION);
+        }
+    }
+    if actx.checked {
+        identity_headers(up, actx)?;
+    }
+    // On every route, admitted or public: a key's secret never leaves the edge, and neither
+    // do the gateway's own cookies.
+    api_key::strip_secrets(up);
+    cookie::upstream_request(up)
+}
+
+/// After the upstream answered: the gateway's own cookies, and cookies for a parent domain, are
+/// set by the gateway alone (see [`cookie::is_refused_set_cookie`]).
+pub fn upstream_response(resp: &mut ResponseHeader) -> pingora_error::Result<()> {
+    cookie::upstream_response(resp)
+}
+
+/// The identity headers, and `Authorization` only where the route forwards the verified
+/// token.
+fn identity_headers(up: &mut RequestHeader, a: &AuthCtx) -> pingora_error::Result<()> {
+    let Some(id) = a.identity.as_ref() else {
+        up.remove_header(&http::header::AUTHORIZATION);
+        return Ok(());
+    };
+    up.insert_header(X_REALMGATE_SUBJECT, id.subject.clone())?;
+    up.insert_header(X_REALMGATE_ROLES, id.roles.clone())?;
+    match (a.forward_token, id.bearer.as_ref()) {
+        (true, Some(bearer)) => up.insert_header(http::header::AUTHORIZATION, bearer.clone())?,
+        // A verified bearer token of the request itself: it is already there.
+        (true, None) => {}
+        (false, _) => {
+            up.remove_header(&http::header::AUTHORIZATION);
+        }
+    }
+    Ok(())
 }
 
 /// RFC 6750 §2.3 `access_token` in the query: refused, the header is the only place.
@@ -417,12 +444,12 @@ fn check_query(req: &RequestHeader) -> Result<(), AuthError> {
 
 /// A cookie holding a JWT other than the bearer token: two credentials, refused.
 fn check_cookies(req: &RequestHeader, token: &str) -> Result<(), AuthError> {
-    if req.headers.get(http::header::COOKIE).is_none() {
-        return Ok(());
-    }
-    let other = session::cookies(req).any(|(_, v)| {
-        let v = v.trim_matches('"');
-        v != token && v.starts_with("eyJ") && v.bytes().filter(|b| *b == b'.').count() == 2
+    let other = cookie::pairs(req).any(|(_, v)| {
+        let v = v.strip_prefix(b"\"").unwrap_or(v);
+        let v = v.strip_suffix(b"\"").unwrap_or(v);
+        v != token.as_bytes()
+            && v.starts_with(b"eyJ")
+            && v.iter().filter(|b| **b == b'.').count() == 2
     });
     if other {
         Err(AuthError::TokenElsewhere)

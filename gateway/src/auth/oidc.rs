@@ -4,7 +4,6 @@
 
 use super::error::AuthError;
 use super::jwks::{read_bounded, unix_ms};
-use super::realm::RealmRt;
 use super::AuthConfig;
 use arc_swap::ArcSwapOption;
 use serde::Deserialize;
@@ -175,9 +174,16 @@ pub struct TokenResponse {
     pub refresh_expires_in: Option<u64>,
 }
 
+/// The realm's login client, as the token endpoint needs it.
+#[derive(Clone, Copy)]
+pub struct LoginClient<'a> {
+    pub id: Option<&'a str>,
+    pub secret: Option<&'a str>,
+}
+
 /// Exchange an authorization code (with the PKCE verifier) for tokens.
 pub async fn exchange_code(
-    realm: &RealmRt,
+    client: LoginClient<'_>,
     endpoints: &Endpoints,
     http: &reqwest::Client,
     config: &AuthConfig,
@@ -191,12 +197,12 @@ pub async fn exchange_code(
         ("redirect_uri", redirect_uri),
         ("code_verifier", verifier),
     ];
-    token_request(realm, endpoints, http, config, &form).await
+    token_request(client, endpoints, http, config, &form).await
 }
 
 /// Use a refresh token.
 pub async fn refresh(
-    realm: &RealmRt,
+    client: LoginClient<'_>,
     endpoints: &Endpoints,
     http: &reqwest::Client,
     config: &AuthConfig,
@@ -206,17 +212,17 @@ pub async fn refresh(
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token),
     ];
-    token_request(realm, endpoints, http, config, &form).await
+    token_request(client, endpoints, http, config, &form).await
 }
 
 async fn token_request(
-    realm: &RealmRt,
+    client: LoginClient<'_>,
     endpoints: &Endpoints,
     http: &reqwest::Client,
     config: &AuthConfig,
     form: &[(&str, &str)],
 ) -> Result<TokenResponse, String> {
-    let client_id = realm.client_id.as_deref().ok_or("no login client")?;
+    let client_id = client.id.ok_or("no login client")?;
     // The serializer is not Send: build the body before any await.
     let body = {
         let mut body = url::form_urlencoded::Serializer::new(String::new());
@@ -224,7 +230,7 @@ async fn token_request(
         body.append_pair("client_id", client_id);
         // client_secret_post: Keycloak accepts it for confidential clients, and it avoids
         // the encoding pitfalls of HTTP Basic for secrets.
-        if let Some(secret) = realm.client_secret.as_deref() {
+        if let Some(secret) = client.secret {
             body.append_pair("client_secret", secret);
         }
         body.finish()

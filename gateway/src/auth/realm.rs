@@ -2,7 +2,7 @@
 //! (same settings → same object) so keys, discovery and verified tokens stay warm.
 
 use super::jwks::Jwks;
-use super::oidc::Discovery;
+use super::oidc::{Discovery, LoginClient};
 use realmgate_table::Realm;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +31,16 @@ pub struct Realms {
 struct Inner {
     by_settings: HashMap<Realm, Arc<RealmRt>>,
     jwks: HashMap<String, Arc<Jwks>>,
+}
+
+impl RealmRt {
+    /// The login client, for the token endpoint.
+    pub fn login_client(&self) -> LoginClient<'_> {
+        LoginClient {
+            id: self.client_id.as_deref(),
+            secret: self.client_secret.as_deref(),
+        }
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

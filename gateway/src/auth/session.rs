@@ -10,12 +10,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderValue;
 use pingora_http::RequestHeader;
+
+use super::cookie;
 use serde::{Deserialize, Serialize};
 
-/// Session cookie name without TLS; `__Host-` is prefixed when the request came over TLS.
-pub const SESSION: &str = "rg_session";
-/// Login-transaction cookies: `rg_tx_<first 12 characters of state>`.
-pub const LOGIN_TX: &str = "rg_tx_";
+/// Session cookie name without TLS (`__Host-` is prefixed when the request came over TLS), and
+/// the login-transaction cookies' prefix: the cookie rules live in [`super::cookie`].
+pub use super::cookie::{LOGIN_TX, SESSION};
 /// Characters of sealed value per cookie: with name and attributes each `Set-Cookie` stays
 /// well under the 4096 bytes browsers keep per cookie.
 pub const CHUNK: usize = 3800;
@@ -155,36 +156,24 @@ pub fn session_name(tls: bool) -> &'static str {
     }
 }
 
-/// Every `name=value` pair of the request's Cookie header(s).
-pub fn cookies(req: &RequestHeader) -> impl Iterator<Item = (&str, &str)> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            Some((name.trim(), value.trim()))
-        })
-}
-
 /// The session cookie's sealed value, reassembled from its chunks (`None`: absent or
 /// incomplete).
 pub fn read_session(req: &RequestHeader, tls: bool) -> Option<String> {
     let base = session_name(tls);
     let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
-    for (name, value) in cookies(req) {
-        let Some(rest) = name.strip_prefix(base) else {
+    for (name, value) in cookie::pairs(req) {
+        let Some(rest) = name.strip_prefix(base.as_bytes()) else {
             continue;
         };
         let idx = match rest {
-            "" => 0,
-            _ => match rest.strip_prefix('_').and_then(|n| n.parse::<usize>().ok()) {
-                Some(i) if (1..MAX_CHUNKS).contains(&i) => i,
-                _ => continue,
-            },
+            b"" => 0,
+            [b'_', n] if (b'1'..b'0' + MAX_CHUNKS as u8).contains(n) => usize::from(n - b'0'),
+            _ => continue,
         };
-        parts[idx] = Some(value);
+        // Sealed values are base64url: anything else is not a chunk of ours.
+        if let Ok(value) = std::str::from_utf8(value) {
+            parts[idx] = Some(value);
+        }
     }
     let first = parts[0]?;
     let count = first.bytes().next()?.checked_sub(b'0')? as usize;
@@ -258,28 +247,6 @@ pub fn attributes(tls: bool, path: &str) -> String {
 pub fn tx_name(state: &str) -> String {
     let prefix: String = state.chars().take(12).collect();
     format!("{LOGIN_TX}{prefix}")
-}
-
-/// Does the Cookie header carry any cookie of the gateway's own (never sent upstream)?
-pub fn has_gateway_cookie(req: &RequestHeader) -> bool {
-    cookies(req).any(|(name, _)| is_gateway_cookie(name))
-}
-
-fn is_gateway_cookie(name: &str) -> bool {
-    let name = name.strip_prefix("__Host-").unwrap_or(name);
-    name.starts_with(SESSION) || name.starts_with(LOGIN_TX)
-}
-
-/// The Cookie header without the gateway's own cookies (`None`: nothing left).
-pub fn upstream_cookie_header(req: &RequestHeader) -> Option<HeaderValue> {
-    let kept: Vec<String> = cookies(req)
-        .filter(|(name, _)| !is_gateway_cookie(name))
-        .map(|(n, v)| format!("{n}={v}"))
-        .collect();
-    if kept.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&kept.join("; ")).ok()
 }
 
 #[cfg(test)]
@@ -359,15 +326,20 @@ mod tests {
         assert!(tls[0].to_str().expect("ascii").ends_with("Secure"));
     }
 
+    /// Chunks are read whatever other bytes the Cookie header carries (finding 10).
     #[test]
-    fn gateway_cookies_never_reach_the_upstream() {
-        let r = req("a=1; rg_session=1xyz; rg_tx_abc=q; __Host-rg_session_1=z; b=2");
-        assert!(has_gateway_cookie(&r));
-        assert_eq!(
-            upstream_cookie_header(&r).expect("kept"),
-            HeaderValue::from_static("a=1; b=2")
-        );
-        assert!(upstream_cookie_header(&req("rg_session=1x")).is_none());
-        assert!(!has_gateway_cookie(&req("a=1")));
+    fn sessions_read_past_non_ascii_cookies() {
+        let mut r = RequestHeader::build("GET", b"/", None).expect("request");
+        let v = HeaderValue::from_bytes(b"a=\xe9; rg_session=2ab; x=\xff; rg_session_1=cd")
+            .expect("value");
+        r.append_header("cookie", v).expect("header");
+        assert_eq!(read_session(&r, false).as_deref(), Some("abcd"));
+        // Chunk numbers beyond the limit, or not numbers, are no chunks.
+        for bad in [
+            "rg_session=2ab; rg_session_4=cd",
+            "rg_session=2ab; rg_session_x=cd",
+        ] {
+            assert!(read_session(&req(bad), false).is_none(), "{bad}");
+        }
     }
 }

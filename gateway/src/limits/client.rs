@@ -45,6 +45,19 @@ impl Cidr {
     }
 }
 
+/// The network a client address stands for when counting per client: an IPv4 address is
+/// itself, an IPv6 address its /64 (one subscriber gets a /64 or more, and can pick any
+/// address in it, so counting a /128 would count nothing).
+pub fn client_network(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 /// `::ffff:10.1.2.3` is `10.1.2.3`.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -121,6 +134,18 @@ mod tests {
             h.append(X_FORWARDED_FOR, HeaderValue::from_str(v).expect("value"));
         }
         h
+    }
+
+    #[test]
+    fn clients_are_counted_by_network() {
+        assert_eq!(client_network(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(client_network(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(client_network(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_network(ip("2001:db8:1:2:ffff::1")),
+            client_network(ip("2001:db8:1:2::7"))
+        );
+        assert_ne!(client_network(ip("2001:db8:1:3::1")), client_network(ip("2001:db8:1:2::1")));
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! Rate limits, the step after auth: per tenant, per API key and per client address on
 //! public routes, counted with pingora-limits' `Rate` estimator. Everything a request needs
 //! is compiled with the table; under the limit a check is a few hashes and atomic adds, with
-//! no allocation or formatting. Counters outlive table swaps (see [`Limiters`]).
+//! no allocation or formatting. Counters outlive table swaps and are kept apart per tenant
+//! (see [`Limiters`]); an IPv6 client counts as its /64.
 
 pub mod client;
 
-use crate::auth::Grant;
-use crate::snapshot::Snapshot;
-use crate::tenant::TenantIdx;
+use client::client_network;
 use http::HeaderValue;
 use pingora_http::ResponseHeader;
 use pingora_limits::rate::Rate;
@@ -17,25 +16,32 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// Count-min sketch size of each estimator: 4 rows of 16384 counters (two estimators per
-/// window length, 1 MiB). More keys than this share counters and may be limited early.
+/// Count-min sketch size of each estimator: 4 rows of 1024 counters (two estimators per
+/// scope and window length, 64 KiB). A scope's keys and clients share its counters; past about
+/// a thousand busy ones in one window, that scope (never another) may be limited early.
 const HASHES: usize = 4;
-const SLOTS: usize = 16384;
+const SLOTS: usize = 1024;
 
-/// One `Rate` per window length, shared by every limit of that length and kept across
-/// tables, so a push (a revocation, a new tenant) does not reset anyone's count.
+/// The counter scope of limits that belong to no tenant (operator API keys).
+const OPERATOR_SCOPE: u64 = 0x6f70_6572_6174_6f72;
+
+/// One `Rate` per scope (a tenant, or the operator keys) and window length: a tenant's
+/// counters never share an estimator with another tenant's, so one tenant's traffic cannot
+/// cause another's 429s. Kept across tables, so a push (a revocation, a new tenant) does not
+/// reset anyone's count; dropped once no table uses it ([`Limiters::prune`]).
 #[derive(Default)]
 pub struct Limiters {
-    by_window: Mutex<HashMap<u32, Arc<Rate>>>,
+    by_scope: Mutex<HashMap<(u64, u32), Arc<Rate>>>,
 }
 
 impl Limiters {
-    /// A compiled limit; called while a table is built, never per request.
-    pub fn compile(&self, limit: &RateLimit) -> LimitRt {
+    /// A compiled limit counted in `scope` (a tenant's [`stable_key`], or [`scope_of`]); called
+    /// while a table is built, never per request.
+    pub fn compile(&self, scope: u64, limit: &RateLimit) -> LimitRt {
         let window = limit.window_s.max(1);
         let rate = {
-            let mut map = self.by_window.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(map.entry(window).or_insert_with(|| {
+            let mut map = self.by_scope.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(map.entry((scope, window)).or_insert_with(|| {
                 Arc::new(Rate::new_with_estimator_config(
                     std::time::Duration::from_secs(u64::from(window)),
                     HASHES,
@@ -49,6 +55,28 @@ impl Limiters {
             limit_header: HeaderValue::from(limit.requests),
         }
     }
+
+    /// Forget the estimators no table holds any more (deleted tenants, changed windows), so
+    /// churn does not grow memory. Called after each build: the table being replaced still
+    /// holds its own, so counts carry over to the next table.
+    pub fn prune(&self) {
+        let mut map = self.by_scope.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, rate| Arc::strong_count(rate) > 1);
+    }
+
+    /// Estimators alive (tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.by_scope.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The counter scope of a tenant id, or of the operator keys (`None`).
+pub fn scope_of(tenant: Option<&str>) -> u64 {
+    tenant.map_or(OPERATOR_SCOPE, stable_key)
 }
 
 /// One limit as requests check it.
@@ -119,10 +147,11 @@ pub struct TenantLimits {
 
 impl TenantLimits {
     pub fn compile(limiters: &Limiters, id: &str, l: &realmgate_table::RateLimits) -> Self {
+        let scope = scope_of(Some(id));
         TenantLimits {
-            tenant: l.tenant.as_ref().map(|l| limiters.compile(l)),
-            per_key: l.per_key.as_ref().map(|l| limiters.compile(l)),
-            per_client: l.per_client.as_ref().map(|l| limiters.compile(l)),
+            tenant: l.tenant.as_ref().map(|l| limiters.compile(scope, l)),
+            per_key: l.per_key.as_ref().map(|l| limiters.compile(scope, l)),
+            per_client: l.per_client.as_ref().map(|l| limiters.compile(scope, l)),
             key: stable_key(id),
         }
     }
@@ -132,29 +161,48 @@ impl TenantLimits {
     }
 }
 
-/// Count an admitted request against its key's (or client's) limit, then its tenant's.
-/// `client` is called only when a per-client limit applies.
+/// An API key's limit: its own (else its tenant's `per_key` applies), and its counter's key.
+#[derive(Default)]
+pub struct KeyLimit {
+    pub limit: Option<LimitRt>,
+    pub key: u64,
+}
+
+impl KeyLimit {
+    /// Called while a table is built, never per request. A key's counter lives in its
+    /// tenant's scope (the operator's for a key without a tenant).
+    pub fn compile(
+        limiters: &Limiters,
+        tenant: Option<&str>,
+        key_id: &str,
+        limit: Option<&RateLimit>,
+    ) -> KeyLimit {
+        KeyLimit {
+            limit: limit.map(|l| limiters.compile(scope_of(tenant), l)),
+            key: stable_key(key_id),
+        }
+    }
+}
+
+/// Count an admitted request against its key's limit (when an API key admitted it, `key`) or
+/// its client's, then its tenant's. `client` is called only when a per-client limit applies
+/// and no key was used; it answers `None` when the request has no client to count (a realm
+/// identity: per-user limits are not configurable yet, only the tenant limit applies).
 pub fn check(
-    snapshot: &Snapshot,
-    tenant: TenantIdx,
-    grant: &Grant,
+    limits: &TenantLimits,
+    key: Option<&KeyLimit>,
     client: impl FnOnce() -> Option<IpAddr>,
 ) -> Result<(), Over> {
-    let limits = &snapshot.tenant(tenant).limits;
-    match grant {
-        Grant::ApiKey { key, .. } => {
-            let k = snapshot.keys.get(*key);
+    match key {
+        Some(k) => {
             if let Some(limit) = k.limit.as_ref().or(limits.per_key.as_ref()) {
-                limit.admit(&Counter::Key(k.limit_key))?;
+                limit.admit(&Counter::Key(k.key))?;
             }
         }
-        // A realm identity: the tenant limit below applies; per-user limits are not
-        // configurable yet.
-        Grant::Identity => {}
-        Grant::Public => {
+        None => {
             if let Some(limit) = &limits.per_client {
                 if let Some(ip) = client() {
-                    limit.admit(&Counter::Client(limits.key, ip))?;
+                    limit.admit(&Counter::Client(limits.key, client_network(ip)))?;
                 }
             }
         }

@@ -5,10 +5,13 @@ use super::*;
 #[test]
 fn admits_up_to_the_limit_then_refuses_with_a_reset() {
     let limiters = Limiters::default();
-    let l = limiters.compile(&RateLimit {
-        requests: 3,
-        window_s: 60,
-    });
+    let l = limiters.compile(
+        scope_of(Some("acme")),
+        &RateLimit {
+            requests: 3,
+            window_s: 60,
+        },
+    );
     let a = Counter::Key(stable_key("a"));
     let b = Counter::Key(stable_key("b"));
     for _ in 0..3 {
@@ -28,24 +31,113 @@ fn admits_up_to_the_limit_then_refuses_with_a_reset() {
 }
 
 #[test]
-fn limits_of_one_window_share_an_estimator_and_survive_recompiles() {
+fn limits_of_one_scope_and_window_share_an_estimator_and_survive_recompiles() {
     let limiters = Limiters::default();
     let one = RateLimit {
         requests: 2,
         window_s: 30,
     };
-    let l1 = limiters.compile(&one);
+    let acme = scope_of(Some("acme"));
+    let l1 = limiters.compile(acme, &one);
     let key = Counter::Tenant(stable_key("acme"));
     assert!(l1.admit(&key).is_ok() && l1.admit(&key).is_ok());
     // A new table compiles the same limit again: the count carries over.
-    let l2 = limiters.compile(&one);
+    let l2 = limiters.compile(acme, &one);
     assert!(l2.admit(&key).is_err());
     assert!(Arc::ptr_eq(&l1.rate, &l2.rate));
-    let other = limiters.compile(&RateLimit {
-        requests: 2,
-        window_s: 31,
-    });
+    let other = limiters.compile(
+        acme,
+        &RateLimit {
+            requests: 2,
+            window_s: 31,
+        },
+    );
     assert!(!Arc::ptr_eq(&l1.rate, &other.rate));
+    // Another tenant never shares an estimator, whatever its window.
+    let beta = limiters.compile(scope_of(Some("beta")), &one);
+    assert!(!Arc::ptr_eq(&l1.rate, &beta.rate));
+    assert!(!Arc::ptr_eq(&limiters.compile(scope_of(None), &one).rate, &l1.rate));
     assert_eq!(stable_key("acme"), stable_key("acme"));
     assert_ne!(stable_key("acme"), stable_key("beta"));
+}
+
+/// One tenant's flood of distinct clients saturates only its own counters: another tenant's
+/// client, with a limit of 5, is still admitted 5 times (a shared sketch would have answered
+/// from counters the flood filled).
+#[test]
+fn one_tenants_traffic_never_limits_another() {
+    let limiters = Limiters::default();
+    let limit = RateLimit {
+        requests: 5,
+        window_s: 60,
+    };
+    let noisy = TenantLimits::compile(
+        &limiters,
+        "noisy",
+        &realmgate_table::RateLimits {
+            per_client: Some(limit),
+            ..Default::default()
+        },
+    );
+    let quiet = TenantLimits::compile(
+        &limiters,
+        "quiet",
+        &realmgate_table::RateLimits {
+            per_client: Some(limit),
+            ..Default::default()
+        },
+    );
+    for i in 0..200_000u32 {
+        let ip = IpAddr::from(i.to_be_bytes());
+        let _ = check(&noisy, None, || Some(ip));
+    }
+    let me: IpAddr = "192.0.2.7".parse().expect("ip");
+    for n in 0..5 {
+        assert!(check(&quiet, None, || Some(me)).is_ok(), "request {n} of 5 refused");
+    }
+    assert!(check(&quiet, None, || Some(me)).is_err());
+}
+
+/// An IPv6 client is its /64: hopping addresses inside it does not buy more requests.
+#[test]
+fn ipv6_clients_count_as_their_64() {
+    let limiters = Limiters::default();
+    let t = TenantLimits::compile(
+        &limiters,
+        "acme",
+        &realmgate_table::RateLimits {
+            per_client: Some(RateLimit {
+                requests: 3,
+                window_s: 60,
+            }),
+            ..Default::default()
+        },
+    );
+    for i in 0..3u16 {
+        let ip = IpAddr::from([0x2001, 0xdb8, 0, 1, i, 0, 0, 1]);
+        assert!(check(&t, None, || Some(ip)).is_ok());
+    }
+    let hop = IpAddr::from([0x2001, 0xdb8, 0, 1, 0xffff, 1, 2, 3]);
+    assert!(check(&t, None, || Some(hop)).is_err(), "another address of the /64");
+    let other = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+    assert!(check(&t, None, || Some(other)).is_ok(), "another /64");
+}
+
+/// Estimators of tenants no table holds any more are dropped.
+#[test]
+fn pruning_drops_what_no_table_holds() {
+    let limiters = Limiters::default();
+    let limit = RateLimit {
+        requests: 1,
+        window_s: 60,
+    };
+    let kept = limiters.compile(scope_of(Some("a")), &limit);
+    let gone = limiters.compile(scope_of(Some("b")), &limit);
+    assert_eq!(limiters.len(), 2);
+    drop(gone);
+    limiters.prune();
+    assert_eq!(limiters.len(), 1);
+    drop(kept);
+    limiters.prune();
+    assert!(limiters.is_empty());
 }

@@ -1,15 +1,51 @@
 //! Route match, the second step: longest prefix on the normalised path, with prefixes that
 //! do not end in `/` matching only at a segment boundary.
 
-use crate::auth::Policy;
 use http::HeaderValue;
-use realmgate_table::path::{has_other_readings, namespace_segment, other_readings};
+use realmgate_table::path::{has_other_readings, namespace_segment, other_readings, prefix_matches};
 
 /// Index into the snapshot's pool list.
 pub type PoolIdx = u32;
 
 /// Index into a tenant's routes (as sorted by [`Routes::new`]).
 pub type RouteIdx = u32;
+
+/// A route's compiled policy: the policies it accepts ("any of").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub public: bool,
+    pub jwt: bool,
+    pub session: bool,
+    pub api_key: bool,
+    pub forward_token: bool,
+}
+
+impl Policy {
+    /// `public` alone: gateway endpoints and the shell's static files.
+    pub const PUBLIC: Policy = Policy {
+        public: true,
+        jwt: false,
+        session: false,
+        api_key: false,
+        forward_token: false,
+    };
+
+    pub fn from_route(route: &realmgate_table::Route) -> Policy {
+        let has = |n: &str| route.auth.names().iter().any(|x| x == n);
+        Policy {
+            public: has("public"),
+            jwt: has("jwt"),
+            session: has("session"),
+            api_key: has("api_key"),
+            forward_token: route.forward_token,
+        }
+    }
+
+    /// Does the route verify a realm identity (a bearer JWT or a session)?
+    pub fn needs_identity_check(self) -> bool {
+        self.jwt || self.session
+    }
+}
 
 /// One compiled route.
 pub struct Route {
@@ -73,13 +109,6 @@ impl Routes {
     pub fn get(&self, idx: RouteIdx) -> &Route {
         &self.routes[idx as usize]
     }
-}
-
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if !path.starts_with(prefix) {
-        return false;
-    }
-    prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'
 }
 
 #[cfg(test)]

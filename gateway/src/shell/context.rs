@@ -10,9 +10,9 @@ pub const LOGOUT_URL: &str = "/.realmgate/logout";
 
 /// The signed-in user, once session login exists; `None` on public routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub subject: String,
-    pub name: Option<String>,
+pub struct User<'a> {
+    pub subject: &'a str,
+    pub name: Option<&'a str>,
 }
 
 /// A tenant's context, pre-serialised when the table is compiled: a request only joins the
@@ -61,7 +61,7 @@ impl Context {
     }
 
     /// The whole `<script type="application/json" id="realmgate-context" nonce="…">` element.
-    pub fn element(&self, nonce: &str, active: Option<u16>, user: Option<&User>) -> String {
+    pub fn element(&self, nonce: &str, active: Option<u16>, user: Option<&User<'_>>) -> String {
         let active = active
             .and_then(|i| self.active.get(usize::from(i)))
             .map_or("null", |a| a);
@@ -112,13 +112,28 @@ pub fn new_nonce() -> String {
 }
 
 /// The built-in shell's policy: only its own nonce'd script, its own styles, same-origin frames,
-/// never framed itself.
-pub fn builtin_csp(nonce: &str) -> String {
+/// forms to itself (and the realm, see [`form_action`]), never framed itself.
+pub fn builtin_csp(nonce: &str, form_action: &str) -> String {
     format!(
         "default-src 'self'; script-src 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; \
          frame-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-         form-action 'self'; frame-ancestors 'none'"
+         form-action {form_action}; frame-ancestors 'none'"
     )
+}
+
+/// `form-action` sources of the built-in shell: `'self'`, plus the realm issuer's origin — the
+/// shell's Sign out form POSTs to `/.realmgate/logout`, which redirects to the realm's
+/// end-session endpoint, and browsers hold that redirect to `form-action` as well.
+pub fn form_action(issuer: Option<&str>) -> Box<str> {
+    let realm = issuer
+        .and_then(|i| url::Url::parse(i).ok())
+        .map(|u| u.origin())
+        .filter(url::Origin::is_tuple)
+        .map(|o| o.ascii_serialization());
+    match realm {
+        Some(origin) => format!("'self' {origin}").into(),
+        None => "'self'".into(),
+    }
 }
 
 /// A tenant shell upstream's policy, added beside any policy the upstream sent (browsers enforce
@@ -161,10 +176,31 @@ mod tests {
     }
 
     #[test]
+    fn form_actions_allow_the_realm_origin_only() {
+        // (issuer, form-action sources)
+        let cases = [
+            (Some("http://id.test/realms/acme"), "'self' http://id.test"),
+            (
+                Some("https://ID.test:8443/realms/a"),
+                "'self' https://id.test:8443",
+            ),
+            (
+                Some("https://id.test:443/realms/a"),
+                "'self' https://id.test",
+            ),
+            (Some("not a url"), "'self'"),
+            (None, "'self'"),
+        ];
+        for (issuer, sources) in cases {
+            assert_eq!(&*form_action(issuer), sources, "{issuer:?}");
+        }
+    }
+
+    #[test]
     fn values_cannot_break_out_of_the_script_element() {
         let user = User {
-            subject: "u-1</SCRIPT>".into(),
-            name: Some("Eve <!-- \u{2028}".into()),
+            subject: "u-1</SCRIPT>",
+            name: Some("Eve <!-- \u{2028}"),
         };
         let el = ctx().element("bm9uY2U=", Some(0), Some(&user));
         let inner = &el[..el.len() - "</script>".len()];
@@ -215,8 +251,8 @@ mod tests {
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')));
-        assert!(builtin_csp(&a).contains(&format!("script-src 'nonce-{a}'")));
-        assert!(builtin_csp(&a).ends_with("frame-ancestors 'none'"));
+        assert!(builtin_csp(&a, "'self'").contains(&format!("script-src 'nonce-{a}'")));
+        assert!(builtin_csp(&a, "'self'").ends_with("form-action 'self'; frame-ancestors 'none'"));
         assert!(upstream_csp(&a).contains("frame-ancestors 'none'"));
     }
 }

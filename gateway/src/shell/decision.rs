@@ -13,11 +13,9 @@
 //! Only shell-enabled tenants get here; every other request pays one `Option` check.
 
 use super::ShellRt;
-use http::header::{HeaderName, ACCEPT};
-use http::Method;
+use crate::headers::is_navigation;
 use pingora_http::RequestHeader;
-
-pub const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+use realmgate_table::path::prefix_matches;
 
 /// A request that gets the shell page, and which catalog app is active in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +26,7 @@ pub struct ShellPage {
 
 /// Whether this request gets the shell. `path` is the normalised request path.
 pub fn decide(shell: &ShellRt, req: &RequestHeader, path: &str) -> Option<ShellPage> {
-    if req.method != Method::GET && req.method != Method::HEAD {
-        return None;
-    }
+    // A GET or HEAD navigation (one rule with the login redirect: `headers::is_navigation`).
     if !is_navigation(req) {
         return None;
     }
@@ -47,23 +43,6 @@ pub fn decide(shell: &ShellRt, req: &RequestHeader, path: &str) -> Option<ShellP
         .filter(|(prefix, _)| prefix_matches(prefix, path))
         .max_by_key(|(prefix, _)| prefix.len())
         .map(|&(_, idx)| ShellPage { active: Some(idx) })
-}
-
-/// A top-level browser navigation: `Sec-Fetch-Dest: document`, or — from a client that sends
-/// no fetch metadata — an `Accept` that names `text/html`.
-pub fn is_navigation(req: &RequestHeader) -> bool {
-    match req.headers.get(SEC_FETCH_DEST) {
-        Some(dest) => dest.as_bytes().eq_ignore_ascii_case(b"document"),
-        None => req.headers.get_all(ACCEPT).iter().any(|v| {
-            v.as_bytes()
-                .windows(9)
-                .any(|w| w.eq_ignore_ascii_case(b"text/html"))
-        }),
-    }
-}
-
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    realmgate_table::shell::prefix_matches(prefix, path)
 }
 
 #[cfg(test)]

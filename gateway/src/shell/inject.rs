@@ -8,7 +8,7 @@ use http::header::{
     ETAG, LAST_MODIFIED, TRANSFER_ENCODING,
 };
 use lol_html::html_content::ContentType;
-use lol_html::{end, send, OutputSink, Selector};
+use lol_html::{end, send, MemorySettings, OutputSink, Selector};
 use pingora_error::{Error, ErrorType, OrErr, Result};
 use pingora_http::ResponseHeader;
 use std::borrow::Cow;
@@ -76,6 +76,15 @@ impl Sink {
     }
 }
 
+/// The largest shell document (after inflating) the gateway rewrites: a tenant's shell
+/// upstream shares the gateway's memory with every other tenant, so a gzip bomb is cut off at
+/// this size (the response fails) instead of inflating whole chunks at once.
+pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
+
+/// The most memory lol_html may hold for one response (an unterminated 256 MiB attribute, a
+/// tag split over many chunks): past it the rewriter fails and so does that one response.
+pub const MAX_REWRITER_MEMORY: usize = 1 << 20;
+
 /// Until the element is in, the rewriter is fed this much at a time, so it stops right after
 /// `<head>` (pages put it in their first hundred bytes) instead of parsing a whole first chunk.
 const SLICE: usize = 256;
@@ -86,7 +95,7 @@ struct Inner {
     /// (unless nonces are being stamped), so the rewriter is ended and the rest passes as is.
     injected: Arc<AtomicBool>,
     stop_early: bool,
-    gunzip: Option<MultiGzDecoder<Vec<u8>>>,
+    gunzip: Option<MultiGzDecoder<Bounded>>,
     out: Sink,
     /// Bytes of the (inflated) document in, and out: at the end, out = in + the element.
     bytes_in: usize,
@@ -143,7 +152,10 @@ impl Injector {
                 }
                 Ok(())
             }))
-            .with_strict(false);
+            .with_strict(false)
+            .with_memory_settings(
+                MemorySettings::new().with_max_allowed_memory_usage(MAX_REWRITER_MEMORY),
+            );
         let stop_early = nonce.is_none();
         if let Some(nonce) = nonce {
             settings = settings.append_element_content_handler(on(&SCRIPT, move |el| {
@@ -157,7 +169,8 @@ impl Injector {
                 rewriter: Some(send::HtmlRewriter::new(settings, out.clone())),
                 injected,
                 stop_early,
-                gunzip: (encoding == Encoding::Gzip).then(|| MultiGzDecoder::new(Vec::new())),
+                gunzip: (encoding == Encoding::Gzip)
+                    .then(|| MultiGzDecoder::new(Bounded::new(MAX_DOCUMENT_BYTES))),
                 out,
                 bytes_in: 0,
                 bytes_out: 0,
@@ -180,6 +193,12 @@ impl Injector {
             )?,
         };
         inner.bytes_in += plain.len();
+        if inner.bytes_in > MAX_DOCUMENT_BYTES {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("shell: document over {MAX_DOCUMENT_BYTES} bytes"),
+            );
+        }
         if inner.rewriter.is_some() {
             let (result, rest) = inner.rewrite(&plain, end);
             result.or_err(ErrorType::InternalError, "shell: rewriting the shell HTML")?;
@@ -246,14 +265,48 @@ impl Inner {
     }
 }
 
-fn inflate(gz: &mut MultiGzDecoder<Vec<u8>>, input: &[u8], end: bool) -> std::io::Result<Bytes> {
+/// Where the gzip decoder writes: refuses to grow past what is left of the document's
+/// budget, so inflating stops (with an error) as soon as the budget is spent, whatever one
+/// compressed chunk would expand to.
+struct Bounded {
+    buf: Vec<u8>,
+    room: usize,
+}
+
+impl Bounded {
+    fn new(room: usize) -> Bounded {
+        Bounded {
+            buf: Vec::new(),
+            room,
+        }
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.len() > self.room {
+            return Err(std::io::Error::other(format!(
+                "inflated shell document over {MAX_DOCUMENT_BYTES} bytes"
+            )));
+        }
+        self.room -= data.len();
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn inflate(gz: &mut MultiGzDecoder<Bounded>, input: &[u8], end: bool) -> std::io::Result<Bytes> {
     gz.write_all(input)?;
     if end {
         gz.try_finish()?;
     } else {
         gz.flush()?;
     }
-    Ok(Bytes::from(std::mem::take(gz.get_mut())))
+    Ok(Bytes::from(std::mem::take(&mut gz.get_mut().buf)))
 }
 
 /// Decide from a shell response's header whether its body is injected, and make the header
@@ -336,5 +389,4 @@ pub fn inject_all(doc: &[u8], element: String, nonce: Option<String>) -> Result<
 }
 
 #[cfg(test)]
-#[path = "inject_tests.rs"]
 mod tests;

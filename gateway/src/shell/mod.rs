@@ -30,6 +30,10 @@ pub struct ShellRt {
     /// Catalog paths with their catalog index.
     pub apps: Box<[(Box<str>, u16)]>,
     pub context: Context,
+    /// The built-in shell's `form-action` sources: its own origin, and the realm's, where the
+    /// logout POST is redirected to end the realm session (browsers check `form-action` on
+    /// redirects too).
+    pub form_action: Box<str>,
 }
 
 impl ShellRt {
@@ -41,7 +45,7 @@ impl ShellRt {
             .catalog
             .iter()
             .map(|a| App {
-                name: &a.name,
+                name: &a.title,
                 path: &a.path,
                 icon: a.icon.as_deref(),
             })
@@ -59,6 +63,7 @@ impl ShellRt {
                 .map(|(i, a)| (a.path.as_str().into(), i as u16))
                 .collect(),
             context: Context::new(&t.id, t.display_name.as_deref().unwrap_or(&t.id), &apps),
+            form_action: context::form_action(t.realm.as_ref().map(|r| r.issuer.as_str())),
         }))
     }
 
@@ -73,6 +78,7 @@ impl ShellRt {
                 .map(|(i, &p)| (p.into(), i as u16))
                 .collect(),
             context: Context::new("t", "T", &[]),
+            form_action: context::form_action(None),
         }
     }
 }

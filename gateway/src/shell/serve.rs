@@ -78,7 +78,7 @@ impl ShellState {
         shell: &ShellRt,
         req: &RequestHeader,
         resp: &mut ResponseHeader,
-        user: Option<&User>,
+        user: Option<&User<'_>>,
     ) -> Result<()> {
         let head_only = req.method == http::Method::HEAD;
         let chunked = req.version == http::Version::HTTP_11;
@@ -106,7 +106,7 @@ impl ShellState {
         &self,
         session: &mut Session,
         shell: &ShellRt,
-        user: Option<&User>,
+        user: Option<&User<'_>>,
         request_id: &HeaderValue,
     ) -> Result<bool> {
         let element = shell.context.element(&self.nonce, self.page.active, user);
@@ -115,7 +115,10 @@ impl ShellState {
         resp.insert_header(CONTENT_TYPE, "text/html; charset=utf-8")?;
         resp.insert_header(CONTENT_LENGTH, body.len())?;
         resp.insert_header(CACHE_CONTROL, "no-store")?;
-        resp.insert_header(CONTENT_SECURITY_POLICY, builtin_csp(&self.nonce))?;
+        resp.insert_header(
+            CONTENT_SECURITY_POLICY,
+            builtin_csp(&self.nonce, &shell.form_action),
+        )?;
         resp.insert_header(VARY, VARY_SHELL)?;
         resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
         resp.insert_header(REFERRER_POLICY, "same-origin")?;

@@ -1,11 +1,8 @@
 //! Upstream pools, the last step: round-robin over healthy endpoints (pingora-load-balancing),
-//! prebuilt peers, one retry on another endpoint after a connect failure, and the background
-//! service that probes every pool of the current table.
+//! prebuilt peers, one retry on another endpoint after a connect failure. The service that
+//! probes the pools runs beside the server (`background.rs`).
 
-use crate::snapshot::Store;
 use async_trait::async_trait;
-use pingora_core::server::ShutdownWatch;
-use pingora_core::services::background::BackgroundService;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use pingora_load_balancing::health_check::{HealthObserve, HttpHealthCheck, TcpHealthCheck};
@@ -144,7 +141,8 @@ impl Pool {
             .count()
     }
 
-    async fn probe(&self) {
+    /// Run the pool's health checks once (the background health checker calls this).
+    pub async fn probe(&self) {
         self.lb.backends().run_health_check(true).await;
     }
 }
@@ -193,34 +191,5 @@ impl PoolCache {
         }
         *cache = next;
         Ok(out)
-    }
-}
-
-/// Probes every pool of the current table each interval, concurrently.
-pub struct HealthChecker {
-    pub store: Arc<Store>,
-    pub interval: Duration,
-}
-
-#[async_trait]
-impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => {}
-            }
-            let Some(snapshot) = self.store.current() else {
-                continue;
-            };
-            let mut probes = tokio::task::JoinSet::new();
-            for pool in snapshot.pools.iter() {
-                let pool = Arc::clone(pool);
-                probes.spawn(async move { pool.probe().await });
-            }
-            while probes.join_next().await.is_some() {}
-        }
     }
 }

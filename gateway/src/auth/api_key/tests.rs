@@ -1,7 +1,6 @@
 //! Key extraction, lookup, expiry, tenant and namespace decisions.
 
 use super::*;
-use crate::limits::Limiters;
 
 const SECRET_A: &str = "rgk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const SECRET_B: &str = "rgk_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
@@ -30,7 +29,7 @@ fn keys() -> Keys {
         key("orphan", "rgk_x", Some("gone"), &["*"]),
     ];
     let expiry = [Some(2_000), None, None, None];
-    Keys::build(list, &expiry, &Limiters::default(), |t| match t {
+    Keys::build(list, &expiry, |t| match t {
         "acme" => Some(0),
         "beta" => Some(1),
         _ => None,
@@ -133,4 +132,57 @@ fn path_namespaces() {
     for bad in ["/@OTHER/x", "/@other;x/", "/@/x", "/%40/x", "/@a%2Fb/x"] {
         assert_eq!(name(bad), Err(GatewayError::BadNamespace), "{bad}");
     }
+}
+
+/// Whatever the scheme, its case, the spacing or the header's position, a value holding a key
+/// is one (finding 11).
+#[test]
+fn values_carrying_keys() {
+    // (header value, carries a key)
+    let cases: &[(&[u8], bool)] = &[
+        (b"Bearer rgk_abc", true),
+        (b"bearer rgk_abc", true),
+        (b"BEARER\trgk_abc", true),
+        (b"Bearer   RGK_abc", true),
+        (b"Token rgk_abc", true),
+        (b"rgk_abc", true),
+        (b"  rgk_abc  ", true),
+        (b"Basic dTpw, Bearer rgk_abc", true),
+        (b"Basic dXNlcjpwYXNz", false),
+        (b"Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln", false),
+        (b"Bearer abcrgk_", false),
+        (b"", false),
+    ];
+    for &(value, carries) in cases {
+        assert_eq!(
+            carries_key(value),
+            carries,
+            "{:?}",
+            String::from_utf8_lossy(value)
+        );
+    }
+}
+
+#[test]
+fn secrets_are_stripped_and_other_values_kept_in_order() {
+    let mut r = RequestHeader::build("GET", b"/", None).expect("request");
+    for (k, v) in [
+        ("authorization", "Basic dTpw"),
+        ("authorization", "Bearer rgk_x"),
+        ("authorization", "Digest a"),
+        ("x-api-key", "rgk_y"),
+        ("x-api-key", "theirs"),
+        ("accept", "*/*"),
+    ] {
+        r.append_header(k.to_owned(), v).expect("header");
+    }
+    strip_secrets(&mut r);
+    let all =
+        |n: &str| -> Vec<&[u8]> { r.headers.get_all(n).iter().map(|v| v.as_bytes()).collect() };
+    assert_eq!(
+        all("authorization"),
+        [b"Basic dTpw".as_slice(), b"Digest a"]
+    );
+    assert_eq!(all("x-api-key"), [b"theirs".as_slice()]);
+    assert_eq!(all("accept"), [b"*/*".as_slice()]);
 }

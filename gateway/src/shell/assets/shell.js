@@ -253,7 +253,10 @@
 
   const user = document.getElementById("rg-user");
   if (ctx.user) {
-    user.append(el("div", { class: "rg-user-name" }, ctx.user.name || ctx.user.subject), el("a", { href: ctx.logout_url }, "Sign out"));
+    // Logout is a same-origin POST (a GET of the URL only asks to confirm): a form, not a link.
+    const signOut = el("form", { method: "post", action: ctx.logout_url, class: "rg-logout" },
+      el("button", { type: "submit", id: "rg-logout" }, "Sign out"));
+    user.append(el("div", { class: "rg-user-name" }, ctx.user.name || ctx.user.subject), signOut);
   } else {
     user.append(el("a", { href: ctx.login_url + "?return_to=" + encodeURIComponent(location.pathname) }, "Sign in"));
   }

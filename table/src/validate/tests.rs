@@ -1,7 +1,7 @@
 //! Parsing and validation of whole tables.
 
-use super::*;
 use crate::host::HostPattern;
+use crate::*;
 
 const ISSUE_EXAMPLE: &str = r#"{"version": 1,
  "upstreams": {"app-a": {"endpoints": ["127.0.0.1:9001"]},
@@ -26,11 +26,11 @@ fn has(problems: &[String], needle: &str) -> bool {
 
 #[test]
 fn the_minimal_table_is_valid_as_written() {
-    let (table, checked) = parse(ISSUE_EXAMPLE.as_bytes()).expect("valid");
+    let CheckedTable { table, hosts, .. } = parse(ISSUE_EXAMPLE.as_bytes()).expect("valid");
     assert_eq!(table.version, 1);
     assert_eq!(table.tenants.len(), 2);
     assert_eq!(
-        checked.hosts[1],
+        hosts[1],
         vec![
             HostPattern::Exact("beta.test".into()),
             HostPattern::Wildcard("beta.test".into())
@@ -126,9 +126,9 @@ fn hosts_compare_after_normalisation_across_tenants() {
 
 #[test]
 fn round_trips_through_serde() {
-    let (table, _) = parse(ISSUE_EXAMPLE.as_bytes()).expect("valid");
+    let table = parse(ISSUE_EXAMPLE.as_bytes()).expect("valid").table;
     let again = serde_json::to_vec(&table).expect("serialise");
-    let (table2, _) = parse(&again).expect("still valid");
+    let table2 = parse(&again).expect("still valid").table;
     assert_eq!(table, table2);
 }
 
@@ -146,7 +146,7 @@ fn tenant_status_defaults_to_active() {
       "tenants": [
         {"id": "a", "hosts": ["a.test"], "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}]},
         {"id": "b", "hosts": ["b.test"], "status": "suspended", "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}]}]}"#;
-    let (t, _) = parse(json.as_bytes()).expect("valid");
+    let t = parse(json.as_bytes()).expect("valid").table;
     assert_eq!(t.tenants[0].status, TenantStatus::Active);
     assert_eq!(t.tenants[1].status, TenantStatus::Suspended);
     let bad = json.replace("suspended", "paused");
@@ -171,8 +171,10 @@ fn keys_namespaces_and_limits_as_the_issue_writes_them() {
                    {{"id": "op", "digest": "{DIGEST_B}", "namespaces": ["*"],
                      "rate_limit": {{"requests": 7, "window_s": 60}}}}]}}"#
     );
-    let (table, checked) = parse(json.as_bytes()).expect("valid");
-    assert_eq!(checked.key_expiry, [Some(1_798_761_600), None]);
+    let CheckedTable {
+        table, key_expiry, ..
+    } = parse(json.as_bytes()).expect("valid");
+    assert_eq!(key_expiry, [Some(1_798_761_600), None]);
     assert_eq!(table.api_keys[1].tenant, None);
     let limits = table.tenants[0].rate_limits;
     assert_eq!(
@@ -188,7 +190,7 @@ fn keys_namespaces_and_limits_as_the_issue_writes_them() {
         Some("@acme")
     );
     let again = serde_json::to_vec(&table).expect("serialise");
-    assert_eq!(parse(&again).expect("round trip").0, table);
+    assert_eq!(parse(&again).expect("round trip").table, table);
 }
 
 #[test]
@@ -271,7 +273,7 @@ fn shell_fields_parse_and_round_trip() {
         {"id": "beta", "hosts": ["beta.test"],
          "routes": [{"prefix": "/", "upstream": "u", "auth": "public"}],
          "shell": {"enabled": false}}]}"#;
-    let (t, _) = parse(json.as_bytes()).expect("valid");
+    let t = parse(json.as_bytes()).expect("valid").table;
     let acme = &t.tenants[0];
     assert_eq!(acme.display_name.as_deref(), Some("Acme Corp"));
     assert_eq!(acme.catalog[1].icon, None);
@@ -284,7 +286,7 @@ fn shell_fields_parse_and_round_trip() {
         .as_ref()
         .is_some_and(|s| s.excludes.is_empty()));
     let again = serde_json::to_vec(&t).expect("serialise");
-    assert_eq!(parse(&again).expect("valid").0, t);
+    assert_eq!(parse(&again).expect("valid").table, t);
 }
 
 #[test]
@@ -306,10 +308,10 @@ fn every_shell_problem_is_reported() {
     for needle in [
         "tenants[0].shell.colour: unknown field",
         "tenants[0].display_name: longer than 100 characters",
-        "tenants[0].catalog[0].name: must not be empty",
+        "tenants[0].catalog[0].title: must not be empty",
         "tenants[0].catalog[0].path: \"todos/\" is not a normalised absolute path",
         "tenants[0].catalog[0].icon: \"Bad Icon\" is not an icon name",
-        "tenants[0].catalog[1].name: must not contain control characters",
+        "tenants[0].catalog[1].title: must not contain control characters",
         "tenants[0].catalog[2].path: \"/app/x\" listed twice",
         "tenants[0].catalog[3].path: \"/other/\": no route of this tenant matches it",
         "tenants[0].catalog[4].path: \"/app/../x\" is not a normalised",
@@ -347,4 +349,182 @@ fn shell_sizes_are_bounded() {
     );
     assert!(has(&p, "tenants[0].catalog[65].path"), "{p:#?}");
     assert_eq!(p.len(), 3, "{p:#?}");
+}
+
+#[test]
+fn catalog_titles_parse_under_the_old_name_and_serialise_as_title() {
+    let new = Table::test().upstream("u", &["127.0.0.1:1"]).tenant(
+        Tenant::test("acme")
+            .host("acme.test")
+            .route("/", "u", "public")
+            .app("Todos", "/todos/"),
+    );
+    let json = String::from_utf8(new.to_json()).expect("utf-8");
+    assert!(json.contains(r#""title":"Todos""#), "{json}");
+    let old = json.replace(r#""title":"Todos""#, r#""name":"Todos""#);
+    assert_eq!(parse(old.as_bytes()).expect("old spelling").table, new);
+    assert_eq!(parse(json.as_bytes()).expect("new spelling").table, new);
+}
+
+#[test]
+fn the_fixture_builder_makes_valid_tables() {
+    let table = Table::test()
+        .version(3)
+        .upstream("app", &["127.0.0.1:9001"])
+        .tenant(
+            Tenant::test("acme")
+                .host("acme.test")
+                .host("*.acme.test")
+                .route("/", "app", "public")
+                .ns_route("/@acme/", "app", "api_key", "@acme")
+                .realm("http://127.0.0.1:8180/realms/acme")
+                .route("/me", "app", "session")
+                .display_name("Acme")
+                .app("Todos", "/todos/")
+                .shell(),
+        )
+        .tenant(
+            Tenant::test("beta")
+                .host("beta.test")
+                .route("/", "app", "public")
+                .suspended(),
+        )
+        .key(ApiKey::test("k1", Some("acme"), &["@acme"]))
+        .key(ApiKey::test("op", None, &["*"]));
+    let checked = parse(&table.to_json()).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(checked.table, table);
+    assert_eq!(checked.hosts[0].len(), 2);
+    assert_eq!(checked.key_expiry, [None, None]);
+}
+
+fn ats(problems: &[Problem]) -> Vec<&str> {
+    problems.iter().map(|p| p.at.as_str()).collect()
+}
+
+#[test]
+fn one_tenant_is_checked_at_paths_relative_to_it() {
+    let pools = |name: &str| name == "app";
+    let ctx = validate::TenantContext {
+        has_upstream: &pools,
+        realm_supplied: false,
+        skip: validate::Skip::default(),
+    };
+    let good = Tenant::test("acme")
+        .host("ACME.test")
+        .route("/", "app", "public");
+    assert_eq!(validate::tenant(&good, &ctx), []);
+    assert_eq!(
+        validate::hosts(&good),
+        [HostPattern::Exact("acme.test".into())]
+    );
+    let bad = Tenant::test("acme")
+        .host("acme.test")
+        .host("bad host")
+        .host("ACME.test")
+        .route("nope", "missing", "public")
+        .route("/x", "app", "jwt")
+        .display_name(" ")
+        .app("", "/todos/");
+    assert_eq!(
+        ats(&validate::tenant(&bad, &ctx)),
+        [
+            "hosts[1]",
+            "hosts[2]",
+            "routes[0].prefix",
+            "routes[0].upstream",
+            "routes[1].auth",
+            "display_name",
+            "catalog[0].title",
+            "catalog[0].path",
+        ]
+    );
+    // The id is the table's to check: a tenant alone is judged without it.
+    assert_eq!(
+        validate::tenant(
+            &Tenant {
+                id: "Bad Id".into(),
+                ..good.clone()
+            },
+            &ctx
+        ),
+        []
+    );
+}
+
+#[test]
+fn a_supplied_realm_allows_jwt_and_session_and_skipped_parts_are_left_out() {
+    let pools = |_: &str| true;
+    let tenant = Tenant::test("acme")
+        .route("/app/", "app", "session")
+        .display_name("")
+        .app("\u{7}", "/elsewhere/");
+    let mut ctx = validate::TenantContext {
+        has_upstream: &pools,
+        realm_supplied: true,
+        skip: validate::Skip::default(),
+    };
+    assert_eq!(
+        ats(&validate::tenant(&tenant, &ctx)),
+        [
+            "hosts",
+            "display_name",
+            "catalog[0].title",
+            "catalog[0].path"
+        ]
+    );
+    ctx.skip = validate::Skip {
+        hosts: true,
+        routes: true,
+        labels: true,
+    };
+    assert_eq!(validate::tenant(&tenant, &ctx), []);
+    ctx.skip = validate::Skip::default();
+    ctx.realm_supplied = false;
+    assert!(ats(&validate::tenant(&tenant, &ctx)).contains(&"routes[0].auth"));
+}
+
+#[test]
+fn one_upstream_and_one_key_are_checked_at_paths_relative_to_them() {
+    assert_eq!(validate::upstream(&Upstream::test(&["127.0.0.1:9001"])), []);
+    let mut bad = Upstream::test(&["localhost:80", "127.0.0.1:0", "127.0.0.1:0"]);
+    bad.read_timeout_ms = Some(0);
+    assert_eq!(
+        ats(&validate::upstream(&bad)),
+        [
+            "endpoints[0]",
+            "endpoints[1]",
+            "endpoints[2]",
+            "read_timeout_ms"
+        ]
+    );
+    assert_eq!(
+        ats(&validate::upstream(&Upstream::test(&[]))),
+        ["endpoints"]
+    );
+
+    let mut key = ApiKey::test("k1", Some("no-such-tenant"), &["@acme"]);
+    key.expires_at = Some("2027-01-01T00:00:00Z".into());
+    assert_eq!(validate::api_key(&key), Ok(Some(1_798_761_600)));
+    key.namespaces = vec!["*".into(), "acme".into()];
+    key.expires_at = Some("tomorrow".into());
+    key.digest = "sha256:00".into();
+    let problems = validate::api_key(&key).expect_err("bad key");
+    assert_eq!(
+        ats(&problems),
+        ["digest", "namespaces", "namespaces[1]", "expires_at"]
+    );
+}
+
+#[test]
+fn labels_follow_one_rule() {
+    use validate::{label, LabelProblem};
+    assert_eq!(label("Acme Ltd", 100), Ok(()));
+    assert_eq!(label(&"é".repeat(100), 100), Ok(()));
+    assert_eq!(label("", 100), Err(LabelProblem::Blank));
+    assert_eq!(label("  ", 100), Err(LabelProblem::Blank));
+    assert_eq!(
+        label(&"x".repeat(101), 100),
+        Err(LabelProblem::TooLong(100))
+    );
+    assert_eq!(label("a\nb", 100), Err(LabelProblem::Control));
 }

@@ -1,12 +1,13 @@
-//! The provisioning runner: one task per tenant walks its steps in order (or their
+//! The provisioning runner, driven by the service it journals through: one task per tenant walks its steps in order (or their
 //! `remove`s in reverse), journaling each transition before and after the `.await` that
 //! changes the world, retries failures with exponential backoff, and routes the tenant
 //! once every step is done.
 
-use super::{Outputs, Provision, Step, StepRecord, StepState, TenantInput, TenantState};
+use super::{Control, ServiceError};
 use crate::ids::TenantId;
-use crate::model::now_ms;
-use crate::service::Control;
+use crate::provision::config::RunnerSettings;
+use crate::provision::{Outputs, Provision, Step, StepRecord, StepState, TenantInput, TenantState};
+use crate::time::now_ms;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,24 +17,6 @@ use tokio::sync::Semaphore;
 /// a SIGKILL would. Points: `ensured` (the step's effect made, not journaled), `journaled`,
 /// `removed`, `remove-journaled`; and `routing:journaled`.
 pub const CRASH_ENV: &str = "REALMCTL_TEST_CRASH_AT";
-
-#[derive(Debug, Clone)]
-pub struct RunnerSettings {
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Tenants provisioned at the same time.
-    pub max_parallel: usize,
-}
-
-impl Default for RunnerSettings {
-    fn default() -> Self {
-        RunnerSettings {
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
-            max_parallel: 8,
-        }
-    }
-}
 
 pub struct Runner {
     control: Arc<Control>,
@@ -213,7 +196,7 @@ impl Runner {
         input: &TenantInput,
         p: &Provision,
         i: usize,
-    ) -> Result<bool, crate::service::ServiceError> {
+    ) -> Result<bool, ServiceError> {
         let step = &self.steps[i];
         let kind = step.kind().name();
         let mut rec = self.record(p, i);
@@ -283,7 +266,7 @@ impl Runner {
         input: &TenantInput,
         p: &Provision,
         i: usize,
-    ) -> Result<bool, crate::service::ServiceError> {
+    ) -> Result<bool, ServiceError> {
         let step = &self.steps[i];
         let kind = step.kind().name();
         let mut rec = self.record(p, i);

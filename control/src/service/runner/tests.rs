@@ -27,7 +27,7 @@ impl Step for Counting {
         "test"
     }
     fn input_digest(&self, t: &TenantInput) -> String {
-        super::super::digest_of(t.hosts.iter().map(String::as_str))
+        crate::provision::digest_of(t.hosts.iter().map(String::as_str))
     }
     async fn ensure(&self, t: &TenantInput, prev: &Outputs) -> Result<Outputs, StepError> {
         self.log

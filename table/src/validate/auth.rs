@@ -1,19 +1,26 @@
-//! Validation of the auth part of a table: each route's policies and each tenant's realm.
+//! Validation of a tenant's auth: each route's policies and the tenant's realm.
 
-use crate::validate::{Problem, KNOWN_AUTH};
-use crate::wire::{Realm, Tenant};
+use super::{Problem, KNOWN_AUTH};
+use crate::wire::{Realm, Route};
 
 /// Most audiences in one realm.
 pub const MAX_AUDIENCES: usize = 32;
 const MAX_URL_LEN: usize = 2048;
 const MAX_CLIENT_FIELD_LEN: usize = 255;
 
+/// What a route's policies need to know of the tenant's realm.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RealmFacts {
+    /// The realm names the gateway's login client (`client_id`).
+    pub login_client: bool,
+}
+
 /// The route's policies: known, each once, and what they need (a realm, a login client).
 /// Allocates nothing unless there is a problem: it runs for every route of every tenant.
-pub(crate) fn check_auth(
+pub(super) fn check_auth(
     rat: &dyn Fn() -> String,
-    route: &crate::wire::Route,
-    tenant: &Tenant,
+    route: &Route,
+    realm: Option<RealmFacts>,
     problems: &mut Vec<Problem>,
 ) {
     let names = route.auth.names();
@@ -41,13 +48,13 @@ pub(crate) fn check_auth(
         }
     }
     let [_, jwt, session, _] = seen;
-    if (jwt || session) && tenant.realm.is_none() {
+    if (jwt || session) && realm.is_none() {
         problems.push(Problem::new(
             format!("{}.auth", rat()),
             "jwt and session need the tenant to have a realm (tenant field \"realm\")",
         ));
     }
-    if session && tenant.realm.as_ref().is_some_and(|r| r.client_id.is_none()) {
+    if session && realm.is_some_and(|r| !r.login_client) {
         problems.push(Problem::new(
             format!("{}.auth", rat()),
             "session needs the realm's login client (realm.client_id)",
@@ -61,8 +68,9 @@ pub(crate) fn check_auth(
     }
 }
 
-pub(crate) fn check_realm(t: usize, realm: &Realm, problems: &mut Vec<Problem>) {
-    let at = format!("tenants[{t}].realm");
+/// The realm's fields, at paths under `realm`.
+pub(super) fn check_realm(realm: &Realm, problems: &mut Vec<Problem>) {
+    let at = "realm";
     if let Err(why) = check_url(&realm.issuer) {
         problems.push(Problem::new(
             format!("{at}.issuer"),
@@ -151,3 +159,6 @@ fn check_url(raw: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,6 @@
 //! Validation of realms and route auth policies (jwt, session, any-of lists, forward_token).
 
-use super::*;
+use crate::*;
 
 fn table(tenants: &str) -> String {
     format!(
@@ -30,7 +30,9 @@ fn the_issue_realm_shape_is_valid() {
           {"id": "beta", "hosts": ["beta.test"], "realm": {"issuer": "https://id.example.dev/realms/beta", "audiences": ["beta"]},
            "routes": [{"prefix": "/", "upstream": "u", "auth": "jwt"}]}"#,
     );
-    let (t, _) = parse(json.as_bytes()).unwrap_or_else(|p| panic!("{p:#?}"));
+    let t = parse(json.as_bytes())
+        .unwrap_or_else(|p| panic!("{p:#?}"))
+        .table;
     let realm = t.tenants[1].realm.as_ref().expect("realm");
     assert_eq!(
         realm.jwks_uri(),

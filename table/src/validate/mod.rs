@@ -1,15 +1,24 @@
-//! Whole-table validation: every problem is collected and reported, never just the first.
+//! Validation, every problem collected and reported, never just the first: a whole table
+//! ([`table`], what [`crate::parse`] runs), or one tenant ([`tenant`]), pool ([`upstream`]) or
+//! key ([`api_key`]) as it would enter a table (what realmctl checks a request body with).
 
-pub use crate::auth::MAX_AUDIENCES;
-use crate::auth::{check_auth, check_realm};
+mod auth;
+mod shell;
+
+pub use crate::problem::Problem;
+pub use auth::MAX_AUDIENCES;
+pub use shell::{
+    label, LabelProblem, MAX_APP_TITLE_CHARS, MAX_CATALOG_APPS, MAX_DISPLAY_NAME_CHARS,
+    MAX_SHELL_EXCLUDES,
+};
+
 use crate::host::HostPattern;
 use crate::path::normalise_path;
-use crate::shell::check_shell_fields;
-pub use crate::shell::{MAX_CATALOG_APPS, MAX_SHELL_EXCLUDES};
 use crate::wire::{ApiKey, RateLimit, RateLimits, Table, Tenant, Upstream};
+use auth::{check_auth, check_realm, RealmFacts};
+use shell::check_shell_fields;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::net::SocketAddr;
 
 /// Most endpoints in one pool, hosts in one tenant, routes in one tenant.
@@ -32,57 +41,117 @@ pub const MAX_NAMESPACE_LEN: usize = 64;
 const MAX_LIMIT_REQUESTS: u64 = 1_000_000_000;
 const MAX_LIMIT_WINDOW_S: u32 = 3600;
 
-/// One thing wrong with a table: where (a JSON path like `tenants[1].hosts[0]`) and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub at: String,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn new(at: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem {
-            at: at.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.at.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.at, self.message)
-        }
-    }
-}
-
-/// What validation learned and the gateway needs to index the table: each tenant's host
-/// patterns, normalised, in table order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
+/// A table that passed validation, with what validation learned and a gateway indexes it
+/// by: each tenant's host patterns, normalised, and each API key's expiry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedTable {
+    pub table: Table,
+    /// `hosts[t]`: tenant `t`'s host patterns, normalised, in the tenant's order.
     pub hosts: Vec<Vec<HostPattern>>,
-    /// Each API key's `expires_at` as seconds since the Unix epoch, in table order.
+    /// `key_expiry[k]`: API key `k`'s `expires_at` as seconds since the Unix epoch.
     pub key_expiry: Vec<Option<u64>>,
 }
 
+/// What [`table`] learned besides "valid": see [`CheckedTable`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalised {
+    pub hosts: Vec<Vec<HostPattern>>,
+    pub key_expiry: Vec<Option<u64>>,
+}
+
+/// What one tenant is checked against: the rest of the table it will enter.
+pub struct TenantContext<'a> {
+    /// Whether the table has an upstream pool of this name.
+    pub has_upstream: &'a dyn Fn(&str) -> bool,
+    /// The tenant's realm comes from elsewhere, login client included (realmctl's identity
+    /// step makes it), so `jwt` and `session` routes need no `realm` field.
+    pub realm_supplied: bool,
+    /// Parts the caller checks itself, or could not decode and has reported already.
+    pub skip: Skip,
+}
+
+/// Parts of a tenant [`tenant`] leaves out, with the checks that lean on them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Skip {
+    /// `hosts`.
+    pub hosts: bool,
+    /// `routes`, and whether a route matches each catalog path.
+    pub routes: bool,
+    /// The display name and the catalog titles (the label rule: [`label`]).
+    pub labels: bool,
+}
+
+/// Every problem with one tenant as it would enter a table, at paths relative to the tenant
+/// (`hosts[1]`, `routes[0].auth`). What only a whole table can tell — the id's syntax and
+/// uniqueness, hosts or issuers shared with other tenants — is [`table`]'s.
+pub fn tenant(tenant: &Tenant, ctx: &TenantContext<'_>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_tenant(tenant, ctx, &mut problems);
+    problems
+}
+
+/// The normalised host patterns of a tenant that [`tenant`] found no problem with.
+pub fn hosts(tenant: &Tenant) -> Vec<HostPattern> {
+    tenant
+        .hosts
+        .iter()
+        .filter_map(|h| HostPattern::parse(h).ok())
+        .collect()
+}
+
+/// Every problem with one upstream pool's spec, at paths relative to it (`endpoints[0]`).
+/// The pool's name is checked with [`is_name`].
+pub fn upstream(spec: &Upstream) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_upstream_spec(spec, &mut problems);
+    problems
+}
+
+/// One API key as it would enter a table, at paths relative to it (`namespaces[0]`): its
+/// expiry (seconds since the Unix epoch), or every problem. Uniqueness and whether its
+/// tenant exists are the table's ([`table`]).
+pub fn api_key(key: &ApiKey) -> Result<Option<u64>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    check_key_id(key, &mut problems);
+    check_key_digest(key, &mut problems);
+    let expiry = check_key_rest(key, &mut problems);
+    if problems.is_empty() {
+        Ok(expiry)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Validate a parsed table, collecting every problem.
-pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
+pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     let mut problems = Vec::new();
     if table.version == 0 {
         problems.push(Problem::new("version", "must be at least 1"));
     }
     for (name, upstream) in &table.upstreams {
-        check_upstream(name, upstream, &mut problems);
+        let start = problems.len();
+        if !is_name(name) {
+            problems.push(Problem::new(
+                "",
+                "upstream name must be 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+            ));
+        }
+        check_upstream_spec(upstream, &mut problems);
+        rebase(&mut problems[start..], || format!("upstreams.{name}"));
     }
+    let ctx = TenantContext {
+        has_upstream: &|name| table.upstreams.contains_key(name),
+        realm_supplied: false,
+        skip: Skip::default(),
+    };
     let mut ids: FastMap<&str, usize> = map_with_capacity(table.tenants.len());
     let mut hosts = Vec::with_capacity(table.tenants.len());
     let mut issuers: FastMap<&str, usize> = map_with_capacity(0);
     for (t, tenant) in table.tenants.iter().enumerate() {
+        let start = problems.len();
         if !is_tenant_id(&tenant.id) {
             problems.push(Problem::new(
-                format!("tenants[{t}].id"),
+                "id",
                 format!(
                     "{:?} is not a tenant id (1-63 of a-z, 0-9, '-'; starts and ends with a letter or digit)",
                     tenant.id
@@ -90,22 +159,15 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
             ));
         } else if let Some(first) = ids.insert(&tenant.id, t) {
             problems.push(Problem::new(
-                format!("tenants[{t}].id"),
+                "id",
                 format!("tenant id {:?} already used by tenants[{first}]", tenant.id),
             ));
         }
-        hosts.push(parse_hosts(t, tenant, &mut problems));
-        check_routes(t, tenant, table, &mut problems);
-        check_rate_limits(
-            &format!("tenants[{t}].rate_limits"),
-            &tenant.rate_limits,
-            &mut problems,
-        );
+        hosts.push(check_tenant(tenant, &ctx, &mut problems));
         if let Some(realm) = &tenant.realm {
-            check_realm(t, realm, &mut problems);
             if let Some(first) = issuers.insert(realm.issuer.as_str(), t) {
                 problems.push(Problem::new(
-                    format!("tenants[{t}].realm.issuer"),
+                    "realm.issuer",
                     format!(
                         "issuer already used by tenant {:?}: each tenant has its own realm, or one tenant's tokens would open the other's routes",
                         table.tenants[first].id
@@ -113,17 +175,58 @@ pub fn validate(table: &Table) -> Result<Checked, Vec<Problem>> {
                 ));
             }
         }
-        if tenant.display_name.is_some() || !tenant.catalog.is_empty() || tenant.shell.is_some() {
-            check_shell_fields(&format!("tenants[{t}]"), tenant, table, &mut problems);
-        }
+        rebase(&mut problems[start..], || format!("tenants[{t}]"));
     }
     check_host_owners(table, &hosts, &mut problems);
     let key_expiry = check_api_keys(table, &ids, &mut problems);
     if problems.is_empty() {
-        Ok(Checked { hosts, key_expiry })
+        Ok(Normalised { hosts, key_expiry })
     } else {
         Err(problems)
     }
+}
+
+/// Problems found relative to a part, moved under the part's own path. Runs only when there
+/// are problems: the prefix is not even formatted otherwise.
+fn rebase(problems: &mut [Problem], prefix: impl FnOnce() -> String) {
+    if problems.is_empty() {
+        return;
+    }
+    let prefix = prefix();
+    for p in problems {
+        *p = std::mem::replace(p, Problem::new("", "")).under(&prefix);
+    }
+}
+
+/// Every check of one tenant, at paths relative to it; returns its host patterns.
+fn check_tenant(
+    tenant: &Tenant,
+    ctx: &TenantContext<'_>,
+    problems: &mut Vec<Problem>,
+) -> Vec<HostPattern> {
+    let hosts = if ctx.skip.hosts {
+        Vec::new()
+    } else {
+        parse_hosts(tenant, problems)
+    };
+    let realm = if ctx.realm_supplied {
+        Some(RealmFacts { login_client: true })
+    } else {
+        tenant.realm.as_ref().map(|r| RealmFacts {
+            login_client: r.client_id.is_some(),
+        })
+    };
+    if !ctx.skip.routes {
+        check_routes(tenant, ctx, realm, problems);
+    }
+    check_rate_limits("rate_limits", &tenant.rate_limits, problems);
+    if let Some(realm) = &tenant.realm {
+        check_realm(realm, problems);
+    }
+    if tenant.display_name.is_some() || !tenant.catalog.is_empty() || tenant.shell.is_some() {
+        check_shell_fields(tenant, ctx, problems);
+    }
+    hosts
 }
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -132,23 +235,13 @@ fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
     HashMap::with_capacity_and_hasher(n, ahash::RandomState::new())
 }
 
-fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) {
-    let at = format!("upstreams.{name}");
-    if !is_name(name) {
-        problems.push(Problem::new(
-            &at,
-            "upstream name must be 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
-        ));
-    }
+fn check_upstream_spec(upstream: &Upstream, problems: &mut Vec<Problem>) {
     if upstream.endpoints.is_empty() {
-        problems.push(Problem::new(
-            format!("{at}.endpoints"),
-            "needs at least one endpoint",
-        ));
+        problems.push(Problem::new("endpoints", "needs at least one endpoint"));
     }
     if upstream.endpoints.len() > MAX_ENDPOINTS {
         problems.push(Problem::new(
-            format!("{at}.endpoints"),
+            "endpoints",
             format!("more than {MAX_ENDPOINTS} endpoints"),
         ));
     }
@@ -156,19 +249,19 @@ fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) 
     for (i, ep) in upstream.endpoints.iter().enumerate() {
         match ep.parse::<SocketAddr>() {
             Ok(addr) if addr.port() == 0 => problems.push(Problem::new(
-                format!("{at}.endpoints[{i}]"),
+                format!("endpoints[{i}]"),
                 format!("{ep:?}: port 0"),
             )),
             Ok(addr) => {
                 if !seen.insert(addr) {
                     problems.push(Problem::new(
-                        format!("{at}.endpoints[{i}]"),
+                        format!("endpoints[{i}]"),
                         format!("{ep:?} listed twice"),
                     ));
                 }
             }
             Err(_) => problems.push(Problem::new(
-                format!("{at}.endpoints[{i}]"),
+                format!("endpoints[{i}]"),
                 format!("{ep:?} is not an IP:port address"),
             )),
         }
@@ -181,7 +274,7 @@ fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) 
         if let Some(ms) = value {
             if ms == 0 || ms > MAX_TIMEOUT_MS {
                 problems.push(Problem::new(
-                    format!("{at}.{field}"),
+                    field,
                     format!("must be between 1 and {MAX_TIMEOUT_MS}"),
                 ));
             }
@@ -194,7 +287,7 @@ fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) 
     {
         if !matches!(normalise_path(path), Ok(Cow::Borrowed(_))) {
             problems.push(Problem::new(
-                format!("{at}.health_check.http_path"),
+                "health_check.http_path",
                 format!("{path:?} is not a normalised absolute path"),
             ));
         }
@@ -202,25 +295,29 @@ fn check_upstream(name: &str, upstream: &Upstream, problems: &mut Vec<Problem>) 
 }
 
 /// Each host entry normalised; a bad entry is reported and left out.
-fn parse_hosts(t: usize, tenant: &Tenant, problems: &mut Vec<Problem>) -> Vec<HostPattern> {
+fn parse_hosts(tenant: &Tenant, problems: &mut Vec<Problem>) -> Vec<HostPattern> {
     if tenant.hosts.is_empty() {
-        problems.push(Problem::new(
-            format!("tenants[{t}].hosts"),
-            "needs at least one host",
-        ));
+        problems.push(Problem::new("hosts", "needs at least one host"));
     }
     if tenant.hosts.len() > MAX_HOSTS_PER_TENANT {
         problems.push(Problem::new(
-            format!("tenants[{t}].hosts"),
+            "hosts",
             format!("more than {MAX_HOSTS_PER_TENANT} hosts"),
         ));
     }
     let mut patterns = Vec::with_capacity(tenant.hosts.len());
     for (h, raw) in tenant.hosts.iter().enumerate() {
         match HostPattern::parse(raw) {
+            // A few hosts per tenant: a linear scan beats hashing.
+            Ok(p) if patterns.contains(&p) => {
+                problems.push(Problem::new(
+                    format!("hosts[{h}]"),
+                    format!("{p} listed twice"),
+                ));
+            }
             Ok(p) => patterns.push(p),
             Err(e) => problems.push(Problem::new(
-                format!("tenants[{t}].hosts[{h}]"),
+                format!("hosts[{h}]"),
                 format!("{raw:?} is not a host name or *.suffix pattern: {e}"),
             )),
         }
@@ -228,7 +325,7 @@ fn parse_hosts(t: usize, tenant: &Tenant, problems: &mut Vec<Problem>) -> Vec<Ho
     patterns
 }
 
-/// Every host pattern belongs to one tenant, once.
+/// Every host pattern belongs to one tenant (a tenant's own repeats are [`parse_hosts`]'s).
 fn check_host_owners(table: &Table, hosts: &[Vec<HostPattern>], problems: &mut Vec<Problem>) {
     let total = hosts.iter().map(Vec::len).sum();
     let mut owners: FastMap<&HostPattern, usize> = map_with_capacity(total);
@@ -238,6 +335,9 @@ fn check_host_owners(table: &Table, hosts: &[Vec<HostPattern>], problems: &mut V
                 owners.insert(pattern, t);
                 continue;
             };
+            if owner == t {
+                continue;
+            }
             let at = table.tenants[t]
                 .hosts
                 .iter()
@@ -249,34 +349,32 @@ fn check_host_owners(table: &Table, hosts: &[Vec<HostPattern>], problems: &mut V
                     || format!("tenants[{t}].hosts"),
                     |h| format!("tenants[{t}].hosts[{h}]"),
                 );
-            let msg = if owner == t {
-                format!("{pattern} listed twice")
-            } else {
-                format!(
-                    "{pattern} is claimed by tenant {:?} and tenant {:?}",
-                    table.tenants[owner].id, table.tenants[t].id
-                )
-            };
+            let msg = format!(
+                "{pattern} is claimed by tenant {:?} and tenant {:?}",
+                table.tenants[owner].id, table.tenants[t].id
+            );
             problems.push(Problem::new(at, msg));
         }
     }
 }
 
-fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Problem>) {
+fn check_routes(
+    tenant: &Tenant,
+    ctx: &TenantContext<'_>,
+    realm: Option<RealmFacts>,
+    problems: &mut Vec<Problem>,
+) {
     if tenant.routes.is_empty() {
-        problems.push(Problem::new(
-            format!("tenants[{t}].routes"),
-            "needs at least one route",
-        ));
+        problems.push(Problem::new("routes", "needs at least one route"));
     }
     if tenant.routes.len() > MAX_ROUTES_PER_TENANT {
         problems.push(Problem::new(
-            format!("tenants[{t}].routes"),
+            "routes",
             format!("more than {MAX_ROUTES_PER_TENANT} routes"),
         ));
     }
     for (r, route) in tenant.routes.iter().enumerate() {
-        let rat = || format!("tenants[{t}].routes[{r}]");
+        let rat = || format!("routes[{r}]");
         let p = &route.prefix;
         if p.len() > MAX_PREFIX_LEN || !matches!(normalise_path(p), Ok(Cow::Borrowed(_))) {
             problems.push(Problem::new(
@@ -289,7 +387,7 @@ fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
                 format!("{p:?} listed twice"),
             ));
         }
-        if !table.upstreams.contains_key(&route.upstream) {
+        if !(ctx.has_upstream)(&route.upstream) {
             problems.push(Problem::new(
                 format!("{}.upstream", rat()),
                 format!("unknown upstream {:?}", route.upstream),
@@ -301,7 +399,7 @@ fn check_routes(t: usize, tenant: &Tenant, table: &Table, problems: &mut Vec<Pro
                 format!("{p:?}: paths under {GATEWAY_PATH_PREFIX}/ belong to the gateway (login callback, logout)"),
             ));
         }
-        check_auth(&rat, route, tenant, problems);
+        check_auth(&rat, route, realm, problems);
         check_route_namespace(&rat(), route, problems);
     }
 }
@@ -415,72 +513,94 @@ fn check_api_keys(
     let mut digests: FastMap<&str, usize> = map_with_capacity(table.api_keys.len());
     let mut expiry = Vec::with_capacity(table.api_keys.len());
     for (k, key) in table.api_keys.iter().enumerate() {
-        let at = format!("api_keys[{k}]");
-        if !is_name(&key.id) {
-            problems.push(Problem::new(
-                format!("{at}.id"),
-                format!("{:?} is not a key id (1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)", key.id),
-            ));
-        } else if let Some(first) = ids.insert(&key.id, k) {
-            problems.push(Problem::new(
-                format!("{at}.id"),
-                format!("key id {:?} already used by api_keys[{first}]", key.id),
-            ));
+        let start = problems.len();
+        if check_key_id(key, problems) {
+            if let Some(first) = ids.insert(&key.id, k) {
+                problems.push(Problem::new(
+                    "id",
+                    format!("key id {:?} already used by api_keys[{first}]", key.id),
+                ));
+            }
         }
-        if !is_key_digest(&key.digest) {
-            problems.push(Problem::new(
-                format!("{at}.digest"),
-                "must be sha256: and 64 lower-case hex digits",
-            ));
-        } else if let Some(first) = digests.insert(&key.digest, k) {
-            problems.push(Problem::new(
-                format!("{at}.digest"),
-                format!("digest already used by api_keys[{first}]"),
-            ));
+        if check_key_digest(key, problems) {
+            if let Some(first) = digests.insert(&key.digest, k) {
+                problems.push(Problem::new(
+                    "digest",
+                    format!("digest already used by api_keys[{first}]"),
+                ));
+            }
         }
         if let Some(tenant) = &key.tenant {
             if !tenant_ids.contains_key(tenant.as_str()) {
-                problems.push(Problem::new(
-                    format!("{at}.tenant"),
-                    format!("unknown tenant {tenant:?}"),
-                ));
+                problems.push(Problem::new("tenant", format!("unknown tenant {tenant:?}")));
             }
         }
-        check_key_namespaces(&at, key, problems);
-        expiry.push(key.expires_at.as_deref().and_then(|text| {
-            let parsed = parse_expiry(text);
-            if parsed.is_none() {
-                problems.push(Problem::new(
-                    format!("{at}.expires_at"),
-                    format!("{text:?} is not an RFC 3339 UTC time like 2027-01-01T00:00:00Z"),
-                ));
-            }
-            parsed
-        }));
-        if let Some(limit) = &key.rate_limit {
-            check_rate_limit(&format!("{at}.rate_limit"), limit, problems);
-        }
+        expiry.push(check_key_rest(key, problems));
+        rebase(&mut problems[start..], || format!("api_keys[{k}]"));
     }
     expiry
 }
 
-fn check_key_namespaces(at: &str, key: &ApiKey, problems: &mut Vec<Problem>) {
+/// Whether the key's id is well-formed; a problem if not.
+fn check_key_id(key: &ApiKey, problems: &mut Vec<Problem>) -> bool {
+    let ok = is_name(&key.id);
+    if !ok {
+        problems.push(Problem::new(
+            "id",
+            format!("{:?} is not a key id (1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)", key.id),
+        ));
+    }
+    ok
+}
+
+/// Whether the key's digest is well-formed; a problem if not.
+fn check_key_digest(key: &ApiKey, problems: &mut Vec<Problem>) -> bool {
+    let ok = is_key_digest(&key.digest);
+    if !ok {
+        problems.push(Problem::new(
+            "digest",
+            "must be sha256: and 64 lower-case hex digits",
+        ));
+    }
+    ok
+}
+
+/// The key's namespaces, expiry and limit; returns the expiry.
+fn check_key_rest(key: &ApiKey, problems: &mut Vec<Problem>) -> Option<u64> {
+    check_key_namespaces(key, problems);
+    let expiry = key.expires_at.as_deref().and_then(|text| {
+        let parsed = parse_expiry(text);
+        if parsed.is_none() {
+            problems.push(Problem::new(
+                "expires_at",
+                format!("{text:?} is not an RFC 3339 UTC time like 2027-01-01T00:00:00Z"),
+            ));
+        }
+        parsed
+    });
+    if let Some(limit) = &key.rate_limit {
+        check_rate_limit("rate_limit", limit, problems);
+    }
+    expiry
+}
+
+fn check_key_namespaces(key: &ApiKey, problems: &mut Vec<Problem>) {
     let ns = &key.namespaces;
     if ns.is_empty() {
         problems.push(Problem::new(
-            format!("{at}.namespaces"),
+            "namespaces",
             "needs at least one namespace (or \"*\")",
         ));
     }
     if ns.len() > MAX_KEY_NAMESPACES {
         problems.push(Problem::new(
-            format!("{at}.namespaces"),
+            "namespaces",
             format!("more than {MAX_KEY_NAMESPACES} namespaces"),
         ));
     }
     if ns.len() > 1 && ns.iter().any(|n| n == "*") {
         problems.push(Problem::new(
-            format!("{at}.namespaces"),
+            "namespaces",
             "\"*\" already covers every namespace: list it alone",
         ));
     }
@@ -488,12 +608,12 @@ fn check_key_namespaces(at: &str, key: &ApiKey, problems: &mut Vec<Problem>) {
     for (i, n) in ns.iter().enumerate() {
         if n != "*" && !is_namespace(n) {
             problems.push(Problem::new(
-                format!("{at}.namespaces[{i}]"),
+                format!("namespaces[{i}]"),
                 format!("{n:?} is not \"*\" or a namespace like \"@acme\""),
             ));
         } else if !seen.insert(n.as_str()) {
             problems.push(Problem::new(
-                format!("{at}.namespaces[{i}]"),
+                format!("namespaces[{i}]"),
                 format!("{n:?} listed twice"),
             ));
         }
@@ -521,3 +641,6 @@ pub fn is_name(name: &str) -> bool {
             c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
         })
 }
+
+#[cfg(test)]
+mod tests;

@@ -310,3 +310,61 @@ fn output_length_is_input_plus_element() {
     inj.filter(&mut body, true).expect("filter");
     assert_eq!(body.map_or(0, |b| b.len()), raw.len() + EL.len());
 }
+
+/// A gzip bomb: one small compressed chunk that inflates far past the document budget fails
+/// the response while inflating, without the inflated bytes ever being held.
+#[test]
+fn gzip_bombs_are_cut_off_at_the_document_budget() {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(b"<html><head></head><body>").expect("gzip");
+    let zeros = vec![b'a'; 1 << 20];
+    for _ in 0..(MAX_DOCUMENT_BYTES >> 20) + 4 {
+        gz.write_all(&zeros).expect("gzip");
+    }
+    let bomb = gz.finish().expect("gzip");
+    assert!(bomb.len() < MAX_DOCUMENT_BYTES / 100, "{}", bomb.len());
+    for (chunk, end) in [(bomb.len(), true), (bomb.len(), false), (4096, false)] {
+        let mut inj = Injector::new(EL.to_string(), None, Encoding::Gzip);
+        let mut failed = false;
+        let mut out = 0usize;
+        let pieces: Vec<&[u8]> = bomb.chunks(chunk).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let mut body = Some(Bytes::copy_from_slice(piece));
+            let last = end && i + 1 == pieces.len();
+            match inj.filter(&mut body, last) {
+                Ok(()) => out += body.map_or(0, |b| b.len()),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "chunks of {chunk}: the bomb was inflated ({out} bytes out)");
+        assert!(out <= MAX_DOCUMENT_BYTES + EL.len(), "chunks of {chunk}: {out} bytes out");
+    }
+    // An identity document over the budget fails too.
+    let big = vec![b'x'; MAX_DOCUMENT_BYTES + 1];
+    let mut inj = Injector::new(EL.to_string(), None, Encoding::Identity);
+    let mut body = Some(Bytes::from(big));
+    assert!(inj.filter(&mut body, false).is_err());
+}
+
+/// An attribute that never ends in a tag the rewriter matches (`<head`): lol_html would buffer
+/// all of it; past the rewriter's memory budget the response fails instead. (Tags it does not
+/// match stream through unbuffered.)
+#[test]
+fn unterminated_markup_is_bounded() {
+    let mut inj = Injector::new(EL.to_string(), None, Encoding::Identity);
+    let mut first = Some(Bytes::from_static(b"<html><head data-x=\""));
+    inj.filter(&mut first, false).expect("start");
+    let filler = Bytes::from(vec![b'a'; 64 << 10]);
+    let mut failed = false;
+    for _ in 0..(4 * MAX_REWRITER_MEMORY / filler.len()) {
+        let mut body = Some(filler.clone());
+        if inj.filter(&mut body, false).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(failed, "the rewriter buffered an unterminated attribute without bound");
+}

@@ -1,0 +1,270 @@
+//! Client connections, before and between requests: per-client and global connection limits
+//! (the newest idle connection is shed when the gateway is full), the idle timeout of a
+//! keep-alive connection, the deadline for a whole request head, and the body-read and send
+//! timeouts every request gets. Wraps the proxy's HTTP/1 connection loop; HTTP/2 connections
+//! are handed to the proxy whole (counted, with their own idle handling).
+
+use crate::limits::client::{client_network, TrustedProxies};
+use async_trait::async_trait;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Timeouts and connection limits for clients (gateway config `client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// From the first byte of a request to the end of its head.
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may wait for its next request.
+    pub keepalive_idle_timeout: Duration,
+    /// The longest wait for the next piece of a request body.
+    pub body_read_timeout: Duration,
+    /// The longest wait for the client to take the next piece of a response.
+    pub send_timeout: Duration,
+    /// Open client connections in all.
+    pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 client is its /64); trusted
+    /// proxies are not limited.
+    pub max_connections_per_client: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> ClientLimits {
+        ClientLimits {
+            header_read_timeout: Duration::from_secs(10),
+            keepalive_idle_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
+            max_connections: 16384,
+            max_connections_per_client: 256,
+        }
+    }
+}
+
+/// One open connection, as the registry and its request see it.
+struct Conn {
+    /// Waiting for the first byte of a request: the connection may be shed.
+    idle: AtomicBool,
+    /// The current request's head has been read: its deadline is over.
+    head_read: AtomicBool,
+    shed: Notify,
+    limits: ClientLimits,
+}
+
+#[derive(Default)]
+struct Registry {
+    per_client: HashMap<IpAddr, usize>,
+    /// Every open connection by accept order: the newest idle one is shed first.
+    open: BTreeMap<u64, Arc<Conn>>,
+    next: u64,
+}
+
+/// The proxy application behind connection limits and timeouts.
+pub struct Edge<A> {
+    app: Arc<A>,
+    limits: ClientLimits,
+    trusted: Arc<TrustedProxies>,
+    registry: Mutex<Registry>,
+}
+
+tokio::task_local! {
+    /// The connection the current HTTP/1 request arrived on (set around the proxy's
+    /// per-request work, which runs on the connection's task).
+    static CURRENT: Arc<Conn>;
+}
+
+/// Called when a request head has been read: its deadline no longer applies, and the body
+/// read and send timeouts are set on the session. A request on an HTTP/2 stream (no
+/// connection registered for it) keeps the proxy's defaults.
+pub fn head_read(session: &mut ServerSession) {
+    let limits = CURRENT
+        .try_with(|c| {
+            c.head_read.store(true, Ordering::Release);
+            c.limits
+        })
+        .ok();
+    if let Some(l) = limits {
+        session.set_read_timeout(Some(l.body_read_timeout));
+        session.set_write_timeout(Some(l.send_timeout));
+    }
+}
+
+/// Releases a connection's place when it closes, however it closes.
+struct Slot<'a, A> {
+    edge: &'a Edge<A>,
+    seq: u64,
+    client: Option<IpAddr>,
+}
+
+impl<A> Drop for Slot<'_, A> {
+    fn drop(&mut self) {
+        let mut r = self.edge.lock();
+        r.open.remove(&self.seq);
+        if let Some(c) = self.client {
+            if let Some(n) = r.per_client.get_mut(&c) {
+                *n -= 1;
+                if *n == 0 {
+                    r.per_client.remove(&c);
+                }
+            }
+        }
+    }
+}
+
+impl<A> Edge<A> {
+    pub fn new(app: A, limits: ClientLimits, trusted: Arc<TrustedProxies>) -> Edge<A> {
+        Edge {
+            app: Arc::new(app),
+            limits,
+            trusted,
+            registry: Mutex::new(Registry::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a new connection from `peer`, or `None` (the connection is closed at
+    /// once). At the global limit the newest idle connection is asked to close.
+    fn admit(&self, peer: Option<IpAddr>) -> Option<(Slot<'_, A>, Arc<Conn>)> {
+        let client = peer
+            .filter(|ip| !self.trusted.is_trusted(*ip))
+            .map(client_network);
+        let mut r = self.lock();
+        if let Some(c) = client {
+            if r.per_client.get(&c).copied().unwrap_or(0) >= self.limits.max_connections_per_client
+            {
+                log::debug!("connection refused: client at its connection limit");
+                return None;
+            }
+        }
+        if r.open.len() >= self.limits.max_connections {
+            let victim = r
+                .open
+                .values()
+                .rev()
+                .find(|c| c.idle.swap(false, Ordering::AcqRel))
+                .cloned();
+            match victim {
+                Some(v) => v.shed.notify_one(),
+                None => {
+                    log::warn!("connection refused: {} connections open, none idle", r.open.len());
+                    return None;
+                }
+            }
+        }
+        let conn = Arc::new(Conn {
+            idle: AtomicBool::new(true),
+            head_read: AtomicBool::new(false),
+            shed: Notify::new(),
+            limits: self.limits,
+        });
+        let seq = r.next;
+        r.next += 1;
+        r.open.insert(seq, Arc::clone(&conn));
+        if let Some(c) = client {
+            *r.per_client.entry(c).or_insert(0) += 1;
+        }
+        Some((
+            Slot {
+                edge: self,
+                seq,
+                client,
+            },
+            conn,
+        ))
+    }
+
+    /// Open connections in all (for tests and metrics).
+    pub fn open_connections(&self) -> usize {
+        self.lock().open.len()
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for Edge<A>
+where
+    A: HttpServerApp + ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let (_slot, conn) = self.admit(peer)?;
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            // HTTP/2 multiplexes: the connection is never idle in the HTTP/1 sense and the
+            // proxy runs its own stream and idle handling.
+            conn.idle.store(false, Ordering::Release);
+            return ServerApp::process_new(&self.app, stream, shutdown).await;
+        }
+        let l = self.limits;
+        let mut stream = stream;
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut first = true;
+        loop {
+            // Idle: until the first byte of the next request. A fresh connection gets the
+            // head deadline for it, a kept-alive one the idle timeout; either may be shed.
+            conn.head_read.store(false, Ordering::Release);
+            conn.idle.store(true, Ordering::Release);
+            let wait = if first { l.header_read_timeout } else { l.keepalive_idle_timeout };
+            let mut probe = [0u8; 1];
+            let ready = tokio::select! {
+                r = tokio::time::timeout(wait, stream.try_peek(&mut probe)) => r,
+                _ = conn.shed.notified() => {
+                    log::debug!("idle connection shed: the gateway is at max_connections");
+                    return None;
+                }
+            };
+            conn.idle.store(false, Ordering::Release);
+            match ready {
+                Err(_) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+            }
+            let mut session = ServerSession::new_http1(stream);
+            match settings.take() {
+                Some(s) => s.apply_to_session(&mut session),
+                None => {
+                    session.set_keepalive(Some(l.keepalive_idle_timeout.as_secs().max(1)));
+                    session.set_keepalive_reuses_remaining(
+                        self.app.server_options().and_then(|o| o.keepalive_request_limit),
+                    );
+                }
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            // The head must be complete within its deadline from here; after that, the
+            // request's own timeouts (body read, send, upstream) apply.
+            let work = CURRENT.scope(Arc::clone(&conn), self.app.process_new_http(session, shutdown));
+            let deadline = async {
+                tokio::time::sleep(l.header_read_timeout).await;
+                if conn.head_read.load(Ordering::Acquire) {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let done = tokio::select! {
+                r = work => r,
+                () = deadline => {
+                    log::debug!("request head not complete within {:?}: closed", l.header_read_timeout);
+                    return None;
+                }
+            };
+            let (s, p) = done?.consume();
+            stream = s;
+            settings = p;
+            first = false;
+        }
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(self.app.as_ref()).await;
+    }
+}

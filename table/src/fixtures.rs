@@ -1,0 +1,159 @@
+//! Table fixtures for tests, here and in the crates that import the contract (feature
+//! `test-util`): `Table::test().upstream("app", &["127.0.0.1:9001"])
+//! .tenant(Tenant::test("acme").host("acme.test").route("/", "app", "public"))`.
+
+use crate::wire::{
+    ApiKey, AuthSpec, CatalogApp, Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
+};
+
+impl Table {
+    /// An empty table at version 1.
+    pub fn test() -> Table {
+        Table {
+            version: 1,
+            upstreams: Default::default(),
+            tenants: Vec::new(),
+            api_keys: Vec::new(),
+        }
+    }
+
+    pub fn version(mut self, version: u64) -> Table {
+        self.version = version;
+        self
+    }
+
+    /// A pool of these endpoints, no health check, default timeouts.
+    pub fn upstream(mut self, name: &str, endpoints: &[&str]) -> Table {
+        self.upstreams
+            .insert(name.to_owned(), Upstream::test(endpoints));
+        self
+    }
+
+    pub fn tenant(mut self, tenant: Tenant) -> Table {
+        self.tenants.push(tenant);
+        self
+    }
+
+    pub fn key(mut self, key: ApiKey) -> Table {
+        self.api_keys.push(key);
+        self
+    }
+
+    /// The table as the JSON a gateway is sent.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a table serialises")
+    }
+}
+
+impl Upstream {
+    pub fn test(endpoints: &[&str]) -> Upstream {
+        Upstream {
+            endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+            health_check: None,
+            connect_timeout_ms: None,
+            read_timeout_ms: None,
+            write_timeout_ms: None,
+        }
+    }
+}
+
+impl Tenant {
+    /// An active tenant with this id and nothing else: no hosts, no routes yet.
+    pub fn test(id: &str) -> Tenant {
+        Tenant {
+            id: id.to_owned(),
+            hosts: Vec::new(),
+            routes: Vec::new(),
+            status: TenantStatus::Active,
+            rate_limits: Default::default(),
+            realm: None,
+            display_name: None,
+            catalog: Vec::new(),
+            shell: None,
+        }
+    }
+
+    pub fn host(mut self, host: &str) -> Tenant {
+        self.hosts.push(host.to_owned());
+        self
+    }
+
+    /// A route to `upstream` under one policy (`"public"`, `"jwt"`…).
+    pub fn route(mut self, prefix: &str, upstream: &str, auth: &str) -> Tenant {
+        self.routes.push(Route {
+            prefix: prefix.to_owned(),
+            upstream: upstream.to_owned(),
+            auth: AuthSpec::One(auth.to_owned()),
+            namespace: None,
+            forward_token: false,
+        });
+        self
+    }
+
+    /// A route in a namespace (`/@acme/...` with `"@acme"`).
+    pub fn ns_route(mut self, prefix: &str, upstream: &str, auth: &str, ns: &str) -> Tenant {
+        self = self.route(prefix, upstream, auth);
+        if let Some(route) = self.routes.last_mut() {
+            route.namespace = Some(ns.to_owned());
+        }
+        self
+    }
+
+    /// A realm at `issuer` with one audience (`<id>-api`) and the login client `realmgate`.
+    pub fn realm(mut self, issuer: &str) -> Tenant {
+        self.realm = Some(Realm {
+            issuer: issuer.to_owned(),
+            jwks_uri: None,
+            audiences: vec![format!("{}-api", self.id)],
+            client_id: Some("realmgate".into()),
+            client_secret: None,
+        });
+        self
+    }
+
+    pub fn suspended(mut self) -> Tenant {
+        self.status = TenantStatus::Suspended;
+        self
+    }
+
+    pub fn display_name(mut self, name: &str) -> Tenant {
+        self.display_name = Some(name.to_owned());
+        self
+    }
+
+    /// A catalog app without an icon.
+    pub fn app(mut self, title: &str, path: &str) -> Tenant {
+        self.catalog.push(CatalogApp {
+            title: title.to_owned(),
+            path: path.to_owned(),
+            icon: None,
+        });
+        self
+    }
+
+    /// The built-in shell, enabled.
+    pub fn shell(mut self) -> Tenant {
+        self.shell = Some(Shell {
+            enabled: true,
+            upstream: None,
+            excludes: Vec::new(),
+        });
+        self
+    }
+}
+
+impl ApiKey {
+    /// A key of `tenant` (or an operator key) for these namespaces, with a digest made from
+    /// its id so keys in one table differ.
+    pub fn test(id: &str, tenant: Option<&str>, namespaces: &[&str]) -> ApiKey {
+        use sha2::{Digest, Sha256};
+        ApiKey {
+            id: id.to_owned(),
+            digest: format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes()))),
+            tenant: tenant.map(str::to_owned),
+            namespaces: namespaces.iter().map(|n| (*n).to_owned()).collect(),
+            expires_at: None,
+            rate_limit: None,
+        }
+    }
+}
