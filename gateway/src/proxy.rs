@@ -219,7 +219,12 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
         if let Some(state) = ctx.shell.as_deref_mut() {
-            state.body(body, end_of_stream)?;
+            if let Err(e) = state.body(body, end_of_stream) {
+                // The tenant's shell upstream sent what cannot be injected (over a bound,
+                // corrupt gzip): its fault, answered 502 when nothing was sent yet.
+                ctx.failure = Some(GatewayError::UpstreamError);
+                return Err(e);
+            }
         }
         Ok(None)
     }

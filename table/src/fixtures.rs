@@ -3,7 +3,8 @@
 //! .tenant(Tenant::test("acme").host("acme.test").route("/", "app", "public"))`.
 
 use crate::wire::{
-    ApiKey, AuthSpec, CatalogApp, Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
+    ApiKey, AuthSpec, CatalogApp, RateLimits, Realm, Route, Shell, Table, Tenant, TenantStatus,
+    Upstream,
 };
 
 impl Table {
@@ -90,6 +91,15 @@ impl Tenant {
         self
     }
 
+    /// A route that admits any of several policies (`["public", "api_key"]`).
+    pub fn route_any(mut self, prefix: &str, upstream: &str, auth: &[&str]) -> Tenant {
+        self = self.route(prefix, upstream, "public");
+        if let Some(route) = self.routes.last_mut() {
+            route.auth = AuthSpec::AnyOf(auth.iter().map(|a| (*a).to_owned()).collect());
+        }
+        self
+    }
+
     /// A route in a namespace (`/@acme/...` with `"@acme"`).
     pub fn ns_route(mut self, prefix: &str, upstream: &str, auth: &str, ns: &str) -> Tenant {
         self = self.route(prefix, upstream, auth);
@@ -107,6 +117,21 @@ impl Tenant {
             audiences: vec![format!("{}-api", self.id)],
             client_id: Some("realmgate".into()),
             client_secret: None,
+        });
+        self
+    }
+
+    pub fn limits(mut self, limits: RateLimits) -> Tenant {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// The shell from `upstream` (`None`: the built-in one), never on paths under `excludes`.
+    pub fn shell_from(mut self, upstream: Option<&str>, excludes: &[&str]) -> Tenant {
+        self.shell = Some(Shell {
+            enabled: true,
+            upstream: upstream.map(str::to_owned),
+            excludes: excludes.iter().map(|e| (*e).to_owned()).collect(),
         });
         self
     }

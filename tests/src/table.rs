@@ -48,14 +48,23 @@ impl Table {
         self
     }
 
-    /// A tenant with `hosts` and `routes` as `(prefix, upstream)` pairs.
-    pub fn tenant(mut self, id: &str, hosts: &[&str], routes: &[(&str, &str)]) -> Table {
-        let routes: Vec<Value> = routes
-            .iter()
-            .map(|(prefix, upstream)| json!({"prefix": prefix, "upstream": upstream, "auth": "public"}))
-            .collect();
+    /// A tenant with `hosts` and public `routes` as `(prefix, upstream)` pairs, built with the
+    /// contract's own fixtures (`realmgate_table::Tenant::test`).
+    pub fn tenant(self, id: &str, hosts: &[&str], routes: &[(&str, &str)]) -> Table {
+        let mut t = realmgate_table::Tenant::test(id);
+        for h in hosts {
+            t = t.host(h);
+        }
+        for (prefix, upstream) in routes {
+            t = t.route(prefix, upstream, "public");
+        }
+        self.typed_tenant(t)
+    }
+
+    /// A tenant built with the contract's fixtures (`Tenant::test("acme").host(..).route(..)`).
+    pub fn typed_tenant(mut self, tenant: realmgate_table::Tenant) -> Table {
         self.tenants
-            .push(json!({"id": id, "hosts": hosts, "routes": routes}));
+            .push(serde_json::to_value(tenant).expect("a tenant serialises"));
         self
     }
 
@@ -88,10 +97,11 @@ impl From<Table> for Value {
     }
 }
 
-/// An upstream pool: endpoints plus the optional health check and timeouts.
+/// An upstream pool: endpoints plus the optional health check and timeouts (the contract's
+/// `Upstream`, from its fixtures).
 #[derive(Debug, Clone)]
 pub struct Pool {
-    v: Map<String, Value>,
+    v: realmgate_table::Upstream,
 }
 
 impl Pool {
@@ -100,38 +110,37 @@ impl Pool {
         I: IntoIterator<Item = E>,
         E: ToString,
     {
-        let endpoints: Vec<Value> = endpoints
-            .into_iter()
-            .map(|e| Value::String(e.to_string()))
-            .collect();
-        let mut v = Map::new();
-        v.insert("endpoints".into(), Value::Array(endpoints));
-        Pool { v }
+        let endpoints: Vec<String> = endpoints.into_iter().map(|e| e.to_string()).collect();
+        let refs: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+        Pool {
+            v: realmgate_table::Upstream::test(&refs),
+        }
     }
 
     /// HTTP health check on `path` instead of the default TCP connect check.
     pub fn http_check(mut self, path: &str) -> Pool {
-        self.v
-            .insert("health_check".into(), json!({"http_path": path}));
+        self.v.health_check = Some(realmgate_table::HealthCheck {
+            http_path: Some(path.to_owned()),
+        });
         self
     }
 
     pub fn connect_timeout_ms(mut self, ms: u64) -> Pool {
-        self.v.insert("connect_timeout_ms".into(), json!(ms));
+        self.v.connect_timeout_ms = Some(ms);
         self
     }
 
     pub fn read_timeout_ms(mut self, ms: u64) -> Pool {
-        self.v.insert("read_timeout_ms".into(), json!(ms));
+        self.v.read_timeout_ms = Some(ms);
         self
     }
 
     pub fn write_timeout_ms(mut self, ms: u64) -> Pool {
-        self.v.insert("write_timeout_ms".into(), json!(ms));
+        self.v.write_timeout_ms = Some(ms);
         self
     }
 
     pub fn build(&self) -> Value {
-        Value::Object(self.v.clone())
+        serde_json::to_value(&self.v).expect("a pool serialises")
     }
 }

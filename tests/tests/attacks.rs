@@ -413,3 +413,93 @@ async fn ambiguous_framing_is_refused() {
     let raw = "POST /public/x HTTP/1.1\r\nHost: acme.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
     assert_eq!(e.gw.raw(raw).await.status, 200);
 }
+
+/// Reads a whole response from a fresh connection until the gateway closes it: the status
+/// and whether the body ended properly (the chunked terminator, or the announced length).
+async fn fetch_to_close(addr: std::net::SocketAddr, req: &[u8]) -> (u16, bool, usize) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(req).await.expect("write");
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the gateway neither finished nor cut the response"),
+        }
+    }
+    let text = String::from_utf8_lossy(&all);
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let head_end = text.find("\r\n\r\n").map_or(all.len(), |i| i + 4);
+    let head = text[..head_end].to_ascii_lowercase();
+    let body = &all[head_end..];
+    let complete = if head.contains("transfer-encoding: chunked") {
+        body.ends_with(b"0\r\n\r\n")
+    } else if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        body.len() == len
+    } else {
+        true
+    };
+    (status, complete, body.len())
+}
+
+/// Finding 5: a tenant's shell upstream shares the gateway's memory. A gzip bomb (a few KiB
+/// that inflate to 32 MiB, four times the document budget) and markup that never ends (an attribute left open in a
+/// tag the rewriter matches) fail that one response — a 502, or a response cut short, never
+/// a complete page — while other tenants keep being served, and readers in parallel do not
+/// add up to the bomb's size.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_shell_upstream_costs_one_response() {
+    use flate2::write::GzEncoder;
+    use realmgate_e2e::{Canned, Scripted};
+    use std::io::Write;
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(b"<!doctype html><html><head><title>b</title></head><body>").expect("gzip");
+    let block = vec![b'a'; 1 << 20];
+    for _ in 0..32 {
+        gz.write_all(&block).expect("gzip");
+    }
+    let bomb = gz.finish().expect("gzip");
+    let mut open_attr = b"<!doctype html><html><head data-x=\"".to_vec();
+    open_attr.extend(std::iter::repeat_n(b'a', 4 << 20));
+    let shell = Scripted::start().await;
+    shell.route("/", Canned::new("text/html", bomb.clone()).header("content-encoding", "gzip"));
+    let chunks: Vec<Vec<u8>> = open_attr.chunks(256 << 10).map(<[u8]>::to_vec).collect();
+    shell.route("/open/", Canned::new("text/html", Vec::new()).in_chunks(chunks, Duration::ZERO));
+    let up = Upstream::start("app").await;
+    let gw = Gateway::start(GatewayOpts::default()).await;
+    let table = Table::new(1)
+        .upstream("app", [up.addr()])
+        .upstream("shell", [shell.addr()])
+        .tenant("acme", &["acme.test"], &[("/", "app")])
+        .with("shell", json!({"enabled": true, "upstream": "shell"}))
+        .with("catalog", json!([{"title": "Open", "path": "/open/"}]))
+        .tenant("beta", &["beta.test"], &[("/", "app")])
+        .build();
+    gw.push_ok(&table).await;
+    let nav = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: acme.test\r\nSec-Fetch-Dest: document\r\nAccept: text/html\r\nConnection: close\r\n\r\n")
+            .into_bytes()
+    };
+    let addr = gw.listen_addr();
+    let mut readers = Vec::new();
+    for path in ["/", "/", "/", "/open/", "/open/", "/"] {
+        let req = nav(path);
+        readers.push(tokio::spawn(async move { (path, fetch_to_close(addr, &req).await) }));
+    }
+    for r in readers {
+        let (path, (status, complete, len)) = r.await.expect("reader");
+        assert!(
+            status == 502 || (status == 200 && !complete),
+            "{path}: a hostile shell page was served whole ({status}, {len} bytes)"
+        );
+        assert!(len <= 9 << 20, "{path}: {len} bytes came out of the injector");
+    }
+    // Everyone else is unaffected.
+    let e = gw.echo("beta.test", "/").await;
+    assert_eq!(e.upstream, "app");
+}

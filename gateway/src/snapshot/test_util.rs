@@ -29,43 +29,69 @@ pub fn snapshot(json: &str) -> Snapshot {
     }
 }
 
-/// Two tenants, a shell, a realm, namespaces and an API key: enough for `resolve` and
-/// `admit`. Key secret: [`KEY_SECRET`].
-pub const TABLE: &str = r#"{"version": 7,
- "upstreams": {"app": {"endpoints": ["127.0.0.1:9001"]},
-               "api": {"endpoints": ["127.0.0.1:9002", "127.0.0.1:9003"]},
-               "shell": {"endpoints": ["127.0.0.1:9004"]}},
- "tenants": [
-   {"id": "acme", "hosts": ["acme.test", "*.acme.test"],
-    "rate_limits": {"per_key": {"requests": 50, "window_s": 10}},
-    "routes": [{"prefix": "/", "upstream": "app", "auth": "public"},
-               {"prefix": "/api", "upstream": "api", "auth": "api_key"},
-               {"prefix": "/@acme/", "upstream": "api", "auth": "api_key", "namespace": "@acme"},
-               {"prefix": "/mixed/", "upstream": "api", "auth": ["public", "api_key"]}]},
-   {"id": "beta", "hosts": ["beta.test"], "status": "suspended",
-    "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]},
-   {"id": "shelly", "hosts": ["shelly.test"],
-    "realm": {"issuer": "http://127.0.0.1:1/realms/shelly", "audiences": ["shelly"],
-              "client_id": "gateway"},
-    "shell": {"enabled": true, "excludes": ["/api/"]},
-    "catalog": [{"name": "Todos", "path": "/todos/"}],
-    "routes": [{"prefix": "/todos/", "upstream": "app", "auth": "session"},
-               {"prefix": "/api/", "upstream": "api", "auth": "public"},
-               {"prefix": "/jwt/", "upstream": "api", "auth": ["jwt", "api_key"]},
-               {"prefix": "/maybe/", "upstream": "api", "auth": ["jwt", "public"]}]},
-   {"id": "own", "hosts": ["own.test"],
-    "shell": {"enabled": true, "upstream": "shell"},
-    "catalog": [{"name": "Todos", "path": "/todos/"}],
-    "routes": [{"prefix": "/todos/", "upstream": "app", "auth": "public"}]}],
- "api_keys": [{"id": "k1", "digest": "sha256:DIGEST", "tenant": "acme", "namespaces": ["@acme"],
-               "rate_limit": {"requests": 5, "window_s": 1}},
-              {"id": "op", "digest": "sha256:0000000000000000000000000000000000000000000000000000000000000000", "namespaces": ["*"]}]}"#;
-
 pub const KEY_SECRET: &str = "rgk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
-/// [`TABLE`] with the key digest filled in.
+/// Four tenants — namespaces and limits, a suspended one, a session tenant with the built-in
+/// shell, one with its own shell upstream — and two API keys: enough for `resolve` and
+/// `admit`. Built with the contract's fixtures (`realmgate_table`, feature `test-util`). Key
+/// secret of `k1`: [`KEY_SECRET`].
 pub fn table() -> String {
+    use realmgate_table::{ApiKey, RateLimit, RateLimits, Table, Tenant};
     use sha2::Digest;
-    let digest = hex::encode(sha2::Sha256::digest(KEY_SECRET.as_bytes()));
-    TABLE.replace("DIGEST", &digest)
+    let per_key = RateLimits {
+        per_key: Some(RateLimit {
+            requests: 50,
+            window_s: 10,
+        }),
+        ..RateLimits::default()
+    };
+    let mut k1 = ApiKey::test("k1", Some("acme"), &["@acme"]);
+    k1.digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(KEY_SECRET.as_bytes())));
+    k1.rate_limit = Some(RateLimit {
+        requests: 5,
+        window_s: 1,
+    });
+    let mut table = Table::test()
+        .version(7)
+        .upstream("app", &["127.0.0.1:9001"])
+        .upstream("api", &["127.0.0.1:9002", "127.0.0.1:9003"])
+        .upstream("shell", &["127.0.0.1:9004"])
+        .tenant(
+            Tenant::test("acme")
+                .host("acme.test")
+                .host("*.acme.test")
+                .limits(per_key)
+                .route("/", "app", "public")
+                .route("/api", "api", "api_key")
+                .ns_route("/@acme/", "api", "api_key", "@acme")
+                .route_any("/mixed/", "api", &["public", "api_key"]),
+        )
+        .tenant(
+            Tenant::test("beta")
+                .host("beta.test")
+                .suspended()
+                .route("/", "app", "public"),
+        )
+        .tenant(
+            Tenant::test("shelly")
+                .host("shelly.test")
+                .realm("http://127.0.0.1:1/realms/shelly")
+                .shell_from(None, &["/api/"])
+                .app("Todos", "/todos/")
+                .route("/todos/", "app", "session")
+                .route("/api/", "api", "public")
+                .route_any("/jwt/", "api", &["jwt", "api_key"])
+                .route_any("/maybe/", "api", &["jwt", "public"]),
+        )
+        .tenant(
+            Tenant::test("own")
+                .host("own.test")
+                .shell_from(Some("shell"), &[])
+                .app("Todos", "/todos/")
+                .route("/todos/", "app", "public"),
+        )
+        .key(k1)
+        .key(ApiKey::test("op", None, &["*"]));
+    table.api_keys[1].digest = format!("sha256:{}", "0".repeat(64));
+    String::from_utf8(table.to_json()).expect("JSON is UTF-8")
 }

@@ -30,7 +30,7 @@ fn applies_newer_tables_only_and_keeps_the_last_good_one() {
     assert_eq!(applied.version, 7);
     assert_eq!(applied.digest, realmgate_table::digest(v7.as_bytes()));
     // (document, refusal)
-    let v8_invalid = v7.replacen("\"version\": 7", "\"version\": 8, \"colour\": 1", 1);
+    let v8_invalid = v7.replacen("\"version\":7", "\"version\":8,\"colour\":1", 1);
     type Case = (String, fn(&ApplyError) -> bool);
     let cases: [Case; 3] = [
         (v7.clone(), |e| {
@@ -42,7 +42,7 @@ fn applies_newer_tables_only_and_keeps_the_last_good_one() {
                 }
             )
         }),
-        (v7.replacen("\"version\": 7", "\"version\": 6", 1), |e| {
+        (v7.replacen("\"version\":7", "\"version\":6", 1), |e| {
             matches!(
                 e,
                 ApplyError::NotNewer {
