@@ -83,7 +83,7 @@ impl GatewayError {
             }
             GatewayError::BadPath => "the request path is malformed or climbs above /",
             GatewayError::AmbiguousPath => {
-                "the request path reads as another route on some servers (an encoded slash or backslash, or a ';' parameter)"
+                "the request path reads as another route on some servers (an escaped character, a backslash or a ';' parameter)"
             }
             GatewayError::BadRequest => "the request is malformed",
             GatewayError::UnknownHost => "no tenant is served at this host",

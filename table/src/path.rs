@@ -168,20 +168,28 @@ fn hides_traversal(seg: &str) -> bool {
 }
 
 /// Could a server upstream read `normal` (a path from [`normalise_path`]) as another path?
-/// Only paths with an encoded `/`, `\`, `;` or `%`, a raw `\` or a `;` can be read otherwise;
-/// every other path costs this one scan.
+/// Any escape of a visible character can be (a server that decodes `%40` reads `/%40acme/`
+/// as `/@acme/`, and `%2F` as a slash), and so can a raw `\` or a `;`. Every other path —
+/// the common case — costs this one scan. Agrees with [`other_readings`]: when this is
+/// false, that finds nothing.
 pub fn has_other_readings(normal: &str) -> bool {
     let b = normal.as_bytes();
     b.iter().enumerate().any(|(i, &c)| match c {
         b'\\' | b';' => true,
         b'%' => matches!(
-            (b.get(i + 1), b.get(i + 2)),
-            (Some(b'2'), Some(b'F' | b'f' | b'5'))
-                | (Some(b'5'), Some(b'C' | b'c'))
-                | (Some(b'3'), Some(b'B' | b'b'))
+            (
+                b.get(i + 1).copied().and_then(hex_val),
+                b.get(i + 2).copied().and_then(hex_val),
+            ),
+            (Some(h), Some(l)) if is_decodable(h * 16 + l)
         ),
         _ => false,
     })
+}
+
+/// The bytes [`decode_all`] decodes: visible ASCII. Others stay escaped in every reading.
+fn is_decodable(v: u8) -> bool {
+    v > b' ' && v < 0x7f
 }
 
 /// The other paths that common servers resolve `normal` to, each with its dot segments
@@ -270,7 +278,7 @@ fn decode_all(path: &str) -> String {
                 b.get(i + 2).copied().and_then(hex_val),
             ) {
                 let v = h * 16 + l;
-                if v > b' ' && v < 0x7f {
+                if is_decodable(v) {
                     out.push(char::from(v));
                     i += 3;
                     continue;
@@ -412,13 +420,16 @@ mod tests {
         assert_eq!(norm("/%zz"), Err(PathError::BadEscape));
         assert_eq!(norm("/a%00b"), Err(PathError::BadEscape));
     }
+
     #[test]
     fn plain_paths_have_no_other_reading() {
-        for p in ["/", "/a/b", "/a%20b", "/%40acme/x", "/a%C3%A9", "/a.b/c"] {
+        for p in ["/", "/a/b", "/a%20b", "/a%C3%A9", "/a.b/c", "/a%7F"] {
             assert!(!has_other_readings(p), "{p}");
         }
+        // Any escape of a visible character: a server that decodes it reads another path.
         for p in [
-            "/a%2Fb", "/a%2fb", "/a%5Cb", "/a\\b", "/a;x/b", "/a%3Bx", "/a%252Fb",
+            "/a%2Fb", "/a%2fb", "/a%5Cb", "/a\\b", "/a;x/b", "/a%3Bx", "/a%252Fb", "/%40acme/x",
+            "/%3A", "/a%21",
         ] {
             assert!(has_other_readings(p), "{p}");
         }

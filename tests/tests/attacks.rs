@@ -120,6 +120,12 @@ async fn paths_are_checked_as_every_server_reads_them() {
         ("/@acme\\..\\@other/x", &key, ambiguous),
         ("/@acme%2F..%2F@other/x", &key, Want::Refused(400, "bad_path")),
         ("/..;/admin/secret", "", ambiguous),
+        // An escaped `@` that an upstream decodes reaches a namespace route.
+        ("/%40acme/x", "", ambiguous),
+        ("/%40other/x", &key, ambiguous),
+        // Unreserved escapes are decoded by the gateway itself: the guarded route applies.
+        ("/w/%61dmin/secret", "", Want::Refused(401, "missing_api_key")),
+        ("/%61dmin/secret", "", Want::Refused(401, "missing_api_key")),
         // Controls: every reading stays on the checked route, so they pass as sent.
         ("/w/files%2Fname", "", Want::Forwarded("/w/files%2Fname")),
         ("/public/a;b=c", "", Want::Forwarded("/public/a;b=c")),
