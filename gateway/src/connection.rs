@@ -86,6 +86,7 @@ tokio::task_local! {
 pub fn head_read(session: &mut ServerSession) {
     let limits = CURRENT
         .try_with(|c| {
+            c.idle.store(false, Ordering::Release);
             c.head_read.store(true, Ordering::Release);
             c.limits
         })
@@ -210,24 +211,17 @@ where
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
         loop {
-            // Idle: until the first byte of the next request. A fresh connection gets the
-            // head deadline for it, a kept-alive one the idle timeout; either may be shed.
+            // Until the head is read the connection is idle (it may be shed). A fresh one must
+            // deliver its head within the head deadline; a kept-alive one within the idle
+            // timeout plus the head deadline (Pingora's keep-alive read timeout closes a silent
+            // one after the idle timeout alone). No extra syscall per request.
             conn.head_read.store(false, Ordering::Release);
             conn.idle.store(true, Ordering::Release);
-            let wait = if first { l.header_read_timeout } else { l.keepalive_idle_timeout };
-            let mut probe = [0u8; 1];
-            let ready = tokio::select! {
-                r = tokio::time::timeout(wait, stream.try_peek(&mut probe)) => r,
-                _ = conn.shed.notified() => {
-                    log::debug!("idle connection shed: the gateway is at max_connections");
-                    return None;
-                }
+            let limit = if first {
+                l.header_read_timeout
+            } else {
+                l.keepalive_idle_timeout + l.header_read_timeout
             };
-            conn.idle.store(false, Ordering::Release);
-            match ready {
-                Err(_) | Ok(Err(_)) => return None,
-                Ok(Ok(_)) => {}
-            }
             let mut session = ServerSession::new_http1(stream);
             match settings.take() {
                 Some(s) => s.apply_to_session(&mut session),
@@ -241,19 +235,21 @@ where
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            // The head must be complete within its deadline from here; after that, the
-            // request's own timeouts (body read, send, upstream) apply.
             let work = CURRENT.scope(Arc::clone(&conn), self.app.process_new_http(session, shutdown));
-            let deadline = async {
-                tokio::time::sleep(l.header_read_timeout).await;
+            let watchdog = async {
+                tokio::select! {
+                    () = tokio::time::sleep(limit) => {}
+                    () = conn.shed.notified() => {}
+                }
+                // The head came in time: the request's own timeouts apply from here.
                 if conn.head_read.load(Ordering::Acquire) {
                     std::future::pending::<()>().await;
                 }
             };
             let done = tokio::select! {
                 r = work => r,
-                () = deadline => {
-                    log::debug!("request head not complete within {:?}: closed", l.header_read_timeout);
+                () = watchdog => {
+                    log::debug!("connection closed: no request head in time, or shed while idle");
                     return None;
                 }
             };
