@@ -268,7 +268,11 @@ fn read_token(path: &Path, problems: &mut Vec<String>) -> Option<String> {
 fn open_files_limit() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `gateway.client`, checked. Without `max_connections`, the gateway takes half its
@@ -284,20 +288,30 @@ pub fn client_conf(
     let mut ms = |key: &str, value: Option<u64>, default: Duration| -> Duration {
         match value {
             Some(v) if !(100..=3_600_000).contains(&v) => {
-                problems.push(format!("gateway.client.{key}: must be between 100 and 3600000"));
+                problems.push(format!(
+                    "gateway.client.{key}: must be between 100 and 3600000"
+                ));
                 default
             }
             Some(v) => Duration::from_millis(v),
             None => default,
         }
     };
-    let header_read_timeout = ms("header_read_timeout_ms", f.header_read_timeout_ms, d.header_read_timeout);
+    let header_read_timeout = ms(
+        "header_read_timeout_ms",
+        f.header_read_timeout_ms,
+        d.header_read_timeout,
+    );
     let keepalive_idle_timeout = ms(
         "keepalive_idle_timeout_ms",
         f.keepalive_idle_timeout_ms,
         d.keepalive_idle_timeout,
     );
-    let body_read_timeout = ms("body_read_timeout_ms", f.body_read_timeout_ms, d.body_read_timeout);
+    let body_read_timeout = ms(
+        "body_read_timeout_ms",
+        f.body_read_timeout_ms,
+        d.body_read_timeout,
+    );
     let send_timeout = ms("send_timeout_ms", f.send_timeout_ms, d.send_timeout);
     let by_fds = open_files.map_or(d.max_connections, |n| (n / 2).clamp(16, d.max_connections));
     let max_connections = match f.max_connections {

@@ -157,7 +157,10 @@ impl<A> Edge<A> {
             match victim {
                 Some(v) => v.shed.notify_one(),
                 None => {
-                    log::warn!("connection refused: {} connections open, none idle", r.open.len());
+                    log::warn!(
+                        "connection refused: {} connections open, none idle",
+                        r.open.len()
+                    );
                     return None;
                 }
             }
@@ -195,7 +198,11 @@ impl<A> ServerApp for Edge<A>
 where
     A: HttpServerApp + ServerApp + Send + Sync + 'static,
 {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let peer = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
@@ -228,14 +235,19 @@ where
                 None => {
                     session.set_keepalive(Some(l.keepalive_idle_timeout.as_secs().max(1)));
                     session.set_keepalive_reuses_remaining(
-                        self.app.server_options().and_then(|o| o.keepalive_request_limit),
+                        self.app
+                            .server_options()
+                            .and_then(|o| o.keepalive_request_limit),
                     );
                 }
             }
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
-            let work = CURRENT.scope(Arc::clone(&conn), self.app.process_new_http(session, shutdown));
+            let work = CURRENT.scope(
+                Arc::clone(&conn),
+                self.app.process_new_http(session, shutdown),
+            );
             let watchdog = async {
                 tokio::select! {
                     () = tokio::time::sleep(limit) => {}

@@ -151,7 +151,9 @@ const CLIENT_CLAIMS: [&str; 9] = [
 pub fn is_owned(name: &[u8]) -> bool {
     let same = |a: &[u8], b: &[u8]| {
         a.len() == b.len()
-            && a.iter().zip(b).all(|(&x, &y)| x.to_ascii_lowercase() == y || (x == b'_' && y == b'-'))
+            && a.iter()
+                .zip(b)
+                .all(|(&x, &y)| x.to_ascii_lowercase() == y || (x == b'_' && y == b'-'))
     };
     let starts = |prefix: &[u8]| name.len() >= prefix.len() && same(&name[..prefix.len()], prefix);
     // Most names start with neither letter: one comparison for them.
@@ -509,7 +511,9 @@ mod tests {
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-custom_header"]);
         // From a trusted proxy: its X-Forwarded-For (that spelling only) stays for the limits.
-        proxied.append_header("X-Forwarded-For", "1.2.3.4").expect("header");
+        proxied
+            .append_header("X-Forwarded-For", "1.2.3.4")
+            .expect("header");
         strip_owned_headers(&mut proxied, true);
         let mut left: Vec<&str> = proxied.headers.keys().map(|n| n.as_str()).collect();
         left.sort_unstable();
@@ -518,7 +522,11 @@ mod tests {
 
     #[test]
     fn framing() {
-        let ok: [&[(&str, &str)]; 3] = [&[], &[("content-length", "5")], &[("transfer-encoding", "chunked")]];
+        let ok: [&[(&str, &str)]; 3] = [
+            &[],
+            &[("content-length", "5")],
+            &[("transfer-encoding", "chunked")],
+        ];
         for h in ok {
             assert_eq!(check_framing(&req_as("POST", h)), Ok(()), "{h:?}");
         }
@@ -533,7 +541,11 @@ mod tests {
             &[("content-length", "5"), ("transfer-encoding", "chunked")],
         ];
         for h in bad {
-            assert_eq!(check_framing(&req_as("POST", h)), Err(GatewayError::BadRequest), "{h:?}");
+            assert_eq!(
+                check_framing(&req_as("POST", h)),
+                Err(GatewayError::BadRequest),
+                "{h:?}"
+            );
         }
     }
 }

@@ -428,8 +428,16 @@ mod tests {
         }
         // Any escape of a visible character: a server that decodes it reads another path.
         for p in [
-            "/a%2Fb", "/a%2fb", "/a%5Cb", "/a\\b", "/a;x/b", "/a%3Bx", "/a%252Fb", "/%40acme/x",
-            "/%3A", "/a%21",
+            "/a%2Fb",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+            "/a;x/b",
+            "/a%3Bx",
+            "/a%252Fb",
+            "/%40acme/x",
+            "/%3A",
+            "/a%21",
         ] {
             assert!(has_other_readings(p), "{p}");
         }

@@ -99,7 +99,10 @@ async fn admin_refuses_before_reading_a_body() {
                     "{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Type: application/json\r\nContent-Length: 209715200\r\n\r\n"
                 );
                 // Only the head is sent: a 401 proves nothing of the body was needed.
-                let resp = RawConn::connect(f.gw.admin_addr()).await.send(head.as_bytes()).await;
+                let resp = RawConn::connect(f.gw.admin_addr())
+                    .await
+                    .send(head.as_bytes())
+                    .await;
                 assert!(
                     resp.status == 401 || (resp.status == 405 && method == "POST"),
                     "{method} {path} with {auth:?}: {} {}",
@@ -111,7 +114,9 @@ async fn admin_refuses_before_reading_a_body() {
     }
     // The token still works, with the scheme in any case and several spaces (RFC 9110).
     let body = f.table(1, "app-a").to_string();
-    let (status, resp) = f.gw.push_with(body, Some(&format!("bearer   {TOKEN}"))).await;
+    let (status, resp) =
+        f.gw.push_with(body, Some(&format!("bearer   {TOKEN}")))
+            .await;
     assert_eq!(status, 200, "{resp}");
     let (status, resp) = f.gw.admin_get_json("/v1/table").await;
     assert_eq!((status, &resp["version"]), (200, &json!(1)), "{resp}");

@@ -123,7 +123,14 @@ fn code_only(src: &str) -> String {
                     if j >= b.len() {
                         break;
                     }
-                    if b[j] == b'"' && b[j + 1..].iter().take(hashes).filter(|&&c| c == b'#').count() == hashes {
+                    if b[j] == b'"'
+                        && b[j + 1..]
+                            .iter()
+                            .take(hashes)
+                            .filter(|&&c| c == b'#')
+                            .count()
+                            == hashes
+                    {
                         j += 1 + hashes;
                         break;
                     }
@@ -146,7 +153,10 @@ fn code_only(src: &str) -> String {
             b'\'' => {
                 // A char literal ('x', '\n', '\u{..}') or a lifetime ('a).
                 let close = if b.get(i + 1) == Some(&b'\\') {
-                    b[i + 2..].iter().position(|&c| c == b'\'').map(|p| i + 2 + p)
+                    b[i + 2..]
+                        .iter()
+                        .position(|&c| c == b'\'')
+                        .map(|p| i + 2 + p)
                 } else if b.get(i + 2) == Some(&b'\'') {
                     Some(i + 2)
                 } else {
@@ -213,7 +223,11 @@ fn references(code: &str, here: &ModPath) -> Vec<ModPath> {
         if word == "mod" {
             // `mod name {` opens an inline module; `mod name;` declares a file module.
             let rest = code[i..].trim_start();
-            let name: String = rest.bytes().take_while(|&c| is_ident(c)).map(char::from).collect();
+            let name: String = rest
+                .bytes()
+                .take_while(|&c| is_ident(c))
+                .map(char::from)
+                .collect();
             let after = rest[name.len()..].trim_start();
             if !name.is_empty() && after.starts_with('{') {
                 let open = code.len() - after.len();
@@ -342,7 +356,8 @@ fn module_of(krate: &Crate, path: &ModPath) -> ModPath {
 fn edges(krate: &Crate) -> BTreeSet<(ModPath, ModPath)> {
     let mut out = BTreeSet::new();
     for (module, file) in &krate.files {
-        let src = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let src =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for r in references(&code_only(&src), module) {
             let target = module_of(krate, &r);
             if &target != module {
@@ -391,7 +406,8 @@ fn find_cycle(edges: &BTreeSet<(String, String)>) -> Option<Vec<String>> {
             match state.get(m).copied().unwrap_or(0) {
                 1 => {
                     let at = stack.iter().position(|&s| s == m).expect("on the stack");
-                    let mut cycle: Vec<String> = stack[at..].iter().map(|s| s.to_string()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[at..].iter().map(|s| s.to_string()).collect();
                     cycle.push(m.to_string());
                     return Some(cycle);
                 }
@@ -488,24 +504,44 @@ fn finds_a_planted_cycle() {
     let src = dir.join("src");
     std::fs::create_dir_all(src.join("auth")).expect("scratch dir");
     let write = |p: &str, s: &str| std::fs::write(src.join(p), s).expect("write");
-    write("lib.rs", "pub mod auth;\npub mod route;\npub mod snapshot;\n");
-    write("route.rs", "//! uses crate::snapshot only in this comment\npub struct Policy;\n");
+    write(
+        "lib.rs",
+        "pub mod auth;\npub mod route;\npub mod snapshot;\n",
+    );
+    write(
+        "route.rs",
+        "//! uses crate::snapshot only in this comment\npub struct Policy;\n",
+    );
     write(
         "auth/mod.rs",
         "pub mod jwt;\npub mod realm;\nuse crate::{route::Policy, snapshot::{self}};\n",
     );
-    write("auth/jwt.rs", "use super::realm::Realm;\nconst S: &str = \"crate::route\";\n");
-    write("auth/realm.rs", "pub struct Realm;\nmod tests { use super::super::jwt; }\n");
-    write("snapshot.rs", "pub fn f() -> crate::auth::jwt::X { todo!() }\n");
+    write(
+        "auth/jwt.rs",
+        "use super::realm::Realm;\nconst S: &str = \"crate::route\";\n",
+    );
+    write(
+        "auth/realm.rs",
+        "pub struct Realm;\nmod tests { use super::super::jwt; }\n",
+    );
+    write(
+        "snapshot.rs",
+        "pub fn f() -> crate::auth::jwt::X { todo!() }\n",
+    );
     let found = cycles(&src);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains("top-level modules"), "{found:?}");
     assert!(found[0].contains("auth → snapshot → auth"), "{found:?}");
     // A sibling loop inside a folder.
-    write("auth/realm.rs", "pub struct Realm;\nfn g() { super::jwt::h() }\n");
+    write(
+        "auth/realm.rs",
+        "pub struct Realm;\nfn g() { super::jwt::h() }\n",
+    );
     let found = cycles(&src);
     assert!(
-        found.iter().any(|c| c.contains("inside auth") && c.contains("jwt → realm → jwt")),
+        found
+            .iter()
+            .any(|c| c.contains("inside auth") && c.contains("jwt → realm → jwt")),
         "{found:?}"
     );
     // Remove the loops: nothing found.

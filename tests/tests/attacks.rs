@@ -27,7 +27,10 @@ async fn edge() -> Edge {
         }
         r
     };
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(ACME_KEY.as_bytes())));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(ACME_KEY.as_bytes()))
+    );
     let mut table = Table::new(1)
         .upstream("app", [up.addr()])
         .tenant_json(json!({"id": "acme", "hosts": ["acme.test"], "routes": [
@@ -118,13 +121,21 @@ async fn paths_are_checked_as_every_server_reads_them() {
         ("/@acme/%2e%2e;/@other/x", &key, ambiguous),
         ("/@acme/x/..;/..;/@other/x", &key, ambiguous),
         ("/@acme\\..\\@other/x", &key, ambiguous),
-        ("/@acme%2F..%2F@other/x", &key, Want::Refused(400, "bad_path")),
+        (
+            "/@acme%2F..%2F@other/x",
+            &key,
+            Want::Refused(400, "bad_path"),
+        ),
         ("/..;/admin/secret", "", ambiguous),
         // An escaped `@` that an upstream decodes reaches a namespace route.
         ("/%40acme/x", "", ambiguous),
         ("/%40other/x", &key, ambiguous),
         // Unreserved escapes are decoded by the gateway itself: the guarded route applies.
-        ("/w/%61dmin/secret", "", Want::Refused(401, "missing_api_key")),
+        (
+            "/w/%61dmin/secret",
+            "",
+            Want::Refused(401, "missing_api_key"),
+        ),
         ("/%61dmin/secret", "", Want::Refused(401, "missing_api_key")),
         // Controls: every reading stays on the checked route, so they pass as sent.
         ("/w/files%2Fname", "", Want::Forwarded("/w/files%2Fname")),
@@ -181,36 +192,64 @@ async fn slow_and_idle_clients_are_cut_off() {
     let addr = e.gw.listen_addr();
     let limit = Duration::from_secs(6);
     // Nothing at all, and a half-sent request line.
-    for prefix in [&b""[..], b"GET / HT", b"GET / HTTP/1.1\r\nHost: acme.test\r\n"] {
+    for prefix in [
+        &b""[..],
+        b"GET / HT",
+        b"GET / HTTP/1.1\r\nHost: acme.test\r\n",
+    ] {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         s.write_all(prefix).await.expect("write");
-        assert!(closes(&mut s, limit).await, "{:?} left open", String::from_utf8_lossy(prefix));
+        assert!(
+            closes(&mut s, limit).await,
+            "{:?} left open",
+            String::from_utf8_lossy(prefix)
+        );
     }
     // A head dribbled one line every 300 ms never completes in time: cut off mid-head.
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n").await.expect("write");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n")
+        .await
+        .expect("write");
     let mut cut = false;
     for i in 0..40 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if s.write_all(format!("X-Drip-{i}: x\r\n").as_bytes()).await.is_err() {
+        if s.write_all(format!("X-Drip-{i}: x\r\n").as_bytes())
+            .await
+            .is_err()
+        {
             cut = true;
             break;
         }
     }
-    assert!(cut || closes(&mut s, limit).await, "a dribbled head kept the connection for 12 s");
+    assert!(
+        cut || closes(&mut s, limit).await,
+        "a dribbled head kept the connection for 12 s"
+    );
     // Half a body, then silence.
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(b"POST / HTTP/1.1\r\nHost: acme.test\r\nContent-Length: 100\r\n\r\n0123456789")
         .await
         .expect("write");
-    assert!(closes(&mut s, limit).await, "a stalled body kept the connection");
+    assert!(
+        closes(&mut s, limit).await,
+        "a stalled body kept the connection"
+    );
     // Idle after a complete request on a keep-alive connection.
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n")
+        .await
+        .expect("write");
     let mut buf = [0u8; 1024];
     let n = s.read(&mut buf).await.expect("response");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
-    assert!(closes(&mut s, limit).await, "an idle keep-alive connection stayed open");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(
+        closes(&mut s, limit).await,
+        "an idle keep-alive connection stayed open"
+    );
     // A well-behaved client is unaffected.
     e.gw.echo("acme.test", "/").await;
 }
@@ -233,21 +272,34 @@ async fn connection_limits_per_client_and_shedding() {
     }
     // The fifth from the same address is closed at once; the four held stay usable.
     let mut fifth = TcpStream::connect(addr).await.expect("connect");
-    assert!(closes(&mut fifth, Duration::from_secs(5)).await, "fifth connection accepted");
+    assert!(
+        closes(&mut fifth, Duration::from_secs(5)).await,
+        "fifth connection accepted"
+    );
     let s = &mut held[3];
-    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n")
+        .await
+        .expect("write");
     let mut buf = [0u8; 1024];
     let n = s.read(&mut buf).await.expect("response");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     held.clear();
     // Room again once they close.
-    realmgate_e2e::eventually(Duration::from_secs(10), "a new connection is served", || async {
-        let mut s = TcpStream::connect(addr).await.ok()?;
-        s.write_all(&request("/", "")).await.ok()?;
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).await.ok()?;
-        buf[..n].starts_with(b"HTTP/1.1 200").then_some(())
-    })
+    realmgate_e2e::eventually(
+        Duration::from_secs(10),
+        "a new connection is served",
+        || async {
+            let mut s = TcpStream::connect(addr).await.ok()?;
+            s.write_all(&request("/", "")).await.ok()?;
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).await.ok()?;
+            buf[..n].starts_with(b"HTTP/1.1 200").then_some(())
+        },
+    )
     .await;
 
     let e = strict_edge(
@@ -264,11 +316,20 @@ async fn connection_limits_per_client_and_shedding() {
     let r = e.gw.raw(request("/", "")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let newest = idle.last_mut().expect("six");
-    assert!(closes(newest, Duration::from_secs(5)).await, "the newest idle connection was kept");
+    assert!(
+        closes(newest, Duration::from_secs(5)).await,
+        "the newest idle connection was kept"
+    );
     let oldest = &mut idle[0];
-    oldest.write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n").await.expect("write");
+    oldest
+        .write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n")
+        .await
+        .expect("write");
     let n = oldest.read(&mut buf).await.expect("response");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "oldest idle connection was shed");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "oldest idle connection was shed"
+    );
 }
 
 /// Finding 9: a realm whose JWKS endpoint accepts and never answers. Every first request
@@ -278,7 +339,9 @@ async fn connection_limits_per_client_and_shedding() {
 async fn a_hanging_realm_is_asked_once_and_waited_for_boundedly() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let hang_addr = hang.local_addr().expect("addr");
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&accepted);
@@ -291,7 +354,8 @@ async fn a_hanging_realm_is_asked_once_and_waited_for_boundedly() {
     });
     let up = Upstream::start("app").await;
     let gw = Gateway::start(GatewayOpts {
-        gateway_yaml: "  auth:\n    realm_timeout_ms: 1200\n    jwks_refetch_interval_ms: 60000\n".into(),
+        gateway_yaml: "  auth:\n    realm_timeout_ms: 1200\n    jwks_refetch_interval_ms: 60000\n"
+            .into(),
         ..GatewayOpts::default()
     })
     .await;
@@ -326,7 +390,10 @@ async fn a_hanging_realm_is_asked_once_and_waited_for_boundedly() {
         assert!(took < Duration::from_millis(3000), "a waiter took {took:?}");
     }
     let asked = accepted.load(Ordering::SeqCst);
-    assert!(asked <= 2, "the hanging realm was asked {asked} times for one burst");
+    assert!(
+        asked <= 2,
+        "the hanging realm was asked {asked} times for one burst"
+    );
 }
 
 /// Findings 4 and 13: headers the gateway owns — identity, forwarding, client address and
@@ -355,7 +422,10 @@ async fn owned_headers_never_come_from_the_client() {
         "X-Original-URL: /admin/secret",
         "X_Rewrite_URL: /admin/secret",
     ];
-    for (target, extra) in [("/public/x", String::new()), ("/@acme/x", format!("X-API-Key: {ACME_KEY}\r\n"))] {
+    for (target, extra) in [
+        ("/public/x", String::new()),
+        ("/@acme/x", format!("X-API-Key: {ACME_KEY}\r\n")),
+    ] {
         let mut head = extra.clone();
         for h in spoofed {
             head.push_str(h);
@@ -372,22 +442,51 @@ async fn owned_headers_never_come_from_the_client() {
                 let n = n.replace('_', "-");
                 n.starts_with("x-realmgate-")
                     || n.starts_with("x-forwarded-")
-                    || ["forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip", "x-original-url", "x-rewrite-url"]
-                        .contains(&n.as_str())
+                    || [
+                        "forwarded",
+                        "x-real-ip",
+                        "true-client-ip",
+                        "x-client-ip",
+                        "x-cluster-client-ip",
+                        "x-original-url",
+                        "x-rewrite-url",
+                    ]
+                    .contains(&n.as_str())
             })
-            .filter(|n| !matches!(n.as_str(), "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-realmgate-tenant" | "x-realmgate-key-id" | "x-realmgate-namespace"))
+            .filter(|n| {
+                !matches!(
+                    n.as_str(),
+                    "x-forwarded-for"
+                        | "x-forwarded-proto"
+                        | "x-forwarded-host"
+                        | "x-realmgate-tenant"
+                        | "x-realmgate-key-id"
+                        | "x-realmgate-namespace"
+                )
+            })
             .collect();
-        assert!(leaked.is_empty(), "{target}: client headers reached the upstream: {leaked:?}");
+        assert!(
+            leaked.is_empty(),
+            "{target}: client headers reached the upstream: {leaked:?}"
+        );
         // The ones the gateway sets are its own, single-valued.
         assert_eq!(echo.headers["x-forwarded-for"], ["127.0.0.1"], "{target}");
         assert_eq!(echo.headers["x-forwarded-proto"], ["http"], "{target}");
         assert_eq!(echo.headers["x-forwarded-host"], ["acme.test"], "{target}");
         assert_eq!(echo.headers["x-realmgate-tenant"], ["acme"], "{target}");
-        assert!(!echo.headers.contains_key("x-realmgate-subject"), "{target}");
+        assert!(
+            !echo.headers.contains_key("x-realmgate-subject"),
+            "{target}"
+        );
         assert_eq!(echo.headers["x-custom_header"], ["kept"], "{target}");
     }
     // On a namespace route the namespace is the route's, not the client's.
-    let resp = e.gw.raw(request("/@acme/x", &format!("X-API-Key: {ACME_KEY}\r\nX_Realmgate_Namespace: @other\r\n"))).await;
+    let resp =
+        e.gw.raw(request(
+            "/@acme/x",
+            &format!("X-API-Key: {ACME_KEY}\r\nX_Realmgate_Namespace: @other\r\n"),
+        ))
+        .await;
     let echo = Echo::from_json(&resp.json());
     assert_eq!(echo.headers["x-realmgate-namespace"], ["@acme"]);
 }
@@ -410,11 +509,23 @@ async fn ambiguous_framing_is_refused() {
         "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
     ];
     for head in heads {
-        let raw = format!("POST /public/x HTTP/1.1\r\nHost: acme.test\r\n{head}Connection: close\r\n\r\nhello");
+        let raw = format!(
+            "POST /public/x HTTP/1.1\r\nHost: acme.test\r\n{head}Connection: close\r\n\r\nhello"
+        );
         let resp = e.gw.raw(raw).await;
-        assert_eq!(resp.status, 400, "{head:?}: {} {}", resp.status, resp.text());
+        assert_eq!(
+            resp.status,
+            400,
+            "{head:?}: {} {}",
+            resp.status,
+            resp.text()
+        );
     }
-    assert_eq!(e._up.hits(), before, "a request with ambiguous framing reached the upstream");
+    assert_eq!(
+        e._up.hits(),
+        before,
+        "a request with ambiguous framing reached the upstream"
+    );
     // One plain length is forwarded.
     let raw = "POST /public/x HTTP/1.1\r\nHost: acme.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
     assert_eq!(e.gw.raw(raw).await.status, 200);
@@ -464,7 +575,8 @@ async fn a_hostile_shell_upstream_costs_one_response() {
     use realmgate_e2e::{Canned, Scripted};
     use std::io::Write;
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(b"<!doctype html><html><head><title>b</title></head><body>").expect("gzip");
+    gz.write_all(b"<!doctype html><html><head><title>b</title></head><body>")
+        .expect("gzip");
     let block = vec![b'a'; 1 << 20];
     for _ in 0..32 {
         gz.write_all(&block).expect("gzip");
@@ -473,9 +585,15 @@ async fn a_hostile_shell_upstream_costs_one_response() {
     let mut open_attr = b"<!doctype html><html><head data-x=\"".to_vec();
     open_attr.extend(std::iter::repeat_n(b'a', 4 << 20));
     let shell = Scripted::start().await;
-    shell.route("/", Canned::new("text/html", bomb.clone()).header("content-encoding", "gzip"));
+    shell.route(
+        "/",
+        Canned::new("text/html", bomb.clone()).header("content-encoding", "gzip"),
+    );
     let chunks: Vec<Vec<u8>> = open_attr.chunks(256 << 10).map(<[u8]>::to_vec).collect();
-    shell.route("/open/", Canned::new("text/html", Vec::new()).in_chunks(chunks, Duration::ZERO));
+    shell.route(
+        "/open/",
+        Canned::new("text/html", Vec::new()).in_chunks(chunks, Duration::ZERO),
+    );
     let up = Upstream::start("app").await;
     let gw = Gateway::start(GatewayOpts::default()).await;
     let table = Table::new(1)
@@ -495,7 +613,9 @@ async fn a_hostile_shell_upstream_costs_one_response() {
     let mut readers = Vec::new();
     for path in ["/", "/", "/", "/open/", "/open/", "/"] {
         let req = nav(path);
-        readers.push(tokio::spawn(async move { (path, fetch_to_close(addr, &req).await) }));
+        readers.push(tokio::spawn(async move {
+            (path, fetch_to_close(addr, &req).await)
+        }));
     }
     for r in readers {
         let (path, (status, complete, len)) = r.await.expect("reader");
@@ -503,7 +623,10 @@ async fn a_hostile_shell_upstream_costs_one_response() {
             status == 502 || (status == 200 && !complete),
             "{path}: a hostile shell page was served whole ({status}, {len} bytes)"
         );
-        assert!(len <= 9 << 20, "{path}: {len} bytes came out of the injector");
+        assert!(
+            len <= 9 << 20,
+            "{path}: {len} bytes came out of the injector"
+        );
     }
     // Everyone else is unaffected.
     let e = gw.echo("beta.test", "/").await;

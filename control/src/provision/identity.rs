@@ -216,7 +216,8 @@ impl Identity {
                     .and_then(|u| u["id"].as_str().map(str::to_owned))
             })
         };
-        let claimed = IdentityPublic::from_outputs(&previous.public).is_some_and(|p| p.credentials_claimed);
+        let claimed =
+            IdentityPublic::from_outputs(&previous.public).is_some_and(|p| p.credentials_claimed);
         let held = IdentitySecrets::from_outputs(&previous.secrets).admin_password;
         let (id, password) = match found(self.kc.get_opt(&query).await?) {
             None => {
@@ -359,14 +360,18 @@ impl Step for Identity {
         }
         let password = self.ensure_admin(realm, previous).await?;
         let issuer = format!("{}/realms/{realm}", self.s.public_url.trim_end_matches('/'));
-        let claimed = IdentityPublic::from_outputs(&previous.public).is_some_and(|p| p.credentials_claimed);
+        let claimed =
+            IdentityPublic::from_outputs(&previous.public).is_some_and(|p| p.credentials_claimed);
         let public = IdentityPublic {
             realm: realm.to_owned(),
             jwks_uri: Some(format!("{issuer}/protocol/openid-connect/certs")),
             issuer,
             login_client_id: self.s.login_client_id.clone(),
             admin_client_id: self.s.admin_client_id.clone(),
-            audiences: vec![self.s.login_client_id.clone(), self.s.admin_client_id.clone()],
+            audiences: vec![
+                self.s.login_client_id.clone(),
+                self.s.admin_client_id.clone(),
+            ],
             admin_username: self.s.admin_username.clone(),
             credentials_claimed: claimed,
         };
@@ -446,7 +451,10 @@ mod tests {
         assert_eq!(IdentitySecrets::from_outputs(&m), s);
         let shown = format!("{s:?}");
         assert!(shown.contains("<sealed>"), "{shown}");
-        assert!(!shown.contains("\"l\"") && !shown.contains("\"p\""), "secrets never in Debug: {shown}");
+        assert!(
+            !shown.contains("\"l\"") && !shown.contains("\"p\""),
+            "secrets never in Debug: {shown}"
+        );
     }
 
     #[test]

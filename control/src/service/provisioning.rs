@@ -4,10 +4,10 @@
 
 use super::{not_found, Control, ServiceError};
 use crate::ids::TenantId;
+use crate::provision::identity::{IdentityPublic, IdentitySecrets};
 use crate::provision::{
     Outputs, Provision, StepKind, StepRecord, StepState, TenantInput, TenantState,
 };
-use crate::provision::identity::{IdentityPublic, IdentitySecrets};
 use crate::views::{CredentialsView, TenantView};
 use serde_json::{json, Map};
 
@@ -228,9 +228,11 @@ impl Control {
         public.credentials_claimed = true;
         let mut next = step.clone();
         next.outputs = public.to_outputs();
-        next.sealed = self
-            .secret_box
-            .seal(id.as_str(), StepKind::Identity.name(), &secrets.to_outputs());
+        next.sealed = self.secret_box.seal(
+            id.as_str(),
+            StepKind::Identity.name(),
+            &secrets.to_outputs(),
+        );
         next.updated_at_ms = crate::time::now_ms();
         registry.save_step(id, &next).await?;
         drop(registry);

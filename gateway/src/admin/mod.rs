@@ -8,8 +8,8 @@ use crate::snapshot::{ApplyError, Store};
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::middleware::{from_fn_with_state, Next};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 /// How many authenticated admin requests run at once; more get 503 at once rather than
 /// queueing table-sized bodies in memory.

@@ -205,7 +205,8 @@ impl Jwks {
         let keys = self.keys.load();
         if !keys.loaded {
             drop(keys);
-            self.refresh_bounded(generation, http, config, metrics).await;
+            self.refresh_bounded(generation, http, config, metrics)
+                .await;
             let keys = self.keys.load();
             if !keys.loaded {
                 return Err(AuthError::RealmUnavailable);
@@ -219,7 +220,8 @@ impl Jwks {
             Ok(key) => Ok(Arc::clone(key)),
             Err(AuthError::UnknownKid) => {
                 drop(keys);
-                self.refresh_bounded(generation, http, config, metrics).await;
+                self.refresh_bounded(generation, http, config, metrics)
+                    .await;
                 self.keys.load().find(kid).cloned()
             }
             Err(e) => Err(e),
@@ -260,7 +262,10 @@ impl Jwks {
         config: &AuthConfig,
         metrics: &AuthMetrics,
     ) {
-        let bounded = tokio::time::timeout(config.realm_timeout, self.refresh(seen, http, config, metrics));
+        let bounded = tokio::time::timeout(
+            config.realm_timeout,
+            self.refresh(seen, http, config, metrics),
+        );
         if bounded.await.is_err() {
             log::debug!("jwks {}: gave up waiting for the realm's keys", self.uri);
         }

@@ -140,12 +140,18 @@ mod tests {
     fn clients_are_counted_by_network() {
         assert_eq!(client_network(ip("10.1.2.3")), ip("10.1.2.3"));
         assert_eq!(client_network(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
-        assert_eq!(client_network(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_network(ip("2001:db8:1:2:3:4:5:6")),
+            ip("2001:db8:1:2::")
+        );
         assert_eq!(
             client_network(ip("2001:db8:1:2:ffff::1")),
             client_network(ip("2001:db8:1:2::7"))
         );
-        assert_ne!(client_network(ip("2001:db8:1:3::1")), client_network(ip("2001:db8:1:2::1")));
+        assert_ne!(
+            client_network(ip("2001:db8:1:3::1")),
+            client_network(ip("2001:db8:1:2::1"))
+        );
     }
 
     #[test]

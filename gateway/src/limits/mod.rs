@@ -66,7 +66,10 @@ impl Limiters {
 
     /// Estimators alive (tests and diagnostics).
     pub fn len(&self) -> usize {
-        self.by_scope.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.by_scope
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -56,7 +56,10 @@ fn limits_of_one_scope_and_window_share_an_estimator_and_survive_recompiles() {
     // Another tenant never shares an estimator, whatever its window.
     let beta = limiters.compile(scope_of(Some("beta")), &one);
     assert!(!Arc::ptr_eq(&l1.rate, &beta.rate));
-    assert!(!Arc::ptr_eq(&limiters.compile(scope_of(None), &one).rate, &l1.rate));
+    assert!(!Arc::ptr_eq(
+        &limiters.compile(scope_of(None), &one).rate,
+        &l1.rate
+    ));
     assert_eq!(stable_key("acme"), stable_key("acme"));
     assert_ne!(stable_key("acme"), stable_key("beta"));
 }
@@ -93,7 +96,10 @@ fn one_tenants_traffic_never_limits_another() {
     }
     let me: IpAddr = "192.0.2.7".parse().expect("ip");
     for n in 0..5 {
-        assert!(check(&quiet, None, || Some(me)).is_ok(), "request {n} of 5 refused");
+        assert!(
+            check(&quiet, None, || Some(me)).is_ok(),
+            "request {n} of 5 refused"
+        );
     }
     assert!(check(&quiet, None, || Some(me)).is_err());
 }
@@ -118,7 +124,10 @@ fn ipv6_clients_count_as_their_64() {
         assert!(check(&t, None, || Some(ip)).is_ok());
     }
     let hop = IpAddr::from([0x2001, 0xdb8, 0, 1, 0xffff, 1, 2, 3]);
-    assert!(check(&t, None, || Some(hop)).is_err(), "another address of the /64");
+    assert!(
+        check(&t, None, || Some(hop)).is_err(),
+        "another address of the /64"
+    );
     let other = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
     assert!(check(&t, None, || Some(other)).is_ok(), "another /64");
 }

@@ -2,7 +2,9 @@
 //! do not end in `/` matching only at a segment boundary.
 
 use http::HeaderValue;
-use realmgate_table::path::{has_other_readings, namespace_segment, other_readings, prefix_matches};
+use realmgate_table::path::{
+    has_other_readings, namespace_segment, other_readings, prefix_matches,
+};
 
 /// Index into the snapshot's pool list.
 pub type PoolIdx = u32;

@@ -46,7 +46,10 @@ pub fn table() -> String {
         ..RateLimits::default()
     };
     let mut k1 = ApiKey::test("k1", Some("acme"), &["@acme"]);
-    k1.digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(KEY_SECRET.as_bytes())));
+    k1.digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(KEY_SECRET.as_bytes()))
+    );
     k1.rate_limit = Some(RateLimit {
         requests: 5,
         window_s: 1,

@@ -339,8 +339,14 @@ fn gzip_bombs_are_cut_off_at_the_document_budget() {
                 }
             }
         }
-        assert!(failed, "chunks of {chunk}: the bomb was inflated ({out} bytes out)");
-        assert!(out <= MAX_DOCUMENT_BYTES + EL.len(), "chunks of {chunk}: {out} bytes out");
+        assert!(
+            failed,
+            "chunks of {chunk}: the bomb was inflated ({out} bytes out)"
+        );
+        assert!(
+            out <= MAX_DOCUMENT_BYTES + EL.len(),
+            "chunks of {chunk}: {out} bytes out"
+        );
     }
     // An identity document over the budget fails too.
     let big = vec![b'x'; MAX_DOCUMENT_BYTES + 1];
@@ -366,5 +372,8 @@ fn unterminated_markup_is_bounded() {
             break;
         }
     }
-    assert!(failed, "the rewriter buffered an unterminated attribute without bound");
+    assert!(
+        failed,
+        "the rewriter buffered an unterminated attribute without bound"
+    );
 }
