@@ -2,7 +2,7 @@
 //! overrides, and `realmgate check`, which lists every problem instead of stopping at one.
 
 use crate::auth::AuthConfig;
-use crate::connection::ClientLimits;
+use crate::connection::{open_files_limit, ClientFile, ClientLimits};
 use crate::limits::client::{Cidr, TrustedProxies};
 use pingora_core::server::configuration::ServerConf;
 use serde::Deserialize;
@@ -48,18 +48,6 @@ pub struct GatewayFile {
     pub session_key_file: Option<PathBuf>,
     pub auth: AuthFile,
     pub client: ClientFile,
-}
-
-/// `gateway.client`: timeouts and connection limits for clients. Every field is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ClientFile {
-    pub header_read_timeout_ms: Option<u64>,
-    pub keepalive_idle_timeout_ms: Option<u64>,
-    pub body_read_timeout_ms: Option<u64>,
-    pub send_timeout_ms: Option<u64>,
-    pub max_connections: Option<usize>,
-    pub max_connections_per_client: Option<usize>,
 }
 
 /// `gateway.auth`: JWT, JWKS and session settings. Every field is optional.
@@ -170,7 +158,7 @@ impl Config {
             }
         }
         let auth = auth_conf(&g.auth, &mut problems);
-        let client = client_conf(&g.client, open_files_limit(), &mut problems);
+        let client = ClientLimits::from_file(&g.client, open_files_limit(), &mut problems);
         let session_keys = g
             .session_key_file
             .as_deref()
@@ -261,87 +249,6 @@ fn read_token(path: &Path, problems: &mut Vec<String>) -> Option<String> {
             ));
             None
         }
-    }
-}
-
-/// The process's open-file limit (soft), from `/proc/self/limits`.
-fn open_files_limit() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// `gateway.client`, checked. Without `max_connections`, the gateway takes half its
-/// open-file limit (each proxied connection may hold an upstream one too), so descriptors
-/// run out for nobody; without `max_connections_per_client`, an eighth of that (at most 256).
-pub fn client_conf(
-    f: &ClientFile,
-    open_files: Option<usize>,
-    problems: &mut Vec<String>,
-) -> ClientLimits {
-    use std::time::Duration;
-    let d = ClientLimits::default();
-    let mut ms = |key: &str, value: Option<u64>, default: Duration| -> Duration {
-        match value {
-            Some(v) if !(100..=3_600_000).contains(&v) => {
-                problems.push(format!(
-                    "gateway.client.{key}: must be between 100 and 3600000"
-                ));
-                default
-            }
-            Some(v) => Duration::from_millis(v),
-            None => default,
-        }
-    };
-    let header_read_timeout = ms(
-        "header_read_timeout_ms",
-        f.header_read_timeout_ms,
-        d.header_read_timeout,
-    );
-    let keepalive_idle_timeout = ms(
-        "keepalive_idle_timeout_ms",
-        f.keepalive_idle_timeout_ms,
-        d.keepalive_idle_timeout,
-    );
-    let body_read_timeout = ms(
-        "body_read_timeout_ms",
-        f.body_read_timeout_ms,
-        d.body_read_timeout,
-    );
-    let send_timeout = ms("send_timeout_ms", f.send_timeout_ms, d.send_timeout);
-    let by_fds = open_files.map_or(d.max_connections, |n| (n / 2).clamp(16, d.max_connections));
-    let max_connections = match f.max_connections {
-        Some(0) => {
-            problems.push("gateway.client.max_connections: must be at least 1".into());
-            by_fds
-        }
-        Some(n) => {
-            if open_files.is_some_and(|fds| n > fds) {
-                log::warn!("gateway.client.max_connections {n} is above the open-file limit");
-            }
-            n
-        }
-        None => by_fds,
-    };
-    let max_connections_per_client = match f.max_connections_per_client {
-        Some(0) => {
-            problems.push("gateway.client.max_connections_per_client: must be at least 1".into());
-            d.max_connections_per_client
-        }
-        Some(n) => n,
-        None => (max_connections / 8).clamp(4, d.max_connections_per_client),
-    };
-    ClientLimits {
-        header_read_timeout,
-        keepalive_idle_timeout,
-        body_read_timeout,
-        send_timeout,
-        max_connections,
-        max_connections_per_client,
     }
 }
 

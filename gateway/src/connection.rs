@@ -10,6 +10,7 @@ use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +45,102 @@ impl Default for ClientLimits {
             send_timeout: Duration::from_secs(30),
             max_connections: 16384,
             max_connections_per_client: 256,
+        }
+    }
+}
+
+/// `gateway.client`: timeouts and connection limits for clients. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ClientFile {
+    pub header_read_timeout_ms: Option<u64>,
+    pub keepalive_idle_timeout_ms: Option<u64>,
+    pub body_read_timeout_ms: Option<u64>,
+    pub send_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+}
+
+/// The process's open-file limit (soft), from `/proc/self/limits`.
+pub fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+impl ClientLimits {
+    /// `gateway.client`, checked. Without `max_connections`, the gateway takes half its
+    /// open-file limit (each proxied connection may hold an upstream one too), so descriptors
+    /// run out for nobody; without `max_connections_per_client`, an eighth of that (at most 256).
+    pub fn from_file(
+        f: &ClientFile,
+        open_files: Option<usize>,
+        problems: &mut Vec<String>,
+    ) -> ClientLimits {
+        use std::time::Duration;
+        let d = ClientLimits::default();
+        let mut ms = |key: &str, value: Option<u64>, default: Duration| -> Duration {
+            match value {
+                Some(v) if !(100..=3_600_000).contains(&v) => {
+                    problems.push(format!(
+                        "gateway.client.{key}: must be between 100 and 3600000"
+                    ));
+                    default
+                }
+                Some(v) => Duration::from_millis(v),
+                None => default,
+            }
+        };
+        let header_read_timeout = ms(
+            "header_read_timeout_ms",
+            f.header_read_timeout_ms,
+            d.header_read_timeout,
+        );
+        let keepalive_idle_timeout = ms(
+            "keepalive_idle_timeout_ms",
+            f.keepalive_idle_timeout_ms,
+            d.keepalive_idle_timeout,
+        );
+        let body_read_timeout = ms(
+            "body_read_timeout_ms",
+            f.body_read_timeout_ms,
+            d.body_read_timeout,
+        );
+        let send_timeout = ms("send_timeout_ms", f.send_timeout_ms, d.send_timeout);
+        let by_fds = open_files.map_or(d.max_connections, |n| (n / 2).clamp(16, d.max_connections));
+        let max_connections = match f.max_connections {
+            Some(0) => {
+                problems.push("gateway.client.max_connections: must be at least 1".into());
+                by_fds
+            }
+            Some(n) => {
+                if open_files.is_some_and(|fds| n > fds) {
+                    log::warn!("gateway.client.max_connections {n} is above the open-file limit");
+                }
+                n
+            }
+            None => by_fds,
+        };
+        let max_connections_per_client = match f.max_connections_per_client {
+            Some(0) => {
+                problems
+                    .push("gateway.client.max_connections_per_client: must be at least 1".into());
+                d.max_connections_per_client
+            }
+            Some(n) => n,
+            None => (max_connections / 8).clamp(4, d.max_connections_per_client),
+        };
+        ClientLimits {
+            header_read_timeout,
+            keepalive_idle_timeout,
+            body_read_timeout,
+            send_timeout,
+            max_connections,
+            max_connections_per_client,
         }
     }
 }
@@ -274,5 +371,49 @@ where
 
     async fn cleanup(&self) {
         ServerApp::cleanup(self.app.as_ref()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_limits_from_the_file() {
+        let mut problems = Vec::new();
+        // Defaults follow the open-file limit: half of it, an eighth of that per client.
+        let l = ClientLimits::from_file(&ClientFile::default(), Some(96), &mut problems);
+        assert_eq!((l.max_connections, l.max_connections_per_client), (48, 6));
+        let l = ClientLimits::from_file(&ClientFile::default(), Some(1 << 20), &mut problems);
+        assert_eq!(
+            (l.max_connections, l.max_connections_per_client),
+            (16384, 256)
+        );
+        let l = ClientLimits::from_file(&ClientFile::default(), None, &mut problems);
+        assert_eq!(l, ClientLimits::default());
+        assert!(problems.is_empty(), "{problems:?}");
+        // Values given are used; out-of-range ones are reported, each by its key.
+        let f = ClientFile {
+            header_read_timeout_ms: Some(2500),
+            keepalive_idle_timeout_ms: Some(50),
+            body_read_timeout_ms: Some(4_000_000),
+            send_timeout_ms: None,
+            max_connections: Some(0),
+            max_connections_per_client: Some(0),
+        };
+        let l = ClientLimits::from_file(&f, Some(1000), &mut problems);
+        assert_eq!(l.header_read_timeout, Duration::from_millis(2500));
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        for key in [
+            "keepalive_idle_timeout_ms",
+            "body_read_timeout_ms",
+            "max_connections:",
+            "max_connections_per_client",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(key)),
+                "{key}: {problems:?}"
+            );
+        }
     }
 }
