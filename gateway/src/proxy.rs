@@ -149,6 +149,35 @@ impl ProxyHttp for Gateway {
         e
     }
 
+    /// An idempotent request whose upstream failed before any response reached the client
+    /// (a reset, a closed connection, a timeout) goes once more, to another endpoint when the
+    /// pool has one — nginx's `proxy_next_upstream error timeout`. Other requests are never
+    /// sent twice.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let replayable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none();
+        let others = ctx
+            .snapshot
+            .as_ref()
+            .zip(ctx.pool)
+            .is_some_and(|(s, pool)| s.pool(pool).endpoint_count() > 1);
+        let retry = replayable && ctx.attempts < 2 && (others || client_reused);
+        if retry && others {
+            ctx.avoid = peer._address.as_inet().copied();
+        }
+        e.set_retry(retry);
+        e
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,

@@ -651,17 +651,16 @@ async fn flapping_upstream_requests_reach_the_healthy_one_and_none_hangs() {
     assert!(all.len() >= 100, "too little traffic: {}", all.len());
     let transport: Vec<_> = all.iter().filter(|r| r.is_err()).collect();
     assert!(transport.is_empty(), "client-side failures: {transport:?}");
-    // A connect failure is retried on the other endpoint, so a request only fails if the
-    // endpoint dies between accepting it and answering: rare (the echo answers at once; about
-    // 0.1% get 502 upstream_error here, as the gateway does not retry a request it has sent).
+    // A connect failure, and a GET whose endpoint dies before answering, go once more to the
+    // other endpoint (nginx's `proxy_next_upstream error timeout`): no client sees the flapping.
     let failed: Vec<_> = all
         .iter()
         .flatten()
         .filter(|(s, up)| *s != 200 || (up != "steady" && up != "flappy"))
         .collect();
     assert!(
-        failed.len() * 100 <= all.len(),
-        "{} of {} requests failed while an endpoint flapped (at most 1% may meet a reset): {failed:?}",
+        failed.is_empty(),
+        "{} of {} requests failed while an endpoint flapped: {failed:?}",
         failed.len(),
         all.len()
     );

@@ -260,3 +260,69 @@ async fn slow_upstream_is_504_after_read_timeout() {
     slow.set_delay(Duration::ZERO);
     assert_eq!(gw.echo(HOST, "/").await.upstream, "slow");
 }
+
+/// An endpoint that accepts, reads the request and closes without answering (a crash
+/// mid-request). With the health check unaware (TCP connects still succeed), a GET that met it
+/// goes once more to the other endpoint; a POST is never sent twice: it gets 502.
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotent_requests_are_replayed_once_and_posts_never() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+    let dying = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dying_addr = dying.local_addr().expect("addr");
+    let met = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&met);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = dying.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                // Dropped: the connection closes without a response.
+            });
+        }
+    });
+    let good = Upstream::start("good").await;
+    let gw = gateway_with(Pool::new([dying_addr.to_string(), good.addr().to_string()])).await;
+    for i in 0..8 {
+        let r = gw.request(HOST, &format!("/get/{i}")).await;
+        assert_eq!(r.status, 200, "GET {i}: {}", r.text);
+        assert_eq!(r.echo().upstream, "good");
+    }
+    assert!(
+        met.load(Ordering::SeqCst) > 0,
+        "the dying endpoint was never tried"
+    );
+    let (before_met, before_good) = (met.load(Ordering::SeqCst), good.hits());
+    let mut refused = 0;
+    for i in 0..8 {
+        let r = gw
+            .fetch(
+                gw.client()
+                    .post(gw.url(&format!("/post/{i}")))
+                    .header("host", HOST)
+                    .body("x"),
+            )
+            .await;
+        match r.status {
+            200 => assert_eq!(r.echo().upstream, "good"),
+            502 => refused += 1,
+            s => panic!("POST {i}: {s} {}", r.text),
+        }
+    }
+    let met_posts = met.load(Ordering::SeqCst) - before_met;
+    assert_eq!(
+        refused, met_posts,
+        "every POST the dying endpoint read failed, none was replayed"
+    );
+    assert_eq!(
+        good.hits() - before_good,
+        8 - met_posts,
+        "no POST reached two endpoints"
+    );
+}
