@@ -252,7 +252,39 @@ pub fn spec() -> Value {
       }
     });
     provisioning(&mut doc, &id, &unauthorized, &not_found);
+    bounded(&mut doc);
     doc
+}
+
+/// What every `/v1` operation may answer when realmctl is at its concurrent-request bound,
+/// and minting's own quota.
+fn bounded(doc: &mut Value) {
+    let busy = error("Too many API requests at once (`busy`); retry after `Retry-After` seconds");
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+            continue;
+        }
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
+                continue;
+            }
+            if let Some(r) = op["responses"].as_object_mut() {
+                r.entry("503").or_insert_with(|| busy.clone());
+            }
+        }
+    }
+    if let Some(r) = doc["paths"]["/v1/keys"]["post"]["responses"].as_object_mut() {
+        r.insert(
+            "429".into(),
+            error("The caller minted too many keys lately (`too_many_requests`); retry after `Retry-After` seconds"),
+        );
+    }
 }
 
 /// The provisioning endpoints and schema (a separate `json!`: one macro call of the whole

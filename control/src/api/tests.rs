@@ -485,6 +485,10 @@ fn openapi_documents_every_route() {
             "dangling $ref {name}"
         );
     }
+    // Every /v1 operation documents the concurrency bound; minting its quota.
+    assert!(doc["paths"]["/v1/tenants"]["post"]["responses"]["503"].is_object());
+    assert!(doc["paths"]["/v1/keys"]["get"]["responses"]["503"].is_object());
+    assert!(doc["paths"]["/v1/keys"]["post"]["responses"]["429"].is_object());
 }
 
 async fn as_key(
