@@ -250,6 +250,11 @@ async fn the_cli_creates_lists_and_revokes_keys() {
         out.contains("rgk_") && out.contains("cannot be shown again"),
         "{out}"
     );
+    // The secret is the first line and the only `rgk_` in the output (no display prefix
+    // that a `grep rgk_` would pick first).
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.starts_with("rgk_") && first.len() > 40, "{out}");
+    assert_eq!(out.matches("rgk_").count(), 1, "{out}");
     let (ok, out, err) = run(secret.clone(), argv(&["key", "create", "--namespace", "*"]))
         .await
         .expect("join");

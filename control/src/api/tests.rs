@@ -271,6 +271,8 @@ async fn conflicts_are_409_after_normalisation() {
         (status, v["error"].as_str()),
         (StatusCode::CONFLICT, Some("tenant_exists"))
     );
+    // Said in words, not Rust's debug formatting of the id type.
+    assert_eq!(v["message"], "tenant \"acme\" already exists", "{v}");
     let (status, v) = call(
         &app,
         Method::PATCH,

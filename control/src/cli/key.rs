@@ -45,12 +45,18 @@ pub(super) async fn key(c: &Client, cmd: KeyCmd, json: bool) -> Result<String, C
             if json {
                 return pretty(&k);
             }
+            // The secret first and alone on its line, so `| head -1` (or `grep rgk_`) takes
+            // it; the summary after it names the key without its display prefix.
             Ok(format!(
-                "created key {} (table version {})\n{}\n{}\n\nStore it now: only its digest is kept, it cannot be shown again.\n",
+                "{}\n\ncreated key {} for {} (namespaces {}; table version {})\nStore it now: only its digest is kept, it cannot be shown again.\n",
+                k.key,
                 k.view.id,
+                k.view
+                    .tenant
+                    .as_deref()
+                    .map_or_else(|| "the operator".to_owned(), |t| format!("tenant {t}")),
+                k.view.namespaces.join(","),
                 k.view.table_version,
-                output::keys(std::slice::from_ref(&k.view)),
-                k.key
             ))
         }
         KeyCmd::List => {

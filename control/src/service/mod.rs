@@ -227,7 +227,7 @@ impl Control {
             if model.tenants.contains_key(&id) {
                 return Err(ServiceError::Conflict {
                     code: "tenant_exists",
-                    message: format!("tenant {id:?} already exists"),
+                    message: format!("tenant \"{id}\" already exists"),
                     details: json!({"tenant": id}),
                 });
             }
@@ -298,7 +298,9 @@ impl Control {
             if current.provision.state.deleting() {
                 return Err(ServiceError::Conflict {
                     code: "tenant_deleting",
-                    message: format!("tenant {id:?} is being deleted"),
+                    message: format!(
+                        "tenant \"{id}\" is being deleted; create it again once it is gone"
+                    ),
                     details: json!({"tenant": id}),
                 });
             }
