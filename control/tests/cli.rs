@@ -79,15 +79,18 @@ async fn the_cli_drives_the_daemon_end_to_end() {
     assert!(out.ok, "{}", out.stderr);
     let mut lines = out.stdout.lines();
     assert!(
-        lines
-            .next()
-            .is_some_and(|h| h.starts_with("ID") && h.contains("STATUS")),
+        lines.next().is_some_and(|h| h.starts_with("ID")
+            && h.contains("STATUS")
+            && h.contains("PROVISIONING")),
         "{}",
         out.stdout
     );
     let row = lines.next().unwrap_or_default();
     assert!(
-        row.starts_with("acme") && row.contains("active") && row.contains("acme.test"),
+        row.starts_with("acme")
+            && row.contains("active")
+            && row.contains("ready (routed)")
+            && row.contains("acme.test"),
         "{}",
         out.stdout
     );

@@ -189,16 +189,24 @@ pub struct TenantFields {
 
 #[derive(Subcommand)]
 pub enum TenantCmd {
+    /// Create a tenant: its hosts and routes, provisioned (realm, database, ingress, DNS)
+    /// and routed once every step is done.
     Create {
+        /// The tenant id: a DNS label (`a-z`, `0-9`, `-`), also its realm's name.
         id: String,
         #[command(flatten)]
         fields: TenantFields,
     },
+    /// List tenants with their state, provisioning and hosts.
     List,
+    /// Show one tenant: hosts, routes, provisioning steps, table version.
     Show {
+        /// The tenant id.
         id: String,
     },
+    /// Change a tenant's fields (hosts, routes, catalog, shell, limits, status).
     Update {
+        /// The tenant id.
         id: String,
         #[command(flatten)]
         fields: TenantFields,
@@ -208,20 +216,27 @@ pub enum TenantCmd {
     },
     /// Run a failed provisioning step now (on a ready tenant: every step again).
     Retry {
+        /// The tenant id.
         id: String,
         /// Wait until provisioning is done.
         #[arg(long)]
         wait: bool,
+        /// Seconds to wait at most.
         #[arg(long, default_value_t = 120)]
         wait_timeout: u64,
     },
+    /// Delete a tenant: unrouted at once, then its provisioned parts removed in reverse
+    /// (the tenant database is archived, not dropped).
     Delete {
+        /// The tenant id.
         id: String,
+        /// Apply only if the tenant's revision is still this one.
         #[arg(long)]
         if_revision: Option<u64>,
         /// Wait until every gateway serves the deletion.
         #[arg(long)]
         wait: bool,
+        /// Seconds to wait at most.
         #[arg(long, default_value_t = 30)]
         wait_timeout: u64,
     },

@@ -42,9 +42,17 @@ pub fn tenants(list: &[TenantView]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|t| {
+            let provisioning = t.provisioning.as_ref().map_or_else(
+                || "-".to_owned(),
+                |p| {
+                    let routed = if p.routed { "routed" } else { "not routed" };
+                    format!("{} ({routed})", p.state.name())
+                },
+            );
             vec![
                 t.id.clone(),
                 status(t.status).to_owned(),
+                provisioning,
                 t.hosts.join(","),
                 t.routes.len().to_string(),
                 t.table_version.to_string(),
@@ -53,7 +61,15 @@ pub fn tenants(list: &[TenantView]) -> String {
         })
         .collect();
     columns(
-        &["ID", "STATUS", "HOSTS", "ROUTES", "VERSION", "NAME"],
+        &[
+            "ID",
+            "STATUS",
+            "PROVISIONING",
+            "HOSTS",
+            "ROUTES",
+            "VERSION",
+            "NAME",
+        ],
         &rows,
     )
 }
