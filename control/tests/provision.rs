@@ -208,13 +208,30 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
     );
     until_answers(&gw, &host2, 200, None, Duration::from_secs(5)).await;
 
-    // Delete: out of the table at once, then removes in reverse; the database archived.
-    let (st, _) = api
-        .call(Method::DELETE, &format!("/v1/tenants/{id}"), None)
-        .await;
-    assert_eq!(st, StatusCode::ACCEPTED);
+    // Delete through the CLI: out of the table at once, then removes in reverse, the database
+    // archived — and `--wait` returns only once all of that is done (no waiting after it).
+    let url = rc.url();
+    let cli_id = id.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
+            .args(["tenant", "delete", &cli_id, "--wait", "--wait-timeout", "60"])
+            .env("REALMCTL_URL", url)
+            .env("REALMCTL_TOKEN", OPERATOR_TOKEN)
+            .env_remove("REALMCTL_TOKEN_FILE")
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run realmctl");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (st, _) = api.call(Method::GET, &format!("/v1/tenants/{id}"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "gone when `delete --wait` returns");
     until_answers(&gw, &host2, 404, None, Duration::from_secs(5)).await;
-    wait_gone(&api, &id, Duration::from_secs(30)).await;
     assert!(kube.object("edge", &format!("realmgate-{id}")).is_none());
     assert!(dig(&s, &host2).is_empty());
     assert_eq!(kc.get(&format!("/{id}")).await.0, StatusCode::NOT_FOUND);

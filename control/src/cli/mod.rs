@@ -233,11 +233,12 @@ pub enum TenantCmd {
         /// Apply only if the tenant's revision is still this one.
         #[arg(long)]
         if_revision: Option<u64>,
-        /// Wait until every gateway serves the deletion.
+        /// Wait until every gateway serves the deletion and every provisioned part (realm,
+        /// ingress, DNS) is removed, so the id can be created again.
         #[arg(long)]
         wait: bool,
         /// Seconds to wait at most.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 120)]
         wait_timeout: u64,
     },
 }
@@ -423,7 +424,11 @@ async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliErr
             let path = format!("/v1/tenants/{}", crate::percent::encode(&id));
             let d: Deleted = c.send(Method::DELETE, &path, None, if_revision).await?;
             if wait {
-                wait_for_gateways(c, d.table_version, Duration::from_secs(wait_timeout)).await?;
+                // Unrouted everywhere first, then every provisioned part removed: only then
+                // can the same id be created again.
+                let timeout = Duration::from_secs(wait_timeout);
+                wait_for_gateways(c, d.table_version, timeout).await?;
+                provision::wait_gone(c, &id, timeout).await?;
             }
             if json {
                 return pretty(&d);

@@ -57,6 +57,44 @@ pub async fn wait_ready(c: &Client, id: &str, timeout: Duration) -> Result<Tenan
     }
 }
 
+/// Wait until a deleted tenant is gone from realmctl: every provisioned part removed (realm,
+/// ingress, DNS; the database archived). A removal that keeps failing is reported with its
+/// error, like a failed creation.
+pub async fn wait_gone(c: &Client, id: &str, timeout: Duration) -> Result<(), CliError> {
+    let deadline = Instant::now() + timeout;
+    let mut shown: Vec<String> = Vec::new();
+    loop {
+        let path = format!("/v1/tenants/{}", crate::percent::encode(id));
+        let t: TenantView = match c.get(&path).await {
+            Ok(t) => t,
+            Err(CliError::Api { status, .. }) if status == reqwest::StatusCode::NOT_FOUND => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(p) = t.provisioning.clone() else {
+            // Nothing was provisioned: gone with the table version already waited for.
+            return Ok(());
+        };
+        for line in progress_lines(&p) {
+            if !shown.contains(&line) {
+                eprintln!("  {line}");
+                shown.push(line);
+            }
+        }
+        let stuck = p.state == TenantState::DeleteFailed
+            && p.steps.iter().any(|s| s.state == "failed" && s.attempts >= 3);
+        if stuck || Instant::now() >= deadline {
+            return Err(CliError::Timeout(format!(
+                "tenant {id} is still {} ({}); its removal is retried with backoff, `realmctl tenant show {id}` shows its steps",
+                p.state.name(),
+                p.error.unwrap_or_else(|| "in progress".into())
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn progress_lines(p: &ProvisionView) -> Vec<String> {
     p.steps
         .iter()
