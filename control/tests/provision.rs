@@ -214,7 +214,14 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
     let cli_id = id.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
-            .args(["tenant", "delete", &cli_id, "--wait", "--wait-timeout", "60"])
+            .args([
+                "tenant",
+                "delete",
+                &cli_id,
+                "--wait",
+                "--wait-timeout",
+                "60",
+            ])
             .env("REALMCTL_URL", url)
             .env("REALMCTL_TOKEN", OPERATOR_TOKEN)
             .env_remove("REALMCTL_TOKEN_FILE")
@@ -229,8 +236,14 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let (st, _) = api.call(Method::GET, &format!("/v1/tenants/{id}"), None).await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "gone when `delete --wait` returns");
+    let (st, _) = api
+        .call(Method::GET, &format!("/v1/tenants/{id}"), None)
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "gone when `delete --wait` returns"
+    );
     until_answers(&gw, &host2, 404, None, Duration::from_secs(5)).await;
     assert!(kube.object("edge", &format!("realmgate-{id}")).is_none());
     assert!(dig(&s, &host2).is_empty());

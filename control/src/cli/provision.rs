@@ -83,7 +83,9 @@ pub async fn wait_gone(c: &Client, id: &str, timeout: Duration) -> Result<(), Cl
             }
         }
         let stuck = p.state == TenantState::DeleteFailed
-            && p.steps.iter().any(|s| s.state == "failed" && s.attempts >= 3);
+            && p.steps
+                .iter()
+                .any(|s| s.state == "failed" && s.attempts >= 3);
         if stuck || Instant::now() >= deadline {
             return Err(CliError::Timeout(format!(
                 "tenant {id} is still {} ({}); its removal is retried with backoff, `realmctl tenant show {id}` shows its steps",

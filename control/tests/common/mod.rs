@@ -108,6 +108,10 @@ impl Proc {
         }
     }
 
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -151,19 +155,55 @@ where
     }
 }
 
-async fn wait_healthy(proc: &mut Proc, url: &str) {
+/// Does process `pid` hold the listening socket on `port` (from `/proc`)? A health answer on
+/// a port only counts when it does: ports come from `free_addrs` and are free only until
+/// someone binds them, so a parallel test's process may own the port instead, and this one
+/// then exits on its failed bind after the other already answered.
+fn listens(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if *state == "0A" && local_port == Some(port) {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok).any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|t| inodes.iter().any(|i| t.to_string_lossy() == *i))
+    })
+}
+
+/// Wait until `proc` itself answers `url`. `Err` when it exited first (its port was taken:
+/// the caller starts it again on fresh ports).
+async fn wait_healthy(proc: &mut Proc, url: &str, port: u16) -> Result<(), String> {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = proc.exited() {
-            panic!(
+            return Err(format!(
                 "process exited with {status} before {url} answered:\n{}",
                 proc.log_text()
-            );
+            ));
         }
-        if let Ok(r) = http.get(url).send().await {
-            if r.status().is_success() {
-                return;
+        let ours = proc.id().is_some_and(|pid| listens(pid, port));
+        if ours {
+            if let Ok(r) = http.get(url).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
             }
         }
         assert!(
@@ -174,6 +214,9 @@ async fn wait_healthy(proc: &mut Proc, url: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// How many times a process is started on fresh ports when its port was taken meanwhile.
+const START_ATTEMPTS: usize = 5;
 
 /// A real `realmgate` process.
 pub struct Gateway {
@@ -188,6 +231,21 @@ impl Gateway {
     /// Start a gateway with its state in `dir/<name>/`; `control_url` makes it pull the
     /// table from realmctl at start.
     pub async fn start(dir: &TempDir, name: &str, control_url: Option<&str>) -> Gateway {
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::try_start(dir, name, control_url).await {
+                Ok(gw) => return gw,
+                Err(e) if attempt < START_ATTEMPTS => eprintln!("gateway {name}: {e}; again"),
+                Err(e) => panic!("gateway {name}: {e}"),
+            }
+        }
+        unreachable!("the last attempt panics")
+    }
+
+    async fn try_start(
+        dir: &TempDir,
+        name: &str,
+        control_url: Option<&str>,
+    ) -> Result<Gateway, String> {
         let addrs = free_addrs(2);
         let token = dir.write(&format!("{name}-token"), GATEWAY_TOKEN);
         let state = dir.path().join(format!("{name}-state"));
@@ -211,8 +269,8 @@ impl Gateway {
             conf,
             log,
         };
-        gw.wait().await;
-        gw
+        gw.wait().await?;
+        Ok(gw)
     }
 
     fn command(conf: &Path) -> Command {
@@ -221,9 +279,21 @@ impl Gateway {
         cmd
     }
 
-    async fn wait(&mut self) {
+    async fn wait(&mut self) -> Result<(), String> {
         let url = format!("http://{}/healthz", self.admin);
-        wait_healthy(&mut self.proc, &url).await;
+        wait_healthy(&mut self.proc, &url, self.admin.port()).await?;
+        // The data port too: Pingora binds it after the admin listener.
+        let (pid, port) = (self.proc.id(), self.listen.port());
+        for _ in 0..400 {
+            if let Some(status) = self.proc.exited() {
+                return Err(format!("exited with {status} binding {}", self.listen));
+            }
+            if pid.is_some_and(|p| listens(p, port)) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err(format!("{} never listened", self.listen))
     }
 
     pub fn admin_url(&self) -> String {
@@ -238,7 +308,9 @@ impl Gateway {
     pub async fn restart(&mut self) {
         self.proc.kill();
         self.proc = Proc::spawn(Self::command(&self.conf), self.log.clone());
-        self.wait().await;
+        if let Err(e) = self.wait().await {
+            panic!("gateway restart on {}: {e}", self.admin);
+        }
     }
 
     /// `GET /` with `Host: host`: the status and body.
@@ -291,6 +363,22 @@ impl Realmctl {
         extra: &str,
         env: &[(&str, &str)],
     ) -> Realmctl {
+        for attempt in 1..=START_ATTEMPTS {
+            match Self::try_start(dir, gateways, extra, env).await {
+                Ok(r) => return r,
+                Err(e) if attempt < START_ATTEMPTS => eprintln!("realmctl: {e}; again"),
+                Err(e) => panic!("realmctl: {e}"),
+            }
+        }
+        unreachable!("the last attempt panics")
+    }
+
+    async fn try_start(
+        dir: &TempDir,
+        gateways: &[&Gateway],
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Realmctl, String> {
         let addr = free_addrs(1)[0];
         let admin = dir.write("operator-token", OPERATOR_TOKEN);
         let gw_token = dir.write("realmctl-gateway-token", GATEWAY_TOKEN);
@@ -317,8 +405,8 @@ impl Realmctl {
             conf,
             log,
         };
-        r.wait().await;
-        r
+        r.wait().await?;
+        Ok(r)
     }
 
     fn command(conf: &Path, env: &[(&str, &str)]) -> Command {
@@ -337,12 +425,14 @@ impl Realmctl {
     pub async fn restart_with(&mut self, env: &[(&str, &str)]) {
         self.proc.kill();
         self.proc = Proc::spawn(Self::command(&self.conf, env), self.log.clone());
-        self.wait().await;
+        if let Err(e) = self.wait().await {
+            panic!("realmctl restart on {}: {e}", self.addr);
+        }
     }
 
-    async fn wait(&mut self) {
+    async fn wait(&mut self) -> Result<(), String> {
         let url = format!("{}/healthz", self.url());
-        wait_healthy(&mut self.proc, &url).await;
+        wait_healthy(&mut self.proc, &url, self.addr.port()).await
     }
 
     pub fn url(&self) -> String {
