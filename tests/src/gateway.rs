@@ -120,7 +120,20 @@ pub fn http_client() -> reqwest::Client {
 impl Gateway {
     /// Writes a token file and a YAML config into a fresh temp dir, starts the gateway with
     /// `--conf` on two free loopback ports and waits until `/healthz` answers.
+    /// A port taken by a parallel test before the gateway bound it: started again on fresh
+    /// ports, up to five times.
     pub async fn start(opts: GatewayOpts) -> Gateway {
+        for attempt in 1..=5 {
+            match Gateway::try_start(&opts).await {
+                Ok(gw) => return gw,
+                Err(e) if attempt < 5 => eprintln!("realmgate: {e}; starting again"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!("the last attempt panics")
+    }
+
+    async fn try_start(opts: &GatewayOpts) -> Result<Gateway, String> {
         let dir = TempDir::new("gw");
         let addrs = free_addrs(2);
         let (listen, admin) = (addrs[0], addrs[1]);
@@ -137,12 +150,12 @@ impl Gateway {
             opts.gateway_yaml,
         );
         let conf_file = dir.write("realmgate.yaml", conf);
-        Gateway::launch(Launch {
+        Gateway::try_launch(Launch {
             args: vec!["--conf".into(), conf_file.into()],
             dir,
             listen,
             admin,
-            token: Some(opts.token),
+            token: Some(opts.token.clone()),
             state_dir,
         })
         .await
@@ -150,6 +163,13 @@ impl Gateway {
 
     /// Starts the binary with `launch.args` and waits until `/healthz` answers on `launch.admin`.
     pub async fn launch(launch: Launch) -> Gateway {
+        match Gateway::try_launch(launch).await {
+            Ok(gw) => gw,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    async fn try_launch(launch: Launch) -> Result<Gateway, String> {
         let proc = Proc::spawn(
             "realmgate",
             &realmgate_bin(),
@@ -166,29 +186,32 @@ impl Gateway {
             client: http_client(),
             dir: launch.dir,
         };
-        gw.wait_healthy().await;
-        gw
+        gw.wait_healthy().await?;
+        Ok(gw)
     }
 
-    async fn wait_healthy(&mut self) {
+    /// Until this process answers `/healthz` and holds both its listeners (the admin listener
+    /// starts before Pingora binds the data one). `Err` when it exited first.
+    async fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         let url = self.admin_url("/healthz");
         loop {
             if let Some(status) = self.proc.try_wait() {
-                panic!(
+                return Err(format!(
                     "realmgate exited during start ({status}); args {:?}\n{}",
                     self.args,
                     self.proc.logs()
-                );
+                ));
             }
-            // The admin listener starts before Pingora binds the data listener: wait for both.
-            if let Ok(r) = self.client.get(&url).send().await {
-                if r.status().as_u16() == 200
-                    && tokio::net::TcpStream::connect(self.listen_addr())
-                        .await
-                        .is_ok()
-                {
-                    return;
+            let ours = self.proc.id().is_some_and(|pid| {
+                crate::process::listens(pid, self.admin.port())
+                    && crate::process::listens(pid, self.listen.port())
+            });
+            if ours {
+                if let Ok(r) = self.client.get(&url).send().await {
+                    if r.status().as_u16() == 200 {
+                        return Ok(());
+                    }
                 }
             }
             if Instant::now() >= deadline {
@@ -372,7 +395,9 @@ impl Gateway {
     pub async fn restart(&mut self) {
         self.proc.kill();
         self.proc = Proc::spawn("realmgate", &realmgate_bin(), &self.args, self.dir.path());
-        self.wait_healthy().await;
+        if let Err(e) = self.wait_healthy().await {
+            panic!("{e}");
+        }
     }
 }
 
