@@ -6,6 +6,7 @@
 pub mod kube_fake;
 pub mod provision;
 
+use realmgate_e2e::process::listens;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::future::Future;
@@ -153,37 +154,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// Does process `pid` hold the listening socket on `port` (from `/proc`)? A health answer on
-/// a port only counts when it does: ports come from `free_addrs` and are free only until
-/// someone binds them, so a parallel test's process may own the port instead, and this one
-/// then exits on its failed bind after the other already answered.
-fn listens(pid: u32, port: u16) -> bool {
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
-                continue;
-            };
-            let local_port = local
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if *state == "0A" && local_port == Some(port) {
-                inodes.push(format!("socket:[{inode}]"));
-            }
-        }
-    }
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    fds.filter_map(Result::ok).any(|fd| {
-        std::fs::read_link(fd.path())
-            .is_ok_and(|t| inodes.iter().any(|i| t.to_string_lossy() == *i))
-    })
 }
 
 /// Wait until `proc` itself answers `url`. `Err` when it exited first (its port was taken:
