@@ -105,6 +105,7 @@ fn model(tenants: usize) -> Result<Model, Box<dyn std::error::Error>> {
         connect_timeout_ms: None,
         read_timeout_ms: None,
         write_timeout_ms: None,
+        ..Upstream::default()
     };
     m.upstreams.insert(
         app,
@@ -135,6 +136,7 @@ fn model(tenants: usize) -> Result<Model, Box<dyn std::error::Error>> {
                 display_name: None,
                 catalog: Vec::new(),
                 shell: None,
+                ..Tenant::default()
             },
             display_name: id.clone(),
             catalog: Vec::new(),

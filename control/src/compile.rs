@@ -279,6 +279,7 @@ mod tests {
                 .collect(),
             tenants: m.tenants.values().map(|t| t.wire.clone()).collect(),
             api_keys: Vec::new(),
+            certificates: Vec::new(),
         };
         assert_eq!(table, expected);
         assert_eq!(hosts.len(), 2);

@@ -218,6 +218,7 @@ pub mod fixtures {
                 display_name: None,
                 catalog: Vec::new(),
                 shell: None,
+                ..Tenant::default()
             },
             display_name: id.to_owned(),
             catalog: Vec::new(),
@@ -238,6 +239,7 @@ pub mod fixtures {
                 connect_timeout_ms: None,
                 read_timeout_ms: None,
                 write_timeout_ms: None,
+                ..Upstream::default()
             },
             table_version: 1,
             updated_at_ms: 1,

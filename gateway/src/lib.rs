@@ -17,4 +17,5 @@ pub mod route;
 pub mod shell;
 pub mod snapshot;
 pub mod tenant;
+pub mod tls;
 pub mod upstream;

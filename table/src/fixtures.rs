@@ -13,8 +13,7 @@ impl Table {
         Table {
             version: 1,
             upstreams: Default::default(),
-            tenants: Vec::new(),
-            api_keys: Vec::new(),
+            ..Table::default()
         }
     }
 
@@ -52,8 +51,7 @@ impl Upstream {
             endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
             health_check: None,
             connect_timeout_ms: None,
-            read_timeout_ms: None,
-            write_timeout_ms: None,
+            ..Upstream::default()
         }
     }
 }
@@ -69,8 +67,7 @@ impl Tenant {
             rate_limits: Default::default(),
             realm: None,
             display_name: None,
-            catalog: Vec::new(),
-            shell: None,
+            ..Tenant::default()
         }
     }
 

@@ -26,9 +26,10 @@ pub use validate::{
     MAX_HOSTS_PER_TENANT, MAX_KEY_NAMESPACES, MAX_NAMESPACE_LEN, MAX_ROUTES_PER_TENANT,
     MAX_SHELL_EXCLUDES,
 };
+pub use validate::{certificate, CheckedCert};
 pub use wire::{
-    ApiKey, AuthSpec, CatalogApp, HealthCheck, RateLimit, RateLimits, Realm, Route, Shell, Table,
-    Tenant, TenantStatus, Upstream,
+    ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode, RateLimit,
+    RateLimits, Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
 };
 
 use sha2::{Digest, Sha256};
@@ -66,6 +67,7 @@ pub fn parse(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
             table,
             hosts: n.hosts,
             key_expiry: n.key_expiry,
+            certificates: n.certificates,
         }),
         Ok(_) => Err(found),
         Err(mut problems) => {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 ///  "tenants": [{"id": "acme", "hosts": ["acme.test"],
 ///               "routes": [{"prefix": "/", "upstream": "app-a", "auth": "public"}]}]}
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     /// Monotonically increasing table version, at least 1. A gateway refuses a table whose
     /// version is not newer than the one it serves (409), so pushes can be retried safely.
@@ -28,6 +28,41 @@ pub struct Table {
     /// API keys the gateways accept on `api_key` routes: digests only, never secrets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<ApiKey>,
+    /// Certificates the gateways' TLS listeners serve, chosen per connection by SNI. They
+    /// carry private keys: a table with certificates travels only over an authenticated,
+    /// encrypted channel (or loopback).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<Certificate>,
+}
+
+/// A certificate and its private key, and the host names the gateway serves it for.
+///
+/// ```json
+/// {"name": "acme", "cert_pem": "-----BEGIN CERTIFICATE-----…", "key_pem": "-----BEGIN PRIVATE KEY-----…",
+///  "hosts": ["acme.test", "*.acme.test"], "not_after": "2027-03-01T00:00:00Z"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// Like an upstream name (1–63 of `a-z`, `0-9`, `.`, `_`, `-`), unique in the table.
+    pub name: String,
+    /// The chain in PEM: the certificate first, then each issuer in turn (the root may be
+    /// left out). At most 64 KiB and 8 certificates.
+    pub cert_pem: String,
+    /// The certificate's private key in PEM (PKCS#8, SEC1 or PKCS#1; ECDSA P-256/P-384, RSA
+    /// or Ed25519), unencrypted. At most 16 KiB.
+    pub key_pem: String,
+    /// The names it is served for: exact names or one leading wildcard label, each covered
+    /// by one of the certificate's DNS names with certificate semantics (`*.beta.test` covers
+    /// `x.beta.test`, not `a.b.beta.test` nor `beta.test`). An exact name belongs to one
+    /// certificate of the table, a wildcard too.
+    pub hosts: Vec<String>,
+    /// The certificate's own not-after (RFC 3339 UTC), stated so that a reader of the table
+    /// sees it; it must agree with the certificate to the second.
+    pub not_after: String,
+    /// A DER OCSP response for the certificate, base64, stapled to every handshake. At most
+    /// 16 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_staple: Option<String>,
 }
 
 /// An API key as gateways see it: its SHA-256 digest and what it may reach.
@@ -113,7 +148,7 @@ impl RateLimits {
 }
 
 /// An upstream pool: endpoints balanced round-robin, with active health checks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upstream {
     /// `IP:port` socket addresses (IPv6 as `[::1]:80`), 1 to 1024, no duplicates. Host names
     /// are not resolved by the gateway: the control plane writes addresses.
@@ -132,6 +167,29 @@ pub struct Upstream {
     /// Longest wait for each write to the endpoint, in ms (default 60000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_timeout_ms: Option<u64>,
+    /// The name an `https://` endpoint's certificate is checked against, and sent as SNI.
+    /// Absent: the endpoint's IP address (its certificate must then name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// A PEM file on the gateway with the CA certificates `https://` endpoints are verified
+    /// against. Absent: the system's trust roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Do not verify `https://` endpoints' certificates at all. Only for endpoints reached
+    /// over a network that is trusted anyway.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub insecure_skip_verify: bool,
+    /// Speak HTTP/2 to `https://` endpoints (negotiated by ALPN; HTTP/1.1 if the endpoint
+    /// declines). Default HTTP/1.1.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub h2: bool,
+}
+
+impl Upstream {
+    /// Whether any endpoint is `https://`.
+    pub fn uses_tls(&self) -> bool {
+        self.endpoints.iter().any(|e| e.starts_with("https://"))
+    }
 }
 
 /// Active health check of an upstream pool.
@@ -144,7 +202,7 @@ pub struct HealthCheck {
 }
 
 /// A tenant: the hosts it answers and how its paths route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
     /// 1–63 characters of `a-z`, `0-9` and `-`, starting and ending with a letter or digit
     /// (a DNS label: it also names the tenant's realm and database).
@@ -177,6 +235,66 @@ pub struct Tenant {
     /// no shell, every request goes to the routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<Shell>,
+    /// What plain HTTP gets on the tenant's hosts: `off` (served, the default), `redirect`
+    /// (`308` to the same host and path over https; `/.well-known/acme-challenge/` is never
+    /// redirected) or `only` (refused with 403).
+    #[serde(default, skip_serializing_if = "HttpsMode::is_off")]
+    pub https: HttpsMode,
+    /// `Strict-Transport-Security` on every response the tenant's hosts send over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+}
+
+/// How a tenant's hosts treat plain HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpsMode {
+    #[default]
+    Off,
+    Redirect,
+    Only,
+}
+
+impl HttpsMode {
+    pub fn is_off(&self) -> bool {
+        *self == HttpsMode::Off
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HttpsMode::Off => "off",
+            HttpsMode::Redirect => "redirect",
+            HttpsMode::Only => "only",
+        }
+    }
+}
+
+/// `Strict-Transport-Security` settings (RFC 6797).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Hsts {
+    /// Seconds browsers remember to use https only: 0 (forget) to 63 072 000 (two years).
+    pub max_age: u64,
+    /// The policy covers subdomains too.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub include_subdomains: bool,
+    /// Ask for the browsers' preload list: needs `include_subdomains` and a `max_age` of at
+    /// least a year (31 536 000), as the list requires.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub preload: bool,
+}
+
+impl Hsts {
+    /// The header's value.
+    pub fn header_value(&self) -> String {
+        let mut v = format!("max-age={}", self.max_age);
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.preload {
+            v.push_str("; preload");
+        }
+        v
+    }
 }
 
 /// A tenant's identity realm: whose tokens its `jwt` routes accept and where its `session`

@@ -197,6 +197,8 @@ impl Registry {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut record = TenantRecord {
                 wire: Tenant {
+                    https: Default::default(),
+                    hsts: None,
                     id: id.clone(),
                     hosts: host_list,
                     routes,

@@ -235,6 +235,8 @@ impl Control {
             let now = now_ms();
             let mut record = TenantRecord {
                 wire: Tenant {
+                    https: Default::default(),
+                    hsts: None,
                     id: id.to_string(),
                     hosts: hosts.iter().map(ToString::to_string).collect(),
                     routes,

@@ -108,6 +108,8 @@ pub fn check_tenant(
     );
     check_catalog(t.catalog, problems);
     let tenant = Tenant {
+        https: Default::default(),
+        hsts: None,
         // The id is checked where it is decoded; a tenant alone is judged without it.
         id: String::new(),
         hosts: t.hosts.map(<[String]>::to_vec).unwrap_or_default(),

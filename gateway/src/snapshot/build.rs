@@ -60,6 +60,7 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         table,
         hosts,
         key_expiry,
+        certificates: _,
     } = checked;
     let pool_index: HashMap<&str, PoolIdx> = table
         .upstreams

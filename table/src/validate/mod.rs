@@ -3,11 +3,16 @@
 //! key ([`api_key`]) as it would enter a table (what realmctl checks a request body with).
 
 mod auth;
+mod certs;
 mod keys;
 mod shell;
 
 pub use crate::problem::Problem;
 pub use auth::MAX_AUDIENCES;
+pub use certs::{
+    cert_name_covers, certificate, parse_cert_name, rfc3339, CheckedCert, MAX_CERTIFICATES,
+    MAX_CERT_HOSTS, MAX_CERT_PEM_BYTES, MAX_CHAIN_LEN, MAX_KEY_PEM_BYTES, MAX_OCSP_BYTES,
+};
 pub use shell::{
     label, LabelProblem, MAX_APP_TITLE_CHARS, MAX_CATALOG_APPS, MAX_DISPLAY_NAME_CHARS,
     MAX_SHELL_EXCLUDES,
@@ -15,7 +20,7 @@ pub use shell::{
 
 use crate::host::HostPattern;
 use crate::path::normalise_path;
-use crate::wire::{ApiKey, RateLimit, RateLimits, Table, Tenant, Upstream};
+use crate::wire::{ApiKey, Hsts, RateLimit, RateLimits, Table, Tenant, Upstream};
 use auth::{check_auth, check_realm, RealmFacts};
 use keys::{check_api_keys, check_key_digest, check_key_id, check_key_rest};
 pub use keys::{is_key_digest, parse_expiry};
@@ -53,13 +58,16 @@ pub struct CheckedTable {
     pub hosts: Vec<Vec<HostPattern>>,
     /// `key_expiry[k]`: API key `k`'s `expires_at` as seconds since the Unix epoch.
     pub key_expiry: Vec<Option<u64>>,
+    /// `certificates[c]`: certificate `c`, parsed and ready to serve.
+    pub certificates: Vec<CheckedCert>,
 }
 
 /// What [`table`] learned besides "valid": see [`CheckedTable`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Normalised {
     pub hosts: Vec<Vec<HostPattern>>,
     pub key_expiry: Vec<Option<u64>>,
+    pub certificates: Vec<CheckedCert>,
 }
 
 /// What one tenant is checked against: the rest of the table it will enter.
@@ -182,8 +190,13 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     }
     check_host_owners(table, &hosts, &mut problems);
     let key_expiry = check_api_keys(table, &ids, &mut problems);
+    let certificates = certs::check_certificates(table, &mut problems);
     if problems.is_empty() {
-        Ok(Normalised { hosts, key_expiry })
+        Ok(Normalised {
+            hosts,
+            key_expiry,
+            certificates,
+        })
     } else {
         Err(problems)
     }
@@ -229,7 +242,29 @@ fn check_tenant(
     if tenant.display_name.is_some() || !tenant.catalog.is_empty() || tenant.shell.is_some() {
         check_shell_fields(tenant, ctx, problems);
     }
+    if let Some(hsts) = &tenant.hsts {
+        check_hsts(hsts, problems);
+    }
     hosts
+}
+
+/// Longest HSTS `max_age` (two years), and the least the preload list takes (one year).
+pub const MAX_HSTS_AGE: u64 = 63_072_000;
+pub const MIN_HSTS_PRELOAD_AGE: u64 = 31_536_000;
+
+fn check_hsts(hsts: &Hsts, problems: &mut Vec<Problem>) {
+    if hsts.max_age > MAX_HSTS_AGE {
+        problems.push(Problem::new(
+            "hsts.max_age",
+            format!("must be between 0 and {MAX_HSTS_AGE} (two years)"),
+        ));
+    }
+    if hsts.preload && (!hsts.include_subdomains || hsts.max_age < MIN_HSTS_PRELOAD_AGE) {
+        problems.push(Problem::new(
+            "hsts.preload",
+            format!("the preload list needs include_subdomains and a max_age of at least {MIN_HSTS_PRELOAD_AGE}"),
+        ));
+    }
 }
 
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
@@ -249,8 +284,20 @@ fn check_upstream_spec(upstream: &Upstream, problems: &mut Vec<Problem>) {
         ));
     }
     let mut seen = HashSet::new();
+    let tls = upstream.uses_tls();
     for (i, ep) in upstream.endpoints.iter().enumerate() {
-        match ep.parse::<SocketAddr>() {
+        let addr = match ep.strip_prefix("https://") {
+            Some(addr) => addr,
+            None if tls => {
+                problems.push(Problem::new(
+                    format!("endpoints[{i}]"),
+                    format!("{ep:?}: a pool's endpoints are all https:// or none"),
+                ));
+                continue;
+            }
+            None => ep.as_str(),
+        };
+        match addr.parse::<SocketAddr>() {
             Ok(addr) if addr.port() == 0 => problems.push(Problem::new(
                 format!("endpoints[{i}]"),
                 format!("{ep:?}: port 0"),
@@ -265,10 +312,11 @@ fn check_upstream_spec(upstream: &Upstream, problems: &mut Vec<Problem>) {
             }
             Err(_) => problems.push(Problem::new(
                 format!("endpoints[{i}]"),
-                format!("{ep:?} is not an IP:port address"),
+                format!("{ep:?} is not an IP:port address or https://IP:port (host names are not resolved by the gateway: give the address, and the name in server_name)"),
             )),
         }
     }
+    check_upstream_tls(upstream, tls, problems);
     for (field, value) in [
         ("connect_timeout_ms", upstream.connect_timeout_ms),
         ("read_timeout_ms", upstream.read_timeout_ms),
@@ -292,6 +340,45 @@ fn check_upstream_spec(upstream: &Upstream, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(
                 "health_check.http_path",
                 format!("{path:?} is not a normalised absolute path"),
+            ));
+        }
+    }
+}
+
+/// The TLS fields of a pool apply to `https://` endpoints only.
+fn check_upstream_tls(upstream: &Upstream, tls: bool, problems: &mut Vec<Problem>) {
+    for (field, set) in [
+        ("server_name", upstream.server_name.is_some()),
+        ("ca_file", upstream.ca_file.is_some()),
+        ("insecure_skip_verify", upstream.insecure_skip_verify),
+        ("h2", upstream.h2),
+    ] {
+        if set && !tls {
+            problems.push(Problem::new(
+                field,
+                "applies only to a pool of https:// endpoints",
+            ));
+        }
+    }
+    if let Some(name) = &upstream.server_name {
+        if let Err(e) = parse_cert_name(name).and_then(|p| match p {
+            HostPattern::Exact(_) => Ok(()),
+            HostPattern::Wildcard(_) => Err(format!("{name:?}: a server name is not a wildcard")),
+        }) {
+            problems.push(Problem::new("server_name", e));
+        }
+    }
+    if let Some(path) = &upstream.ca_file {
+        if !path.starts_with('/') || path.len() > 4096 || path.contains('\0') {
+            problems.push(Problem::new(
+                "ca_file",
+                format!("{path:?} is not an absolute path"),
+            ));
+        }
+        if upstream.insecure_skip_verify {
+            problems.push(Problem::new(
+                "insecure_skip_verify",
+                "contradicts ca_file: verify against the CA, or not at all",
             ));
         }
     }
