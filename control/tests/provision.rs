@@ -1,9 +1,9 @@
 //! Provisioning across processes, against real components: the real `realmctl` and
 //! `realmgate` binaries, a real Keycloak (tests/setup/keycloak.sh), a real PowerDNS
-//! (tests/setup/powerdns.sh, checked with real DNS queries through `dig`) and real libsql
-//! files. Kubernetes is the one fake: no API server can run on the test machines, so the
-//! `kube` client talks to a loopback fake that answers with real Kubernetes JSON
-//! (common/kube_fake.rs) and records what it was sent.
+//! (tests/setup/powerdns.sh, checked with real DNS queries through `dig`), real libsql
+//! files and a real Kubernetes API server (kube-apiserver + etcd, tests/setup/kubernetes.sh)
+//! reached through a recording proxy that can also answer 500 to everything
+//! (realmgate_e2e::kube).
 //!
 //! Keycloak and PowerDNS come from the environment that tests/run sets up
 //! (`REALMGATE_KEYCLOAK_URL`, `REALMGATE_POWERDNS_*`); without them these tests skip and
@@ -11,9 +11,9 @@
 
 mod common;
 
-use common::kube_fake::KubeFake;
 use common::provision::*;
 use common::*;
+use realmgate_e2e::kube::Kube;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
@@ -131,7 +131,8 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
     // DNS answers; the Ingress has the right spec; the database file exists.
     assert_eq!(dig(&s, &host), ["127.0.0.7"]);
     let ing = kube
-        .object("edge", &format!("realmgate-{id}"))
+        .ingress("edge", &format!("realmgate-{id}"))
+        .await
         .expect("ingress");
     assert_eq!(
         ing["metadata"]["labels"]["app.kubernetes.io/managed-by"],
@@ -198,7 +199,8 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
     .await;
     wait_state(&api, &id, "ready", Duration::from_secs(30)).await;
     let ing = kube
-        .object("edge", &format!("realmgate-{id}"))
+        .ingress("edge", &format!("realmgate-{id}"))
+        .await
         .expect("ingress");
     assert_eq!(ing["spec"]["rules"][0]["host"], host2);
     let (_, login) = kc.get(&format!("/{id}/clients?clientId=realmgate")).await;
@@ -245,7 +247,10 @@ async fn a_tenant_is_provisioned_everywhere_updated_and_deprovisioned() {
         "gone when `delete --wait` returns"
     );
     until_answers(&gw, &host2, 404, None, Duration::from_secs(5)).await;
-    assert!(kube.object("edge", &format!("realmgate-{id}")).is_none());
+    assert!(kube
+        .ingress("edge", &format!("realmgate-{id}"))
+        .await
+        .is_none());
     assert!(dig(&s, &host2).is_empty());
     assert_eq!(kc.get(&format!("/{id}")).await.0, StatusCode::NOT_FOUND);
     assert!(!db.exists());
@@ -280,7 +285,7 @@ async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates(
         return;
     };
     let dir = TempDir::new("prov-crash");
-    let kube = KubeFake::start().await;
+    let kube = Kube::start(&["edge"]).await;
     let mut rc = Realmctl::start_with(&dir, &[], &provision_yaml(&dir, Some(&s), &kube), &[]).await;
     let api = rc.api();
     api.call(
@@ -332,7 +337,9 @@ async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates(
             "{point}"
         );
         assert!(
-            kube.object("edge", &format!("realmgate-{id}")).is_some(),
+            kube.ingress("edge", &format!("realmgate-{id}"))
+                .await
+                .is_some(),
             "{point}"
         );
         assert_eq!(dig(&s, &host), ["127.0.0.7"], "{point}");
@@ -344,7 +351,11 @@ async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates(
         assert_eq!(st, StatusCode::OK, "{point}: {cred}");
         assert!(cred["admin_password"].is_string(), "{point}: {cred}");
     }
-    assert_eq!(kube.count(), points.len(), "one Ingress per tenant");
+    assert_eq!(
+        kube.ingress_count("edge").await,
+        points.len(),
+        "one Ingress per tenant"
+    );
 
     // Deletion killed mid-way finishes too, and leaves nothing behind.
     for (i, point) in [
@@ -366,7 +377,9 @@ async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates(
         restart_after_crash(&mut rc, point).await;
         wait_gone(&rc.api(), &id, Duration::from_secs(60)).await;
         assert!(
-            kube.object("edge", &format!("realmgate-{id}")).is_none(),
+            kube.ingress("edge", &format!("realmgate-{id}"))
+                .await
+                .is_none(),
             "{point}"
         );
         assert!(dig(&s, &host).is_empty(), "{point}");
@@ -381,7 +394,8 @@ async fn killed_at_every_step_boundary_it_resumes_without_orphans_or_duplicates(
 
 #[tokio::test]
 async fn a_failing_step_marks_the_tenant_failed_and_retry_finishes_it() {
-    // Needs no outside service: database (libsql files) and ingress (the kube fake).
+    // Needs no Keycloak or PowerDNS: database (libsql files) and ingress (the real API server,
+    // behind the test's proxy, told to fail).
     let Stack {
         dir: _dir,
         kube,
@@ -390,9 +404,7 @@ async fn a_failing_step_marks_the_tenant_failed_and_retry_finishes_it() {
         rc,
     } = Stack::start("prov-fail", None, "f").await;
     let api = rc.api();
-    kube.state
-        .fail
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    kube.set_failing(true);
     let (st, _) = api
         .call(
             Method::POST,
@@ -422,10 +434,8 @@ async fn a_failing_step_marks_the_tenant_failed_and_retry_finishes_it() {
     assert_eq!(v["provisioning"]["routed"], false);
     until_answers(&gw, "flaky.test", 404, None, Duration::from_secs(2)).await;
     // The CLI shows the error; `tenant retry --wait` finishes it once the cause is gone.
-    kube.state
-        .fail
-        .store(false, std::sync::atomic::Ordering::SeqCst);
-    // Off the test's runtime thread: the fake API server runs on it.
+    kube.set_failing(false);
+    // Off the test's runtime thread: the API server's proxy runs on it.
     let url = rc.url();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
@@ -450,5 +460,5 @@ async fn a_failing_step_marks_the_tenant_failed_and_retry_finishes_it() {
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(kube.count(), 1);
+    assert_eq!(kube.ingress_count("edge").await, 1);
 }

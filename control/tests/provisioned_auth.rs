@@ -5,9 +5,8 @@
 //! login client, whose secret travels in the table and is exchanged at Keycloak's token
 //! endpoint. The login is driven over plain HTTP, as a browser would post Keycloak's HTML
 //! forms (the Chromium-driven login lives in the gateway's tests); the first admin's
-//! temporary password is changed on the way, as on a real first login. Kubernetes is the
-//! one fake: the loopback server of common/kube_fake.rs that answers with real Kubernetes
-//! JSON, because no API server can run on the test machines.
+//! temporary password is changed on the way, as on a real first login. The Ingress goes to a
+//! real Kubernetes API server (tests/setup/kubernetes.sh).
 
 mod common;
 
@@ -125,7 +124,7 @@ async fn provisioned_realms_guard_the_jwt_and_session_routes_of_their_own_tenant
     let Some(s) = services("provisioned_realms_guard") else {
         return;
     };
-    // Bound, not `..`: the directory, the fake and the upstream must live as long as the test.
+    // Bound, not `..`: the directory, the API server and the upstream must live as long as the test.
     let Stack {
         dir: _dir,
         kube: _kube,

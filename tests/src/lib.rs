@@ -10,6 +10,7 @@ pub mod echo;
 pub mod gateway;
 pub mod jwks;
 pub mod keycloak;
+pub mod kube;
 pub mod metrics;
 pub mod process;
 pub mod raw;

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod kube_fake;
 pub mod provision;
 
 use realmgate_e2e::process::listens;

@@ -2,8 +2,8 @@
 //! PowerDNS that tests/run starts (found through the environment), realmctl's provisioning
 //! config for them, DNS queries through `dig`, and Keycloak's admin API to check results.
 
-use super::kube_fake::KubeFake;
 use super::*;
+use realmgate_e2e::kube::Kube;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -70,7 +70,7 @@ pub fn bootstrap_keycloak(dir: &TempDir, s: &Services) -> String {
     file.display().to_string()
 }
 
-pub fn provision_yaml(dir: &TempDir, s: Option<&Services>, kube: &KubeFake) -> String {
+pub fn provision_yaml(dir: &TempDir, s: Option<&Services>, kube: &Kube) -> String {
     let key = dir.write(
         "secrets.key",
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
@@ -197,11 +197,11 @@ pub fn body(id: &str, host: &str) -> Value {
 }
 
 /// One gateway, a realmctl that provisions with every provider (`services`: Keycloak and
-/// PowerDNS; without them, identity and DNS `none`) and the Kubernetes fake, and a pool `app`
+/// PowerDNS; without them, identity and DNS `none`) and a real Kubernetes API server, and a pool `app`
 /// whose upstream answers `upstream <name>`.
 pub struct Stack {
     pub dir: TempDir,
-    pub kube: KubeFake,
+    pub kube: Kube,
     pub up: Upstream,
     pub gw: Gateway,
     pub rc: Realmctl,
@@ -210,7 +210,7 @@ pub struct Stack {
 impl Stack {
     pub async fn start(prefix: &str, services: Option<&Services>, upstream: &'static str) -> Stack {
         let dir = TempDir::new(prefix);
-        let kube = KubeFake::start().await;
+        let kube = Kube::start(&["edge"]).await;
         let up = Upstream::start(upstream).await;
         let gw = Gateway::start(&dir, "gw", None).await;
         let yaml = provision_yaml(&dir, services, &kube);

@@ -1,0 +1,286 @@
+//! A real Kubernetes API server for a test: `kube-apiserver` and `etcd` started by
+//! `tests/setup/kubernetes.sh` (built once from the Go module proxy) with their state in the
+//! test's own directory, so tests running in parallel share nothing.
+//!
+//! realmctl reaches it through a loopback proxy of ours that forwards every request as is and
+//! records it (method, path, query, content type, JSON body), and that can be told to answer
+//! `500` to everything: a fault the real server cannot be made to produce on demand. Objects
+//! are read back from the real server, never from the proxy.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One request realmctl sent, as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub content_type: String,
+    pub body: Value,
+}
+
+/// What the proxy shares with the test.
+pub struct Inner {
+    pub requests: Mutex<Vec<Recorded>>,
+    /// Answer 500 to everything while set (nothing reaches the real server).
+    pub fail: AtomicBool,
+    server: String,
+    client: reqwest::Client,
+}
+
+/// A running API server, its proxy, and an admin client for the test.
+pub struct Kube {
+    /// The proxy's address: what realmctl's kubeconfig names.
+    pub addr: SocketAddr,
+    pub state: Arc<Inner>,
+    token: String,
+    dir: crate::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn script() -> PathBuf {
+    crate::workspace_root().join("tests/setup/kubernetes.sh")
+}
+
+/// `server:` and `token:` of the kubeconfig the script writes.
+fn kubeconfig_field(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_owned()))
+        .unwrap_or_else(|| panic!("kubeconfig without {key}"))
+}
+
+impl Kube {
+    /// Start a fresh API server (a few seconds) with the namespaces given created, and the
+    /// proxy in front of it.
+    pub async fn start(namespaces: &[&str]) -> Kube {
+        let dir = crate::TempDir::new("kube");
+        let state_dir = dir.path().to_owned();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(script())
+                .arg("start")
+                .arg(&state_dir)
+                .output()
+        })
+        .await
+        .expect("join")
+        .expect("run tests/setup/kubernetes.sh");
+        assert!(
+            out.status.success(),
+            "kubernetes.sh start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kubeconfig = std::fs::read_to_string(dir.join("kubeconfig")).expect("kubeconfig");
+        // Stopped (and its directory removed) when the test's `Kube` drops.
+        let server = kubeconfig_field(&kubeconfig, "server:");
+        let token = kubeconfig_field(&kubeconfig, "token:");
+        let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
+            .build()
+            .expect("client");
+        let state = Arc::new(Inner {
+            requests: Mutex::new(Vec::new()),
+            fail: AtomicBool::new(false),
+            server,
+            client,
+        });
+        let app = Router::new()
+            .fallback(forward)
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let kube = Kube {
+            addr,
+            state,
+            token,
+            dir,
+            task,
+        };
+        for ns in namespaces {
+            let (st, v) = kube
+                .admin(
+                    Method::POST,
+                    "/api/v1/namespaces",
+                    Some(
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+                    ),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "namespace {ns}: {v}");
+        }
+        kube
+    }
+
+    /// A kubeconfig for realmctl: the proxy, the admin token.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n    namespace: default\ncurrent-context: test\n",
+            self.addr, self.token
+        )
+    }
+
+    /// The state directory (CA certificate `ca.crt`, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A request to the real server as its admin, past the proxy (not recorded).
+    pub async fn admin(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .state
+            .client
+            .request(method, format!("{}{path}", self.state.server))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("API server request");
+        let status = resp.status();
+        let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, v)
+    }
+
+    /// An Ingress as the real server holds it.
+    pub async fn ingress(&self, ns: &str, name: &str) -> Option<Value> {
+        let (st, v) = self
+            .admin(
+                Method::GET,
+                &format!("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/{name}"),
+                None,
+            )
+            .await;
+        match st {
+            StatusCode::OK => Some(v),
+            StatusCode::NOT_FOUND => None,
+            other => panic!("GET ingress {ns}/{name}: {other} {v}"),
+        }
+    }
+
+    /// How many Ingresses the namespace holds.
+    pub async fn ingress_count(&self, ns: &str) -> usize {
+        let (st, v) = self
+            .admin(
+                Method::GET,
+                &format!("/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses"),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "list ingresses: {v}");
+        v["items"].as_array().map_or(0, Vec::len)
+    }
+
+    /// Requests realmctl sent for this Ingress, by method.
+    pub fn requests_for(&self, name: &str, method: &str) -> Vec<Recorded> {
+        self.state
+            .requests
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| r.method == method && r.path.ends_with(&format!("/ingresses/{name}")))
+            .cloned()
+            .collect()
+    }
+
+    /// Answer 500 to everything (`true`) or forward again (`false`).
+    pub fn set_failing(&self, fail: bool) {
+        self.state.fail.store(fail, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Kube {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::process::Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+async fn forward(
+    State(s): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let query: HashMap<String, String> = uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    s.requests.lock().expect("lock").push(Recorded {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        query,
+        content_type: content_type.clone(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    if s.fail.load(Ordering::SeqCst) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "the test's proxy is told to fail",
+            "reason": "InternalError", "code": 500});
+        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(status)).into_response();
+    }
+    let target = format!(
+        "{}{}",
+        s.server,
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut req = s.client.request(method, target).body(body);
+    for (name, value) in &headers {
+        if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+            req = req.header(name, value);
+        }
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let mut out = HeaderMap::new();
+            for (name, value) in resp.headers() {
+                if !matches!(
+                    name.as_str(),
+                    "content-length" | "connection" | "transfer-encoding"
+                ) {
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+            // Streamed: a watch stays open as long as the server keeps it.
+            (
+                status,
+                out,
+                axum::body::Body::from_stream(resp.bytes_stream()),
+            )
+                .into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("API server: {e}")).into_response(),
+    }
+}
