@@ -188,7 +188,7 @@ fn requests_resolve_to_tenant_route_and_shell_part() {
         ),
     ];
     for &(method, host, target, headers, expected) in cases {
-        let r = resolve(&s, &req(method, Some(host), target, headers));
+        let r = resolve(&s, &req(method, Some(host), target, headers), false);
         match r {
             Ok(r) => assert_eq!(
                 summary(&s, &r),
@@ -227,7 +227,7 @@ fn refusals_name_the_tenant_when_known() {
         (Some("own.test"), "/api/", (Some(3), GatewayError::NoRoute)),
     ];
     for (host, target, refusal) in cases {
-        let got = resolve(&s, &req("GET", *host, target, &[]));
+        let got = resolve(&s, &req("GET", *host, target, &[]), false);
         assert_eq!(got.as_ref().err(), Some(refusal), "{host:?}{target}");
     }
 }
