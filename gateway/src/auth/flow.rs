@@ -487,6 +487,9 @@ pub fn redirect(status: u16, location: &str, cookies: impl Iterator<Item = Heade
 }
 
 #[cfg(test)]
+mod scheme_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -34,6 +34,13 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    /// Discovery already done (tests of the login flow without a realm to ask).
+    #[cfg(test)]
+    pub fn preset(&self, endpoints: Endpoints) {
+        self.endpoints.store(Some(Arc::new(endpoints)));
+        self.fresh_until.store(u64::MAX, Ordering::Relaxed);
+    }
+
     pub async fn get(
         &self,
         issuer: &str,

@@ -330,3 +330,44 @@ fn hsts_only_over_https() {
     assert_eq!(hsts(plain, Some(&v)), None);
     assert_eq!(hsts(tls, None), None);
 }
+
+/// What upstream is told: the scheme as decided, never the client's own claim.
+#[test]
+fn x_forwarded_proto_upstream_is_the_scheme() {
+    use crate::headers::{strip_owned_headers, upstream, Forwarded};
+    // (tls, peer is a trusted proxy, client's X-Forwarded-Proto, sent upstream)
+    let cases = [
+        (false, false, Some("https"), "http"),
+        (false, false, Some("garbage"), "http"),
+        (false, true, Some("https"), "https"),
+        (false, true, Some("HTTPS"), "https"),
+        (false, true, Some("http"), "http"),
+        (false, true, Some("https, http"), "http"),
+        (false, true, None, "http"),
+        (true, false, Some("http"), "https"),
+        (true, false, None, "https"),
+    ];
+    for (tls, trusted, xfp, want) in cases {
+        let mut r = req("/", Some("acme.test"));
+        if let Some(v) = xfp {
+            r.append_header("x-forwarded-proto", v).expect("header");
+        }
+        // The order of the request filter: the scheme first, then the owned headers go.
+        let scheme = Scheme::of(tls, trusted, &r.headers);
+        strip_owned_headers(&mut r, trusted);
+        assert!(r.headers.get(X_FORWARDED_PROTO).is_none());
+        let f = Forwarded {
+            client: Some("10.0.0.1".parse().expect("ip")),
+            https: scheme.https,
+            host: None,
+        };
+        upstream(&mut r, &f, &HeaderValue::from_static("rid")).expect("headers");
+        let sent: Vec<&[u8]> = r
+            .headers
+            .get_all(X_FORWARDED_PROTO)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(sent, [want.as_bytes()], "{tls} {trusted} {xfp:?}");
+    }
+}
