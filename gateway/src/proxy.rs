@@ -517,7 +517,7 @@ async fn send(session: &mut Session, ctx: &mut Ctx, mut reply: Reply) -> Result<
 }
 
 /// Map a proxy error to our response; `None` when the client is gone.
-fn classify(e: &Error) -> Option<GatewayError> {
+pub(crate) fn classify(e: &Error) -> Option<GatewayError> {
     use ErrorType::*;
     match (e.esource(), e.etype()) {
         (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => None,
