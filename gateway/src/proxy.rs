@@ -86,19 +86,16 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = Some(headers::request_id(session.req_header()));
-        let tls = headers::is_tls(session.digest());
-        // SNI and Host agree, or 421: before anything else reads the request.
-        let conn = crate::tls::conn_tls(session.digest());
-        if let Err(e) = scheme::check_connection_host(session.req_header(), tls, conn) {
-            return respond(session, ctx, e).await;
-        }
-        if let Err(e) = headers::check_framing(session.req_header()) {
-            return respond(session, ctx, e).await;
-        }
-        // A trusted proxy's `X-Forwarded-For` names the client (for per-client limits), and
-        // its `X-Forwarded-Proto` the scheme; both are read before the owned headers go.
-        let from_proxy = client_ip(session).is_some_and(|ip| self.trusted_proxies.is_trusted(ip));
-        ctx.scheme = Scheme::of(tls, from_proxy, &session.req_header().headers);
+        let edge = self
+            .edge(session)
+            .and_then(|e| headers::check_framing(session.req_header()).map(|()| e));
+        let from_proxy = match edge {
+            Ok((scheme, from_proxy)) => {
+                ctx.scheme = scheme;
+                from_proxy
+            }
+            Err(e) => return respond(session, ctx, e).await,
+        };
         headers::strip_owned_headers(session.req_header_mut(), from_proxy);
         let Some(snapshot) = self.store.current() else {
             return respond(session, ctx, GatewayError::NoTable).await;
@@ -121,20 +118,9 @@ impl ProxyHttp for Gateway {
                 }
                 shell_part_of(session, ctx, shell_part).await
             }
-            Err((_, GatewayError::HttpsRedirect)) => {
-                ctx.tenant = tenant;
-                let location = scheme::https_location(session.req_header(), self.https_port);
-                let Some(location) = location else {
-                    return respond(session, ctx, GatewayError::BadHost).await;
-                };
-                respond_with(session, ctx, GatewayError::HttpsRedirect, |h| {
-                    let _ = h.insert_header(http::header::LOCATION, location);
-                })
-                .await
-            }
             Err((_, err)) => {
                 ctx.tenant = tenant;
-                respond(session, ctx, err).await
+                refuse(session, ctx, err, self.https_port).await
             }
         }
     }
@@ -349,6 +335,19 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// The TLS edge, before anything else reads the request: SNI and Host agree (or 421),
+    /// then the request's scheme — the connection's, or a trusted proxy's word, read before
+    /// the owned headers go. With it, whether the peer is a trusted proxy (whose
+    /// `X-Forwarded-For` then names the client for per-client limits).
+    fn edge(&self, session: &Session) -> Result<(Scheme, bool), GatewayError> {
+        let tls = headers::is_tls(session.digest());
+        let conn = crate::tls::conn_tls(session.digest());
+        scheme::check_connection_host(session.req_header(), tls, conn)?;
+        let from_proxy = client_ip(session).is_some_and(|ip| self.trusted_proxies.is_trusted(ip));
+        let scheme = Scheme::of(tls, from_proxy, &session.req_header().headers);
+        Ok((scheme, from_proxy))
+    }
+
     /// Auth (`auth::admit`), then rate limits, for a resolved request. Only requests that pass
     /// auth count against rate limits. `Ok(true)` when a response was written instead of
     /// proxying.
@@ -471,6 +470,26 @@ fn shell_of(
     tenant: Option<TenantIdx>,
 ) -> Option<&shell::ShellRt> {
     snapshot?.tenant(tenant?).shell.as_deref()
+}
+
+/// A refusal of the request filter; plain HTTP to a `redirect` tenant gets its https
+/// `Location`.
+async fn refuse(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    err: GatewayError,
+    https_port: u16,
+) -> Result<bool> {
+    if err != GatewayError::HttpsRedirect {
+        return respond(session, ctx, err).await;
+    }
+    let Some(location) = scheme::https_location(session.req_header(), https_port) else {
+        return respond(session, ctx, GatewayError::BadHost).await;
+    };
+    respond_with(session, ctx, err, |h| {
+        let _ = h.insert_header(http::header::LOCATION, location);
+    })
+    .await
 }
 
 /// Write one of our own error responses from the request filter (HEAD gets no body).
