@@ -110,11 +110,14 @@ impl PoolTls {
 /// The certificates of a PEM file, each checked to parse (Pingora's connector would panic on
 /// one that does not), and the SHA-256 of their DER.
 fn load_ca(path: &str) -> Result<(Arc<[WrappedX509]>, [u8; 32]), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
-    if meta.len() > MAX_CA_FILE {
+    use std::io::Read;
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut pem))
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if pem.len() as u64 > MAX_CA_FILE {
         return Err(format!("larger than {MAX_CA_FILE} bytes"));
     }
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     let mut digest = Sha256::new();
     let mut certs = Vec::new();
     let mut roots = rustls::RootCertStore::empty();

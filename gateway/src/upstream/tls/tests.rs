@@ -317,3 +317,25 @@ fn a_bad_ca_file_fails_the_pool_build_naming_it() {
         }
     }
 }
+
+/// The table carrying such a pool is refused whole (422), with a problem that names it.
+#[test]
+fn a_table_with_an_unreadable_ca_file_is_refused() {
+    use crate::snapshot::build::Rejected;
+    let json = r#"{"version": 1,
+        "upstreams": {"payments": {"endpoints": ["https://127.0.0.1:9"],
+                                   "server_name": "pay.internal",
+                                   "ca_file": "/nonexistent/ca.pem"}},
+        "tenants": []}"#;
+    match crate::snapshot::test_util::try_snapshot(json) {
+        Err(Rejected::Invalid(problems)) => {
+            let all = format!("{problems:?}");
+            assert!(
+                all.contains("pool payments: ca_file /nonexistent/ca.pem"),
+                "{all}"
+            );
+        }
+        Err(other) => panic!("refused otherwise: {other:?}"),
+        Ok(_) => panic!("built"),
+    }
+}
