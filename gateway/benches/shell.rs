@@ -68,7 +68,7 @@ fn decision(c: &mut Criterion) {
         &[("sec-fetch-dest", "document"), ("accept", "text/html")],
     );
     g.bench_function("tenant_without_shell", |b| {
-        b.iter(|| black_box(resolve(&snap, black_box(&plain))))
+        b.iter(|| black_box(resolve(&snap, black_box(&plain), false)))
     });
     let app = req(
         "acme.test",
@@ -76,7 +76,7 @@ fn decision(c: &mut Criterion) {
         &[("sec-fetch-dest", "iframe"), ("accept", "text/html")],
     );
     g.bench_function("shell_tenant_app_request", |b| {
-        b.iter(|| black_box(resolve(&snap, black_box(&app))))
+        b.iter(|| black_box(resolve(&snap, black_box(&app), false)))
     });
     let nav = req(
         "acme.test",
@@ -84,7 +84,7 @@ fn decision(c: &mut Criterion) {
         &[("sec-fetch-dest", "document"), ("accept", "text/html")],
     );
     g.bench_function("shell_tenant_navigation", |b| {
-        b.iter(|| black_box(resolve(&snap, black_box(&nav))))
+        b.iter(|| black_box(resolve(&snap, black_box(&nav), false)))
     });
     g.finish();
 

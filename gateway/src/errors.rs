@@ -28,6 +28,13 @@ pub enum GatewayError {
     BadNamespace,
     NamespaceDenied,
     RateLimited,
+    /// A TLS connection whose certificate does not cover the request's host (RFC 9110
+    /// §15.5.20): the client must open a connection for that host.
+    Misdirected,
+    /// Plain HTTP to a tenant that is served over https only.
+    HttpsRequired,
+    /// Plain HTTP to a tenant that redirects to https: a 308 with the https `Location`.
+    HttpsRedirect,
 }
 
 impl GatewayError {
@@ -41,7 +48,9 @@ impl GatewayError {
             | GatewayError::ConflictingApiKeys
             | GatewayError::BadNamespace => 400,
             GatewayError::MissingApiKey | GatewayError::InvalidApiKey => 401,
-            GatewayError::NamespaceDenied => 403,
+            GatewayError::NamespaceDenied | GatewayError::HttpsRequired => 403,
+            GatewayError::Misdirected => 421,
+            GatewayError::HttpsRedirect => 308,
             GatewayError::RateLimited => 429,
             GatewayError::UnknownHost | GatewayError::NoRoute => 404,
             GatewayError::NoTable | GatewayError::TenantSuspended => 503,
@@ -72,6 +81,9 @@ impl GatewayError {
             GatewayError::BadNamespace => "bad_namespace",
             GatewayError::NamespaceDenied => "namespace_denied",
             GatewayError::RateLimited => "rate_limited",
+            GatewayError::Misdirected => "misdirected_request",
+            GatewayError::HttpsRequired => "https_required",
+            GatewayError::HttpsRedirect => "https_redirect",
         }
     }
 
@@ -106,6 +118,11 @@ impl GatewayError {
             }
             GatewayError::NamespaceDenied => "this API key may not reach this namespace or tenant",
             GatewayError::RateLimited => "too many requests; retry after the time in Retry-After",
+            GatewayError::Misdirected => {
+                "this connection's certificate does not cover the requested host; open a new connection to that host"
+            }
+            GatewayError::HttpsRequired => "this site is served over https only",
+            GatewayError::HttpsRedirect => "this site is served over https; follow Location",
         }
     }
 

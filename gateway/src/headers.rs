@@ -106,8 +106,9 @@ pub fn is_tls(digest: Option<&Digest>) -> bool {
 pub struct Forwarded<'a> {
     /// The peer address.
     pub client: Option<IpAddr>,
-    /// Whether the listener the request came in on is TLS (see [`is_tls`]).
-    pub tls: bool,
+    /// The request's scheme (`crate::request::scheme::Scheme`): its connection is TLS, or
+    /// a trusted proxy says the client used https.
+    pub https: bool,
     /// The `Host` the client sent.
     pub host: Option<&'a HeaderValue>,
 }
@@ -121,7 +122,7 @@ pub fn upstream(
     if let Some(ip) = f.client {
         up.insert_header(X_FORWARDED_FOR, ip_header(ip))?;
     }
-    let proto = if f.tls { "https" } else { "http" };
+    let proto = if f.https { "https" } else { "http" };
     up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
     if let Some(host) = f.host {
         up.insert_header(X_FORWARDED_HOST, host.clone())?;
@@ -382,7 +383,7 @@ mod tests {
             ]);
             let f = Forwarded {
                 client: Some("10.0.0.1".parse().expect("ip")),
-                tls: is_tls(digest),
+                https: is_tls(digest),
                 host: Some(&host),
             };
             upstream(&mut up, &f, &HeaderValue::from_static("rid")).expect("headers");

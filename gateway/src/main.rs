@@ -189,6 +189,7 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             store: Arc::clone(&store),
             trusted_proxies: Arc::clone(&trusted_proxies),
             auth,
+            https_port: 443,
         },
     );
     let mut proxy = Service::new(

@@ -7,6 +7,7 @@ use crate::auth::{self, Admission, Auth, AuthCtx, Grant, Refusal, Reply};
 use crate::errors::{wants_html, GatewayError};
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
 use crate::limits::{self, client::TrustedProxies, Over};
+use crate::request::scheme::{self, Scheme};
 use crate::request::{resolve, Resolved, ShellPart};
 use crate::route::PoolIdx;
 use crate::shell::{self, ShellState, User};
@@ -26,8 +27,12 @@ use std::time::Instant;
 pub struct Gateway {
     pub store: Arc<Store>,
     pub auth: Arc<Auth>,
-    /// Proxies whose `X-Forwarded-For` names the client for per-client rate limits.
+    /// Proxies whose `X-Forwarded-For` names the client for per-client rate limits, and whose
+    /// `X-Forwarded-Proto` says whether the client used https.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// The gateway's public https port (`gateway.https_port`): where plain HTTP to a
+    /// `redirect` tenant is sent (omitted from `Location` when 443).
+    pub https_port: u16,
 }
 
 /// Per-request state: plain data, one table snapshot for the whole request.
@@ -50,6 +55,10 @@ pub struct Ctx {
     shell: Option<Box<ShellState>>,
     /// An app response of a shell-enabled tenant: gets `frame-ancestors 'self'`.
     frame_guard: bool,
+    /// How the client reached the gateway (TLS, https), decided once per request.
+    scheme: Scheme,
+    /// The tenant's `Strict-Transport-Security`, when the request is https: on every response.
+    hsts: Option<HeaderValue>,
 }
 
 impl Ctx {
@@ -77,16 +86,26 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.request_id = Some(headers::request_id(session.req_header()));
-        if let Err(e) = headers::check_framing(session.req_header()) {
-            return respond(session, ctx, e).await;
-        }
-        // A trusted proxy's `X-Forwarded-For` names the client (for per-client limits).
-        let from_proxy = client_ip(session).is_some_and(|ip| self.trusted_proxies.is_trusted(ip));
+        let edge = self
+            .edge(session)
+            .and_then(|e| headers::check_framing(session.req_header()).map(|()| e));
+        let from_proxy = match edge {
+            Ok((scheme, from_proxy)) => {
+                ctx.scheme = scheme;
+                from_proxy
+            }
+            Err(e) => return respond(session, ctx, e).await,
+        };
         headers::strip_owned_headers(session.req_header_mut(), from_proxy);
         let Some(snapshot) = self.store.current() else {
             return respond(session, ctx, GatewayError::NoTable).await;
         };
-        let decision = resolve(&snapshot, session.req_header());
+        let decision = resolve(&snapshot, session.req_header(), ctx.scheme.https);
+        let tenant = match &decision {
+            Ok(r) => Some(r.tenant),
+            Err((t, _)) => *t,
+        };
+        ctx.hsts = tenant.and_then(|t| scheme::hsts(ctx.scheme, snapshot.tenant(t).hsts.as_ref()));
         ctx.snapshot = Some(snapshot);
         match decision {
             Ok(mut r) => {
@@ -99,9 +118,9 @@ impl ProxyHttp for Gateway {
                 }
                 shell_part_of(session, ctx, shell_part).await
             }
-            Err((tenant, err)) => {
+            Err((_, err)) => {
                 ctx.tenant = tenant;
-                respond(session, ctx, err).await
+                refuse(session, ctx, err, self.https_port).await
             }
         }
     }
@@ -198,7 +217,7 @@ impl ProxyHttp for Gateway {
         }
         let forwarded = Forwarded {
             client: client_ip(session),
-            tls: headers::is_tls(session.digest()),
+            https: ctx.scheme.https,
             host: session.req_header().headers.get(http::header::HOST),
         };
         headers::upstream(up, &forwarded, ctx.request_id())
@@ -237,6 +256,16 @@ impl ProxyHttp for Gateway {
         ) {
             state.response(sh, session.req_header(), resp, user(&ctx.auth).as_ref())?;
         }
+        match &ctx.hsts {
+            Some(hsts) => {
+                resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+            }
+            // RFC 6797 §7.2: never over plain HTTP, not even an app's own.
+            None if !ctx.scheme.https => {
+                resp.remove_header(&http::header::STRICT_TRANSPORT_SECURITY);
+            }
+            None => {}
+        }
         resp.insert_header(X_REQUEST_ID, ctx.request_id().clone())
     }
 
@@ -267,7 +296,10 @@ impl ProxyHttp for Gateway {
             };
         };
         let html = wants_html(session.req_header().headers.get(http::header::ACCEPT));
-        let (head, body) = err.response(html, ctx.request_id());
+        let (mut head, body) = err.response(html, ctx.request_id());
+        if let Some(hsts) = &ctx.hsts {
+            let _ = head.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
         if let Err(write) = session
             .as_downstream_mut()
             .write_error_response(*head, body)
@@ -303,11 +335,25 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// The TLS edge, before anything else reads the request: SNI and Host agree (or 421),
+    /// then the request's scheme — the connection's, or a trusted proxy's word, read before
+    /// the owned headers go. With it, whether the peer is a trusted proxy (whose
+    /// `X-Forwarded-For` then names the client for per-client limits).
+    fn edge(&self, session: &Session) -> Result<(Scheme, bool), GatewayError> {
+        let tls = headers::is_tls(session.digest());
+        let conn = crate::tls::conn_tls(session.digest());
+        scheme::check_connection_host(session.req_header(), tls, conn)?;
+        let from_proxy = client_ip(session).is_some_and(|ip| self.trusted_proxies.is_trusted(ip));
+        let scheme = Scheme::of(tls, from_proxy, &session.req_header().headers);
+        Ok((scheme, from_proxy))
+    }
+
     /// Auth (`auth::admit`), then rate limits, for a resolved request. Only requests that pass
     /// auth count against rate limits. `Ok(true)` when a response was written instead of
     /// proxying.
     async fn admit(&self, session: &mut Session, ctx: &mut Ctx, r: &Resolved) -> Result<bool> {
         ctx.request_id();
+        let https = ctx.scheme.https;
         let Ctx {
             snapshot: Some(snapshot),
             request_id: Some(request_id),
@@ -323,7 +369,7 @@ impl Gateway {
         let tenant = snapshot.tenant(r.tenant);
         let request = auth::Request {
             req,
-            tls: headers::is_tls(session.digest()),
+            https,
             tenant: &tenant.id,
             realm: tenant.realm.as_ref(),
             request_id,
@@ -370,7 +416,8 @@ async fn shell_part_of(session: &mut Session, ctx: &mut Ctx, part: ShellPart) ->
             Ok(false)
         }
         ShellPart::Asset(asset) => {
-            shell::serve::serve_asset(session, asset, ctx.request_id()).await
+            let rid = ctx.request_id().clone();
+            shell::serve::serve_asset(session, asset, &rid, ctx.hsts.as_ref()).await
         }
         ShellPart::Page { page, builtin } => {
             let state = ShellState::new(page);
@@ -383,7 +430,13 @@ async fn shell_part_of(session: &mut Session, ctx: &mut Ctx, part: ShellPart) ->
                 return respond(session, ctx, GatewayError::Internal).await;
             };
             state
-                .serve_builtin(session, sh, user(&ctx.auth).as_ref(), &rid)
+                .serve_builtin(
+                    session,
+                    sh,
+                    user(&ctx.auth).as_ref(),
+                    &rid,
+                    ctx.hsts.as_ref(),
+                )
                 .await
         }
     }
@@ -419,6 +472,26 @@ fn shell_of(
     snapshot?.tenant(tenant?).shell.as_deref()
 }
 
+/// A refusal of the request filter; plain HTTP to a `redirect` tenant gets its https
+/// `Location`.
+async fn refuse(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    err: GatewayError,
+    https_port: u16,
+) -> Result<bool> {
+    if err != GatewayError::HttpsRedirect {
+        return respond(session, ctx, err).await;
+    }
+    let Some(location) = scheme::https_location(session.req_header(), https_port) else {
+        return respond(session, ctx, GatewayError::BadHost).await;
+    };
+    respond_with(session, ctx, err, |h| {
+        let _ = h.insert_header(http::header::LOCATION, location);
+    })
+    .await
+}
+
 /// Write one of our own error responses from the request filter (HEAD gets no body).
 async fn respond(session: &mut Session, ctx: &mut Ctx, err: GatewayError) -> Result<bool> {
     respond_with(session, ctx, err, |_| {}).await
@@ -433,6 +506,9 @@ async fn respond_with(
     let html = wants_html(session.req_header().headers.get(http::header::ACCEPT));
     let (mut head, body) = err.response(html, ctx.request_id());
     extra(&mut head);
+    if let Some(hsts) = &ctx.hsts {
+        head.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+    }
     let head_only = session.req_header().method == http::Method::HEAD;
     session.write_response_header(head, head_only).await?;
     if !head_only {
@@ -446,6 +522,11 @@ async fn send(session: &mut Session, ctx: &mut Ctx, mut reply: Reply) -> Result<
     reply
         .head
         .insert_header(X_REQUEST_ID, ctx.request_id().clone())?;
+    if let Some(hsts) = &ctx.hsts {
+        reply
+            .head
+            .insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+    }
     let head_only = session.req_header().method == http::Method::HEAD || reply.body.is_empty();
     session.write_response_header(reply.head, head_only).await?;
     if !head_only {
@@ -455,7 +536,7 @@ async fn send(session: &mut Session, ctx: &mut Ctx, mut reply: Reply) -> Result<
 }
 
 /// Map a proxy error to our response; `None` when the client is gone.
-fn classify(e: &Error) -> Option<GatewayError> {
+pub(crate) fn classify(e: &Error) -> Option<GatewayError> {
     use ErrorType::*;
     match (e.esource(), e.etype()) {
         (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => None,

@@ -1,4 +1,7 @@
-//! The request-filter decision: host → tenant → route, against one table snapshot.
+//! The request-filter decision: host → tenant → route, against one table snapshot; the
+//! request's scheme and the TLS edge rules in [`scheme`].
+
+pub mod scheme;
 
 use crate::auth::Endpoint;
 use crate::errors::GatewayError;
@@ -49,7 +52,14 @@ pub enum ShellPart {
 /// A refusal, with the tenant when it was already known (for metrics).
 pub type Unresolved = (Option<TenantIdx>, GatewayError);
 
-pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Unresolved> {
+/// `https`: the request's scheme (see [`scheme::Scheme`]); plain HTTP to an https-only tenant
+/// is refused or redirected here, after the path is normalised (so that no path reaches a
+/// route by dressing up as an ACME challenge) and before route, auth or shell.
+pub fn resolve(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+    https: bool,
+) -> Result<Resolved, Unresolved> {
     let mut buf = HostBuf::default();
     let host = request_host(req, &mut buf).map_err(|e| (None, e))?;
     let tenant = snapshot
@@ -66,6 +76,7 @@ pub fn resolve(snapshot: &Snapshot, req: &RequestHeader) -> Result<Resolved, Unr
     }
     let path = normalise_path(req.uri.path()).map_err(|_| refuse(GatewayError::BadPath))?;
     let rt = snapshot.tenant(tenant);
+    scheme::check_plain_http(rt.https, https, &path).map_err(refuse)?;
     let mut part = ShellPart::NoShell;
     let mut shell_pool = None;
     if let Some(sh) = rt.shell.as_deref() {

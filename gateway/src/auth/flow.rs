@@ -47,7 +47,7 @@ impl Auth {
         realm: &Arc<RealmRt>,
         actx: &mut AuthCtx,
     ) -> Result<bool, AuthError> {
-        let Some(sealed) = session::read_session(r.req, r.tls) else {
+        let Some(sealed) = session::read_session(r.req, r.https) else {
             return Ok(false);
         };
         let tenant = r.tenant;
@@ -62,13 +62,13 @@ impl Auth {
             match self.refresh(realm, &data).await {
                 Some(fresh) => {
                     data = fresh;
-                    if let Some(cookies) = self.seal_session(&data, r.tls) {
+                    if let Some(cookies) = self.seal_session(&data, r.https) {
                         actx.set_cookies = cookies;
                     }
                 }
                 None if now < data.aexp => {}
                 None => {
-                    actx.set_cookies = session::clear_session(r.tls);
+                    actx.set_cookies = session::clear_session(r.https);
                     return Err(AuthError::SessionExpired);
                 }
             }
@@ -162,11 +162,11 @@ impl Auth {
     }
 
     /// Sealed session cookies; the ID token is dropped first if they would not fit.
-    fn seal_session(&self, data: &SessionData, tls: bool) -> Option<Vec<HeaderValue>> {
+    fn seal_session(&self, data: &SessionData, https: bool) -> Option<Vec<HeaderValue>> {
         let seal = |d: &SessionData| {
             let plain = serde_json::to_vec(d).ok()?;
             let sealed = self.keys.seal(Purpose::Session, &d.t, &plain)?;
-            session::session_cookies(&sealed, tls)
+            session::session_cookies(&sealed, https)
         };
         seal(data).or_else(|| {
             let mut slim = data.clone();
@@ -227,7 +227,7 @@ impl Auth {
             "{}={sealed}; Max-Age={}; {}",
             session::tx_name(&tx.state),
             self.config.login_timeout_s,
-            session::attributes(r.tls, "/.realmgate/callback")
+            session::attributes(r.https, "/.realmgate/callback")
         );
         redirect(
             302,
@@ -347,9 +347,9 @@ impl Auth {
             .session_data(realm, tenant, tokens, Some(&tx.nonce))
             .await?;
         let mut cookies = self
-            .seal_session(&data, r.tls)
+            .seal_session(&data, r.https)
             .ok_or(AuthError::LoginFailed)?;
-        cookies.extend(clear_tx(&name, r.tls));
+        cookies.extend(clear_tx(&name, r.https));
         Ok(redirect(303, &tx.return_to, cookies.into_iter()))
     }
 
@@ -358,8 +358,8 @@ impl Auth {
     /// `id_token_hint`), coming back to the tenant's `/`.
     async fn logout(&self, r: &Request<'_>, realm: &Arc<RealmRt>) -> Reply {
         self.metrics.logouts.inc();
-        let cookies = session::clear_session(r.tls);
-        let data: Option<SessionData> = session::read_session(r.req, r.tls)
+        let cookies = session::clear_session(r.https);
+        let data: Option<SessionData> = session::read_session(r.req, r.https)
             .and_then(|s| self.keys.open(Purpose::Session, r.tenant, &s))
             .and_then(|plain| serde_json::from_slice(&plain).ok());
         let home = request_origin(r).map(|o| format!("{o}/"));
@@ -398,7 +398,7 @@ fn request_origin(r: &Request<'_>) -> Option<String> {
         .headers
         .get(http::header::HOST)
         .map_or(host.as_bytes(), |h| h.as_bytes());
-    Some(origin(raw, host, r.tls))
+    Some(origin(raw, host, r.https))
 }
 
 /// Did this request come from a page of the tenant host itself? Its `Origin` must be the
@@ -460,10 +460,10 @@ fn logout_page() -> Reply {
     }
 }
 
-fn clear_tx(name: &str, tls: bool) -> Option<HeaderValue> {
+fn clear_tx(name: &str, https: bool) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{name}=; Max-Age=0; {}",
-        session::attributes(tls, "/.realmgate/callback")
+        session::attributes(https, "/.realmgate/callback")
     ))
     .ok()
 }
@@ -485,6 +485,9 @@ pub fn redirect(status: u16, location: &str, cookies: impl Iterator<Item = Heade
         body: Bytes::new(),
     }
 }
+
+#[cfg(test)]
+mod scheme_tests;
 
 #[cfg(test)]
 mod tests {

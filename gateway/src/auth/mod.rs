@@ -149,7 +149,9 @@ pub struct Reply {
 /// One request as auth sees it.
 pub struct Request<'a> {
     pub req: &'a RequestHeader,
-    pub tls: bool,
+    /// The request's scheme is https (`crate::request::scheme::Scheme`): the cookies' `Secure`
+    /// and `__Host-` names, the login redirect URI and the origin a logout must come from.
+    pub https: bool,
     /// The tenant's id (session cookies are bound to it) and its realm, if it has one.
     pub tenant: &'a str,
     pub realm: Option<&'a Arc<RealmRt>>,

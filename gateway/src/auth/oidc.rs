@@ -34,6 +34,13 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    /// Discovery already done (tests of the login flow without a realm to ask).
+    #[cfg(test)]
+    pub fn preset(&self, endpoints: Endpoints) {
+        self.endpoints.store(Some(Arc::new(endpoints)));
+        self.fresh_until.store(u64::MAX, Ordering::Relaxed);
+    }
+
     pub async fn get(
         &self,
         issuer: &str,
@@ -261,16 +268,23 @@ async fn token_request(
     serde_json::from_slice(&body).map_err(|e| format!("token response: {e}"))
 }
 
-/// `scheme://host[:port]` of the request as the browser addressed it: the normalised host and
-/// the Host header's port.
-pub fn origin(raw_host: &[u8], host: &str, tls: bool) -> String {
-    let scheme = if tls { "https" } else { "http" };
+/// `scheme://host[:port]` of the request as the browser addressed it: the request's scheme
+/// (`https`: see `crate::request::scheme::Scheme`), the normalised host, and the port the
+/// Host header names — omitted when it is the scheme's default (80 for http, 443 for https),
+/// as a browser serialises the origin.
+pub fn origin(raw_host: &[u8], host: &str, https: bool) -> String {
+    let (scheme, default_port) = if https {
+        ("https", "443")
+    } else {
+        ("http", "80")
+    };
     let port = match raw_host.iter().rposition(|&b| b == b':') {
         Some(i) if !raw_host[i..].contains(&b']') => std::str::from_utf8(&raw_host[i + 1..])
             .ok()
             .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
         _ => None,
-    };
+    }
+    .filter(|p| p.trim_start_matches('0') != default_port);
     match port {
         Some(p) => format!("{scheme}://{host}:{p}"),
         None => format!("{scheme}://{host}"),
@@ -303,6 +317,32 @@ mod tests {
         );
         assert_eq!(origin(b"acme.test", "acme.test", true), "https://acme.test");
         assert_eq!(origin(b"[::1]", "[::1]", false), "http://[::1]");
+        assert_eq!(origin(b"[::1]:8443", "[::1]", true), "https://[::1]:8443");
+    }
+
+    /// The login redirect URI a realm registers is `https://host/.realmgate/callback`: the
+    /// scheme's default port never appears, another port the client used always does.
+    #[test]
+    fn origins_omit_the_default_port_of_the_scheme() {
+        // (Host as sent, https, origin)
+        let cases = [
+            ("acme.test:443", true, "https://acme.test"),
+            ("acme.test:0443", true, "https://acme.test"),
+            ("acme.test:80", false, "http://acme.test"),
+            ("acme.test:80", true, "https://acme.test:80"),
+            ("acme.test:443", false, "http://acme.test:443"),
+            ("acme.test:8443", true, "https://acme.test:8443"),
+            ("acme.test", true, "https://acme.test"),
+            ("acme.test", false, "http://acme.test"),
+            ("acme.test:", true, "https://acme.test"),
+        ];
+        for (raw, https, want) in cases {
+            assert_eq!(
+                origin(raw.as_bytes(), "acme.test", https),
+                want,
+                "{raw} {https}"
+            );
+        }
     }
 
     #[test]

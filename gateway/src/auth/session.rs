@@ -14,7 +14,7 @@ use pingora_http::RequestHeader;
 use super::cookie;
 use serde::{Deserialize, Serialize};
 
-/// Session cookie name without TLS (`__Host-` is prefixed when the request came over TLS), and
+/// Session cookie name over plain HTTP (`__Host-` is prefixed when the request is https), and
 /// the login-transaction cookies' prefix: the cookie rules live in [`super::cookie`].
 pub use super::cookie::{LOGIN_TX, SESSION};
 /// Characters of sealed value per cookie: with name and attributes each `Set-Cookie` stays
@@ -147,9 +147,10 @@ pub fn random_token(n: usize) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-/// Cookie names for this connection: `__Host-` prefixed over TLS.
-pub fn session_name(tls: bool) -> &'static str {
-    if tls {
+/// Cookie names for this request's scheme: `__Host-` prefixed over https (the connection's
+/// TLS, or a trusted proxy's word).
+pub fn session_name(https: bool) -> &'static str {
+    if https {
         "__Host-rg_session"
     } else {
         SESSION
@@ -158,8 +159,8 @@ pub fn session_name(tls: bool) -> &'static str {
 
 /// The session cookie's sealed value, reassembled from its chunks (`None`: absent or
 /// incomplete).
-pub fn read_session(req: &RequestHeader, tls: bool) -> Option<String> {
-    let base = session_name(tls);
+pub fn read_session(req: &RequestHeader, https: bool) -> Option<String> {
+    let base = session_name(https);
     let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
     for (name, value) in cookie::pairs(req) {
         let Some(rest) = name.strip_prefix(base.as_bytes()) else {
@@ -190,7 +191,7 @@ pub fn read_session(req: &RequestHeader, tls: bool) -> Option<String> {
 
 /// `Set-Cookie` values carrying `sealed` (first chunk prefixed with the chunk count), plus
 /// deletions of chunks a previous, longer session may have left. `None` if too large.
-pub fn session_cookies(sealed: &str, tls: bool) -> Option<Vec<HeaderValue>> {
+pub fn session_cookies(sealed: &str, https: bool) -> Option<Vec<HeaderValue>> {
     let chunks: Vec<&str> = sealed
         .as_bytes()
         .chunks(CHUNK)
@@ -199,8 +200,8 @@ pub fn session_cookies(sealed: &str, tls: bool) -> Option<Vec<HeaderValue>> {
     if chunks.is_empty() || chunks.len() > MAX_CHUNKS {
         return None;
     }
-    let base = session_name(tls);
-    let attrs = attributes(tls, "/");
+    let base = session_name(https);
+    let attrs = attributes(https, "/");
     let mut out = Vec::with_capacity(MAX_CHUNKS);
     for i in 0..MAX_CHUNKS {
         let name = chunk_name(base, i);
@@ -215,9 +216,9 @@ pub fn session_cookies(sealed: &str, tls: bool) -> Option<Vec<HeaderValue>> {
 }
 
 /// `Set-Cookie` values deleting every session chunk.
-pub fn clear_session(tls: bool) -> Vec<HeaderValue> {
-    let base = session_name(tls);
-    let attrs = attributes(tls, "/");
+pub fn clear_session(https: bool) -> Vec<HeaderValue> {
+    let base = session_name(https);
+    let attrs = attributes(https, "/");
     (0..MAX_CHUNKS)
         .filter_map(|i| {
             HeaderValue::from_str(&format!("{}=; Max-Age=0; {attrs}", chunk_name(base, i))).ok()
@@ -233,10 +234,10 @@ fn chunk_name(base: &str, i: usize) -> String {
     }
 }
 
-/// HttpOnly, SameSite=Lax, the path; `Secure` only over TLS (a browser drops a Secure cookie
-/// set over plain HTTP on a non-local host).
-pub fn attributes(tls: bool, path: &str) -> String {
-    if tls {
+/// HttpOnly, SameSite=Lax, the path; `Secure` on every cookie set over https (a browser
+/// drops a Secure cookie set over plain HTTP on a non-local host, so plain HTTP gets none).
+pub fn attributes(https: bool, path: &str) -> String {
+    if https {
         format!("Path={path}; HttpOnly; SameSite=Lax; Secure")
     } else {
         format!("Path={path}; HttpOnly; SameSite=Lax")
@@ -318,12 +319,12 @@ mod tests {
         let r = req(&format!("{}; {}", header[0], header[2]));
         assert!(read_session(&r, false).is_none());
         assert!(session_cookies(&"a".repeat(CHUNK * MAX_CHUNKS + 1), false).is_none());
-        let tls = session_cookies("abc", true).expect("fits");
-        assert!(tls[0]
+        let https = session_cookies("abc", true).expect("fits");
+        assert!(https[0]
             .to_str()
             .expect("ascii")
             .starts_with("__Host-rg_session=1abc; Path=/;"));
-        assert!(tls[0].to_str().expect("ascii").ends_with("Secure"));
+        assert!(https[0].to_str().expect("ascii").ends_with("Secure"));
     }
 
     /// Chunks are read whatever other bytes the Cookie header carries (finding 10).

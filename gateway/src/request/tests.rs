@@ -188,7 +188,7 @@ fn requests_resolve_to_tenant_route_and_shell_part() {
         ),
     ];
     for &(method, host, target, headers, expected) in cases {
-        let r = resolve(&s, &req(method, Some(host), target, headers));
+        let r = resolve(&s, &req(method, Some(host), target, headers), false);
         match r {
             Ok(r) => assert_eq!(
                 summary(&s, &r),
@@ -227,7 +227,85 @@ fn refusals_name_the_tenant_when_known() {
         (Some("own.test"), "/api/", (Some(3), GatewayError::NoRoute)),
     ];
     for (host, target, refusal) in cases {
-        let got = resolve(&s, &req("GET", *host, target, &[]));
+        let got = resolve(&s, &req("GET", *host, target, &[]), false);
         assert_eq!(got.as_ref().err(), Some(refusal), "{host:?}{target}");
+    }
+}
+
+/// Tenants that serve https only: plain HTTP is redirected (`redirect`) or refused (`only`)
+/// before route, auth or shell — gateway endpoints and unrouted paths alike — except ACME
+/// challenges, judged on the normalised path.
+#[test]
+fn https_only_tenants_refuse_plain_http_before_routing() {
+    use realmgate_table::{HttpsMode, Table, Tenant};
+    let mut redirect = Tenant::test("red")
+        .host("red.test")
+        .realm("http://127.0.0.1:1/realms/red")
+        .route("/app/", "app", "session");
+    redirect.https = HttpsMode::Redirect;
+    let mut only = Tenant::test("only")
+        .host("only.test")
+        .route("/", "app", "public");
+    only.https = HttpsMode::Only;
+    let plain = Tenant::test("plain")
+        .host("plain.test")
+        .route("/", "app", "public");
+    let json = Table::test()
+        .version(1)
+        .upstream("app", &["127.0.0.1:9001"])
+        .tenant(redirect)
+        .tenant(only)
+        .tenant(plain)
+        .to_json();
+    let s = snapshot(std::str::from_utf8(&json).expect("utf-8"));
+    let acme = "/.well-known/acme-challenge/tok";
+    // (host, target, https, outcome: Ok(pool) or the refusal)
+    let cases: &[(&str, &str, bool, Result<bool, GatewayError>)] = &[
+        (
+            "red.test",
+            "/app/x",
+            false,
+            Err(GatewayError::HttpsRedirect),
+        ),
+        (
+            "red.test",
+            "/nowhere",
+            false,
+            Err(GatewayError::HttpsRedirect),
+        ),
+        (
+            "red.test",
+            "/.realmgate/login",
+            false,
+            Err(GatewayError::HttpsRedirect),
+        ),
+        ("red.test", "/app/x", true, Ok(true)),
+        ("red.test", "/.realmgate/login", true, Ok(false)),
+        ("red.test", "/nowhere", true, Err(GatewayError::NoRoute)),
+        ("red.test", acme, false, Err(GatewayError::NoRoute)),
+        ("only.test", "/x", false, Err(GatewayError::HttpsRequired)),
+        ("only.test", "/x", true, Ok(true)),
+        ("only.test", acme, false, Ok(true)),
+        // Dressed up as a challenge, normalised to another path: refused.
+        (
+            "only.test",
+            "/.well-known/acme-challenge/../../x",
+            false,
+            Err(GatewayError::HttpsRequired),
+        ),
+        (
+            "only.test",
+            "/.well-known/acme-challenge/%2e%2e/x",
+            false,
+            Err(GatewayError::HttpsRequired),
+        ),
+        ("plain.test", "/x", false, Ok(true)),
+        ("plain.test", "/x", true, Ok(true)),
+    ];
+    for &(host, target, https, ref want) in cases {
+        let got = resolve(&s, &req("GET", Some(host), target, &[]), https)
+            .map(|r| r.pool.is_some())
+            .map_err(|(_, e)| e);
+        assert_eq!(&got, want, "{host}{target} https={https}");
     }
 }

@@ -4,7 +4,9 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-/// Where the gateway's session login (issue 3) starts and ends; in the context as they are.
+/// Where the gateway's session login (issue 3) starts and ends; in the context as they are:
+/// path-absolute, so a browser resolves them against the page's own origin and they carry the
+/// request's scheme (https over TLS or behind a trusted proxy) without the gateway naming it.
 pub const LOGIN_URL: &str = "/.realmgate/login";
 pub const LOGOUT_URL: &str = "/.realmgate/logout";
 

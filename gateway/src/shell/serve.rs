@@ -108,6 +108,7 @@ impl ShellState {
         shell: &ShellRt,
         user: Option<&User<'_>>,
         request_id: &HeaderValue,
+        hsts: Option<&HeaderValue>,
     ) -> Result<bool> {
         let element = shell.context.element(&self.nonce, self.page.active, user);
         let body = inject_all(BUILTIN_HTML.as_bytes(), element, Some(self.nonce.clone()))?;
@@ -123,7 +124,7 @@ impl ShellState {
         resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
         resp.insert_header(REFERRER_POLICY, "same-origin")?;
         resp.insert_header(X_REQUEST_ID, request_id.clone())?;
-        write(session, resp, body).await
+        write(session, resp, body, hsts).await
     }
 }
 
@@ -132,6 +133,7 @@ pub async fn serve_asset(
     session: &mut Session,
     asset: &'static Asset,
     request_id: &HeaderValue,
+    hsts: Option<&HeaderValue>,
 ) -> Result<bool> {
     let mut resp = ResponseHeader::build(200, Some(6))?;
     resp.insert_header(CONTENT_TYPE, asset.content_type)?;
@@ -140,13 +142,29 @@ pub async fn serve_asset(
     resp.insert_header(X_CONTENT_TYPE_OPTIONS, "nosniff")?;
     resp.insert_header(CROSS_ORIGIN_RESOURCE_POLICY, "same-origin")?;
     resp.insert_header(X_REQUEST_ID, request_id.clone())?;
-    write(session, resp, Bytes::from_static(asset.body.as_bytes())).await
+    write(
+        session,
+        resp,
+        Bytes::from_static(asset.body.as_bytes()),
+        hsts,
+    )
+    .await
 }
 
 const CROSS_ORIGIN_RESOURCE_POLICY: HeaderName =
     HeaderName::from_static("cross-origin-resource-policy");
 
-async fn write(session: &mut Session, resp: ResponseHeader, body: Bytes) -> Result<bool> {
+/// Write a response of the shell's own, with the tenant's `Strict-Transport-Security` when the
+/// request is https (`hsts`, see `crate::request::scheme::hsts`).
+async fn write(
+    session: &mut Session,
+    mut resp: ResponseHeader,
+    body: Bytes,
+    hsts: Option<&HeaderValue>,
+) -> Result<bool> {
+    if let Some(v) = hsts {
+        resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, v.clone())?;
+    }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
         .write_response_header(Box::new(resp), head_only)

@@ -117,6 +117,10 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
             counters,
             realm,
             shell,
+            https: t.https,
+            hsts: t
+                .hsts
+                .and_then(|h| HeaderValue::from_str(&h.header_value()).ok()),
         });
     }
     let tenants = tenants.into_boxed_slice();

@@ -52,6 +52,10 @@ pub struct TenantRt {
     /// The app shell, when enabled: the only shell state a request of another tenant touches
     /// is this `None`.
     pub shell: Option<Box<ShellRt>>,
+    /// What plain HTTP gets on the tenant's hosts (served, redirected, refused).
+    pub https: realmgate_table::HttpsMode,
+    /// The tenant's `Strict-Transport-Security` value, sent on its https responses.
+    pub hsts: Option<HeaderValue>,
 }
 
 impl Snapshot {

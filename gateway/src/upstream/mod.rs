@@ -1,6 +1,9 @@
 //! Upstream pools, the last step: round-robin over healthy endpoints (pingora-load-balancing),
-//! prebuilt peers, one retry on another endpoint after a connect failure. The service that
-//! probes the pools runs beside the server (`background.rs`).
+//! prebuilt peers (TLS to `https://` pools: [`tls`]), one retry on another endpoint after a
+//! connect failure. The service that probes the pools runs beside the server
+//! (`background.rs`).
+
+pub mod tls;
 
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -14,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tls::{PoolTls, TlsHealthCheck};
 
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
@@ -57,21 +61,28 @@ impl HealthObserve for HealthMirror {
 }
 
 impl Pool {
-    /// `spec` has passed table validation, so every endpoint parses.
+    /// `spec` has passed table validation, so every endpoint parses and all of them are
+    /// `https://` or none. An https pool's `ca_file` is read here.
     fn build(name: &str, spec: &Upstream) -> Result<Pool, String> {
+        let tls = PoolTls::from_spec(name, spec)?;
         let addrs = spec
             .endpoints
             .iter()
             .map(|e| {
-                e.parse::<SocketAddr>()
-                    .map_err(|_| format!("bad endpoint {e}"))
+                tls::https_addr(e)
+                    .unwrap_or(e)
+                    .parse::<SocketAddr>()
+                    .map_err(|_| format!("pool {name}: bad endpoint {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let ms = |v: Option<u64>, d: u64| Duration::from_millis(v.unwrap_or(d));
         let endpoints: Arc<[Endpoint]> = addrs
             .iter()
             .map(|addr| {
-                let mut peer = HttpPeer::new(*addr, false, String::new());
+                let mut peer = match &tls {
+                    Some(t) => t.peer(*addr),
+                    None => HttpPeer::new(*addr, false, String::new()),
+                };
                 let o = &mut peer.options;
                 o.connection_timeout =
                     Some(ms(spec.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS));
@@ -89,12 +100,21 @@ impl Pool {
         let mirror = Box::new(HealthMirror(Arc::clone(&endpoints)));
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(addrs.iter().copied())
             .map_err(|e| format!("pool {name}: {e}"))?;
-        lb.set_health_check(
-            match spec
-                .health_check
-                .as_ref()
-                .and_then(|h| h.http_path.as_deref())
-            {
+        let http_path = spec
+            .health_check
+            .as_ref()
+            .and_then(|h| h.http_path.as_deref());
+        lb.set_health_check(match (&tls, http_path) {
+            (Some(t), path) => {
+                let req = path.map(|p| http_request(p, t.host())).transpose()?;
+                Box::new(TlsHealthCheck::new(
+                    Arc::clone(&endpoints),
+                    req,
+                    PROBE_TIMEOUT,
+                    mirror,
+                ))
+            }
+            (None, path) => match path {
                 Some(path) => {
                     let mut http = http_check(path)?;
                     http.health_changed_callback = Some(mirror);
@@ -107,7 +127,7 @@ impl Pool {
                     tcp
                 }
             },
-        );
+        });
         lb.parallel_health_check = true;
         Ok(Pool {
             name: name.into(),
@@ -153,16 +173,21 @@ fn inet(b: &Backend) -> Option<SocketAddr> {
 
 fn http_check(path: &str) -> Result<HttpHealthCheck, String> {
     let mut check = HttpHealthCheck::new("localhost", false);
-    let mut req = RequestHeader::build("GET", path.as_bytes(), None)
-        .map_err(|e| format!("health check path {path}: {e}"))?;
-    req.insert_header("host", "localhost")
-        .map_err(|e| format!("health check header: {e}"))?;
-    req.insert_header("user-agent", "realmgate-health-check")
-        .map_err(|e| format!("health check header: {e}"))?;
-    check.req = req;
+    check.req = http_request(path, "localhost")?;
     check.peer_template.options.connection_timeout = Some(PROBE_TIMEOUT);
     check.peer_template.options.read_timeout = Some(PROBE_TIMEOUT);
     Ok(check)
+}
+
+/// The health check's `GET path` with `Host: host`.
+fn http_request(path: &str, host: &str) -> Result<RequestHeader, String> {
+    let mut req = RequestHeader::build("GET", path.as_bytes(), None)
+        .map_err(|e| format!("health check path {path}: {e}"))?;
+    req.insert_header("host", host)
+        .map_err(|e| format!("health check header: {e}"))?;
+    req.insert_header("user-agent", "realmgate-health-check")
+        .map_err(|e| format!("health check header: {e}"))?;
+    Ok(req)
 }
 
 /// Pools by name, reused across table builds while their spec is unchanged.

@@ -41,12 +41,12 @@ enum Outcome {
 }
 
 async fn admit_one(auth: &Auth, s: &Snapshot, r: &RequestHeader) -> Outcome {
-    let resolved = crate::request::resolve(s, r).expect("resolves");
+    let resolved = crate::request::resolve(s, r, false).expect("resolves");
     let tenant = s.tenant(resolved.tenant);
     let rid = HeaderValue::from_static("rid");
     let request = Request {
         req: r,
-        tls: false,
+        https: false,
         tenant: &tenant.id,
         realm: tenant.realm.as_ref(),
         request_id: &rid,
