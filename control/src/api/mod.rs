@@ -2,6 +2,7 @@
 //! `/v1/openapi.json`, `/metrics`, `/healthz`. [`app`] builds it without a socket.
 
 mod auth;
+mod certificates;
 mod error;
 mod events;
 mod gateways;
@@ -53,6 +54,7 @@ pub fn app(state: AppState) -> Router {
     let operator = Router::new()
         .merge(tenants::router())
         .merge(upstreams::router())
+        .merge(certificates::router())
         .merge(gateways::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let readers = table::router().route_layer(from_fn_with_state(state.clone(), auth::reader));
@@ -147,3 +149,5 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_certs;

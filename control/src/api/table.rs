@@ -1,6 +1,7 @@
 //! `/v1/table`: the compiled routing table, for operators and for gateways pulling it at
 //! start (`realmgate --control-url`), which present their admin token. Only gateways get the
-//! login client secrets of provisioned tenants; operators see them redacted.
+//! login client secrets of provisioned tenants and the certificates' private keys; operators
+//! see them redacted.
 
 use super::{ApiError, AppState};
 use crate::compile::Compiled;
@@ -62,7 +63,7 @@ async fn show(
                 (header::CONTENT_TYPE, "application/json".to_owned()),
                 (
                     header::HeaderName::from_static("x-realmgate-redacted"),
-                    "realm.client_secret".to_owned(),
+                    "realm.client_secret, certificates.key_pem".to_owned(),
                 ),
             ],
             [
@@ -85,7 +86,8 @@ async fn show(
         .into_response())
 }
 
-/// The table with every realm's `client_secret` replaced by `"(redacted)"`.
+/// The table with every realm's `client_secret` and every certificate's `key_pem` replaced
+/// by `"(redacted)"`.
 fn redacted(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     let mut table: serde_json::Value = serde_json::from_slice(body)?;
     if let Some(tenants) = table.get_mut("tenants").and_then(|t| t.as_array_mut()) {
@@ -94,6 +96,11 @@ fn redacted(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
             .filter_map(|t| t.pointer_mut("/realm/client_secret"))
         {
             *secret = json!("(redacted)");
+        }
+    }
+    if let Some(certs) = table.get_mut("certificates").and_then(|t| t.as_array_mut()) {
+        for key in certs.iter_mut().filter_map(|c| c.get_mut("key_pem")) {
+            *key = json!("(redacted)");
         }
     }
     serde_json::to_vec(&table)
