@@ -2,7 +2,7 @@
 //! limits, in the API's JSON (the API validates them; these only split the flags' syntax).
 
 use super::client::CliError;
-use super::{StatusArg, TenantFields};
+use super::{HttpsArg, StatusArg, TenantFields};
 use serde_json::{json, Map, Value};
 
 /// `100/1` or `100/60s`: requests per window of seconds.
@@ -64,6 +64,23 @@ impl TenantFields {
                 StatusArg::Suspended => "suspended",
             };
             body.insert("status".into(), json!(s));
+        }
+        if let Some(h) = self.https {
+            let h = match h {
+                HttpsArg::Off => "off",
+                HttpsArg::Redirect => "redirect",
+                HttpsArg::Only => "only",
+            };
+            body.insert("https".into(), json!(h));
+        }
+        if self.no_hsts {
+            body.insert("hsts".into(), Value::Null);
+        } else if let Some(max_age) = self.hsts_max_age {
+            body.insert(
+                "hsts".into(),
+                json!({"max_age": max_age, "include_subdomains": self.hsts_include_subdomains,
+                       "preload": self.hsts_preload}),
+            );
         }
         Ok(body)
     }
