@@ -20,6 +20,7 @@ pub(super) async fn app_with_limit(max_body_bytes: usize) -> Router {
             operator_token: OPERATOR,
             gateway_token: Some(GATEWAY.into()),
             gateways: &[],
+            gateway_trust: Default::default(),
             push: PushSettings::default(),
             max_body_bytes,
             api: ApiLimits::default(),
