@@ -273,3 +273,91 @@ async fn realmctl_serves_its_api_over_https() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// A real gateway applies what realmctl compiles from `realmctl cert add` and a tenant with
+/// `--https redirect`: the table with certificates and https settings passes the gateway's
+/// own validation, and `tenant show` reports the certificate's expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_gateway_applies_certificates_added_with_the_cli() {
+    let dir = TempDir::new("tls-gateway");
+    let up = common::Upstream::start("a").await;
+    let g = common::Gateway::start(&dir, "g1", None).await;
+    let ctl = common::Realmctl::start(&dir, &[&g]).await;
+    let version = ctl.api().put_pool("app", up.addr).await;
+    ctl.wait_in_sync(version, WAIT).await;
+    let pki = Pki::new("test CA");
+    let leaf = pki.leaf(&["acme.test", "*.acme.test"]);
+    let chain = dir.write(
+        "acme-chain.pem",
+        &format!("{}{}", leaf.cert_pem, pki.ca_pem),
+    );
+    let key = dir.write("acme-key.pem", &leaf.key_pem);
+    let realmctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
+            .args(["--url", &ctl.url()])
+            .env("REALMCTL_TOKEN", OPERATOR_TOKEN)
+            .args(args)
+            .output()
+            .expect("run realmctl");
+        assert!(
+            out.status.success(),
+            "realmctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let added = realmctl(&[
+        "cert",
+        "add",
+        "acme",
+        "--cert",
+        &chain.display().to_string(),
+        "--key",
+        &key.display().to_string(),
+    ]);
+    assert!(
+        added.contains("*.acme.test") && !added.contains("PRIVATE"),
+        "{added}"
+    );
+    realmctl(&[
+        "tenant",
+        "create",
+        "acme",
+        "--host",
+        "acme.test",
+        "--host",
+        "plain.test",
+        "--upstream",
+        "app",
+        "--https",
+        "redirect",
+        "--hsts-max-age",
+        "600",
+    ]);
+    let (_, t) = ctl
+        .api()
+        .call(reqwest::Method::GET, "/v1/tenants/acme", None)
+        .await;
+    let version = t["table_version"].as_u64().expect("version");
+    ctl.wait_in_sync(version, WAIT).await;
+    assert_eq!(g.version().await, Some(version), "the gateway applied it");
+    let shown = realmctl(&["tenant", "show", "acme"]);
+    assert!(shown.contains("https:     redirect"), "{shown}");
+    assert!(shown.contains("hsts:      max-age=600"), "{shown}");
+    assert!(
+        shown.contains("acme for acme.test: not after 4096-01-01"),
+        "{shown}"
+    );
+    assert!(shown.contains("none for plain.test"), "{shown}");
+    let listed = realmctl(&["cert", "list"]);
+    assert!(
+        listed.contains("acme") && listed.contains("day(s) left"),
+        "{listed}"
+    );
+    realmctl(&["cert", "rm", "acme"]);
+    let (_, list) = ctl
+        .api()
+        .call(reqwest::Method::GET, "/v1/certificates", None)
+        .await;
+    assert_eq!(list["certificates"], json!([]));
+}
