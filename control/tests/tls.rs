@@ -282,7 +282,14 @@ async fn a_real_gateway_applies_certificates_added_with_the_cli() {
     let dir = TempDir::new("tls-gateway");
     let up = common::Upstream::start("a").await;
     let g = common::Gateway::start(&dir, "g1", None).await;
-    let ctl = common::Realmctl::start(&dir, &[&g]).await;
+    let key = dir.write("secrets.key", &"ab".repeat(32));
+    let ctl = common::Realmctl::start_with(
+        &dir,
+        &[&g],
+        &format!("provision:\n  secrets_key_file: {}\n", key.display()),
+        &[],
+    )
+    .await;
     let version = ctl.api().put_pool("app", up.addr).await;
     ctl.wait_in_sync(version, WAIT).await;
     let pki = Pki::new("test CA");
@@ -355,6 +362,18 @@ async fn a_real_gateway_applies_certificates_added_with_the_cli() {
         "{listed}"
     );
     realmctl(&["cert", "rm", "acme"]);
+    // Without provision.secrets_key_file a key could not be opened after a restart: refused.
+    let plain = common::Realmctl::start(&TempDir::new("tls-no-key"), &[]).await;
+    let (status, v) = plain
+        .api()
+        .call(
+            reqwest::Method::PUT,
+            "/v1/certificates/acme",
+            Some(json!({"cert_pem": leaf.cert_pem, "key_pem": leaf.key_pem})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"], "no_secrets_key");
     let (_, list) = ctl
         .api()
         .call(reqwest::Method::GET, "/v1/certificates", None)

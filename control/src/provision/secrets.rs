@@ -14,6 +14,8 @@ const NONCE_LEN: usize = 12;
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// A key made at start and never written down: what it seals is lost at exit.
+    ephemeral: bool,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -26,7 +28,21 @@ impl SecretBox {
     pub fn new(key: &[u8; 32]) -> SecretBox {
         SecretBox {
             cipher: Aes256Gcm::new(key.into()),
+            ephemeral: false,
         }
+    }
+
+    /// A random key for a daemon without `provision.secrets_key_file`: nothing it seals
+    /// outlives the process, so what must be kept (certificate keys) is refused.
+    pub fn ephemeral() -> SecretBox {
+        SecretBox {
+            ephemeral: true,
+            ..SecretBox::random()
+        }
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
     }
 
     /// A key file holds 32 bytes as base64 or 64 hex characters (whitespace trimmed), e.g.

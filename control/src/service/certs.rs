@@ -58,6 +58,13 @@ impl Control {
             }
             ServiceError::Invalid(problems)
         };
+        if self.secret_box.is_ephemeral() {
+            return Err(ServiceError::Conflict {
+                code: "no_secrets_key",
+                message: "certificate keys are sealed at rest with provision.secrets_key_file, which is not configured: make one (head -c 32 /dev/urandom | base64 > FILE), set it, and restart realmctl".into(),
+                details: json!({"certificate": name}),
+            });
+        }
         let checked = realmgate_table::certificate(&wire).map_err(named)?;
         let now = now_ms();
         let now_s = now / 1000;
