@@ -95,6 +95,7 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             w.api.max_concurrent_requests.max(1),
         )),
+        plain_http: true,
     })
 }
 
@@ -113,7 +114,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let state = assemble(
+    let mut state = assemble(
         registry,
         Wiring {
             operator_token: config.admin_token.expose(),
@@ -154,6 +155,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             "realmctl serves plain http on {addr}, which is not loopback: gateways pulling the table (with its secrets) should use https (`tls:` in realmctl's configuration)"
         );
     }
+    state.plain_http = config.tls.is_none();
     let app = api::app(state);
     match config.tls {
         Some(tls) => {
@@ -164,10 +166,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 .await
                 .map_err(StartError::Serve)
         }
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(StartError::Serve),
+        // The peer's address: over plain http the full table goes only to loopback.
+        None => axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(StartError::Serve),
     }
 }
 

@@ -380,3 +380,92 @@ async fn a_real_gateway_applies_certificates_added_with_the_cli() {
         .await;
     assert_eq!(list["certificates"], json!([]));
 }
+
+/// This host's address on its outward interface (no packet is sent), if it has one.
+fn outward_ip() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// Over plain http, realmctl hands the full table (with a certificate key) to a gateway on
+/// loopback only; from another address the gateway gets 403, operators their redacted view.
+#[tokio::test]
+async fn plain_http_realmctl_gives_secrets_to_loopback_only() {
+    init();
+    let Some(ip) = outward_ip() else {
+        eprintln!("no non-loopback interface on this host: nothing to test from");
+        return;
+    };
+    let dir = TempDir::new("tls-pull");
+    let port = free_addrs(1)[0].port();
+    let conf = dir.write(
+        "realmctl.yaml",
+        &format!(
+            "listen: 0.0.0.0:{port}\ndata_dir: {}\nadmin_token_file: {}\ngateways:\n  token_file: {}\nprovision:\n  secrets_key_file: {}\n",
+            dir.path().join("data").display(),
+            dir.write("token", OPERATOR_TOKEN).display(),
+            dir.write("gw-token", common::GATEWAY_TOKEN).display(),
+            dir.write("secrets.key", &"cd".repeat(32)).display(),
+        ),
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"));
+    cmd.arg("serve")
+        .arg("--conf")
+        .arg(&conf)
+        .env("RUST_LOG", "info");
+    let mut proc = Proc::spawn(cmd, dir.path().join("realmctl.log"));
+    let http = reqwest::Client::new();
+    let local = format!("http://127.0.0.1:{port}");
+    let remote = format!("http://{}", std::net::SocketAddr::new(ip, port));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        assert!(
+            proc.exited().is_none(),
+            "realmctl exited:\n{}",
+            proc.log_text()
+        );
+        let ok = http.get(format!("{local}/healthz")).send().await;
+        if ok.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", proc.log_text());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let leaf = Pki::new("test CA").leaf(&["acme.test"]);
+    let r = http
+        .put(format!("{local}/v1/certificates/acme"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&json!({"cert_pem": leaf.cert_pem, "key_pem": leaf.key_pem}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let get = |base: &str, token: &str| {
+        http.get(format!("{base}/v1/table"))
+            .bearer_auth(token)
+            .send()
+    };
+    let from_loopback = get(&local, common::GATEWAY_TOKEN).await.expect("get");
+    assert_eq!(from_loopback.status(), StatusCode::OK);
+    assert!(from_loopback
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("PRIVATE KEY"));
+    let from_afar = get(&remote, common::GATEWAY_TOKEN).await.expect("get");
+    assert_eq!(from_afar.status(), StatusCode::FORBIDDEN);
+    let body = from_afar.text().await.unwrap_or_default();
+    assert!(
+        body.contains("insecure_channel") && !body.contains("PRIVATE KEY"),
+        "{body}"
+    );
+    let operator = get(&remote, OPERATOR_TOKEN).await.expect("get");
+    assert_eq!(operator.status(), StatusCode::OK);
+    assert!(operator
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("(redacted)"));
+}

@@ -45,6 +45,9 @@ pub struct AppState {
     pub mint_quota: Arc<limits::MintQuota>,
     /// Permits for requests in handlers at once ([`ApiLimits::max_concurrent_requests`]).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The API is served over plain HTTP: the full table (with its secrets) goes only to a
+    /// loopback peer.
+    pub plain_http: bool,
 }
 
 /// The whole API. Every route that reads a body sits behind an auth `route_layer`, which runs

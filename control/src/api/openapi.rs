@@ -107,13 +107,15 @@ pub fn spec() -> Value {
                      "responses": {"200": ok("The revoked key", "Key"), "401": unauthorized, "404": error("No such key, or not one the caller may see")}}
         },
         "/v1/table": {
-          "get": {"summary": "The compiled routing table (the document gateways load); accepts the operator token or the gateways' token. Only the gateways' token gets provisioned tenants' login client secrets; with the operator token each `realm.client_secret` reads `(redacted)` (header `x-realmgate-redacted`, weak ETag)",
+          "get": {"summary": "The compiled routing table (the document gateways load); accepts the operator token or the gateways' token. Only the gateways' token gets provisioned tenants' login client secrets; with the operator token each `realm.client_secret` and each certificate's `key_pem` reads `(redacted)` (header `x-realmgate-redacted`, weak ETag)",
                   "parameters": [{"name": "summary", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]},
                                   "description": "Only version, digest, tenant count and size"}],
                   "responses": {"200": {"description": "The table (see realmgate-table), or its summary",
                                         "headers": {"x-realmgate-table-version": {"schema": {"type": "integer"}}},
                                         "content": {"application/json": {"schema": {"type": "object"}}}},
-                                "401": unauthorized, "503": error("The compiler has not caught up yet; retry")}}
+                                "401": unauthorized,
+                                "403": error("The table carries secrets and realmctl serves plain http to a non-loopback peer (`insecure_channel`): serve realmctl over TLS"),
+                                "503": error("The compiler has not caught up yet; retry")}}
         },
         "/v1/gateways": {
           "get": {"summary": "Each gateway: URL, applied version, last push result and time",

@@ -6,13 +6,14 @@
 use super::{ApiError, AppState};
 use crate::compile::Compiled;
 use crate::service::ServiceError;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, Extensions, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,10 +33,26 @@ struct TableQuery {
 async fn show(
     State(s): State<AppState>,
     headers: HeaderMap,
+    extensions: Extensions,
     Query(q): Query<TableQuery>,
 ) -> Result<Response, ApiError> {
     let gateway = s.tokens.is_gateway(&headers);
     let table = current(&s).await?;
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| *a);
+    let in_clear_off_host = s.plain_http && peer.is_some_and(|a| !crate::tls::is_loopback(&a));
+    let summary = q
+        .summary
+        .as_deref()
+        .is_some_and(|v| v == "1" || v == "true");
+    if gateway && table.has_secrets && in_clear_off_host && !summary {
+        log::error!(
+            "refused the table to a gateway at {}: it carries secrets and realmctl serves plain http; give realmctl `tls:` and the gateways an https control_url",
+            peer.map_or_else(String::new, |a| a.to_string())
+        );
+        return Err(ApiError::InsecureChannel);
+    }
     let headers = [
         (header::ETAG, format!("\"{}\"", table.digest)),
         (
@@ -43,10 +60,7 @@ async fn show(
             table.version.to_string(),
         ),
     ];
-    if q.summary
-        .as_deref()
-        .is_some_and(|v| v == "1" || v == "true")
-    {
+    if summary {
         let summary = json!({
             "version": table.version,
             "digest": table.digest,
