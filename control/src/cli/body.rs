@@ -145,4 +145,44 @@ mod tests {
         );
         assert!(parse_rate_limit("fast").is_err());
     }
+
+    #[test]
+    fn https_and_hsts_flags() {
+        use crate::cli::{Cli, Command, TenantCmd};
+        use clap::Parser;
+        let fields = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["realmctl", "tenant", "update", "acme"].iter().chain(args))
+                    .expect("parse");
+            let Command::Tenant(TenantCmd::Update { fields, .. }) = cli.command else {
+                panic!("wrong command");
+            };
+            fields.body().expect("body")
+        };
+        let body = fields(&[
+            "--https",
+            "redirect",
+            "--hsts-max-age",
+            "31536000",
+            "--hsts-include-subdomains",
+        ]);
+        assert_eq!(body["https"], "redirect");
+        assert_eq!(
+            body["hsts"],
+            json!({"max_age": 31536000, "include_subdomains": true, "preload": false})
+        );
+        assert_eq!(fields(&["--no-hsts"])["hsts"], Value::Null);
+        assert!(!fields(&["--https", "off"]).contains_key("hsts"));
+        for bad in [
+            &["--https", "sometimes"][..],
+            &["--hsts-preload"],
+            &["--no-hsts", "--hsts-max-age", "1"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["realmctl", "tenant", "update", "acme"].iter().chain(bad))
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 }
