@@ -17,10 +17,8 @@ pub enum StartError {
     Registry(#[from] RegistryError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
-    #[error("gateway TLS: {0}")]
-    GatewayTls(String),
+    #[error(transparent)]
+    Push(#[from] crate::push::PushStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

@@ -151,6 +151,6 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 }
 
 #[cfg(test)]
-mod tests;
+mod cert_tests;
 #[cfg(test)]
-mod tests_certs;
+mod tests;

@@ -1,7 +1,7 @@
 //! `realmctl cert add|list|show|rm`: the certificates gateways serve, over `/v1/certificates`.
 
 use super::client::{CliError, Client};
-use super::output::columns;
+use super::output::{columns, expiry};
 use super::pretty;
 use crate::views::{CertList, CertView, Deleted};
 use clap::Subcommand;
@@ -116,15 +116,6 @@ fn read_pem(p: &Path, flag: &str) -> Result<Value, CliError> {
         return Err(bad(format!("larger than {MAX_PEM_FILE} bytes")));
     }
     Ok(Value::String(text))
-}
-
-/// `expires in 87 days`, `EXPIRED 3 days ago`, `not valid yet`.
-pub(super) fn expiry(state: &str, days_left: i64) -> String {
-    match state {
-        "expired" => format!("EXPIRED {} day(s) ago", days_left.unsigned_abs()),
-        "not_yet_valid" => "not valid yet".to_owned(),
-        _ => format!("{days_left} day(s) left"),
-    }
 }
 
 fn list(certs: &[CertView]) -> String {

@@ -126,7 +126,7 @@ pub fn tenant(t: &TenantView) -> String {
                 c.name,
                 c.hosts.join(", "),
                 c.not_after,
-                super::cert::expiry(&c.state, c.days_left)
+                expiry(&c.state, c.days_left)
             ));
         }
         if !t.hosts_without_certificate.is_empty() {
@@ -232,6 +232,15 @@ pub fn gateways(list: &[GatewayView]) -> String {
         ],
         &rows,
     )
+}
+
+/// `expires in 87 days`, `EXPIRED 3 days ago`, `not valid yet`.
+pub fn expiry(state: &str, days_left: i64) -> String {
+    match state {
+        "expired" => format!("EXPIRED {} day(s) ago", days_left.unsigned_abs()),
+        "not_yet_valid" => "not valid yet".to_owned(),
+        _ => format!("{days_left} day(s) left"),
+    }
 }
 
 #[cfg(test)]

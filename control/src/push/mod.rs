@@ -13,13 +13,21 @@ mod worker;
 
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
-use crate::server::StartError;
 use crate::time::{now_ms, rfc3339};
 use crate::tls::GatewayTrust;
 use crate::views::GatewayView;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Why the pushers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PushStartError {
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("gateway TLS: {0}")]
+    Tls(String),
+}
 
 /// How pushes are paced.
 #[derive(Debug, Clone)]
@@ -190,12 +198,12 @@ impl Pusher {
         settings: PushSettings,
         published: watch::Receiver<Option<Arc<Compiled>>>,
         metrics: Arc<Metrics>,
-    ) -> Result<Pusher, StartError> {
+    ) -> Result<Pusher, PushStartError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(60));
-        if let Some(tls) = trust.client_config().map_err(StartError::GatewayTls)? {
+        if let Some(tls) = trust.client_config().map_err(PushStartError::Tls)? {
             builder = builder.use_preconfigured_tls(tls);
         }
         let client = builder.build()?;
