@@ -181,8 +181,9 @@ pub struct GatewayView {
     /// The newest compiled version; the gateway is in sync when `applied_version` reaches it.
     pub target_version: Option<u64>,
     pub in_sync: bool,
-    /// `applied`, `already_current`, `rejected`, `unauthorized`, `error`, `unreachable`;
-    /// `null` before the first attempt.
+    /// `applied`, `already_current`, `version_not_newer`, `rejected`, `unauthorized`,
+    /// `error`, `unreachable`, `refused_insecure` (a table with secrets was not sent over
+    /// plain http to a non-loopback address); `null` before the first attempt.
     pub last_result: Option<String>,
     /// What went wrong, for the results that are not `applied`/`already_current`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
