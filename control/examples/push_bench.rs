@@ -176,6 +176,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let urls: Vec<String> = gws.iter().map(|g| g.admin.clone()).collect();
     let pusher = Pusher::start(
         &urls,
+        &Default::default(),
         Some(TOKEN.into()),
         PushSettings::default(),
         rx,

@@ -22,7 +22,8 @@ pub struct Compiled {
     /// `sha256:<hex>` of `body`, as the gateways report it.
     pub digest: String,
     pub tenants: usize,
-    /// Some tenant's realm carries a login client secret (operators see the table redacted).
+    /// Some tenant's realm carries a login client secret, or a certificate its key:
+    /// operators see the table redacted, and it travels only over TLS (or loopback).
     pub has_secrets: bool,
 }
 
@@ -34,6 +35,8 @@ struct TableRef<'a> {
     upstreams: UpstreamsRef<'a>,
     tenants: TenantsRef<'a>,
     api_keys: KeysRef<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    certificates: Vec<realmgate_table::Certificate>,
 }
 
 /// The keys gateways accept: live ones (not revoked, not yet expired) of existing tenants,
@@ -205,13 +208,44 @@ fn provisioned_realm(record: &TenantRecord, secrets: &SecretBox) -> Provisioned 
     })
 }
 
+/// Every certificate with its key opened: the table is the only place a key leaves
+/// realmctl. One whose key cannot be opened is left out (its hosts fail the handshake rather
+/// than the whole table being refused), and logged without the key.
+fn certificates(model: &Model, secrets: &SecretBox) -> Vec<realmgate_table::Certificate> {
+    model
+        .certificates
+        .values()
+        .filter_map(
+            |c| match secrets.open_certificate_key(&c.name, &c.key_sealed) {
+                Ok(key_pem) => Some(realmgate_table::Certificate {
+                    name: c.name.clone(),
+                    cert_pem: c.cert_pem.clone(),
+                    key_pem,
+                    hosts: c.hosts.iter().map(ToString::to_string).collect(),
+                    not_after: realmgate_table::validate::rfc3339(c.not_after),
+                    ocsp_staple: None,
+                }),
+                Err(e) => {
+                    log::error!(
+                        "certificate {:?}: its key cannot be opened ({e}); left out of the table",
+                        c.name
+                    );
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
 /// Serialise the model as table version `model.version`; `secrets` opens the provisioned
-/// tenants' login client secrets.
+/// tenants' login client secrets and the certificates' keys.
 pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_json::Error> {
     let realms = provisioned_realms(model, secrets);
-    let has_secrets = realms
-        .values()
-        .any(|p| matches!(p, Provisioned::Realm(r) if r.client_secret.is_some()));
+    let certificates = certificates(model, secrets);
+    let has_secrets = !certificates.is_empty()
+        || realms
+            .values()
+            .any(|p| matches!(p, Provisioned::Realm(r) if r.client_secret.is_some()));
     let view = TableRef {
         version: model.version,
         upstreams: UpstreamsRef(&model.upstreams),
@@ -225,6 +259,7 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
             now_ms: now_ms(),
             realms: &realms,
         },
+        certificates,
     };
     // Roughly 100 bytes per tenant; one allocation for typical tables.
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
@@ -390,6 +425,54 @@ mod tests {
             .table;
         assert!(table.api_keys.is_empty(), "its keys are left out too");
         assert!(!compiled.has_secrets);
+    }
+}
+
+#[cfg(test)]
+mod cert_tests {
+    use super::*;
+    use crate::model::CertRecord;
+
+    #[test]
+    fn certificates_enter_the_table_with_their_keys_opened() {
+        let sealer = SecretBox::random();
+        let ca = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["acme.test".to_owned()]).expect("params");
+        let cert = params.self_signed(&ca).expect("cert");
+        let not_after = {
+            use x509_parser::prelude::FromDer;
+            let (_, x) =
+                x509_parser::prelude::X509Certificate::from_der(cert.der()).expect("parse");
+            u64::try_from(x.validity().not_after.timestamp()).expect("after 1970")
+        };
+        let fingerprint = "sha256:test".to_owned();
+        let mut m = Model::default();
+        m.version = 2;
+        let record = CertRecord {
+            name: "acme".into(),
+            cert_pem: cert.pem(),
+            key_sealed: sealer
+                .seal_certificate_key("acme", &ca.serialize_pem())
+                .expect("sealed"),
+            hosts: vec![realmgate_table::host::HostPattern::parse("acme.test").expect("host")],
+            not_before: 0,
+            not_after,
+            fingerprint,
+            table_version: 2,
+            created_at_ms: 1,
+            updated_at_ms: 1,
+        };
+        m.certificates.insert("acme".into(), record);
+        let compiled = compile(&m, &sealer).expect("compile");
+        assert!(compiled.has_secrets, "a key is a secret");
+        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
+        assert_eq!(table.certificates.len(), 1);
+        assert_eq!(table.certificates[0].key_pem, ca.serialize_pem());
+        assert_eq!(table.certificates[0].hosts, ["acme.test"]);
+        // A key sealed under another key is left out, the table still valid.
+        let compiled = compile(&m, &SecretBox::random()).expect("compile");
+        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
+        assert!(table.certificates.is_empty() && !compiled.has_secrets);
     }
 }
 

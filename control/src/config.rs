@@ -29,6 +29,14 @@ struct FileConfig {
     registry: Option<RegistryFile>,
     gateways: Option<GatewaysFile>,
     provision: Option<crate::provision::config::ProvisionFile>,
+    tls: Option<TlsFile>,
+}
+
+/// realmctl's API over TLS: a certificate chain (PEM, leaf first) and its key.
+#[derive(Debug, Deserialize)]
+struct TlsFile {
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 /// Keys each caller (the operator, or each calling key) may mint.
@@ -57,6 +65,10 @@ struct GatewaysFile {
     urls: Vec<String>,
     token_file: Option<PathBuf>,
     push: Option<PushFile>,
+    /// The CA gateways' admin certificates chain to (for `https://` URLs).
+    ca_file: Option<PathBuf>,
+    /// Or the SHA-256 of the gateway admin certificate (DER), hex.
+    cert_sha256: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +127,10 @@ pub struct Config {
     pub push: PushSettings,
     /// Provisioning steps and their providers (all `none` without a `provision:` section).
     pub provision: crate::provision::config::ProvisionConfig,
+    /// How gateways' `https://` admin URLs are verified.
+    pub gateway_trust: crate::tls::GatewayTrust,
+    /// Serve the API over TLS with this (`tls:`); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Config {
@@ -191,6 +207,20 @@ impl Config {
             None => None,
         };
         let push = push_settings(gw.push.unwrap_or_default(), &mut problems);
+        let gateway_trust = gateway_trust(gw.ca_file, gw.cert_sha256, &mut problems);
+        for url in gateways
+            .iter()
+            .filter(|u| !crate::tls::may_carry_secrets(u))
+        {
+            log::warn!(
+                "gateway {url} is plain http to a non-loopback host: tables that carry secrets (login client secrets, certificate keys) will not be pushed to it; give it admin_tls and an https:// URL"
+            );
+        }
+        let tls = file.tls.and_then(|t| {
+            crate::tls::server_config(&t.cert_file, &t.key_file)
+                .map_err(|e| problems.push(format!("tls: {e}")))
+                .ok()
+        });
         let provision = crate::provision::config::ProvisionConfig::resolve(
             file.provision.unwrap_or_default(),
             &mut problems,
@@ -210,6 +240,8 @@ impl Config {
                 gateway_token,
                 push,
                 provision,
+                gateway_trust,
+                tls,
             }),
             _ => Err(problems),
         }
@@ -316,18 +348,36 @@ fn remote_sync(r: RemoteFile, problems: &mut Vec<String>) -> Option<RemoteSync> 
     })
 }
 
-/// Gateways are reached over plain HTTP on their admin listener (loopback or a private
-/// network); this build has no TLS client.
+fn gateway_trust(
+    ca_file: Option<PathBuf>,
+    pin: Option<String>,
+    problems: &mut Vec<String>,
+) -> crate::tls::GatewayTrust {
+    use crate::tls::GatewayTrust;
+    let trust = match (ca_file, pin) {
+        (Some(_), Some(_)) => Err("gateways.ca_file and gateways.cert_sha256: give one".into()),
+        (Some(p), None) => {
+            GatewayTrust::from_ca_file(&p).map_err(|e| format!("gateways.ca_file: {e}"))
+        }
+        (None, Some(pin)) => {
+            GatewayTrust::from_pin(&pin).map_err(|e| format!("gateways.cert_sha256: {e}"))
+        }
+        (None, None) => Ok(GatewayTrust::System),
+    };
+    trust.unwrap_or_else(|e| {
+        problems.push(e);
+        GatewayTrust::System
+    })
+}
+
+/// A gateway's admin base URL: `https://` (verified with `gateways.ca_file`,
+/// `gateways.cert_sha256` or the system roots) or `http://` (tables with secrets only to
+/// loopback).
 fn check_gateway_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     match parsed.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(
-                "https is not supported yet: use the gateway's admin listener over http".into(),
-            )
-        }
-        other => return Err(format!("scheme {other:?} is not http")),
+        "http" | "https" => {}
+        other => return Err(format!("scheme {other:?} is not http or https")),
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err("no host".into());

@@ -17,5 +17,6 @@ pub mod registry;
 pub mod server;
 pub mod service;
 pub mod time;
+pub mod tls;
 pub mod ui;
 pub mod views;

@@ -107,6 +107,49 @@ impl KeyRecord {
     }
 }
 
+/// A certificate as the registry keeps it: the chain in the clear, the key sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertRecord {
+    pub name: String,
+    /// The chain in PEM, leaf first.
+    pub cert_pem: String,
+    /// The private key, sealed by [`crate::provision::secrets::SecretBox::seal_certificate_key`].
+    pub key_sealed: String,
+    /// The names it is served for (exact, or a one-label wildcard), normalised.
+    pub hosts: Vec<HostPattern>,
+    /// The leaf's validity, seconds since the Unix epoch.
+    pub not_before: u64,
+    pub not_after: u64,
+    /// `sha256:<hex>` of the leaf (DER).
+    pub fingerprint: String,
+    pub table_version: u64,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+impl std::fmt::Debug for CertRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The sealed key stays out of logs too.
+        f.debug_struct("CertRecord")
+            .field("name", &self.name)
+            .field("hosts", &self.hosts)
+            .field("not_after", &self.not_after)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertRecord {
+    /// Whether the certificate is served for a tenant's host pattern: an exact host by any
+    /// of its names (certificate semantics), a wildcard host by the same wildcard.
+    pub fn covers(&self, host: &HostPattern) -> bool {
+        self.hosts.iter().any(|name| match host {
+            HostPattern::Exact(h) => realmgate_table::validate::cert_name_covers(name, h),
+            HostPattern::Wildcard(_) => name == host,
+        })
+    }
+}
+
 /// Everything the routing table is compiled from, plus the version counter.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -116,6 +159,8 @@ pub struct Model {
     pub upstreams: BTreeMap<UpstreamName, UpstreamRecord>,
     /// API keys by id, revoked ones included (they stay listed, and out of the table).
     pub keys: BTreeMap<String, KeyRecord>,
+    /// Certificates by name.
+    pub certificates: BTreeMap<String, CertRecord>,
     hosts: HashMap<HostPattern, TenantId>,
     key_digests: HashMap<[u8; 32], String>,
 }

@@ -17,8 +17,8 @@ pub enum StartError {
     Registry(#[from] RegistryError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    #[error("HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Push(#[from] crate::push::PushStartError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -35,6 +35,8 @@ pub struct Wiring<'a> {
     pub operator_token: &'a str,
     pub gateway_token: Option<Arc<str>>,
     pub gateways: &'a [String],
+    /// How `https://` gateway URLs are verified.
+    pub gateway_trust: crate::tls::GatewayTrust,
     pub push: PushSettings,
     pub max_body_bytes: usize,
     pub api: crate::api::ApiLimits,
@@ -67,6 +69,7 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
     let debounce = w.push.debounce;
     let pusher = Pusher::start(
         w.gateways,
+        &w.gateway_trust,
         w.gateway_token.clone(),
         w.push,
         tables.clone(),
@@ -90,6 +93,7 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             w.api.max_concurrent_requests.max(1),
         )),
+        plain_http: true,
     })
 }
 
@@ -108,12 +112,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let state = assemble(
+    let mut state = assemble(
         registry,
         Wiring {
             operator_token: config.admin_token.expose(),
             gateway_token: config.gateway_token.as_ref().map(|t| t.shared()),
             gateways: &config.gateways,
+            gateway_trust: config.gateway_trust.clone(),
             push: config.push.clone(),
             max_body_bytes: config.max_body_bytes,
             api: config.api,
@@ -133,15 +138,41 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             source,
         })?;
     let addr = listener.local_addr().map_err(StartError::Serve)?;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     log::info!(
-        "realmctl listening on {addr} (data dir {}, {} gateway(s))",
+        "realmctl listening on {scheme}://{addr} (data dir {}, {} gateway(s))",
         config.data_dir.display(),
         config.gateways.len()
     );
-    axum::serve(listener, api::app(state))
+    if config.tls.is_none() && !crate::tls::is_loopback(&addr) {
+        log::warn!(
+            "realmctl serves plain http on {addr}, which is not loopback: gateways pulling the table (with its secrets) should use https (`tls:` in realmctl's configuration)"
+        );
+    }
+    state.plain_http = config.tls.is_none();
+    let app = api::app(state);
+    match config.tls {
+        Some(tls) => {
+            let listener =
+                crate::tls::TlsListener::new(listener, tls).map_err(StartError::Serve)?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(StartError::Serve)
+        }
+        // The peer's address: over plain http the full table goes only to loopback.
+        None => axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
         .with_graceful_shutdown(shutdown())
         .await
-        .map_err(StartError::Serve)
+        .map_err(StartError::Serve),
+    }
 }
 
 async fn shutdown() {

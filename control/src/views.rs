@@ -3,7 +3,7 @@
 use crate::model::{CatalogEntry, KeyRecord, TenantRecord, UpstreamRecord};
 use crate::provision::{Provision, StepState, TenantState};
 use crate::time::rfc3339;
-use realmgate_table::{RateLimit, RateLimits, Route, TenantStatus, Upstream};
+use realmgate_table::{Hsts, HttpsMode, RateLimit, RateLimits, Route, TenantStatus, Upstream};
 use serde::{Deserialize, Serialize};
 
 /// A tenant, as `GET /v1/tenants/{id}` shows it.
@@ -22,6 +22,19 @@ pub struct TenantView {
     /// Requests per window for the tenant, each key and each public client.
     #[serde(default, skip_serializing_if = "RateLimits::is_empty")]
     pub rate_limits: RateLimits,
+    /// Plain HTTP: `off` (served), `redirect` (308 to https) or `only` (403).
+    #[serde(default)]
+    pub https: HttpsMode,
+    /// `Strict-Transport-Security`, sent over TLS only. Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
+    /// The certificates that cover the tenant's hosts, with their expiry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<TenantCertView>,
+    /// Hosts no certificate covers: a TLS handshake for them fails (unless the gateway has
+    /// a fallback certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts_without_certificate: Vec<String>,
     /// Bumped by every change; send it back in `If-Match` to update only what you read.
     pub revision: u64,
     /// The table version that carries this tenant's last change: once a gateway's applied
@@ -106,6 +119,10 @@ impl From<&TenantRecord> for TenantView {
             catalog: r.catalog.clone(),
             shell: r.wire.shell.clone(),
             rate_limits: r.wire.rate_limits,
+            https: r.wire.https,
+            hsts: r.wire.hsts,
+            certificates: Vec::new(),
+            hosts_without_certificate: Vec::new(),
             revision: r.revision,
             table_version: r.table_version,
             created_at: rfc3339(r.created_at_ms),
@@ -164,8 +181,9 @@ pub struct GatewayView {
     /// The newest compiled version; the gateway is in sync when `applied_version` reaches it.
     pub target_version: Option<u64>,
     pub in_sync: bool,
-    /// `applied`, `already_current`, `rejected`, `unauthorized`, `error`, `unreachable`;
-    /// `null` before the first attempt.
+    /// `applied`, `already_current`, `version_not_newer`, `rejected`, `unauthorized`,
+    /// `error`, `unreachable`, `refused_insecure` (a table with secrets was not sent over
+    /// plain http to a non-loopback address); `null` before the first attempt.
     pub last_result: Option<String>,
     /// What went wrong, for the results that are not `applied`/`already_current`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,4 +288,62 @@ pub struct CredentialsView {
     pub admin_password_temporary: bool,
     pub admin_client_id: String,
     pub admin_client_secret: Option<String>,
+}
+
+/// A certificate covering some of a tenant's hosts, as the tenant's view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCertView {
+    pub name: String,
+    /// The tenant's hosts it covers.
+    pub hosts: Vec<String>,
+    pub not_after: String,
+    /// Whole days until `not_after` (negative once expired).
+    pub days_left: i64,
+    /// `valid`, `expired` or `not_yet_valid`.
+    pub state: String,
+}
+
+/// A certificate, as `GET /v1/certificates/{name}` shows it: never its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertView {
+    pub name: String,
+    /// The names it is served for (exact, or a one-label wildcard).
+    pub hosts: Vec<String>,
+    pub not_before: String,
+    pub not_after: String,
+    /// Whole days until `not_after` (negative once expired).
+    pub days_left: i64,
+    /// `valid`, `expired` or `not_yet_valid`. A stored certificate that expires keeps being
+    /// served until it is replaced.
+    pub state: String,
+    /// `sha256:<hex>` of the leaf certificate (DER).
+    pub fingerprint: String,
+    /// Tenants with a host it covers.
+    pub tenants: Vec<String>,
+    pub table_version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `GET /v1/certificates`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertList {
+    pub certificates: Vec<CertView>,
+}
+
+/// Whole days from `now` to `not_after` (seconds), rounded down; negative once past.
+pub fn days_left(not_after: u64, now: u64) -> i64 {
+    let diff = i128::from(not_after) - i128::from(now);
+    i64::try_from(diff.div_euclid(86_400)).unwrap_or(0)
+}
+
+/// `valid`, `expired` or `not_yet_valid` at `now` (seconds).
+pub fn validity(not_before: u64, not_after: u64, now: u64) -> &'static str {
+    if now > not_after {
+        "expired"
+    } else if now < not_before {
+        "not_yet_valid"
+    } else {
+        "valid"
+    }
 }

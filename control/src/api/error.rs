@@ -26,6 +26,8 @@ pub enum ApiError {
     Busy,
     #[error("too many keys minted by this caller; retry after {retry_after_s} s (key_minting in realmctl's configuration)")]
     TooManyRequests { retry_after_s: u64 },
+    #[error("the table carries secrets (certificate keys, login client secrets) and realmctl serves plain http to a non-loopback address: serve realmctl over TLS (`tls:` in its configuration) and use an https control_url")]
+    InsecureChannel,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -55,6 +57,7 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy", vec![], None),
+            ApiError::InsecureChannel => (StatusCode::FORBIDDEN, "insecure_channel", vec![], None),
             ApiError::TooManyRequests { retry_after_s } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",

@@ -2,6 +2,7 @@
 //! `/v1/openapi.json`, `/metrics`, `/healthz`. [`app`] builds it without a socket.
 
 mod auth;
+mod certificates;
 mod error;
 mod events;
 mod gateways;
@@ -44,6 +45,9 @@ pub struct AppState {
     pub mint_quota: Arc<limits::MintQuota>,
     /// Permits for requests in handlers at once ([`ApiLimits::max_concurrent_requests`]).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The API is served over plain HTTP: the full table (with its secrets) goes only to a
+    /// loopback peer.
+    pub plain_http: bool,
 }
 
 /// The whole API. Every route that reads a body sits behind an auth `route_layer`, which runs
@@ -53,6 +57,7 @@ pub fn app(state: AppState) -> Router {
     let operator = Router::new()
         .merge(tenants::router())
         .merge(upstreams::router())
+        .merge(certificates::router())
         .merge(gateways::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let readers = table::router().route_layer(from_fn_with_state(state.clone(), auth::reader));
@@ -145,5 +150,7 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     })
 }
 
+#[cfg(test)]
+mod cert_tests;
 #[cfg(test)]
 mod tests;

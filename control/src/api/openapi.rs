@@ -107,13 +107,15 @@ pub fn spec() -> Value {
                      "responses": {"200": ok("The revoked key", "Key"), "401": unauthorized, "404": error("No such key, or not one the caller may see")}}
         },
         "/v1/table": {
-          "get": {"summary": "The compiled routing table (the document gateways load); accepts the operator token or the gateways' token. Only the gateways' token gets provisioned tenants' login client secrets; with the operator token each `realm.client_secret` reads `(redacted)` (header `x-realmgate-redacted`, weak ETag)",
+          "get": {"summary": "The compiled routing table (the document gateways load); accepts the operator token or the gateways' token. Only the gateways' token gets provisioned tenants' login client secrets; with the operator token each `realm.client_secret` and each certificate's `key_pem` reads `(redacted)` (header `x-realmgate-redacted`, weak ETag)",
                   "parameters": [{"name": "summary", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]},
                                   "description": "Only version, digest, tenant count and size"}],
                   "responses": {"200": {"description": "The table (see realmgate-table), or its summary",
                                         "headers": {"x-realmgate-table-version": {"schema": {"type": "integer"}}},
                                         "content": {"application/json": {"schema": {"type": "object"}}}},
-                                "401": unauthorized, "503": error("The compiler has not caught up yet; retry")}}
+                                "401": unauthorized,
+                                "403": error("The table carries secrets and realmctl serves plain http to a non-loopback peer (`insecure_channel`): serve realmctl over TLS"),
+                                "503": error("The compiler has not caught up yet; retry")}}
         },
         "/v1/gateways": {
           "get": {"summary": "Each gateway: URL, applied version, last push result and time",
@@ -233,7 +235,7 @@ pub fn spec() -> Value {
                                      "applied_version": {"type": ["integer", "null"]},
                                      "target_version": {"type": ["integer", "null"]},
                                      "in_sync": {"type": "boolean"},
-                                     "last_result": {"type": ["string", "null"], "enum": ["applied", "already_current", "rejected", "unauthorized", "error", "unreachable", null]},
+                                     "last_result": {"type": ["string", "null"], "enum": ["applied", "already_current", "version_not_newer", "rejected", "unauthorized", "error", "unreachable", "refused_insecure", null]},
                                      "last_error": {"type": "string"},
                                      "last_attempt_at": {"type": ["string", "null"], "format": "date-time"},
                                      "last_success_at": {"type": ["string", "null"], "format": "date-time"},
@@ -252,6 +254,7 @@ pub fn spec() -> Value {
       }
     });
     provisioning(&mut doc, &id, &unauthorized, &not_found);
+    certificates(&mut doc, &name, &unauthorized);
     bounded(&mut doc);
     doc
 }
@@ -332,6 +335,91 @@ fn provisioning(doc: &mut Value, id: &Value, unauthorized: &Value, not_found: &V
         p.extend(add);
     }
     if let (Some(s), Value::Object(add)) = (doc["components"]["schemas"].as_object_mut(), schema) {
+        s.extend(add);
+    }
+}
+
+/// The certificate endpoints, and the tenant's https/hsts fields and certificate expiry.
+fn certificates(doc: &mut Value, name: &Value, unauthorized: &Value) {
+    let not_found = error("No such certificate");
+    let paths = json!({
+        "/v1/certificates": {
+          "get": {"summary": "Every certificate: names, not-after, fingerprint, the tenants whose hosts it covers. Never a key",
+                  "responses": {"200": ok("The certificates", "CertificateList"), "401": unauthorized}}
+        },
+        "/v1/certificates/{name}": {
+          "parameters": [name],
+          "get": {"summary": "Show a certificate (never its key)",
+                  "responses": {"200": ok("The certificate", "Certificate"), "401": unauthorized, "404": not_found}},
+          "put": {"summary": "Add or replace a certificate and its private key (sealed at rest; sent only to gateways, in the table). Validated as every gateway validates it; an expired or not-yet-valid certificate is refused",
+                  "requestBody": body("CertificatePut"),
+                  "responses": {"200": ok("Replaced (or unchanged)", "Certificate"), "201": ok("Added", "Certificate"),
+                                "401": unauthorized,
+                                "409": error("A host is already served by another certificate (`certificate_host_conflict`; `details.hosts` names them)"),
+                                "413": error("Body larger than `max_body_bytes`"),
+                                "422": error("Malformed PEM, a chain out of order, a key that does not match, a host the certificate does not cover, a wildcard of two labels, an expired or not-yet-valid certificate: `problems` lists every one, each naming the certificate")}},
+          "delete": {"summary": "Remove a certificate; gateways stop serving it with the next table",
+                     "responses": {"200": ok("Removed", "Deleted"), "401": unauthorized, "404": not_found}}
+        }
+    });
+    let schemas = json!({
+        "CertificatePut": {"type": "object", "additionalProperties": false, "required": ["cert_pem", "key_pem"],
+                           "properties": {"cert_pem": {"type": "string", "description": "The chain in PEM: the certificate first, then each issuer (at most 64 KiB, 8 certificates)"},
+                                          "key_pem": {"type": "string", "description": "Its unencrypted private key in PEM (ECDSA P-256/P-384, RSA or Ed25519)"},
+                                          "hosts": {"type": "array", "items": {"type": "string"},
+                                                    "description": "The names it is served for (exact, or `*.` and one label); default: the certificate's DNS names"}}},
+        "Certificate": {"type": "object",
+                        "required": ["name", "hosts", "not_before", "not_after", "days_left", "state", "fingerprint", "tenants", "table_version", "created_at", "updated_at"],
+                        "properties": {"name": {"type": "string"},
+                                       "hosts": {"type": "array", "items": {"type": "string"}},
+                                       "not_before": {"type": "string", "format": "date-time"},
+                                       "not_after": {"type": "string", "format": "date-time"},
+                                       "days_left": {"type": "integer", "description": "Negative once expired"},
+                                       "state": {"enum": ["valid", "expired", "not_yet_valid"]},
+                                       "fingerprint": {"type": "string", "description": "sha256:<hex> of the leaf (DER)"},
+                                       "tenants": {"type": "array", "items": {"type": "string"}, "description": "Tenants with a host it covers"},
+                                       "table_version": {"type": "integer"},
+                                       "created_at": {"type": "string", "format": "date-time"},
+                                       "updated_at": {"type": "string", "format": "date-time"}}},
+        "CertificateList": {"type": "object", "required": ["certificates"],
+                            "properties": {"certificates": {"type": "array", "items": {"$ref": "#/components/schemas/Certificate"}}}},
+        "Https": {"type": "string", "enum": ["off", "redirect", "only"], "default": "off",
+                  "description": "Plain HTTP to the tenant's hosts: served (`off`), 308 to https (`redirect`) or 403 (`only`)"},
+        "Hsts": {"type": "object", "additionalProperties": false, "required": ["max_age"],
+                 "description": "Strict-Transport-Security, sent over TLS only",
+                 "properties": {"max_age": {"type": "integer", "minimum": 0, "maximum": 63072000},
+                                "include_subdomains": {"type": "boolean"},
+                                "preload": {"type": "boolean", "description": "Needs include_subdomains and max_age of at least 31536000"}}}
+    });
+    if let (Some(p), Value::Object(add)) = (doc["paths"].as_object_mut(), paths) {
+        p.extend(add);
+    }
+    let https = json!({"$ref": "#/components/schemas/Https"});
+    let hsts = json!({"$ref": "#/components/schemas/Hsts"});
+    let s = &mut doc["components"]["schemas"];
+    for schema in ["TenantCreate", "TenantPatch", "Tenant"] {
+        if let Some(props) = s[schema]["properties"].as_object_mut() {
+            props.insert("https".into(), https.clone());
+            props.insert("hsts".into(), hsts.clone());
+        }
+    }
+    if let Some(props) = s["TenantPatch"]["properties"].as_object_mut() {
+        props.insert(
+            "hsts".into(),
+            json!({"oneOf": [hsts, {"type": "null"}], "description": "null removes it"}),
+        );
+    }
+    if let Some(props) = s["Tenant"]["properties"].as_object_mut() {
+        props.insert("certificates".into(), json!({"type": "array", "description": "Certificates covering the tenant's hosts",
+            "items": {"type": "object", "required": ["name", "hosts", "not_after", "days_left", "state"],
+                      "properties": {"name": {"type": "string"}, "hosts": {"type": "array", "items": {"type": "string"}},
+                                     "not_after": {"type": "string", "format": "date-time"},
+                                     "days_left": {"type": "integer"},
+                                     "state": {"enum": ["valid", "expired", "not_yet_valid"]}}}}));
+        props.insert("hosts_without_certificate".into(), json!({"type": "array", "items": {"type": "string"},
+            "description": "Hosts no certificate covers (their TLS handshakes fail unless the gateway has a fallback certificate)"}));
+    }
+    if let (Some(s), Value::Object(add)) = (s.as_object_mut(), schemas) {
         s.extend(add);
     }
 }

@@ -10,16 +10,17 @@ use axum::http::{Method, Request as HttpRequest};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const OPERATOR: &str = "operator-token-0123456789";
-const GATEWAY: &str = "gateway-token-0123456789";
+pub(super) const OPERATOR: &str = "operator-token-0123456789";
+pub(super) const GATEWAY: &str = "gateway-token-0123456789";
 
-async fn app_with_limit(max_body_bytes: usize) -> Router {
+pub(super) async fn app_with_limit(max_body_bytes: usize) -> Router {
     let state = assemble(
         Registry::in_memory().await.expect("registry"),
         Wiring {
             operator_token: OPERATOR,
             gateway_token: Some(GATEWAY.into()),
             gateways: &[],
+            gateway_trust: Default::default(),
             push: PushSettings::default(),
             max_body_bytes,
             api: ApiLimits::default(),
@@ -31,7 +32,7 @@ async fn app_with_limit(max_body_bytes: usize) -> Router {
     app(state)
 }
 
-async fn test_app() -> Router {
+pub(super) async fn test_app() -> Router {
     let app = app_with_limit(1 << 20).await;
     let (s, _) = call(
         &app,
@@ -44,7 +45,7 @@ async fn test_app() -> Router {
     app
 }
 
-async fn send(app: &Router, req: HttpRequest<AxBody>) -> (StatusCode, HeaderMap, Bytes) {
+pub(super) async fn send(app: &Router, req: HttpRequest<AxBody>) -> (StatusCode, HeaderMap, Bytes) {
     let resp = app.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -54,7 +55,7 @@ async fn send(app: &Router, req: HttpRequest<AxBody>) -> (StatusCode, HeaderMap,
     (status, headers, body)
 }
 
-fn request(
+pub(super) fn request(
     method: Method,
     path: &str,
     token: Option<&str>,
@@ -69,7 +70,7 @@ fn request(
         .expect("request")
 }
 
-async fn call(
+pub(super) async fn call(
     app: &Router,
     method: Method,
     path: &str,
@@ -466,6 +467,8 @@ fn openapi_documents_every_route() {
         ("/v1/gateways", &["get"]),
         ("/v1/keys", &["get", "post"]),
         ("/v1/keys/{id}", &["get", "delete"]),
+        ("/v1/certificates", &["get"]),
+        ("/v1/certificates/{name}", &["get", "put", "delete"]),
         ("/v1/openapi.json", &["get"]),
         ("/metrics", &["get"]),
         ("/healthz", &["get"]),
@@ -477,7 +480,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 14, "no stale paths");
+    assert_eq!(paths.len(), 16, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

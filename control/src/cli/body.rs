@@ -2,7 +2,7 @@
 //! limits, in the API's JSON (the API validates them; these only split the flags' syntax).
 
 use super::client::CliError;
-use super::{StatusArg, TenantFields};
+use super::{HttpsArg, StatusArg, TenantFields};
 use serde_json::{json, Map, Value};
 
 /// `100/1` or `100/60s`: requests per window of seconds.
@@ -64,6 +64,23 @@ impl TenantFields {
                 StatusArg::Suspended => "suspended",
             };
             body.insert("status".into(), json!(s));
+        }
+        if let Some(h) = self.https {
+            let h = match h {
+                HttpsArg::Off => "off",
+                HttpsArg::Redirect => "redirect",
+                HttpsArg::Only => "only",
+            };
+            body.insert("https".into(), json!(h));
+        }
+        if self.no_hsts {
+            body.insert("hsts".into(), Value::Null);
+        } else if let Some(max_age) = self.hsts_max_age {
+            body.insert(
+                "hsts".into(),
+                json!({"max_age": max_age, "include_subdomains": self.hsts_include_subdomains,
+                       "preload": self.hsts_preload}),
+            );
         }
         Ok(body)
     }
@@ -127,5 +144,45 @@ mod tests {
             json!({"requests": 100, "window_s": 60})
         );
         assert!(parse_rate_limit("fast").is_err());
+    }
+
+    #[test]
+    fn https_and_hsts_flags() {
+        use crate::cli::{Cli, Command, TenantCmd};
+        use clap::Parser;
+        let fields = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["realmctl", "tenant", "update", "acme"].iter().chain(args))
+                    .expect("parse");
+            let Command::Tenant(TenantCmd::Update { fields, .. }) = cli.command else {
+                panic!("wrong command");
+            };
+            fields.body().expect("body")
+        };
+        let body = fields(&[
+            "--https",
+            "redirect",
+            "--hsts-max-age",
+            "31536000",
+            "--hsts-include-subdomains",
+        ]);
+        assert_eq!(body["https"], "redirect");
+        assert_eq!(
+            body["hsts"],
+            json!({"max_age": 31536000, "include_subdomains": true, "preload": false})
+        );
+        assert_eq!(fields(&["--no-hsts"])["hsts"], Value::Null);
+        assert!(!fields(&["--https", "off"]).contains_key("hsts"));
+        for bad in [
+            &["--https", "sometimes"][..],
+            &["--hsts-preload"],
+            &["--no-hsts", "--hsts-max-age", "1"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["realmctl", "tenant", "update", "acme"].iter().chain(bad))
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

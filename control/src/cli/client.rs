@@ -6,6 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +58,37 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>) -> Result<Client, CliError> {
-        let http = reqwest::Client::builder()
+    /// `ca_file`: a PEM CA that realmctl's https certificate chains to (besides the system
+    /// roots), e.g. the local platform's.
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<Client, CliError> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(60));
+        if let Some(p) = ca_file {
+            let pem = std::fs::read(p).map_err(|e| {
+                CliError::Usage(format!("cannot read --ca-file {}: {e}", p.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                CliError::Usage(format!(
+                    "--ca-file {}: not PEM certificates: {e}",
+                    p.display()
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "--ca-file {}: no certificate in it",
+                    p.display()
+                )));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::Usage(format!("cannot build HTTP client: {e}")))?;
         Ok(Client {

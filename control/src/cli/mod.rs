@@ -2,6 +2,7 @@
 //! over the REST API (`--url`/`REALMCTL_URL`, `--token-file`/`REALMCTL_TOKEN`).
 
 mod body;
+mod cert;
 pub mod client;
 mod key;
 mod output;
@@ -33,6 +34,10 @@ pub struct Cli {
         default_value = "http://127.0.0.1:9090"
     )]
     pub url: String,
+    /// CA certificate (PEM) that realmctl's https URL is verified against, besides the
+    /// system roots.
+    #[arg(long, global = true, env = "REALMCTL_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// File holding the operator token; otherwise the REALMCTL_TOKEN variable is used.
     #[arg(long, global = true, env = "REALMCTL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
@@ -61,6 +66,9 @@ pub enum Command {
     /// Mint, list and revoke API keys (the token may itself be an API key).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// Add, list, show and remove the certificates gateways serve by SNI.
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
     /// Tests and the local platform: create realmctl's service-account client in
     /// Keycloak's admin realm with the bootstrap admin (password from
     /// KEYCLOAK_ADMIN_PASSWORD), and write its secret to a file.
@@ -141,6 +149,13 @@ pub struct ServeArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub enum HttpsArg {
+    Off,
+    Redirect,
+    Only,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub enum StatusArg {
     Active,
     Suspended,
@@ -178,6 +193,21 @@ pub struct TenantFields {
     no_shell: bool,
     #[arg(long, value_enum)]
     status: Option<StatusArg>,
+    /// Plain HTTP to the tenant's hosts: off (served), redirect (308 to https) or only (403).
+    #[arg(long, value_enum)]
+    https: Option<HttpsArg>,
+    /// Send Strict-Transport-Security over TLS with this max-age (seconds).
+    #[arg(long)]
+    hsts_max_age: Option<u64>,
+    /// With --hsts-max-age: the policy covers subdomains too.
+    #[arg(long, requires = "hsts_max_age")]
+    hsts_include_subdomains: bool,
+    /// With --hsts-max-age: ask for the browsers' preload list.
+    #[arg(long, requires = "hsts_max_age")]
+    hsts_preload: bool,
+    /// Stop sending Strict-Transport-Security.
+    #[arg(long, conflicts_with = "hsts_max_age")]
+    no_hsts: bool,
     /// Wait until provisioning is done and every gateway serves the change (progress on
     /// stderr; a new tenant's first admin credentials are printed once).
     #[arg(long)]
@@ -316,7 +346,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         )
         .await;
     }
-    let c = Client::new(&cli.url, token)?;
+    let c = Client::new(&cli.url, token, cli.ca_file.as_deref())?;
     let json = cli.json;
     match cli.command {
         Command::KeycloakBootstrap { .. } => Err(CliError::Usage("handled above".into())),
@@ -324,6 +354,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Tenant(cmd) => tenant(&c, cmd, json).await,
         Command::Upstream(cmd) => upstream(&c, cmd, json).await,
         Command::Key(cmd) => key(&c, cmd, json).await,
+        Command::Cert(cmd) => cert::cert(&c, cmd, json).await,
         Command::Table(TableCmd::Show { full }) => {
             if full {
                 let v: Value = c.get("/v1/table").await?;

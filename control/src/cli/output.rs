@@ -54,6 +54,8 @@ pub fn tenants(list: &[TenantView]) -> String {
                 status(t.status).to_owned(),
                 provisioning,
                 t.hosts.join(","),
+                t.https.as_str().to_owned(),
+                soonest_expiry(t),
                 t.routes.len().to_string(),
                 t.table_version.to_string(),
                 t.display_name.clone(),
@@ -66,12 +68,23 @@ pub fn tenants(list: &[TenantView]) -> String {
             "STATUS",
             "PROVISIONING",
             "HOSTS",
+            "HTTPS",
+            "CERT EXPIRY",
             "ROUTES",
             "VERSION",
             "NAME",
         ],
         &rows,
     )
+}
+
+/// The certificate of the tenant's that expires first, as `12d` (`-3d` once expired).
+fn soonest_expiry(t: &TenantView) -> String {
+    t.certificates
+        .iter()
+        .map(|c| c.days_left)
+        .min()
+        .map_or_else(|| "-".to_owned(), |d| format!("{d}d"))
 }
 
 pub fn tenant(t: &TenantView) -> String {
@@ -99,6 +112,28 @@ pub fn tenant(t: &TenantView) -> String {
         out.push_str("  catalog:\n");
         for c in &t.catalog {
             out.push_str(&format!("    {} {:?} at {}\n", c.name, c.title, c.path));
+        }
+    }
+    out.push_str(&format!("  https:     {}\n", t.https.as_str()));
+    if let Some(h) = &t.hsts {
+        out.push_str(&format!("  hsts:      {}\n", h.header_value()));
+    }
+    if !t.certificates.is_empty() || !t.https.is_off() {
+        out.push_str("  certificates:\n");
+        for c in &t.certificates {
+            out.push_str(&format!(
+                "    {} for {}: not after {} ({})\n",
+                c.name,
+                c.hosts.join(", "),
+                c.not_after,
+                expiry(&c.state, c.days_left)
+            ));
+        }
+        if !t.hosts_without_certificate.is_empty() {
+            out.push_str(&format!(
+                "    none for {} (TLS handshakes for it fail unless the gateway has a fallback certificate)\n",
+                t.hosts_without_certificate.join(", ")
+            ));
         }
     }
     if let Some(shell) = &t.shell {
@@ -197,6 +232,15 @@ pub fn gateways(list: &[GatewayView]) -> String {
         ],
         &rows,
     )
+}
+
+/// `expires in 87 days`, `EXPIRED 3 days ago`, `not valid yet`.
+pub fn expiry(state: &str, days_left: i64) -> String {
+    match state {
+        "expired" => format!("EXPIRED {} day(s) ago", days_left.unsigned_abs()),
+        "not_yet_valid" => "not valid yet".to_owned(),
+        _ => format!("{days_left} day(s) left"),
+    }
 }
 
 #[cfg(test)]

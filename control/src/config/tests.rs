@@ -117,7 +117,7 @@ fn every_problem_is_listed() {
         &format!(
             "listen: nowhere\nadmin_token_file: {}\ncolour: blue\nmax_body_bytes: 10\n\
              max_concurrent_requests: 0\nkey_minting: {{per_minute: 0, burst: 0}}\n\
-             gateways:\n  urls: [\"https://gw:9080\", \"ftp://x\", \"http://a:1/v1\"]\n  extra: 1\n\
+             gateways:\n  urls: [\"https://\", \"ftp://x\", \"http://a:1/v1\"]\n  extra: 1\n\
              \x20 push: {{initial_backoff_ms: 0, bogus: 2}}\n",
             short.display()
         ),
@@ -186,4 +186,72 @@ fn example_config_in_conf_is_valid() {
     let conf = d.write("c.yaml", &text);
     let c = Config::load(Some(&conf), &Overrides::default()).expect("example is valid");
     assert!(!c.gateways.is_empty());
+}
+
+#[test]
+fn tls_and_gateway_trust() {
+    let d = Dir::new("tls");
+    let admin = d.write("admin", TOKEN);
+    let gw = d.write("gw", TOKEN);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["realmctl.test".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let cert_file = d.write("cert.pem", &cert.pem());
+    let key_file = d.write("key.pem", &key.serialize_pem());
+    let other_key = d.write(
+        "other.pem",
+        &rcgen::KeyPair::generate().expect("key").serialize_pem(),
+    );
+    let load = |extra: String| {
+        let conf = d.write(
+            "c.yaml",
+            &format!(
+                "admin_token_file: {}\ngateways:\n  urls: [\"https://gw.test:9443\"]\n  token_file: {}\n{extra}",
+                admin.display(),
+                gw.display()
+            ),
+        );
+        Config::load(Some(&conf), &Overrides::default())
+    };
+    let c = load(format!(
+        "  ca_file: {}\ntls:\n  cert_file: {}\n  key_file: {}\n",
+        cert_file.display(),
+        cert_file.display(),
+        key_file.display()
+    ))
+    .expect("valid");
+    assert!(c.tls.is_some());
+    assert!(matches!(c.gateway_trust, crate::tls::GatewayTrust::Ca(ref v) if v.len() == 1));
+    let c = load(format!("  cert_sha256: \"sha256:{}\"\n", "0f".repeat(32))).expect("pin");
+    assert!(matches!(c.gateway_trust, crate::tls::GatewayTrust::Pin(p) if p == [0x0f; 32]));
+    let problems = load(format!(
+        "  ca_file: {}\n  cert_sha256: \"{}\"\ntls:\n  cert_file: {}\n  key_file: {}\n",
+        key_file.display(),
+        "0f".repeat(32),
+        cert_file.display(),
+        other_key.display()
+    ))
+    .expect_err("invalid");
+    let text = problems.join("\n");
+    assert!(
+        text.contains("gateways.ca_file and gateways.cert_sha256: give one"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tls: "),
+        "a key of another certificate: {text}"
+    );
+    let problems =
+        load(format!("  ca_file: {}\n", key_file.display())).expect_err("a key is no CA");
+    assert!(
+        problems.join("\n").contains("no CERTIFICATE"),
+        "{problems:?}"
+    );
+    let problems = load("  cert_sha256: abc\n".into()).expect_err("short pin");
+    assert!(
+        problems.join("\n").contains("64 hex digits"),
+        "{problems:?}"
+    );
 }

@@ -261,9 +261,9 @@ impl ProvisionConfig {
         }
     }
 
-    /// The sealing key (a random one when no step makes secrets).
+    /// The sealing key (an ephemeral one without `secrets_key_file`).
     pub fn secret_box(&self) -> SecretBox {
-        self.secret_box.clone().unwrap_or_else(SecretBox::random)
+        self.secret_box.clone().unwrap_or_else(SecretBox::ephemeral)
     }
 
     /// The configured steps, in order; also the Keycloak client (the bench reads its wait

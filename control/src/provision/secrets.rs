@@ -14,6 +14,8 @@ const NONCE_LEN: usize = 12;
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    /// A key made at start and never written down: what it seals is lost at exit.
+    ephemeral: bool,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -26,7 +28,21 @@ impl SecretBox {
     pub fn new(key: &[u8; 32]) -> SecretBox {
         SecretBox {
             cipher: Aes256Gcm::new(key.into()),
+            ephemeral: false,
         }
+    }
+
+    /// A random key for a daemon without `provision.secrets_key_file`: nothing it seals
+    /// outlives the process, so what must be kept (certificate keys) is refused.
+    pub fn ephemeral() -> SecretBox {
+        SecretBox {
+            ephemeral: true,
+            ..SecretBox::random()
+        }
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
     }
 
     /// A key file holds 32 bytes as base64 or 64 hex characters (whitespace trimmed), e.g.
@@ -64,19 +80,16 @@ impl SecretBox {
         if secrets.is_empty() {
             return None;
         }
+        self.seal_with(&aad(tenant, step), secrets)
+    }
+
+    fn seal_with(&self, aad: &[u8], secrets: &Map<String, Value>) -> Option<String> {
         let plain = serde_json::to_vec(secrets).ok()?;
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
-        let aad = aad(tenant, step);
         let sealed = self
             .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &aad,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad })
             .ok()?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
@@ -91,6 +104,10 @@ impl SecretBox {
         step: &str,
         sealed: &str,
     ) -> Result<Map<String, Value>, String> {
+        self.open_with(&aad(tenant, step), sealed)
+    }
+
+    fn open_with(&self, aad: &[u8], sealed: &str) -> Result<Map<String, Value>, String> {
         let raw = STANDARD
             .decode(sealed)
             .map_err(|_| "sealed secrets are not base64".to_owned())?;
@@ -98,22 +115,39 @@ impl SecretBox {
             return Err("sealed secrets are truncated".into());
         }
         let (nonce, body) = raw.split_at(NONCE_LEN);
-        let aad = aad(tenant, step);
         let plain = self
             .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: body,
-                    aad: &aad,
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad })
             .map_err(|_| {
                 "cannot open sealed secrets (wrong provision.secrets_key_file, or a tampered row)"
                     .to_owned()
             })?;
         serde_json::from_slice(&plain).map_err(|e| format!("sealed secrets: {e}"))
     }
+}
+
+impl SecretBox {
+    /// Seal a certificate's private key (PEM) for the certificate `name`: the same cipher and
+    /// key as the step secrets, bound to the certificate so a sealed key cannot be moved to
+    /// another certificate's row (nor to a step's: its associated data has another prefix).
+    pub fn seal_certificate_key(&self, name: &str, key_pem: &str) -> Option<String> {
+        let mut m = Map::new();
+        m.insert("key_pem".into(), Value::String(key_pem.to_owned()));
+        self.seal_with(&cert_aad(name), &m)
+    }
+
+    /// Open what [`SecretBox::seal_certificate_key`] sealed for the same name.
+    pub fn open_certificate_key(&self, name: &str, sealed: &str) -> Result<String, String> {
+        let mut m = self.open_with(&cert_aad(name), sealed)?;
+        match m.remove("key_pem") {
+            Some(Value::String(k)) => Ok(k),
+            _ => Err("sealed certificate key: no key_pem".into()),
+        }
+    }
+}
+
+fn cert_aad(name: &str) -> Vec<u8> {
+    format!("realmctl-certificate/{name}").into_bytes()
 }
 
 fn aad(tenant: &str, step: &str) -> Vec<u8> {
@@ -159,6 +193,27 @@ mod tests {
             .is_err());
         assert!(b.seal("acme", "identity", &Map::new()).is_none());
         assert!(!format!("{b:?}").contains('['));
+    }
+
+    #[test]
+    fn certificate_keys() {
+        let b = SecretBox::random();
+        let sealed = b
+            .seal_certificate_key("acme", "-----BEGIN PRIVATE KEY-----x")
+            .expect("sealed");
+        assert!(!sealed.contains("PRIVATE"));
+        assert_eq!(
+            b.open_certificate_key("acme", &sealed).expect("open"),
+            "-----BEGIN PRIVATE KEY-----x"
+        );
+        assert!(
+            b.open_certificate_key("globex", &sealed).is_err(),
+            "bound to its name"
+        );
+        assert!(
+            b.open("certificate", "acme", &sealed).is_err(),
+            "not a step's secret"
+        );
     }
 
     #[test]

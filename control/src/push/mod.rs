@@ -14,10 +14,20 @@ mod worker;
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
 use crate::time::{now_ms, rfc3339};
+use crate::tls::GatewayTrust;
 use crate::views::GatewayView;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Why the pushers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PushStartError {
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("gateway TLS: {0}")]
+    Tls(String),
+}
 
 /// How pushes are paced.
 #[derive(Debug, Clone)]
@@ -67,6 +77,9 @@ pub enum Outcome {
     Error,
     /// No answer: connection refused, reset or timed out.
     Unreachable,
+    /// Not sent: the table carries secrets and the gateway's URL is plain http to a
+    /// non-loopback host.
+    RefusedInsecure,
 }
 
 impl Outcome {
@@ -79,6 +92,7 @@ impl Outcome {
             Outcome::Unauthorized => "unauthorized",
             Outcome::Error => "error",
             Outcome::Unreachable => "unreachable",
+            Outcome::RefusedInsecure => "refused_insecure",
         }
     }
 
@@ -176,18 +190,23 @@ pub struct Pusher {
 
 impl Pusher {
     /// Start one worker per gateway. `token` is presented to every gateway as a bearer token.
+    /// `trust` verifies `https://` gateways.
     pub fn start(
         urls: &[String],
+        trust: &GatewayTrust,
         token: Option<Arc<str>>,
         settings: PushSettings,
         published: watch::Receiver<Option<Arc<Compiled>>>,
         metrics: Arc<Metrics>,
-    ) -> Result<Pusher, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    ) -> Result<Pusher, PushStartError> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(tls) = trust.client_config().map_err(PushStartError::Tls)? {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let client = builder.build()?;
         let gateways: Vec<Arc<Gateway>> = urls.iter().map(|u| Arc::new(Gateway::new(u))).collect();
         let (ahead_tx, ahead) = watch::channel(0);
         let ahead_tx = Arc::new(ahead_tx);

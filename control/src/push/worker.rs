@@ -74,6 +74,21 @@ impl Worker {
     async fn push(&self, table: &Compiled) -> Outcome {
         let url = format!("{}/v1/table", self.gateway.url);
         let started = Instant::now();
+        if table.has_secrets && !crate::tls::may_carry_secrets(&self.gateway.url) {
+            let error = format!(
+                "not sent: table version {} carries secrets (login client secrets or certificate keys) and {} is plain http to a non-loopback host; serve the gateway's admin API over TLS (gateway.admin_tls) and give realmctl its https:// URL (with gateways.ca_file or gateways.cert_sha256)",
+                table.version, self.gateway.url
+            );
+            log::error!("gateway {}: {error}", self.gateway.url);
+            self.metrics.observe_push(
+                &self.gateway.url,
+                Outcome::RefusedInsecure.as_str(),
+                started.elapsed(),
+            );
+            self.gateway
+                .record(Outcome::RefusedInsecure, None, Some(error));
+            return Outcome::RefusedInsecure;
+        }
         let mut req = self
             .client
             .put(&url)

@@ -108,6 +108,37 @@ CREATE TABLE provision_steps (
 ALTER TABLE tenants ADD COLUMN shell TEXT;
 "#,
     },
+    Migration {
+        version: 5,
+        name: "tenant https and hsts, certificates",
+        sql: r#"
+ALTER TABLE tenants ADD COLUMN https TEXT NOT NULL DEFAULT 'off'
+    CHECK (https IN ('off', 'redirect', 'only'));
+-- The tenant's Strict-Transport-Security settings as they enter the table (JSON), or NULL.
+ALTER TABLE tenants ADD COLUMN hsts TEXT;
+
+-- Certificates the gateways serve by SNI. The private key is sealed like the provisioning
+-- secrets (AES-256-GCM, bound to the certificate's name); nothing else here is secret.
+CREATE TABLE certificates (
+    name          TEXT PRIMARY KEY,
+    cert_pem      TEXT NOT NULL,              -- the chain, leaf first
+    key_sealed    TEXT NOT NULL,
+    not_before    INTEGER NOT NULL,           -- seconds since the Unix epoch
+    not_after     INTEGER NOT NULL,
+    fingerprint   TEXT NOT NULL,              -- sha256:<hex> of the leaf (DER)
+    table_version INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+-- The names each certificate is served for; the primary key gives a name one certificate.
+CREATE TABLE certificate_hosts (
+    host        TEXT PRIMARY KEY,
+    certificate TEXT NOT NULL REFERENCES certificates (name) ON DELETE CASCADE,
+    position    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX certificate_hosts_by_certificate ON certificate_hosts (certificate, position);
+"#,
+    },
 ];
 
 /// Bring the registry's schema up to date; returns the schema version now in force.
@@ -135,11 +166,13 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 4);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 5);
         assert_eq!(
             tables(&conn).await,
             [
                 "api_keys",
+                "certificate_hosts",
+                "certificates",
                 "meta",
                 "provision_steps",
                 "schema_migrations",
@@ -150,7 +183,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate_registry(&conn).await.expect("again"), 4);
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 5);
     }
 
     #[tokio::test]
@@ -169,7 +202,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 4
+                    known: 5
                 }
             ),
             "{err}"

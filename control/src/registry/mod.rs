@@ -4,6 +4,7 @@
 //! Every write runs in one transaction that also bumps the table version, so the version
 //! counter and the rows it describes never disagree, across crashes and restarts.
 
+mod certs;
 mod journal;
 pub mod migrations;
 
@@ -11,7 +12,7 @@ use crate::ids::{TenantId, UpstreamName};
 use crate::model::{CatalogEntry, KeyRecord, Model, TenantRecord, UpstreamRecord};
 use libsql::{params, Connection, Database, Transaction};
 use realmgate_table::host::HostPattern;
-use realmgate_table::{Route, Tenant, TenantStatus, Upstream};
+use realmgate_table::{HttpsMode, Route, Tenant, TenantStatus, Upstream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -173,7 +174,8 @@ impl Registry {
             .conn
             .query(
                 "SELECT id, display_name, status, routes, catalog, revision, table_version,
-                        created_at_ms, updated_at_ms, rate_limits, shell FROM tenants",
+                        created_at_ms, updated_at_ms, rate_limits, shell, https, hsts
+                 FROM tenants",
                 (),
             )
             .await?;
@@ -197,8 +199,18 @@ impl Registry {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut record = TenantRecord {
                 wire: Tenant {
-                    https: Default::default(),
-                    hsts: None,
+                    https: match row.get_str(11)? {
+                        "off" => HttpsMode::Off,
+                        "redirect" => HttpsMode::Redirect,
+                        "only" => HttpsMode::Only,
+                        other => return Err(corrupt(what(), format!("https {other:?}"))),
+                    },
+                    hsts: match row.get::<Option<String>>(12)? {
+                        Some(text) => {
+                            Some(serde_json::from_str(&text).map_err(|e| corrupt(what(), e))?)
+                        }
+                        None => None,
+                    },
                     id: id.clone(),
                     hosts: host_list,
                     routes,
@@ -230,6 +242,7 @@ impl Registry {
             model.put_tenant(key, record, patterns);
         }
         self.load_keys(&mut model).await?;
+        self.load_certificates(&mut model).await?;
         Ok(model)
     }
 
@@ -318,6 +331,7 @@ impl Registry {
         let catalog = to_json(&record.catalog)?;
         let rate_limits = to_json(&record.wire.rate_limits)?;
         let shell = record.wire.shell.as_ref().map(to_json).transpose()?;
+        let hsts = record.wire.hsts.as_ref().map(to_json).transpose()?;
         self.write(|tx, version| async move {
             let id = record.wire.id.as_str();
             tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", params![id])
@@ -325,8 +339,9 @@ impl Registry {
             tx.execute(
                 "INSERT INTO tenants (id, display_name, status, routes, catalog, revision,
                                       table_version, created_at_ms, updated_at_ms, rate_limits,
-                                      provision_state, routed, provision_error, shell)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                                      provision_state, routed, provision_error, shell, https,
+                                      hsts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT (id) DO UPDATE SET
                      display_name = excluded.display_name, status = excluded.status,
                      routes = excluded.routes, catalog = excluded.catalog,
@@ -334,7 +349,8 @@ impl Registry {
                      revision = excluded.revision, table_version = excluded.table_version,
                      updated_at_ms = excluded.updated_at_ms,
                      provision_state = excluded.provision_state, routed = excluded.routed,
-                     provision_error = excluded.provision_error, shell = excluded.shell",
+                     provision_error = excluded.provision_error, shell = excluded.shell,
+                     https = excluded.https, hsts = excluded.hsts",
                 params![
                     id,
                     record.display_name.as_str(),
@@ -349,7 +365,9 @@ impl Registry {
                     record.provision.state.name(),
                     i64::from(record.provision.routed),
                     record.provision.error.clone(),
-                    shell
+                    shell,
+                    record.wire.https.as_str(),
+                    hsts
                 ],
             )
             .await?;
@@ -477,12 +495,12 @@ async fn read_version(conn: &Connection) -> Result<u64, RegistryError> {
     }
 }
 
-fn get_u64(row: &libsql::Row, idx: i32) -> Result<u64, RegistryError> {
+pub(crate) fn get_u64(row: &libsql::Row, idx: i32) -> Result<u64, RegistryError> {
     let v: i64 = row.get(idx)?;
     u64::try_from(v).map_err(|_| corrupt(format!("column {idx}"), format!("negative value {v}")))
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -490,7 +508,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, RegistryError> {
     serde_json::to_string(v).map_err(|e| corrupt("serialised value".into(), e))
 }
 
-fn corrupt(what: String, detail: impl std::fmt::Display) -> RegistryError {
+pub(crate) fn corrupt(what: String, detail: impl std::fmt::Display) -> RegistryError {
     RegistryError::Corrupt {
         what,
         detail: detail.to_string(),

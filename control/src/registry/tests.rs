@@ -118,7 +118,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     let reg = Registry::in_memory().await.expect("open");
     reg.conn
         .execute(
-            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0, '{}', 'ready', 1, NULL, NULL)",
+            "INSERT INTO tenants VALUES ('acme', 'Acme', 'active', 'not json', '[]', 1, 1, 0, 0, '{}', 'ready', 1, NULL, NULL, 'off', NULL)",
             (),
         )
         .await
@@ -143,6 +143,61 @@ async fn the_version_moves_past_a_gateways_and_stays_there_after_a_reopen() {
     assert_eq!(reg.ensure_version().await.expect("v"), 31, "persisted");
     let (_, rec, _) = fixtures::tenant("acme", &["acme.test"], "app");
     assert_eq!(reg.save_tenant(&rec).await.expect("save"), 32);
+    drop(reg);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn https_hsts_and_certificates_round_trip() {
+    let dir = temp_dir("certs");
+    let (_, mut rec, _) = fixtures::tenant("acme", &["acme.test"], "app");
+    rec.wire.https = realmgate_table::HttpsMode::Redirect;
+    rec.wire.hsts = Some(realmgate_table::Hsts {
+        max_age: 600,
+        include_subdomains: true,
+        preload: false,
+    });
+    let cert = crate::model::CertRecord {
+        name: "acme".into(),
+        cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+        key_sealed: "sealed".into(),
+        hosts: vec![
+            HostPattern::parse("acme.test").expect("host"),
+            HostPattern::parse("*.acme.test").expect("host"),
+        ],
+        not_before: 1,
+        not_after: 2,
+        fingerprint: "sha256:00".into(),
+        table_version: 0,
+        created_at_ms: 3,
+        updated_at_ms: 4,
+    };
+    {
+        let reg = Registry::open(&dir, None).await.expect("open");
+        reg.save_tenant(&rec).await.expect("save tenant");
+        let v = reg.save_certificate(&cert).await.expect("save cert");
+        let m = reg.load().await.expect("load");
+        assert_eq!(m.certificates["acme"].table_version, v);
+        // A name held by another certificate cannot be written.
+        let twin = crate::model::CertRecord {
+            name: "twin".into(),
+            ..cert.clone()
+        };
+        assert!(reg.save_certificate(&twin).await.is_err());
+    }
+    let reg = Registry::open(&dir, None).await.expect("reopen");
+    let m = reg.load().await.expect("load");
+    let t = m.tenants.values().next().expect("tenant");
+    assert_eq!(t.wire.https, rec.wire.https);
+    assert_eq!(t.wire.hsts, rec.wire.hsts);
+    let c = &m.certificates["acme"];
+    assert_eq!(
+        (&c.hosts, &c.key_sealed, c.not_after),
+        (&cert.hosts, &cert.key_sealed, 2)
+    );
+    assert_eq!(m.certificates.len(), 1, "the failed write left nothing");
+    reg.delete_certificate("acme").await.expect("delete");
+    assert!(reg.load().await.expect("load").certificates.is_empty());
     drop(reg);
     let _ = std::fs::remove_dir_all(&dir);
 }

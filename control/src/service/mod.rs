@@ -2,6 +2,7 @@
 //! to the registry together with the next table version, applied to the in-memory model and
 //! announced to the compiler. Changes are serialised, so none is lost and versions only grow.
 
+mod certs;
 pub mod keys;
 mod provisioning;
 pub mod runner;
@@ -180,7 +181,11 @@ impl Control {
         let model = self.read();
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut iter = model.tenants.range::<str, _>((start, Bound::Unbounded));
-        let tenants: Vec<TenantView> = iter.by_ref().take(limit).map(|(_, r)| r.into()).collect();
+        let tenants: Vec<TenantView> = iter
+            .by_ref()
+            .take(limit)
+            .map(|(_, r)| certs::tenant_view(&model, r))
+            .collect();
         let next = if iter.next().is_some() {
             tenants.last().map(|t| t.id.clone())
         } else {
@@ -190,10 +195,11 @@ impl Control {
     }
 
     pub fn tenant(&self, id: &TenantId) -> Result<TenantView, ServiceError> {
-        self.read()
+        let model = self.read();
+        model
             .tenants
             .get(id)
-            .map(TenantView::from)
+            .map(|r| certs::tenant_view(&model, r))
             .ok_or_else(|| not_found("tenant", id.as_str()))
     }
 
@@ -211,6 +217,8 @@ impl Control {
             let catalog = input.catalog.clone().unwrap_or_default();
             let rate_limits = input.rate_limits.unwrap_or_default();
             let shell = input.shell.clone().flatten();
+            let https = input.https.unwrap_or_default();
+            let hsts = input.hsts.flatten();
             let check = validate::TenantCheck {
                 hosts: input.hosts.as_deref(),
                 routes: input.routes.as_deref(),
@@ -218,6 +226,8 @@ impl Control {
                 display_name: &display_name,
                 catalog: &catalog,
                 shell: shell.as_ref(),
+                https,
+                hsts: hsts.as_ref(),
                 provisions_realm: self.plan.provisions_realm(),
             };
             let hosts = validate::check_tenant(&model, &check, &mut problems);
@@ -235,8 +245,8 @@ impl Control {
             let now = now_ms();
             let mut record = TenantRecord {
                 wire: Tenant {
-                    https: Default::default(),
-                    hsts: None,
+                    https,
+                    hsts,
                     id: id.to_string(),
                     hosts: hosts.iter().map(ToString::to_string).collect(),
                     routes,
@@ -273,11 +283,13 @@ impl Control {
             table_version: version,
             ..record
         };
-        let view = TenantView::from(&record);
         let woken = id.clone();
-        self.commit(version, |m| m.put_tenant(id, record, hosts));
+        let view = self.commit(version, |m| {
+            m.put_tenant(id.clone(), record, hosts);
+            m.tenants.get(&id).map(|r| certs::tenant_view(m, r))
+        });
         self.wake(&woken);
-        Ok(view)
+        view.ok_or_else(|| ServiceError::Internal("a tenant just saved is missing".into()))
     }
 
     /// Change some fields of a tenant. A patch that changes nothing is answered without a
@@ -325,6 +337,12 @@ impl Control {
             if let Some(shell) = input.shell {
                 next.wire.shell = shell;
             }
+            if let Some(https) = input.https {
+                next.wire.https = https;
+            }
+            if let Some(hsts) = input.hsts {
+                next.wire.hsts = hsts;
+            }
             next.sync_wire();
             let check = validate::TenantCheck {
                 hosts: Some(input.hosts.as_deref().unwrap_or(&current.wire.hosts)),
@@ -333,6 +351,8 @@ impl Control {
                 display_name: &next.display_name,
                 catalog: &next.catalog,
                 shell: next.wire.shell.as_ref(),
+                https: next.wire.https,
+                hsts: next.wire.hsts.as_ref(),
                 provisions_realm: self.plan.provisions_realm(),
             };
             let hosts = validate::check_tenant(&model, &check, &mut problems);
@@ -341,7 +361,7 @@ impl Control {
             }
             next.wire.hosts = hosts.iter().map(ToString::to_string).collect();
             if next.same_content(current) {
-                return Ok(TenantView::from(current));
+                return Ok(certs::tenant_view(&model, current));
             }
             check_host_conflicts(&model, id, &hosts)?;
             next.revision += 1;
@@ -353,10 +373,12 @@ impl Control {
             table_version: version,
             ..record
         };
-        let view = TenantView::from(&record);
-        self.commit(version, |m| m.put_tenant(id.clone(), record, hosts));
+        let view = self.commit(version, |m| {
+            m.put_tenant(id.clone(), record, hosts);
+            m.tenants.get(id).map(|r| certs::tenant_view(m, r))
+        });
         self.wake(id);
-        Ok(view)
+        view.ok_or_else(|| ServiceError::Internal("a tenant just saved is missing".into()))
     }
 
     /// Remove a tenant; returns the table version without it. With provisioning, the

@@ -10,7 +10,9 @@ use realmgate_table::host::HostPattern;
 use realmgate_table::validate::{
     self, LabelProblem, Skip, TenantContext, MAX_APP_TITLE_CHARS, MAX_DISPLAY_NAME_CHARS,
 };
-use realmgate_table::{is_name, Problem, RateLimits, Route, Shell, Tenant, TenantStatus, Upstream};
+use realmgate_table::{
+    is_name, Hsts, HttpsMode, Problem, RateLimits, Route, Shell, Tenant, TenantStatus, Upstream,
+};
 use std::collections::HashSet;
 
 /// Tenant fields from a create or patch body; `None` is "not given" (or undecodable).
@@ -24,6 +26,10 @@ pub struct TenantInput {
     pub rate_limits: Option<RateLimits>,
     /// `Some(None)`: `"shell": null`, no shell.
     pub shell: Option<Option<Shell>>,
+    /// `off`, `redirect` (plain HTTP gets a 308 to https) or `only` (plain HTTP gets 403).
+    pub https: Option<HttpsMode>,
+    /// `Some(None)`: `"hsts": null`, no Strict-Transport-Security header.
+    pub hsts: Option<Option<Hsts>>,
 }
 
 impl TenantInput {
@@ -44,6 +50,8 @@ impl TenantInput {
             status: f.take("status"),
             rate_limits: f.take("rate_limits"),
             shell: f.take("shell"),
+            https: f.take("https"),
+            hsts: f.take("hsts"),
         }
     }
 }
@@ -88,6 +96,8 @@ pub struct TenantCheck<'a> {
     pub display_name: &'a str,
     pub catalog: &'a [CatalogEntry],
     pub shell: Option<&'a Shell>,
+    pub https: HttpsMode,
+    pub hsts: Option<&'a Hsts>,
     /// The identity step will give the tenant a realm (issuer, keys, audiences, login
     /// client), so `jwt` and `session` routes are allowed.
     pub provisions_realm: bool,
@@ -108,8 +118,8 @@ pub fn check_tenant(
     );
     check_catalog(t.catalog, problems);
     let tenant = Tenant {
-        https: Default::default(),
-        hsts: None,
+        https: t.https,
+        hsts: t.hsts.copied(),
         // The id is checked where it is decoded; a tenant alone is judged without it.
         id: String::new(),
         hosts: t.hosts.map(<[String]>::to_vec).unwrap_or_default(),
@@ -237,6 +247,8 @@ mod tests {
             display_name,
             catalog,
             shell: None,
+            https: HttpsMode::Off,
+            hsts: None,
             provisions_realm: false,
         };
         check_tenant(model, &t, problems)
@@ -405,6 +417,8 @@ mod tests {
                 display_name: "Acme",
                 catalog: &[],
                 shell: None,
+                https: HttpsMode::Off,
+                hsts: None,
                 provisions_realm,
             };
             let mut problems = Vec::new();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod provision;
 
 use realmgate_e2e::process::listens;
@@ -89,7 +90,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -80,20 +80,34 @@ function tenantRow(t) {
       await api("DELETE", "/v1/tenants/" + id);
     }
   }, "danger"));
+  const certs = (t.certificates || []).map((c) => c.name + ": " + expiry(c));
+  const uncovered = t.hosts_without_certificate || [];
+  if (uncovered.length && (t.https !== "off" || certs.length)) certs.push("none for " + uncovered.join(", "));
+  const soon = (t.certificates || []).some((c) => c.days_left < 14);
   return el("tr", { "data-tenant": t.id },
     el("td", {}, t.id), el("td", {}, t.display_name), el("td", {}, t.hosts.join(", ")),
     el("td", { class: "status-" + t.status }, t.status), el("td", {}, state),
+    el("td", {}, (t.https || "off") + (t.hsts ? " + HSTS" : "")),
+    el("td", { class: soon ? "bad" : "" }, certs.join("; ") || "—"),
     el("td", {}, t.table_version), actions);
+}
+
+// "87 days left", "EXPIRED 3 days ago", "not valid yet".
+function expiry(c) {
+  if (c.state === "expired") return "EXPIRED " + -c.days_left + " days ago";
+  if (c.state === "not_yet_valid") return "not valid yet";
+  return c.days_left + " days left (" + c.not_after + ")";
 }
 
 async function refresh() {
   try {
-    const [table, tenants, gateways, upstreams, keys] = await Promise.all([
+    const [table, tenants, gateways, upstreams, keys, certificates] = await Promise.all([
       api("GET", "/v1/table?summary=1"),
       api("GET", "/v1/tenants?limit=1000"),
       api("GET", "/v1/gateways"),
       api("GET", "/v1/upstreams"),
       api("GET", "/v1/keys"),
+      api("GET", "/v1/certificates"),
     ]);
     const inSync = gateways.gateways.filter((g) => g.in_sync).length;
     $("summary").textContent = "table v" + table.version + " · " + table.tenants + " routed tenants · " +
@@ -101,7 +115,7 @@ async function refresh() {
     fill("tenants", tenants, (page) => {
       const rows = page.tenants.map(tenantRow);
       if (page.next) {
-        rows.push(el("tr", {}, el("td", { colspan: "7" },
+        rows.push(el("tr", {}, el("td", { colspan: "9" },
           "… the first 1000 tenants; the CLI and the API list the rest")));
       }
       return rows;
@@ -111,6 +125,10 @@ async function refresh() {
       el("td", { class: g.in_sync ? "ok" : "bad" }, g.in_sync ? "yes" : "no"),
       el("td", {}, (g.last_result ?? "—") + (g.last_error ? " — " + g.last_error : "")),
       el("td", {}, g.consecutive_failures))));
+    fill("certificates", certificates.certificates, (list) => list.map((c) => el("tr", {},
+      el("td", {}, c.name), el("td", {}, c.hosts.join(", ")), el("td", {}, c.not_after),
+      el("td", { class: c.state === "valid" && c.days_left >= 14 ? "" : "bad" }, expiry(c)),
+      el("td", {}, c.tenants.join(", ") || "—"))));
     fill("upstreams", upstreams.upstreams, (list) => {
       const select = document.querySelector("#create-form select[name=upstream]");
       const chosen = select.value;

@@ -1,0 +1,50 @@
+//! `/v1/certificates`: add or replace, list, show and remove the certificates gateways serve
+//! by SNI. Answers never carry a private key.
+
+use super::{ApiError, AppState, Body};
+use crate::views::{CertList, Deleted};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/certificates", get(list))
+        .route("/v1/certificates/{name}", get(show).put(put).delete(remove))
+}
+
+async fn list(State(s): State<AppState>) -> Response {
+    Json(CertList {
+        certificates: s.control.list_certificates(),
+    })
+    .into_response()
+}
+
+async fn show(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(s.control.certificate(&name)?).into_response())
+}
+
+async fn put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let (view, created) = s.control.put_certificate(&name, &body).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+async fn remove(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let version = s.control.delete_certificate(&name).await?;
+    Ok(Json(Deleted {
+        deleted: name,
+        table_version: version,
+    })
+    .into_response())
+}
