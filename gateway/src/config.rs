@@ -4,6 +4,8 @@
 use crate::auth::AuthConfig;
 use crate::connection::{open_files_limit, ClientFile, ClientLimits};
 use crate::limits::client::{Cidr, TrustedProxies};
+use crate::tls::settings::{CertFiles, H2File, TlsFile};
+use crate::tls::TlsConfig;
 use pingora_core::server::configuration::ServerConf;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -48,6 +50,19 @@ pub struct GatewayFile {
     pub session_key_file: Option<PathBuf>,
     pub auth: AuthFile,
     pub client: ClientFile,
+    /// TLS listen addresses (`--tls-listen`, repeatable, replaces the list).
+    pub tls_listen: Option<Vec<String>>,
+    /// The public HTTPS port redirects point to (443: omitted from `Location`).
+    pub https_port: Option<u32>,
+    /// Served for an unknown or absent SNI; without it such handshakes fail.
+    pub tls_fallback_certificate: Option<CertFiles>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub tls_min_version: Option<String>,
+    /// Serve the admin listener over HTTPS with this certificate.
+    pub admin_tls: Option<CertFiles>,
+    /// PEM CA(s) for realmctl's certificate when `control_url` is https://.
+    pub control_ca_file: Option<PathBuf>,
+    pub h2: H2File,
 }
 
 /// `gateway.auth`: JWT, JWKS and session settings. Every field is optional.
@@ -74,6 +89,8 @@ pub struct Overrides {
     pub admin_token_file: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub control_url: Option<String>,
+    /// `--tls-listen`, repeatable: replaces `gateway.tls_listen` when given.
+    pub tls_listen: Vec<String>,
 }
 
 /// The resolved configuration the gateway runs with.
@@ -95,6 +112,10 @@ pub struct Config {
     /// `None`: no key file configured.
     pub session_keys: Option<Vec<[u8; 32]>>,
     pub client: ClientLimits,
+    /// The public HTTPS port (`gateway.https_port`, default 443).
+    pub https_port: u16,
+    /// TLS listeners, certificates and HTTP/2 limits.
+    pub tls: TlsConfig,
 }
 
 impl Config {
@@ -141,13 +162,32 @@ impl Config {
         let server = server_conf(file.pingora, &mut problems);
         let control_url = overrides.control_url.clone().or(g.control_url);
         if let Some(url) = &control_url {
-            if !url.starts_with("http://") {
-                problems.push(format!(
-                    "control_url: {url:?} must be an http:// URL (realmctl on a private network or loopback)"
-                ));
-            }
+            check_control_url(url, &mut problems);
             if admin_token.is_none() {
                 problems.push("control_url needs an admin token: it is the bearer the gateway presents to realmctl".into());
+            }
+        }
+        let tls = TlsConfig::load(
+            TlsFile {
+                tls_listen: g.tls_listen,
+                https_port: g.https_port,
+                tls_fallback_certificate: g.tls_fallback_certificate,
+                tls_min_version: g.tls_min_version,
+                admin_tls: g.admin_tls,
+                control_ca_file: g.control_ca_file,
+                h2: g.h2,
+            },
+            &overrides.tls_listen,
+            &mut problems,
+        );
+        if tls.control_ca_pem.is_some()
+            && !control_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+        {
+            problems.push("gateway.control_ca_file is set but control_url is not an https:// URL".into());
+        }
+        for (i, a) in tls.listen.iter().enumerate() {
+            if listen == Some(*a) || admin_listen == Some(*a) {
+                problems.push(format!("tls_listen[{i}]: {a} is also listen or admin_listen"));
             }
         }
         let mut nets = Vec::new();
@@ -181,9 +221,44 @@ impl Config {
                 auth,
                 session_keys,
                 client,
+                https_port: tls.https_port,
+                tls,
             }),
             _ => Err(problems),
         }
+    }
+}
+
+/// realmctl's URL: https://, or http:// to a loopback host only. The gateway pulls tables
+/// that carry login client secrets and private keys; they never cross a network in clear.
+fn check_control_url(url: &str, problems: &mut Vec<String>) {
+    let parsed = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(format!("control_url: {url:?} is not a URL: {e}"));
+            return;
+        }
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                problems.push(format!(
+                    "control_url: {url:?} is plain http:// to a non-loopback host; the gateway \
+                     pulls tables holding secrets from it: use https:// (with \
+                     gateway.control_ca_file for a private CA)"
+                ));
+            }
+        }
+        _ => problems.push(format!(
+            "control_url: {url:?} must be an https:// URL (or http:// on loopback)"
+        )),
     }
 }
 

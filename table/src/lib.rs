@@ -15,6 +15,8 @@ pub mod wire;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
+#[cfg(feature = "test-util")]
+pub mod test_certs;
 
 pub use duplicates::duplicate_keys;
 pub use problem::Problem;
@@ -26,7 +28,7 @@ pub use validate::{
     MAX_HOSTS_PER_TENANT, MAX_KEY_NAMESPACES, MAX_NAMESPACE_LEN, MAX_ROUTES_PER_TENANT,
     MAX_SHELL_EXCLUDES,
 };
-pub use validate::{certificate, CheckedCert};
+pub use validate::{certificate, leaf_names_and_expiry, CheckedCert};
 pub use wire::{
     ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode, RateLimit,
     RateLimits, Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,

@@ -15,6 +15,8 @@ pub struct ControlPull {
     pub control_url: String,
     pub token: String,
     pub max_bytes: usize,
+    /// PEM CA(s) that sign realmctl's certificate; `None`: the system roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -23,10 +25,25 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[async_trait]
 impl BackgroundService for ControlPull {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let client = match reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .build()
-        {
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!is_plain_loopback(&self.control_url));
+        if let Some(pem) = &self.ca_pem {
+            match reqwest::Certificate::from_pem_bundle(pem) {
+                Ok(certs) => {
+                    builder = builder.tls_built_in_root_certs(false);
+                    for c in certs {
+                        builder = builder.add_root_certificate(c);
+                    }
+                }
+                Err(e) => {
+                    log::error!("control pull: gateway.control_ca_file: {e}");
+                    return;
+                }
+            }
+        }
+        let client = match builder.build() {
             Ok(c) => c,
             Err(e) => {
                 log::error!("control pull: cannot build HTTP client: {e}");
@@ -47,6 +64,11 @@ impl BackgroundService for ControlPull {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// `http://` to loopback: the one plain-text form the configuration admits.
+fn is_plain_loopback(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| u.scheme() == "http")
 }
 
 impl ControlPull {

@@ -70,6 +70,12 @@ impl Store {
         self.current.load_full()
     }
 
+    /// Run `f` on the snapshot in force without taking a reference count (the handshake's
+    /// certificate lookup).
+    pub fn with_current<R>(&self, f: impl FnOnce(Option<&Snapshot>) -> R) -> R {
+        f(self.current.load().as_deref())
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -120,14 +126,14 @@ impl Store {
                 let staged = persist.then(|| stage(&self.state_dir, STATE_FILE, &raw));
                 (digest, staged)
             });
-            let current = self.current.load().as_ref().map(|s| s.version);
+            let current = self.current.load();
             let deps = BuildDeps {
                 pools: &self.pools,
                 limiters: &self.limiters,
                 metrics: &self.metrics,
                 realms: &self.realms,
             };
-            let built = parse_newer(&raw, current, &deps);
+            let built = parse_newer(&raw, current.as_deref(), crate::auth::unix_now(), &deps);
             (side.join(), built)
         });
         let (digest, staged) =
@@ -152,12 +158,20 @@ impl Store {
         self.metrics
             .table_version
             .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
+        self.metrics.certificate_expiry(
+            snapshot
+                .certs
+                .all()
+                .iter()
+                .map(|c| (&*c.name, c.cert.not_after)),
+        );
         log::info!(
-            "table version {} in force: {} tenants, {} pools, {} API keys, {} bytes, built in {:?}",
+            "table version {} in force: {} tenants, {} pools, {} API keys, {} certificates, {} bytes, built in {:?}",
             snapshot.version,
             snapshot.tenants.len(),
             snapshot.pools.len(),
             snapshot.keys.len(),
+            snapshot.certs.len(),
             snapshot.raw.len(),
             started.elapsed()
         );
