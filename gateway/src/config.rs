@@ -185,9 +185,9 @@ impl Config {
         {
             problems.push("gateway.control_ca_file is set but control_url is not an https:// URL".into());
         }
-        for (i, a) in tls.listen.iter().enumerate() {
+        for a in &tls.listen {
             if listen == Some(*a) || admin_listen == Some(*a) {
-                problems.push(format!("tls_listen[{i}]: {a} is also listen or admin_listen"));
+                problems.push(format!("tls_listen: {a} is also listen or admin_listen"));
             }
         }
         let mut nets = Vec::new();

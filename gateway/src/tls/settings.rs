@@ -364,3 +364,6 @@ pub fn h2_options(limits: H2Limits) -> pingora_core::protocols::http::v2::server
         .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS));
     o
 }
+
+#[cfg(test)]
+mod tests;
