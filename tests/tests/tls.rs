@@ -1,0 +1,417 @@
+//! The TLS listeners, through the real gateway: the certificate per SNI over h1 and h2
+//! (curl, `--resolve`, a test CA), unknown names refused at the handshake, bad ClientHellos
+//! and wrong protocols on each port, a certificate swap under load, the apply rules for
+//! certificates in time, redaction in admin GETs, and HTTP/2 rapid reset.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use realmgate_e2e::tls::{
+    client_hello, curl, https_client, peer_fingerprint, pem_fingerprint, probe,
+};
+use realmgate_e2e::{Gateway, GatewayOpts, Table, TempDir, Upstream};
+use realmgate_table::test_certs::{KeyKind, Minted, TestCa, Validity};
+use serde_json::{json, Value};
+
+/// Certificates for acme.test (exact), *.beta.test (wildcard) and www.beta.test (exact, more
+/// specific than the wildcard), all issued by one test CA.
+struct Certs {
+    ca: TestCa,
+    ca_file: std::path::PathBuf,
+    acme: Minted,
+    beta: Minted,
+    www: Minted,
+    _dir: TempDir,
+}
+
+fn certs() -> Certs {
+    let ca = TestCa::new("realmgate tls tests CA");
+    let dir = TempDir::new("tls-ca");
+    let ca_file = dir.write("ca.pem", ca.pem.clone());
+    Certs {
+        acme: ca.leaf(&["acme.test"]),
+        beta: ca.leaf(&["*.beta.test"]),
+        www: ca.leaf(&["www.beta.test"]),
+        ca,
+        ca_file,
+        _dir: dir,
+    }
+}
+
+fn entry(m: &Minted, name: &str, hosts: &[&str]) -> Value {
+    serde_json::to_value(m.entry(name, hosts)).expect("certificate JSON")
+}
+
+/// Tenants acme (acme.test) and beta (beta.test, *.beta.test), one upstream; `certificates`.
+fn table(v: u64, up: &Upstream, certificates: Vec<Value>) -> Value {
+    let mut t = Table::new(v)
+        .upstream("app", [up.addr()])
+        .tenant("acme", &["acme.test"], &[("/", "app")])
+        .tenant("beta", &["beta.test", "*.beta.test"], &[("/", "app")])
+        .build();
+    t["certificates"] = Value::Array(certificates);
+    t
+}
+
+fn all_certs(c: &Certs) -> Vec<Value> {
+    vec![
+        entry(&c.acme, "acme", &["acme.test"]),
+        entry(&c.beta, "beta", &["*.beta.test"]),
+        entry(&c.www, "www", &["www.beta.test"]),
+    ]
+}
+
+async fn tls_gateway(yaml: &str) -> Gateway {
+    Gateway::start_tls(GatewayOpts {
+        gateway_yaml: yaml.to_owned(),
+        ..GatewayOpts::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_host_gets_its_certificate_over_h1_and_h2_and_unknown_names_fail() {
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let gw = tls_gateway("").await;
+    gw.push_ok(&table(1, &up, all_certs(&c))).await;
+    let addr = gw.tls_addr();
+    for h2 in [false, true] {
+        for (host, cn) in [
+            ("acme.test", "acme.test"),
+            ("x.beta.test", "*.beta.test"),
+            ("www.beta.test", "www.beta.test"),
+        ] {
+            let r = curl(addr, host, "/hello", &c.ca_file, h2).await;
+            assert_eq!((r.exit, r.status), (0, 200), "{host} h2={h2}: {}\n{}", r.stderr, gw.logs());
+            assert_eq!(r.http_version, if h2 { "2" } else { "1.1" }, "{host}");
+            let subject = r.subject.clone().unwrap_or_default();
+            assert!(subject.contains(&format!("CN={cn}")) || subject.contains(&format!("CN = {cn}")), "{host}: {subject}");
+            let echo: Value = serde_json::from_str(&r.body).expect("echo JSON");
+            assert_eq!(echo["path"], "/hello", "{host}: {}", r.body);
+        }
+        // Names no certificate covers: the table routes a.b.beta.test (host pattern
+        // *.beta.test), but the wildcard certificate covers one label only.
+        for host in ["unknown.test", "a.b.beta.test", "beta.test"] {
+            let r = curl(addr, host, "/", &c.ca_file, h2).await;
+            assert_ne!(r.exit, 0, "{host}: handshake must fail: {r:?}");
+            assert_eq!(r.status, 0, "{host}: no HTTP answer");
+        }
+    }
+    // The plain listener is unchanged.
+    assert_eq!(gw.request("acme.test", "/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_reports_certificates_and_redacts_keys_and_secrets() {
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let gw = tls_gateway("").await;
+    let mut t = table(1, &up, all_certs(&c));
+    t["tenants"][0]["realm"] = json!({
+        "issuer": "https://id.acme.test/realms/acme", "audiences": ["acme-api"],
+        "client_id": "gw", "client_secret": "very-secret-login-value"
+    });
+    gw.push_ok(&t).await;
+    let (status, summary) = gw.table_info().await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = summary["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["acme", "beta", "www"], "{summary}");
+    assert_eq!(
+        summary["certificates"][0]["not_after"],
+        t["certificates"][0]["not_after"]
+    );
+    for path in ["/v1/table", "/v1/table?full=1"] {
+        let (status, body) = gw.admin_get_json(path).await;
+        assert_eq!(status, 200);
+        let text = body.to_string();
+        assert!(!text.contains("PRIVATE KEY"), "{path}: a key leaked");
+        assert!(!text.contains("very-secret-login-value"), "{path}: a secret leaked");
+    }
+    let (_, full) = gw.admin_get_json("/v1/table?full=1").await;
+    assert_eq!(full["certificates"][1]["key_pem"], "<redacted>");
+    assert_eq!(full["tenants"][0]["realm"]["client_secret"], "<redacted>");
+    assert_eq!(full["certificates"][1]["cert_pem"], t["certificates"][1]["cert_pem"]);
+    // The state file holding the keys is owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(gw.state_dir().join("table.json"))
+        .expect("state file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The expiry metric, per certificate.
+    let metrics = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let line = format!(
+        "realmgate_certificate_expiry_timestamp_seconds{{certificate=\"www\"}} {}",
+        c.www.not_after
+    );
+    assert!(metrics.contains(&line), "{metrics}");
+    // Logs never carry a key.
+    assert!(!gw.logs().contains("PRIVATE KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_certificates_must_be_valid_now_loaded_ones_do_not_block() {
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let gw = tls_gateway("").await;
+    gw.push_ok(&table(1, &up, all_certs(&c))).await;
+    let expired = c
+        .ca
+        .leaf_with(&["acme.test"], Validity::Expired, KeyKind::EcdsaP256);
+    let later = c
+        .ca
+        .leaf_with(&["new.beta.test"], Validity::NotYet, KeyKind::EcdsaP256);
+    for (certificates, name) in [
+        (
+            vec![entry(&expired, "acme-old", &["acme.test"])],
+            "acme-old",
+        ),
+        (
+            {
+                let mut v = all_certs(&c);
+                v.push(entry(&later, "later", &["new.beta.test"]));
+                v
+            },
+            "later",
+        ),
+    ] {
+        let (status, body) = gw.push(&table(2, &up, certificates)).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.to_string().contains(name), "{name}: {body}");
+    }
+    // Still version 1, still serving its certificates.
+    assert_eq!(gw.table_info().await.1["version"], 1);
+    let r = curl(gw.tls_addr(), "acme.test", "/", &c.ca_file, false).await;
+    assert_eq!(r.status, 200, "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_client_hellos_and_wrong_protocols_get_clear_ends_and_serving_goes_on() {
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let gw = tls_gateway("  client:\n    header_read_timeout_ms: 1000\n").await;
+    gw.push_ok(&table(1, &up, all_certs(&c))).await;
+    let tls = gw.tls_addr();
+    let wait = Duration::from_secs(15);
+    // A well-formed ClientHello for a served name gets a ServerHello: the probe is sound.
+    let ok = probe(tls, &client_hello(Some(b"acme.test")), Duration::from_secs(2)).await;
+    assert!(ok.is_server_hello(), "{ok:?}");
+    // No SNI, an IP literal, a name nobody serves: an alert, then the connection closes.
+    for sni in [None, Some(&b"127.0.0.1"[..]), Some(&b"unknown.test"[..])] {
+        let p = probe(tls, &client_hello(sni), wait).await;
+        assert!(p.closed, "{sni:?}: left open");
+        assert!(p.is_alert(), "{sni:?}: {p:?}");
+    }
+    // Garbage, plain HTTP on the TLS port: closed (with an alert at most), never a hang.
+    let garbage: Vec<u8> = (0..10_000).map(|_| fastrand::u8(..)).collect();
+    for (what, bytes) in [
+        ("garbage", garbage),
+        ("plain HTTP", b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n".to_vec()),
+    ] {
+        let p = probe(tls, &bytes, wait).await;
+        assert!(p.closed, "{what}: left open");
+        assert!(p.bytes.is_empty() || p.is_alert(), "{what}: {p:?}");
+    }
+    // A TLS record on the plain port: a 400 or a close.
+    let p = probe(gw.listen_addr(), &client_hello(Some(b"acme.test")), wait).await;
+    assert!(p.closed, "ClientHello on the plain port: left open");
+    let text = String::from_utf8_lossy(&p.bytes);
+    assert!(p.bytes.is_empty() || text.starts_with("HTTP/1.1 400"), "{text}");
+    // A slow handshake (half a ClientHello, then silence) is cut at the head deadline.
+    let hello = client_hello(Some(b"acme.test"));
+    let p = probe(tls, &hello[..hello.len() / 2], wait).await;
+    assert!(p.closed, "a stalled handshake was left open");
+    // Through it all, both listeners serve.
+    let r = curl(tls, "acme.test", "/", &c.ca_file, true).await;
+    assert_eq!(r.status, 200, "{}", r.stderr);
+    assert_eq!(gw.request("acme.test", "/").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fallback_certificate_answers_unknown_names_when_configured() {
+    let c = certs();
+    let fb = c.ca.leaf(&["fallback.test"]);
+    let dir = TempDir::new("tls-fallback");
+    let cert = dir.write("fb.crt", fb.cert_pem.clone());
+    let key = dir.write("fb.key", fb.key_pem.clone());
+    let up = Upstream::start("app").await;
+    let gw = tls_gateway(&format!(
+        "  tls_fallback_certificate:\n    cert_file: \"{}\"\n    key_file: \"{}\"\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    gw.push_ok(&table(1, &up, all_certs(&c))).await;
+    let tls = gw.tls_addr();
+    for sni in [None, Some(&b"unknown.test"[..])] {
+        let p = probe(tls, &client_hello(sni), Duration::from_secs(2)).await;
+        assert!(p.is_server_hello(), "{sni:?}: {p:?}");
+    }
+    // The fallback's own name completes the handshake; no tenant has it.
+    let r = curl(tls, "fallback.test", "/", &c.ca_file, false).await;
+    assert_eq!(r.exit, 0, "{}", r.stderr);
+    assert_ne!(r.status, 200, "no tenant serves fallback.test");
+    // A table certificate still wins for its names.
+    let r = curl(tls, "acme.test", "/", &c.ca_file, false).await;
+    assert_eq!(r.status, 200, "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_swap_under_load_fails_no_request() {
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let gw = tls_gateway("").await;
+    let a = c.ca.leaf(&["acme.test"]);
+    let b = c.ca.leaf(&["acme.test"]);
+    let version = |v: u64| {
+        let m = if v % 2 == 1 { &a } else { &b };
+        table(v, &up, vec![entry(m, "acme", &["acme.test"])])
+    };
+    gw.push_ok(&version(1)).await;
+    let tls = gw.tls_addr();
+    let kept = https_client(&c.ca.pem, &["acme.test"], tls, false);
+    let fresh = https_client(&c.ca.pem, &["acme.test"], tls, true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut loops = Vec::new();
+    for client in [kept.clone(), kept, fresh.clone(), fresh.clone()] {
+        let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+        let url = format!("https://acme.test:{}/load", tls.port());
+        loops.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let _ = r.bytes().await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failures.push(format!("status {}", r.status())),
+                    Err(e) => failures.push(format!("{e:?}")),
+                }
+            }
+            failures
+        }));
+    }
+    for v in 2..=21 {
+        gw.push_ok(&version(v)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for l in loops {
+        failures.extend(l.await.expect("load loop"));
+    }
+    assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(done.load(Ordering::Relaxed) > 20, "too little load to mean anything");
+    // Version 21 (odd) serves `a`: a new handshake sees it.
+    let r = fresh
+        .get(format!("https://acme.test:{}/after", tls.port()))
+        .send()
+        .await
+        .expect("after the swaps");
+    assert_eq!(peer_fingerprint(&r), Some(pem_fingerprint(&a.cert_pem)));
+    gw.push_ok(&version(22)).await;
+    let r = fresh
+        .get(format!("https://acme.test:{}/after", tls.port()))
+        .send()
+        .await
+        .expect("after the last swap");
+    assert_eq!(peer_fingerprint(&r), Some(pem_fingerprint(&b.cert_pem)));
+}
+
+/// A raw h2 connection over TLS to `addr` for `host`.
+async fn h2_connect(
+    addr: std::net::SocketAddr,
+    host: &str,
+    ca_pem: &str,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA"))
+        .expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(host.to_owned()).expect("name"), tcp)
+        .await
+        .expect("TLS handshake");
+    let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+    (send, tokio::spawn(conn))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_rapid_reset_gets_the_connection_closed_others_keep_being_served() {
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let gw = tls_gateway("").await;
+    gw.push_ok(&table(1, &up, all_certs(&c))).await;
+    let tls = gw.tls_addr();
+    let (mut send, conn) = h2_connect(tls, "acme.test", &c.ca.pem).await;
+    // One ordinary request first: the connection works and the server's limit is known.
+    let req = http::Request::get("https://acme.test/first").body(()).expect("request");
+    let (resp, _) = send.send_request(req, true).expect("send");
+    assert_eq!(resp.await.expect("response").status(), 200);
+    // Then open and cancel streams as fast as the client library lets us.
+    let mut sent = 0;
+    let mut cut = false;
+    for _ in 0..10_000 {
+        send = match send.ready().await {
+            Ok(s) => s,
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        };
+        let req = http::Request::get("https://acme.test/reset").body(()).expect("request");
+        match send.send_request(req, false) {
+            Ok((_, mut stream)) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                sent += 1;
+            }
+            Err(_) => {
+                cut = true;
+                break;
+            }
+        }
+        if sent % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(
+        cut,
+        "the abusive connection stayed open through {sent} rapid resets"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(15), conn).await;
+    // Others are served, over h2 and h1.
+    let (mut other, _conn) = h2_connect(tls, "acme.test", &c.ca.pem).await;
+    let req = http::Request::get("https://acme.test/other").body(()).expect("request");
+    other = other.ready().await.expect("ready");
+    let (resp, _) = other.send_request(req, true).expect("send");
+    assert_eq!(resp.await.expect("response").status(), 200);
+    let r = curl(tls, "www.beta.test", "/", &c.ca_file, false).await;
+    assert_eq!(r.status, 200, "{}", r.stderr);
+}
