@@ -85,3 +85,64 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::settings::{admin_server_config, certified_key, CertFiles, MinVersion};
+    use realmgate_table::test_certs::TestCa;
+
+    #[tokio::test]
+    async fn admin_serves_https_and_a_silent_client_holds_up_no_one() {
+        let ca = TestCa::new("admin CA");
+        let leaf = ca.leaf(&["admin.test"]);
+        let dir = std::env::temp_dir().join(format!(
+            "realmgate-admin-tls-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let files = CertFiles {
+            cert_file: dir.join("a.crt"),
+            key_file: dir.join("a.key"),
+        };
+        std::fs::write(&files.cert_file, &leaf.cert_pem).expect("cert");
+        std::fs::write(&files.key_file, &leaf.key_pem).expect("key");
+        let key = Arc::new(certified_key(&files).expect("admin certificate"));
+        let config = Arc::new(admin_server_config(key, MinVersion::Tls12).expect("config"));
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TlsListener::new(tcp, config).expect("listener");
+        let addr = axum::serve::Listener::local_addr(&listener).expect("addr");
+        let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok\n" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        // A client that connects and says nothing does not block the next one.
+        let _silent = TcpStream::connect(addr).await.expect("connect");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca.pem.as_bytes()).expect("CA"),
+            )
+            .resolve("admin.test", addr)
+            .build()
+            .expect("client");
+        let r = client
+            .get(format!("https://admin.test:{}/healthz", addr.port()))
+            .send()
+            .await
+            .expect("https");
+        assert_eq!(r.status(), 200);
+        // Plain HTTP on the HTTPS admin port gets no answer.
+        let plain = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        assert!(plain
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
