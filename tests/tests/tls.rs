@@ -415,3 +415,99 @@ async fn h2_rapid_reset_gets_the_connection_closed_others_keep_being_served() {
     let r = curl(tls, "www.beta.test", "/", &c.ca_file, false).await;
     assert_eq!(r.status, 200, "{}", r.stderr);
 }
+
+/// A TLS connection to `addr` for `host` with ALPN h2 only.
+async fn tls_h2(
+    addr: std::net::SocketAddr,
+    host: &str,
+    ca_pem: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA"))
+        .expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(host.to_owned()).expect("name"), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// One HTTP/2 frame header and payload.
+fn frame(typ: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[typ, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn h2_client_opening_10000_streams_past_the_limit_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = certs();
+    let up = Upstream::start("app").await;
+    // Streams stay open while the upstream takes its time.
+    up.set_delay(Duration::from_secs(3));
+    let gw = tls_gateway("  h2:\n    max_concurrent_streams: 7\n").await;
+    gw.push_ok(&table(1, &up, all_certs(&c))).await;
+    let tls = gw.tls_addr();
+    // A client that ignores it: 10 000 GET streams (HPACK: :method GET, :scheme https,
+    // :path /, :authority acme.test as a literal), written at once.
+    let mut s = tls_h2(tls, "acme.test", &c.ca.pem).await;
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    let mut block = vec![0x82, 0x87, 0x84, 0x01, 9];
+    block.extend_from_slice(b"acme.test");
+    for i in 0..10_000u32 {
+        out.extend(frame(0x1, 0x4 | 0x1, 2 * i + 1, &block));
+    }
+    let _ = s.write_all(&out).await;
+    let _ = s.flush().await;
+    // Read what comes back until the server closes; find its GOAWAY.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    let mut goaway = None;
+    let mut refused = 0;
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len = u32::from_be_bytes([0, got[at], got[at + 1], got[at + 2]]) as usize;
+        let typ = got[at + 3];
+        let payload = &got[(at + 9).min(got.len())..(at + 9 + len).min(got.len())];
+        if typ == 0x7 && payload.len() >= 8 {
+            goaway = Some(u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]));
+        }
+        if typ == 0x3 {
+            refused += 1;
+        }
+        at += 9 + len;
+    }
+    assert!(closed, "the connection was left open");
+    // ENHANCE_YOUR_CALM (0xb) or PROTOCOL_ERROR (0x1): either way, cut off.
+    assert!(
+        matches!(goaway, Some(0xb) | Some(0x1)),
+        "GOAWAY {goaway:?} after {refused} refused streams"
+    );
+    assert!(refused < 10_000, "every stream was answered one by one");
+    // Others are served meanwhile.
+    up.set_delay(Duration::ZERO);
+    let r = curl(tls, "acme.test", "/", &c.ca_file, true).await;
+    assert_eq!(r.status, 200, "{}", r.stderr);
+}
