@@ -242,13 +242,7 @@ fn check_control_url(url: &str, problems: &mut Vec<String>) {
     match parsed.scheme() {
         "https" => {}
         "http" => {
-            let loopback = match parsed.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if !loopback {
+            if !is_loopback_host(&parsed) {
                 problems.push(format!(
                     "control_url: {url:?} is plain http:// to a non-loopback host; the gateway \
                      pulls tables holding secrets from it: use https:// (with \
@@ -259,6 +253,16 @@ fn check_control_url(url: &str, problems: &mut Vec<String>) {
         _ => problems.push(format!(
             "control_url: {url:?} must be an https:// URL (or http:// on loopback)"
         )),
+    }
+}
+
+/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

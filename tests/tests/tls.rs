@@ -511,3 +511,68 @@ async fn h2_client_opening_10000_streams_past_the_limit_is_disconnected() {
     let r = curl(tls, "acme.test", "/", &c.ca_file, true).await;
     assert_eq!(r.status, 200, "{}", r.stderr);
 }
+
+#[test]
+fn certificate_files_and_the_control_channel_are_checked_at_start() {
+    use realmgate_e2e::{free_addrs, realmgate_bin, run_to_completion};
+    let ca = TestCa::new("start CA");
+    let (a, b) = (ca.leaf(&["a.test"]), ca.leaf(&["b.test"]));
+    let dir = TempDir::new("tls-start");
+    let cert = dir.write("a.crt", a.cert_pem.clone());
+    let wrong_key = dir.write("b.key", b.key_pem.clone());
+    let missing = dir.join("missing.crt");
+    let token = dir.write("token", "start-token-0123456789\n");
+    let addrs = free_addrs(3);
+    let cases = [
+        (
+            format!(
+                "  tls_fallback_certificate: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+                missing.display(),
+                wrong_key.display()
+            ),
+            missing.display().to_string(),
+        ),
+        (
+            format!(
+                "  tls_fallback_certificate: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+                cert.display(),
+                wrong_key.display()
+            ),
+            wrong_key.display().to_string(),
+        ),
+        (
+            format!(
+                "  admin_tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+                cert.display(),
+                wrong_key.display()
+            ),
+            wrong_key.display().to_string(),
+        ),
+        (
+            "  control_url: http://192.0.2.10:9090\n".to_owned(),
+            "non-loopback".to_owned(),
+        ),
+    ];
+    for (i, (yaml, named)) in cases.iter().enumerate() {
+        let conf = dir.write(
+            &format!("c{i}.yaml"),
+            format!(
+                "gateway:\n  listen: \"{}\"\n  admin_listen: \"{}\"\n  tls_listen: [\"{}\"]\n  admin_token_file: \"{}\"\n  state_dir: \"{}\"\n{yaml}",
+                addrs[0],
+                addrs[1],
+                addrs[2],
+                token.display(),
+                dir.path().display()
+            ),
+        );
+        let run = run_to_completion(
+            &realmgate_bin(),
+            &["--conf".into(), conf.into()],
+            Duration::from_secs(20),
+        );
+        assert!(!run.timed_out, "case {i}: the gateway started serving");
+        assert_eq!(run.code, Some(2), "case {i}: {}", run.output());
+        assert!(run.output().contains(named.as_str()), "case {i}: {}", run.output());
+        assert!(!run.output().contains("PRIVATE KEY"), "case {i}");
+    }
+}
