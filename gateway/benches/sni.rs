@@ -23,7 +23,7 @@ const WILDCARD_EVERY: usize = 10;
 
 /// Certificate `i`: `c{i}.bench.test`, or `*.w{i}.bench.test` for every tenth.
 fn name(i: usize) -> String {
-    if i % WILDCARD_EVERY == 0 {
+    if i.is_multiple_of(WILDCARD_EVERY) {
         format!("*.w{i}.bench.test")
     } else {
         format!("c{i}.bench.test")

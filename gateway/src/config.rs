@@ -181,9 +181,13 @@ impl Config {
             &mut problems,
         );
         if tls.control_ca_pem.is_some()
-            && !control_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+            && !control_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
         {
-            problems.push("gateway.control_ca_file is set but control_url is not an https:// URL".into());
+            problems.push(
+                "gateway.control_ca_file is set but control_url is not an https:// URL".into(),
+            );
         }
         for a in &tls.listen {
             if listen == Some(*a) || admin_listen == Some(*a) {

@@ -9,12 +9,12 @@ use realmgate::auth::{Auth, SessionKeys};
 use realmgate::background::HealthChecker;
 use realmgate::config::{Config, Overrides};
 use realmgate::connection::{Edge, PlainEdge};
-use realmgate::tls::resolve::CertSource;
-use realmgate::tls::settings::{admin_server_config, h2_options, server_config, ALPN_H2_H1};
-use realmgate::tls::{SniResolver, TlsEdge};
 use realmgate::metrics::Metrics;
 use realmgate::proxy::Gateway;
 use realmgate::snapshot::Store;
+use realmgate::tls::resolve::CertSource;
+use realmgate::tls::settings::{admin_server_config, h2_options, server_config, ALPN_H2_H1};
+use realmgate::tls::{SniResolver, TlsEdge};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -193,7 +193,12 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let admin_tls = match config.tls.admin.clone().map(|k| admin_server_config(k, config.tls.min_version)) {
+    let admin_tls = match config
+        .tls
+        .admin
+        .clone()
+        .map(|k| admin_server_config(k, config.tls.min_version))
+    {
         None => None,
         Some(Ok(c)) => Some(Arc::new(c)),
         Some(Err(e)) => {
@@ -274,7 +279,11 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
         config.listen,
         config.tls.listen,
         config.admin_listen,
-        if config.tls.admin.is_some() { ", https" } else { "" }
+        if config.tls.admin.is_some() {
+            ", https"
+        } else {
+            ""
+        }
     );
     server.run_forever()
 }

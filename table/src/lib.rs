@@ -22,16 +22,16 @@ pub use duplicates::duplicate_keys;
 pub use problem::Problem;
 /// Whole-table validation under its old name (the benches call it).
 pub use validate::table as validate;
+pub use validate::{certificate, leaf_names_and_expiry, CheckedCert};
 pub use validate::{
     first_segment, is_key_digest, is_name, is_namespace, is_tenant_id, parse_expiry, CheckedTable,
     GATEWAY_PATH_PREFIX, KNOWN_AUTH, MAX_API_KEYS, MAX_AUDIENCES, MAX_CATALOG_APPS, MAX_ENDPOINTS,
     MAX_HOSTS_PER_TENANT, MAX_KEY_NAMESPACES, MAX_NAMESPACE_LEN, MAX_ROUTES_PER_TENANT,
     MAX_SHELL_EXCLUDES,
 };
-pub use validate::{certificate, leaf_names_and_expiry, CheckedCert};
 pub use wire::{
-    ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode, RateLimit,
-    RateLimits, Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
+    ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode, RateLimit, RateLimits,
+    Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
 };
 
 use sha2::{Digest, Sha256};

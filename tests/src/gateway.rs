@@ -166,14 +166,17 @@ impl Gateway {
             opts.gateway_yaml,
         );
         let conf_file = dir.write("realmgate.yaml", conf);
-        Gateway::try_launch_tls(Launch {
-            args: vec!["--conf".into(), conf_file.into()],
-            dir,
-            listen,
-            admin,
-            token: Some(opts.token.clone()),
-            state_dir,
-        }, tls)
+        Gateway::try_launch_tls(
+            Launch {
+                args: vec!["--conf".into(), conf_file.into()],
+                dir,
+                listen,
+                admin,
+                token: Some(opts.token.clone()),
+                state_dir,
+            },
+            tls,
+        )
         .await
     }
 

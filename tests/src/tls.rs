@@ -70,7 +70,12 @@ pub async fn curl(addr: SocketAddr, host: &str, path: &str, ca_file: &Path, h2: 
 /// A reqwest client for `https://{host}` names resolved to `addr`, trusting only `ca_pem`;
 /// `fresh`: a new connection and a full handshake (no session resumption) per request, else
 /// kept-alive connections.
-pub fn https_client(ca_pem: &str, hosts: &[&str], addr: SocketAddr, fresh: bool) -> reqwest::Client {
+pub fn https_client(
+    ca_pem: &str,
+    hosts: &[&str],
+    addr: SocketAddr,
+    fresh: bool,
+) -> reqwest::Client {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
@@ -143,7 +148,13 @@ pub fn client_hello(sni: Option<&[u8]>) -> Vec<u8> {
     ext(&mut exts, 10, &[0, 4, 0x00, 0x1d, 0x00, 0x17]);
     ext(&mut exts, 11, &[1, 0]);
     ext(&mut exts, 13, &[0, 6, 0x04, 0x03, 0x08, 0x04, 0x08, 0x07]);
-    ext(&mut exts, 16, &[0, 12, 2, b'h', b'2', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1']);
+    ext(
+        &mut exts,
+        16,
+        &[
+            0, 12, 2, b'h', b'2', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1',
+        ],
+    );
     ext(&mut exts, 43, &[4, 0x03, 0x04, 0x03, 0x03]);
     let mut share = vec![0, 36, 0x00, 0x1d, 0, 32];
     share.extend((0..32).map(|_| fastrand::u8(..)));
@@ -199,14 +210,27 @@ pub async fn probe(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Probe {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return Probe { bytes: out, closed: true },
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return Probe {
+                    bytes: out,
+                    closed: true,
+                }
+            }
             Ok(Ok(n)) => {
                 out.extend_from_slice(&buf[..n]);
                 if out.len() >= 64 * 1024 {
-                    return Probe { bytes: out, closed: false };
+                    return Probe {
+                        bytes: out,
+                        closed: false,
+                    };
                 }
             }
-            Err(_) => return Probe { bytes: out, closed: false },
+            Err(_) => {
+                return Probe {
+                    bytes: out,
+                    closed: false,
+                }
+            }
         }
     }
 }

@@ -84,10 +84,19 @@ async fn each_host_gets_its_certificate_over_h1_and_h2_and_unknown_names_fail() 
             ("www.beta.test", "www.beta.test"),
         ] {
             let r = curl(addr, host, "/hello", &c.ca_file, h2).await;
-            assert_eq!((r.exit, r.status), (0, 200), "{host} h2={h2}: {}\n{}", r.stderr, gw.logs());
+            assert_eq!(
+                (r.exit, r.status),
+                (0, 200),
+                "{host} h2={h2}: {}\n{}",
+                r.stderr,
+                gw.logs()
+            );
             assert_eq!(r.http_version, if h2 { "2" } else { "1.1" }, "{host}");
             let subject = r.subject.clone().unwrap_or_default();
-            assert!(subject.contains(&format!("CN={cn}")) || subject.contains(&format!("CN = {cn}")), "{host}: {subject}");
+            assert!(
+                subject.contains(&format!("CN={cn}")) || subject.contains(&format!("CN = {cn}")),
+                "{host}: {subject}"
+            );
             let echo: Value = serde_json::from_str(&r.body).expect("echo JSON");
             assert_eq!(echo["path"], "/hello", "{host}: {}", r.body);
         }
@@ -132,12 +141,18 @@ async fn admin_reports_certificates_and_redacts_keys_and_secrets() {
         assert_eq!(status, 200);
         let text = body.to_string();
         assert!(!text.contains("PRIVATE KEY"), "{path}: a key leaked");
-        assert!(!text.contains("very-secret-login-value"), "{path}: a secret leaked");
+        assert!(
+            !text.contains("very-secret-login-value"),
+            "{path}: a secret leaked"
+        );
     }
     let (_, full) = gw.admin_get_json("/v1/table?full=1").await;
     assert_eq!(full["certificates"][1]["key_pem"], "<redacted>");
     assert_eq!(full["tenants"][0]["realm"]["client_secret"], "<redacted>");
-    assert_eq!(full["certificates"][1]["cert_pem"], t["certificates"][1]["cert_pem"]);
+    assert_eq!(
+        full["certificates"][1]["cert_pem"],
+        t["certificates"][1]["cert_pem"]
+    );
     // The state file holding the keys is owner-only.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(gw.state_dir().join("table.json"))
@@ -167,12 +182,10 @@ async fn new_certificates_must_be_valid_now_loaded_ones_do_not_block() {
     let up = Upstream::start("app").await;
     let gw = tls_gateway("").await;
     gw.push_ok(&table(1, &up, all_certs(&c))).await;
-    let expired = c
-        .ca
-        .leaf_with(&["acme.test"], Validity::Expired, KeyKind::EcdsaP256);
-    let later = c
-        .ca
-        .leaf_with(&["new.beta.test"], Validity::NotYet, KeyKind::EcdsaP256);
+    let expired =
+        c.ca.leaf_with(&["acme.test"], Validity::Expired, KeyKind::EcdsaP256);
+    let later =
+        c.ca.leaf_with(&["new.beta.test"], Validity::NotYet, KeyKind::EcdsaP256);
     for (certificates, name) in [
         (
             vec![entry(&expired, "acme-old", &["acme.test"])],
@@ -206,7 +219,12 @@ async fn bad_client_hellos_and_wrong_protocols_get_clear_ends_and_serving_goes_o
     let tls = gw.tls_addr();
     let wait = Duration::from_secs(15);
     // A well-formed ClientHello for a served name gets a ServerHello: the probe is sound.
-    let ok = probe(tls, &client_hello(Some(b"acme.test")), Duration::from_secs(2)).await;
+    let ok = probe(
+        tls,
+        &client_hello(Some(b"acme.test")),
+        Duration::from_secs(2),
+    )
+    .await;
     assert!(ok.is_server_hello(), "{ok:?}");
     // No SNI, an IP literal, a name nobody serves: an alert, then the connection closes.
     for sni in [None, Some(&b"127.0.0.1"[..]), Some(&b"unknown.test"[..])] {
@@ -218,7 +236,10 @@ async fn bad_client_hellos_and_wrong_protocols_get_clear_ends_and_serving_goes_o
     let garbage: Vec<u8> = (0..10_000).map(|_| fastrand::u8(..)).collect();
     for (what, bytes) in [
         ("garbage", garbage),
-        ("plain HTTP", b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n".to_vec()),
+        (
+            "plain HTTP",
+            b"GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n".to_vec(),
+        ),
     ] {
         let p = probe(tls, &bytes, wait).await;
         assert!(p.closed, "{what}: left open");
@@ -228,7 +249,10 @@ async fn bad_client_hellos_and_wrong_protocols_get_clear_ends_and_serving_goes_o
     let p = probe(gw.listen_addr(), &client_hello(Some(b"acme.test")), wait).await;
     assert!(p.closed, "ClientHello on the plain port: left open");
     let text = String::from_utf8_lossy(&p.bytes);
-    assert!(p.bytes.is_empty() || text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        p.bytes.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
     // A slow handshake (half a ClientHello, then silence) is cut at the head deadline.
     let hello = client_hello(Some(b"acme.test"));
     let p = probe(tls, &hello[..hello.len() / 2], wait).await;
@@ -313,8 +337,16 @@ async fn certificate_swap_under_load_fails_no_request() {
     for l in loops {
         failures.extend(l.await.expect("load loop"));
     }
-    assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(done.load(Ordering::Relaxed) > 20, "too little load to mean anything");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        done.load(Ordering::Relaxed) > 20,
+        "too little load to mean anything"
+    );
     // Version 21 (odd) serves `a`: a new handshake sees it.
     let r = fresh
         .get(format!("https://acme.test:{}/after", tls.port()))
@@ -372,7 +404,9 @@ async fn h2_rapid_reset_gets_the_connection_closed_others_keep_being_served() {
     let tls = gw.tls_addr();
     let (mut send, conn) = h2_connect(tls, "acme.test", &c.ca.pem).await;
     // One ordinary request first: the connection works and the server's limit is known.
-    let req = http::Request::get("https://acme.test/first").body(()).expect("request");
+    let req = http::Request::get("https://acme.test/first")
+        .body(())
+        .expect("request");
     let (resp, _) = send.send_request(req, true).expect("send");
     assert_eq!(resp.await.expect("response").status(), 200);
     // Then open and cancel streams as fast as the client library lets us.
@@ -386,7 +420,9 @@ async fn h2_rapid_reset_gets_the_connection_closed_others_keep_being_served() {
                 break;
             }
         };
-        let req = http::Request::get("https://acme.test/reset").body(()).expect("request");
+        let req = http::Request::get("https://acme.test/reset")
+            .body(())
+            .expect("request");
         match send.send_request(req, false) {
             Ok((_, mut stream)) => {
                 stream.send_reset(h2::Reason::CANCEL);
@@ -408,7 +444,9 @@ async fn h2_rapid_reset_gets_the_connection_closed_others_keep_being_served() {
     let _ = tokio::time::timeout(Duration::from_secs(15), conn).await;
     // Others are served, over h2 and h1.
     let (mut other, _conn) = h2_connect(tls, "acme.test", &c.ca.pem).await;
-    let req = http::Request::get("https://acme.test/other").body(()).expect("request");
+    let req = http::Request::get("https://acme.test/other")
+        .body(())
+        .expect("request");
     other = other.ready().await.expect("ready");
     let (resp, _) = other.send_request(req, true).expect("send");
     assert_eq!(resp.await.expect("response").status(), 200);
@@ -492,7 +530,9 @@ async fn h2_client_opening_10000_streams_past_the_limit_is_disconnected() {
         let typ = got[at + 3];
         let payload = &got[(at + 9).min(got.len())..(at + 9 + len).min(got.len())];
         if typ == 0x7 && payload.len() >= 8 {
-            goaway = Some(u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]));
+            goaway = Some(u32::from_be_bytes([
+                payload[4], payload[5], payload[6], payload[7],
+            ]));
         }
         if typ == 0x3 {
             refused += 1;
@@ -572,7 +612,11 @@ fn certificate_files_and_the_control_channel_are_checked_at_start() {
         );
         assert!(!run.timed_out, "case {i}: the gateway started serving");
         assert_eq!(run.code, Some(2), "case {i}: {}", run.output());
-        assert!(run.output().contains(named.as_str()), "case {i}: {}", run.output());
+        assert!(
+            run.output().contains(named.as_str()),
+            "case {i}: {}",
+            run.output()
+        );
         assert!(!run.output().contains("PRIVATE KEY"), "case {i}");
     }
 }

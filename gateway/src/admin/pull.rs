@@ -50,8 +50,7 @@ impl BackgroundService for ControlPull {
 
 /// `http://` to loopback: the one plain-text form the configuration admits.
 fn is_plain_loopback(url: &str) -> bool {
-    url::Url::parse(url)
-        .is_ok_and(|u| u.scheme() == "http" && crate::config::is_loopback_host(&u))
+    url::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && crate::config::is_loopback_host(&u))
 }
 
 impl ControlPull {

@@ -49,7 +49,10 @@ mod tests {
         );
         let out = redacted_table(&raw);
         let text = std::str::from_utf8(&out).expect("utf-8");
-        assert!(!text.contains("s3cret") && !text.contains("PRIVATE KEY"), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("PRIVATE KEY"),
+            "{text}"
+        );
         let v: Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["certificates"][0]["key_pem"], REDACTED);
         assert_eq!(v["certificates"][0]["cert_pem"], "CERT");

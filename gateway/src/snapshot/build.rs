@@ -10,10 +10,10 @@ use crate::metrics::Metrics;
 use crate::route::{Namespace, Policy, PoolIdx, Route, Routes};
 use crate::shell::ShellRt;
 use crate::tenant::{HostIndex, TenantIdx};
+use crate::tls::CertIndex;
 use crate::upstream::PoolCache;
 use bytes::Bytes;
 use http::HeaderValue;
-use crate::tls::CertIndex;
 use realmgate_table::{CheckedTable, Problem};
 use std::collections::HashMap;
 

@@ -48,7 +48,10 @@ struct Attach<'a> {
 
 #[async_trait]
 impl TlsAccept for Attach<'_> {
-    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
         let sni = tls
             .server_name()
             .and_then(normalise_sni)

@@ -24,7 +24,10 @@ pub struct TlsListener {
 
 impl TlsListener {
     /// Start accepting on `listener`; handshakes run on the current runtime.
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> io::Result<TlsListener> {
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(ADMIN_MAX_HANDSHAKES);
         let acceptor = TlsAcceptor::from(config);
@@ -120,9 +123,7 @@ mod tests {
         let client = reqwest::Client::builder()
             .no_proxy()
             .tls_built_in_root_certs(false)
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(ca.pem.as_bytes()).expect("CA"),
-            )
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).expect("CA"))
             .resolve("admin.test", addr)
             .build()
             .expect("client");

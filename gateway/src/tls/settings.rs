@@ -108,7 +108,9 @@ impl TlsConfig {
                     problems.push(format!("tls_listen[{i}]: {a} listed twice"))
                 }
                 Ok(a) => listen.push(a),
-                Err(_) => problems.push(format!("tls_listen[{i}]: {text:?} is not an IP:port address")),
+                Err(_) => problems.push(format!(
+                    "tls_listen[{i}]: {text:?} is not an IP:port address"
+                )),
             }
         }
         let https_port = match f.https_port {
@@ -131,16 +133,16 @@ impl TlsConfig {
                 MinVersion::Tls12
             }
         };
-        let fallback = f
-            .tls_fallback_certificate
-            .as_ref()
-            .and_then(|files| match fallback_cert(files) {
-                Ok(c) => Some(Arc::new(c)),
-                Err(e) => {
-                    problems.push(format!("gateway.tls_fallback_certificate: {e}"));
-                    None
-                }
-            });
+        let fallback =
+            f.tls_fallback_certificate
+                .as_ref()
+                .and_then(|files| match fallback_cert(files) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        problems.push(format!("gateway.tls_fallback_certificate: {e}"));
+                        None
+                    }
+                });
         if fallback.is_some() && listen.is_empty() {
             log::warn!("gateway.tls_fallback_certificate is set but no TLS listener is configured");
         }
@@ -177,7 +179,8 @@ impl TlsConfig {
             None => DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             Some(n) if (1..=10_000).contains(&n) => n,
             Some(_) => {
-                problems.push("gateway.h2.max_concurrent_streams: must be between 1 and 10000".into());
+                problems
+                    .push("gateway.h2.max_concurrent_streams: must be between 1 and 10000".into());
                 DEFAULT_H2_MAX_CONCURRENT_STREAMS
             }
         };
@@ -197,13 +200,17 @@ impl TlsConfig {
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let mut buf = Vec::new();
     file.take(MAX_PEM_FILE_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     if buf.len() as u64 > MAX_PEM_FILE_BYTES {
-        return Err(format!("{}: larger than {MAX_PEM_FILE_BYTES} bytes", path.display()));
+        return Err(format!(
+            "{}: larger than {MAX_PEM_FILE_BYTES} bytes",
+            path.display()
+        ));
     }
     Ok(buf)
 }
@@ -268,14 +275,19 @@ pub fn certified_key(files: &CertFiles) -> Result<rustls::sign::CertifiedKey, St
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: malformed PEM: {e}", files.cert_file.display()))?;
     if chain.is_empty() {
-        return Err(format!("{}: no CERTIFICATE block found", files.cert_file.display()));
+        return Err(format!(
+            "{}: no CERTIFICATE block found",
+            files.cert_file.display()
+        ));
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("{}: no private key found: {e}", files.key_file.display()))?;
-    let signing = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("{}: not a usable private key: {e}", files.key_file.display()))?;
+    let signing = provider().key_provider.load_private_key(key).map_err(|e| {
+        format!(
+            "{}: not a usable private key: {e}",
+            files.key_file.display()
+        )
+    })?;
     let certified = rustls::sign::CertifiedKey::new(chain, signing);
     certified.keys_match().map_err(|e| {
         format!(

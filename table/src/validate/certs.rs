@@ -118,9 +118,10 @@ fn parse_cert_hosts(raw: &[String], problems: &mut Vec<Problem>) -> Vec<HostPatt
     let mut out = Vec::with_capacity(raw.len());
     for (h, name) in raw.iter().enumerate().take(MAX_CERT_HOSTS) {
         match parse_cert_name(name) {
-            Ok(p) if out.contains(&p) => {
-                problems.push(Problem::new(format!("hosts[{h}]"), format!("{p} listed twice")))
-            }
+            Ok(p) if out.contains(&p) => problems.push(Problem::new(
+                format!("hosts[{h}]"),
+                format!("{p} listed twice"),
+            )),
             Ok(p) => out.push(p),
             Err(e) => problems.push(Problem::new(format!("hosts[{h}]"), e)),
         }
@@ -187,7 +188,10 @@ fn check_material(
                 _ => {
                     problems.push(Problem::new(
                         "cert_pem",
-                        format!("certificate {} of the chain is not a valid X.509 certificate", i + 1),
+                        format!(
+                            "certificate {} of the chain is not a valid X.509 certificate",
+                            i + 1
+                        ),
                     ));
                     return None;
                 }
@@ -204,7 +208,11 @@ fn check_material(
                 format!("hosts[{h}]"),
                 format!(
                     "{host} is not covered by the certificate's DNS names ({})",
-                    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
                 ),
             ));
         }
@@ -237,7 +245,10 @@ fn check_material(
             }
             Ok(der) => Some(der),
             Err(_) => {
-                problems.push(Problem::new("ocsp_staple", "is not base64 (DER OCSP response)"));
+                problems.push(Problem::new(
+                    "ocsp_staple",
+                    "is not base64 (DER OCSP response)",
+                ));
                 None
             }
         }
@@ -408,7 +419,10 @@ pub(super) fn check_certificates(table: &Table, problems: &mut Vec<Problem>) -> 
         if let Some(first) = names.insert(&cert.name, c) {
             problems.push(Problem::new(
                 "name",
-                format!("certificate name {:?} already used by certificates[{first}]", cert.name),
+                format!(
+                    "certificate name {:?} already used by certificates[{first}]",
+                    cert.name
+                ),
             ));
         }
         match certificate(cert) {

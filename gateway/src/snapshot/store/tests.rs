@@ -118,7 +118,11 @@ fn certificates_in_time_new_ones_must_be_valid_loaded_ones_keep_serving() {
     ] {
         match s.apply(doc) {
             Err(ApplyError::Invalid(p)) => {
-                let text = p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                let text = p
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 assert!(text.contains(&format!("{name:?}")), "{text}");
                 assert!(!text.contains("PRIVATE KEY"), "{text}");
             }

@@ -92,7 +92,12 @@ fn unknown_or_absent_names_get_nothing_or_the_fallback_never_a_tenants() {
     let ca = TestCa::new("resolver CA");
     let idx = Arc::new(index(&ca));
     let plain = SniResolver::new(Arc::clone(&idx) as Arc<dyn CertSource>, None);
-    for sni in [None, Some("unknown.test"), Some("a.b.beta.test"), Some("10.0.0.1")] {
+    for sni in [
+        None,
+        Some("unknown.test"),
+        Some("a.b.beta.test"),
+        Some("10.0.0.1"),
+    ] {
         assert!(plain.choose(sni).is_none(), "{sni:?}");
     }
     assert_eq!(
@@ -100,9 +105,13 @@ fn unknown_or_absent_names_get_nothing_or_the_fallback_never_a_tenants() {
         Some("beta")
     );
     let fb = Arc::new(checked(
-        &ca.leaf(&["fallback.test"]).entry("fallback", &["fallback.test"]),
+        &ca.leaf(&["fallback.test"])
+            .entry("fallback", &["fallback.test"]),
     ));
-    let with = SniResolver::new(Arc::clone(&idx) as Arc<dyn CertSource>, Some(Arc::clone(&fb)));
+    let with = SniResolver::new(
+        Arc::clone(&idx) as Arc<dyn CertSource>,
+        Some(Arc::clone(&fb)),
+    );
     for sni in [None, Some("unknown.test"), Some("10.0.0.1")] {
         let got = with.choose(sni).expect("the fallback");
         assert!(Arc::ptr_eq(&got, &fb), "{sni:?}");
@@ -114,13 +123,16 @@ fn unknown_or_absent_names_get_nothing_or_the_fallback_never_a_tenants() {
     );
 }
 
+/// What a client saw of a finished handshake: the leaf (DER), ALPN, version.
+type Seen = (Vec<u8>, Option<Vec<u8>>, rustls::ProtocolVersion);
+
 /// Drive a rustls client and server in memory until the handshake ends.
 fn handshake(
     server: Arc<rustls::ServerConfig>,
     ca_pem: &str,
     sni: &str,
     versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Result<(Vec<u8>, Option<Vec<u8>>, rustls::ProtocolVersion), rustls::Error> {
+) -> Result<Seen, rustls::Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
@@ -177,10 +189,17 @@ fn listeners_server_config_serves_the_right_certificate_and_refuses_unknown_name
     use sha2::Digest;
     let ca = TestCa::new("handshake CA");
     let idx = Arc::new(index(&ca));
-    let resolver = Arc::new(SniResolver::new(Arc::clone(&idx) as Arc<dyn CertSource>, None));
+    let resolver = Arc::new(SniResolver::new(
+        Arc::clone(&idx) as Arc<dyn CertSource>,
+        None,
+    ));
     let config = Arc::new(
-        server_config(resolver as Arc<dyn ResolvesServerCert>, MinVersion::Tls12, ALPN_H2_H1)
-            .expect("server config"),
+        server_config(
+            resolver as Arc<dyn ResolvesServerCert>,
+            MinVersion::Tls12,
+            ALPN_H2_H1,
+        )
+        .expect("server config"),
     );
     let fingerprint = |name: &str| {
         idx.all()
@@ -214,14 +233,24 @@ fn listeners_server_config_serves_the_right_certificate_and_refuses_unknown_name
     // No certificate for the name: the handshake fails, nothing is served.
     let e = handshake(Arc::clone(&config), &ca.pem, "unknown.test", &both).expect_err("refused");
     assert!(
-        matches!(e, rustls::Error::AlertReceived(_) | rustls::Error::General(_)),
+        matches!(
+            e,
+            rustls::Error::AlertReceived(_) | rustls::Error::General(_)
+        ),
         "{e:?}"
     );
     // A 1.3 minimum refuses a 1.2-only client.
-    let resolver = Arc::new(SniResolver::new(Arc::clone(&idx) as Arc<dyn CertSource>, None));
+    let resolver = Arc::new(SniResolver::new(
+        Arc::clone(&idx) as Arc<dyn CertSource>,
+        None,
+    ));
     let only13 = Arc::new(
-        server_config(resolver as Arc<dyn ResolvesServerCert>, MinVersion::Tls13, ALPN_H2_H1)
-            .expect("server config"),
+        server_config(
+            resolver as Arc<dyn ResolvesServerCert>,
+            MinVersion::Tls13,
+            ALPN_H2_H1,
+        )
+        .expect("server config"),
     );
     assert!(handshake(only13, &ca.pem, "acme.test", &[&rustls::version::TLS12]).is_err());
 }

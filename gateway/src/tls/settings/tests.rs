@@ -72,8 +72,7 @@ fn keys_and_flags_are_read_and_checked() {
         "  tls_listen: [\"nope\", \"127.0.0.1:8080\"]\n  listen: 127.0.0.1:8080\n  https_port: 70000\n  tls_min_version: \"1.1\"\n  h2:\n    max_concurrent_streams: 0\n",
         &Overrides::default(),
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     for key in [
         "tls_listen[0]",
         "tls_listen: 127.0.0.1:8080 is also listen",
@@ -81,12 +80,16 @@ fn keys_and_flags_are_read_and_checked() {
         "tls_min_version",
         "max_concurrent_streams",
     ] {
-        assert!(problems.iter().any(|p| p.contains(key)), "{key}: {problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains(key)),
+            "{key}: {problems:?}"
+        );
     }
-    let problems = load(&dir, "  https_port: 0\n", &Overrides::default())
-        .err()
-        .expect("port 0");
-    assert!(problems.iter().any(|p| p.contains("https_port")), "{problems:?}");
+    let problems = load(&dir, "  https_port: 0\n", &Overrides::default()).expect_err("port 0");
+    assert!(
+        problems.iter().any(|p| p.contains("https_port")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -133,8 +136,7 @@ fn certificate_files_are_checked_and_named_in_errors() {
                 ),
                 &Overrides::default(),
             )
-            .err()
-            .expect("refused");
+            .expect_err("refused");
             let named = named.display().to_string();
             assert!(
                 problems
@@ -160,11 +162,18 @@ fn the_control_channel_is_https_or_loopback() {
         ("http://10.0.0.5:7000", false),
         ("ftp://127.0.0.1", false),
     ] {
-        let r = load(&dir, &format!("  control_url: {url}\n"), &Overrides::default());
+        let r = load(
+            &dir,
+            &format!("  control_url: {url}\n"),
+            &Overrides::default(),
+        );
         assert_eq!(r.is_ok(), ok, "{url}: {:?}", r.err());
         if !ok {
             let problems = r.err().unwrap_or_default();
-            assert!(problems.iter().any(|p| p.contains("control_url")), "{problems:?}");
+            assert!(
+                problems.iter().any(|p| p.contains("control_url")),
+                "{problems:?}"
+            );
         }
     }
     let c = load(
@@ -178,10 +187,16 @@ fn the_control_channel_is_https_or_loopback() {
     .expect("valid");
     assert!(c.tls.control_ca_pem.is_some());
     for gateway in [
-        format!("  control_url: http://127.0.0.1:7000\n  control_ca_file: {}\n", ca_file.display()),
+        format!(
+            "  control_url: http://127.0.0.1:7000\n  control_ca_file: {}\n",
+            ca_file.display()
+        ),
         "  control_url: https://r.test\n  control_ca_file: /nonexistent/ca.pem\n".to_owned(),
     ] {
-        let problems = load(&dir, &gateway, &Overrides::default()).err().expect("refused");
-        assert!(problems.iter().any(|p| p.contains("control_ca_file")), "{problems:?}");
+        let problems = load(&dir, &gateway, &Overrides::default()).expect_err("refused");
+        assert!(
+            problems.iter().any(|p| p.contains("control_ca_file")),
+            "{problems:?}"
+        );
     }
 }
