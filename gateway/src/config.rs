@@ -178,6 +178,7 @@ impl Config {
                 h2: g.h2,
             },
             &overrides.tls_listen,
+            crate::auth::unix_now(),
             &mut problems,
         );
         if tls.control_ca_pem.is_some()

@@ -7,10 +7,11 @@ use super::Snapshot;
 use crate::auth::Realms;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
+use crate::tls::resolve::CertSource;
 use crate::upstream::PoolCache;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use realmgate_table::Problem;
+use realmgate_table::{CheckedCert, Problem};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -183,6 +184,13 @@ impl Store {
                 .spawn(move || drop(previous));
         }
         Ok(snapshot)
+    }
+}
+
+/// The handshake's certificate source: the snapshot in force, read without a reference count.
+impl CertSource for Store {
+    fn lookup(&self, name: &str) -> Option<Arc<CheckedCert>> {
+        self.with_current(|s| s.and_then(|s| s.certs.lookup(name)).cloned())
     }
 }
 

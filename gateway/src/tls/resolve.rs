@@ -3,7 +3,6 @@
 //! alert). Never another tenant's certificate for a name nobody claimed.
 
 use super::index::{normalise_sni, CertIndex};
-use crate::snapshot::Store;
 use realmgate_table::CheckedCert;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -17,15 +16,11 @@ tokio::task_local! {
     pub(super) static CHOSEN: RefCell<Option<Arc<CheckedCert>>>;
 }
 
-/// Where the certificates come from: the store's current snapshot (swapped with each table).
+/// Where the certificates come from: the store's snapshot in force (swapped with each table;
+/// the store implements this), or an index of its own.
 pub trait CertSource: Send + Sync {
+    /// The most specific certificate for a normalised server name.
     fn lookup(&self, name: &str) -> Option<Arc<CheckedCert>>;
-}
-
-impl CertSource for Store {
-    fn lookup(&self, name: &str) -> Option<Arc<CheckedCert>> {
-        self.with_current(|s| s.and_then(|s| s.certs.lookup(name)).cloned())
-    }
 }
 
 impl CertSource for CertIndex {

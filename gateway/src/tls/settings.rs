@@ -94,8 +94,14 @@ impl fmt::Debug for TlsConfig {
 
 impl TlsConfig {
     /// Check the file's TLS keys (`extra_listen` from `--tls-listen` replaces
-    /// `gateway.tls_listen` when given). Every problem is pushed; files named in errors.
-    pub fn load(f: TlsFile, extra_listen: &[String], problems: &mut Vec<String>) -> TlsConfig {
+    /// `gateway.tls_listen` when given; `now`: Unix seconds). Every problem is pushed; files
+    /// are named in errors.
+    pub fn load(
+        f: TlsFile,
+        extra_listen: &[String],
+        now: u64,
+        problems: &mut Vec<String>,
+    ) -> TlsConfig {
         let listen_text: Vec<String> = if extra_listen.is_empty() {
             f.tls_listen.unwrap_or_default()
         } else {
@@ -136,7 +142,7 @@ impl TlsConfig {
         let fallback =
             f.tls_fallback_certificate
                 .as_ref()
-                .and_then(|files| match fallback_cert(files) {
+                .and_then(|files| match fallback_cert(files, now) {
                     Ok(c) => Some(Arc::new(c)),
                     Err(e) => {
                         problems.push(format!("gateway.tls_fallback_certificate: {e}"));
@@ -221,7 +227,7 @@ fn read_pem_text(path: &Path) -> Result<String, String> {
 
 /// The fallback certificate from its files, checked like a table certificate and served
 /// for the certificate's own DNS names (which the 421 rule then holds requests to).
-pub fn fallback_cert(files: &CertFiles) -> Result<CheckedCert, String> {
+pub fn fallback_cert(files: &CertFiles, now: u64) -> Result<CheckedCert, String> {
     let cert_pem = read_pem_text(&files.cert_file)?;
     let key_pem = read_pem_text(&files.key_file)?;
     let (names, not_after) = realmgate_table::leaf_names_and_expiry(&cert_pem)
@@ -254,7 +260,7 @@ pub fn fallback_cert(files: &CertFiles) -> Result<CheckedCert, String> {
             .collect::<Vec<_>>()
             .join("; ")
     })?;
-    if !checked.is_current(crate::auth::unix_now()) {
+    if !checked.is_current(now) {
         log::warn!(
             "the fallback certificate {} is outside its validity (not after {})",
             files.cert_file.display(),
