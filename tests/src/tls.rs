@@ -234,3 +234,141 @@ pub async fn probe(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Probe {
         }
     }
 }
+
+/// Fixtures of the TLS tests: certificates for acme.test, *.beta.test and www.beta.test from
+/// one test CA, a table serving them, a gateway with a TLS listener, raw h2 clients.
+pub mod fixtures {
+    use std::sync::Arc;
+
+    use crate::{Gateway, GatewayOpts, Table, TempDir, Upstream};
+    use realmgate_table::test_certs::{Minted, TestCa};
+    use serde_json::Value;
+
+    /// Certificates for acme.test (exact), *.beta.test (wildcard) and www.beta.test (exact, more
+    /// specific than the wildcard), all issued by one test CA.
+    pub struct Certs {
+        pub ca: TestCa,
+        pub ca_file: std::path::PathBuf,
+        pub acme: Minted,
+        pub beta: Minted,
+        pub www: Minted,
+        _dir: TempDir,
+    }
+
+    /// Mint [`Certs`] and write the CA to a file for curl.
+    pub fn certs() -> Certs {
+        let ca = TestCa::new("realmgate tls tests CA");
+        let dir = TempDir::new("tls-ca");
+        let ca_file = dir.write("ca.pem", ca.pem.clone());
+        Certs {
+            acme: ca.leaf(&["acme.test"]),
+            beta: ca.leaf(&["*.beta.test"]),
+            www: ca.leaf(&["www.beta.test"]),
+            ca,
+            ca_file,
+            _dir: dir,
+        }
+    }
+
+    /// The table entry for a minted certificate, as JSON.
+    pub fn entry(m: &Minted, name: &str, hosts: &[&str]) -> Value {
+        serde_json::to_value(m.entry(name, hosts)).expect("certificate JSON")
+    }
+
+    /// Tenants acme (acme.test) and beta (beta.test, *.beta.test), one upstream; `certificates`.
+    pub fn table(v: u64, up: &Upstream, certificates: Vec<Value>) -> Value {
+        let mut t = Table::new(v)
+            .upstream("app", [up.addr()])
+            .tenant("acme", &["acme.test"], &[("/", "app")])
+            .tenant("beta", &["beta.test", "*.beta.test"], &[("/", "app")])
+            .build();
+        t["certificates"] = Value::Array(certificates);
+        t
+    }
+
+    /// acme, beta and www, each for its own name.
+    pub fn all_certs(c: &Certs) -> Vec<Value> {
+        vec![
+            entry(&c.acme, "acme", &["acme.test"]),
+            entry(&c.beta, "beta", &["*.beta.test"]),
+            entry(&c.www, "www", &["www.beta.test"]),
+        ]
+    }
+
+    /// A gateway with a TLS listener and `yaml` under `gateway:`.
+    pub async fn tls_gateway(yaml: &str) -> Gateway {
+        Gateway::start_tls(GatewayOpts {
+            gateway_yaml: yaml.to_owned(),
+            ..GatewayOpts::default()
+        })
+        .await
+    }
+
+    /// A raw h2 connection over TLS to `addr` for `host`.
+    pub async fn h2_connect(
+        addr: std::net::SocketAddr,
+        host: &str,
+        ca_pem: &str,
+    ) -> (
+        h2::client::SendRequest<bytes::Bytes>,
+        tokio::task::JoinHandle<Result<(), h2::Error>>,
+    ) {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA"))
+            .expect("root");
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from(host.to_owned()).expect("name"), tcp)
+            .await
+            .expect("TLS handshake");
+        let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
+        (send, tokio::spawn(conn))
+    }
+
+    /// A TLS connection to `addr` for `host` with ALPN h2 only.
+    pub async fn tls_h2(
+        addr: std::net::SocketAddr,
+        host: &str,
+        ca_pem: &str,
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA"))
+            .expect("root");
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from(host.to_owned()).expect("name"), tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// One HTTP/2 frame header and payload.
+    pub fn frame(typ: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        f.extend_from_slice(&[typ, flags]);
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+}
