@@ -3,6 +3,11 @@
 //! takes (printed; see `memory_per_certificate`).
 //!
 //!     cargo bench -p realmgate --bench sni
+//!
+//! On the 2-core development machine (bench profile, mimalloc as in production): about
+//! 100 ns per resolution (exact or wildcard; 70 ns for an unknown name), against a target of
+//! 1 µs; about 1.6 KB of resident memory per loaded ECDSA P-256 certificate with one name,
+//! besides its PEM in the raw table the snapshot keeps.
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
