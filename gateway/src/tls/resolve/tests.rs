@@ -150,6 +150,21 @@ fn handshake(
     let name = ServerName::try_from(sni.to_owned()).expect("server name");
     let mut c = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
     let mut s = rustls::ServerConnection::new(server).expect("server");
+    drive(&mut c, &mut s)?;
+    let leaf = c.peer_certificates().expect("peer certs")[0].to_vec();
+    Ok((
+        leaf,
+        c.alpn_protocol().map(<[u8]>::to_vec),
+        c.protocol_version().expect("version"),
+    ))
+}
+
+/// Exchange records between a client and a server in memory until both finished the
+/// handshake; the first error of either side.
+fn drive(
+    c: &mut rustls::ClientConnection,
+    s: &mut rustls::ServerConnection,
+) -> Result<(), rustls::Error> {
     for _ in 0..10 {
         let mut buf = Vec::new();
         while c.wants_write() {
@@ -173,12 +188,7 @@ fn handshake(
             return Err(e);
         }
         if !c.is_handshaking() && !s.is_handshaking() {
-            let leaf = c.peer_certificates().expect("peer certs")[0].to_vec();
-            return Ok((
-                leaf,
-                c.alpn_protocol().map(<[u8]>::to_vec),
-                c.protocol_version().expect("version"),
-            ));
+            return Ok(());
         }
     }
     panic!("handshake did not finish");
@@ -253,4 +263,101 @@ fn listeners_server_config_serves_the_right_certificate_and_refuses_unknown_name
         .expect("server config"),
     );
     assert!(handshake(only13, &ca.pem, "acme.test", &[&rustls::version::TLS12]).is_err());
+}
+
+/// Verifies like the WebPKI verifier and remembers the OCSP response the server stapled.
+#[derive(Debug)]
+struct Stapled {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    seen: std::sync::Mutex<Option<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Stapled {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().expect("lock") = Some(ocsp_response.to_vec());
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[test]
+fn the_ocsp_staple_of_the_table_is_sent_with_the_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let ca = TestCa::new("ocsp CA");
+    let mut entry = ca.leaf(&["ocsp.test"]).entry("ocsp", &["ocsp.test"]);
+    // Any DER bytes: the gateway staples what the table carries, the client judges it.
+    entry.ocsp_staple = Some("MAMCAQA=".into());
+    let idx = Arc::new(CertIndex::build([(entry.name.clone(), checked(&entry))]));
+    let resolver = Arc::new(SniResolver::new(idx as Arc<dyn CertSource>, None));
+    let server = Arc::new(
+        server_config(
+            resolver as Arc<dyn ResolvesServerCert>,
+            MinVersion::Tls12,
+            ALPN_H2_H1,
+        )
+        .expect("server config"),
+    );
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.pem.as_bytes()).expect("ca"))
+        .expect("root");
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::clone(&provider),
+    )
+    .build()
+    .expect("verifier");
+    let verifier = Arc::new(Stapled {
+        inner,
+        seen: std::sync::Mutex::new(None),
+    });
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(&verifier) as _)
+        .with_no_client_auth();
+    let mut c = rustls::ClientConnection::new(
+        Arc::new(client),
+        ServerName::try_from("ocsp.test").expect("name"),
+    )
+    .expect("client");
+    let mut s = rustls::ServerConnection::new(server).expect("server");
+    drive(&mut c, &mut s).expect("handshake");
+    assert!(!c.is_handshaking());
+    assert_eq!(
+        verifier.seen.lock().expect("lock").as_deref(),
+        Some(&[0x30, 0x03, 0x02, 0x01, 0x00][..])
+    );
 }
