@@ -32,7 +32,12 @@ pub enum KeyKind {
     EcdsaP256,
     EcdsaP384,
     Ed25519,
+    /// RSA 2048 (PKCS#1 v1.5 SHA-256): one fixed test key, as ring cannot generate RSA keys.
+    Rsa2048,
 }
+
+/// The RSA key every `KeyKind::Rsa2048` certificate gets (test use only).
+const TEST_RSA_KEY: &str = include_str!("test_rsa_key.pem");
 
 impl KeyKind {
     fn alg(self) -> &'static SignatureAlgorithm {
@@ -40,6 +45,7 @@ impl KeyKind {
             KeyKind::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
             KeyKind::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
             KeyKind::Ed25519 => &rcgen::PKCS_ED25519,
+            KeyKind::Rsa2048 => &rcgen::PKCS_RSA_SHA256,
         }
     }
 }
@@ -94,7 +100,10 @@ impl TestCa {
     /// A certificate for `names`, valid when said, with a key of the given kind. The chain
     /// is the leaf alone (clients trust the CA).
     pub fn leaf_with(&self, names: &[&str], validity: Validity, key: KeyKind) -> Minted {
-        let key = KeyPair::generate_for(key.alg()).unwrap();
+        let key = match key {
+            KeyKind::Rsa2048 => KeyPair::from_pem_and_sign_algo(TEST_RSA_KEY, key.alg()).unwrap(),
+            _ => KeyPair::generate_for(key.alg()).unwrap(),
+        };
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .unwrap();

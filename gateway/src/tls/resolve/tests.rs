@@ -15,7 +15,7 @@ fn checked(c: &Certificate) -> CheckedCert {
 }
 
 /// acme (exact), beta (wildcard *.beta.test), www (exact www.beta.test, more specific than
-/// the wildcard), and an Ed25519 and a P-384 one.
+/// the wildcard), and an Ed25519, a P-384 and an RSA one.
 fn index(ca: &TestCa) -> CertIndex {
     let certs = [
         ca.leaf(&["acme.test"]).entry("acme", &["acme.test"]),
@@ -25,6 +25,8 @@ fn index(ca: &TestCa) -> CertIndex {
             .entry("ed", &["ed.test"]),
         ca.leaf_with(&["p384.test"], Validity::Current, KeyKind::EcdsaP384)
             .entry("p384", &["p384.test"]),
+        ca.leaf_with(&["rsa.test"], Validity::Current, KeyKind::Rsa2048)
+            .entry("rsa", &["rsa.test"]),
     ];
     CertIndex::build(certs.iter().map(|c| (c.name.clone(), checked(c))))
 }
@@ -49,6 +51,7 @@ fn most_specific_certificate_with_certificate_semantics() {
         ("www.beta.test", Some("www")),
         ("ed.test", Some("ed")),
         ("p384.test", Some("p384")),
+        ("rsa.test", Some("rsa")),
         // One label only: the table may route a.b.beta.test, the certificate does not cover it.
         ("a.b.beta.test", None),
         ("beta.test", None),
@@ -62,7 +65,7 @@ fn most_specific_certificate_with_certificate_semantics() {
     for (name, want) in cases {
         assert_eq!(name_of(&idx, idx.lookup(name)).as_deref(), want, "{name:?}");
     }
-    assert_eq!(idx.len(), 5);
+    assert_eq!(idx.len(), 6);
 }
 
 #[test]
@@ -225,21 +228,24 @@ fn listeners_server_config_serves_the_right_certificate_and_refuses_unknown_name
         ("www.beta.test", "www"),
         ("ed.test", "ed"),
         ("p384.test", "p384"),
+        ("rsa.test", "rsa"),
     ] {
         let (leaf, alpn, _) = handshake(Arc::clone(&config), &ca.pem, sni, &both).expect(sni);
         let got: [u8; 32] = sha2::Sha256::digest(&leaf).into();
         assert_eq!(got, fingerprint(want), "{sni}");
         assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "{sni}: ALPN prefers h2");
     }
-    // TLS 1.2 (ECDHE + AEAD suites only) works with the 1.2 minimum.
-    let (_, _, v) = handshake(
-        Arc::clone(&config),
-        &ca.pem,
-        "acme.test",
-        &[&rustls::version::TLS12],
-    )
-    .expect("TLS 1.2");
-    assert_eq!(v, rustls::ProtocolVersion::TLSv1_2);
+    // TLS 1.2 (ECDHE + AEAD suites only) works with the 1.2 minimum, ECDSA and RSA.
+    for sni in ["acme.test", "rsa.test"] {
+        let (_, _, v) = handshake(
+            Arc::clone(&config),
+            &ca.pem,
+            sni,
+            &[&rustls::version::TLS12],
+        )
+        .expect("TLS 1.2");
+        assert_eq!(v, rustls::ProtocolVersion::TLSv1_2, "{sni}");
+    }
     // No certificate for the name: the handshake fails, nothing is served.
     let e = handshake(Arc::clone(&config), &ca.pem, "unknown.test", &both).expect_err("refused");
     assert!(
