@@ -2,7 +2,9 @@
 //! (the newest idle connection is shed when the gateway is full), the idle timeout of a
 //! keep-alive connection, the deadline for a whole request head, and the body-read and send
 //! timeouts every request gets. Wraps the proxy's HTTP/1 connection loop; HTTP/2 connections
-//! are handed to the proxy whole (counted, with their own idle handling).
+//! are handed to the proxy whole (counted, with their own idle handling). Plain listeners
+//! serve through [`PlainEdge`], TLS listeners through `tls::TlsEdge`: one [`Edge`], one
+//! registry, so the limits count both.
 
 use crate::limits::client::{client_network, TrustedProxies};
 use async_trait::async_trait;
