@@ -376,3 +376,48 @@ fn certificate_files_and_the_control_channel_are_checked_at_start() {
         assert!(!run.output().contains("PRIVATE KEY"), "case {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tls_listen_flag_adds_a_tls_listener() {
+    use realmgate_e2e::{eventually, free_addrs, Gateway, Launch};
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let dir = TempDir::new("tls-flag");
+    let addrs = free_addrs(3);
+    let token = "flag-token-0123456789";
+    let token_file = dir.write("token", format!("{token}\n"));
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let args = vec![
+        "--listen".into(),
+        addrs[0].to_string().into(),
+        "--admin-listen".into(),
+        addrs[1].to_string().into(),
+        "--admin-token-file".into(),
+        token_file.into(),
+        "--state-dir".into(),
+        state.clone().into(),
+        "--tls-listen".into(),
+        addrs[2].to_string().into(),
+    ];
+    let gw = Gateway::launch(Launch {
+        dir,
+        args,
+        listen: addrs[0],
+        admin: addrs[1],
+        token: Some(token.to_owned()),
+        state_dir: state,
+    })
+    .await;
+    gw.push_ok(&table(1, &up, all_certs(&c))).await;
+    let ca_file = c.ca_file.clone();
+    let tls = addrs[2];
+    eventually(Duration::from_secs(10), "the --tls-listen listener", || {
+        let ca_file = ca_file.clone();
+        async move {
+            let r = curl(tls, "acme.test", "/", &ca_file, true).await;
+            (r.status == 200 && r.http_version == "2").then_some(())
+        }
+    })
+    .await;
+}
