@@ -219,6 +219,11 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
         },
     );
     gateway.h2_options = Some(h2_options(config.tls.h2));
+    // An HTTP/2 connection with no stream open is idle: closed after the keep-alive idle time,
+    // like an HTTP/1 one.
+    let mut server_options = pingora_core::apps::HttpServerOptions::default();
+    server_options.h2_idle_timeout = Some(config.client.keepalive_idle_timeout);
+    gateway.server_options = Some(server_options);
     // One registry of connections for plain and TLS listeners: the limits are global.
     let edge = Arc::new(Edge::new(gateway, config.client, trusted_proxies));
     let mut proxy = Service::new("realmgate".to_string(), PlainEdge(Arc::clone(&edge)));

@@ -129,3 +129,22 @@ async fn h2_client_opening_10000_streams_past_the_limit_is_disconnected() {
     let r = curl(tls, "acme.test", "/", &c.ca_file, true).await;
     assert_eq!(r.status, 200, "{}", r.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_h2_connection_is_closed_after_the_keepalive_idle_time() {
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let gw = tls_gateway("  client:\n    keepalive_idle_timeout_ms: 500\n").await;
+    gw.push_ok(&table(1, &up, all_certs(&c))).await;
+    let (mut send, conn) = h2_connect(gw.tls_addr(), "acme.test", &c.ca.pem).await;
+    let req = http::Request::get("https://acme.test/once")
+        .body(())
+        .expect("request");
+    send = send.ready().await.expect("ready");
+    let (resp, _) = send.send_request(req, true).expect("send");
+    assert_eq!(resp.await.expect("response").status(), 200);
+    // No stream open from here on: the gateway ends the connection (the client holds it).
+    let ended = tokio::time::timeout(Duration::from_secs(15), conn).await;
+    assert!(ended.is_ok(), "an idle h2 connection was kept open");
+    drop(send);
+}
