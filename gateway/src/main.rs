@@ -12,9 +12,9 @@ use realmgate::connection::{Edge, PlainEdge};
 use realmgate::metrics::Metrics;
 use realmgate::proxy::Gateway;
 use realmgate::snapshot::Store;
+use realmgate::tls::accept::tls_service;
 use realmgate::tls::resolve::CertSource;
-use realmgate::tls::settings::{admin_server_config, h2_options, server_config, ALPN_H2_H1};
-use realmgate::tls::{SniResolver, TlsEdge};
+use realmgate::tls::settings::{admin_server_config, h2_options};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -229,28 +229,16 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
     let mut proxy = Service::new("realmgate".to_string(), PlainEdge(Arc::clone(&edge)));
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
-    if !config.tls.listen.is_empty() {
-        let source: Arc<dyn CertSource> = Arc::clone(&store) as Arc<dyn CertSource>;
-        let resolver = Arc::new(SniResolver::new(source, config.tls.fallback.clone()));
-        let tls_config = match server_config(
-            Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>,
-            config.tls.min_version,
-            ALPN_H2_H1,
-        ) {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let mut tls = Service::new(
-            "realmgate tls".to_string(),
-            TlsEdge::new(Arc::clone(&edge), tls_config, resolver),
-        );
-        for addr in &config.tls.listen {
-            tls.add_tcp(&addr.to_string());
+    let source: Arc<dyn CertSource> = Arc::clone(&store) as Arc<dyn CertSource>;
+    match tls_service(Arc::clone(&edge), source, &config.tls) {
+        Ok(Some(tls)) => {
+            server.add_service(tls);
         }
-        server.add_service(tls);
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
     }
     let admin = router(
         AdminState::new(Arc::clone(&store), config.admin_token.as_deref()),

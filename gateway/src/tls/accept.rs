@@ -3,7 +3,8 @@
 //! serve it like a plain one (h2 or HTTP/1.1 by ALPN).
 
 use super::index::normalise_sni;
-use super::resolve::{SniResolver, CHOSEN};
+use super::resolve::{CertSource, SniResolver, CHOSEN};
+use super::settings::{server_config, TlsConfig, ALPN_H2_H1};
 use super::ConnTls;
 use crate::connection::{peer_ip, Edge};
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use pingora_core::protocols::tls::server::handshake_with_callback;
 use pingora_core::protocols::tls::TlsRef;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
+use pingora_core::services::listening::Service;
 use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -24,6 +26,35 @@ pub struct TlsEdge<A> {
     edge: Arc<Edge<A>>,
     acceptor: Acceptor,
     resolver: Arc<SniResolver>,
+}
+
+/// The TLS listeners' service (`None` without `tls_listen`): certificates from `source`
+/// (the store's snapshot in force), else the configured fallback.
+pub fn tls_service<A>(
+    edge: Arc<Edge<A>>,
+    source: Arc<dyn CertSource>,
+    config: &TlsConfig,
+) -> Result<Option<Service<TlsEdge<A>>>, String>
+where
+    A: HttpServerApp + ServerApp + Send + Sync + 'static,
+{
+    if config.listen.is_empty() {
+        return Ok(None);
+    }
+    let resolver = Arc::new(SniResolver::new(source, config.fallback.clone()));
+    let server = server_config(
+        Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>,
+        config.min_version,
+        ALPN_H2_H1,
+    )?;
+    let mut service = Service::new(
+        "realmgate tls".to_string(),
+        TlsEdge::new(edge, Arc::new(server), resolver),
+    );
+    for addr in &config.listen {
+        service.add_tcp(&addr.to_string());
+    }
+    Ok(Some(service))
 }
 
 impl<A> TlsEdge<A> {
