@@ -421,3 +421,76 @@ async fn the_tls_listen_flag_adds_a_tls_listener() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_serves_https_with_admin_tls() {
+    use realmgate_e2e::{eventually, free_addrs, realmgate_bin, Proc};
+    let c = certs();
+    let up = Upstream::start("app").await;
+    let admin_cert = c.ca.leaf(&["admin.test"]);
+    let dir = TempDir::new("tls-admin");
+    let cert = dir.write("admin.crt", admin_cert.cert_pem.clone());
+    let key = dir.write("admin.key", admin_cert.key_pem.clone());
+    let token = "admin-tls-token-0123456789";
+    let token_file = dir.write("token", format!("{token}\n"));
+    let addrs = free_addrs(2);
+    let conf = dir.write(
+        "c.yaml",
+        format!(
+            "gateway:\n  listen: \"{}\"\n  admin_listen: \"{}\"\n  admin_token_file: \"{}\"\n  state_dir: \"{}\"\n  admin_tls: {{cert_file: \"{}\", key_file: \"{}\"}}\n",
+            addrs[0],
+            addrs[1],
+            token_file.display(),
+            dir.path().display(),
+            cert.display(),
+            key.display()
+        ),
+    );
+    let proc = Proc::spawn(
+        "realmgate",
+        &realmgate_bin(),
+        &["--conf".into(), conf.into()],
+        dir.path(),
+    );
+    let https = https_client(&c.ca.pem, &["admin.test"], addrs[1], false);
+    let base = format!("https://admin.test:{}", addrs[1].port());
+    eventually(Duration::from_secs(30), "the HTTPS admin listener", || {
+        let (https, url) = (https.clone(), format!("{base}/healthz"));
+        async move {
+            let r = https.get(url).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        }
+    })
+    .await;
+    // A table push (it carries secrets) over HTTPS, then the redacted GET.
+    let t = table(1, &up, all_certs(&c));
+    let r = https
+        .put(format!("{base}/v1/table"))
+        .bearer_auth(token)
+        .json(&t)
+        .send()
+        .await
+        .expect("push over https");
+    assert_eq!(r.status(), 200, "{}", proc.logs());
+    let full: Value = https
+        .get(format!("{base}/v1/table?full=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get over https")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(full["certificates"][0]["key_pem"], "<redacted>");
+    // Plain HTTP on the admin port gets no answer.
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    assert!(plain
+        .get(format!("http://{}/healthz", addrs[1]))
+        .send()
+        .await
+        .is_err());
+}
