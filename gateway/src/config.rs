@@ -4,6 +4,8 @@
 use crate::auth::AuthConfig;
 use crate::connection::{open_files_limit, ClientFile, ClientLimits};
 use crate::limits::client::{Cidr, TrustedProxies};
+use crate::tls::settings::{CertFiles, H2File, TlsFile};
+use crate::tls::TlsConfig;
 use pingora_core::server::configuration::ServerConf;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -48,6 +50,19 @@ pub struct GatewayFile {
     pub session_key_file: Option<PathBuf>,
     pub auth: AuthFile,
     pub client: ClientFile,
+    /// TLS listen addresses (`--tls-listen`, repeatable, replaces the list).
+    pub tls_listen: Option<Vec<String>>,
+    /// The public HTTPS port redirects point to (443: omitted from `Location`).
+    pub https_port: Option<u32>,
+    /// Served for an unknown or absent SNI; without it such handshakes fail.
+    pub tls_fallback_certificate: Option<CertFiles>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub tls_min_version: Option<String>,
+    /// Serve the admin listener over HTTPS with this certificate.
+    pub admin_tls: Option<CertFiles>,
+    /// PEM CA(s) for realmctl's certificate when `control_url` is https://.
+    pub control_ca_file: Option<PathBuf>,
+    pub h2: H2File,
 }
 
 /// `gateway.auth`: JWT, JWKS and session settings. Every field is optional.
@@ -74,6 +89,8 @@ pub struct Overrides {
     pub admin_token_file: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub control_url: Option<String>,
+    /// `--tls-listen`, repeatable: replaces `gateway.tls_listen` when given.
+    pub tls_listen: Vec<String>,
 }
 
 /// The resolved configuration the gateway runs with.
@@ -95,6 +112,10 @@ pub struct Config {
     /// `None`: no key file configured.
     pub session_keys: Option<Vec<[u8; 32]>>,
     pub client: ClientLimits,
+    /// The public HTTPS port (`gateway.https_port`, default 443).
+    pub https_port: u16,
+    /// TLS listeners, certificates and HTTP/2 limits.
+    pub tls: TlsConfig,
 }
 
 impl Config {
@@ -141,13 +162,37 @@ impl Config {
         let server = server_conf(file.pingora, &mut problems);
         let control_url = overrides.control_url.clone().or(g.control_url);
         if let Some(url) = &control_url {
-            if !url.starts_with("http://") {
-                problems.push(format!(
-                    "control_url: {url:?} must be an http:// URL (realmctl on a private network or loopback)"
-                ));
-            }
+            check_control_url(url, &mut problems);
             if admin_token.is_none() {
                 problems.push("control_url needs an admin token: it is the bearer the gateway presents to realmctl".into());
+            }
+        }
+        let tls = TlsConfig::load(
+            TlsFile {
+                tls_listen: g.tls_listen,
+                https_port: g.https_port,
+                tls_fallback_certificate: g.tls_fallback_certificate,
+                tls_min_version: g.tls_min_version,
+                admin_tls: g.admin_tls,
+                control_ca_file: g.control_ca_file,
+                h2: g.h2,
+            },
+            &overrides.tls_listen,
+            crate::auth::unix_now(),
+            &mut problems,
+        );
+        if tls.control_ca_pem.is_some()
+            && !control_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            problems.push(
+                "gateway.control_ca_file is set but control_url is not an https:// URL".into(),
+            );
+        }
+        for a in &tls.listen {
+            if listen == Some(*a) || admin_listen == Some(*a) {
+                problems.push(format!("tls_listen: {a} is also listen or admin_listen"));
             }
         }
         let mut nets = Vec::new();
@@ -181,9 +226,48 @@ impl Config {
                 auth,
                 session_keys,
                 client,
+                https_port: tls.https_port,
+                tls,
             }),
             _ => Err(problems),
         }
+    }
+}
+
+/// realmctl's URL: https://, or http:// to a loopback host only. The gateway pulls tables
+/// that carry login client secrets and private keys; they never cross a network in clear.
+fn check_control_url(url: &str, problems: &mut Vec<String>) {
+    let parsed = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(format!("control_url: {url:?} is not a URL: {e}"));
+            return;
+        }
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            if !is_loopback_host(&parsed) {
+                problems.push(format!(
+                    "control_url: {url:?} is plain http:// to a non-loopback host; the gateway \
+                     pulls tables holding secrets from it: use https:// (with \
+                     gateway.control_ca_file for a private CA)"
+                ));
+            }
+        }
+        _ => problems.push(format!(
+            "control_url: {url:?} must be an https:// URL (or http:// on loopback)"
+        )),
+    }
+}
+
+/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -426,151 +510,4 @@ fn server_conf(conf: Option<ServerConf>, problems: &mut Vec<String>) -> ServerCo
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("realmgate-conf-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let path = dir.join(name);
-        let mut f = std::fs::File::create(&path).expect("create");
-        f.write_all(text.as_bytes()).expect("write");
-        path
-    }
-
-    #[test]
-    fn defaults_without_a_file() {
-        let dir = temp_dir("defaults");
-        let o = Overrides {
-            state_dir: Some(dir.join("state")),
-            ..Overrides::default()
-        };
-        let c = Config::load(None, &o).expect("valid");
-        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
-        assert!(c.admin_token.is_none());
-        assert_eq!(c.server.grace_period_seconds, Some(5));
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let dir = temp_dir("override");
-        let token = write(&dir, "token", "0123456789abcdef0123\n");
-        let conf = write(
-            &dir,
-            "c.yaml",
-            &format!(
-                "pingora:\n  threads: 3\n  grace_period_seconds: 0\ngateway:\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\n  admin_token_file: {}\n  state_dir: {}\n",
-                token.display(),
-                dir.display()
-            ),
-        );
-        let o = Overrides {
-            listen: Some("127.0.0.1:3333".into()),
-            ..Overrides::default()
-        };
-        let c = Config::load(Some(&conf), &o).expect("valid");
-        assert_eq!(c.listen.to_string(), "127.0.0.1:3333");
-        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:2222");
-        assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef0123"));
-        assert_eq!(c.server.threads, 3);
-        assert_eq!(c.server.grace_period_seconds, Some(0));
-    }
-
-    #[test]
-    fn every_problem_is_listed() {
-        let dir = temp_dir("problems");
-        let short = write(&dir, "short", "abc");
-        let conf = write(
-            &dir,
-            "bad.yaml",
-            &format!(
-                "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
-                short.display()
-            ),
-        );
-        let problems = Config::load(Some(&conf), &Overrides::default()).expect_err("invalid");
-        let all = problems.join("\n");
-        for needle in [
-            "unknown key pingora.colour",
-            "unknown key gateway.shape",
-            "listen: \"nowhere\"",
-            "token must be at least",
-            "state_dir /nonexistent/deeper/state",
-            "health_check_interval_ms",
-            "pingora.threads",
-            "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
-            "gateway.trusted_proxies[2]: \"proxy\" is not an IP",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-    }
-
-    #[test]
-    fn auth_settings_and_session_keys() {
-        let dir = temp_dir("auth");
-        let keys = write(
-            &dir,
-            "keys",
-            &format!(
-                "# current\n{}\n\n{}\n",
-                "ab".repeat(32),
-                "AQID".repeat(10) + "AQI="
-            ),
-        );
-        let conf = write(
-            &dir,
-            "c.yaml",
-            &format!(
-                "gateway:\n  state_dir: {}\n  session_key_file: {}\n  auth:\n    clock_skew_s: 5\n    jwks_refetch_interval_ms: 500\n",
-                dir.display(),
-                keys.display()
-            ),
-        );
-        let c = Config::load(Some(&conf), &Overrides::default()).expect("valid");
-        assert_eq!(c.auth.clock_skew_s, 5);
-        assert_eq!(c.auth.jwks_refetch_interval.as_millis(), 500);
-        assert_eq!(c.auth.max_token_bytes, 8192);
-        let k = c.session_keys.expect("keys");
-        assert_eq!(k.len(), 2);
-        assert_eq!(k[0], [0xab; 32]);
-
-        let bad_keys = write(&dir, "bad", "too-short\n");
-        let conf = write(
-            &dir,
-            "bad.yaml",
-            &format!(
-                "gateway:\n  state_dir: {}\n  session_key_file: {}\n  auth:\n    clock_skew_s: 9999\n    jwks_ttl_min_s: 100\n    jwks_ttl_max_s: 10\n    colour: red\n",
-                dir.display(),
-                bad_keys.display()
-            ),
-        );
-        let all = Config::load(Some(&conf), &Overrides::default())
-            .expect_err("invalid")
-            .join("\n");
-        for needle in [
-            "gateway.auth.clock_skew_s",
-            "jwks_ttl_min_s <= jwks_ttl_default_s",
-            "line 1: not 32 bytes",
-            "unknown key gateway.auth.colour",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-    }
-
-    #[test]
-    fn unreadable_and_malformed_files() {
-        let dir = temp_dir("malformed");
-        let missing = Config::load(Some(&dir.join("nope.yaml")), &Overrides::default())
-            .expect_err("missing file");
-        assert!(missing[0].contains("cannot read"), "{missing:?}");
-        let bad = write(&dir, "bad.yaml", "gateway: [1, 2\n");
-        assert!(Config::load(Some(&bad), &Overrides::default()).is_err());
-    }
-}
+mod tests;

@@ -2,7 +2,9 @@
 //! (the newest idle connection is shed when the gateway is full), the idle timeout of a
 //! keep-alive connection, the deadline for a whole request head, and the body-read and send
 //! timeouts every request gets. Wraps the proxy's HTTP/1 connection loop; HTTP/2 connections
-//! are handed to the proxy whole (counted, with their own idle handling).
+//! are handed to the proxy whole (counted, with their own idle handling). Plain listeners
+//! serve through [`PlainEdge`], TLS listeners through `tls::TlsEdge`: one [`Edge`], one
+//! registry, so the limits count both.
 
 use crate::limits::client::{client_network, TrustedProxies};
 use async_trait::async_trait;
@@ -146,12 +148,12 @@ impl ClientLimits {
 }
 
 /// One open connection, as the registry and its request see it.
-struct Conn {
+pub(crate) struct Conn {
     /// Waiting for the first byte of a request: the connection may be shed.
     idle: AtomicBool,
     /// The current request's head has been read: its deadline is over.
     head_read: AtomicBool,
-    shed: Notify,
+    pub(crate) shed: Notify,
     limits: ClientLimits,
 }
 
@@ -195,7 +197,7 @@ pub fn head_read(session: &mut ServerSession) {
 }
 
 /// Releases a connection's place when it closes, however it closes.
-struct Slot<'a, A> {
+pub(crate) struct Slot<'a, A> {
     edge: &'a Edge<A>,
     seq: u64,
     client: Option<IpAddr>,
@@ -232,7 +234,7 @@ impl<A> Edge<A> {
 
     /// A place for a new connection from `peer`, or `None` (the connection is closed at
     /// once). At the global limit the newest idle connection is asked to close.
-    fn admit(&self, peer: Option<IpAddr>) -> Option<(Slot<'_, A>, Arc<Conn>)> {
+    pub(crate) fn admit(&self, peer: Option<IpAddr>) -> Option<(Slot<'_, A>, Arc<Conn>)> {
         let client = peer
             .filter(|ip| !self.trusted.is_trusted(*ip))
             .map(client_network);
@@ -288,10 +290,25 @@ impl<A> Edge<A> {
     pub fn open_connections(&self) -> usize {
         self.lock().open.len()
     }
+
+    pub fn limits(&self) -> ClientLimits {
+        self.limits
+    }
 }
 
+/// The address a connection came from, when it is an IP one.
+pub(crate) fn peer_ip(stream: &Stream) -> Option<IpAddr> {
+    stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+}
+
+/// The plain-HTTP listeners' application: the shared [`Edge`] (one registry, so connection
+/// limits count plain and TLS connections together).
+pub struct PlainEdge<A>(pub Arc<Edge<A>>);
+
 #[async_trait]
-impl<A> ServerApp for Edge<A>
+impl<A> ServerApp for PlainEdge<A>
 where
     A: HttpServerApp + ServerApp + Send + Sync + 'static,
 {
@@ -300,10 +317,27 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let (_slot, conn) = self.admit(peer)?;
+        let (_slot, conn) = self.0.admit(peer_ip(&stream))?;
+        self.0.serve(stream, shutdown, conn).await
+    }
+
+    async fn cleanup(&self) {
+        ServerApp::cleanup(self.0.app.as_ref()).await;
+    }
+}
+
+impl<A> Edge<A>
+where
+    A: HttpServerApp + ServerApp + Send + Sync + 'static,
+{
+    /// Serve an admitted connection (plain, or TLS once its handshake is done) until it
+    /// closes: HTTP/2 whole, HTTP/1 request by request under the head deadline.
+    pub(crate) async fn serve(
+        &self,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+        conn: Arc<Conn>,
+    ) -> Option<Stream> {
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             // HTTP/2 multiplexes: the connection is never idle in the HTTP/1 sense and the
             // proxy runs its own stream and idle handling.
@@ -367,10 +401,6 @@ where
             settings = p;
             first = false;
         }
-    }
-
-    async fn cleanup(&self) {
-        ServerApp::cleanup(self.app.as_ref()).await;
     }
 }
 

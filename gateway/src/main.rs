@@ -8,10 +8,13 @@ use realmgate::admin::{router, AdminService, AdminState, ControlPull};
 use realmgate::auth::{Auth, SessionKeys};
 use realmgate::background::HealthChecker;
 use realmgate::config::{Config, Overrides};
-use realmgate::connection::Edge;
+use realmgate::connection::{Edge, PlainEdge};
 use realmgate::metrics::Metrics;
 use realmgate::proxy::Gateway;
 use realmgate::snapshot::Store;
+use realmgate::tls::accept::tls_service;
+use realmgate::tls::resolve::CertSource;
+use realmgate::tls::settings::{admin_server_config, h2_options};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,6 +47,9 @@ struct Cli {
     /// realmctl's base URL: at start, pull the current table from it (bearer: the admin token).
     #[arg(long, global = true)]
     control_url: Option<String>,
+    /// TLS listen address (repeatable; replaces `gateway.tls_listen`) [default: none].
+    #[arg(long = "tls-listen", global = true, value_name = "ADDR")]
+    tls_listen: Vec<String>,
     /// Validate the configuration (and `--table`, if given), then exit.
     #[arg(long)]
     check: bool,
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
         admin_token_file: cli.admin_token_file.clone(),
         state_dir: cli.state_dir.clone(),
         control_url: cli.control_url.clone(),
+        tls_listen: cli.tls_listen.clone(),
     };
     match cli.command {
         Some(Command::Check) => check(cli.conf.as_deref(), cli.table.as_deref(), &overrides),
@@ -86,7 +93,8 @@ fn check(
         || o.admin_listen.is_some()
         || o.admin_token_file.is_some()
         || o.state_dir.is_some()
-        || o.control_url.is_some();
+        || o.control_url.is_some()
+        || !o.tls_listen.is_empty();
     if conf.is_some() || flags_given || table.is_none() {
         if let Err(p) = Config::load(conf, o) {
             problems.extend(p);
@@ -179,32 +187,67 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
         eprintln!("error: listen {}: {e}", config.listen);
         return ExitCode::from(1);
     }
+    for addr in &config.tls.listen {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            eprintln!("error: tls_listen {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let admin_tls = match config
+        .tls
+        .admin
+        .clone()
+        .map(|k| admin_server_config(k, config.tls.min_version))
+    {
+        None => None,
+        Some(Ok(c)) => Some(Arc::new(c)),
+        Some(Err(e)) => {
+            eprintln!("error: gateway.admin_tls: {e}");
+            return ExitCode::from(1);
+        }
+    };
 
     let mut server = Server::new_with_opt_and_conf(None, config.server);
     server.bootstrap();
     let trusted_proxies = Arc::new(config.trusted_proxies.clone());
-    let gateway = pingora_proxy::http_proxy(
+    let mut gateway = pingora_proxy::http_proxy(
         &server.configuration,
         Gateway {
             store: Arc::clone(&store),
             trusted_proxies: Arc::clone(&trusted_proxies),
             auth,
-            https_port: 443,
+            https_port: config.https_port,
         },
     );
-    let mut proxy = Service::new(
-        "realmgate".to_string(),
-        Edge::new(gateway, config.client, trusted_proxies),
-    );
+    gateway.h2_options = Some(h2_options(config.tls.h2));
+    // An HTTP/2 connection with no stream open is idle: closed after the keep-alive idle time,
+    // like an HTTP/1 one.
+    let mut server_options = pingora_core::apps::HttpServerOptions::default();
+    server_options.h2_idle_timeout = Some(config.client.keepalive_idle_timeout);
+    gateway.server_options = Some(server_options);
+    // One registry of connections for plain and TLS listeners: the limits are global.
+    let edge = Arc::new(Edge::new(gateway, config.client, trusted_proxies));
+    let mut proxy = Service::new("realmgate".to_string(), PlainEdge(Arc::clone(&edge)));
     proxy.add_tcp(&config.listen.to_string());
     server.add_service(proxy);
+    let source: Arc<dyn CertSource> = Arc::clone(&store) as Arc<dyn CertSource>;
+    match tls_service(Arc::clone(&edge), source, &config.tls) {
+        Ok(Some(tls)) => {
+            server.add_service(tls);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let admin = router(
         AdminState::new(Arc::clone(&store), config.admin_token.as_deref()),
         config.max_table_bytes,
     );
     server.add_service(background_service(
         "admin",
-        AdminService::new(admin_listener, admin),
+        AdminService::new(admin_listener, admin).with_tls(admin_tls),
     ));
     if let (Some(url), Some(token)) = (config.control_url.clone(), config.admin_token.clone()) {
         server.add_service(background_service(
@@ -214,6 +257,7 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
                 control_url: url,
                 token,
                 max_bytes: config.max_table_bytes,
+                ca_pem: config.tls.control_ca_pem.clone(),
             },
         ));
     }
@@ -225,9 +269,15 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
         },
     ));
     log::info!(
-        "realmgate listening on {} (admin {})",
+        "realmgate listening on {} (TLS: {:?}; admin {}{})",
         config.listen,
-        config.admin_listen
+        config.tls.listen,
+        config.admin_listen,
+        if config.tls.admin.is_some() {
+            ", https"
+        } else {
+            ""
+        }
     );
     server.run_forever()
 }

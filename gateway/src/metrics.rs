@@ -34,6 +34,8 @@ pub struct Metrics {
     pub table_applies: IntCounter,
     pub table_rejections: IntCounter,
     pub upstream_endpoints: IntGaugeVec,
+    /// Not-after of each certificate of the table in force, by certificate name.
+    cert_expiry: IntGaugeVec,
     pub unresolved: TenantCounters,
     pub auth: Arc<AuthMetrics>,
     other: Arc<TenantCounters>,
@@ -81,6 +83,15 @@ impl Metrics {
         registry.register(Box::new(table_applies.clone()))?;
         registry.register(Box::new(table_rejections.clone()))?;
         registry.register(Box::new(upstream_endpoints.clone()))?;
+        let cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "realmgate_certificate_expiry_timestamp_seconds",
+                "Not-after of each certificate in the table, Unix seconds (beyond the label \
+                 budget: the earliest of the rest, as certificate=\"_other\")",
+            ),
+            &["certificate"],
+        )?;
+        registry.register(Box::new(cert_expiry.clone()))?;
         let auth = Arc::new(AuthMetrics::new(&registry)?);
         let unresolved = counters(&requests, NO_TENANT);
         let other = Arc::new(counters(&requests, OTHER_TENANT));
@@ -92,6 +103,7 @@ impl Metrics {
             table_applies,
             table_rejections,
             upstream_endpoints,
+            cert_expiry,
             unresolved,
             auth,
             other,
@@ -130,6 +142,28 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
+    /// The certificates of the table now in force, by name and not-after (Unix seconds).
+    /// Labels are bounded like tenants': past the budget, the earliest not-after of the rest
+    /// is reported as `_other`, so an alert on the soonest expiry still fires.
+    pub fn certificate_expiry<'a>(&self, certs: impl Iterator<Item = (&'a str, u64)>) {
+        self.cert_expiry.reset();
+        let mut rest: Option<u64> = None;
+        for (i, (name, not_after)) in certs.enumerate() {
+            if i < self.label_budget {
+                self.cert_expiry
+                    .with_label_values(&[name])
+                    .set(i64::try_from(not_after).unwrap_or(i64::MAX));
+            } else {
+                rest = Some(rest.map_or(not_after, |r| r.min(not_after)));
+            }
+        }
+        if let Some(r) = rest {
+            self.cert_expiry
+                .with_label_values(&[OTHER_TENANT])
+                .set(i64::try_from(r).unwrap_or(i64::MAX));
+        }
+    }
+
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families.

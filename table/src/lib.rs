@@ -15,12 +15,14 @@ pub mod wire;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
+#[cfg(feature = "test-util")]
+pub mod test_certs;
 
 pub use duplicates::duplicate_keys;
 pub use problem::Problem;
 /// Whole-table validation under its old name (the benches call it).
 pub use validate::table as validate;
-pub use validate::{certificate, CheckedCert};
+pub use validate::{certificate, leaf_names_and_expiry, CheckedCert};
 pub use validate::{
     first_segment, is_key_digest, is_name, is_namespace, is_tenant_id, parse_expiry, CheckedTable,
     GATEWAY_PATH_PREFIX, KNOWN_AUTH, MAX_API_KEYS, MAX_AUDIENCES, MAX_CATALOG_APPS, MAX_ENDPOINTS,

@@ -41,7 +41,7 @@ pub struct Table {
 /// {"name": "acme", "cert_pem": "-----BEGIN CERTIFICATE-----…", "key_pem": "-----BEGIN PRIVATE KEY-----…",
 ///  "hosts": ["acme.test", "*.acme.test"], "not_after": "2027-03-01T00:00:00Z"}
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Certificate {
     /// Like an upstream name (1–63 of `a-z`, `0-9`, `.`, `_`, `-`), unique in the table.
     pub name: String,
@@ -63,6 +63,18 @@ pub struct Certificate {
     /// 16 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ocsp_staple: Option<String>,
+}
+
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key never reaches a log line.
+        f.debug_struct("Certificate")
+            .field("name", &self.name)
+            .field("hosts", &self.hosts)
+            .field("not_after", &self.not_after)
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// An API key as gateways see it: its SHA-256 digest and what it may reach.

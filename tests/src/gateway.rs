@@ -105,6 +105,8 @@ pub struct Gateway {
     state_dir: PathBuf,
     args: Vec<OsString>,
     client: reqwest::Client,
+    /// The TLS listener, when started with one ([`Gateway::start_tls`]).
+    tls: Option<SocketAddr>,
     dir: TempDir,
 }
 
@@ -123,8 +125,18 @@ impl Gateway {
     /// A port taken by a parallel test before the gateway bound it: started again on fresh
     /// ports, up to five times.
     pub async fn start(opts: GatewayOpts) -> Gateway {
+        Gateway::start_listening(opts, false).await
+    }
+
+    /// Like [`Gateway::start`], with a TLS listener too (`gateway.tls_listen`, a third free
+    /// loopback port): see [`Gateway::tls_addr`].
+    pub async fn start_tls(opts: GatewayOpts) -> Gateway {
+        Gateway::start_listening(opts, true).await
+    }
+
+    async fn start_listening(opts: GatewayOpts, tls: bool) -> Gateway {
         for attempt in 1..=5 {
-            match Gateway::try_start(&opts).await {
+            match Gateway::try_start(&opts, tls).await {
                 Ok(gw) => return gw,
                 Err(e) if attempt < 5 => eprintln!("realmgate: {e}; starting again"),
                 Err(e) => panic!("{e}"),
@@ -133,31 +145,38 @@ impl Gateway {
         unreachable!("the last attempt panics")
     }
 
-    async fn try_start(opts: &GatewayOpts) -> Result<Gateway, String> {
+    async fn try_start(opts: &GatewayOpts, tls: bool) -> Result<Gateway, String> {
         let dir = TempDir::new("gw");
-        let addrs = free_addrs(2);
+        let addrs = free_addrs(3);
         let (listen, admin) = (addrs[0], addrs[1]);
+        let tls = tls.then_some(addrs[2]);
+        let tls_yaml = tls
+            .map(|a| format!("  tls_listen: [\"{a}\"]\n"))
+            .unwrap_or_default();
         let token_file = dir.write("admin-token", format!("{}\n", opts.token));
         let state_dir = dir.join("state");
         std::fs::create_dir_all(&state_dir).expect("create state dir");
         let conf = format!(
             "pingora:\n  threads: 2\n  grace_period_seconds: 0\n  graceful_shutdown_timeout_seconds: 1\n\
              gateway:\n  listen: \"{listen}\"\n  admin_listen: \"{admin}\"\n  admin_token_file: \"{}\"\n  \
-             state_dir: \"{}\"\n  health_check_interval_ms: {}\n{}",
+             state_dir: \"{}\"\n  health_check_interval_ms: {}\n{tls_yaml}{}",
             token_file.display(),
             state_dir.display(),
             opts.health_check_interval_ms,
             opts.gateway_yaml,
         );
         let conf_file = dir.write("realmgate.yaml", conf);
-        Gateway::try_launch(Launch {
-            args: vec!["--conf".into(), conf_file.into()],
-            dir,
-            listen,
-            admin,
-            token: Some(opts.token.clone()),
-            state_dir,
-        })
+        Gateway::try_launch_tls(
+            Launch {
+                args: vec!["--conf".into(), conf_file.into()],
+                dir,
+                listen,
+                admin,
+                token: Some(opts.token.clone()),
+                state_dir,
+            },
+            tls,
+        )
         .await
     }
 
@@ -170,6 +189,10 @@ impl Gateway {
     }
 
     async fn try_launch(launch: Launch) -> Result<Gateway, String> {
+        Gateway::try_launch_tls(launch, None).await
+    }
+
+    async fn try_launch_tls(launch: Launch, tls: Option<SocketAddr>) -> Result<Gateway, String> {
         let proc = Proc::spawn(
             "realmgate",
             &realmgate_bin(),
@@ -184,6 +207,7 @@ impl Gateway {
             state_dir: launch.state_dir,
             args: launch.args,
             client: http_client(),
+            tls,
             dir: launch.dir,
         };
         gw.wait_healthy().await?;
@@ -206,6 +230,9 @@ impl Gateway {
             let ours = self.proc.id().is_some_and(|pid| {
                 crate::process::listens(pid, self.admin.port())
                     && crate::process::listens(pid, self.listen.port())
+                    && self
+                        .tls
+                        .is_none_or(|t| crate::process::listens(pid, t.port()))
             });
             if ours {
                 if let Ok(r) = self.client.get(&url).send().await {
@@ -227,6 +254,11 @@ impl Gateway {
 
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The TLS listener; panics unless started with [`Gateway::start_tls`].
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls.expect("gateway started without a TLS listener")
     }
 
     pub fn admin_addr(&self) -> SocketAddr {

@@ -17,6 +17,7 @@ pub mod raw;
 pub mod scripted;
 pub mod shell_browser;
 pub mod table;
+pub mod tls;
 pub mod todos;
 pub mod tokens;
 pub mod upstream;

@@ -2,9 +2,12 @@
 //! Loopback by default; never on the data-plane port.
 
 mod pull;
+mod redact;
 pub use pull::ControlPull;
+pub use redact::{redacted_table, REDACTED};
 
 use crate::snapshot::{ApplyError, Store};
+use crate::tls::admin::TlsListener;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -152,13 +155,29 @@ async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> 
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no_table"}))).into_response();
     };
     if q.full.as_deref().is_some_and(|v| v == "1" || v == "true") {
+        // Private keys and login secrets never leave by a GET.
         return (
             [(header::CONTENT_TYPE, "application/json")],
-            snap.raw.clone(),
+            redacted_table(&snap.raw),
         )
             .into_response();
     }
-    Json(json!({"version": snap.version, "digest": snap.digest})).into_response()
+    let certificates: Vec<serde_json::Value> = snap
+        .certs
+        .all()
+        .iter()
+        .map(|c| {
+            json!({
+                "name": &*c.name,
+                "hosts": c.cert.hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "not_after": realmgate_table::validate::rfc3339(c.cert.not_after),
+                "fingerprint": c.cert.fingerprint_hex(),
+                "expired": c.cert.not_after < crate::auth::unix_now(),
+            })
+        })
+        .collect();
+    Json(json!({"version": snap.version, "digest": snap.digest, "certificates": certificates}))
+        .into_response()
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
@@ -198,6 +217,8 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 pub struct AdminService {
     listener: Mutex<Option<std::net::TcpListener>>,
     router: Router,
+    /// Serve HTTPS with this configuration (`gateway.admin_tls`).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl AdminService {
@@ -205,7 +226,14 @@ impl AdminService {
         AdminService {
             listener: Mutex::new(Some(listener)),
             router,
+            tls: None,
         }
+    }
+
+    /// Serve HTTPS instead of plain HTTP.
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ServerConfig>>) -> AdminService {
+        self.tls = tls;
+        self
     }
 }
 
@@ -230,10 +258,25 @@ impl BackgroundService for AdminService {
                 return;
             }
         };
-        let serve = axum::serve(listener, self.router.clone()).with_graceful_shutdown(async move {
+        let stop = async move {
             let _ = shutdown.changed().await;
-        });
-        if let Err(e) = serve.await {
+        };
+        let served = match &self.tls {
+            None => {
+                axum::serve(listener, self.router.clone())
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+            Some(config) => match TlsListener::new(listener, Arc::clone(config)) {
+                Ok(l) => {
+                    axum::serve(l, self.router.clone())
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = served {
             log::error!("admin listener stopped: {e}");
         }
     }

@@ -15,6 +15,8 @@ pub struct ControlPull {
     pub control_url: String,
     pub token: String,
     pub max_bytes: usize,
+    /// PEM CA(s) that sign realmctl's certificate; `None`: the system roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -23,13 +25,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 #[async_trait]
 impl BackgroundService for ControlPull {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let client = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-        {
+        let client = match self.client() {
             Ok(c) => c,
             Err(e) => {
-                log::error!("control pull: cannot build HTTP client: {e}");
+                log::error!("control pull: {e}");
                 return;
             }
         };
@@ -49,7 +48,32 @@ impl BackgroundService for ControlPull {
     }
 }
 
+/// `http://` to loopback: the one plain-text form the configuration admits.
+fn is_plain_loopback(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && crate::config::is_loopback_host(&u))
+}
+
 impl ControlPull {
+    /// The HTTP client for realmctl: https only (unless realmctl is on loopback, which the
+    /// configuration checked), verified against `ca_pem` when given, never redirected.
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!is_plain_loopback(&self.control_url));
+        if let Some(pem) = &self.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("gateway.control_ca_file: {e}"))?;
+            builder = builder.tls_built_in_root_certs(false);
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        builder
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))
+    }
+
     async fn pull_once(&self, client: &reqwest::Client, url: &str) -> Result<(), String> {
         let mut resp = client
             .get(url)
@@ -98,5 +122,92 @@ impl ControlPull {
             )),
             Err(ApplyError::Persist(e)) => Err(format!("could not persist: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::tls::admin::TlsListener;
+    use crate::tls::settings::{admin_server_config, certified_key, CertFiles, MinVersion};
+    use realmgate_table::test_certs::TestCa;
+
+    /// realmctl stand-in: `GET /v1/table` over HTTPS with `cert`.
+    async fn control(dir: &std::path::Path, ca: &TestCa) -> std::net::SocketAddr {
+        let leaf = ca.leaf(&["control.test"]);
+        let files = CertFiles {
+            cert_file: dir.join("c.crt"),
+            key_file: dir.join("c.key"),
+        };
+        std::fs::write(&files.cert_file, &leaf.cert_pem).expect("cert");
+        std::fs::write(&files.key_file, &leaf.key_pem).expect("key");
+        let key = Arc::new(certified_key(&files).expect("key"));
+        let config = Arc::new(admin_server_config(key, MinVersion::Tls12).expect("config"));
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let listener = TlsListener::new(tcp, config).expect("listener");
+        let addr = axum::serve::Listener::local_addr(&listener).expect("addr");
+        let app = axum::Router::new().route(
+            "/v1/table",
+            axum::routing::get(|| async { r#"{"version": 5}"# }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn pulls_over_https_verified_against_the_configured_ca_only() {
+        let dir = std::env::temp_dir().join(format!(
+            "realmgate-pull-tls-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ca = TestCa::new("control CA");
+        let addr = control(&dir, &ca).await;
+        let url = format!("https://127.0.0.1:{}/v1/table", addr.port());
+        let pull = |ca_pem: &str| ControlPull {
+            store: Arc::new(Store::new(
+                dir.join("state"),
+                Arc::new(Metrics::new(4).expect("metrics")),
+            )),
+            control_url: format!("https://127.0.0.1:{}", addr.port()),
+            token: "0123456789abcdef".into(),
+            max_bytes: 1 << 20,
+            ca_pem: Some(ca_pem.as_bytes().to_vec()),
+        };
+        // Another CA's certificate is refused before any byte of the table is read.
+        let wrong = pull(&TestCa::new("other CA").pem);
+        let client = wrong.client().expect("client");
+        assert!(wrong.pull_once(&client, &url).await.is_err());
+        assert!(wrong.store.current().is_none());
+        // realmctl's certificate names control.test, not the IP: still refused.
+        let right = pull(&ca.pem);
+        let client = right.client().expect("client");
+        assert!(right.pull_once(&client, &url).await.is_err());
+        // Reached by its name, verified against the configured CA: pulled and applied.
+        let client = reqwest::Client::builder()
+            .https_only(true)
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).expect("ca"))
+            .resolve("control.test", addr)
+            .build()
+            .expect("client");
+        let by_name = format!("https://control.test:{}/v1/table", addr.port());
+        right.pull_once(&client, &by_name).await.expect("pulled");
+        assert_eq!(right.store.current().map(|s| s.version), Some(5));
+        // Plain HTTP to a non-loopback realmctl is never spoken.
+        let plain = ControlPull {
+            control_url: "http://10.1.2.3:7000".into(),
+            ..pull(&ca.pem)
+        };
+        let client = plain.client().expect("client");
+        assert!(plain
+            .pull_once(&client, "http://10.1.2.3:7000/v1/table")
+            .await
+            .is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::route::{Namespace, Policy, PoolIdx, Route, Routes};
 use crate::shell::ShellRt;
 use crate::tenant::{HostIndex, TenantIdx};
+use crate::tls::CertIndex;
 use crate::upstream::PoolCache;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -33,25 +34,86 @@ pub enum Rejected {
     NotNewer { current: u64, offered: u64 },
 }
 
-/// Parse and validate `raw`, refuse it unless its version is newer than `current`, then
-/// build it. The version is checked before anything is built: a build refreshes the caches
-/// in `deps`. This is the one place that reads `realmgate_table::parse`'s result (with
-/// [`Keys::build`]).
+/// Parse and validate `raw`, refuse it unless its version is newer than `current`'s and its
+/// new certificates are valid now (see [`certificate_validity`]), then build it. Both are
+/// checked before anything is built: a build refreshes the caches in `deps`. This is the one
+/// place that reads `realmgate_table::parse`'s result (with [`Keys::build`]).
 pub fn parse_newer(
     raw: &Bytes,
-    current: Option<u64>,
+    current: Option<&Snapshot>,
+    now: u64,
     deps: &BuildDeps<'_>,
 ) -> Result<Snapshot, Rejected> {
     let checked = realmgate_table::parse(raw).map_err(Rejected::Invalid)?;
     if let Some(current) = current {
-        if checked.table.version <= current {
+        if checked.table.version <= current.version {
             return Err(Rejected::NotNewer {
-                current,
+                current: current.version,
                 offered: checked.table.version,
             });
         }
     }
+    let problems = certificate_validity(&checked, current.map(|s| &s.certs), now);
+    if !problems.is_empty() {
+        return Err(Rejected::Invalid(problems));
+    }
     build(checked, raw.clone(), deps).map_err(|p| Rejected::Invalid(vec![p]))
+}
+
+/// The apply rule for certificates in time: one that is new or changed (by name and
+/// fingerprint, against the table in force) must be valid `now`; one already loaded keeps
+/// serving after it expires (it is reported) and never blocks a later table. With no table
+/// in force (first push, or the stored table at start) nothing is "already loaded": such a
+/// certificate is accepted with a warning rather than leave the gateway without a table.
+pub fn certificate_validity(
+    checked: &CheckedTable,
+    current: Option<&CertIndex>,
+    now: u64,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let named = checked.table.certificates.iter().zip(&checked.certificates);
+    for (i, (wire, cert)) in named.enumerate() {
+        if cert.is_current(now) {
+            continue;
+        }
+        let when = if now < cert.not_before {
+            format!(
+                "is not valid before {}",
+                realmgate_table::validate::rfc3339(cert.not_before)
+            )
+        } else {
+            format!(
+                "expired at {}",
+                realmgate_table::validate::rfc3339(cert.not_after)
+            )
+        };
+        let Some(current) = current else {
+            log::warn!(
+                "certificate {:?} {when}: accepted because no table is in force yet",
+                wire.name
+            );
+            continue;
+        };
+        let loaded = current
+            .all()
+            .iter()
+            .any(|c| *c.name == *wire.name && c.cert.fingerprint == cert.fingerprint);
+        if loaded {
+            log::warn!(
+                "certificate {:?} {when}; it keeps serving until replaced",
+                wire.name
+            );
+        } else {
+            problems.push(Problem::new(
+                format!("certificates[{i}]"),
+                format!(
+                    "certificate {:?} {when}: a new or replaced certificate must be valid now",
+                    wire.name
+                ),
+            ));
+        }
+    }
+    problems
 }
 
 /// Compile a parsed and validated table. The digest is left empty for the caller to set.
@@ -60,8 +122,15 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         table,
         hosts,
         key_expiry,
-        certificates: _,
+        certificates,
     } = checked;
+    let certs = CertIndex::build(
+        table
+            .certificates
+            .iter()
+            .map(|c| c.name.clone())
+            .zip(certificates),
+    );
     let pool_index: HashMap<&str, PoolIdx> = table
         .upstreams
         .keys()
@@ -161,6 +230,7 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         pools: pools.into_boxed_slice(),
         keys,
         key_limits,
+        certs,
     })
 }
 

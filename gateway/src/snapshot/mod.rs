@@ -18,6 +18,7 @@ use crate::metrics::TenantCounters;
 use crate::route::{PoolIdx, Routes};
 use crate::shell::ShellRt;
 use crate::tenant::{HostIndex, TenantIdx};
+use crate::tls::CertIndex;
 use crate::upstream::Pool;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -36,6 +37,8 @@ pub struct Snapshot {
     pub keys: Keys,
     /// Each key's rate limit, by [`KeyIdx`].
     pub key_limits: Box<[KeyLimit]>,
+    /// The table's certificates by the names they serve (the TLS listeners' SNI index).
+    pub certs: CertIndex,
 }
 
 /// A tenant as the request path needs it.

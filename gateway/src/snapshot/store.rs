@@ -7,10 +7,11 @@ use super::Snapshot;
 use crate::auth::Realms;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
+use crate::tls::resolve::CertSource;
 use crate::upstream::PoolCache;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use realmgate_table::Problem;
+use realmgate_table::{CheckedCert, Problem};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -70,6 +71,12 @@ impl Store {
         self.current.load_full()
     }
 
+    /// Run `f` on the snapshot in force without taking a reference count (the handshake's
+    /// certificate lookup).
+    pub fn with_current<R>(&self, f: impl FnOnce(Option<&Snapshot>) -> R) -> R {
+        f(self.current.load().as_deref())
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
@@ -120,14 +127,14 @@ impl Store {
                 let staged = persist.then(|| stage(&self.state_dir, STATE_FILE, &raw));
                 (digest, staged)
             });
-            let current = self.current.load().as_ref().map(|s| s.version);
+            let current = self.current.load();
             let deps = BuildDeps {
                 pools: &self.pools,
                 limiters: &self.limiters,
                 metrics: &self.metrics,
                 realms: &self.realms,
             };
-            let built = parse_newer(&raw, current, &deps);
+            let built = parse_newer(&raw, current.as_deref(), crate::auth::unix_now(), &deps);
             (side.join(), built)
         });
         let (digest, staged) =
@@ -152,12 +159,20 @@ impl Store {
         self.metrics
             .table_version
             .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
+        self.metrics.certificate_expiry(
+            snapshot
+                .certs
+                .all()
+                .iter()
+                .map(|c| (&*c.name, c.cert.not_after)),
+        );
         log::info!(
-            "table version {} in force: {} tenants, {} pools, {} API keys, {} bytes, built in {:?}",
+            "table version {} in force: {} tenants, {} pools, {} API keys, {} certificates, {} bytes, built in {:?}",
             snapshot.version,
             snapshot.tenants.len(),
             snapshot.pools.len(),
             snapshot.keys.len(),
+            snapshot.certs.len(),
             snapshot.raw.len(),
             started.elapsed()
         );
@@ -169,6 +184,13 @@ impl Store {
                 .spawn(move || drop(previous));
         }
         Ok(snapshot)
+    }
+}
+
+/// The handshake's certificate source: the snapshot in force, read without a reference count.
+impl CertSource for Store {
+    fn lookup(&self, name: &str) -> Option<Arc<CheckedCert>> {
+        self.with_current(|s| s.and_then(|s| s.certs.lookup(name)).cloned())
     }
 }
 

@@ -18,7 +18,12 @@ pub fn try_snapshot(json: &str) -> Result<Snapshot, Rejected> {
         metrics: &metrics,
         realms: &realms,
     };
-    parse_newer(&Bytes::copy_from_slice(json.as_bytes()), None, &deps)
+    parse_newer(
+        &Bytes::copy_from_slice(json.as_bytes()),
+        None,
+        crate::auth::unix_now(),
+        &deps,
+    )
 }
 
 /// Like [`try_snapshot`], for tables that must build.

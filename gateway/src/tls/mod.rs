@@ -1,5 +1,17 @@
 //! TLS at the edge: what a client connection was established with, read by the request
-//! path (the SNI/Host rule, the scheme of redirects and cookies).
+//! path (the SNI/Host rule, the scheme of redirects and cookies); the certificate index and
+//! the SNI resolver the handshake uses; the listeners' TLS configuration and accept step.
+
+pub mod accept;
+pub mod admin;
+pub mod index;
+pub mod resolve;
+pub mod settings;
+
+pub use accept::TlsEdge;
+pub use index::CertIndex;
+pub use resolve::SniResolver;
+pub use settings::{MinVersion, TlsConfig};
 
 use pingora_core::protocols::Digest;
 use realmgate_table::CheckedCert;

@@ -373,6 +373,19 @@ fn dns_names(leaf: &X509Certificate<'_>) -> Vec<String> {
         .collect()
 }
 
+/// The leaf's DNS names and not-after (seconds since the Unix epoch), read from PEM: what an
+/// operator's certificate file claims, for callers that describe it as a [`Certificate`].
+pub fn leaf_names_and_expiry(cert_pem: &str) -> Result<(Vec<String>, u64), String> {
+    let der = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .next()
+        .ok_or_else(|| "no CERTIFICATE block found".to_owned())?
+        .map_err(|e| format!("malformed PEM: {e}"))?;
+    let (_, leaf) = X509Certificate::from_der(der.as_ref())
+        .map_err(|_| "not a valid X.509 certificate".to_owned())?;
+    let not_after = u64::try_from(leaf.validity().not_after.timestamp()).unwrap_or(0);
+    Ok((dns_names(&leaf), not_after))
+}
+
 /// Whether a certificate's SAN covers a claimed host name (itself possibly a wildcard).
 fn san_covers(san: &str, host: &HostPattern) -> bool {
     match (parse_cert_name(san), host) {

@@ -10,8 +10,9 @@ mod shell;
 pub use crate::problem::Problem;
 pub use auth::MAX_AUDIENCES;
 pub use certs::{
-    cert_name_covers, certificate, parse_cert_name, rfc3339, CheckedCert, MAX_CERTIFICATES,
-    MAX_CERT_HOSTS, MAX_CERT_PEM_BYTES, MAX_CHAIN_LEN, MAX_KEY_PEM_BYTES, MAX_OCSP_BYTES,
+    cert_name_covers, certificate, leaf_names_and_expiry, parse_cert_name, rfc3339, CheckedCert,
+    MAX_CERTIFICATES, MAX_CERT_HOSTS, MAX_CERT_PEM_BYTES, MAX_CHAIN_LEN, MAX_KEY_PEM_BYTES,
+    MAX_OCSP_BYTES,
 };
 pub use shell::{
     label, LabelProblem, MAX_APP_TITLE_CHARS, MAX_CATALOG_APPS, MAX_DISPLAY_NAME_CHARS,

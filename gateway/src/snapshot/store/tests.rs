@@ -81,3 +81,71 @@ fn no_state_file_is_no_table() {
     let dir = state_dir("empty");
     assert_eq!(store(&dir).load_state(), Ok(None));
 }
+
+/// The unit-test table at `version` with these certificates.
+fn with_certs(version: u64, certs: &[realmgate_table::Certificate]) -> Bytes {
+    let mut t: realmgate_table::Table = serde_json::from_str(&table()).expect("table");
+    t.version = version;
+    t.certificates = certs.to_vec();
+    Bytes::from(serde_json::to_vec(&t).expect("json"))
+}
+
+#[test]
+fn certificates_in_time_new_ones_must_be_valid_loaded_ones_keep_serving() {
+    use realmgate_table::test_certs::{KeyKind, TestCa, Validity};
+    let ca = TestCa::new("apply CA");
+    let current = ca.leaf(&["acme.test"]).entry("acme", &["acme.test"]);
+    let expired = ca
+        .leaf_with(&["acme.test"], Validity::Expired, KeyKind::EcdsaP256)
+        .entry("acme", &["acme.test"]);
+    let not_yet = ca
+        .leaf_with(&["beta.test"], Validity::NotYet, KeyKind::EcdsaP256)
+        .entry("later", &["beta.test"]);
+    // With no table in force, an expired certificate is accepted (with a warning).
+    let dir = state_dir("certs-first");
+    let s = store(&dir);
+    s.apply(with_certs(1, std::slice::from_ref(&expired)))
+        .expect("first table with an expired certificate");
+    // Already loaded, still expired: later tables are not blocked by it.
+    s.apply(with_certs(2, std::slice::from_ref(&expired)))
+        .expect("an expired certificate already loaded does not block");
+    // Replaced by a valid one: fine; replacing a valid one by an expired one: refused.
+    s.apply(with_certs(3, std::slice::from_ref(&current)))
+        .expect("a valid replacement");
+    for (doc, name) in [
+        (with_certs(4, std::slice::from_ref(&expired)), "acme"),
+        (with_certs(4, &[current.clone(), not_yet.clone()]), "later"),
+    ] {
+        match s.apply(doc) {
+            Err(ApplyError::Invalid(p)) => {
+                let text = p
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                assert!(text.contains(&format!("{name:?}")), "{text}");
+                assert!(!text.contains("PRIVATE KEY"), "{text}");
+            }
+            other => panic!("{name}: {:?}", other.map(|s| s.version)),
+        }
+        assert_eq!(s.current().map(|c| c.version), Some(3));
+    }
+    // The table in force indexes its certificates; the expiry metric names each.
+    let snap = s.current().expect("table");
+    assert_eq!(snap.certs.len(), 1);
+    assert!(snap.certs.lookup("acme.test").is_some());
+    let metrics = String::from_utf8(s.metrics().render()).expect("utf-8");
+    let line = format!(
+        "realmgate_certificate_expiry_timestamp_seconds{{certificate=\"acme\"}} {}",
+        ca.leaf(&["x.test"]).not_after
+    );
+    assert!(metrics.contains(&line), "{metrics}");
+    // The state file holding keys stays owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join(STATE_FILE))
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let _ = std::fs::remove_dir_all(&dir);
+}
