@@ -246,6 +246,26 @@ fn format_ipv4(octets: [u8; 4], buf: &mut [u8; 45]) -> usize {
     at
 }
 
+/// An HTTP/2 request names its host in `:authority`, an HTTP/1.1 one in `Host`. A request
+/// without `Host` gets one from its `:authority` (RFC 9113 §8.3.1, what an intermediary
+/// forwarding it as HTTP/1.1 must do), so every reader — host routing, the SNI rule, the
+/// login origin, `x-forwarded-host`, the upstream — sees the host the client asked for, port
+/// included, whichever version it spoke.
+pub fn host_from_authority(req: &mut RequestHeader) {
+    if req.version != http::Version::HTTP_2 || req.headers.contains_key(http::header::HOST) {
+        return;
+    }
+    let value = req
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    if let Some(v) = value {
+        // A valid header value by construction; failing to insert leaves the request as it
+        // was (without a host, refused later as such).
+        let _ = req.insert_header(http::header::HOST, v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +288,36 @@ mod tests {
 
     /// One rule for the shell and the login redirect (DESIGN.md, "Shell"). Before it, the
     /// login flow refused `HEAD`, `Document` and an `Accept` split over two lines.
+    #[test]
+    fn an_h2_authority_becomes_the_host() {
+        let h2 = |authority: &str, host: Option<&str>| {
+            let mut req = RequestHeader::build("GET", b"/", None).expect("request");
+            req.set_version(http::Version::HTTP_2);
+            req.set_uri(format!("https://{authority}/x").parse().expect("uri"));
+            if let Some(h) = host {
+                req.insert_header("host", h).expect("host");
+            }
+            host_from_authority(&mut req);
+            req.headers
+                .get("host")
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+        // The port the client used stays: origins and redirects need it.
+        assert_eq!(
+            h2("acme.test:8443", None).as_deref(),
+            Some("acme.test:8443")
+        );
+        // A Host the client sent is kept (a mismatch with :authority is the host rule's).
+        assert_eq!(
+            h2("acme.test", Some("other.test")).as_deref(),
+            Some("other.test")
+        );
+        // HTTP/1.1 requests are left as sent, Host or not.
+        let mut req = RequestHeader::build("GET", b"/", None).expect("request");
+        host_from_authority(&mut req);
+        assert!(req.headers.get("host").is_none());
+    }
+
     #[test]
     fn navigations() {
         // (method, headers, is a navigation)

@@ -85,6 +85,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        headers::host_from_authority(session.req_header_mut());
         ctx.request_id = Some(headers::request_id(session.req_header()));
         let edge = self
             .edge(session)

@@ -67,6 +67,12 @@ impl Browser {
     /// Start chromedriver and a fresh headless Chromium session. `None` (the caller skips,
     /// saying so) only when there is no chromedriver and `REALMGATE_REQUIRE_BROWSER` is not 1.
     pub async fn start() -> Option<Browser> {
+        Browser::start_with(&[]).await
+    }
+
+    /// [`Browser::start`] with more Chromium arguments (e.g. the SPKI hash of a test
+    /// certificate to trust: `--ignore-certificate-errors-spki-list=…`).
+    pub async fn start_with(extra_args: &[String]) -> Option<Browser> {
         let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1");
         let Some(driver) = find_chromedriver() else {
             assert!(
@@ -102,7 +108,7 @@ impl Browser {
         let chromium =
             std::env::var("REALMGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let profile = dir.join("profile");
-        let args = json!([
+        let mut args = json!([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -118,6 +124,9 @@ impl Browser {
             format!("--user-data-dir={}", profile.display()),
             "--host-resolver-rules=MAP *.test 127.0.0.1",
         ]);
+        if let Some(list) = args.as_array_mut() {
+            list.extend(extra_args.iter().map(|a| json!(a)));
+        }
         let mut caps = Map::new();
         caps.insert(
             "goog:chromeOptions".into(),

@@ -163,7 +163,9 @@ impl Gateway {
             token_file.display(),
             state_dir.display(),
             opts.health_check_interval_ms,
-            opts.gateway_yaml,
+            // `$TLS_PORT` in the caller's YAML: the TLS listener's port (e.g. for https_port).
+            opts.gateway_yaml
+                .replace("$TLS_PORT", &tls.map_or(0, |a| a.port()).to_string()),
         );
         let conf_file = dir.write("realmgate.yaml", conf);
         Gateway::try_launch_tls(
