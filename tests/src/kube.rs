@@ -160,6 +160,26 @@ impl Kube {
         (status, v)
     }
 
+    /// Server-side apply of one object (JSON is YAML) as field manager `realmgate-tests`, with
+    /// strict field validation: an unknown or misspelt field is an error, not a warning.
+    pub async fn apply(&self, path: &str, object: &Value) -> (StatusCode, Value) {
+        let resp = self
+            .state
+            .client
+            .patch(format!(
+                "{}{path}?fieldManager=realmgate-tests&fieldValidation=Strict&force=true",
+                self.state.server
+            ))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/apply-patch+yaml")
+            .body(object.to_string())
+            .send()
+            .await
+            .expect("API server request");
+        let status = resp.status();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
     /// An Ingress as the real server holds it.
     pub async fn ingress(&self, ns: &str, name: &str) -> Option<Value> {
         let (st, v) = self
