@@ -18,6 +18,7 @@ pub mod scripted;
 pub mod shell_browser;
 pub mod table;
 pub mod tls;
+pub mod tls_upstream;
 pub mod todos;
 pub mod tokens;
 pub mod upstream;

@@ -6,113 +6,11 @@
 use super::super::Pool;
 use crate::errors::GatewayError;
 use pingora_core::connectors::http::Connector as HttpConnector;
+use realmgate_e2e::tls_upstream::{Pki, TlsUpstream};
 use realmgate_table::{HealthCheck, Upstream};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A CA, and a server certificate it signed for `app.test` and `127.0.0.1`.
-struct Pki {
-    ca_pem: String,
-    server: Arc<CertifiedKey>,
-}
-
-fn mint() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "realmgate test CA");
-    let ca_cert = ca.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut leaf = rcgen::CertificateParams::new(vec!["app.test".to_owned()]).expect("params");
-    leaf.subject_alt_names.push(rcgen::SanType::IpAddress(
-        std::net::Ipv4Addr::LOCALHOST.into(),
-    ));
-    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
-    let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
-    let signing = rustls::crypto::ring::sign::any_supported_type(&der).expect("signing key");
-    Pki {
-        ca_pem: ca_cert.pem(),
-        server: Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing)),
-    }
-}
-
-/// What the upstream saw of each client hello: the SNI, and the ALPN protocols offered.
-type Hellos = Arc<Mutex<Vec<(Option<String>, Vec<Vec<u8>>)>>>;
-
-#[derive(Debug)]
-struct Recorder {
-    key: Arc<CertifiedKey>,
-    hellos: Hellos,
-}
-
-impl ResolvesServerCert for Recorder {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let alpn = hello
-            .alpn()
-            .map(|a| a.map(<[u8]>::to_vec).collect())
-            .unwrap_or_default();
-        if let Ok(mut h) = self.hellos.lock() {
-            h.push((hello.server_name().map(str::to_owned), alpn));
-        }
-        Some(Arc::clone(&self.key))
-    }
-}
-
-/// A TLS upstream on a loopback port answering every request `200 ok` over HTTP/1.1 (it
-/// offers no h2, so a client asking for h2 falls back).
-async fn upstream(key: Arc<CertifiedKey>) -> (SocketAddr, Hellos) {
-    let hellos: Hellos = Arc::default();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Recorder {
-            key,
-            hellos: Arc::clone(&hellos),
-        }));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tls
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    (addr, hellos)
-}
+use std::sync::Arc;
 
 /// A file that goes away with the test.
 struct TempFile(std::path::PathBuf);
@@ -170,16 +68,13 @@ async fn get(pool: &Pool) -> u16 {
     }
 }
 
-fn hellos_of(h: &Hellos) -> Vec<(Option<String>, Vec<Vec<u8>>)> {
-    std::mem::take(&mut *h.lock().expect("lock"))
-}
-
 #[tokio::test]
 async fn verified_against_the_pool_ca_by_server_name_or_ip() {
-    let pki = mint();
-    let (addr, hellos) = upstream(Arc::clone(&pki.server)).await;
+    let pki = Pki::mint();
+    let up = TlsUpstream::start(Arc::clone(&pki.server), "ok").await;
+    let addr = up.addr;
     let ca = TempFile::new(pki.ca_pem.as_bytes());
-    let other_ca = TempFile::new(mint().ca_pem.as_bytes());
+    let other_ca = TempFile::new(Pki::mint().ca_pem.as_bytes());
     let h1 = vec![b"http/1.1".to_vec()];
 
     // The server name: sent as SNI, and verified.
@@ -188,13 +83,13 @@ async fn verified_against_the_pool_ca_by_server_name_or_ip() {
     spec.ca_file = Some(ca.path());
     let pool = Pool::build("tls", &spec).expect("pool");
     assert_eq!(get(&pool).await, 200);
-    assert_eq!(hellos_of(&hellos), [(Some("app.test".into()), h1.clone())]);
+    assert_eq!(up.take_hellos(), [(Some("app.test".into()), h1.clone())]);
 
     // No server name: verified against the IP address, and no SNI is sent for an IP.
     spec.server_name = None;
     let pool = Pool::build("tls", &spec).expect("pool");
     assert_eq!(get(&pool).await, 200);
-    assert_eq!(hellos_of(&hellos), [(None, h1.clone())]);
+    assert_eq!(up.take_hellos(), [(None, h1.clone())]);
 
     // A name the certificate does not carry: refused, the gateway answers 502.
     spec.server_name = Some("other.test".into());
@@ -222,8 +117,9 @@ async fn verified_against_the_pool_ca_by_server_name_or_ip() {
 /// `h2: true` offers h2 first and falls back to HTTP/1.1 when the upstream declines.
 #[tokio::test]
 async fn h2_is_offered_by_alpn() {
-    let pki = mint();
-    let (addr, hellos) = upstream(Arc::clone(&pki.server)).await;
+    let pki = Pki::mint();
+    let up = TlsUpstream::start(Arc::clone(&pki.server), "ok").await;
+    let addr = up.addr;
     let ca = TempFile::new(pki.ca_pem.as_bytes());
     let mut spec = pool_spec(addr);
     spec.server_name = Some("app.test".into());
@@ -231,7 +127,7 @@ async fn h2_is_offered_by_alpn() {
     spec.h2 = true;
     let pool = Pool::build("tls", &spec).expect("pool");
     assert_eq!(get(&pool).await, 200);
-    let seen = hellos_of(&hellos);
+    let seen = up.take_hellos();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].1, [b"h2".to_vec(), b"http/1.1".to_vec()]);
 }
@@ -240,10 +136,11 @@ async fn h2_is_offered_by_alpn() {
 /// same endpoint.
 #[tokio::test]
 async fn pooled_connections_are_not_shared_across_trust_roots() {
-    let pki = mint();
-    let (addr, _) = upstream(Arc::clone(&pki.server)).await;
+    let pki = Pki::mint();
+    let up = TlsUpstream::start(Arc::clone(&pki.server), "ok").await;
+    let addr = up.addr;
     let ca = TempFile::new(pki.ca_pem.as_bytes());
-    let other_ca = TempFile::new(mint().ca_pem.as_bytes());
+    let other_ca = TempFile::new(Pki::mint().ca_pem.as_bytes());
     let mut spec = pool_spec(addr);
     spec.server_name = Some("app.test".into());
     spec.ca_file = Some(ca.path());
@@ -260,10 +157,11 @@ async fn pooled_connections_are_not_shared_across_trust_roots() {
 
 #[tokio::test]
 async fn health_checks_of_https_pools_handshake_and_verify() {
-    let pki = mint();
-    let (addr, hellos) = upstream(Arc::clone(&pki.server)).await;
+    let pki = Pki::mint();
+    let up = TlsUpstream::start(Arc::clone(&pki.server), "ok").await;
+    let addr = up.addr;
     let ca = TempFile::new(pki.ca_pem.as_bytes());
-    let other_ca = TempFile::new(mint().ca_pem.as_bytes());
+    let other_ca = TempFile::new(Pki::mint().ca_pem.as_bytes());
     for http_path in [None, Some("/healthz".to_owned())] {
         let mut spec = pool_spec(addr);
         spec.server_name = Some("app.test".into());
@@ -274,7 +172,7 @@ async fn health_checks_of_https_pools_handshake_and_verify() {
         let pool = Pool::build("tls", &spec).expect("pool");
         pool.probe().await;
         assert_eq!(pool.healthy_count(), 1, "{http_path:?}");
-        let seen = hellos_of(&hellos);
+        let seen = up.take_hellos();
         assert!(!seen.is_empty(), "the probe was a TLS handshake");
         assert!(seen
             .iter()
@@ -284,7 +182,7 @@ async fn health_checks_of_https_pools_handshake_and_verify() {
         let pool = Pool::build("tls", &spec).expect("pool");
         pool.probe().await;
         assert_eq!(pool.healthy_count(), 0, "{http_path:?}: wrong CA");
-        hellos_of(&hellos);
+        up.take_hellos();
     }
 }
 
