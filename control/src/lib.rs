@@ -20,3 +20,4 @@ pub mod time;
 pub mod tls;
 pub mod ui;
 pub mod views;
+pub mod writer_lock;

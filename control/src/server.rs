@@ -28,6 +28,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("provisioning: {0}")]
     Provision(String),
+    #[error(transparent)]
+    Lock(#[from] crate::writer_lock::LockError),
 }
 
 /// What the daemon needs besides the registry.
@@ -98,6 +100,8 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
 }
 
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    // One writer per registry: a second realmctl on this data directory stands by here.
+    let _writer = crate::writer_lock::acquire(&config.data_dir).await?;
     let registry = Registry::open(&config.data_dir, config.remote.as_ref()).await?;
     let (steps, _) = config
         .provision

@@ -391,6 +391,22 @@ impl Realmctl {
         cmd
     }
 
+    /// A second realmctl on this one's data directory and configuration, listening on
+    /// another port: spawned, not waited for (it stands by while this one runs).
+    pub fn spawn_standby(&self, dir: &TempDir) -> (Proc, SocketAddr) {
+        let addr = free_addrs(1)[0];
+        let conf = std::fs::read_to_string(&self.conf)
+            .expect("read realmctl.yaml")
+            .replacen(
+                &format!("listen: {}", self.addr),
+                &format!("listen: {addr}"),
+                1,
+            );
+        let conf = dir.write("realmctl-standby.yaml", &conf);
+        let log = dir.path().join("realmctl-standby.log");
+        (Proc::spawn(Self::command(&conf, &[]), log), addr)
+    }
+
     /// SIGKILL, then start again on the same data directory with `env`.
     pub async fn restart_with(&mut self, env: &[(&str, &str)]) {
         self.proc.kill();
