@@ -1,4 +1,5 @@
-//! The Kubernetes manifests in `deploy/kubernetes/` against a real API server
+//! The Kubernetes manifests in `deploy/kubernetes/` (what its kustomization lists) against a
+//! real API server
 //! (tests/setup/kubernetes.sh): every object is server-side applied with strict field
 //! validation, so a misspelt field, a wrong apiVersion or an invalid value fails here, not in
 //! an operator's cluster. No pod runs (there is no kubelet): what is checked is that the
@@ -14,18 +15,20 @@ use std::path::PathBuf;
 
 const NAMESPACE: &str = "realmgate";
 
-/// Every object of every manifest file, with the file it came from.
+/// Every object of every file `deploy/kubernetes/kustomization.yaml` lists, in its order,
+/// with the file it came from.
 fn manifests() -> Vec<(PathBuf, Value)> {
     let dir = realmgate_e2e::workspace_root().join("deploy/kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("deploy/kubernetes")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .collect();
-    files.sort();
+    let kustomization: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(dir.join("kustomization.yaml")).expect("kustomization.yaml"),
+    )
+    .expect("kustomization YAML");
+    assert_eq!(kustomization["namespace"], NAMESPACE, "{kustomization}");
     let mut out = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("read manifest");
+    for file in kustomization["resources"].as_array().expect("resources") {
+        let file = dir.join(file.as_str().expect("a file name"));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let v = Value::deserialize(doc)
                 .unwrap_or_else(|e| panic!("{}: not YAML: {e}", file.display()));
@@ -58,6 +61,7 @@ fn path_of(object: &Value) -> Result<String, String> {
         "Role" => "roles",
         "RoleBinding" => "rolebindings",
         "Lease" => "leases",
+        "PersistentVolumeClaim" => "persistentvolumeclaims",
         other => return Err(format!("kind {other:?}: add its resource to this test")),
     };
     let prefix = if api.contains('/') {
@@ -104,6 +108,75 @@ async fn every_manifest_is_accepted_by_a_real_api_server() {
                 );
             }
         }
+    }
+}
+
+/// Whether the realmctl ServiceAccount may `verb` `resource` (of API `group`) in `namespace`,
+/// as the real server's RBAC authorizer answers a SubjectAccessReview.
+async fn realmctl_may(
+    kube: &Kube,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    namespace: &str,
+) -> bool {
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {
+            "user": format!("system:serviceaccount:{NAMESPACE}:realmctl"),
+            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{NAMESPACE}")],
+            "resourceAttributes": {"namespace": namespace, "verb": verb, "group": group,
+                                   "resource": resource}
+        }
+    });
+    let (status, answer) = kube
+        .admin(
+            reqwest::Method::POST,
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            Some(review),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    answer["status"]["allowed"] == true
+}
+
+/// The Role grants what realmctl's code calls — server-side apply (patch), get and delete of
+/// tenant Ingresses, Leases, EndpointSlices read-only — and nothing else: no Secrets, nothing
+/// outside its namespace.
+#[tokio::test(flavor = "multi_thread")]
+async fn realmctl_rbac_grants_what_it_calls_and_no_more() {
+    let kube = Kube::start(&[NAMESPACE, "elsewhere"]).await;
+    for (file, object) in manifests() {
+        let path = path_of(&object).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let (status, answer) = kube.apply(&path, &object).await;
+        assert!(status.is_success(), "{}: {status} {answer}", file.display());
+    }
+    for (verb, group, resource) in [
+        ("patch", "networking.k8s.io", "ingresses"),
+        ("get", "networking.k8s.io", "ingresses"),
+        ("delete", "networking.k8s.io", "ingresses"),
+        ("get", "coordination.k8s.io", "leases"),
+        ("create", "coordination.k8s.io", "leases"),
+        ("update", "coordination.k8s.io", "leases"),
+        ("list", "discovery.k8s.io", "endpointslices"),
+        ("watch", "discovery.k8s.io", "endpointslices"),
+    ] {
+        assert!(
+            realmctl_may(&kube, verb, group, resource, NAMESPACE).await,
+            "realmctl may not {verb} {resource}"
+        );
+    }
+    for (verb, group, resource, namespace) in [
+        ("get", "", "secrets", NAMESPACE),
+        ("patch", "discovery.k8s.io", "endpointslices", NAMESPACE),
+        ("delete", "coordination.k8s.io", "leases", NAMESPACE),
+        ("patch", "networking.k8s.io", "ingresses", "elsewhere"),
+        ("create", "apps", "deployments", NAMESPACE),
+    ] {
+        assert!(
+            !realmctl_may(&kube, verb, group, resource, namespace).await,
+            "realmctl may {verb} {resource} in {namespace}, which it never needs"
+        );
     }
 }
 
