@@ -95,6 +95,7 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             w.api.max_concurrent_requests.max(1),
         )),
+        long_polls: Arc::new(tokio::sync::Semaphore::new(crate::api::MAX_LONG_POLLS)),
         plain_http: true,
     })
 }

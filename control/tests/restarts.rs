@@ -120,4 +120,55 @@ async fn a_gateway_started_with_control_url_pulls_the_current_table() {
     let g = Gateway::start(&dir, "puller", Some(&ctl.url())).await;
     until_answers(&g, "acme.test", 200, Some("upstream a"), WITHIN).await;
     assert_eq!(g.version().await, Some(version));
+
+    // Then it keeps a long poll open: later changes reach it with no push at all, each
+    // well before realmctl's resync could matter (it has no gateway to resync).
+    for (id, host) in [("beta", "beta.test"), ("gamma", "gamma.test")] {
+        let version = create(&api, id, host).await;
+        until_answers(&g, host, 200, Some("upstream a"), WITHIN).await;
+        assert_eq!(g.version().await, Some(version));
+    }
+}
+
+/// A long poll answers 204 when nothing newer comes within its wait, at once when something
+/// newer exists, and holds no permit of the API's own concurrency bound while it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_wait_for_a_newer_table() {
+    let dir = TempDir::new("long-poll");
+    let up = Upstream::start("a").await;
+    let ctl = Realmctl::start(&dir, &[]).await;
+    let api = ctl.api();
+    pool(&api, &up).await;
+    let version = create(&api, "acme", "acme.test").await;
+    let http = reqwest::Client::new();
+    let poll = |after: u64, wait_s: u64| {
+        http.get(format!(
+            "{}/v1/table?after={after}&wait_s={wait_s}",
+            ctl.url()
+        ))
+        .bearer_auth(GATEWAY_TOKEN)
+        .send()
+    };
+    // Something newer exists: answered at once with it.
+    let r = poll(version - 1, 60).await.expect("poll");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-realmgate-table-version"],
+        version.to_string().as_str()
+    );
+    // Nothing newer: 204 once the wait is over.
+    let r = poll(version, 1).await.expect("poll");
+    assert_eq!(r.status(), 204);
+    // More waiting polls than the API's concurrency bound (64) do not block the API, and
+    // each is answered with the change that ends its wait.
+    let waiting: Vec<_> = (0..80).map(|_| tokio::spawn(poll(version, 30))).collect();
+    let next = create(&api, "beta", "beta.test").await;
+    for w in waiting {
+        let r = w.await.expect("join").expect("poll");
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["x-realmgate-table-version"],
+            next.to_string().as_str()
+        );
+    }
 }

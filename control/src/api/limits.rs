@@ -89,6 +89,10 @@ impl MintQuota {
 /// At most `max_concurrent_requests` requests in handlers at once; the rest get 503 with
 /// `Retry-After` without their bodies being read. Outermost, so it bounds every route.
 pub async fn concurrency(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    // A long poll waits on its own bound (`AppState::long_polls`), taken by its handler.
+    if super::table::is_long_poll(req.uri()) {
+        return next.run(req).await;
+    }
     match s.in_flight.clone().try_acquire_owned() {
         Ok(_permit) => next.run(req).await,
         Err(_) => ApiError::Busy.into_response(),

@@ -10,6 +10,7 @@ mod keys;
 pub mod limits;
 mod openapi;
 mod table;
+pub use table::MAX_LONG_POLLS;
 mod tenants;
 mod upstreams;
 
@@ -45,6 +46,9 @@ pub struct AppState {
     pub mint_quota: Arc<limits::MintQuota>,
     /// Permits for requests in handlers at once ([`ApiLimits::max_concurrent_requests`]).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Permits for gateways waiting on `GET /v1/table?after=` (long polls hold no
+    /// `in_flight` permit: a fleet waiting for a change must not starve the API).
+    pub long_polls: Arc<tokio::sync::Semaphore>,
     /// The API is served over plain HTTP: the full table (with its secrets) goes only to a
     /// loopback peer.
     pub plain_http: bool,

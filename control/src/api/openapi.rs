@@ -109,13 +109,18 @@ pub fn spec() -> Value {
         "/v1/table": {
           "get": {"summary": "The compiled routing table (the document gateways load); accepts the operator token or the gateways' token. Only the gateways' token gets provisioned tenants' login client secrets; with the operator token each `realm.client_secret` and each certificate's `key_pem` reads `(redacted)` (header `x-realmgate-redacted`, weak ETag)",
                   "parameters": [{"name": "summary", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]},
-                                  "description": "Only version, digest, tenant count and size"}],
+                                  "description": "Only version, digest, tenant count and size"},
+                                 {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                                  "description": "Long poll: answer once the table's version is greater than this, or 204 after wait_s"},
+                                 {"name": "wait_s", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 60},
+                                  "description": "With after: the longest wait in seconds (default 25)"}],
                   "responses": {"200": {"description": "The table (see realmgate-table), or its summary",
                                         "headers": {"x-realmgate-table-version": {"schema": {"type": "integer"}}},
                                         "content": {"application/json": {"schema": {"type": "object"}}}},
                                 "401": unauthorized,
+                                "204": {"description": "Long poll: no newer table within wait_s"},
                                 "403": error("The table carries secrets and realmctl serves plain http to a non-loopback peer (`insecure_channel`): serve realmctl over TLS"),
-                                "503": error("The compiler has not caught up yet; retry")}}
+                                "503": error("The compiler has not caught up yet, or too many long polls wait; retry")}}
         },
         "/v1/gateways": {
           "get": {"summary": "Each gateway: URL, applied version, last push result and time",

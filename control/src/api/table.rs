@@ -19,6 +19,19 @@ use std::time::Duration;
 
 /// Longest wait for the compiler to catch up with the registry before answering 503.
 const COMPILE_WAIT: Duration = Duration::from_secs(10);
+/// Gateways waiting on `?after=` at once; beyond, 503 (the gateway retries with backoff).
+pub const MAX_LONG_POLLS: usize = 4096;
+/// How long a long poll waits at most, and by default.
+const MAX_WAIT_S: u64 = 60;
+const DEFAULT_WAIT_S: u64 = 25;
+
+/// `GET /v1/table?after=…`: a gateway's long poll.
+pub fn is_long_poll(uri: &axum::http::Uri) -> bool {
+    uri.path() == "/v1/table"
+        && uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("after=")))
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/table", get(show))
@@ -27,6 +40,11 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 struct TableQuery {
     summary: Option<String>,
+    /// Long poll: answer once the table is newer than this version, or `204` after `wait_s`
+    /// seconds (default 25, at most 60). A gateway keeps one open to converge within a
+    /// moment of a change even when a push does not reach it.
+    after: Option<u64>,
+    wait_s: Option<u64>,
 }
 
 /// The table as of this request: a change acknowledged before it is always included.
@@ -37,7 +55,22 @@ async fn show(
     Query(q): Query<TableQuery>,
 ) -> Result<Response, ApiError> {
     let gateway = s.tokens.is_gateway(&headers);
-    let table = current(&s).await?;
+    let table = match q.after {
+        Some(after) => match newer_than(&s, after, q.wait_s).await? {
+            Some(t) => t,
+            None => {
+                return Ok((
+                    axum::http::StatusCode::NO_CONTENT,
+                    [(
+                        header::HeaderName::from_static("x-realmgate-table-version"),
+                        after.to_string(),
+                    )],
+                )
+                    .into_response())
+            }
+        },
+        None => current(&s).await?,
+    };
     let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| *a);
@@ -118,6 +151,30 @@ fn redacted(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
         }
     }
     serde_json::to_vec(&table)
+}
+
+/// The first compiled table newer than `after`, waiting up to `wait_s` seconds for it
+/// (`None`: none came). Idle waiters cost a permit of [`MAX_LONG_POLLS`] and no CPU.
+async fn newer_than(
+    s: &AppState,
+    after: u64,
+    wait_s: Option<u64>,
+) -> Result<Option<Arc<Compiled>>, ApiError> {
+    let Ok(_permit) = s.long_polls.clone().try_acquire_owned() else {
+        return Err(ApiError::Busy);
+    };
+    let wait = Duration::from_secs(wait_s.unwrap_or(DEFAULT_WAIT_S).clamp(1, MAX_WAIT_S));
+    let mut rx = s.tables.clone();
+    let newer = tokio::time::timeout(
+        wait,
+        rx.wait_for(|t| t.as_ref().is_some_and(|t| t.version > after)),
+    )
+    .await;
+    match newer {
+        Ok(Ok(t)) => Ok(t.as_ref().map(Arc::clone)),
+        Ok(Err(_)) => Err(ApiError::TableNotReady),
+        Err(_) => Ok(None),
+    }
 }
 
 async fn current(s: &AppState) -> Result<Arc<Compiled>, ApiError> {

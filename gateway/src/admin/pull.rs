@@ -1,6 +1,8 @@
-//! Start-up catch-up: a gateway started with `--control-url` asks realmctl for the current
-//! table, retrying with backoff until it has it, so a gateway that was down converges even if
-//! no push arrives.
+//! Convergence from the gateway's side: a gateway started with `--control-url` asks realmctl
+//! for the current table at start, retrying with backoff until it has it, then keeps a long
+//! poll open (`GET /v1/table?after=<version it serves>`), so a gateway that missed a push
+//! converges within a moment of the change, not at realmctl's next resync. Pushes stay the
+//! fast path; both apply through the same store (an older or equal version is a no-op).
 
 use crate::snapshot::{ApplyError, Store};
 use async_trait::async_trait;
@@ -21,6 +23,9 @@ pub struct ControlPull {
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// What a long poll asks realmctl to wait at most; the request's own timeout is longer.
+const LONG_POLL_WAIT_S: u64 = 25;
+const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_WAIT_S + 10);
 
 #[async_trait]
 impl BackgroundService for ControlPull {
@@ -34,9 +39,25 @@ impl BackgroundService for ControlPull {
         };
         let url = format!("{}/v1/table", self.control_url.trim_end_matches('/'));
         let mut backoff = FIRST_BACKOFF;
+        let mut started = false;
         loop {
-            match self.pull_once(&client, &url).await {
-                Ok(()) => return,
+            // First the current table; then, each time, whatever is newer than ours.
+            let pulled = if started {
+                let after = self.store.current().map_or(0, |s| s.version);
+                let poll = format!("{url}?after={after}&wait_s={LONG_POLL_WAIT_S}");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    r = self.pull_once(&client, &poll) => r,
+                }
+            } else {
+                self.pull_once(&client, &url).await
+            };
+            match pulled {
+                Ok(()) => {
+                    started = true;
+                    backoff = FIRST_BACKOFF;
+                    continue;
+                }
                 Err(e) => log::warn!("control pull from {url}: {e}; retrying in {backoff:?}"),
             }
             tokio::select! {
@@ -58,7 +79,7 @@ impl ControlPull {
     /// configuration checked), verified against `ca_pem` when given, never redirected.
     fn client(&self) -> Result<reqwest::Client, String> {
         let mut builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(LONG_POLL_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!is_plain_loopback(&self.control_url));
         if let Some(pem) = &self.ca_pem {
@@ -81,6 +102,10 @@ impl ControlPull {
             .send()
             .await
             .map_err(|e| format!("request failed: {e}"))?;
+        if resp.status() == reqwest::StatusCode::NO_CONTENT {
+            // A long poll that saw no newer table: ask again.
+            return Ok(());
+        }
         if !resp.status().is_success() {
             return Err(format!("answered {}", resp.status()));
         }
