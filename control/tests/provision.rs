@@ -462,3 +462,62 @@ async fn a_failing_step_marks_the_tenant_failed_and_retry_finishes_it() {
     .await;
     assert_eq!(kube.ingress_count("edge").await, 1);
 }
+
+#[tokio::test]
+async fn an_ingress_field_another_manager_took_is_reported_not_overwritten() {
+    // Needs no Keycloak or PowerDNS: the Ingress step against the real API server.
+    let Stack {
+        dir: _dir,
+        kube,
+        up: _up,
+        gw: _gw,
+        rc,
+    } = Stack::start("prov-conflict", None, "c").await;
+    let api = rc.api();
+    let (st, _) = api
+        .call(Method::POST, "/v1/tenants", Some(body("held", "held.test")))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    wait_state(&api, "held", "ready", Duration::from_secs(30)).await;
+    let path = "/apis/networking.k8s.io/v1/namespaces/edge/ingresses/realmgate-held";
+    // Someone else takes the class over with server-side apply (forced, as kubectl's
+    // `--force-conflicts` would).
+    let (st, v) = kube
+        .apply(
+            path,
+            &json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                    "metadata": {"name": "realmgate-held", "namespace": "edge"},
+                    "spec": {"ingressClassName": "other"}}),
+        )
+        .await;
+    assert!(st.is_success(), "{st} {v}");
+    // A change that makes realmctl apply again: the conflict is the step's error.
+    let (st, v) = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/held",
+            Some(json!({"hosts": ["held.test", "held2.test"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let v = eventually(
+        Duration::from_secs(30),
+        "the ingress step fails",
+        || async {
+            let (_, v) = api.call(Method::GET, "/v1/tenants/held", None).await;
+            (v["provisioning"]["state"] == "failed").then_some(v)
+        },
+    )
+    .await;
+    let error = v["provisioning"]["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("another field manager") && error.contains("realmgate-tests"),
+        "{v}"
+    );
+    // Not overwritten: the other manager's value stands.
+    let ing = kube
+        .ingress("edge", "realmgate-held")
+        .await
+        .expect("ingress");
+    assert_eq!(ing["spec"]["ingressClassName"], "other");
+}

@@ -1,7 +1,9 @@
 //! Provisioning step 3, ingress (`kubernetes`): one networking.k8s.io/v1 Ingress per tenant
 //! through `kube`, applied server-side under realmctl's field manager, labelled as
 //! realmctl's and the tenant's. An Ingress of the same name that is not ours is never
-//! overwritten or deleted.
+//! overwritten or deleted, and a field of ours that another field manager took over (a hand
+//! edit with `kubectl apply --server-side`, another controller) is reported as the step's
+//! error, naming the manager, not overwritten: the apply is never forced.
 
 use super::{digest_of, Outputs, Step, StepError, StepKind, TenantInput};
 use k8s_openapi::api::networking::v1::{
@@ -210,11 +212,17 @@ impl Step for IngressStep {
         let applied = if unchanged {
             actual
         } else {
-            let params = PatchParams::apply(&self.s.field_manager).force();
+            let params = PatchParams::apply(&self.s.field_manager);
             let got = api
                 .patch(&name, &params, &Patch::Apply(&want))
                 .await
-                .map_err(|e| kube_error(&format!("apply ingress {name}"), e))?;
+                .map_err(|e| match e {
+                    kube::Error::Api(s) if s.code == 409 => StepError::new(format!(
+                        "Ingress {}/{name}: fields realmctl sets are now managed by another field manager ({}); realmctl does not overwrite them: undo that change (or remove the other manager's fields), then retry the tenant",
+                        self.s.namespace, s.message
+                    )),
+                    other => kube_error(&format!("apply ingress {name}"), other),
+                })?;
             log::info!(
                 "tenant {}: Ingress {}/{name} applied",
                 t.id,
