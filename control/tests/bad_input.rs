@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::raw::raw_post;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

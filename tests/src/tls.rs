@@ -67,6 +67,25 @@ pub async fn curl(addr: SocketAddr, host: &str, path: &str, ca_file: &Path, h2: 
     }
 }
 
+/// A rustls client configuration trusting only `ca_pem`, offering `alpn` in that order.
+pub fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM"))
+        .expect("CA root");
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
 /// A reqwest client for `https://{host}` names resolved to `addr`, trusting only `ca_pem`;
 /// `fresh`: a new connection and a full handshake (no session resumption) per request, else
 /// kept-alive connections.
@@ -76,20 +95,7 @@ pub fn https_client(
     addr: SocketAddr,
     fresh: bool,
 ) -> reqwest::Client {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM"))
-        .expect("CA root");
-    let mut tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut tls = client_config(ca_pem, &[b"h2", b"http/1.1"]);
     if fresh {
         tls.resumption = rustls::client::Resumption::disabled();
     }
@@ -313,25 +319,7 @@ pub mod fixtures {
         h2::client::SendRequest<bytes::Bytes>,
         tokio::task::JoinHandle<Result<(), h2::Error>>,
     ) {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, ServerName};
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA"))
-            .expect("root");
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from(host.to_owned()).expect("name"), tcp)
-            .await
-            .expect("TLS handshake");
+        let tls = tls_h2(addr, host, ca_pem).await;
         let (send, conn) = h2::client::handshake(tls).await.expect("h2 handshake");
         (send, tokio::spawn(conn))
     }
@@ -342,20 +330,8 @@ pub mod fixtures {
         host: &str,
         ca_pem: &str,
     ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, ServerName};
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA"))
-            .expect("root");
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        use rustls::pki_types::ServerName;
+        let config = super::client_config(ca_pem, &[b"h2"]);
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
         tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from(host.to_owned()).expect("name"), tcp)

@@ -64,21 +64,7 @@ impl Proto {
 
 /// A client configuration trusting only `ca_pem` and offering one ALPN protocol.
 fn tls_config(ca_pem: &str, alpn: &[u8]) -> rustls::ClientConfig {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM"))
-        .expect("CA root");
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    config
+    realmgate_e2e::tls::client_config(ca_pem, &[alpn])
 }
 
 /// reqwest for `https://<host>:<port>` names resolved to `addr`: HTTP/1.1 only, or HTTP/2 by ALPN.

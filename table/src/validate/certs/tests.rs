@@ -1,3 +1,6 @@
+//! Certificate validation against chains minted here (rcgen): what is served, what is refused
+//! and why.
+
 use super::*;
 use crate::parse_expiry;
 use crate::wire::Certificate;
