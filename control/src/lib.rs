@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod ids;
+pub mod kube_access;
 pub mod metrics;
 pub mod migrate;
 pub mod model;

@@ -56,23 +56,9 @@ impl IngressStep {
         let client = self
             .client
             .get_or_try_init(|| async {
-                let config = match &self.s.kubeconfig {
-                    Some(path) => {
-                        let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
-                            StepError::new(format!("kubeconfig {}: {e}", path.display()))
-                        })?;
-                        kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                            .await
-                            .map_err(|e| {
-                                StepError::new(format!("kubeconfig {}: {e}", path.display()))
-                            })?
-                    }
-                    None => kube::Config::infer()
-                        .await
-                        .map_err(|e| StepError::new(format!("no Kubernetes configuration: {e}")))?,
-                };
-                kube::Client::try_from(config)
-                    .map_err(|e| StepError::new(format!("Kubernetes client: {e}")))
+                crate::kube_access::client(self.s.kubeconfig.as_deref())
+                    .await
+                    .map_err(StepError::new)
             })
             .await?;
         Ok(Api::namespaced(client.clone(), &self.s.namespace))
@@ -166,14 +152,15 @@ fn converged(actual: &Ingress, want: &Ingress) -> bool {
         && actual.spec == want.spec
 }
 
-fn kube_error(what: &str, e: kube::Error) -> StepError {
-    match e {
-        kube::Error::Api(s) => StepError::new(format!(
-            "Kubernetes {what}: {} {} ({})",
-            s.code, s.reason, s.message
-        )),
-        other => StepError::new(format!("Kubernetes {what}: {}", super::root_cause(&other))),
-    }
+fn kube_error(verb: &str, ns: &str, e: &kube::Error) -> StepError {
+    StepError::new(crate::kube_access::describe(
+        crate::kube_access::Call {
+            verb,
+            resource: "ingresses.networking.k8s.io",
+            namespace: ns,
+        },
+        e,
+    ))
 }
 
 #[async_trait::async_trait]
@@ -198,7 +185,7 @@ impl Step for IngressStep {
         let actual = api
             .get_opt(&name)
             .await
-            .map_err(|e| kube_error(&format!("GET ingress {name}"), e))?;
+            .map_err(|e| kube_error("get", &self.s.namespace, &e))?;
         let unchanged = match &actual {
             Some(a) if !ours(a, t.id.as_str()) => {
                 return Err(StepError::new(format!(
@@ -221,7 +208,7 @@ impl Step for IngressStep {
                         "Ingress {}/{name}: fields realmctl sets are now managed by another field manager ({}); realmctl does not overwrite them: undo that change (or remove the other manager's fields), then retry the tenant",
                         self.s.namespace, s.message
                     )),
-                    other => kube_error(&format!("apply ingress {name}"), other),
+                    other => kube_error("patch", &self.s.namespace, &other),
                 })?;
             log::info!(
                 "tenant {}: Ingress {}/{name} applied",
@@ -246,7 +233,7 @@ impl Step for IngressStep {
         let Some(actual) = api
             .get_opt(&name)
             .await
-            .map_err(|e| kube_error(&format!("GET ingress {name}"), e))?
+            .map_err(|e| kube_error("get", &self.s.namespace, &e))?
         else {
             return Ok(());
         };
@@ -261,7 +248,7 @@ impl Step for IngressStep {
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(kube_error(&format!("DELETE ingress {name}"), e)),
+            Err(e) => Err(kube_error("delete", &self.s.namespace, &e)),
         }
     }
 }
