@@ -217,6 +217,47 @@ async fn the_cli_drives_the_daemon_end_to_end() {
         serde_json::from_str::<Value>(&out.stdout).ok(),
         Some(Value::Array(vec![]))
     );
+    // `--output json` (`-o json`) is the same as `--json`, on every read command.
+    for args in [
+        &["-o", "json", "upstream", "list"][..],
+        &["tenant", "list", "--output", "json"][..],
+        &["gateways", "-o", "json"][..],
+    ] {
+        let out = run(args).await;
+        assert!(
+            out.ok && serde_json::from_str::<Value>(&out.stdout).is_ok(),
+            "{args:?}: {} {}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn completions_are_printed_for_each_shell_without_a_daemon() {
+    for (shell, marker) in [
+        ("bash", "_realmctl()"),
+        ("zsh", "#compdef realmctl"),
+        ("fish", "complete -c realmctl"),
+    ] {
+        let out = realmctl("http://127.0.0.1:9", None, &["completions", shell]).await;
+        assert!(out.ok, "{shell}: {}", out.stderr);
+        assert!(
+            out.stdout.contains(marker),
+            "{shell}: {}",
+            &out.stdout[..out.stdout.len().min(300)]
+        );
+        assert!(
+            out.stdout.contains("tenant"),
+            "{shell} completes subcommands"
+        );
+    }
+    let out = realmctl("http://127.0.0.1:9", None, &["completions", "cmd.exe"]).await;
+    assert!(
+        !out.ok && out.stderr.contains("invalid value"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,11 +41,22 @@ pub struct Cli {
     /// File holding the operator token; otherwise the REALMCTL_TOKEN variable is used.
     #[arg(long, global = true, env = "REALMCTL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// Print the API's JSON instead of text.
+    /// What read commands print: `table` (text for people) or `json` (the API's JSON, for
+    /// scripts).
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// The same as `--output json`.
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--output`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -69,19 +80,31 @@ pub enum Command {
     /// Add, list, show and remove the certificates gateways serve by SNI.
     #[command(subcommand)]
     Cert(cert::CertCmd),
+    /// Print a completion script for a shell, e.g. `realmctl completions bash >
+    /// /etc/bash_completion.d/realmctl`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Tests and the local platform: create realmctl's service-account client in
     /// Keycloak's admin realm with the bootstrap admin (password from
     /// KEYCLOAK_ADMIN_PASSWORD), and write its secret to a file.
     #[command(hide = true)]
     KeycloakBootstrap {
+        /// Keycloak's base URL.
         #[arg(long)]
         keycloak_url: String,
+        /// The admin realm the client is created in.
         #[arg(long, default_value = "master")]
         realm: String,
+        /// The bootstrap admin's user name.
         #[arg(long, env = "KEYCLOAK_ADMIN_USER", default_value = "admin")]
         admin_user: String,
+        /// The service-account client's id.
         #[arg(long, default_value = "realmctl")]
         client_id: String,
+        /// Where the client's secret is written (mode 0600).
         #[arg(long)]
         secret_file: PathBuf,
     },
@@ -109,6 +132,7 @@ pub enum KeyCmd {
         /// Wait until every gateway accepts it.
         #[arg(long)]
         wait: bool,
+        /// Seconds to wait at most.
         #[arg(long, default_value_t = 30)]
         wait_timeout: u64,
     },
@@ -116,10 +140,12 @@ pub enum KeyCmd {
     List,
     /// Revoke a key; gateways refuse it once they apply the next table.
     Revoke {
+        /// The key's id (`realmctl key list`), not its secret.
         id: String,
         /// Wait until every gateway refuses it.
         #[arg(long)]
         wait: bool,
+        /// Seconds to wait at most.
         #[arg(long, default_value_t = 30)]
         wait_timeout: u64,
     },
@@ -173,6 +199,7 @@ pub struct TenantFields {
     /// Shorthand for --route /=UPSTREAM.
     #[arg(long)]
     upstream: Option<String>,
+    /// The name people see (the shell's header, the operator UI); defaults to the id.
     #[arg(long)]
     display_name: Option<String>,
     /// An app of the tenant's catalog, NAME=PATH (shown as NAME, capitalised); repeatable. On
@@ -191,6 +218,7 @@ pub struct TenantFields {
     /// Remove the app shell.
     #[arg(long, conflicts_with_all = ["shell", "shell_upstream", "shell_excludes"])]
     no_shell: bool,
+    /// `active` (routed) or `suspended` (every request answered 503, nothing removed).
     #[arg(long, value_enum)]
     status: Option<StatusArg>,
     /// Plain HTTP to the tenant's hosts: off (served), redirect (308 to https) or only (403).
@@ -277,6 +305,7 @@ pub enum TenantCmd {
 pub enum UpstreamCmd {
     /// Create or replace a pool.
     Set {
+        /// The pool's name, as routes name it.
         name: String,
         /// An IP:port endpoint; repeatable, at least one.
         #[arg(long = "endpoint", required = true)]
@@ -284,18 +313,26 @@ pub enum UpstreamCmd {
         /// Probe endpoints with GET PATH (200 is healthy) instead of a TCP connect.
         #[arg(long)]
         health_path: Option<String>,
+        /// Longest wait for a connection to an endpoint, in milliseconds.
         #[arg(long)]
         connect_timeout_ms: Option<u64>,
+        /// Longest wait for the endpoint's answer (between reads), in milliseconds.
         #[arg(long)]
         read_timeout_ms: Option<u64>,
+        /// Longest wait to send the request to the endpoint (between writes), in milliseconds.
         #[arg(long)]
         write_timeout_ms: Option<u64>,
     },
+    /// List pools with their endpoints and the tenants routing to them.
     List,
+    /// Show one pool.
     Show {
+        /// The pool's name.
         name: String,
     },
+    /// Delete a pool no route uses.
     Delete {
+        /// The pool's name.
         name: String,
     },
 }
@@ -304,6 +341,7 @@ pub enum UpstreamCmd {
 pub enum TableCmd {
     /// Version, digest and size; --full prints the whole table JSON.
     Show {
+        /// The whole table JSON (keys and login secrets redacted).
         #[arg(long)]
         full: bool,
     },
@@ -346,11 +384,23 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         )
         .await;
     }
+    if let Command::Completions { shell } = cli.command {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "realmctl",
+            &mut out,
+        );
+        return String::from_utf8(out).map_err(|e| CliError::BadResponse(e.to_string()));
+    }
     let c = Client::new(&cli.url, token, cli.ca_file.as_deref())?;
-    let json = cli.json;
+    let json = cli.json || cli.output == Output::Json;
     match cli.command {
         Command::KeycloakBootstrap { .. } => Err(CliError::Usage("handled above".into())),
-        Command::Serve(_) => Err(CliError::Usage("serve is not a client command".into())),
+        Command::Serve(_) | Command::Completions { .. } => {
+            Err(CliError::Usage("not a client command".into()))
+        }
         Command::Tenant(cmd) => tenant(&c, cmd, json).await,
         Command::Upstream(cmd) => upstream(&c, cmd, json).await,
         Command::Key(cmd) => key(&c, cmd, json).await,
@@ -567,6 +617,42 @@ mod tests {
     #[test]
     fn segments() {
         assert_eq!(crate::percent::encode("a b/c"), "a%20b%2Fc");
+    }
+
+    /// Every command and every argument says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_name() != "help" && sub.get_about().is_none() {
+                    missing.push(p.clone());
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<Cli as clap::CommandFactory>::command(),
+            "realmctl",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
+
+    #[test]
+    fn output_json_and_completions_parse() {
+        let cli = Cli::try_parse_from(["realmctl", "tenant", "list", "-o", "json"]).expect("parse");
+        assert!(cli.output == Output::Json && !cli.json);
+        let cli = Cli::try_parse_from(["realmctl", "completions", "bash"]).expect("parse");
+        assert!(matches!(cli.command, Command::Completions { .. }));
+        assert!(Cli::try_parse_from(["realmctl", "tenant", "list", "-o", "yaml"]).is_err());
     }
 
     #[test]

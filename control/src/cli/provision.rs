@@ -196,8 +196,19 @@ pub async fn bootstrap(
     let secret = crate::provision::keycloak::bootstrap(url, realm, user, password, client_id)
         .await
         .map_err(|e| CliError::Usage(format!("Keycloak bootstrap: {e}")))?;
-    std::fs::write(secret_file, format!("{secret}\n"))
-        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", secret_file.display())))?;
+    let cannot =
+        |e: std::io::Error| CliError::Usage(format!("cannot write {}: {e}", secret_file.display()));
+    // A secret: readable by its owner only, whatever the umask.
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    let mut file = file.open(secret_file).map_err(cannot)?;
+    // A file that existed before keeps its mode at open: narrow it too.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(cannot)?;
+    std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes()).map_err(cannot)?;
     Ok(format!(
         "client {client_id} ready in realm {realm}; its secret is in {}\n",
         secret_file.display()
