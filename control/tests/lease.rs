@@ -281,6 +281,34 @@ async fn an_unreachable_api_server_stops_writes_not_reads_until_it_is_back() {
     assert!(rc.proc.exited().is_none(), "it kept running");
     assert!(rc.proc.log_text().contains("nobody else held it meanwhile"));
     assert_eq!(kube.ingress_count("edge").await, 1);
+
+    // SIGTERM: it hands the Lease back (no holder), so that a standby need not wait.
+    let pid = rc.proc.id().expect("pid").to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = rc.proc.exited() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "realmctl did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    let released = lease(&kube).await;
+    assert!(
+        released["spec"]["holderIdentity"]
+            .as_str()
+            .is_none_or(str::is_empty),
+        "{released}"
+    );
+    assert!(rc.proc.log_text().contains("released the Lease"));
 }
 
 #[tokio::test]
