@@ -14,8 +14,10 @@
 //! leaseTransitions), writes resume: nothing was written by anyone else. If somebody else
 //! held it, another process may have written the registry and this one's in-memory model
 //! (tenants, journal, table version) may be stale; writing from it could undo the other's
-//! work. So the process ends non-zero instead ([`Outcome::Lost`]), and its supervisor starts
-//! it again as a fresh standby that loads the registry anew.
+//! work. So, at the moment it could take the Lease back (the other holder stopped renewing
+//! it, or released it), the process ends non-zero instead ([`Outcome::Lost`]), and its
+//! supervisor starts it again as a fresh standby that loads the registry anew. Until then it
+//! serves reads, fenced, and `/readyz` names the other holder.
 //!
 //! At shutdown the fence closes, the write in progress finishes, and the Lease is released
 //! (no holder), so a standby takes it over at once instead of waiting for it to expire.
@@ -168,15 +170,18 @@ impl Elector {
                 }
                 Next::Tried(Err(e)) => self.failed(e),
                 Next::TimedOut(after) => self.failed(format!(
-                    "Kubernetes get {RESOURCE} in namespace {}: API server unreachable or failing: no answer within {after:?}",
+                    "Kubernetes {RESOURCE} in namespace {}: API server unreachable or failing: no answer within {after:?}",
                     self.cfg.namespace
                 )),
             }
             self.check_deadline();
+            // Leading, never past the renew deadline: the fence closes on time.
+            let pause = self.cfg.retry.min(self.budget());
             tokio::select! {
                 _ = &mut stop => return (self, Outcome::Stopped),
-                () = tokio::time::sleep(self.cfg.retry) => {}
+                () = tokio::time::sleep(pause) => {}
             }
+            self.check_deadline();
         }
     }
 
