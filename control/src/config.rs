@@ -30,6 +30,7 @@ struct FileConfig {
     gateways: Option<GatewaysFile>,
     provision: Option<crate::provision::config::ProvisionFile>,
     tls: Option<TlsFile>,
+    lease: Option<crate::lease::config::LeaseFile>,
 }
 
 /// realmctl's API over TLS: a certificate chain (PEM, leaf first) and its key.
@@ -131,6 +132,8 @@ pub struct Config {
     pub gateway_trust: crate::tls::GatewayTrust,
     /// Serve the API over TLS with this (`tls:`); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Hold this Kubernetes Lease before writing (`lease:`); `None`: the writer lock alone.
+    pub lease: Option<crate::lease::config::LeaseConfig>,
 }
 
 impl Config {
@@ -225,6 +228,9 @@ impl Config {
             file.provision.unwrap_or_default(),
             &mut problems,
         );
+        let lease = file
+            .lease
+            .and_then(|l| crate::lease::config::LeaseConfig::resolve(l, &mut problems));
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Config {
                 listen,
@@ -242,6 +248,7 @@ impl Config {
                 provision,
                 gateway_trust,
                 tls,
+                lease,
             }),
             _ => Err(problems),
         }

@@ -8,6 +8,8 @@ pub mod compile;
 pub mod config;
 pub mod ids;
 pub mod kube_access;
+pub mod leadership;
+pub mod lease;
 pub mod metrics;
 pub mod migrate;
 pub mod model;

@@ -14,7 +14,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // kube's client logs each failed request at error level; realmctl reports every failed
+    // Kubernetes call itself, naming the call (kube_access::describe), once per change of
+    // state instead of once per retry.
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,kube_client::client::builder=off"),
+    )
+    .init();
     // kube's TLS is rustls 0.23: name its crypto provider once for the whole process, so
     // no second provider pulled in by another crate can make rustls refuse to choose.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -18,6 +18,10 @@ pub struct Metrics {
     push_seconds: Histogram,
     applied: IntGaugeVec,
     requests: IntCounterVec,
+    /// 1 while this process may write (holds the Lease, or none is configured).
+    pub leader: IntGauge,
+    pub lease_transitions: IntGauge,
+    pub lease_failures: IntCounter,
 }
 
 impl Metrics {
@@ -65,6 +69,21 @@ impl Metrics {
             ),
             &["method", "route", "class"],
         )?;
+        let leader = IntGauge::new(
+            "realmctl_leader",
+            "1 while this realmctl may write (it holds the Lease, or none is configured)",
+        )?;
+        let lease_transitions = IntGauge::new(
+            "realmctl_lease_transitions",
+            "leaseTransitions of the Lease as last read",
+        )?;
+        let lease_failures = IntCounter::new(
+            "realmctl_lease_failures_total",
+            "Reads or writes of the Lease that failed",
+        )?;
+        registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(lease_transitions.clone()))?;
+        registry.register(Box::new(lease_failures.clone()))?;
         registry.register(Box::new(table_version.clone()))?;
         registry.register(Box::new(table_bytes.clone()))?;
         registry.register(Box::new(tenants.clone()))?;
@@ -85,6 +104,9 @@ impl Metrics {
             push_seconds,
             applied,
             requests,
+            leader,
+            lease_transitions,
+            lease_failures,
         })
     }
 

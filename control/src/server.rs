@@ -30,6 +30,8 @@ pub enum StartError {
     Provision(String),
     #[error(transparent)]
     Lock(#[from] crate::writer_lock::LockError),
+    #[error("lease: {0}")]
+    Lease(String),
 }
 
 /// What the daemon needs besides the registry.
@@ -103,7 +105,22 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
 pub async fn serve(config: Config) -> Result<(), StartError> {
     // One writer per registry: a second realmctl on this data directory stands by here.
     let _writer = crate::writer_lock::acquire(&config.data_dir).await?;
-    let registry = Registry::open(&config.data_dir, config.remote.as_ref()).await?;
+    let mut registry = Registry::open(&config.data_dir, config.remote.as_ref()).await?;
+    // With a Lease: reads at once, writes once it is ours (crate::lease).
+    let lease = match &config.lease {
+        Some(cfg) => {
+            let client = crate::kube_access::client(cfg.kubeconfig.as_deref())
+                .await
+                .map_err(StartError::Lease)?;
+            let (fence, fence_control) = crate::leadership::Fence::closed(format!(
+                "waiting for the Lease {} (not tried yet)",
+                cfg.describe()
+            ));
+            registry.set_fence(fence);
+            Some((cfg.clone(), client, fence_control))
+        }
+        None => None,
+    };
     let (steps, _) = config
         .provision
         .build(&config.data_dir)
@@ -159,25 +176,41 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         );
     }
     state.plain_http = config.tls.is_none();
+    let control = Arc::clone(&state.control);
+    let mut elector = lease.map(|(cfg, client, fence)| {
+        crate::lease::LeaseTask::spawn(cfg, client, fence, Arc::clone(&state.metrics))
+    });
     let app = api::app(state);
-    match config.tls {
-        Some(tls) => {
-            let listener =
-                crate::tls::TlsListener::new(listener, tls).map_err(StartError::Serve)?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown())
-                .await
-                .map_err(StartError::Serve)
+    let served = async move {
+        match config.tls {
+            Some(tls) => {
+                let listener =
+                    crate::tls::TlsListener::new(listener, tls).map_err(StartError::Serve)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+                    .map_err(StartError::Serve)
+            }
+            // The peer's address: over plain http the full table goes only to loopback.
+            None => axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(StartError::Serve),
         }
-        // The peer's address: over plain http the full table goes only to loopback.
-        None => axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(StartError::Serve),
-    }
+    };
+    let Some(mut task) = elector.take() else {
+        return served.await;
+    };
+    let result = tokio::select! {
+        r = served => r,
+        // Another process held the Lease meanwhile: end non-zero (crate::lease explains).
+        reason = task.lost() => return Err(StartError::Lease(reason)),
+    };
+    task.shutdown(control.quiesce()).await;
+    result
 }
 
 async fn shutdown() {

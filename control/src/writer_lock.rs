@@ -6,7 +6,7 @@
 //! It then resumes from the registry and the provisioning journal like any restart.
 //!
 //! The lock covers one machine's view of the directory (`flock` semantics); replicas on
-//! several machines need the Kubernetes Lease (not this module).
+//! several machines need the Kubernetes Lease (`crate::lease`, taken after this lock).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};

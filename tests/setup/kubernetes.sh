@@ -97,6 +97,10 @@ start() {
   local token
   token="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
   printf '%s,admin,admin-uid,system:masters\n' "$token" >"$dir/tokens.csv"
+  # A second user that no RBAC rule names: every call but discovery is 403 (tests of the
+  # errors that name a missing rule).
+  printf '%s,limited,limited-uid\n' "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" \
+    >>"$dir/tokens.csv"
   chmod 600 "$dir"/*.key "$dir/tokens.csv"
 
   "$BIN/etcd" --data-dir "$dir/etcd" --unsafe-no-fsync=true \

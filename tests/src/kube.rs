@@ -4,8 +4,10 @@
 //!
 //! realmctl reaches it through a loopback proxy of ours that forwards every request as is and
 //! records it (method, path, query, content type, JSON body), and that can be told to answer
-//! `500` to everything: a fault the real server cannot be made to produce on demand. Objects
-//! are read back from the real server, never from the proxy.
+//! `500` to everything (or to some paths), or to drop every connection (the server looks
+//! unreachable): faults the real server cannot be made to produce on demand. Objects are read
+//! back from the real server, never from the proxy. Besides the admin, the server knows a
+//! user that RBAC grants nothing ([`Kube::kubeconfig_limited`]).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -34,6 +36,10 @@ pub struct Inner {
     pub requests: Mutex<Vec<Recorded>>,
     /// Answer 500 to everything while set (nothing reaches the real server).
     pub fail: AtomicBool,
+    /// Answer 500 to requests whose path contains this (e.g. `/ingresses/`) while set.
+    pub fail_paths: Mutex<Option<String>>,
+    /// Drop every connection while set: the API server looks unreachable.
+    pub cut: Arc<AtomicBool>,
     server: String,
     client: reqwest::Client,
 }
@@ -44,6 +50,8 @@ pub struct Kube {
     pub addr: SocketAddr,
     pub state: Arc<Inner>,
     token: String,
+    /// A user with no RBAC rule at all (`tokens.csv`'s second line).
+    limited_token: String,
     dir: crate::TempDir,
     task: tokio::task::JoinHandle<()>,
 }
@@ -88,9 +96,16 @@ impl Kube {
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
             .build()
             .expect("client");
+        let limited_token = std::fs::read_to_string(dir.join("tokens.csv"))
+            .expect("tokens.csv")
+            .lines()
+            .find_map(|l| l.strip_suffix(",limited,limited-uid").map(str::to_owned))
+            .expect("the limited user's token in tokens.csv");
         let state = Arc::new(Inner {
             requests: Mutex::new(Vec::new()),
             fail: AtomicBool::new(false),
+            fail_paths: Mutex::new(None),
+            cut: Arc::new(AtomicBool::new(false)),
             server,
             client,
         });
@@ -101,6 +116,10 @@ impl Kube {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let listener = CuttingListener {
+            inner: listener,
+            cut: Arc::clone(&state.cut),
+        };
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -108,6 +127,7 @@ impl Kube {
             addr,
             state,
             token,
+            limited_token,
             dir,
             task,
         };
@@ -128,9 +148,19 @@ impl Kube {
 
     /// A kubeconfig for realmctl: the proxy, the admin token.
     pub fn kubeconfig(&self) -> String {
+        self.kubeconfig_with(&self.token)
+    }
+
+    /// A kubeconfig through the proxy for a user that RBAC grants nothing (every call but
+    /// discovery is 403).
+    pub fn kubeconfig_limited(&self) -> String {
+        self.kubeconfig_with(&self.limited_token)
+    }
+
+    fn kubeconfig_with(&self, token: &str) -> String {
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n    namespace: default\ncurrent-context: test\n",
-            self.addr, self.token
+            self.addr, token
         )
     }
 
@@ -225,6 +255,17 @@ impl Kube {
     pub fn set_failing(&self, fail: bool) {
         self.state.fail.store(fail, Ordering::SeqCst);
     }
+
+    /// Answer 500 only to requests whose path contains `fragment` (`None`: forward all).
+    pub fn set_failing_paths(&self, fragment: Option<&str>) {
+        *self.state.fail_paths.lock().expect("lock") = fragment.map(str::to_owned);
+    }
+
+    /// Drop every connection, open or new (`true`): to a client the API server is
+    /// unreachable (a connection reset or closed before any answer), not failing.
+    pub fn set_unreachable(&self, cut: bool) {
+        self.state.cut.store(cut, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Kube {
@@ -264,7 +305,13 @@ async fn forward(
         content_type: content_type.clone(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     });
-    if s.fail.load(Ordering::SeqCst) {
+    let path_fails = s
+        .fail_paths
+        .lock()
+        .expect("lock")
+        .as_deref()
+        .is_some_and(|f| uri.path().contains(f));
+    if s.fail.load(Ordering::SeqCst) || path_fails {
         let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
             "status": "Failure", "message": "the test's proxy is told to fail",
             "reason": "InternalError", "code": 500});
@@ -302,5 +349,89 @@ async fn forward(
                 .into_response()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("API server: {e}")).into_response(),
+    }
+}
+
+/// The proxy's listener: while `cut` is set, new connections are closed at once and open ones
+/// fail their next read or write, so the client sees its connection reset.
+struct CuttingListener {
+    inner: tokio::net::TcpListener,
+    cut: Arc<AtomicBool>,
+}
+
+impl axum::serve::Listener for CuttingListener {
+    type Io = CutStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (CutStream, SocketAddr) {
+        loop {
+            match self.inner.accept().await {
+                Ok(_) if self.cut.load(Ordering::SeqCst) => {} // dropped: closed at once
+                Ok((stream, addr)) => {
+                    let cut = Arc::clone(&self.cut);
+                    return (CutStream { stream, cut }, addr);
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+struct CutStream {
+    stream: tokio::net::TcpStream,
+    cut: Arc<AtomicBool>,
+}
+
+impl CutStream {
+    fn check(&self) -> std::io::Result<()> {
+        if self.cut.load(Ordering::SeqCst) {
+            Err(std::io::ErrorKind::ConnectionReset.into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for CutStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Err(e) = self.check() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CutStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Err(e) = self.check() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -1,6 +1,7 @@
 //! The API's error type and its mapping to HTTP: the one place where a failure becomes a
 //! status code and a JSON body. Internal details are logged, never returned.
 
+use crate::registry::RegistryError;
 use crate::service::ServiceError;
 use crate::views::{ErrorBody, ProblemView};
 use axum::http::{header, StatusCode};
@@ -89,6 +90,12 @@ impl IntoResponse for ApiError {
                 ),
                 ServiceError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", vec![], None),
                 ServiceError::Gone(_) => (StatusCode::GONE, "gone", vec![], None),
+                ServiceError::Registry(RegistryError::NotLeader(reason)) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_leader",
+                    vec![],
+                    Some(json!({"reason": reason})),
+                ),
                 ServiceError::Registry(_) | ServiceError::Internal(_) => {
                     log::error!("internal error: {e}");
                     let body = ErrorBody {
@@ -119,6 +126,7 @@ impl IntoResponse for ApiError {
         let mut resp = (status, Json(body)).into_response();
         let retry_after = match &self {
             ApiError::Busy => Some(1),
+            ApiError::Service(ServiceError::Registry(RegistryError::NotLeader(_))) => Some(2),
             ApiError::TooManyRequests { retry_after_s } => Some(*retry_after_s),
             _ => None,
         };

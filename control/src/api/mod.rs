@@ -9,6 +9,7 @@ mod gateways;
 mod keys;
 pub mod limits;
 mod openapi;
+mod ready;
 mod table;
 pub use table::MAX_LONG_POLLS;
 mod tenants;
@@ -77,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::ui::router())
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -86,6 +88,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    s.metrics
+        .leader
+        .set(i64::from(s.control.fence().is_leading()));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

@@ -141,6 +141,11 @@ pub fn spec() -> Value {
         "/healthz": {
           "get": {"summary": "Liveness", "security": [],
                   "responses": {"200": {"description": "ok", "content": {"text/plain": {}}}}}
+        },
+        "/readyz": {
+          "get": {"summary": "Readiness: whether this realmctl may write (holds the Lease, or none is configured)", "security": [],
+                  "responses": {"200": {"description": "ready", "content": {"text/plain": {}}},
+                                "503": {"description": "Not leading: `{\"ready\": false, \"error\": \"not_leader\", \"reason\": …}`", "content": {"application/json": {}}}}}
         }
       },
       "components": {

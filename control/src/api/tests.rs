@@ -472,6 +472,7 @@ fn openapi_documents_every_route() {
         ("/v1/openapi.json", &["get"]),
         ("/metrics", &["get"]),
         ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
     ] {
         for m in methods {
             assert!(
@@ -480,7 +481,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 16, "no stale paths");
+    assert_eq!(paths.len(), 17, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -255,3 +255,51 @@ fn tls_and_gateway_trust() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_lease_section_is_optional_and_checked_with_the_rest() {
+    let d = Dir::new("lease");
+    let admin = d.write("admin", TOKEN);
+    let load = |lease: &str| {
+        let conf = d.write(
+            "c.yaml",
+            &format!("admin_token_file: {}\n{lease}", admin.display()),
+        );
+        Config::load(Some(&conf), &Overrides::default())
+    };
+    assert_eq!(
+        load("").expect("valid").lease,
+        None,
+        "the writer lock alone"
+    );
+    let c = load("lease: {namespace: edge}\n").expect("valid");
+    let lease = c.lease.expect("a lease");
+    assert_eq!(
+        (lease.namespace.as_str(), lease.name.as_str()),
+        ("edge", "realmctl")
+    );
+    let problems =
+        load("lease: {namespace: edge, retry_ms: 9000, colour: red}\n").expect_err("invalid");
+    assert!(
+        problems.iter().any(|p| p == "lease.colour: unknown key"),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.starts_with("lease.retry_ms:")),
+        "{problems:?}"
+    );
+    // The example's commented-out section, uncommented, is valid.
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/realmctl.example.yaml"),
+    )
+    .expect("example");
+    let section: String = example
+        .lines()
+        .skip_while(|l| *l != "# lease:")
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(section.starts_with("lease:"), "{section}");
+    let lease = load(&section).expect("the example's lease: is valid").lease;
+    assert_eq!(lease.map(|l| l.retry.as_millis()), Some(2000));
+}

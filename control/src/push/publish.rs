@@ -4,7 +4,8 @@
 
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
-use crate::service::Control;
+use crate::registry::RegistryError;
+use crate::service::{Control, ServiceError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -28,10 +29,13 @@ pub async fn run(
     loop {
         let seen = *ahead.borrow_and_update();
         if seen > 0 && seen >= control.version() {
+            // A write: only the Lease holder moves the version (the others wait, quietly).
+            control.fence().wait_leading().await;
             match control.move_past(seen).await {
                 Ok(v) => log::warn!(
                     "a gateway serves table version {seen}, which this registry did not publish: continuing at version {v} and publishing the registry's state again"
                 ),
+                Err(ServiceError::Registry(RegistryError::NotLeader(_))) => {}
                 Err(e) => {
                     log::error!("cannot move the table version past {seen}: {e}; retrying in {RETRY_AFTER_FAILURE:?}");
                     tokio::time::sleep(RETRY_AFTER_FAILURE).await;

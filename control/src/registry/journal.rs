@@ -48,6 +48,7 @@ pub(super) async fn upsert_step(
 impl Registry {
     /// Journal one step transition (no new table version: the table does not change).
     pub async fn save_step(&self, tenant: &TenantId, s: &StepRecord) -> Result<(), RegistryError> {
+        self.fenced()?;
         upsert_step(&self.conn, tenant.as_str(), s).await?;
         Ok(())
     }
@@ -58,6 +59,7 @@ impl Registry {
         tenant: &TenantId,
         p: &Provision,
     ) -> Result<(), RegistryError> {
+        self.fenced()?;
         self.conn
             .execute(
                 "UPDATE tenants SET provision_state = ?2, routed = ?3, provision_error = ?4

@@ -9,6 +9,7 @@ mod journal;
 pub mod migrations;
 
 use crate::ids::{TenantId, UpstreamName};
+use crate::leadership::Fence;
 use crate::model::{CatalogEntry, KeyRecord, Model, TenantRecord, UpstreamRecord};
 use libsql::{params, Connection, Database, Transaction};
 use realmgate_table::host::HostPattern;
@@ -32,6 +33,9 @@ pub enum RegistryError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The fence is closed: this process does not hold the Lease (the API answers 503).
+    #[error("not the leader: {0}")]
+    NotLeader(String),
 }
 
 /// Settings for an embedded replica of a remote libsql server (Turso or `sqld`).
@@ -62,6 +66,10 @@ pub struct Registry {
     // Kept alive: dropping the database stops a replica's background sync.
     _db: Database,
     conn: Connection,
+    /// Checked by every write (before it starts and again just before it commits); open
+    /// unless a Lease is configured. Opening the registry (migrations, the first version of
+    /// an empty one) is not fenced: it is idempotent and runs under the writer lock.
+    fence: Fence,
 }
 
 impl Registry {
@@ -108,7 +116,25 @@ impl Registry {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute("PRAGMA foreign_keys = ON", ()).await?;
         migrations::migrate_registry(&conn).await?;
-        Ok(Registry { _db: db, conn })
+        Ok(Registry {
+            _db: db,
+            conn,
+            fence: Fence::open(),
+        })
+    }
+
+    /// Gate every write from now on with `fence`.
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = fence;
+    }
+
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
+
+    /// `NotLeader` unless the fence is open.
+    fn fenced(&self) -> Result<(), RegistryError> {
+        self.fence.check().map_err(RegistryError::NotLeader)
     }
 
     /// The table version; an empty registry starts at version 1 (an empty table), so
@@ -118,13 +144,21 @@ impl Registry {
         if v > 0 {
             return Ok(v);
         }
-        self.write(|_, _| async { Ok(()) }).await
+        // Unfenced (a standby serves reads of an empty registry too), and idempotent.
+        self.conn
+            .execute(
+                "UPDATE meta SET value = 1 WHERE key = 'table_version' AND value < 1",
+                (),
+            )
+            .await?;
+        read_version(&self.conn).await
     }
 
     /// Set the table version to `seen + 1` if it is at or below `seen`; returns the version.
     /// Nothing else changes: the next compile carries the same state under the new number.
     pub async fn move_version_past(&self, seen: u64) -> Result<u64, RegistryError> {
         let next = to_i64(seen.saturating_add(1));
+        self.fenced()?;
         self.conn
             .execute(
                 "UPDATE meta SET value = ?1 WHERE key = 'table_version' AND value < ?1",
@@ -448,13 +482,17 @@ impl Registry {
         F: FnOnce(Connection, u64) -> Fut,
         Fut: std::future::Future<Output = Result<(), libsql::Error>>,
     {
+        self.fenced()?;
         let tx = self.conn.transaction().await?;
         let result = async {
             let version = bump_version(&tx).await?;
             body(self.conn.clone(), version).await?;
             Ok::<_, libsql::Error>(version)
         }
-        .await;
+        .await
+        .map_err(RegistryError::from)
+        // Again just before commit: the Lease may have been lost while the body ran.
+        .and_then(|version| self.fenced().map(|()| version));
         match result {
             Ok(version) => {
                 tx.commit().await?;
@@ -464,7 +502,7 @@ impl Registry {
                 if let Err(rb) = tx.rollback().await {
                     log::error!("registry: rollback failed: {rb}");
                 }
-                Err(e.into())
+                Err(e)
             }
         }
     }

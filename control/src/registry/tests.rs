@@ -201,3 +201,47 @@ async fn https_hsts_and_certificates_round_trip() {
     drop(reg);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_closed_fence_refuses_every_write_and_commits_nothing() {
+    use crate::leadership::{Fence, Leadership};
+    let mut reg = Registry::in_memory().await.expect("open");
+    let (fence, control) = Fence::closed("held by other-7");
+    reg.set_fence(fence);
+    // Opening (the first version of an empty registry) is not a fenced write.
+    assert_eq!(reg.ensure_version().await.expect("v"), 1);
+    let app = UpstreamName::parse("app").expect("name");
+    let up = fixtures::upstream(&["127.0.0.1:9001"]);
+    let not_leader = |r: Result<u64, RegistryError>| match r {
+        Err(RegistryError::NotLeader(reason)) => assert_eq!(reason, "held by other-7"),
+        other => panic!("{other:?}"),
+    };
+    not_leader(reg.save_upstream(&app, &up.spec, 5).await);
+    not_leader(reg.move_version_past(40).await);
+    let (id, rec, _) = fixtures::tenant("acme", &["acme.test"], "app");
+    let step = crate::provision::StepRecord::new(crate::provision::StepKind::Database, "libsql", 1);
+    assert!(matches!(
+        reg.save_step(&id, &step).await,
+        Err(RegistryError::NotLeader(_))
+    ));
+    assert!(matches!(
+        reg.save_provision_state(&id, &rec.provision).await,
+        Err(RegistryError::NotLeader(_))
+    ));
+
+    // Closed while a write's body runs: checked again before commit, rolled back.
+    control.set(Leadership::Leading);
+    let closing = reg
+        .write(|_, _| async {
+            control.set(Leadership::not_leading("held by other-7"));
+            Ok(())
+        })
+        .await;
+    not_leader(closing);
+    let model = reg.load().await.expect("load");
+    assert_eq!(model.version, 1, "nothing committed");
+    assert!(model.upstreams.is_empty());
+
+    control.set(Leadership::Leading);
+    assert_eq!(reg.save_upstream(&app, &up.spec, 5).await.expect("save"), 2);
+}

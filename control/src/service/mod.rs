@@ -67,6 +67,8 @@ pub struct Control {
     wake: std::sync::Mutex<Option<mpsc::UnboundedSender<TenantId>>>,
     /// Provisioning changes, for the live event stream.
     events: broadcast::Sender<TenantId>,
+    /// The registry's fence (a copy, readable without the write lock).
+    fence: crate::leadership::Fence,
 }
 
 impl Control {
@@ -92,6 +94,7 @@ impl Control {
         let (changes, _) = watch::channel(model.version);
         let (events, _) = broadcast::channel(1024);
         Ok(Control {
+            fence: registry.fence().clone(),
             registry: Mutex::new(registry),
             model: RwLock::new(model),
             changes,
@@ -108,6 +111,17 @@ impl Control {
 
     pub fn secret_box(&self) -> &SecretBox {
         &self.secret_box
+    }
+
+    /// Whether this process may write (the registry refuses writes while it is closed).
+    pub fn fence(&self) -> &crate::leadership::Fence {
+        &self.fence
+    }
+
+    /// Wait for the write in progress, if any, to commit or fail (before the Lease is
+    /// released at shutdown, with the fence already closed).
+    pub async fn quiesce(&self) {
+        drop(self.registry.lock().await);
     }
 
     /// Connect the provisioning runner: tenants to look at arrive on the returned channel.

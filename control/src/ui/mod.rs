@@ -96,5 +96,7 @@ mod tests {
         assert_eq!(page.matches("<script").count(), 1);
         // The script renders text, never markup.
         assert!(!SCRIPT.contains("innerHTML") && !SCRIPT.contains("insertAdjacentHTML"));
+        // A realmctl that may not write says so (the Lease; /readyz gives the reason).
+        assert!(page.contains(r#"id="leader""#) && SCRIPT.contains(r#"fetch("/readyz")"#));
     }
 }

@@ -7,6 +7,7 @@ use super::{Control, ServiceError};
 use crate::ids::TenantId;
 use crate::provision::config::RunnerSettings;
 use crate::provision::{Outputs, Provision, Step, StepRecord, StepState, TenantInput, TenantState};
+use crate::registry::RegistryError;
 use crate::time::now_ms;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -148,6 +149,8 @@ impl Runner {
 
     async fn run_tenant(self: &Arc<Self>, id: &TenantId) {
         loop {
+            // Only the Lease holder provisions; the others wait here, without polling.
+            self.control.fence().wait_leading().await;
             let Some((input, p)) = self.control.provision_snapshot(id) else {
                 return;
             };
@@ -169,6 +172,11 @@ impl Runner {
             match result {
                 Ok(true) => continue,
                 Ok(false) => return,
+                // The Lease was lost mid-step: wait for it (the loop's top), then look again
+                // (a step cut short runs again: steps are idempotent).
+                Err(ServiceError::Registry(RegistryError::NotLeader(reason))) => {
+                    log::info!("tenant {id}: provisioning paused: not the leader ({reason})");
+                }
                 Err(e) => {
                     // The registry itself failed: nothing sensible to journal; try later.
                     log::error!("tenant {id}: provisioning journal: {e}; retrying in 5 s");

@@ -99,7 +99,26 @@ function expiry(c) {
   return c.days_left + " days left (" + c.not_after + ")";
 }
 
+// /readyz (no token): while this realmctl does not hold the Lease, a banner says why, since
+// every change will be refused (503 not_leader) while reads go on.
+async function leadership() {
+  let reason = null;
+  try {
+    const r = await fetch("/readyz");
+    if (!r.ok) {
+      const body = await r.json().catch(() => null);
+      reason = (body && body.reason) || "HTTP " + r.status;
+    }
+  } catch (e) {
+    reason = "realmctl does not answer: " + (e.message || e);
+  }
+  $("leader").hidden = reason === null;
+  $("leader").textContent = reason === null ? "" :
+    "Read-only: this realmctl may not write (it does not hold the Lease) — " + reason;
+}
+
 async function refresh() {
+  leadership();
   try {
     const [table, tenants, gateways, upstreams, keys, certificates] = await Promise.all([
       api("GET", "/v1/table?summary=1"),
@@ -168,6 +187,7 @@ function signOut(message) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  leadership();
   $("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const token = $("token").value.trim();
