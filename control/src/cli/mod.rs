@@ -146,6 +146,20 @@ pub struct ServeArgs {
     /// File holding the token realmctl presents to gateways (their admin token).
     #[arg(long)]
     pub gateway_token_file: Option<PathBuf>,
+    /// Also push to the ready endpoints of a Kubernetes Service (gateways.discovery).
+    #[arg(long, value_enum)]
+    pub gateway_discovery: Option<DiscoveryArg>,
+    /// The gateways' headless Service, with --gateway-discovery kubernetes.
+    #[arg(long)]
+    pub gateway_service: Option<String>,
+    /// Its namespace [default: the kubeconfig's, or realmctl's own in the cluster].
+    #[arg(long)]
+    pub gateway_namespace: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiscoveryArg {
+    Kubernetes,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -377,7 +391,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
             if json {
                 return pretty(&v.raw());
             }
-            Ok(output::gateways(&v.gateways))
+            Ok(output::gateways(&v.gateways, v.discovery.as_ref()))
         }
     }
 }
@@ -546,11 +560,17 @@ async fn wait_for_gateways(c: &Client, version: u64, timeout: Duration) -> Resul
 struct GatewayList {
     target_version: Option<u64>,
     gateways: Vec<GatewayView>,
+    #[serde(default)]
+    discovery: Option<crate::views::DiscoveryView>,
 }
 
 impl GatewayList {
     fn raw(&self) -> Value {
-        json!({"target_version": self.target_version, "gateways": self.gateways})
+        let mut v = json!({"target_version": self.target_version, "gateways": self.gateways});
+        if let Some(d) = &self.discovery {
+            v["discovery"] = json!(d);
+        }
+        v
     }
 }
 
