@@ -272,7 +272,7 @@ async fn follows_endpointslices() {
 
     // Two endpoints, ready and ready-unset: both get the current table.
     put_slice(&kube, "gw-a", &[(1, Some(true)), (2, None)]).await;
-    let (_ctl, api) = realmctl(
+    let (ctl, api) = realmctl(
         &dir,
         &format!(
             "  discovery:\n    kubernetes: {{service: {SERVICE}, namespace: {NS}, port: admin, scheme: http, kubeconfig: {}}}\n",
@@ -398,6 +398,11 @@ async fn follows_endpointslices() {
         (metric(&api, "realmctl_push_workers").await == Some(3)).then_some(())
     })
     .await;
+    assert!(
+        ctl.log_text().contains("watch expired (410 Gone"),
+        "the 410 was not seen as an expired watch:\n{}",
+        ctl.log_text()
+    );
 }
 
 /// A ServiceAccount token with no RBAC rule for EndpointSlices: discovery says which rule is

@@ -170,3 +170,74 @@ fn is_dns_label(s: &str) -> bool {
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(yaml: &str) -> Option<DiscoveryFile> {
+        Some(serde_yaml::from_str(yaml).expect("yaml"))
+    }
+
+    #[test]
+    fn defaults_flags_and_every_problem() {
+        let mut problems = Vec::new();
+        let k = resolve(
+            file("kubernetes: {service: realmgate-admin}"),
+            &DiscoveryOverrides::default(),
+            &mut problems,
+        )
+        .expect("on");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            (k.port, k.scheme, k.namespace, k.service_dns),
+            (PortSel::Name("admin".into()), "https", None, None)
+        );
+
+        // Flags alone, and flags over the file.
+        let flags = DiscoveryOverrides {
+            kubernetes: true,
+            service: Some("gw".into()),
+            namespace: Some("edge".into()),
+        };
+        let k = resolve(
+            file("kubernetes: {service: other, port: 9080, scheme: http, host: service_dns}"),
+            &flags,
+            &mut problems,
+        )
+        .expect("on");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            (k.service.as_str(), k.namespace.as_deref(), k.port, k.scheme),
+            ("gw", Some("edge"), PortSel::Number(9080), "http")
+        );
+        assert_eq!(k.service_dns.as_deref(), Some("cluster.local"));
+        assert!(resolve(None, &DiscoveryOverrides::default(), &mut problems).is_none());
+
+        let bad = resolve(
+            file("kubernetes: {namespace: Edge, port: 70000, scheme: ftp, host: dns, cluster_domain: x}"),
+            &DiscoveryOverrides::default(),
+            &mut problems,
+        );
+        assert!(bad.is_none());
+        for key in [
+            "service: required",
+            "namespace",
+            "port: 70000",
+            "scheme",
+            "host",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(key)),
+                "{key} not in {problems:?}"
+            );
+        }
+        problems.clear();
+        let service_only = DiscoveryOverrides {
+            service: Some("gw".into()),
+            ..Default::default()
+        };
+        assert!(resolve(None, &service_only, &mut problems).is_none());
+        assert!(problems[0].contains("--gateway-discovery kubernetes"));
+    }
+}

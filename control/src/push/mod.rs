@@ -479,3 +479,78 @@ mod tests {
         assert!(g.view(Some(30), Source::Static).in_sync);
     }
 }
+
+#[cfg(test)]
+mod dynamic_tests {
+    use super::*;
+
+    fn live(m: &Metrics) -> i64 {
+        m.push_workers.get()
+    }
+
+    /// Discovered sets replace each other: one worker per URL however often a URL comes and
+    /// goes, static gateways untouched, stopped workers really gone.
+    #[tokio::test]
+    async fn discovered_gateways_come_and_go_with_one_worker_each() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let (_tx, tables) = watch::channel(None);
+        let statics = ["http://127.0.0.1:1".to_owned()];
+        let pusher = Pusher::start(
+            &statics,
+            &GatewayTrust::default(),
+            None,
+            PushSettings::default(),
+            tables,
+            Arc::clone(&metrics),
+        )
+        .expect("pusher");
+        let set = |urls: &[&str]| {
+            urls.iter()
+                .map(|u| (*u).to_owned())
+                .collect::<BTreeSet<_>>()
+        };
+        let a = "http://10.0.0.1:9080";
+        let b = "http://10.0.0.2:9080";
+        for round in [
+            set(&[a, b]),
+            set(&[a]),
+            set(&[a, b]),
+            set(&[b, a]),
+            set(&[b]),
+        ] {
+            pusher.set_discovered(&round);
+        }
+        pusher.set_discovered(&set(&[a, b, "http://127.0.0.1:1"]));
+        let views = pusher.views();
+        let shown: Vec<(&str, &str)> = views
+            .iter()
+            .map(|v| (v.url.as_str(), v.source.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("http://127.0.0.1:1", "static"),
+                (b, "kubernetes"),
+                (a, "kubernetes")
+            ]
+        );
+        assert_eq!(metrics.discovered_gateways.get(), 2);
+        // Aborted tasks drop their guard when the runtime next polls them.
+        for _ in 0..100 {
+            if live(&metrics) == 3 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(live(&metrics), 3);
+        pusher.set_discovered(&BTreeSet::new());
+        for _ in 0..100 {
+            if live(&metrics) == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(live(&metrics), 1, "the static worker stays");
+        assert_eq!(pusher.views().len(), 1);
+    }
+}
