@@ -240,4 +240,30 @@ mod tests {
         assert!(resolve(None, &service_only, &mut problems).is_none());
         assert!(problems[0].contains("--gateway-discovery kubernetes"));
     }
+
+    /// The realmctl ConfigMap in deploy/kubernetes uses discovery: its configuration has no
+    /// unknown key and no discovery problem (its files exist only in the pod).
+    #[test]
+    fn the_cluster_configmap_reads() {
+        let manifest = include_str!("../../../deploy/kubernetes/realmctl.yaml");
+        let doc = manifest
+            .split("\n---\n")
+            .find(|d| d.contains("kind: ConfigMap"))
+            .expect("ConfigMap");
+        let cm: serde_yaml::Value = serde_yaml::from_str(doc).expect("yaml");
+        let text = cm["data"]["realmctl.yaml"].as_str().expect("realmctl.yaml");
+        let path = std::env::temp_dir().join(format!("realmctl-cm-{}.yaml", std::process::id()));
+        std::fs::write(&path, text).expect("write");
+        let problems = crate::config::Config::load(Some(&path), &Default::default())
+            .err()
+            .unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            text.contains("discovery:")
+                && !problems
+                    .iter()
+                    .any(|p| p.contains("unknown key") || p.contains("discovery")),
+            "{problems:?}"
+        );
+    }
 }
