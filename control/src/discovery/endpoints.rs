@@ -183,7 +183,8 @@ mod tests {
             urls(&s, &form(PortSel::Number(8080)))[0],
             "http://10.0.0.1:8080"
         );
-        let missing = slice_urls(&s, &form(PortSel::Name("metrics".into()))).unwrap_err();
+        let missing =
+            slice_urls(&s, &form(PortSel::Name("metrics".into()))).expect_err("no such port");
         assert!(
             missing.contains("gw-1")
                 && missing.contains("\"metrics\"")
@@ -241,7 +242,7 @@ mod tests {
             "ports": [{"name": "admin", "port": 9080}], "endpoints": [{"addresses": ["gw.example"]}]
         }));
         assert!(slice_urls(&fqdn, &form(PortSel::Name("admin".into())))
-            .unwrap_err()
+            .expect_err("FQDN")
             .contains("FQDN"));
     }
 }
