@@ -15,6 +15,7 @@ use crate::views::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::{CliError, Client};
 use key::key;
+use output::GatewayList;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -553,24 +554,6 @@ async fn wait_for_gateways(c: &Client, version: u64, timeout: Duration) -> Resul
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[derive(Deserialize)]
-struct GatewayList {
-    target_version: Option<u64>,
-    gateways: Vec<GatewayView>,
-    #[serde(default)]
-    discovery: Option<crate::views::DiscoveryView>,
-}
-
-impl GatewayList {
-    fn raw(&self) -> Value {
-        let mut v = json!({"target_version": self.target_version, "gateways": self.gateways});
-        if let Some(d) = &self.discovery {
-            v["discovery"] = json!(d);
-        }
-        v
     }
 }
 

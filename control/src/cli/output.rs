@@ -201,6 +201,26 @@ pub fn keys(list: &[KeyView]) -> String {
     )
 }
 
+/// `GET /v1/gateways`, as the CLI reads it.
+#[derive(serde::Deserialize)]
+pub(super) struct GatewayList {
+    pub target_version: Option<u64>,
+    pub gateways: Vec<GatewayView>,
+    #[serde(default)]
+    pub discovery: Option<DiscoveryView>,
+}
+
+impl GatewayList {
+    pub fn raw(&self) -> serde_json::Value {
+        let mut v =
+            serde_json::json!({"target_version": self.target_version, "gateways": self.gateways});
+        if let Some(d) = &self.discovery {
+            v["discovery"] = serde_json::json!(d);
+        }
+        v
+    }
+}
+
 pub fn gateways(list: &[GatewayView], discovery: Option<&DiscoveryView>) -> String {
     let found = discovery.map_or_else(String::new, |d| {
         let mut line = format!(
@@ -214,7 +234,7 @@ pub fn gateways(list: &[GatewayView], discovery: Option<&DiscoveryView>) -> Stri
     });
     if list.is_empty() {
         return found
-            + "no gateways (realmctl serve --gateway URL, or --gateway-discovery kubernetes)\n";
+            + "no gateways configured (realmctl serve --gateway URL, or --gateway-discovery kubernetes)\n";
     }
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     let rows: Vec<Vec<String>> = list
