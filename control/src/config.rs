@@ -70,6 +70,8 @@ struct GatewaysFile {
     ca_file: Option<PathBuf>,
     /// Or the SHA-256 of the gateway admin certificate (DER), hex.
     cert_sha256: Option<String>,
+    /// Gateways found in a Kubernetes Service's EndpointSlices, besides `urls`.
+    discovery: Option<crate::discovery::config::DiscoveryFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +93,8 @@ pub struct Overrides {
     /// When non-empty, replaces `gateways.urls`.
     pub gateways: Vec<String>,
     pub gateway_token_file: Option<PathBuf>,
+    /// `--gateway-discovery kubernetes --gateway-service NAME [--gateway-namespace NS]`.
+    pub discovery: crate::discovery::config::DiscoveryOverrides,
 }
 
 /// A bearer token read from a file. Its `Debug` never shows it.
@@ -124,6 +128,8 @@ pub struct Config {
     pub api: ApiLimits,
     pub remote: Option<RemoteSync>,
     pub gateways: Vec<String>,
+    /// Gateways discovered from EndpointSlices (with the static `gateways`, if any).
+    pub discovery: Option<crate::discovery::config::KubernetesDiscovery>,
     pub gateway_token: Option<Token>,
     pub push: PushSettings,
     /// Provisioning steps and their providers (all `none` without a `provision:` section).
@@ -201,9 +207,11 @@ impl Config {
                 problems.push(format!("gateways.urls[{i}]: {url:?} listed twice"));
             }
         }
+        let discovery =
+            crate::discovery::config::resolve(gw.discovery, &o.discovery, &mut problems);
         let gateway_token = match o.gateway_token_file.clone().or(gw.token_file) {
             Some(p) => read_token(&p, "gateways.token_file", &mut problems),
-            None if !gateways.is_empty() => {
+            None if !gateways.is_empty() || discovery.is_some() => {
                 problems.push("gateways.token_file: required when gateways are configured (the gateways' admin token)".into());
                 None
             }
@@ -243,6 +251,7 @@ impl Config {
                     .iter()
                     .map(|u| u.trim_end_matches('/').to_owned())
                     .collect(),
+                discovery,
                 gateway_token,
                 push,
                 provision,

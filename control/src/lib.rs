@@ -6,6 +6,7 @@ pub mod body;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod discovery;
 pub mod ids;
 pub mod kube_access;
 pub mod leadership;

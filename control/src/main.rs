@@ -30,6 +30,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         admin_token_file: args.admin_token_file,
         gateways: args.gateways,
         gateway_token_file: args.gateway_token_file,
+        discovery: realmctl::discovery::config::DiscoveryOverrides {
+            kubernetes: args.gateway_discovery == Some(cli::DiscoveryArg::Kubernetes),
+            service: args.gateway_service,
+            namespace: args.gateway_namespace,
+        },
     };
     let config = match Config::load(args.conf.as_deref(), &overrides) {
         Ok(c) => c,

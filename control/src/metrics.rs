@@ -1,5 +1,6 @@
 //! Every metric realmctl exports, defined once. Labels are bounded: gateways come from the
-//! configuration, routes from the router's own patterns, results from a fixed set.
+//! configuration or discovery (a dropped gateway's series are removed), routes from the
+//! router's own patterns, results from a fixed set.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -22,6 +23,13 @@ pub struct Metrics {
     pub leader: IntGauge,
     pub lease_transitions: IntGauge,
     pub lease_failures: IntCounter,
+    /// Gateways discovered from EndpointSlices (ready, not terminating).
+    pub discovered_gateways: IntGauge,
+    /// Push workers running: one per gateway, static or discovered.
+    pub push_workers: IntGauge,
+    /// Discovery failures (list or watch refused, API server away), and complete lists.
+    pub discovery_errors: IntCounter,
+    pub discovery_lists: IntCounter,
 }
 
 impl Metrics {
@@ -84,6 +92,28 @@ impl Metrics {
         registry.register(Box::new(leader.clone()))?;
         registry.register(Box::new(lease_transitions.clone()))?;
         registry.register(Box::new(lease_failures.clone()))?;
+        let discovered_gateways = IntGauge::new(
+            "realmctl_discovered_gateways",
+            "Gateways discovered from the gateway Service's EndpointSlices",
+        )?;
+        let push_workers = IntGauge::new(
+            "realmctl_push_workers",
+            "Push workers running (one per gateway)",
+        )?;
+        let discovery_errors = IntCounter::new(
+            "realmctl_gateway_discovery_errors_total",
+            "Failed EndpointSlice lists and watches",
+        )?;
+        let discovery_lists = IntCounter::new(
+            "realmctl_gateway_discovery_lists_total",
+            "Complete EndpointSlice lists (the first, and after each expired watch)",
+        )?;
+        for m in [&discovered_gateways, &push_workers] {
+            registry.register(Box::new(m.clone()))?;
+        }
+        for m in [&discovery_errors, &discovery_lists] {
+            registry.register(Box::new(m.clone()))?;
+        }
         registry.register(Box::new(table_version.clone()))?;
         registry.register(Box::new(table_bytes.clone()))?;
         registry.register(Box::new(tenants.clone()))?;
@@ -107,6 +137,10 @@ impl Metrics {
             leader,
             lease_transitions,
             lease_failures,
+            discovered_gateways,
+            push_workers,
+            discovery_errors,
+            discovery_lists,
         })
     }
 
@@ -130,6 +164,15 @@ impl Metrics {
         self.applied
             .with_label_values(&[gateway])
             .set(to_i64(version));
+    }
+
+    /// A gateway no longer pushed to (discovery dropped it): its series go, so a fleet
+    /// whose pods come and go does not grow the label set without bound.
+    pub fn forget_gateway(&self, gateway: &str) {
+        let _ = self.applied.remove_label_values(&[gateway]);
+        for result in crate::push::Outcome::ALL {
+            let _ = self.pushes.remove_label_values(&[gateway, result.as_str()]);
+        }
     }
 
     /// `route` is the router's pattern (`/v1/tenants/{id}`), never the raw path.

@@ -32,6 +32,8 @@ pub enum StartError {
     Lock(#[from] crate::writer_lock::LockError),
     #[error("lease: {0}")]
     Lease(String),
+    #[error("gateway discovery: {0}")]
+    Discovery(String),
 }
 
 /// What the daemon needs besides the registry.
@@ -153,6 +155,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         },
     )
     .await?;
+    if let Some(settings) = config.discovery.clone() {
+        let found = crate::discovery::start(settings, Arc::clone(&state.metrics))
+            .await
+            .map_err(StartError::Discovery)?;
+        state.pusher.follow(found.targets, found.status);
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -166,9 +174,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         "http"
     };
     log::info!(
-        "realmctl listening on {scheme}://{addr} (data dir {}, {} gateway(s))",
+        "realmctl listening on {scheme}://{addr} (data dir {}, {} static gateway(s){})",
         config.data_dir.display(),
-        config.gateways.len()
+        config.gateways.len(),
+        if config.discovery.is_some() {
+            " and discovered ones"
+        } else {
+            ""
+        }
     );
     if config.tls.is_none() && !crate::tls::is_loopback(&addr) {
         log::warn!(

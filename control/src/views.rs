@@ -176,6 +176,10 @@ pub struct Deleted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GatewayView {
     pub url: String,
+    /// Where realmctl learnt of it: `static` (its configuration) or `kubernetes` (an
+    /// EndpointSlice of the gateways' Service).
+    #[serde(default = "static_source")]
+    pub source: String,
     /// The table version the gateway is known to serve; `null` until it first answers.
     pub applied_version: Option<u64>,
     /// The newest compiled version; the gateway is in sync when `applied_version` reaches it.
@@ -191,6 +195,36 @@ pub struct GatewayView {
     pub last_attempt_at: Option<String>,
     pub last_success_at: Option<String>,
     pub consecutive_failures: u32,
+}
+
+fn static_source() -> String {
+    "static".into()
+}
+
+/// Gateway discovery, as `GET /v1/gateways` shows it (`discovery`, absent without).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveryView {
+    /// `kubernetes`.
+    pub provider: String,
+    /// The Service whose EndpointSlices name the gateways, and its namespace.
+    pub service: String,
+    pub namespace: String,
+    /// `starting` (no complete list yet), `watching`, or `error` (the gateways last listed
+    /// are kept and pushed to while the error lasts).
+    pub state: String,
+    /// The last failure, in words an operator can act on (a 403 names the missing RBAC rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Slices that name no gateway although they have endpoints (the port is missing…).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// EndpointSlices seen, and gateways they name (ready, not terminating).
+    pub slices: usize,
+    pub gateways: usize,
+    /// Complete lists taken: the first, and one after every expired watch (410 Gone).
+    pub lists: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change_at: Option<String>,
 }
 
 /// An error body: `{"error": code, "message": ..., "problems": [...]}`.

@@ -4,10 +4,11 @@
 //!
 //! realmctl reaches it through a loopback proxy of ours that forwards every request as is and
 //! records it (method, path, query, content type, JSON body), and that can be told to answer
-//! `500` to everything (or to some paths), or to drop every connection (the server looks
-//! unreachable): faults the real server cannot be made to produce on demand. Objects are read
-//! back from the real server, never from the proxy. Besides the admin, the server knows a
-//! user that RBAC grants nothing ([`Kube::kubeconfig_limited`]).
+//! `500` to everything (or to some paths), to drop every connection (the server looks
+//! unreachable), or to cut the open watches and answer the next ones with an expired
+//! resourceVersion (`410 Gone`): faults the real server cannot be made to produce on
+//! demand. Objects are read back from the real server, never from the proxy. Besides the
+//! admin, the server knows a user that RBAC grants nothing ([`Kube::kubeconfig_limited`]).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One request realmctl sent, as the proxy saw it.
@@ -40,6 +41,10 @@ pub struct Inner {
     pub fail_paths: Mutex<Option<String>>,
     /// Drop every connection while set: the API server looks unreachable.
     pub cut: Arc<AtomicBool>,
+    /// Watch requests still to be answered with an expired-version error (410).
+    expire_watches: AtomicUsize,
+    /// Bumped to end every watch stream open through the proxy.
+    cut_watches: tokio::sync::watch::Sender<u64>,
     server: String,
     client: reqwest::Client,
 }
@@ -106,6 +111,8 @@ impl Kube {
             fail: AtomicBool::new(false),
             fail_paths: Mutex::new(None),
             cut: Arc::new(AtomicBool::new(false)),
+            expire_watches: AtomicUsize::new(0),
+            cut_watches: tokio::sync::watch::channel(0).0,
             server,
             client,
         });
@@ -162,6 +169,11 @@ impl Kube {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: admin\n    namespace: default\ncurrent-context: test\n",
             self.addr, token
         )
+    }
+
+    /// The same kubeconfig with another bearer token (a ServiceAccount's, say).
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        self.kubeconfig().replace(&self.token, token)
     }
 
     /// The state directory (CA certificate `ca.crt`, logs).
@@ -268,6 +280,31 @@ impl Kube {
     }
 }
 
+impl Kube {
+    /// End every watch open through the proxy, and answer the next `n` watch requests the
+    /// way the real server does when the resourceVersion asked for is compacted away: a
+    /// watch stream whose one event is an `ERROR` with a `410 Expired` Status. A client that
+    /// handles it lists again.
+    pub fn expire_watches(&self, n: usize) {
+        self.state.expire_watches.store(n, Ordering::SeqCst);
+        self.state.cut_watches.send_modify(|g| *g += 1);
+    }
+
+    /// Every request recorded so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().expect("lock").clone()
+    }
+}
+
+impl Recorded {
+    /// A watch (`?watch=true` or `?watch=1`), as opposed to a list or a get.
+    pub fn is_watch(&self) -> bool {
+        self.query
+            .get("watch")
+            .is_some_and(|w| w == "true" || w == "1")
+    }
+}
+
 impl Drop for Kube {
     fn drop(&mut self) {
         self.task.abort();
@@ -298,13 +335,31 @@ async fn forward(
                 .collect()
         })
         .unwrap_or_default();
-    s.requests.lock().expect("lock").push(Recorded {
+    let recorded = Recorded {
         method: method.to_string(),
         path: uri.path().to_owned(),
         query,
         content_type: content_type.clone(),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    });
+    };
+    let watch = recorded.is_watch();
+    s.requests.lock().expect("lock").push(recorded);
+    if watch
+        && s.expire_watches
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    {
+        let event = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+            "metadata": {}, "status": "Failure",
+            "message": "too old resource version: 1 (2)", "reason": "Expired", "code": 410}});
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            format!("{event}\n"),
+        )
+            .into_response();
+    }
+    let mut cut = s.cut_watches.subscribe();
     let path_fails = s
         .fail_paths
         .lock()
@@ -340,13 +395,17 @@ async fn forward(
                     out.insert(name.clone(), value.clone());
                 }
             }
-            // Streamed: a watch stays open as long as the server keeps it.
-            (
-                status,
-                out,
-                axum::body::Body::from_stream(resp.bytes_stream()),
-            )
-                .into_response()
+            // Streamed: a watch stays open as long as the server keeps it, or until the test
+            // cuts it.
+            let cut = async move {
+                if watch {
+                    let _ = cut.changed().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let body = futures_util::StreamExt::take_until(resp.bytes_stream(), cut);
+            (status, out, axum::body::Body::from_stream(body)).into_response()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("API server: {e}")).into_response(),
     }

@@ -169,6 +169,7 @@ async fn realmctl_rbac_grants_what_it_calls_and_no_more() {
     for (verb, group, resource, namespace) in [
         ("get", "", "secrets", NAMESPACE),
         ("patch", "discovery.k8s.io", "endpointslices", NAMESPACE),
+        ("get", "discovery.k8s.io", "endpointslices", NAMESPACE),
         ("delete", "coordination.k8s.io", "leases", NAMESPACE),
         ("patch", "networking.k8s.io", "ingresses", "elsewhere"),
         ("create", "apps", "deployments", NAMESPACE),

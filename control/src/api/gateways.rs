@@ -1,4 +1,5 @@
-//! `/v1/gateways`: each gateway's URL, applied table version and last push result.
+//! `/v1/gateways`: each gateway's URL, source, applied table version and last push result,
+//! and where gateway discovery stands (when gateways are discovered).
 
 use super::AppState;
 use axum::extract::State;
@@ -13,5 +14,9 @@ pub fn router() -> Router<AppState> {
 
 async fn list(State(s): State<AppState>) -> Response {
     let target = s.tables.borrow().as_ref().map(|c| c.version);
-    Json(json!({"target_version": target, "gateways": s.pusher.views()})).into_response()
+    let mut body = json!({"target_version": target, "gateways": s.pusher.views()});
+    if let Some(d) = s.pusher.discovery() {
+        body["discovery"] = json!(d);
+    }
+    Json(body).into_response()
 }

@@ -127,7 +127,8 @@ pub fn spec() -> Value {
                   "responses": {"200": {"description": "The gateways", "content": {"application/json": {"schema": {
                       "type": "object", "required": ["gateways"],
                       "properties": {"target_version": {"type": ["integer", "null"]},
-                                     "gateways": {"type": "array", "items": {"$ref": "#/components/schemas/Gateway"}}}}}}},
+                                     "gateways": {"type": "array", "items": {"$ref": "#/components/schemas/Gateway"}},
+                                     "discovery": {"type": "object", "description": "Present when gateways are discovered: provider, service, namespace, state (starting, watching, error), error, warnings, slices, gateways, lists, last_change_at"}}}}}},
                                 "401": unauthorized}}
         },
         "/v1/openapi.json": {
@@ -242,6 +243,7 @@ pub fn spec() -> Value {
                                                      "table_version": {"type": "integer"}, "updated_at": {"type": "string", "format": "date-time"}}}]},
           "Gateway": {"type": "object", "required": ["url", "in_sync", "consecutive_failures"],
                       "properties": {"url": {"type": "string"},
+                                     "source": {"type": "string", "enum": ["static", "kubernetes"]},
                                      "applied_version": {"type": ["integer", "null"]},
                                      "target_version": {"type": ["integer", "null"]},
                                      "in_sync": {"type": "boolean"},

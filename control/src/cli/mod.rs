@@ -15,6 +15,7 @@ use crate::views::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::{CliError, Client};
 use key::key;
+use output::GatewayList;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -172,6 +173,20 @@ pub struct ServeArgs {
     /// File holding the token realmctl presents to gateways (their admin token).
     #[arg(long)]
     pub gateway_token_file: Option<PathBuf>,
+    /// Also push to the ready endpoints of a Kubernetes Service (gateways.discovery).
+    #[arg(long, value_enum)]
+    pub gateway_discovery: Option<DiscoveryArg>,
+    /// The gateways' headless Service, with --gateway-discovery kubernetes.
+    #[arg(long)]
+    pub gateway_service: Option<String>,
+    /// Its namespace [default: the kubeconfig's, or realmctl's own in the cluster].
+    #[arg(long)]
+    pub gateway_namespace: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiscoveryArg {
+    Kubernetes,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -427,7 +442,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
             if json {
                 return pretty(&v.raw());
             }
-            Ok(output::gateways(&v.gateways))
+            Ok(output::gateways(&v.gateways, v.discovery.as_ref()))
         }
     }
 }
@@ -589,18 +604,6 @@ async fn wait_for_gateways(c: &Client, version: u64, timeout: Duration) -> Resul
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[derive(Deserialize)]
-struct GatewayList {
-    target_version: Option<u64>,
-    gateways: Vec<GatewayView>,
-}
-
-impl GatewayList {
-    fn raw(&self) -> Value {
-        json!({"target_version": self.target_version, "gateways": self.gateways})
     }
 }
 

@@ -1,6 +1,6 @@
 //! Human-readable output: aligned columns, and one-line summaries.
 
-use crate::views::{GatewayView, KeyView, TenantView, UpstreamView};
+use crate::views::{DiscoveryView, GatewayView, KeyView, TenantView, UpstreamView};
 use realmgate_table::TenantStatus;
 
 /// Left-aligned columns separated by two spaces.
@@ -201,9 +201,40 @@ pub fn keys(list: &[KeyView]) -> String {
     )
 }
 
-pub fn gateways(list: &[GatewayView]) -> String {
+/// `GET /v1/gateways`, as the CLI reads it.
+#[derive(serde::Deserialize)]
+pub(super) struct GatewayList {
+    pub target_version: Option<u64>,
+    pub gateways: Vec<GatewayView>,
+    #[serde(default)]
+    pub discovery: Option<DiscoveryView>,
+}
+
+impl GatewayList {
+    pub fn raw(&self) -> serde_json::Value {
+        let mut v =
+            serde_json::json!({"target_version": self.target_version, "gateways": self.gateways});
+        if let Some(d) = &self.discovery {
+            v["discovery"] = serde_json::json!(d);
+        }
+        v
+    }
+}
+
+pub fn gateways(list: &[GatewayView], discovery: Option<&DiscoveryView>) -> String {
+    let found = discovery.map_or_else(String::new, |d| {
+        let mut line = format!(
+            "discovery: {} Service {}/{}: {}, {} gateway(s) in {} EndpointSlice(s)\n",
+            d.provider, d.namespace, d.service, d.state, d.gateways, d.slices
+        );
+        for problem in d.error.iter().chain(&d.warnings) {
+            line.push_str(&format!("  {problem}\n"));
+        }
+        line
+    });
     if list.is_empty() {
-        return "no gateways configured (realmctl serve --gateway URL)\n".into();
+        return found
+            + "no gateways configured (realmctl serve --gateway URL, or --gateway-discovery kubernetes)\n";
     }
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     let rows: Vec<Vec<String>> = list
@@ -211,6 +242,7 @@ pub fn gateways(list: &[GatewayView]) -> String {
         .map(|g| {
             vec![
                 g.url.clone(),
+                g.source.clone(),
                 opt(g.applied_version),
                 opt(g.target_version),
                 if g.in_sync { "yes" } else { "no" }.to_owned(),
@@ -220,18 +252,20 @@ pub fn gateways(list: &[GatewayView]) -> String {
             ]
         })
         .collect();
-    columns(
-        &[
-            "GATEWAY",
-            "APPLIED",
-            "TARGET",
-            "IN SYNC",
-            "LAST RESULT",
-            "LAST ATTEMPT",
-            "ERROR",
-        ],
-        &rows,
-    )
+    found
+        + &columns(
+            &[
+                "GATEWAY",
+                "SOURCE",
+                "APPLIED",
+                "TARGET",
+                "IN SYNC",
+                "LAST RESULT",
+                "LAST ATTEMPT",
+                "ERROR",
+            ],
+            &rows,
+        )
 }
 
 /// `expires in 87 days`, `EXPIRED 3 days ago`, `not valid yet`.

@@ -15,7 +15,8 @@ use crate::compile::Compiled;
 use crate::metrics::Metrics;
 use crate::time::{now_ms, rfc3339};
 use crate::tls::GatewayTrust;
-use crate::views::GatewayView;
+use crate::views::{DiscoveryView, GatewayView};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -83,6 +84,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Applied,
+        Outcome::AlreadyCurrent,
+        Outcome::VersionNotNewer,
+        Outcome::Rejected,
+        Outcome::Unauthorized,
+        Outcome::Error,
+        Outcome::Unreachable,
+        Outcome::RefusedInsecure,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
@@ -165,10 +177,11 @@ impl Gateway {
         s.ahead = false;
     }
 
-    fn view(&self, target: Option<u64>) -> GatewayView {
+    fn view(&self, target: Option<u64>, source: Source) -> GatewayView {
         let s = self.status();
         GatewayView {
             url: self.url.clone(),
+            source: source.as_str().to_owned(),
             applied_version: s.applied,
             target_version: target,
             in_sync: !s.ahead && matches!((s.applied, target), (Some(a), Some(t)) if a >= t),
@@ -181,11 +194,92 @@ impl Gateway {
     }
 }
 
-/// The set of gateways and their workers.
+/// Where realmctl learnt of a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `gateways.urls` / `--gateway`: pushed to until realmctl stops.
+    Static,
+    /// An EndpointSlice of the gateways' Service: pushed to while it is listed and ready.
+    Kubernetes,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Static => "static",
+            Source::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// A gateway and the task pushing to it.
+struct Entry {
+    gateway: Arc<Gateway>,
+    source: Source,
+    task: tokio::task::AbortHandle,
+}
+
+/// What a new worker is given.
+struct Spawner {
+    client: reqwest::Client,
+    token: Option<Arc<str>>,
+    settings: PushSettings,
+    metrics: Arc<Metrics>,
+    ahead: Arc<watch::Sender<u64>>,
+    published: watch::Receiver<Option<Arc<Compiled>>>,
+}
+
+impl Spawner {
+    fn spawn(&self, url: &str, source: Source) -> Entry {
+        let gateway = Arc::new(Gateway::new(url));
+        let w = worker::Worker {
+            gateway: Arc::clone(&gateway),
+            ahead: Arc::clone(&self.ahead),
+            client: self.client.clone(),
+            token: self.token.clone(),
+            settings: self.settings.clone(),
+            metrics: Arc::clone(&self.metrics),
+        };
+        // Counted until the task ends or is aborted (the guard drops with the future), so the
+        // gauge shows workers that really run, not the ones we meant to stop.
+        let live = LiveWorker::new(&self.metrics);
+        let tables = self.published.clone();
+        let task = tokio::spawn(async move {
+            let _live = live;
+            w.run(tables).await;
+        });
+        Entry {
+            gateway,
+            source,
+            task: task.abort_handle(),
+        }
+    }
+}
+
+struct LiveWorker(Arc<Metrics>);
+
+impl LiveWorker {
+    fn new(metrics: &Arc<Metrics>) -> LiveWorker {
+        metrics.push_workers.inc();
+        LiveWorker(Arc::clone(metrics))
+    }
+}
+
+impl Drop for LiveWorker {
+    fn drop(&mut self) {
+        self.0.push_workers.dec();
+    }
+}
+
+/// The set of gateways and their workers: the static ones from the start, discovered ones
+/// added and removed as discovery reports them. One lock guards the set, so one URL never
+/// has two workers, whatever order changes arrive in.
 pub struct Pusher {
-    gateways: Vec<Arc<Gateway>>,
+    entries: Mutex<Vec<Entry>>,
+    spawner: Spawner,
     published: watch::Receiver<Option<Arc<Compiled>>>,
     ahead: watch::Receiver<u64>,
+    discovery: Mutex<Option<watch::Receiver<DiscoveryView>>>,
 }
 
 impl Pusher {
@@ -207,25 +301,87 @@ impl Pusher {
             builder = builder.use_preconfigured_tls(tls);
         }
         let client = builder.build()?;
-        let gateways: Vec<Arc<Gateway>> = urls.iter().map(|u| Arc::new(Gateway::new(u))).collect();
         let (ahead_tx, ahead) = watch::channel(0);
-        let ahead_tx = Arc::new(ahead_tx);
-        for gw in &gateways {
-            let w = worker::Worker {
-                gateway: Arc::clone(gw),
-                ahead: Arc::clone(&ahead_tx),
-                client: client.clone(),
-                token: token.clone(),
-                settings: settings.clone(),
-                metrics: Arc::clone(&metrics),
-            };
-            tokio::spawn(w.run(published.clone()));
-        }
+        let spawner = Spawner {
+            client,
+            token,
+            settings,
+            metrics,
+            ahead: Arc::new(ahead_tx),
+            published: published.clone(),
+        };
+        let entries = urls
+            .iter()
+            .map(|u| spawner.spawn(u, Source::Static))
+            .collect();
         Ok(Pusher {
-            gateways,
+            entries: Mutex::new(entries),
+            spawner,
             published,
             ahead,
+            discovery: Mutex::new(None),
         })
+    }
+
+    /// Follow a discovery: every set it reports replaces the discovered gateways (static
+    /// ones stay), and its state is shown with the gateways.
+    pub fn follow(
+        self: &Arc<Self>,
+        mut targets: watch::Receiver<BTreeSet<String>>,
+        status: watch::Receiver<DiscoveryView>,
+    ) {
+        *self
+            .discovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(status);
+        let pusher = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let set = targets.borrow_and_update().clone();
+                match pusher.upgrade() {
+                    Some(p) => p.set_discovered(&set),
+                    None => return,
+                }
+                if targets.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Make the discovered gateways exactly `urls`: a worker starts at once for a new one
+    /// (it probes, then pushes the newest table); one no longer listed is stopped and
+    /// forgotten. A URL that is also static keeps its one (static) worker.
+    pub fn set_discovered(&self, urls: &BTreeSet<String>) {
+        let metrics = &self.spawner.metrics;
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|e| {
+            let keep = e.source == Source::Static || urls.contains(&e.gateway.url);
+            if !keep {
+                e.task.abort();
+                metrics.forget_gateway(&e.gateway.url);
+                log::info!(
+                    "gateway {} is no longer a ready endpoint: stopped pushing to it",
+                    e.gateway.url
+                );
+            }
+            keep
+        });
+        let known: BTreeSet<String> = entries.iter().map(|e| e.gateway.url.clone()).collect();
+        for url in urls
+            .iter()
+            .filter(|u| !known.contains(u.trim_end_matches('/')))
+        {
+            log::info!("discovered gateway {url}: pushing the current table to it");
+            entries.push(self.spawner.spawn(url, Source::Kubernetes));
+        }
+        let discovered = entries
+            .iter()
+            .filter(|e| e.source == Source::Kubernetes)
+            .count();
+        metrics
+            .discovered_gateways
+            .set(i64::try_from(discovered).unwrap_or(i64::MAX));
     }
 
     /// The highest version any gateway reported that is at or above what it was offered
@@ -236,11 +392,25 @@ impl Pusher {
 
     pub fn views(&self) -> Vec<GatewayView> {
         let target = self.published.borrow().as_ref().map(|c| c.version);
-        self.gateways.iter().map(|g| g.view(target)).collect()
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .iter()
+            .map(|e| e.gateway.view(target, e.source))
+            .collect()
     }
 
-    pub fn gateways(&self) -> &[Arc<Gateway>] {
-        &self.gateways
+    /// The discovery's state, when gateways are discovered.
+    pub fn discovery(&self) -> Option<DiscoveryView> {
+        let d = self
+            .discovery
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        d.as_ref().map(|rx| rx.borrow().clone())
+    }
+
+    pub fn gateways(&self) -> Vec<Arc<Gateway>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.iter().map(|e| Arc::clone(&e.gateway)).collect()
     }
 }
 
@@ -252,7 +422,7 @@ mod tests {
     fn status_tracks_results_and_sync() {
         let g = Gateway::new("http://127.0.0.1:9080/");
         assert_eq!(g.url, "http://127.0.0.1:9080");
-        let v = g.view(Some(3));
+        let v = g.view(Some(3), Source::Static);
         assert_eq!(
             (v.applied_version, v.in_sync, v.last_result),
             (None, false, None)
@@ -260,20 +430,23 @@ mod tests {
 
         g.record(Outcome::Unreachable, None, Some("cannot connect".into()));
         g.record(Outcome::Unreachable, None, Some("cannot connect".into()));
-        let v = g.view(Some(3));
+        let v = g.view(Some(3), Source::Static);
         assert_eq!(v.consecutive_failures, 2);
         assert_eq!(v.last_result.as_deref(), Some("unreachable"));
         assert_eq!(v.last_error.as_deref(), Some("cannot connect"));
         assert!(v.last_success_at.is_none() && v.last_attempt_at.is_some());
 
         g.record(Outcome::Applied, Some(3), None);
-        let v = g.view(Some(3));
+        let v = g.view(Some(3), Source::Static);
         assert_eq!(
             (v.applied_version, v.in_sync, v.consecutive_failures),
             (Some(3), true, 0)
         );
         assert!(v.last_error.is_none() && v.last_success_at.is_some());
-        assert!(!g.view(Some(4)).in_sync, "a newer target puts it behind");
+        assert!(
+            !g.view(Some(4), Source::Static).in_sync,
+            "a newer target puts it behind"
+        );
 
         // A failure does not forget what the gateway serves.
         g.record(Outcome::Rejected, None, Some("1 problem(s)".into()));
@@ -290,19 +463,94 @@ mod tests {
     fn a_gateway_ahead_of_realmctl_is_never_in_sync() {
         let g = Gateway::new("http://127.0.0.1:9080");
         g.record(Outcome::Applied, Some(27), None);
-        assert!(g.view(Some(27)).in_sync);
+        assert!(g.view(Some(27), Source::Static).in_sync);
         // Restored realmctl offers 28; the gateway has 29 (409).
         g.record(Outcome::VersionNotNewer, Some(29), Some("409".into()));
-        let v = g.view(Some(28));
+        let v = g.view(Some(28), Source::Static);
         assert_eq!(v.applied_version, Some(29));
         assert!(!v.in_sync, "a 409 is not in sync");
         assert_eq!(v.consecutive_failures, 1, "a 409 is not success");
         assert!(!Outcome::VersionNotNewer.is_success());
         // Other failures do not make it look in sync either.
         g.record(Outcome::Unreachable, None, Some("down".into()));
-        assert!(!g.view(Some(28)).in_sync);
+        assert!(!g.view(Some(28), Source::Static).in_sync);
         // realmctl moved past it: 30 applied.
         g.record(Outcome::Applied, Some(30), None);
-        assert!(g.view(Some(30)).in_sync);
+        assert!(g.view(Some(30), Source::Static).in_sync);
+    }
+}
+
+#[cfg(test)]
+mod dynamic_tests {
+    use super::*;
+
+    fn live(m: &Metrics) -> i64 {
+        m.push_workers.get()
+    }
+
+    /// Discovered sets replace each other: one worker per URL however often a URL comes and
+    /// goes, static gateways untouched, stopped workers really gone.
+    #[tokio::test]
+    async fn discovered_gateways_come_and_go_with_one_worker_each() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let (_tx, tables) = watch::channel(None);
+        let statics = ["http://127.0.0.1:1".to_owned()];
+        let pusher = Pusher::start(
+            &statics,
+            &GatewayTrust::default(),
+            None,
+            PushSettings::default(),
+            tables,
+            Arc::clone(&metrics),
+        )
+        .expect("pusher");
+        let set = |urls: &[&str]| {
+            urls.iter()
+                .map(|u| (*u).to_owned())
+                .collect::<BTreeSet<_>>()
+        };
+        let a = "http://10.0.0.1:9080";
+        let b = "http://10.0.0.2:9080";
+        for round in [
+            set(&[a, b]),
+            set(&[a]),
+            set(&[a, b]),
+            set(&[b, a]),
+            set(&[b]),
+        ] {
+            pusher.set_discovered(&round);
+        }
+        pusher.set_discovered(&set(&[a, b, "http://127.0.0.1:1"]));
+        let views = pusher.views();
+        let shown: Vec<(&str, &str)> = views
+            .iter()
+            .map(|v| (v.url.as_str(), v.source.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("http://127.0.0.1:1", "static"),
+                (b, "kubernetes"),
+                (a, "kubernetes")
+            ]
+        );
+        assert_eq!(metrics.discovered_gateways.get(), 2);
+        // Aborted tasks drop their guard when the runtime next polls them.
+        for _ in 0..100 {
+            if live(&metrics) == 3 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(live(&metrics), 3);
+        pusher.set_discovered(&BTreeSet::new());
+        for _ in 0..100 {
+            if live(&metrics) == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(live(&metrics), 1, "the static worker stays");
+        assert_eq!(pusher.views().len(), 1);
     }
 }

@@ -130,7 +130,9 @@ async function refresh() {
     ]);
     const inSync = gateways.gateways.filter((g) => g.in_sync).length;
     $("summary").textContent = "table v" + table.version + " · " + table.tenants + " routed tenants · " +
-      inSync + "/" + gateways.gateways.length + " gateways in sync";
+      inSync + "/" + gateways.gateways.length + " gateways in sync" +
+      (gateways.discovery ? " · discovery " + gateways.discovery.state +
+        (gateways.discovery.error ? ": " + gateways.discovery.error : "") : "");
     fill("tenants", tenants, (page) => {
       const rows = page.tenants.map(tenantRow);
       if (page.next) {
@@ -140,7 +142,8 @@ async function refresh() {
       return rows;
     });
     fill("gateways", gateways.gateways, (list) => list.map((g) => el("tr", {},
-      el("td", {}, g.url), el("td", {}, g.applied_version ?? "—"),
+      el("td", {}, g.url + (g.source === "kubernetes" ? " (discovered)" : "")),
+      el("td", {}, g.applied_version ?? "—"),
       el("td", { class: g.in_sync ? "ok" : "bad" }, g.in_sync ? "yes" : "no"),
       el("td", {}, (g.last_result ?? "—") + (g.last_error ? " — " + g.last_error : "")),
       el("td", {}, g.consecutive_failures))));
