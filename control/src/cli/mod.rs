@@ -7,11 +7,10 @@ pub mod client;
 mod key;
 mod output;
 mod provision;
+mod tenant;
 mod upstream;
 
-use crate::views::{
-    CreatedKey, Deleted, GatewayView, KeyList, KeyView, TenantPage, TenantView, UpstreamView,
-};
+use crate::views::{CreatedKey, Deleted, GatewayView, KeyList, KeyView, UpstreamView};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use client::{CliError, Client};
 use key::key;
@@ -21,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tenant::tenant;
 use upstream::upstream;
 
 /// realmctl: Realmgate's control plane daemon and its command-line client.
@@ -447,134 +447,6 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
     }
 }
 
-async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<String, CliError> {
-    match cmd {
-        TenantCmd::Create { id, fields } => {
-            let mut body = fields.body()?;
-            body.insert("id".into(), Value::String(id));
-            let t: TenantView = c
-                .send(
-                    Method::POST,
-                    "/v1/tenants",
-                    Some(&Value::Object(body)),
-                    None,
-                )
-                .await?;
-            finish(c, t, &fields, json, "created").await
-        }
-        TenantCmd::Update {
-            id,
-            fields,
-            if_revision,
-        } => {
-            let body = Value::Object(fields.body()?);
-            let path = format!("/v1/tenants/{}", crate::percent::encode(&id));
-            let t: TenantView = c
-                .send(Method::PATCH, &path, Some(&body), if_revision)
-                .await?;
-            finish(c, t, &fields, json, "updated").await
-        }
-        TenantCmd::List => {
-            let mut all = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let path = match &after {
-                    Some(a) => format!("/v1/tenants?after={}", crate::percent::encode(a)),
-                    None => "/v1/tenants".to_owned(),
-                };
-                let page: TenantPage = c.get(&path).await?;
-                all.extend(page.tenants);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
-            if json {
-                return pretty(&all);
-            }
-            Ok(output::tenants(&all))
-        }
-        TenantCmd::Show { id } => {
-            let t: TenantView = c
-                .get(&format!("/v1/tenants/{}", crate::percent::encode(&id)))
-                .await?;
-            if json {
-                return pretty(&t);
-            }
-            Ok(output::tenant(&t) + &provision::steps_text(&t))
-        }
-        TenantCmd::Retry {
-            id,
-            wait,
-            wait_timeout,
-        } => {
-            let timeout = wait.then(|| Duration::from_secs(wait_timeout));
-            provision::retry(c, &id, timeout, json).await
-        }
-        TenantCmd::Delete {
-            id,
-            if_revision,
-            wait,
-            wait_timeout,
-        } => {
-            let path = format!("/v1/tenants/{}", crate::percent::encode(&id));
-            let d: Deleted = c.send(Method::DELETE, &path, None, if_revision).await?;
-            if wait {
-                // Unrouted everywhere first, then every provisioned part removed: only then
-                // can the same id be created again.
-                let timeout = Duration::from_secs(wait_timeout);
-                wait_for_gateways(c, d.table_version, timeout).await?;
-                provision::wait_gone(c, &id, timeout).await?;
-            }
-            if json {
-                return pretty(&d);
-            }
-            Ok(format!(
-                "deleted tenant {} (table version {})\n",
-                d.deleted, d.table_version
-            ))
-        }
-    }
-}
-
-async fn finish(
-    c: &Client,
-    t: TenantView,
-    f: &TenantFields,
-    json: bool,
-    what: &str,
-) -> Result<String, CliError> {
-    let mut credentials = None;
-    let t = if f.wait {
-        let timeout = Duration::from_secs(f.wait_timeout);
-        let t = provision::wait_ready(c, &t.id, timeout).await?;
-        wait_for_gateways(c, t.table_version, timeout).await?;
-        if what == "created" && !json {
-            credentials = provision::claim(c, &t.id).await;
-        }
-        t
-    } else {
-        t
-    };
-    if json {
-        return pretty(&t);
-    }
-    let served = if f.wait {
-        ", served by every gateway"
-    } else {
-        ""
-    };
-    Ok(format!(
-        "{what} tenant {} (revision {}, table version {}{served})\n{}{}{}",
-        t.id,
-        t.revision,
-        t.table_version,
-        output::tenant(&t),
-        provision::steps_text(&t),
-        credentials.unwrap_or_default()
-    ))
-}
-
 /// Poll `/v1/gateways` until every gateway serves `version`.
 async fn wait_for_gateways(c: &Client, version: u64, timeout: Duration) -> Result<(), CliError> {
     let deadline = Instant::now() + timeout;
@@ -614,72 +486,4 @@ pub(crate) fn pretty<T: serde::Serialize>(v: &T) -> Result<String, CliError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments() {
-        assert_eq!(crate::percent::encode("a b/c"), "a%20b%2Fc");
-    }
-
-    /// Every command and every argument says what it is for in `--help`.
-    #[test]
-    fn every_command_and_argument_has_help() {
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                let id = arg.get_id().as_str();
-                if id != "help" && id != "version" && arg.get_help().is_none() {
-                    missing.push(format!("{path} <{id}>"));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                let p = format!("{path} {}", sub.get_name());
-                if sub.get_name() != "help" && sub.get_about().is_none() {
-                    missing.push(p.clone());
-                }
-                walk(sub, &p, missing);
-            }
-        }
-        let mut missing = Vec::new();
-        walk(
-            &<Cli as clap::CommandFactory>::command(),
-            "realmctl",
-            &mut missing,
-        );
-        assert!(missing.is_empty(), "without help text: {missing:#?}");
-    }
-
-    #[test]
-    fn output_json_and_completions_parse() {
-        let cli = Cli::try_parse_from(["realmctl", "tenant", "list", "-o", "json"]).expect("parse");
-        assert!(cli.output == Output::Json && !cli.json);
-        let cli = Cli::try_parse_from(["realmctl", "completions", "bash"]).expect("parse");
-        assert!(matches!(cli.command, Command::Completions { .. }));
-        assert!(Cli::try_parse_from(["realmctl", "tenant", "list", "-o", "yaml"]).is_err());
-    }
-
-    #[test]
-    fn cli_parses() {
-        let cli = Cli::try_parse_from([
-            "realmctl",
-            "--json",
-            "tenant",
-            "create",
-            "acme",
-            "--host",
-            "acme.test",
-            "--upstream",
-            "app",
-            "--wait",
-        ])
-        .expect("parse");
-        let Command::Tenant(TenantCmd::Create { id, fields }) = cli.command else {
-            panic!("wrong command");
-        };
-        assert_eq!(id, "acme");
-        let body = fields.body().expect("body");
-        assert_eq!(body["hosts"], json!(["acme.test"]));
-        assert_eq!(body["routes"][0]["upstream"], "app");
-        assert!(cli.json && fields.wait);
-    }
-}
+mod tests;
