@@ -30,7 +30,7 @@ pub use validate::{
     MAX_SHELL_EXCLUDES,
 };
 pub use wire::{
-    ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode, RateLimit, RateLimits,
+    AcmeChallenge, ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode, RateLimit, RateLimits,
     Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
 };
 
@@ -70,6 +70,7 @@ pub fn parse(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
             hosts: n.hosts,
             key_expiry: n.key_expiry,
             certificates: n.certificates,
+            acme_challenges: n.acme_challenges,
         }),
         Ok(_) => Err(found),
         Err(mut problems) => {
