@@ -30,6 +30,7 @@ struct FileConfig {
     gateways: Option<GatewaysFile>,
     provision: Option<crate::provision::config::ProvisionFile>,
     tls: Option<TlsFile>,
+    certificates: Option<crate::acme::config::CertificatesFile>,
 }
 
 /// realmctl's API over TLS: a certificate chain (PEM, leaf first) and its key.
@@ -131,6 +132,8 @@ pub struct Config {
     pub gateway_trust: crate::tls::GatewayTrust,
     /// Serve the API over TLS with this (`tls:`); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Certificates from an ACME CA for every tenant (`certificates.acme`); `None`: off.
+    pub acme: Option<crate::acme::AcmeSettings>,
 }
 
 impl Config {
@@ -225,6 +228,11 @@ impl Config {
             file.provision.unwrap_or_default(),
             &mut problems,
         );
+        let acme =
+            crate::acme::config::resolve(file.certificates.unwrap_or_default(), &mut problems);
+        if acme.is_some() && provision.secret_box().is_ephemeral() {
+            problems.push("certificates.acme: needs provision.secrets_key_file (the ACME account and certificate keys are sealed with it)".into());
+        }
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Config {
                 listen,
@@ -242,6 +250,7 @@ impl Config {
                 provision,
                 gateway_trust,
                 tls,
+                acme,
             }),
             _ => Err(problems),
         }

@@ -1,6 +1,8 @@
 //! `realmctl`: Realmgate's control plane — tenant registry, REST API, routing-table compiler,
 //! push to every gateway — and the CLI over its API.
 
+pub mod acme;
+pub mod acme_step;
 pub mod api;
 pub mod body;
 pub mod cli;

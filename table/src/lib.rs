@@ -30,8 +30,8 @@ pub use validate::{
     MAX_SHELL_EXCLUDES,
 };
 pub use wire::{
-    AcmeChallenge, ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode, RateLimit, RateLimits,
-    Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
+    AcmeChallenge, ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode,
+    RateLimit, RateLimits, Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
 };
 
 use sha2::{Digest, Sha256};

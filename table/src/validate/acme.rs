@@ -149,7 +149,10 @@ mod tests {
     fn problems(challenges: Vec<AcmeChallenge>) -> Vec<String> {
         match crate::validate::table(&table(challenges)) {
             Ok(_) => Vec::new(),
-            Err(ps) => ps.iter().map(|p| format!("{}: {}", p.at, p.message)).collect(),
+            Err(ps) => ps
+                .iter()
+                .map(|p| format!("{}: {}", p.at, p.message))
+                .collect(),
         }
     }
 
@@ -190,7 +193,8 @@ mod tests {
         ] {
             let ps = problems(vec![challenge(bad)]);
             assert!(
-                ps.iter().any(|p| p.starts_with("acme_challenges[0].token:")),
+                ps.iter()
+                    .any(|p| p.starts_with("acme_challenges[0].token:")),
                 "{bad:?}: {ps:?}"
             );
         }
@@ -233,7 +237,9 @@ mod tests {
             .collect();
         assert_eq!(
             problems(vec![c]),
-            [format!("acme_challenges[0].hosts: more than {MAX_ACME_CHALLENGE_HOSTS} hosts")]
+            [format!(
+                "acme_challenges[0].hosts: more than {MAX_ACME_CHALLENGE_HOSTS} hosts"
+            )]
         );
         let mut c = challenge(TOKEN);
         c.hosts.clear();
@@ -257,7 +263,9 @@ mod tests {
             .collect();
         assert_eq!(
             problems(many),
-            [format!("acme_challenges: more than {MAX_ACME_CHALLENGES} challenges")]
+            [format!(
+                "acme_challenges: more than {MAX_ACME_CHALLENGES} challenges"
+            )]
         );
     }
 
