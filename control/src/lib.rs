@@ -8,6 +8,7 @@ pub mod body;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod error_text;
 pub mod ids;
 pub mod kube_access;
 pub mod metrics;

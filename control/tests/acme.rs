@@ -129,6 +129,8 @@ impl Drop for Pebble {
 struct FaultProxy {
     directory_url: String,
     new_orders: Arc<AtomicUsize>,
+    /// Answers that refused a nonce (`badNonce`), which the client must retry.
+    bad_nonces: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
 }
 
@@ -137,6 +139,7 @@ struct ProxyState {
     upstream: String,
     http: reqwest::Client,
     new_orders: Arc<AtomicUsize>,
+    bad_nonces: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
 }
 
@@ -171,6 +174,9 @@ async fn forward(
                 }
             }
             let body = r.bytes().await.unwrap_or_default();
+            if String::from_utf8_lossy(&body).contains("urn:ietf:params:acme:error:badNonce") {
+                s.bad_nonces.fetch_add(1, Ordering::SeqCst);
+            }
             (status, out, body).into_response()
         }
         Err(e) => (AxumStatus::BAD_GATEWAY, format!("fault proxy: {e}")).into_response(),
@@ -195,6 +201,7 @@ impl FaultProxy {
                 .build()
                 .expect("client"),
             new_orders: Arc::new(AtomicUsize::new(0)),
+            bad_nonces: Arc::new(AtomicUsize::new(0)),
             down: Arc::new(AtomicBool::new(false)),
         };
         let tls = realmctl::tls::server_config(
@@ -212,6 +219,7 @@ impl FaultProxy {
         FaultProxy {
             directory_url: format!("https://{addr}/dir"),
             new_orders: state.new_orders,
+            bad_nonces: state.bad_nonces,
             down: state.down,
         }
     }
@@ -388,6 +396,17 @@ async fn a_new_tenant_gets_a_certificate_from_the_ca_and_is_served_over_https() 
     .await;
     assert_eq!(status, 200);
     assert_eq!(proxy.new_orders.load(Ordering::SeqCst), 2);
+
+    // Deprovisioning revokes (best effort) and deletes the certificate record.
+    let (st, v) = api
+        .call(Method::DELETE, &format!("/v1/tenants/{id2}"), None)
+        .await;
+    assert!(st.is_success(), "{v}");
+    common::provision::wait_gone(&api, &id2, Duration::from_secs(60)).await;
+    let (st, _) = api
+        .call(Method::GET, &format!("/v1/certificates/{id2}"), None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -436,6 +455,10 @@ async fn a_kill_between_order_and_finalise_resumes_the_same_order_despite_bad_no
         "the restart resumed the journaled order instead of placing another"
     );
     assert!(rc.proc.log_text().contains("resuming order"));
+    assert!(
+        proxy.bad_nonces.load(Ordering::SeqCst) > 0,
+        "Pebble refused nonces, and the client retried them"
+    );
     let root = pebble.root_pem().await;
     let (status, _) = eventually(Duration::from_secs(20), "https 200", || async {
         https_get(&gw, &host, &root)

@@ -154,7 +154,7 @@ pub fn resolve(f: CertificatesFile, problems: &mut Vec<String>) -> Option<AcmeSe
         120_000,
         problems,
     );
-    (problems.len() == start).then(|| AcmeSettings {
+    (problems.len() == start).then_some(AcmeSettings {
         directory_url,
         directory_ca_pem,
         contact: a.contact,

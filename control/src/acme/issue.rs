@@ -77,7 +77,9 @@ impl Issuer {
                 kind: p.r#type.unwrap_or_else(|| "about:blank".into()),
                 detail: p.detail.unwrap_or_else(|| "(no detail)".into()),
             }),
-            instant_acme::Error::Other(e) => self.unreachable(root_cause(e.as_ref())),
+            instant_acme::Error::Other(e) => {
+                self.unreachable(crate::error_text::root_cause(e.as_ref()))
+            }
             other => self.unreachable(other),
         }
     }
@@ -436,21 +438,6 @@ impl Issuer {
         )
         .map_err(|e| self.map(e))
     }
-}
-
-/// An error and its sources in one line (reqwest's top level says little: "error sending
-/// request").
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text = format!("{text}: {t}");
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// A CSR for `hosts` signed by `key_pem` (no subject: the names are in the SAN).

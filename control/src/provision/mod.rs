@@ -346,18 +346,7 @@ pub fn digest_of<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// The root cause of an error chain, for messages (reqwest's top level says little).
-pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text = format!("{text}: {t}");
-        }
-        source = s.source();
-    }
-    text
-}
+pub use crate::error_text::root_cause;
 
 #[cfg(test)]
 mod tests {
