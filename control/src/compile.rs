@@ -37,6 +37,10 @@ struct TableRef<'a> {
     api_keys: KeysRef<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     certificates: Vec<realmgate_table::Certificate>,
+    /// Unexpired answers only: an expired one would be refused by no gateway, but answers
+    /// nothing either.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    acme_challenges: Vec<&'a realmgate_table::AcmeChallenge>,
 }
 
 /// The keys gateways accept: live ones (not revoked, not yet expired) of existing tenants,
@@ -260,6 +264,13 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
             realms: &realms,
         },
         certificates,
+        acme_challenges: model
+            .acme_challenges
+            .values()
+            .filter(|c| {
+                realmgate_table::parse_expiry(&c.expires_at).is_some_and(|s| s * 1000 > now_ms())
+            })
+            .collect(),
     };
     // Roughly 100 bytes per tenant; one allocation for typical tables.
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
@@ -315,6 +326,7 @@ mod tests {
             tenants: m.tenants.values().map(|t| t.wire.clone()).collect(),
             api_keys: Vec::new(),
             certificates: Vec::new(),
+            acme_challenges: Vec::new(),
         };
         assert_eq!(table, expected);
         assert_eq!(hosts.len(), 2);

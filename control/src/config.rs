@@ -31,6 +31,7 @@ struct FileConfig {
     provision: Option<crate::provision::config::ProvisionFile>,
     tls: Option<TlsFile>,
     lease: Option<crate::lease::config::LeaseFile>,
+    certificates: Option<crate::acme::config::CertificatesFile>,
 }
 
 /// realmctl's API over TLS: a certificate chain (PEM, leaf first) and its key.
@@ -140,6 +141,8 @@ pub struct Config {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Hold this Kubernetes Lease before writing (`lease:`); `None`: the writer lock alone.
     pub lease: Option<crate::lease::config::LeaseConfig>,
+    /// Certificates from an ACME CA for every tenant (`certificates.acme`); `None`: off.
+    pub acme: Option<crate::acme::AcmeSettings>,
 }
 
 impl Config {
@@ -239,6 +242,11 @@ impl Config {
         let lease = file
             .lease
             .and_then(|l| crate::lease::config::LeaseConfig::resolve(l, &mut problems));
+        let acme =
+            crate::acme::config::resolve(file.certificates.unwrap_or_default(), &mut problems);
+        if acme.is_some() && provision.secret_box().is_ephemeral() {
+            problems.push("certificates.acme: needs provision.secrets_key_file (the ACME account and certificate keys are sealed with it)".into());
+        }
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Config {
                 listen,
@@ -258,6 +266,7 @@ impl Config {
                 gateway_trust,
                 tls,
                 lease,
+                acme,
             }),
             _ => Err(problems),
         }

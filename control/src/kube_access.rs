@@ -53,7 +53,7 @@ pub fn describe(call: Call<'_>, e: &kube::Error) -> String {
         ),
         other => format!(
             "Kubernetes {verb} {resource} in namespace {namespace}: API server unreachable or failing: {}",
-            crate::provision::root_cause(other)
+            crate::error_text::root_cause(other)
         ),
     }
 }

@@ -1,12 +1,15 @@
 //! `realmctl`: Realmgate's control plane — tenant registry, REST API, routing-table compiler,
 //! push to every gateway — and the CLI over its API.
 
+pub mod acme;
+pub mod acme_step;
 pub mod api;
 pub mod body;
 pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod discovery;
+pub mod error_text;
 pub mod ids;
 pub mod kube_access;
 pub mod leadership;

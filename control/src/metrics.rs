@@ -167,11 +167,12 @@ impl Metrics {
     }
 
     /// A gateway no longer pushed to (discovery dropped it): its series go, so a fleet
-    /// whose pods come and go does not grow the label set without bound.
-    pub fn forget_gateway(&self, gateway: &str) {
+    /// whose pods come and go does not grow the label set without bound. `results`: every
+    /// push result label there may be a series for.
+    pub fn forget_gateway<'a>(&self, gateway: &str, results: impl IntoIterator<Item = &'a str>) {
         let _ = self.applied.remove_label_values(&[gateway]);
-        for result in crate::push::Outcome::ALL {
-            let _ = self.pushes.remove_label_values(&[gateway, result.as_str()]);
+        for result in results {
+            let _ = self.pushes.remove_label_values(&[gateway, result]);
         }
     }
 

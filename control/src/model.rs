@@ -161,6 +161,8 @@ pub struct Model {
     pub keys: BTreeMap<String, KeyRecord>,
     /// Certificates by name.
     pub certificates: BTreeMap<String, CertRecord>,
+    /// ACME http-01 answers by token, while realmctl's ACME client has orders open.
+    pub acme_challenges: BTreeMap<String, realmgate_table::AcmeChallenge>,
     hosts: HashMap<HostPattern, TenantId>,
     key_digests: HashMap<[u8; 32], String>,
 }

@@ -56,6 +56,9 @@ pub struct Provisioning {
     pub steps: Vec<Arc<dyn crate::provision::Step>>,
     pub secret_box: crate::provision::secrets::SecretBox,
     pub runner: crate::provision::config::RunnerSettings,
+    /// `certificates.acme`: the certificate step, made here once the service and the
+    /// pushers exist (it stores through the one and waits for the other).
+    pub acme: Option<crate::acme::AcmeSettings>,
 }
 
 /// Load the registry into a [`Control`], start the compiler and one push worker per
@@ -66,21 +69,25 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         Some(p) => Control::with_plan(registry, p.plan.clone(), p.secret_box.clone()).await?,
         None => Control::new(registry).await?,
     });
-    if let Some(p) = w.provision {
-        if p.plan.active() {
-            crate::service::runner::Runner::start(Arc::clone(&control), p.steps, p.runner);
-        }
-    }
     let (published, tables) = watch::channel(None);
     let debounce = w.push.debounce;
-    let pusher = Pusher::start(
+    let pusher = Arc::new(Pusher::start(
         w.gateways,
         &w.gateway_trust,
         w.gateway_token.clone(),
         w.push,
         tables.clone(),
         Arc::clone(&metrics),
-    )?;
+    )?);
+    if let Some(mut p) = w.provision {
+        if let Some(settings) = p.acme.take() {
+            p.steps
+                .push(crate::acme_step::build(&control, &pusher, settings));
+        }
+        if p.plan.active() {
+            crate::service::runner::Runner::start(Arc::clone(&control), p.steps, p.runner);
+        }
+    }
     tokio::spawn(push::publish::run(
         Arc::clone(&control),
         published,
@@ -90,7 +97,7 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
     ));
     Ok(AppState {
         control,
-        pusher: Arc::new(pusher),
+        pusher,
         tables,
         metrics,
         tokens: Arc::new(Tokens::new(w.operator_token, w.gateway_token.as_deref())),
@@ -127,7 +134,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .provision
         .build(&config.data_dir)
         .map_err(StartError::Provision)?;
-    let plan = config.provision.plan();
+    let mut plan = config.provision.plan();
+    if config.acme.is_some() {
+        plan = plan.with(crate::provision::StepKind::Certificate, "acme");
+    }
     log::info!(
         "provisioning: {}",
         plan.providers
@@ -151,6 +161,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 steps,
                 secret_box: config.provision.secret_box(),
                 runner: config.provision.runner.clone(),
+                acme: config.acme.clone(),
             }),
         },
     )

@@ -2,6 +2,7 @@
 //! pushed routing table, routes by longest prefix, checks the route's auth policy against the
 //! tenant's realm, serves the tenant app shell, and load-balances to upstream pools.
 
+pub mod acme;
 pub mod admin;
 pub mod auth;
 pub mod background;

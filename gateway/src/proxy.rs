@@ -3,6 +3,7 @@
 //! (rate limits), `shell` (app shell, injection, framing policy), `upstream` (peer choice,
 //! retry), `headers`, `errors`, `metrics`.
 
+use crate::acme;
 use crate::auth::{self, Admission, Auth, AuthCtx, Grant, Refusal, Reply};
 use crate::errors::{wants_html, GatewayError};
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
@@ -101,6 +102,14 @@ impl ProxyHttp for Gateway {
         let Some(snapshot) = self.store.current() else {
             return respond(session, ctx, GatewayError::NoTable).await;
         };
+        // ACME http-01 answers come before tenant lookup, auth and https redirects.
+        if let Some(answer) = acme::answer(&snapshot.acme, session.req_header(), auth::unix_now()) {
+            ctx.snapshot = Some(snapshot);
+            return match acme::reply(answer) {
+                Ok(reply) => send(session, ctx, reply).await,
+                Err(e) => respond(session, ctx, e).await,
+            };
+        }
         let decision = resolve(&snapshot, session.req_header(), ctx.scheme.https);
         let tenant = match &decision {
             Ok(r) => Some(r.tenant),

@@ -30,8 +30,8 @@ pub use validate::{
     MAX_SHELL_EXCLUDES,
 };
 pub use wire::{
-    ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode, RateLimit, RateLimits,
-    Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
+    AcmeChallenge, ApiKey, AuthSpec, CatalogApp, Certificate, HealthCheck, Hsts, HttpsMode,
+    RateLimit, RateLimits, Realm, Route, Shell, Table, Tenant, TenantStatus, Upstream,
 };
 
 use sha2::{Digest, Sha256};
@@ -70,6 +70,7 @@ pub fn parse(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
             hosts: n.hosts,
             key_expiry: n.key_expiry,
             certificates: n.certificates,
+            acme_challenges: n.acme_challenges,
         }),
         Ok(_) => Err(found),
         Err(mut problems) => {

@@ -33,6 +33,47 @@ pub struct Table {
     /// encrypted channel (or loopback).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<Certificate>,
+    /// ACME http-01 challenge answers every gateway serves at
+    /// `/.well-known/acme-challenge/<token>` while realmctl's ACME client has an order open
+    /// (short-lived; absent means none, so tables from before stay valid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acme_challenges: Vec<AcmeChallenge>,
+}
+
+/// One http-01 challenge answer (RFC 8555 §8.3): the gateway answers
+/// `GET /.well-known/acme-challenge/<token>` on plain HTTP and HTTPS, for the listed hosts,
+/// with `key_authorization` as `text/plain`, before tenant lookup, auth and HTTPS redirects,
+/// until `expires_at`. Any other token is 404.
+///
+/// ```json
+/// {"token": "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0",
+///  "key_authorization": "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0.9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI",
+///  "hosts": ["acme.example.dev"], "expires_at": "2026-03-01T00:10:00Z"}
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeChallenge {
+    /// The CA's token: 16–256 characters of base64url (`A-Z a-z 0-9 - _`), unique in the
+    /// table.
+    pub token: String,
+    /// `<token>.<account key thumbprint>` (the thumbprint base64url, at most 256 characters).
+    pub key_authorization: String,
+    /// The exact host names (no wildcards: http-01 cannot validate one) the answer is given
+    /// for; at most 100. Empty: any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// RFC 3339 UTC; after it the gateway answers 404 even before the next table drops it.
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for AcmeChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key authorization names the ACME account (its thumbprint): kept out of logs.
+        f.debug_struct("AcmeChallenge")
+            .field("token", &self.token)
+            .field("hosts", &self.hosts)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A certificate and its private key, and the host names the gateway serves it for.

@@ -1,5 +1,6 @@
 //! HTTPS-only tenants over the plain listener, end to end: `redirect` answers 308 to the https
-//! URL, `only` refuses with 403, ACME challenges pass, HSTS never goes out over plain HTTP —
+//! URL, `only` refuses with 403, ACME challenges are answered by the gateway from the table
+//! (unknown tokens 404, never passed on), HSTS never goes out over plain HTTP —
 //! and a trusted front proxy's `X-Forwarded-Proto: https` makes a request https (no redirect
 //! loop behind an Ingress, HSTS sent), while anyone else's is ignored and replaced.
 
@@ -7,6 +8,8 @@ use realmgate_e2e::{get_request, Echo, Gateway, GatewayOpts, RawResponse, Table,
 use realmgate_table::{Hsts, HttpsMode, Tenant};
 
 const HSTS: &str = "max-age=31536000; includeSubDomains";
+const CHALLENGE_TOKEN: &str = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
+const THUMBPRINT: &str = "9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI";
 
 /// A gateway (trusting loopback as a front proxy, or trusting nobody) with three tenants: one
 /// per https mode, each with HSTS.
@@ -32,12 +35,18 @@ async fn gateway(trust_loopback: bool) -> (Gateway, Upstream) {
         });
         t
     };
-    let table = Table::new(1)
+    let mut table = Table::new(1)
         .upstream("app", [up.addr()])
         .typed_tenant(tenant("red", "red.test", HttpsMode::Redirect))
         .typed_tenant(tenant("only", "only.test", HttpsMode::Only))
         .typed_tenant(tenant("off", "off.test", HttpsMode::Off))
         .build();
+    table["acme_challenges"] = serde_json::json!([{
+        "token": CHALLENGE_TOKEN,
+        "key_authorization": format!("{CHALLENGE_TOKEN}.{THUMBPRINT}"),
+        "hosts": ["red.test", "only.test"],
+        "expires_at": "2099-01-01T00:00:00Z",
+    }]);
     gw.push_ok(&table).await;
     (gw, up)
 }
@@ -78,13 +87,21 @@ async fn plain_http_is_redirected_or_refused_per_tenant() {
     r.assert_error(403, "https_required");
     assert_eq!(r.header("strict-transport-security"), None);
 
-    // ACME challenges pass on both, and carry no HSTS over plain HTTP.
+    // ACME challenges the table carries are answered on both, as text/plain, uncached and
+    // without HSTS over plain HTTP; any other token is 404 from the gateway, never proxied.
+    let path = format!("/.well-known/acme-challenge/{CHALLENGE_TOKEN}");
     for host in ["red.test", "only.test"] {
-        let r = get(&gw, host, "/.well-known/acme-challenge/tok-1", &[]).await;
-        let e = echo(&r);
-        assert_eq!(e.path, "/.well-known/acme-challenge/tok-1");
+        let r = get(&gw, host, &path, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), format!("{CHALLENGE_TOKEN}.{THUMBPRINT}"));
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
         assert_eq!(r.header("strict-transport-security"), None);
+        let r = get(&gw, host, "/.well-known/acme-challenge/tok-1", &[]).await;
+        assert_eq!(r.status, 404, "{}", r.text());
     }
+    // Not for a host the entry does not name, even a routed one.
+    assert_eq!(get(&gw, "off.test", &path, &[]).await.status, 404);
     // ... but not a path that only starts like one.
     let r = get(&gw, "only.test", "/.well-known/acme-challenge/../x", &[]).await;
     r.assert_error(403, "https_required");

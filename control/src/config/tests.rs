@@ -296,10 +296,60 @@ fn the_lease_section_is_optional_and_checked_with_the_rest() {
     let section: String = example
         .lines()
         .skip_while(|l| *l != "# lease:")
+        .take_while(|l| !l.is_empty())
         .map(|l| l.strip_prefix("# ").unwrap_or(l))
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(section.starts_with("lease:"), "{section}");
     let lease = load(&section).expect("the example's lease: is valid").lease;
     assert_eq!(lease.map(|l| l.retry.as_millis()), Some(2000));
+}
+
+#[test]
+fn acme_needs_the_secrets_key_and_lists_its_problems_with_the_rest() {
+    let d = Dir::new("acme");
+    let admin = d.write("admin", TOKEN);
+    let conf = d.write(
+        "c.yaml",
+        &format!(
+            "admin_token_file: {}\ncertificates:\n  acme:\n    directory_url: https://ca.test/dir\n",
+            admin.display()
+        ),
+    );
+    let problems = Config::load(Some(&conf), &Overrides::default()).expect_err("no key");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("needs provision.secrets_key_file"),
+        "{problems:?}"
+    );
+    let key = d.write("key", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=");
+    let conf = d.write(
+        "c2.yaml",
+        &format!(
+            "admin_token_file: {}\nprovision: {{secrets_key_file: {}}}\ncertificates:\n  acme:\n    directory_url: https://ca.test/dir\n    challenge: dns-01\n    bogus: 1\n",
+            admin.display(),
+            key.display()
+        ),
+    );
+    let problems = Config::load(Some(&conf), &Overrides::default()).expect_err("dns-01");
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems
+        .iter()
+        .any(|p| p == "certificates.acme.bogus: unknown key"));
+    assert!(problems
+        .iter()
+        .any(|p| p.contains("\"dns-01\" is not yet supported")));
+    let conf = d.write(
+        "c3.yaml",
+        &format!(
+            "admin_token_file: {}\nprovision: {{secrets_key_file: {}}}\ncertificates:\n  acme:\n    directory_url: https://ca.test/dir\n",
+            admin.display(),
+            key.display()
+        ),
+    );
+    let c = Config::load(Some(&conf), &Overrides::default()).expect("valid");
+    assert_eq!(
+        c.acme.map(|a| a.directory_url).as_deref(),
+        Some("https://ca.test/dir")
+    );
 }

@@ -257,6 +257,8 @@ impl ProvisionConfig {
                 on(StepKind::Database, "libsql", self.database.is_some()),
                 on(StepKind::Ingress, "kubernetes", self.ingress.is_some()),
                 on(StepKind::Dns, "powerdns", self.dns.is_some()),
+                // Made with the service it stores through (`server::assemble`).
+                (StepKind::Certificate, "none"),
             ],
         }
     }

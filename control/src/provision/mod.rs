@@ -1,4 +1,4 @@
-//! Tenant provisioning: the steps (identity, database, ingress, dns), each an idempotent
+//! Tenant provisioning: the steps (identity, database, ingress, dns, certificate), each an idempotent
 //! `ensure`/`remove` pair, and the journal types the runner records in the registry.
 //!
 //! A step reads the actual state of what it manages and converges it; `remove` tolerates
@@ -6,6 +6,7 @@
 //! before and after each `.await` that changes the world, so a realmctl killed anywhere
 //! resumes where it stopped.
 
+pub mod certificate;
 pub mod config;
 pub mod database;
 pub mod dns;
@@ -27,14 +28,17 @@ pub enum StepKind {
     Database,
     Ingress,
     Dns,
+    /// ACME (`certificates.acme`): after dns, so the CA finds the host.
+    Certificate,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 4] = [
+    pub const ALL: [StepKind; 5] = [
         StepKind::Identity,
         StepKind::Database,
         StepKind::Ingress,
         StepKind::Dns,
+        StepKind::Certificate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +47,7 @@ impl StepKind {
             StepKind::Database => "database",
             StepKind::Ingress => "ingress",
             StepKind::Dns => "dns",
+            StepKind::Certificate => "certificate",
         }
     }
 
@@ -149,7 +154,7 @@ impl TenantState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRecord {
     pub kind: StepKind,
-    /// `keycloak`, `libsql`, `kubernetes`, `powerdns` or `none`.
+    /// `keycloak`, `libsql`, `kubernetes`, `powerdns`, `acme` or `none`.
     pub provider: String,
     pub state: StepState,
     pub attempts: u32,
@@ -238,6 +243,18 @@ impl Default for Plan {
 }
 
 impl Plan {
+    /// The same plan with `kind` run by `provider` (`none`: skipped).
+    pub fn with(mut self, kind: StepKind, provider: &'static str) -> Plan {
+        match self.providers.iter_mut().find(|(k, _)| *k == kind) {
+            Some(slot) => slot.1 = provider,
+            None => {
+                self.providers.push((kind, provider));
+                self.providers.sort_by_key(|(k, _)| *k);
+            }
+        }
+        self
+    }
+
     /// Whether the identity step makes each tenant a realm (Keycloak).
     pub fn provisions_realm(&self) -> bool {
         self.providers
@@ -329,18 +346,7 @@ pub fn digest_of<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// The root cause of an error chain, for messages (reqwest's top level says little).
-pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !text.contains(&t) {
-            text = format!("{text}: {t}");
-        }
-        source = s.source();
-    }
-    text
-}
+pub use crate::error_text::root_cause;
 
 #[cfg(test)]
 mod tests {

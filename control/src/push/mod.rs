@@ -359,7 +359,7 @@ impl Pusher {
             let keep = e.source == Source::Static || urls.contains(&e.gateway.url);
             if !keep {
                 e.task.abort();
-                metrics.forget_gateway(&e.gateway.url);
+                metrics.forget_gateway(&e.gateway.url, Outcome::ALL.map(Outcome::as_str));
                 log::info!(
                     "gateway {} is no longer a ready endpoint: stopped pushing to it",
                     e.gateway.url

@@ -139,6 +139,40 @@ CREATE TABLE certificate_hosts (
 CREATE INDEX certificate_hosts_by_certificate ON certificate_hosts (certificate, position);
 "#,
     },
+    Migration {
+        version: 6,
+        name: "acme accounts, orders, challenge answers",
+        sql: r#"
+-- One ACME account per directory; instant-acme's credentials (the account key) sealed.
+CREATE TABLE acme_accounts (
+    directory_url      TEXT PRIMARY KEY,
+    credentials_sealed TEXT NOT NULL,
+    created_at_ms      INTEGER NOT NULL
+) STRICT;
+
+-- The journal of each certificate's open order: the order URL is written before anything
+-- else is asked of the CA (a restart resumes it, never orders twice), the key before
+-- finalisation. The row goes once the certificate is installed.
+CREATE TABLE acme_orders (
+    certificate   TEXT PRIMARY KEY,           -- the certificate record it fills
+    tenant_id     TEXT NOT NULL,
+    directory_url TEXT NOT NULL,
+    hosts         TEXT NOT NULL,              -- JSON array, in order
+    order_url     TEXT NOT NULL,
+    key_sealed    TEXT,                       -- the certificate's key, sealed, or NULL
+    last_error    TEXT,                       -- the CA's last problem (JSON {type, detail})
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+
+-- http-01 answers the gateways serve while an order is open (they enter the table).
+CREATE TABLE acme_challenges (
+    token             TEXT PRIMARY KEY,
+    key_authorization TEXT NOT NULL,
+    hosts             TEXT NOT NULL,          -- JSON array
+    expires_at_ms     INTEGER NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 /// Bring the registry's schema up to date; returns the schema version now in force.
@@ -166,10 +200,13 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 5);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 6);
         assert_eq!(
             tables(&conn).await,
             [
+                "acme_accounts",
+                "acme_challenges",
+                "acme_orders",
                 "api_keys",
                 "certificate_hosts",
                 "certificates",
@@ -183,7 +220,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate_registry(&conn).await.expect("again"), 5);
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 6);
     }
 
     #[tokio::test]
@@ -202,7 +239,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 5
+                    known: 6
                 }
             ),
             "{err}"

@@ -4,6 +4,7 @@
 //! Every write runs in one transaction that also bumps the table version, so the version
 //! counter and the rows it describes never disagree, across crashes and restarts.
 
+pub mod acme;
 mod certs;
 mod journal;
 pub mod migrations;
@@ -277,6 +278,7 @@ impl Registry {
         }
         self.load_keys(&mut model).await?;
         self.load_certificates(&mut model).await?;
+        self.load_acme_challenges(&mut model).await?;
         Ok(model)
     }
 

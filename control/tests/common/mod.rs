@@ -193,6 +193,8 @@ const START_ATTEMPTS: usize = 5;
 pub struct Gateway {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// The TLS listener, when started with one ([`Gateway::start_tls`]).
+    pub tls: Option<SocketAddr>,
     conf: PathBuf,
     log: PathBuf,
     pub proc: Proc,
@@ -202,8 +204,22 @@ impl Gateway {
     /// Start a gateway with its state in `dir/<name>/`; `control_url` makes it pull the
     /// table from realmctl at start.
     pub async fn start(dir: &TempDir, name: &str, control_url: Option<&str>) -> Gateway {
+        Self::start_listening(dir, name, control_url, false).await
+    }
+
+    /// Like [`Gateway::start`], with a TLS listener too (certificates come with the table).
+    pub async fn start_tls(dir: &TempDir, name: &str) -> Gateway {
+        Self::start_listening(dir, name, None, true).await
+    }
+
+    async fn start_listening(
+        dir: &TempDir,
+        name: &str,
+        control_url: Option<&str>,
+        tls: bool,
+    ) -> Gateway {
         for attempt in 1..=START_ATTEMPTS {
-            match Self::try_start(dir, name, control_url).await {
+            match Self::try_start(dir, name, control_url, tls).await {
                 Ok(gw) => return gw,
                 Err(e) if attempt < START_ATTEMPTS => eprintln!("gateway {name}: {e}; again"),
                 Err(e) => panic!("gateway {name}: {e}"),
@@ -216,8 +232,11 @@ impl Gateway {
         dir: &TempDir,
         name: &str,
         control_url: Option<&str>,
+        tls: bool,
     ) -> Result<Gateway, String> {
-        let addrs = free_addrs(2);
+        let addrs = free_addrs(3);
+        let tls = tls.then_some(addrs[2]);
+        let tls_yaml = tls.map_or_else(String::new, |a| format!("\n  tls_listen: [\"{a}\"]"));
         let token = dir.write(&format!("{name}-token"), GATEWAY_TOKEN);
         let state = dir.path().join(format!("{name}-state"));
         let control = control_url.map_or_else(String::new, |u| format!("\n  control_url: {u}"));
@@ -225,7 +244,7 @@ impl Gateway {
             &format!("{name}.yaml"),
             &format!(
                 "pingora: {{threads: 1, grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1}}\n\
-                 gateway:\n  listen: {}\n  admin_listen: {}\n  admin_token_file: {}\n  state_dir: {}\n  health_check_interval_ms: 200{control}\n",
+                 gateway:\n  listen: {}\n  admin_listen: {}\n  admin_token_file: {}\n  state_dir: {}\n  health_check_interval_ms: 200{control}{tls_yaml}\n",
                 addrs[0],
                 addrs[1],
                 token.display(),
@@ -236,6 +255,7 @@ impl Gateway {
         let mut gw = Gateway {
             listen: addrs[0],
             admin: addrs[1],
+            tls,
             proc: Proc::spawn(Self::command(&conf), log.clone()),
             conf,
             log,

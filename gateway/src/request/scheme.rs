@@ -13,8 +13,8 @@ use realmgate_table::HttpsMode;
 
 /// ACME HTTP-01 challenges are fetched over plain HTTP (port 80) by the certificate authority:
 /// never redirected nor refused, whatever the tenant's https mode, or no certificate is ever
-/// issued for an https-only tenant.
-pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+/// issued for an https-only tenant (the gateway answers them itself: `crate::acme`).
+pub use crate::acme::ACME_CHALLENGE_PREFIX;
 
 /// The port https omits from a URL.
 pub const DEFAULT_HTTPS_PORT: u16 = 443;

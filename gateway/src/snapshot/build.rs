@@ -3,6 +3,7 @@
 //! table versions. Runs off the hot path, before the swap.
 
 use super::{Snapshot, TenantRt};
+use crate::acme::Challenges;
 use crate::auth::api_key::Keys;
 use crate::auth::Realms;
 use crate::limits::{KeyLimit, Limiters, TenantLimits};
@@ -123,7 +124,9 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         hosts,
         key_expiry,
         certificates,
+        acme_challenges,
     } = checked;
+    let acme = Challenges::build(table.acme_challenges, acme_challenges);
     let certs = CertIndex::build(
         table
             .certificates
@@ -231,6 +234,7 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         keys,
         key_limits,
         certs,
+        acme,
     })
 }
 

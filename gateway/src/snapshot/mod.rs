@@ -11,6 +11,7 @@ pub mod test_util;
 
 pub use store::{ApplyError, Store, STATE_FILE};
 
+use crate::acme::Challenges;
 use crate::auth::api_key::{KeyIdx, Keys};
 use crate::auth::RealmRt;
 use crate::limits::{KeyLimit, TenantLimits};
@@ -39,6 +40,8 @@ pub struct Snapshot {
     pub key_limits: Box<[KeyLimit]>,
     /// The table's certificates by the names they serve (the TLS listeners' SNI index).
     pub certs: CertIndex,
+    /// The table's ACME http-01 answers by token.
+    pub acme: Challenges,
 }
 
 /// A tenant as the request path needs it.

@@ -2,12 +2,17 @@
 //! ([`table`], what [`crate::parse`] runs), or one tenant ([`tenant`]), pool ([`upstream`]) or
 //! key ([`api_key`]) as it would enter a table (what realmctl checks a request body with).
 
+mod acme;
 mod auth;
 mod certs;
 mod keys;
 mod shell;
 
 pub use crate::problem::Problem;
+pub use acme::{
+    is_acme_token, CheckedChallenge, MAX_ACME_CHALLENGES, MAX_ACME_CHALLENGE_HOSTS,
+    MAX_ACME_TOKEN_LEN, MIN_ACME_TOKEN_LEN,
+};
 pub use auth::MAX_AUDIENCES;
 pub use certs::{
     cert_name_covers, certificate, leaf_names_and_expiry, parse_cert_name, rfc3339, CheckedCert,
@@ -61,6 +66,8 @@ pub struct CheckedTable {
     pub key_expiry: Vec<Option<u64>>,
     /// `certificates[c]`: certificate `c`, parsed and ready to serve.
     pub certificates: Vec<CheckedCert>,
+    /// `acme_challenges[c]`: challenge `c`'s hosts and expiry, parsed.
+    pub acme_challenges: Vec<CheckedChallenge>,
 }
 
 /// What [`table`] learned besides "valid": see [`CheckedTable`].
@@ -69,6 +76,7 @@ pub struct Normalised {
     pub hosts: Vec<Vec<HostPattern>>,
     pub key_expiry: Vec<Option<u64>>,
     pub certificates: Vec<CheckedCert>,
+    pub acme_challenges: Vec<CheckedChallenge>,
 }
 
 /// What one tenant is checked against: the rest of the table it will enter.
@@ -192,11 +200,13 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     check_host_owners(table, &hosts, &mut problems);
     let key_expiry = check_api_keys(table, &ids, &mut problems);
     let certificates = certs::check_certificates(table, &mut problems);
+    let acme_challenges = acme::check_challenges(&table.acme_challenges, &mut problems);
     if problems.is_empty() {
         Ok(Normalised {
             hosts,
             key_expiry,
             certificates,
+            acme_challenges,
         })
     } else {
         Err(problems)
