@@ -3,8 +3,8 @@
 //! number of tenant labels is bounded (the rest count as `_other`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     pub upstream_latency: Histogram,
     pub table_version: IntGauge,
+    /// When the table in force was swapped in, Unix seconds with milliseconds: how stale a
+    /// gateway is, and when a fleet converged (benches/convergence.py reads it).
+    pub table_applied_at: Gauge,
     pub table_applies: IntCounter,
     pub table_rejections: IntCounter,
     pub upstream_endpoints: IntGaugeVec,
@@ -65,6 +68,10 @@ impl Metrics {
         )?;
         let table_version =
             IntGauge::new("realmgate_table_version", "Version of the table in force")?;
+        let table_applied_at = Gauge::new(
+            "realmgate_table_applied_timestamp_seconds",
+            "When the table in force was swapped in, Unix seconds",
+        )?;
         let table_applies = IntCounter::new("realmgate_table_applies_total", "Tables applied")?;
         let table_rejections = IntCounter::new(
             "realmgate_table_rejections_total",
@@ -80,6 +87,7 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(upstream_latency.clone()))?;
         registry.register(Box::new(table_version.clone()))?;
+        registry.register(Box::new(table_applied_at.clone()))?;
         registry.register(Box::new(table_applies.clone()))?;
         registry.register(Box::new(table_rejections.clone()))?;
         registry.register(Box::new(upstream_endpoints.clone()))?;
@@ -100,6 +108,7 @@ impl Metrics {
             requests,
             upstream_latency,
             table_version,
+            table_applied_at,
             table_applies,
             table_rejections,
             upstream_endpoints,

@@ -409,6 +409,16 @@ async fn metrics_report_requests_latency_and_table_state() {
     )
     .await;
     assert_eq!(m.value("realmgate_table_version", &[]), 7.0);
+    // Stamped when the table was swapped in: after the gateway started, not in the future.
+    let applied_at = m.value("realmgate_table_applied_timestamp_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        applied_at > now - 3600.0 && applied_at <= now,
+        "applied at {applied_at}, now {now}"
+    );
     assert_eq!(m.value("realmgate_table_applies_total", &[]), 2.0);
     assert_eq!(m.value("realmgate_table_rejections_total", &[]), 1.0);
     assert_eq!(

@@ -159,6 +159,11 @@ impl Store {
         self.metrics
             .table_version
             .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
+        self.metrics.table_applied_at.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         self.metrics.certificate_expiry(
             snapshot
                 .certs
