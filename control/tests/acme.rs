@@ -125,7 +125,7 @@ impl Drop for Pebble {
 /// The recording and fault-injecting proxy in front of Pebble: TLS with Pebble's listener
 /// certificate (so realmctl's `directory_ca_file` trusts both), every request forwarded over
 /// HTTP/1.1 with its own Host (Pebble builds its URLs, and checks each JWS `url`, from it, so
-/// every later request comes back here); new-order requests counted; `down` answers 503 with a non-ACME body to everything.
+/// every later request comes back here); orders the CA created (201 to new-order) counted; `down` answers 503 with a non-ACME body to everything.
 struct FaultProxy {
     directory_url: String,
     new_orders: Arc<AtomicUsize>,
@@ -154,9 +154,7 @@ async fn forward(
         return (AxumStatus::SERVICE_UNAVAILABLE, "fault proxy: CA down").into_response();
     }
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    if method == AxumMethod::POST && uri.path() == "/order-plz" {
-        s.new_orders.fetch_add(1, Ordering::SeqCst);
-    }
+    let new_order = method == AxumMethod::POST && uri.path() == "/order-plz";
     let mut req = s
         .http
         .request(method, format!("{}{path}", s.upstream))
@@ -167,6 +165,10 @@ async fn forward(
     match req.send().await {
         Ok(r) => {
             let status = r.status();
+            // Orders the CA created: a new-order refused for its nonce (and retried) is not one.
+            if new_order && status == reqwest::StatusCode::CREATED {
+                s.new_orders.fetch_add(1, Ordering::SeqCst);
+            }
             let mut out = HeaderMap::new();
             for (k, v) in r.headers() {
                 if k != "content-length" && k != "transfer-encoding" && k != "connection" {
