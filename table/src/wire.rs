@@ -33,6 +33,11 @@ pub struct Table {
     /// encrypted channel (or loopback).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<Certificate>,
+    /// The fleet's signing keys for the identity assertion (`x-realmgate-assertion`) the
+    /// gateways add to every forwarded request. Absent: no assertions. It carries private
+    /// keys: like certificates, it travels only over an authenticated, encrypted channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<crate::assertion::Assertion>,
 }
 
 /// A certificate and its private key, and the host names the gateway serves it for.

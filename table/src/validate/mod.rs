@@ -2,6 +2,7 @@
 //! ([`table`], what [`crate::parse`] runs), or one tenant ([`tenant`]), pool ([`upstream`]) or
 //! key ([`api_key`]) as it would enter a table (what realmctl checks a request body with).
 
+mod assertion;
 mod auth;
 mod certs;
 mod keys;
@@ -192,6 +193,9 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     check_host_owners(table, &hosts, &mut problems);
     let key_expiry = check_api_keys(table, &ids, &mut problems);
     let certificates = certs::check_certificates(table, &mut problems);
+    if let Some(a) = &table.assertion {
+        assertion::check_assertion(a, &mut problems);
+    }
     if problems.is_empty() {
         Ok(Normalised {
             hosts,
