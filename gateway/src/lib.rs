@@ -3,6 +3,7 @@
 //! tenant's realm, serves the tenant app shell, and load-balances to upstream pools.
 
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod background;
 pub mod config;

@@ -3,6 +3,7 @@
 //! (rate limits), `shell` (app shell, injection, framing policy), `upstream` (peer choice,
 //! retry), `headers`, `errors`, `metrics`.
 
+use crate::assertion;
 use crate::auth::{self, Admission, Auth, AuthCtx, Grant, Refusal, Reply};
 use crate::errors::{wants_html, GatewayError};
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
@@ -213,6 +214,11 @@ impl ProxyHttp for Gateway {
             .zip(ctx.tenant)
             .map(|(s, t)| (&s.tenant(t).header, &s.keys));
         auth::upstream_identity(up, tenant, &ctx.grant, &ctx.auth)?;
+        let (snapshot, grant) = (ctx.snapshot.as_deref(), &ctx.grant);
+        let assertions = &self.auth.assertions;
+        assertion::upstream::apply(
+            up, snapshot, ctx.tenant, ctx.pool, grant, &ctx.auth, assertions,
+        )?;
         if let Some(state) = ctx.shell.as_deref() {
             state.upstream_request(up)?;
         }
@@ -383,6 +389,7 @@ impl Gateway {
                 .route
                 .and_then(|i| tenant.routes.get(i).namespace.as_ref()),
             keys: &snapshot.keys,
+            jwks: snapshot.assertion.as_deref().map(|s| &s.jwks),
             path: target.as_deref().unwrap_or(req.uri.path()),
         };
         let grant = match self.auth.admit(&request, &admission, actx).await {

@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub key_limits: Box<[KeyLimit]>,
     /// The table's certificates by the names they serve (the TLS listeners' SNI index).
     pub certs: CertIndex,
+    /// The identity assertion's signer and JWKS; `None` without an `assertion` section.
+    pub assertion: Option<Arc<crate::assertion::Signer>>,
 }
 
 /// A tenant as the request path needs it.
