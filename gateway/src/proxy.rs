@@ -3,7 +3,6 @@
 //! (rate limits), `shell` (app shell, injection, framing policy), `upstream` (peer choice,
 //! retry), `headers`, `errors`, `metrics`.
 
-use crate::assertion;
 use crate::auth::{self, Admission, Auth, AuthCtx, Grant, Refusal, Reply};
 use crate::errors::{wants_html, GatewayError};
 use crate::headers::{self, Forwarded, X_REQUEST_ID};
@@ -214,11 +213,9 @@ impl ProxyHttp for Gateway {
             .zip(ctx.tenant)
             .map(|(s, t)| (&s.tenant(t).header, &s.keys));
         auth::upstream_identity(up, tenant, &ctx.grant, &ctx.auth)?;
-        let (snapshot, grant) = (ctx.snapshot.as_deref(), &ctx.grant);
+        let target = assertion_target(ctx.snapshot.as_deref(), ctx.tenant, ctx.pool);
         let assertions = &self.auth.assertions;
-        assertion::upstream::apply(
-            up, snapshot, ctx.tenant, ctx.pool, grant, &ctx.auth, assertions,
-        )?;
+        auth::assertion::upstream_assertion(up, target, &ctx.grant, &ctx.auth, assertions)?;
         if let Some(state) = ctx.shell.as_deref() {
             state.upstream_request(up)?;
         }
@@ -455,6 +452,22 @@ fn user(a: &AuthCtx) -> Option<User<'_>> {
     a.identity.as_deref().map(|id| User {
         subject: id.subject.to_str().unwrap_or_default(),
         name: id.name.as_deref(),
+    })
+}
+
+/// What the identity assertion names: the signer, the tenant and the pool (`None` without
+/// an assertion section, or when the gateway answers itself).
+fn assertion_target(
+    s: Option<&Snapshot>,
+    tenant: Option<TenantIdx>,
+    pool: Option<PoolIdx>,
+) -> Option<auth::assertion::Target<'_>> {
+    let (s, tenant, pool) = (s?, tenant?, pool?);
+    Some(auth::assertion::Target {
+        signer: s.assertion.as_deref()?,
+        tenant: &s.tenant(tenant).id,
+        pool: &s.pool(pool).name,
+        keys: &s.keys,
     })
 }
 

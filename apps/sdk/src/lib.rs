@@ -33,10 +33,11 @@
 mod claims;
 mod extract;
 mod keys;
+mod rejection;
 mod verify;
 
 pub use claims::{Auth, Caller, Principal, Tenant};
-pub use extract::Rejection;
+pub use rejection::Rejection;
 pub use verify::{Verifier, VerifierConfig, ASSERTION_HEADER, TENANT_HEADER};
 
 #[cfg(test)]

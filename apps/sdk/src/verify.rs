@@ -3,8 +3,8 @@
 //! tenant against `x-realmgate-tenant`, and claims that hang together.
 
 use crate::claims::{Caller, Claims, Tenant};
-use crate::extract::Rejection;
 use crate::keys::{KeyError, KeySet};
+use crate::rejection::Rejection;
 use jsonwebtoken::{Algorithm, Validation};
 use std::time::Duration;
 

@@ -136,8 +136,9 @@ struct Claims<'a> {
 }
 
 /// Which realm policy admitted a realm identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Via {
+    #[default]
     Jwt,
     Session,
 }
@@ -270,9 +271,6 @@ fn cache_key(signer: &Signer, s: &Subject<'_>) -> [u8; 32] {
     }
     h.finalize().into()
 }
-
-pub mod jwks;
-pub mod upstream;
 
 #[cfg(test)]
 mod tests;

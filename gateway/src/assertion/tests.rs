@@ -48,7 +48,9 @@ const ROLES: &[Box<str>] = &[];
 #[test]
 fn claims_per_principal() {
     let s = signer();
-    let now = crate::auth::unix_now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let roles: Vec<Box<str>> = vec!["user".into(), "admin".into()];
     let cases = [
         (Principal::Public, serde_json::json!({"auth": "public"})),
@@ -179,7 +181,9 @@ fn cached_per_subject_and_reused_until_twenty_seconds_remain() {
 fn the_cache_is_bounded_under_a_flood_of_identities() {
     let s = signer();
     let cache = Assertions::new(16);
-    let now = crate::auth::unix_now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let subs: Vec<String> = (0..500).map(|i| format!("user-{i}")).collect();
     for sub in &subs {
         let subject = Subject {

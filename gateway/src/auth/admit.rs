@@ -43,7 +43,7 @@ impl Auth {
         actx: &mut AuthCtx,
     ) -> Result<Grant, Refusal> {
         if a.endpoint == Some(Endpoint::Jwks) {
-            return Err(crate::assertion::jwks::jwks_reply(r, a.jwks));
+            return Err(super::assertion::jwks_reply(r, a.jwks));
         }
         if let Some(endpoint) = a.endpoint {
             return Err(Refusal::Reply(self.endpoint(r, endpoint).await));

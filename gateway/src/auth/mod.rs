@@ -9,6 +9,7 @@
 
 mod admit;
 pub mod api_key;
+pub mod assertion;
 pub mod cookie;
 mod error;
 mod flow;
