@@ -22,7 +22,8 @@ pub struct Compiled {
     /// `sha256:<hex>` of `body`, as the gateways report it.
     pub digest: String,
     pub tenants: usize,
-    /// Some tenant's realm carries a login client secret, or a certificate its key:
+    /// Some tenant's realm carries a login client secret, a certificate its key, or the
+    /// assertion section its signing keys:
     /// operators see the table redacted, and it travels only over TLS (or loopback).
     pub has_secrets: bool,
 }
@@ -37,6 +38,8 @@ struct TableRef<'a> {
     api_keys: KeysRef<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     certificates: Vec<realmgate_table::Certificate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assertion: Option<realmgate_table::assertion::Assertion>,
 }
 
 /// The keys gateways accept: live ones (not revoked, not yet expired) of existing tenants,
@@ -242,7 +245,9 @@ fn certificates(model: &Model, secrets: &SecretBox) -> Vec<realmgate_table::Cert
 pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_json::Error> {
     let realms = provisioned_realms(model, secrets);
     let certificates = certificates(model, secrets);
-    let has_secrets = !certificates.is_empty()
+    let assertion = crate::service::assertion::table_section(model, secrets);
+    let has_secrets = assertion.is_some()
+        || !certificates.is_empty()
         || realms
             .values()
             .any(|p| matches!(p, Provisioned::Realm(r) if r.client_secret.is_some()));
@@ -260,6 +265,7 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
             realms: &realms,
         },
         certificates,
+        assertion,
     };
     // Roughly 100 bytes per tenant; one allocation for typical tables.
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
@@ -315,6 +321,7 @@ mod tests {
             tenants: m.tenants.values().map(|t| t.wire.clone()).collect(),
             api_keys: Vec::new(),
             certificates: Vec::new(),
+            assertion: None,
         };
         assert_eq!(table, expected);
         assert_eq!(hosts.len(), 2);

@@ -30,6 +30,8 @@ pub enum StartError {
     Provision(String),
     #[error(transparent)]
     Lock(#[from] crate::writer_lock::LockError),
+    #[error("assertion keys: {0}")]
+    Assertion(#[from] crate::service::ServiceError),
 }
 
 /// What the daemon needs besides the registry.
@@ -44,6 +46,8 @@ pub struct Wiring<'a> {
     pub api: crate::api::ApiLimits,
     /// The provisioning steps (none: tenants are ready at creation).
     pub provision: Option<Provisioning>,
+    /// The identity assertion's issuer and key rotation timing.
+    pub assertion: crate::service::assertion::AssertionSettings,
 }
 
 /// What the provisioning runner needs.
@@ -62,6 +66,8 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         Some(p) => Control::with_plan(registry, p.plan.clone(), p.secret_box.clone()).await?,
         None => Control::new(registry).await?,
     });
+    control.start_assertion(&w.assertion).await?;
+    tokio::spawn(crate::service::assertion::maintain(Arc::clone(&control)));
     if let Some(p) = w.provision {
         if p.plan.active() {
             crate::service::runner::Runner::start(Arc::clone(&control), p.steps, p.runner);
@@ -133,6 +139,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 secret_box: config.provision.secret_box(),
                 runner: config.provision.runner.clone(),
             }),
+            assertion: config.assertion.clone(),
         },
     )
     .await?;

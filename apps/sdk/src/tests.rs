@@ -75,7 +75,8 @@ async fn verification_table() {
         parts[2] = "";
         parts.join(".")
     };
-    let cases: Vec<(&str, String, Option<&str>, Result<(), Rejection>)> = vec![
+    type Case<'a> = (&'a str, String, Option<&'a str>, Result<(), Rejection>);
+    let cases: Vec<Case> = vec![
         ("valid", good.clone(), None, Ok(())),
         (
             "valid, tenant header agrees",
@@ -358,7 +359,8 @@ async fn the_extractor_refuses_with_a_clear_401() {
         }
         b.body(axum::body::Body::empty()).expect("request")
     };
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![(ASSERTION_HEADER, valid.as_str())],
             200,

@@ -139,6 +139,25 @@ CREATE TABLE certificate_hosts (
 CREATE INDEX certificate_hosts_by_certificate ON certificate_hosts (certificate, position);
 "#,
     },
+    Migration {
+        version: 6,
+        name: "assertion keys",
+        sql: r#"
+-- The fleet's identity assertion keys: sealed private key, public JWK, and where each is in
+-- its life (pending: published, signs from activate_at_ms; active: signs; published: in the
+-- JWKS only, until retire_at_ms).
+CREATE TABLE assertion_keys (
+    kid            TEXT PRIMARY KEY,
+    key_sealed     TEXT NOT NULL,
+    public_jwk     TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('pending', 'active', 'published')),
+    created_at_ms  INTEGER NOT NULL,
+    activate_at_ms INTEGER,
+    retire_at_ms   INTEGER,
+    table_version  INTEGER NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 /// Bring the registry's schema up to date; returns the schema version now in force.
@@ -166,11 +185,12 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 5);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 6);
         assert_eq!(
             tables(&conn).await,
             [
                 "api_keys",
+                "assertion_keys",
                 "certificate_hosts",
                 "certificates",
                 "meta",
@@ -183,7 +203,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate_registry(&conn).await.expect("again"), 5);
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 6);
     }
 
     #[tokio::test]
@@ -202,7 +222,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 5
+                    known: 6
                 }
             ),
             "{err}"

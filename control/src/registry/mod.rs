@@ -4,6 +4,7 @@
 //! Every write runs in one transaction that also bumps the table version, so the version
 //! counter and the rows it describes never disagree, across crashes and restarts.
 
+mod assertion_keys;
 mod certs;
 mod journal;
 pub mod migrations;
@@ -243,6 +244,7 @@ impl Registry {
         }
         self.load_keys(&mut model).await?;
         self.load_certificates(&mut model).await?;
+        self.load_assertion_keys(&mut model).await?;
         Ok(model)
     }
 

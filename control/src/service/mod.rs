@@ -2,6 +2,7 @@
 //! to the registry together with the next table version, applied to the in-memory model and
 //! announced to the compiler. Changes are serialised, so none is lost and versions only grow.
 
+pub mod assertion;
 mod certs;
 pub mod keys;
 mod provisioning;

@@ -93,7 +93,8 @@ async fn only_signed_in_users_with_a_valid_assertion_are_served() {
         &pem,
         serde_json::json!({"auth": "session", "sub": "alice", "roles": []}),
     );
-    let cases: Vec<(&str, Vec<(&str, String)>, StatusCode)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, StatusCode);
+    let cases: Vec<Case> = vec![
         (
             "alice",
             vec![("x-realmgate-assertion", alice.clone())],
