@@ -7,18 +7,17 @@
 //! remain, from a bounded cache; a request costs one SHA-256 of those fields and a lookup.
 //! A reused assertion keeps its `jti`: it names the minted token, not the request.
 
+use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::HeaderValue;
-use moka::sync::Cache;
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use realmgate_table::assertion::{self as wire, Assertion, MAX_LIFETIME_S};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use realmgate_table::assertion::{HEADER, JWKS_PATH};
 
@@ -190,26 +189,35 @@ fn push_field(h: &mut Sha256, bytes: &[u8]) {
     h.update(bytes);
 }
 
-/// The minted assertions, shared by every table version (their signer is in the key).
+/// The minted assertions, shared by every table version (their signer is in the key): a
+/// direct-mapped table of slots, each holding one assertion and the digest it was minted
+/// for. A lookup is one atomic load and a 32-byte compare, no bookkeeping; the size never
+/// grows (a flood of distinct callers only overwrites slots, each costing its own signature).
 pub struct Assertions {
-    cache: Cache<[u8; 32], Minted, ahash::RandomState>,
+    slots: Box<[ArcSwapOption<Minted>]>,
 }
 
-#[derive(Clone)]
 struct Minted {
+    key: [u8; 32],
     value: HeaderValue,
     /// Reused until then (unix seconds).
     until: u64,
 }
 
+/// Most slots, whatever the configuration says (16 M pointers: 128 MiB).
+const MAX_SLOTS: u64 = 1 << 24;
+
 impl Assertions {
-    /// At most `capacity` assertions kept (0: none, every request signs).
+    /// At most `capacity` assertions kept, rounded up to a power of two (0: none, every
+    /// request signs).
     pub fn new(capacity: u64) -> Assertions {
+        let n = if capacity == 0 {
+            0
+        } else {
+            capacity.min(MAX_SLOTS).next_power_of_two()
+        };
         Assertions {
-            cache: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(Duration::from_secs(REUSE_S))
-                .build_with_hasher(ahash::RandomState::new()),
+            slots: (0..n).map(|_| ArcSwapOption::const_empty()).collect(),
         }
     }
 
@@ -222,27 +230,40 @@ impl Assertions {
         now: u64,
     ) -> Option<(HeaderValue, bool)> {
         let key = cache_key(signer, s);
-        if let Some(hit) = self.cache.get(&key) {
-            if now < hit.until {
-                return Some((hit.value, false));
+        let slot = self.slot(&key);
+        if let Some(slot) = slot {
+            let guard = slot.load();
+            if let Some(hit) = guard.as_deref() {
+                if hit.key == key && now < hit.until {
+                    return Some((hit.value.clone(), false));
+                }
             }
         }
         let token = signer.sign(s, now)?;
         let value = HeaderValue::from_str(&token).ok()?;
-        self.cache.insert(
-            key,
-            Minted {
+        if let Some(slot) = slot {
+            slot.store(Some(Arc::new(Minted {
+                key,
                 value: value.clone(),
                 until: now + REUSE_S,
-            },
-        );
+            })));
+        }
         Some((value, true))
     }
 
-    /// Entries held (after pending evictions run), for tests and metrics.
+    fn slot(&self, key: &[u8; 32]) -> Option<&ArcSwapOption<Minted>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&key[..8]);
+        let i = (u64::from_le_bytes(low) as usize) & (self.slots.len() - 1);
+        self.slots.get(i)
+    }
+
+    /// Assertions held, for tests and metrics.
     pub fn entries(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.slots.iter().filter(|s| s.load().is_some()).count() as u64
     }
 }
 
