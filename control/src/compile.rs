@@ -22,7 +22,8 @@ pub struct Compiled {
     /// `sha256:<hex>` of `body`, as the gateways report it.
     pub digest: String,
     pub tenants: usize,
-    /// Some tenant's realm carries a login client secret, or a certificate its key:
+    /// Some tenant's realm carries a login client secret, a certificate its key, or the
+    /// assertion section its signing keys:
     /// operators see the table redacted, and it travels only over TLS (or loopback).
     pub has_secrets: bool,
 }
@@ -41,6 +42,8 @@ struct TableRef<'a> {
     /// nothing either.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     acme_challenges: Vec<&'a realmgate_table::AcmeChallenge>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assertion: Option<realmgate_table::assertion::Assertion>,
 }
 
 /// The keys gateways accept: live ones (not revoked, not yet expired) of existing tenants,
@@ -246,7 +249,9 @@ fn certificates(model: &Model, secrets: &SecretBox) -> Vec<realmgate_table::Cert
 pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_json::Error> {
     let realms = provisioned_realms(model, secrets);
     let certificates = certificates(model, secrets);
-    let has_secrets = !certificates.is_empty()
+    let assertion = crate::assertion_section::assertion_section(model, secrets);
+    let has_secrets = assertion.is_some()
+        || !certificates.is_empty()
         || realms
             .values()
             .any(|p| matches!(p, Provisioned::Realm(r) if r.client_secret.is_some()));
@@ -271,6 +276,7 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
                 realmgate_table::parse_expiry(&c.expires_at).is_some_and(|s| s * 1000 > now_ms())
             })
             .collect(),
+        assertion,
     };
     // Roughly 100 bytes per tenant; one allocation for typical tables.
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
@@ -327,6 +333,7 @@ mod tests {
             api_keys: Vec::new(),
             certificates: Vec::new(),
             acme_challenges: Vec::new(),
+            assertion: None,
         };
         assert_eq!(table, expected);
         assert_eq!(hosts.len(), 2);

@@ -32,6 +32,18 @@ struct FileConfig {
     tls: Option<TlsFile>,
     lease: Option<crate::lease::config::LeaseFile>,
     certificates: Option<crate::acme::config::CertificatesFile>,
+    assertion: Option<AssertionFile>,
+}
+
+/// `assertion:`: the fleet's signed identity assertion (see `docs/apps.md`).
+#[derive(Debug, Default, Deserialize)]
+struct AssertionFile {
+    /// The assertions' `iss` (default `realmgate`).
+    issuer: Option<String>,
+    /// Seconds a rotated-in key is published before it signs (default 30; 0: at once).
+    activation_delay_s: Option<u64>,
+    /// Seconds a rotated-out key stays published (default 3600).
+    retire_after_s: Option<u64>,
 }
 
 /// realmctl's API over TLS: a certificate chain (PEM, leaf first) and its key.
@@ -143,6 +155,8 @@ pub struct Config {
     pub lease: Option<crate::lease::config::LeaseConfig>,
     /// Certificates from an ACME CA for every tenant (`certificates.acme`); `None`: off.
     pub acme: Option<crate::acme::AcmeSettings>,
+    /// The identity assertion's issuer and key rotation timing (`assertion:`).
+    pub assertion: crate::service::assertion::AssertionSettings,
 }
 
 impl Config {
@@ -227,7 +241,7 @@ impl Config {
             .filter(|u| !crate::tls::may_carry_secrets(u))
         {
             log::warn!(
-                "gateway {url} is plain http to a non-loopback host: tables that carry secrets (login client secrets, certificate keys) will not be pushed to it; give it admin_tls and an https:// URL"
+                "gateway {url} is plain http to a non-loopback host: tables carry secrets (the assertion signing keys, login client secrets, certificate keys) and will not be pushed to it; give it admin_tls and an https:// URL"
             );
         }
         let tls = file.tls.and_then(|t| {
@@ -235,6 +249,7 @@ impl Config {
                 .map_err(|e| problems.push(format!("tls: {e}")))
                 .ok()
         });
+        let assertion = assertion_settings(file.assertion.unwrap_or_default(), &mut problems);
         let provision = crate::provision::config::ProvisionConfig::resolve(
             file.provision.unwrap_or_default(),
             &mut problems,
@@ -267,6 +282,7 @@ impl Config {
                 tls,
                 lease,
                 acme,
+                assertion,
             }),
             _ => Err(problems),
         }
@@ -411,6 +427,41 @@ fn check_gateway_url(url: &str) -> Result<(), String> {
         return Err("give the admin base URL only, like http://127.0.0.1:9080".into());
     }
     Ok(())
+}
+
+fn assertion_settings(
+    a: AssertionFile,
+    problems: &mut Vec<String>,
+) -> crate::service::assertion::AssertionSettings {
+    let mut s = crate::service::assertion::AssertionSettings::default();
+    if let Some(issuer) = a.issuer {
+        let n = issuer.chars().count();
+        if n == 0
+            || n > realmgate_table::assertion::MAX_ISSUER_CHARS
+            || issuer.chars().any(char::is_control)
+        {
+            problems.push(
+                "assertion.issuer: must be 1-256 characters without control characters".into(),
+            );
+        }
+        s.issuer = issuer;
+    }
+    if let Some(d) = a.activation_delay_s {
+        if d > 86_400 {
+            problems.push("assertion.activation_delay_s: at most 86400".into());
+        }
+        s.activation_delay = Duration::from_secs(d);
+    }
+    if let Some(r) = a.retire_after_s {
+        if !(60..=30 * 86_400).contains(&r) {
+            problems.push(
+                "assertion.retire_after_s: must be between 60 (an assertion's life) and 2592000"
+                    .into(),
+            );
+        }
+        s.retire_after = Duration::from_secs(r);
+    }
+    s
 }
 
 fn push_settings(p: PushFile, problems: &mut Vec<String>) -> PushSettings {

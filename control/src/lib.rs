@@ -4,6 +4,7 @@
 pub mod acme;
 pub mod acme_step;
 pub mod api;
+pub mod assertion_section;
 pub mod body;
 pub mod cli;
 pub mod compile;

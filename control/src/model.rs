@@ -163,6 +163,9 @@ pub struct Model {
     pub certificates: BTreeMap<String, CertRecord>,
     /// ACME http-01 answers by token, while realmctl's ACME client has orders open.
     pub acme_challenges: BTreeMap<String, realmgate_table::AcmeChallenge>,
+    /// The fleet's identity assertion: issuer (from the configuration; `None`: no section
+    /// in the table) and keys.
+    pub assertion: AssertionModel,
     hosts: HashMap<HostPattern, TenantId>,
     key_digests: HashMap<[u8; 32], String>,
 }
@@ -335,5 +338,73 @@ mod tests {
         m.put_tenant(id, rec, hosts);
         let users: Vec<String> = m.users_of(&x).iter().map(ToString::to_string).collect();
         assert_eq!(users, ["a", "c", "d"]);
+    }
+}
+
+/// The fleet's identity assertion as realmctl keeps it.
+#[derive(Debug, Default)]
+pub struct AssertionModel {
+    /// The assertions' `iss` (configuration `assertion.issuer`); `None` until the service
+    /// starts them: no section in the table.
+    pub issuer: Option<String>,
+    /// How long a rotated-in key is published before it signs, and a rotated-out key after
+    /// it stopped signing (ms).
+    pub activation_delay_ms: u64,
+    pub retire_after_ms: u64,
+    /// Keys by kid.
+    pub keys: BTreeMap<String, AssertionKeyRecord>,
+}
+
+/// Where an assertion key is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyPhase {
+    /// Published, and signs from `activate_at_ms` on (a rotation gives apps time to fetch it
+    /// before any assertion names it).
+    Pending,
+    /// Signs.
+    Active,
+    /// Published only (rotated out), until `retire_at_ms`.
+    Published,
+}
+
+impl KeyPhase {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyPhase::Pending => "pending",
+            KeyPhase::Active => "active",
+            KeyPhase::Published => "published",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyPhase> {
+        match s {
+            "pending" => Some(KeyPhase::Pending),
+            "active" => Some(KeyPhase::Active),
+            "published" => Some(KeyPhase::Published),
+            _ => None,
+        }
+    }
+}
+
+/// One assertion key: the private key only sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AssertionKeyRecord {
+    pub kid: String,
+    pub key_sealed: String,
+    pub public: realmgate_table::assertion::PublicJwk,
+    pub phase: KeyPhase,
+    pub created_at_ms: u64,
+    pub activate_at_ms: Option<u64>,
+    pub retire_at_ms: Option<u64>,
+    pub table_version: u64,
+}
+
+impl std::fmt::Debug for AssertionKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssertionKeyRecord")
+            .field("kid", &self.kid)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
     }
 }

@@ -34,6 +34,8 @@ pub enum StartError {
     Lease(String),
     #[error("gateway discovery: {0}")]
     Discovery(String),
+    #[error("assertion keys: {0}")]
+    Assertion(#[from] crate::service::ServiceError),
 }
 
 /// What the daemon needs besides the registry.
@@ -48,6 +50,8 @@ pub struct Wiring<'a> {
     pub api: crate::api::ApiLimits,
     /// The provisioning steps (none: tenants are ready at creation).
     pub provision: Option<Provisioning>,
+    /// The identity assertion's issuer and key rotation timing.
+    pub assertion: crate::service::assertion::AssertionSettings,
 }
 
 /// What the provisioning runner needs.
@@ -69,6 +73,8 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         Some(p) => Control::with_plan(registry, p.plan.clone(), p.secret_box.clone()).await?,
         None => Control::new(registry).await?,
     });
+    control.start_assertion(&w.assertion).await?;
+    tokio::spawn(crate::service::assertion::maintain(Arc::clone(&control)));
     let (published, tables) = watch::channel(None);
     let debounce = w.push.debounce;
     let pusher = Arc::new(Pusher::start(
@@ -163,6 +169,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 runner: config.provision.runner.clone(),
                 acme: config.acme.clone(),
             }),
+            assertion: config.assertion.clone(),
         },
     )
     .await?;

@@ -21,7 +21,27 @@ const SERVICE: &str = "realmgate-admin";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn url(i: u8) -> String {
-    format!("http://10.203.0.1{i}:9080")
+    format!("https://10.203.0.1{i}:9080")
+}
+
+/// The gateways' admin certificate (every test address) and its CA: tables carry secrets
+/// (the assertion keys), so they travel to a non-loopback gateway over TLS only.
+fn pki() -> &'static (String, common::pki::Leaf) {
+    static PKI: std::sync::OnceLock<(String, common::pki::Leaf)> = std::sync::OnceLock::new();
+    PKI.get_or_init(|| {
+        let ca = common::pki::Pki::new("discovery test CA");
+        let leaf = ca.leaf(&["10.203.0.11", "10.203.0.12", "10.203.0.13", "10.203.0.14"]);
+        (ca.ca_pem.clone(), leaf)
+    })
+}
+
+/// A client that trusts the gateways' admin certificate.
+fn admin_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki().0.as_bytes()).expect("CA"))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client")
 }
 
 fn slice_path(name: &str) -> String {
@@ -162,13 +182,17 @@ async fn metric(api: &Api, name: &str) -> Option<i64> {
 /// A realmgate whose listeners bind 10.203.0.1n (data 8080, admin 9080), with no table.
 fn gateway(dir: &TempDir, n: u8) -> Proc {
     let token = dir.write(&format!("gw{n}-token"), GATEWAY_TOKEN);
+    let cert = dir.write("admin.crt", &pki().1.cert_pem);
+    let key = dir.write("admin.key", &pki().1.key_pem);
     let conf = dir.write(
         &format!("gw{n}.yaml"),
         &format!(
             "pingora: {{threads: 1, grace_period_seconds: 0, graceful_shutdown_timeout_seconds: 1}}\n\
-             gateway:\n  listen: 10.203.0.1{n}:8080\n  admin_listen: 10.203.0.1{n}:9080\n  admin_token_file: {}\n  state_dir: {}\n",
+             gateway:\n  listen: 10.203.0.1{n}:8080\n  admin_listen: 10.203.0.1{n}:9080\n  admin_token_file: {}\n  state_dir: {}\n  admin_tls: {{cert_file: {}, key_file: {}}}\n",
             token.display(),
-            dir.path().join(format!("gw{n}-state")).display()
+            dir.path().join(format!("gw{n}-state")).display(),
+            cert.display(),
+            key.display()
         ),
     );
     let mut cmd = Command::new(common::realmgate_bin());
@@ -178,7 +202,7 @@ fn gateway(dir: &TempDir, n: u8) -> Proc {
 
 /// The version gateway `n` serves, asked on its admin API.
 async fn served(n: u8) -> Option<u64> {
-    let r = reqwest::Client::new()
+    let r = admin_client()
         .get(format!("{}/v1/table", url(n)))
         .bearer_auth(GATEWAY_TOKEN)
         .timeout(Duration::from_secs(2))
@@ -260,7 +284,9 @@ async fn follows_endpointslices() {
     let _gateways: Vec<Proc> = (1..=3).map(|n| gateway(&dir, n)).collect();
     for n in 1..=3 {
         eventually(WAIT, &format!("gateway {n} up"), || async {
-            reqwest::get(format!("{}/healthz", url(n)))
+            admin_client()
+                .get(format!("{}/healthz", url(n)))
+                .send()
                 .await
                 .ok()
                 .map(|_| ())
@@ -268,6 +294,7 @@ async fn follows_endpointslices() {
         .await;
     }
     let kubeconfig = dir.write("kubeconfig", &kube.kubeconfig());
+    let ca = dir.write("admin-ca.crt", &pki().0);
     let upstream = Upstream::start("app").await;
 
     // Two endpoints, ready and ready-unset: both get the current table.
@@ -275,7 +302,8 @@ async fn follows_endpointslices() {
     let (ctl, api) = realmctl(
         &dir,
         &format!(
-            "  discovery:\n    kubernetes: {{service: {SERVICE}, namespace: {NS}, port: admin, scheme: http, kubeconfig: {}}}\n",
+            "  ca_file: {}\n  discovery:\n    kubernetes: {{service: {SERVICE}, namespace: {NS}, port: admin, scheme: https, kubeconfig: {}}}\n",
+            ca.display(),
             kubeconfig.display()
         ),
         &[],

@@ -67,7 +67,11 @@ async fn realmctl_restarted_keeps_its_state_and_version_counter() {
     let up = Upstream::start("a").await;
     let g1 = Gateway::start(&dir, "g1", None).await;
     let g2 = Gateway::start(&dir, "g2", None).await;
-    let mut ctl = Realmctl::start(&dir, &[&g1, &g2]).await;
+    // A kept secrets key: the assertion signing key sealed with it opens after the restart
+    // (with a key made at start, realmctl would have to make a new signing key: a change).
+    let key = dir.write("secrets.key", &"cd".repeat(32));
+    let conf = format!("provision:\n  secrets_key_file: {}\n", key.display());
+    let mut ctl = Realmctl::start_with(&dir, &[&g1, &g2], &conf, &[]).await;
     let api = ctl.api();
     pool(&api, &up).await;
     create(&api, "acme", "acme.test").await;

@@ -87,6 +87,7 @@ async fn control_pushing_to(url: &str, trust: GatewayTrust, pki: &Pki) -> realmc
             max_body_bytes: 1 << 20,
             api: Default::default(),
             provision: None,
+            assertion: Default::default(),
         },
     )
     .await

@@ -77,6 +77,7 @@ pub struct AuthFile {
     pub jwks_ttl_max_s: Option<u64>,
     pub realm_timeout_ms: Option<u64>,
     pub token_cache_entries: Option<u64>,
+    pub assertion_cache_entries: Option<u64>,
     pub session_refresh_margin_s: Option<u64>,
     pub login_timeout_s: Option<u64>,
 }
@@ -400,6 +401,13 @@ fn auth_conf(f: &AuthFile, problems: &mut Vec<String>) -> AuthConfig {
             "token_cache_entries",
             f.token_cache_entries,
             d.token_cache_entries,
+            0,
+            10_000_000,
+        ),
+        assertion_cache_entries: get(
+            "assertion_cache_entries",
+            f.assertion_cache_entries,
+            d.assertion_cache_entries,
             0,
             10_000_000,
         ),

@@ -4,6 +4,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod background;
 pub mod config;

@@ -222,6 +222,9 @@ impl ProxyHttp for Gateway {
             .zip(ctx.tenant)
             .map(|(s, t)| (&s.tenant(t).header, &s.keys));
         auth::upstream_identity(up, tenant, &ctx.grant, &ctx.auth)?;
+        let target = assertion_target(ctx.snapshot.as_deref(), ctx.tenant, ctx.pool);
+        let assertions = &self.auth.assertions;
+        auth::assertion::upstream_assertion(up, target, &ctx.grant, &ctx.auth, assertions)?;
         if let Some(state) = ctx.shell.as_deref() {
             state.upstream_request(up)?;
         }
@@ -392,6 +395,7 @@ impl Gateway {
                 .route
                 .and_then(|i| tenant.routes.get(i).namespace.as_ref()),
             keys: &snapshot.keys,
+            jwks: snapshot.assertion.as_deref().map(|s| &s.jwks),
             path: target.as_deref().unwrap_or(req.uri.path()),
         };
         let grant = match self.auth.admit(&request, &admission, actx).await {
@@ -457,6 +461,22 @@ fn user(a: &AuthCtx) -> Option<User<'_>> {
     a.identity.as_deref().map(|id| User {
         subject: id.subject.to_str().unwrap_or_default(),
         name: id.name.as_deref(),
+    })
+}
+
+/// What the identity assertion names: the signer, the tenant and the pool (`None` without
+/// an assertion section, or when the gateway answers itself).
+fn assertion_target(
+    s: Option<&Snapshot>,
+    tenant: Option<TenantIdx>,
+    pool: Option<PoolIdx>,
+) -> Option<auth::assertion::Target<'_>> {
+    let (s, tenant, pool) = (s?, tenant?, pool?);
+    Some(auth::assertion::Target {
+        signer: s.assertion.as_deref()?,
+        tenant: &s.tenant(tenant).id,
+        pool: &s.pool(pool).name,
+        keys: &s.keys,
     })
 }
 

@@ -6,6 +6,7 @@
 //! fixes a table in one round. The field-by-field reference is on the types in [`wire`] and in
 //! `docs/routing-table.md`.
 
+pub mod assertion;
 mod duplicates;
 pub mod host;
 pub mod path;

@@ -38,6 +38,11 @@ pub struct Table {
     /// (short-lived; absent means none, so tables from before stay valid).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acme_challenges: Vec<AcmeChallenge>,
+    /// The fleet's signing keys for the identity assertion (`x-realmgate-assertion`) the
+    /// gateways add to every forwarded request. Absent: no assertions. It carries private
+    /// keys: like certificates, it travels only over an authenticated, encrypted channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<crate::assertion::Assertion>,
 }
 
 /// One http-01 challenge answer (RFC 8555 §8.3): the gateway answers

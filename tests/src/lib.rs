@@ -5,6 +5,7 @@
 // `<workspace>/target/debug/realmgate`), `Upstream` is a small real HTTP/1.1 server, and
 // `raw_request` speaks bytes over a `TcpStream` for requests no well-behaved client sends.
 
+pub mod assertion;
 pub mod browser;
 pub mod echo;
 pub mod gateway;

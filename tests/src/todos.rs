@@ -19,15 +19,36 @@ pub fn todos_bin() -> PathBuf {
 }
 
 impl Todos {
+    /// Believing the plain `x-realmgate-*` headers (`--trust-headers`): for the shell tests,
+    /// which run without a realm.
     pub async fn start() -> Todos {
+        Todos::start_with(&["--trust-headers"]).await
+    }
+
+    /// Verifying assertions against `jwks_url` for `pool` (issuer `realmgate`), fetching the
+    /// keys again on every unknown `kid` (no refetch interval: tests are not timed).
+    pub async fn verifying(jwks_url: &str, pool: &str) -> Todos {
+        Todos::start_with(&[
+            "--jwks-url",
+            jwks_url,
+            "--pool",
+            pool,
+            "--jwks-refetch-interval-ms",
+            "0",
+        ])
+        .await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Todos {
         let dir = TempDir::new("todos");
         let addr = free_addrs(1)[0];
-        let args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = vec![
             "--listen".into(),
             addr.to_string().into(),
             "--data-dir".into(),
             dir.join("data").into(),
         ];
+        args.extend(extra.iter().map(Into::into));
         let mut proc = Proc::spawn("todos", &todos_bin(), &args, dir.path());
         let client = crate::gateway::http_client();
         let deadline = Instant::now() + Duration::from_secs(20);

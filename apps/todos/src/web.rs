@@ -1,22 +1,17 @@
 //! HTTP: the HTML page (works with or without JavaScript, inside the shell's frame) and the
-//! JSON API, under a base path (`/todos` by default), identity from the gateway's headers.
+//! JSON API, under a base path (`/todos` by default), the caller from the gateway's signed
+//! assertion (see [`crate::identity`]).
 
+use crate::identity::{self, Caller, Identify};
 use crate::store::{Store, Todo};
 use axum::extract::{Form, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// Who is asking: the gateway's `x-realmgate-tenant`, and `x-realmgate-subject` or `anonymous`.
-struct Caller {
-    tenant: String,
-    subject: String,
-}
-
-const ANONYMOUS: &str = "anonymous";
 const MAX_TITLE_CHARS: usize = 200;
 
 /// The app never lets another origin frame it; the gateway adds the same policy on top.
@@ -27,14 +22,16 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 struct App {
     store: Arc<Store>,
     base: Arc<str>,
+    identify: Identify,
 }
 
 /// The whole app under `base` (e.g. `/todos`), plus `/healthz`.
-pub fn app(store: Arc<Store>, base: &str) -> Router {
+pub fn app(store: Arc<Store>, base: &str, identify: Identify) -> Router {
     let base = base.trim_end_matches('/');
     let state = App {
         store,
         base: base.into(),
+        identify,
     };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -53,47 +50,16 @@ pub fn app(store: Arc<Store>, base: &str) -> Router {
         .with_state(state)
 }
 
-/// Handlers take the caller as an argument; a request without a tenant is refused before them.
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
-    type Rejection = Refusal;
+/// Handlers take the caller as an argument; a request without one is refused before them.
+impl axum::extract::FromRequestParts<App> for Caller {
+    type Rejection = identity::Refusal;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _state: &S,
+        app: &App,
     ) -> Result<Self, Self::Rejection> {
-        caller(&parts.headers)
+        app.identify.caller(&parts.headers).await
     }
-}
-
-fn caller(headers: &HeaderMap) -> Result<Caller, Refusal> {
-    let tenant = headers
-        .get("x-realmgate-tenant")
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| is_tenant_id(t))
-        .ok_or(Refusal(
-            StatusCode::BAD_REQUEST,
-            "no x-realmgate-tenant: reach this app through Realmgate",
-        ))?;
-    let subject = headers
-        .get("x-realmgate-subject")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 255)
-        .unwrap_or(ANONYMOUS);
-    Ok(Caller {
-        tenant: tenant.to_string(),
-        subject: subject.to_string(),
-    })
-}
-
-/// A DNS label, as the routing table defines tenant ids: also safe as a file name.
-fn is_tenant_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-        && b.iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }
 
 /// A request refused before any work: status and a JSON `{"error": …}`.

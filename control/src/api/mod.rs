@@ -1,6 +1,7 @@
 //! The REST API under `/v1`: one router per resource, bearer auth, bounded bodies, and
 //! `/v1/openapi.json`, `/metrics`, `/healthz`. [`app`] builds it without a socket.
 
+mod assertion_keys;
 mod auth;
 mod certificates;
 mod error;
@@ -64,6 +65,7 @@ pub fn app(state: AppState) -> Router {
         .merge(upstreams::router())
         .merge(certificates::router())
         .merge(gateways::router())
+        .merge(assertion_keys::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let readers = table::router().route_layer(from_fn_with_state(state.clone(), auth::reader));
     let key_holders =
@@ -72,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .merge(operator)
         .merge(readers)
         .merge(key_holders)
+        .merge(assertion_keys::public_router())
         .route_layer(from_fn_with_state(state.clone(), limits::concurrency));
     Router::new()
         .merge(api)

@@ -267,6 +267,7 @@ pub fn spec() -> Value {
     });
     provisioning(&mut doc, &id, &unauthorized, &not_found);
     certificates(&mut doc, &name, &unauthorized);
+    assertion_keys(&mut doc, &unauthorized);
     bounded(&mut doc);
     doc
 }
@@ -433,5 +434,45 @@ fn certificates(doc: &mut Value, name: &Value, unauthorized: &Value) {
     }
     if let (Some(s), Value::Object(add)) = (s.as_object_mut(), schemas) {
         s.extend(add);
+    }
+}
+
+/// The fleet's identity assertion keys.
+fn assertion_keys(doc: &mut Value, unauthorized: &Value) {
+    let keys = json!({"description": "The keys and their states (never a private part)",
+                      "content": {"application/json": {"schema": {"type": "object",
+                        "properties": {"issuer": {"type": ["string", "null"]},
+                                       "keys": {"type": "array", "items": {"type": "object",
+                                         "required": ["kid", "state", "created_at", "table_version"],
+                                         "properties": {"kid": {"type": "string"},
+                                                        "state": {"enum": ["pending", "active", "published"]},
+                                                        "created_at": {"type": "string", "format": "date-time"},
+                                                        "activate_at": {"type": "string", "format": "date-time"},
+                                                        "retire_at": {"type": "string", "format": "date-time"},
+                                                        "table_version": {"type": "integer"}}}}}}}}});
+    let paths = json!({
+        "/v1/assertion-keys": {
+          "get": {"summary": "The fleet's public assertion keys as a JWKS (no auth: apps verify `x-realmgate-assertion` with it). `Cache-Control: max-age=300`",
+                  "security": [],
+                  "responses": {"200": {"description": "JWK Set (`kty` EC, `crv` P-256, `alg` ES256)"}}}
+        },
+        "/v1/assertion-keys/status": {
+          "get": {"summary": "Every key: which signs (active), which is published before signing (pending) or after (published), and when each changes",
+                  "responses": {"200": keys.clone(), "401": unauthorized}}
+        },
+        "/v1/assertion-keys/rotate": {
+          "post": {"summary": "A new key: published now, signing after `assertion.activation_delay_s`; the key it replaces stays published for `assertion.retire_after_s`",
+                   "responses": {"200": keys.clone(), "401": unauthorized,
+                                 "409": error("A rotation is in progress (`rotation_in_progress`)")}}
+        },
+        "/v1/assertion-keys/{kid}/retire": {
+          "parameters": [{"name": "kid", "in": "path", "required": true, "schema": {"type": "string"}}],
+          "post": {"summary": "Take a rotated-out (published) key out of the table now",
+                   "responses": {"200": keys, "401": unauthorized, "404": error("No such key"),
+                                 "409": error("The key signs or is about to (`assertion_key_in_use`)")}}
+        }
+    });
+    if let (Some(p), Value::Object(add)) = (doc["paths"].as_object_mut(), paths) {
+        p.extend(add);
     }
 }

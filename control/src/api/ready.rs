@@ -49,6 +49,7 @@ mod tests {
                 max_body_bytes: 1 << 20,
                 api: ApiLimits::default(),
                 provision: None,
+                assertion: Default::default(),
             },
         )
         .await

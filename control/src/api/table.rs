@@ -133,8 +133,8 @@ async fn show(
         .into_response())
 }
 
-/// The table with every realm's `client_secret` and every certificate's `key_pem` replaced
-/// by `"(redacted)"`.
+/// The table with every realm's `client_secret`, every certificate's `key_pem` and every
+/// assertion key's `private_key_pem` replaced by `"(redacted)"`.
 fn redacted(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     let mut table: serde_json::Value = serde_json::from_slice(body)?;
     if let Some(tenants) = table.get_mut("tenants").and_then(|t| t.as_array_mut()) {
@@ -147,6 +147,14 @@ fn redacted(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     }
     if let Some(certs) = table.get_mut("certificates").and_then(|t| t.as_array_mut()) {
         for key in certs.iter_mut().filter_map(|c| c.get_mut("key_pem")) {
+            *key = json!("(redacted)");
+        }
+    }
+    if let Some(keys) = table
+        .pointer_mut("/assertion/keys")
+        .and_then(|k| k.as_array_mut())
+    {
+        for key in keys.iter_mut().filter_map(|k| k.get_mut("private_key_pem")) {
             *key = json!("(redacted)");
         }
     }

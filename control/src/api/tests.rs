@@ -25,6 +25,7 @@ pub(super) async fn app_with_limit(max_body_bytes: usize) -> Router {
             max_body_bytes,
             api: ApiLimits::default(),
             provision: None,
+            assertion: Default::default(),
         },
     )
     .await
@@ -421,9 +422,10 @@ async fn table_summary_and_gateways() {
     let app = test_app().await;
     let (status, v) = call(&app, Method::GET, "/v1/table?summary=1", None).await;
     assert_eq!(status, StatusCode::OK);
+    // Version 1: the empty registry; 2: the pool; 3: the first assertion key.
     assert_eq!(
         (v["version"].as_u64(), v["tenants"].as_u64()),
-        (Some(2), Some(0))
+        (Some(3), Some(0))
     );
     assert!(v["digest"].as_str().unwrap_or("").starts_with("sha256:"));
     let (status, v) = call(&app, Method::GET, "/v1/gateways", None).await;
@@ -447,7 +449,7 @@ async fn metrics_count_requests_by_route() {
         ),
         "{text}"
     );
-    assert!(text.contains("realmctl_table_version 2"), "{text}");
+    assert!(text.contains("realmctl_table_version 3"), "{text}");
 }
 
 #[test]
@@ -469,6 +471,10 @@ fn openapi_documents_every_route() {
         ("/v1/keys/{id}", &["get", "delete"]),
         ("/v1/certificates", &["get"]),
         ("/v1/certificates/{name}", &["get", "put", "delete"]),
+        ("/v1/assertion-keys", &["get"]),
+        ("/v1/assertion-keys/status", &["get"]),
+        ("/v1/assertion-keys/rotate", &["post"]),
+        ("/v1/assertion-keys/{kid}/retire", &["post"]),
         ("/v1/openapi.json", &["get"]),
         ("/metrics", &["get"]),
         ("/healthz", &["get"]),
@@ -481,7 +487,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 17, "no stale paths");
+    assert_eq!(paths.len(), 21, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

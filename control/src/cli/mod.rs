@@ -1,6 +1,7 @@
 //! The `realmctl` command line: `serve` runs the daemon; every other command is a thin client
 //! over the REST API (`--url`/`REALMCTL_URL`, `--token-file`/`REALMCTL_TOKEN`).
 
+mod assertion_key;
 mod body;
 mod cert;
 pub mod client;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Add, list, show and remove the certificates gateways serve by SNI.
     #[command(subcommand)]
     Cert(cert::CertCmd),
+    /// The fleet's identity assertion keys: list, rotate, retire.
+    #[command(subcommand)]
+    AssertionKey(assertion_key::AssertionKeyCmd),
     /// Print a completion script for a shell, e.g. `realmctl completions bash >
     /// /etc/bash_completion.d/realmctl`.
     Completions {
@@ -420,6 +424,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Upstream(cmd) => upstream(&c, cmd, json).await,
         Command::Key(cmd) => key(&c, cmd, json).await,
         Command::Cert(cmd) => cert::cert(&c, cmd, json).await,
+        Command::AssertionKey(cmd) => assertion_key::assertion_key(&c, cmd, json).await,
         Command::Table(TableCmd::Show { full }) => {
             if full {
                 let v: Value = c.get("/v1/table").await?;

@@ -146,6 +146,30 @@ impl SecretBox {
     }
 }
 
+impl SecretBox {
+    /// Seal an assertion signing key (PEM) for `kid`, bound to it like a certificate key.
+    pub fn seal_assertion_key(&self, kid: &str, key_pem: &str) -> Option<String> {
+        let mut m = Map::new();
+        m.insert("key_pem".into(), Value::String(key_pem.to_owned()));
+        self.seal_with(&assertion_aad(kid), &m)
+    }
+
+    /// Open what [`SecretBox::seal_assertion_key`] sealed for the same kid.
+    pub fn open_assertion_key(&self, kid: &str, sealed: &str) -> Result<String, String> {
+        match self
+            .open_with(&assertion_aad(kid), sealed)?
+            .remove("key_pem")
+        {
+            Some(Value::String(k)) => Ok(k),
+            _ => Err("sealed assertion key: no key_pem".into()),
+        }
+    }
+}
+
+fn assertion_aad(kid: &str) -> Vec<u8> {
+    format!("realmctl-assertion-key/{kid}").into_bytes()
+}
+
 fn cert_aad(name: &str) -> Vec<u8> {
     format!("realmctl-certificate/{name}").into_bytes()
 }

@@ -173,6 +173,25 @@ CREATE TABLE acme_challenges (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 7,
+        name: "assertion keys",
+        sql: r#"
+-- The fleet's identity assertion keys: sealed private key, public JWK, and where each is in
+-- its life (pending: published, signs from activate_at_ms; active: signs; published: in the
+-- JWKS only, until retire_at_ms).
+CREATE TABLE assertion_keys (
+    kid            TEXT PRIMARY KEY,
+    key_sealed     TEXT NOT NULL,
+    public_jwk     TEXT NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('pending', 'active', 'published')),
+    created_at_ms  INTEGER NOT NULL,
+    activate_at_ms INTEGER,
+    retire_at_ms   INTEGER,
+    table_version  INTEGER NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 /// Bring the registry's schema up to date; returns the schema version now in force.
@@ -200,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 6);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 7);
         assert_eq!(
             tables(&conn).await,
             [
@@ -208,6 +227,7 @@ mod tests {
                 "acme_challenges",
                 "acme_orders",
                 "api_keys",
+                "assertion_keys",
                 "certificate_hosts",
                 "certificates",
                 "meta",
@@ -220,7 +240,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate_registry(&conn).await.expect("again"), 6);
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 7);
     }
 
     #[tokio::test]
@@ -239,7 +259,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 6
+                    known: 7
                 }
             ),
             "{err}"

@@ -5,6 +5,7 @@
 //! counter and the rows it describes never disagree, across crashes and restarts.
 
 pub mod acme;
+mod assertion_keys;
 mod certs;
 mod journal;
 pub mod migrations;
@@ -279,6 +280,7 @@ impl Registry {
         self.load_keys(&mut model).await?;
         self.load_certificates(&mut model).await?;
         self.load_acme_challenges(&mut model).await?;
+        self.load_assertion_keys(&mut model).await?;
         Ok(model)
     }
 

@@ -3,6 +3,7 @@
 //! announced to the compiler. Changes are serialised, so none is lost and versions only grow.
 
 pub mod acme;
+pub mod assertion;
 mod certs;
 pub mod keys;
 mod provisioning;

@@ -19,6 +19,8 @@ pub struct Admission<'a> {
     /// The matched route's namespace, if it has one.
     pub namespace: Option<&'a Namespace>,
     pub keys: &'a Keys,
+    /// The fleet's assertion keys, served at `/.realmgate/jwks.json`.
+    pub jwks: Option<&'a bytes::Bytes>,
     /// The normalised path the route was matched on (the namespace of namespace-less routes).
     pub path: &'a str,
 }
@@ -40,6 +42,9 @@ impl Auth {
         a: &Admission<'_>,
         actx: &mut AuthCtx,
     ) -> Result<Grant, Refusal> {
+        if a.endpoint == Some(Endpoint::Jwks) {
+            return Err(super::assertion::jwks_reply(r, a.jwks));
+        }
         if let Some(endpoint) = a.endpoint {
             return Err(Refusal::Reply(self.endpoint(r, endpoint).await));
         }

@@ -21,6 +21,8 @@ pub enum Endpoint {
     Login,
     Callback,
     Logout,
+    /// The fleet's assertion keys (`/.realmgate/jwks.json`), public on every tenant host.
+    Jwks,
     Unknown,
 }
 
@@ -32,6 +34,7 @@ impl Endpoint {
             "/login" => Endpoint::Login,
             "/callback" => Endpoint::Callback,
             "/logout" => Endpoint::Logout,
+            "/jwks.json" => Endpoint::Jwks,
             "" => Endpoint::Unknown,
             r if r.starts_with('/') => Endpoint::Unknown,
             _ => return None,
@@ -80,7 +83,8 @@ impl Auth {
             name: data.name,
         };
         let bearer = HeaderValue::from_str(&format!("Bearer {}", data.at)).ok();
-        actx.identity = Some(Arc::new(Identity::new(realm.id, &claims, bearer)));
+        let via = crate::assertion::Via::Session;
+        actx.identity = Some(Arc::new(Identity::new(realm.id, &claims, bearer, via)));
         Ok(true)
     }
 
@@ -289,7 +293,8 @@ impl Auth {
                     reply
                 }
             },
-            Endpoint::Unknown => self.page(r, AuthError::LoginFailed),
+            // The JWKS is answered before the login endpoints (`crate::assertion::jwks`).
+            Endpoint::Unknown | Endpoint::Jwks => self.page(r, AuthError::LoginFailed),
         }
     }
 

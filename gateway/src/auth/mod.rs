@@ -9,6 +9,7 @@
 
 mod admit;
 pub mod api_key;
+pub mod assertion;
 pub mod cookie;
 mod error;
 mod flow;
@@ -57,6 +58,8 @@ pub struct AuthConfig {
     pub realm_timeout: Duration,
     /// Verified tokens remembered.
     pub token_cache_entries: u64,
+    /// Identity assertions remembered (see [`crate::assertion`]).
+    pub assertion_cache_entries: u64,
     /// A session's access token is refreshed this long before it expires.
     pub session_refresh_margin_s: u64,
     /// Longest time between the login redirect and the callback.
@@ -74,6 +77,7 @@ impl Default for AuthConfig {
             jwks_ttl_max: Duration::from_secs(86400),
             realm_timeout: Duration::from_secs(5),
             token_cache_entries: 100_000,
+            assertion_cache_entries: 100_000,
             session_refresh_margin_s: 30,
             login_timeout_s: 600,
         }
@@ -106,10 +110,20 @@ pub struct Identity {
     pub bearer: Option<HeaderValue>,
     /// The user's name, for the shell (see [`jwt::Claims::name`]).
     pub name: Option<Box<str>>,
+    /// The policy that verified it, and the subject and roles as the token says them: the
+    /// identity assertion's `auth`, `sub` and `roles`.
+    pub via: crate::assertion::Via,
+    pub sub: Box<str>,
+    pub role_names: Box<[Box<str>]>,
 }
 
 impl Identity {
-    pub fn new(realm: u64, claims: &jwt::Claims, bearer: Option<HeaderValue>) -> Identity {
+    pub fn new(
+        realm: u64,
+        claims: &jwt::Claims,
+        bearer: Option<HeaderValue>,
+        via: crate::assertion::Via,
+    ) -> Identity {
         let mut sub = Vec::with_capacity(claims.sub.len());
         jwt::push_header_item(&mut sub, &claims.sub);
         let mut roles = Vec::new();
@@ -125,6 +139,9 @@ impl Identity {
             roles: hv(roles),
             bearer,
             name: claims.name.as_deref().map(Into::into),
+            via,
+            sub: claims.sub.as_str().into(),
+            role_names: claims.roles.iter().map(|r| r.as_str().into()).collect(),
         }
     }
 }
@@ -165,6 +182,8 @@ pub struct Auth {
     pub keys: SessionKeys,
     pub metrics: Arc<AuthMetrics>,
     tokens: Cache<[u8; 32], Arc<Identity>, ahash::RandomState>,
+    /// Identity assertions minted for upstream requests.
+    pub assertions: crate::assertion::Assertions,
 }
 
 /// Expire cached tokens when they stop being acceptable (`exp` + skew).
@@ -204,7 +223,9 @@ impl Auth {
             })
             .build_with_hasher(ahash::RandomState::new());
         metrics.declare_failures(AuthError::ALL.iter().map(|e| e.label()));
+        let assertions = crate::assertion::Assertions::new(config.assertion_cache_entries);
         Ok(Auth {
+            assertions,
             config,
             http,
             keys,
@@ -302,7 +323,12 @@ impl Auth {
         }
         self.metrics.token_cache_miss.inc();
         let claims = self.verify_access(token, realm, None).await?;
-        let identity = Arc::new(Identity::new(realm.id, &claims, None));
+        let identity = Arc::new(Identity::new(
+            realm.id,
+            &claims,
+            None,
+            crate::assertion::Via::Jwt,
+        ));
         self.tokens.insert(digest, Arc::clone(&identity));
         Ok(Some(identity))
     }

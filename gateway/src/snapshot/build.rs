@@ -150,6 +150,7 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
     let realms = deps
         .realms
         .compile(table.tenants.iter().map(|t| t.realm.as_ref()));
+    let assertion = crate::assertion::Signer::compile(table.assertion.as_ref());
     // Consume the parsed table: ids and prefixes move into the snapshot, not copied.
     let version = table.version;
     let limiters = deps.limiters;
@@ -235,6 +236,7 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         key_limits,
         certs,
         acme,
+        assertion,
     })
 }
 

@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub certs: CertIndex,
     /// The table's ACME http-01 answers by token.
     pub acme: Challenges,
+    /// The identity assertion's signer and JWKS; `None` without an `assertion` section.
+    pub assertion: Option<Arc<crate::assertion::Signer>>,
 }
 
 /// A tenant as the request path needs it.

@@ -3,6 +3,7 @@
 //! key ([`api_key`]) as it would enter a table (what realmctl checks a request body with).
 
 mod acme;
+mod assertion;
 mod auth;
 mod certs;
 mod keys;
@@ -201,6 +202,9 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     let key_expiry = check_api_keys(table, &ids, &mut problems);
     let certificates = certs::check_certificates(table, &mut problems);
     let acme_challenges = acme::check_challenges(&table.acme_challenges, &mut problems);
+    if let Some(a) = &table.assertion {
+        assertion::check_assertion(a, &mut problems);
+    }
     if problems.is_empty() {
         Ok(Normalised {
             hosts,

@@ -2,7 +2,7 @@
 
 use super::*;
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{HeaderMap, Request};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -14,7 +14,8 @@ fn router() -> (Router, std::path::PathBuf) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     ));
-    (app(Arc::new(Store::new(dir.clone())), "/todos"), dir)
+    let store = Arc::new(Store::new(dir.clone()));
+    (app(store, "/todos", Identify::TrustHeaders), dir)
 }
 
 async fn call(r: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
@@ -42,6 +43,129 @@ fn req(
     b.header("content-type", "application/json")
         .body(body)
         .expect("request")
+}
+
+/// The fleet's one key, and an assertion it signs with these claims.
+fn fleet() -> (jsonwebtoken::jwk::JwkSet, String) {
+    let pem = realmgate_table::assertion::key_pem_from_bytes(&[5; 32]).expect("scalar");
+    let section = realmgate_table::assertion::Assertion {
+        issuer: "realmgate".into(),
+        keys: vec![realmgate_table::assertion::AssertionKey {
+            kid: "k1".into(),
+            alg: "ES256".into(),
+            private_key_pem: pem.clone(),
+            state: realmgate_table::assertion::KeyState::Active,
+        }],
+    };
+    let jwks = realmgate_table::assertion::jwks(Some(&section));
+    let jwks = serde_json::from_value(serde_json::to_value(jwks).expect("json")).expect("set");
+    (jwks, pem)
+}
+
+fn assertion(pem: &str, claims: serde_json::Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut c = serde_json::json!({"iss": "realmgate", "aud": "todos", "tenant": "acme",
+                                   "iat": now, "exp": now + 60, "jti": "j"});
+    for (k, v) in claims.as_object().expect("object") {
+        c[k] = v.clone();
+    }
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some("k1".into());
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("key");
+    jsonwebtoken::encode(&h, &c, &key).expect("signed")
+}
+
+#[tokio::test]
+async fn only_signed_in_users_with_a_valid_assertion_are_served() {
+    let (jwks, pem) = fleet();
+    let config =
+        realmgate_app::VerifierConfig::new("http://unused.invalid/", "realmgate", ["todos"]);
+    let verifier = Arc::new(realmgate_app::Verifier::with_keys(config, &jwks));
+    let dir = std::env::temp_dir().join(format!("todos-assert-{}", std::process::id()));
+    let r = app(
+        Arc::new(Store::new(dir.clone())),
+        "/todos",
+        Identify::Assertion(verifier),
+    );
+    let alice = assertion(
+        &pem,
+        serde_json::json!({"auth": "session", "sub": "alice", "roles": []}),
+    );
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, StatusCode);
+    let cases: Vec<Case> = vec![
+        (
+            "alice",
+            vec![("x-realmgate-assertion", alice.clone())],
+            StatusCode::CREATED,
+        ),
+        (
+            "no assertion: plain headers are not believed",
+            vec![
+                ("x-realmgate-tenant", "acme".into()),
+                ("x-realmgate-subject", "alice".into()),
+            ],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "public route: anonymous",
+            vec![(
+                "x-realmgate-assertion",
+                assertion(&pem, serde_json::json!({"auth": "public"})),
+            )],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "an API key has no user",
+            vec![(
+                "x-realmgate-assertion",
+                assertion(&pem, serde_json::json!({"auth": "api_key", "key_id": "k"})),
+            )],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "another pool's assertion",
+            vec![(
+                "x-realmgate-assertion",
+                assertion(
+                    &pem,
+                    serde_json::json!({"auth": "jwt", "sub": "alice", "aud": "billing"}),
+                ),
+            )],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "tenant header disagrees",
+            vec![
+                ("x-realmgate-assertion", alice.clone()),
+                ("x-realmgate-tenant", "beta".into()),
+            ],
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (name, headers, status) in cases {
+        let mut b = Request::builder()
+            .method("POST")
+            .uri("/todos/api/todos")
+            .header("content-type", "application/json");
+        for (k, v) in &headers {
+            b = b.header(*k, v.as_str());
+        }
+        let req = b.body(Body::from(r#"{"title":"t"}"#)).expect("request");
+        let (got, _, body) = call(&r, req).await;
+        assert_eq!(got, status, "{name}: {body}");
+    }
+    let list = Request::builder()
+        .uri("/todos/api/todos")
+        .header("x-realmgate-assertion", alice.as_str())
+        .body(Body::empty())
+        .expect("request");
+    let (_, _, body) = call(&r, list).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["subject"], "alice", "{v}");
+    assert_eq!(v["todos"].as_array().map(Vec::len), Some(1), "{v}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

@@ -59,6 +59,7 @@ async fn admit_one(auth: &Auth, s: &Snapshot, r: &RequestHeader) -> Outcome {
             .route
             .and_then(|i| tenant.routes.get(i).namespace.as_ref()),
         keys: &s.keys,
+        jwks: s.assertion.as_deref().map(|a| &a.jwks),
         path: resolved.target.as_deref().unwrap_or(r.uri.path()),
     };
     let mut actx = AuthCtx::default();
@@ -211,8 +212,15 @@ async fn bearer_tokens_in_any_case_and_spacing() {
         name: None,
     };
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    auth.tokens
-        .insert(digest, Arc::new(Identity::new(realm.id, &claims, None)));
+    auth.tokens.insert(
+        digest,
+        Arc::new(Identity::new(
+            realm.id,
+            &claims,
+            None,
+            crate::assertion::Via::Jwt,
+        )),
+    );
     for scheme in ["Bearer ", "bearer ", "BEARER ", "bearer   ", "Bearer \t "] {
         let value = format!("{scheme}{token}");
         let r = req("GET", "shelly.test", "/jwt/x", &[("authorization", &value)]);
