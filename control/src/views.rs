@@ -354,15 +354,75 @@ pub struct CertView {
     pub fingerprint: String,
     /// Tenants with a host it covers.
     pub tenants: Vec<String>,
+    /// The issuer of the leaf (its common name, or the whole name without one).
+    #[serde(default)]
+    pub issuer: String,
+    /// For a certificate realmctl orders from its ACME CA: where it stands. Absent: handed
+    /// in (`PUT /v1/certificates/{name}`), renewed by whoever handed it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeCertView>,
     pub table_version: u64,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// An ACME-managed certificate's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeCertView {
+    /// The certificate record it fills.
+    pub certificate: String,
+    pub tenant: String,
+    /// `pending` (first order, nothing served yet), `valid`, `renewing` (the current
+    /// certificate serves meanwhile) or `failed` (retried with backoff; the current one, if
+    /// any, keeps serving).
+    pub state: String,
+    /// The names ordered.
+    pub hosts: Vec<String>,
+    /// The CA's last problem document (`type`, `detail`) while failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<crate::acme::Problem>,
+    /// The last failure, whatever its cause (the CA unreachable, a challenge not served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Failures in a row.
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// When the renewal scheduler renews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<String>,
+    /// `ari` (the CA's suggested window, RFC 9773) or `lifetime` (two thirds, less jitter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_source: Option<String>,
+    pub updated_at: String,
+}
+
+impl From<&crate::acme::CertStatus> for AcmeCertView {
+    fn from(s: &crate::acme::CertStatus) -> Self {
+        AcmeCertView {
+            certificate: s.certificate.clone(),
+            tenant: s.tenant.clone(),
+            state: s.state.name().to_owned(),
+            hosts: s.hosts.clone(),
+            problem: s.problem.clone(),
+            error: s.error.clone(),
+            attempts: s.attempts,
+            next_attempt_at: s.next_attempt_at_ms.map(rfc3339),
+            renew_at: s.renew_at_ms.map(rfc3339),
+            renew_source: s.renew_source.clone(),
+            updated_at: rfc3339(s.updated_at_ms),
+        }
+    }
 }
 
 /// `GET /v1/certificates`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertList {
     pub certificates: Vec<CertView>,
+    /// ACME certificates ordered but not issued yet (`pending`, or `failed` on their first
+    /// order): nothing is served for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ordering: Vec<AcmeCertView>,
 }
 
 /// Whole days from `now` to `not_after` (seconds), rounded down; negative once past.

@@ -91,6 +91,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     s.metrics
         .leader
         .set(i64::from(s.control.fence().is_leading()));
+    s.control.observe_certificate_expiry(&s.metrics);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

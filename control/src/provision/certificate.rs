@@ -5,7 +5,7 @@
 //! left to hand-supplied certificates.
 
 use super::{digest_of, Outputs, Step, StepError, StepKind, TenantInput};
-use crate::acme::Issuer;
+use crate::acme::{Installed, Issuer};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -61,21 +61,21 @@ impl Step for CertificateStep {
                 .insert("note".into(), json!("no exact host: nothing to order"));
             return Ok(out);
         }
-        let now = crate::time::now_ms() / 1000;
-        let fresh = self.issuer.installed(&name).filter(|c| {
-            let lifetime = c.not_after.saturating_sub(c.not_before) as f64;
-            let renew_at = c.not_after as f64 - lifetime * self.issuer.settings().renew_before;
-            c.hosts == hosts && c.not_before <= now && (now as f64) < renew_at
-        });
-        let version = match fresh {
-            Some(_) => None,
-            None => Some(
-                self.issuer
-                    .issue(t.id.as_str(), &name, &hosts)
-                    .await
-                    .map_err(|e| StepError::new(e.to_string()))?,
-            ),
+        let renew_before = self.issuer.settings().renew_before;
+        // Issued already and not due: the renewal scheduler takes it from here.
+        let stale = |c: Option<&Installed>| {
+            let now = crate::time::now_ms() / 1000;
+            !c.is_some_and(|c| {
+                let lifetime = c.not_after.saturating_sub(c.not_before) as f64;
+                let renew_at = c.not_after as f64 - lifetime * renew_before;
+                c.hosts == hosts && c.not_before <= now && (now as f64) < renew_at
+            })
         };
+        let version = self
+            .issuer
+            .issue_if(t.id.as_str(), &name, &hosts, stale)
+            .await
+            .map_err(|e| StepError::new(e.to_string()))?;
         out.public.insert("certificate".into(), json!(name));
         out.public.insert("hosts".into(), json!(hosts));
         if let Some(c) = self.issuer.installed(&name) {

@@ -5,6 +5,7 @@
 //! counter and the rows it describes never disagree, across crashes and restarts.
 
 pub mod acme;
+mod acme_status;
 mod certs;
 mod journal;
 pub mod migrations;
