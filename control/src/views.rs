@@ -391,10 +391,21 @@ pub struct AcmeCertView {
     /// When the renewal scheduler renews it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_at: Option<String>,
-    /// `ari` (the CA's suggested window, RFC 9773) or `lifetime` (two thirds, less jitter).
+    /// `ari` (the CA's suggested window, RFC 9773) or `lifetime` (two thirds, less jitter:
+    /// the CA has no ARI, or its window is wider than the certificate's lifetime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_source: Option<String>,
+    /// The CA's last suggested renewal window (ARI), when it offers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_window: Option<AriWindowView>,
     pub updated_at: String,
+}
+
+/// A renewal window (RFC 9773 `suggestedWindow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AriWindowView {
+    pub start: String,
+    pub end: String,
 }
 
 impl From<&crate::acme::CertStatus> for AcmeCertView {
@@ -410,6 +421,10 @@ impl From<&crate::acme::CertStatus> for AcmeCertView {
             next_attempt_at: s.next_attempt_at_ms.map(rfc3339),
             renew_at: s.renew_at_ms.map(rfc3339),
             renew_source: s.renew_source.clone(),
+            ari_window: s.ari_window_ms.map(|(start, end)| AriWindowView {
+                start: rfc3339(start),
+                end: rfc3339(end),
+            }),
             updated_at: rfc3339(s.updated_at_ms),
         }
     }

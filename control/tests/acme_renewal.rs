@@ -160,7 +160,11 @@ async fn certificates_renew_in_the_background_with_traffic_flowing_and_no_reques
     let t = wait_state(&api, &id, "ready", Duration::from_secs(90)).await;
     assert_eq!(step(&t, "certificate")["state"], "done", "{t}");
     let c = cert(&api, &id).await;
-    assert_eq!(c["acme"]["state"], "valid", "{c}");
+    // (Valid, or already renewing: Pebble's renewal window is the whole lifetime.)
+    assert!(
+        matches!(c["acme"]["state"].as_str(), Some("valid" | "renewing")),
+        "{c}"
+    );
     assert_eq!(c["acme"]["hosts"], serde_json::json!([host]));
     assert!(
         c["issuer"].as_str().unwrap_or_default().contains("Pebble"),

@@ -55,6 +55,7 @@ impl Issuer {
             renew_at_ms: None,
             renew_source: None,
             ari_next_ms: None,
+            ari_window_ms: None,
             updated_at_ms: now,
         });
         status.tenant = tenant.to_owned();
@@ -92,6 +93,7 @@ impl Issuer {
                 }
                 // The CA's window for the new certificate is read at the scheduler's next look.
                 status.ari_next_ms = Some(now);
+                status.ari_window_ms = None;
             }
             Err(e) => {
                 status.state = CertState::Failed;
@@ -152,14 +154,29 @@ pub fn backoff(
     pause
 }
 
-/// A point of the CA's window `[start, end]` (ms), uniformly (`unit` in [0, 1)); `now` if the
-/// window has begun (RFC 9773 §4.2: renew at once).
-pub fn point_in_window(start_ms: u64, end_ms: u64, now_ms: u64, unit: f64) -> u64 {
-    if start_ms <= now_ms {
-        return now_ms;
+/// When to renew by the CA's window `[start, end]` (ms), and which schedule decided:
+/// a window already over means now (the CA wants it replaced, e.g. before a revocation);
+/// otherwise a uniform point (`unit` in [0, 1)) of what is left of it, but never after our
+/// own `lifetime_at`, so a CA that suggests renewing late (or a window of days on a
+/// certificate of hours) still leaves the time to retry before expiry.
+pub fn ari_point(
+    start_ms: u64,
+    end_ms: u64,
+    now_ms: u64,
+    lifetime_at: u64,
+    unit: f64,
+) -> (u64, &'static str) {
+    if end_ms <= now_ms {
+        return (now_ms, "ari");
     }
-    let span = end_ms.saturating_sub(start_ms) as f64;
-    start_ms + (span * unit.clamp(0.0, 1.0)) as u64
+    let lo = start_ms.max(now_ms);
+    let span = end_ms.saturating_sub(lo) as f64;
+    let at = lo + (span * unit.clamp(0.0, 1.0)) as u64;
+    if at > lifetime_at {
+        (lifetime_at.max(now_ms), "lifetime")
+    } else {
+        (at, "ari")
+    }
 }
 
 #[cfg(test)]
@@ -204,15 +221,17 @@ mod tests {
     }
 
     #[test]
-    fn a_point_in_the_window_or_now_once_it_began() {
-        assert_eq!(point_in_window(1000, 2000, 5000, 0.5), 5000);
-        assert_eq!(point_in_window(1000, 2000, 1000, 0.5), 1000);
-        assert_eq!(point_in_window(1000, 2000, 0, 0.5), 1500);
-        assert_eq!(point_in_window(1000, 2000, 0, 0.0), 1000);
-        assert_eq!(
-            point_in_window(1000, 900, 0, 0.7),
-            1000,
-            "an empty window is its start"
-        );
+    fn the_cas_window_within_our_own_bounds() {
+        // A window over: now.
+        assert_eq!(ari_point(1000, 2000, 5000, 9000, 0.5), (5000, "ari"));
+        // A future window: a point in it.
+        assert_eq!(ari_point(1000, 2000, 0, 9000, 0.5), (1500, "ari"));
+        assert_eq!(ari_point(1000, 2000, 0, 9000, 0.0), (1000, "ari"));
+        // Begun: a point of what is left.
+        assert_eq!(ari_point(1000, 3000, 2000, 9000, 0.5), (2500, "ari"));
+        // Never after our own schedule (Pebble's window is the whole lifetime; a CA's
+        // two-day window on a certificate of minutes).
+        assert_eq!(ari_point(0, 10_000, 100, 6000, 0.9), (6000, "lifetime"));
+        assert_eq!(ari_point(0, 10_000, 7000, 6000, 0.5), (7000, "lifetime"));
     }
 }

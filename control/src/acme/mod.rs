@@ -183,6 +183,8 @@ pub struct CertStatus {
     pub renew_source: Option<String>,
     /// When the CA's renewal window is read again.
     pub ari_next_ms: Option<u64>,
+    /// The CA's last suggested renewal window (ARI), start and end.
+    pub ari_window_ms: Option<(u64, u64)>,
     pub updated_at_ms: u64,
 }
 

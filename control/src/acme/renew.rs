@@ -1,11 +1,12 @@
 //! The renewal scheduler: a background task that looks at every ACME-managed certificate
 //! every `renew_check`, reads the CA's renewal window (ARI, RFC 9773) when it offers one,
-//! and renews a certificate once its time has come (the window's random point, or two
-//! thirds of its lifetime less a jitter) and its backoff has passed. The installed
+//! and renews a certificate once its time has come (a random point of what is left of the
+//! CA's window, never later than two thirds of its lifetime less a jitter, which is also
+//! the schedule of a CA without ARI) and its backoff has passed. The installed
 //! certificate keeps serving until the new one is in the table. A standby (no Lease) looks
 //! at nothing: only the writer talks to the CA.
 
-use super::lifecycle::point_in_window;
+use super::lifecycle::{ari_point, renew_at_lifetime};
 use super::{CertStatus, Issuer};
 use crate::time::now_ms;
 use std::sync::Arc;
@@ -68,15 +69,21 @@ impl Renewals {
             let every = issuer.settings.renew_check;
             match issuer.renewal_window(&installed.cert_pem).await {
                 Ok(Some(w)) => {
-                    let at = point_in_window(w.start_ms, w.end_ms, now, fastrand::f64());
-                    // A window that moved earlier (the CA plans a revocation) wins; one that
-                    // is later than our own schedule keeps the point already chosen in it.
-                    if s.renew_source.as_deref() != Some("ari")
-                        || s.renew_at_ms.is_none_or(|r| r < w.start_ms || r > w.end_ms)
-                    {
+                    // A new or moved window (earlier: the CA plans a revocation) gets a new
+                    // point; the same window keeps the point drawn in it.
+                    if s.ari_window_ms != Some((w.start_ms, w.end_ms)) || s.renew_at_ms.is_none() {
+                        let lifetime_at = renew_at_lifetime(
+                            installed.not_before,
+                            installed.not_after,
+                            issuer.settings.renew_before,
+                            fastrand::f64(),
+                        );
+                        let (at, source) =
+                            ari_point(w.start_ms, w.end_ms, now, lifetime_at, fastrand::f64());
                         s.renew_at_ms = Some(at);
-                        s.renew_source = Some("ari".into());
+                        s.renew_source = Some(source.into());
                     }
+                    s.ari_window_ms = Some((w.start_ms, w.end_ms));
                     let recheck = w.recheck.clamp(every, MAX_ARI_RECHECK.max(every));
                     s.ari_next_ms = Some(now + recheck.as_millis() as u64);
                 }

@@ -240,6 +240,7 @@ mod tests {
             next_attempt_at: None,
             renew_at: None,
             renew_source: None,
+            ari_window: None,
             updated_at: "2025-01-01T00:00:00Z".into(),
         }
     }

@@ -16,7 +16,8 @@ impl Registry {
             .conn
             .query(
                 "SELECT name, tenant_id, hosts, state, problem, error, attempts,
-                        next_attempt_at_ms, renew_at_ms, renew_source, ari_next_ms, updated_at_ms
+                        next_attempt_at_ms, renew_at_ms, renew_source, ari_next_ms, updated_at_ms,
+                        ari_start_ms, ari_end_ms
                  FROM acme_certificates ORDER BY name",
                 (),
             )
@@ -41,6 +42,7 @@ impl Registry {
                 renew_source: row.get(9)?,
                 ari_next_ms: opt_u64(row.get(10)?),
                 updated_at_ms: opt_u64(row.get(11)?).unwrap_or(0),
+                ari_window_ms: opt_u64(row.get(12)?).zip(opt_u64(row.get(13)?)),
                 certificate: name,
             });
         }
@@ -60,15 +62,16 @@ impl Registry {
             .execute(
                 "INSERT INTO acme_certificates (name, tenant_id, hosts, state, problem, error,
                      attempts, next_attempt_at_ms, renew_at_ms, renew_source, ari_next_ms,
-                     updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     updated_at_ms, ari_start_ms, ari_end_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (name) DO UPDATE SET tenant_id = excluded.tenant_id,
                      hosts = excluded.hosts, state = excluded.state,
                      problem = excluded.problem, error = excluded.error,
                      attempts = excluded.attempts,
                      next_attempt_at_ms = excluded.next_attempt_at_ms,
                      renew_at_ms = excluded.renew_at_ms, renew_source = excluded.renew_source,
-                     ari_next_ms = excluded.ari_next_ms, updated_at_ms = excluded.updated_at_ms",
+                     ari_next_ms = excluded.ari_next_ms, updated_at_ms = excluded.updated_at_ms,
+                     ari_start_ms = excluded.ari_start_ms, ari_end_ms = excluded.ari_end_ms",
                 params![
                     s.certificate.as_str(),
                     s.tenant.as_str(),
@@ -81,7 +84,9 @@ impl Registry {
                     opt(s.renew_at_ms),
                     s.renew_source.clone(),
                     opt(s.ari_next_ms),
-                    to_i64(s.updated_at_ms)
+                    to_i64(s.updated_at_ms),
+                    opt(s.ari_window_ms.map(|w| w.0)),
+                    opt(s.ari_window_ms.map(|w| w.1))
                 ],
             )
             .await?;

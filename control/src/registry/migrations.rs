@@ -192,6 +192,8 @@ CREATE TABLE acme_certificates (
     renew_at_ms        INTEGER,               -- when the scheduler renews it
     renew_source       TEXT,                  -- 'ari' (the CA's window) or 'lifetime'
     ari_next_ms        INTEGER,               -- when the CA's renewal window is read again
+    ari_start_ms       INTEGER,               -- the CA's last suggested window (ARI)
+    ari_end_ms         INTEGER,
     updated_at_ms      INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX acme_certificates_by_tenant ON acme_certificates (tenant_id);
