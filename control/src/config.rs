@@ -32,6 +32,7 @@ struct FileConfig {
     tls: Option<TlsFile>,
     lease: Option<crate::lease::config::LeaseFile>,
     certificates: Option<crate::acme::config::CertificatesFile>,
+    domains: Option<domains::DomainsFile>,
 }
 
 /// realmctl's API over TLS: a certificate chain (PEM, leaf first) and its key.
@@ -143,6 +144,8 @@ pub struct Config {
     pub lease: Option<crate::lease::config::LeaseConfig>,
     /// Certificates from an ACME CA for every tenant (`certificates.acme`); `None`: off.
     pub acme: Option<crate::acme::AcmeSettings>,
+    /// Custom domains' ownership checks (`domains`); `None`: custom domains refused.
+    pub domains: Option<crate::service::domains::DomainSettings>,
 }
 
 impl Config {
@@ -247,6 +250,7 @@ impl Config {
         if acme.is_some() && provision.secret_box().is_ephemeral() {
             problems.push("certificates.acme: needs provision.secrets_key_file (the ACME account and certificate keys are sealed with it)".into());
         }
+        let domains = domains::resolve(file.domains, provision.dns_zone(), &mut problems);
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Config {
                 listen,
@@ -267,6 +271,7 @@ impl Config {
                 tls,
                 lease,
                 acme,
+                domains,
             }),
             _ => Err(problems),
         }
@@ -448,6 +453,8 @@ fn push_settings(p: PushFile, problems: &mut Vec<String>) -> PushSettings {
     }
     s
 }
+
+mod domains;
 
 #[cfg(test)]
 mod tests;

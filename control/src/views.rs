@@ -456,3 +456,67 @@ pub fn validity(not_before: u64, not_after: u64, now: u64) -> &'static str {
         "valid"
     }
 }
+
+/// A tenant's custom domain, as `/v1/tenants/{id}/domains` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainView {
+    pub domain: String,
+    pub tenant: String,
+    /// `pending` (checked with backoff until `check_until`), `verified` (one of the
+    /// tenant's hosts; it gets a certificate of its own) or `failed` (add it again).
+    pub state: String,
+    /// The record the domain's owner publishes to prove it.
+    pub txt: TxtRecordView,
+    /// Why it is still pending, or failed: what the resolver answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_check_at: Option<String>,
+    pub check_until: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    /// The certificate record its certificate fills (with `certificates.acme`).
+    pub certificate: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A DNS record to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxtRecordView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+/// `GET /v1/tenants/{id}/domains`, `GET /v1/domains`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainList {
+    pub domains: Vec<DomainView>,
+}
+
+impl From<&crate::model::DomainRecord> for DomainView {
+    fn from(d: &crate::model::DomainRecord) -> Self {
+        use crate::model::DomainState;
+        DomainView {
+            domain: d.domain.clone(),
+            tenant: d.tenant.to_string(),
+            state: d.state.name().to_owned(),
+            txt: TxtRecordView {
+                name: d.txt_name(),
+                kind: "TXT".into(),
+                value: d.token.clone(),
+            },
+            reason: d.reason.clone(),
+            attempts: d.attempts,
+            next_check_at: (d.state == DomainState::Pending).then(|| rfc3339(d.next_check_at_ms)),
+            check_until: rfc3339(d.check_until_ms),
+            verified_at: d.verified_at_ms.map(rfc3339),
+            certificate: crate::provision::certificate::domain_certificate_name(&d.domain),
+            created_at: rfc3339(d.created_at_ms),
+            updated_at: rfc3339(d.updated_at_ms),
+        }
+    }
+}

@@ -26,6 +26,12 @@ impl Issuer {
         Ok(all.into_iter().find(|s| s.certificate == name))
     }
 
+    /// The statuses of a tenant's certificates.
+    pub async fn status_of_tenant(&self, tenant: &str) -> Result<Vec<CertStatus>, AcmeError> {
+        let all = self.store.statuses().await.map_err(AcmeError::Local)?;
+        Ok(all.into_iter().filter(|s| s.tenant == tenant).collect())
+    }
+
     /// Issue certificate `name` (of `tenant`) for `hosts` if `needed(installed)` still holds
     /// once this certificate's lock is held; returns the table version that carries it, or
     /// `None` when it was no longer needed (another caller just did it).

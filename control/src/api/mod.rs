@@ -3,6 +3,7 @@
 
 mod auth;
 mod certificates;
+mod domains;
 mod error;
 mod events;
 mod gateways;
@@ -63,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tenants::router())
         .merge(upstreams::router())
         .merge(certificates::router())
+        .merge(domains::router())
         .merge(gateways::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let readers = table::router().route_layer(from_fn_with_state(state.clone(), auth::reader));

@@ -469,6 +469,9 @@ fn openapi_documents_every_route() {
         ("/v1/keys/{id}", &["get", "delete"]),
         ("/v1/certificates", &["get"]),
         ("/v1/certificates/{name}", &["get", "put", "delete"]),
+        ("/v1/domains", &["get"]),
+        ("/v1/tenants/{id}/domains", &["get", "post"]),
+        ("/v1/tenants/{id}/domains/{domain}", &["delete"]),
         ("/v1/openapi.json", &["get"]),
         ("/metrics", &["get"]),
         ("/healthz", &["get"]),
@@ -481,7 +484,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 17, "no stale paths");
+    assert_eq!(paths.len(), 20, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -3,6 +3,7 @@
 
 mod body;
 mod cert;
+mod domain;
 pub mod client;
 mod key;
 mod output;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Add, list, show and remove the certificates gateways serve by SNI.
     #[command(subcommand)]
     Cert(cert::CertCmd),
+    /// Add, list and remove tenants' custom domains (checked with a TXT record).
+    #[command(subcommand)]
+    Domain(domain::DomainCmd),
     /// Print a completion script for a shell, e.g. `realmctl completions bash >
     /// /etc/bash_completion.d/realmctl`.
     Completions {
@@ -420,6 +424,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Upstream(cmd) => upstream(&c, cmd, json).await,
         Command::Key(cmd) => key(&c, cmd, json).await,
         Command::Cert(cmd) => cert::cert(&c, cmd, json).await,
+        Command::Domain(cmd) => domain::domain(&c, cmd, json).await,
         Command::Table(TableCmd::Show { full }) => {
             if full {
                 let v: Value = c.get("/v1/table").await?;

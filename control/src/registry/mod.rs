@@ -6,6 +6,7 @@
 
 pub mod acme;
 mod acme_status;
+mod domains;
 mod certs;
 mod journal;
 pub mod migrations;
@@ -280,6 +281,7 @@ impl Registry {
         self.load_keys(&mut model).await?;
         self.load_certificates(&mut model).await?;
         self.load_acme_challenges(&mut model).await?;
+        self.load_domains(&mut model).await?;
         Ok(model)
     }
 
