@@ -216,10 +216,19 @@ mod tests {
         };
         assert_eq!(
             got(&answer(&q, 0, &[&["abc", "def"], &["other"]], false)),
-            Ok(Some(TxtAnswer::Records(vec!["abcdef".into(), "other".into()])))
+            Ok(Some(TxtAnswer::Records(vec![
+                "abcdef".into(),
+                "other".into()
+            ])))
         );
-        assert_eq!(got(&answer(&q, 3, &[], false)), Ok(Some(TxtAnswer::NoSuchName)));
-        assert_eq!(got(&answer(&q, 0, &[], false)), Ok(Some(TxtAnswer::NoRecords)));
+        assert_eq!(
+            got(&answer(&q, 3, &[], false)),
+            Ok(Some(TxtAnswer::NoSuchName))
+        );
+        assert_eq!(
+            got(&answer(&q, 0, &[], false)),
+            Ok(Some(TxtAnswer::NoRecords))
+        );
         assert_eq!(got(&answer(&q, 0, &[], true)), Ok(None));
         assert!(got(&answer(&q, 2, &[], false)).is_err_and(|e| e.contains("SERVFAIL")));
         // Another id, a cut answer, a question: refused, never a panic.

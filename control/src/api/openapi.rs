@@ -355,7 +355,8 @@ fn provisioning(doc: &mut Value, id: &Value, unauthorized: &Value, not_found: &V
 /// The certificate endpoints, and the tenant's https/hsts fields and certificate expiry.
 fn domains(doc: &mut Value, unauthorized: &Value) {
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
-    let domain = json!({"name": "domain", "in": "path", "required": true, "schema": {"type": "string"}});
+    let domain =
+        json!({"name": "domain", "in": "path", "required": true, "schema": {"type": "string"}});
     let paths = json!({
         "/v1/domains": {
           "get": {"summary": "Every tenant's custom domains and their ownership checks",
@@ -401,8 +402,7 @@ fn domains(doc: &mut Value, unauthorized: &Value) {
     if let (Some(p), Value::Object(add)) = (doc["paths"].as_object_mut(), paths) {
         p.extend(add);
     }
-    if let (Some(s), Value::Object(add)) = (doc["components"]["schemas"].as_object_mut(), schemas)
-    {
+    if let (Some(s), Value::Object(add)) = (doc["components"]["schemas"].as_object_mut(), schemas) {
         s.extend(add);
     }
 }

@@ -42,14 +42,18 @@ pub(super) async fn domain(c: &Client, cmd: DomainCmd, json: bool) -> Result<Str
     match cmd {
         DomainCmd::Add { tenant, domain } => {
             let body = json!({ "domain": domain });
-            let v: DomainView = c.send(Method::POST, &path(&tenant), Some(&body), None).await?;
+            let v: DomainView = c
+                .send(Method::POST, &path(&tenant), Some(&body), None)
+                .await?;
             if json {
                 return pretty(&v);
             }
             Ok(added(&v))
         }
         DomainCmd::List { tenant } => {
-            let p = tenant.as_deref().map_or_else(|| "/v1/domains".to_owned(), path);
+            let p = tenant
+                .as_deref()
+                .map_or_else(|| "/v1/domains".to_owned(), path);
             let v: DomainList = c.get(&p).await?;
             if json {
                 return pretty(&v);

@@ -3,8 +3,8 @@
 
 mod body;
 mod cert;
-mod domain;
 pub mod client;
+mod domain;
 mod key;
 mod output;
 mod provision;

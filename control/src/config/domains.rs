@@ -46,7 +46,9 @@ pub fn resolve(
     for (i, z) in f.platform_zones.iter().enumerate() {
         let zone = z.trim_end_matches('.').to_ascii_lowercase();
         if zone.is_empty() || realmgate_table::host::HostPattern::parse(&zone).is_err() {
-            problems.push(format!("domains.platform_zones[{i}]: {z:?} is not a DNS zone"));
+            problems.push(format!(
+                "domains.platform_zones[{i}]: {z:?} is not a DNS zone"
+            ));
         } else {
             platform_zones.push(zone);
         }
@@ -96,7 +98,10 @@ mod tests {
 
     #[test]
     fn the_section_resolves_and_names_each_problem() {
-        let (s, p) = parse("resolver: 127.0.0.1:53\nplatform_zones: [Example.DEV.]", Some("realmgate.test."));
+        let (s, p) = parse(
+            "resolver: 127.0.0.1:53\nplatform_zones: [Example.DEV.]",
+            Some("realmgate.test."),
+        );
         assert!(p.is_empty(), "{p:?}");
         let s = s.expect("settings");
         assert_eq!(s.platform_zones, ["example.dev", "realmgate.test"]);
@@ -104,7 +109,11 @@ mod tests {
         let (s, p) = parse("platform_zones: [\"a b\"]\ncheck_initial_ms: 0", None);
         assert!(s.is_none());
         let joined = p.join("\n");
-        for needle in ["domains.resolver: required", "platform_zones[0]", "check_initial_ms: must be"] {
+        for needle in [
+            "domains.resolver: required",
+            "platform_zones[0]",
+            "check_initial_ms: must be",
+        ] {
             assert!(joined.contains(needle), "{needle} in {joined}");
         }
         let (_, p) = parse("resolver: dns.example:53", None);

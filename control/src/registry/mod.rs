@@ -6,8 +6,8 @@
 
 pub mod acme;
 mod acme_status;
-mod domains;
 mod certs;
+mod domains;
 mod journal;
 pub mod migrations;
 

@@ -22,7 +22,9 @@ impl Control {
             loop {
                 let next = c.check_domains_once().await;
                 let wait = next
-                    .map_or(MAX_IDLE, |at| Duration::from_millis(at.saturating_sub(now_ms())))
+                    .map_or(MAX_IDLE, |at| {
+                        Duration::from_millis(at.saturating_sub(now_ms()))
+                    })
                     .clamp(Duration::from_millis(100), MAX_IDLE);
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -64,7 +66,10 @@ impl Control {
         };
         for d in missing {
             if let Err(e) = self.set_domain_host(&d.tenant, &d.domain, true).await {
-                log::warn!("domain {}: verified, not yet among the tenant's hosts: {e}", d.domain);
+                log::warn!(
+                    "domain {}: verified, not yet among the tenant's hosts: {e}",
+                    d.domain
+                );
             }
         }
         for d in due {
@@ -103,7 +108,10 @@ impl Control {
                 log::info!("domain {}: verified for tenant {}", d.domain, d.tenant);
                 if let Err(e) = self.set_domain_host(&d.tenant, &d.domain, true).await {
                     // Retried at the next look (a verified domain missing from the hosts).
-                    log::warn!("domain {}: verified, not yet among the tenant's hosts: {e}", d.domain);
+                    log::warn!(
+                        "domain {}: verified, not yet among the tenant's hosts: {e}",
+                        d.domain
+                    );
                 }
             }
         }
@@ -126,7 +134,9 @@ impl Control {
             log::warn!("domain {}: check not kept: {e}", seen.domain);
             return false;
         }
-        self.write().domains.insert(next.domain.clone(), next.clone());
+        self.write()
+            .domains
+            .insert(next.domain.clone(), next.clone());
         true
     }
 }
@@ -186,14 +196,24 @@ mod tests {
             check_max: Duration::from_secs(1),
             query_timeout: Duration::from_secs(1),
         };
-        let ok = Ok(TxtAnswer::Records(vec!["x".into(), "the-right-value".into()]));
+        let ok = Ok(TxtAnswer::Records(vec![
+            "x".into(),
+            "the-right-value".into(),
+        ]));
         assert_eq!(judge(&ok, &d, &s), Ok(()));
-        let wrong = judge(&Ok(TxtAnswer::Records(vec!["nope".into()])), &d, &s)
-            .expect_err("wrong");
-        assert!(wrong.contains("\"nope\"") && !wrong.contains("the-right-value"), "{wrong}");
+        let wrong = judge(&Ok(TxtAnswer::Records(vec!["nope".into()])), &d, &s).expect_err("wrong");
+        assert!(
+            wrong.contains("\"nope\"") && !wrong.contains("the-right-value"),
+            "{wrong}"
+        );
         let none = judge(&Ok(TxtAnswer::NoSuchName), &d, &s).expect_err("none");
-        assert!(none.contains("_realmgate-challenge.app.acme-corp.com") && none.contains("NXDOMAIN"));
+        assert!(
+            none.contains("_realmgate-challenge.app.acme-corp.com") && none.contains("NXDOMAIN")
+        );
         let down = judge(&Err("timed out".into()), &d, &s).expect_err("down");
-        assert!(down.contains("cannot ask the resolver 127.0.0.1:53"), "{down}");
+        assert!(
+            down.contains("cannot ask the resolver 127.0.0.1:53"),
+            "{down}"
+        );
     }
 }

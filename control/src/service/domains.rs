@@ -8,8 +8,8 @@
 use super::{not_found, Control, ServiceError};
 use crate::body::Fields;
 use crate::ids::TenantId;
-use crate::model::{DomainRecord, DomainState};
 pub use crate::model::CHALLENGE_LABEL;
+use crate::model::{DomainRecord, DomainState};
 use crate::time::now_ms;
 use crate::views::{Deleted, DomainView};
 use base64::Engine as _;
@@ -62,9 +62,8 @@ impl Control {
             return Err(ServiceError::Invalid(problems));
         };
         let settings = self.domain_settings()?.clone();
-        let domain = normalise(&raw, &settings.platform_zones).map_err(|m| {
-            ServiceError::Invalid(vec![Problem::new("domain", m)])
-        })?;
+        let domain = normalise(&raw, &settings.platform_zones)
+            .map_err(|m| ServiceError::Invalid(vec![Problem::new("domain", m)]))?;
         let registry = self.registry.lock().await;
         let now = now_ms();
         let record = {
@@ -150,7 +149,9 @@ impl Control {
         Ok(model
             .domains
             .values()
-            .filter(|d| tenant.is_none_or(|t| &d.tenant == t) && model.tenants.contains_key(&d.tenant))
+            .filter(|d| {
+                tenant.is_none_or(|t| &d.tenant == t) && model.tenants.contains_key(&d.tenant)
+            })
             .map(DomainView::from)
             .collect())
     }
@@ -242,7 +243,9 @@ pub fn normalise(raw: &str, platform_zones: &[String]) -> Result<String, String>
     };
     let host = host.to_string();
     if host.parse::<std::net::IpAddr>().is_ok() || !host.contains('.') {
-        return Err(format!("{raw:?} is not a domain name under a public suffix"));
+        return Err(format!(
+            "{raw:?} is not a domain name under a public suffix"
+        ));
     }
     if let Some(zone) = platform_zones
         .iter()
