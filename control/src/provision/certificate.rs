@@ -120,7 +120,14 @@ impl Step for CertificateStep {
                 .issuer
                 .issue_if(t.id.as_str(), name, hosts, stale)
                 .await
-                .map_err(|e| StepError::new(format!("certificate {name:?}: {e}")))?;
+                .map_err(|e| {
+                    // The platform certificate's error as it always read; a domain's names it.
+                    if *name == certificate_name(t) {
+                        StepError::new(e.to_string())
+                    } else {
+                        StepError::new(format!("certificate {name:?}: {e}"))
+                    }
+                })?;
             let mut c = json!({"certificate": name, "hosts": hosts});
             if let Some(i) = self.issuer.installed(name) {
                 c["not_after"] = json!(realmgate_table::validate::rfc3339(i.not_after));
