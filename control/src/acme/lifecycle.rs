@@ -45,10 +45,40 @@ impl Issuer {
         let lock = self.lock_of(name);
         let _held = lock.lock().await;
         let installed = self.store.installed(name);
+        let now = now_ms();
         if !needed(installed.as_ref()) {
+            // Issued before renewals were kept (or its status lost): adopt it, so the
+            // scheduler renews it.
+            if let Some(c) = installed.filter(|c| &c.hosts[..] == hosts) {
+                if self.status(name).await?.is_none() {
+                    let status = CertStatus {
+                        certificate: name.to_owned(),
+                        tenant: tenant.to_owned(),
+                        hosts: hosts.to_vec(),
+                        state: CertState::Valid,
+                        problem: None,
+                        error: None,
+                        attempts: 0,
+                        next_attempt_at_ms: None,
+                        renew_at_ms: Some(renew_at_lifetime(
+                            c.not_before,
+                            c.not_after,
+                            self.settings.renew_before,
+                            fastrand::f64(),
+                        )),
+                        renew_source: Some("lifetime".into()),
+                        ari_next_ms: Some(now),
+                        ari_window_ms: None,
+                        updated_at_ms: now,
+                    };
+                    self.store
+                        .save_status(&status)
+                        .await
+                        .map_err(AcmeError::Local)?;
+                }
+            }
             return Ok(None);
         }
-        let now = now_ms();
         let mut status = self.status(name).await?.unwrap_or_else(|| CertStatus {
             certificate: name.to_owned(),
             tenant: tenant.to_owned(),
