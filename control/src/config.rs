@@ -33,6 +33,7 @@ struct FileConfig {
     lease: Option<crate::lease::config::LeaseFile>,
     certificates: Option<crate::acme::config::CertificatesFile>,
     assertion: Option<AssertionFile>,
+    domains: Option<domains::DomainsFile>,
 }
 
 /// `assertion:`: the fleet's signed identity assertion (see `docs/apps.md`).
@@ -157,6 +158,8 @@ pub struct Config {
     pub acme: Option<crate::acme::AcmeSettings>,
     /// The identity assertion's issuer and key rotation timing (`assertion:`).
     pub assertion: crate::service::assertion::AssertionSettings,
+    /// Custom domains' ownership checks (`domains`); `None`: custom domains refused.
+    pub domains: Option<crate::service::domains::DomainSettings>,
 }
 
 impl Config {
@@ -262,6 +265,7 @@ impl Config {
         if acme.is_some() && provision.secret_box().is_ephemeral() {
             problems.push("certificates.acme: needs provision.secrets_key_file (the ACME account and certificate keys are sealed with it)".into());
         }
+        let domains = domains::resolve(file.domains, provision.dns_zone(), &mut problems);
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Config {
                 listen,
@@ -283,6 +287,7 @@ impl Config {
                 lease,
                 acme,
                 assertion,
+                domains,
             }),
             _ => Err(problems),
         }
@@ -499,6 +504,8 @@ fn push_settings(p: PushFile, problems: &mut Vec<String>) -> PushSettings {
     }
     s
 }
+
+mod domains;
 
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ pub mod percent;
 pub mod provision;
 pub mod push;
 pub mod registry;
+pub mod resolver;
 pub mod server;
 pub mod service;
 pub mod time;

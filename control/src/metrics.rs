@@ -30,7 +30,13 @@ pub struct Metrics {
     /// Discovery failures (list or watch refused, API server away), and complete lists.
     pub discovery_errors: IntCounter,
     pub discovery_lists: IntCounter,
+    /// Seconds until each certificate's not-after, set at each scrape.
+    cert_expiry: IntGaugeVec,
 }
+
+/// Certificates with a label of their own; the rest report their soonest expiry as
+/// `certificate="_other"`, so an alert on the nearest expiry still fires.
+pub const CERT_LABEL_BUDGET: usize = 1000;
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
@@ -114,6 +120,15 @@ impl Metrics {
         for m in [&discovery_errors, &discovery_lists] {
             registry.register(Box::new(m.clone()))?;
         }
+        let cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "realmctl_certificate_expiry_seconds",
+                "Seconds until each certificate's not-after (negative once expired; beyond \
+                 the label budget, the soonest of the rest as certificate=\"_other\")",
+            ),
+            &["certificate"],
+        )?;
+        registry.register(Box::new(cert_expiry.clone()))?;
         registry.register(Box::new(table_version.clone()))?;
         registry.register(Box::new(table_bytes.clone()))?;
         registry.register(Box::new(tenants.clone()))?;
@@ -141,6 +156,7 @@ impl Metrics {
             push_workers,
             discovery_errors,
             discovery_lists,
+            cert_expiry,
         })
     }
 
@@ -190,6 +206,28 @@ impl Metrics {
             .inc();
     }
 
+    /// The certificates by name and not-after (Unix seconds), at `now` (seconds): replaces
+    /// every series, so a removed certificate's goes.
+    pub fn certificate_expiry<'a>(&self, certs: impl Iterator<Item = (&'a str, u64)>, now: u64) {
+        self.cert_expiry.reset();
+        let left = |not_after: u64| {
+            i64::try_from(i128::from(not_after) - i128::from(now)).unwrap_or(i64::MIN)
+        };
+        let mut rest: Option<i64> = None;
+        for (i, (name, not_after)) in certs.enumerate() {
+            if i < CERT_LABEL_BUDGET {
+                self.cert_expiry
+                    .with_label_values(&[name])
+                    .set(left(not_after));
+            } else {
+                rest = Some(rest.map_or(left(not_after), |r| r.min(left(not_after))));
+            }
+        }
+        if let Some(r) = rest {
+            self.cert_expiry.with_label_values(&["_other"]).set(r);
+        }
+    }
+
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -201,4 +239,40 @@ impl Metrics {
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_expiry_is_seconds_left_with_bounded_labels() {
+        let m = Metrics::new().expect("metrics");
+        let names: Vec<String> = (0..CERT_LABEL_BUDGET + 5)
+            .map(|i| format!("c{i}"))
+            .collect();
+        let certs = names.iter().enumerate().map(|(i, n)| {
+            let not_after = if i == CERT_LABEL_BUDGET + 3 {
+                900
+            } else {
+                5000
+            };
+            (n.as_str(), not_after)
+        });
+        m.certificate_expiry(certs, 1000);
+        let text = String::from_utf8(m.render()).expect("utf-8");
+        assert!(text.contains("realmctl_certificate_expiry_seconds{certificate=\"c0\"} 4000"));
+        assert!(
+            text.contains("realmctl_certificate_expiry_seconds{certificate=\"_other\"} -100"),
+            "the soonest of the rest, expired"
+        );
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("realmctl_certificate_expiry_seconds{"))
+            .count();
+        assert_eq!(series, CERT_LABEL_BUDGET + 1);
+        m.certificate_expiry(std::iter::empty(), 1000);
+        let text = String::from_utf8(m.render()).expect("utf-8");
+        assert!(!text.contains("realmctl_certificate_expiry_seconds{"));
+    }
 }

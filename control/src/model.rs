@@ -150,6 +150,67 @@ impl CertRecord {
     }
 }
 
+/// Where a custom domain's ownership check stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainState {
+    /// Waiting for the TXT record; checked with backoff until the deadline.
+    Pending,
+    /// The TXT record was seen: the domain is one of the tenant's hosts.
+    Verified,
+    /// Not seen before the deadline (the reason says what was found); add it again to
+    /// check anew.
+    Failed,
+}
+
+impl DomainState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DomainState::Pending => "pending",
+            DomainState::Verified => "verified",
+            DomainState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DomainState> {
+        [
+            DomainState::Pending,
+            DomainState::Verified,
+            DomainState::Failed,
+        ]
+        .into_iter()
+        .find(|d| d.name() == s)
+    }
+}
+
+/// A tenant's custom domain (`tenant_domains`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRecord {
+    /// Normalised (lower-case, IDNA, no trailing dot); exact, never a wildcard.
+    pub domain: String,
+    pub tenant: TenantId,
+    pub state: DomainState,
+    /// The value to publish at `_realmgate-challenge.<domain>` (public by nature).
+    pub token: String,
+    pub reason: Option<String>,
+    pub attempts: u32,
+    pub next_check_at_ms: u64,
+    pub check_until_ms: u64,
+    pub verified_at_ms: Option<u64>,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// Where a custom domain's ownership record goes: `_realmgate-challenge.<domain>`.
+pub const CHALLENGE_LABEL: &str = "_realmgate-challenge";
+
+impl DomainRecord {
+    /// The name of the TXT record that proves the domain.
+    pub fn txt_name(&self) -> String {
+        format!("{CHALLENGE_LABEL}.{}", self.domain)
+    }
+}
+
 /// Everything the routing table is compiled from, plus the version counter.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -166,6 +227,8 @@ pub struct Model {
     /// The fleet's identity assertion: issuer (from the configuration; `None`: no section
     /// in the table) and keys.
     pub assertion: AssertionModel,
+    /// Custom domains by domain (a verified one is also among its tenant's hosts).
+    pub domains: BTreeMap<String, DomainRecord>,
     hosts: HashMap<HostPattern, TenantId>,
     key_digests: HashMap<[u8; 32], String>,
 }

@@ -173,6 +173,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         },
     )
     .await?;
+    if let Some(settings) = config.domains.clone() {
+        state.control.set_domain_settings(settings);
+        state.control.start_domain_checks();
+    }
     if let Some(settings) = config.discovery.clone() {
         let found = crate::discovery::start(settings, Arc::clone(&state.metrics))
             .await

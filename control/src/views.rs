@@ -354,15 +354,90 @@ pub struct CertView {
     pub fingerprint: String,
     /// Tenants with a host it covers.
     pub tenants: Vec<String>,
+    /// The issuer of the leaf (its common name, or the whole name without one).
+    #[serde(default)]
+    pub issuer: String,
+    /// For a certificate realmctl orders from its ACME CA: where it stands. Absent: handed
+    /// in (`PUT /v1/certificates/{name}`), renewed by whoever handed it in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeCertView>,
     pub table_version: u64,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// An ACME-managed certificate's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeCertView {
+    /// The certificate record it fills.
+    pub certificate: String,
+    pub tenant: String,
+    /// `pending` (first order, nothing served yet), `valid`, `renewing` (the current
+    /// certificate serves meanwhile) or `failed` (retried with backoff; the current one, if
+    /// any, keeps serving).
+    pub state: String,
+    /// The names ordered.
+    pub hosts: Vec<String>,
+    /// The CA's last problem document (`type`, `detail`) while failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<crate::acme::Problem>,
+    /// The last failure, whatever its cause (the CA unreachable, a challenge not served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Failures in a row.
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// When the renewal scheduler renews it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<String>,
+    /// `ari` (the CA's suggested window, RFC 9773) or `lifetime` (two thirds, less jitter:
+    /// the CA has no ARI, or its window is wider than the certificate's lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_source: Option<String>,
+    /// The CA's last suggested renewal window (ARI), when it offers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_window: Option<AriWindowView>,
+    pub updated_at: String,
+}
+
+/// A renewal window (RFC 9773 `suggestedWindow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AriWindowView {
+    pub start: String,
+    pub end: String,
+}
+
+impl From<&crate::acme::CertStatus> for AcmeCertView {
+    fn from(s: &crate::acme::CertStatus) -> Self {
+        AcmeCertView {
+            certificate: s.certificate.clone(),
+            tenant: s.tenant.clone(),
+            state: s.state.name().to_owned(),
+            hosts: s.hosts.clone(),
+            problem: s.problem.clone(),
+            error: s.error.clone(),
+            attempts: s.attempts,
+            next_attempt_at: s.next_attempt_at_ms.map(rfc3339),
+            renew_at: s.renew_at_ms.map(rfc3339),
+            renew_source: s.renew_source.clone(),
+            ari_window: s.ari_window_ms.map(|(start, end)| AriWindowView {
+                start: rfc3339(start),
+                end: rfc3339(end),
+            }),
+            updated_at: rfc3339(s.updated_at_ms),
+        }
+    }
 }
 
 /// `GET /v1/certificates`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertList {
     pub certificates: Vec<CertView>,
+    /// ACME certificates ordered but not issued yet (`pending`, or `failed` on their first
+    /// order): nothing is served for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ordering: Vec<AcmeCertView>,
 }
 
 /// Whole days from `now` to `not_after` (seconds), rounded down; negative once past.
@@ -379,5 +454,69 @@ pub fn validity(not_before: u64, not_after: u64, now: u64) -> &'static str {
         "not_yet_valid"
     } else {
         "valid"
+    }
+}
+
+/// A tenant's custom domain, as `/v1/tenants/{id}/domains` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainView {
+    pub domain: String,
+    pub tenant: String,
+    /// `pending` (checked with backoff until `check_until`), `verified` (one of the
+    /// tenant's hosts; it gets a certificate of its own) or `failed` (add it again).
+    pub state: String,
+    /// The record the domain's owner publishes to prove it.
+    pub txt: TxtRecordView,
+    /// Why it is still pending, or failed: what the resolver answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_check_at: Option<String>,
+    pub check_until: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    /// The certificate record its certificate fills (with `certificates.acme`).
+    pub certificate: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A DNS record to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxtRecordView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+/// `GET /v1/tenants/{id}/domains`, `GET /v1/domains`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainList {
+    pub domains: Vec<DomainView>,
+}
+
+impl From<&crate::model::DomainRecord> for DomainView {
+    fn from(d: &crate::model::DomainRecord) -> Self {
+        use crate::model::DomainState;
+        DomainView {
+            domain: d.domain.clone(),
+            tenant: d.tenant.to_string(),
+            state: d.state.name().to_owned(),
+            txt: TxtRecordView {
+                name: d.txt_name(),
+                kind: "TXT".into(),
+                value: d.token.clone(),
+            },
+            reason: d.reason.clone(),
+            attempts: d.attempts,
+            next_check_at: (d.state == DomainState::Pending).then(|| rfc3339(d.next_check_at_ms)),
+            check_until: rfc3339(d.check_until_ms),
+            verified_at: d.verified_at_ms.map(rfc3339),
+            certificate: crate::provision::certificate::domain_certificate_name(&d.domain),
+            created_at: rfc3339(d.created_at_ms),
+            updated_at: rfc3339(d.updated_at_ms),
+        }
     }
 }

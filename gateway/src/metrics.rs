@@ -39,6 +39,8 @@ pub struct Metrics {
     pub upstream_endpoints: IntGaugeVec,
     /// Not-after of each certificate of the table in force, by certificate name.
     cert_expiry: IntGaugeVec,
+    /// Seconds until that not-after, derived from `cert_expiry` at each scrape.
+    cert_expiry_left: IntGaugeVec,
     pub unresolved: TenantCounters,
     pub auth: Arc<AuthMetrics>,
     other: Arc<TenantCounters>,
@@ -100,6 +102,17 @@ impl Metrics {
             &["certificate"],
         )?;
         registry.register(Box::new(cert_expiry.clone()))?;
+        // The form the issue names, for alerts written as `< 7 * 86400`; the timestamp above
+        // stays (it needs no clock on the gateway and does not change between tables).
+        let cert_expiry_left = IntGaugeVec::new(
+            Opts::new(
+                "realmgate_certificate_expiry_seconds",
+                "Seconds until each certificate's not-after at the scrape (negative once \
+                 expired; same labels as realmgate_certificate_expiry_timestamp_seconds)",
+            ),
+            &["certificate"],
+        )?;
+        registry.register(Box::new(cert_expiry_left.clone()))?;
         let auth = Arc::new(AuthMetrics::new(&registry)?);
         let unresolved = counters(&requests, NO_TENANT);
         let other = Arc::new(counters(&requests, OTHER_TENANT));
@@ -113,6 +126,7 @@ impl Metrics {
             table_rejections,
             upstream_endpoints,
             cert_expiry,
+            cert_expiry_left,
             unresolved,
             auth,
             other,
@@ -174,11 +188,37 @@ impl Metrics {
     }
 
     pub fn render(&self) -> Vec<u8> {
+        self.derive_expiry_left(now_secs());
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
+}
+
+impl Metrics {
+    /// `realmgate_certificate_expiry_seconds` from the not-afters in force, at `now`.
+    fn derive_expiry_left(&self, now: i64) {
+        use prometheus::core::Collector;
+        self.cert_expiry_left.reset();
+        for family in self.cert_expiry.collect() {
+            for m in family.get_metric() {
+                let Some(name) = m.get_label().first().map(|l| l.get_value()) else {
+                    continue;
+                };
+                let not_after = m.get_gauge().get_value() as i64;
+                self.cert_expiry_left
+                    .with_label_values(&[name])
+                    .set(not_after.saturating_sub(now));
+            }
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn counters(requests: &IntCounterVec, tenant: &str) -> TenantCounters {
@@ -274,5 +314,35 @@ impl AuthMetrics {
     pub fn detached() -> AuthMetrics {
         // A private registry cannot hold duplicates, so this cannot fail.
         AuthMetrics::new(&Registry::new()).expect("fresh registry")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_expiry_seconds_follow_the_timestamps() {
+        let m = Metrics::new(1).expect("metrics");
+        m.certificate_expiry([("a", 5000u64), ("b", 900), ("c", 7000)].into_iter());
+        m.derive_expiry_left(1000);
+        let text = String::from_utf8({
+            let mut out = Vec::new();
+            let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);
+            out
+        })
+        .expect("utf-8");
+        assert!(text.contains("realmgate_certificate_expiry_seconds{certificate=\"a\"} 4000"));
+        assert!(
+            text.contains("realmgate_certificate_expiry_seconds{certificate=\"_other\"} -100"),
+            "beyond the budget: the soonest of the rest\n{text}"
+        );
+        assert!(
+            text.contains("realmgate_certificate_expiry_timestamp_seconds{certificate=\"a\"} 5000")
+        );
+        m.certificate_expiry(std::iter::empty());
+        m.derive_expiry_left(1000);
+        let text = String::from_utf8(m.render()).expect("utf-8");
+        assert!(!text.contains("realmgate_certificate_expiry_seconds{"));
     }
 }

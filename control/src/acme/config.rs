@@ -23,6 +23,9 @@ struct AcmeFile {
     renew_before: Option<f64>,
     challenge_wait_ms: Option<u64>,
     validation_timeout_ms: Option<u64>,
+    renew_check_ms: Option<u64>,
+    retry_initial_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +157,16 @@ pub fn resolve(f: CertificatesFile, problems: &mut Vec<String>) -> Option<AcmeSe
         120_000,
         problems,
     );
+    let renew_check = ms("renew_check_ms", a.renew_check_ms, 60_000, problems);
+    let retry_initial = ms("retry_initial_ms", a.retry_initial_ms, 60_000, problems);
+    let retry_max = ms("retry_max_ms", a.retry_max_ms, 3_600_000, problems);
+    if retry_max < retry_initial {
+        problems.push(format!(
+            "certificates.acme.retry_max_ms: {} is less than retry_initial_ms ({})",
+            retry_max.as_millis(),
+            retry_initial.as_millis()
+        ));
+    }
     (problems.len() == start).then_some(AcmeSettings {
         directory_url,
         directory_ca_pem,
@@ -163,6 +176,9 @@ pub fn resolve(f: CertificatesFile, problems: &mut Vec<String>) -> Option<AcmeSe
         renew_before,
         challenge_wait,
         validation_timeout,
+        renew_check,
+        retry_initial,
+        retry_max,
     })
 }
 

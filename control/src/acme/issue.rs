@@ -4,7 +4,7 @@
 //! processing → wait, valid → download), so a realmctl killed anywhere goes on with the same
 //! order and never makes a second one.
 
-use super::http::ReqwestHttp;
+use super::http::{ReqwestHttp, RetryAfter};
 use super::{AcmeError, AcmeSettings, AcmeStore, Installed, OrderJournal, Problem};
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount,
@@ -41,9 +41,13 @@ macro_rules! nonce_retry {
 
 /// The ACME client of one directory.
 pub struct Issuer {
-    settings: AcmeSettings,
-    store: Arc<dyn AcmeStore>,
+    pub(super) settings: AcmeSettings,
+    pub(super) store: Arc<dyn AcmeStore>,
     account: Mutex<Option<Account>>,
+    /// The `Retry-After` of the CA's last refusal.
+    pub(super) retry_after: RetryAfter,
+    /// One issuance at a time per certificate (the step and the renewal scheduler).
+    pub(super) busy: std::sync::Mutex<std::collections::HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Issuer {
@@ -52,6 +56,8 @@ impl Issuer {
             settings,
             store,
             account: Mutex::new(None),
+            retry_after: RetryAfter::default(),
+            busy: Default::default(),
         }
     }
 
@@ -71,7 +77,7 @@ impl Issuer {
     }
 
     /// An instant-acme error as ours: a problem document stays one.
-    fn map(&self, e: instant_acme::Error) -> AcmeError {
+    pub(super) fn map(&self, e: instant_acme::Error) -> AcmeError {
         match e {
             instant_acme::Error::Api(p) => AcmeError::Ca(Problem {
                 kind: p.r#type.unwrap_or_else(|| "about:blank".into()),
@@ -85,13 +91,16 @@ impl Issuer {
     }
 
     fn http(&self) -> Result<Box<ReqwestHttp>, AcmeError> {
-        ReqwestHttp::new(self.settings.directory_ca_pem.as_deref())
-            .map(Box::new)
-            .map_err(AcmeError::Local)
+        ReqwestHttp::new(
+            self.settings.directory_ca_pem.as_deref(),
+            self.retry_after.clone(),
+        )
+        .map(Box::new)
+        .map_err(AcmeError::Local)
     }
 
     /// The account for the directory: restored from the store, or registered once and kept.
-    async fn account(&self) -> Result<Account, AcmeError> {
+    pub(super) async fn account(&self) -> Result<Account, AcmeError> {
         let mut slot = self.account.lock().await;
         if let Some(a) = slot.as_ref() {
             return Ok(a.clone());
@@ -139,10 +148,10 @@ impl Issuer {
         Ok(account)
     }
 
-    /// Make sure certificate `name` (of `tenant`) covers `hosts`: resume the journaled order
-    /// or place one, answer its challenges, finalise, install. Returns the table version
-    /// that carries the certificate.
-    pub async fn issue(
+    /// Certificate `name` (of `tenant`) for `hosts`: resume the journaled order or place one,
+    /// answer its challenges, finalise, install. Returns the table version that carries the
+    /// certificate. The status and the per-certificate lock are the caller's (`lifecycle`).
+    pub(super) async fn order_and_install(
         &self,
         tenant: &str,
         name: &str,
@@ -407,8 +416,10 @@ impl Issuer {
         }
     }
 
-    /// Revoke (best effort) and delete certificate `name`, and forget its order.
+    /// Revoke (best effort) and delete certificate `name`, and forget its order and status.
     pub async fn remove(&self, name: &str) -> Result<(), AcmeError> {
+        let lock = self.lock_of(name);
+        let _held = lock.lock().await;
         if let Some(installed) = self.store.installed(name) {
             if let Err(e) = self.revoke(&installed.cert_pem).await {
                 log::warn!("certificate {name:?}: not revoked ({e}); deleting it anyway");
@@ -417,6 +428,10 @@ impl Issuer {
         self.store.uninstall(name).await.map_err(AcmeError::Local)?;
         self.store
             .delete_order(name)
+            .await
+            .map_err(AcmeError::Local)?;
+        self.store
+            .delete_status(name)
             .await
             .map_err(AcmeError::Local)
     }

@@ -4,11 +4,15 @@
 //! [`AcmeStore`], which the service implements (sealing secrets, writing the registry,
 //! putting challenge answers in the table).
 
+mod ari;
 pub mod config;
 mod http;
 mod issue;
+mod lifecycle;
+pub mod renew;
 
 pub use issue::Issuer;
+pub use renew::Renewals;
 
 use std::time::Duration;
 
@@ -46,8 +50,15 @@ pub struct AcmeSettings {
     pub contact: Vec<String>,
     pub eab: Option<Eab>,
     pub challenge: ChallengeKind,
-    /// Renew when this fraction of the lifetime is left (renewal itself is a later step).
+    /// Renew when this fraction of the lifetime is left (less a jitter), unless the CA's
+    /// renewal information (ARI) suggests a window.
     pub renew_before: f64,
+    /// How often the renewal scheduler looks at the certificates.
+    pub renew_check: Duration,
+    /// Backoff after a failed renewal: the first pause, doubled per failure up to the last
+    /// (a CA's `Retry-After`, or a rate limit, can make it longer).
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
     /// Longest wait for every gateway to apply the table that carries a challenge answer.
     pub challenge_wait: Duration,
     /// Longest wait for the CA to validate and issue, per attempt.
@@ -115,6 +126,68 @@ impl std::fmt::Debug for OrderJournal {
     }
 }
 
+/// Where an ACME-managed certificate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertState {
+    /// Ordered for the first time; nothing is served yet.
+    Pending,
+    /// Issued and installed.
+    Valid,
+    /// Being renewed; the current certificate keeps serving.
+    Renewing,
+    /// The last attempt failed (see the problem); retried with backoff, the current
+    /// certificate (if any) keeps serving.
+    Failed,
+}
+
+impl CertState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CertState::Pending => "pending",
+            CertState::Valid => "valid",
+            CertState::Renewing => "renewing",
+            CertState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CertState> {
+        [
+            CertState::Pending,
+            CertState::Valid,
+            CertState::Renewing,
+            CertState::Failed,
+        ]
+        .into_iter()
+        .find(|c| c.name() == s)
+    }
+}
+
+/// The status of one ACME-managed certificate, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertStatus {
+    pub certificate: String,
+    pub tenant: String,
+    pub hosts: Vec<String>,
+    pub state: CertState,
+    /// The CA's last problem document (kept while failed).
+    pub problem: Option<Problem>,
+    /// The last failure as the API shows it (any cause).
+    pub error: Option<String>,
+    /// Failures in a row.
+    pub attempts: u32,
+    pub next_attempt_at_ms: Option<u64>,
+    /// When the scheduler renews the installed certificate.
+    pub renew_at_ms: Option<u64>,
+    /// `ari` (the CA's suggested window) or `lifetime` (two thirds, with jitter).
+    pub renew_source: Option<String>,
+    /// When the CA's renewal window is read again.
+    pub ari_next_ms: Option<u64>,
+    /// The CA's last suggested renewal window (ARI), start and end.
+    pub ari_window_ms: Option<(u64, u64)>,
+    pub updated_at_ms: u64,
+}
+
 /// A certificate the store holds: what `ensure` checks before ordering again.
 #[derive(Debug, Clone)]
 pub struct Installed {
@@ -158,6 +231,13 @@ pub trait AcmeStore: Send + Sync {
     ) -> Result<u64, String>;
     /// Delete the certificate record; `Ok(false)` when there was none.
     async fn uninstall(&self, certificate: &str) -> Result<bool, String>;
+    /// Every ACME-managed certificate's status.
+    async fn statuses(&self) -> Result<Vec<CertStatus>, String>;
+    async fn save_status(&self, status: &CertStatus) -> Result<(), String>;
+    async fn delete_status(&self, certificate: &str) -> Result<(), String>;
+    /// Whether this process may write (holds the Lease, or none is configured): a standby
+    /// never talks to the CA.
+    fn leading(&self) -> bool;
 }
 
 /// The test-only crash points of the certificate step, like the runner's

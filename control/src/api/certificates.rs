@@ -15,15 +15,13 @@ pub fn router() -> Router<AppState> {
         .route("/v1/certificates/{name}", get(show).put(put).delete(remove))
 }
 
-async fn list(State(s): State<AppState>) -> Response {
-    Json(CertList {
-        certificates: s.control.list_certificates(),
-    })
-    .into_response()
+async fn list(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let list: CertList = s.control.certificate_list().await?;
+    Ok(Json(list).into_response())
 }
 
 async fn show(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(s.control.certificate(&name)?).into_response())
+    Ok(Json(s.control.certificate_shown(&name).await?).into_response())
 }
 
 async fn put(

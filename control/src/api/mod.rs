@@ -4,6 +4,7 @@
 mod assertion_keys;
 mod auth;
 mod certificates;
+mod domains;
 mod error;
 mod events;
 mod gateways;
@@ -64,6 +65,7 @@ pub fn app(state: AppState) -> Router {
         .merge(tenants::router())
         .merge(upstreams::router())
         .merge(certificates::router())
+        .merge(domains::router())
         .merge(gateways::router())
         .merge(assertion_keys::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
@@ -94,6 +96,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     s.metrics
         .leader
         .set(i64::from(s.control.fence().is_leading()));
+    s.control.observe_certificate_expiry(&s.metrics);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

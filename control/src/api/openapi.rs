@@ -268,6 +268,7 @@ pub fn spec() -> Value {
     provisioning(&mut doc, &id, &unauthorized, &not_found);
     certificates(&mut doc, &name, &unauthorized);
     assertion_keys(&mut doc, &unauthorized);
+    domains(&mut doc, &unauthorized);
     bounded(&mut doc);
     doc
 }
@@ -353,6 +354,60 @@ fn provisioning(doc: &mut Value, id: &Value, unauthorized: &Value, not_found: &V
 }
 
 /// The certificate endpoints, and the tenant's https/hsts fields and certificate expiry.
+fn domains(doc: &mut Value, unauthorized: &Value) {
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let domain =
+        json!({"name": "domain", "in": "path", "required": true, "schema": {"type": "string"}});
+    let paths = json!({
+        "/v1/domains": {
+          "get": {"summary": "Every tenant's custom domains and their ownership checks",
+                  "responses": {"200": ok("The domains", "DomainList"), "401": unauthorized}}
+        },
+        "/v1/tenants/{id}/domains": {
+          "parameters": [id],
+          "get": {"summary": "The tenant's custom domains",
+                  "responses": {"200": ok("The domains", "DomainList"), "401": unauthorized, "404": error("No such tenant")}},
+          "post": {"summary": "Add a custom domain: pending until the TXT record in the answer (`txt`) is seen by realmctl's resolver, then one of the tenant's hosts with a certificate of its own",
+                   "requestBody": body("DomainAdd"),
+                   "responses": {"201": ok("Added (or checked anew after failing)", "Domain"), "200": ok("Already there", "Domain"),
+                                 "401": unauthorized, "404": error("No such tenant"),
+                                 "409": error("Another tenant has the domain (`domain_taken`), it is already one of the tenant's hosts (`domain_is_a_host`), or `domains.resolver` is not configured (`domains_not_configured`)"),
+                                 "422": error("Not one exact domain name, or under the platform's own zone")}}
+        },
+        "/v1/tenants/{id}/domains/{domain}": {
+          "parameters": [id, domain],
+          "delete": {"summary": "Remove a custom domain: its host leaves the table first, then its certificate is revoked (best effort) and deleted",
+                     "responses": {"200": ok("Removed", "Deleted"), "401": unauthorized, "404": error("No such tenant or domain")}}
+        }
+    });
+    let schemas = json!({
+        "DomainAdd": {"type": "object", "additionalProperties": false, "required": ["domain"],
+                      "properties": {"domain": {"type": "string", "description": "One exact name outside the platform's zone"}}},
+        "Domain": {"type": "object", "required": ["domain", "tenant", "state", "txt", "attempts", "check_until", "certificate", "created_at", "updated_at"],
+                   "properties": {"domain": {"type": "string"}, "tenant": {"type": "string"},
+                                  "state": {"enum": ["pending", "verified", "failed"]},
+                                  "txt": {"type": "object", "required": ["name", "type", "value"],
+                                          "properties": {"name": {"type": "string", "description": "_realmgate-challenge.<domain>"},
+                                                         "type": {"const": "TXT"}, "value": {"type": "string"}}},
+                                  "reason": {"type": "string", "description": "What the resolver answered, while pending or failed"},
+                                  "attempts": {"type": "integer"},
+                                  "next_check_at": {"type": "string", "format": "date-time"},
+                                  "check_until": {"type": "string", "format": "date-time"},
+                                  "verified_at": {"type": "string", "format": "date-time"},
+                                  "certificate": {"type": "string", "description": "The certificate record its certificate fills"},
+                                  "created_at": {"type": "string", "format": "date-time"},
+                                  "updated_at": {"type": "string", "format": "date-time"}}},
+        "DomainList": {"type": "object", "required": ["domains"],
+                       "properties": {"domains": {"type": "array", "items": {"$ref": "#/components/schemas/Domain"}}}}
+    });
+    if let (Some(p), Value::Object(add)) = (doc["paths"].as_object_mut(), paths) {
+        p.extend(add);
+    }
+    if let (Some(s), Value::Object(add)) = (doc["components"]["schemas"].as_object_mut(), schemas) {
+        s.extend(add);
+    }
+}
+
 fn certificates(doc: &mut Value, name: &Value, unauthorized: &Value) {
     let not_found = error("No such certificate");
     let paths = json!({

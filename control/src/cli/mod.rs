@@ -5,6 +5,7 @@ mod assertion_key;
 mod body;
 mod cert;
 pub mod client;
+mod domain;
 mod key;
 mod output;
 mod provision;
@@ -85,6 +86,9 @@ pub enum Command {
     /// The fleet's identity assertion keys: list, rotate, retire.
     #[command(subcommand)]
     AssertionKey(assertion_key::AssertionKeyCmd),
+    /// Add, list and remove tenants' custom domains (checked with a TXT record).
+    #[command(subcommand)]
+    Domain(domain::DomainCmd),
     /// Print a completion script for a shell, e.g. `realmctl completions bash >
     /// /etc/bash_completion.d/realmctl`.
     Completions {
@@ -425,6 +429,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Key(cmd) => key(&c, cmd, json).await,
         Command::Cert(cmd) => cert::cert(&c, cmd, json).await,
         Command::AssertionKey(cmd) => assertion_key::assertion_key(&c, cmd, json).await,
+        Command::Domain(cmd) => domain::domain(&c, cmd, json).await,
         Command::Table(TableCmd::Show { full }) => {
             if full {
                 let v: Value = c.get("/v1/table").await?;

@@ -101,6 +101,13 @@ pub struct ProvisionConfig {
     pub runner: RunnerSettings,
 }
 
+impl ProvisionConfig {
+    /// The dns step's zone (absolute, with the trailing dot), when it runs.
+    pub fn dns_zone(&self) -> Option<&str> {
+        self.dns.as_ref().map(|d| d.zone.as_str())
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Credentials(<redacted>)")

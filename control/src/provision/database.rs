@@ -144,6 +144,7 @@ mod tests {
             id: TenantId::parse("acme").expect("id"),
             display_name: "Acme".into(),
             hosts: vec![],
+            domains: vec![],
         };
         step.remove(&t, &Outputs::default())
             .await

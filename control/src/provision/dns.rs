@@ -1,7 +1,7 @@
 //! Provisioning step 4, dns (`powerdns`): rrsets for each tenant host through the PowerDNS
 //! HTTP API — A/AAAA to the edge addresses, or a CNAME to the edge name, TTL from config.
 //! Reads the zone first and patches only what differs; only A, AAAA and CNAME rrsets on the
-//! tenant's names are ever touched.
+//! tenant's names are ever touched. Custom domains are left to their owners.
 
 use super::{digest_of, root_cause, Outputs, Step, StepError, StepKind, TenantInput};
 use serde_json::{json, Value};
@@ -195,13 +195,15 @@ impl Step for Dns {
 
     fn input_digest(&self, t: &TenantInput) -> String {
         let target = format!("{:?}/{}", self.s.target, self.s.ttl);
+        let hosts = t.platform_hosts();
         let mut parts = vec![self.s.zone.as_str(), target.as_str()];
-        parts.extend(t.hosts.iter().map(String::as_str));
+        parts.extend(hosts.iter().map(String::as_str));
         digest_of(parts)
     }
 
     async fn ensure(&self, t: &TenantInput, previous: &Outputs) -> Result<Outputs, StepError> {
-        let desired = self.desired(&t.hosts)?;
+        // Custom domains are their owners' to point at the edge (a CNAME in their zone).
+        let desired = self.desired(&t.platform_hosts())?;
         // Names this step made before (hosts since removed) are cleaned up too.
         let mut names: Vec<String> = desired.keys().cloned().collect();
         for n in names_in(previous) {

@@ -276,6 +276,7 @@ mod tests {
             id: TenantId::parse("acme").expect("id"),
             display_name: "Acme".into(),
             hosts: vec!["acme.example.dev".into(), "*.acme.example.dev".into()],
+            domains: vec![],
         };
         let ing = step.desired(&t);
         assert!(ours(&ing, "acme") && !ours(&ing, "beta"));

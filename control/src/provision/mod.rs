@@ -283,6 +283,20 @@ pub struct TenantInput {
     pub display_name: String,
     /// Normalised host patterns (`acme.test`, `*.acme.test`).
     pub hosts: Vec<String>,
+    /// Those of `hosts` that are verified custom domains (outside the platform's zone: the
+    /// dns step leaves them to their owner; each gets a certificate of its own).
+    pub domains: Vec<String>,
+}
+
+impl TenantInput {
+    /// The hosts under the platform's zone (not custom domains).
+    pub fn platform_hosts(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|h| !self.domains.contains(h))
+            .cloned()
+            .collect()
+    }
 }
 
 /// What a step made: public outputs, and secrets that are sealed before they are stored.

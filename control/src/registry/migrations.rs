@@ -192,6 +192,50 @@ CREATE TABLE assertion_keys (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 8,
+        name: "acme certificate status, tenant custom domains",
+        sql: r#"
+-- Where each ACME-managed certificate stands (the record itself is in `certificates` once
+-- issued): pending (first order), valid, renewing (the old one serves meanwhile), failed
+-- (with the CA's last problem), and when it is renewed next.
+CREATE TABLE acme_certificates (
+    name               TEXT PRIMARY KEY,      -- the certificate record it fills
+    tenant_id          TEXT NOT NULL,
+    hosts              TEXT NOT NULL,         -- JSON array, in order
+    state              TEXT NOT NULL CHECK (state IN ('pending', 'valid', 'renewing', 'failed')),
+    problem            TEXT,                  -- the CA's last problem (JSON {type, detail})
+    error              TEXT,                  -- the last failure, as the API shows it
+    attempts           INTEGER NOT NULL,      -- failures in a row
+    next_attempt_at_ms INTEGER,               -- after a failure: not retried before
+    renew_at_ms        INTEGER,               -- when the scheduler renews it
+    renew_source       TEXT,                  -- 'ari' (the CA's window) or 'lifetime'
+    ari_next_ms        INTEGER,               -- when the CA's renewal window is read again
+    ari_start_ms       INTEGER,               -- the CA's last suggested window (ARI)
+    ari_end_ms         INTEGER,
+    updated_at_ms      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX acme_certificates_by_tenant ON acme_certificates (tenant_id);
+
+-- Custom domains: a tenant's own names (app.acme-corp.com), proven with a TXT record at
+-- _realmgate-challenge.<domain> before they enter the tenant's hosts. The token is what the
+-- operator publishes, public by nature; no secret here.
+CREATE TABLE tenant_domains (
+    domain           TEXT PRIMARY KEY,        -- normalised; one tenant per domain
+    tenant_id        TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'verified', 'failed')),
+    token            TEXT NOT NULL,
+    reason           TEXT,                    -- why it is still pending, or failed
+    attempts         INTEGER NOT NULL,
+    next_check_at_ms INTEGER NOT NULL,
+    check_until_ms   INTEGER NOT NULL,        -- pending past this: failed
+    verified_at_ms   INTEGER,
+    created_at_ms    INTEGER NOT NULL,
+    updated_at_ms    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX tenant_domains_by_tenant ON tenant_domains (tenant_id);
+"#,
+    },
 ];
 
 /// Bring the registry's schema up to date; returns the schema version now in force.
@@ -219,11 +263,12 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 7);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 8);
         assert_eq!(
             tables(&conn).await,
             [
                 "acme_accounts",
+                "acme_certificates",
                 "acme_challenges",
                 "acme_orders",
                 "api_keys",
@@ -233,6 +278,7 @@ mod tests {
                 "meta",
                 "provision_steps",
                 "schema_migrations",
+                "tenant_domains",
                 "tenant_hosts",
                 "tenants",
                 "upstreams"
@@ -240,7 +286,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate_registry(&conn).await.expect("again"), 7);
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 8);
     }
 
     #[tokio::test]
@@ -259,7 +305,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 7
+                    known: 8
                 }
             ),
             "{err}"

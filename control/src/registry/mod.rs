@@ -5,8 +5,10 @@
 //! counter and the rows it describes never disagree, across crashes and restarts.
 
 pub mod acme;
+mod acme_status;
 mod assertion_keys;
 mod certs;
+mod domains;
 mod journal;
 pub mod migrations;
 
@@ -281,6 +283,7 @@ impl Registry {
         self.load_certificates(&mut model).await?;
         self.load_acme_challenges(&mut model).await?;
         self.load_assertion_keys(&mut model).await?;
+        self.load_domains(&mut model).await?;
         Ok(model)
     }
 

@@ -3,7 +3,7 @@
 //! certificates through (the same path as `PUT /v1/certificates/{name}`).
 
 use super::{Control, ServiceError};
-use crate::acme::{AcmeStore, Installed, OrderJournal, Problem};
+use crate::acme::{AcmeStore, CertStatus, Installed, OrderJournal, Problem};
 use crate::registry::acme::OrderRow;
 use crate::time::now_ms;
 use realmgate_table::AcmeChallenge;
@@ -225,5 +225,30 @@ impl AcmeStore for ServiceAcmeStore {
             Err(ServiceError::NotFound { .. }) => Ok(false),
             Err(e) => Err(msg(e)),
         }
+    }
+
+    async fn statuses(&self) -> Result<Vec<CertStatus>, String> {
+        let registry = self.control.registry.lock().await;
+        registry.acme_statuses().await.map_err(|e| e.to_string())
+    }
+
+    async fn save_status(&self, status: &CertStatus) -> Result<(), String> {
+        let registry = self.control.registry.lock().await;
+        registry
+            .save_acme_status(status)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn delete_status(&self, certificate: &str) -> Result<(), String> {
+        let registry = self.control.registry.lock().await;
+        registry
+            .delete_acme_status(certificate)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn leading(&self) -> bool {
+        self.control.fence().is_leading()
     }
 }

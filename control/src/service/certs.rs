@@ -6,7 +6,9 @@ use super::{not_found, Control, ServiceError};
 use crate::body::Fields;
 use crate::model::{CertRecord, Model, TenantRecord};
 use crate::time::{now_ms, rfc3339};
-use crate::views::{days_left, validity, CertView, TenantCertView, TenantView};
+use crate::views::{
+    days_left, validity, AcmeCertView, CertList, CertView, TenantCertView, TenantView,
+};
 use realmgate_table::host::HostPattern;
 use realmgate_table::validate::rfc3339 as rfc3339_secs;
 use realmgate_table::{is_name, Certificate, Problem};
@@ -25,6 +27,75 @@ impl Control {
             .values()
             .map(|c| cert_view(&model, c, now))
             .collect()
+    }
+
+    /// `GET /v1/certificates`: every certificate with its ACME status, and the ACME
+    /// certificates not issued yet.
+    pub async fn certificate_list(&self) -> Result<CertList, ServiceError> {
+        let mut statuses = self.acme_statuses().await?;
+        let mut certificates = self.list_certificates();
+        for c in &mut certificates {
+            c.acme = statuses.remove(&c.name).map(|s| AcmeCertView::from(&s));
+        }
+        Ok(CertList {
+            certificates,
+            ordering: statuses.values().map(AcmeCertView::from).collect(),
+        })
+    }
+
+    /// `GET /v1/certificates/{name}`, with its ACME status (also before it is issued: then
+    /// the view has only its name, hosts and status).
+    pub async fn certificate_shown(&self, name: &str) -> Result<CertView, ServiceError> {
+        let mut statuses = self.acme_statuses().await?;
+        let status = statuses.remove(name).map(|s| AcmeCertView::from(&s));
+        match self.certificate(name) {
+            Ok(mut v) => {
+                v.acme = status;
+                Ok(v)
+            }
+            Err(e) => {
+                let Some(s) = status else { return Err(e) };
+                Ok(CertView {
+                    name: name.to_owned(),
+                    hosts: s.hosts.clone(),
+                    not_before: String::new(),
+                    not_after: String::new(),
+                    days_left: 0,
+                    state: s.state.clone(),
+                    fingerprint: String::new(),
+                    tenants: vec![s.tenant.clone()],
+                    issuer: String::new(),
+                    table_version: 0,
+                    created_at: s.updated_at.clone(),
+                    updated_at: s.updated_at.clone(),
+                    acme: Some(s),
+                })
+            }
+        }
+    }
+
+    async fn acme_statuses(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::acme::CertStatus>, ServiceError> {
+        let registry = self.registry.lock().await;
+        Ok(registry
+            .acme_statuses()
+            .await?
+            .into_iter()
+            .map(|s| (s.certificate.clone(), s))
+            .collect())
+    }
+
+    /// Set `realmctl_certificate_expiry_seconds` from the certificates in force (at scrape).
+    pub fn observe_certificate_expiry(&self, metrics: &crate::metrics::Metrics) {
+        let model = self.read();
+        metrics.certificate_expiry(
+            model
+                .certificates
+                .values()
+                .map(|c| (c.name.as_str(), c.not_after)),
+            now_ms() / 1000,
+        );
     }
 
     pub fn certificate(&self, name: &str) -> Result<CertView, ServiceError> {
@@ -236,6 +307,10 @@ fn cert_view(model: &Model, c: &CertRecord, now: u64) -> CertView {
         state: validity(c.not_before, c.not_after, now).to_owned(),
         fingerprint: c.fingerprint.clone(),
         tenants,
+        issuer: Leaf::read(&c.cert_pem)
+            .map(|l| l.issuer)
+            .unwrap_or_default(),
+        acme: None,
         table_version: c.table_version,
         created_at: rfc3339(c.created_at_ms),
         updated_at: rfc3339(c.updated_at_ms),
@@ -286,6 +361,8 @@ fn decode(name: &str, body: &[u8]) -> Result<(Certificate, bool), Vec<Problem>> 
 struct Leaf {
     dns_names: Vec<String>,
     not_after: u64,
+    /// The issuer's common name, or its whole name.
+    issuer: String,
 }
 
 impl Leaf {
@@ -309,7 +386,14 @@ impl Leaf {
                 .collect(),
             _ => Vec::new(),
         };
+        let issuer = cert
+            .issuer()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map_or_else(|| cert.issuer().to_string(), str::to_owned);
         Some(Leaf {
+            issuer,
             dns_names,
             not_after: u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
         })

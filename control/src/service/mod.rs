@@ -5,6 +5,8 @@
 pub mod acme;
 pub mod assertion;
 mod certs;
+mod domain_check;
+pub mod domains;
 pub mod keys;
 mod provisioning;
 pub mod runner;
@@ -71,6 +73,10 @@ pub struct Control {
     events: broadcast::Sender<TenantId>,
     /// The registry's fence (a copy, readable without the write lock).
     fence: crate::leadership::Fence,
+    /// `domains:` (custom domains' ownership checks), once configured.
+    domain_settings: std::sync::OnceLock<domains::DomainSettings>,
+    /// Wakes the domain checks (a domain added).
+    domain_checks: tokio::sync::Notify,
 }
 
 impl Control {
@@ -104,6 +110,8 @@ impl Control {
             secret_box,
             wake: std::sync::Mutex::new(None),
             events,
+            domain_settings: std::sync::OnceLock::new(),
+            domain_checks: tokio::sync::Notify::new(),
         })
     }
 
@@ -439,6 +447,7 @@ impl Control {
         let version = registry.delete_tenant(id, now).await?;
         self.commit(version, |m| {
             m.revoke_tenant_keys(id, now, version);
+            m.domains.retain(|_, d| &d.tenant != id);
             m.remove_tenant(id)
         });
         Ok(version)

@@ -21,6 +21,17 @@ impl Control {
                 id: id.clone(),
                 display_name: r.display_name.clone(),
                 hosts: r.wire.hosts.clone(),
+                domains: r
+                    .wire
+                    .hosts
+                    .iter()
+                    .filter(|h| {
+                        m.domains.get(*h).is_some_and(|d| {
+                            &d.tenant == id && d.state == crate::model::DomainState::Verified
+                        })
+                    })
+                    .cloned()
+                    .collect(),
             },
             r.provision.clone(),
         ))
@@ -125,6 +136,7 @@ impl Control {
         let version = registry.delete_tenant(id, now).await?;
         self.commit(version, |m| {
             m.revoke_tenant_keys(id, now, version);
+            m.domains.retain(|_, d| &d.tenant != id);
             m.remove_tenant(id)
         });
         let _ = self.events.send(id.clone());

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod acme;
 pub mod pki;
 pub mod provision;
 pub mod raw;

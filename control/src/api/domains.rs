@@ -1,0 +1,52 @@
+//! `/v1/tenants/{id}/domains`: a tenant's custom domains (add: pending until its TXT record
+//! is seen; list; remove: the host leaves the table first), and `/v1/domains`: every
+//! tenant's.
+
+use super::{tenant_id, ApiError, AppState, Body};
+use crate::views::DomainList;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/domains", get(all))
+        .route("/v1/tenants/{id}/domains", get(list).post(add))
+        .route("/v1/tenants/{id}/domains/{domain}", delete(remove))
+}
+
+async fn all(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let domains = s.control.list_domains(None)?;
+    Ok(Json(DomainList { domains }).into_response())
+}
+
+async fn list(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = tenant_id(&id)?;
+    let domains = s.control.list_domains(Some(&id))?;
+    Ok(Json(DomainList { domains }).into_response())
+}
+
+async fn add(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let id = tenant_id(&id)?;
+    let (view, added) = s.control.add_domain(&id, &body).await?;
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    Path((id, domain)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = tenant_id(&id)?;
+    Ok(Json(s.control.remove_domain(&id, &domain).await?).into_response())
+}

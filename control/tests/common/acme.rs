@@ -1,0 +1,342 @@
+//! The ACME tests' parts: the PowerDNS they need from the environment, a real Pebble
+//! (tests/setup/pebble.sh), the recording and fault-injecting proxy in front of it, and the
+//! HTTP(S) calls through the gateway.
+
+use super::*;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method as AxumMethod, StatusCode as AxumStatus, Uri};
+use axum::response::IntoResponse;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Dns {
+    pub api_url: String,
+    pub key_file: String,
+    pub server: String,
+    pub zone: String,
+}
+
+pub fn dns(test: &str) -> Option<Dns> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let found = (|| {
+        Some(Dns {
+            api_url: var("REALMGATE_POWERDNS_URL")?,
+            key_file: var("REALMGATE_POWERDNS_KEY_FILE")?,
+            server: var("REALMGATE_POWERDNS_DNS")?,
+            zone: var("REALMGATE_POWERDNS_ZONE").unwrap_or_else(|| "realmgate.test".into()),
+        })
+    })();
+    if found.is_none() {
+        let msg = format!("{test}: needs REALMGATE_POWERDNS_URL/_KEY_FILE/_DNS (run ./tests/run)");
+        assert!(
+            var("REALMGATE_REQUIRE_PROVISION").is_none(),
+            "{msg}: required under tests/run"
+        );
+        eprintln!("SKIPPED {msg}");
+    }
+    found
+}
+
+pub fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/setup/pebble.sh")
+}
+
+/// A Pebble started by tests/setup/pebble.sh; stopped on drop.
+pub struct Pebble {
+    pub dir: PathBuf,
+    pub directory_url: String,
+    pub listener_ca: PathBuf,
+    pub management: String,
+}
+
+impl Pebble {
+    pub fn start(dir: &TempDir, dns_server: &str, http_port: u16, nonce_reject: u8) -> Pebble {
+        Pebble::start_with(dir, dns_server, http_port, nonce_reject, None)
+    }
+
+    /// With certificates valid for `validity_s` seconds (Pebble's default: 90 days).
+    pub fn start_with(
+        dir: &TempDir,
+        dns_server: &str,
+        http_port: u16,
+        nonce_reject: u8,
+        validity_s: Option<u64>,
+    ) -> Pebble {
+        let state = dir.path().join("pebble");
+        let mut cmd = Command::new("bash");
+        if let Some(v) = validity_s {
+            cmd.env("PEBBLE_VALIDITY_S", v.to_string());
+        }
+        let out = cmd
+            .arg(script())
+            .arg("start")
+            .arg(&state)
+            .env("PEBBLE_DNS_SERVER", dns_server)
+            .env("PEBBLE_HTTP_PORT", http_port.to_string())
+            .env("PEBBLE_WFE_NONCEREJECT", nonce_reject.to_string())
+            .output()
+            .expect("run tests/setup/pebble.sh");
+        assert!(
+            out.status.success(),
+            "pebble.sh start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() >= 3, "pebble.sh printed: {text}");
+        Pebble {
+            dir: state,
+            directory_url: lines[0].to_owned(),
+            listener_ca: PathBuf::from(lines[1]),
+            management: lines[2].to_owned(),
+        }
+    }
+
+    /// The root Pebble issues under (fresh at each start): what clients trust.
+    pub async fn root_pem(&self) -> String {
+        let ca = std::fs::read(&self.listener_ca).expect("listener CA");
+        let http = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
+            .build()
+            .expect("client");
+        http.get(format!("{}/roots/0", self.management))
+            .send()
+            .await
+            .expect("GET /roots/0")
+            .text()
+            .await
+            .expect("root")
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The recording and fault-injecting proxy in front of Pebble: TLS with Pebble's listener
+/// certificate (so realmctl's `directory_ca_file` trusts both), every request forwarded over
+/// HTTP/1.1 with its own Host (Pebble builds its URLs, and checks each JWS `url`, from it, so
+/// every later request comes back here); orders the CA created (201 to new-order) counted; `down` answers 503 with a non-ACME body to everything.
+pub struct FaultProxy {
+    pub directory_url: String,
+    pub new_orders: Arc<AtomicUsize>,
+    /// Answers that refused a nonce (`badNonce`), which the client must retry.
+    pub bad_nonces: Arc<AtomicUsize>,
+    pub down: Arc<AtomicBool>,
+    /// The next this-many new-order requests are refused as a rate-limited CA would refuse
+    /// them (429, a `rateLimited` problem, `Retry-After: 2`).
+    pub rate_limit_orders: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    new_orders: Arc<AtomicUsize>,
+    bad_nonces: Arc<AtomicUsize>,
+    down: Arc<AtomicBool>,
+    rate_limit_orders: Arc<AtomicUsize>,
+}
+
+async fn forward(
+    State(s): State<ProxyState>,
+    method: AxumMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    if s.down.load(Ordering::SeqCst) {
+        return (AxumStatus::SERVICE_UNAVAILABLE, "fault proxy: CA down").into_response();
+    }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let new_order = method == AxumMethod::POST && uri.path() == "/order-plz";
+    if new_order {
+        let limited = s
+            .rate_limit_orders
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if limited {
+            let problem = serde_json::json!({
+                "type": "urn:ietf:params:acme:error:rateLimited",
+                "detail": "fault proxy: too many new orders recently",
+                "status": 429,
+            });
+            return (
+                AxumStatus::TOO_MANY_REQUESTS,
+                [
+                    ("content-type", "application/problem+json"),
+                    ("retry-after", "2"),
+                ],
+                problem.to_string(),
+            )
+                .into_response();
+        }
+    }
+    let mut req = s
+        .http
+        .request(method, format!("{}{path}", s.upstream))
+        .body(body);
+    for (k, v) in &headers {
+        req = req.header(k, v);
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status();
+            // Orders the CA created: a new-order refused for its nonce (and retried) is not one.
+            if new_order && status == reqwest::StatusCode::CREATED {
+                s.new_orders.fetch_add(1, Ordering::SeqCst);
+            }
+            let mut out = HeaderMap::new();
+            for (k, v) in r.headers() {
+                if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+                    out.append(k, v.clone());
+                }
+            }
+            let body = r.bytes().await.unwrap_or_default();
+            if String::from_utf8_lossy(&body).contains("urn:ietf:params:acme:error:badNonce") {
+                s.bad_nonces.fetch_add(1, Ordering::SeqCst);
+            }
+            (status, out, body).into_response()
+        }
+        Err(e) => (AxumStatus::BAD_GATEWAY, format!("fault proxy: {e}")).into_response(),
+    }
+}
+
+impl FaultProxy {
+    pub async fn start(pebble: &Pebble) -> FaultProxy {
+        let ca = std::fs::read(&pebble.listener_ca).expect("listener CA");
+        let upstream = pebble.directory_url.trim_end_matches("/dir").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = ProxyState {
+            upstream,
+            // HTTP/2 would carry the URL's authority, not the Host header.
+            http: reqwest::Client::builder()
+                .http1_only()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
+                .build()
+                .expect("client"),
+            new_orders: Arc::new(AtomicUsize::new(0)),
+            bad_nonces: Arc::new(AtomicUsize::new(0)),
+            down: Arc::new(AtomicBool::new(false)),
+            rate_limit_orders: Arc::new(AtomicUsize::new(0)),
+        };
+        let tls = realmctl::tls::server_config(
+            &pebble.dir.join("listener.pem"),
+            &pebble.dir.join("listener.key"),
+        )
+        .expect("proxy TLS");
+        let listener = realmctl::tls::TlsListener::new(listener, tls).expect("tls listener");
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FaultProxy {
+            directory_url: format!("https://{addr}/dir"),
+            new_orders: state.new_orders,
+            bad_nonces: state.bad_nonces,
+            down: state.down,
+            rate_limit_orders: state.rate_limit_orders,
+        }
+    }
+}
+
+/// realmctl's configuration: PowerDNS A records to 127.0.0.1 (the gateway), and ACME.
+pub fn acme_yaml(dir: &TempDir, d: &Dns, pebble: &Pebble, directory_url: &str) -> String {
+    acme_yaml_with(dir, d, pebble, directory_url, "")
+}
+
+/// With more `certificates.acme` keys (`extra`: lines indented four spaces).
+pub fn acme_yaml_with(
+    dir: &TempDir,
+    d: &Dns,
+    pebble: &Pebble,
+    directory_url: &str,
+    extra: &str,
+) -> String {
+    let key = dir.write(
+        "secrets.key",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    );
+    format!(
+        "provision:\n  secrets_key_file: {}\n  initial_backoff_ms: 200\n  max_backoff_ms: 1000\n\
+         \x20 dns: {{provider: powerdns, api_url: \"{}\", api_key_file: {}, zone: {}, ttl: 5, addresses: [\"127.0.0.1\"]}}\n\
+         certificates:\n  acme:\n    directory_url: \"{directory_url}\"\n    directory_ca_file: {}\n\
+         \x20   contact: [\"mailto:ops@realmgate.test\"]\n    challenge: http-01\n\
+         \x20   challenge_wait_ms: 20000\n    validation_timeout_ms: 60000\n{extra}",
+        key.display(),
+        d.api_url,
+        d.key_file,
+        d.zone,
+        pebble.listener_ca.display(),
+    )
+}
+
+/// `GET https://host/` on the gateway's TLS listener, trusting only `root_pem`.
+pub async fn https_get(gw: &Gateway, host: &str, root_pem: &str) -> Result<(u16, String), String> {
+    let tls = gw.tls.expect("a TLS listener");
+    let http = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(root_pem.as_bytes()).map_err(|e| e.to_string())?,
+        )
+        .resolve(host, tls)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = http
+        .get(format!("https://{host}:{}/", tls.port()))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await.unwrap_or_default()))
+}
+
+/// `GET http://host/<path>` on the gateway's plain listener.
+pub async fn http_get(gw: &Gateway, host: &str, path: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{}{path}", gw.listen))
+        .header(reqwest::header::HOST, host)
+        .send()
+        .await
+        .expect("plain GET");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+pub async fn create_tenant(api: &Api, id: &str, host: &str) {
+    let (st, v) = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(tenant_body(id, &[host], "app")),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+}
+
+pub fn step<'a>(tenant: &'a Value, kind: &str) -> &'a Value {
+    tenant["provisioning"]["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["step"] == kind))
+        .unwrap_or(&Value::Null)
+}
