@@ -229,8 +229,29 @@ pub struct Model {
     pub assertion: AssertionModel,
     /// Custom domains by domain (a verified one is also among its tenant's hosts).
     pub domains: BTreeMap<String, DomainRecord>,
+    /// App credentials by id, revoked ones included.
+    pub apps: BTreeMap<String, AppRecord>,
+    /// Deleted tenants, with the pools their routes used (for 410 to those pools' apps).
+    pub tombstones: BTreeMap<TenantId, Vec<String>>,
     hosts: HashMap<HostPattern, TenantId>,
     key_digests: HashMap<[u8; 32], String>,
+    app_digests: HashMap<[u8; 32], String>,
+}
+
+/// An app credential: lets an app read the database location of its pool's tenants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    pub id: String,
+    /// What the operator called it (`todos`).
+    pub name: String,
+    /// The upstream pool it is bound to.
+    pub pool: String,
+    /// SHA-256 of the secret; the secret itself is never kept.
+    pub digest: [u8; 32],
+    /// The secret's first characters (`rga_AbCd`), to tell credentials apart.
+    pub prefix: String,
+    pub created_at_ms: u64,
+    pub revoked_at_ms: Option<u64>,
 }
 
 impl Model {
@@ -238,6 +259,26 @@ impl Model {
     pub fn put_key(&mut self, record: KeyRecord) {
         self.key_digests.insert(record.digest, record.id.clone());
         self.keys.insert(record.id.clone(), record);
+    }
+
+    /// Insert or replace an app credential, keeping the digest index in step.
+    pub fn put_app(&mut self, record: AppRecord) {
+        self.app_digests.insert(record.digest, record.id.clone());
+        self.apps.insert(record.id.clone(), record);
+    }
+
+    /// The app credential with this digest, revoked or not.
+    pub fn app_by_digest(&self, digest: &[u8; 32]) -> Option<&AppRecord> {
+        self.apps.get(self.app_digests.get(digest)?)
+    }
+
+    /// The pools a tenant's routes (and shell) forward to.
+    pub fn pools_of(t: &TenantRecord) -> Vec<String> {
+        let mut pools: Vec<String> = t.wire.routes.iter().map(|r| r.upstream.clone()).collect();
+        pools.extend(t.wire.shell.as_ref().and_then(|s| s.upstream.clone()));
+        pools.sort();
+        pools.dedup();
+        pools
     }
 
     /// The key with this digest, live or not.
@@ -264,6 +305,7 @@ impl Model {
     /// forms of `record.wire.hosts`.
     pub fn put_tenant(&mut self, id: TenantId, record: TenantRecord, hosts: Vec<HostPattern>) {
         self.remove_tenant(&id);
+        self.tombstones.remove(&id);
         for host in hosts {
             self.hosts.insert(host, id.clone());
         }

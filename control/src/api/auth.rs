@@ -4,7 +4,9 @@
 //! presented, so the lookup is constant-time in the secret too.
 
 use super::{error::ApiError, AppState};
+use crate::service::apps::DbCaller;
 use crate::service::keys::Caller;
+use crate::service::ServiceError;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
@@ -68,11 +70,47 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// A live app credential (`Bearer rga_…`), found by the digest of what was presented.
+fn app_credential(s: &AppState, headers: &HeaderMap) -> Option<crate::model::AppRecord> {
+    bearer(headers)
+        .filter(|t| t.starts_with(b"rga_"))
+        .and_then(|t| s.control.app_caller(&digest(t)))
+}
+
+/// The answer to a request that is not allowed in: 403 for an app credential (it is
+/// known, and may only read its tenants' database locations), 401 for anything else.
+fn refused(s: &AppState, headers: &HeaderMap) -> Response {
+    if app_credential(s, headers).is_some() {
+        return ApiError::Service(ServiceError::Forbidden(
+            "an app credential may only read GET /v1/tenants/{id}/database".into(),
+        ))
+        .into_response();
+    }
+    ApiError::Unauthorized.into_response()
+}
+
 pub async fn operator(State(s): State<AppState>, req: Request, next: Next) -> Response {
     if s.tokens.is_operator(req.headers()) {
         next.run(req).await
     } else {
-        ApiError::Unauthorized.into_response()
+        refused(&s, req.headers())
+    }
+}
+
+/// The operator token, or a live app credential (`GET /v1/tenants/{id}/database` only):
+/// the caller is put in the request's extensions.
+pub async fn operator_or_app(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = if s.tokens.is_operator(req.headers()) {
+        Some(DbCaller::Operator)
+    } else {
+        app_credential(&s, req.headers()).map(|a| DbCaller::App(Box::new(a)))
+    };
+    match caller {
+        Some(c) => {
+            req.extensions_mut().insert(c);
+            next.run(req).await
+        }
+        None => ApiError::Unauthorized.into_response(),
     }
 }
 
@@ -91,7 +129,7 @@ pub async fn operator_or_key(State(s): State<AppState>, mut req: Request, next: 
             req.extensions_mut().insert(c);
             next.run(req).await
         }
-        None => ApiError::Unauthorized.into_response(),
+        None => refused(&s, req.headers()),
     }
 }
 
@@ -99,7 +137,7 @@ pub async fn reader(State(s): State<AppState>, req: Request, next: Next) -> Resp
     if s.tokens.is_reader(req.headers()) {
         next.run(req).await
     } else {
-        ApiError::Unauthorized.into_response()
+        refused(&s, req.headers())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The REST API under `/v1`: one router per resource, bearer auth, bounded bodies, and
 //! `/v1/openapi.json`, `/metrics`, `/healthz`. [`app`] builds it without a socket.
 
+mod apps;
 mod assertion_keys;
 mod auth;
 mod certificates;
@@ -68,7 +69,10 @@ pub fn app(state: AppState) -> Router {
         .merge(domains::router())
         .merge(gateways::router())
         .merge(assertion_keys::router())
+        .merge(apps::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
+    let databases = apps::database_router()
+        .route_layer(from_fn_with_state(state.clone(), auth::operator_or_app));
     let readers = table::router().route_layer(from_fn_with_state(state.clone(), auth::reader));
     let key_holders =
         keys::router().route_layer(from_fn_with_state(state.clone(), auth::operator_or_key));
@@ -76,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .merge(operator)
         .merge(readers)
         .merge(key_holders)
+        .merge(databases)
         .merge(assertion_keys::public_router())
         .route_layer(from_fn_with_state(state.clone(), limits::concurrency));
     Router::new()
@@ -165,6 +170,8 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     })
 }
 
+#[cfg(test)]
+mod apps_tests;
 #[cfg(test)]
 mod cert_tests;
 #[cfg(test)]

@@ -268,6 +268,7 @@ pub fn spec() -> Value {
     provisioning(&mut doc, &id, &unauthorized, &not_found);
     certificates(&mut doc, &name, &unauthorized);
     assertion_keys(&mut doc, &unauthorized);
+    apps(&mut doc, &unauthorized);
     domains(&mut doc, &unauthorized);
     bounded(&mut doc);
     doc
@@ -489,6 +490,51 @@ fn certificates(doc: &mut Value, name: &Value, unauthorized: &Value) {
     }
     if let (Some(s), Value::Object(add)) = (s.as_object_mut(), schemas) {
         s.extend(add);
+    }
+}
+
+/// App credentials and the tenant database location they read.
+fn apps(doc: &mut Value, unauthorized: &Value) {
+    let view = json!({"type": "object", "required": ["id", "name", "pool", "prefix", "created_at"],
+                      "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                     "pool": {"type": "string", "description": "The upstream pool it is bound to"},
+                                     "prefix": {"type": "string"},
+                                     "created_at": {"type": "string", "format": "date-time"},
+                                     "revoked_at": {"type": "string", "format": "date-time"}}});
+    let forbidden = error("An app credential on an endpoint other than `GET /v1/tenants/{id}/database`, or for a tenant whose routes do not forward to its pool (`forbidden`)");
+    let paths = json!({
+        "/v1/apps": {
+          "get": {"summary": "App credentials (never their secrets)",
+                  "responses": {"200": {"description": "The credentials", "content": {"application/json": {"schema": {"type": "object", "properties": {"apps": {"type": "array", "items": view.clone()}}}}}},
+                                "401": unauthorized, "403": forbidden.clone()}},
+          "post": {"summary": "Mint an app credential (`rga_…`) bound to a pool; the secret is in the answer, once (`credential`)",
+                   "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name", "pool"],
+                       "properties": {"name": {"type": "string"}, "pool": {"type": "string"}}}}}},
+                   "responses": {"201": {"description": "The credential and its view"}, "401": unauthorized,
+                                 "403": forbidden.clone(), "422": error("Invalid name or pool")}}
+        },
+        "/v1/apps/{id}": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+          "delete": {"summary": "Revoke an app credential (at once: realmctl checks it on every request)",
+                     "responses": {"200": {"description": "The revoked credential", "content": {"application/json": {"schema": view}}},
+                                   "401": unauthorized, "403": forbidden.clone(), "404": error("No such credential")}}
+        },
+        "/v1/tenants/{id}/database": {
+          "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+          "get": {"summary": "Where the tenant's provisioned database lives: `kind` `file` with `path`, or `remote` with `url` and `auth_token`. The operator token, or an app credential of a pool the tenant's routes forward to",
+                  "responses": {"200": {"description": "The location (`Cache-Control: no-store`)",
+                                        "content": {"application/json": {"schema": {"type": "object", "required": ["tenant", "kind"],
+                                          "properties": {"tenant": {"type": "string"}, "kind": {"enum": ["file", "remote"]},
+                                                         "path": {"type": "string"}, "url": {"type": "string"},
+                                                         "auth_token": {"type": "string"}}}}}},
+                                "401": unauthorized, "403": forbidden,
+                                "404": error("No such tenant (operator only; an app gets 403)"),
+                                "409": error("The tenant is suspended (`tenant_suspended`) or its database step is not done (`not_provisioned`)"),
+                                "410": error("The tenant was deleted (or is being deleted): its database is archived")}}
+        }
+    });
+    if let (Some(p), Value::Object(add)) = (doc["paths"].as_object_mut(), paths) {
+        p.extend(add);
     }
 }
 

@@ -476,6 +476,9 @@ fn openapi_documents_every_route() {
         ("/v1/assertion-keys/rotate", &["post"]),
         ("/v1/assertion-keys/{kid}/retire", &["post"]),
         ("/v1/domains", &["get"]),
+        ("/v1/apps", &["get", "post"]),
+        ("/v1/apps/{id}", &["delete"]),
+        ("/v1/tenants/{id}/database", &["get"]),
         ("/v1/tenants/{id}/domains", &["get", "post"]),
         ("/v1/tenants/{id}/domains/{domain}", &["delete"]),
         ("/v1/openapi.json", &["get"]),
@@ -490,7 +493,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 24, "no stale paths");
+    assert_eq!(paths.len(), 27, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -102,6 +102,11 @@ pub struct ProvisionConfig {
 }
 
 impl ProvisionConfig {
+    /// The remote libsql server's token, when tenant databases live on one.
+    pub fn database_token(&self) -> Option<String> {
+        self.database.clone().flatten().map(|(_, token)| token)
+    }
+
     /// The dns step's zone (absolute, with the trailing dot), when it runs.
     pub fn dns_zone(&self) -> Option<&str> {
         self.dns.as_ref().map(|d| d.zone.as_str())

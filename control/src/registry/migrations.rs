@@ -236,6 +236,31 @@ CREATE TABLE tenant_domains (
 CREATE INDEX tenant_domains_by_tenant ON tenant_domains (tenant_id);
 "#,
     },
+    Migration {
+        version: 9,
+        name: "app credentials, tenant tombstones",
+        sql: r#"
+-- App credentials (`rga_…`): an app (todos) reads the database location of the tenants whose
+-- routes forward to its pool, and nothing else. Only the SHA-256 digest of the secret is kept.
+CREATE TABLE app_credentials (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    pool          TEXT NOT NULL,              -- the upstream pool it is bound to
+    digest        TEXT NOT NULL UNIQUE,       -- hex SHA-256 of the secret
+    prefix        TEXT NOT NULL,              -- the secret's first characters, for display
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+) STRICT;
+
+-- Tenants deleted (their database archived): an app asking for one learns it is gone (410),
+-- if its pool served the tenant. A tenant created again with the same id drops its row.
+CREATE TABLE tenant_tombstones (
+    tenant_id     TEXT PRIMARY KEY,
+    pools         TEXT NOT NULL,              -- JSON array: the pools its routes used
+    deleted_at_ms INTEGER NOT NULL
+) STRICT;
+"#,
+    },
 ];
 
 /// Bring the registry's schema up to date; returns the schema version now in force.
@@ -263,7 +288,7 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 8);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 9);
         assert_eq!(
             tables(&conn).await,
             [
@@ -272,6 +297,7 @@ mod tests {
                 "acme_challenges",
                 "acme_orders",
                 "api_keys",
+                "app_credentials",
                 "assertion_keys",
                 "certificate_hosts",
                 "certificates",
@@ -280,13 +306,14 @@ mod tests {
                 "schema_migrations",
                 "tenant_domains",
                 "tenant_hosts",
+                "tenant_tombstones",
                 "tenants",
                 "upstreams"
             ]
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate_registry(&conn).await.expect("again"), 8);
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 9);
     }
 
     #[tokio::test]
@@ -305,7 +332,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 8
+                    known: 9
                 }
             ),
             "{err}"

@@ -6,6 +6,7 @@
 
 pub mod acme;
 mod acme_status;
+mod apps;
 mod assertion_keys;
 mod certs;
 mod domains;
@@ -284,6 +285,7 @@ impl Registry {
         self.load_acme_challenges(&mut model).await?;
         self.load_assertion_keys(&mut model).await?;
         self.load_domains(&mut model).await?;
+        self.load_apps(&mut model).await?;
         Ok(model)
     }
 
@@ -378,6 +380,11 @@ impl Registry {
             tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", params![id])
                 .await?;
             tx.execute(
+                "DELETE FROM tenant_tombstones WHERE tenant_id = ?1",
+                params![id],
+            )
+            .await?;
+            tx.execute(
                 "INSERT INTO tenants (id, display_name, status, routes, catalog, revision,
                                       table_version, created_at_ms, updated_at_ms, rate_limits,
                                       provision_state, routed, provision_error, shell, https,
@@ -429,8 +436,21 @@ impl Registry {
 
     /// Remove a tenant (its hosts go with it, its keys are revoked at `now_ms`); returns
     /// the new table version.
-    pub async fn delete_tenant(&self, id: &TenantId, now_ms: u64) -> Result<u64, RegistryError> {
+    pub async fn delete_tenant(
+        &self,
+        id: &TenantId,
+        pools: &[String],
+        now_ms: u64,
+    ) -> Result<u64, RegistryError> {
+        let pools = to_json(&pools)?;
         self.write(|tx, version| async move {
+            tx.execute(
+                "INSERT INTO tenant_tombstones (tenant_id, pools, deleted_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant_id) DO UPDATE SET pools = excluded.pools,
+                     deleted_at_ms = excluded.deleted_at_ms",
+                params![id.as_str(), pools, to_i64(now_ms)],
+            )
+            .await?;
             tx.execute(
                 "UPDATE api_keys SET revoked_at_ms = ?2, table_version = ?3
                  WHERE tenant_id = ?1 AND revoked_at_ms IS NULL",

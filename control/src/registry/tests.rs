@@ -68,7 +68,7 @@ async fn writes_bump_the_version_and_round_trip() {
         Some(vec!["acme.example".to_owned()])
     );
 
-    assert_eq!(reg.delete_tenant(&id, 1).await.expect("delete"), 5);
+    assert_eq!(reg.delete_tenant(&id, &[], 1).await.expect("delete"), 5);
     assert_eq!(reg.delete_upstream(&app).await.expect("delete"), 6);
     let model = reg.load().await.expect("load");
     assert!(model.tenants.is_empty() && model.upstreams.is_empty());

@@ -3,6 +3,7 @@
 //! announced to the compiler. Changes are serialised, so none is lost and versions only grow.
 
 pub mod acme;
+pub mod apps;
 pub mod assertion;
 mod certs;
 mod domain_check;
@@ -77,6 +78,8 @@ pub struct Control {
     domain_settings: std::sync::OnceLock<domains::DomainSettings>,
     /// Wakes the domain checks (a domain added).
     domain_checks: tokio::sync::Notify,
+    /// The remote libsql server's token (tenant databases on a remote server), for apps.
+    database_token: std::sync::OnceLock<String>,
 }
 
 impl Control {
@@ -112,6 +115,7 @@ impl Control {
             events,
             domain_settings: std::sync::OnceLock::new(),
             domain_checks: tokio::sync::Notify::new(),
+            database_token: std::sync::OnceLock::new(),
         })
     }
 
@@ -444,8 +448,15 @@ impl Control {
             return Ok(version);
         }
         let now = now_ms();
-        let version = registry.delete_tenant(id, now).await?;
+        let pools = self
+            .read()
+            .tenants
+            .get(id)
+            .map(crate::model::Model::pools_of)
+            .unwrap_or_default();
+        let version = registry.delete_tenant(id, &pools, now).await?;
         self.commit(version, |m| {
+            m.tombstones.insert(id.clone(), pools);
             m.revoke_tenant_keys(id, now, version);
             m.domains.retain(|_, d| &d.tenant != id);
             m.remove_tenant(id)

@@ -133,8 +133,15 @@ impl Control {
             return Ok(self.version());
         }
         let now = crate::time::now_ms();
-        let version = registry.delete_tenant(id, now).await?;
+        let pools = self
+            .read()
+            .tenants
+            .get(id)
+            .map(crate::model::Model::pools_of)
+            .unwrap_or_default();
+        let version = registry.delete_tenant(id, &pools, now).await?;
         self.commit(version, |m| {
+            m.tombstones.insert(id.clone(), pools);
             m.revoke_tenant_keys(id, now, version);
             m.domains.retain(|_, d| &d.tenant != id);
             m.remove_tenant(id)

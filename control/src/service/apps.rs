@@ -1,0 +1,287 @@
+//! App credentials (`rga_…`) and where a tenant's database lives: an app bound to a pool
+//! reads the database location of exactly the tenants whose routes forward to that pool.
+//! The secret is shown once; only its SHA-256 digest is kept (like API keys).
+
+use super::{not_found, Control, ServiceError};
+use crate::body::Fields;
+use crate::ids::{TenantId, UpstreamName};
+use crate::model::{AppRecord, Model, TenantRecord};
+use crate::provision::{StepKind, StepState};
+use crate::time::{now_ms, rfc3339};
+use base64::Engine;
+use realmgate_table::Problem;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Who asks for a tenant's database.
+#[derive(Debug, Clone)]
+pub enum DbCaller {
+    Operator,
+    /// A live app credential.
+    App(Box<AppRecord>),
+}
+
+/// An app credential as the API shows it (never the secret, never the digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppView {
+    pub id: String,
+    pub name: String,
+    pub pool: String,
+    /// The secret's first characters.
+    pub prefix: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+impl From<&AppRecord> for AppView {
+    fn from(a: &AppRecord) -> AppView {
+        AppView {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            pool: a.pool.clone(),
+            prefix: a.prefix.clone(),
+            created_at: rfc3339(a.created_at_ms),
+            revoked_at: a.revoked_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// `POST /v1/apps`: the credential, once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedApp {
+    pub credential: String,
+    #[serde(flatten)]
+    pub view: AppView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppList {
+    pub apps: Vec<AppView>,
+}
+
+/// `GET /v1/tenants/{id}/database`: where the tenant's provisioned database lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseLocation {
+    pub tenant: String,
+    /// `file` (an embedded libsql file on realmctl's host) or `remote` (a libsql server).
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<String>,
+}
+
+/// `rga_` and base64url (no padding) of 32 bytes from the OS CSPRNG.
+fn new_secret() -> Result<String, ServiceError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ServiceError::Internal(format!("OS random source: {e}")))?;
+    Ok(format!(
+        "rga_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ))
+}
+
+fn new_id() -> Result<String, ServiceError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ServiceError::Internal(format!("OS random source: {e}")))?;
+    Ok(format!("a{}", hex::encode(bytes)))
+}
+
+impl Control {
+    /// The live app credential with this digest (found by digest: constant-time in the
+    /// secret, as the API key lookup).
+    pub fn app_caller(&self, digest: &[u8; 32]) -> Option<AppRecord> {
+        let model = self.read();
+        model
+            .app_by_digest(digest)
+            .filter(|a| a.revoked_at_ms.is_none())
+            .cloned()
+    }
+
+    pub(crate) fn set_database_token(&self, token: String) {
+        let _ = self.database_token.set(token);
+    }
+
+    pub async fn create_app(&self, body: &[u8]) -> Result<CreatedApp, ServiceError> {
+        let mut f = Fields::parse(body).map_err(ServiceError::Invalid)?;
+        let name: Option<String> = f.require("name");
+        let pool: Option<String> = f.require("pool");
+        let mut problems = f.finish();
+        if let Some(n) = &name {
+            if n.is_empty() || n.len() > 64 || n.chars().any(char::is_control) {
+                problems.push(Problem::new(
+                    "name",
+                    "1-64 characters, no control characters",
+                ));
+            }
+        }
+        if let Some(p) = &pool {
+            if UpstreamName::parse(p).is_none() {
+                problems.push(Problem::new("pool", "not an upstream pool name"));
+            }
+        }
+        let (Some(name), Some(pool), true) = (name, pool, problems.is_empty()) else {
+            return Err(ServiceError::Invalid(problems));
+        };
+        let registry = self.registry.lock().await;
+        let secret = new_secret()?;
+        let record = AppRecord {
+            id: new_id()?,
+            name,
+            pool,
+            digest: super::keys::digest(secret.as_bytes()),
+            prefix: secret[..8].to_owned(),
+            created_at_ms: now_ms(),
+            revoked_at_ms: None,
+        };
+        let version = registry.save_app(&record).await?;
+        let view = AppView::from(&record);
+        self.commit(version, |m| m.put_app(record));
+        Ok(CreatedApp {
+            credential: secret,
+            view,
+        })
+    }
+
+    pub fn list_apps(&self) -> Vec<AppView> {
+        self.read().apps.values().map(AppView::from).collect()
+    }
+
+    /// Revoke an app credential; revoking a revoked one changes nothing.
+    pub async fn revoke_app(&self, id: &str) -> Result<AppView, ServiceError> {
+        let registry = self.registry.lock().await;
+        let record = {
+            let model = self.read();
+            let a = model.apps.get(id).ok_or_else(|| not_found("app", id))?;
+            if a.revoked_at_ms.is_some() {
+                return Ok(AppView::from(a));
+            }
+            AppRecord {
+                revoked_at_ms: Some(now_ms()),
+                ..a.clone()
+            }
+        };
+        let version = registry.save_app(&record).await?;
+        let view = AppView::from(&record);
+        self.commit(version, |m| m.put_app(record));
+        Ok(view)
+    }
+
+    /// Where `id`'s database lives, for the operator or an app of one of its pools.
+    pub fn tenant_database(
+        &self,
+        caller: &DbCaller,
+        id: &TenantId,
+    ) -> Result<DatabaseLocation, ServiceError> {
+        let model = self.read();
+        locate(
+            &model,
+            caller,
+            id,
+            self.database_token.get().map(String::as_str),
+        )
+    }
+}
+
+/// The rules, in order: scope (403) before anything that tells about the tenant; gone
+/// (410); unknown (404); suspended (409 `tenant_suspended`); database step not done (409
+/// `not_provisioned`).
+pub(crate) fn locate(
+    model: &Model,
+    caller: &DbCaller,
+    id: &TenantId,
+    token: Option<&str>,
+) -> Result<DatabaseLocation, ServiceError> {
+    let serves = |pools: &[String]| match caller {
+        DbCaller::Operator => true,
+        DbCaller::App(a) => pools.iter().any(|p| *p == a.pool),
+    };
+    let forbidden = || {
+        ServiceError::Forbidden(
+            "this app credential reads the databases of its own pool's tenants only".into(),
+        )
+    };
+    let gone = || {
+        ServiceError::Gone(format!(
+            "tenant {id} was deleted and its database archived; a tenant created again with this id gets a new, empty database"
+        ))
+    };
+    let Some(t) = model.tenants.get(id) else {
+        return match model.tombstones.get(id) {
+            Some(pools) if serves(pools) => Err(gone()),
+            _ if matches!(caller, DbCaller::App(_)) => Err(forbidden()),
+            _ => Err(not_found("tenant", id.as_str())),
+        };
+    };
+    if !serves(&Model::pools_of(t)) {
+        return Err(forbidden());
+    }
+    if t.provision.state.deleting() {
+        return Err(gone());
+    }
+    if !t.wire.status.is_active() {
+        return Err(ServiceError::Conflict {
+            code: "tenant_suspended",
+            message: format!(
+                "tenant {id} is suspended: its database is not handed out until it is active again"
+            ),
+            details: json!({"tenant": id.as_str()}),
+        });
+    }
+    location_of(t, id, token)
+}
+
+fn location_of(
+    t: &TenantRecord,
+    id: &TenantId,
+    token: Option<&str>,
+) -> Result<DatabaseLocation, ServiceError> {
+    let not_provisioned = |why: &str| ServiceError::Conflict {
+        code: "not_provisioned",
+        message: format!("tenant {id} has no database yet: {why}"),
+        details: json!({"tenant": id.as_str()}),
+    };
+    let step = t
+        .provision
+        .steps
+        .iter()
+        .find(|s| s.kind == StepKind::Database)
+        .ok_or_else(|| not_provisioned("realmctl provisions no databases (provision.database)"))?;
+    if step.state != StepState::Done {
+        return Err(not_provisioned(&format!(
+            "its database step is {}",
+            step.state.name()
+        )));
+    }
+    let text = |k: &str| {
+        step.outputs
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    match text("url") {
+        Some(url) => Ok(DatabaseLocation {
+            tenant: id.to_string(),
+            kind: "remote".into(),
+            path: None,
+            url: Some(url),
+            auth_token: token.map(str::to_owned),
+        }),
+        None => Ok(DatabaseLocation {
+            tenant: id.to_string(),
+            kind: "file".into(),
+            path: Some(text("path").ok_or_else(|| not_provisioned("the step recorded no path"))?),
+            url: None,
+            auth_token: None,
+        }),
+    }
+}
+
+#[cfg(test)]
+#[path = "apps_tests.rs"]
+mod tests;
