@@ -1,6 +1,7 @@
 //! The `realmctl` command line: `serve` runs the daemon; every other command is a thin client
 //! over the REST API (`--url`/`REALMCTL_URL`, `--token-file`/`REALMCTL_TOKEN`).
 
+mod app;
 mod assertion_key;
 mod body;
 mod cert;
@@ -89,6 +90,9 @@ pub enum Command {
     /// Add, list and remove tenants' custom domains (checked with a TXT record).
     #[command(subcommand)]
     Domain(domain::DomainCmd),
+    /// App credentials: an app reads its pool's tenants' database locations with one.
+    #[command(subcommand)]
+    App(app::AppCmd),
     /// Print a completion script for a shell, e.g. `realmctl completions bash >
     /// /etc/bash_completion.d/realmctl`.
     Completions {
@@ -430,6 +434,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         Command::Cert(cmd) => cert::cert(&c, cmd, json).await,
         Command::AssertionKey(cmd) => assertion_key::assertion_key(&c, cmd, json).await,
         Command::Domain(cmd) => domain::domain(&c, cmd, json).await,
+        Command::App(cmd) => app::app(&c, cmd, json).await,
         Command::Table(TableCmd::Show { full }) => {
             if full {
                 let v: Value = c.get("/v1/table").await?;

@@ -94,10 +94,17 @@ impl Step for Database {
         .await
         .map_err(|e| StepError::new(format!("tenant_meta: {e}")))?;
         let mut out = Outputs::default();
-        out.public.insert(
-            "path".into(),
-            json!(self.path_of(t.id.as_str()).display().to_string()),
-        );
+        // Absolute: apps are handed this path (`GET /v1/tenants/{id}/database`).
+        let path = self.path_of(t.id.as_str());
+        let path = std::path::absolute(&path).unwrap_or(path);
+        out.public
+            .insert("path".into(), json!(path.display().to_string()));
+        if let Some((template, _)) = &self.remote {
+            out.public.insert(
+                "url".into(),
+                json!(template.replace("{tenant}", t.id.as_str())),
+            );
+        }
         out.public.insert("schema_version".into(), json!(version));
         Ok(out)
     }
@@ -168,6 +175,31 @@ mod tests {
             "{archived:?}"
         );
         step.remove(&t, &b).await.expect("remove again");
+        // Created again: a new, empty file, not the archived one.
+        {
+            let db = step.open(&t).await.expect("open");
+            let conn = db.connect().expect("connect");
+            conn.execute("CREATE TABLE app_rows (x)", ())
+                .await
+                .expect("app table");
+            conn.execute("INSERT INTO app_rows VALUES (1)", ())
+                .await
+                .expect("row");
+        }
+        step.remove(&t, &b).await.expect("archive the app's rows");
+        let c = step.ensure(&t, &Outputs::default()).await.expect("again");
+        assert_eq!(c.public["path"], a.public["path"], "same place");
+        let db = step.open(&t).await.expect("open");
+        let conn = db.connect().expect("connect");
+        let mut rows = conn
+            .query(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'app_rows'",
+                (),
+            )
+            .await
+            .expect("query");
+        let row = rows.next().await.expect("row").expect("one");
+        assert_eq!(row.get::<i64>(0).expect("n"), 0, "a fresh database");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
