@@ -31,12 +31,14 @@
 //! gateway can send them. See `docs/apps.md`.
 
 mod claims;
+mod database;
 mod extract;
 mod keys;
 mod rejection;
 mod verify;
 
 pub use claims::{Auth, Caller, Principal, Tenant};
+pub use database::{DatabasesConfig, DbError, Migrate, TenantDatabases};
 pub use rejection::Rejection;
 pub use verify::{Verifier, VerifierConfig, ASSERTION_HEADER, TENANT_HEADER};
 
