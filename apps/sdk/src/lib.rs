@@ -39,6 +39,7 @@ mod verify;
 
 pub use claims::{Auth, Caller, Principal, Tenant};
 pub use database::{DatabasesConfig, DbError, Migrate, TenantDatabases};
+pub use extract::{TenantDb, TenantDbRejection};
 pub use rejection::Rejection;
 pub use verify::{Verifier, VerifierConfig, ASSERTION_HEADER, TENANT_HEADER};
 

@@ -11,18 +11,33 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Example Realmgate app: lists and adds todos for the signed-in user in the tenant's own
-/// database, `<data-dir>/<tenant>.db`. The caller comes from the gateway's signed identity
-/// assertion (`x-realmgate-assertion`), checked against the fleet's keys: a request that did
-/// not come through the gateway, or was forwarded to another pool, is refused (401).
+/// database, the one realmctl provisioned (asked of realmctl with this app's credential).
+/// The caller comes from the gateway's signed identity assertion (`x-realmgate-assertion`),
+/// checked against the fleet's keys: a request that did not come through the gateway, or was
+/// forwarded to another pool, is refused (401).
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9101")]
     listen: SocketAddr,
-    /// Directory holding one libsql database file per tenant.
-    #[arg(long, default_value = "./todos-data")]
-    data_dir: PathBuf,
+    /// realmctl's URL: each tenant's database location is asked of its
+    /// `/v1/tenants/{id}/database`.
+    #[arg(long, env = "TODOS_REALMCTL_URL", requires = "app_credential_file")]
+    realmctl_url: Option<String>,
+    /// A file holding this app's credential (`realmctl app create todos --pool POOL`).
+    #[arg(long, env = "TODOS_APP_CREDENTIAL_FILE", requires = "realmctl_url")]
+    app_credential_file: Option<PathBuf>,
+    /// How long realmctl's answer about a tenant's database is kept.
+    #[arg(long, default_value_t = 60_000)]
+    database_ttl_ms: u64,
+    /// Most tenants' databases held open at once.
+    #[arg(long, default_value_t = 1024)]
+    max_open_databases: usize,
+    /// Demo only, with --trust-headers: one libsql file per tenant id in this directory,
+    /// instead of the tenant's provisioned database (such a file outlives its tenant).
+    #[arg(long, requires = "trust_headers", conflicts_with = "realmctl_url")]
+    data_dir: Option<PathBuf>,
     /// Path prefix the app is routed under (the catalog path without its trailing slash).
     #[arg(long, default_value = "/todos")]
     base_path: String,
@@ -72,7 +87,43 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let store = Arc::new(store::Store::new(cli.data_dir.clone()));
+    let store = match (&cli.realmctl_url, &cli.app_credential_file, &cli.data_dir) {
+        (Some(url), Some(file), _) => {
+            let credential = match std::fs::read_to_string(file) {
+                Ok(c) if c.trim().starts_with("rga_") => c.trim().to_owned(),
+                Ok(_) => {
+                    eprintln!("error: {}: not an app credential (rga_…)", file.display());
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            log::info!("tenant databases from realmctl at {url}");
+            store::Store::Tenants(Arc::new(realmgate_app::TenantDatabases::new(
+                realmgate_app::DatabasesConfig {
+                    realmctl_url: url.clone(),
+                    credential,
+                    ttl: std::time::Duration::from_millis(cli.database_ttl_ms),
+                    capacity: cli.max_open_databases,
+                },
+                store::migrations(),
+            )))
+        }
+        (_, _, Some(dir)) => {
+            log::warn!(
+                "--data-dir: todos in {} (demo only: these files outlive their tenants)",
+                dir.display()
+            );
+            store::Store::files(dir.clone())
+        }
+        _ => {
+            eprintln!("error: give --realmctl-url and --app-credential-file (or, with --trust-headers only, --data-dir)");
+            return ExitCode::from(2);
+        }
+    };
+    let store = Arc::new(store);
     let identify = match &cli.jwks_url {
         Some(url) => {
             log::info!(
@@ -92,10 +143,9 @@ async fn main() -> ExitCode {
         }
     };
     log::info!(
-        "todos listening on {} under {}/ (data in {})",
+        "todos listening on {} under {}/",
         cli.listen,
-        cli.base_path.trim_end_matches('/'),
-        cli.data_dir.display()
+        cli.base_path.trim_end_matches('/')
     );
     match axum::serve(listener, web::app(store, &cli.base_path, identify)).await {
         Ok(()) => ExitCode::SUCCESS,

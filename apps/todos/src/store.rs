@@ -1,6 +1,9 @@
-//! Todos in each tenant's own libsql database (`<data-dir>/<tenant>.db`), rows keyed by caller.
+//! Todos in each tenant's own database, rows keyed by caller: the database realmctl
+//! provisioned for the tenant, reached through the `realmgate-app` SDK; or, for demos
+//! that trust the plain headers, `<data-dir>/<tenant>.db` (which outlives the tenant).
 
 use libsql::{params, Builder, Connection, Database};
+use realmgate_app::{DbError, Migrate, TenantDatabases};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,45 +19,114 @@ pub struct Todo {
     pub created_at: i64,
 }
 
-/// Opens each tenant's database once and keeps it open.
-pub struct Store {
-    data_dir: PathBuf,
-    dbs: Mutex<HashMap<String, Arc<Database>>>,
+/// Where tenants' databases come from.
+pub enum Store {
+    /// The tenant's provisioned database, from realmctl (the SDK).
+    Tenants(Arc<TenantDatabases>),
+    /// Demo only (`--trust-headers --data-dir`): one file per tenant id, kept open.
+    Files {
+        data_dir: PathBuf,
+        dbs: Mutex<HashMap<String, Arc<Database>>>,
+    },
 }
 
-pub type Error = libsql::Error;
+/// A failed store call: the tenant's database could not be had (its own status), or a
+/// query failed (500).
+#[derive(Debug)]
+pub enum Error {
+    Database(DbError),
+    Sql(libsql::Error),
+}
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS todos (
+impl From<libsql::Error> for Error {
+    fn from(e: libsql::Error) -> Error {
+        Error::Sql(e)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Database(e) => write!(f, "{e}"),
+            Error::Sql(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The app's own migrations, run by the SDK once per opened database. Its tables sit
+/// beside realmctl's `tenant_meta`; `todos_schema` records the version.
+/// Version 1 adopts a table made before versions were recorded (`IF NOT EXISTS`).
+const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS todos (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     subject TEXT NOT NULL,
     title TEXT NOT NULL,
     done INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS todos_by_subject ON todos (subject, id);";
+CREATE INDEX IF NOT EXISTS todos_by_subject ON todos (subject, id);"];
+
+/// Apply the migrations not yet applied, each in its own transaction.
+pub async fn migrate(conn: Connection) -> Result<(), libsql::Error> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS todos_schema (version INTEGER PRIMARY KEY)",
+        (),
+    )
+    .await?;
+    let mut rows = conn
+        .query("SELECT coalesce(max(version), 0) FROM todos_schema", ())
+        .await?;
+    let done: i64 = match rows.next().await? {
+        Some(row) => row.get(0)?,
+        None => 0,
+    };
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= done {
+            continue;
+        }
+        let tx = conn.transaction().await?;
+        tx.execute_batch(sql).await?;
+        tx.execute(
+            "INSERT INTO todos_schema (version) VALUES (?1)",
+            params![version],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// [`migrate`] as the SDK takes it.
+pub fn migrations() -> Migrate {
+    Arc::new(|conn| Box::pin(migrate(conn)))
+}
 
 impl Store {
-    pub fn new(data_dir: PathBuf) -> Store {
-        Store {
+    pub fn files(data_dir: PathBuf) -> Store {
+        Store::Files {
             data_dir,
             dbs: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A connection to `tenant`'s database, created and migrated on first use. `tenant` has
-    /// been checked to be a tenant id (a DNS label), so it is safe as a file name.
+    /// A connection to `tenant`'s database. `tenant` has been checked to be a tenant id (a
+    /// DNS label), so it is safe as a file name.
     async fn conn(&self, tenant: &str) -> Result<Connection, Error> {
-        let mut dbs = self.dbs.lock().await;
+        let (data_dir, dbs) = match self {
+            Store::Tenants(t) => return t.connect(tenant).await.map_err(Error::Database),
+            Store::Files { data_dir, dbs } => (data_dir, dbs),
+        };
+        let mut dbs = dbs.lock().await;
         if let Some(db) = dbs.get(tenant) {
-            return db.connect();
+            return Ok(db.connect()?);
         }
-        std::fs::create_dir_all(&self.data_dir)
+        std::fs::create_dir_all(data_dir)
             .map_err(|e| libsql::Error::ConnectionFailed(format!("data dir: {e}")))?;
-        let db = Builder::new_local(self.data_dir.join(format!("{tenant}.db")))
+        let db = Builder::new_local(data_dir.join(format!("{tenant}.db")))
             .build()
             .await?;
         let conn = db.connect()?;
-        conn.execute_batch(SCHEMA).await?;
+        migrate(conn.clone()).await?;
         dbs.insert(tenant.to_string(), Arc::new(db));
         Ok(conn)
     }
@@ -117,7 +189,7 @@ mod tests {
     #[tokio::test]
     async fn todos_are_per_tenant_and_per_subject() {
         let dir = std::env::temp_dir().join(format!("todos-store-{}", std::process::id()));
-        let store = Store::new(dir.clone());
+        let store = Store::files(dir.clone());
         store.add("acme", "alice", "one").await.expect("add");
         store.add("acme", "bob", "two").await.expect("add");
         store.add("beta", "alice", "three").await.expect("add");
@@ -143,5 +215,31 @@ mod tests {
         assert!(store.toggle("acme", "alice", id).await.expect("toggle"));
         assert!(store.list("acme", "alice").await.expect("list")[0].done);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once() {
+        let db = Builder::new_local(":memory:").build().await.expect("db");
+        let conn = db.connect().expect("conn");
+        migrate(conn.clone()).await.expect("first");
+        conn.execute(
+            "INSERT INTO todos (subject, title, created_at) VALUES ('a', 't', 0)",
+            (),
+        )
+        .await
+        .expect("insert");
+        migrate(conn.clone()).await.expect("again");
+        let mut rows = conn
+            .query("SELECT count(*) FROM todos", ())
+            .await
+            .expect("q");
+        let n: i64 = rows
+            .next()
+            .await
+            .expect("row")
+            .expect("one")
+            .get(0)
+            .expect("n");
+        assert_eq!(n, 1, "kept");
     }
 }

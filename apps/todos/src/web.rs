@@ -75,9 +75,16 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({"error": message}))).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    log::error!("database: {e}");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "database error")
+/// A store failure: the tenant's database could not be had (410 once the tenant is
+/// deleted, 403, 503 — the SDK's answer), or a query failed (500, details logged).
+fn internal(e: crate::store::Error) -> Response {
+    match e {
+        crate::store::Error::Database(e) => e.into_response(),
+        crate::store::Error::Sql(e) => {
+            log::error!("database: {e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "database error")
+        }
+    }
 }
 
 /// A title as stored: trimmed, 1–200 characters, no control characters.

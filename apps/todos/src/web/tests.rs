@@ -14,7 +14,7 @@ fn router() -> (Router, std::path::PathBuf) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     ));
-    let store = Arc::new(Store::new(dir.clone()));
+    let store = Arc::new(Store::files(dir.clone()));
     (app(store, "/todos", Identify::TrustHeaders), dir)
 }
 
@@ -85,7 +85,7 @@ async fn only_signed_in_users_with_a_valid_assertion_are_served() {
     let verifier = Arc::new(realmgate_app::Verifier::with_keys(config, &jwks));
     let dir = std::env::temp_dir().join(format!("todos-assert-{}", std::process::id()));
     let r = app(
-        Arc::new(Store::new(dir.clone())),
+        Arc::new(Store::files(dir.clone())),
         "/todos",
         Identify::Assertion(verifier),
     );
