@@ -15,6 +15,7 @@ pub mod kube;
 pub mod metrics;
 pub mod process;
 pub mod raw;
+pub mod realmctl;
 pub mod scripted;
 pub mod shell_browser;
 pub mod table;
@@ -33,6 +34,7 @@ pub use process::{
     TempDir,
 };
 pub use raw::{get_request, raw_request, RawConn, RawResponse};
+pub use realmctl::Realmctl;
 pub use scripted::{Canned, Scripted, Seen};
 pub use shell_browser::Browser as ShellBrowser;
 pub use table::{Pool, Table};
