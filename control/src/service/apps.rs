@@ -199,7 +199,7 @@ pub(crate) fn locate(
 ) -> Result<DatabaseLocation, ServiceError> {
     let serves = |pools: &[String]| match caller {
         DbCaller::Operator => true,
-        DbCaller::App(a) => pools.iter().any(|p| *p == a.pool),
+        DbCaller::App(a) => pools.contains(&a.pool),
     };
     let forbidden = || {
         ServiceError::Forbidden(
