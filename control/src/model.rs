@@ -281,6 +281,14 @@ impl Model {
         pools
     }
 
+    /// The pools a tenant (by id) forwards to; none for an unknown tenant.
+    pub fn tenant_pools(&self, id: &TenantId) -> Vec<String> {
+        self.tenants
+            .get(id)
+            .map(Model::pools_of)
+            .unwrap_or_default()
+    }
+
     /// The key with this digest, live or not.
     pub fn key_by_digest(&self, digest: &[u8; 32]) -> Option<&KeyRecord> {
         self.keys.get(self.key_digests.get(digest)?)

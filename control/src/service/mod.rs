@@ -448,12 +448,7 @@ impl Control {
             return Ok(version);
         }
         let now = now_ms();
-        let pools = self
-            .read()
-            .tenants
-            .get(id)
-            .map(crate::model::Model::pools_of)
-            .unwrap_or_default();
+        let pools = self.read().tenant_pools(id);
         let version = registry.delete_tenant(id, &pools, now).await?;
         self.commit(version, |m| {
             m.tombstones.insert(id.clone(), pools);
