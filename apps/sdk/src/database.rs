@@ -114,6 +114,16 @@ impl TenantDatabases {
 
     /// A connection to `tenant`'s database (a tenant id from a verified assertion).
     pub async fn connect(&self, tenant: &str) -> Result<libsql::Connection, DbError> {
+        // Tenant ids are DNS labels; anything else never reaches realmctl's URL path.
+        let label = |b: &[u8]| {
+            !b.is_empty()
+                && b.len() <= 63
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        };
+        if !label(tenant.as_bytes()) {
+            return Err(DbError::Refused(format!("{tenant:?} is not a tenant id")));
+        }
         let mut entries = self.entries.lock().await;
         let now = Instant::now();
         if let Some(e) = entries.get_mut(tenant) {
