@@ -175,4 +175,6 @@ mod apps_tests;
 #[cfg(test)]
 mod cert_tests;
 #[cfg(test)]
+mod key_tests;
+#[cfg(test)]
 mod tests;

@@ -269,7 +269,7 @@ impl Control {
                     details: json!({"tenant": id}),
                 });
             }
-            check_host_conflicts(&model, &id, &hosts)?;
+            validate::check_host_conflicts(&model, &id, &hosts)?;
             let now = now_ms();
             let mut record = TenantRecord {
                 wire: Tenant {
@@ -391,7 +391,7 @@ impl Control {
             if next.same_content(current) {
                 return Ok(certs::tenant_view(&model, current));
             }
-            check_host_conflicts(&model, id, &hosts)?;
+            validate::check_host_conflicts(&model, id, &hosts)?;
             next.revision += 1;
             next.updated_at_ms = now_ms();
             (next, hosts)
@@ -561,40 +561,6 @@ fn check_revision(current: u64, if_match: Option<u64>) -> Result<(), ServiceErro
         Some(expected) if expected != current => Err(ServiceError::PreconditionFailed { current }),
         _ => Ok(()),
     }
-}
-
-/// 409 when another tenant holds any of `hosts` (already normalised, so `ACME.test` and
-/// `acme.test` are the same host).
-fn check_host_conflicts(
-    model: &Model,
-    id: &TenantId,
-    hosts: &[HostPattern],
-) -> Result<(), ServiceError> {
-    let taken: Vec<serde_json::Value> = hosts
-        .iter()
-        .filter_map(|h| match model.host_owner(h) {
-            Some(owner) if owner != id => Some(json!({"host": h.to_string(), "tenant": owner})),
-            _ => None,
-        })
-        .collect();
-    if taken.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = taken
-        .iter()
-        .map(|t| {
-            format!(
-                "{} (tenant {})",
-                t["host"].as_str().unwrap_or(""),
-                t["tenant"]
-            )
-        })
-        .collect();
-    Err(ServiceError::Conflict {
-        code: "host_conflict",
-        message: format!("host already held by another tenant: {}", list.join(", ")),
-        details: json!({"hosts": taken}),
-    })
 }
 
 #[cfg(test)]

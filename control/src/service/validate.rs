@@ -217,6 +217,42 @@ fn check_catalog(catalog: &[CatalogEntry], problems: &mut Vec<Problem>) {
     }
 }
 
+/// 409 when another tenant holds any of `hosts` (already normalised, so `ACME.test` and
+/// `acme.test` are the same host).
+pub(super) fn check_host_conflicts(
+    model: &Model,
+    id: &TenantId,
+    hosts: &[HostPattern],
+) -> Result<(), super::ServiceError> {
+    let taken: Vec<serde_json::Value> = hosts
+        .iter()
+        .filter_map(|h| match model.host_owner(h) {
+            Some(owner) if owner != id => {
+                Some(serde_json::json!({"host": h.to_string(), "tenant": owner}))
+            }
+            _ => None,
+        })
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = taken
+        .iter()
+        .map(|t| {
+            format!(
+                "{} (tenant {})",
+                t["host"].as_str().unwrap_or(""),
+                t["tenant"]
+            )
+        })
+        .collect();
+    Err(super::ServiceError::Conflict {
+        code: "host_conflict",
+        message: format!("host already held by another tenant: {}", list.join(", ")),
+        details: serde_json::json!({"hosts": taken}),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ mod assertion;
 mod auth;
 mod certs;
 mod keys;
+mod pools;
 mod shell;
 
 pub use crate::problem::Problem;
@@ -124,7 +125,7 @@ pub fn hosts(tenant: &Tenant) -> Vec<HostPattern> {
 /// The pool's name is checked with [`is_name`].
 pub fn upstream(spec: &Upstream) -> Vec<Problem> {
     let mut problems = Vec::new();
-    check_upstream_spec(spec, &mut problems);
+    pools::check_upstream_spec(spec, &mut problems);
     problems
 }
 
@@ -157,7 +158,7 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
                 "upstream name must be 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
             ));
         }
-        check_upstream_spec(upstream, &mut problems);
+        pools::check_upstream_spec(upstream, &mut problems);
         rebase(&mut problems[start..], || format!("upstreams.{name}"));
     }
     let ctx = TenantContext {
@@ -286,117 +287,6 @@ type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 
 fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
     HashMap::with_capacity_and_hasher(n, ahash::RandomState::new())
-}
-
-fn check_upstream_spec(upstream: &Upstream, problems: &mut Vec<Problem>) {
-    if upstream.endpoints.is_empty() {
-        problems.push(Problem::new("endpoints", "needs at least one endpoint"));
-    }
-    if upstream.endpoints.len() > MAX_ENDPOINTS {
-        problems.push(Problem::new(
-            "endpoints",
-            format!("more than {MAX_ENDPOINTS} endpoints"),
-        ));
-    }
-    let mut seen = HashSet::new();
-    let tls = upstream.uses_tls();
-    for (i, ep) in upstream.endpoints.iter().enumerate() {
-        let addr = match ep.strip_prefix("https://") {
-            Some(addr) => addr,
-            None if tls => {
-                problems.push(Problem::new(
-                    format!("endpoints[{i}]"),
-                    format!("{ep:?}: a pool's endpoints are all https:// or none"),
-                ));
-                continue;
-            }
-            None => ep.as_str(),
-        };
-        match addr.parse::<SocketAddr>() {
-            Ok(addr) if addr.port() == 0 => problems.push(Problem::new(
-                format!("endpoints[{i}]"),
-                format!("{ep:?}: port 0"),
-            )),
-            Ok(addr) => {
-                if !seen.insert(addr) {
-                    problems.push(Problem::new(
-                        format!("endpoints[{i}]"),
-                        format!("{ep:?} listed twice"),
-                    ));
-                }
-            }
-            Err(_) => problems.push(Problem::new(
-                format!("endpoints[{i}]"),
-                format!("{ep:?} is not an IP:port address or https://IP:port (host names are not resolved by the gateway: give the address, and the name in server_name)"),
-            )),
-        }
-    }
-    check_upstream_tls(upstream, tls, problems);
-    for (field, value) in [
-        ("connect_timeout_ms", upstream.connect_timeout_ms),
-        ("read_timeout_ms", upstream.read_timeout_ms),
-        ("write_timeout_ms", upstream.write_timeout_ms),
-    ] {
-        if let Some(ms) = value {
-            if ms == 0 || ms > MAX_TIMEOUT_MS {
-                problems.push(Problem::new(
-                    field,
-                    format!("must be between 1 and {MAX_TIMEOUT_MS}"),
-                ));
-            }
-        }
-    }
-    if let Some(path) = upstream
-        .health_check
-        .as_ref()
-        .and_then(|hc| hc.http_path.as_deref())
-    {
-        if !matches!(normalise_path(path), Ok(Cow::Borrowed(_))) {
-            problems.push(Problem::new(
-                "health_check.http_path",
-                format!("{path:?} is not a normalised absolute path"),
-            ));
-        }
-    }
-}
-
-/// The TLS fields of a pool apply to `https://` endpoints only.
-fn check_upstream_tls(upstream: &Upstream, tls: bool, problems: &mut Vec<Problem>) {
-    for (field, set) in [
-        ("server_name", upstream.server_name.is_some()),
-        ("ca_file", upstream.ca_file.is_some()),
-        ("insecure_skip_verify", upstream.insecure_skip_verify),
-        ("h2", upstream.h2),
-    ] {
-        if set && !tls {
-            problems.push(Problem::new(
-                field,
-                "applies only to a pool of https:// endpoints",
-            ));
-        }
-    }
-    if let Some(name) = &upstream.server_name {
-        if let Err(e) = parse_cert_name(name).and_then(|p| match p {
-            HostPattern::Exact(_) => Ok(()),
-            HostPattern::Wildcard(_) => Err(format!("{name:?}: a server name is not a wildcard")),
-        }) {
-            problems.push(Problem::new("server_name", e));
-        }
-    }
-    if let Some(path) = &upstream.ca_file {
-        if !path.starts_with('/') || path.len() > 4096 || path.contains('\0') {
-            problems.push(Problem::new(
-                "ca_file",
-                format!("{path:?} is not an absolute path"),
-            ));
-        }
-        if upstream.insecure_skip_verify {
-            problems.push(Problem::new(
-                "insecure_skip_verify",
-                "contradicts ca_file: verify against the CA, or not at all",
-            ));
-        }
-    }
 }
 
 /// Each host entry normalised; a bad entry is reported and left out.
