@@ -23,36 +23,15 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 /// How long Pebble's certificates live: renewed about 30 s in.
 const VALIDITY_S: u64 = 45;
 
-/// The serial (hex) of the certificate the gateway serves for `host`, and the status.
+/// The status, and the serial (hex) of the certificate the gateway serves for `host`.
 async fn served(
     tls: std::net::SocketAddr,
     host: &str,
     root_pem: &str,
 ) -> Result<(u16, String), String> {
-    // A client per request: every request is a new handshake, so it sees the certificate
-    // the gateway serves now.
-    let http = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(root_pem.as_bytes()).map_err(|e| e.to_string())?,
-        )
-        .tls_info(true)
-        .resolve(host, tls)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let r = http
-        .get(format!("https://{host}:{}/", tls.port()))
-        .send()
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let der = r
-        .extensions()
-        .get::<reqwest::tls::TlsInfo>()
-        .and_then(|i| i.peer_certificate().map(<[u8]>::to_vec))
-        .ok_or("no peer certificate")?;
-    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
-    Ok((r.status().as_u16(), cert.raw_serial_as_string()))
+    let s = https_served(tls, host, root_pem).await?;
+    let (_, cert) = X509Certificate::from_der(&s.certificate).map_err(|e| e.to_string())?;
+    Ok((s.status, cert.raw_serial_as_string()))
 }
 
 /// Requests through the gateway's TLS listener until stopped: successes, failures (with the

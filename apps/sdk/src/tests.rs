@@ -1,3 +1,6 @@
+//! The verifier, table-tested (each bad assertion its own 401), principals from claims, the
+//! bounded JWKS refetch on unknown kids, and the extractors' answers.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;

@@ -290,14 +290,27 @@ pub fn acme_yaml_with(
     )
 }
 
-/// `GET https://host/` on the gateway's TLS listener, trusting only `root_pem`.
-pub async fn https_get(gw: &Gateway, host: &str, root_pem: &str) -> Result<(u16, String), String> {
-    let tls = gw.tls.expect("a TLS listener");
+/// What one `GET https://host/` on a TLS listener got: the status, the body and the
+/// certificate the listener presented (DER).
+pub struct Served {
+    pub status: u16,
+    pub body: String,
+    pub certificate: Vec<u8>,
+}
+
+/// `GET https://host/` on the TLS listener at `tls`, trusting only `root_pem`. A client per
+/// call: every call is a new handshake, so it sees the certificate served now.
+pub async fn https_served(
+    tls: std::net::SocketAddr,
+    host: &str,
+    root_pem: &str,
+) -> Result<Served, String> {
     let http = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(
             reqwest::Certificate::from_pem(root_pem.as_bytes()).map_err(|e| e.to_string())?,
         )
+        .tls_info(true)
         .resolve(host, tls)
         .timeout(Duration::from_secs(5))
         .build()
@@ -307,8 +320,23 @@ pub async fn https_get(gw: &Gateway, host: &str, root_pem: &str) -> Result<(u16,
         .send()
         .await
         .map_err(|e| format!("{e:?}"))?;
+    let certificate = r
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate().map(<[u8]>::to_vec))
+        .ok_or("no peer certificate")?;
     let status = r.status().as_u16();
-    Ok((status, r.text().await.unwrap_or_default()))
+    Ok(Served {
+        status,
+        body: r.text().await.unwrap_or_default(),
+        certificate,
+    })
+}
+
+/// `GET https://host/` on the gateway's TLS listener, trusting only `root_pem`.
+pub async fn https_get(gw: &Gateway, host: &str, root_pem: &str) -> Result<(u16, String), String> {
+    let s = https_served(gw.tls.expect("a TLS listener"), host, root_pem).await?;
+    Ok((s.status, s.body))
 }
 
 /// `GET http://host/<path>` on the gateway's plain listener.

@@ -1,3 +1,6 @@
+//! The signer, its cache and its JWKS: claims per principal, reuse while fresh, a bounded
+//! cache, and public keys only.
+
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
