@@ -182,8 +182,9 @@ async fn metric(api: &Api, name: &str) -> Option<i64> {
 /// A realmgate whose listeners bind 10.203.0.1n (data 8080, admin 9080), with no table.
 fn gateway(dir: &TempDir, n: u8) -> Proc {
     let token = dir.write(&format!("gw{n}-token"), GATEWAY_TOKEN);
-    let cert = dir.write("admin.crt", &pki().1.cert_pem);
-    let key = dir.write("admin.key", &pki().1.key_pem);
+    // Files of its own: a gateway starting reads them while the next one is being set up.
+    let cert = dir.write(&format!("gw{n}-admin.crt"), &pki().1.cert_pem);
+    let key = dir.write(&format!("gw{n}-admin.key"), &pki().1.key_pem);
     let conf = dir.write(
         &format!("gw{n}.yaml"),
         &format!(

@@ -10,6 +10,7 @@ use realmgate_e2e::{Gateway, GatewayOpts, JwksServer, Realmctl, Table, TempDir, 
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::time::Duration;
 
 const ISS_ACME: &str = "http://id.test/realms/acme";
 const ISS_BETA: &str = "http://id.test/realms/beta";
@@ -201,6 +202,13 @@ async fn a_recreated_tenant_starts_empty_and_the_archive_keeps_the_old_rows() {
     let (s, v) = w.rc.call(Method::DELETE, "/v1/tenants/acme", None).await;
     assert!(s == 200 || s == 202, "{s} {v}");
     w.rc.until_database("acme", 410).await;
+    // The deletion has finished (the database archived) once the tenant itself is gone;
+    // until then realmctl already answers 410 but the file is still in place.
+    realmgate_e2e::eventually(Duration::from_secs(30), "tenant acme deleted", || async {
+        let (s, _) = w.rc.call(Method::GET, "/v1/tenants/acme", None).await;
+        (s == 404).then_some(())
+    })
+    .await;
     let (s, v) =
         w.rc.call_as(
             &w.credential,
