@@ -24,7 +24,11 @@ use std::time::Duration;
 fn names(v: &Value) -> Vec<String> {
     let mut out: Vec<String> = v
         .as_array()
-        .map(|l| l.iter().filter_map(|h| h.as_str().map(str::to_owned)).collect())
+        .map(|l| {
+            l.iter()
+                .filter_map(|h| h.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
@@ -71,8 +75,16 @@ async fn a_refused_order_fails_with_the_cas_problem_and_a_retry_orders_once_when
 
     // Each refusal as the CA sends it: a CAA record forbidding it, a name it will not sign.
     let refusals = [
-        ("urn:ietf:params:acme:error:caa", 403, "CAA record for {} prevents issuance"),
-        ("urn:ietf:params:acme:error:rejectedIdentifier", 400, "{} is a forbidden name"),
+        (
+            "urn:ietf:params:acme:error:caa",
+            403,
+            "CAA record for {} prevents issuance",
+        ),
+        (
+            "urn:ietf:params:acme:error:rejectedIdentifier",
+            400,
+            "{} is a forbidden name",
+        ),
     ];
     for (n, (kind, status, detail)) in refusals.into_iter().enumerate() {
         let extra = format!("{id}x{n}.{}", d.zone);
@@ -113,7 +125,11 @@ async fn a_refused_order_fails_with_the_cas_problem_and_a_retry_orders_once_when
             "the CLI shows the CA's problem:\n{out}"
         );
         assert!(proxy.refused_orders.load(SeqCst) > 0);
-        assert_eq!(proxy.new_orders.load(SeqCst), orders, "no order was created");
+        assert_eq!(
+            proxy.new_orders.load(SeqCst),
+            orders,
+            "no order was created"
+        );
 
         // Nothing that served stopped: the same certificate, for the same names, routed.
         assert_eq!(c["hosts"], before["hosts"], "{c}");
@@ -200,7 +216,9 @@ async fn a_domain_deleted_while_its_order_is_in_flight_leaves_nothing_behind() {
     .await;
     let (_, table) = api.call(Method::GET, "/v1/table?full=1", None).await;
     assert!(
-        table["acme_challenges"].as_array().is_some_and(|c| !c.is_empty()),
+        table["acme_challenges"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
         "the challenge answer is published: {table}"
     );
 
@@ -287,7 +305,11 @@ async fn two_realmctl_on_one_registry_place_one_order_between_them() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(proxy.new_orders.load(SeqCst), 1, "the standby ordered nothing");
+    assert_eq!(
+        proxy.new_orders.load(SeqCst),
+        1,
+        "the standby ordered nothing"
+    );
 
     // The second takes over and finishes the first's order instead of placing its own.
     let api = Api {
@@ -295,10 +317,16 @@ async fn two_realmctl_on_one_registry_place_one_order_between_them() {
         ..api
     };
     let t = eventually(Duration::from_secs(90), "the second finishes", || async {
-        let (st, t) = api
-            .call(Method::GET, &format!("/v1/tenants/{id}"), None)
-            .await;
-        (st == StatusCode::OK && t["provisioning"]["state"] == "ready").then_some(t)
+        // (Refused until the second has taken the lock and listens.)
+        let r = api
+            .http
+            .get(format!("{}/v1/tenants/{id}", api.base))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .ok()?;
+        let t: Value = r.json().await.ok()?;
+        (t["provisioning"]["state"] == "ready").then_some(t)
     })
     .await;
     assert_eq!(step(&t, "certificate")["state"], "done", "{t}");

@@ -78,15 +78,28 @@ async fn scenario(b: &Browser, p: &Parts<'_>) -> Result<(), String> {
     b.click("#domain-form button[type=submit]").await?;
     let drow = format!("#domains tr[data-domain=\"{domain}\"]");
     b.wait_text(&drow, "pending").await?;
-    if !b.text("#domain-problems").await.unwrap_or_default().is_empty() {
+    if !b
+        .text("#domain-problems")
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
         return Err("the old problems stayed beside the field".into());
     }
-    let name = b.text(&format!("{drow} .txt-name")).await.unwrap_or_default();
-    let value = b.text(&format!("{drow} .txt-value")).await.unwrap_or_default();
+    let name = b
+        .text(&format!("{drow} .txt-name"))
+        .await
+        .unwrap_or_default();
+    let value = b
+        .text(&format!("{drow} .txt-value"))
+        .await
+        .unwrap_or_default();
     let listed = domain_of(&p.api, id, &domain).await;
     if name != format!("_realmgate-challenge.{domain}") || listed["txt"]["value"] != value.as_str()
     {
-        return Err(format!("the page shows {name} TXT {value:?}; the API: {listed}"));
+        return Err(format!(
+            "the page shows {name} TXT {value:?}; the API: {listed}"
+        ));
     }
 
     // The owner publishes what the page said: verified, then its own certificate.

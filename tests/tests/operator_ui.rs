@@ -77,7 +77,9 @@ async fn scenario(b: &Browser, ctl: &Ctl) -> Result<(), String> {
     // 2. Signed in: the registry as the API has it, names as text (never as markup).
     b.fill("#token", TOKEN).await?;
     b.click("#login-form button").await?;
-    let row = b.wait_text("tr[data-tenant=acme]", "Acme <b>Corp</b>").await?;
+    let row = b
+        .wait_text("tr[data-tenant=acme]", "Acme <b>Corp</b>")
+        .await?;
     if !row.contains("acme.test") || !row.contains("active") {
         return Err(format!("acme's row: {row:?}"));
     }
@@ -87,7 +89,8 @@ async fn scenario(b: &Browser, ctl: &Ctl) -> Result<(), String> {
     // 3. A new tenant through the form; then one whose host is taken shows the API's answer.
     b.click("#create summary").await?;
     b.fill("#create-form input[name=id]", "beta").await?;
-    b.fill("#create-form input[name=display_name]", "Beta Inc").await?;
+    b.fill("#create-form input[name=display_name]", "Beta Inc")
+        .await?;
     b.fill("#create-form input[name=host]", "beta.test").await?;
     b.click("#create-form button").await?;
     b.wait_text("tr[data-tenant=beta]", "Beta Inc").await?;
