@@ -108,10 +108,7 @@ mod tests {
         for id in ["token", "domain-input"] {
             assert!(INDEX.contains(&format!(r#"<label for="{id}">"#)), "{id}");
         }
-        assert_eq!(
-            INDEX.matches("<th").count(),
-            INDEX.matches(r#"<th scope="col">"#).count()
-        );
+        assert!(!INDEX.contains("<th>") && INDEX.matches(r#"<th scope="col">"#).count() > 30);
         assert!(!INDEX.contains("></button>"));
         // The domain field's problems are announced and tied to it.
         assert!(INDEX.contains(r#"aria-describedby="domain-problems""#));
