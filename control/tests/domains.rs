@@ -14,85 +14,8 @@ use common::acme::*;
 use common::provision::wait_state;
 use common::*;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
-
-/// The domain owner's DNS: a zone of its own in the tests' PowerDNS.
-struct OwnerDns {
-    api: String,
-    key: String,
-    zone: String,
-}
-
-impl OwnerDns {
-    async fn create(d: &Dns, zone: &str) -> OwnerDns {
-        let key = std::fs::read_to_string(&d.key_file)
-            .expect("PowerDNS key")
-            .trim()
-            .to_owned();
-        let o = OwnerDns {
-            api: d.api_url.trim_end_matches('/').to_owned(),
-            key,
-            zone: format!("{zone}."),
-        };
-        let r = reqwest::Client::new()
-            .post(format!("{}/api/v1/servers/localhost/zones", o.api))
-            .header("X-API-Key", &o.key)
-            .json(&json!({"name": o.zone, "kind": "Native", "nameservers": [format!("ns1.{}", o.zone)]}))
-            .send()
-            .await
-            .expect("PowerDNS");
-        assert!(
-            r.status().is_success(),
-            "create zone: {}",
-            r.text().await.unwrap_or_default()
-        );
-        o
-    }
-
-    async fn set(&self, name: &str, ty: &str, content: &str) {
-        let r = reqwest::Client::new()
-            .patch(format!(
-                "{}/api/v1/servers/localhost/zones/{}",
-                self.api, self.zone
-            ))
-            .header("X-API-Key", &self.key)
-            .json(
-                &json!({"rrsets": [{"name": format!("{name}."), "type": ty, "ttl": 1,
-                "changetype": "REPLACE", "records": [{"content": content, "disabled": false}]}]}),
-            )
-            .send()
-            .await
-            .expect("PowerDNS");
-        assert!(
-            r.status().is_success(),
-            "set {name} {ty}: {}",
-            r.text().await.unwrap_or_default()
-        );
-    }
-
-    async fn delete(self) {
-        let _ = reqwest::Client::new()
-            .delete(format!(
-                "{}/api/v1/servers/localhost/zones/{}",
-                self.api, self.zone
-            ))
-            .header("X-API-Key", &self.key)
-            .send()
-            .await;
-    }
-}
-
-async fn domain_of(api: &Api, tenant: &str, domain: &str) -> Value {
-    let (st, v) = api
-        .call(Method::GET, &format!("/v1/tenants/{tenant}/domains"), None)
-        .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    v["domains"]
-        .as_array()
-        .and_then(|l| l.iter().find(|d| d["domain"] == domain).cloned())
-        .unwrap_or(Value::Null)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_custom_domain_is_checked_verified_certified_served_and_removed() {

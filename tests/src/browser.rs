@@ -185,6 +185,88 @@ impl Browser {
             .map_err(|e| format!("#{id}: {e}"))
     }
 
+    /// The text of the first element `css` selects, if any.
+    pub async fn text(&self, css: &str) -> Option<String> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    }
+
+    /// Wait (up to 30 s) until the first element `css` selects has `want` in its text.
+    pub async fn wait_text(&self, css: &str, want: &str) -> Result<String, String> {
+        self.wait_text_within(css, want, Duration::from_secs(30))
+            .await
+    }
+
+    /// [`Browser::wait_text`] with a bound of its own (a CA issuing, a DNS check).
+    pub async fn wait_text_within(
+        &self,
+        css: &str,
+        want: &str,
+        within: Duration,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.text(css).await.unwrap_or_default();
+            if text.contains(want) {
+                return Ok(text);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{css}: {text:?} never contained {want:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Wait (up to `within`) until nothing matches `css`.
+    pub async fn wait_gone(&self, css: &str, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        while self.client.find(Locator::Css(css)).await.is_ok() {
+            if Instant::now() > deadline {
+                return Err(format!("{css} is still there"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Replace the value of the input `css` selects.
+    pub async fn fill(&self, css: &str, value: &str) -> Result<(), String> {
+        let e = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| format!("{css}: {e}"))?;
+        e.clear().await.map_err(|e| e.to_string())?;
+        e.send_keys(value).await.map_err(|e| e.to_string())
+    }
+
+    pub async fn click(&self, css: &str) -> Result<(), String> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| format!("{css}: {e}"))?
+            .click()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Accept the page's `confirm()` dialog, once it shows.
+    pub async fn accept_dialog(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client.accept_alert().await {
+                Ok(()) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(format!("no dialog: {e}")),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// The page's text (a JSON response renders as text).
     pub async fn body_text(&self) -> Result<String, String> {
         self.client

@@ -3,7 +3,6 @@
 //! creates a tenant through the form, sees a refused one's problems, and suspends a tenant;
 //! each change is checked through the REST API. Screenshot: `target/screenshots/operator-ui.png`.
 
-use fantoccini::Locator;
 use realmgate_e2e::browser::Browser;
 use realmgate_e2e::{eventually, free_addrs, workspace_bin, Proc, TempDir};
 use reqwest::StatusCode;
@@ -65,87 +64,46 @@ impl Ctl {
     }
 }
 
-async fn text_of(b: &Browser, css: &str) -> Option<String> {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()
-}
-
-async fn wait_text(b: &Browser, css: &str, want: &str) -> Result<String, String> {
-    let deadline = std::time::Instant::now() + WITHIN;
-    loop {
-        let text = text_of(b, css).await.unwrap_or_default();
-        if text.contains(want) {
-            return Ok(text);
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(format!("{css}: {text:?} never contained {want:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn fill(b: &Browser, css: &str, value: &str) -> Result<(), String> {
-    let e = b
-        .client
-        .find(Locator::Css(css))
-        .await
-        .map_err(|e| format!("{css}: {e}"))?;
-    e.clear().await.map_err(|e| e.to_string())?;
-    e.send_keys(value).await.map_err(|e| e.to_string())
-}
-
-async fn click(b: &Browser, css: &str) -> Result<(), String> {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .map_err(|e| format!("{css}: {e}"))?
-        .click()
-        .await
-        .map_err(|e| e.to_string())
-}
-
 async fn scenario(b: &Browser, ctl: &Ctl) -> Result<(), String> {
     // 1. Without a token: only the sign-in form; a wrong token is refused and forgotten.
     b.client
         .goto(&format!("{}/", ctl.base))
         .await
         .map_err(|e| e.to_string())?;
-    fill(b, "#token", "not-the-token").await?;
-    click(b, "#login-form button").await?;
-    wait_text(b, "#login-error", "refused").await?;
+    b.fill("#token", "not-the-token").await?;
+    b.click("#login-form button").await?;
+    b.wait_text("#login-error", "refused").await?;
 
     // 2. Signed in: the registry as the API has it, names as text (never as markup).
-    fill(b, "#token", TOKEN).await?;
-    click(b, "#login-form button").await?;
-    let row = wait_text(b, "tr[data-tenant=acme]", "Acme <b>Corp</b>").await?;
+    b.fill("#token", TOKEN).await?;
+    b.click("#login-form button").await?;
+    let row = b
+        .wait_text("tr[data-tenant=acme]", "Acme <b>Corp</b>")
+        .await?;
     if !row.contains("acme.test") || !row.contains("active") {
         return Err(format!("acme's row: {row:?}"));
     }
-    wait_text(b, "#summary", "routed tenants").await?;
-    wait_text(b, "#upstreams tbody", "127.0.0.1:9").await?;
+    b.wait_text("#summary", "routed tenants").await?;
+    b.wait_text("#upstreams tbody", "127.0.0.1:9").await?;
 
     // 3. A new tenant through the form; then one whose host is taken shows the API's answer.
-    click(b, "#create summary").await?;
-    fill(b, "#create-form input[name=id]", "beta").await?;
-    fill(b, "#create-form input[name=display_name]", "Beta Inc").await?;
-    fill(b, "#create-form input[name=host]", "beta.test").await?;
-    click(b, "#create-form button").await?;
-    wait_text(b, "tr[data-tenant=beta]", "Beta Inc").await?;
+    b.click("#create summary").await?;
+    b.fill("#create-form input[name=id]", "beta").await?;
+    b.fill("#create-form input[name=display_name]", "Beta Inc")
+        .await?;
+    b.fill("#create-form input[name=host]", "beta.test").await?;
+    b.click("#create-form button").await?;
+    b.wait_text("tr[data-tenant=beta]", "Beta Inc").await?;
     let (status, beta) = ctl
         .call(reqwest::Method::GET, "/v1/tenants/beta", None)
         .await;
     if status != 200 || beta["hosts"] != json!(["beta.test"]) {
         return Err(format!("beta through the API: {status} {beta}"));
     }
-    fill(b, "#create-form input[name=id]", "gamma").await?;
-    fill(b, "#create-form input[name=host]", "ACME.test").await?;
-    click(b, "#create-form button").await?;
-    wait_text(b, "#error", "acme.test").await?;
+    b.fill("#create-form input[name=id]", "gamma").await?;
+    b.fill("#create-form input[name=host]", "ACME.test").await?;
+    b.click("#create-form button").await?;
+    b.wait_text("#error", "acme.test").await?;
     let (status, _) = ctl
         .call(reqwest::Method::GET, "/v1/tenants/gamma", None)
         .await;
@@ -156,8 +114,8 @@ async fn scenario(b: &Browser, ctl: &Ctl) -> Result<(), String> {
     }
 
     // 4. Suspend acme from its row.
-    click(b, "tr[data-tenant=acme] td.actions button").await?;
-    wait_text(b, "tr[data-tenant=acme]", "suspended").await?;
+    b.click("tr[data-tenant=acme] td.actions button").await?;
+    b.wait_text("tr[data-tenant=acme]", "suspended").await?;
     let (_, acme) = ctl
         .call(reqwest::Method::GET, "/v1/tenants/acme", None)
         .await;

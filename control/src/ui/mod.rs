@@ -2,7 +2,9 @@
 //! binary. The page holds no data; it calls the REST API under `/v1` with the operator token
 //! the operator types in (kept in the tab's `sessionStorage`, sent as a bearer token, never
 //! in a URL or a cookie). Everything is rendered as text nodes, and the page's policy allows
-//! only its own script and styles and no framing.
+//! only its own script and styles and no framing. Views: tenants (each with its custom
+//! domains: state, the TXT record to publish, add and remove), certificates (ACME state,
+//! expiry, the CA's last error), gateways, upstream pools, API keys.
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -98,5 +100,22 @@ mod tests {
         assert!(!SCRIPT.contains("innerHTML") && !SCRIPT.contains("insertAdjacentHTML"));
         // A realmctl that may not write says so (the Lease; /readyz gives the reason).
         assert!(page.contains(r#"id="leader""#) && SCRIPT.contains(r#"fetch("/readyz")"#));
+    }
+
+    #[test]
+    fn the_markup_names_every_field_header_and_button() {
+        // Every input has a label; every header cell its scope; every button text of its own.
+        for id in ["token", "domain-input"] {
+            assert!(INDEX.contains(&format!(r#"<label for="{id}">"#)), "{id}");
+        }
+        assert!(!INDEX.contains("<th>") && INDEX.matches(r#"<th scope="col">"#).count() > 30);
+        assert!(!INDEX.contains("></button>"));
+        // The domain field's problems are announced and tied to it.
+        assert!(INDEX.contains(r#"aria-describedby="domain-problems""#));
+        assert!(INDEX.contains(r#"id="domain-problems" class="error problems" role="alert""#));
+        // Both views read the existing API only.
+        for path in ["\"/v1/certificates\"", "\"/domains\""] {
+            assert!(SCRIPT.contains(path), "{path}");
+        }
     }
 }

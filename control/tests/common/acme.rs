@@ -1,6 +1,6 @@
 //! The ACME tests' parts: the PowerDNS they need from the environment, a real Pebble
 //! (tests/setup/pebble.sh), the recording and fault-injecting proxy in front of it, and the
-//! HTTP(S) calls through the gateway.
+//! HTTP(S) calls through the gateway, the domain owner's DNS, and `realmctl` as a CLI.
 
 use super::*;
 use axum::body::Bytes;
@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct Dns {
@@ -130,6 +130,9 @@ impl Drop for Pebble {
 /// certificate (so realmctl's `directory_ca_file` trusts both), every request forwarded over
 /// HTTP/1.1 with its own Host (Pebble builds its URLs, and checks each JWS `url`, from it, so
 /// every later request comes back here); orders the CA created (201 to new-order) counted; `down` answers 503 with a non-ACME body to everything.
+/// `refuse_orders` (a problem document with its `status`) refuses every new-order while set,
+/// as a CA refuses for CAA or a rejected identifier; `hold_challenges` holds each "challenge
+/// ready" request (Pebble's `/chalZ/`) while set, so a test acts while an order is in flight.
 pub struct FaultProxy {
     pub directory_url: String,
     pub new_orders: Arc<AtomicUsize>,
@@ -139,6 +142,12 @@ pub struct FaultProxy {
     /// The next this-many new-order requests are refused as a rate-limited CA would refuse
     /// them (429, a `rateLimited` problem, `Retry-After: 2`).
     pub rate_limit_orders: Arc<AtomicUsize>,
+    pub refuse_orders: Arc<Mutex<Option<Value>>>,
+    /// New-order requests refused by `refuse_orders` or `rate_limit_orders`.
+    pub refused_orders: Arc<AtomicUsize>,
+    pub hold_challenges: Arc<AtomicBool>,
+    /// "Challenge ready" requests held so far.
+    pub held_challenges: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -149,6 +158,10 @@ struct ProxyState {
     bad_nonces: Arc<AtomicUsize>,
     down: Arc<AtomicBool>,
     rate_limit_orders: Arc<AtomicUsize>,
+    refuse_orders: Arc<Mutex<Option<Value>>>,
+    refused_orders: Arc<AtomicUsize>,
+    hold_challenges: Arc<AtomicBool>,
+    held_challenges: Arc<AtomicUsize>,
 }
 
 async fn forward(
@@ -163,12 +176,32 @@ async fn forward(
     }
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let new_order = method == AxumMethod::POST && uri.path() == "/order-plz";
+    if method == AxumMethod::POST && uri.path().starts_with("/chalZ/") {
+        if s.hold_challenges.load(Ordering::SeqCst) {
+            s.held_challenges.fetch_add(1, Ordering::SeqCst);
+        }
+        while s.hold_challenges.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let refusal = s.refuse_orders.lock().map(|r| r.clone()).unwrap_or(None);
+    if let Some(problem) = refusal.filter(|_| new_order) {
+        s.refused_orders.fetch_add(1, Ordering::SeqCst);
+        let status = problem["status"].as_u64().unwrap_or(403) as u16;
+        return (
+            AxumStatus::from_u16(status).unwrap_or(AxumStatus::FORBIDDEN),
+            [("content-type", "application/problem+json")],
+            problem.to_string(),
+        )
+            .into_response();
+    }
     if new_order {
         let limited = s
             .rate_limit_orders
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if limited {
+            s.refused_orders.fetch_add(1, Ordering::SeqCst);
             let problem = serde_json::json!({
                 "type": "urn:ietf:params:acme:error:rateLimited",
                 "detail": "fault proxy: too many new orders recently",
@@ -236,6 +269,10 @@ impl FaultProxy {
             bad_nonces: Arc::new(AtomicUsize::new(0)),
             down: Arc::new(AtomicBool::new(false)),
             rate_limit_orders: Arc::new(AtomicUsize::new(0)),
+            refuse_orders: Arc::default(),
+            refused_orders: Arc::default(),
+            hold_challenges: Arc::default(),
+            held_challenges: Arc::default(),
         };
         let tls = realmctl::tls::server_config(
             &pebble.dir.join("listener.pem"),
@@ -255,6 +292,10 @@ impl FaultProxy {
             bad_nonces: state.bad_nonces,
             down: state.down,
             rate_limit_orders: state.rate_limit_orders,
+            refuse_orders: state.refuse_orders,
+            refused_orders: state.refused_orders,
+            hold_challenges: state.hold_challenges,
+            held_challenges: state.held_challenges,
         }
     }
 }
@@ -288,6 +329,115 @@ pub fn acme_yaml_with(
         d.zone,
         pebble.listener_ca.display(),
     )
+}
+
+/// [`acme_yaml`] with custom domains checked through `d`'s DNS server, a short deadline and
+/// quick rechecks.
+pub fn domains_yaml(dir: &TempDir, d: &Dns, pebble: &Pebble, directory_url: &str) -> String {
+    format!(
+        "{}domains:\n  resolver: \"{}\"\n  check_for_ms: 60000\n  check_initial_ms: 200\n  check_max_ms: 1000\n",
+        acme_yaml(dir, d, pebble, directory_url),
+        d.server
+    )
+}
+
+/// The domain owner's DNS: a zone of its own in the tests' PowerDNS.
+pub struct OwnerDns {
+    api: String,
+    key: String,
+    zone: String,
+}
+
+impl OwnerDns {
+    pub async fn create(d: &Dns, zone: &str) -> OwnerDns {
+        let key = std::fs::read_to_string(&d.key_file)
+            .expect("PowerDNS key")
+            .trim()
+            .to_owned();
+        let o = OwnerDns {
+            api: d.api_url.trim_end_matches('/').to_owned(),
+            key,
+            zone: format!("{zone}."),
+        };
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/servers/localhost/zones", o.api))
+            .header("X-API-Key", &o.key)
+            .json(&serde_json::json!({"name": o.zone, "kind": "Native", "nameservers": [format!("ns1.{}", o.zone)]}))
+            .send()
+            .await
+            .expect("PowerDNS");
+        assert!(
+            r.status().is_success(),
+            "create zone: {}",
+            r.text().await.unwrap_or_default()
+        );
+        o
+    }
+
+    pub async fn set(&self, name: &str, ty: &str, content: &str) {
+        let r = reqwest::Client::new()
+            .patch(format!(
+                "{}/api/v1/servers/localhost/zones/{}",
+                self.api, self.zone
+            ))
+            .header("X-API-Key", &self.key)
+            .json(
+                &serde_json::json!({"rrsets": [{"name": format!("{name}."), "type": ty, "ttl": 1,
+                "changetype": "REPLACE", "records": [{"content": content, "disabled": false}]}]}),
+            )
+            .send()
+            .await
+            .expect("PowerDNS");
+        assert!(
+            r.status().is_success(),
+            "set {name} {ty}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    pub async fn delete(self) {
+        let _ = reqwest::Client::new()
+            .delete(format!(
+                "{}/api/v1/servers/localhost/zones/{}",
+                self.api, self.zone
+            ))
+            .header("X-API-Key", &self.key)
+            .send()
+            .await;
+    }
+}
+
+/// `domain` as `GET /v1/tenants/{tenant}/domains` lists it (`Null`: not listed).
+pub async fn domain_of(api: &Api, tenant: &str, domain: &str) -> Value {
+    let (st, v) = api
+        .call(Method::GET, &format!("/v1/tenants/{tenant}/domains"), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["domains"]
+        .as_array()
+        .and_then(|l| l.iter().find(|d| d["domain"] == domain).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// `realmctl <args>` as an operator runs it against `api`: its standard output (it must
+/// succeed).
+pub async fn realmctl_cli(api: &Api, args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_realmctl"));
+    cmd.args(args)
+        .env("REALMCTL_URL", &api.base)
+        .env("REALMCTL_TOKEN", &api.token)
+        .env_remove("REALMCTL_TOKEN_FILE");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run realmctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "realmctl {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// What one `GET https://host/` on a TLS listener got: the status, the body and the

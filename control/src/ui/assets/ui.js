@@ -4,7 +4,13 @@
 
 const TOKEN_KEY = "realmctl-operator-token";
 const REFRESH_MS = 3000;
+// Certificates expiring within this many days are highlighted.
+const SOON_DAYS = 14;
 let timer = null;
+// The tenant whose custom domains are shown, and the last certificate list (the domains
+// view shows each domain's certificate from it).
+let domainsOf = null;
+let lastCertificates = { certificates: [], ordering: [] };
 
 const $ = (id) => document.getElementById(id);
 
@@ -24,6 +30,9 @@ class ApiError extends Error {
     const detail = problems.map((p) => (p.at ? p.at + ": " : "") + p.message).join("; ");
     super((body && body.message ? body.message : "HTTP " + status) + (detail ? " — " + detail : ""));
     this.status = status;
+    // Each problem the API named (`at`: the field), or its message: shown by the field.
+    this.problems = problems.length ? problems.map((p) => (p.at ? p.at + ": " : "") + p.message)
+      : [(body && body.message) || "HTTP " + status];
   }
 }
 
@@ -75,6 +84,8 @@ function tenantRow(t) {
   if (p && (p.state === "failed" || p.state === "delete_failed")) {
     actions.append(act("Retry", () => api("POST", "/v1/tenants/" + id + "/retry")));
   }
+  actions.append(el("button", { type: "button", "aria-label": "Custom domains of " + t.id,
+    onclick: () => openDomains(t.id) }, "Domains"));
   actions.append(act("Delete", async () => {
     if (confirm("Delete tenant " + t.id + "? Its hosts stop answering at every gateway.")) {
       await api("DELETE", "/v1/tenants/" + id);
@@ -83,7 +94,7 @@ function tenantRow(t) {
   const certs = (t.certificates || []).map((c) => c.name + ": " + expiry(c));
   const uncovered = t.hosts_without_certificate || [];
   if (uncovered.length && (t.https !== "off" || certs.length)) certs.push("none for " + uncovered.join(", "));
-  const soon = (t.certificates || []).some((c) => c.days_left < 14);
+  const soon = (t.certificates || []).some((c) => c.days_left < SOON_DAYS);
   return el("tr", { "data-tenant": t.id },
     el("td", {}, t.id), el("td", {}, t.display_name), el("td", {}, t.hosts.join(", ")),
     el("td", { class: "status-" + t.status }, t.status), el("td", {}, state),
@@ -93,10 +104,141 @@ function tenantRow(t) {
 }
 
 // "87 days left", "EXPIRED 3 days ago", "not valid yet".
-function expiry(c) {
+function daysLeft(c) {
   if (c.state === "expired") return "EXPIRED " + -c.days_left + " days ago";
   if (c.state === "not_yet_valid") return "not valid yet";
-  return c.days_left + " days left (" + c.not_after + ")";
+  return c.days_left + " days left";
+}
+
+function expiry(c) {
+  return c.state === "valid" ? daysLeft(c) + " (" + c.not_after + ")" : daysLeft(c);
+}
+
+// Where a certificate stands: its ACME state, or (handed in) its validity.
+function certState(c) {
+  return c.acme ? c.acme.state : c.state + " (handed in)";
+}
+
+// The expiry cell: days left, and why it needs a look — expired, renewal overdue (its
+// renewal time passed and no renewal is running), or expiring soon.
+function expiryCell(c) {
+  const due = c.acme && c.acme.renew_at && Date.parse(c.acme.renew_at) < Date.now() &&
+    c.acme.state !== "renewing";
+  const soon = c.state === "valid" && c.days_left < SOON_DAYS;
+  const notes = [];
+  if (due) notes.push("renewal overdue since " + c.acme.renew_at);
+  if (soon) notes.push("expiring soon");
+  const bad = c.state !== "valid" || due || soon;
+  return el("td", { class: bad ? "bad expiry" : "expiry" },
+    daysLeft(c) + (notes.length ? " — " + notes.join(", ") : ""));
+}
+
+// The CA's last problem (type and detail), or the last failure of any other cause.
+function lastError(a) {
+  if (!a) return "—";
+  if (a.problem) return a.problem.type + ": " + a.problem.detail;
+  return a.error || "—";
+}
+
+// Every certificate: those served, then those ordered but not issued yet.
+function certificateRows(list) {
+  const served = list.certificates.map((c) => el("tr", { "data-cert": c.name },
+    el("td", {}, c.name), el("td", {}, (c.acme ? c.acme.tenant : c.tenants.join(", ")) || "—"),
+    el("td", {}, c.hosts.join(", ")),
+    el("td", { class: "state state-" + (c.acme ? c.acme.state : c.state) }, certState(c)),
+    el("td", {}, c.not_after), expiryCell(c), el("td", {}, c.issuer || "—"),
+    el("td", { class: "ca-error" }, lastError(c.acme))));
+  const ordering = (list.ordering || []).map((a) => el("tr", { "data-cert": a.certificate },
+    el("td", {}, a.certificate), el("td", {}, a.tenant), el("td", {}, a.hosts.join(", ")),
+    el("td", { class: "state state-" + a.state }, a.state), el("td", {}, "—"),
+    el("td", { class: "expiry" }, "not issued yet"), el("td", {}, "—"),
+    el("td", { class: "ca-error" }, lastError(a))));
+  return served.concat(ordering);
+}
+
+// A domain's certificate, as the certificate list has it.
+function domainCertificate(name) {
+  const c = lastCertificates.certificates.find((x) => x.name === name);
+  if (c) return certState(c) + ", " + expiry(c);
+  const a = (lastCertificates.ordering || []).find((x) => x.certificate === name);
+  if (a) return a.state + (a.state === "failed" ? " — " + lastError(a) : "");
+  return "none yet";
+}
+
+function domainRow(tenant, d) {
+  const remove = act("Remove", async () => {
+    if (confirm("Remove domain " + d.domain + " from tenant " + tenant + "? It leaves every " +
+      "gateway's table, and its certificate is revoked and deleted.")) {
+      await api("DELETE", "/v1/tenants/" + encodeURIComponent(tenant) + "/domains/" +
+        encodeURIComponent(d.domain));
+    }
+  }, "danger");
+  remove.setAttribute("aria-label", "Remove domain " + d.domain);
+  const check = d.state === "verified" ? "seen " + (d.verified_at || "") :
+    (d.reason || "—") + (d.state === "pending" ? " (checking until " + d.check_until + ")" : "");
+  return el("tr", { "data-domain": d.domain },
+    el("td", {}, d.domain), el("td", { class: "state state-" + d.state }, d.state),
+    el("td", {}, el("code", { class: "txt txt-name" }, d.txt.name)),
+    el("td", {}, el("code", { class: "txt txt-value" }, d.txt.value)),
+    el("td", { class: "check" }, check),
+    el("td", { class: "domain-cert" }, d.state === "verified" ? domainCertificate(d.certificate) : "—"),
+    el("td", { class: "actions" }, remove));
+}
+
+function openDomains(tenant) {
+  domainsOf = tenant;
+  rendered.delete("domains");
+  $("domains-tenant").textContent = tenant;
+  $("domains").querySelector("tbody").replaceChildren();
+  setDomainProblems([]);
+  $("domains-error").textContent = "";
+  $("domains-view").hidden = false;
+  $("domains-title").focus();
+  refreshDomains();
+}
+
+function closeDomains() {
+  domainsOf = null;
+  $("domains-view").hidden = true;
+}
+
+async function refreshDomains() {
+  const tenant = domainsOf;
+  if (tenant === null) return;
+  try {
+    const list = await api("GET", "/v1/tenants/" + encodeURIComponent(tenant) + "/domains");
+    if (tenant !== domainsOf) return;
+    $("domains-error").textContent = "";
+    const certs = list.domains.map((d) => domainCertificate(d.certificate));
+    fill("domains", { tenant, list, certs }, () => list.domains.map((d) => domainRow(tenant, d)));
+  } catch (e) {
+    if (tenant === domainsOf) $("domains-error").textContent = String(e.message || e);
+  }
+}
+
+// The problems the API gave for the domain field, each on its own line beside it.
+function setDomainProblems(problems) {
+  $("domain-problems").replaceChildren(...problems.map((p) => el("li", {}, p)));
+  if (problems.length) $("domain-input").setAttribute("aria-invalid", "true");
+  else $("domain-input").removeAttribute("aria-invalid");
+}
+
+async function addDomain(ev) {
+  ev.preventDefault();
+  const tenant = domainsOf;
+  const domain = $("domain-input").value.trim();
+  setDomainProblems([]);
+  if (!domain) {
+    setDomainProblems(["domain: required"]);
+    return;
+  }
+  try {
+    await api("POST", "/v1/tenants/" + encodeURIComponent(tenant) + "/domains", { domain });
+    $("domain-input").value = "";
+    await refreshDomains();
+  } catch (e) {
+    setDomainProblems(e.problems || [String(e.message || e)]);
+  }
 }
 
 // /readyz (no token): while this realmctl does not hold the Lease, a banner says why, since
@@ -147,10 +289,8 @@ async function refresh() {
       el("td", { class: g.in_sync ? "ok" : "bad" }, g.in_sync ? "yes" : "no"),
       el("td", {}, (g.last_result ?? "—") + (g.last_error ? " — " + g.last_error : "")),
       el("td", {}, g.consecutive_failures))));
-    fill("certificates", certificates.certificates, (list) => list.map((c) => el("tr", {},
-      el("td", {}, c.name), el("td", {}, c.hosts.join(", ")), el("td", {}, c.not_after),
-      el("td", { class: c.state === "valid" && c.days_left >= 14 ? "" : "bad" }, expiry(c)),
-      el("td", {}, c.tenants.join(", ") || "—"))));
+    lastCertificates = certificates;
+    fill("certificates", certificates, certificateRows);
     fill("upstreams", upstreams.upstreams, (list) => {
       const select = document.querySelector("#create-form select[name=upstream]");
       const chosen = select.value;
@@ -166,6 +306,7 @@ async function refresh() {
   } catch (e) {
     showError(e);
   }
+  await refreshDomains();
 }
 
 function signIn(token) {
@@ -181,6 +322,7 @@ function signIn(token) {
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   rendered.clear();
+  closeDomains();
   clearInterval(timer);
   $("console").hidden = true;
   $("sign-out").hidden = true;
@@ -219,6 +361,8 @@ document.addEventListener("DOMContentLoaded", () => {
       showError(e);
     }
   });
+  $("domain-form").addEventListener("submit", addDomain);
+  $("domains-close").addEventListener("click", closeDomains);
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) signIn(token);
 });
