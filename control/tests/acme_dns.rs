@@ -206,6 +206,7 @@ async fn a_txt_record_not_visible_in_time_fails_the_certificate_and_nothing_stop
         .call(Method::DELETE, &format!("/v1/tenants/{id}"), None)
         .await;
     assert!(st.is_success(), "{v}");
+    // Deleted while an attempt runs: the delete wins once the attempt ends.
     common::provision::wait_gone(&api, &id, Duration::from_secs(60)).await;
     assert_eq!(txt_in_zone(&d, &txt).await, Vec::<String>::new());
     served_200(&gw, &serving_host, &root).await;
