@@ -260,8 +260,11 @@ impl Config {
         let lease = file
             .lease
             .and_then(|l| crate::lease::config::LeaseConfig::resolve(l, &mut problems));
-        let acme =
-            crate::acme::config::resolve(file.certificates.unwrap_or_default(), &mut problems);
+        let acme = crate::acme::config::resolve(
+            file.certificates.unwrap_or_default(),
+            provision.acme_dns(),
+            &mut problems,
+        );
         if acme.is_some() && provision.secret_box().is_ephemeral() {
             problems.push("certificates.acme: needs provision.secrets_key_file (the ACME account and certificate keys are sealed with it)".into());
         }

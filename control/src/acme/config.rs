@@ -1,7 +1,8 @@
 //! The `certificates.acme` section of realmctl's configuration: which ACME directory to order
-//! from, how to trust it, the account's contact and external account binding, the challenge.
+//! from, how to trust it, the account's contact and external account binding, the challenge,
+//! the authoritative server dns-01 records are checked on, and how platform hosts are covered.
 
-use super::{AcmeSettings, ChallengeKind, Eab};
+use super::{AcmeSettings, ChallengeKind, DnsProvider, Eab, PlatformHosts};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,9 @@ struct AcmeFile {
     contact: Vec<String>,
     eab: Option<EabFile>,
     challenge: Option<String>,
+    resolver: Option<String>,
+    dns_wait_ms: Option<u64>,
+    platform_hosts: Option<String>,
     renew_before: Option<f64>,
     challenge_wait_ms: Option<u64>,
     validation_timeout_ms: Option<u64>,
@@ -37,8 +41,13 @@ struct EabFile {
 /// Let's Encrypt and most CAs renew at a third of the lifetime left.
 pub const DEFAULT_RENEW_BEFORE: f64 = 1.0 / 3.0;
 
-/// Resolve the section; every problem is pushed, each naming its key.
-pub fn resolve(f: CertificatesFile, problems: &mut Vec<String>) -> Option<AcmeSettings> {
+/// Resolve the section; every problem is pushed, each naming its key. `dns` is the dns
+/// step's provider (`provision.dns`), which dns-01 publishes through.
+pub fn resolve(
+    f: CertificatesFile,
+    dns: Option<DnsProvider>,
+    problems: &mut Vec<String>,
+) -> Option<AcmeSettings> {
     let a = f.acme?;
     let start = problems.len();
     let directory_url = a.directory_url.unwrap_or_else(|| {
@@ -126,10 +135,7 @@ pub fn resolve(f: CertificatesFile, problems: &mut Vec<String>) -> Option<AcmeSe
     });
     let challenge = match a.challenge.as_deref().unwrap_or("http-01") {
         "http-01" => ChallengeKind::Http01,
-        "dns-01" => {
-            problems.push("certificates.acme.challenge: \"dns-01\" is not yet supported by this realmctl (wildcards and dns-01 come with a later version); use \"http-01\"".into());
-            ChallengeKind::Http01
-        }
+        "dns-01" => ChallengeKind::Dns01,
         other => {
             problems.push(format!(
                 "certificates.acme.challenge: {other:?} is not \"http-01\" or \"dns-01\""
@@ -137,6 +143,33 @@ pub fn resolve(f: CertificatesFile, problems: &mut Vec<String>) -> Option<AcmeSe
             ChallengeKind::Http01
         }
     };
+    let platform_hosts = match a.platform_hosts.as_deref().unwrap_or("per-host") {
+        "per-host" => PlatformHosts::PerHost,
+        "wildcard" => PlatformHosts::Wildcard,
+        other => {
+            problems.push(format!(
+                "certificates.acme.platform_hosts: {other:?} is not \"per-host\" (a certificate per tenant) or \"wildcard\" (one *.<zone> certificate via dns-01)"
+            ));
+            PlatformHosts::PerHost
+        }
+    };
+    if dns.is_none() {
+        if challenge == ChallengeKind::Dns01 {
+            problems.push("certificates.acme.challenge: \"dns-01\" publishes _acme-challenge TXT records through the DNS provider, and none is configured: set provision.dns (provider: powerdns), or use \"http-01\"".into());
+        }
+        if platform_hosts == PlatformHosts::Wildcard {
+            problems.push("certificates.acme.platform_hosts: \"wildcard\" covers *.<zone> of the DNS provider via dns-01, and none is configured: set provision.dns (provider: powerdns), or use \"per-host\"".into());
+        }
+    }
+    let resolver = a.resolver.as_deref().and_then(|r| match r.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!(
+                "certificates.acme.resolver: {r:?} is not an IP address and port (the zone's authoritative DNS server, like 192.0.2.53:53)"
+            ));
+            None
+        }
+    });
     let renew_before = a.renew_before.unwrap_or(DEFAULT_RENEW_BEFORE);
     if !(renew_before > 0.0 && renew_before < 1.0) {
         problems.push(format!(
@@ -157,6 +190,7 @@ pub fn resolve(f: CertificatesFile, problems: &mut Vec<String>) -> Option<AcmeSe
         120_000,
         problems,
     );
+    let dns_wait = ms("dns_wait_ms", a.dns_wait_ms, 120_000, problems);
     let renew_check = ms("renew_check_ms", a.renew_check_ms, 60_000, problems);
     let retry_initial = ms("retry_initial_ms", a.retry_initial_ms, 60_000, problems);
     let retry_max = ms("retry_max_ms", a.retry_max_ms, 3_600_000, problems);
@@ -173,6 +207,10 @@ pub fn resolve(f: CertificatesFile, problems: &mut Vec<String>) -> Option<AcmeSe
         contact: a.contact,
         eab,
         challenge,
+        resolver,
+        dns_wait,
+        platform_hosts,
+        dns,
         renew_before,
         challenge_wait,
         validation_timeout,
@@ -187,9 +225,90 @@ mod tests {
     use super::*;
 
     fn parse(yaml: &str) -> (Option<AcmeSettings>, Vec<String>) {
+        parse_with(yaml, None)
+    }
+
+    fn parse_with(yaml: &str, dns: Option<DnsProvider>) -> (Option<AcmeSettings>, Vec<String>) {
         let f: CertificatesFile = serde_yaml::from_str(yaml).expect("yaml");
         let mut problems = Vec::new();
-        (resolve(f, &mut problems), problems)
+        (resolve(f, dns, &mut problems), problems)
+    }
+
+    /// A DNS provider that is never asked: the section only checks that one is there.
+    struct Unused;
+
+    #[async_trait::async_trait]
+    impl super::super::TxtRecords for Unused {
+        async fn zone_of(&self, _: &str) -> Result<Option<String>, String> {
+            Err("unused".into())
+        }
+        async fn publish_txt(&self, _: &str, _: &str, _: &[String]) -> Result<(), String> {
+            Err("unused".into())
+        }
+        async fn remove_txt(&self, _: &str, _: &str) -> Result<(), String> {
+            Err("unused".into())
+        }
+        async fn authoritative_server(&self) -> Result<std::net::SocketAddr, String> {
+            Err("unused".into())
+        }
+    }
+
+    fn provider() -> Option<DnsProvider> {
+        Some(DnsProvider {
+            describe: "test".into(),
+            zone: "example.dev".into(),
+            records: std::sync::Arc::new(Unused),
+        })
+    }
+
+    #[test]
+    fn dns01_wildcards_and_the_resolver() {
+        let (s, p) = parse_with(
+            "acme: {directory_url: \"https://ca.test/dir\", challenge: dns-01, platform_hosts: wildcard, resolver: \"127.0.0.1:5353\", dns_wait_ms: 5000}",
+            provider(),
+        );
+        assert!(p.is_empty(), "{p:?}");
+        let s = s.expect("settings");
+        assert_eq!(s.challenge, ChallengeKind::Dns01);
+        assert_eq!(s.platform_hosts, PlatformHosts::Wildcard);
+        assert_eq!(s.resolver, Some("127.0.0.1:5353".parse().expect("addr")));
+        assert_eq!(s.dns_wait, Duration::from_secs(5));
+        // The defaults: per-host, the DNS provider's own server, two minutes.
+        let (s, _) = parse_with("acme: {directory_url: \"https://ca.test/dir\"}", provider());
+        let s = s.expect("settings");
+        assert_eq!(s.platform_hosts, PlatformHosts::PerHost);
+        assert_eq!((s.resolver, s.dns_wait), (None, Duration::from_secs(120)));
+        assert!(s.dns.is_some());
+        // Bad values, each named with what to write instead.
+        let (s, p) = parse_with(
+            "acme: {directory_url: \"https://ca.test/dir\", platform_hosts: wild, resolver: ns1.example.dev, dns_wait_ms: 0}",
+            provider(),
+        );
+        assert!(s.is_none());
+        let joined = p.join("\n");
+        for needle in [
+            "platform_hosts: \"wild\" is not \"per-host\"",
+            "resolver: \"ns1.example.dev\" is not an IP address and port (the zone's authoritative DNS server",
+            "dns_wait_ms: must be at least 1",
+        ] {
+            assert!(joined.contains(needle), "{needle} in:\n{joined}");
+        }
+        assert_eq!(p.len(), 3, "{joined}");
+        // dns-01 and wildcards without a DNS provider: said, with the fix.
+        let (s, p) = parse(
+            "acme: {directory_url: \"https://ca.test/dir\", challenge: dns-01, platform_hosts: wildcard}",
+        );
+        assert!(s.is_none());
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("challenge: \"dns-01\" publishes _acme-challenge TXT records through the DNS provider, and none is configured: set provision.dns"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("platform_hosts: \"wildcard\" covers *.<zone> of the DNS provider via dns-01, and none is configured"),
+            "{joined}"
+        );
+        assert_eq!(p.len(), 2, "{joined}");
     }
 
     #[test]
@@ -223,7 +342,7 @@ mod tests {
             "contact[0]:",
             "eab.kid: must not be empty",
             "eab.hmac_key_file: cannot read",
-            "\"dns-01\" is not yet supported",
+            "\"dns-01\" publishes _acme-challenge TXT records",
             "renew_before: 1.5",
             "challenge_wait_ms: must be at least 1",
         ] {

@@ -7,8 +7,7 @@
 use super::http::{ReqwestHttp, RetryAfter};
 use super::{AcmeError, AcmeSettings, AcmeStore, Installed, OrderJournal, Problem};
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, ExternalAccountKey, Identifier, NewAccount,
-    NewOrder, Order, OrderStatus,
+    Account, ExternalAccountKey, Identifier, NewAccount, NewOrder, Order, OrderStatus,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +17,10 @@ use tokio::sync::Mutex;
 /// `PEBBLE_WFE_NONCEREJECT`) needs more. Each retry is a new request with a new nonce, and a
 /// request refused for its nonce was not processed (RFC 8555 §6.5), so retrying is safe for
 /// every call, new-order included.
-const BAD_NONCE_RETRIES: u32 = 10;
-const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";
+pub(super) const BAD_NONCE_RETRIES: u32 = 10;
+pub(super) const BAD_NONCE: &str = "urn:ietf:params:acme:error:badNonce";
+/// The CA's answer to a `replaces` naming a certificate another order already replaces.
+const ALREADY_REPLACED: &str = "urn:ietf:params:acme:error:alreadyReplaced";
 
 /// Run `$call` again while the CA refuses it for a bad nonce.
 macro_rules! nonce_retry {
@@ -28,7 +29,8 @@ macro_rules! nonce_retry {
         loop {
             match $call {
                 Err(instant_acme::Error::Api(p))
-                    if p.r#type.as_deref() == Some(BAD_NONCE) && tries < BAD_NONCE_RETRIES =>
+                    if p.r#type.as_deref() == Some($crate::acme::issue::BAD_NONCE)
+                        && tries < $crate::acme::issue::BAD_NONCE_RETRIES =>
                 {
                     tries += 1;
                     log::debug!("ACME: badNonce, retrying ({tries})");
@@ -38,6 +40,7 @@ macro_rules! nonce_retry {
         }
     }};
 }
+pub(super) use nonce_retry;
 
 /// The ACME client of one directory.
 pub struct Issuer {
@@ -157,6 +160,16 @@ impl Issuer {
         name: &str,
         hosts: &[String],
     ) -> Result<u64, AcmeError> {
+        // Two certificates whose dns-01 answers share a TXT name (`x` and `*.x`) take turns:
+        // each replaces the rrset with its own values and removes it afterwards.
+        let txt_locks: Vec<_> = super::dns01::txt_names(hosts, self.settings.challenge)
+            .iter()
+            .map(|n| self.lock_of(&format!("txt:{n}")))
+            .collect();
+        let mut _txt_held = Vec::with_capacity(txt_locks.len());
+        for l in &txt_locks {
+            _txt_held.push(l.lock().await);
+        }
         let account = self.account().await?;
         let journal = self.store.order(name).await.map_err(AcmeError::Local)?;
         let journal = match journal {
@@ -175,6 +188,7 @@ impl Issuer {
             }
             None => None,
         };
+        let resumed = journal.is_some();
         let (mut order, mut journal) = match journal {
             Some(j) => {
                 log::info!("certificate {name:?}: resuming order {}", j.order_url);
@@ -185,8 +199,7 @@ impl Issuer {
             None => {
                 let ids: Vec<Identifier> =
                     hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
-                let order = nonce_retry!(account.new_order(&NewOrder::new(&ids)).await)
-                    .map_err(|e| self.map(e))?;
+                let order = self.new_order(&account, name, &ids, hosts).await?;
                 let j = OrderJournal {
                     certificate: name.to_owned(),
                     tenant: tenant.to_owned(),
@@ -203,6 +216,10 @@ impl Issuer {
             }
         };
         let result = self.drive(&mut order, &mut journal).await;
+        if resumed {
+            // An earlier process may have published dns-01 answers it did not remove.
+            self.clear_txt(hosts).await;
+        }
         match result {
             Ok((chain, key_pem)) => {
                 let version = self
@@ -231,6 +248,44 @@ impl Issuer {
         }
     }
 
+    /// Place the order; a renewal names the certificate it replaces (ARI `replaces`, RFC 9773
+    /// §5), so the CA can tie the two together. A CA without ARI, or one that says another
+    /// order already replaces it, gets a plain order.
+    async fn new_order(
+        &self,
+        account: &Account,
+        name: &str,
+        ids: &[Identifier],
+        hosts: &[String],
+    ) -> Result<Order, AcmeError> {
+        let replaces = self
+            .store
+            .installed(name)
+            .filter(|i| i.hosts.iter().any(|h| hosts.contains(h)))
+            .and_then(|i| super::ari::certificate_id(&i.cert_pem).ok());
+        if let Some(id) = replaces {
+            let placed = nonce_retry!(
+                account
+                    .new_order(&NewOrder::new(ids).replaces(id.clone()))
+                    .await
+            );
+            match placed {
+                Ok(order) => {
+                    log::info!("certificate {name:?}: the new order replaces {id}");
+                    return Ok(order);
+                }
+                Err(instant_acme::Error::Unsupported(_)) => {}
+                Err(instant_acme::Error::Api(p))
+                    if p.r#type.as_deref() == Some(ALREADY_REPLACED) =>
+                {
+                    log::info!("certificate {name:?}: {id} is already being replaced; ordering without replaces");
+                }
+                Err(e) => return Err(self.map(e)),
+            }
+        }
+        nonce_retry!(account.new_order(&NewOrder::new(ids)).await).map_err(|e| self.map(e))
+    }
+
     /// From the order's current state to an issued chain and its key.
     async fn drive(
         &self,
@@ -241,7 +296,10 @@ impl Issuer {
         loop {
             let status = order.state().status;
             match status {
-                OrderStatus::Pending => self.answer_challenges(order, deadline).await?,
+                OrderStatus::Pending => {
+                    self.answer_challenges(order, &journal.hosts, deadline)
+                        .await?
+                }
                 OrderStatus::Ready => {
                     super::crash_point("ready");
                     let key_pem = match &journal.key_pem {
@@ -288,115 +346,9 @@ impl Issuer {
         }
     }
 
-    /// Publish the answers of every pending http-01 challenge, wait for the gateways to serve
-    /// them, tell the CA, wait for its verdict; the answers leave the table afterwards.
-    async fn answer_challenges(
-        &self,
-        order: &mut Order,
-        deadline: Instant,
-    ) -> Result<(), AcmeError> {
-        let expires_at = crate::time::now_ms()
-            + 2 * self.settings.validation_timeout.as_millis() as u64
-            + 600_000;
-        let mut answers = Vec::new();
-        let mut ready_urls = Vec::new();
-        {
-            let mut authzs = order.authorizations();
-            while let Some(a) = authzs.next().await {
-                let mut a = a.map_err(|e| self.map(e))?;
-                match a.status {
-                    AuthorizationStatus::Valid => continue,
-                    AuthorizationStatus::Pending => {}
-                    other => {
-                        return Err(AcmeError::Ca(Problem {
-                            kind: "urn:ietf:params:acme:error:unauthorized".into(),
-                            detail: format!("an authorization is {other:?}"),
-                        }))
-                    }
-                }
-                let host = a.identifier().to_string();
-                let Some(ch) = a.challenge(ChallengeType::Http01) else {
-                    return Err(AcmeError::Local(format!(
-                        "the CA offers no http-01 challenge for {host}"
-                    )));
-                };
-                let key_authorization = ch.key_authorization().as_str().to_owned();
-                answers.push(realmgate_table::AcmeChallenge {
-                    token: ch.token.clone(),
-                    key_authorization,
-                    hosts: vec![host],
-                    expires_at: crate::time::rfc3339_seconds(expires_at),
-                });
-                ready_urls.push(ch.url.clone());
-            }
-        }
-        if answers.is_empty() {
-            return self.wait(order, deadline).await;
-        }
-        let tokens: Vec<String> = answers.iter().map(|a| a.token.clone()).collect();
-        let version = self
-            .store
-            .publish_challenges(answers)
-            .await
-            .map_err(AcmeError::Local)?;
-        let outcome = async {
-            self.await_gateways(version).await?;
-            // Tell the CA, one challenge at a time (the handles borrow the order).
-            let mut authzs = order.authorizations();
-            while let Some(a) = authzs.next().await {
-                let mut a = a.map_err(|e| self.map(e))?;
-                if a.status != AuthorizationStatus::Pending {
-                    continue;
-                }
-                if let Some(mut ch) = a.challenge(ChallengeType::Http01) {
-                    if ready_urls.contains(&ch.url) {
-                        nonce_retry!(ch.set_ready().await).map_err(|e| self.map(e))?;
-                    }
-                }
-            }
-            self.wait(order, deadline).await
-        }
-        .await;
-        if let Err(e) = self.store.withdraw_challenges(&tokens).await {
-            log::warn!("ACME: challenge answers stay in the table until they expire: {e}");
-        }
-        outcome
-    }
-
-    /// Until every known gateway serves table `version` (bounded); the CA may ask any of them.
-    async fn await_gateways(&self, version: u64) -> Result<(), AcmeError> {
-        let until = Instant::now() + self.settings.challenge_wait;
-        loop {
-            let versions = self.store.gateway_versions();
-            let behind: Vec<&str> = versions
-                .iter()
-                .filter(|(_, v)| v.is_none_or(|v| v < version))
-                .map(|(u, _)| u.as_str())
-                .collect();
-            if behind.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= until {
-                if behind.len() < versions.len() {
-                    log::warn!(
-                        "ACME: gateways {} do not serve table version {version} yet; asking the CA anyway",
-                        behind.join(", ")
-                    );
-                    return Ok(());
-                }
-                return Err(AcmeError::Local(format!(
-                    "no gateway serves table version {version} (with the challenge answers) after {:?}: {}",
-                    self.settings.challenge_wait,
-                    behind.join(", ")
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// Poll the order while the CA works on it (pending authorizations, processing), honouring
     /// its `Retry-After` between the bounds, until it moves on or the deadline passes.
-    async fn wait(&self, order: &mut Order, deadline: Instant) -> Result<(), AcmeError> {
+    pub(super) async fn wait(&self, order: &mut Order, deadline: Instant) -> Result<(), AcmeError> {
         let start = order.state().status;
         let mut delay = Duration::from_millis(250);
         loop {
@@ -420,6 +372,10 @@ impl Issuer {
     pub async fn remove(&self, name: &str) -> Result<(), AcmeError> {
         let lock = self.lock_of(name);
         let _held = lock.lock().await;
+        // An order cut short (a failed step, a crash) may have left dns-01 answers.
+        if let Ok(Some(j)) = self.store.order(name).await {
+            self.clear_txt(&j.hosts).await;
+        }
         if let Some(installed) = self.store.installed(name) {
             if let Err(e) = self.revoke(&installed.cert_pem).await {
                 log::warn!("certificate {name:?}: not revoked ({e}); deleting it anyway");

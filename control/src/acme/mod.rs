@@ -1,11 +1,14 @@
 //! realmctl's ACME client (RFC 8555, the `instant-acme` crate): one account per directory,
-//! orders for a tenant's hosts via http-01, journaled so a restart resumes the same order.
+//! orders for a tenant's hosts via http-01 or dns-01 (wildcards always dns-01), journaled so
+//! a restart resumes the same order.
 //! An adapter: it never calls up into the service; what it keeps and publishes goes through
 //! [`AcmeStore`], which the service implements (sealing secrets, writing the registry,
 //! putting challenge answers in the table).
 
 mod ari;
+mod challenges;
 pub mod config;
+mod dns01;
 mod http;
 mod issue;
 mod lifecycle;
@@ -21,6 +24,49 @@ use std::time::Duration;
 pub enum ChallengeKind {
     /// The gateways answer `/.well-known/acme-challenge/<token>` from the table.
     Http01,
+    /// A `_acme-challenge.<name>` TXT record published through the DNS provider.
+    Dns01,
+}
+
+/// How hosts under the platform's zone (the DNS provider's zone) get certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformHosts {
+    /// One certificate per tenant for its exact hosts (the configured challenge).
+    PerHost,
+    /// One certificate for `*.<zone>` and the zone apex, via dns-01, shared by every tenant
+    /// whose hosts are one label under the zone.
+    Wildcard,
+}
+
+/// The DNS provider's side of dns-01, implemented by the dns step's provider (PowerDNS).
+/// Names are absolute without the trailing dot (`_acme-challenge.example.dev`).
+#[async_trait::async_trait]
+pub trait TxtRecords: Send + Sync {
+    /// The provider's zone that holds `name` (the longest that does), without the trailing
+    /// dot; `None` when it has none.
+    async fn zone_of(&self, name: &str) -> Result<Option<String>, String>;
+    /// Make `values` the TXT records of `name` (in `zone`), replacing what was there.
+    async fn publish_txt(&self, zone: &str, name: &str, values: &[String]) -> Result<(), String>;
+    /// Delete the TXT records of `name` (in `zone`); nothing there is not an error.
+    async fn remove_txt(&self, zone: &str, name: &str) -> Result<(), String>;
+    /// The provider's own authoritative DNS server (address and port), when it can say.
+    async fn authoritative_server(&self) -> Result<std::net::SocketAddr, String>;
+}
+
+/// The DNS provider as the ACME settings carry it.
+#[derive(Clone)]
+pub struct DnsProvider {
+    /// What it is, for messages (`powerdns at http://…`).
+    pub describe: String,
+    /// Its zone, the platform's (without the trailing dot).
+    pub zone: String,
+    pub records: std::sync::Arc<dyn TxtRecords>,
+}
+
+impl std::fmt::Debug for DnsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe)
+    }
 }
 
 /// External account binding (RFC 8555 §7.3.4), for CAs that want one (ZeroSSL, some private
@@ -50,6 +96,14 @@ pub struct AcmeSettings {
     pub contact: Vec<String>,
     pub eab: Option<Eab>,
     pub challenge: ChallengeKind,
+    /// The DNS server asked whether a dns-01 TXT record is visible before the CA is told:
+    /// the zone's authoritative server, asked directly (`None`: the DNS provider's own).
+    pub resolver: Option<std::net::SocketAddr>,
+    /// Longest wait for a published TXT record to be visible there.
+    pub dns_wait: std::time::Duration,
+    pub platform_hosts: PlatformHosts,
+    /// Where dns-01 records are published (`provision.dns`); `None`: no dns-01.
+    pub dns: Option<DnsProvider>,
     /// Renew when this fraction of the lifetime is left (less a jitter), unless the CA's
     /// renewal information (ARI) suggests a window.
     pub renew_before: f64,

@@ -338,7 +338,7 @@ fn acme_needs_the_secrets_key_and_lists_its_problems_with_the_rest() {
         .any(|p| p == "certificates.acme.bogus: unknown key"));
     assert!(problems
         .iter()
-        .any(|p| p.contains("\"dns-01\" is not yet supported")));
+        .any(|p| p.contains("\"dns-01\" publishes _acme-challenge TXT records through the DNS provider, and none is configured")));
     let conf = d.write(
         "c3.yaml",
         &format!(

@@ -111,6 +111,16 @@ impl ProvisionConfig {
     pub fn dns_zone(&self) -> Option<&str> {
         self.dns.as_ref().map(|d| d.zone.as_str())
     }
+
+    /// The dns step's provider, as dns-01 publishes `_acme-challenge` records through it.
+    pub fn acme_dns(&self) -> Option<crate::acme::DnsProvider> {
+        let s = self.dns.as_ref()?;
+        Some(crate::acme::DnsProvider {
+            describe: format!("powerdns at {}", s.api_url),
+            zone: s.zone.trim_end_matches('.').to_owned(),
+            records: Arc::new(Dns::new(s.clone()).ok()?),
+        })
+    }
 }
 
 impl std::fmt::Debug for Credentials {

@@ -1,12 +1,14 @@
 //! Provisioning step 4, dns (`powerdns`): rrsets for each tenant host through the PowerDNS
 //! HTTP API — A/AAAA to the edge addresses, or a CNAME to the edge name, TTL from config.
 //! Reads the zone first and patches only what differs; only A, AAAA and CNAME rrsets on the
-//! tenant's names are ever touched. Custom domains are left to their owners.
+//! tenant's names are ever touched. Custom domains are left to their owners. The same
+//! provider publishes and removes the `_acme-challenge` TXT records of dns-01 (for the ACME
+//! client, in whichever of its zones holds the name).
 
 use super::{digest_of, root_cause, Outputs, Step, StepError, StepKind, TenantInput};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Where tenant names point.
@@ -47,12 +49,11 @@ impl Dns {
         Ok(Dns { s, http })
     }
 
-    fn zone_url(&self) -> String {
+    fn server_url(&self) -> String {
         format!(
-            "{}/api/v1/servers/{}/zones/{}",
+            "{}/api/v1/servers/{}",
             self.s.api_url.trim_end_matches('/'),
-            self.s.server_id,
-            self.s.zone
+            self.s.server_id
         )
     }
 
@@ -139,9 +140,27 @@ impl Dns {
         method: reqwest::Method,
         body: Option<Value>,
     ) -> Result<reqwest::Response, StepError> {
+        let zone = self.s.zone.clone();
+        self.call(
+            method,
+            &format!("zones/{zone}"),
+            &format!("zone {zone}"),
+            body,
+        )
+        .await
+    }
+
+    /// One call under the server (`path` after `/servers/<id>/`).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        what: &str,
+        body: Option<Value>,
+    ) -> Result<reqwest::Response, StepError> {
         let mut req = self
             .http
-            .request(method.clone(), self.zone_url())
+            .request(method.clone(), format!("{}/{path}", self.server_url()))
             .header("X-API-Key", &self.s.api_key);
         if let Some(b) = &body {
             req = req.json(b);
@@ -154,12 +173,114 @@ impl Dns {
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
             return Err(StepError::new(format!(
-                "PowerDNS {method} zone {}: {status}: {}",
-                self.s.zone,
+                "PowerDNS {method} {what}: {status}: {}",
                 api_error(&body)
             )));
         }
         Ok(resp)
+    }
+
+    async fn json(&self, path: &str, what: &str) -> Result<Value, String> {
+        self.call(reqwest::Method::GET, path, what, None)
+            .await
+            .map_err(|e| e.0)?
+            .json()
+            .await
+            .map_err(|e| format!("PowerDNS {what}: {e}"))
+    }
+}
+
+/// The longest of `zones` (absolute or not) that holds `name`, without the trailing dot.
+fn zone_holding(zones: &[String], name: &str) -> Option<String> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    zones
+        .iter()
+        .map(|z| z.trim_end_matches('.').to_ascii_lowercase())
+        .filter(|z| !z.is_empty() && (name == *z || name.ends_with(&format!(".{z}"))))
+        .max_by_key(String::len)
+}
+
+/// The DNS listener in PowerDNS's `local-address` (the first; it may carry a port, else
+/// `local-port`, else 53). An unspecified address (`0.0.0.0`) means the API's host.
+fn listener(local_address: &str, local_port: Option<&str>, api_url: &str) -> Option<SocketAddr> {
+    let first = local_address
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .find(|a| !a.is_empty())?;
+    let port: u16 = local_port.and_then(|p| p.trim().parse().ok()).unwrap_or(53);
+    let mut addr = first.parse::<SocketAddr>().ok().or_else(|| {
+        first
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port))
+    })?;
+    if addr.ip().is_unspecified() {
+        let host = url::Url::parse(api_url).ok()?.host_str()?.to_owned();
+        addr.set_ip(host.trim_matches(|c| c == '[' || c == ']').parse().ok()?);
+    }
+    Some(addr)
+}
+
+/// dns-01 through PowerDNS: TXT rrsets in whichever of its zones holds the name.
+#[async_trait::async_trait]
+impl crate::acme::TxtRecords for Dns {
+    async fn zone_of(&self, name: &str) -> Result<Option<String>, String> {
+        let zones = self.json("zones", "zones").await?;
+        let names: Vec<String> = zones
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|z| z["name"].as_str().map(str::to_owned))
+            .collect();
+        Ok(zone_holding(&names, name))
+    }
+
+    async fn publish_txt(&self, zone: &str, name: &str, values: &[String]) -> Result<(), String> {
+        // A TXT record's content is a quoted character-string; the values are base64url.
+        let records: Vec<Value> = values
+            .iter()
+            .map(|v| json!({"content": format!("\"{v}\""), "disabled": false}))
+            .collect();
+        let rrset = json!({"name": format!("{name}."), "type": "TXT", "ttl": self.s.ttl.min(60),
+                           "changetype": "REPLACE", "records": records});
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("zones/{zone}."),
+            &format!("zone {zone}."),
+            Some(json!({ "rrsets": [rrset] })),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.0)
+    }
+
+    async fn remove_txt(&self, zone: &str, name: &str) -> Result<(), String> {
+        // PowerDNS answers 204 to deleting an rrset that is not there: idempotent as it is.
+        let rrset = json!({"name": format!("{name}."), "type": "TXT", "changetype": "DELETE"});
+        self.call(
+            reqwest::Method::PATCH,
+            &format!("zones/{zone}."),
+            &format!("zone {zone}."),
+            Some(json!({ "rrsets": [rrset] })),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.0)
+    }
+
+    async fn authoritative_server(&self) -> Result<SocketAddr, String> {
+        let config = self.json("config", "server config").await?;
+        let setting = |k: &str| {
+            config
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .find(|c| c["name"] == k)
+                .and_then(|c| c["value"].as_str().map(str::to_owned))
+        };
+        let address = setting("local-address").unwrap_or_else(|| "0.0.0.0".into());
+        listener(&address, setting("local-port").as_deref(), &self.s.api_url).ok_or_else(|| {
+            format!("PowerDNS's local-address {address:?} names no DNS listener realmctl can ask: set certificates.acme.resolver")
+        })
     }
 }
 
@@ -306,6 +427,29 @@ mod tests {
         let err = d.desired(&["acme.other.dev".into()]).expect_err("outside");
         assert!(err.0.contains("not in the DNS zone"), "{err}");
         let c = dns(Target::Cname("edge.example.dev.".into()));
+        let zones = ["example.dev.".to_owned(), "acme.example.dev.".to_owned()];
+        assert_eq!(
+            zone_holding(&zones, "_acme-challenge.x.acme.example.dev").as_deref(),
+            Some("acme.example.dev")
+        );
+        assert_eq!(
+            zone_holding(&zones, "_acme-challenge.Example.DEV.").as_deref(),
+            Some("example.dev")
+        );
+        assert_eq!(zone_holding(&zones, "_acme-challenge.badexample.dev"), None);
+        let api = "http://192.0.2.7:8081";
+        let at = |a: &str, p: Option<&str>| listener(a, p, api).map(|s| s.to_string());
+        assert_eq!(
+            at("127.0.0.1", Some("15453")).as_deref(),
+            Some("127.0.0.1:15453")
+        );
+        assert_eq!(
+            at("127.0.0.1:5300, ::1", None).as_deref(),
+            Some("127.0.0.1:5300")
+        );
+        assert_eq!(at("0.0.0.0", None).as_deref(), Some("192.0.2.7:53"));
+        assert_eq!(at("", None), None);
+        assert_eq!(listener("::", None, "http://pdns.internal:8081"), None);
         let w = c.desired(&["acme.example.dev".into()]).expect("desired");
         assert_eq!(w["acme.example.dev."]["CNAME"], ["edge.example.dev."]);
     }

@@ -72,6 +72,8 @@ impl Control {
             }
         }
         registry.save_step(id, &step).await?;
+        // A delete that came while the step ran wins over its outcome: the runner removes next.
+        let tenant_state = tenant_state.filter(|(s, _)| s.deleting() || !p.state.deleting());
         if let Some((state, error)) = tenant_state {
             p.state = state;
             p.error = error;

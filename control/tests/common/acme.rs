@@ -148,6 +148,8 @@ pub struct FaultProxy {
     pub hold_challenges: Arc<AtomicBool>,
     /// "Challenge ready" requests held so far.
     pub held_challenges: Arc<AtomicUsize>,
+    /// Created orders whose request named a certificate they replace (ARI `replaces`).
+    pub replacing_orders: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -162,6 +164,22 @@ struct ProxyState {
     refused_orders: Arc<AtomicUsize>,
     hold_challenges: Arc<AtomicBool>,
     held_challenges: Arc<AtomicUsize>,
+    replacing_orders: Arc<AtomicUsize>,
+}
+
+/// Whether a JWS request body's payload has a `replaces` field.
+fn names_replaces(body: &[u8]) -> bool {
+    use base64::Engine as _;
+    let payload = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["payload"].as_str().map(str::to_owned))
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok());
+    payload.is_some_and(|p| p.get("replaces").is_some())
 }
 
 async fn forward(
@@ -218,6 +236,7 @@ async fn forward(
                 .into_response();
         }
     }
+    let replacing = new_order && names_replaces(&body);
     let mut req = s
         .http
         .request(method, format!("{}{path}", s.upstream))
@@ -231,6 +250,9 @@ async fn forward(
             // Orders the CA created: a new-order refused for its nonce (and retried) is not one.
             if new_order && status == reqwest::StatusCode::CREATED {
                 s.new_orders.fetch_add(1, Ordering::SeqCst);
+                if replacing {
+                    s.replacing_orders.fetch_add(1, Ordering::SeqCst);
+                }
             }
             let mut out = HeaderMap::new();
             for (k, v) in r.headers() {
@@ -273,6 +295,7 @@ impl FaultProxy {
             refused_orders: Arc::default(),
             hold_challenges: Arc::default(),
             held_challenges: Arc::default(),
+            replacing_orders: Arc::new(AtomicUsize::new(0)),
         };
         let tls = realmctl::tls::server_config(
             &pebble.dir.join("listener.pem"),
@@ -296,6 +319,7 @@ impl FaultProxy {
             refused_orders: state.refused_orders,
             hold_challenges: state.hold_challenges,
             held_challenges: state.held_challenges,
+            replacing_orders: state.replacing_orders,
         }
     }
 }
@@ -517,4 +541,56 @@ pub fn step<'a>(tenant: &'a Value, kind: &str) -> &'a Value {
         .as_array()
         .and_then(|s| s.iter().find(|s| s["step"] == kind))
         .unwrap_or(&Value::Null)
+}
+
+/// The TXT values PowerDNS holds at `name` (absolute, without the trailing dot), read
+/// through its API (not through DNS, whose answers a cache may keep).
+pub async fn txt_in_zone(d: &Dns, name: &str) -> Vec<String> {
+    let key = std::fs::read_to_string(&d.key_file).expect("PowerDNS key");
+    let zone = format!("{}.", d.zone.trim_end_matches('.'));
+    let v: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/servers/localhost/zones/{zone}",
+            d.api_url
+        ))
+        .header("X-API-Key", key.trim())
+        .send()
+        .await
+        .expect("PowerDNS zone")
+        .json()
+        .await
+        .expect("zone JSON");
+    let name = format!("{name}.");
+    v["rrsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rr| rr["name"] == name.as_str() && rr["type"] == "TXT")
+        .flat_map(|rr| rr["records"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r["content"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A DNS server that has no record yet (a lagging secondary): every question gets an
+/// authoritative NOERROR answer with nothing in it. Stops with the test's runtime.
+pub async fn lagging_dns() -> std::net::SocketAddr {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            if n < 12 {
+                continue;
+            }
+            // The question echoed; QR and AA set, RD kept, rcode 0, no records.
+            let mut answer = buf[..n].to_vec();
+            answer[2] = 0x84 | (answer[2] & 0x01);
+            answer[3] = 0;
+            answer[6..12].fill(0);
+            let _ = sock.send_to(&answer, from).await;
+        }
+    });
+    addr
 }
