@@ -150,6 +150,8 @@ pub struct FaultProxy {
     pub held_challenges: Arc<AtomicUsize>,
     /// Created orders whose request named a certificate they replace (ARI `replaces`).
     pub replacing_orders: Arc<AtomicUsize>,
+    /// Renewal information (ARI) the CA answered.
+    pub renewal_infos: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -165,6 +167,7 @@ struct ProxyState {
     hold_challenges: Arc<AtomicBool>,
     held_challenges: Arc<AtomicUsize>,
     replacing_orders: Arc<AtomicUsize>,
+    renewal_infos: Arc<AtomicUsize>,
 }
 
 /// Whether a JWS request body's payload has a `replaces` field.
@@ -254,6 +257,10 @@ async fn forward(
                     s.replacing_orders.fetch_add(1, Ordering::SeqCst);
                 }
             }
+            // Pebble's ARI resource: `/draft-ietf-acme-ari-NN/renewalInfo/<id>`.
+            if status.is_success() && path.contains("renewalInfo") {
+                s.renewal_infos.fetch_add(1, Ordering::SeqCst);
+            }
             let mut out = HeaderMap::new();
             for (k, v) in r.headers() {
                 if k != "content-length" && k != "transfer-encoding" && k != "connection" {
@@ -296,6 +303,7 @@ impl FaultProxy {
             hold_challenges: Arc::default(),
             held_challenges: Arc::default(),
             replacing_orders: Arc::new(AtomicUsize::new(0)),
+            renewal_infos: Arc::new(AtomicUsize::new(0)),
         };
         let tls = realmctl::tls::server_config(
             &pebble.dir.join("listener.pem"),
@@ -320,6 +328,7 @@ impl FaultProxy {
             hold_challenges: state.hold_challenges,
             held_challenges: state.held_challenges,
             replacing_orders: state.replacing_orders,
+            renewal_infos: state.renewal_infos,
         }
     }
 }
