@@ -168,9 +168,11 @@ async fn certificates_renew_in_the_background_with_traffic_flowing_and_no_reques
     // window is the whole lifetime, so the point drawn in it is the CA's (`ari`) or, when it
     // falls after two thirds of the lifetime, our own schedule's (`lifetime`); which one is
     // chance (lifecycle's unit tests pin the rule down).
-    eventually(Duration::from_secs(20), "the CA's renewal window read", || async {
-        (proxy.renewal_infos.load(Ordering::SeqCst) > 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the CA's renewal window read",
+        || async { (proxy.renewal_infos.load(Ordering::SeqCst) > 0).then_some(()) },
+    )
     .await;
     let c = cert(&api, &id).await;
     assert!(c["acme"]["renew_at"].is_string(), "{c}");
