@@ -176,7 +176,7 @@ fn session_of(
     s: &AppState,
     req: &Request,
     route: &str,
-) -> Result<Option<SessionView>, (Actor, ApiError)> {
+) -> Result<Option<SessionView>, Box<(Actor, ApiError)>> {
     let Some(ops) = &s.operators else {
         return Ok(None);
     };
@@ -184,27 +184,28 @@ fn session_of(
         return Ok(None);
     };
     let Some(v) = ops.sessions.get(id) else {
-        return Err((Actor::anonymous(), ApiError::SessionEnded));
+        return Err(Box::new((Actor::anonymous(), ApiError::SessionEnded)));
     };
     let actor = Actor::session(&v);
     let method = req.method();
     if !is_safe(method) {
-        check_session_write(ops, req.headers(), &v).map_err(|m| (actor.clone(), forbidden(m)))?;
+        check_session_write(ops, req.headers(), &v)
+            .map_err(|m| Box::new((actor.clone(), forbidden(m))))?;
     }
     match (need(method, route), v.role) {
         (_, Role::Admin) | (Need::Read, Role::Viewer) => Ok(Some(v)),
-        (Need::Write, Role::Viewer) => Err((
+        (Need::Write, Role::Viewer) => Err(Box::new((
             actor,
             forbidden(format!(
                 "the viewer role reads but changes nothing: {method} {route} needs the admin role in the operators' realm"
             )),
-        )),
-        (Need::Secret, Role::Viewer) => Err((
+        ))),
+        (Need::Secret, Role::Viewer) => Err(Box::new((
             actor,
             forbidden(format!(
                 "the viewer role does not read secrets: {method} {route} needs the admin role in the operators' realm"
             )),
-        )),
+        ))),
     }
 }
 
@@ -260,7 +261,8 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
                 (actor, req)
             }
             Ok(None) => (Actor::anonymous(), req),
-            Err((actor, refusal)) => {
+            Err(refused) => {
+                let (actor, refusal) = *refused;
                 let detail = refusal_text(&refusal);
                 let resp = refusal.into_response();
                 if changing {

@@ -209,7 +209,8 @@ async fn session_writes_need_the_csrf_token_and_the_console_origin() {
     let (app, ops) = app_with_sessions().await;
     let admin = Browser::sign_in(&ops, Role::Admin);
     let patch = || Some(json!({"display_name": "Acme Inc"}));
-    let variants: Vec<(&str, Browser, Vec<(&str, &str)>)> = vec![
+    type Variant<'a> = (&'a str, Browser<'a>, Vec<(&'a str, &'a str)>);
+    let variants: Vec<Variant> = vec![
         (
             "no CSRF token",
             Browser {

@@ -51,19 +51,19 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
-fn configured(s: &AppState) -> Result<&Arc<Operators>, Response> {
+fn configured(s: &AppState) -> Result<&Arc<Operators>, Box<Response>> {
     s.operators.as_ref().ok_or_else(|| {
-        page(
+        Box::new(page(
             StatusCode::NOT_FOUND,
             "Sign-in through Keycloak is not configured (operators.oidc in realmctl's configuration); use the operator token.",
-        )
+        ))
     })
 }
 
 async fn login(State(s): State<AppState>) -> Response {
     let ops = match configured(&s) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let provider = match ops.oidc.provider(false).await {
         Ok(p) => p,
@@ -98,7 +98,7 @@ struct Callback {
 async fn callback(State(s): State<AppState>, Query(q): Query<Callback>, req: Request) -> Response {
     let ops = match configured(&s) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let from = peer(&req);
     let pending = q.state.as_deref().and_then(|st| ops.pending.take(st));

@@ -145,6 +145,10 @@ impl Sessions {
         map.remove(&digest(id)).map(|s| s.id_token)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         self.by_digest
             .lock()
