@@ -34,6 +34,7 @@ struct FileConfig {
     certificates: Option<crate::acme::config::CertificatesFile>,
     assertion: Option<AssertionFile>,
     domains: Option<domains::DomainsFile>,
+    operators: Option<crate::operators::config::OperatorsFile>,
 }
 
 /// `assertion:`: the fleet's signed identity assertion (see `docs/apps.md`).
@@ -160,6 +161,8 @@ pub struct Config {
     pub assertion: crate::service::assertion::AssertionSettings,
     /// Custom domains' ownership checks (`domains`); `None`: custom domains refused.
     pub domains: Option<crate::service::domains::DomainSettings>,
+    /// Console sign-in through the operators' realm (`operators.oidc`); `None`: token only.
+    pub operators: Option<crate::operators::config::OidcSettings>,
 }
 
 impl Config {
@@ -269,6 +272,7 @@ impl Config {
             problems.push("certificates.acme: needs provision.secrets_key_file (the ACME account and certificate keys are sealed with it)".into());
         }
         let domains = domains::resolve(file.domains, provision.dns_zone(), &mut problems);
+        let operators = crate::operators::config::resolve(file.operators, &mut problems);
         match (listen, admin_token) {
             (Ok(listen), Some(admin_token)) if problems.is_empty() => Ok(Config {
                 listen,
@@ -291,6 +295,7 @@ impl Config {
                 acme,
                 assertion,
                 domains,
+                operators,
             }),
             _ => Err(problems),
         }

@@ -18,6 +18,7 @@ pub mod lease;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
+pub mod operators;
 pub mod percent;
 pub mod provision;
 pub mod push;

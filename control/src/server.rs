@@ -119,6 +119,7 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         )),
         long_polls: Arc::new(tokio::sync::Semaphore::new(crate::api::MAX_LONG_POLLS)),
         plain_http: true,
+        operators: None,
     })
 }
 
@@ -217,6 +218,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         );
     }
     state.plain_http = config.tls.is_none();
+    state.operators = config
+        .operators
+        .clone()
+        .map(crate::operators::Operators::new);
     let control = Arc::clone(&state.control);
     let mut elector = lease.map(|(cfg, client, fence)| {
         crate::lease::LeaseTask::spawn(cfg, client, fence, Arc::clone(&state.metrics))

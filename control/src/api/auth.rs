@@ -56,7 +56,7 @@ impl Tokens {
 /// The bearer token of `Authorization`, with the gateway's semantics (RFC 9110 §11.1): the
 /// scheme compared case-insensitively, then one or more spaces, then the token (surrounding
 /// whitespace trimmed).
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     const SCHEME: &[u8] = b"bearer";
     let value = headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = value.split_at_checked(SCHEME.len())?;
@@ -66,12 +66,12 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     Some(rest.trim_ascii())
 }
 
-fn digest(bytes: &[u8]) -> [u8; 32] {
+pub(super) fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
 /// A live app credential (`Bearer rga_…`), found by the digest of what was presented.
-fn app_credential(s: &AppState, headers: &HeaderMap) -> Option<crate::model::AppRecord> {
+pub(super) fn app_credential(s: &AppState, headers: &HeaderMap) -> Option<crate::model::AppRecord> {
     bearer(headers)
         .filter(|t| t.starts_with(b"rga_"))
         .and_then(|t| s.control.app_caller(&digest(t)))
@@ -89,8 +89,17 @@ fn refused(s: &AppState, headers: &HeaderMap) -> Response {
     ApiError::Unauthorized.into_response()
 }
 
+/// A signed-in operator whose session, role, CSRF token and origin `api::access` checked;
+/// put in the request's extensions by it alone.
+#[derive(Clone)]
+pub struct SessionCaller;
+
+fn signed_in(req: &Request) -> bool {
+    req.extensions().get::<SessionCaller>().is_some()
+}
+
 pub async fn operator(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if s.tokens.is_operator(req.headers()) {
+    if s.tokens.is_operator(req.headers()) || signed_in(&req) {
         next.run(req).await
     } else {
         refused(&s, req.headers())
@@ -100,7 +109,7 @@ pub async fn operator(State(s): State<AppState>, req: Request, next: Next) -> Re
 /// The operator token, or a live app credential (`GET /v1/tenants/{id}/database` only):
 /// the caller is put in the request's extensions.
 pub async fn operator_or_app(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let caller = if s.tokens.is_operator(req.headers()) {
+    let caller = if s.tokens.is_operator(req.headers()) || signed_in(&req) {
         Some(DbCaller::Operator)
     } else {
         app_credential(&s, req.headers()).map(|a| DbCaller::App(Box::new(a)))
@@ -116,7 +125,7 @@ pub async fn operator_or_app(State(s): State<AppState>, mut req: Request, next: 
 
 /// The operator token, or a live API key: the caller is put in the request's extensions.
 pub async fn operator_or_key(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    let caller = if s.tokens.is_operator(req.headers()) {
+    let caller = if s.tokens.is_operator(req.headers()) || signed_in(&req) {
         Some(Caller::Operator)
     } else {
         bearer(req.headers())
@@ -134,7 +143,7 @@ pub async fn operator_or_key(State(s): State<AppState>, mut req: Request, next: 
 }
 
 pub async fn reader(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if s.tokens.is_reader(req.headers()) {
+    if s.tokens.is_reader(req.headers()) || signed_in(&req) {
         next.run(req).await
     } else {
         refused(&s, req.headers())

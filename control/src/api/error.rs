@@ -13,6 +13,8 @@ use serde_json::json;
 pub enum ApiError {
     #[error("missing or wrong bearer token")]
     Unauthorized,
+    #[error("the session ended (signed out, timed out, or realmctl restarted): sign in again")]
+    SessionEnded,
     #[error("request body larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("{0}")]
@@ -37,6 +39,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, problems, details) = match &self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", vec![], None),
+            ApiError::SessionEnded => (StatusCode::UNAUTHORIZED, "session_ended", vec![], None),
             ApiError::TooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",

@@ -1,8 +1,10 @@
 //! The REST API under `/v1`: one router per resource, bearer auth, bounded bodies, and
 //! `/v1/openapi.json`, `/metrics`, `/healthz`. [`app`] builds it without a socket.
 
+pub mod access;
 mod apps;
 mod assertion_keys;
+mod audit;
 mod auth;
 mod certificates;
 mod domains;
@@ -13,6 +15,7 @@ mod keys;
 pub mod limits;
 mod openapi;
 mod ready;
+mod signin;
 mod table;
 pub use table::MAX_LONG_POLLS;
 mod tenants;
@@ -56,11 +59,15 @@ pub struct AppState {
     /// The API is served over plain HTTP: the full table (with its secrets) goes only to a
     /// loopback peer.
     pub plain_http: bool,
+    /// Console sign-in through the operators' realm (`operators.oidc`); `None`: bearer
+    /// tokens only.
+    pub operators: Option<Arc<crate::operators::Operators>>,
 }
 
 /// The whole API. Every route that reads a body sits behind an auth `route_layer`, which runs
 /// before the handler's extractors: an unauthenticated request is answered 401 from its head
-/// alone, its body never read. Requests in handlers at once are bounded (503 beyond).
+/// alone, its body never read. Requests in handlers at once are bounded (503 beyond). Every
+/// `/v1` route goes through [`access::gate`] first: console sessions, roles, CSRF, audit.
 pub fn app(state: AppState) -> Router {
     let operator = Router::new()
         .merge(tenants::router())
@@ -70,6 +77,7 @@ pub fn app(state: AppState) -> Router {
         .merge(gateways::router())
         .merge(assertion_keys::router())
         .merge(apps::router())
+        .merge(audit::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let databases = apps::database_router()
         .route_layer(from_fn_with_state(state.clone(), auth::operator_or_app));
@@ -82,9 +90,11 @@ pub fn app(state: AppState) -> Router {
         .merge(key_holders)
         .merge(databases)
         .merge(assertion_keys::public_router())
-        .route_layer(from_fn_with_state(state.clone(), limits::concurrency));
+        .route_layer(from_fn_with_state(state.clone(), limits::concurrency))
+        .route_layer(from_fn_with_state(state.clone(), access::gate));
     Router::new()
         .merge(api)
+        .merge(signin::router())
         .merge(crate::ui::router())
         .route("/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -170,6 +180,8 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     })
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod apps_tests;
 #[cfg(test)]

@@ -131,6 +131,11 @@ pub fn spec() -> Value {
                                      "discovery": {"type": "object", "description": "Present when gateways are discovered: provider, service, namespace, state (starting, watching, error), error, warnings, slices, gateways, lists, last_change_at"}}}}}},
                                 "401": unauthorized}}
         },
+        "/v1/audit": {
+          "get": {"summary": "The audit log: every change and every refusal for auth (who, what, when, from where, SHA-256 of the request and response bodies); `?after=<seq>&limit=<1-500>` pages oldest first, no `after`: the newest page. A console session needs the viewer role",
+                  "responses": {"200": {"description": "`{entries: [{seq, at, actor, subject, name, role, action, target, status, outcome, peer, request_digest, response_digest, detail}], next_after}`", "content": {"application/json": {}}},
+                                "400": error("A bad `after` or `limit`"), "401": unauthorized}}
+        },
         "/v1/openapi.json": {
           "get": {"summary": "This document", "security": [],
                   "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}}

@@ -481,6 +481,7 @@ fn openapi_documents_every_route() {
         ("/v1/tenants/{id}/database", &["get"]),
         ("/v1/tenants/{id}/domains", &["get", "post"]),
         ("/v1/tenants/{id}/domains/{domain}", &["delete"]),
+        ("/v1/audit", &["get"]),
         ("/v1/openapi.json", &["get"]),
         ("/metrics", &["get"]),
         ("/healthz", &["get"]),
@@ -493,7 +494,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 27, "no stale paths");
+    assert_eq!(paths.len(), 28, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -8,6 +8,7 @@ mod cert;
 pub mod client;
 mod domain;
 mod key;
+mod operators;
 mod output;
 mod provision;
 mod tenant;
@@ -93,6 +94,9 @@ pub enum Command {
     /// App credentials: an app reads its pool's tenants' database locations with one.
     #[command(subcommand)]
     App(app::AppCmd),
+    /// The operators' realm in Keycloak, for signing in to the console.
+    #[command(subcommand)]
+    Operators(operators::OperatorsCmd),
     /// Print a completion script for a shell, e.g. `realmctl completions bash >
     /// /etc/bash_completion.d/realmctl`.
     Completions {
@@ -411,6 +415,9 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         )
         .await;
     }
+    if let Command::Operators(cmd) = cli.command {
+        return operators::run(cmd).await;
+    }
     if let Command::Completions { shell } = cli.command {
         let mut out = Vec::new();
         clap_complete::generate(
@@ -425,7 +432,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
     let json = cli.json || cli.output == Output::Json;
     match cli.command {
         Command::KeycloakBootstrap { .. } => Err(CliError::Usage("handled above".into())),
-        Command::Serve(_) | Command::Completions { .. } => {
+        Command::Serve(_) | Command::Completions { .. } | Command::Operators(_) => {
             Err(CliError::Usage("not a client command".into()))
         }
         Command::Tenant(cmd) => tenant(&c, cmd, json).await,

@@ -196,6 +196,15 @@ pub async fn bootstrap(
     let secret = crate::provision::keycloak::bootstrap(url, realm, user, password, client_id)
         .await
         .map_err(|e| CliError::Usage(format!("Keycloak bootstrap: {e}")))?;
+    write_secret(secret_file, &secret)?;
+    Ok(format!(
+        "client {client_id} ready in realm {realm}; its secret is in {}\n",
+        secret_file.display()
+    ))
+}
+
+/// Write a secret to a file readable by its owner only (mode 0600, whatever the umask).
+pub fn write_secret(secret_file: &std::path::Path, secret: &str) -> Result<(), CliError> {
     let cannot =
         |e: std::io::Error| CliError::Usage(format!("cannot write {}: {e}", secret_file.display()));
     // A secret: readable by its owner only, whatever the umask.
@@ -208,9 +217,5 @@ pub async fn bootstrap(
     #[cfg(unix)]
     file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
         .map_err(cannot)?;
-    std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes()).map_err(cannot)?;
-    Ok(format!(
-        "client {client_id} ready in realm {realm}; its secret is in {}\n",
-        secret_file.display()
-    ))
+    std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes()).map_err(cannot)
 }

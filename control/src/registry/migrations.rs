@@ -261,6 +261,31 @@ CREATE TABLE tenant_tombstones (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 10,
+        name: "audit log",
+        sql: r#"
+-- Every change through the API (and every refusal for auth, and sign-in/out): who, what,
+-- when, from where, and digests of what was sent and returned. Never a secret: the body
+-- itself is not kept, only its SHA-256.
+CREATE TABLE audit_log (
+    seq             INTEGER PRIMARY KEY,      -- increasing (only the oldest rows are pruned)
+    at_ms           INTEGER NOT NULL,
+    actor           TEXT NOT NULL,            -- session, operator_token, api_key, ...
+    subject         TEXT,                     -- the operator's sub, or the key's id
+    name            TEXT,                     -- the operator's name
+    role            TEXT,                     -- viewer or admin (sessions)
+    action          TEXT NOT NULL,            -- "PATCH /v1/tenants/{id}", "sign-in"
+    target          TEXT NOT NULL,            -- the request path
+    status          INTEGER NOT NULL,
+    outcome         TEXT NOT NULL CHECK (outcome IN ('ok', 'refused')),
+    peer            TEXT,                     -- the caller's address
+    request_digest  TEXT,                     -- hex SHA-256 of the request body
+    response_digest TEXT,                     -- hex SHA-256 of the response body
+    detail          TEXT                      -- why it was refused
+) STRICT;
+"#,
+    },
 ];
 
 /// Bring the registry's schema up to date; returns the schema version now in force.
@@ -288,7 +313,7 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 9);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 10);
         assert_eq!(
             tables(&conn).await,
             [
@@ -299,6 +324,7 @@ mod tests {
                 "api_keys",
                 "app_credentials",
                 "assertion_keys",
+                "audit_log",
                 "certificate_hosts",
                 "certificates",
                 "meta",
@@ -313,7 +339,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate_registry(&conn).await.expect("again"), 9);
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 10);
     }
 
     #[tokio::test]
@@ -332,7 +358,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 9
+                    known: 10
                 }
             ),
             "{err}"

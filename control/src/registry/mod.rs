@@ -8,6 +8,7 @@ pub mod acme;
 mod acme_status;
 mod apps;
 mod assertion_keys;
+pub mod audit;
 mod certs;
 mod domains;
 mod journal;

@@ -5,6 +5,7 @@
 pub mod acme;
 pub mod apps;
 pub mod assertion;
+pub mod audit;
 mod certs;
 mod domain_check;
 pub mod domains;

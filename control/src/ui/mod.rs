@@ -1,10 +1,13 @@
 //! The operator UI at `/`: one static page and its script and styles, embedded in the
-//! binary. The page holds no data; it calls the REST API under `/v1` with the operator token
-//! the operator types in (kept in the tab's `sessionStorage`, sent as a bearer token, never
-//! in a URL or a cookie). Everything is rendered as text nodes, and the page's policy allows
-//! only its own script and styles and no framing. Views: tenants (each with its custom
-//! domains: state, the TXT record to publish, add and remove), certificates (ACME state,
-//! expiry, the CA's last error), gateways, upstream pools, API keys.
+//! binary. The page holds no data; it calls the REST API under `/v1` as an operator signed in
+//! through the operators' realm (`/auth/login`; an HttpOnly session cookie, and the session's
+//! CSRF token from `/auth/session` on every change) or with the operator token typed in (kept
+//! in the tab's `sessionStorage`, sent as a bearer token, never in a URL or a cookie).
+//! Everything is rendered as text nodes, and the page's policy allows only its own script and
+//! styles and no framing. Views: tenants (each with its custom domains: state, the TXT record
+//! to publish, add and remove), certificates (ACME state, expiry, the CA's last error),
+//! gateways, upstream pools, API keys, the audit log; a viewer is shown no controls that
+//! change anything.
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -113,9 +116,16 @@ mod tests {
         // The domain field's problems are announced and tied to it.
         assert!(INDEX.contains(r#"aria-describedby="domain-problems""#));
         assert!(INDEX.contains(r#"id="domain-problems" class="error problems" role="alert""#));
-        // Both views read the existing API only.
-        for path in ["\"/v1/certificates\"", "\"/domains\""] {
+        // The views read the existing API only; changes from a session carry its CSRF token.
+        for path in [
+            "\"/v1/certificates\"",
+            "\"/domains\"",
+            "\"/v1/audit?limit=50\"",
+            "\"/auth/session\"",
+        ] {
             assert!(SCRIPT.contains(path), "{path}");
         }
+        assert!(SCRIPT.contains(r#"headers["x-csrf-token"] = session.csrf_token"#));
+        assert!(INDEX.contains(r#"<table id="audit">"#) && INDEX.contains(r#"href="/auth/login""#));
     }
 }

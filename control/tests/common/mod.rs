@@ -334,6 +334,9 @@ impl Gateway {
     }
 }
 
+/// In [`Realmctl::start_with`]'s `extra`: replaced by the address realmctl listens on.
+pub const REALMCTL_ADDR: &str = "{REALMCTL_ADDR}";
+
 /// The real `realmctl serve` process.
 pub struct Realmctl {
     pub addr: SocketAddr,
@@ -347,8 +350,8 @@ impl Realmctl {
         Self::start_with(dir, gateways, "", &[]).await
     }
 
-    /// Start with `extra` appended to the configuration (e.g. a `provision:` section) and
-    /// extra environment variables.
+    /// Start with `extra` appended to the configuration (e.g. a `provision:` section; its
+    /// [`REALMCTL_ADDR`] becomes the listen address) and extra environment variables.
     pub async fn start_with(
         dir: &TempDir,
         gateways: &[&Gateway],
@@ -388,7 +391,7 @@ impl Realmctl {
                 admin.display(),
                 urls.join(", "),
                 gw_token.display()
-) + extra),
+) + &extra.replace(REALMCTL_ADDR, &addr.to_string())),
         );
         let log = dir.path().join("realmctl.log");
         let mut r = Realmctl {

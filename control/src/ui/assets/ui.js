@@ -1,8 +1,12 @@
-// realmctl operator UI: reads and changes the registry through the REST API under /v1, with
-// the operator token kept in this tab's sessionStorage. Everything is rendered as text.
+// realmctl operator UI: reads and changes the registry through the REST API under /v1, as an
+// operator signed in through the operators' realm (a session cookie the page never sees, plus
+// the session's CSRF token on every change) or with the operator token kept in this tab's
+// sessionStorage. Everything is rendered as text.
 "use strict";
 
 const TOKEN_KEY = "realmctl-operator-token";
+// The signed-in operator ({name, role, csrf_token}) when the console runs on a session.
+let session = null;
 const REFRESH_MS = 3000;
 // Certificates expiring within this many days are highlighted.
 const SOON_DAYS = 14;
@@ -37,13 +41,20 @@ class ApiError extends Error {
 }
 
 async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + sessionStorage.getItem(TOKEN_KEY) };
+  const headers = {};
+  if (session) {
+    // The cookie goes along (same origin); a change carries the session's CSRF token.
+    if (method !== "GET") headers["x-csrf-token"] = session.csrf_token;
+  } else {
+    headers.Authorization = "Bearer " + sessionStorage.getItem(TOKEN_KEY);
+  }
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(path, { method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
   const json = text ? JSON.parse(text) : null;
   if (r.status === 401) {
-    signOut("The token was refused.");
+    signOut(session ? "Your session ended; sign in again." : "The token was refused.");
     throw new ApiError(401, json);
   }
   if (!r.ok) throw new ApiError(r.status, json);
@@ -65,8 +76,9 @@ function fill(tableId, data, render) {
   $(tableId).querySelector("tbody").replaceChildren(...render(data));
 }
 
+// A button that changes something (hidden from viewers, who may not).
 function act(label, fn, cls) {
-  return el("button", { type: "button", class: cls || "", onclick: async () => {
+  return el("button", { type: "button", class: "write " + (cls || ""), onclick: async () => {
     try { showError(null); await fn(); await refresh(); } catch (e) { showError(e); }
   } }, label);
 }
@@ -303,6 +315,13 @@ async function refresh() {
       el("td", {}, k.id), el("td", {}, k.prefix), el("td", {}, k.tenant ?? "(operator)"),
       el("td", {}, k.namespaces.join(", ")), el("td", {}, k.expires_at ?? "never"),
       el("td", {}, k.revoked_at ?? ""))));
+    const audit = await api("GET", "/v1/audit?limit=50");
+    fill("audit", audit.entries, (list) => list.slice().reverse().map((e) => el("tr", { "data-seq": e.seq },
+      el("td", {}, e.at), el("td", {}, (e.name || e.actor) + (e.role ? " (" + e.role + ")" : "")),
+      el("td", {}, e.action), el("td", {}, e.target),
+      el("td", { class: e.outcome === "ok" ? "ok" : "bad" }, e.outcome + " " + e.status +
+        (e.detail ? " — " + e.detail : "")),
+      el("td", {}, e.peer || "—"))));
   } catch (e) {
     showError(e);
   }
@@ -310,7 +329,10 @@ async function refresh() {
 }
 
 function signIn(token) {
-  sessionStorage.setItem(TOKEN_KEY, token);
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  document.body.dataset.role = session ? session.role : "admin";
+  $("operator").textContent = session ? session.name + " · " + session.role : "operator token";
+  $("sign-out").textContent = session ? "Sign out" : "Forget token";
   $("login").hidden = true;
   $("console").hidden = false;
   $("sign-out").hidden = false;
@@ -319,7 +341,20 @@ function signIn(token) {
   timer = setInterval(refresh, REFRESH_MS);
 }
 
+// Sign out at realmctl (the session ends there, its cookie is dropped), then at the
+// operators' realm when it offers a logout page.
+async function endSession() {
+  const r = await fetch("/auth/logout", { method: "POST", credentials: "same-origin",
+    headers: { "x-csrf-token": session.csrf_token } });
+  const body = r.ok ? await r.json() : null;
+  signOut("Signed out.");
+  if (body && body.end_session_url) location.assign(body.end_session_url);
+}
+
 function signOut(message) {
+  session = null;
+  delete document.body.dataset.role;
+  $("operator").textContent = "";
   sessionStorage.removeItem(TOKEN_KEY);
   rendered.clear();
   closeDomains();
@@ -340,7 +375,7 @@ document.addEventListener("DOMContentLoaded", () => {
     $("login-error").textContent = "";
     if (token) signIn(token);
   });
-  $("sign-out").addEventListener("click", () => signOut());
+  $("sign-out").addEventListener("click", () => (session ? endSession().catch(showError) : signOut()));
   $("create-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = ev.target;
@@ -363,6 +398,18 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("domain-form").addEventListener("submit", addDomain);
   $("domains-close").addEventListener("click", closeDomains);
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) signIn(token);
+  // A session (signed in through the realm) wins; else a token kept in this tab.
+  fetch("/auth/session", { credentials: "same-origin" }).then((r) => r.json()).then((who) => {
+    $("sso").hidden = !who.sign_in_available && !who.signed_in;
+    if (who.signed_in) {
+      session = who;
+      signIn();
+      return;
+    }
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) signIn(token);
+  }).catch(() => {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) signIn(token);
+  });
 });

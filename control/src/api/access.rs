@@ -1,0 +1,325 @@
+//! Who may call what, and the audit log: every `/v1` call passes here first. A bearer token
+//! goes on to the per-resource checks (`auth`); a console session (cookie) is checked here —
+//! live session, role for the route ([`need`]), and on a state-changing call its CSRF token
+//! and its origin. Every state-changing call that succeeds or is refused for auth is recorded.
+
+use super::auth::{app_credential, bearer, digest, SessionCaller};
+use super::{ApiError, AppState};
+use crate::operators::session::{read_cookie, SessionView, SESSION_COOKIE};
+use crate::operators::{Operators, Role};
+use crate::service::audit::AuditEntry;
+use crate::service::ServiceError;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+
+/// The CSRF token's header on a session's state-changing calls.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// What a route needs of a signed-in operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A viewer may.
+    Read,
+    /// Admin only: it reads secrets.
+    Secret,
+    /// Admin only: it changes something.
+    Write,
+}
+
+/// `GET` routes a viewer may read. Every other `GET` route is admin-only until it is listed
+/// here (the tests make each new one be classified, here or in [`SECRET_READS`]).
+pub const VIEWER_READS: &[&str] = &[
+    "/v1/tenants",
+    "/v1/tenants/{id}",
+    "/v1/tenants/{id}/events",
+    "/v1/tenants/{id}/domains",
+    "/v1/upstreams",
+    "/v1/upstreams/{name}",
+    // Redacted for everyone but gateways (`table`).
+    "/v1/table",
+    "/v1/gateways",
+    "/v1/keys",
+    "/v1/keys/{id}",
+    "/v1/certificates",
+    "/v1/certificates/{name}",
+    "/v1/assertion-keys",
+    "/v1/assertion-keys/status",
+    "/v1/domains",
+    "/v1/apps",
+    "/v1/audit",
+];
+
+/// `GET` routes that answer with secrets: admin only.
+pub const SECRET_READS: &[&str] = &[
+    // The tenant database's URL and its token.
+    "/v1/tenants/{id}/database",
+];
+
+pub fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// What `route` (the router's pattern) needs with `method`.
+pub fn need(method: &Method, route: &str) -> Need {
+    if !is_safe(method) {
+        Need::Write
+    } else if VIEWER_READS.contains(&route) {
+        Need::Read
+    } else {
+        Need::Secret
+    }
+}
+
+/// Who is calling, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub kind: &'static str,
+    pub subject: Option<String>,
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    /// Known credentials only: the body of an unknown caller's call is never read.
+    pub known: bool,
+}
+
+impl Actor {
+    pub fn session(v: &SessionView) -> Actor {
+        Actor {
+            kind: "session",
+            subject: Some(v.subject.clone()),
+            name: Some(v.name.clone()),
+            role: Some(v.role),
+            known: true,
+        }
+    }
+
+    fn anonymous() -> Actor {
+        Actor {
+            kind: "anonymous",
+            ..Actor::default()
+        }
+    }
+
+    /// The caller a bearer token names (the same checks `auth` makes).
+    fn bearer(s: &AppState, headers: &HeaderMap) -> Actor {
+        let known = |kind, subject: Option<String>, name: &str| Actor {
+            kind,
+            subject,
+            name: Some(name.to_owned()),
+            role: None,
+            known: true,
+        };
+        if s.tokens.is_operator(headers) {
+            return known("operator_token", None, "operator token");
+        }
+        if s.tokens.is_gateway(headers) {
+            return known("gateway_token", None, "gateway token");
+        }
+        if let Some(a) = app_credential(s, headers) {
+            return known("app", Some(a.id), "app credential");
+        }
+        let key = bearer(headers)
+            .filter(|t| t.starts_with(b"rgk_"))
+            .and_then(|t| s.control.key_caller(&digest(t)));
+        match key {
+            Some(k) => known("api_key", Some(k.id.to_string()), "API key"),
+            None => Actor::anonymous(),
+        }
+    }
+}
+
+/// Refuse a session's state-changing call unless it comes from the console's own origin
+/// (`Origin`, or without it `Sec-Fetch-Site: same-origin`) and carries its CSRF token.
+pub fn check_session_write(
+    ops: &Operators,
+    headers: &HeaderMap,
+    v: &SessionView,
+) -> Result<(), String> {
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let fetch_site = headers.get("sec-fetch-site").and_then(|o| o.to_str().ok());
+    let same_origin = match (origin, fetch_site) {
+        (_, Some(site)) if site != "same-origin" => false,
+        (Some(o), _) => o == ops.origin(),
+        (None, Some(_)) => true,
+        (None, None) => false,
+    };
+    if !same_origin {
+        return Err(format!(
+            "cross-origin request refused: a signed-in console's changes must come from {} (Origin {:?}, Sec-Fetch-Site {:?})",
+            ops.origin(),
+            origin.unwrap_or("absent"),
+            fetch_site.unwrap_or("absent")
+        ));
+    }
+    let presented = headers
+        .get(CSRF_HEADER)
+        .map(|h| h.as_bytes())
+        .unwrap_or_default();
+    if !v.csrf_matches(presented) {
+        return Err(format!(
+            "missing or wrong {CSRF_HEADER}: a signed-in console's changes carry the CSRF token GET /auth/session gave"
+        ));
+    }
+    Ok(())
+}
+
+fn forbidden(msg: String) -> ApiError {
+    ApiError::Service(ServiceError::Forbidden(msg))
+}
+
+/// The session of a cookie-carrying request without a bearer token: `Ok(None)` when there
+/// is none to check, the refusal when it may not make this call.
+fn session_of(
+    s: &AppState,
+    req: &Request,
+    route: &str,
+) -> Result<Option<SessionView>, Box<(Actor, ApiError)>> {
+    let Some(ops) = &s.operators else {
+        return Ok(None);
+    };
+    let Some(id) = read_cookie(req.headers(), SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(v) = ops.sessions.get(id) else {
+        return Err(Box::new((Actor::anonymous(), ApiError::SessionEnded)));
+    };
+    let actor = Actor::session(&v);
+    let method = req.method();
+    if !is_safe(method) {
+        check_session_write(ops, req.headers(), &v)
+            .map_err(|m| Box::new((actor.clone(), forbidden(m))))?;
+    }
+    match (need(method, route), v.role) {
+        (_, Role::Admin) | (Need::Read, Role::Viewer) => Ok(Some(v)),
+        (Need::Write, Role::Viewer) => Err(Box::new((
+            actor,
+            forbidden(format!(
+                "the viewer role reads but changes nothing: {method} {route} needs the admin role in the operators' realm"
+            )),
+        ))),
+        (Need::Secret, Role::Viewer) => Err(Box::new((
+            actor,
+            forbidden(format!(
+                "the viewer role does not read secrets: {method} {route} needs the admin role in the operators' realm"
+            )),
+        ))),
+    }
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    hex::encode(digest(bytes))
+}
+
+pub fn peer(req: &Request) -> Option<String> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.to_string())
+}
+
+/// An audit entry for a call.
+pub fn entry(actor: &Actor, action: String, target: String, status: StatusCode) -> AuditEntry {
+    AuditEntry {
+        actor: actor.kind.to_owned(),
+        subject: actor.subject.clone(),
+        name: actor.name.clone(),
+        role: actor.role.map(|r| r.name().to_owned()),
+        action,
+        target,
+        status: status.as_u16(),
+        outcome: if status.is_success() || status.is_redirection() {
+            "ok"
+        } else {
+            "refused"
+        }
+        .into(),
+        ..AuditEntry::default()
+    }
+}
+
+/// The `/v1` gate (see the module doc).
+pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
+    let changing = !is_safe(req.method());
+    let action = format!("{} {route}", req.method());
+    let target = req.uri().path().to_owned();
+    let peer = peer(&req);
+    let has_bearer = req.headers().contains_key(header::AUTHORIZATION);
+    let (actor, mut req) = if has_bearer {
+        (Actor::bearer(&s, req.headers()), req)
+    } else {
+        match session_of(&s, &req, &route) {
+            Ok(Some(v)) => {
+                let actor = Actor::session(&v);
+                let mut req = req;
+                req.extensions_mut().insert(SessionCaller);
+                (actor, req)
+            }
+            Ok(None) => (Actor::anonymous(), req),
+            Err(refused) => {
+                let (actor, refusal) = *refused;
+                let detail = refusal_text(&refusal);
+                let resp = refusal.into_response();
+                if changing {
+                    let mut e = entry(&actor, action, target, resp.status());
+                    e.peer = peer;
+                    e.detail = Some(detail);
+                    s.control.record_audit(e).await;
+                }
+                return resp;
+            }
+        }
+    };
+    if !changing {
+        return next.run(req).await;
+    }
+    // The body is read (bounded) only for a known caller, to record its digest.
+    let mut request_digest = None;
+    if actor.known {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, s.max_body_bytes).await {
+            Ok(b) => b,
+            Err(_) => {
+                return ApiError::TooLarge {
+                    limit: s.max_body_bytes,
+                }
+                .into_response()
+            }
+        };
+        request_digest = Some(hex_digest(&bytes));
+        req = Request::from_parts(parts, Body::from(bytes));
+    }
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+    if !status.is_success() && !refused {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut e = entry(&actor, action, target, status);
+    e.peer = peer;
+    e.request_digest = request_digest;
+    e.response_digest = status.is_success().then(|| hex_digest(&bytes));
+    if refused {
+        e.detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned));
+    }
+    s.control.record_audit(e).await;
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn refusal_text(e: &ApiError) -> String {
+    match e {
+        ApiError::Service(ServiceError::Forbidden(m)) => m.clone(),
+        other => other.to_string(),
+    }
+}
