@@ -39,18 +39,6 @@ async fn certificate(api: &Api, name: &str) -> (StatusCode, Value) {
         .await
 }
 
-/// The certificate the gateway serves for `host` (DER), once it answers 200 with one.
-async fn served_certificate(gw: &Gateway, host: &str, root: &str) -> Vec<u8> {
-    eventually(Duration::from_secs(20), "https 200", || async {
-        https_served(gw.tls.expect("a TLS listener"), host, root)
-            .await
-            .ok()
-            .filter(|s| s.status == 200)
-            .map(|s| s.certificate)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_order_fails_with_the_cas_problem_and_a_retry_orders_once_when_lifted() {
     let Some(d) = dns("a_refused_order") else {

@@ -23,18 +23,6 @@ async fn certificate(api: &Api, name: &str) -> Value {
         .1
 }
 
-/// The certificate `gw` serves for `host` (DER), once it answers 200 with one.
-async fn served_by(gw: &Gateway, host: &str, root: &str, within: Duration) -> Vec<u8> {
-    eventually(within, &format!("https 200 for {host}"), || async {
-        https_served(gw.tls.expect("a TLS listener"), host, root)
-            .await
-            .ok()
-            .filter(|s| s.status == 200)
-            .map(|s| s.certificate)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_challenge_that_never_validates_fails_with_the_cas_problem_and_nothing_stops() {
     let Some(d) = dns("a_challenge_never_validates") else {
@@ -124,13 +112,13 @@ async fn a_gateway_down_while_a_certificate_is_pushed_serves_it_after_catching_u
     let c = certificate(&api, &id).await;
     assert_eq!(c["acme"]["state"], "valid", "{c}");
     let root = pebble.root_pem().await;
-    let on_gw1 = served_by(&gw1, &host, &root, Duration::from_secs(20)).await;
+    let on_gw1 = served_certificate(&gw1, &host, &root).await;
     let orders = proxy.new_orders.load(SeqCst);
     assert_eq!(orders, 1, "one order, issued while gw2 was down");
 
     // Back with the state it had: it catches up and serves the same certificate.
     gw2.restart().await;
-    let on_gw2 = served_by(&gw2, &host, &root, Duration::from_secs(30)).await;
+    let on_gw2 = served_certificate(&gw2, &host, &root).await;
     assert_eq!(on_gw2, on_gw1, "the same certificate on both gateways");
     assert_eq!(proxy.new_orders.load(SeqCst), orders, "no second order");
 }

@@ -481,6 +481,22 @@ pub struct Served {
     pub certificate: Vec<u8>,
 }
 
+/// The certificate `gw` serves for `host` (DER), once it answers 200 with one (20 s).
+pub async fn served_certificate(gw: &Gateway, host: &str, root: &str) -> Vec<u8> {
+    eventually(
+        Duration::from_secs(20),
+        &format!("https 200 for {host}"),
+        || async {
+            https_served(gw.tls.expect("a TLS listener"), host, root)
+                .await
+                .ok()
+                .filter(|s| s.status == 200)
+                .map(|s| s.certificate)
+        },
+    )
+    .await
+}
+
 /// `GET https://host/` on the TLS listener at `tls`, trusting only `root_pem`. A client per
 /// call: every call is a new handshake, so it sees the certificate served now.
 pub async fn https_served(
