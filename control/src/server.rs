@@ -230,14 +230,20 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let served = async move {
         match config.tls {
             Some(tls) => {
-                let listener =
-                    crate::tls::TlsListener::new(listener, tls).map_err(StartError::Serve)?;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown())
-                    .await
-                    .map_err(StartError::Serve)
+                // The peer's address, as over plain http: the audit log records it.
+                let listener = crate::tls::TlsListener::new(listener, tls)
+                    .map_err(StartError::Serve)?
+                    .with_peer_addresses();
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(StartError::Serve)
             }
-            // The peer's address: over plain http the full table goes only to loopback.
+            // The peer's address: over plain http the full table goes only to loopback, and
+            // the audit log records it.
             None => axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -259,6 +259,21 @@ impl TlsListener {
     }
 }
 
+/// A [`TlsListener`] that hands each connection's peer address to the handlers as
+/// `ConnectInfo<SocketAddr>`, exactly as the plain listener does (axum provides
+/// `ConnectInfo` for its own `TcpListener` and for any listener wrapped by `tap_io`; the tap
+/// itself leaves the stream untouched). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+pub type PeerTlsListener = axum::serve::TapIo<TlsListener, fn(&mut TlsStream<TcpStream>)>;
+
+impl TlsListener {
+    /// This listener, with the peer's address for the audit log and the loopback rules.
+    pub fn with_peer_addresses(self) -> PeerTlsListener {
+        fn untouched(_: &mut TlsStream<TcpStream>) {}
+        axum::serve::ListenerExt::tap_io(self, untouched as fn(&mut TlsStream<TcpStream>))
+    }
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;

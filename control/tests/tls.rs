@@ -470,3 +470,103 @@ async fn plain_http_realmctl_gives_secrets_to_loopback_only() {
         .unwrap_or_default()
         .contains("(redacted)"));
 }
+
+/// Over https realmctl knows its callers' addresses as over plain http: the audit log records
+/// where a change came from, and the full table (with a certificate key) still goes to a
+/// gateway on another host, the channel being encrypted.
+#[tokio::test]
+async fn realmctl_over_https_records_the_callers_address() {
+    init();
+    // From the outward interface when there is one, so the address is not just loopback.
+    let caller = outward_ip().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+    let dir = TempDir::new("tls-peer");
+    let pki = Pki::new("realmctl CA");
+    let names = [caller.to_string(), "127.0.0.1".to_owned()];
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let leaf = pki.leaf(if caller.is_loopback() {
+        &names[1..]
+    } else {
+        &names
+    });
+    let port = free_addrs(1)[0].port();
+    let conf = dir.write(
+        "realmctl.yaml",
+        &format!(
+            "listen: 0.0.0.0:{port}\ndata_dir: {}\nadmin_token_file: {}\ngateways:\n  token_file: {}\nprovision:\n  secrets_key_file: {}\ntls:\n  cert_file: {}\n  key_file: {}\n",
+            dir.path().join("data").display(),
+            dir.write("token", OPERATOR_TOKEN).display(),
+            dir.write("gw-token", common::GATEWAY_TOKEN).display(),
+            dir.write("secrets.key", &"cd".repeat(32)).display(),
+            dir.write("cert.pem", &leaf.cert_pem).display(),
+            dir.write("key.pem", &leaf.key_pem).display(),
+        ),
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"));
+    cmd.arg("serve")
+        .arg("--conf")
+        .arg(&conf)
+        .env("RUST_LOG", "info");
+    let mut proc = Proc::spawn(cmd, dir.path().join("realmctl.log"));
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca"))
+        .build()
+        .expect("client");
+    let url = format!("https://{}", std::net::SocketAddr::new(caller, port));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        assert!(
+            proc.exited().is_none(),
+            "realmctl exited:\n{}",
+            proc.log_text()
+        );
+        let ok = http.get(format!("{url}/healthz")).send().await;
+        if ok.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", proc.log_text());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let cert = Pki::new("test CA").leaf(&["acme.test"]);
+    let r = http
+        .put(format!("{url}/v1/certificates/acme"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&json!({"cert_pem": cert.cert_pem, "key_pem": cert.key_pem}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let audit: Value = http
+        .get(format!("{url}/v1/audit"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("audit json");
+    let entries = audit["entries"].as_array().expect("entries");
+    let change = entries
+        .iter()
+        .find(|e| e["action"] == "PUT /v1/certificates/{name}")
+        .unwrap_or_else(|| panic!("no entry for the change: {audit}"));
+    assert_eq!(change["actor"], "operator_token", "{change}");
+    assert_eq!(change["outcome"], "ok", "{change}");
+    let peer: std::net::SocketAddr = change["peer"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no caller's address: {change}"));
+    assert_eq!(peer.ip(), caller, "{change}");
+    // The loopback rule is plain http's: over https a gateway anywhere gets the full table.
+    let table = http
+        .get(format!("{url}/v1/table"))
+        .bearer_auth(common::GATEWAY_TOKEN)
+        .send()
+        .await
+        .expect("table");
+    assert_eq!(table.status(), StatusCode::OK);
+    assert!(table
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("PRIVATE KEY"));
+}

@@ -1,7 +1,8 @@
 //! realmctl's operator UI in a real browser: the real `realmctl` binary serves it, headless
 //! Chromium (chromedriver, fantoccini) signs in with the operator token, reads the registry,
-//! creates a tenant through the form, sees a refused one's problems, and suspends a tenant;
-//! each change is checked through the REST API. Screenshot: `target/screenshots/operator-ui.png`.
+//! creates a tenant through the form, sees a refused one's problems, suspends a tenant, and
+//! pages the audit log back to its first entry with "Older"; each change is checked through
+//! the REST API. Screenshot: `target/screenshots/operator-ui.png`.
 
 use realmgate_e2e::browser::Browser;
 use realmgate_e2e::{eventually, free_addrs, workspace_bin, Proc, TempDir};
@@ -123,7 +124,85 @@ async fn scenario(b: &Browser, ctl: &Ctl) -> Result<(), String> {
         return Err(format!("acme through the API: {acme}"));
     }
     b.screenshot("operator-ui").await;
+
+    // 5. The audit log: the newest 50 entries, newest first; "Older" pages back to the first.
+    for i in 0..55 {
+        let (status, v) = ctl
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/upstreams/pool-{i}"),
+                Some(json!({"endpoints": ["127.0.0.1:9"]})),
+            )
+            .await;
+        if status != 201 {
+            return Err(format!("pool-{i}: {status} {v}"));
+        }
+    }
+    let (_, log) = ctl
+        .call(reqwest::Method::GET, "/v1/audit?limit=500", None)
+        .await;
+    let total = log["entries"].as_array().map_or(0, Vec::len);
+    let newest = log["next_after"].as_u64().unwrap_or(0);
+    if total <= 50 || newest != total as u64 {
+        return Err(format!(
+            "the audit log through the API: {total} entries, the newest #{newest}"
+        ));
+    }
+    let rows = |want: usize| async move {
+        let script = "return [...document.querySelectorAll('#audit tbody tr')].map((r) => Number(r.dataset.seq))";
+        eventually_ok(WITHIN, || async move {
+            let seqs = b
+                .client
+                .execute(script, vec![])
+                .await
+                .map_err(|e| e.to_string())?;
+            let seqs: Vec<u64> = serde_json::from_value(seqs).map_err(|e| e.to_string())?;
+            // Newest first, contiguous, `want` of them ending at the newest.
+            let expected: Vec<u64> = (newest + 1 - want as u64..=newest).rev().collect();
+            (seqs == expected)
+                .then_some(())
+                .ok_or_else(|| format!("audit rows {seqs:?}, want {expected:?}"))
+        })
+        .await
+    };
+    rows(50).await?;
+    b.wait_text("#audit", "PUT /v1/upstreams/{name}").await?;
+    b.click("#audit-older").await?;
+    if let Err(e) = rows(total).await {
+        let error = b.text("#error").await.unwrap_or_default();
+        return Err(format!("{e}; the page's error: {error:?}"));
+    }
+    b.wait_text("#audit-range", "(the oldest kept)").await?;
+    let disabled = b
+        .client
+        .execute(
+            "return document.getElementById('audit-older').disabled",
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if disabled != json!(true) {
+        return Err(format!(
+            "Older is still enabled at the first entry: {disabled}"
+        ));
+    }
     Ok(())
+}
+
+/// Retry `check` until it passes or `within` ends; its last error otherwise.
+async fn eventually_ok<F, Fut>(within: Duration, mut check: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -120,12 +120,17 @@ mod tests {
         for path in [
             "\"/v1/certificates\"",
             "\"/domains\"",
-            "\"/v1/audit?limit=50\"",
+            "\"/v1/audit?limit=\" + AUDIT_PAGE",
+            "\"/v1/audit?after=\"",
             "\"/auth/session\"",
         ] {
             assert!(SCRIPT.contains(path), "{path}");
         }
         assert!(SCRIPT.contains(r#"headers["x-csrf-token"] = session.csrf_token"#));
         assert!(INDEX.contains(r#"<table id="audit">"#) && INDEX.contains(r#"href="/auth/login""#));
+        // The audit view pages back with "Older" (a real button, wired by the script).
+        assert!(INDEX.contains(r#"<button type="button" id="audit-older" disabled>Older</button>"#));
+        assert!(SCRIPT.contains(r#"$("audit-older").addEventListener("click", olderAudit)"#));
+        assert!(SCRIPT.contains("const AUDIT_PAGE = 50;"));
     }
 }

@@ -315,17 +315,103 @@ async function refresh() {
       el("td", {}, k.id), el("td", {}, k.prefix), el("td", {}, k.tenant ?? "(operator)"),
       el("td", {}, k.namespaces.join(", ")), el("td", {}, k.expires_at ?? "never"),
       el("td", {}, k.revoked_at ?? ""))));
-    const audit = await api("GET", "/v1/audit?limit=50");
-    fill("audit", audit.entries, (list) => list.slice().reverse().map((e) => el("tr", { "data-seq": e.seq },
-      el("td", {}, e.at), el("td", {}, (e.name || e.actor) + (e.role ? " (" + e.role + ")" : "")),
-      el("td", {}, e.action), el("td", {}, e.target),
-      el("td", { class: e.outcome === "ok" ? "ok" : "bad" }, e.outcome + " " + e.status +
-        (e.detail ? " — " + e.detail : "")),
-      el("td", {}, e.peer || "—"))));
+    await refreshAudit();
   } catch (e) {
     showError(e);
   }
   await refreshDomains();
+}
+
+// The audit view. GET /v1/audit pages forward: `?after=<seq>&limit=<n>` gives the entries
+// after `seq`, oldest first; without `after`, the newest page. The view holds entries by
+// seq: a refresh fetches those after the newest held (none held: the newest page), and
+// "Older" the page just before the oldest held. Seqs only grow; the oldest are pruned.
+const AUDIT_PAGE = 50;
+const AUDIT_MAX_PAGE = 500;
+const audit = {
+  entries: new Map(),
+  // The oldest seq asked for with "Older" (null: only the newest page is kept).
+  floor: null,
+  // A seq nothing older than which is kept (pruned); null: not seen.
+  prunedBelow: null,
+  loading: false,
+};
+
+function resetAudit() {
+  audit.entries.clear();
+  audit.floor = null;
+  audit.prunedBelow = null;
+}
+
+function keepAudit(entries) {
+  for (const e of entries) audit.entries.set(e.seq, e);
+}
+
+function auditRow(e) {
+  return el("tr", { "data-seq": e.seq },
+    el("td", {}, e.at), el("td", {}, (e.name || e.actor) + (e.role ? " (" + e.role + ")" : "")),
+    el("td", {}, e.action), el("td", {}, e.target),
+    el("td", { class: e.outcome === "ok" ? "ok" : "bad" }, e.outcome + " " + e.status +
+      (e.detail ? " — " + e.detail : "")),
+    el("td", {}, e.peer || "—"));
+}
+
+function renderAudit() {
+  let seqs = [...audit.entries.keys()].sort((a, b) => b - a);
+  // Without "Older", the newest page only: the rest is dropped as newer entries come.
+  const kept = audit.floor === null ? seqs.slice(0, AUDIT_PAGE) : seqs.filter((q) => q >= audit.floor);
+  const keep = new Set(kept);
+  for (const q of seqs) if (!keep.has(q)) audit.entries.delete(q);
+  seqs = kept;
+  const oldest = seqs.length ? seqs[seqs.length - 1] : null;
+  // The first entry, or the oldest the registry still keeps, is shown: nothing is older.
+  const first = oldest !== null &&
+    (oldest <= 1 || (audit.prunedBelow !== null && oldest <= audit.prunedBelow));
+  $("audit-older").disabled = audit.loading || first || oldest === null;
+  $("audit-range").textContent = oldest === null ? "no entries" :
+    seqs.length + " entries, #" + oldest + " to #" + seqs[0] + (first ? " (the oldest kept)" : "");
+  fill("audit", seqs.map((q) => audit.entries.get(q)), (list) => list.map(auditRow));
+}
+
+async function refreshAudit() {
+  if (audit.entries.size === 0) {
+    keepAudit((await api("GET", "/v1/audit?limit=" + AUDIT_PAGE)).entries);
+  } else {
+    let after = Math.max(...audit.entries.keys());
+    for (;;) {
+      const page = await api("GET", "/v1/audit?after=" + after + "&limit=" + AUDIT_MAX_PAGE);
+      keepAudit(page.entries);
+      if (page.entries.length < AUDIT_MAX_PAGE) break;
+      after = page.next_after;
+    }
+  }
+  renderAudit();
+}
+
+// The page before the oldest entry held: `after` so that the page ends just below it.
+async function olderAudit() {
+  if (audit.loading || audit.entries.size === 0) return;
+  const oldest = Math.min(...audit.entries.keys());
+  const limit = Math.min(AUDIT_PAGE, oldest - 1);
+  audit.loading = true;
+  renderAudit();
+  try {
+    showError(null);
+    if (limit < 1) return;
+    const page = await api("GET", "/v1/audit?after=" + (oldest - 1 - limit) + "&limit=" + limit);
+    const older = page.entries.filter((e) => e.seq < oldest);
+    if (older.length === 0) {
+      audit.prunedBelow = oldest;
+      return;
+    }
+    keepAudit(older);
+    audit.floor = Math.min(...older.map((e) => e.seq));
+  } catch (e) {
+    showError(e);
+  } finally {
+    audit.loading = false;
+    renderAudit();
+  }
 }
 
 function signIn(token) {
@@ -357,6 +443,7 @@ function signOut(message) {
   $("operator").textContent = "";
   sessionStorage.removeItem(TOKEN_KEY);
   rendered.clear();
+  resetAudit();
   closeDomains();
   clearInterval(timer);
   $("console").hidden = true;
@@ -398,6 +485,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("domain-form").addEventListener("submit", addDomain);
   $("domains-close").addEventListener("click", closeDomains);
+  $("audit-older").addEventListener("click", olderAudit);
   // A session (signed in through the realm) wins; else a token kept in this tab.
   fetch("/auth/session", { credentials: "same-origin" }).then((r) => r.json()).then((who) => {
     $("sso").hidden = !who.sign_in_available && !who.signed_in;
