@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod acme;
+pub mod fault_proxy;
 pub mod pki;
 pub mod provision;
 pub mod raw;
