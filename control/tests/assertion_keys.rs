@@ -48,6 +48,21 @@ fn kids(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Until the gateway's `/.realmgate/jwks.json` on acme.test (at `url`) is `want`.
+async fn until_gateway_serves(url: &str, want: &Value, what: &str) {
+    eventually(Duration::from_secs(20), what, || async {
+        let r = reqwest::Client::new()
+            .get(url)
+            .header("host", "acme.test")
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        (&v == want).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_made_published_rotated_and_retired() {
     let dir = TempDir::new("assertion-keys");
@@ -79,24 +94,7 @@ async fn keys_are_made_published_rotated_and_retired() {
     );
     // The gateway serves the same keys on the tenant's host, from the pushed table.
     let on_host = format!("http://{}/.realmgate/jwks.json", g.listen);
-    eventually(
-        Duration::from_secs(20),
-        "the gateway serves the JWKS",
-        || {
-            let (on_host, first) = (on_host.clone(), first.clone());
-            async move {
-                let r = reqwest::Client::new()
-                    .get(&on_host)
-                    .header("host", "acme.test")
-                    .send()
-                    .await
-                    .ok()?;
-                let v: Value = r.json().await.ok()?;
-                (v == first).then_some(())
-            }
-        },
-    )
-    .await;
+    until_gateway_serves(&on_host, &first, "the gateway serves the JWKS").await;
     // Operators see the table without the private keys.
     let (_, table) = api.call(Method::GET, "/v1/table", None).await;
     let text = table.to_string();
@@ -127,24 +125,7 @@ async fn keys_are_made_published_rotated_and_retired() {
     assert!(ok, "{out}");
     let after = jwks(&public, None).await;
     assert_eq!(kids(&after), vec![kids(&both)[0].clone()]);
-    eventually(
-        Duration::from_secs(20),
-        "the gateway drops the retired key",
-        || {
-            let (on_host, after) = (on_host.clone(), after.clone());
-            async move {
-                let r = reqwest::Client::new()
-                    .get(&on_host)
-                    .header("host", "acme.test")
-                    .send()
-                    .await
-                    .ok()?;
-                let v: Value = r.json().await.ok()?;
-                (v == after).then_some(())
-            }
-        },
-    )
-    .await;
+    until_gateway_serves(&on_host, &after, "the gateway drops the retired key").await;
     // The JWKS needs no token; the rest does.
     let r = reqwest::Client::new()
         .post(format!("{url}/v1/assertion-keys/rotate"))

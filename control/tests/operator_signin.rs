@@ -64,17 +64,7 @@ async fn sign_in(b: &Browser, w: &World, user: &str) -> Result<(), String> {
     b.click("#sso a").await?;
     b.wait_url(&format!("{}/realms/{}/", w.kc.url, w.realm.name), WAIT)
         .await?;
-    b.wait_id("username")
-        .await?
-        .send_keys(user)
-        .await
-        .map_err(err)?;
-    b.wait_id("password")
-        .await?
-        .send_keys(PASSWORD)
-        .await
-        .map_err(err)?;
-    b.wait_id("kc-login").await?.click().await.map_err(err)?;
+    b.keycloak_login(user, PASSWORD).await?;
     b.wait_url(&format!("{}/", w.base), WAIT).await?;
     Ok(())
 }
@@ -365,17 +355,7 @@ async fn no_role_flow(b: &Browser, w: &World) -> Result<(), String> {
     b.client.goto(&format!("{}/", w.base)).await.map_err(err)?;
     b.wait_id("sso").await?;
     b.click("#sso a").await?;
-    b.wait_id("username")
-        .await?
-        .send_keys("nora")
-        .await
-        .map_err(err)?;
-    b.wait_id("password")
-        .await?
-        .send_keys(PASSWORD)
-        .await
-        .map_err(err)?;
-    b.wait_id("kc-login").await?.click().await.map_err(err)?;
+    b.keycloak_login("nora", PASSWORD).await?;
     b.wait_text("body", "neither the viewer nor the admin role")
         .await?;
     b.screenshot("operator-signin-no-role").await;

@@ -19,6 +19,7 @@ use realmctl::tls::{GatewayTrust, TlsListener};
 use realmctl::views::GatewayView;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -382,6 +383,46 @@ async fn a_real_gateway_applies_certificates_added_with_the_cli() {
     assert_eq!(list["certificates"], json!([]));
 }
 
+/// Start `realmctl serve --conf conf` and wait until `base` answers `/healthz` through
+/// `http`; then add a certificate (a secret) with the operator token.
+async fn serve_with_a_certificate(
+    dir: &TempDir,
+    conf: &Path,
+    http: &reqwest::Client,
+    base: &str,
+) -> Proc {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"));
+    cmd.arg("serve")
+        .arg("--conf")
+        .arg(conf)
+        .env("RUST_LOG", "info");
+    let mut proc = Proc::spawn(cmd, dir.path().join("realmctl.log"));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        assert!(
+            proc.exited().is_none(),
+            "realmctl exited:\n{}",
+            proc.log_text()
+        );
+        let ok = http.get(format!("{base}/healthz")).send().await;
+        if ok.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", proc.log_text());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let leaf = Pki::new("test CA").leaf(&["acme.test"]);
+    let r = http
+        .put(format!("{base}/v1/certificates/acme"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&json!({"cert_pem": leaf.cert_pem, "key_pem": leaf.key_pem}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    proc
+}
+
 /// This host's address on its outward interface (no packet is sent), if it has one.
 fn outward_ip() -> Option<std::net::IpAddr> {
     let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
@@ -411,38 +452,10 @@ async fn plain_http_realmctl_gives_secrets_to_loopback_only() {
             dir.write("secrets.key", &"cd".repeat(32)).display(),
         ),
     );
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"));
-    cmd.arg("serve")
-        .arg("--conf")
-        .arg(&conf)
-        .env("RUST_LOG", "info");
-    let mut proc = Proc::spawn(cmd, dir.path().join("realmctl.log"));
     let http = reqwest::Client::new();
     let local = format!("http://127.0.0.1:{port}");
     let remote = format!("http://{}", std::net::SocketAddr::new(ip, port));
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        assert!(
-            proc.exited().is_none(),
-            "realmctl exited:\n{}",
-            proc.log_text()
-        );
-        let ok = http.get(format!("{local}/healthz")).send().await;
-        if ok.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", proc.log_text());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let leaf = Pki::new("test CA").leaf(&["acme.test"]);
-    let r = http
-        .put(format!("{local}/v1/certificates/acme"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"cert_pem": leaf.cert_pem, "key_pem": leaf.key_pem}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let _proc = serve_with_a_certificate(&dir, &conf, &http, &local).await;
     let get = |base: &str, token: &str| {
         http.get(format!("{base}/v1/table"))
             .bearer_auth(token)
@@ -501,40 +514,12 @@ async fn realmctl_over_https_records_the_callers_address() {
             dir.write("key.pem", &leaf.key_pem).display(),
         ),
     );
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"));
-    cmd.arg("serve")
-        .arg("--conf")
-        .arg(&conf)
-        .env("RUST_LOG", "info");
-    let mut proc = Proc::spawn(cmd, dir.path().join("realmctl.log"));
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("ca"))
         .build()
         .expect("client");
     let url = format!("https://{}", std::net::SocketAddr::new(caller, port));
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        assert!(
-            proc.exited().is_none(),
-            "realmctl exited:\n{}",
-            proc.log_text()
-        );
-        let ok = http.get(format!("{url}/healthz")).send().await;
-        if ok.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", proc.log_text());
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let cert = Pki::new("test CA").leaf(&["acme.test"]);
-    let r = http
-        .put(format!("{url}/v1/certificates/acme"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .json(&json!({"cert_pem": cert.cert_pem, "key_pem": cert.key_pem}))
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let _proc = serve_with_a_certificate(&dir, &conf, &http, &url).await;
     let audit: Value = http
         .get(format!("{url}/v1/audit"))
         .bearer_auth(OPERATOR_TOKEN)

@@ -185,6 +185,22 @@ impl Browser {
             .map_err(|e| format!("#{id}: {e}"))
     }
 
+    /// Fill Keycloak's real login form (`#username`, `#password`) and submit it.
+    pub async fn keycloak_login(&self, user: &str, password: &str) -> Result<(), String> {
+        let fail = |e: fantoccini::error::CmdError| e.to_string();
+        self.wait_id("username")
+            .await?
+            .send_keys(user)
+            .await
+            .map_err(fail)?;
+        self.wait_id("password")
+            .await?
+            .send_keys(password)
+            .await
+            .map_err(fail)?;
+        self.wait_id("kc-login").await?.click().await.map_err(fail)
+    }
+
     /// The text of the first element `css` selects, if any.
     pub async fn text(&self, css: &str) -> Option<String> {
         self.client

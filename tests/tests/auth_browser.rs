@@ -91,17 +91,7 @@ async fn login(b: &Browser, f: &F) -> Result<(), String> {
         return Err(format!("authorization request without PKCE/nonce: {url}"));
     }
     // 2. The real Keycloak login form.
-    b.wait_id("username")
-        .await?
-        .send_keys("alice")
-        .await
-        .map_err(err)?;
-    b.wait_id("password")
-        .await?
-        .send_keys(PASSWORD)
-        .await
-        .map_err(err)?;
-    b.wait_id("kc-login").await?.click().await.map_err(err)?;
+    b.keycloak_login("alice", PASSWORD).await?;
     // 3. Back on the tenant host, at the page first asked for, proxied with the identity.
     b.wait_url(&format!("{}/app/page?x=1", f.base), Duration::from_secs(30))
         .await?;

@@ -98,17 +98,7 @@ async fn browser_is_redirected_to_https_logs_in_and_gets_secure_cookies() {
         if !url.contains(&format!("redirect_uri={encoded}")) {
             return Err(format!("redirect URI is not the https callback: {url}"));
         }
-        b.wait_id("username")
-            .await?
-            .send_keys("alice")
-            .await
-            .map_err(err)?;
-        b.wait_id("password")
-            .await?
-            .send_keys(PASSWORD)
-            .await
-            .map_err(err)?;
-        b.wait_id("kc-login").await?.click().await.map_err(err)?;
+        b.keycloak_login("alice", PASSWORD).await?;
         b.wait_url(&format!("{base}/app/page?x=1"), Duration::from_secs(30))
             .await?;
         let echo = b.body_json().await?;
