@@ -7,6 +7,7 @@
 //! `docs/routing-table.md`.
 
 pub mod assertion;
+pub mod delta;
 mod duplicates;
 pub mod host;
 pub mod path;

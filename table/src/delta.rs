@@ -1,0 +1,110 @@
+//! Incremental tables: a [`Delta`] moves a table from version `base` to version `version` by
+//! naming only what changed — whole tenants, pools, API keys, certificates and ACME answers
+//! upserted by their identity, or deleted — so that a one-tenant change costs the gateway
+//! the size of the change, not the size of the table. [`CheckedDelta`] is a delta that was
+//! validated against the table in force (the same rules as a full table, the cross-tenant
+//! ones checked against the whole); the gateway builds its next snapshot from it.
+//!
+//! Identity of each part: a tenant by `id`, a pool by its name, an API key by `id`, a
+//! certificate by `name`, an ACME answer by `token`. An upsert replaces the whole part; a
+//! part named both in an upsert and in a delete of the same delta is refused.
+//!
+//! The state digest: each part's digest is SHA-256 of its kind (`upstream`, `tenant`,
+//! `api_key`, `certificate`, `acme_challenge`, `assertion`), a NUL byte and its canonical
+//! JSON (`serde_json::to_vec` of the wire type; a pool as `[name, spec]`); the table's state
+//! digest is the sum of its parts' digests as 256-bit big-endian numbers modulo 2^256,
+//! written `state:<64 hex>`. The version is not part of it. A change updates it in the size
+//! of the change (subtract the old part, add the new), and realmctl and the gateway compute
+//! the same value from the same parts whatever the order or formatting of the documents.
+
+use crate::assertion::Assertion;
+use crate::host::HostPattern;
+use crate::validate::{CheckedCert, CheckedChallenge};
+use crate::wire::{AcmeChallenge, ApiKey, Certificate, Tenant, Upstream};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A change to the table in force, as it travels (`PATCH /v1/table` on a gateway's admin
+/// listener, `Content-Type: application/json`).
+///
+/// ```json
+/// {"base": 41, "version": 42,
+///  "state_digest": "sha256:…",
+///  "tenants": [{"id": "acme", "hosts": ["acme.test"],
+///               "routes": [{"prefix": "/", "upstream": "app-a", "auth": "public"}]}],
+///  "delete_tenants": ["gone"]}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delta {
+    /// The version this delta applies to: exactly the gateway's version in force, or the
+    /// delta is refused (409, with the version the gateway has) and nothing changes.
+    pub base: u64,
+    /// The version after it; greater than `base`.
+    pub version: u64,
+    /// The table's [state digest](crate::delta) once applied. A gateway whose result
+    /// differs refuses the delta (409 `digest_mismatch`): it and realmctl disagree about the
+    /// base, and a full table puts that right.
+    pub state_digest: String,
+    /// Pools added or replaced, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstreams: BTreeMap<String, Upstream>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_upstreams: Vec<String>,
+    /// Tenants added or replaced (the whole tenant), by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<Tenant>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_tenants: Vec<String>,
+    /// API keys added or replaced, by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_api_keys: Vec<String>,
+    /// Certificates added or replaced, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<Certificate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_certificates: Vec<String>,
+    /// ACME http-01 answers added or replaced, by token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acme_challenges: Vec<AcmeChallenge>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_acme_challenges: Vec<String>,
+    /// The assertion section: absent leaves it as it is; `{"set": {…}}` replaces it,
+    /// `{"set": null}` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<AssertionChange>,
+}
+
+/// A change of the table's `assertion` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionChange {
+    pub set: Option<Assertion>,
+}
+
+/// A delta validated against the table in force: what the gateway builds its next snapshot
+/// from. Every upserted part comes with what validation learned about it, as
+/// [`crate::CheckedTable`] does for a full table.
+#[derive(Debug, Clone)]
+pub struct CheckedDelta {
+    pub base: u64,
+    pub version: u64,
+    /// The state digest after the change (equal to the delta's).
+    pub state_digest: String,
+    pub upstreams: Vec<(String, Upstream)>,
+    pub delete_upstreams: Vec<String>,
+    /// Each upserted tenant with its host patterns, normalised, in the tenant's order.
+    pub tenants: Vec<(Tenant, Vec<HostPattern>)>,
+    pub delete_tenants: Vec<String>,
+    /// Each upserted key with its expiry (seconds since the Unix epoch).
+    pub api_keys: Vec<(ApiKey, Option<u64>)>,
+    pub delete_api_keys: Vec<String>,
+    pub certificates: Vec<(Certificate, CheckedCert)>,
+    pub delete_certificates: Vec<String>,
+    pub acme_challenges: Vec<(AcmeChallenge, CheckedChallenge)>,
+    pub delete_acme_challenges: Vec<String>,
+    /// `None`: unchanged; `Some(None)`: removed; `Some(Some(a))`: replaced.
+    pub assertion: Option<Option<Assertion>>,
+}
