@@ -4,6 +4,7 @@
 //! to its last; each step reads only its slice of it.
 
 pub mod build;
+pub mod journal;
 pub mod persist;
 pub mod store;
 #[cfg(test)]
