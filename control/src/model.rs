@@ -214,7 +214,8 @@ impl DomainRecord {
 /// Everything the routing table is compiled from, plus the version counter.
 #[derive(Debug, Default)]
 pub struct Model {
-    /// The current table version: the registry's counter, bumped by every change.
+    /// The current table version: the registry's counter, bumped by every change the table
+    /// carries (app credentials, pending domains, the audit log and the journal take none).
     pub version: u64,
     pub tenants: BTreeMap<TenantId, TenantRecord>,
     pub upstreams: BTreeMap<UpstreamName, UpstreamRecord>,

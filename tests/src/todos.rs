@@ -2,151 +2,97 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::process::{free_addrs, Proc, TempDir};
+use reqwest::Method;
+use serde_json::json;
 
-/// A running `todos` with its own data dir (one libsql file per tenant); killed on drop.
+use crate::process::{free_addrs, Proc, TempDir};
+use crate::realmctl::Realmctl;
+
+/// A running `todos`; killed on drop (with the realmctl of [`Todos::verifying`]).
 pub struct Todos {
     proc: Proc,
     addr: SocketAddr,
     dir: TempDir,
-    /// The stand-in database directory of [`Todos::verifying`], while it runs.
-    directory: Option<tokio::task::JoinHandle<()>>,
+    /// The realmctl [`Todos::verifying`] started: it holds the tenants' databases.
+    realmctl: Option<Realmctl>,
 }
 
-impl Drop for Todos {
-    fn drop(&mut self) {
-        if let Some(d) = self.directory.take() {
-            d.abort();
-        }
-    }
-}
-
-/// The credential the stand-in directory of [`Todos::verifying`] accepts.
-const STAND_IN_CREDENTIAL: &str = "rga_stand-in-for-tests-about-the-assertion";
-
-/// A stand-in for realmctl's `GET /v1/tenants/{id}/database` (for the tests about the
-/// assertion, which run without realmctl): every tenant's database is `<data>/<id>.db`,
-/// made empty on first ask, as realmctl's database step would. The tests about the tenant
-/// database itself use the real realmctl (`tests/tests/app_database.rs`).
-async fn stand_in_directory(data: PathBuf) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    use axum::extract::{Path, State};
-    use axum::http::{HeaderMap, StatusCode};
-    async fn locate(
-        State(data): State<PathBuf>,
-        Path(tenant): Path<String>,
-        headers: HeaderMap,
-    ) -> Result<axum::Json<serde_json::Value>, StatusCode> {
-        let bearer = format!("Bearer {STAND_IN_CREDENTIAL}");
-        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {
-            return Err(StatusCode::UNAUTHORIZED);
-        }
-        let ok = !tenant.is_empty()
-            && tenant
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
-        if !ok {
-            return Err(StatusCode::FORBIDDEN);
-        }
-        let path = data.join(format!("{tenant}.db"));
-        if !path.exists() {
-            std::fs::write(&path, b"").map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-        }
-        Ok(axum::Json(
-            serde_json::json!({"tenant": tenant, "kind": "file", "path": path}),
-        ))
-    }
-    std::fs::create_dir_all(&data).expect("todos data dir");
-    let app = axum::Router::new()
-        .route("/v1/tenants/{id}/database", axum::routing::get(locate))
-        .with_state(data);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the stand-in directory");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, task)
-}
-
-pub fn todos_bin() -> PathBuf {
+pub fn todos_bin() -> std::path::PathBuf {
     crate::process::workspace_bin("todos", "TODOS_BIN")
 }
 
-impl Todos {
-    /// Believing the plain `x-realmgate-*` headers (`--trust-headers`): for the shell tests,
-    /// which run without a realm.
-    pub async fn start() -> Todos {
-        Todos::start_with(&["--trust-headers"]).await
-    }
-
-    /// Verifying assertions against `jwks_url` for `pool` (issuer `realmgate`), fetching the
-    /// keys again on every unknown `kid` (no refetch interval: tests are not timed); tenant
-    /// databases from a stand-in of realmctl's database endpoint.
-    pub async fn verifying(jwks_url: &str, pool: &str) -> Todos {
-        let dir = TempDir::new("todos");
-        let (addr, task) = stand_in_directory(dir.join("data")).await;
-        let credential = dir.write("app-credential", STAND_IN_CREDENTIAL);
-        let url = format!("http://{addr}");
-        let credential = credential.display().to_string();
-        let mut t = Todos::start_in(
-            dir,
-            &[
-                "--jwks-url",
-                jwks_url,
-                "--pool",
-                pool,
-                "--jwks-refetch-interval-ms",
-                "0",
-                "--realmctl-url",
-                &url,
-                "--app-credential-file",
-                &credential,
-            ],
+/// Make `pool` and `tenants` (hosts `<id>.test`, `/todos/` forwarding to `pool`) in `rc`,
+/// wait until each tenant's database is provisioned, and mint the todos app's credential for
+/// `pool` with realmctl's CLI, as `deploy/local/run` does: the credential (shown once).
+///
+/// The pool's endpoint is a placeholder: the tests push their own tables to their gateways;
+/// realmctl's tenants are there for their databases and for the credential's scope.
+pub async fn provision_for_todos(rc: &Realmctl, pool: &str, tenants: &[&str]) -> String {
+    let (s, v) = rc
+        .call(
+            Method::PUT,
+            &format!("/v1/upstreams/{pool}"),
+            Some(json!({"endpoints": ["127.0.0.1:9"]})),
         )
         .await;
-        t.directory = Some(task);
+    assert!(s == 200 || s == 201, "{s} {v}");
+    for id in tenants {
+        let body = json!({"id": id, "hosts": [format!("{id}.test")], "display_name": id,
+                          "routes": [{"prefix": "/todos/", "upstream": pool, "auth": "public"}]});
+        let (s, v) = rc.call(Method::POST, "/v1/tenants", Some(body)).await;
+        assert!(s == 201 || s == 202, "{s} {v}");
+    }
+    for id in tenants {
+        rc.until_database(id, 200).await;
+    }
+    let out = rc.cli(&["app", "create", "todos", "--pool", pool]);
+    let credential = out.lines().next().unwrap_or("").to_owned();
+    assert!(credential.starts_with("rga_"), "{out}");
+    credential
+}
+
+impl Todos {
+    /// As the local platform runs it: verifying the gateway's assertions against `jwks_url`
+    /// for `pool` (issuer `realmgate`; the keys fetched again on every unknown `kid`, no
+    /// refetch interval, as tests are not timed), and reading each tenant's database from a
+    /// real realmctl started for it, where `tenants` and `pool` are made and the app's
+    /// credential minted ([`provision_for_todos`]). [`Todos::realmctl`] is that realmctl.
+    pub async fn verifying(jwks_url: &str, pool: &str, tenants: &[&str]) -> Todos {
+        let rc = Realmctl::with_databases().await;
+        let credential = provision_for_todos(&rc, pool, tenants).await;
+        let dir = TempDir::new("todos");
+        let file = dir.write("app-credential", &credential);
+        let mut t = Todos::start_in(dir, &verifying_args(jwks_url, pool, &rc.url(), &file)).await;
+        t.realmctl = Some(rc);
         t
     }
 
     /// Verifying assertions against `jwks_url` for `pool`, tenant databases from the real
-    /// realmctl at `realmctl_url` with the app credential in `credential_file`.
+    /// realmctl at `realmctl_url` (the caller's) with the app credential in `credential_file`.
     pub async fn with_realmctl(
         jwks_url: &str,
         pool: &str,
         realmctl_url: &str,
-        credential_file: &std::path::Path,
+        credential_file: &Path,
     ) -> Todos {
-        let credential = credential_file.display().to_string();
-        Todos::start_with(&[
-            "--jwks-url",
-            jwks_url,
-            "--pool",
-            pool,
-            "--jwks-refetch-interval-ms",
-            "0",
-            "--realmctl-url",
-            realmctl_url,
-            "--app-credential-file",
-            &credential,
-        ])
-        .await
+        let args = verifying_args(jwks_url, pool, realmctl_url, credential_file);
+        Todos::start_in(TempDir::new("todos"), &args).await
     }
 
-    /// With `--trust-headers` (and no `--realmctl-url`), the demo's `--data-dir`.
-    pub async fn start_with(extra: &[&str]) -> Todos {
-        Todos::start_in(TempDir::new("todos"), extra).await
+    /// Believing the plain `x-realmgate-*` headers (`--trust-headers`, the weaker mode for
+    /// apps that cannot verify), with the demo's `--data-dir`: only for tests about that mode.
+    pub async fn trusting_headers() -> Todos {
+        let dir = TempDir::new("todos");
+        let data = dir.join("data").display().to_string();
+        Todos::start_in(dir, &["--trust-headers".into(), "--data-dir".into(), data]).await
     }
 
-    async fn start_in(dir: TempDir, extra: &[&str]) -> Todos {
+    async fn start_in(dir: TempDir, extra: &[String]) -> Todos {
         let addr = free_addrs(1)[0];
         let mut args: Vec<OsString> = vec!["--listen".into(), addr.to_string().into()];
-        if extra.contains(&"--trust-headers") && !extra.contains(&"--realmctl-url") {
-            args.extend(["--data-dir".into(), dir.join("data").into()]);
-        }
         args.extend(extra.iter().map(Into::into));
         let mut proc = Proc::spawn("todos", &todos_bin(), &args, dir.path());
         let client = crate::gateway::http_client();
@@ -171,7 +117,7 @@ impl Todos {
             proc,
             addr,
             dir,
-            directory: None,
+            realmctl: None,
         }
     }
 
@@ -179,12 +125,41 @@ impl Todos {
         self.addr
     }
 
-    /// Where tenant databases live (`<tenant>.db`).
-    pub fn data_dir(&self) -> PathBuf {
+    /// The realmctl of [`Todos::verifying`] (its tenants' databases: `tenants_dir()`).
+    pub fn realmctl(&self) -> &Realmctl {
+        self.realmctl
+            .as_ref()
+            .expect("a realmctl: this todos was started by Todos::verifying")
+    }
+
+    /// With `--trust-headers`: where the demo keeps tenant databases (`<tenant>.db`).
+    pub fn data_dir(&self) -> std::path::PathBuf {
         self.dir.join("data")
     }
 
     pub fn logs(&self) -> String {
         self.proc.logs()
     }
+}
+
+fn verifying_args(
+    jwks_url: &str,
+    pool: &str,
+    realmctl_url: &str,
+    credential: &Path,
+) -> Vec<String> {
+    [
+        "--jwks-url",
+        jwks_url,
+        "--pool",
+        pool,
+        "--jwks-refetch-interval-ms",
+        "0",
+        "--realmctl-url",
+        realmctl_url,
+        "--app-credential-file",
+        &credential.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }

@@ -325,3 +325,37 @@ async fn a_missing_or_locked_database_file_is_a_clear_error() {
     assert!(w.titles("acme", "user-1").await.is_empty());
     let _ = &w.jwks;
 }
+
+/// The table version realmctl serves (`GET /v1/table`, as an operator).
+async fn table_version(rc: &Realmctl) -> u64 {
+    let (s, v) = rc.call(Method::GET, "/v1/table", None).await;
+    assert_eq!(s, 200, "{v}");
+    v["version"].as_u64().expect("version")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minting_and_revoking_a_credential_leave_the_table_alone() {
+    let rc = Realmctl::with_databases().await;
+    let credential = realmgate_e2e::todos::provision_for_todos(&rc, "todos", &["acme"]).await;
+    let before = table_version(&rc).await;
+    // Another credential minted, and both revoked: the table is the same, and so is its
+    // version (no gateway is sent an identical table).
+    let out = rc.cli(&["app", "create", "reports", "--pool", "todos"]);
+    assert!(out.starts_with("rga_"), "{out}");
+    let apps: Value = serde_json::from_str(&rc.cli(&["app", "list", "-o", "json"])).expect("json");
+    for app in apps.as_array().expect("apps") {
+        rc.cli(&["app", "revoke", app["id"].as_str().expect("id")]);
+    }
+    assert_eq!(table_version(&rc).await, before);
+    let (s, _) = rc
+        .call_as(&credential, Method::GET, "/v1/tenants/acme/database", None)
+        .await;
+    assert_eq!(s, 401, "revoked, and kept so");
+    // A tenant change is the very next version.
+    let (s, v) = rc
+        .call(Method::POST, "/v1/tenants", Some(tenant("beta", "todos")))
+        .await;
+    assert!(s == 201 || s == 202, "{s} {v}");
+    assert_eq!(v["table_version"].as_u64(), Some(before + 1), "{v}");
+    assert!(table_version(&rc).await > before);
+}

@@ -237,7 +237,7 @@ async fn with_todos(keys: &[(&str, u8, bool)]) -> Apps {
         "http://localhost:{}/.realmgate/jwks.json",
         gw.listen_addr().port()
     );
-    let todos = Todos::verifying(&url, "todos").await;
+    let todos = Todos::verifying(&url, "todos", &["acme", "beta"]).await;
     gw.push_ok(&table(1, &realm, &app, Some(&todos), keys))
         .await;
     Apps {

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use realmgate_e2e::assertion::section;
+use realmgate_e2e::tokens::access_claims;
 use realmgate_e2e::{
-    get_request, json_contains, Canned, Gateway, GatewayOpts, Scripted, Table, Todos, Upstream,
+    get_request, json_contains, Canned, Gateway, GatewayOpts, JwksServer, Scripted, Table, TestKey,
+    Todos, Upstream,
 };
 use serde_json::{json, Value};
 
@@ -394,26 +397,66 @@ async fn app_framing_policy_respects_stricter_apps() {
     );
 }
 
+/// The titles in a tenant database's `todos` table, read straight from the file.
+async fn titles_in(path: &std::path::Path) -> Vec<String> {
+    let db = libsql::Builder::new_local(path)
+        .build()
+        .await
+        .expect("open");
+    let conn = db.connect().expect("connect");
+    let mut rows = conn
+        .query("SELECT title FROM todos ORDER BY id", ())
+        .await
+        .expect("query");
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().await.expect("row") {
+        out.push(row.get::<String>(0).expect("title"));
+    }
+    out
+}
+
+/// todos as the local platform runs it: behind a signed-in route (`jwt`), verifying the
+/// gateway's assertion, each tenant's rows in the database realmctl provisioned for it.
 #[tokio::test(flavor = "multi_thread")]
 async fn todos_keeps_each_tenants_todos_in_its_own_database() {
-    let todos = Todos::start().await;
+    let jwks = JwksServer::start().await;
+    let key = TestKey::rs256("r1");
+    jwks.set_keys("/certs", vec![key.jwk()]);
     let gw = Gateway::start(GatewayOpts::default()).await;
-    let table = Table::new(1)
+    let jwks_url = format!(
+        "http://localhost:{}/.realmgate/jwks.json",
+        gw.listen_addr().port()
+    );
+    let todos = Todos::verifying(&jwks_url, "todos", &["acme", "beta"]).await;
+    let issuer = |id: &str| format!("http://id.test/realms/{id}");
+    let tenant = |id: &str, hosts: &[&str]| {
+        json!({"id": id, "hosts": hosts,
+               "realm": {"issuer": issuer(id), "jwks_uri": jwks.url("/certs"),
+                         "audiences": ["todos-api"]},
+               "routes": [{"prefix": "/todos/", "upstream": "todos", "auth": "jwt"}],
+               "catalog": [{"name": "Todos", "path": "/todos/"}],
+               "shell": {"enabled": true}})
+    };
+    let mut table = Table::new(1)
         .upstream("todos", [todos.addr()])
-        .tenant("acme", &["acme.test"], &[("/todos/", "todos")])
-        .with("catalog", json!([{"name": "Todos", "path": "/todos/"}]))
-        .with("shell", json!({"enabled": true}))
-        .tenant("beta", &["beta.test"], &[("/todos/", "todos")])
-        .with("catalog", json!([{"name": "Todos", "path": "/todos/"}]))
-        .with("shell", json!({"enabled": true}))
+        .tenant_json(tenant("acme", &["acme.test", "localhost"]))
+        .tenant_json(tenant("beta", &["beta.test"]))
         .build();
+    table["assertion"] = section(&[("k1", 1, true)]);
     gw.push_ok(&table).await;
-    for (host, title) in [("acme.test", "todo of acme"), ("beta.test", "todo of beta")] {
+    let bearer = |id: &str| {
+        format!(
+            "Bearer {}",
+            key.sign(&access_claims(&issuer(id), "user-1", "todos-api"))
+        )
+    };
+    for (id, title) in [("acme", "todo of acme"), ("beta", "todo of beta")] {
         let r = gw
             .fetch(
                 gw.client()
                     .post(gw.url("/todos/api/todos"))
-                    .header("host", host)
+                    .header("host", format!("{id}.test"))
+                    .header("authorization", bearer(id))
                     // A client cannot pick its identity: the gateway strips this.
                     .header("x-realmgate-subject", "mallory")
                     .json(&json!({"title": title})),
@@ -421,25 +464,85 @@ async fn todos_keeps_each_tenants_todos_in_its_own_database() {
             .await;
         assert_eq!(r.status, 201, "{}\n{}", r.text, todos.logs());
     }
-    for (host, mine, theirs) in [
-        ("acme.test", "todo of acme", "todo of beta"),
-        ("beta.test", "todo of beta", "todo of acme"),
+    for (id, mine, theirs) in [
+        ("acme", "todo of acme", "todo of beta"),
+        ("beta", "todo of beta", "todo of acme"),
     ] {
-        let r = gw.request(host, "/todos/api/todos").await;
+        let host = format!("{id}.test");
+        let r = gw
+            .fetch(
+                gw.get(&host, "/todos/api/todos")
+                    .header("authorization", bearer(id)),
+            )
+            .await;
         let v = r.json();
-        assert_eq!(v["subject"], "anonymous", "{v}");
+        assert_eq!(v["subject"], "user-1", "{v}");
         assert_eq!(v["todos"][0]["title"], mine, "{v}");
         assert!(!r.text.contains(theirs));
         // The framed page renders the todo, and refuses foreign frames itself.
         let page = gw
-            .fetch(gw.get(host, "/todos/").header(FRAME.0, FRAME.1))
+            .fetch(
+                gw.get(&host, "/todos/")
+                    .header(FRAME.0, FRAME.1)
+                    .header("authorization", bearer(id)),
+            )
             .await;
-        assert_eq!(page.status, 200);
+        assert_eq!(page.status, 200, "{}", page.text);
         assert!(page.text.contains(mine));
         assert!(page
             .header("content-security-policy")
             .is_some_and(|c| c.contains("frame-ancestors 'self'")));
+        // Signed out, the app is not reached (the route wants a token)...
+        let r = gw.fetch(gw.get(&host, "/todos/api/todos")).await;
+        assert_eq!(r.status, 401, "{}", r.text);
+        // ...and the rows are in the database realmctl provisioned for the tenant.
+        let db = todos.realmctl().tenants_dir().join(format!("{id}.db"));
+        assert_eq!(titles_in(&db).await, [mine]);
     }
+    // Straight to todos, with the headers the gateway would set: not believed.
+    let r = gw
+        .client()
+        .get(format!("http://{}/todos/api/todos", todos.addr()))
+        .header("x-realmgate-tenant", "acme")
+        .header("x-realmgate-subject", "user-1")
+        .send()
+        .await
+        .expect("todos answers");
+    assert_eq!(r.status(), 401);
+}
+
+/// The weaker header mode (`--trust-headers`, for apps that cannot verify): through the
+/// gateway a caller cannot pick its identity, but straight to the app anyone can.
+#[tokio::test(flavor = "multi_thread")]
+async fn todos_in_header_mode_believes_whoever_sets_the_headers() {
+    let todos = Todos::trusting_headers().await;
+    let gw = Gateway::start(GatewayOpts::default()).await;
+    let table = Table::new(1)
+        .upstream("todos", [todos.addr()])
+        .tenant("acme", &["acme.test"], &[("/todos/", "todos")])
+        .build();
+    gw.push_ok(&table).await;
+    let r = gw
+        .fetch(
+            gw.client()
+                .post(gw.url("/todos/api/todos"))
+                .header("host", "acme.test")
+                .header("x-realmgate-subject", "mallory")
+                .json(&json!({"title": "public"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}\n{}", r.text, todos.logs());
+    let v = gw.request("acme.test", "/todos/api/todos").await.json();
+    assert_eq!(v["subject"], "anonymous", "{v}");
+    assert_eq!(v["todos"][0]["title"], "public", "{v}");
+    let direct = gw
+        .client()
+        .get(format!("http://{}/todos/api/todos", todos.addr()))
+        .header("x-realmgate-tenant", "acme")
+        .header("x-realmgate-subject", "mallory")
+        .send()
+        .await
+        .expect("todos answers");
+    assert_eq!(direct.status(), 200, "the weakness the docs name");
     assert!(todos.data_dir().join("acme.db").is_file());
-    assert!(todos.data_dir().join("beta.db").is_file());
 }

@@ -131,3 +131,40 @@ async fn an_app_credential_reads_its_pools_tenants_only() {
     let (s, _) = as_app(&app, &mine, Method::GET, "/v1/tenants/acme/database").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+/// `GET /v1/table`'s version, as the operator reads it.
+async fn table_version(app: &axum::Router) -> u64 {
+    let (s, v) = call(app, Method::GET, "/v1/table", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["version"].as_u64().expect("version")
+}
+
+#[tokio::test]
+async fn minting_and_revoking_leave_the_table_version_alone() {
+    let app = test_app().await;
+    let before = table_version(&app).await;
+    let token = mint(&app, "app").await;
+    let (_, list) = call(&app, Method::GET, "/v1/apps", None).await;
+    let id = list["apps"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(table_version(&app).await, before, "minted: same table");
+    let (s, _) = call(&app, Method::DELETE, &format!("/v1/apps/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(table_version(&app).await, before, "revoked: same table");
+    let (s, _) = as_app(&app, &token, Method::GET, "/v1/tenants/acme/database").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the revocation took effect");
+
+    // A tenant change still moves it.
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/tenants",
+        Some(json!({"id": "acme", "hosts": ["acme.example.dev"],
+                    "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert!(
+        table_version(&app).await > before,
+        "a tenant is in the table"
+    );
+}

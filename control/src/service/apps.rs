@@ -139,9 +139,10 @@ impl Control {
             created_at_ms: now_ms(),
             revoked_at_ms: None,
         };
-        let version = registry.save_app(&record).await?;
+        // Not in the table: saved and applied without a new table version or a push.
+        registry.save_app(&record).await?;
         let view = AppView::from(&record);
-        self.commit(version, |m| m.put_app(record));
+        self.write().put_app(record);
         Ok(CreatedApp {
             credential: secret,
             view,
@@ -166,9 +167,9 @@ impl Control {
                 ..a.clone()
             }
         };
-        let version = registry.save_app(&record).await?;
+        registry.save_app(&record).await?;
         let view = AppView::from(&record);
-        self.commit(version, |m| m.put_app(record));
+        self.write().put_app(record);
         Ok(view)
     }
 

@@ -150,3 +150,29 @@ async fn created_revoked_and_found_by_digest() {
         Err(ServiceError::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn credentials_take_no_table_version_and_announce_nothing() {
+    let c = Control::new(crate::registry::Registry::in_memory().await.expect("reg"))
+        .await
+        .expect("control");
+    let mut changes = c.subscribe();
+    changes.borrow_and_update();
+    let before = c.version();
+    let made = c
+        .create_app(br#"{"name": "todos", "pool": "app"}"#)
+        .await
+        .expect("created");
+    c.revoke_app(&made.view.id).await.expect("revoked");
+    assert_eq!(c.version(), before, "the table did not change");
+    assert!(
+        !changes.has_changed().expect("open"),
+        "nothing to compile or push"
+    );
+    // A table change still takes the next version, and is announced.
+    c.put_upstream("app", br#"{"endpoints": ["127.0.0.1:9001"]}"#)
+        .await
+        .expect("pool");
+    assert_eq!(c.version(), before + 1);
+    assert!(changes.has_changed().expect("open"));
+}
