@@ -1,0 +1,1 @@
+//! Unit tests of the cross-part rules a delta is checked by.
