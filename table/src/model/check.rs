@@ -82,13 +82,25 @@ impl Model {
                 sum.sub(p);
             }
         };
-        for n in d.delete_upstreams.iter().chain(d.upstreams.iter().map(|u| &u.0)) {
+        for n in d
+            .delete_upstreams
+            .iter()
+            .chain(d.upstreams.iter().map(|u| &u.0))
+        {
             out(self.upstreams.get(n.as_str()).map(|p| &p.digest));
         }
-        for n in d.delete_tenants.iter().chain(d.tenants.iter().map(|t| &t.0.id)) {
+        for n in d
+            .delete_tenants
+            .iter()
+            .chain(d.tenants.iter().map(|t| &t.0.id))
+        {
             out(self.tenants.get(n.as_str()).map(|p| &p.digest));
         }
-        for n in d.delete_api_keys.iter().chain(d.api_keys.iter().map(|k| &k.0.id)) {
+        for n in d
+            .delete_api_keys
+            .iter()
+            .chain(d.api_keys.iter().map(|k| &k.0.id))
+        {
             out(self.api_keys.get(n.as_str()).map(|p| &p.digest));
         }
         let names = d.certificates.iter().map(|c| &c.0.name);
@@ -176,22 +188,35 @@ impl<'a> Checker<'a> {
         let cert_upsert = first_indices(d.certificates.iter().map(|c| c.name.as_str()));
         let chal_upsert = first_indices(d.acme_challenges.iter().map(|c| c.token.as_str()));
         let p = &mut self.problems;
-        let up_delete = deletes(&d.delete_upstreams, "delete_upstreams", "upstream", v, p, |n| {
-            (m.upstreams.contains_key(n), d.upstreams.contains_key(n))
-        });
+        let up_delete = deletes(
+            &d.delete_upstreams,
+            "delete_upstreams",
+            "upstream",
+            v,
+            p,
+            |n| (m.upstreams.contains_key(n), d.upstreams.contains_key(n)),
+        );
         let tenant_delete = deletes(&d.delete_tenants, "delete_tenants", "tenant", v, p, |n| {
             (m.tenants.contains_key(n), tenant_upsert.contains_key(n))
         });
-        let key_delete = deletes(&d.delete_api_keys, "delete_api_keys", "API key", v, p, |n| {
-            (m.api_keys.contains_key(n), key_upsert.contains_key(n))
-        });
+        let key_delete = deletes(
+            &d.delete_api_keys,
+            "delete_api_keys",
+            "API key",
+            v,
+            p,
+            |n| (m.api_keys.contains_key(n), key_upsert.contains_key(n)),
+        );
         let field = "delete_certificates";
         let cert_delete = deletes(&d.delete_certificates, field, "certificate", v, p, |n| {
             (m.certificates.contains_key(n), cert_upsert.contains_key(n))
         });
         let field = "delete_acme_challenges";
         deletes(&d.delete_acme_challenges, field, "ACME token", v, p, |n| {
-            (m.acme_challenges.contains_key(n), chal_upsert.contains_key(n))
+            (
+                m.acme_challenges.contains_key(n),
+                chal_upsert.contains_key(n),
+            )
         });
         Sets {
             up_delete,
@@ -259,7 +284,8 @@ impl<'a> Checker<'a> {
     }
 
     fn extend_under(&mut self, ps: Vec<Problem>, prefix: &str) {
-        self.problems.extend(ps.into_iter().map(|p| p.under(prefix)));
+        self.problems
+            .extend(ps.into_iter().map(|p| p.under(prefix)));
     }
 
     /// A pool the delta deletes must have no user left: an unchanged tenant's route or
@@ -448,9 +474,7 @@ impl<'a> Checker<'a> {
         out
     }
 
-    fn challenges(
-        &mut self,
-    ) -> Vec<(crate::wire::AcmeChallenge, validate::CheckedChallenge)> {
+    fn challenges(&mut self) -> Vec<(crate::wire::AcmeChallenge, validate::CheckedChallenge)> {
         let d = self.d;
         let mut tokens: HashMap<&str, usize> = HashMap::new();
         let mut out = Vec::with_capacity(d.acme_challenges.len());
@@ -476,7 +500,10 @@ impl<'a> Checker<'a> {
     /// The per-table maxima, counted as the table will be.
     fn maxima(&mut self, s: &Sets<'a>) {
         let (m, d) = (self.m, self.d);
-        let after = |now: usize, upserts: &HashMap<&str, usize>, exists: &dyn Fn(&str) -> bool, deletes: usize| {
+        let after = |now: usize,
+                     upserts: &HashMap<&str, usize>,
+                     exists: &dyn Fn(&str) -> bool,
+                     deletes: usize| {
             let added = upserts.keys().filter(|k| !exists(k)).count();
             (now + added).saturating_sub(deletes)
         };

@@ -197,7 +197,11 @@ impl Model {
                 .collect(),
             tenants: self.tenants.values().map(|p| p.value.clone()).collect(),
             api_keys: self.api_keys.values().map(|p| p.value.clone()).collect(),
-            certificates: self.certificates.values().map(|p| p.value.clone()).collect(),
+            certificates: self
+                .certificates
+                .values()
+                .map(|p| p.value.clone())
+                .collect(),
             acme_challenges: self
                 .acme_challenges
                 .values()
@@ -218,15 +222,30 @@ impl Model {
             state_digest: newer.state_digest(),
             ..Delta::default()
         };
-        diff(&self.upstreams, &newer.upstreams, &mut d.delete_upstreams, |k, v| {
-            d.upstreams.insert(k.to_string(), v.clone());
-        });
-        diff(&self.tenants, &newer.tenants, &mut d.delete_tenants, |_, v| {
-            d.tenants.push(v.clone());
-        });
-        diff(&self.api_keys, &newer.api_keys, &mut d.delete_api_keys, |_, v| {
-            d.api_keys.push(v.clone());
-        });
+        diff(
+            &self.upstreams,
+            &newer.upstreams,
+            &mut d.delete_upstreams,
+            |k, v| {
+                d.upstreams.insert(k.to_string(), v.clone());
+            },
+        );
+        diff(
+            &self.tenants,
+            &newer.tenants,
+            &mut d.delete_tenants,
+            |_, v| {
+                d.tenants.push(v.clone());
+            },
+        );
+        diff(
+            &self.api_keys,
+            &newer.api_keys,
+            &mut d.delete_api_keys,
+            |_, v| {
+                d.api_keys.push(v.clone());
+            },
+        );
         diff(
             &self.certificates,
             &newer.certificates,
@@ -254,13 +273,25 @@ impl Model {
         debug_assert_eq!(d.base, self.version, "a delta applies to its own base");
         // Everything that goes or is replaced leaves first, so that a host moving from one
         // tenant to another in the same delta is not taken away from its new owner.
-        for name in d.delete_upstreams.iter().chain(d.upstreams.iter().map(|u| &u.0)) {
+        for name in d
+            .delete_upstreams
+            .iter()
+            .chain(d.upstreams.iter().map(|u| &u.0))
+        {
             self.remove_upstream(name);
         }
-        for id in d.delete_tenants.iter().chain(d.tenants.iter().map(|t| &t.0.id)) {
+        for id in d
+            .delete_tenants
+            .iter()
+            .chain(d.tenants.iter().map(|t| &t.0.id))
+        {
             self.remove_tenant(id);
         }
-        for id in d.delete_api_keys.iter().chain(d.api_keys.iter().map(|k| &k.0.id)) {
+        for id in d
+            .delete_api_keys
+            .iter()
+            .chain(d.api_keys.iter().map(|k| &k.0.id))
+        {
             self.remove_key(id);
         }
         let certs = d.certificates.iter().map(|c| &c.0.name);
@@ -322,10 +353,7 @@ impl Model {
                 Some((k, _)) => k.clone(),
                 None => Id::from(pool),
             };
-            self.pool_users
-                .entry(pool)
-                .or_default()
-                .insert(id.clone());
+            self.pool_users.entry(pool).or_default().insert(id.clone());
         }
         let digest = PartDigest::of(digest::TENANT, tenant);
         self.state.add(&digest);
@@ -351,7 +379,11 @@ impl Model {
             }
         }
         if let Some(realm) = &tenant.realm {
-            if self.issuer_owner.get(&realm.issuer).is_some_and(|o| **o == *id) {
+            if self
+                .issuer_owner
+                .get(&realm.issuer)
+                .is_some_and(|o| **o == *id)
+            {
                 self.issuer_owner.remove(&realm.issuer);
             }
         }
@@ -385,7 +417,11 @@ impl Model {
         };
         self.state.sub(&p.digest);
         let key = &p.value;
-        if self.key_digests.get(&key.digest).is_some_and(|o| **o == *id) {
+        if self
+            .key_digests
+            .get(&key.digest)
+            .is_some_and(|o| **o == *id)
+        {
             self.key_digests.remove(&key.digest);
         }
         if let Some(t) = &key.tenant {
@@ -428,7 +464,8 @@ impl Model {
             value: c.clone(),
             digest,
         });
-        self.acme_challenges.insert(Id::from(c.token.as_str()), part);
+        self.acme_challenges
+            .insert(Id::from(c.token.as_str()), part);
     }
 
     fn remove_challenge(&mut self, token: &str) {

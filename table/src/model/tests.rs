@@ -59,7 +59,9 @@ pub(super) fn accept(m: &mut Model, mut d: Delta) {
 #[test]
 fn the_state_digest_is_the_sum_of_part_digests_as_defined() {
     let tenant = Tenant::test("a").host("a.test").route("/", "app", "public");
-    let t = Table::test().upstream("app", &["127.0.0.1:9001"]).tenant(tenant.clone());
+    let t = Table::test()
+        .upstream("app", &["127.0.0.1:9001"])
+        .tenant(tenant.clone());
     let part = |kind: &str, json: Vec<u8>| {
         let mut h = Sha256::new();
         h.update(kind.as_bytes());
@@ -158,8 +160,12 @@ fn a_one_tenant_delta_applies_and_an_earlier_clone_is_untouched() {
     let mut d = delta(&m);
     d.tenants
         .push(Tenant::test("c").host("c.test").route("/", "app", "public"));
-    d.tenants
-        .push(Tenant::test("b").host("b.test").route("/", "app", "public").suspended());
+    d.tenants.push(
+        Tenant::test("b")
+            .host("b.test")
+            .route("/", "app", "public")
+            .suspended(),
+    );
     accept(&mut m, d);
     assert_eq!(m.version(), 2);
     assert_eq!(m.tenants_len(), 3);
@@ -184,8 +190,10 @@ fn delta_to_is_the_change_between_two_models() {
     d.tenants
         .push(Tenant::test("c").host("c.test").route("/", "web", "public"));
     d.delete_api_keys.push("op".into());
-    d.upstreams
-        .insert("app".into(), crate::wire::Upstream::test(&["127.0.0.1:9009"]));
+    d.upstreams.insert(
+        "app".into(),
+        crate::wire::Upstream::test(&["127.0.0.1:9009"]),
+    );
     accept(&mut m2, d);
     let back = m1.delta_to(&m2);
     assert_eq!(back.tenants.len(), 1, "only what changed: {back:?}");
@@ -219,10 +227,7 @@ fn the_base_version_and_digest_are_checked_first() {
     );
     let mut d = delta(&m);
     d.version = 5;
-    assert_eq!(
-        problems(&m, &d),
-        ["version: must be greater than base (5)"]
-    );
+    assert_eq!(problems(&m, &d), ["version: must be greater than base (5)"]);
     let d = delta(&m);
     match m.check(&d) {
         Err(DeltaError::Invalid(ps)) => assert_eq!(
@@ -242,7 +247,10 @@ fn the_base_version_and_digest_are_checked_first() {
     );
     // An empty delta moves the version only.
     let (checked, digest) = m.preview(&d).expect("valid");
-    assert_eq!((digest.as_str(), checked.version), (m.state_digest().as_str(), 6));
+    assert_eq!(
+        (digest.as_str(), checked.version),
+        (m.state_digest().as_str(), 6)
+    );
 }
 
 #[test]
@@ -252,10 +260,18 @@ fn a_delta_document_reports_every_unknown_field_and_repeat() {
              "tenants": [{"id": "a", "hosts": [], "routes": [], "colour": "red"}],
              "assertion": {"set": null, "unset": true}}"#,
     );
-    let ps: Vec<String> = d.expect_err("unknown").iter().map(ToString::to_string).collect();
+    let ps: Vec<String> = d
+        .expect_err("unknown")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert_eq!(
         ps,
-        ["extra: unknown field", "tenants[0].colour: unknown field", "assertion.unset: unknown field"]
+        [
+            "extra: unknown field",
+            "tenants[0].colour: unknown field",
+            "assertion.unset: unknown field"
+        ]
     );
     let ps = parse_delta(br#"{"base": 1, "base": 2, "version": 3, "state_digest": "", "x": 0}"#)
         .expect_err("repeat");
@@ -284,11 +300,26 @@ fn a_refused_delta_changes_nothing_and_says_everything() {
     d.delete_upstreams.push("app".into());
     let ps = problems(&m, &d);
     assert_eq!(ps.len(), 5, "{ps:?}");
-    assert!(ps.iter().any(|p| p == "delete_tenants[0]: no tenant \"nope\" in the table (version 1)"), "{ps:?}");
-    assert!(ps.iter().any(|p| p.starts_with("delete_upstreams[0]: upstream \"app\" is still used by tenant \"a\"")), "{ps:?}");
+    assert!(
+        ps.iter()
+            .any(|p| p == "delete_tenants[0]: no tenant \"nope\" in the table (version 1)"),
+        "{ps:?}"
+    );
+    assert!(
+        ps.iter().any(|p| p
+            .starts_with("delete_upstreams[0]: upstream \"app\" is still used by tenant \"a\"")),
+        "{ps:?}"
+    );
     assert!(ps.iter().any(|p| p.starts_with("tenants[0].id:")), "{ps:?}");
-    assert!(ps.iter().any(|p| p.starts_with("tenants[0].hosts[0]:")), "{ps:?}");
-    assert!(ps.iter().any(|p| p == "tenants[0].routes: needs at least one route"), "{ps:?}");
+    assert!(
+        ps.iter().any(|p| p.starts_with("tenants[0].hosts[0]:")),
+        "{ps:?}"
+    );
+    assert!(
+        ps.iter()
+            .any(|p| p == "tenants[0].routes: needs at least one route"),
+        "{ps:?}"
+    );
     assert_eq!(m, before);
     assert_eq!(m.to_table(), before.to_table());
 }

@@ -23,13 +23,19 @@ fn a_host_may_move_between_tenants_in_one_delta() {
             .realm("https://id.test/realms/a"),
     );
     accept(&mut m, d);
-    assert_eq!(m.host_owner(&HostPattern::Exact("a.test".into())), Some("b"));
+    assert_eq!(
+        m.host_owner(&HostPattern::Exact("a.test".into())),
+        Some("b")
+    );
     // And to a new tenant while its owner goes.
     let mut d = delta(&m);
     d.tenants.push(tenant("n", "b.test", "web"));
     d.delete_tenants.push("b".into());
     accept(&mut m, d);
-    assert_eq!(m.host_owner(&HostPattern::Exact("b.test".into())), Some("n"));
+    assert_eq!(
+        m.host_owner(&HostPattern::Exact("b.test".into())),
+        Some("n")
+    );
 }
 
 #[test]
@@ -128,7 +134,8 @@ fn a_pool_goes_only_when_no_unchanged_tenant_uses_it() {
     accept(&mut m, d);
     // A shell's pool is a use too.
     let mut d = delta(&m);
-    d.upstreams.insert("shell".into(), Upstream::test(&["127.0.0.1:9003"]));
+    d.upstreams
+        .insert("shell".into(), Upstream::test(&["127.0.0.1:9003"]));
     d.tenants
         .push(tenant("b", "b.test", "app").shell_from(Some("shell"), &[]));
     accept(&mut m, d);
@@ -164,7 +171,8 @@ fn deletes_name_existing_parts_once_and_not_also_upserted() {
 fn each_part_is_checked_by_the_rules_of_a_full_table() {
     let m = model_of(&base_table());
     let mut d = delta(&m);
-    d.upstreams.insert("Bad".into(), Upstream::test(&["nowhere"]));
+    d.upstreams
+        .insert("Bad".into(), Upstream::test(&["nowhere"]));
     d.tenants.push(tenant("c", "c.test", "nopool"));
     d.tenants.push(tenant("c", "c2.test", "app"));
     let mut key = ApiKey::test("k2", Some("c"), &["@x", "@x"]);
@@ -214,7 +222,8 @@ fn certificates_are_unique_by_name_and_host() {
     let ca = TestCa::new("test ca");
     let leaf = ca.leaf(&["x.test", "*.x.test", "y.test"]);
     let mut t = base_table();
-    t.certificates.push(leaf.entry("x", &["x.test", "*.x.test"]));
+    t.certificates
+        .push(leaf.entry("x", &["x.test", "*.x.test"]));
     let mut m = model_of(&t);
     let mut d = delta(&m);
     d.certificates.push(leaf.entry("y", &["y.test", "x.test"]));
@@ -231,7 +240,10 @@ fn certificates_are_unique_by_name_and_host() {
     d.certificates.push(leaf.entry("y", &["y.test"]));
     let ps = problems(&m, &d);
     assert_eq!(ps.len(), 2, "{ps:?}");
-    assert!(ps[0].starts_with("certificates[0].hosts[0]: certificate \"y\": nope.test is not covered"), "{ps:?}");
+    assert!(
+        ps[0].starts_with("certificates[0].hosts[0]: certificate \"y\": nope.test is not covered"),
+        "{ps:?}"
+    );
     assert_eq!(ps[1], "certificates[1].name: certificate \"y\": certificate name \"y\" already used by certificates[0]");
     // A host moving from one certificate to another; then the old one goes.
     let mut d = delta(&m);
@@ -262,8 +274,14 @@ fn acme_answers_are_checked_unique_and_bounded() {
     d.acme_challenges.push(challenge("token-number-000001"));
     let ps = problems(&m, &d);
     assert_eq!(ps.len(), 2, "{ps:?}");
-    assert!(ps[0].starts_with("acme_challenges[0].token: must be"), "{ps:?}");
-    assert_eq!(ps[1], "acme_challenges[2].token: token already used by acme_challenges[1]");
+    assert!(
+        ps[0].starts_with("acme_challenges[0].token: must be"),
+        "{ps:?}"
+    );
+    assert_eq!(
+        ps[1],
+        "acme_challenges[2].token: token already used by acme_challenges[1]"
+    );
     // Up to the table's maximum, counted as the table will be.
     let mut d = delta(&m);
     d.acme_challenges = (0..MAX_ACME_CHALLENGES)
@@ -274,7 +292,9 @@ fn acme_answers_are_checked_unique_and_bounded() {
     d.acme_challenges.push(challenge("token-number-999999"));
     assert_eq!(
         problems(&m, &d),
-        [format!("acme_challenges: more than {MAX_ACME_CHALLENGES} challenges")]
+        [format!(
+            "acme_challenges: more than {MAX_ACME_CHALLENGES} challenges"
+        )]
     );
     d.delete_acme_challenges.push("token-number-000000".into());
     accept(&mut m, d);

@@ -448,7 +448,9 @@ pub(super) fn check_certificates(table: &Table, problems: &mut Vec<Problem>) -> 
 pub(crate) fn cert_host_taken(h: usize, host: &HostPattern, owner: &str) -> Problem {
     Problem::new(
         format!("hosts[{h}]"),
-        format!("{host} is already served by certificate {owner:?}: a host name has one certificate"),
+        format!(
+            "{host} is already served by certificate {owner:?}: a host name has one certificate"
+        ),
     )
 }
 
