@@ -1,7 +1,7 @@
 //! Checking a delta against the model: the base, each listed part by the rules of a full
 //! table, and the cross-part rules against the table as it will be after the delta.
 
-use super::digest::{self, PartDigest, StateSum};
+use super::digest::StateSum;
 use super::{Model, Owners};
 use crate::delta::{CheckedDelta, Delta, DeltaError};
 use crate::host::HostPattern;
@@ -71,68 +71,6 @@ impl Model {
             },
             state,
         ))
-    }
-
-    /// The state digest once `d` (checked) is applied: the parts that go or are replaced
-    /// subtracted, the new ones added.
-    fn state_after(&self, d: &CheckedDelta) -> String {
-        let mut sum = self.state;
-        let mut out = |p: Option<&PartDigest>| {
-            if let Some(p) = p {
-                sum.sub(p);
-            }
-        };
-        for n in d
-            .delete_upstreams
-            .iter()
-            .chain(d.upstreams.iter().map(|u| &u.0))
-        {
-            out(self.upstreams.get(n.as_str()).map(|p| &p.digest));
-        }
-        for n in d
-            .delete_tenants
-            .iter()
-            .chain(d.tenants.iter().map(|t| &t.0.id))
-        {
-            out(self.tenants.get(n.as_str()).map(|p| &p.digest));
-        }
-        for n in d
-            .delete_api_keys
-            .iter()
-            .chain(d.api_keys.iter().map(|k| &k.0.id))
-        {
-            out(self.api_keys.get(n.as_str()).map(|p| &p.digest));
-        }
-        let names = d.certificates.iter().map(|c| &c.0.name);
-        for n in d.delete_certificates.iter().chain(names) {
-            out(self.certificates.get(n.as_str()).map(|p| &p.digest));
-        }
-        let tokens = d.acme_challenges.iter().map(|c| &c.0.token);
-        for n in d.delete_acme_challenges.iter().chain(tokens) {
-            out(self.acme_challenges.get(n.as_str()).map(|p| &p.digest));
-        }
-        if d.assertion.is_some() {
-            out(self.assertion.as_ref().map(|p| &p.digest));
-        }
-        for (name, spec) in &d.upstreams {
-            sum.add(&PartDigest::upstream(name, spec));
-        }
-        for (t, _) in &d.tenants {
-            sum.add(&PartDigest::of(digest::TENANT, t));
-        }
-        for (k, _) in &d.api_keys {
-            sum.add(&PartDigest::of(digest::API_KEY, k));
-        }
-        for (c, _) in &d.certificates {
-            sum.add(&PartDigest::of(digest::CERTIFICATE, c));
-        }
-        for (c, _) in &d.acme_challenges {
-            sum.add(&PartDigest::of(digest::ACME_CHALLENGE, c));
-        }
-        if let Some(Some(a)) = &d.assertion {
-            sum.add(&PartDigest::of(digest::ASSERTION, a));
-        }
-        sum.to_string()
     }
 }
 

@@ -1,6 +1,8 @@
 //! The state digest (defined in [`crate::delta`]): each part's SHA-256 over its kind and
 //! canonical JSON, summed modulo 2^256 so that a change updates it in the size of the change.
 
+use super::Model;
+use crate::delta::CheckedDelta;
 use crate::wire::Table;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -148,4 +150,68 @@ pub fn state_digest(table: &Table) -> String {
         sum.add(&PartDigest::of(ASSERTION, a));
     }
     sum.to_string()
+}
+
+impl Model {
+    /// The state digest once `d` (checked) is applied: the parts that go or are replaced
+    /// subtracted, the new ones added.
+    pub(super) fn state_after(&self, d: &CheckedDelta) -> String {
+        let mut sum = self.state;
+        let mut out = |p: Option<&PartDigest>| {
+            if let Some(p) = p {
+                sum.sub(p);
+            }
+        };
+        for n in d
+            .delete_upstreams
+            .iter()
+            .chain(d.upstreams.iter().map(|u| &u.0))
+        {
+            out(self.upstreams.get(n.as_str()).map(|p| &p.digest));
+        }
+        for n in d
+            .delete_tenants
+            .iter()
+            .chain(d.tenants.iter().map(|t| &t.0.id))
+        {
+            out(self.tenants.get(n.as_str()).map(|p| &p.digest));
+        }
+        for n in d
+            .delete_api_keys
+            .iter()
+            .chain(d.api_keys.iter().map(|k| &k.0.id))
+        {
+            out(self.api_keys.get(n.as_str()).map(|p| &p.digest));
+        }
+        let names = d.certificates.iter().map(|c| &c.0.name);
+        for n in d.delete_certificates.iter().chain(names) {
+            out(self.certificates.get(n.as_str()).map(|p| &p.digest));
+        }
+        let tokens = d.acme_challenges.iter().map(|c| &c.0.token);
+        for n in d.delete_acme_challenges.iter().chain(tokens) {
+            out(self.acme_challenges.get(n.as_str()).map(|p| &p.digest));
+        }
+        if d.assertion.is_some() {
+            out(self.assertion.as_ref().map(|p| &p.digest));
+        }
+        for (name, spec) in &d.upstreams {
+            sum.add(&PartDigest::upstream(name, spec));
+        }
+        for (t, _) in &d.tenants {
+            sum.add(&PartDigest::of(TENANT, t));
+        }
+        for (k, _) in &d.api_keys {
+            sum.add(&PartDigest::of(API_KEY, k));
+        }
+        for (c, _) in &d.certificates {
+            sum.add(&PartDigest::of(CERTIFICATE, c));
+        }
+        for (c, _) in &d.acme_challenges {
+            sum.add(&PartDigest::of(ACME_CHALLENGE, c));
+        }
+        if let Some(Some(a)) = &d.assertion {
+            sum.add(&PartDigest::of(ASSERTION, a));
+        }
+        sum.to_string()
+    }
 }
