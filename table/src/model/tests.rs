@@ -323,3 +323,11 @@ fn a_refused_delta_changes_nothing_and_says_everything() {
     assert_eq!(m, before);
     assert_eq!(m.to_table(), before.to_table());
 }
+
+#[test]
+fn a_model_crosses_threads() {
+    // A gateway serialises a clone in the background while deltas apply to the original.
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Model>();
+    send_sync::<CheckedDelta>();
+}
