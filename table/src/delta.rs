@@ -19,10 +19,12 @@
 
 use crate::assertion::Assertion;
 use crate::host::HostPattern;
+use crate::problem::Problem;
 use crate::validate::{CheckedCert, CheckedChallenge};
 use crate::wire::{AcmeChallenge, ApiKey, Certificate, Tenant, Upstream};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// A change to the table in force, as it travels (`PATCH /v1/table` on a gateway's admin
 /// listener, `Content-Type: application/json`).
@@ -34,8 +36,10 @@ use std::collections::BTreeMap;
 ///               "routes": [{"prefix": "/", "upstream": "app-a", "auth": "public"}]}],
 ///  "delete_tenants": ["gone"]}
 /// ```
+///
+/// Read one with [`parse_delta`]: like [`crate::parse`], it reports every unknown field and
+/// repeated member name, each with its path.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Delta {
     /// The version this delta applies to: exactly the gateway's version in force, or the
     /// delta is refused (409, with the version the gateway has) and nothing changes.
@@ -79,7 +83,6 @@ pub struct Delta {
 
 /// A change of the table's `assertion` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AssertionChange {
     pub set: Option<Assertion>,
 }
@@ -107,4 +110,57 @@ pub struct CheckedDelta {
     pub delete_acme_challenges: Vec<String>,
     /// `None`: unchanged; `Some(None)`: removed; `Some(Some(a))`: replaced.
     pub assertion: Option<Option<Assertion>>,
+}
+
+/// Why a delta was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaError {
+    /// The delta's base is not the version in force (409, with `current`): the sender
+    /// starts again from `current`, or sends a full table.
+    WrongBase { current: u64, offered_base: u64 },
+    /// The delta, or the table it would make, breaks a rule (422): every problem, at paths
+    /// in the delta document (`tenants[0].hosts[1]`, `delete_upstreams[2]`).
+    Invalid(Vec<Problem>),
+    /// The delta is valid but the table it makes has another state digest than the delta
+    /// says (409 `digest_mismatch`): sender and receiver disagree about the base.
+    DigestMismatch { expected: String, computed: String },
+}
+
+impl fmt::Display for DeltaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeltaError::WrongBase {
+                current,
+                offered_base,
+            } => write!(
+                f,
+                "the delta applies to version {offered_base}, the table in force is version {current}"
+            ),
+            DeltaError::Invalid(problems) => {
+                write!(f, "the delta is invalid ({} problems)", problems.len())?;
+                for (i, p) in problems.iter().enumerate() {
+                    f.write_str(if i == 0 { ": " } else { "; " })?;
+                    write!(f, "{p}")?;
+                }
+                Ok(())
+            }
+            DeltaError::DigestMismatch { expected, computed } => write!(
+                f,
+                "the delta makes state digest {computed}, not {expected} as it says: the base differs, send a full table"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DeltaError {}
+
+/// Decode a delta. On failure, every repeated member name and unknown field (each with its
+/// path); a JSON syntax or type error is reported alone (after any repeated names before it).
+/// Whether the delta fits the table in force is [`crate::Model::check`]'s.
+pub fn parse_delta(bytes: &[u8]) -> Result<Delta, Vec<Problem>> {
+    let mut found = Vec::new();
+    match crate::decode::<Delta>(bytes, "delta", &mut found) {
+        Some(delta) if found.is_empty() => Ok(delta),
+        _ => Err(found),
+    }
 }

@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod delta;
 mod duplicates;
 pub mod host;
+pub mod model;
 pub mod path;
 mod problem;
 pub mod validate;
@@ -17,10 +18,12 @@ pub mod wire;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod test_certs;
 
+pub use delta::{parse_delta, AssertionChange, CheckedDelta, Delta, DeltaError};
 pub use duplicates::duplicate_keys;
+pub use model::{state_digest, Model};
 pub use problem::Problem;
 /// Whole-table validation under its old name (the benches call it).
 pub use validate::table as validate;
@@ -42,29 +45,9 @@ use sha2::{Digest, Sha256};
 /// names and unknown fields (each with its path) and all semantic problems. A JSON syntax or
 /// type error stops parsing, so it is reported alone (after any repeated names before it).
 pub fn parse(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
-    // Last-one-wins would let two readers of one document see two tables.
-    let mut found = duplicate_keys(bytes);
-    let parsed = if found.is_empty() {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        serde_ignored::deserialize(&mut de, |path| {
-            found.push(Problem::new(field_path(&path), "unknown field"));
-        })
-        .and_then(|t: Table| de.end().map(|()| t))
-    } else {
-        // serde refuses a struct field given twice; to still report every other problem,
-        // decode the document with the repeats collapsed (they are refused regardless).
-        serde_json::from_slice::<serde_json::Value>(bytes).and_then(|v| {
-            serde_ignored::deserialize(v, |path| {
-                found.push(Problem::new(field_path(&path), "unknown field"));
-            })
-        })
-    };
-    let table = match parsed {
-        Ok(t) => t,
-        Err(e) => {
-            found.push(Problem::new("", format!("malformed table JSON: {e}")));
-            return Err(found);
-        }
+    let mut found = Vec::new();
+    let Some(table) = decode::<Table>(bytes, "table", &mut found) else {
+        return Err(found);
     };
     match validate::table(&table) {
         Ok(n) if found.is_empty() => Ok(CheckedTable {
@@ -78,6 +61,40 @@ pub fn parse(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
         Err(mut problems) => {
             found.append(&mut problems);
             Err(found)
+        }
+    }
+}
+
+/// Decode one document (a table, a delta), recording in `found` every repeated member name
+/// and unknown field with its path. A JSON syntax or type error ends decoding: it is recorded
+/// (after any repeated names before it) and `None` returned.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+    found: &mut Vec<Problem>,
+) -> Option<T> {
+    // Last-one-wins would let two readers of one document see two documents.
+    found.append(&mut duplicate_keys(bytes));
+    let parsed = if found.is_empty() {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        serde_ignored::deserialize(&mut de, |path| {
+            found.push(Problem::new(field_path(&path), "unknown field"));
+        })
+        .and_then(|t: T| de.end().map(|()| t))
+    } else {
+        // serde refuses a struct field given twice; to still report every other problem,
+        // decode the document with the repeats collapsed (they are refused regardless).
+        serde_json::from_slice::<serde_json::Value>(bytes).and_then(|v| {
+            serde_ignored::deserialize(v, |path| {
+                found.push(Problem::new(field_path(&path), "unknown field"));
+            })
+        })
+    };
+    match parsed {
+        Ok(t) => Some(t),
+        Err(e) => {
+            found.push(Problem::new("", format!("malformed {what} JSON: {e}")));
+            None
         }
     }
 }

@@ -68,7 +68,7 @@ pub(super) fn check_challenges(
     out
 }
 
-fn check_challenge(c: &AcmeChallenge, problems: &mut Vec<Problem>) -> CheckedChallenge {
+pub(super) fn check_challenge(c: &AcmeChallenge, problems: &mut Vec<Problem>) -> CheckedChallenge {
     if !is_acme_token(&c.token) {
         problems.push(Problem::new(
             "token",

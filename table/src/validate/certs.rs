@@ -429,13 +429,7 @@ pub(super) fn check_certificates(table: &Table, problems: &mut Vec<Problem>) -> 
             Ok(checked) => {
                 for (h, host) in checked.hosts.iter().enumerate() {
                     if let Some(&first) = owners.get(host) {
-                        problems.push(Problem::new(
-                            format!("hosts[{h}]"),
-                            format!(
-                                "{host} is already served by certificate {:?}: a host name has one certificate",
-                                table.certificates[first].name
-                            ),
-                        ));
+                        problems.push(cert_host_taken(h, host, &table.certificates[first].name));
                     } else {
                         owners.insert(host.clone(), c);
                     }
@@ -444,12 +438,27 @@ pub(super) fn check_certificates(table: &Table, problems: &mut Vec<Problem>) -> 
             }
             Err(mut p) => problems.append(&mut p),
         }
-        for p in &mut problems[start..] {
-            p.message = format!("certificate {:?}: {}", cert.name, p.message);
-        }
+        name_certificate(&cert.name, &mut problems[start..]);
         rebase(&mut problems[start..], || format!("certificates[{c}]"));
     }
     out
+}
+
+/// A certificate's host `hosts[h]` is already served by certificate `owner`.
+pub(crate) fn cert_host_taken(h: usize, host: &HostPattern, owner: &str) -> Problem {
+    Problem::new(
+        format!("hosts[{h}]"),
+        format!(
+            "{host} is already served by certificate {owner:?}: a host name has one certificate"
+        ),
+    )
+}
+
+/// A certificate's problems say which certificate they are about.
+pub(crate) fn name_certificate(name: &str, problems: &mut [Problem]) {
+    for p in problems {
+        p.message = format!("certificate {name:?}: {}", p.message);
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub use acme::{
     MAX_ACME_TOKEN_LEN, MIN_ACME_TOKEN_LEN,
 };
 pub use auth::MAX_AUDIENCES;
+pub(crate) use certs::{cert_host_taken, name_certificate};
 pub use certs::{
     cert_name_covers, certificate, leaf_names_and_expiry, parse_cert_name, rfc3339, CheckedCert,
     MAX_CERTIFICATES, MAX_CERT_HOSTS, MAX_CERT_PEM_BYTES, MAX_CHAIN_LEN, MAX_KEY_PEM_BYTES,
@@ -144,6 +145,87 @@ pub fn api_key(key: &ApiKey) -> Result<Option<u64>, Vec<Problem>> {
     }
 }
 
+/// [`tenant`] and the tenant's normalised host patterns (those without a problem), in one
+/// pass: what a delta's check runs on each tenant it upserts.
+pub fn tenant_and_hosts(
+    tenant: &Tenant,
+    ctx: &TenantContext<'_>,
+) -> (Vec<HostPattern>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let hosts = check_tenant(tenant, ctx, &mut problems);
+    (hosts, problems)
+}
+
+/// The problem with a tenant id's syntax, at `id`, if any; uniqueness is the table's.
+pub fn tenant_id(id: &str) -> Option<Problem> {
+    (!is_tenant_id(id)).then(|| {
+        Problem::new(
+            "id",
+            format!(
+                "{id:?} is not a tenant id (1-63 of a-z, 0-9, '-'; starts and ends with a letter or digit)"
+            ),
+        )
+    })
+}
+
+/// The problem with a pool's name, at the pool's own path, if any.
+pub fn upstream_name(name: &str) -> Option<Problem> {
+    (!is_name(name)).then(|| {
+        Problem::new(
+            "",
+            "upstream name must be 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+        )
+    })
+}
+
+/// A tenant's realm issuer is already another tenant's (`owner`), at `realm.issuer`.
+pub(crate) fn issuer_taken(owner: &str) -> Problem {
+    Problem::new(
+        "realm.issuer",
+        format!(
+            "issuer already used by tenant {owner:?}: each tenant has its own realm, or one tenant's tokens would open the other's routes"
+        ),
+    )
+}
+
+/// `tenant` claims `pattern`, which tenant `owner` claims too: at the tenant's (last) entry
+/// that normalises to it, relative to the tenant.
+pub(crate) fn host_claimed(tenant: &Tenant, pattern: &HostPattern, owner: &str) -> Problem {
+    let at = tenant
+        .hosts
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, raw)| HostPattern::parse(raw).as_ref() == Ok(pattern))
+        .map_or_else(|| "hosts".to_owned(), |(h, _)| format!("hosts[{h}]"));
+    Problem::new(
+        at,
+        format!(
+            "{pattern} is claimed by tenant {owner:?} and tenant {:?}",
+            tenant.id
+        ),
+    )
+}
+
+/// Every problem with one ACME http-01 answer as it would enter a table, at paths relative
+/// to it, or its parsed hosts and expiry. Uniqueness of its token is the table's.
+pub fn challenge(c: &crate::wire::AcmeChallenge) -> Result<CheckedChallenge, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let checked = acme::check_challenge(c, &mut problems);
+    if problems.is_empty() {
+        Ok(checked)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every problem with an assertion section, at paths under `assertion`.
+pub fn assertion(a: &crate::assertion::Assertion) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    assertion::check_assertion(a, &mut problems);
+    problems
+}
+
 /// Validate a parsed table, collecting every problem.
 pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     let mut problems = Vec::new();
@@ -152,12 +234,7 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     }
     for (name, upstream) in &table.upstreams {
         let start = problems.len();
-        if !is_name(name) {
-            problems.push(Problem::new(
-                "",
-                "upstream name must be 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
-            ));
-        }
+        problems.extend(upstream_name(name));
         pools::check_upstream_spec(upstream, &mut problems);
         rebase(&mut problems[start..], || format!("upstreams.{name}"));
     }
@@ -171,14 +248,8 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     let mut issuers: FastMap<&str, usize> = map_with_capacity(0);
     for (t, tenant) in table.tenants.iter().enumerate() {
         let start = problems.len();
-        if !is_tenant_id(&tenant.id) {
-            problems.push(Problem::new(
-                "id",
-                format!(
-                    "{:?} is not a tenant id (1-63 of a-z, 0-9, '-'; starts and ends with a letter or digit)",
-                    tenant.id
-                ),
-            ));
+        if let Some(p) = tenant_id(&tenant.id) {
+            problems.push(p);
         } else if let Some(first) = ids.insert(&tenant.id, t) {
             problems.push(Problem::new(
                 "id",
@@ -188,13 +259,7 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
         hosts.push(check_tenant(tenant, &ctx, &mut problems));
         if let Some(realm) = &tenant.realm {
             if let Some(first) = issuers.insert(realm.issuer.as_str(), t) {
-                problems.push(Problem::new(
-                    "realm.issuer",
-                    format!(
-                        "issuer already used by tenant {:?}: each tenant has its own realm, or one tenant's tokens would open the other's routes",
-                        table.tenants[first].id
-                    ),
-                ));
+                problems.push(issuer_taken(&table.tenants[first].id));
             }
         }
         rebase(&mut problems[start..], || format!("tenants[{t}]"));
@@ -333,22 +398,8 @@ fn check_host_owners(table: &Table, hosts: &[Vec<HostPattern>], problems: &mut V
             if owner == t {
                 continue;
             }
-            let at = table.tenants[t]
-                .hosts
-                .iter()
-                .enumerate()
-                .rev()
-                .find(|(_, raw)| HostPattern::parse(raw).as_ref() == Ok(pattern))
-                .map(|(h, _)| h)
-                .map_or_else(
-                    || format!("tenants[{t}].hosts"),
-                    |h| format!("tenants[{t}].hosts[{h}]"),
-                );
-            let msg = format!(
-                "{pattern} is claimed by tenant {:?} and tenant {:?}",
-                table.tenants[owner].id, table.tenants[t].id
-            );
-            problems.push(Problem::new(at, msg));
+            let problem = host_claimed(&table.tenants[t], pattern, &table.tenants[owner].id);
+            problems.push(problem.under(&format!("tenants[{t}]")));
         }
     }
 }
