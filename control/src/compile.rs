@@ -146,7 +146,10 @@ fn provisioned_realms(model: &Model, secrets: &SecretBox) -> Realms {
 
 /// A routed tenant as the table carries it (its provisioned realm filled in), or `None`: not
 /// routed, or withheld.
-fn tenant_entry<'a>(record: &'a TenantRecord, realm: Option<&Provisioned>) -> Option<Cow<'a, realmgate_table::Tenant>> {
+fn tenant_entry<'a>(
+    record: &'a TenantRecord,
+    realm: Option<&Provisioned>,
+) -> Option<Cow<'a, realmgate_table::Tenant>> {
     if !record.provision.routed {
         return None;
     }

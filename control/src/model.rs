@@ -297,7 +297,9 @@ impl Model {
         }
         if let Some(old) = self.keys.insert(record.id.clone(), record) {
             // An id keeps its tenant; should one ever move, the old tenant forgets it.
-            let moved = old.tenant.filter(|t| self.keys[&old.id].tenant.as_ref() != Some(t));
+            let moved = old
+                .tenant
+                .filter(|t| self.keys[&old.id].tenant.as_ref() != Some(t));
             if let Some(t) = moved {
                 if let Some(ids) = self.tenant_keys.get_mut(&t) {
                     ids.remove(&old.id);

@@ -10,7 +10,6 @@ use super::{
     certificate_entry, challenge_enters, compile_at, key_enters, key_entry, provisioned_realm,
     tenant_entry, Compiled,
 };
-use crate::ids::TenantId;
 use crate::model::Model;
 use crate::provision::secrets::SecretBox;
 use bytes::Bytes;
@@ -54,7 +53,10 @@ enum Part {
 #[derive(Clone)]
 enum Change {
     /// The part as it is now; `existed`: the base table held it (a replacement).
-    Put { existed: bool, part: Arc<Part> },
+    Put {
+        existed: bool,
+        part: Arc<Part>,
+    },
     Delete,
 }
 
@@ -156,7 +158,10 @@ impl DeltaCompiler {
         secrets: &SecretBox,
         now_ms: u64,
     ) -> Result<Compiled, serde_json::Error> {
-        let step = self.held.as_mut().map(|held| step(model, secrets, now_ms, held));
+        let step = self
+            .held
+            .as_mut()
+            .map(|held| step(model, secrets, now_ms, held));
         let touched = step.is_none().then(|| model.take_touched());
         let (mut compiled, realms) = match compile_at(model, secrets, now_ms) {
             Ok(c) => c,
@@ -290,12 +295,7 @@ fn wire(
 }
 
 /// What the full table compiled at `now_ms` holds: learnt once, from the whole model.
-fn held_by(
-    model: &Model,
-    secrets: &SecretBox,
-    now_ms: u64,
-    realms: &super::Realms,
-) -> Held {
+fn held_by(model: &Model, secrets: &SecretBox, now_ms: u64, realms: &super::Realms) -> Held {
     let tenants: HashSet<String> = model
         .tenants
         .iter()
@@ -328,7 +328,8 @@ fn held_by(
     for c in model.acme_challenges.values() {
         if challenge_enters(c, now_ms) {
             let at = realmgate_table::parse_expiry(&c.expires_at).unwrap_or(0);
-            held.challenges.insert(c.token.clone(), at.saturating_mul(1000));
+            held.challenges
+                .insert(c.token.clone(), at.saturating_mul(1000));
         }
     }
     held
@@ -421,14 +422,6 @@ fn step(model: &Model, secrets: &SecretBox, now_ms: u64, held: &mut Held) -> Ste
         parts,
         assertion,
     }
-}
-
-/// Whether a tenant by id is in the table as `held` says (for the tests).
-#[cfg(test)]
-fn holds_tenant(c: &DeltaCompiler, id: &TenantId) -> bool {
-    c.held
-        .as_ref()
-        .is_some_and(|h| h.tenants.contains(id.as_str()))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! next full table, and each part it carries is the full table's part byte for byte.
 
 use super::*;
-use crate::ids::UpstreamName;
+use crate::ids::{TenantId, UpstreamName};
 use crate::model::{fixtures, KeyRecord};
 use realmgate_table::{Table, TenantStatus};
 
@@ -66,8 +66,17 @@ fn model() -> Model {
     m
 }
 
+/// Whether the compiler counts a tenant as in the last table.
+fn holds_tenant(c: &DeltaCompiler, id: &TenantId) -> bool {
+    c.held
+        .as_ref()
+        .is_some_and(|h| h.tenants.contains(id.as_str()))
+}
+
 fn table(c: &Compiled) -> Table {
-    realmgate_table::parse(&c.body).expect("a valid full table").table
+    realmgate_table::parse(&c.body)
+        .expect("a valid full table")
+        .table
 }
 
 fn delta(body: &DeltaBody) -> Delta {
@@ -153,7 +162,11 @@ impl Run {
             assert_eq!((d.version, d.state_digest.as_str()), (m.version, ""));
             let mut t = self.tables[&body.base].clone();
             apply(&mut t, &d);
-            assert_eq!(t, next, "delta from {} = the full table {}", d.base, d.version);
+            assert_eq!(
+                t, next,
+                "delta from {} = the full table {}",
+                d.base, d.version
+            );
             assert_parts_verbatim(&compiled, &d);
         }
         self.tables.insert(compiled.version, next);
@@ -303,5 +316,8 @@ fn a_failed_compile_starts_afresh() {
     run.c.held = None;
     m.version = 2;
     let c = run.compile(&m, NOW);
-    assert!(c.deltas.is_empty(), "nothing known to compare with: full table only");
+    assert!(
+        c.deltas.is_empty(),
+        "nothing known to compare with: full table only"
+    );
 }

@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(m.take_touched(), BTreeSet::from(["a".into(), "b".into()]));
         assert!(m.take_touched().is_empty(), "taken once");
         assert_eq!(m.remove("zzz"), None);
-        assert!(m.take_touched().is_empty(), "removing nothing changes nothing");
+        assert!(
+            m.take_touched().is_empty(),
+            "removing nothing changes nothing"
+        );
         *m.get_mut("b").expect("b") += 1;
         assert_eq!(m.remove("a"), Some(3));
         assert_eq!(m.take_touched(), BTreeSet::from(["a".into(), "b".into()]));
