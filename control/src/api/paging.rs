@@ -105,6 +105,69 @@ pub fn answer<T: Serialize>(
     Ok(Value::Object(body))
 }
 
+/// The list endpoints and the field their entries are in.
+pub const LISTS: [(&str, &str); 7] = [
+    ("/v1/tenants", "tenants"),
+    ("/v1/keys", "keys"),
+    ("/v1/domains", "domains"),
+    ("/v1/tenants/{id}/domains", "domains"),
+    ("/v1/certificates", "certificates"),
+    ("/v1/apps", "apps"),
+    ("/v1/upstreams", "upstreams"),
+];
+
+/// Document the paging of every list in the OpenAPI document: the parameters, the 400, and
+/// `next` in each answer.
+pub fn document(doc: &mut Value) {
+    let params = serde_json::json!([
+        {"name": "after", "in": "query", "schema": {"type": "string", "minLength": 1},
+         "description": "Start after this id (name, domain): the previous page's `next`"},
+        {"name": "limit", "in": "query",
+         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+         "description": "Entries per page"}
+    ]);
+    let search = serde_json::json!({"name": "q", "in": "query",
+        "schema": {"type": "string", "maxLength": MAX_QUERY},
+        "description": "Only tenants whose id or a host contains this (case-insensitive). One page looks at a bounded stretch of the registry: a page may hold fewer than `limit` (even none) and still have a `next` to look further"});
+    let next = serde_json::json!({"type": ["string", "null"],
+        "description": "The `after` of the next page; null on the last"});
+    let bad = serde_json::json!({"description": "A `limit` that is not 1-1000, an empty `after`, a `q` over 100 characters",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    for (path, field) in LISTS {
+        let op = &mut doc["paths"][path]["get"];
+        if !op.is_object() {
+            continue;
+        }
+        let mut p = params.clone();
+        if path == "/v1/tenants" {
+            if let Some(list) = p.as_array_mut() {
+                list.push(search.clone());
+            }
+        }
+        op["parameters"] = p;
+        if let Some(summary) = op["summary"].as_str() {
+            op["summary"] = Value::String(format!(
+                "{summary}; in id order, a page at a time (`?after=&limit=`, `next`)"
+            ));
+        }
+        op["responses"]["400"] = bad.clone();
+        let schema = &mut op["responses"]["200"]["content"]["application/json"]["schema"];
+        let target = match schema["$ref"].as_str().and_then(|r| r.rsplit('/').next()) {
+            Some(name) => name.to_owned(),
+            None => {
+                schema["properties"]["next"] = next.clone();
+                continue;
+            }
+        };
+        let component = &mut doc["components"]["schemas"][target.as_str()];
+        component["properties"]["next"] = next.clone();
+        debug_assert!(
+            component["properties"][field].is_object(),
+            "{target}.{field}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,3 +197,31 @@ async fn the_tenant_search_matches_ids_and_hosts_and_pages() {
         (Some(0), &Value::Null)
     );
 }
+
+#[test]
+fn the_openapi_document_describes_paging_on_every_list() {
+    let doc = super::openapi::spec();
+    for (path, field) in super::paging::LISTS {
+        let op = &doc["paths"][path]["get"];
+        let names: Vec<&str> = op["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: parameters"))
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        let expected: &[&str] = if path == "/v1/tenants" {
+            &["after", "limit", "q"]
+        } else {
+            &["after", "limit"]
+        };
+        assert_eq!(names, expected, "{path}");
+        assert!(op["responses"]["400"].is_object(), "{path}: 400");
+        let schema = &op["responses"]["200"]["content"]["application/json"]["schema"];
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().expect("name")],
+            None => schema,
+        };
+        assert!(schema["properties"]["next"].is_object(), "{path}: next");
+        assert!(schema["properties"][field].is_object(), "{path}: {field}");
+    }
+}
