@@ -204,3 +204,7 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "delta_tests.rs"]
+mod worker_tests;

@@ -76,7 +76,7 @@ impl Worker {
 
     /// Send the newest table: as a delta when the gateway serves a version it was compiled
     /// against, else (or when the gateway does not apply it) in full.
-    async fn push(&self, table: &Compiled) -> Outcome {
+    pub(super) async fn push(&self, table: &Compiled) -> Outcome {
         let started = Instant::now();
         if let Some(outcome) = self.refuse_insecure(table, started) {
             return outcome;
