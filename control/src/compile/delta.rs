@@ -44,7 +44,7 @@ enum PartId {
 
 enum Part {
     Upstream(Upstream),
-    Tenant(Tenant),
+    Tenant(Box<Tenant>),
     ApiKey(ApiKey),
     Certificate(Certificate),
     Challenge(AcmeChallenge),
@@ -278,7 +278,7 @@ fn wire(
                 (PartId::Upstream(n), Part::Upstream(u)) => {
                     d.upstreams.insert(n, u.clone());
                 }
-                (_, Part::Tenant(t)) => d.tenants.push(t.clone()),
+                (_, Part::Tenant(t)) => d.tenants.push((**t).clone()),
                 (_, Part::ApiKey(k)) => d.api_keys.push(k.clone()),
                 (_, Part::Certificate(c)) => d.certificates.push(c.clone()),
                 (_, Part::Challenge(c)) => d.acme_challenges.push(c.clone()),
@@ -352,7 +352,7 @@ fn step(model: &Model, secrets: &SecretBox, now_ms: u64, held: &mut Held) -> Ste
         let was = held.tenants.contains(id.as_str());
         let part = model.tenants.get(&id).and_then(|r| {
             let realm = provisioned_realm(r, secrets);
-            tenant_entry(r, Some(&realm)).map(|t| Part::Tenant(t.into_owned()))
+            tenant_entry(r, Some(&realm)).map(|t| Part::Tenant(Box::new(t.into_owned())))
         });
         let is = part.is_some();
         held.set(PartId::Tenant(id.to_string()), part, &mut parts);

@@ -128,7 +128,7 @@ fn assert_parts_verbatim(full: &Compiled, d: &Delta) {
     let parts = d
         .tenants
         .iter()
-        .map(|t| serde_json::to_string(t))
+        .map(serde_json::to_string)
         .chain(d.api_keys.iter().map(serde_json::to_string))
         .chain(d.acme_challenges.iter().map(serde_json::to_string))
         .chain(d.certificates.iter().map(serde_json::to_string));
