@@ -1,9 +1,12 @@
 //! The routing-table compiler: a pure function that serialises the registry model into the
 //! table document every gateway loads, without copying tenants. The task that runs it when
-//! the model moves is `push::publish`.
+//! the model moves is `push::publish`; [`delta`] compiles the same parts as a change against
+//! the previous version.
+
+pub mod delta;
 
 use crate::ids::{TenantId, UpstreamName};
-use crate::model::{KeyRecord, Model, TenantRecord, UpstreamRecord};
+use crate::model::{CertRecord, KeyRecord, Model, TenantRecord, UpstreamRecord};
 use crate::provision::identity::{IdentityPublic, IdentitySecrets};
 use crate::provision::secrets::SecretBox;
 use crate::provision::{StepKind, StepState};
@@ -11,6 +14,7 @@ use crate::time::now_ms;
 use bytes::Bytes;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +30,16 @@ pub struct Compiled {
     /// assertion section its signing keys:
     /// operators see the table redacted, and it travels only over TLS (or loopback).
     pub has_secrets: bool,
+    /// The same table as changes against recent versions (`PATCH /v1/table`), newest base
+    /// first; empty from a plain [`compile`], or when realmctl knows no earlier version.
+    pub deltas: Vec<delta::DeltaBody>,
+}
+
+impl Compiled {
+    /// The delta that moves a gateway serving `base` to this version, if one was kept.
+    pub fn delta_from(&self, base: u64) -> Option<&delta::DeltaBody> {
+        self.deltas.iter().find(|d| d.base == base)
+    }
 }
 
 /// Borrowed view of the model with the field names of [`realmgate_table::Table`]; the unit
@@ -57,15 +71,32 @@ struct KeysRef<'a> {
 impl KeysRef<'_> {
     fn live(&self) -> impl Iterator<Item = &KeyRecord> {
         self.model.keys.values().filter(|k| {
-            k.is_live(self.now_ms)
-                && k.tenant.as_ref().is_none_or(|t| {
-                    self.model
-                        .tenants
-                        .get(t)
-                        .is_some_and(|r| r.provision.routed)
-                        && !matches!(self.realms.get(t), Some(Provisioned::Withheld))
-                })
+            key_enters(k, self.now_ms, |t| {
+                self.model
+                    .tenants
+                    .get(t)
+                    .is_some_and(|r| r.provision.routed)
+                    && !matches!(self.realms.get(t), Some(Provisioned::Withheld))
+            })
         })
+    }
+}
+
+/// Whether a key enters the table at `now_ms`: live (not revoked, not yet expired), and an
+/// operator key or one whose tenant is in the table (`tenant_in`).
+fn key_enters(k: &KeyRecord, now_ms: u64, tenant_in: impl FnOnce(&TenantId) -> bool) -> bool {
+    k.is_live(now_ms) && k.tenant.as_ref().is_none_or(tenant_in)
+}
+
+/// A key as the table carries it: its digest, never the secret.
+fn key_entry(k: &KeyRecord) -> realmgate_table::ApiKey {
+    realmgate_table::ApiKey {
+        id: k.id.clone(),
+        digest: format!("sha256:{}", hex::encode(k.digest)),
+        tenant: k.tenant.as_ref().map(ToString::to_string),
+        namespaces: k.namespaces.clone(),
+        expires_at: k.expires_at_ms.map(crate::time::rfc3339_seconds),
+        rate_limit: k.rate_limit,
     }
 }
 
@@ -73,20 +104,19 @@ impl Serialize for KeysRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(None)?;
         for k in self.live() {
-            seq.serialize_element(&realmgate_table::ApiKey {
-                id: k.id.clone(),
-                digest: format!("sha256:{}", hex::encode(k.digest)),
-                tenant: k.tenant.as_ref().map(ToString::to_string),
-                namespaces: k.namespaces.clone(),
-                expires_at: k.expires_at_ms.map(crate::time::rfc3339_seconds),
-                rate_limit: k.rate_limit,
-            })?;
+            seq.serialize_element(&key_entry(k))?;
         }
         seq.end()
     }
 }
 
 struct UpstreamsRef<'a>(&'a BTreeMap<UpstreamName, UpstreamRecord>);
+
+/// An ACME answer enters the table until it expires: an expired one would be refused by no
+/// gateway, but answers nothing either.
+fn challenge_enters(c: &realmgate_table::AcmeChallenge, now_ms: u64) -> bool {
+    realmgate_table::parse_expiry(&c.expires_at).is_some_and(|s| s.saturating_mul(1000) > now_ms)
+}
 
 impl Serialize for UpstreamsRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -114,6 +144,27 @@ fn provisioned_realms(model: &Model, secrets: &SecretBox) -> Realms {
         .collect()
 }
 
+/// A routed tenant as the table carries it (its provisioned realm filled in), or `None`: not
+/// routed, or withheld.
+fn tenant_entry<'a>(
+    record: &'a TenantRecord,
+    realm: Option<&Provisioned>,
+) -> Option<Cow<'a, realmgate_table::Tenant>> {
+    if !record.provision.routed {
+        return None;
+    }
+    match realm {
+        None | Some(Provisioned::No) => Some(Cow::Borrowed(&record.wire)),
+        // Only provisioned tenants pay for a copy.
+        Some(Provisioned::Realm(realm)) => {
+            let mut tenant = record.wire.clone();
+            tenant.realm = Some(realm.clone());
+            Some(Cow::Owned(tenant))
+        }
+        Some(Provisioned::Withheld) => None,
+    }
+}
+
 struct TenantsRef<'a> {
     tenants: &'a BTreeMap<TenantId, TenantRecord>,
     realms: &'a Realms,
@@ -127,17 +178,10 @@ impl Serialize for TenantsRef<'_> {
         let mut seq = s.serialize_seq(None)?;
         let mut written = 0;
         for (id, record) in self.tenants.iter().filter(|(_, r)| r.provision.routed) {
-            match self.realms.get(id) {
-                None | Some(Provisioned::No) => seq.serialize_element(&record.wire)?,
-                // Only provisioned tenants pay for a copy.
-                Some(Provisioned::Realm(realm)) => {
-                    let mut tenant = record.wire.clone();
-                    tenant.realm = Some(realm.clone());
-                    seq.serialize_element(&tenant)?;
-                }
-                Some(Provisioned::Withheld) => continue,
+            if let Some(tenant) = tenant_entry(record, self.realms.get(id)) {
+                seq.serialize_element(&*tenant)?;
+                written += 1;
             }
-            written += 1;
         }
         self.written.set(written);
         seq.end()
@@ -222,31 +266,43 @@ fn certificates(model: &Model, secrets: &SecretBox) -> Vec<realmgate_table::Cert
     model
         .certificates
         .values()
-        .filter_map(
-            |c| match secrets.open_certificate_key(&c.name, &c.key_sealed) {
-                Ok(key_pem) => Some(realmgate_table::Certificate {
-                    name: c.name.clone(),
-                    cert_pem: c.cert_pem.clone(),
-                    key_pem,
-                    hosts: c.hosts.iter().map(ToString::to_string).collect(),
-                    not_after: realmgate_table::validate::rfc3339(c.not_after),
-                    ocsp_staple: None,
-                }),
-                Err(e) => {
-                    log::error!(
-                        "certificate {:?}: its key cannot be opened ({e}); left out of the table",
-                        c.name
-                    );
-                    None
-                }
-            },
-        )
+        .filter_map(|c| certificate_entry(c, secrets))
         .collect()
+}
+
+fn certificate_entry(c: &CertRecord, secrets: &SecretBox) -> Option<realmgate_table::Certificate> {
+    match secrets.open_certificate_key(&c.name, &c.key_sealed) {
+        Ok(key_pem) => Some(realmgate_table::Certificate {
+            name: c.name.clone(),
+            cert_pem: c.cert_pem.clone(),
+            key_pem,
+            hosts: c.hosts.iter().map(ToString::to_string).collect(),
+            not_after: realmgate_table::validate::rfc3339(c.not_after),
+            ocsp_staple: None,
+        }),
+        Err(e) => {
+            log::error!(
+                "certificate {:?}: its key cannot be opened ({e}); left out of the table",
+                c.name
+            );
+            None
+        }
+    }
 }
 
 /// Serialise the model as table version `model.version`; `secrets` opens the provisioned
 /// tenants' login client secrets and the certificates' keys.
 pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_json::Error> {
+    compile_at(model, secrets, now_ms()).map(|(c, _)| c)
+}
+
+/// [`compile`] with keys and ACME answers judged live at `now_ms`; also returns the realms
+/// it worked out, which say which routed tenants were withheld.
+fn compile_at(
+    model: &Model,
+    secrets: &SecretBox,
+    now_ms: u64,
+) -> Result<(Compiled, Realms), serde_json::Error> {
     let realms = provisioned_realms(model, secrets);
     let certificates = certificates(model, secrets);
     let assertion = crate::assertion_section::assertion_section(model, secrets);
@@ -265,16 +321,14 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
         },
         api_keys: KeysRef {
             model,
-            now_ms: now_ms(),
+            now_ms,
             realms: &realms,
         },
         certificates,
         acme_challenges: model
             .acme_challenges
             .values()
-            .filter(|c| {
-                realmgate_table::parse_expiry(&c.expires_at).is_some_and(|s| s * 1000 > now_ms())
-            })
+            .filter(|c| challenge_enters(c, now_ms))
             .collect(),
         assertion,
     };
@@ -283,13 +337,16 @@ pub fn compile(model: &Model, secrets: &SecretBox) -> Result<Compiled, serde_jso
     serde_json::to_writer(&mut buf, &view)?;
     let tenants = view.tenants.written.get();
     let body = Bytes::from(buf);
-    Ok(Compiled {
+    let compiled = Compiled {
         version: model.version,
         digest: realmgate_table::digest(&body),
         body,
         tenants,
         has_secrets,
-    })
+        deltas: Vec::new(),
+    };
+    drop(view);
+    Ok((compiled, realms))
 }
 
 #[cfg(test)]
@@ -448,52 +505,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod cert_tests {
-    use super::*;
-    use crate::model::CertRecord;
-
-    #[test]
-    fn certificates_enter_the_table_with_their_keys_opened() {
-        let sealer = SecretBox::random();
-        let ca = rcgen::KeyPair::generate().expect("key");
-        let params = rcgen::CertificateParams::new(vec!["acme.test".to_owned()]).expect("params");
-        let cert = params.self_signed(&ca).expect("cert");
-        let not_after = {
-            use x509_parser::prelude::FromDer;
-            let (_, x) =
-                x509_parser::prelude::X509Certificate::from_der(cert.der()).expect("parse");
-            u64::try_from(x.validity().not_after.timestamp()).expect("after 1970")
-        };
-        let fingerprint = "sha256:test".to_owned();
-        let mut m = Model::default();
-        m.version = 2;
-        let record = CertRecord {
-            name: "acme".into(),
-            cert_pem: cert.pem(),
-            key_sealed: sealer
-                .seal_certificate_key("acme", &ca.serialize_pem())
-                .expect("sealed"),
-            hosts: vec![realmgate_table::host::HostPattern::parse("acme.test").expect("host")],
-            not_before: 0,
-            not_after,
-            fingerprint,
-            table_version: 2,
-            created_at_ms: 1,
-            updated_at_ms: 1,
-        };
-        m.certificates.insert("acme".into(), record);
-        let compiled = compile(&m, &sealer).expect("compile");
-        assert!(compiled.has_secrets, "a key is a secret");
-        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
-        assert_eq!(table.certificates.len(), 1);
-        assert_eq!(table.certificates[0].key_pem, ca.serialize_pem());
-        assert_eq!(table.certificates[0].hosts, ["acme.test"]);
-        // A key sealed under another key is left out, the table still valid.
-        let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
-        assert!(table.certificates.is_empty() && !compiled.has_secrets);
-    }
-}
+mod cert_tests;
 
 #[cfg(test)]
 mod key_tests {

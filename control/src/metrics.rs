@@ -32,7 +32,20 @@ pub struct Metrics {
     pub discovery_lists: IntCounter,
     /// Seconds until each certificate's not-after, set at each scrape.
     cert_expiry: IntGaugeVec,
+    /// Tables sent, by kind (`full`: `PUT`, `delta`: `PATCH`).
+    table_pushes: IntCounterVec,
+    /// Deltas not applied, after which the full table was sent, by reason.
+    delta_fallbacks: IntCounterVec,
 }
+
+/// Why a gateway was sent the full table after a delta (the `reason` label).
+pub const DELTA_FALLBACK_REASONS: [&str; 5] = [
+    "wrong_base",
+    "digest_mismatch",
+    "conflict",
+    "unsupported",
+    "rejected",
+];
 
 /// Certificates with a label of their own; the rest report their soonest expiry as
 /// `certificate="_other"`, so an alert on the nearest expiry still fires.
@@ -129,6 +142,28 @@ impl Metrics {
             &["certificate"],
         )?;
         registry.register(Box::new(cert_expiry.clone()))?;
+        let table_pushes = IntCounterVec::new(
+            Opts::new(
+                "realmctl_table_pushes_total",
+                "Tables sent to gateways, by kind (full: PUT, delta: PATCH)",
+            ),
+            &["kind"],
+        )?;
+        let delta_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "realmctl_table_delta_fallbacks_total",
+                "Deltas a gateway did not apply, so the full table was sent, by reason",
+            ),
+            &["reason"],
+        )?;
+        for kind in ["full", "delta"] {
+            table_pushes.with_label_values(&[kind]);
+        }
+        for reason in DELTA_FALLBACK_REASONS {
+            delta_fallbacks.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(table_pushes.clone()))?;
+        registry.register(Box::new(delta_fallbacks.clone()))?;
         registry.register(Box::new(table_version.clone()))?;
         registry.register(Box::new(table_bytes.clone()))?;
         registry.register(Box::new(tenants.clone()))?;
@@ -157,7 +192,20 @@ impl Metrics {
             discovery_errors,
             discovery_lists,
             cert_expiry,
+            table_pushes,
+            delta_fallbacks,
         })
+    }
+
+    /// A table sent: `delta` (`PATCH`) or `full` (`PUT`).
+    pub fn table_pushed(&self, delta: bool) {
+        let kind = if delta { "delta" } else { "full" };
+        self.table_pushes.with_label_values(&[kind]).inc();
+    }
+
+    /// A delta was not applied; `reason` is one of [`DELTA_FALLBACK_REASONS`].
+    pub fn delta_fallback(&self, reason: &str) {
+        self.delta_fallbacks.with_label_values(&[reason]).inc();
     }
 
     /// One table compiled in `took`: its version, size in bytes and tenant count.

@@ -1,12 +1,17 @@
 //! The registry's state in memory: tenants, upstream pools and the host index. It mirrors the
 //! database row for row, is rebuilt from it at start, and is what the API reads and the
-//! compiler serialises.
+//! compiler serialises. The maps the table is compiled from are [`Tracked`]: each remembers
+//! what was written, so the compiler can emit a delta in the size of the change.
+
+mod tracked;
+
+pub use tracked::Tracked;
 
 use crate::ids::{TenantId, UpstreamName};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{RateLimit, Tenant, Upstream};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// An entry of a tenant's app catalog, shown by the app shell (the table's `catalog` carries
 /// the title, the path and the icon; the name is realmctl's id for the entry).
@@ -217,14 +222,14 @@ pub struct Model {
     /// The current table version: the registry's counter, bumped by every change the table
     /// carries (app credentials, pending domains, the audit log and the journal take none).
     pub version: u64,
-    pub tenants: BTreeMap<TenantId, TenantRecord>,
-    pub upstreams: BTreeMap<UpstreamName, UpstreamRecord>,
+    pub tenants: Tracked<TenantId, TenantRecord>,
+    pub upstreams: Tracked<UpstreamName, UpstreamRecord>,
     /// API keys by id, revoked ones included (they stay listed, and out of the table).
-    pub keys: BTreeMap<String, KeyRecord>,
+    pub keys: Tracked<String, KeyRecord>,
     /// Certificates by name.
-    pub certificates: BTreeMap<String, CertRecord>,
+    pub certificates: Tracked<String, CertRecord>,
     /// ACME http-01 answers by token, while realmctl's ACME client has orders open.
-    pub acme_challenges: BTreeMap<String, realmgate_table::AcmeChallenge>,
+    pub acme_challenges: Tracked<String, realmgate_table::AcmeChallenge>,
     /// The fleet's identity assertion: issuer (from the configuration; `None`: no section
     /// in the table) and keys.
     pub assertion: AssertionModel,
@@ -236,6 +241,9 @@ pub struct Model {
     pub tombstones: BTreeMap<TenantId, Vec<String>>,
     hosts: HashMap<HostPattern, TenantId>,
     key_digests: HashMap<[u8; 32], String>,
+    /// Key ids by tenant: a tenant's change re-decides its keys (they enter the table only
+    /// with their tenant), and its deletion revokes them, without a scan of every key.
+    tenant_keys: HashMap<TenantId, BTreeSet<String>>,
     app_digests: HashMap<[u8; 32], String>,
 }
 
@@ -255,11 +263,59 @@ pub struct AppRecord {
     pub revoked_at_ms: Option<u64>,
 }
 
+/// What was written in the model since the compiler last took it: keys of the tracked maps,
+/// present or removed since.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub tenants: BTreeSet<TenantId>,
+    pub upstreams: BTreeSet<UpstreamName>,
+    pub keys: BTreeSet<String>,
+    pub certificates: BTreeSet<String>,
+    pub acme_challenges: BTreeSet<String>,
+}
+
 impl Model {
+    /// Take (and forget) what was written since the last call. Shared access is enough: the
+    /// compiler calls it holding the model for reading, so no write is in between.
+    pub fn take_touched(&self) -> Touched {
+        Touched {
+            tenants: self.tenants.take_touched(),
+            upstreams: self.upstreams.take_touched(),
+            keys: self.keys.take_touched(),
+            certificates: self.certificates.take_touched(),
+            acme_challenges: self.acme_challenges.take_touched(),
+        }
+    }
+
     /// Insert or replace a key, keeping the digest index in step.
     pub fn put_key(&mut self, record: KeyRecord) {
         self.key_digests.insert(record.digest, record.id.clone());
-        self.keys.insert(record.id.clone(), record);
+        if let Some(t) = &record.tenant {
+            self.tenant_keys
+                .entry(t.clone())
+                .or_default()
+                .insert(record.id.clone());
+        }
+        if let Some(old) = self.keys.insert(record.id.clone(), record) {
+            // An id keeps its tenant; should one ever move, the old tenant forgets it.
+            let moved = old
+                .tenant
+                .filter(|t| self.keys[&old.id].tenant.as_ref() != Some(t));
+            if let Some(t) = moved {
+                if let Some(ids) = self.tenant_keys.get_mut(&t) {
+                    ids.remove(&old.id);
+                }
+            }
+        }
+    }
+
+    /// The keys bound to a tenant, revoked ones included, in id order.
+    pub fn keys_of<'a>(&'a self, tenant: &TenantId) -> impl Iterator<Item = &'a KeyRecord> + 'a {
+        self.tenant_keys
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.keys.get(id))
     }
 
     /// Insert or replace an app credential, keeping the digest index in step.
@@ -297,8 +353,13 @@ impl Model {
 
     /// Mark every live key of a tenant revoked (the tenant is gone).
     pub fn revoke_tenant_keys(&mut self, tenant: &TenantId, at_ms: u64, version: u64) {
-        for k in self.keys.values_mut() {
-            if k.tenant.as_ref() == Some(tenant) && k.revoked_at_ms.is_none() {
+        let live: Vec<String> = self
+            .keys_of(tenant)
+            .filter(|k| k.revoked_at_ms.is_none())
+            .map(|k| k.id.clone())
+            .collect();
+        for id in live {
+            if let Some(k) = self.keys.get_mut(&id) {
                 k.revoked_at_ms = Some(at_ms);
                 k.table_version = version;
             }

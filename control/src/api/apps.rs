@@ -1,9 +1,11 @@
 //! `/v1/apps` (the operator mints, lists and revokes app credentials) and
 //! `GET /v1/tenants/{id}/database` (the operator, or an app credential of the tenant's pool).
 
+use super::paging::{self, Page, RawPage};
 use super::{tenant_id, ApiError, AppState, Body};
-use crate::service::apps::{AppList, DbCaller};
-use axum::extract::{Path, State};
+use crate::service::apps::DbCaller;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -34,10 +36,14 @@ async fn create(State(s): State<AppState>, Body(body): Body) -> Result<Response,
         .into_response())
 }
 
-async fn list(State(s): State<AppState>) -> Json<AppList> {
-    Json(AppList {
-        apps: s.control.list_apps(),
-    })
+/// `GET /v1/apps?after=&limit=`: a page of app credentials in id order.
+async fn list(
+    State(s): State<AppState>,
+    q: Result<Query<RawPage>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let page = Page::parse(q)?;
+    let (apps, next) = page.of(s.control.list_apps(), |a| &a.id);
+    Ok(Json(paging::answer("apps", apps, next, Default::default())?).into_response())
 }
 
 async fn revoke(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -1,9 +1,11 @@
 //! `/v1/certificates`: add or replace, list, show and remove the certificates gateways serve
 //! by SNI. Answers never carry a private key.
 
+use super::paging::{self, Page, RawPage};
 use super::{ApiError, AppState, Body};
 use crate::views::{CertList, Deleted};
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,9 +17,25 @@ pub fn router() -> Router<AppState> {
         .route("/v1/certificates/{name}", get(show).put(put).delete(remove))
 }
 
-async fn list(State(s): State<AppState>) -> Result<Response, ApiError> {
+/// `GET /v1/certificates?after=&limit=`: a page of certificates in name order; the ones
+/// still being ordered (`ordering`, few) come with the first page only.
+async fn list(
+    State(s): State<AppState>,
+    q: Result<Query<RawPage>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let page = Page::parse(q)?;
     let list: CertList = s.control.certificate_list().await?;
-    Ok(Json(list).into_response())
+    let (certificates, next) = page.of(list.certificates, |c| &c.name);
+    let mut extra = serde_json::Map::new();
+    if page.after.is_none() && !list.ordering.is_empty() {
+        let ordering = serde_json::to_value(list.ordering).map_err(|e| {
+            ApiError::Service(crate::service::ServiceError::Internal(format!(
+                "certificate list: {e}"
+            )))
+        })?;
+        extra.insert("ordering".into(), ordering);
+    }
+    Ok(Json(paging::answer("certificates", certificates, next, extra)?).into_response())
 }
 
 async fn show(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {

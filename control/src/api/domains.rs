@@ -2,9 +2,11 @@
 //! is seen; list; remove: the host leaves the table first), and `/v1/domains`: every
 //! tenant's.
 
+use super::paging::{self, Page, RawPage};
 use super::{tenant_id, ApiError, AppState, Body};
-use crate::views::DomainList;
-use axum::extract::{Path, State};
+use crate::views::DomainView;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -17,15 +19,35 @@ pub fn router() -> Router<AppState> {
         .route("/v1/tenants/{id}/domains/{domain}", delete(remove))
 }
 
-async fn all(State(s): State<AppState>) -> Result<Response, ApiError> {
-    let domains = s.control.list_domains(None)?;
-    Ok(Json(DomainList { domains }).into_response())
+/// `GET /v1/domains?after=&limit=`: a page of every tenant's domains, in domain order.
+async fn all(
+    State(s): State<AppState>,
+    q: Result<Query<RawPage>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let page = Page::parse(q)?;
+    paged(&page, s.control.list_domains(None)?)
 }
 
-async fn list(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// `GET /v1/tenants/{id}/domains?after=&limit=`: a page of one tenant's domains.
+async fn list(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<RawPage>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let page = Page::parse(q)?;
     let id = tenant_id(&id)?;
-    let domains = s.control.list_domains(Some(&id))?;
-    Ok(Json(DomainList { domains }).into_response())
+    paged(&page, s.control.list_domains(Some(&id))?)
+}
+
+fn paged(page: &Page, domains: Vec<DomainView>) -> Result<Response, ApiError> {
+    let (domains, next) = page.of(domains, |d| &d.domain);
+    Ok(Json(paging::answer(
+        "domains",
+        domains,
+        next,
+        Default::default(),
+    )?)
+    .into_response())
 }
 
 async fn add(

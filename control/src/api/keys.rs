@@ -2,10 +2,11 @@
 //! are the operator token or an API key (`Authorization: Bearer rgk_…`), which may only act
 //! within its own tenant and namespaces.
 
+use super::paging::{self, Page, RawPage};
 use super::{ApiError, AppState, Body};
 use crate::service::keys::Caller;
-use crate::views::KeyList;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -42,14 +43,15 @@ async fn create(
         .into_response())
 }
 
+/// `GET /v1/keys?after=&limit=`: a page of the keys the caller may see, in id order.
 async fn list(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
+    q: Result<Query<RawPage>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(KeyList {
-        keys: s.control.list_keys(&caller),
-    })
-    .into_response())
+    let page = Page::parse(q)?;
+    let (keys, next) = page.of(s.control.list_keys(&caller), |k| &k.id);
+    Ok(Json(paging::answer("keys", keys, next, Default::default())?).into_response())
 }
 
 async fn show(

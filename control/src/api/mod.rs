@@ -14,6 +14,7 @@ mod gateways;
 mod keys;
 pub mod limits;
 mod openapi;
+mod paging;
 mod ready;
 mod signin;
 mod table;
@@ -188,5 +189,7 @@ mod apps_tests;
 mod cert_tests;
 #[cfg(test)]
 mod key_tests;
+#[cfg(test)]
+mod paging_tests;
 #[cfg(test)]
 mod tests;

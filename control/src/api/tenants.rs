@@ -1,5 +1,6 @@
 //! `/v1/tenants`: create, list, show, patch (including suspend) and delete tenants.
 
+use super::paging::{self, Page, RawPage};
 use super::{etag, if_match, tenant_id, ApiError, AppState, Body};
 use crate::views::{Deleted, TenantView};
 use axum::extract::rejection::QueryRejection;
@@ -8,10 +9,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::ops::Bound;
 
-pub const DEFAULT_PAGE: usize = 1000;
-pub const MAX_PAGE: usize = 10_000;
+/// Tenants looked at by one search request at most: a rare match among a million tenants is
+/// found over several pages (each `next` continues the scan where it stopped), and no
+/// request costs more than this.
+pub const SEARCH_SCAN: usize = 50_000;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,22 +43,56 @@ async fn credentials(
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(v)).into_response())
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    after: Option<String>,
-    limit: Option<usize>,
-}
-
+/// `GET /v1/tenants?after=&limit=&q=`: a page of tenants in id order; with `q`, only those
+/// whose id or one of whose hosts contains it.
 async fn list(
     State(s): State<AppState>,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    q: Result<Query<RawPage>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!("limit must be 1-{MAX_PAGE}")));
-    }
-    Ok(Json(s.control.list_tenants(q.after.as_deref(), limit)).into_response())
+    let page = Page::parse(q)?;
+    let body = match page.q.as_deref() {
+        Some(q) => search(&s, &page, q)?,
+        None => {
+            let p = s.control.list_tenants(page.after.as_deref(), page.limit);
+            paging::answer("tenants", p.tenants, p.next, Map::new())?
+        }
+    };
+    Ok(Json(body).into_response())
+}
+
+/// Up to `page.limit` tenants after `page.after` matching `q`, looking at no more than
+/// [`SEARCH_SCAN`] of them; `next` is where the scan stopped, when there is more to look at.
+fn search(s: &AppState, page: &Page, q: &str) -> Result<Value, ApiError> {
+    let (ids, next) = s.control.with_model(|m| {
+        let start = page
+            .after
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        let mut found = Vec::new();
+        let mut last = None;
+        let mut next = None;
+        for (scanned, (id, r)) in m
+            .tenants
+            .range::<str, _>((start, Bound::Unbounded))
+            .enumerate()
+        {
+            if found.len() == page.limit || scanned == SEARCH_SCAN {
+                next = last.map(|l: &crate::ids::TenantId| l.to_string());
+                break;
+            }
+            last = Some(id);
+            if id.as_str().contains(q) || r.wire.hosts.iter().any(|h| h.contains(q)) {
+                found.push(id.clone());
+            }
+        }
+        (found, next)
+    });
+    // A tenant deleted meanwhile is left out.
+    let tenants: Vec<TenantView> = ids
+        .iter()
+        .filter_map(|id| s.control.tenant(id).ok())
+        .collect();
+    paging::answer("tenants", tenants, next, Map::new())
 }
 
 async fn create(State(s): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {

@@ -1,15 +1,16 @@
 //! `/v1/upstreams`: create, replace, list, show and delete upstream pools.
 
+use super::paging::{self, Page, RawPage};
 use super::{ApiError, AppState, Body};
 use crate::ids::UpstreamName;
 use crate::service::ServiceError;
 use crate::views::Deleted;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -17,8 +18,20 @@ pub fn router() -> Router<AppState> {
         .route("/v1/upstreams/{name}", get(show).put(put).delete(remove))
 }
 
-async fn list(State(s): State<AppState>) -> Response {
-    Json(json!({"upstreams": s.control.list_upstreams()})).into_response()
+/// `GET /v1/upstreams?after=&limit=`: a page of pools in name order.
+async fn list(
+    State(s): State<AppState>,
+    q: Result<Query<RawPage>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let page = Page::parse(q)?;
+    let (pools, next) = page.of(s.control.list_upstreams(), |u| &u.name);
+    Ok(Json(paging::answer(
+        "upstreams",
+        pools,
+        next,
+        Default::default(),
+    )?)
+    .into_response())
 }
 
 async fn show(State(s): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {

@@ -45,7 +45,7 @@ pub(super) async fn app(c: &Client, cmd: AppCmd, json: bool) -> Result<String, C
             ))
         }
         AppCmd::List => {
-            let v: AppList = c.get("/v1/apps").await?;
+            let v: AppList = c.get_all("/v1/apps", "apps").await?;
             if json {
                 return pretty(&v.apps);
             }

@@ -77,7 +77,7 @@ pub(super) async fn cert(c: &Client, cmd: CertCmd, json: bool) -> Result<String,
             ))
         }
         CertCmd::List => {
-            let v: CertList = c.get("/v1/certificates").await?;
+            let v: CertList = c.get_all("/v1/certificates", "certificates").await?;
             if json {
                 return pretty(&v);
             }

@@ -4,10 +4,13 @@
 use crate::views::{ErrorBody, ProblemView};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
+
+/// Entries asked for per page when a list is followed to its end (the API's most).
+const LIST_PAGE: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -100,6 +103,49 @@ impl Client {
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         self.send(Method::GET, path, None, None).await
+    }
+
+    /// GET a paged list (`?after=&limit=`), following `next` to the last page: one answer
+    /// with every entry under `field`, the other fields as the first page had them. A
+    /// realmctl without paging answers one page, without `next`.
+    pub async fn get_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        field: &str,
+    ) -> Result<T, CliError> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut first: Option<Map<String, Value>> = None;
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(a) => format!(
+                    "{path}{sep}limit={LIST_PAGE}&after={}",
+                    crate::percent::encode(a)
+                ),
+                None => format!("{path}{sep}limit={LIST_PAGE}"),
+            };
+            let mut page: Map<String, Value> = self.get(&url).await?;
+            match page.remove(field) {
+                Some(Value::Array(list)) => items.extend(list),
+                _ => {
+                    return Err(CliError::BadResponse(format!(
+                        "{path}: the answer has no {field:?} list"
+                    )))
+                }
+            }
+            let next = page.remove("next");
+            first.get_or_insert(page);
+            match next {
+                // A cursor that does not move would loop: the list ends there.
+                Some(Value::String(n)) if after.as_ref() != Some(&n) => after = Some(n),
+                _ => break,
+            }
+        }
+        let mut all = first.unwrap_or_default();
+        all.insert(field.to_owned(), Value::Array(items));
+        serde_json::from_value(Value::Object(all))
+            .map_err(|e| CliError::BadResponse(format!("{path}: {e}")))
     }
 
     /// Send a request; a non-2xx answer becomes the matching [`CliError`].

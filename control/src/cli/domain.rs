@@ -54,7 +54,7 @@ pub(super) async fn domain(c: &Client, cmd: DomainCmd, json: bool) -> Result<Str
             let p = tenant
                 .as_deref()
                 .map_or_else(|| "/v1/domains".to_owned(), path);
-            let v: DomainList = c.get(&p).await?;
+            let v: DomainList = c.get_all(&p, "domains").await?;
             if json {
                 return pretty(&v);
             }

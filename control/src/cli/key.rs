@@ -60,7 +60,7 @@ pub(super) async fn key(c: &Client, cmd: KeyCmd, json: bool) -> Result<String, C
             ))
         }
         KeyCmd::List => {
-            let v: KeyList = c.get("/v1/keys").await?;
+            let v: KeyList = c.get_all("/v1/keys", "keys").await?;
             if json {
                 return pretty(&v.keys);
             }

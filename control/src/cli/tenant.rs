@@ -35,20 +35,8 @@ pub(super) async fn tenant(c: &Client, cmd: TenantCmd, json: bool) -> Result<Str
             finish(c, t, &fields, json, "updated").await
         }
         TenantCmd::List => {
-            let mut all = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let path = match &after {
-                    Some(a) => format!("/v1/tenants?after={}", crate::percent::encode(a)),
-                    None => "/v1/tenants".to_owned(),
-                };
-                let page: TenantPage = c.get(&path).await?;
-                all.extend(page.tenants);
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
-                }
-            }
+            let page: TenantPage = c.get_all("/v1/tenants", "tenants").await?;
+            let all = page.tenants;
             if json {
                 return pretty(&all);
             }

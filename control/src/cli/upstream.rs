@@ -39,7 +39,7 @@ pub(super) async fn upstream(c: &Client, cmd: UpstreamCmd, json: bool) -> Result
             ))
         }
         UpstreamCmd::List => {
-            let v: UpstreamList = c.get("/v1/upstreams").await?;
+            let v: UpstreamList = c.get_all("/v1/upstreams", "upstreams").await?;
             if json {
                 return pretty(&v.upstreams);
             }

@@ -8,6 +8,7 @@
 //! second realmctl. That is never success: the version is reported on [`Pusher::ahead`],
 //! and the publisher moves the registry's counter past it and publishes again.
 
+mod delta;
 pub mod publish;
 mod worker;
 
@@ -234,6 +235,7 @@ impl Spawner {
         let gateway = Arc::new(Gateway::new(url));
         let w = worker::Worker {
             gateway: Arc::clone(&gateway),
+            full_only_until: Mutex::new(None),
             ahead: Arc::clone(&self.ahead),
             client: self.client.clone(),
             token: self.token.clone(),

@@ -2,11 +2,12 @@
 //! version a gateway reports. The one task between the service (which owns the model) and
 //! the push workers (which watch what it publishes and report gateways ahead of it).
 
+use crate::compile::delta::DeltaCompiler;
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
 use crate::registry::RegistryError;
 use crate::service::{Control, ServiceError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -17,6 +18,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// change after a quiet spell waits `debounce` before compiling, so a burst of changes yields
 /// one table carrying the newest version (at most one table per `debounce`). A version a
 /// gateway reports at or above ours (`ahead`) moves the registry's counter past it first.
+/// Each table comes with the deltas to it from the versions before (`compile::delta`).
 pub async fn run(
     control: Arc<Control>,
     published: watch::Sender<Option<Arc<Compiled>>>,
@@ -26,6 +28,8 @@ pub async fn run(
 ) {
     let mut changes = control.subscribe();
     let mut ahead_open = true;
+    // Only this task compiles; the lock lends it to the blocking thread that does.
+    let compiler = Arc::new(Mutex::new(DeltaCompiler::default()));
     loop {
         let seen = *ahead.borrow_and_update();
         if seen > 0 && seen >= control.version() {
@@ -51,8 +55,12 @@ pub async fn run(
                 tokio::time::sleep(debounce).await;
             }
             let started = Instant::now();
-            let c = Arc::clone(&control);
-            match tokio::task::spawn_blocking(move || c.compile()).await {
+            let (c, dc) = (Arc::clone(&control), Arc::clone(&compiler));
+            let compile = move || {
+                let mut dc = dc.lock().unwrap_or_else(PoisonError::into_inner);
+                c.with_model(|m| dc.compile(m, c.secret_box()))
+            };
+            match tokio::task::spawn_blocking(compile).await {
                 Ok(Ok(compiled)) => {
                     metrics.observe_compile(
                         started.elapsed(),
@@ -61,10 +69,12 @@ pub async fn run(
                         compiled.tenants,
                     );
                     log::info!(
-                        "compiled table version {} ({} tenants, {} bytes) in {:?}",
+                        "compiled table version {} ({} tenants, {} bytes; delta from {}: {} parts) in {:?}",
                         compiled.version,
                         compiled.tenants,
                         compiled.body.len(),
+                        compiled.deltas.first().map_or_else(|| "none".to_owned(), |d| d.base.to_string()),
+                        compiled.deltas.first().map_or(0, |d| d.parts),
                         started.elapsed()
                     );
                     let compiled = Arc::new(compiled);

@@ -13,6 +13,9 @@ const MAX_ERROR_TEXT: usize = 512;
 
 pub(super) struct Worker {
     pub gateway: Arc<Gateway>,
+    /// Until when this gateway is sent full tables only: it answered a delta as an older
+    /// gateway does (404, 405, 415), so it is asked again later, not on every change.
+    pub full_only_until: std::sync::Mutex<Option<Instant>>,
     /// Where a version at or above ours, seen at this gateway, is reported.
     pub ahead: Arc<watch::Sender<u64>>,
     pub client: reqwest::Client,
@@ -71,9 +74,39 @@ impl Worker {
         }
     }
 
-    async fn push(&self, table: &Compiled) -> Outcome {
-        let url = format!("{}/v1/table", self.gateway.url);
+    /// Send the newest table: as a delta when the gateway serves a version it was compiled
+    /// against, else (or when the gateway does not apply it) in full.
+    pub(super) async fn push(&self, table: &Compiled) -> Outcome {
         let started = Instant::now();
+        if let Some(outcome) = self.refuse_insecure(table, started) {
+            return outcome;
+        }
+        let delta = self
+            .gateway
+            .applied()
+            .and_then(|a| table.delta_from(a))
+            .filter(|_| self.deltas_allowed());
+        if let Some(delta) = delta {
+            match self.push_delta(table, delta).await {
+                Ok(outcome) => return outcome,
+                Err(fallback) => {
+                    log::info!(
+                        "gateway {} did not apply the delta {} → {} ({}): sending the full table",
+                        self.gateway.url,
+                        delta.base,
+                        table.version,
+                        fallback.detail
+                    );
+                    self.metrics.delta_fallback(fallback.reason);
+                }
+            }
+        }
+        self.push_full(table).await
+    }
+
+    /// The table carries secrets and the gateway's URL is plain http to a non-loopback host:
+    /// not sent, in full or as a delta.
+    fn refuse_insecure(&self, table: &Compiled, started: Instant) -> Option<Outcome> {
         if table.has_secrets && !crate::tls::may_carry_secrets(&self.gateway.url) {
             let error = format!(
                 "not sent: table version {} carries secrets (login client secrets or certificate keys) and {} is plain http to a non-loopback host; serve the gateway's admin API over TLS (gateway.admin_tls) and give realmctl its https:// URL (with gateways.ca_file or gateways.cert_sha256)",
@@ -87,8 +120,15 @@ impl Worker {
             );
             self.gateway
                 .record(Outcome::RefusedInsecure, None, Some(error));
-            return Outcome::RefusedInsecure;
+            return Some(Outcome::RefusedInsecure);
         }
+        None
+    }
+
+    async fn push_full(&self, table: &Compiled) -> Outcome {
+        let url = format!("{}/v1/table", self.gateway.url);
+        let started = Instant::now();
+        self.metrics.table_pushed(false);
         let mut req = self
             .client
             .put(&url)
@@ -157,6 +197,18 @@ impl Worker {
                 }
             }
         };
+        self.finish(table.version, "", started, (outcome, applied, error))
+    }
+
+    /// Count, log and record how a push of `version` ended (`what`: `""` for the full
+    /// table, ` (delta from N)` for a delta).
+    pub(super) fn finish(
+        &self,
+        version: u64,
+        what: &str,
+        started: Instant,
+        (outcome, applied, error): (Outcome, Option<u64>, Option<String>),
+    ) -> Outcome {
         let took = started.elapsed();
         self.metrics
             .observe_push(&self.gateway.url, outcome.as_str(), took);
@@ -165,13 +217,11 @@ impl Worker {
         }
         match (&error, outcome) {
             (None, Outcome::Applied) => log::info!(
-                "gateway {} applied table version {} in {took:?}",
+                "gateway {} applied table version {version}{what} in {took:?}",
                 self.gateway.url,
-                table.version
             ),
             (Some(e), _) => log::warn!(
-                "push of table version {} to gateway {}: {}: {e}",
-                table.version,
+                "push of table version {version}{what} to gateway {}: {}: {e}",
                 self.gateway.url,
                 outcome.as_str()
             ),
@@ -182,7 +232,7 @@ impl Worker {
     }
 
     /// A version at or above what this realmctl publishes, which it did not publish.
-    fn report_ahead(&self, version: u64, ours: u64) {
+    pub(super) fn report_ahead(&self, version: u64, ours: u64) {
         log::warn!(
             "gateway {} serves table version {version}, not older than realmctl's {ours}: was the registry restored from a backup? Moving past it",
             self.gateway.url
@@ -254,7 +304,7 @@ impl Worker {
     }
 }
 
-fn transport_error(e: &reqwest::Error) -> String {
+pub(super) fn transport_error(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -276,7 +326,7 @@ fn transport_error(e: &reqwest::Error) -> String {
     }
 }
 
-fn excerpt(text: &str) -> String {
+pub(super) fn excerpt(text: &str) -> String {
     let mut end = text.len().min(MAX_ERROR_TEXT);
     while !text.is_char_boundary(end) {
         end -= 1;

@@ -271,30 +271,80 @@ async function leadership() {
     "Read-only: this realmctl may not write (it does not hold the Lease) — " + reason;
 }
 
+// A list the API pages (`?after=&limit=`, `next` the cursor, null at the end), read to its end.
+async function apiAll(path, field) {
+  const sep = path.includes("?") ? "&" : "?";
+  let after = null;
+  let first = null;
+  const items = [];
+  for (;;) {
+    const page = await api("GET", path + sep + "limit=1000" +
+      (after === null ? "" : "&after=" + encodeURIComponent(after)));
+    items.push(...page[field]);
+    if (first === null) first = page;
+    if (!page.next || page.next === after) break;
+    after = page.next;
+  }
+  return { ...first, [field]: items, next: null };
+}
+
+// The tenant list pages forward with the API's cursor (`?after=<id>&limit=`, `next`), and
+// back through the cursors it came by; the search box asks the API for `?q=` (ids and hosts
+// containing it, looked for a bounded slice of the registry per page).
+const TENANT_PAGE = 50;
+const tenantPager = { q: "", cursors: [null], next: null };
+
+function tenantsPath() {
+  const after = tenantPager.cursors[tenantPager.cursors.length - 1];
+  return "/v1/tenants?limit=" + TENANT_PAGE +
+    (after === null ? "" : "&after=" + encodeURIComponent(after)) +
+    (tenantPager.q ? "&q=" + encodeURIComponent(tenantPager.q) : "");
+}
+
+function showTenantPager() {
+  const page = tenantPager.cursors.length;
+  $("tenants-newer").disabled = page === 1;
+  $("tenants-next").disabled = !tenantPager.next;
+  $("tenants-range").textContent = "page " + page + (tenantPager.q ? " of tenants matching “" + tenantPager.q + "”" : "");
+}
+
+async function turnTenants(move) {
+  if (move > 0 && tenantPager.next) tenantPager.cursors.push(tenantPager.next);
+  if (move < 0 && tenantPager.cursors.length > 1) tenantPager.cursors.pop();
+  try {
+    showError(null);
+    await refreshTenants();
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function refreshTenants(prefetched) {
+  const page = prefetched || await api("GET", tenantsPath());
+  tenantPager.next = page.next || null;
+  showTenantPager();
+  fill("tenants", page, (p) => p.tenants.length ? p.tenants.map(tenantRow) :
+    [el("tr", {}, el("td", { colspan: "9" }, !tenantPager.q ? "no tenants" :
+      p.next ? "none in this stretch of the registry; Next looks further" : "no tenant matches"))]);
+}
+
 async function refresh() {
   leadership();
   try {
     const [table, tenants, gateways, upstreams, keys, certificates] = await Promise.all([
       api("GET", "/v1/table?summary=1"),
-      api("GET", "/v1/tenants?limit=1000"),
+      api("GET", tenantsPath()),
       api("GET", "/v1/gateways"),
-      api("GET", "/v1/upstreams"),
-      api("GET", "/v1/keys"),
-      api("GET", "/v1/certificates"),
+      apiAll("/v1/upstreams", "upstreams"),
+      apiAll("/v1/keys", "keys"),
+      apiAll("/v1/certificates", "certificates"),
     ]);
     const inSync = gateways.gateways.filter((g) => g.in_sync).length;
     $("summary").textContent = "table v" + table.version + " · " + table.tenants + " routed tenants · " +
       inSync + "/" + gateways.gateways.length + " gateways in sync" +
       (gateways.discovery ? " · discovery " + gateways.discovery.state +
         (gateways.discovery.error ? ": " + gateways.discovery.error : "") : "");
-    fill("tenants", tenants, (page) => {
-      const rows = page.tenants.map(tenantRow);
-      if (page.next) {
-        rows.push(el("tr", {}, el("td", { colspan: "9" },
-          "… the first 1000 tenants; the CLI and the API list the rest")));
-      }
-      return rows;
-    });
+    await refreshTenants(tenants);
     fill("gateways", gateways.gateways, (list) => list.map((g) => el("tr", {},
       el("td", {}, g.url + (g.source === "kubernetes" ? " (discovered)" : "")),
       el("td", {}, g.applied_version ?? "—"),
@@ -442,6 +492,7 @@ function signOut(message) {
   delete document.body.dataset.role;
   $("operator").textContent = "";
   sessionStorage.removeItem(TOKEN_KEY);
+  Object.assign(tenantPager, { q: "", cursors: [null], next: null });
   rendered.clear();
   resetAudit();
   closeDomains();
@@ -486,6 +537,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("domain-form").addEventListener("submit", addDomain);
   $("domains-close").addEventListener("click", closeDomains);
   $("audit-older").addEventListener("click", olderAudit);
+  $("tenants-newer").addEventListener("click", () => turnTenants(-1));
+  $("tenants-next").addEventListener("click", () => turnTenants(1));
+  $("tenant-search").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    tenantPager.q = ev.target.elements.namedItem("q").value.trim().toLowerCase();
+    tenantPager.cursors = [null];
+    turnTenants(0);
+  });
   // A session (signed in through the realm) wins; else a token kept in this tab.
   fetch("/auth/session", { credentials: "same-origin" }).then((r) => r.json()).then((who) => {
     $("sso").hidden = !who.sign_in_available && !who.signed_in;

@@ -1,0 +1,429 @@
+//! Incremental tables, realmctl's side: from what the model recorded as written since the
+//! last compile, the change that moves the gateways' table from the previous version to this
+//! one ([`realmgate_table::delta::Delta`]), compiled in the size of the change. The last few
+//! changes are kept, so a gateway a few versions behind is still sent a delta.
+//!
+//! Each part is emitted by the same functions the full compile uses, so a part in a delta is
+//! byte for byte the part in the full table of the same version.
+
+use super::{
+    certificate_entry, challenge_enters, compile_at, key_enters, key_entry, provisioned_realm,
+    tenant_entry, Compiled,
+};
+use crate::model::Model;
+use crate::provision::secrets::SecretBox;
+use bytes::Bytes;
+use realmgate_table::assertion::Assertion;
+use realmgate_table::delta::{AssertionChange, Delta};
+use realmgate_table::{AcmeChallenge, ApiKey, Certificate, Tenant, Upstream};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
+
+/// How many successive changes are kept: a gateway at most this many versions behind gets a
+/// delta, one further behind the full table.
+pub const KEEP: usize = 16;
+
+/// A delta ready to push: the document for `PATCH /v1/table` on a gateway serving `base`.
+#[derive(Debug, Clone)]
+pub struct DeltaBody {
+    pub base: u64,
+    pub body: Bytes,
+    /// Parts upserted or deleted.
+    pub parts: usize,
+}
+
+/// A part of the table by its identity (the order is the order parts are written in).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum PartId {
+    Upstream(String),
+    Tenant(String),
+    ApiKey(String),
+    Certificate(String),
+    Challenge(String),
+}
+
+enum Part {
+    Upstream(Upstream),
+    Tenant(Box<Tenant>),
+    ApiKey(ApiKey),
+    Certificate(Certificate),
+    Challenge(AcmeChallenge),
+}
+
+#[derive(Clone)]
+enum Change {
+    /// The part as it is now; `existed`: the base table held it (a replacement).
+    Put {
+        existed: bool,
+        part: Arc<Part>,
+    },
+    Delete,
+}
+
+/// The change from one version to the next.
+struct Step {
+    base: u64,
+    version: u64,
+    parts: BTreeMap<PartId, Change>,
+    /// `Some`: the assertion section became this.
+    assertion: Option<Option<Assertion>>,
+}
+
+/// Which parts the table of `version` holds (their identities only), and when the ones that
+/// expire leave it.
+struct Held {
+    version: u64,
+    upstreams: HashSet<String>,
+    tenants: HashSet<String>,
+    keys: HashSet<String>,
+    /// Held keys with an expiry, by the instant (ms) they leave the table.
+    key_expiry: BTreeSet<(u64, String)>,
+    certificates: HashSet<String>,
+    /// Held ACME answers and the instant (ms) each leaves the table (few: open orders).
+    challenges: BTreeMap<String, u64>,
+    assertion: Option<Assertion>,
+}
+
+impl Held {
+    /// Record that the part is (`Some`) or is not in the table now, and what changed.
+    fn set(&mut self, id: PartId, part: Option<Part>, parts: &mut BTreeMap<PartId, Change>) {
+        let (set, name) = match &id {
+            PartId::Upstream(n) => (&mut self.upstreams, n),
+            PartId::Tenant(n) => (&mut self.tenants, n),
+            PartId::ApiKey(n) => (&mut self.keys, n),
+            PartId::Certificate(n) => (&mut self.certificates, n),
+            PartId::Challenge(n) => {
+                let existed = self.challenges.remove(n).is_some();
+                if let Some(Part::Challenge(c)) = &part {
+                    let at = realmgate_table::parse_expiry(&c.expires_at).unwrap_or(0);
+                    self.challenges.insert(n.clone(), at.saturating_mul(1000));
+                }
+                record(id, existed, part, parts);
+                return;
+            }
+        };
+        let existed = if part.is_some() {
+            !set.insert(name.clone())
+        } else {
+            set.remove(name)
+        };
+        record(id, existed, part, parts);
+    }
+}
+
+fn record(id: PartId, existed: bool, part: Option<Part>, parts: &mut BTreeMap<PartId, Change>) {
+    match part {
+        Some(part) => {
+            parts.insert(
+                id,
+                Change::Put {
+                    existed,
+                    part: Arc::new(part),
+                },
+            );
+        }
+        // Never held, still absent: nothing to say.
+        None if !existed => {}
+        None => {
+            parts.insert(id, Change::Delete);
+        }
+    }
+}
+
+/// Compiles each version in full and as deltas against the versions before it. One lives in
+/// the task that publishes tables, the only caller of [`DeltaCompiler::compile`].
+#[derive(Default)]
+pub struct DeltaCompiler {
+    /// What the last compiled table holds; `None` before the first compile (or after a
+    /// failed one): the next compile learns it from the whole model, and has no delta.
+    held: Option<Held>,
+    /// The last changes, oldest first; each one's base is the version before it.
+    steps: VecDeque<Step>,
+}
+
+impl DeltaCompiler {
+    /// Compile the model as it is: the full table, and the deltas to it from the versions
+    /// kept. Holds the model for reading throughout (its change records are taken).
+    pub fn compile(
+        &mut self,
+        model: &Model,
+        secrets: &SecretBox,
+    ) -> Result<Compiled, serde_json::Error> {
+        self.compile_at(model, secrets, crate::time::now_ms())
+    }
+
+    fn compile_at(
+        &mut self,
+        model: &Model,
+        secrets: &SecretBox,
+        now_ms: u64,
+    ) -> Result<Compiled, serde_json::Error> {
+        let step = self
+            .held
+            .as_mut()
+            .map(|held| step(model, secrets, now_ms, held));
+        let touched = step.is_none().then(|| model.take_touched());
+        let (mut compiled, realms) = match compile_at(model, secrets, now_ms) {
+            Ok(c) => c,
+            Err(e) => {
+                // What the gateways hold is no longer known: start afresh.
+                self.held = None;
+                self.steps.clear();
+                return Err(e);
+            }
+        };
+        match step {
+            Some(step) => {
+                self.steps.push_back(step);
+                while self.steps.len() > KEEP {
+                    self.steps.pop_front();
+                }
+                compiled.deltas = self.deltas()?;
+            }
+            None => {
+                // The first compile: nothing to compare with, and what was written before
+                // it is in the table it makes.
+                drop(touched);
+                self.held = Some(held_by(model, secrets, now_ms, &realms));
+                self.steps.clear();
+            }
+        }
+        Ok(compiled)
+    }
+
+    /// The delta from each version kept to the newest, newest base first.
+    fn deltas(&self) -> Result<Vec<DeltaBody>, serde_json::Error> {
+        (0..self.steps.len())
+            .rev()
+            .map(|i| {
+                let delta = self.compose(i);
+                let parts = parts(&delta);
+                Ok(DeltaBody {
+                    base: delta.base,
+                    body: Bytes::from(serde_json::to_vec(&delta)?),
+                    parts,
+                })
+            })
+            .collect()
+    }
+
+    /// The steps from the `first`th on as one delta.
+    fn compose(&self, first: usize) -> Delta {
+        let mut parts: BTreeMap<PartId, Change> = BTreeMap::new();
+        let mut assertion = None;
+        for step in self.steps.range(first..) {
+            for (id, change) in &step.parts {
+                let merged = match (parts.remove(id), change) {
+                    (None, c) => Some(c.clone()),
+                    (Some(Change::Put { existed, .. }), Change::Put { part, .. }) => {
+                        Some(Change::Put {
+                            existed,
+                            part: Arc::clone(part),
+                        })
+                    }
+                    // Added after the base and gone again: the base never held it.
+                    (Some(Change::Put { existed: false, .. }), Change::Delete) => None,
+                    (Some(Change::Put { existed: true, .. } | Change::Delete), Change::Delete) => {
+                        Some(Change::Delete)
+                    }
+                    (Some(Change::Delete), Change::Put { part, .. }) => Some(Change::Put {
+                        existed: true,
+                        part: Arc::clone(part),
+                    }),
+                };
+                if let Some(m) = merged {
+                    parts.insert(id.clone(), m);
+                }
+            }
+            if let Some(a) = &step.assertion {
+                assertion = Some(a.clone());
+            }
+        }
+        let last = self.steps.back().map_or(0, |s| s.version);
+        wire(self.steps[first].base, last, parts, assertion)
+    }
+}
+
+fn parts(d: &Delta) -> usize {
+    d.upstreams.len()
+        + d.delete_upstreams.len()
+        + d.tenants.len()
+        + d.delete_tenants.len()
+        + d.api_keys.len()
+        + d.delete_api_keys.len()
+        + d.certificates.len()
+        + d.delete_certificates.len()
+        + d.acme_challenges.len()
+        + d.delete_acme_challenges.len()
+        + usize::from(d.assertion.is_some())
+}
+
+/// The delta as it travels. `state_digest` is left empty here: it is the table's digest
+/// after the change, the same whatever the base.
+fn wire(
+    base: u64,
+    version: u64,
+    parts: BTreeMap<PartId, Change>,
+    assertion: Option<Option<Assertion>>,
+) -> Delta {
+    let mut d = Delta {
+        base,
+        version,
+        assertion: assertion.map(|set| AssertionChange { set }),
+        ..Delta::default()
+    };
+    for (id, change) in parts {
+        match (id, change) {
+            (id, Change::Put { part, .. }) => match (id, &*part) {
+                (PartId::Upstream(n), Part::Upstream(u)) => {
+                    d.upstreams.insert(n, u.clone());
+                }
+                (_, Part::Tenant(t)) => d.tenants.push((**t).clone()),
+                (_, Part::ApiKey(k)) => d.api_keys.push(k.clone()),
+                (_, Part::Certificate(c)) => d.certificates.push(c.clone()),
+                (_, Part::Challenge(c)) => d.acme_challenges.push(c.clone()),
+                (_, Part::Upstream(_)) => {}
+            },
+            (PartId::Upstream(n), Change::Delete) => d.delete_upstreams.push(n),
+            (PartId::Tenant(n), Change::Delete) => d.delete_tenants.push(n),
+            (PartId::ApiKey(n), Change::Delete) => d.delete_api_keys.push(n),
+            (PartId::Certificate(n), Change::Delete) => d.delete_certificates.push(n),
+            (PartId::Challenge(n), Change::Delete) => d.delete_acme_challenges.push(n),
+        }
+    }
+    d
+}
+
+/// What the full table compiled at `now_ms` holds: learnt once, from the whole model.
+fn held_by(model: &Model, secrets: &SecretBox, now_ms: u64, realms: &super::Realms) -> Held {
+    let tenants: HashSet<String> = model
+        .tenants
+        .iter()
+        .filter(|(id, r)| tenant_entry(r, realms.get(*id)).is_some())
+        .map(|(id, _)| id.to_string())
+        .collect();
+    let mut held = Held {
+        version: model.version,
+        upstreams: model.upstreams.keys().map(ToString::to_string).collect(),
+        keys: HashSet::new(),
+        key_expiry: BTreeSet::new(),
+        certificates: model
+            .certificates
+            .values()
+            .filter(|c| certificate_entry(c, secrets).is_some())
+            .map(|c| c.name.clone())
+            .collect(),
+        challenges: BTreeMap::new(),
+        assertion: crate::assertion_section::assertion_section(model, secrets),
+        tenants,
+    };
+    for k in model.keys.values() {
+        if key_enters(k, now_ms, |t| held.tenants.contains(t.as_str())) {
+            held.keys.insert(k.id.clone());
+            if let Some(at) = k.expires_at_ms {
+                held.key_expiry.insert((at, k.id.clone()));
+            }
+        }
+    }
+    for c in model.acme_challenges.values() {
+        if challenge_enters(c, now_ms) {
+            let at = realmgate_table::parse_expiry(&c.expires_at).unwrap_or(0);
+            held.challenges
+                .insert(c.token.clone(), at.saturating_mul(1000));
+        }
+    }
+    held
+}
+
+/// The change since `held` (the previous table), from what the model recorded as written
+/// and what expired by `now_ms`; `held` becomes this version's.
+fn step(model: &Model, secrets: &SecretBox, now_ms: u64, held: &mut Held) -> Step {
+    let touched = model.take_touched();
+    let mut parts = BTreeMap::new();
+    for name in touched.upstreams {
+        let part = model
+            .upstreams
+            .get(&name)
+            .map(|r| Part::Upstream(r.spec.clone()));
+        held.set(PartId::Upstream(name.to_string()), part, &mut parts);
+    }
+    let mut keys = touched.keys;
+    for id in touched.tenants {
+        let was = held.tenants.contains(id.as_str());
+        let part = model.tenants.get(&id).and_then(|r| {
+            let realm = provisioned_realm(r, secrets);
+            tenant_entry(r, Some(&realm)).map(|t| Part::Tenant(Box::new(t.into_owned())))
+        });
+        let is = part.is_some();
+        held.set(PartId::Tenant(id.to_string()), part, &mut parts);
+        if was != is {
+            // Keys enter the table with their tenant, and leave with it.
+            keys.extend(model.keys_of(&id).map(|k| k.id.clone()));
+        }
+    }
+    // Keys that expired since: the full table drops them as of now.
+    while let Some((at, _)) = held.key_expiry.first() {
+        if *at > now_ms {
+            break;
+        }
+        if let Some((_, id)) = held.key_expiry.pop_first() {
+            keys.insert(id);
+        }
+    }
+    for id in keys {
+        let record = model.keys.get(&id);
+        if let Some(at) = record.and_then(|k| k.expires_at_ms) {
+            held.key_expiry.remove(&(at, id.clone()));
+        }
+        let part = record
+            .filter(|k| key_enters(k, now_ms, |t| held.tenants.contains(t.as_str())))
+            .map(|k| {
+                if let Some(at) = k.expires_at_ms {
+                    held.key_expiry.insert((at, k.id.clone()));
+                }
+                Part::ApiKey(key_entry(k))
+            });
+        held.set(PartId::ApiKey(id), part, &mut parts);
+    }
+    for name in touched.certificates {
+        let part = model
+            .certificates
+            .get(&name)
+            .and_then(|c| certificate_entry(c, secrets))
+            .map(Part::Certificate);
+        held.set(PartId::Certificate(name), part, &mut parts);
+    }
+    let mut challenges = touched.acme_challenges;
+    challenges.extend(
+        held.challenges
+            .iter()
+            .filter(|(_, at)| **at <= now_ms)
+            .map(|(t, _)| t.clone()),
+    );
+    for token in challenges {
+        let part = model
+            .acme_challenges
+            .get(&token)
+            .filter(|c| challenge_enters(c, now_ms))
+            .map(|c| Part::Challenge(c.clone()));
+        held.set(PartId::Challenge(token), part, &mut parts);
+    }
+    // A handful of keys: worked out afresh, and sent when it differs.
+    let assertion = crate::assertion_section::assertion_section(model, secrets);
+    let assertion = (assertion != held.assertion).then(|| {
+        held.assertion.clone_from(&assertion);
+        assertion
+    });
+    let base = held.version;
+    held.version = model.version;
+    Step {
+        base,
+        version: model.version,
+        parts,
+        assertion,
+    }
+}
+
+#[cfg(test)]
+#[path = "delta_tests.rs"]
+mod tests;

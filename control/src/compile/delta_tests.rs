@@ -1,0 +1,323 @@
+//! The delta compiler against the full one: a delta applied to the previous full table is the
+//! next full table, and each part it carries is the full table's part byte for byte.
+
+use super::*;
+use crate::ids::{TenantId, UpstreamName};
+use crate::model::{fixtures, KeyRecord};
+use realmgate_table::{Table, TenantStatus};
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn key(id: &str, tenant: Option<&str>, d: u8) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        digest: [d; 32],
+        prefix: "rgk_abcd".into(),
+        tenant: tenant.map(|t| TenantId::parse(t).expect("id")),
+        namespaces: vec!["*".into()],
+        expires_at_ms: None,
+        rate_limit: None,
+        created_at_ms: 1,
+        created_by: "operator".into(),
+        revoked_at_ms: None,
+        table_version: 1,
+    }
+}
+
+fn add_tenant(m: &mut Model, id: &str, pool: &str) {
+    let (id, rec, hosts) = fixtures::tenant(id, &[&format!("{id}.test")], pool);
+    m.put_tenant(id, rec, hosts);
+}
+
+fn pool(name: &str) -> UpstreamName {
+    UpstreamName::parse(name).expect("pool name")
+}
+
+fn tid(id: &str) -> TenantId {
+    TenantId::parse(id).expect("id")
+}
+
+fn challenge(token: &str, expires_s: u64) -> AcmeChallenge {
+    AcmeChallenge {
+        token: token.into(),
+        key_authorization: format!("{token}.thumbprint"),
+        hosts: vec!["acme.test".into()],
+        expires_at: realmgate_table::validate::rfc3339(expires_s),
+    }
+}
+
+/// Ten tenants on one pool, two keys each, one operator key, one ACME answer.
+fn model() -> Model {
+    let mut m = Model::default();
+    m.version = 1;
+    m.upstreams
+        .insert(pool("app"), fixtures::upstream(&["127.0.0.1:9001"]));
+    for i in 0..10 {
+        let t = format!("t{i}");
+        add_tenant(&mut m, &t, "app");
+        m.put_key(key(&format!("{t}-a"), Some(&t), i));
+        m.put_key(key(&format!("{t}-b"), Some(&t), i + 100));
+    }
+    m.put_key(key("op", None, 250));
+    m.acme_challenges.insert(
+        "tok-aaaaaaaaaaaaaaaa".into(),
+        challenge("tok-aaaaaaaaaaaaaaaa", NOW / 1000 + 3600),
+    );
+    m
+}
+
+/// Whether the compiler counts a tenant as in the last table.
+fn holds_tenant(c: &DeltaCompiler, id: &TenantId) -> bool {
+    c.held
+        .as_ref()
+        .is_some_and(|h| h.tenants.contains(id.as_str()))
+}
+
+fn table(c: &Compiled) -> Table {
+    realmgate_table::parse(&c.body)
+        .expect("a valid full table")
+        .table
+}
+
+fn delta(body: &DeltaBody) -> Delta {
+    serde_json::from_slice(&body.body).expect("a delta on the wire")
+}
+
+/// Apply a delta the way a gateway would: upsert or delete each part by its identity.
+fn apply(t: &mut Table, d: &Delta) {
+    assert_eq!(t.version, d.base, "a delta applies to its base only");
+    t.version = d.version;
+    for n in &d.delete_upstreams {
+        assert!(t.upstreams.remove(n).is_some(), "deleted pool {n} was held");
+    }
+    t.upstreams.extend(d.upstreams.clone());
+    fn upsert<T: Clone>(v: &mut Vec<T>, put: &[T], del: &[String], id: impl Fn(&T) -> &str) {
+        for gone in del {
+            let before = v.len();
+            v.retain(|x| id(x) != gone);
+            assert_eq!(v.len() + 1, before, "deleted {gone} was held");
+        }
+        for p in put {
+            v.retain(|x| id(x) != id(p));
+            v.push(p.clone());
+        }
+        v.sort_by(|a, b| id(a).cmp(id(b)));
+    }
+    upsert(&mut t.tenants, &d.tenants, &d.delete_tenants, |x| &x.id);
+    upsert(&mut t.api_keys, &d.api_keys, &d.delete_api_keys, |x| &x.id);
+    upsert(
+        &mut t.certificates,
+        &d.certificates,
+        &d.delete_certificates,
+        |x| &x.name,
+    );
+    upsert(
+        &mut t.acme_challenges,
+        &d.acme_challenges,
+        &d.delete_acme_challenges,
+        |x| &x.token,
+    );
+    if let Some(a) = &d.assertion {
+        t.assertion.clone_from(&a.set);
+    }
+}
+
+/// Each upserted part appears in the full body exactly as the delta wrote it.
+fn assert_parts_verbatim(full: &Compiled, d: &Delta) {
+    let body = std::str::from_utf8(&full.body).expect("utf8");
+    let parts = d
+        .tenants
+        .iter()
+        .map(serde_json::to_string)
+        .chain(d.api_keys.iter().map(serde_json::to_string))
+        .chain(d.acme_challenges.iter().map(serde_json::to_string))
+        .chain(d.certificates.iter().map(serde_json::to_string));
+    for p in parts {
+        let p = p.expect("serialises");
+        assert!(body.contains(&p), "{p} is in the full table as is");
+    }
+}
+
+/// Compile at `now`, and check every delta against the full tables seen so far.
+struct Run {
+    c: DeltaCompiler,
+    tables: BTreeMap<u64, Table>,
+    secrets: SecretBox,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            c: DeltaCompiler::default(),
+            tables: BTreeMap::new(),
+            secrets: SecretBox::random(),
+        }
+    }
+
+    fn compile(&mut self, m: &Model, now: u64) -> Compiled {
+        let compiled = self.c.compile_at(m, &self.secrets, now).expect("compile");
+        let next = table(&compiled);
+        for body in &compiled.deltas {
+            let d = delta(body);
+            assert_eq!((d.version, d.state_digest.as_str()), (m.version, ""));
+            let mut t = self.tables[&body.base].clone();
+            apply(&mut t, &d);
+            assert_eq!(
+                t, next,
+                "delta from {} = the full table {}",
+                d.base, d.version
+            );
+            assert_parts_verbatim(&compiled, &d);
+        }
+        self.tables.insert(compiled.version, next);
+        compiled
+    }
+}
+
+#[test]
+fn the_first_compile_has_no_delta_and_each_next_one_does() {
+    let mut run = Run::new();
+    let mut m = model();
+    let first = run.compile(&m, NOW);
+    assert!(first.deltas.is_empty() && first.delta_from(0).is_none());
+    m.version = 2;
+    let second = run.compile(&m, NOW);
+    let d = second.delta_from(1).expect("a delta from 1");
+    assert_eq!(d.parts, 0, "nothing changed but the version");
+    assert!(holds_tenant(&run.c, &tid("t3")));
+}
+
+#[test]
+fn one_change_is_one_part_whatever_the_registry_holds() {
+    let mut run = Run::new();
+    let mut m = model();
+    run.compile(&m, NOW);
+    m.version = 2;
+    m.tenants.get_mut(&tid("t4")).expect("t4").wire.status = TenantStatus::Suspended;
+    let c = run.compile(&m, NOW);
+    let d = delta(c.delta_from(1).expect("delta"));
+    assert_eq!(d.tenants.len(), 1);
+    assert_eq!(d.tenants[0].status, TenantStatus::Suspended);
+    assert_eq!(c.delta_from(1).map(|d| d.parts), Some(1));
+}
+
+#[test]
+fn creates_deletes_revocations_and_pools_match_the_full_table() {
+    let mut run = Run::new();
+    let mut m = model();
+    run.compile(&m, NOW);
+    // A new pool and a tenant on it, with a key; a key revoked; a tenant deleted with its
+    // keys; an operator key added.
+    m.version = 2;
+    m.upstreams
+        .insert(pool("other"), fixtures::upstream(&["127.0.0.1:9002"]));
+    add_tenant(&mut m, "new", "other");
+    m.put_key(key("new-a", Some("new"), 77));
+    let mut revoked = m.keys["t1-a"].clone();
+    revoked.revoked_at_ms = Some(5);
+    m.put_key(revoked);
+    m.revoke_tenant_keys(&tid("t2"), 6, 2);
+    m.remove_tenant(&tid("t2"));
+    m.put_key(key("op2", None, 251));
+    let c = run.compile(&m, NOW);
+    let d = delta(c.delta_from(1).expect("delta"));
+    assert_eq!(d.upstreams.keys().collect::<Vec<_>>(), ["other"]);
+    assert_eq!(d.tenants.iter().map(|t| &t.id).collect::<Vec<_>>(), ["new"]);
+    assert_eq!(d.delete_tenants, ["t2"]);
+    assert_eq!(d.delete_api_keys, ["t1-a", "t2-a", "t2-b"]);
+    let keys: Vec<&str> = d.api_keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(keys, ["new-a", "op2"]);
+    // The pool goes once no tenant uses it.
+    m.version = 3;
+    m.remove_tenant(&tid("new"));
+    m.upstreams.remove(&pool("other"));
+    let c = run.compile(&m, NOW);
+    let d = delta(c.delta_from(2).expect("delta"));
+    assert_eq!(d.delete_upstreams, ["other"]);
+    assert_eq!(d.delete_tenants, ["new"]);
+    assert_eq!(d.delete_api_keys, ["new-a"], "its key leaves with it");
+}
+
+#[test]
+fn a_tenant_leaving_the_table_takes_its_keys_and_brings_them_back() {
+    let mut run = Run::new();
+    let mut m = model();
+    run.compile(&m, NOW);
+    m.version = 2;
+    m.tenants.get_mut(&tid("t5")).expect("t5").provision.routed = false;
+    let c = run.compile(&m, NOW);
+    let d = delta(c.delta_from(1).expect("delta"));
+    assert_eq!(d.delete_tenants, ["t5"]);
+    assert_eq!(d.delete_api_keys, ["t5-a", "t5-b"]);
+    m.version = 3;
+    m.tenants.get_mut(&tid("t5")).expect("t5").provision.routed = true;
+    let c = run.compile(&m, NOW);
+    let d = delta(c.delta_from(2).expect("delta"));
+    assert_eq!(d.tenants.len(), 1);
+    assert_eq!(d.api_keys.len(), 2);
+    // Composed, nothing is left but the tenant and keys put back as they were.
+    let d = delta(c.delta_from(1).expect("composed"));
+    assert!(d.delete_tenants.is_empty() && d.delete_api_keys.is_empty());
+}
+
+#[test]
+fn expiry_removes_keys_and_answers_without_any_write() {
+    let mut run = Run::new();
+    let mut m = model();
+    let mut k = key("soon", Some("t0"), 200);
+    k.expires_at_ms = Some(NOW + 10_000);
+    m.put_key(k);
+    run.compile(&m, NOW);
+    m.version = 2;
+    let c = run.compile(&m, NOW + 10_000);
+    let d = delta(c.delta_from(1).expect("delta"));
+    assert_eq!(d.delete_api_keys, ["soon"]);
+    m.version = 3;
+    let c = run.compile(&m, NOW + 3_600_000);
+    let d = delta(c.delta_from(2).expect("delta"));
+    assert_eq!(d.delete_acme_challenges, ["tok-aaaaaaaaaaaaaaaa"]);
+    assert!(d.delete_api_keys.is_empty(), "gone once");
+}
+
+#[test]
+fn deltas_compose_from_every_kept_version_and_no_further() {
+    let mut run = Run::new();
+    let mut m = model();
+    run.compile(&m, NOW);
+    for v in 2..(KEEP as u64 + 5) {
+        m.version = v;
+        match v % 4 {
+            0 => add_tenant(&mut m, &format!("n{v}"), "app"),
+            1 => {
+                // Added and gone again: a composed delta from before never names it.
+                m.remove_tenant(&tid(&format!("n{}", v - 1)));
+            }
+            2 => m.put_key(key(&format!("k{v}"), Some("t1"), 150 + v as u8)),
+            _ => {
+                m.tenants.get_mut(&tid("t7")).expect("t7").display_name = format!("v{v}");
+            }
+        }
+        let c = run.compile(&m, NOW);
+        assert_eq!(c.deltas.len(), ((v - 1) as usize).min(KEEP));
+        assert_eq!(c.deltas[0].base, v - 1, "newest base first");
+    }
+    m.version += 1;
+    let c = run.compile(&m, NOW);
+    let oldest = m.version - KEEP as u64;
+    assert!(c.delta_from(oldest).is_some());
+    assert!(c.delta_from(oldest - 1).is_none(), "too far behind");
+}
+
+#[test]
+fn a_failed_compile_starts_afresh() {
+    let mut run = Run::new();
+    let mut m = model();
+    run.compile(&m, NOW);
+    run.c.held = None;
+    m.version = 2;
+    let c = run.compile(&m, NOW);
+    assert!(
+        c.deltas.is_empty(),
+        "nothing known to compare with: full table only"
+    );
+}
