@@ -33,6 +33,9 @@ pub struct Compiled {
     /// The same table as changes against recent versions (`PATCH /v1/table`), newest base
     /// first; empty from a plain [`compile`], or when realmctl knows no earlier version.
     pub deltas: Vec<delta::DeltaBody>,
+    /// The table's state digest (`realmgate_table::model`), which a gateway that reached
+    /// this version by deltas reports; `None` from a plain [`compile`].
+    pub state_digest: Option<String>,
 }
 
 impl Compiled {
@@ -344,6 +347,7 @@ fn compile_at(
         tenants,
         has_secrets,
         deltas: Vec::new(),
+        state_digest: None,
     };
     drop(view);
     Ok((compiled, realms))

@@ -139,6 +139,9 @@ pub struct DeltaCompiler {
     held: Option<Held>,
     /// The last changes, oldest first; each one's base is the version before it.
     steps: VecDeque<Step>,
+    /// The last compiled table as the gateways check it (`realmgate_table::Model`): what
+    /// gives each delta its state digest, advanced by every change in its size.
+    table: Option<realmgate_table::Model>,
 }
 
 impl DeltaCompiler {
@@ -178,7 +181,15 @@ impl DeltaCompiler {
                 while self.steps.len() > KEEP {
                     self.steps.pop_front();
                 }
-                compiled.deltas = self.deltas()?;
+                match self.advance_table(&compiled) {
+                    Some(state) => {
+                        compiled.deltas = self.deltas(&state)?;
+                        compiled.state_digest = Some(state);
+                    }
+                    // The model could not follow: no deltas until it is rebuilt (the
+                    // gateways get this version in full).
+                    None => self.steps.clear(),
+                }
             }
             None => {
                 // The first compile: nothing to compare with, and what was written before
@@ -186,17 +197,50 @@ impl DeltaCompiler {
                 drop(touched);
                 self.held = Some(held_by(model, secrets, now_ms, &realms));
                 self.steps.clear();
+                self.table = table_model(&compiled);
+                compiled.state_digest = self.table.as_ref().map(|t| t.state_digest());
             }
         }
         Ok(compiled)
     }
 
-    /// The delta from each version kept to the newest, newest base first.
-    fn deltas(&self) -> Result<Vec<DeltaBody>, serde_json::Error> {
+    /// Move the table model by the newest step, as a gateway will; the state digest after
+    /// it. A model out of step (or a change it refuses, which would be a compiler bug) is
+    /// rebuilt from the full table, and this version has no deltas.
+    fn advance_table(&mut self, compiled: &Compiled) -> Option<String> {
+        let newest = self.compose(self.steps.len().checked_sub(1)?);
+        let advanced = self.table.as_mut().and_then(|table| {
+            if table.version() != newest.base {
+                return None;
+            }
+            match table.preview(&newest) {
+                Ok((checked, state)) => {
+                    table.apply(&checked);
+                    Some(state)
+                }
+                Err(e) => {
+                    log::error!(
+                        "the delta to table version {} does not check against the previous table ({e}); sending the full table",
+                        newest.version
+                    );
+                    None
+                }
+            }
+        });
+        if advanced.is_none() {
+            self.table = table_model(compiled);
+        }
+        advanced
+    }
+
+    /// The delta from each version kept to the newest, newest base first, each carrying the
+    /// newest table's `state`.
+    fn deltas(&self, state: &str) -> Result<Vec<DeltaBody>, serde_json::Error> {
         (0..self.steps.len())
             .rev()
             .map(|i| {
-                let delta = self.compose(i);
+                let mut delta = self.compose(i);
+                delta.state_digest = state.to_owned();
                 let parts = parts(&delta);
                 Ok(DeltaBody {
                     base: delta.base,
@@ -244,6 +288,21 @@ impl DeltaCompiler {
     }
 }
 
+/// The table model of a full compile (parsed as a gateway parses it).
+fn table_model(compiled: &Compiled) -> Option<realmgate_table::Model> {
+    match realmgate_table::parse(&compiled.body) {
+        Ok(checked) => Some(realmgate_table::Model::from_checked(&checked)),
+        Err(problems) => {
+            log::error!(
+                "compiled table version {} does not parse: {} problem(s); no deltas",
+                compiled.version,
+                problems.len()
+            );
+            None
+        }
+    }
+}
+
 fn parts(d: &Delta) -> usize {
     d.upstreams.len()
         + d.delete_upstreams.len()
@@ -259,7 +318,7 @@ fn parts(d: &Delta) -> usize {
 }
 
 /// The delta as it travels. `state_digest` is left empty here: it is the table's digest
-/// after the change, the same whatever the base.
+/// after the change, the same whatever the base ([`DeltaCompiler::deltas`] sets it).
 fn wire(
     base: u64,
     version: u64,

@@ -157,9 +157,12 @@ impl Run {
     fn compile(&mut self, m: &Model, now: u64) -> Compiled {
         let compiled = self.c.compile_at(m, &self.secrets, now).expect("compile");
         let next = table(&compiled);
+        // The state the gateways will check each delta against: the full table's.
+        let state = realmgate_table::state_digest(&next);
+        assert_eq!(compiled.state_digest.as_deref(), Some(state.as_str()));
         for body in &compiled.deltas {
             let d = delta(body);
-            assert_eq!((d.version, d.state_digest.as_str()), (m.version, ""));
+            assert_eq!((d.version, d.state_digest.as_str()), (m.version, state.as_str()));
             let mut t = self.tables[&body.base].clone();
             apply(&mut t, &d);
             assert_eq!(

@@ -72,6 +72,7 @@ fn table_at(version: u64) -> Compiled {
             )),
             parts: 0,
         }],
+        state_digest: None,
     }
 }
 

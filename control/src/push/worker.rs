@@ -34,6 +34,8 @@ struct VersionAnswer {
     #[serde(default)]
     digest: Option<String>,
     #[serde(default)]
+    state_digest: Option<String>,
+    #[serde(default)]
     problems: Vec<String>,
 }
 
@@ -259,6 +261,7 @@ impl Worker {
                 let Ok(VersionAnswer {
                     version: Some(v),
                     digest,
+                    state_digest,
                     ..
                 }) = resp.json().await
                 else {
@@ -272,7 +275,12 @@ impl Worker {
                         );
                     }
                     self.gateway.observed(Some(v));
-                } else if v == ours.version && digest.as_deref() == Some(ours.digest.as_str()) {
+                } else if v == ours.version
+                    && (digest.as_deref() == Some(ours.digest.as_str())
+                        || (state_digest.is_some() && state_digest == ours.state_digest))
+                {
+                    // (A gateway that got here by deltas serves no document of ours: its
+                    // state digest says it holds exactly our table.)
                     // Exactly our table: a healthy check, shown as such.
                     self.gateway.record(Outcome::AlreadyCurrent, Some(v), None);
                 } else {
