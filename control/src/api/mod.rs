@@ -14,6 +14,8 @@ mod gateways;
 mod keys;
 pub mod limits;
 mod openapi;
+mod openapi_operators;
+mod operator_keys;
 mod ready;
 mod signin;
 mod table;
@@ -62,6 +64,8 @@ pub struct AppState {
     /// Console sign-in through the operators' realm (`operators.oidc`); `None`: bearer
     /// tokens only.
     pub operators: Option<Arc<crate::operators::Operators>>,
+    /// Operator API keys (`Bearer rgo_…`), checked by [`access::gate`].
+    pub operator_keys: Arc<crate::operators::keys::OperatorKeys>,
 }
 
 /// The whole API. Every route that reads a body sits behind an auth `route_layer`, which runs
@@ -78,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .merge(assertion_keys::router())
         .merge(apps::router())
         .merge(audit::router())
+        .merge(operator_keys::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let databases = apps::database_router()
         .route_layer(from_fn_with_state(state.clone(), auth::operator_or_app));
@@ -188,5 +193,7 @@ mod apps_tests;
 mod cert_tests;
 #[cfg(test)]
 mod key_tests;
+#[cfg(test)]
+mod operator_key_tests;
 #[cfg(test)]
 mod tests;

@@ -275,6 +275,7 @@ pub fn spec() -> Value {
     assertion_keys(&mut doc, &unauthorized);
     apps(&mut doc, &unauthorized);
     domains(&mut doc, &unauthorized);
+    super::openapi_operators::add(&mut doc);
     bounded(&mut doc);
     doc
 }
