@@ -340,10 +340,15 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
     if !changing {
         return next.run(req).await;
     }
-    // The body is read (bounded) only for a known caller, to record its digest.
+    // The body is read (bounded) only for a known caller, to record its digest; the object
+    // it changes is read back through the same route, before and after.
     let mut request_digest = None;
+    let mut read_backs = None;
     if actor.known {
         let (parts, body) = req.into_parts();
+        if reads_back(&parts.method) {
+            read_backs = Some((read_back(&parts), read_back(&parts)));
+        }
         let bytes = match axum::body::to_bytes(body, s.max_body_bytes).await {
             Ok(b) => b,
             Err(_) => {
@@ -356,6 +361,8 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
         request_digest = Some(hex_digest(&bytes));
         req = Request::from_parts(parts, Body::from(bytes));
     }
+    let (before_read, after_read) = read_backs.unzip();
+    let before = object_digest(before_read.flatten()).await;
     let resp = next.run(req).await;
     let status = resp.status();
     let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
@@ -370,6 +377,14 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
     e.peer = peer;
     e.request_digest = request_digest;
     e.response_digest = status.is_success().then(|| hex_digest(&bytes));
+    if status.is_success() {
+        e.before_digest = before;
+        e.after_digest = match after_read {
+            Some(r) => object_digest(r).await,
+            // A POST creates (or acts): what it answered is the object after.
+            None => e.response_digest.clone(),
+        };
+    }
     if refused {
         e.detail = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
@@ -377,6 +392,61 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
     }
     s.control.record_audit(e).await;
     Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Whether a change's object is its own path (PUT, PATCH, DELETE): then it is read back with
+/// a GET of that path before and after. A POST's path is a collection or an action.
+fn reads_back(m: &Method) -> bool {
+    matches!(*m, Method::PUT | Method::PATCH | Method::DELETE)
+}
+
+/// A GET of the path a change is made to, as the same caller (its headers, and what this
+/// gate vouched for; no body, no preconditions), and the routes to send it through.
+fn read_back(parts: &axum::http::request::Parts) -> Option<(ReadBack, Request)> {
+    let routes = parts.extensions.get::<ReadBack>()?.clone();
+    let mut r = Request::new(Body::empty());
+    *r.uri_mut() = parts.uri.path().parse().ok()?;
+    let mut headers = parts.headers.clone();
+    for h in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_TYPE,
+        header::TRANSFER_ENCODING,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+    ] {
+        headers.remove(h);
+    }
+    *r.headers_mut() = headers;
+    // Not every extension: the router adds the path's parameters to those already there.
+    let ext = r.extensions_mut();
+    if let Some(v) = parts.extensions.get::<SessionCaller>() {
+        ext.insert(v.clone());
+    }
+    if let Some(v) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        ext.insert(*v);
+    }
+    Some((routes, r))
+}
+
+/// The API's routes without this gate, put in each request's extensions by `api::app`: a
+/// change's object is read back through them. (The gate's own `next` is the one method's
+/// handler of the route, not the route: a GET sent there would run the change again.)
+#[derive(Clone)]
+pub struct ReadBack(pub axum::Router);
+
+/// The hex SHA-256 of what the path's GET answers, when it answers 200: the object as the
+/// API shows it. `None`: there is none (not yet, or no more), or the route has no GET.
+async fn object_digest(read: Option<(ReadBack, Request)>) -> Option<String> {
+    use tower::ServiceExt;
+    let (routes, req) = read?;
+    let resp = routes.0.oneshot(req).await.ok()?;
+    if resp.status() != StatusCode::OK {
+        return None;
+    }
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .ok()?;
+    Some(hex_digest(&bytes))
 }
 
 fn refusal_text(e: &ApiError) -> String {

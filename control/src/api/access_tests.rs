@@ -331,6 +331,11 @@ async fn session_writes_need_the_csrf_token_and_the_console_origin() {
     assert_eq!(ok[0]["target"], "/v1/tenants/acme");
     assert_eq!(ok[0]["request_digest"].as_str().map(str::len), Some(64));
     assert_eq!(ok[0]["response_digest"].as_str().map(str::len), Some(64));
+    // The tenant as GET showed it just before and just after the session's change.
+    assert_eq!(ok[0]["before_digest"].as_str().map(str::len), Some(64));
+    assert_eq!(ok[0]["after_digest"].as_str().map(str::len), Some(64));
+    assert_ne!(ok[0]["before_digest"], ok[0]["after_digest"]);
+    assert_eq!(ok[1]["before_digest"], ok[0]["after_digest"]);
     assert_eq!(ok[2]["actor"], "operator_token");
     let refused = entries
         .iter()

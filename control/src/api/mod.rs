@@ -95,8 +95,12 @@ pub fn app(state: AppState) -> Router {
         .merge(key_holders)
         .merge(databases)
         .merge(assertion_keys::public_router())
-        .route_layer(from_fn_with_state(state.clone(), limits::concurrency))
-        .route_layer(from_fn_with_state(state.clone(), access::gate));
+        .route_layer(from_fn_with_state(state.clone(), limits::concurrency));
+    // What the gate reads a changed object back through (a GET of the same path).
+    let read_back = access::ReadBack(api.clone().with_state(state.clone()));
+    let api = api
+        .route_layer(from_fn_with_state(state.clone(), access::gate))
+        .layer(axum::Extension(read_back));
     Router::new()
         .merge(api)
         .merge(signin::router())
@@ -189,6 +193,8 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
 mod access_tests;
 #[cfg(test)]
 mod apps_tests;
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod cert_tests;
 #[cfg(test)]

@@ -288,7 +288,7 @@ CREATE TABLE audit_log (
     },
     Migration {
         version: 11,
-        name: "operator API keys",
+        name: "operator API keys, the audit log's before and after digests",
         sql: r#"
 -- Machine access to the whole API with a role (issue 18). The secret (rgo_...) is shown once
 -- and never stored: only its SHA-256. Revoked keys stay listed. Not in the routing table.
@@ -303,6 +303,11 @@ CREATE TABLE operator_keys (
     expires_at_ms INTEGER,
     revoked_at_ms INTEGER
 ) STRICT;
+
+-- The object a change touched, as GET answered for it just before and just after (hex
+-- SHA-256; NULL when there was none: created, deleted, or no GET of its own).
+ALTER TABLE audit_log ADD COLUMN before_digest TEXT;
+ALTER TABLE audit_log ADD COLUMN after_digest TEXT;
 "#,
     },
 ];

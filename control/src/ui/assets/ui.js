@@ -353,7 +353,17 @@ function auditRow(e) {
     el("td", {}, e.action), el("td", {}, e.target),
     el("td", { class: e.outcome === "ok" ? "ok" : "bad" }, e.outcome + " " + e.status +
       (e.detail ? " — " + e.detail : "")),
-    el("td", {}, e.peer || "—"));
+    el("td", {}, e.peer || "—"), digestCell(e));
+}
+
+// The changed object before → after, by the first characters of its digests (the whole
+// digest in the title); "—" where there was none (created, deleted).
+function digestCell(e) {
+  const short = (d) => (d ? d.slice(0, 12) : "—");
+  if (!e.before_digest && !e.after_digest) return el("td", { class: "digest" }, "");
+  return el("td", { class: "digest", title: "before " + (e.before_digest || "none") +
+    "\nafter " + (e.after_digest || "none") },
+    el("code", {}, short(e.before_digest)), " → ", el("code", {}, short(e.after_digest)));
 }
 
 function renderAudit() {
