@@ -106,7 +106,9 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         debounce,
         pusher.ahead(),
     ));
+    let operator_keys = Arc::new(crate::operators::keys::OperatorKeys::load(&control).await?);
     Ok(AppState {
+        operator_keys,
         control,
         pusher,
         tables,

@@ -280,6 +280,18 @@ async fn viewer_flow(b: &Browser, w: &World) -> Result<(), String> {
     if create_shown != "none" {
         return Err(format!("a viewer is shown the tenant form: {create_shown}"));
     }
+    // Nor the key forms, the operator keys, or a revoke button (keys.js's views).
+    let shown = b
+        .client
+        .execute(
+            "return ['key-create', 'operator-key-create', 'operator-keys-view'].map((id) => getComputedStyle(document.getElementById(id)).display).concat([...document.querySelectorAll('#keys button')].filter((x) => x.offsetParent).length)",
+            vec![],
+        )
+        .await
+        .map_err(err)?;
+    if shown != serde_json::json!(["none", "none", "none", 0]) {
+        return Err(format!("a viewer is shown key controls: {shown}"));
+    }
     b.screenshot("operator-signin-viewer").await;
     let cookie = session_cookie(b).await?;
     let (_, who) = with_cookie(w, Method::GET, "/auth/session", &cookie, None, None, None).await;

@@ -18,7 +18,7 @@ use tower::ServiceExt;
 
 const ORIGIN: &str = "https://console.example.com";
 
-async fn app_with_sessions() -> (Router, Arc<Operators>) {
+pub(super) async fn app_with_sessions() -> (Router, Arc<Operators>) {
     let mut state = assemble(
         Registry::in_memory().await.expect("registry"),
         Wiring {
@@ -65,14 +65,14 @@ async fn app_with_sessions() -> (Router, Arc<Operators>) {
     (app, ops)
 }
 
-struct Browser<'a> {
-    cookie: String,
-    csrf: String,
-    origin: Option<&'a str>,
+pub(super) struct Browser<'a> {
+    pub(super) cookie: String,
+    pub(super) csrf: String,
+    pub(super) origin: Option<&'a str>,
 }
 
 impl Browser<'_> {
-    fn sign_in(ops: &Operators, role: Role) -> Browser<'static> {
+    pub(super) fn sign_in(ops: &Operators, role: Role) -> Browser<'static> {
         let (id, v) = ops.sessions.create(
             format!("sub-{}", role.name()),
             format!("{}-user", role.name()),
@@ -86,7 +86,12 @@ impl Browser<'_> {
         }
     }
 
-    fn request(&self, method: Method, path: &str, body: Option<Value>) -> HttpRequest<AxBody> {
+    pub(super) fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> HttpRequest<AxBody> {
         let mut b = HttpRequest::builder()
             .method(method)
             .uri(path)
@@ -105,14 +110,14 @@ async fn status_only(app: &Router, req: HttpRequest<AxBody>) -> StatusCode {
     app.clone().oneshot(req).await.expect("infallible").status()
 }
 
-async fn message(app: &Router, req: HttpRequest<AxBody>) -> (StatusCode, String) {
+pub(super) async fn message(app: &Router, req: HttpRequest<AxBody>) -> (StatusCode, String) {
     let (s, _, body) = send(app, req).await;
     let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     (s, v["message"].as_str().unwrap_or("").to_owned())
 }
 
 /// Every documented operation under `/v1`, its path parameters filled in.
-fn operations() -> Vec<(Method, String, String)> {
+pub(super) fn operations() -> Vec<(Method, String, String)> {
     let doc = openapi::spec();
     let mut out = Vec::new();
     for (path, ops) in doc["paths"].as_object().expect("paths") {
@@ -326,6 +331,11 @@ async fn session_writes_need_the_csrf_token_and_the_console_origin() {
     assert_eq!(ok[0]["target"], "/v1/tenants/acme");
     assert_eq!(ok[0]["request_digest"].as_str().map(str::len), Some(64));
     assert_eq!(ok[0]["response_digest"].as_str().map(str::len), Some(64));
+    // The tenant as GET showed it just before and just after the session's change.
+    assert_eq!(ok[0]["before_digest"].as_str().map(str::len), Some(64));
+    assert_eq!(ok[0]["after_digest"].as_str().map(str::len), Some(64));
+    assert_ne!(ok[0]["before_digest"], ok[0]["after_digest"]);
+    assert_eq!(ok[1]["before_digest"], ok[0]["after_digest"]);
     assert_eq!(ok[2]["actor"], "operator_token");
     let refused = entries
         .iter()

@@ -89,8 +89,8 @@ fn refused(s: &AppState, headers: &HeaderMap) -> Response {
     ApiError::Unauthorized.into_response()
 }
 
-/// A signed-in operator whose session, role, CSRF token and origin `api::access` checked;
-/// put in the request's extensions by it alone.
+/// A signed-in operator (session, role, CSRF token, origin) or an operator key (`rgo_…`, its
+/// role), which `api::access` checked; put in the request's extensions by it alone.
 #[derive(Clone)]
 pub struct SessionCaller;
 

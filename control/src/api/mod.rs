@@ -14,6 +14,8 @@ mod gateways;
 mod keys;
 pub mod limits;
 mod openapi;
+mod openapi_operators;
+mod operator_keys;
 mod paging;
 mod ready;
 mod signin;
@@ -63,6 +65,8 @@ pub struct AppState {
     /// Console sign-in through the operators' realm (`operators.oidc`); `None`: bearer
     /// tokens only.
     pub operators: Option<Arc<crate::operators::Operators>>,
+    /// Operator API keys (`Bearer rgo_…`), checked by [`access::gate`].
+    pub operator_keys: Arc<crate::operators::keys::OperatorKeys>,
 }
 
 /// The whole API. Every route that reads a body sits behind an auth `route_layer`, which runs
@@ -79,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .merge(assertion_keys::router())
         .merge(apps::router())
         .merge(audit::router())
+        .merge(operator_keys::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let databases = apps::database_router()
         .route_layer(from_fn_with_state(state.clone(), auth::operator_or_app));
@@ -91,8 +96,12 @@ pub fn app(state: AppState) -> Router {
         .merge(key_holders)
         .merge(databases)
         .merge(assertion_keys::public_router())
-        .route_layer(from_fn_with_state(state.clone(), limits::concurrency))
-        .route_layer(from_fn_with_state(state.clone(), access::gate));
+        .route_layer(from_fn_with_state(state.clone(), limits::concurrency));
+    // What the gate reads a changed object back through (a GET of the same path).
+    let read_back = access::ReadBack(api.clone().with_state(state.clone()));
+    let api = api
+        .route_layer(from_fn_with_state(state.clone(), access::gate))
+        .layer(axum::Extension(read_back));
     Router::new()
         .merge(api)
         .merge(signin::router())
@@ -186,9 +195,13 @@ mod access_tests;
 #[cfg(test)]
 mod apps_tests;
 #[cfg(test)]
+mod audit_tests;
+#[cfg(test)]
 mod cert_tests;
 #[cfg(test)]
 mod key_tests;
+#[cfg(test)]
+mod operator_key_tests;
 #[cfg(test)]
 mod paging_tests;
 #[cfg(test)]

@@ -129,8 +129,8 @@ pub fn spec() -> Value {
                                 "401": unauthorized}}
         },
         "/v1/audit": {
-          "get": {"summary": "The audit log: every change and every refusal for auth (who, what, when, from where, SHA-256 of the request and response bodies); `?after=<seq>&limit=<1-500>` pages oldest first, no `after`: the newest page. A console session needs the viewer role",
-                  "responses": {"200": {"description": "`{entries: [{seq, at, actor, subject, name, role, action, target, status, outcome, peer, request_digest, response_digest, detail}], next_after}`", "content": {"application/json": {}}},
+          "get": {"summary": "The audit log: every change and every refusal for auth (who, what, when, from where, SHA-256 of the request and response bodies and of the changed object before and after); `?after=<seq>&limit=<1-500>` pages oldest first, no `after`: the newest page. A console session needs the viewer role",
+                  "responses": {"200": {"description": "`{entries: [{seq, at, actor, subject, name, role, action, target, status, outcome, peer, request_digest, response_digest, before_digest, after_digest, detail}], next_after}`; `before_digest`/`after_digest`: what GET of the changed path answered just before/after (a POST: its answer after), null when there was none (created, deleted, no GET)", "content": {"application/json": {}}},
                                 "400": error("A bad `after` or `limit`"), "401": unauthorized}}
         },
         "/v1/openapi.json": {
@@ -272,6 +272,7 @@ pub fn spec() -> Value {
     assertion_keys(&mut doc, &unauthorized);
     apps(&mut doc, &unauthorized);
     domains(&mut doc, &unauthorized);
+    super::openapi_operators::add(&mut doc);
     bounded(&mut doc);
     super::paging::document(&mut doc);
     doc

@@ -482,6 +482,8 @@ fn openapi_documents_every_route() {
         ("/v1/tenants/{id}/domains", &["get", "post"]),
         ("/v1/tenants/{id}/domains/{domain}", &["delete"]),
         ("/v1/audit", &["get"]),
+        ("/v1/operator-keys", &["get", "post"]),
+        ("/v1/operator-keys/{id}", &["get", "delete"]),
         ("/v1/openapi.json", &["get"]),
         ("/metrics", &["get"]),
         ("/healthz", &["get"]),
@@ -494,7 +496,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 28, "no stale paths");
+    assert_eq!(paths.len(), 30, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -8,6 +8,7 @@ mod cert;
 pub mod client;
 mod domain;
 mod key;
+mod operator_key;
 mod operators;
 mod output;
 mod provision;
@@ -94,6 +95,9 @@ pub enum Command {
     /// App credentials: an app reads its pool's tenants' database locations with one.
     #[command(subcommand)]
     App(app::AppCmd),
+    /// Mint, list and revoke operator API keys (machine access with a role).
+    #[command(subcommand)]
+    OperatorKey(operator_key::OperatorKeyCmd),
     /// The operators' realm in Keycloak, for signing in to the console.
     #[command(subcommand)]
     Operators(operators::OperatorsCmd),
@@ -442,6 +446,7 @@ pub async fn run(cli: Cli) -> Result<String, CliError> {
         Command::AssertionKey(cmd) => assertion_key::assertion_key(&c, cmd, json).await,
         Command::Domain(cmd) => domain::domain(&c, cmd, json).await,
         Command::App(cmd) => app::app(&c, cmd, json).await,
+        Command::OperatorKey(cmd) => operator_key::operator_key(&c, cmd, json).await,
         Command::Table(TableCmd::Show { full }) => {
             if full {
                 let v: Value = c.get("/v1/table").await?;

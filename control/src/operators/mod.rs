@@ -4,6 +4,7 @@
 
 pub mod bootstrap;
 pub mod config;
+pub mod keys;
 pub mod oidc;
 pub mod session;
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 /// What a signed-in operator may do. Realm roles of the operators' realm (see
 /// `docs/operators.md`): `admin` wins over `viewer`; an account with neither cannot sign in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything but secrets, changes nothing.

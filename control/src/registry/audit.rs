@@ -1,4 +1,4 @@
-//! The audit log in the registry (migration 10): appended to, read in pages, pruned to the
+//! The audit log in the registry (migrations 10 and 11): appended to, read in pages, pruned to the
 //! newest [`KEEP`] entries. Not part of the routing table: no version is taken.
 
 use super::{get_u64, to_i64, Registry, RegistryError};
@@ -26,6 +26,10 @@ pub struct AuditEntry {
     pub peer: Option<String>,
     pub request_digest: Option<String>,
     pub response_digest: Option<String>,
+    /// The object the change touched, before and after it (see `api::access`): `None` when
+    /// there was none (created, deleted) or it has no GET of its own.
+    pub before_digest: Option<String>,
+    pub after_digest: Option<String>,
     pub detail: Option<String>,
 }
 
@@ -37,8 +41,9 @@ impl Registry {
             .conn
             .query(
                 "INSERT INTO audit_log (at_ms, actor, subject, name, role, action, target, status,
-                                        outcome, peer, request_digest, response_digest, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                                        outcome, peer, request_digest, response_digest, detail,
+                                        before_digest, after_digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  RETURNING seq",
                 params![
                     to_i64(e.at_ms),
@@ -53,7 +58,9 @@ impl Registry {
                     e.peer.as_deref(),
                     e.request_digest.as_deref(),
                     e.response_digest.as_deref(),
-                    e.detail.as_deref()
+                    e.detail.as_deref(),
+                    e.before_digest.as_deref(),
+                    e.after_digest.as_deref()
                 ],
             )
             .await?;
@@ -81,7 +88,8 @@ impl Registry {
         limit: u32,
     ) -> Result<Vec<AuditEntry>, RegistryError> {
         const COLS: &str = "seq, at_ms, actor, subject, name, role, action, target, status,
-                            outcome, peer, request_digest, response_digest, detail";
+                            outcome, peer, request_digest, response_digest, detail,
+                            before_digest, after_digest";
         let mut rows = match after {
             Some(a) => {
                 self.conn
@@ -122,6 +130,8 @@ impl Registry {
                 request_digest: row.get(11)?,
                 response_digest: row.get(12)?,
                 detail: row.get(13)?,
+                before_digest: row.get(14)?,
+                after_digest: row.get(15)?,
             });
         }
         Ok(out)
@@ -143,6 +153,8 @@ mod tests {
                 target: "/v1/tenants".into(),
                 status: 201,
                 outcome: "ok".into(),
+                before_digest: (i > 0).then(|| format!("b{i}")),
+                after_digest: Some(format!("a{i}")),
                 ..AuditEntry::default()
             };
             assert_eq!(r.append_audit(&e).await.expect("append"), i + 1);
@@ -152,6 +164,12 @@ mod tests {
         let next = r.audit_page(Some(1), 3).await.expect("page");
         assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3, 4]);
         assert_eq!(next[0].status, 201);
+        assert_eq!(next[0].before_digest.as_deref(), Some("b1"));
+        assert_eq!(next[0].after_digest.as_deref(), Some("a1"));
+        assert_eq!(
+            r.audit_page(Some(0), 1).await.expect("page")[0].before_digest,
+            None
+        );
         assert!(r.audit_page(Some(5), 3).await.expect("page").is_empty());
     }
 }

@@ -286,6 +286,30 @@ CREATE TABLE audit_log (
 ) STRICT;
 "#,
     },
+    Migration {
+        version: 11,
+        name: "operator API keys, the audit log's before and after digests",
+        sql: r#"
+-- Machine access to the whole API with a role (issue 18). The secret (rgo_...) is shown once
+-- and never stored: only its SHA-256. Revoked keys stay listed. Not in the routing table.
+CREATE TABLE operator_keys (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('viewer', 'admin')),
+    digest        TEXT NOT NULL UNIQUE,       -- hex SHA-256 of the key text
+    prefix        TEXT NOT NULL,              -- its first characters, to recognise it
+    created_at_ms INTEGER NOT NULL,
+    created_by    TEXT NOT NULL,              -- operator_token, or session:<sub>
+    expires_at_ms INTEGER,
+    revoked_at_ms INTEGER
+) STRICT;
+
+-- The object a change touched, as GET answered for it just before and just after (hex
+-- SHA-256; NULL when there was none: created, deleted, or no GET of its own).
+ALTER TABLE audit_log ADD COLUMN before_digest TEXT;
+ALTER TABLE audit_log ADD COLUMN after_digest TEXT;
+"#,
+    },
 ];
 
 /// Bring the registry's schema up to date; returns the schema version now in force.
@@ -313,7 +337,7 @@ mod tests {
     #[tokio::test]
     async fn fresh_database_gets_every_migration_once() {
         let conn = memory().await;
-        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 10);
+        assert_eq!(migrate_registry(&conn).await.expect("migrate"), 11);
         assert_eq!(
             tables(&conn).await,
             [
@@ -328,6 +352,7 @@ mod tests {
                 "certificate_hosts",
                 "certificates",
                 "meta",
+                "operator_keys",
                 "provision_steps",
                 "schema_migrations",
                 "tenant_domains",
@@ -339,7 +364,7 @@ mod tests {
         );
         // Idempotent: a second run applies nothing (the INSERT into meta would fail on the
         // primary key if migration 1 ran again).
-        assert_eq!(migrate_registry(&conn).await.expect("again"), 10);
+        assert_eq!(migrate_registry(&conn).await.expect("again"), 11);
     }
 
     #[tokio::test]
@@ -358,7 +383,7 @@ mod tests {
                 err,
                 RegistryError::SchemaTooNew {
                     found: 99,
-                    known: 10
+                    known: 11
                 }
             ),
             "{err}"

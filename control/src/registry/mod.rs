@@ -13,6 +13,7 @@ mod certs;
 mod domains;
 mod journal;
 pub mod migrations;
+pub mod operator_keys;
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::leadership::Fence;

@@ -10,6 +10,7 @@ mod certs;
 mod domain_check;
 pub mod domains;
 pub mod keys;
+pub mod operator_keys;
 mod provisioning;
 pub mod runner;
 pub mod validate;

@@ -6,8 +6,9 @@
 //! Everything is rendered as text nodes, and the page's policy allows only its own script and
 //! styles and no framing. Views: tenants (each with its custom domains: state, the TXT record
 //! to publish, add and remove), certificates (ACME state, expiry, the CA's last error),
-//! gateways, upstream pools, API keys, the audit log; a viewer is shown no controls that
-//! change anything.
+//! gateways (`gateways.js`: applied version, lag, last push error, source), upstream pools,
+//! API keys and operator keys (`keys.js`: mint with the secret shown once, revoke), the audit
+//! log (before → after digests); a viewer is shown no controls that change anything.
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,8 @@ use axum::Router;
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/ui.js");
 const STYLE: &str = include_str!("assets/ui.css");
+const KEYS: &str = include_str!("assets/keys.js");
+const GATEWAYS: &str = include_str!("assets/gateways.js");
 
 /// The page's Content-Security-Policy: its own script and styles, API calls to its own origin.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -36,6 +39,14 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/ui/ui.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/ui/keys.js",
+            get(|| async { asset("text/javascript; charset=utf-8", KEYS) }),
+        )
+        .route(
+            "/ui/gateways.js",
+            get(|| async { asset("text/javascript; charset=utf-8", GATEWAYS) }),
         )
 }
 
@@ -86,6 +97,8 @@ mod tests {
             ("/", "text/html"),
             ("/ui/ui.js", "text/javascript"),
             ("/ui/ui.css", "text/css"),
+            ("/ui/keys.js", "text/javascript"),
+            ("/ui/gateways.js", "text/javascript"),
         ] {
             let (status, headers, body) = get(path).await;
             assert_eq!(status, StatusCode::OK, "{path}");
@@ -97,10 +110,14 @@ mod tests {
         }
         // Only the page's own script: nothing inline for the policy to block.
         let (_, _, page) = get("/").await;
-        assert!(page.contains(r#"<script src="/ui/ui.js" defer></script>"#));
-        assert_eq!(page.matches("<script").count(), 1);
-        // The script renders text, never markup.
-        assert!(!SCRIPT.contains("innerHTML") && !SCRIPT.contains("insertAdjacentHTML"));
+        for script in ["ui", "keys", "gateways"] {
+            assert!(page.contains(&format!(r#"<script src="/ui/{script}.js" defer></script>"#)));
+        }
+        assert_eq!(page.matches("<script").count(), 3);
+        // The scripts render text, never markup.
+        for script in [SCRIPT, KEYS, GATEWAYS] {
+            assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"));
+        }
         // A realmctl that may not write says so (the Lease; /readyz gives the reason).
         assert!(page.contains(r#"id="leader""#) && SCRIPT.contains(r#"fetch("/readyz")"#));
     }
@@ -108,7 +125,16 @@ mod tests {
     #[test]
     fn the_markup_names_every_field_header_and_button() {
         // Every input has a label; every header cell its scope; every button text of its own.
-        for id in ["token", "domain-input"] {
+        for id in [
+            "token",
+            "domain-input",
+            "key-tenant",
+            "key-namespaces",
+            "key-expires",
+            "operator-key-name",
+            "operator-key-role",
+            "operator-key-expires",
+        ] {
             assert!(INDEX.contains(&format!(r#"<label for="{id}">"#)), "{id}");
         }
         assert!(!INDEX.contains("<th>") && INDEX.matches(r#"<th scope="col">"#).count() > 30);

@@ -17,6 +17,9 @@ let domainsOf = null;
 let lastCertificates = { certificates: [], ordering: [] };
 
 const $ = (id) => document.getElementById(id);
+// Views in scripts of their own (keys.js, gateways.js): each {refresh(), reset()}, refreshed
+// with the page and reset at sign-out.
+const views = [];
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -34,6 +37,7 @@ class ApiError extends Error {
     const detail = problems.map((p) => (p.at ? p.at + ": " : "") + p.message).join("; ");
     super((body && body.message ? body.message : "HTTP " + status) + (detail ? " — " + detail : ""));
     this.status = status;
+    this.raw = problems;
     // Each problem the API named (`at`: the field), or its message: shown by the field.
     this.problems = problems.length ? problems.map((p) => (p.at ? p.at + ": " : "") + p.message)
       : [(body && body.message) || "HTTP " + status];
@@ -331,12 +335,11 @@ async function refreshTenants(prefetched) {
 async function refresh() {
   leadership();
   try {
-    const [table, tenants, gateways, upstreams, keys, certificates] = await Promise.all([
+    const [table, tenants, gateways, upstreams, certificates] = await Promise.all([
       api("GET", "/v1/table?summary=1"),
       api("GET", tenantsPath()),
       api("GET", "/v1/gateways"),
       apiAll("/v1/upstreams", "upstreams"),
-      apiAll("/v1/keys", "keys"),
       apiAll("/v1/certificates", "certificates"),
     ]);
     const inSync = gateways.gateways.filter((g) => g.in_sync).length;
@@ -345,12 +348,6 @@ async function refresh() {
       (gateways.discovery ? " · discovery " + gateways.discovery.state +
         (gateways.discovery.error ? ": " + gateways.discovery.error : "") : "");
     await refreshTenants(tenants);
-    fill("gateways", gateways.gateways, (list) => list.map((g) => el("tr", {},
-      el("td", {}, g.url + (g.source === "kubernetes" ? " (discovered)" : "")),
-      el("td", {}, g.applied_version ?? "—"),
-      el("td", { class: g.in_sync ? "ok" : "bad" }, g.in_sync ? "yes" : "no"),
-      el("td", {}, (g.last_result ?? "—") + (g.last_error ? " — " + g.last_error : "")),
-      el("td", {}, g.consecutive_failures))));
     lastCertificates = certificates;
     fill("certificates", certificates, certificateRows);
     fill("upstreams", upstreams.upstreams, (list) => {
@@ -361,10 +358,7 @@ async function refresh() {
       return list.map((u) => el("tr", {},
         el("td", {}, u.name), el("td", {}, u.endpoints.join(", ")), el("td", {}, u.tenants_using)));
     });
-    fill("keys", keys.keys, (list) => list.map((k) => el("tr", {},
-      el("td", {}, k.id), el("td", {}, k.prefix), el("td", {}, k.tenant ?? "(operator)"),
-      el("td", {}, k.namespaces.join(", ")), el("td", {}, k.expires_at ?? "never"),
-      el("td", {}, k.revoked_at ?? ""))));
+    await Promise.all(views.map((v) => v.refresh()));
     await refreshAudit();
   } catch (e) {
     showError(e);
@@ -403,7 +397,17 @@ function auditRow(e) {
     el("td", {}, e.action), el("td", {}, e.target),
     el("td", { class: e.outcome === "ok" ? "ok" : "bad" }, e.outcome + " " + e.status +
       (e.detail ? " — " + e.detail : "")),
-    el("td", {}, e.peer || "—"));
+    el("td", {}, e.peer || "—"), digestCell(e));
+}
+
+// The changed object before → after, by the first characters of its digests (the whole
+// digest in the title); "—" where there was none (created, deleted).
+function digestCell(e) {
+  const short = (d) => (d ? d.slice(0, 12) : "—");
+  if (!e.before_digest && !e.after_digest) return el("td", { class: "digest" }, "");
+  return el("td", { class: "digest", title: "before " + (e.before_digest || "none") +
+    "\nafter " + (e.after_digest || "none") },
+    el("code", {}, short(e.before_digest)), " → ", el("code", {}, short(e.after_digest)));
 }
 
 function renderAudit() {
@@ -495,6 +499,7 @@ function signOut(message) {
   Object.assign(tenantPager, { q: "", cursors: [null], next: null });
   rendered.clear();
   resetAudit();
+  for (const v of views) v.reset();
   closeDomains();
   clearInterval(timer);
   $("console").hidden = true;
