@@ -67,7 +67,10 @@ impl<T: Clone> Slots<T> {
     #[inline]
     pub fn get(&self, idx: u32) -> Option<&T> {
         let i = idx as usize;
-        self.chunks.get(i >> CHUNK_BITS)?.get(i & (CHUNK - 1))?.as_ref()
+        self.chunks
+            .get(i >> CHUNK_BITS)?
+            .get(i & (CHUNK - 1))?
+            .as_ref()
     }
 
     /// Put `value` in a vacated slot, or a new one; its index.

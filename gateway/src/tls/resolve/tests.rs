@@ -35,7 +35,6 @@ fn name_of(index: &CertIndex, cert: Option<&Arc<CheckedCert>>) -> Option<String>
     let cert = cert?;
     index
         .all()
-        .iter()
         .find(|n| Arc::ptr_eq(&n.cert, cert))
         .map(|n| n.name.to_string())
 }
@@ -216,7 +215,6 @@ fn listeners_server_config_serves_the_right_certificate_and_refuses_unknown_name
     );
     let fingerprint = |name: &str| {
         idx.all()
-            .iter()
             .find(|n| &*n.name == name)
             .map(|n| n.cert.fingerprint)
             .expect("cert")

@@ -1,0 +1,1 @@
+//! Property tests of build_delta (filled below).
