@@ -204,6 +204,33 @@ mod tests {
     }
 
     #[test]
+    fn answers_change_one_token_at_a_time() {
+        let before = challenges(&["acme.test"], 100);
+        let mut next = before.clone();
+        assert!(next.remove(TOKEN));
+        assert!(!next.remove(TOKEN));
+        assert!(next.lookup(TOKEN, "acme.test", 1).is_none());
+        assert!(
+            before.lookup(TOKEN, "acme.test", 1).is_some(),
+            "the old table answers"
+        );
+        let wire = AcmeChallenge {
+            token: "other-token".into(),
+            key_authorization: "other.thumb".into(),
+            hosts: vec![],
+            expires_at: String::new(),
+        };
+        let checked = CheckedChallenge {
+            hosts: vec![],
+            expires_at: 50,
+        };
+        next.upsert(wire, checked);
+        assert_eq!(next.len(), 1);
+        assert!(next.lookup("other-token", "any.test", 49).is_some());
+        assert!(before.lookup("other-token", "any.test", 49).is_none());
+    }
+
+    #[test]
     fn the_prefix_is_the_gateways_and_nothing_else_is() {
         let ch = challenges(&["acme.test"], 100);
         let at = |path: &str| answer(&ch, &req("GET", "acme.test", path), 1);

@@ -231,6 +231,63 @@ mod tests {
         assert_eq!(idx.lookup("deep.beta.test"), Some(1));
     }
 
+    fn pats(hs: &[&str]) -> Vec<HostPattern> {
+        hs.iter()
+            .map(|h| HostPattern::parse(h).expect("pattern"))
+            .collect()
+    }
+
+    #[test]
+    fn claims_and_releases_leave_the_old_index_unchanged() {
+        let before = index(&[&["acme.test", "*.acme.test"], &["beta.test"]]);
+        let mut next = before.clone();
+        // beta's host moves to a new tenant 2; acme gains a deep wildcard.
+        next.release(1, &pats(&["beta.test"]));
+        next.claim(2, &pats(&["beta.test", "*.x.y.z.test"]))
+            .expect("free now");
+        next.claim(0, &pats(&["acme.test", "*.acme.test", "*.deep.acme.test"]))
+            .expect("its own patterns stay its own");
+        assert_eq!(next.lookup("beta.test"), Some(2));
+        assert_eq!(next.lookup("a.b.x.y.z.test"), Some(2));
+        assert_eq!(next.lookup("q.deep.acme.test"), Some(0));
+        assert_eq!(
+            before.lookup("beta.test"),
+            Some(1),
+            "the old index is as it was"
+        );
+        assert_eq!(before.lookup("a.b.x.y.z.test"), None);
+        // A pattern held by another tenant is refused, and nothing of the claim goes in.
+        let taken = next
+            .claim(3, &pats(&["new.test", "beta.test"]))
+            .expect_err("beta.test is tenant 2's");
+        assert_eq!(
+            taken,
+            HostTaken {
+                pattern: "beta.test".into(),
+                by: 2
+            }
+        );
+        assert_eq!(next.lookup("new.test"), None);
+        // Releasing what another tenant holds does nothing.
+        next.release(0, &pats(&["beta.test"]));
+        assert_eq!(next.lookup("beta.test"), Some(2));
+        // The last wildcard of a depth gone: lookups still answer right.
+        next.release(2, &pats(&["*.x.y.z.test"]));
+        assert_eq!(next.lookup("a.b.x.y.z.test"), None);
+        assert_eq!(next.lookup("x.acme.test"), Some(0));
+        assert_eq!(next.len(), 4);
+    }
+
+    #[test]
+    fn deep_hosts_and_wildcards() {
+        let deep = vec!["d"; 70].join(".");
+        let wild = format!("*.{deep}");
+        let idx = index(&[&[wild.as_str()]]);
+        assert_eq!(idx.lookup(&format!("a.b.{deep}")), Some(0));
+        assert_eq!(idx.lookup(&format!("a.{deep}")), Some(0));
+        assert_eq!(idx.lookup(&deep), None);
+    }
+
     fn req(raw_target: &[u8], hosts: &[&str]) -> RequestHeader {
         let mut r = RequestHeader::build("GET", raw_target, None).expect("request");
         for h in hosts {
