@@ -160,6 +160,11 @@ enum Counter {
 }
 
 impl LimitRt {
+    /// Requests allowed per window.
+    pub fn requests(&self) -> isize {
+        self.requests
+    }
+
     /// Count one request; `Err` once the window holds more than the limit.
     #[inline]
     fn admit<K: Hash>(&self, key: &K) -> Result<(), Over> {
