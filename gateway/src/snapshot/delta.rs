@@ -310,7 +310,12 @@ fn apply(
         next.certs.upsert(wire.name, cert);
     }
     for token in &delete_acme_challenges {
-        next.acme.remove(token);
+        if !next.acme.remove(token) {
+            return Err(Problem::new(
+                "delete_acme_challenges",
+                format!("unknown ACME challenge {token:?}"),
+            ));
+        }
     }
     for (wire, checked) in acme_challenges {
         next.acme.upsert(wire, checked);
