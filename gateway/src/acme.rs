@@ -21,15 +21,17 @@ use realmgate_table::path::normalise_path;
 use realmgate_table::validate::{is_acme_token, CheckedChallenge};
 use realmgate_table::AcmeChallenge;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Where certificate authorities fetch http-01 answers (RFC 8555 §8.3). Requests under it are
 /// never redirected nor refused for plain HTTP.
 pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
-/// The table's challenges by token.
-#[derive(Default)]
+/// The table's challenges by token. Few and short-lived: a change copies the map (of
+/// pointers), which the snapshots before it keep sharing otherwise.
+#[derive(Clone, Default)]
 pub struct Challenges {
-    by_token: HashMap<Box<str>, Entry>,
+    by_token: Arc<HashMap<Box<str>, Arc<Entry>>>,
 }
 
 struct Entry {
@@ -44,19 +46,31 @@ struct Entry {
 impl Challenges {
     /// Index a validated table's challenges (`checked[i]` is `wire[i]`'s).
     pub fn build(wire: Vec<AcmeChallenge>, checked: Vec<CheckedChallenge>) -> Challenges {
-        let by_token = wire
-            .into_iter()
-            .zip(checked)
-            .map(|(w, c)| {
-                let entry = Entry {
-                    body: Bytes::from(w.key_authorization),
-                    hosts: c.hosts.into_iter().map(String::into_boxed_str).collect(),
-                    expires_at: c.expires_at,
-                };
-                (w.token.into_boxed_str(), entry)
-            })
-            .collect();
-        Challenges { by_token }
+        let mut ch = Challenges::default();
+        for (w, c) in wire.into_iter().zip(checked) {
+            ch.upsert(w, c);
+        }
+        ch
+    }
+
+    /// Add the answer for a token, or replace it.
+    pub fn upsert(&mut self, wire: AcmeChallenge, checked: CheckedChallenge) {
+        let entry = Entry {
+            body: Bytes::from(wire.key_authorization),
+            hosts: checked
+                .hosts
+                .into_iter()
+                .map(String::into_boxed_str)
+                .collect(),
+            expires_at: checked.expires_at,
+        };
+        Arc::make_mut(&mut self.by_token).insert(wire.token.into_boxed_str(), Arc::new(entry));
+    }
+
+    /// Forget the answer for `token`; whether there was one.
+    pub fn remove(&mut self, token: &str) -> bool {
+        self.by_token.contains_key(token)
+            && Arc::make_mut(&mut self.by_token).remove(token).is_some()
     }
 
     pub fn len(&self) -> usize {
@@ -187,6 +201,33 @@ mod tests {
             answer(&any, &req("GET", "x.test", &p), 1),
             Some(Answer::Serve(_))
         ));
+    }
+
+    #[test]
+    fn answers_change_one_token_at_a_time() {
+        let before = challenges(&["acme.test"], 100);
+        let mut next = before.clone();
+        assert!(next.remove(TOKEN));
+        assert!(!next.remove(TOKEN));
+        assert!(next.lookup(TOKEN, "acme.test", 1).is_none());
+        assert!(
+            before.lookup(TOKEN, "acme.test", 1).is_some(),
+            "the old table answers"
+        );
+        let wire = AcmeChallenge {
+            token: "other-token".into(),
+            key_authorization: "other.thumb".into(),
+            hosts: vec![],
+            expires_at: String::new(),
+        };
+        let checked = CheckedChallenge {
+            hosts: vec![],
+            expires_at: 50,
+        };
+        next.upsert(wire, checked);
+        assert_eq!(next.len(), 1);
+        assert!(next.lookup("other-token", "any.test", 49).is_some());
+        assert!(before.lookup("other-token", "any.test", 49).is_none());
     }
 
     #[test]

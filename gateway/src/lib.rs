@@ -13,6 +13,7 @@ pub mod errors;
 pub mod headers;
 pub mod limits;
 pub mod metrics;
+pub mod persistent;
 pub mod proxy;
 pub mod request;
 pub mod route;

@@ -164,6 +164,36 @@ impl Metrics {
         out
     }
 
+    /// Counters for a tenant a change adds: its own series while the label budget has room
+    /// (the budget is the same as for full tables), else `_other`.
+    pub fn tenant_label(&self, id: &str) -> Arc<TenantCounters> {
+        let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        if labelled.contains(id) || labelled.len() < self.label_budget {
+            labelled.insert(Box::from(id));
+            Arc::new(counters(&self.requests, id))
+        } else {
+            Arc::clone(&self.other)
+        }
+    }
+
+    /// A tenant a change removed: its series go, and its label is free for another tenant.
+    pub fn release_tenant_label(&self, id: &str) {
+        let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        if labelled.remove(id) {
+            for class in CLASSES {
+                let _ = self.requests.remove_label_values(&[id, class]);
+            }
+        }
+    }
+
+    /// Tenants with a series of their own.
+    pub fn labelled_tenants(&self) -> usize {
+        self.labelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Prometheus text exposition.
     /// The certificates of the table now in force, by name and not-after (Unix seconds).
     /// Labels are bounded like tenants': past the budget, the earliest not-after of the rest
@@ -320,6 +350,25 @@ impl AuthMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_keep_the_tenant_label_budget() {
+        let m = Metrics::new(2).expect("metrics");
+        let all = m.tenant_labels(["a", "b", "c"].into_iter());
+        assert!(Arc::ptr_eq(&all[2], &m.other), "beyond the budget");
+        assert_eq!(m.labelled_tenants(), 2);
+        let d = m.tenant_label("d");
+        assert!(Arc::ptr_eq(&d, &m.other), "no room");
+        m.release_tenant_label("a");
+        assert_eq!(m.labelled_tenants(), 1);
+        let e = m.tenant_label("e");
+        assert!(!Arc::ptr_eq(&e, &m.other), "the freed label is taken");
+        e.count(200);
+        let text = String::from_utf8(m.render()).expect("utf-8");
+        assert!(text.contains("tenant=\"e\""), "{text}");
+        assert!(!text.contains("tenant=\"a\""), "{text}");
+        assert_eq!(m.labelled_tenants(), 2);
+    }
 
     #[test]
     fn certificate_expiry_seconds_follow_the_timestamps() {

@@ -155,17 +155,21 @@ async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> 
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no_table"}))).into_response();
     };
     if q.full.as_deref().is_some_and(|v| v == "1" || v == "true") {
+        // A table reached by deltas has no document as received (issue 15: the lead's).
+        let Some(raw) = snap.raw.as_ref() else {
+            return (StatusCode::NOT_FOUND, Json(json!({"error": "no_document"}))).into_response();
+        };
         // Private keys and login secrets never leave by a GET.
         return (
             [(header::CONTENT_TYPE, "application/json")],
-            redacted_table(&snap.raw),
+            redacted_table(raw),
         )
             .into_response();
     }
     let certificates: Vec<serde_json::Value> = snap
         .certs
-        .all()
-        .iter()
+        .sorted()
+        .into_iter()
         .map(|c| {
             json!({
                 "name": &*c.name,

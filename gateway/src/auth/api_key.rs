@@ -4,6 +4,7 @@
 
 use crate::errors::GatewayError;
 use crate::headers;
+use crate::persistent::{ShardMap, Slots};
 use crate::route::Namespace;
 use crate::tenant::TenantIdx;
 use http::{header, HeaderName, HeaderValue};
@@ -11,7 +12,7 @@ use pingora_http::RequestHeader;
 use realmgate_table::{is_namespace, ApiKey};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -47,15 +48,42 @@ pub struct KeyRt {
     pub namespaces: Namespaces,
     /// Seconds since the Unix epoch from which the key is refused.
     pub expires_at: Option<u64>,
-    /// Position in the table's `api_keys`.
-    position: u32,
+    /// SHA-256 of the secret, as indexed.
+    digest: [u8; 32],
 }
 
-/// Every key of a table, by digest.
-#[derive(Default)]
+/// Every key of a table, by digest, each at a [`KeyIdx`] that stays its own while other keys
+/// come and go. Persistent: a key added, replaced or removed for the next table copies one
+/// shard of each index, and a request holding this table keeps reading it unchanged.
+#[derive(Clone, Default)]
 pub struct Keys {
-    by_digest: HashMap<[u8; 32], KeyIdx, ahash::RandomState>,
-    keys: Box<[KeyRt]>,
+    by_digest: ShardMap<[u8; 32], KeyIdx>,
+    /// By the table's key id (the identity a change names).
+    by_id: ShardMap<Box<str>, KeyIdx>,
+    keys: Slots<Arc<KeyRt>>,
+    /// How many keys name each tenant: a tenant with keys cannot leave the table.
+    per_tenant: ShardMap<TenantIdx, u32>,
+}
+
+/// Why a key did not go in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRefused {
+    /// Its digest is not `sha256:<64 hex>`.
+    BadDigest,
+    /// It names a tenant the table does not have.
+    UnknownTenant(String),
+    /// Another key has the same digest.
+    DigestTaken,
+}
+
+impl std::fmt::Display for KeyRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyRefused::BadDigest => f.write_str("digest is not sha256:<64 hex digits>"),
+            KeyRefused::UnknownTenant(t) => write!(f, "names unknown tenant {t:?}"),
+            KeyRefused::DigestTaken => f.write_str("digest already used by another key"),
+        }
+    }
 }
 
 /// A request admitted by a key: which key, and the namespace it was admitted for (if the
@@ -221,57 +249,132 @@ pub fn now_secs() -> u64 {
 }
 
 impl Keys {
-    /// Compile the table's keys. `tenant_of` maps a tenant id to its index (validation
-    /// guarantees every key's tenant exists).
+    /// Compile the table's keys, key `i` with `expiry[i]`, in order. `tenant_of` maps a
+    /// tenant id to its index (validation guarantees every key's tenant exists); a key that
+    /// cannot go in is left out ([`Keys::upsert`]).
     pub fn build(
         keys: Vec<ApiKey>,
         expiry: &[Option<u64>],
         tenant_of: impl Fn(&str) -> Option<TenantIdx>,
     ) -> Keys {
-        let mut by_digest =
-            HashMap::with_capacity_and_hasher(keys.len(), ahash::RandomState::new());
-        let mut out = Vec::with_capacity(keys.len());
-        for (i, key) in keys.into_iter().enumerate() {
-            let Some(digest) = parse_digest(&key.digest) else {
-                continue;
-            };
-            let scope = match key.tenant.as_deref() {
-                None => Scope::AnyTenant,
-                Some(t) => match tenant_of(t) {
-                    Some(idx) => Scope::Tenant(idx),
-                    // Never widen a key whose tenant is unknown into an operator key.
-                    None => continue,
-                },
-            };
-            let namespaces = if key.namespaces.iter().any(|n| n == "*") {
-                Namespaces::All
-            } else {
-                Namespaces::List(
-                    key.namespaces
-                        .into_iter()
-                        .map(String::into_boxed_str)
-                        .collect(),
-                )
-            };
-            by_digest.insert(digest, out.len() as KeyIdx);
-            out.push(KeyRt {
-                // Key ids are validated to [a-z0-9._-].
-                id: HeaderValue::from_str(&key.id).unwrap_or(HeaderValue::from_static("")),
-                scope,
-                namespaces,
-                expires_at: expiry.get(i).copied().flatten(),
-                position: i as u32,
-            });
+        let mut out = Keys::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let _ = out.upsert(key, expiry.get(i).copied().flatten(), &tenant_of);
         }
+        out
+    }
+
+    /// Empty, sized for `n` keys.
+    pub fn with_capacity(n: usize) -> Keys {
         Keys {
-            by_digest,
-            keys: out.into_boxed_slice(),
+            by_digest: ShardMap::with_capacity(n),
+            by_id: ShardMap::with_capacity(n),
+            keys: Slots::default(),
+            per_tenant: ShardMap::default(),
         }
     }
 
-    /// Each kept key's position in the table's `api_keys`, in [`KeyIdx`] order.
-    pub fn table_positions(&self) -> impl Iterator<Item = usize> + '_ {
-        self.keys.iter().map(|k| k.position as usize)
+    /// Add `key`, or replace the key with its id (which keeps its [`KeyIdx`]); its index.
+    /// Refused — and nothing changed — for a malformed digest, an unknown tenant (never
+    /// widened into an operator key) or a digest another key has.
+    pub fn upsert(
+        &mut self,
+        key: &ApiKey,
+        expires_at: Option<u64>,
+        tenant_of: impl Fn(&str) -> Option<TenantIdx>,
+    ) -> Result<KeyIdx, KeyRefused> {
+        let digest = parse_digest(&key.digest).ok_or(KeyRefused::BadDigest)?;
+        let scope = match key.tenant.as_deref() {
+            None => Scope::AnyTenant,
+            Some(t) => {
+                Scope::Tenant(tenant_of(t).ok_or_else(|| KeyRefused::UnknownTenant(t.to_owned()))?)
+            }
+        };
+        let existing = self.by_id.get(key.id.as_str()).copied();
+        if let Some(&holder) = self.by_digest.get(&digest) {
+            if Some(holder) != existing {
+                return Err(KeyRefused::DigestTaken);
+            }
+        }
+        let namespaces = if key.namespaces.iter().any(|n| n == "*") {
+            Namespaces::All
+        } else {
+            Namespaces::List(key.namespaces.iter().map(|n| n.as_str().into()).collect())
+        };
+        let rt = Arc::new(KeyRt {
+            // Key ids are validated to [a-z0-9._-].
+            id: HeaderValue::from_str(&key.id).unwrap_or(HeaderValue::from_static("")),
+            scope,
+            namespaces,
+            expires_at,
+            digest,
+        });
+        let idx = match existing {
+            Some(idx) => {
+                self.unlink(idx);
+                self.keys.set(idx, rt);
+                idx
+            }
+            None => {
+                let idx = self.keys.insert(rt);
+                self.by_id.insert(key.id.as_str().into(), idx);
+                idx
+            }
+        };
+        self.by_digest.insert(digest, idx);
+        if let Scope::Tenant(t) = scope {
+            let n = self.per_tenant.get(&t).copied().unwrap_or(0);
+            self.per_tenant.insert(t, n + 1);
+        }
+        Ok(idx)
+    }
+
+    /// Remove the key with table id `id`; its former index (free for reuse).
+    pub fn remove(&mut self, id: &str) -> Option<KeyIdx> {
+        let idx = self.by_id.remove(id)?;
+        self.unlink(idx);
+        self.keys.remove(idx);
+        Some(idx)
+    }
+
+    /// Drop key `idx` from the digest and tenant indexes (its slot stays).
+    fn unlink(&mut self, idx: KeyIdx) {
+        let Some(old) = self.keys.get(idx).cloned() else {
+            return;
+        };
+        if self.by_digest.get(&old.digest) == Some(&idx) {
+            self.by_digest.remove(&old.digest);
+        }
+        if let Scope::Tenant(t) = old.scope {
+            match self.per_tenant.get(&t).copied() {
+                Some(n) if n > 1 => {
+                    self.per_tenant.insert(t, n - 1);
+                }
+                _ => {
+                    self.per_tenant.remove(&t);
+                }
+            }
+        }
+    }
+
+    /// Keys that name tenant `t`.
+    pub fn of_tenant(&self, t: TenantIdx) -> u32 {
+        self.per_tenant.get(&t).copied().unwrap_or(0)
+    }
+
+    /// The index of the key with table id `id`.
+    pub fn by_id(&self, id: &str) -> Option<KeyIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Every key with its index.
+    pub fn iter(&self) -> impl Iterator<Item = (KeyIdx, &KeyRt)> + '_ {
+        self.keys.indexed().map(|(i, k)| (i, &**k))
+    }
+
+    /// Every index in use is below this.
+    pub fn end(&self) -> KeyIdx {
+        self.keys.end()
     }
 
     pub fn len(&self) -> usize {
@@ -282,8 +385,12 @@ impl Keys {
         self.keys.is_empty()
     }
 
+    /// `idx` comes from this table ([`Keys::authenticate`]).
     pub fn get(&self, idx: KeyIdx) -> &KeyRt {
-        &self.keys[idx as usize]
+        match self.keys.get(idx) {
+            Some(k) => k,
+            None => panic!("key index {idx} is not in this table"),
+        }
     }
 
     /// The key whose digest matches what was presented, if it is known and not expired at
@@ -300,7 +407,7 @@ impl Keys {
         }
         let digest: [u8; 32] = Sha256::digest(secret).into();
         let idx = *self.by_digest.get(&digest)?;
-        match self.keys[idx as usize].expires_at {
+        match self.keys.get(idx)?.expires_at {
             Some(at) if now >= at => None,
             _ => Some(idx),
         }

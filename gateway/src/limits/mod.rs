@@ -25,29 +25,68 @@ const SLOTS: usize = 1024;
 /// The counter scope of limits that belong to no tenant (operator API keys).
 const OPERATOR_SCOPE: u64 = 0x6f70_6572_6174_6f72;
 
+/// Prunes a released scope waits through before it is let go while still in use (by the
+/// table in force, or a request holding an older one).
+const PENDING_PRUNES: u8 = 3;
+
 /// One `Rate` per scope (a tenant, or the operator keys) and window length: a tenant's
 /// counters never share an estimator with another tenant's, so one tenant's traffic cannot
 /// cause another's 429s. Kept across tables, so a push (a revocation, a new tenant) does not
-/// reset anyone's count; dropped once no table uses it ([`Limiters::prune`]).
+/// reset anyone's count; dropped once no table uses it ([`Limiters::prune`] after a full
+/// table, [`Limiters::prune_released`] after a change, which looks only at the scopes the
+/// change touched).
 #[derive(Default)]
 pub struct Limiters {
-    by_scope: Mutex<HashMap<(u64, u32), Arc<Rate>>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Each scope's estimators, by window length (a scope has one to four).
+    by_scope: HashMap<u64, Vec<(u32, Arc<Rate>)>>,
+    /// Scopes a change may have left unused, with the prunes each has waited through.
+    pending: Vec<(u64, u8)>,
+}
+
+impl Inner {
+    /// Drop the scope's estimators nothing else holds; whether the scope is gone.
+    fn prune_scope(&mut self, scope: u64) -> bool {
+        let Some(rates) = self.by_scope.get_mut(&scope) else {
+            return true;
+        };
+        rates.retain(|(_, rate)| Arc::strong_count(rate) > 1);
+        if rates.is_empty() {
+            self.by_scope.remove(&scope);
+            return true;
+        }
+        false
+    }
 }
 
 impl Limiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A compiled limit counted in `scope` (a tenant's [`stable_key`], or [`scope_of`]); called
     /// while a table is built, never per request.
     pub fn compile(&self, scope: u64, limit: &RateLimit) -> LimitRt {
         let window = limit.window_s.max(1);
         let rate = {
-            let mut map = self.by_scope.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(map.entry((scope, window)).or_insert_with(|| {
-                Arc::new(Rate::new_with_estimator_config(
-                    std::time::Duration::from_secs(u64::from(window)),
-                    HASHES,
-                    SLOTS,
-                ))
-            }))
+            let mut inner = self.lock();
+            let rates = inner.by_scope.entry(scope).or_default();
+            match rates.iter().find(|(w, _)| *w == window) {
+                Some((_, rate)) => Arc::clone(rate),
+                None => {
+                    let rate = Arc::new(Rate::new_with_estimator_config(
+                        std::time::Duration::from_secs(u64::from(window)),
+                        HASHES,
+                        SLOTS,
+                    ));
+                    rates.push((window, Arc::clone(&rate)));
+                    rate
+                }
+            }
         };
         LimitRt {
             rate,
@@ -57,19 +96,41 @@ impl Limiters {
     }
 
     /// Forget the estimators no table holds any more (deleted tenants, changed windows), so
-    /// churn does not grow memory. Called after each build: the table being replaced still
-    /// holds its own, so counts carry over to the next table.
+    /// churn does not grow memory. Called after each full build: the table being replaced
+    /// still holds its own, so counts carry over to the next table. O(scopes).
     pub fn prune(&self) {
-        let mut map = self.by_scope.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, rate| Arc::strong_count(rate) > 1);
+        let mut inner = self.lock();
+        inner.by_scope.retain(|_, rates| {
+            rates.retain(|(_, rate)| Arc::strong_count(rate) > 1);
+            !rates.is_empty()
+        });
+        inner.pending.clear();
+    }
+
+    /// Scopes a change replaced or removed limits of (a deleted tenant's, a revoked key's):
+    /// [`Limiters::prune_released`] looks at them, and only them, at the next prunes.
+    pub fn release(&self, scopes: impl IntoIterator<Item = u64>) {
+        let mut inner = self.lock();
+        inner.pending.extend(scopes.into_iter().map(|s| (s, 0)));
+    }
+
+    /// Prune the released scopes: O(size of the recent changes), not of the table. A scope
+    /// still in use after [`PENDING_PRUNES`] prunes is left to the next full table's prune.
+    pub fn prune_released(&self) {
+        let mut inner = self.lock();
+        let pending = std::mem::take(&mut inner.pending);
+        let mut kept = Vec::with_capacity(pending.len());
+        for (scope, waited) in pending {
+            if !inner.prune_scope(scope) && waited + 1 < PENDING_PRUNES {
+                kept.push((scope, waited + 1));
+            }
+        }
+        inner.pending = kept;
     }
 
     /// Estimators alive (tests and diagnostics).
     pub fn len(&self) -> usize {
-        self.by_scope
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
+        self.lock().by_scope.values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,6 +160,11 @@ enum Counter {
 }
 
 impl LimitRt {
+    /// Requests allowed per window.
+    pub fn requests(&self) -> isize {
+        self.requests
+    }
+
     /// Count one request; `Err` once the window holds more than the limit.
     #[inline]
     fn admit<K: Hash>(&self, key: &K) -> Result<(), Over> {
@@ -169,6 +235,8 @@ impl TenantLimits {
 pub struct KeyLimit {
     pub limit: Option<LimitRt>,
     pub key: u64,
+    /// The counter scope its limit lives in (its tenant's, or the operator keys').
+    pub scope: u64,
 }
 
 impl KeyLimit {
@@ -180,9 +248,11 @@ impl KeyLimit {
         key_id: &str,
         limit: Option<&RateLimit>,
     ) -> KeyLimit {
+        let scope = scope_of(tenant);
         KeyLimit {
-            limit: limit.map(|l| limiters.compile(scope_of(tenant), l)),
+            limit: limit.map(|l| limiters.compile(scope, l)),
             key: stable_key(key_id),
+            scope,
         }
     }
 }

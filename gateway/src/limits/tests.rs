@@ -150,3 +150,39 @@ fn pruning_drops_what_no_table_holds() {
     limiters.prune();
     assert!(limiters.is_empty());
 }
+
+/// After a change, only the released scopes are looked at, and each once nothing holds it.
+#[test]
+fn released_scopes_are_pruned_once_unused() {
+    let limiters = Limiters::default();
+    let limit = RateLimit {
+        requests: 1,
+        window_s: 60,
+    };
+    let a = limiters.compile(scope_of(Some("a")), &limit);
+    let b = limiters.compile(scope_of(Some("b")), &limit);
+    drop(b);
+    // Not released: a change leaves it alone (the next full table's prune takes it).
+    limiters.prune_released();
+    assert_eq!(limiters.len(), 2);
+    limiters.release([scope_of(Some("a")), scope_of(Some("b"))]);
+    limiters.prune_released();
+    assert_eq!(limiters.len(), 1, "b is gone, a is still held");
+    drop(a);
+    limiters.prune_released();
+    assert!(
+        limiters.is_empty(),
+        "a is pruned at the next prune once let go"
+    );
+    // A scope still in use is given up after a few prunes (bounded work per change).
+    let c = limiters.compile(scope_of(Some("c")), &limit);
+    limiters.release([scope_of(Some("c"))]);
+    for _ in 0..5 {
+        limiters.prune_released();
+    }
+    drop(c);
+    limiters.prune_released();
+    assert_eq!(limiters.len(), 1, "no longer pending");
+    limiters.prune();
+    assert!(limiters.is_empty());
+}

@@ -5,9 +5,10 @@
 use super::{Snapshot, TenantRt};
 use crate::acme::Challenges;
 use crate::auth::api_key::Keys;
-use crate::auth::Realms;
+use crate::auth::{RealmRt, Realms};
 use crate::limits::{KeyLimit, Limiters, TenantLimits};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TenantCounters};
+use crate::persistent::{ShardMap, Slots};
 use crate::route::{Namespace, Policy, PoolIdx, Route, Routes};
 use crate::shell::ShellRt;
 use crate::tenant::{HostIndex, TenantIdx};
@@ -15,8 +16,10 @@ use crate::tls::CertIndex;
 use crate::upstream::PoolCache;
 use bytes::Bytes;
 use http::HeaderValue;
-use realmgate_table::{CheckedTable, Problem};
+use realmgate_table::host::HostPattern;
+use realmgate_table::{ApiKey, CheckedTable, Problem, Tenant};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What a build reuses from the tables before it.
 pub struct BuildDeps<'a> {
@@ -96,9 +99,8 @@ pub fn certificate_validity(
             continue;
         };
         let loaded = current
-            .all()
-            .iter()
-            .any(|c| *c.name == *wire.name && c.cert.fingerprint == cert.fingerprint);
+            .named(&wire.name)
+            .is_some_and(|c| c.cert.fingerprint == cert.fingerprint);
         if loaded {
             log::warn!(
                 "certificate {:?} {when}; it keeps serving until replaced",
@@ -118,6 +120,7 @@ pub fn certificate_validity(
 }
 
 /// Compile a parsed and validated table. The digest is left empty for the caller to set.
+/// Tenants, pools and keys get indices in table order (pools in name order).
 pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<Snapshot, Problem> {
     let CheckedTable {
         table,
@@ -134,11 +137,11 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
             .map(|c| c.name.clone())
             .zip(certificates),
     );
-    let pool_index: HashMap<&str, PoolIdx> = table
+    let pool_ids: ShardMap<Box<str>, PoolIdx> = table
         .upstreams
         .keys()
         .enumerate()
-        .map(|(i, name)| (name.as_str(), i as PoolIdx))
+        .map(|(i, name)| (Box::from(name.as_str()), i as PoolIdx))
         .collect();
     let pools = deps
         .pools
@@ -154,89 +157,111 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
     // Consume the parsed table: ids and prefixes move into the snapshot, not copied.
     let version = table.version;
     let limiters = deps.limiters;
+    let pool_of = |name: &str| pool_ids.get(name).copied();
     let mut tenants = Vec::with_capacity(table.tenants.len());
-    for ((t, counters), realm) in table.tenants.into_iter().zip(labels).zip(realms) {
-        let shell = ShellRt::compile(&t, &pool_index);
-        let mut routes = Vec::with_capacity(t.routes.len());
-        for r in t.routes {
-            // Validation guarantees the upstream exists; be safe anyway.
-            let pool = pool_index
-                .get(r.upstream.as_str())
-                .copied()
-                .ok_or_else(|| {
-                    Problem::new(
-                        format!("tenants.{}.routes", t.id),
-                        format!("unknown upstream {}", r.upstream),
-                    )
-                })?;
-            routes.push(Route {
-                pool,
-                policy: Policy::from_route(&r),
-                prefix: r.prefix.into_boxed_str(),
-                namespace: r.namespace.map(|ns| Namespace {
-                    // Namespaces are validated to [@a-z0-9._-].
-                    header: HeaderValue::from_str(&ns).unwrap_or(HeaderValue::from_static("")),
-                    name: ns.into_boxed_str(),
-                }),
-            });
+    let mut tenant_ids = ShardMap::with_capacity(table.tenants.len());
+    let mut pool_users: ShardMap<PoolIdx, u32> = ShardMap::default();
+    let parts = table.tenants.into_iter().zip(hosts).zip(labels).zip(realms);
+    for (i, (((t, hosts), counters), realm)) in parts.enumerate() {
+        let rt = compile_tenant(t, hosts, &pool_of, counters, realm, limiters)?;
+        for &p in rt.pools.iter() {
+            let n = pool_users.get(&p).copied().unwrap_or(0);
+            pool_users.insert(p, n + 1);
         }
-        tenants.push(TenantRt {
-            limits: TenantLimits::compile(limiters, &t.id, &t.rate_limits),
-            // Tenant ids are validated to [a-z0-9-], always a valid header value.
-            header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
-            id: t.id.into_boxed_str(),
-            routes: Routes::new(routes),
-            suspended: !t.status.is_active(),
-            counters,
-            realm,
-            shell,
-            https: t.https,
-            hsts: t
-                .hsts
-                .and_then(|h| HeaderValue::from_str(&h.header_value()).ok()),
-        });
+        tenant_ids.insert(rt.id.clone(), i as TenantIdx);
+        tenants.push(Arc::new(rt));
     }
-    let tenants = tenants.into_boxed_slice();
-    let tenant_index: HashMap<&str, TenantIdx> = tenants
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&*t.id, i as TenantIdx))
-        .collect();
-    // Limits in table order, then in the order of the keys kept.
-    let mut limits: Vec<Option<KeyLimit>> = table
-        .api_keys
-        .iter()
-        .map(|k| {
-            Some(KeyLimit::compile(
-                limiters,
-                k.tenant.as_deref(),
-                &k.id,
-                k.rate_limit.as_ref(),
-            ))
-        })
-        .collect();
-    let keys = Keys::build(table.api_keys, &key_expiry, |id| {
-        tenant_index.get(id).copied()
-    });
-    drop(tenant_index);
-    let key_limits = keys
-        .table_positions()
-        .map(|i| limits.get_mut(i).and_then(Option::take).unwrap_or_default())
-        .collect();
-    drop(limits);
+    let host_index = HostIndex::build(tenants.iter().map(|t| t.hosts.to_vec()).collect());
+    let mut keys = Keys::with_capacity(table.api_keys.len());
+    let mut key_limits = Slots::default();
+    for (k, key) in table.api_keys.iter().enumerate() {
+        let expiry = key_expiry.get(k).copied().flatten();
+        // Validation guarantees the key goes in; one that does not is left out.
+        let Ok(idx) = keys.upsert(key, expiry, |id| tenant_ids.get(id).copied()) else {
+            continue;
+        };
+        key_limits.set(idx, Arc::new(key_limit(limiters, key)));
+    }
     limiters.prune();
     Ok(Snapshot {
         version,
         digest: String::new(),
-        raw,
-        hosts: HostIndex::build(hosts),
-        tenants,
-        pools: pools.into_boxed_slice(),
+        raw: Some(raw),
+        hosts: host_index,
+        tenants: Slots::from_vec(tenants),
+        tenant_ids,
+        pools: Slots::from_vec(pools),
+        pool_ids,
+        pool_users,
         keys,
         key_limits,
         certs,
         acme,
         assertion,
+    })
+}
+
+pub(super) fn key_limit(limiters: &Limiters, k: &ApiKey) -> KeyLimit {
+    KeyLimit::compile(limiters, k.tenant.as_deref(), &k.id, k.rate_limit.as_ref())
+}
+
+/// One tenant as requests read it: routes with their pools (`pool_of` a pool name), shell,
+/// limits, headers. The same for a full table and a change.
+pub(super) fn compile_tenant(
+    t: Tenant,
+    hosts: Vec<HostPattern>,
+    pool_of: &dyn Fn(&str) -> Option<PoolIdx>,
+    counters: Arc<TenantCounters>,
+    realm: Option<Arc<RealmRt>>,
+    limiters: &Limiters,
+) -> Result<TenantRt, Problem> {
+    let unknown = |name: &str| {
+        Problem::new(
+            format!("tenants.{}.routes", t.id),
+            format!("unknown upstream {name}"),
+        )
+    };
+    let shell_pool = t.shell.as_ref().and_then(|s| s.upstream.as_deref());
+    let shell_pools: HashMap<&str, PoolIdx> = match shell_pool {
+        Some(name) => [(name, pool_of(name).ok_or_else(|| unknown(name))?)].into(),
+        None => HashMap::new(),
+    };
+    let shell = ShellRt::compile(&t, &shell_pools);
+    let mut used: Vec<PoolIdx> = shell_pools.values().copied().collect();
+    let mut routes = Vec::with_capacity(t.routes.len());
+    for r in t.routes {
+        // Validation guarantees the upstream exists; be safe anyway.
+        let pool = pool_of(&r.upstream).ok_or_else(|| unknown(&r.upstream))?;
+        used.push(pool);
+        routes.push(Route {
+            pool,
+            policy: Policy::from_route(&r),
+            prefix: r.prefix.into_boxed_str(),
+            namespace: r.namespace.map(|ns| Namespace {
+                // Namespaces are validated to [@a-z0-9._-].
+                header: HeaderValue::from_str(&ns).unwrap_or(HeaderValue::from_static("")),
+                name: ns.into_boxed_str(),
+            }),
+        });
+    }
+    used.sort_unstable();
+    used.dedup();
+    Ok(TenantRt {
+        limits: TenantLimits::compile(limiters, &t.id, &t.rate_limits),
+        // Tenant ids are validated to [a-z0-9-], always a valid header value.
+        header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
+        id: t.id.into_boxed_str(),
+        hosts: hosts.into_boxed_slice(),
+        pools: used.into_boxed_slice(),
+        routes: Routes::new(routes),
+        suspended: !t.status.is_active(),
+        counters,
+        realm,
+        shell,
+        https: t.https,
+        hsts: t
+            .hsts
+            .and_then(|h| HeaderValue::from_str(&h.header_value()).ok()),
     })
 }
 

@@ -1,9 +1,13 @@
 //! The live routing table as data: a compiled, pre-indexed snapshot. [`build`] makes one from
-//! a checked wire table, [`store`] holds the current one behind an `ArcSwap` and applies new
-//! tables, [`persist`] writes them to disk. A request holds one snapshot from its first filter
-//! to its last; each step reads only its slice of it.
+//! a checked wire table, [`delta`] makes the next one from the previous one and a checked
+//! change (sharing everything the change does not touch), [`store`] holds the current one
+//! behind an `ArcSwap` and applies new tables, [`persist`] writes them to disk. A request
+//! holds one snapshot from its first filter to its last; each step reads only its slice of it.
 
 pub mod build;
+pub mod delta;
+#[cfg(test)]
+mod delta_tests;
 pub mod journal;
 pub mod persist;
 pub mod store;
@@ -17,6 +21,7 @@ use crate::auth::api_key::{KeyIdx, Keys};
 use crate::auth::RealmRt;
 use crate::limits::{KeyLimit, TenantLimits};
 use crate::metrics::TenantCounters;
+use crate::persistent::{ShardMap, Slots};
 use crate::route::{PoolIdx, Routes};
 use crate::shell::ShellRt;
 use crate::tenant::{HostIndex, TenantIdx};
@@ -24,21 +29,33 @@ use crate::tls::CertIndex;
 use crate::upstream::Pool;
 use bytes::Bytes;
 use http::HeaderValue;
+use realmgate_table::host::HostPattern;
 use std::sync::Arc;
 
-/// One compiled table.
+/// One compiled table. Every index is persistent ([`crate::persistent`]): the next
+/// snapshot shares all that a change does not touch, and this one stays as it is for the
+/// requests that hold it.
 pub struct Snapshot {
     pub version: u64,
     pub digest: String,
-    /// The document as received, served by `GET /v1/table?full=1`.
-    pub raw: Bytes,
+    /// The document as received, served by `GET /v1/table?full=1`: `None` once a change
+    /// ([`delta::build_delta`]) was applied, as no document holds the result.
+    pub raw: Option<Bytes>,
     pub hosts: HostIndex,
-    pub tenants: Box<[TenantRt]>,
-    pub pools: Box<[Arc<Pool>]>,
+    /// Tenants at stable indices: a tenant keeps its [`TenantIdx`] while others change; a
+    /// removed tenant's slot may be reused by a later one.
+    pub tenants: Slots<Arc<TenantRt>>,
+    /// Tenant index by id.
+    pub tenant_ids: ShardMap<Box<str>, TenantIdx>,
+    /// Pools at stable indices (a route keeps pointing at its pool while others come and go).
+    pub pools: Slots<Arc<Pool>>,
+    /// Pool index by name, and how many tenants use each pool.
+    pub pool_ids: ShardMap<Box<str>, PoolIdx>,
+    pub pool_users: ShardMap<PoolIdx, u32>,
     /// API keys by digest.
     pub keys: Keys,
     /// Each key's rate limit, by [`KeyIdx`].
-    pub key_limits: Box<[KeyLimit]>,
+    pub key_limits: Slots<Arc<KeyLimit>>,
     /// The table's certificates by the names they serve (the TLS listeners' SNI index).
     pub certs: CertIndex,
     /// The table's ACME http-01 answers by token.
@@ -50,6 +67,10 @@ pub struct Snapshot {
 /// A tenant as the request path needs it.
 pub struct TenantRt {
     pub id: Box<str>,
+    /// Its host patterns, normalised: what a change releases from the host index.
+    pub hosts: Box<[HostPattern]>,
+    /// The pools its routes and shell use, each once.
+    pub pools: Box<[PoolIdx]>,
     /// `x-realmgate-tenant` value, built once.
     pub header: HeaderValue,
     pub routes: Routes,
@@ -68,15 +89,29 @@ pub struct TenantRt {
 }
 
 impl Snapshot {
+    /// `idx` comes from this snapshot (its host index).
     pub fn tenant(&self, idx: TenantIdx) -> &TenantRt {
-        &self.tenants[idx as usize]
+        match self.tenants.get(idx) {
+            Some(t) => t,
+            None => panic!("tenant index {idx} is not in this table"),
+        }
     }
 
+    /// `idx` comes from this snapshot (a route or shell of one of its tenants).
     pub fn pool(&self, idx: PoolIdx) -> &Arc<Pool> {
-        &self.pools[idx as usize]
+        match self.pools.get(idx) {
+            Some(p) => p,
+            None => panic!("pool index {idx} is not in this table"),
+        }
     }
 
     pub fn key_limit(&self, idx: KeyIdx) -> Option<&KeyLimit> {
-        self.key_limits.get(idx as usize)
+        self.key_limits.get(idx).map(|l| &**l)
+    }
+
+    /// The tenant with this id.
+    pub fn tenant_by_id(&self, id: &str) -> Option<(TenantIdx, &TenantRt)> {
+        let idx = *self.tenant_ids.get(id)?;
+        Some((idx, self.tenants.get(idx)?))
     }
 }

@@ -167,8 +167,8 @@ impl Store {
         self.metrics.certificate_expiry(
             snapshot
                 .certs
-                .all()
-                .iter()
+                .sorted()
+                .into_iter()
                 .map(|c| (&*c.name, c.cert.not_after)),
         );
         log::info!(
@@ -178,7 +178,7 @@ impl Store {
             snapshot.pools.len(),
             snapshot.keys.len(),
             snapshot.certs.len(),
-            snapshot.raw.len(),
+            snapshot.raw.as_ref().map_or(0, Bytes::len),
             started.elapsed()
         );
         // Freeing a large table takes a while: do it off the push path. Requests still

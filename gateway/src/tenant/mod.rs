@@ -2,11 +2,10 @@
 //! then the longest `*.suffix` wildcard. There is no default tenant.
 
 use crate::errors::GatewayError;
-use ahash::RandomState;
+use crate::persistent::ShardMap;
 use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora_http::RequestHeader;
 use realmgate_table::host::{normalise_authority, HostBuf, HostPattern};
-use std::collections::HashMap;
 
 /// The request's host, normalised into `buf`: exactly one `Host` header (or, for HTTP/2 without
 /// one, the `:authority`), and an absolute-form target must name the same host.
@@ -43,36 +42,137 @@ pub fn request_host<'b>(
 /// Index into the snapshot's tenant list.
 pub type TenantIdx = u32;
 
-/// Host index of one table snapshot; built once per table, read by every request.
-#[derive(Default)]
+/// Suffix label counts tracked one by one; deeper wildcards share the last counter.
+const DEPTHS: usize = 64;
+
+/// Host index of one table snapshot, read by every request. Persistent: the next table's
+/// index is this one with a tenant's patterns removed or added, copying one shard per
+/// pattern ([`ShardMap`]), and a request holding this index keeps reading it unchanged.
+#[derive(Clone)]
 pub struct HostIndex {
-    exact: HashMap<Box<str>, TenantIdx, RandomState>,
+    exact: ShardMap<Box<str>, TenantIdx>,
     /// Keyed by the suffix after `*.`.
-    wildcard: HashMap<Box<str>, TenantIdx, RandomState>,
+    wildcard: ShardMap<Box<str>, TenantIdx>,
+    /// Wildcards by the label count of their suffix: a lookup only tries the suffixes of
+    /// `a.b.beta.test` that some wildcard is as long as.
+    depths: [u32; DEPTHS],
+}
+
+impl Default for HostIndex {
+    fn default() -> Self {
+        HostIndex {
+            exact: ShardMap::default(),
+            wildcard: ShardMap::default(),
+            depths: [0; DEPTHS],
+        }
+    }
+}
+
+/// A pattern claimed by a tenant while another one holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTaken {
+    pub pattern: String,
+    pub by: TenantIdx,
+}
+
+fn labels(name: &str) -> usize {
+    (name.bytes().filter(|&b| b == b'.').count() + 1).min(DEPTHS - 1)
 }
 
 impl HostIndex {
-    /// Build from each tenant's validated, normalised patterns (validation guarantees no
-    /// pattern appears twice).
+    /// Build from each tenant's validated, normalised patterns, tenant `i` at index `i`
+    /// (validation guarantees no pattern appears twice; were one to, the last would win).
     pub fn build(hosts: Vec<Vec<HostPattern>>) -> HostIndex {
-        let total: usize = hosts.iter().map(Vec::len).sum();
+        let (mut exact, mut wild) = (0, 0);
+        for p in hosts.iter().flatten() {
+            match p {
+                HostPattern::Exact(_) => exact += 1,
+                HostPattern::Wildcard(_) => wild += 1,
+            }
+        }
         let mut index = HostIndex {
-            exact: HashMap::with_capacity_and_hasher(total, RandomState::new()),
-            wildcard: HashMap::default(),
+            exact: ShardMap::with_capacity(exact),
+            wildcard: ShardMap::with_capacity(wild),
+            depths: [0; DEPTHS],
         };
         for (t, patterns) in hosts.into_iter().enumerate() {
             let t = TenantIdx::try_from(t).unwrap_or(TenantIdx::MAX);
             for p in patterns {
-                match p {
-                    HostPattern::Exact(h) => index.exact.insert(h.into_boxed_str(), t),
-                    HostPattern::Wildcard(s) => index.wildcard.insert(s.into_boxed_str(), t),
-                };
+                index.put(p, t);
             }
         }
         index
     }
 
-    /// `host` must already be normalised.
+    fn put(&mut self, p: HostPattern, t: TenantIdx) {
+        match p {
+            HostPattern::Exact(h) => {
+                self.exact.insert(h.into_boxed_str(), t);
+            }
+            HostPattern::Wildcard(s) => {
+                let depth = labels(&s);
+                if self.wildcard.insert(s.into_boxed_str(), t).is_none() {
+                    self.depths[depth] += 1;
+                }
+            }
+        }
+    }
+
+    /// Add `t`'s patterns. A pattern held by another tenant is refused and nothing is added
+    /// (the table's rule: one tenant per pattern); held by `t` already, it stays.
+    pub fn claim(&mut self, t: TenantIdx, patterns: &[HostPattern]) -> Result<(), HostTaken> {
+        for p in patterns {
+            if let Some(by) = self.holder(p).filter(|&by| by != t) {
+                return Err(HostTaken {
+                    pattern: p.to_string(),
+                    by,
+                });
+            }
+        }
+        for p in patterns {
+            self.put(p.clone(), t);
+        }
+        Ok(())
+    }
+
+    /// Remove those of `patterns` that `t` holds (a pattern another tenant holds stays).
+    pub fn release(&mut self, t: TenantIdx, patterns: &[HostPattern]) {
+        for p in patterns {
+            if self.holder(p) != Some(t) {
+                continue;
+            }
+            match p {
+                HostPattern::Exact(h) => {
+                    self.exact.remove(h.as_str());
+                }
+                HostPattern::Wildcard(s) => {
+                    self.wildcard.remove(s.as_str());
+                    self.depths[labels(s)] -= 1;
+                }
+            }
+        }
+    }
+
+    /// The tenant holding exactly this pattern.
+    pub fn holder(&self, p: &HostPattern) -> Option<TenantIdx> {
+        match p {
+            HostPattern::Exact(h) => self.exact.get(h.as_str()).copied(),
+            HostPattern::Wildcard(s) => self.wildcard.get(s.as_str()).copied(),
+        }
+    }
+
+    /// Patterns indexed (exact and wildcard).
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `host` must already be normalised. An exact name costs one hash; a wildcard match
+    /// one more per suffix length that some wildcard has.
+    #[inline]
     pub fn lookup(&self, host: &str) -> Option<TenantIdx> {
         if let Some(&t) = self.exact.get(host) {
             return Some(t);
@@ -81,9 +181,14 @@ impl HostIndex {
             return None;
         }
         // Longest suffix first: for a.b.beta.test try b.beta.test, then beta.test, then test.
+        let mut depth = host.bytes().filter(|&b| b == b'.').count() + 1;
         let mut rest = host;
         while let Some(dot) = rest.find('.') {
             rest = &rest[dot + 1..];
+            depth -= 1;
+            if self.depths[depth.min(DEPTHS - 1)] == 0 {
+                continue;
+            }
             if let Some(&t) = self.wildcard.get(rest) {
                 return Some(t);
             }
@@ -124,6 +229,63 @@ mod tests {
         assert_eq!(idx.lookup("a.y.deep.beta.test"), Some(2));
         assert_eq!(idx.lookup("x.deep.beta.test"), Some(3));
         assert_eq!(idx.lookup("deep.beta.test"), Some(1));
+    }
+
+    fn pats(hs: &[&str]) -> Vec<HostPattern> {
+        hs.iter()
+            .map(|h| HostPattern::parse(h).expect("pattern"))
+            .collect()
+    }
+
+    #[test]
+    fn claims_and_releases_leave_the_old_index_unchanged() {
+        let before = index(&[&["acme.test", "*.acme.test"], &["beta.test"]]);
+        let mut next = before.clone();
+        // beta's host moves to a new tenant 2; acme gains a deep wildcard.
+        next.release(1, &pats(&["beta.test"]));
+        next.claim(2, &pats(&["beta.test", "*.x.y.z.test"]))
+            .expect("free now");
+        next.claim(0, &pats(&["acme.test", "*.acme.test", "*.deep.acme.test"]))
+            .expect("its own patterns stay its own");
+        assert_eq!(next.lookup("beta.test"), Some(2));
+        assert_eq!(next.lookup("a.b.x.y.z.test"), Some(2));
+        assert_eq!(next.lookup("q.deep.acme.test"), Some(0));
+        assert_eq!(
+            before.lookup("beta.test"),
+            Some(1),
+            "the old index is as it was"
+        );
+        assert_eq!(before.lookup("a.b.x.y.z.test"), None);
+        // A pattern held by another tenant is refused, and nothing of the claim goes in.
+        let taken = next
+            .claim(3, &pats(&["new.test", "beta.test"]))
+            .expect_err("beta.test is tenant 2's");
+        assert_eq!(
+            taken,
+            HostTaken {
+                pattern: "beta.test".into(),
+                by: 2
+            }
+        );
+        assert_eq!(next.lookup("new.test"), None);
+        // Releasing what another tenant holds does nothing.
+        next.release(0, &pats(&["beta.test"]));
+        assert_eq!(next.lookup("beta.test"), Some(2));
+        // The last wildcard of a depth gone: lookups still answer right.
+        next.release(2, &pats(&["*.x.y.z.test"]));
+        assert_eq!(next.lookup("a.b.x.y.z.test"), None);
+        assert_eq!(next.lookup("x.acme.test"), Some(0));
+        assert_eq!(next.len(), 4);
+    }
+
+    #[test]
+    fn deep_hosts_and_wildcards() {
+        let deep = vec!["d"; 70].join(".");
+        let wild = format!("*.{deep}");
+        let idx = index(&[&[wild.as_str()]]);
+        assert_eq!(idx.lookup(&format!("a.b.{deep}")), Some(0));
+        assert_eq!(idx.lookup(&format!("a.{deep}")), Some(0));
+        assert_eq!(idx.lookup(&deep), None);
     }
 
     fn req(raw_target: &[u8], hosts: &[&str]) -> RequestHeader {

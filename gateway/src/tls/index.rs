@@ -1,10 +1,11 @@
 //! The certificates of one table, indexed for the handshake: exact names in a hash map,
-//! wildcards by the suffix they stand above. Built with the snapshot, swapped with it.
+//! wildcards by the suffix they stand above. Built with the snapshot (or changed from the
+//! previous one by a delta), swapped with it.
 
+use crate::persistent::ShardMap;
 use realmgate_table::host::HostPattern;
 use realmgate_table::CheckedCert;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One named certificate of the table.
@@ -15,45 +16,69 @@ pub struct NamedCert {
 }
 
 /// Certificates by the names they serve. The table guarantees each exact name and each
-/// wildcard is claimed by one certificate.
-#[derive(Debug, Default)]
+/// wildcard is claimed by one certificate. Persistent: replacing one certificate for the next
+/// table copies the shards its names fall in ([`ShardMap`]).
+#[derive(Clone, Default)]
 pub struct CertIndex {
-    exact: HashMap<Box<str>, Arc<CheckedCert>, ahash::RandomState>,
+    exact: ShardMap<Box<str>, Arc<CheckedCert>>,
     /// `*.beta.test` stored under `beta.test`.
-    wildcard: HashMap<Box<str>, Arc<CheckedCert>, ahash::RandomState>,
-    /// Every certificate, in table order.
-    all: Box<[NamedCert]>,
+    wildcard: ShardMap<Box<str>, Arc<CheckedCert>>,
+    /// Every certificate by its table name.
+    by_name: ShardMap<Box<str>, NamedCert>,
+}
+
+impl std::fmt::Debug for CertIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertIndex")
+            .field("certificates", &self.by_name.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl CertIndex {
-    /// Index certificates given with their table names, in table order.
+    /// Index certificates given with their table names.
     pub fn build(certs: impl IntoIterator<Item = (String, CheckedCert)>) -> CertIndex {
-        let mut exact = HashMap::default();
-        let mut wildcard = HashMap::default();
-        let mut all = Vec::new();
+        let mut index = CertIndex::default();
         for (name, cert) in certs {
-            let cert = Arc::new(cert);
-            for host in &cert.hosts {
-                let (map, key) = match host {
-                    HostPattern::Exact(h) => (&mut exact, h),
-                    HostPattern::Wildcard(s) => (&mut wildcard, s),
-                };
-                // Validation refuses a name claimed twice; were it not, the first would win.
-                map.entry(key.as_str().into())
-                    .or_insert_with(|| Arc::clone(&cert));
+            index.upsert(name, cert);
+        }
+        index
+    }
+
+    /// Add a certificate, or replace the one with its name. Validation refuses a server name
+    /// claimed twice; were one to be, the certificate holding it keeps it.
+    pub fn upsert(&mut self, name: String, cert: CheckedCert) {
+        self.remove(&name);
+        let cert = Arc::new(cert);
+        for host in &cert.hosts {
+            let (map, key) = match host {
+                HostPattern::Exact(h) => (&mut self.exact, h),
+                HostPattern::Wildcard(s) => (&mut self.wildcard, s),
+            };
+            if !map.contains_key(key.as_str()) {
+                map.insert(key.as_str().into(), Arc::clone(&cert));
             }
-            all.push(NamedCert {
-                name: name.into_boxed_str(),
-                cert,
-            });
         }
-        exact.shrink_to_fit();
-        wildcard.shrink_to_fit();
-        CertIndex {
-            exact,
-            wildcard,
-            all: all.into_boxed_slice(),
+        let name: Box<str> = name.into_boxed_str();
+        self.by_name.insert(name.clone(), NamedCert { name, cert });
+    }
+
+    /// Remove the certificate named `name`, and the server names it holds.
+    pub fn remove(&mut self, name: &str) -> Option<NamedCert> {
+        let old = self.by_name.remove(name)?;
+        for host in &old.cert.hosts {
+            let (map, key) = match host {
+                HostPattern::Exact(h) => (&mut self.exact, h),
+                HostPattern::Wildcard(s) => (&mut self.wildcard, s),
+            };
+            if map
+                .get(key.as_str())
+                .is_some_and(|c| Arc::ptr_eq(c, &old.cert))
+            {
+                map.remove(key.as_str());
+            }
         }
+        Some(old)
     }
 
     /// The most specific certificate for a normalised server name: the exact name, then a
@@ -70,17 +95,29 @@ impl CertIndex {
         self.wildcard.get(parent)
     }
 
-    /// Every certificate with its table name, in table order.
-    pub fn all(&self) -> &[NamedCert] {
-        &self.all
+    /// The certificate with this table name.
+    pub fn named(&self, name: &str) -> Option<&NamedCert> {
+        self.by_name.get(name)
+    }
+
+    /// Every certificate with its table name, in no particular order.
+    pub fn all(&self) -> impl Iterator<Item = &NamedCert> + '_ {
+        self.by_name.iter().map(|(_, c)| c)
+    }
+
+    /// Every certificate, by table name (reports: the order does not depend on the hasher).
+    pub fn sorted(&self) -> Vec<&NamedCert> {
+        let mut all: Vec<&NamedCert> = self.all().collect();
+        all.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     pub fn len(&self) -> usize {
-        self.all.len()
+        self.by_name.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
+        self.by_name.is_empty()
     }
 }
 

@@ -217,4 +217,33 @@ impl PoolCache {
         *cache = next;
         Ok(out)
     }
+
+    /// The pool for `name` with `spec` for a table change: the cached one if its spec is the
+    /// same, else a new one. The cache itself changes only in [`PoolCache::commit`], once
+    /// the change has built.
+    pub fn get_or_build(&self, name: &str, spec: &Upstream) -> Result<Arc<Pool>, String> {
+        let cached = {
+            let cache = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(name).filter(|p| p.spec == *spec).cloned()
+        };
+        match cached {
+            Some(p) => Ok(p),
+            None => Pool::build(name, spec).map(Arc::new),
+        }
+    }
+
+    /// Record a built change: `upserted` pools in, `deleted` names out. O(size of the change).
+    pub fn commit<'a>(
+        &self,
+        upserted: impl Iterator<Item = &'a Arc<Pool>>,
+        deleted: impl Iterator<Item = &'a str>,
+    ) {
+        let mut cache = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        for name in deleted {
+            cache.remove(name);
+        }
+        for pool in upserted {
+            cache.insert(pool.name.clone(), Arc::clone(pool));
+        }
+    }
 }

@@ -186,3 +186,62 @@ fn secrets_are_stripped_and_other_values_kept_in_order() {
     assert_eq!(all("x-api-key"), [b"theirs".as_slice()]);
     assert_eq!(all("accept"), [b"*/*".as_slice()]);
 }
+
+#[test]
+fn keys_change_one_at_a_time_and_keep_their_index() {
+    let before = keys();
+    assert_eq!(before.len(), 3, "the orphan is left out");
+    let mut next = before.clone();
+    let tenant_of = |t: &str| match t {
+        "acme" => Some(0),
+        "beta" => Some(1),
+        _ => None,
+    };
+    let a = before.authenticate(SECRET_A.as_bytes(), 0).expect("ka");
+    // Replace ka with a new secret: same index, old secret refused, new one admitted.
+    let rotated = key(
+        "ka",
+        SECRET_B.replace('B', "C").as_str(),
+        Some("beta"),
+        &["*"],
+    );
+    assert_eq!(next.upsert(&rotated, None, tenant_of), Ok(a));
+    assert_eq!(next.authenticate(SECRET_A.as_bytes(), 0), None);
+    let c = SECRET_B.replace('B', "C");
+    assert_eq!(next.authenticate(c.as_bytes(), 0), Some(a));
+    assert_eq!(next.get(a).scope, Scope::Tenant(1));
+    assert_eq!((next.of_tenant(0), next.of_tenant(1)), (0, 2));
+    // The old keys answer as they did.
+    assert_eq!(before.authenticate(SECRET_A.as_bytes(), 0), Some(a));
+    assert_eq!(before.of_tenant(0), 1);
+    // Refused: another key's digest, an unknown tenant, a bad digest; nothing changes.
+    let dup = key("dup", SECRET_B, Some("beta"), &["*"]);
+    assert_eq!(
+        next.upsert(&dup, None, tenant_of),
+        Err(KeyRefused::DigestTaken)
+    );
+    let orphan = key("o", "rgk_y", Some("gone"), &["*"]);
+    assert_eq!(
+        next.upsert(&orphan, None, tenant_of),
+        Err(KeyRefused::UnknownTenant("gone".into()))
+    );
+    let mut bad = key("bad", "rgk_z", None, &["*"]);
+    bad.digest = "sha256:nothex".into();
+    assert_eq!(
+        next.upsert(&bad, None, tenant_of),
+        Err(KeyRefused::BadDigest)
+    );
+    assert_eq!(next.len(), 3);
+    // Removed: its digest is unknown, its slot is reused by the next new key.
+    let b = next.remove("kb").expect("kb");
+    assert_eq!(next.authenticate(SECRET_B.as_bytes(), 0), None);
+    assert_eq!(next.remove("kb"), None);
+    assert_eq!(
+        next.upsert(&dup, None, tenant_of),
+        Ok(b),
+        "digest free again"
+    );
+    assert_eq!(next.authenticate(SECRET_B.as_bytes(), 0), Some(b));
+    assert_eq!(next.by_id("dup"), Some(b));
+    assert_eq!(next.iter().count(), 3);
+}

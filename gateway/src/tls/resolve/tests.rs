@@ -35,7 +35,6 @@ fn name_of(index: &CertIndex, cert: Option<&Arc<CheckedCert>>) -> Option<String>
     let cert = cert?;
     index
         .all()
-        .iter()
         .find(|n| Arc::ptr_eq(&n.cert, cert))
         .map(|n| n.name.to_string())
 }
@@ -216,7 +215,6 @@ fn listeners_server_config_serves_the_right_certificate_and_refuses_unknown_name
     );
     let fingerprint = |name: &str| {
         idx.all()
-            .iter()
             .find(|n| &*n.name == name)
             .map(|n| n.cert.fingerprint)
             .expect("cert")
@@ -366,4 +364,37 @@ fn the_ocsp_staple_of_the_table_is_sent_with_the_certificate() {
         verifier.seen.lock().expect("lock").as_deref(),
         Some(&[0x30, 0x03, 0x02, 0x01, 0x00][..])
     );
+}
+
+#[test]
+fn certificates_change_one_at_a_time() {
+    let before = index(&TestCa::new("delta"));
+    let mut next = before.clone();
+    let names: Vec<String> = before.all().map(|c| c.name.to_string()).collect();
+    assert!(!names.is_empty());
+    let first = names[0].clone();
+    let old = next.remove(&first).expect("named");
+    assert!(next.named(&first).is_none());
+    for host in &old.cert.hosts {
+        let probe = match host {
+            realmgate_table::host::HostPattern::Exact(h) => h.clone(),
+            realmgate_table::host::HostPattern::Wildcard(s) => format!("x.{s}"),
+        };
+        assert!(
+            next.lookup(&probe)
+                .is_none_or(|c| !Arc::ptr_eq(c, &old.cert)),
+            "{probe} no longer served by {first}"
+        );
+        assert!(
+            before.lookup(&probe).is_some(),
+            "the old index still serves {probe}"
+        );
+    }
+    // Back under its name: served again.
+    next.upsert(first.clone(), (*old.cert).clone());
+    assert_eq!(next.len(), before.len());
+    let sorted: Vec<&str> = next.sorted().iter().map(|c| &*c.name).collect();
+    let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(sorted, want);
 }
