@@ -4,13 +4,15 @@
 //! to its last; each step reads only its slice of it.
 
 pub mod build;
+mod compact;
 pub mod journal;
 pub mod persist;
 pub mod store;
 #[cfg(test)]
 pub mod test_util;
 
-pub use store::{ApplyError, Store, STATE_FILE};
+pub use compact::Compaction;
+pub use store::{describe, ApplyError, Store, STATE_FILE};
 
 use crate::acme::Challenges;
 use crate::auth::api_key::{KeyIdx, Keys};
