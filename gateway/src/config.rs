@@ -38,6 +38,7 @@ pub struct GatewayFile {
     pub health_check_interval_ms: Option<u64>,
     /// Largest table accepted by `PUT /v1/table`.
     pub max_table_bytes: Option<usize>,
+    pub journal_compact_bytes: Option<u64>,
     /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
     pub metrics_tenant_labels: Option<usize>,
     /// realmctl's base URL: at start the gateway asks it for the current table.
@@ -105,6 +106,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub health_check_interval_ms: u64,
     pub max_table_bytes: usize,
+    /// The delta journal is compacted past this size (and refuses deltas past 4×).
+    pub journal_compact_bytes: u64,
     pub metrics_tenant_labels: usize,
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
     pub control_url: Option<String>,
@@ -157,6 +160,10 @@ impl Config {
                 .push("gateway.health_check_interval_ms: must be between 50 and 3600000".into());
         }
         let max_table_bytes = g.max_table_bytes.unwrap_or(256 << 20);
+        let journal_compact_bytes = g.journal_compact_bytes.unwrap_or(64 << 20);
+        if journal_compact_bytes < 4096 {
+            problems.push("gateway.journal_compact_bytes: must be at least 4096".into());
+        }
         if max_table_bytes < 1024 {
             problems.push("gateway.max_table_bytes: must be at least 1024".into());
         }
@@ -221,6 +228,7 @@ impl Config {
                 state_dir,
                 health_check_interval_ms,
                 max_table_bytes,
+                journal_compact_bytes,
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
                 control_url,
                 trusted_proxies: TrustedProxies::new(nets),

@@ -11,7 +11,7 @@ use realmgate::config::{Config, Overrides};
 use realmgate::connection::{Edge, PlainEdge};
 use realmgate::metrics::Metrics;
 use realmgate::proxy::Gateway;
-use realmgate::snapshot::Store;
+use realmgate::snapshot::{Compaction, Store};
 use realmgate::tls::accept::tls_service;
 use realmgate::tls::resolve::CertSource;
 use realmgate::tls::settings::{admin_server_config, h2_options};
@@ -164,7 +164,12 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let store = Arc::new(Store::new(config.state_dir.clone(), metrics));
+    let store = Arc::new(
+        Store::new(config.state_dir.clone(), metrics).with_compaction(Compaction {
+            bytes: config.journal_compact_bytes,
+            ..Compaction::default()
+        }),
+    );
     match store.load_state() {
         Ok(Some(v)) => log::info!(
             "serving table version {v} from {}",

@@ -358,6 +358,32 @@ impl Gateway {
         (reply.status, body_value(&reply.text))
     }
 
+    /// `PATCH /v1/table` (a delta) with the admin token: `(status, body)`.
+    pub async fn push_delta(&self, delta: &Value) -> (u16, Value) {
+        let auth = self.bearer();
+        self.patch_with(delta.to_string(), "application/json", auth.as_deref())
+            .await
+    }
+
+    /// `PATCH /v1/table` with any body, content type and (or no) `Authorization` value.
+    pub async fn patch_with(
+        &self,
+        body: String,
+        content_type: &str,
+        authorization: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .patch(self.admin_url("/v1/table"))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(a) = authorization {
+            req = req.header(AUTHORIZATION, a);
+        }
+        let reply = self.fetch(req).await;
+        (reply.status, body_value(&reply.text))
+    }
+
     /// Pushes and asserts 200 with the table's version.
     pub async fn push_ok(&self, table: &Value) {
         let (status, body) = self.push(table).await;

@@ -7,6 +7,7 @@
 
 pub mod assertion;
 pub mod browser;
+pub mod delta;
 pub mod echo;
 pub mod gateway;
 pub mod jwks;

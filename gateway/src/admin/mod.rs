@@ -82,7 +82,10 @@ async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Respons
 /// The admin API, testable without a socket.
 pub fn router(state: AdminState, max_table_bytes: usize) -> Router {
     let guarded = Router::new()
-        .route("/v1/table", get(get_table).put(put_table))
+        .route(
+            "/v1/table",
+            get(get_table).put(put_table).patch(patch_table),
+        )
         .route_layer(from_fn_with_state(state.clone(), guard));
     Router::new()
         .merge(guarded)
@@ -104,10 +107,39 @@ fn unauthorised() -> Response {
 
 async fn put_table(State(s): State<AdminState>, body: Bytes) -> Response {
     let store = Arc::clone(&s.store);
-    let applied = match tokio::task::spawn_blocking(move || store.apply(body)).await {
+    applied(tokio::task::spawn_blocking(move || store.apply(body)).await, "table")
+}
+
+/// `PATCH /v1/table`: a delta (`realmgate_table::delta::Delta`) to the table in force.
+async fn patch_table(State(s): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(json!({"error": "unsupported_media_type", "message": "a delta is sent as application/json"})),
+        )
+            .into_response();
+    }
+    let store = Arc::clone(&s.store);
+    applied(
+        tokio::task::spawn_blocking(move || store.apply_delta(body)).await,
+        "delta",
+    )
+}
+
+/// The answer to a table or delta push.
+fn applied(
+    result: Result<Result<Arc<crate::snapshot::Snapshot>, ApplyError>, tokio::task::JoinError>,
+    what: &str,
+) -> Response {
+    let applied = match result {
         Ok(r) => r,
         Err(e) => {
-            log::error!("table apply task failed: {e}");
+            log::error!("{what} apply task failed: {e}");
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(json!({"error": "internal"})),
@@ -117,15 +149,25 @@ async fn put_table(State(s): State<AdminState>, body: Bytes) -> Response {
     };
     match applied {
         Ok(snap) => {
-            log::info!("applied table version {} ({})", snap.version, snap.digest);
-            Json(json!({"version": snap.version, "digest": snap.digest})).into_response()
+            log::info!("applied {what}: version {} ({})", snap.version, snap.digest);
+            Json(json!({
+                "version": snap.version,
+                "digest": snap.digest,
+                "state_digest": snap.state_digest,
+            }))
+            .into_response()
         }
         Err(ApplyError::Invalid(problems)) => {
-            log::warn!("rejected invalid table: {} problem(s)", problems.len());
+            log::warn!("rejected invalid {what}: {} problem(s)", problems.len());
             let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            let error = if what == "delta" {
+                "invalid_delta"
+            } else {
+                "invalid_table"
+            };
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "invalid_table", "problems": problems})),
+                Json(json!({"error": error, "problems": problems})),
             )
                 .into_response()
         }
@@ -134,11 +176,42 @@ async fn put_table(State(s): State<AdminState>, body: Bytes) -> Response {
             Json(json!({"error": "version_not_newer", "current": current, "offered": offered})),
         )
             .into_response(),
+        Err(ApplyError::WrongBase { current, base }) => (
+            StatusCode::CONFLICT,
+            Json(json!({
+                "error": "wrong_base",
+                "version": current,
+                "base": base,
+                "message": format!("this delta is for version {base}; version {current} is in force: send a delta from {current} or a full table"),
+            })),
+        )
+            .into_response(),
+        Err(ApplyError::DigestMismatch { expected, computed }) => {
+            log::warn!("refused a delta: it gives state {computed}, realmctl expects {expected}");
+            (
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": "digest_mismatch",
+                    "expected": expected,
+                    "computed": computed,
+                    "message": "the delta gives another table here than at realmctl: send a full table",
+                })),
+            )
+                .into_response()
+        }
+        Err(e @ ApplyError::JournalFull { .. }) => {
+            log::error!("refused a delta: {}", crate::snapshot::describe(&e));
+            (
+                StatusCode::CONFLICT,
+                Json(json!({"error": "journal_full", "message": "the delta journal is at its bound: send a full table"})),
+            )
+                .into_response()
+        }
         Err(ApplyError::Persist(e)) => {
-            log::error!("could not persist table: {e}");
+            log::error!("could not persist {what}: {e}");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": "persist_failed", "message": "the table could not be written to the state directory; the previous table stays in force"})),
+                Json(json!({"error": "persist_failed", "message": "the change could not be written to the state directory; the previous table stays in force"})),
             )
                 .into_response()
         }
@@ -155,14 +228,23 @@ async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> 
         return (StatusCode::NOT_FOUND, Json(json!({"error": "no_table"}))).into_response();
     };
     if q.full.as_deref().is_some_and(|v| v == "1" || v == "true") {
-        // A table reached by deltas has no document as received (issue 15: the lead's).
-        let Some(raw) = snap.raw.as_ref() else {
-            return (StatusCode::NOT_FOUND, Json(json!({"error": "no_document"}))).into_response();
+        // The document as received, or after deltas the table in force written out (off
+        // the runtime's threads: a million tenants take a while).
+        let doc = match snap.raw.clone() {
+            Some(raw) => raw,
+            None => {
+                let store = Arc::clone(&s.store);
+                tokio::task::spawn_blocking(move || store.document())
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
         };
         // Private keys and login secrets never leave by a GET.
         return (
             [(header::CONTENT_TYPE, "application/json")],
-            redacted_table(raw),
+            redacted_table(&doc),
         )
             .into_response();
     }
@@ -180,7 +262,12 @@ async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> 
             })
         })
         .collect();
-    Json(json!({"version": snap.version, "digest": snap.digest, "certificates": certificates}))
+    Json(json!({
+        "version": snap.version,
+        "digest": snap.digest,
+        "state_digest": snap.state_digest,
+        "certificates": certificates,
+    }))
         .into_response()
 }
 

@@ -145,7 +145,8 @@ impl ControlPull {
                 p.len(),
                 p.first().map(ToString::to_string).unwrap_or_default()
             )),
-            Err(ApplyError::Persist(e)) => Err(format!("could not persist: {e}")),
+            // A full table: only the errors above and persistence can happen.
+            Err(e) => Err(crate::snapshot::describe(&e)),
         }
     }
 }

@@ -149,6 +149,11 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardMap<K, V> {
         *self = next;
     }
 
+    /// Whether `other` is this very map (a clone never changed since): one pointer compare.
+    pub fn same_as(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shards, &other.shards)
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

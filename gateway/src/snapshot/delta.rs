@@ -113,7 +113,8 @@ fn apply(
     }
     let mut next = Snapshot {
         version,
-        digest: state_digest,
+        digest: state_digest.clone(),
+        state_digest,
         raw: None,
         hosts: prev.hosts.clone(),
         tenants: prev.tenants.clone(),

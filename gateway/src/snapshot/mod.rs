@@ -8,13 +8,15 @@ pub mod build;
 pub mod delta;
 #[cfg(test)]
 mod delta_tests;
+mod compact;
 pub mod journal;
 pub mod persist;
 pub mod store;
 #[cfg(test)]
 pub mod test_util;
 
-pub use store::{ApplyError, Store, STATE_FILE};
+pub use compact::Compaction;
+pub use store::{describe, ApplyError, Store, STATE_FILE};
 
 use crate::acme::Challenges;
 use crate::auth::api_key::{KeyIdx, Keys};
@@ -37,7 +39,10 @@ use std::sync::Arc;
 /// requests that hold it.
 pub struct Snapshot {
     pub version: u64,
+    /// `sha256:` of the document as received; after a delta, the state digest.
     pub digest: String,
+    /// The table's state digest (`realmgate_table::model`), whichever way it came.
+    pub state_digest: String,
     /// The document as received, served by `GET /v1/table?full=1`: `None` once a change
     /// ([`delta::build_delta`]) was applied, as no document holds the result.
     pub raw: Option<Bytes>,
@@ -103,6 +108,14 @@ impl Snapshot {
             Some(p) => p,
             None => panic!("pool index {idx} is not in this table"),
         }
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn pool_count(&self) -> usize {
+        self.pools.len()
     }
 
     pub fn key_limit(&self, idx: KeyIdx) -> Option<&KeyLimit> {

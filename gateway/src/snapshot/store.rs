@@ -1,7 +1,13 @@
-//! The store: the current snapshot behind an `ArcSwap`, and `apply` — parse, validate,
-//! version-check, build, persist, swap — one table at a time.
+//! The store: the current snapshot behind an `ArcSwap`, and the two ways to change it, one
+//! at a time — `apply` a full table (parse, validate, version-check, build, persist, swap) or
+//! `apply_delta` a change to the table in force (checked against the table's model, built
+//! with structural sharing, journaled, swapped). Restart replays the journal after the stored
+//! table; compaction ([`super::compact`]) keeps the journal bounded.
 
-use super::build::{parse_newer, BuildDeps, Rejected};
+use super::compact::Compaction;
+use super::build::{parse_newer_with, BuildDeps, Rejected};
+use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
+use super::journal::{self, Journal};
 use super::persist::{commit, stage};
 use super::Snapshot;
 use crate::auth::Realms;
@@ -11,9 +17,11 @@ use crate::tls::resolve::CertSource;
 use crate::upstream::PoolCache;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
+use realmgate_table::delta::DeltaError;
+use realmgate_table::model::Model;
 use realmgate_table::{CheckedCert, Problem};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 /// File name of the persisted table inside the state directory.
@@ -26,6 +34,12 @@ pub enum ApplyError {
     Invalid(Vec<Problem>),
     /// 409: not newer than what is served.
     NotNewer { current: u64, offered: u64 },
+    /// 409: a delta for another base than the version in force (0: no table yet).
+    WrongBase { current: u64, base: u64 },
+    /// 409: applied to the table in force, the delta gives another state than realmctl's.
+    DigestMismatch { expected: String, computed: String },
+    /// 409: the journal is at its hard bound (compaction is failing): send a full table.
+    JournalFull { bytes: u64 },
     /// 500: could not be persisted; the previous table stays.
     Persist(String),
 }
@@ -49,8 +63,25 @@ pub struct Store {
     metrics: Arc<Metrics>,
     /// Realms of the current table (kept warm across versions).
     realms: Realms,
-    /// Serialises apply: version check, compile, persist and swap happen as one step.
-    apply_lock: std::sync::Mutex<()>,
+    /// Serialises changes: version check, compile, persist and swap happen as one step. It
+    /// guards the table's model and the journal.
+    apply_lock: std::sync::Mutex<Durable>,
+    compaction: Compaction,
+}
+
+/// What changes with the table under the apply lock, besides the snapshot.
+#[derive(Default)]
+pub(super) struct Durable {
+    /// The table in force as parts and indices: what a delta is checked against, and what
+    /// the full document is written from.
+    pub(super) model: Option<Model>,
+    /// Open once a delta was journaled or replayed.
+    pub(super) journal: Option<Journal>,
+    /// Moves with every full table stored, so a compaction started before one never
+    /// replaces it with an older document.
+    pub(super) generation: u64,
+    /// A compaction is running.
+    pub(super) compacting: bool,
 }
 
 impl Store {
@@ -62,8 +93,34 @@ impl Store {
             state_dir,
             metrics,
             realms: Realms::default(),
-            apply_lock: std::sync::Mutex::new(()),
+            apply_lock: std::sync::Mutex::new(Durable::default()),
+            compaction: Compaction::default(),
         }
+    }
+
+    /// Compact the journal on this budget instead of the default one.
+    pub fn with_compaction(mut self, compaction: Compaction) -> Store {
+        self.compaction = compaction;
+        self
+    }
+
+    pub(super) fn compaction(&self) -> Compaction {
+        self.compaction
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Durable> {
+        self.apply_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// The full table in force as a document (what `GET /v1/table?full=1` shows, before
+    /// redaction): the one received, or, after deltas, the model written out.
+    pub fn document(&self) -> Option<Bytes> {
+        let model = self.lock().model.clone()?;
+        serde_json::to_vec(&model.to_table()).ok().map(Bytes::from)
     }
 
     /// The snapshot requests use; `None` before the first table.
@@ -84,8 +141,8 @@ impl Store {
     /// Parse, validate, version-check, compile, persist, swap. Blocking (CPU and fsync): call
     /// from a blocking context.
     pub fn apply(&self, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
-        let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.apply_locked(raw, true);
+        let mut durable = self.lock();
+        let result = self.apply_locked(&mut durable, raw, true);
         match &result {
             Ok(_) => self.metrics.table_applies.inc(),
             Err(_) => self.metrics.table_rejections.inc(),
@@ -93,7 +150,25 @@ impl Store {
         result
     }
 
-    /// Load the persisted table at start, if there is one.
+    /// Apply a delta (a `realmgate_table::delta::Delta` document) to the table in force.
+    /// Blocking, like [`Store::apply`].
+    pub fn apply_delta(self: &Arc<Self>, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
+        let mut durable = self.lock();
+        let result = self.apply_delta_locked(&mut durable, &raw, true);
+        match &result {
+            Ok(_) => self.metrics.table_applies.inc(),
+            Err(_) => self.metrics.table_rejections.inc(),
+        }
+        drop(durable);
+        if result.is_ok() {
+            self.compact_if_due();
+        }
+        result
+    }
+
+    /// Load the persisted table at start, if there is one, then the deltas journaled after
+    /// it. A torn or unusable journal tail (a crash mid-write) is cut off and said so: the
+    /// gateway starts from the last good state.
     pub fn load_state(&self) -> Result<Option<u64>, String> {
         let path = self.state_dir.join(STATE_FILE);
         let raw = match std::fs::read(&path) {
@@ -101,9 +176,12 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
-        match self.apply_locked(Bytes::from(raw), false) {
-            Ok(s) => Ok(Some(s.version)),
+        let mut durable = self.lock();
+        match self.apply_locked(&mut durable, Bytes::from(raw), false) {
+            Ok(s) => {
+                let version = self.replay(&mut durable, s.version)?;
+                Ok(Some(version))
+            }
             Err(ApplyError::Invalid(problems)) => Err(format!(
                 "{}: stored table is invalid: {}",
                 path.display(),
@@ -113,11 +191,128 @@ impl Store {
                     .collect::<Vec<_>>()
                     .join("; ")
             )),
-            Err(e) => Err(format!("{}: {e:?}", path.display())),
+            Err(e) => Err(format!("{}: {}", path.display(), describe(&e))),
         }
     }
 
-    fn apply_locked(&self, raw: Bytes, persist: bool) -> Result<Arc<Snapshot>, ApplyError> {
+    /// Replay the journal after the stored table (at `stored`); returns the version in force.
+    fn replay(&self, durable: &mut Durable, stored: u64) -> Result<u64, String> {
+        let contents = journal::read(&self.state_dir)?;
+        let mut good_len = 0u64;
+        let mut kept = 0usize;
+        let mut version = stored;
+        let mut offset = 0u64;
+        let mut stop: Option<String> = contents.torn.clone();
+        for record in &contents.records {
+            let len = journal::encode(record.base, record.version, &[]).len() as u64
+                + record.payload.len() as u64;
+            offset += len;
+            if record.version <= stored {
+                // Already in the stored table (a compaction ended between its two steps).
+                good_len = offset;
+                kept += 1;
+                continue;
+            }
+            let raw = Bytes::from(record.payload.clone());
+            match self.apply_delta_locked(durable, &raw, false) {
+                Ok(s) => {
+                    version = s.version;
+                    good_len = offset;
+                    kept += 1;
+                }
+                Err(e) => {
+                    stop = Some(format!(
+                        "the delta to version {} does not apply: {}",
+                        record.version,
+                        describe(&e)
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some(why) = stop {
+            log::warn!(
+                "{}: {why}; the rest of the journal is cut off and the gateway starts from version {version}, the last good state",
+                self.state_dir.join(journal::JOURNAL_FILE).display()
+            );
+        } else if kept > 0 {
+            log::info!("replayed {kept} journaled deltas: table version {version} in force");
+        }
+        durable.journal = Some(Journal::open(&self.state_dir, good_len, kept)?);
+        Ok(version)
+    }
+
+    fn apply_delta_locked(
+        &self,
+        durable: &mut Durable,
+        raw: &Bytes,
+        persist: bool,
+    ) -> Result<Arc<Snapshot>, ApplyError> {
+        let started = Instant::now();
+        let delta = realmgate_table::parse_delta(raw).map_err(ApplyError::Invalid)?;
+        let current = self.current.load_full();
+        let (Some(model), Some(current)) = (durable.model.as_ref(), current) else {
+            return Err(ApplyError::WrongBase {
+                current: 0,
+                base: delta.base,
+            });
+        };
+        let checked = model.check(&delta).map_err(|e| match e {
+            DeltaError::WrongBase { current, offered_base } => ApplyError::WrongBase {
+                current,
+                base: offered_base,
+            },
+            DeltaError::Invalid(p) => ApplyError::Invalid(p),
+            DeltaError::DigestMismatch { expected, computed } => {
+                ApplyError::DigestMismatch { expected, computed }
+            }
+        })?;
+        let problems =
+            certificate_validity_delta(&checked, &current.certs, crate::auth::unix_now());
+        if !problems.is_empty() {
+            return Err(ApplyError::Invalid(problems));
+        }
+        let mut next_model = model.clone();
+        next_model.apply(&checked);
+        let deps = self.deps();
+        let mut snapshot = build_delta(&current, checked, &deps)
+            .map_err(|p| ApplyError::Invalid(vec![p]))?;
+        snapshot.digest = next_model.state_digest();
+        if persist {
+            if let Some(j) = durable.journal.as_ref() {
+                if j.len() > self.compaction.hard_bytes() {
+                    return Err(ApplyError::JournalFull { bytes: j.len() });
+                }
+            }
+            let journal = match durable.journal.as_mut() {
+                Some(j) => j,
+                None => durable
+                    .journal
+                    .insert(Journal::open(&self.state_dir, 0, 0).map_err(ApplyError::Persist)?),
+            };
+            journal
+                .append(delta.base, delta.version, raw)
+                .map_err(ApplyError::Persist)?;
+        }
+        durable.model = Some(next_model);
+        Ok(self.swap_in(snapshot, started, "delta"))
+    }
+
+    fn deps(&self) -> BuildDeps<'_> {
+        BuildDeps {
+            pools: &self.pools,
+            limiters: &self.limiters,
+            metrics: &self.metrics,
+            realms: &self.realms,
+        }
+    }
+
+    fn apply_locked(
+        &self,
+        durable: &mut Durable,
+        raw: Bytes,
+        persist: bool,
+    ) -> Result<Arc<Snapshot>, ApplyError> {
         let started = Instant::now();
         // Hash the document and stage its file on the other core while this one parses,
         // validates and compiles; the file only replaces the stored table once all passed.
@@ -128,18 +323,19 @@ impl Store {
                 (digest, staged)
             });
             let current = self.current.load();
-            let deps = BuildDeps {
-                pools: &self.pools,
-                limiters: &self.limiters,
-                metrics: &self.metrics,
-                realms: &self.realms,
-            };
-            let built = parse_newer(&raw, current.as_deref(), crate::auth::unix_now(), &deps);
+            let deps = self.deps();
+            let built = parse_newer_with(
+                &raw,
+                current.as_deref(),
+                crate::auth::unix_now(),
+                &deps,
+                Model::from_checked,
+            );
             (side.join(), built)
         });
         let (digest, staged) =
             side.map_err(|_| ApplyError::Persist("staging thread panicked".into()))?;
-        let mut snapshot = match built {
+        let (mut snapshot, model) = match built {
             Ok(s) => s,
             Err(e) => {
                 if let Some(Ok(tmp)) = staged {
@@ -149,11 +345,36 @@ impl Store {
             }
         };
         snapshot.digest = digest;
+        snapshot.state_digest = model.state_digest();
         if let Some(staged) = staged {
             staged
                 .and_then(|tmp| commit(&self.state_dir, &tmp, STATE_FILE))
                 .map_err(ApplyError::Persist)?;
+            durable.generation += 1;
+            // The stored table holds every delta before it.
+            let cleared = match durable.journal.as_mut() {
+                Some(j) => j.clear(),
+                None => std::fs::remove_file(self.state_dir.join(journal::JOURNAL_FILE))
+                    .or_else(|e| {
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| format!("remove the journal: {e}")),
+            };
+            if let Err(e) = cleared {
+                // Replaying it later is harmless: every record is at or below this version.
+                log::warn!("{e}");
+            }
         }
+        durable.model = Some(model);
+        Ok(self.swap_in(snapshot, started, "table"))
+    }
+
+    /// Put a built snapshot in force: swap, metrics, log; the old one is freed off this path.
+    fn swap_in(&self, snapshot: Snapshot, started: Instant, what: &str) -> Arc<Snapshot> {
         let snapshot = Arc::new(snapshot);
         let previous = self.current.swap(Some(Arc::clone(&snapshot)));
         self.metrics
@@ -164,21 +385,25 @@ impl Store {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
-        self.metrics.certificate_expiry(
-            snapshot
-                .certs
-                .sorted()
-                .into_iter()
-                .map(|c| (&*c.name, c.cert.not_after)),
-        );
+        let certs_changed = previous
+            .as_ref()
+            .is_none_or(|p| !p.certs.same_as(&snapshot.certs));
+        if certs_changed {
+            self.metrics.certificate_expiry(
+                snapshot
+                    .certs
+                    .sorted()
+                    .into_iter()
+                    .map(|c| (&*c.name, c.cert.not_after)),
+            );
+        }
         log::info!(
-            "table version {} in force: {} tenants, {} pools, {} API keys, {} certificates, {} bytes, built in {:?}",
+            "table version {} in force ({what}): {} tenants, {} pools, {} API keys, {} certificates, built in {:?}",
             snapshot.version,
-            snapshot.tenants.len(),
-            snapshot.pools.len(),
+            snapshot.tenant_count(),
+            snapshot.pool_count(),
             snapshot.keys.len(),
             snapshot.certs.len(),
-            snapshot.raw.as_ref().map_or(0, Bytes::len),
             started.elapsed()
         );
         // Freeing a large table takes a while: do it off the push path. Requests still
@@ -188,7 +413,31 @@ impl Store {
                 .name("table-drop".into())
                 .spawn(move || drop(previous));
         }
-        Ok(snapshot)
+        snapshot
+    }
+}
+
+/// One line for a refusal, for logs (never a secret: problems name paths and rules).
+pub fn describe(e: &ApplyError) -> String {
+    match e {
+        ApplyError::Invalid(p) => p
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        ApplyError::NotNewer { current, offered } => {
+            format!("version {offered} is not newer than {current}")
+        }
+        ApplyError::WrongBase { current, base } => {
+            format!("made for version {base}, but version {current} is in force")
+        }
+        ApplyError::DigestMismatch { expected, computed } => {
+            format!("gives state {computed}, not {expected}")
+        }
+        ApplyError::JournalFull { bytes } => {
+            format!("the journal holds {bytes} bytes, its bound: a full table is needed")
+        }
+        ApplyError::Persist(e) => e.clone(),
     }
 }
 
