@@ -120,24 +120,38 @@ async fn refused_deltas_change_nothing_and_say_why() {
         (unknown_field, 422, "invalid_delta"),
         // A host an unchanged tenant holds.
         (
-            f.chain.peek(&[Change::Upsert(tenant("gamma", &["acme.test"], "app-a"))]),
+            f.chain
+                .peek(&[Change::Upsert(tenant("gamma", &["acme.test"], "app-a"))]),
             422,
             "invalid_delta",
         ),
         // A pool nobody defines.
         (
-            f.chain.peek(&[Change::Upsert(tenant("gamma", &["gamma.test"], "nope"))]),
+            f.chain
+                .peek(&[Change::Upsert(tenant("gamma", &["gamma.test"], "nope"))]),
             422,
             "invalid_delta",
         ),
         // A tenant that does not exist.
-        (f.chain.peek(&[Change::Delete("nobody")]), 422, "invalid_delta"),
+        (
+            f.chain.peek(&[Change::Delete("nobody")]),
+            422,
+            "invalid_delta",
+        ),
         // Upserted and deleted at once.
-        (f.chain.peek(&[gamma(), Change::Delete("gamma")]), 422, "invalid_delta"),
+        (
+            f.chain.peek(&[gamma(), Change::Delete("gamma")]),
+            422,
+            "invalid_delta",
+        ),
     ];
     for (delta, status, code) in cases {
         let (got, body) = f.gw.push_delta(&delta).await;
-        assert_eq!((got, body["error"].as_str()), (status, Some(code)), "{delta}: {body}");
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(code)),
+            "{delta}: {body}"
+        );
         if code == "wrong_base" {
             assert_eq!(body["version"], 1, "the version in force is named: {body}");
         }
@@ -150,16 +164,24 @@ async fn refused_deltas_change_nothing_and_say_why() {
     // Not JSON by its content type; not authenticated (the body is never read).
     let delta = f.chain.peek(&[gamma()]).to_string();
     let token = format!("Bearer {}", GatewayOpts::default().token);
-    let (status, body) = f.gw.patch_with(delta.clone(), "text/plain", Some(&token)).await;
-    assert_eq!((status, body["error"].as_str()), (415, Some("unsupported_media_type")));
+    let (status, body) =
+        f.gw.patch_with(delta.clone(), "text/plain", Some(&token))
+            .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
     let (status, _) = f.gw.patch_with(delta, "application/json", None).await;
     assert_eq!(status, 401);
     // Malformed JSON: every problem at once is the parser's; here one, and nothing applied.
-    let (status, body) = f
-        .gw
-        .patch_with("{\"base\": 1,".into(), "application/json", Some(&token))
-        .await;
-    assert_eq!((status, body["error"].as_str()), (422, Some("invalid_delta")), "{body}");
+    let (status, body) =
+        f.gw.patch_with("{\"base\": 1,".into(), "application/json", Some(&token))
+            .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("invalid_delta")),
+        "{body}"
+    );
     assert_eq!(f.info().await["version"], 1);
     // The right delta still applies after all that.
     f.apply(&[gamma()]).await;
@@ -197,7 +219,8 @@ async fn a_torn_journal_write_starts_from_the_last_good_state_and_says_so() {
     assert_eq!(now["version"], good["version"]);
     assert_eq!(now["state_digest"], good["state_digest"]);
     assert!(
-        f.gw.logs().contains("the gateway starts from version 2, the last good state"),
+        f.gw.logs()
+            .contains("the gateway starts from version 2, the last good state"),
         "{}",
         f.gw.logs()
     );
@@ -246,9 +269,10 @@ async fn kill_9_during_a_stream_of_deltas_loses_no_acknowledged_one() {
                     .send()
                     .await;
                 match sent {
-                    Ok(r) if r.status() == 200 => {
-                        acked.store(d["version"].as_u64().unwrap_or(0), std::sync::atomic::Ordering::SeqCst)
-                    }
+                    Ok(r) if r.status() == 200 => acked.store(
+                        d["version"].as_u64().unwrap_or(0),
+                        std::sync::atomic::Ordering::SeqCst,
+                    ),
                     _ => return,
                 }
             }
@@ -267,8 +291,14 @@ async fn kill_9_during_a_stream_of_deltas_loses_no_acknowledged_one() {
     f.gw.wait_ready().await;
     let now = f.info().await;
     let version = now["version"].as_u64().expect("version");
-    assert!(version >= acked, "acknowledged {acked}, restarted at {version}");
-    assert!(version <= acked + 1, "at most the one in flight: {version} vs {acked}");
+    assert!(
+        version >= acked,
+        "acknowledged {acked}, restarted at {version}"
+    );
+    assert!(
+        version <= acked + 1,
+        "at most the one in flight: {version} vs {acked}"
+    );
     assert_eq!(now["state_digest"], digests[&version], "version {version}");
     let last = format!("t{}.test", version - 2);
     assert_eq!(f.upstream_of(&last).await.as_deref(), Some("app-a"));

@@ -162,7 +162,10 @@ impl Run {
         assert_eq!(compiled.state_digest.as_deref(), Some(state.as_str()));
         for body in &compiled.deltas {
             let d = delta(body);
-            assert_eq!((d.version, d.state_digest.as_str()), (m.version, state.as_str()));
+            assert_eq!(
+                (d.version, d.state_digest.as_str()),
+                (m.version, state.as_str())
+            );
             let mut t = self.tables[&body.base].clone();
             apply(&mut t, &d);
             assert_eq!(

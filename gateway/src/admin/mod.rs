@@ -107,7 +107,10 @@ fn unauthorised() -> Response {
 
 async fn put_table(State(s): State<AdminState>, body: Bytes) -> Response {
     let store = Arc::clone(&s.store);
-    applied(tokio::task::spawn_blocking(move || store.apply(body)).await, "table")
+    applied(
+        tokio::task::spawn_blocking(move || store.apply(body)).await,
+        "table",
+    )
 }
 
 /// `PATCH /v1/table`: a delta (`realmgate_table::delta::Delta`) to the table in force.
@@ -268,7 +271,7 @@ async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> 
         "state_digest": snap.state_digest,
         "certificates": certificates,
     }))
-        .into_response()
+    .into_response()
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {

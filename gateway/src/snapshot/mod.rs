@@ -5,10 +5,10 @@
 //! holds one snapshot from its first filter to its last; each step reads only its slice of it.
 
 pub mod build;
+mod compact;
 pub mod delta;
 #[cfg(test)]
 mod delta_tests;
-mod compact;
 pub mod journal;
 pub mod persist;
 pub mod store;

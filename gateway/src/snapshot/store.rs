@@ -4,8 +4,8 @@
 //! with structural sharing, journaled, swapped). Restart replays the journal after the stored
 //! table; compaction ([`super::compact`]) keeps the journal bounded.
 
-use super::compact::Compaction;
 use super::build::{parse_newer_with, BuildDeps, Rejected};
+use super::compact::Compaction;
 use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
 use super::journal::{self, Journal};
 use super::persist::{commit, stage};
@@ -258,7 +258,10 @@ impl Store {
             });
         };
         let checked = model.check(&delta).map_err(|e| match e {
-            DeltaError::WrongBase { current, offered_base } => ApplyError::WrongBase {
+            DeltaError::WrongBase {
+                current,
+                offered_base,
+            } => ApplyError::WrongBase {
                 current,
                 base: offered_base,
             },
@@ -275,8 +278,8 @@ impl Store {
         let mut next_model = model.clone();
         next_model.apply(&checked);
         let deps = self.deps();
-        let mut snapshot = build_delta(&current, checked, &deps)
-            .map_err(|p| ApplyError::Invalid(vec![p]))?;
+        let mut snapshot =
+            build_delta(&current, checked, &deps).map_err(|p| ApplyError::Invalid(vec![p]))?;
         snapshot.digest = next_model.state_digest();
         if persist {
             if let Some(j) = durable.journal.as_ref() {

@@ -208,7 +208,10 @@ async fn main() {
     let (_, info) = gw.table_info().await;
     let ok_digest = info["state_digest"] == Value::String(chain.state_digest());
 
-    println!("delta bench: {} tenants, {} s per load run", a.tenants, a.seconds);
+    println!(
+        "delta bench: {} tenants, {} s per load run",
+        a.tenants, a.seconds
+    );
     println!("full table push (validate, build, persist, swap): {full_push:?}");
     println!(
         "one delta, idle gateway (PATCH round trip with fsync): median {:?}, p99 {:?} over {}",
