@@ -16,7 +16,7 @@ pub struct Deltas {
 /// One change to make in the next delta.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Upsert(Tenant),
+    Upsert(Box<Tenant>),
     Delete(&'static str),
     DeleteOwned(String),
 }
@@ -56,8 +56,8 @@ impl Deltas {
             match c {
                 Change::Upsert(t) => {
                     self.table.tenants.retain(|x| x.id != t.id);
-                    self.table.tenants.push(t.clone());
-                    d.tenants.push(t.clone());
+                    self.table.tenants.push((**t).clone());
+                    d.tenants.push((**t).clone());
                 }
                 Change::Delete(id) => self.delete(&mut d, id),
                 Change::DeleteOwned(id) => self.delete(&mut d, id),
@@ -81,10 +81,10 @@ impl Deltas {
 }
 
 /// A public tenant with these hosts, every path to `upstream`.
-pub fn tenant(id: &str, hosts: &[&str], upstream: &str) -> Tenant {
+pub fn tenant(id: &str, hosts: &[&str], upstream: &str) -> Box<Tenant> {
     let mut t = Tenant::test(id);
     for h in hosts {
         t = t.host(h);
     }
-    t.route("/", upstream, "public")
+    Box::new(t.route("/", upstream, "public"))
 }
