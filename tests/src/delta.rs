@@ -4,13 +4,14 @@
 //! kept table on, so a test can push a long chain and know what each version holds.
 
 use realmgate_table::delta::Delta;
-use realmgate_table::{Table, Tenant};
+use realmgate_table::{Model, Tenant};
 use serde_json::Value;
 
-/// The table a chain of deltas has reached.
+/// The table a chain of deltas has reached, as the contract's model (so each next delta's
+/// state digest costs the size of the change, as it does at realmctl).
 #[derive(Debug, Clone)]
 pub struct Deltas {
-    table: Table,
+    model: Model,
 }
 
 /// One change to make in the next delta.
@@ -24,29 +25,32 @@ pub enum Change {
 impl Deltas {
     /// Start from a full table as pushed (the JSON the `Table` builder makes).
     pub fn from_full(table: &Value) -> Deltas {
+        let bytes = serde_json::to_vec(table).expect("table JSON");
+        let checked = realmgate_table::parse(&bytes).expect("a valid full table");
         Deltas {
-            table: serde_json::from_value(table.clone()).expect("a full table"),
+            model: Model::from_checked(&checked),
         }
     }
 
     pub fn version(&self) -> u64 {
-        self.table.version
+        self.model.version()
     }
 
     /// The kept table's state digest (what the gateway reports as `state_digest`).
     pub fn state_digest(&self) -> String {
-        realmgate_table::model::state_digest(&self.table)
+        self.model.state_digest()
     }
 
     /// The full table the chain has reached, as a document.
     pub fn full(&self) -> Value {
-        serde_json::to_value(&self.table).expect("table JSON")
+        serde_json::to_value(self.model.to_table()).expect("table JSON")
     }
 
     /// The delta from the kept table to the next version with `changes`, and the kept table
-    /// moved on (as if the gateway accepted it).
+    /// moved on (as if the gateway accepted it). A delta the contract refuses goes out with
+    /// an empty state digest and leaves the kept table as it was.
     pub fn delta(&mut self, changes: &[Change]) -> Value {
-        let base = self.table.version;
+        let base = self.model.version();
         let mut d = Delta {
             base,
             version: base + 1,
@@ -54,17 +58,15 @@ impl Deltas {
         };
         for c in changes {
             match c {
-                Change::Upsert(t) => {
-                    self.table.tenants.retain(|x| x.id != t.id);
-                    self.table.tenants.push((**t).clone());
-                    d.tenants.push((**t).clone());
-                }
-                Change::Delete(id) => self.delete(&mut d, id),
-                Change::DeleteOwned(id) => self.delete(&mut d, id),
+                Change::Upsert(t) => d.tenants.push((**t).clone()),
+                Change::Delete(id) => d.delete_tenants.push((*id).to_owned()),
+                Change::DeleteOwned(id) => d.delete_tenants.push(id.clone()),
             }
         }
-        self.table.version = d.version;
-        d.state_digest = self.state_digest();
+        if let Ok((checked, state)) = self.model.preview(&d) {
+            self.model.apply(&checked);
+            d.state_digest = state;
+        }
         serde_json::to_value(&d).expect("delta JSON")
     }
 
@@ -72,11 +74,6 @@ impl Deltas {
     /// refused).
     pub fn peek(&self, changes: &[Change]) -> Value {
         self.clone().delta(changes)
-    }
-
-    fn delete(&mut self, d: &mut Delta, id: &str) {
-        self.table.tenants.retain(|x| x.id != id);
-        d.delete_tenants.push(id.to_owned());
     }
 }
 

@@ -153,12 +153,12 @@ fn applied(
     match applied {
         Ok(snap) => {
             log::info!("applied {what}: version {} ({})", snap.version, snap.digest);
-            Json(json!({
-                "version": snap.version,
-                "digest": snap.digest,
-                "state_digest": snap.state_digest,
-            }))
-            .into_response()
+            // A full table's state digest is worked out off the push's path: see GET.
+            let mut answer = json!({"version": snap.version, "digest": snap.digest});
+            if !snap.state_digest.is_empty() {
+                answer["state_digest"] = json!(snap.state_digest);
+            }
+            Json(answer).into_response()
         }
         Err(ApplyError::Invalid(problems)) => {
             log::warn!("rejected invalid {what}: {} problem(s)", problems.len());
@@ -265,10 +265,19 @@ async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> 
             })
         })
         .collect();
+    let state_digest = if snap.state_digest.is_empty() {
+        let store = Arc::clone(&s.store);
+        tokio::task::spawn_blocking(move || store.state_digest())
+            .await
+            .ok()
+            .flatten()
+    } else {
+        Some(snap.state_digest.clone())
+    };
     Json(json!({
         "version": snap.version,
         "digest": snap.digest,
-        "state_digest": snap.state_digest,
+        "state_digest": state_digest,
         "certificates": certificates,
     }))
     .into_response()

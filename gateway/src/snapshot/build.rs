@@ -48,18 +48,6 @@ pub fn parse_newer(
     now: u64,
     deps: &BuildDeps<'_>,
 ) -> Result<Snapshot, Rejected> {
-    parse_newer_with(raw, current, now, deps, |_| ()).map(|(s, ())| s)
-}
-
-/// [`parse_newer`], also returning what `with` makes of the checked table before it is
-/// built (the store makes the table's model, which deltas are checked against).
-pub fn parse_newer_with<T>(
-    raw: &Bytes,
-    current: Option<&Snapshot>,
-    now: u64,
-    deps: &BuildDeps<'_>,
-    with: impl FnOnce(&CheckedTable) -> T,
-) -> Result<(Snapshot, T), Rejected> {
     let checked = realmgate_table::parse(raw).map_err(Rejected::Invalid)?;
     if let Some(current) = current {
         if checked.table.version <= current.version {
@@ -73,9 +61,7 @@ pub fn parse_newer_with<T>(
     if !problems.is_empty() {
         return Err(Rejected::Invalid(problems));
     }
-    let made = with(&checked);
-    let snapshot = build(checked, raw.clone(), deps).map_err(|p| Rejected::Invalid(vec![p]))?;
-    Ok((snapshot, made))
+    build(checked, raw.clone(), deps).map_err(|p| Rejected::Invalid(vec![p]))
 }
 
 /// The apply rule for certificates in time: one that is new or changed (by name and

@@ -55,7 +55,7 @@ impl Store {
             if !due || d.compacting {
                 return;
             }
-            let Some(model) = d.model.clone() else {
+            let Some(model) = d.model().cloned() else {
                 return;
             };
             d.compacting = true;

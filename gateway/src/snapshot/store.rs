@@ -4,7 +4,7 @@
 //! with structural sharing, journaled, swapped). Restart replays the journal after the stored
 //! table; compaction ([`super::compact`]) keeps the journal bounded.
 
-use super::build::{parse_newer_with, BuildDeps, Rejected};
+use super::build::{parse_newer, BuildDeps, Rejected};
 use super::compact::Compaction;
 use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
 use super::journal::{self, Journal};
@@ -73,8 +73,9 @@ pub struct Store {
 #[derive(Default)]
 pub(super) struct Durable {
     /// The table in force as parts and indices: what a delta is checked against, and what
-    /// the full document is written from.
-    pub(super) model: Option<Model>,
+    /// the full document is written from. After a full table it is made on another thread,
+    /// off the push's path; [`Durable::model`] waits for it.
+    model: TableModel,
     /// Open once a delta was journaled or replayed.
     pub(super) journal: Option<Journal>,
     /// Moves with every full table stored, so a compaction started before one never
@@ -82,6 +83,55 @@ pub(super) struct Durable {
     pub(super) generation: u64,
     /// A compaction is running.
     pub(super) compacting: bool,
+}
+
+/// The table's model: ready, being made from the full table just applied, or none.
+#[derive(Default)]
+enum TableModel {
+    #[default]
+    None,
+    Ready(Model),
+    Making(std::thread::JoinHandle<Option<Model>>),
+}
+
+impl Durable {
+    /// The model of the table in force, waiting for it if it is still being made.
+    pub(super) fn model(&mut self) -> Option<&Model> {
+        if let TableModel::Making(_) = self.model {
+            if let TableModel::Making(h) = std::mem::take(&mut self.model) {
+                match h.join() {
+                    Ok(Some(m)) => self.model = TableModel::Ready(m),
+                    _ => log::error!(
+                        "the table in force could not be modelled: deltas are refused until the next full table"
+                    ),
+                }
+            }
+        }
+        match &self.model {
+            TableModel::Ready(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    fn set_model(&mut self, model: Model) {
+        self.model = TableModel::Ready(model);
+    }
+
+    /// Make the model of the full table `raw` (which has just been checked) in the
+    /// background.
+    fn make_model(&mut self, raw: Bytes) {
+        let made = std::thread::Builder::new()
+            .name("table-model".into())
+            .spawn(move || {
+                realmgate_table::parse(&raw)
+                    .ok()
+                    .map(|c| Model::from_checked(&c))
+            });
+        self.model = match made {
+            Ok(h) => TableModel::Making(h),
+            Err(_) => TableModel::None,
+        };
+    }
 }
 
 impl Store {
@@ -119,8 +169,18 @@ impl Store {
     /// The full table in force as a document (what `GET /v1/table?full=1` shows, before
     /// redaction): the one received, or, after deltas, the model written out.
     pub fn document(&self) -> Option<Bytes> {
-        let model = self.lock().model.clone()?;
+        let model = self.lock().model()?.clone();
         serde_json::to_vec(&model.to_table()).ok().map(Bytes::from)
+    }
+
+    /// The state digest of the table in force (`None` without one). Blocking: a full table
+    /// just applied may still be being modelled.
+    pub fn state_digest(&self) -> Option<String> {
+        let mut d = self.lock();
+        let version = self.current.load().as_ref().map(|s| s.version)?;
+        d.model()
+            .filter(|m| m.version() == version)
+            .map(Model::state_digest)
     }
 
     /// The snapshot requests use; `None` before the first table.
@@ -251,7 +311,7 @@ impl Store {
         let started = Instant::now();
         let delta = realmgate_table::parse_delta(raw).map_err(ApplyError::Invalid)?;
         let current = self.current.load_full();
-        let (Some(model), Some(current)) = (durable.model.as_ref(), current) else {
+        let (Some(model), Some(current)) = (durable.model(), current) else {
             return Err(ApplyError::WrongBase {
                 current: 0,
                 base: delta.base,
@@ -297,7 +357,7 @@ impl Store {
                 .append(delta.base, delta.version, raw)
                 .map_err(ApplyError::Persist)?;
         }
-        durable.model = Some(next_model);
+        durable.set_model(next_model);
         Ok(self.swap_in(snapshot, started, "delta"))
     }
 
@@ -327,18 +387,12 @@ impl Store {
             });
             let current = self.current.load();
             let deps = self.deps();
-            let built = parse_newer_with(
-                &raw,
-                current.as_deref(),
-                crate::auth::unix_now(),
-                &deps,
-                Model::from_checked,
-            );
+            let built = parse_newer(&raw, current.as_deref(), crate::auth::unix_now(), &deps);
             (side.join(), built)
         });
         let (digest, staged) =
             side.map_err(|_| ApplyError::Persist("staging thread panicked".into()))?;
-        let (mut snapshot, model) = match built {
+        let mut snapshot = match built {
             Ok(s) => s,
             Err(e) => {
                 if let Some(Ok(tmp)) = staged {
@@ -348,7 +402,6 @@ impl Store {
             }
         };
         snapshot.digest = digest;
-        snapshot.state_digest = model.state_digest();
         if let Some(staged) = staged {
             staged
                 .and_then(|tmp| commit(&self.state_dir, &tmp, STATE_FILE))
@@ -372,7 +425,7 @@ impl Store {
                 log::warn!("{e}");
             }
         }
-        durable.model = Some(model);
+        durable.make_model(raw);
         Ok(self.swap_in(snapshot, started, "table"))
     }
 
