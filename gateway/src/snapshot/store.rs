@@ -90,7 +90,7 @@ pub(super) struct Durable {
 enum TableModel {
     #[default]
     None,
-    Ready(Model),
+    Ready(Box<Model>),
     Making(std::thread::JoinHandle<Option<Model>>),
 }
 
@@ -100,7 +100,7 @@ impl Durable {
         if let TableModel::Making(_) = self.model {
             if let TableModel::Making(h) = std::mem::take(&mut self.model) {
                 match h.join() {
-                    Ok(Some(m)) => self.model = TableModel::Ready(m),
+                    Ok(Some(m)) => self.model = TableModel::Ready(Box::new(m)),
                     _ => log::error!(
                         "the table in force could not be modelled: deltas are refused until the next full table"
                     ),
@@ -114,7 +114,7 @@ impl Durable {
     }
 
     fn set_model(&mut self, model: Model) {
-        self.model = TableModel::Ready(model);
+        self.model = TableModel::Ready(Box::new(model));
     }
 
     /// Make the model of the full table `raw` (which has just been checked) in the
