@@ -61,6 +61,35 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardMap<K, V> {
         }
     }
 
+    /// A map of `entries` (about `n` of them) built in one pass: no shard is shared yet, so
+    /// no copy-on-write check per insert. A repeated key keeps its last value.
+    pub fn build(n: usize, entries: impl IntoIterator<Item = (K, V)>) -> Self {
+        let hasher = ahash::RandomState::new();
+        let count = shards_for(n);
+        let mask = count - 1;
+        let mut shards: Vec<Shard<K, V>> = (0..count)
+            .map(|_| HashTable::with_capacity(n.div_ceil(count)))
+            .collect();
+        let mut len = 0;
+        for (key, value) in entries {
+            let h = hasher.hash_one(&key);
+            let shard = &mut shards[((h >> 32) as usize) & mask];
+            match shard.find_mut(h, |(k, _)| *k == key) {
+                Some((_, v)) => *v = value,
+                None => {
+                    shard.insert_unique(h, (key, value), |(k, _)| hasher.hash_one(k));
+                    len += 1;
+                }
+            }
+        }
+        ShardMap {
+            hasher,
+            mask,
+            shards: shards.into_iter().map(Arc::new).collect(),
+            len,
+        }
+    }
+
     /// The shard of a hash: bits 32 and up, clear of the low bits hashbrown picks a bucket
     /// with and of the top seven it keeps as the control byte, so the entries of one shard
     /// still spread over its buckets.
@@ -188,10 +217,6 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardMap<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> FromIterator<(K, V)> for ShardMap<K, V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let iter = iter.into_iter();
-        let mut map = ShardMap::with_capacity(iter.size_hint().0);
-        for (k, v) in iter {
-            map.insert(k, v);
-        }
-        map
+        ShardMap::build(iter.size_hint().0, iter)
     }
 }

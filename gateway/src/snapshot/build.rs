@@ -158,20 +158,48 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
     let version = table.version;
     let limiters = deps.limiters;
     let pool_of = |name: &str| pool_ids.get(name).copied();
-    let mut tenants = Vec::with_capacity(table.tenants.len());
-    let mut tenant_ids = ShardMap::with_capacity(table.tenants.len());
-    let mut pool_users: ShardMap<PoolIdx, u32> = ShardMap::default();
-    let parts = table.tenants.into_iter().zip(hosts).zip(labels).zip(realms);
-    for (i, (((t, hosts), counters), realm)) in parts.enumerate() {
-        let rt = compile_tenant(t, hosts, &pool_of, counters, realm, limiters)?;
-        for &p in rt.pools.iter() {
-            let n = pool_users.get(&p).copied().unwrap_or(0);
-            pool_users.insert(p, n + 1);
+    let n = table.tenants.len();
+    // The host index is built on the other core while this one compiles the tenants: it
+    // reads the patterns, which move into the tenants once it is done.
+    let (host_index, compiled) = std::thread::scope(|scope| {
+        let index = scope.spawn(|| HostIndex::build(&hosts));
+        let mut compiled = Vec::with_capacity(n);
+        let parts = table.tenants.into_iter().zip(labels).zip(realms);
+        for ((t, counters), realm) in parts {
+            match compile_tenant(t, Vec::new(), &pool_of, counters, realm, limiters) {
+                Ok(rt) => compiled.push(rt),
+                Err(p) => return (index.join(), Err(p)),
+            }
         }
-        tenant_ids.insert(rt.id.clone(), i as TenantIdx);
+        (index.join(), Ok(compiled))
+    });
+    let host_index = host_index.map_err(|_| Problem::new("tenants", "host index build failed"))?;
+    let mut users = vec![0u32; pool_ids.len()];
+    let mut tenants = Vec::with_capacity(n);
+    for (mut rt, hosts) in compiled?.into_iter().zip(hosts) {
+        rt.hosts = hosts.into_boxed_slice();
+        for &p in rt.pools.iter() {
+            if let Some(u) = users.get_mut(p as usize) {
+                *u += 1;
+            }
+        }
         tenants.push(Arc::new(rt));
     }
-    let host_index = HostIndex::build(tenants.iter().map(|t| t.hosts.to_vec()).collect());
+    let tenant_ids = ShardMap::build(
+        n,
+        tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (Arc::clone(&t.id), i as TenantIdx)),
+    );
+    let pool_users = ShardMap::build(
+        users.len(),
+        users
+            .iter()
+            .enumerate()
+            .filter(|(_, &u)| u > 0)
+            .map(|(p, &u)| (p as PoolIdx, u)),
+    );
     let mut keys = Keys::with_capacity(table.api_keys.len());
     let mut key_limits = Slots::default();
     for (k, key) in table.api_keys.iter().enumerate() {
@@ -251,7 +279,7 @@ pub(super) fn compile_tenant(
         limits: TenantLimits::compile(limiters, &t.id, &t.rate_limits),
         // Tenant ids are validated to [a-z0-9-], always a valid header value.
         header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
-        id: t.id.into_boxed_str(),
+        id: Arc::from(t.id),
         hosts: hosts.into_boxed_slice(),
         pools: used.into_boxed_slice(),
         routes: Routes::new(routes),

@@ -224,7 +224,7 @@ fn apply(
             }
             None => {
                 let idx = next.tenants.insert(Arc::clone(&rt));
-                next.tenant_ids.insert(id.as_str().into(), idx);
+                next.tenant_ids.insert(Arc::clone(&rt.id), idx);
                 idx
             }
         };

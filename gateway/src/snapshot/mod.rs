@@ -51,7 +51,7 @@ pub struct Snapshot {
     /// removed tenant's slot may be reused by a later one.
     pub tenants: Slots<Arc<TenantRt>>,
     /// Tenant index by id.
-    pub tenant_ids: ShardMap<Box<str>, TenantIdx>,
+    pub tenant_ids: ShardMap<Arc<str>, TenantIdx>,
     /// Pools at stable indices (a route keeps pointing at its pool while others come and go).
     pub pools: Slots<Arc<Pool>>,
     /// Pool index by name, and how many tenants use each pool.
@@ -71,7 +71,7 @@ pub struct Snapshot {
 
 /// A tenant as the request path needs it.
 pub struct TenantRt {
-    pub id: Box<str>,
+    pub id: Arc<str>,
     /// Its host patterns, normalised: what a change releases from the host index.
     pub hosts: Box<[HostPattern]>,
     /// The pools its routes and shell use, each once.

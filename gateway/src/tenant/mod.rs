@@ -82,26 +82,33 @@ fn labels(name: &str) -> usize {
 impl HostIndex {
     /// Build from each tenant's validated, normalised patterns, tenant `i` at index `i`
     /// (validation guarantees no pattern appears twice; were one to, the last would win).
-    pub fn build(hosts: Vec<Vec<HostPattern>>) -> HostIndex {
+    pub fn build(hosts: &[Vec<HostPattern>]) -> HostIndex {
         let (mut exact, mut wild) = (0, 0);
+        let mut depths = [0; DEPTHS];
         for p in hosts.iter().flatten() {
             match p {
                 HostPattern::Exact(_) => exact += 1,
-                HostPattern::Wildcard(_) => wild += 1,
+                HostPattern::Wildcard(s) => {
+                    wild += 1;
+                    depths[labels(s)] += 1;
+                }
             }
         }
-        let mut index = HostIndex {
-            exact: ShardMap::with_capacity(exact),
-            wildcard: ShardMap::with_capacity(wild),
-            depths: [0; DEPTHS],
+        let of_kind = |wildcard: bool| {
+            hosts.iter().enumerate().flat_map(move |(t, patterns)| {
+                let t = TenantIdx::try_from(t).unwrap_or(TenantIdx::MAX);
+                patterns.iter().filter_map(move |p| match p {
+                    HostPattern::Exact(h) if !wildcard => Some((Box::from(h.as_str()), t)),
+                    HostPattern::Wildcard(s) if wildcard => Some((Box::from(s.as_str()), t)),
+                    _ => None,
+                })
+            })
         };
-        for (t, patterns) in hosts.into_iter().enumerate() {
-            let t = TenantIdx::try_from(t).unwrap_or(TenantIdx::MAX);
-            for p in patterns {
-                index.put(p, t);
-            }
+        HostIndex {
+            exact: ShardMap::build(exact, of_kind(false)),
+            wildcard: ShardMap::build(wild, of_kind(true)),
+            depths,
         }
-        index
     }
 
     fn put(&mut self, p: HostPattern, t: TenantIdx) {
@@ -210,7 +217,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        HostIndex::build(hosts)
+        HostIndex::build(&hosts)
     }
 
     #[test]
