@@ -74,9 +74,24 @@ pub fn certificate_validity(
     current: Option<&CertIndex>,
     now: u64,
 ) -> Vec<Problem> {
+    let named = checked
+        .table
+        .certificates
+        .iter()
+        .map(|c| c.name.as_str())
+        .zip(&checked.certificates);
+    certificates_in_time(named, current, now)
+}
+
+/// The rule of [`certificate_validity`] over certificates given as `(name, certificate)` at
+/// `certificates[i]` of a table or a delta (the delta's check calls it too).
+pub fn certificates_in_time<'a>(
+    named: impl Iterator<Item = (&'a str, &'a realmgate_table::CheckedCert)>,
+    current: Option<&CertIndex>,
+    now: u64,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let named = checked.table.certificates.iter().zip(&checked.certificates);
-    for (i, (wire, cert)) in named.enumerate() {
+    for (i, (name, cert)) in named.enumerate() {
         if cert.is_current(now) {
             continue;
         }
@@ -92,26 +107,19 @@ pub fn certificate_validity(
             )
         };
         let Some(current) = current else {
-            log::warn!(
-                "certificate {:?} {when}: accepted because no table is in force yet",
-                wire.name
-            );
+            log::warn!("certificate {name:?} {when}: accepted because no table is in force yet");
             continue;
         };
         let loaded = current
-            .named(&wire.name)
+            .named(name)
             .is_some_and(|c| c.cert.fingerprint == cert.fingerprint);
         if loaded {
-            log::warn!(
-                "certificate {:?} {when}; it keeps serving until replaced",
-                wire.name
-            );
+            log::warn!("certificate {name:?} {when}; it keeps serving until replaced");
         } else {
             problems.push(Problem::new(
                 format!("certificates[{i}]"),
                 format!(
-                    "certificate {:?} {when}: a new or replaced certificate must be valid now",
-                    wire.name
+                    "certificate {name:?} {when}: a new or replaced certificate must be valid now"
                 ),
             ));
         }

@@ -347,39 +347,9 @@ fn key_problem(id: &str, e: &KeyRefused) -> Problem {
 /// must be valid `now`, unless the table in force already serves the same one (same name and
 /// fingerprint), which keeps serving after it expires (see `build::certificate_validity`).
 pub fn certificate_validity(delta: &CheckedDelta, current: &CertIndex, now: u64) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for (i, (wire, cert)) in delta.certificates.iter().enumerate() {
-        if cert.is_current(now) {
-            continue;
-        }
-        let loaded = current
-            .named(&wire.name)
-            .is_some_and(|c| c.cert.fingerprint == cert.fingerprint);
-        if loaded {
-            log::warn!(
-                "certificate {:?} is not valid now; it keeps serving until replaced",
-                wire.name
-            );
-            continue;
-        }
-        let when = if now < cert.not_before {
-            format!(
-                "is not valid before {}",
-                realmgate_table::validate::rfc3339(cert.not_before)
-            )
-        } else {
-            format!(
-                "expired at {}",
-                realmgate_table::validate::rfc3339(cert.not_after)
-            )
-        };
-        problems.push(Problem::new(
-            format!("certificates[{i}]"),
-            format!(
-                "certificate {:?} {when}: a new or replaced certificate must be valid now",
-                wire.name
-            ),
-        ));
-    }
-    problems
+    let named = delta
+        .certificates
+        .iter()
+        .map(|(wire, cert)| (wire.name.as_str(), cert));
+    super::build::certificates_in_time(named, Some(current), now)
 }
