@@ -10,35 +10,6 @@ use super::persist::{commit, stage};
 use super::store::{Store, STATE_FILE};
 use std::sync::Arc;
 
-/// When the journal is compacted, and when it refuses more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Compaction {
-    /// Compact once the journal holds more than this many bytes …
-    pub bytes: u64,
-    /// … or this many deltas.
-    pub records: usize,
-}
-
-impl Default for Compaction {
-    fn default() -> Self {
-        Compaction {
-            bytes: 64 << 20,
-            records: 10_000,
-        }
-    }
-}
-
-impl Compaction {
-    /// Past this, deltas are refused until a compaction or a full table shrinks it.
-    pub fn hard_bytes(&self) -> u64 {
-        self.bytes.saturating_mul(4)
-    }
-
-    fn due(&self, bytes: u64, records: usize) -> bool {
-        bytes > self.bytes || records > self.records
-    }
-}
-
 /// The name the compaction stages under (not the full apply's: both may run at once).
 const STAGED: &str = "table.json.compacting";
 

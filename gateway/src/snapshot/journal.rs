@@ -3,7 +3,8 @@
 //! snapshot plus the journal. Records are framed and checksummed: a crash mid-write leaves a
 //! torn tail, which [`read`] detects and the store cuts off, starting from the last good
 //! state. Compaction (the store's) writes a newer `table.json` and [`rewrite`]s the journal
-//! down to the records after it, so the journal stays bounded.
+//! down to the records after it, so the journal stays bounded; [`Compaction`] is that
+//! budget.
 //!
 //! A record: `RGJ1` (4 bytes), payload length (u32 LE), base version (u64 LE), version
 //! (u64 LE), the first 8 bytes of SHA-256 over the three numbers and the payload, then the
@@ -128,6 +129,35 @@ pub fn decode(bytes: &[u8]) -> Contents {
         out.good_len = at as u64;
     }
     out
+}
+
+/// When the journal is compacted, and when it refuses more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    /// Compact once the journal holds more than this many bytes …
+    pub bytes: u64,
+    /// … or this many deltas.
+    pub records: usize,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Compaction {
+            bytes: 64 << 20,
+            records: 10_000,
+        }
+    }
+}
+
+impl Compaction {
+    /// Past this, deltas are refused until a compaction or a full table shrinks it.
+    pub fn hard_bytes(&self) -> u64 {
+        self.bytes.saturating_mul(4)
+    }
+
+    pub(super) fn due(&self, bytes: u64, records: usize) -> bool {
+        bytes > self.bytes || records > self.records
+    }
 }
 
 /// The journal open for appending.

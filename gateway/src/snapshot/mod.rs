@@ -15,7 +15,7 @@ pub mod store;
 #[cfg(test)]
 pub mod test_util;
 
-pub use compact::Compaction;
+pub use journal::Compaction;
 pub use store::{describe, ApplyError, Store, STATE_FILE};
 
 use crate::acme::Challenges;

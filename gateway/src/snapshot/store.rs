@@ -5,9 +5,8 @@
 //! table; compaction ([`super::compact`]) keeps the journal bounded.
 
 use super::build::{parse_newer, BuildDeps, Rejected};
-use super::compact::Compaction;
 use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
-use super::journal::{self, Journal};
+use super::journal::{self, Compaction, Journal};
 use super::persist::{commit, stage};
 use super::Snapshot;
 use crate::auth::Realms;
