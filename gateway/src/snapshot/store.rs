@@ -310,9 +310,11 @@ impl Store {
         let started = Instant::now();
         let delta = realmgate_table::parse_delta(raw).map_err(ApplyError::Invalid)?;
         let current = self.current.load_full();
+        let in_force = current.as_ref().map_or(0, |s| s.version);
         let (Some(model), Some(current)) = (durable.model(), current) else {
+            // No table (or none that could be modelled): only a full table helps.
             return Err(ApplyError::WrongBase {
-                current: 0,
+                current: in_force,
                 base: delta.base,
             });
         };

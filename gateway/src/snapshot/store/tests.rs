@@ -149,3 +149,78 @@ fn certificates_in_time_new_ones_must_be_valid_loaded_ones_keep_serving() {
     assert_eq!(mode & 0o777, 0o600);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The next delta from `model`: tenant `id` upserted with one host and a display name.
+fn next_delta(model: &mut realmgate_table::Model, id: &str) -> Bytes {
+    use realmgate_table::delta::Delta;
+    use realmgate_table::Tenant;
+    let tenant = Tenant::test(id)
+        .host(&format!("{id}.test"))
+        .display_name(&format!(
+            "Tenant {id} with a name long enough to fill a journal"
+        ))
+        .route("/", "app", "public");
+    let mut d = Delta {
+        base: model.version(),
+        version: model.version() + 1,
+        tenants: vec![tenant],
+        ..Delta::default()
+    };
+    let (checked, state) = model.preview(&d).expect("a valid delta");
+    model.apply(&checked);
+    d.state_digest = state;
+    Bytes::from(serde_json::to_vec(&d).expect("delta JSON"))
+}
+
+#[test]
+fn a_journal_that_cannot_compact_refuses_deltas_at_its_bound_until_a_full_table() {
+    let dir = state_dir("journal-full");
+    let budget = Compaction {
+        bytes: 4096,
+        records: usize::MAX,
+    };
+    let s = Arc::new(store(&dir).with_compaction(budget));
+    let full = table();
+    s.apply(Bytes::from(full.clone())).expect("full table");
+    let checked = realmgate_table::parse(full.as_bytes()).expect("table");
+    let mut model = realmgate_table::Model::from_checked(&checked);
+    // As if a compaction were stuck (say, on a full disk): none can start.
+    s.lock().compacting = true;
+    let mut refused = None;
+    for i in 0..1000 {
+        let delta = next_delta(&mut model, &format!("t{i}"));
+        match s.apply_delta(delta) {
+            Ok(snap) => assert_eq!(snap.version, model.version()),
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    let (at, e) = refused.expect("the journal refuses at its bound");
+    assert!(
+        matches!(e, ApplyError::JournalFull { bytes } if bytes > budget.hard_bytes()),
+        "{e:?}"
+    );
+    assert!(at > 10, "refused only past the bound, after {at} deltas");
+    let served = s.current().expect("table").version;
+    assert_eq!(
+        served,
+        model.version() - 1,
+        "the refused delta changed nothing"
+    );
+    let journal = dir.join(journal::JOURNAL_FILE);
+    let len = std::fs::metadata(&journal).expect("journal").len();
+    assert!(len <= budget.hard_bytes() + 1024, "bounded: {len} bytes");
+    // A full table needs no journal: it empties it, and deltas flow again.
+    let mut t: realmgate_table::Table = serde_json::from_str(&full).expect("table");
+    t.version = served + 1;
+    let doc = serde_json::to_vec(&t).expect("JSON");
+    s.apply(Bytes::from(doc.clone())).expect("full table");
+    assert_eq!(std::fs::metadata(&journal).expect("journal").len(), 0);
+    let mut model = realmgate_table::Model::from_checked(&realmgate_table::parse(&doc).expect("t"));
+    s.apply_delta(next_delta(&mut model, "after"))
+        .expect("a delta after the full table");
+    s.lock().compacting = false;
+    let _ = std::fs::remove_dir_all(&dir);
+}
