@@ -76,22 +76,35 @@ impl Kube {
     /// Start a fresh API server (a few seconds) with the namespaces given created, and the
     /// proxy in front of it.
     pub async fn start(namespaces: &[&str]) -> Kube {
-        let dir = crate::TempDir::new("kube");
-        let state_dir = dir.path().to_owned();
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(script())
-                .arg("start")
-                .arg(&state_dir)
-                .output()
-        })
-        .await
-        .expect("join")
-        .expect("run tests/setup/kubernetes.sh");
-        assert!(
-            out.status.success(),
-            "kubernetes.sh start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // The script picks free ports and then binds them: a parallel test may take one in
+        // between (etcd's, say), and the API server then fails to start. Like the gateway
+        // harness, start again on fresh ports.
+        let mut attempt = 1;
+        let dir = loop {
+            let dir = crate::TempDir::new("kube");
+            let state_dir = dir.path().to_owned();
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(script())
+                    .arg("start")
+                    .arg(&state_dir)
+                    .output()
+            })
+            .await
+            .expect("join")
+            .expect("run tests/setup/kubernetes.sh");
+            if out.status.success() {
+                break dir;
+            }
+            let _ = std::process::Command::new(script())
+                .arg("stop")
+                .arg(dir.path())
+                .status();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(attempt < 3, "kubernetes.sh start: {stderr}");
+            let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+            eprintln!("kubernetes.sh start failed ({tail:?}); starting again on fresh ports");
+            attempt += 1;
+        };
         let kubeconfig = std::fs::read_to_string(dir.join("kubeconfig")).expect("kubeconfig");
         // Stopped (and its directory removed) when the test's `Kube` drops.
         let server = kubeconfig_field(&kubeconfig, "server:");
