@@ -1,6 +1,7 @@
 //! A hash map in `Arc`ed shards: cloning it is one reference count, and an insert or removal
 //! into a clone copies one shard (about [`TARGET`] entries) and the list of shard pointers.
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -61,33 +62,13 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardMap<K, V> {
         }
     }
 
-    /// A map of `entries` (about `n` of them) built in one pass: no shard is shared yet, so
-    /// no copy-on-write check per insert. A repeated key keeps its last value.
+    /// A map of `entries` (about `n` of them) built in one pass ([`ShardMapBuilder`]).
     pub fn build(n: usize, entries: impl IntoIterator<Item = (K, V)>) -> Self {
-        let hasher = ahash::RandomState::new();
-        let count = shards_for(n);
-        let mask = count - 1;
-        let mut shards: Vec<Shard<K, V>> = (0..count)
-            .map(|_| HashTable::with_capacity(n.div_ceil(count)))
-            .collect();
-        let mut len = 0;
-        for (key, value) in entries {
-            let h = hasher.hash_one(&key);
-            let shard = &mut shards[((h >> 32) as usize) & mask];
-            match shard.find_mut(h, |(k, _)| *k == key) {
-                Some((_, v)) => *v = value,
-                None => {
-                    shard.insert_unique(h, (key, value), |(k, _)| hasher.hash_one(k));
-                    len += 1;
-                }
-            }
+        let mut b = ShardMapBuilder::new(n);
+        for (k, v) in entries {
+            b.insert(k, v);
         }
-        ShardMap {
-            hasher,
-            mask,
-            shards: shards.into_iter().map(Arc::new).collect(),
-            len,
-        }
+        b.finish()
     }
 
     /// The shard of a hash: bits 32 and up, clear of the low bits hashbrown picks a bucket
@@ -132,10 +113,10 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardMap<K, V> {
         let i = self.shard_of(h);
         let hasher = &self.hasher;
         let shard = Arc::make_mut(&mut Arc::make_mut(&mut self.shards)[i]);
-        match shard.find_mut(h, |(k, _)| *k == key) {
-            Some((_, v)) => Some(std::mem::replace(v, value)),
-            None => {
-                shard.insert_unique(h, (key, value), |(k, _)| hasher.hash_one(k));
+        match shard.entry(h, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+            Entry::Occupied(mut e) => Some(std::mem::replace(&mut e.get_mut().1, value)),
+            Entry::Vacant(e) => {
+                e.insert((key, value));
                 self.len += 1;
                 None
             }
@@ -211,6 +192,53 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardMap<K, V> {
             .zip(other.shards.iter())
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count()
+    }
+}
+
+/// A [`ShardMap`] being filled before anyone shares it: no copy-on-write check per insert.
+pub struct ShardMapBuilder<K, V> {
+    hasher: ahash::RandomState,
+    mask: usize,
+    shards: Vec<Shard<K, V>>,
+    len: usize,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> ShardMapBuilder<K, V> {
+    /// Sized for about `n` entries.
+    pub fn new(n: usize) -> Self {
+        let count = shards_for(n);
+        ShardMapBuilder {
+            hasher: ahash::RandomState::new(),
+            mask: count - 1,
+            shards: (0..count)
+                .map(|_| HashTable::with_capacity(n.div_ceil(count)))
+                .collect(),
+            len: 0,
+        }
+    }
+
+    /// Insert or replace (a repeated key keeps its last value).
+    pub fn insert(&mut self, key: K, value: V) {
+        let hasher = &self.hasher;
+        let h = hasher.hash_one(&key);
+        let shard = &mut self.shards[((h >> 32) as usize) & self.mask];
+        // One probe: find the key or the slot it goes in.
+        match shard.entry(h, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k)) {
+            Entry::Occupied(mut e) => e.get_mut().1 = value,
+            Entry::Vacant(e) => {
+                e.insert((key, value));
+                self.len += 1;
+            }
+        }
+    }
+
+    pub fn finish(self) -> ShardMap<K, V> {
+        ShardMap {
+            hasher: self.hasher,
+            mask: self.mask,
+            shards: self.shards.into_iter().map(Arc::new).collect(),
+            len: self.len,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::auth::api_key::Keys;
 use crate::auth::{RealmRt, Realms};
 use crate::limits::{KeyLimit, Limiters, TenantLimits};
 use crate::metrics::{Metrics, TenantCounters};
-use crate::persistent::{ShardMap, Slots};
+use crate::persistent::{ShardMap, ShardMapBuilder, Slots};
 use crate::route::{Namespace, Policy, PoolIdx, Route, Routes};
 use crate::shell::ShellRt;
 use crate::tenant::{HostIndex, TenantIdx};
@@ -169,37 +169,26 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
     let n = table.tenants.len();
     // The host index is built on the other core while this one compiles the tenants: it
     // reads the patterns, which move into the tenants once it is done.
-    let (host_index, compiled) = std::thread::scope(|scope| {
-        let index = scope.spawn(|| HostIndex::build(&hosts));
-        let mut compiled = Vec::with_capacity(n);
-        let parts = table.tenants.into_iter().zip(labels).zip(realms);
-        for ((t, counters), realm) in parts {
-            match compile_tenant(t, Vec::new(), &pool_of, counters, realm, limiters) {
-                Ok(rt) => compiled.push(rt),
-                Err(p) => return (index.join(), Err(p)),
-            }
-        }
-        (index.join(), Ok(compiled))
-    });
-    let host_index = host_index.map_err(|_| Problem::new("tenants", "host index build failed"))?;
+    // Measured: building the host index on another thread while the tenants compile was
+    // slower (cross-thread frees in the allocator, and the other core is often busy).
+    let host_index = HostIndex::build(&hosts);
     let mut users = vec![0u32; pool_ids.len()];
     let mut tenants = Vec::with_capacity(n);
-    for (mut rt, hosts) in compiled?.into_iter().zip(hosts) {
-        rt.hosts = hosts.into_boxed_slice();
+    let mut ids = ShardMapBuilder::new(n);
+    let parts = table.tenants.into_iter().zip(hosts).zip(labels).zip(realms);
+    for (i, (((t, hosts), counters), realm)) in parts.enumerate() {
+        let rt = Arc::new(compile_tenant(
+            t, hosts, &pool_of, counters, realm, limiters,
+        )?);
+        ids.insert(Arc::clone(&rt.id), i as TenantIdx);
         for &p in rt.pools.iter() {
             if let Some(u) = users.get_mut(p as usize) {
                 *u += 1;
             }
         }
-        tenants.push(Arc::new(rt));
+        tenants.push(rt);
     }
-    let tenant_ids = ShardMap::build(
-        n,
-        tenants
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (Arc::clone(&t.id), i as TenantIdx)),
-    );
+    let tenant_ids = ids.finish();
     let pool_users = ShardMap::build(
         users.len(),
         users
@@ -283,13 +272,14 @@ pub(super) fn compile_tenant(
     }
     used.sort_unstable();
     used.dedup();
+    let pools = Box::<[PoolIdx]>::from(&used[..]);
     Ok(TenantRt {
         limits: TenantLimits::compile(limiters, &t.id, &t.rate_limits),
         // Tenant ids are validated to [a-z0-9-], always a valid header value.
         header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
         id: Arc::from(t.id),
         hosts: hosts.into_boxed_slice(),
-        pools: used.into_boxed_slice(),
+        pools,
         routes: Routes::new(routes),
         suspended: !t.status.is_active(),
         counters,
