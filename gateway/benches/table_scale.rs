@@ -6,13 +6,9 @@
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
-use realmgate::auth::Realms;
-use realmgate::limits::Limiters;
-use realmgate::metrics::Metrics;
-use realmgate::snapshot::build::{build, BuildDeps};
+use realmgate::snapshot::build::{build, Caches};
 use realmgate::snapshot::delta::build_delta;
 use realmgate::snapshot::Snapshot;
-use realmgate::upstream::PoolCache;
 use realmgate_table::delta::CheckedDelta;
 use realmgate_table::host::{normalise_authority, HostBuf};
 use realmgate_table::{CheckedTable, Table, Tenant};
@@ -52,35 +48,8 @@ fn checked(table: Table) -> CheckedTable {
     }
 }
 
-struct Deps {
-    pools: PoolCache,
-    limiters: Limiters,
-    metrics: Metrics,
-    realms: Realms,
-}
-
-impl Deps {
-    fn new() -> Deps {
-        Deps {
-            pools: PoolCache::default(),
-            limiters: Limiters::default(),
-            metrics: Metrics::new(1000).expect("metrics"),
-            realms: Realms::default(),
-        }
-    }
-
-    fn get(&self) -> BuildDeps<'_> {
-        BuildDeps {
-            pools: &self.pools,
-            limiters: &self.limiters,
-            metrics: &self.metrics,
-            realms: &self.realms,
-        }
-    }
-}
-
-fn snapshot(n: usize, deps: &Deps) -> Snapshot {
-    build(checked(table(n)), Bytes::new(), &deps.get()).expect("builds")
+fn snapshot(n: usize, deps: &Caches) -> Snapshot {
+    build(checked(table(n)), Bytes::new(), &deps.deps()).expect("builds")
 }
 
 /// Resident set size of this process, bytes (Linux).
@@ -96,7 +65,7 @@ fn host_lookup(c: &mut Criterion) {
         .sample_size(30)
         .measurement_time(Duration::from_secs(3));
     for n in [1_000, 100_000, 1_000_000] {
-        let deps = Deps::new();
+        let deps = Caches::new(1000);
         let before = rss();
         let snap = snapshot(n, &deps);
         if let (Some(a), Some(b)) = (before, rss()) {
@@ -133,7 +102,7 @@ fn one_tenant_delta(c: &mut Criterion) {
         .sample_size(30)
         .measurement_time(Duration::from_secs(3));
     for n in [100_000, 1_000_000] {
-        let deps = Deps::new();
+        let deps = Caches::new(1000);
         let prev = snapshot(n, &deps);
         let changed = tenant(n / 2, "moved.bench.test");
         let delta = CheckedDelta {
@@ -155,7 +124,7 @@ fn one_tenant_delta(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("build_delta", n), |b| {
             b.iter_batched(
                 || delta.clone(),
-                |d| build_delta(&prev, d, &deps.get()).expect("applies"),
+                |d| build_delta(&prev, d, &deps.deps()).expect("applies"),
                 BatchSize::SmallInput,
             )
         });
@@ -178,11 +147,11 @@ fn full_table(c: &mut Criterion) {
         b.iter(|| realmgate_table::parse(black_box(&raw)).expect("valid"))
     });
     let parsed = realmgate_table::parse(&raw).expect("valid");
-    let deps = Deps::new();
+    let deps = Caches::new(1000);
     group.bench_function(BenchmarkId::new("build", n), |b| {
         b.iter_batched(
             || parsed.clone(),
-            |t| build(t, Bytes::new(), &deps.get()).expect("builds"),
+            |t| build(t, Bytes::new(), &deps.deps()).expect("builds"),
             BatchSize::PerIteration,
         )
     });

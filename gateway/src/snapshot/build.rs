@@ -29,6 +29,36 @@ pub struct BuildDeps<'a> {
     pub realms: &'a Realms,
 }
 
+/// Fresh caches of their own, for building snapshots outside a store (tests, benches,
+/// `realmgate check`-style uses): [`Caches::deps`] lends them as [`BuildDeps`].
+pub struct Caches {
+    pub pools: PoolCache,
+    pub limiters: Limiters,
+    pub metrics: Metrics,
+    pub realms: Realms,
+}
+
+impl Caches {
+    /// Empty caches, with `tenant_labels` tenants named in the metrics.
+    pub fn new(tenant_labels: usize) -> Caches {
+        Caches {
+            pools: PoolCache::default(),
+            limiters: Limiters::default(),
+            metrics: Metrics::new(tenant_labels).expect("metrics registry"),
+            realms: Realms::default(),
+        }
+    }
+
+    pub fn deps(&self) -> BuildDeps<'_> {
+        BuildDeps {
+            pools: &self.pools,
+            limiters: &self.limiters,
+            metrics: &self.metrics,
+            realms: &self.realms,
+        }
+    }
+}
+
 /// Why a document did not become a snapshot.
 #[derive(Debug)]
 pub enum Rejected {

@@ -6,15 +6,12 @@
 //!
 //! Cases: 32 by default; `REALMGATE_PROPTEST_CASES=N` runs N.
 
-use super::build::{build, BuildDeps};
+use super::build::{build, Caches};
 use super::delta::build_delta;
 use super::Snapshot;
 use crate::acme::{answer, Answer, ACME_CHALLENGE_PREFIX};
 use crate::auth::api_key::{Namespaces, Scope};
-use crate::auth::Realms;
-use crate::limits::{LimitRt, Limiters};
-use crate::metrics::Metrics;
-use crate::upstream::PoolCache;
+use crate::limits::LimitRt;
 use bytes::Bytes;
 use pingora_http::RequestHeader;
 use proptest::prelude::*;
@@ -48,37 +45,10 @@ const PROBE_SNI: [&str; 6] = [
     "q.test",
 ];
 
-struct Deps {
-    pools: PoolCache,
-    limiters: Limiters,
-    metrics: Metrics,
-    realms: Realms,
-}
-
-impl Deps {
-    fn new() -> Deps {
-        Deps {
-            pools: PoolCache::default(),
-            limiters: Limiters::default(),
-            metrics: Metrics::new(3).expect("metrics"),
-            realms: Realms::default(),
-        }
-    }
-
-    fn get(&self) -> BuildDeps<'_> {
-        BuildDeps {
-            pools: &self.pools,
-            limiters: &self.limiters,
-            metrics: &self.metrics,
-            realms: &self.realms,
-        }
-    }
-}
-
 fn full(table: &Table) -> Snapshot {
     let checked = parse(table).expect("valid table");
-    let deps = Deps::new();
-    build(checked, Bytes::new(), &deps.get()).expect("builds")
+    let deps = Caches::new(3);
+    build(checked, Bytes::new(), &deps.deps()).expect("builds")
 }
 
 fn limit(l: Option<&LimitRt>) -> Option<isize> {
@@ -210,11 +180,11 @@ fn check_steps(steps: &[Vec<Op>]) -> Result<(), TestCaseError> {
                 .host("*.w0.test")
                 .route("/api/", "p1", "public"),
         );
-    let deps = Deps::new();
+    let deps = Caches::new(3);
     let mut snap = build(
         parse(&table).expect("valid table"),
         Bytes::new(),
-        &deps.get(),
+        &deps.deps(),
     )
     .expect("builds");
     for ops in steps {
@@ -230,7 +200,7 @@ fn check_steps(steps: &[Vec<Op>]) -> Result<(), TestCaseError> {
         let checked = parse(&next).expect("kept valid");
         let delta = diff(&table, &next, &checked);
         let before = view(&snap);
-        let inc = build_delta(&snap, delta, &deps.get())
+        let inc = build_delta(&snap, delta, &deps.deps())
             .map_err(|p| TestCaseError::fail(format!("delta refused: {p}")))?;
         prop_assert_eq!(view(&inc), view(&full(&next)), "after {:?}", ops);
         prop_assert_eq!(view(&snap), before, "the previous snapshot changed");
@@ -338,11 +308,11 @@ fn a_host_moves_between_tenants_in_one_change() {
 /// as before.
 #[test]
 fn a_refused_change_changes_nothing() {
-    let deps = Deps::new();
+    let deps = Caches::new(3);
     let table = Table::test()
         .upstream("p0", &["127.0.0.1:9000"])
         .tenant(Tenant::test("a").host("a.test").route("/", "p0", "public"));
-    let snap = build(parse(&table).expect("valid"), Bytes::new(), &deps.get()).expect("builds");
+    let snap = build(parse(&table).expect("valid"), Bytes::new(), &deps.deps()).expect("builds");
     let labels = deps.metrics.labelled_tenants();
     let before = view(&snap);
     let newcomer = Tenant::test("b")
@@ -360,7 +330,7 @@ fn a_refused_change_changes_nothing() {
     bad.version = 2;
     bad.tenants = vec![(newcomer, hosts)];
     let limiters = deps.limiters.len();
-    let e = build_delta(&snap, bad.clone(), &deps.get())
+    let e = build_delta(&snap, bad.clone(), &deps.deps())
         .err()
         .expect("a.test is a's");
     assert!(e.to_string().contains("a.test"), "{e}");
@@ -373,13 +343,13 @@ fn a_refused_change_changes_nothing() {
     assert_eq!(view(&snap), before);
     // Wrong base, and a tenant deleted while a key names it.
     bad.base = 5;
-    assert!(build_delta(&snap, bad, &deps.get()).is_err());
+    assert!(build_delta(&snap, bad, &deps.deps()).is_err());
     let with_key = table.clone().key(ApiKey::test("k", Some("a"), &["*"]));
-    let snap = build(parse(&with_key).expect("valid"), Bytes::new(), &deps.get()).expect("builds");
+    let snap = build(parse(&with_key).expect("valid"), Bytes::new(), &deps.deps()).expect("builds");
     let mut gone = diff(&with_key, &with_key, &parse(&with_key).expect("valid"));
     gone.version = 2;
     gone.delete_tenants = vec!["a".into()];
-    let e = build_delta(&snap, gone, &deps.get())
+    let e = build_delta(&snap, gone, &deps.deps())
         .err()
         .expect("k names a");
     assert!(e.to_string().contains("API key"), "{e}");
@@ -396,8 +366,8 @@ fn a_one_tenant_change_shares_the_rest() {
                 .route("/", "p0", "public"),
         );
     }
-    let deps = Deps::new();
-    let snap = build(parse(&table).expect("valid"), Bytes::new(), &deps.get()).expect("builds");
+    let deps = Caches::new(3);
+    let snap = build(parse(&table).expect("valid"), Bytes::new(), &deps.deps()).expect("builds");
     let mut next = table.clone();
     next.version = 2;
     next.tenants[17] = Tenant::test("t17")
@@ -409,7 +379,7 @@ fn a_one_tenant_change_shares_the_rest() {
             .route("/", "p0", "public"),
     );
     let delta = diff(&table, &next, &parse(&next).expect("valid"));
-    let inc = build_delta(&snap, delta, &deps.get()).expect("applies");
+    let inc = build_delta(&snap, delta, &deps.deps()).expect("applies");
     assert_eq!(inc.tenants.len(), 5001);
     assert!(
         inc.tenants.shared_chunks(&snap.tenants) >= 3,

@@ -1,28 +1,17 @@
 //! Snapshots for unit tests: built from table JSON with fresh caches.
 
-use super::build::{parse_newer, BuildDeps, Rejected};
+use super::build::{parse_newer, Caches, Rejected};
 use super::Snapshot;
-use crate::auth::Realms;
-use crate::limits::Limiters;
-use crate::metrics::Metrics;
-use crate::upstream::PoolCache;
 use bytes::Bytes;
 
 /// Build `json` the way the store does, with caches of its own.
 pub fn try_snapshot(json: &str) -> Result<Snapshot, Rejected> {
-    let metrics = Metrics::new(16).expect("metrics");
-    let (pools, limiters, realms) = (PoolCache::default(), Limiters::default(), Realms::default());
-    let deps = BuildDeps {
-        pools: &pools,
-        limiters: &limiters,
-        metrics: &metrics,
-        realms: &realms,
-    };
+    let caches = Caches::new(16);
     parse_newer(
         &Bytes::copy_from_slice(json.as_bytes()),
         None,
         crate::auth::unix_now(),
-        &deps,
+        &caches.deps(),
     )
 }
 
