@@ -159,12 +159,19 @@ async fn a_txt_record_not_visible_in_time_fails_the_certificate_and_nothing_stop
     let id = format!("lw{pid}");
     let wildcard = format!("*.{id}.{zone}");
     create_tenant(&api, &id, &wildcard).await;
-    let t = wait_state(&api, &id, "failed", Duration::from_secs(60)).await;
-    let err = t["provisioning"]["error"].as_str().unwrap_or_default();
     let want = format!(
         "certificate: dns-01: the TXT record is not visible on the zone's authoritative server {lagging} after 1.5s (_acme-challenge.{id}.{zone}: it answered with no TXT record); the CA was not asked to validate"
     );
-    assert_eq!(err, want, "{t}");
+    // The first failure may be another (PowerDNS is shared by the tests running beside this
+    // one); the step is retried, and the failure this test makes must come.
+    let t = eventually(Duration::from_secs(60), &want, || async {
+        let (_, t) = api
+            .call(Method::GET, &format!("/v1/tenants/{id}"), None)
+            .await;
+        (t["provisioning"]["state"] == "failed" && t["provisioning"]["error"] == want.as_str())
+            .then_some(t)
+    })
+    .await;
     // The runner retries at once here (its backoff is short), so each look waits for a
     // moment between two attempts.
     let detail = want.trim_start_matches("certificate: ").to_owned();

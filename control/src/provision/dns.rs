@@ -150,7 +150,10 @@ impl Dns {
         .await
     }
 
-    /// One call under the server (`path` after `/servers/<id>/`).
+    /// One call under the server (`path` after `/servers/<id>/`). Every call made here is a
+    /// GET or a PATCH of REPLACE/DELETE changes, so each is safe to repeat: a 5xx (PowerDNS's
+    /// SQLite backend answers 500 when two writers to one zone collide) is tried again twice,
+    /// after 100 ms and 300 ms, before the step fails.
     async fn call(
         &self,
         method: reqwest::Method,
@@ -158,24 +161,46 @@ impl Dns {
         what: &str,
         body: Option<Value>,
     ) -> Result<reqwest::Response, StepError> {
+        let mut pauses = [100u64, 300].into_iter();
+        loop {
+            match self.call_once(method.clone(), path, what, body.as_ref()).await {
+                Err((e, true)) => match pauses.next() {
+                    Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+                    None => return Err(e),
+                },
+                Err((e, false)) => return Err(e),
+                Ok(resp) => return Ok(resp),
+            }
+        }
+    }
+
+    /// One attempt; an error says whether it is worth repeating (a 5xx answer).
+    async fn call_once(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        what: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, (StepError, bool)> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}/{path}", self.server_url()))
             .header("X-API-Key", &self.s.api_key);
-        if let Some(b) = &body {
+        if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| StepError::new(format!("PowerDNS unreachable: {}", root_cause(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            let e = StepError::new(format!("PowerDNS unreachable: {}", root_cause(&e)));
+            (e, false)
+        })?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
-            return Err(StepError::new(format!(
+            let e = StepError::new(format!(
                 "PowerDNS {method} {what}: {status}: {}",
                 api_error(&body)
-            )));
+            ));
+            return Err((e, status.is_server_error()));
         }
         Ok(resp)
     }
