@@ -143,6 +143,10 @@ impl GatewayError {
     }
 }
 
+/// The policy of every error page: no scripts, styles, images or forms; framed by the same
+/// origin only.
+const ERROR_CSP: &str = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'";
+
 /// An error response of the gateway's own: JSON `{"error","message","request_id"}`, or a small
 /// HTML page. `code` and `message` are fixed strings of ours (no escaping needed).
 pub fn error_response(
@@ -174,6 +178,10 @@ pub fn error_response(
     let _ = resp.insert_header("content-type", ctype);
     let _ = resp.insert_header("content-length", body.len());
     let _ = resp.insert_header("cache-control", "no-store");
+    // Nothing in these pages runs or loads, and only the tenant's own shell (same origin) may
+    // frame them: an app's frame that fails shows the error, another site cannot frame it.
+    let _ = resp.insert_header("content-security-policy", ERROR_CSP);
+    let _ = resp.insert_header("x-content-type-options", "nosniff");
     let _ = resp.insert_header("x-request-id", request_id.clone());
     (Box::new(resp), Bytes::from(body))
 }
@@ -213,6 +221,12 @@ mod tests {
         assert!(std::str::from_utf8(&body)
             .expect("utf8")
             .contains("<h1>504</h1>"));
+        let csp = head.headers.get("content-security-policy").expect("csp");
+        assert_eq!(csp.as_bytes(), ERROR_CSP.as_bytes());
+        assert_eq!(
+            head.headers.get("x-content-type-options").map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..])
+        );
         assert!(wants_html(Some(&HeaderValue::from_static(
             "text/html,application/xhtml+xml"
         ))));
