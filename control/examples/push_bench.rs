@@ -200,7 +200,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let started = Instant::now();
             let compiled = compile(&m, &secrets)?;
             let compile_took = started.elapsed();
-            let bytes = compiled.body.len();
+            let bytes = compiled.full_table().map_err(|e| e.to_string())?.body.len();
             tx.send_replace(Some(Arc::new(compiled)));
             let deadline = started + Duration::from_secs(120);
             while !pusher

@@ -4,6 +4,7 @@
 //! the previous version.
 
 pub mod delta;
+pub mod full;
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{CertRecord, KeyRecord, Model, TenantRecord, UpstreamRecord};
@@ -18,13 +19,13 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 
-/// A compiled table, ready to push: the exact bytes every gateway receives.
+/// A compiled table, ready to push: the deltas to it, and the full document every gateway
+/// that cannot take a delta receives (written out when first needed: [`full::Full`]).
 #[derive(Debug)]
 pub struct Compiled {
     pub version: u64,
-    pub body: Bytes,
-    /// `sha256:<hex>` of `body`, as the gateways report it.
-    pub digest: String,
+    /// The full table document: built, or built on first use.
+    pub full: full::Full,
     pub tenants: usize,
     /// Some tenant's realm carries a login client secret, a certificate its key, or the
     /// assertion section its signing keys:
@@ -42,6 +43,32 @@ impl Compiled {
     /// The delta that moves a gateway serving `base` to this version, if one was kept.
     pub fn delta_from(&self, base: u64) -> Option<&delta::DeltaBody> {
         self.deltas.iter().find(|d| d.base == base)
+    }
+
+    /// The full table, written out now if it was not yet (blocking: O(table)).
+    pub fn full_table(&self) -> Result<&full::FullTable, full::FullError> {
+        self.full.build(self.version)
+    }
+
+    /// [`Compiled::full_table`] from async code: built on a blocking thread if need be.
+    pub async fn full_table_async(
+        self: &std::sync::Arc<Self>,
+    ) -> Result<full::FullTable, full::FullError> {
+        if let Some(t) = self.full.get() {
+            return Ok(t.clone());
+        }
+        let me = std::sync::Arc::clone(self);
+        match tokio::task::spawn_blocking(move || me.full_table().cloned()).await {
+            Ok(r) => r,
+            // Only a panic in the build ends here; building again here says what it was.
+            Err(_) => self.full_table().cloned(),
+        }
+    }
+
+    /// The full body, for tests.
+    #[cfg(test)]
+    pub fn body(&self) -> Bytes {
+        self.full_table().expect("full table").body.clone()
     }
 }
 
@@ -339,11 +366,9 @@ fn compile_at(
     let mut buf = Vec::with_capacity(256 + model.tenants.len() * 128);
     serde_json::to_writer(&mut buf, &view)?;
     let tenants = view.tenants.written.get();
-    let body = Bytes::from(buf);
     let compiled = Compiled {
         version: model.version,
-        digest: realmgate_table::digest(&body),
-        body,
+        full: full::Full::ready(Bytes::from(buf)),
         tenants,
         has_secrets,
         deltas: Vec::new(),
@@ -380,9 +405,12 @@ mod tests {
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
         assert_eq!(compiled.version, 7);
         assert_eq!(compiled.tenants, 2);
-        assert_eq!(compiled.digest, realmgate_table::digest(&compiled.body));
+        assert_eq!(
+            compiled.full_table().expect("full").digest,
+            realmgate_table::digest(&compiled.body())
+        );
         let realmgate_table::CheckedTable { table, hosts, .. } =
-            realmgate_table::parse(&compiled.body).expect("valid table");
+            realmgate_table::parse(&compiled.body()).expect("valid table");
         let expected = Table {
             version: 7,
             upstreams: m
@@ -398,7 +426,7 @@ mod tests {
         };
         assert_eq!(table, expected);
         assert_eq!(hosts.len(), 2);
-        assert!(std::str::from_utf8(&compiled.body)
+        assert!(std::str::from_utf8(&compiled.body())
             .expect("utf8")
             .contains(r#""status":"suspended""#));
     }
@@ -408,7 +436,9 @@ mod tests {
         let mut m = Model::default();
         m.version = 1;
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
+        let table = realmgate_table::parse(&compiled.body())
+            .expect("valid")
+            .table;
         assert!(table.tenants.is_empty() && table.upstreams.is_empty());
     }
 
@@ -417,7 +447,9 @@ mod tests {
         let mut m = model();
         m.remove_tenant(&crate::ids::TenantId::parse("acme").expect("id"));
         let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let table = realmgate_table::parse(&compiled.body).expect("valid").table;
+        let table = realmgate_table::parse(&compiled.body())
+            .expect("valid")
+            .table;
         let ids: Vec<&str> = table.tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["beta"]);
     }
@@ -452,7 +484,7 @@ mod tests {
     }
 
     fn realm_of(compiled: &Compiled, id: &str) -> Option<realmgate_table::Realm> {
-        let table = realmgate_table::parse(&compiled.body)
+        let table = realmgate_table::parse(&compiled.body())
             .expect("valid table")
             .table;
         let t = table.tenants.into_iter().find(|t| t.id == id)?;
@@ -475,7 +507,8 @@ mod tests {
         assert_eq!(realm.client_id.as_deref(), Some("realmgate"));
         assert_eq!(realm.client_secret.as_deref(), Some("login-s3cret"));
         assert!(compiled.has_secrets, "operators get it redacted");
-        let text = String::from_utf8_lossy(&compiled.body);
+        let body = compiled.body();
+        let text = String::from_utf8_lossy(&body);
         assert!(
             !text.contains("never-in-the-table"),
             "only the login secret"
@@ -500,7 +533,7 @@ mod tests {
         let compiled = compile(&m, &other_key).expect("compile");
         assert_eq!(compiled.tenants, 2);
         assert!(realm_of(&compiled, "gamma").is_none());
-        let table = realmgate_table::parse(&compiled.body)
+        let table = realmgate_table::parse(&compiled.body())
             .expect("still a valid table")
             .table;
         assert!(table.api_keys.is_empty(), "its keys are left out too");
@@ -512,64 +545,4 @@ mod tests {
 mod cert_tests;
 
 #[cfg(test)]
-mod key_tests {
-    use super::*;
-    use crate::ids::TenantId;
-    use crate::model::fixtures;
-
-    pub(super) fn key(id: &str, tenant: Option<&str>, d: u8) -> KeyRecord {
-        KeyRecord {
-            id: id.into(),
-            digest: [d; 32],
-            prefix: "rgk_abcd".into(),
-            tenant: tenant.map(|t| TenantId::parse(t).expect("id")),
-            namespaces: vec!["@acme".into()],
-            expires_at_ms: None,
-            rate_limit: None,
-            created_at_ms: 1,
-            created_by: "operator".into(),
-            revoked_at_ms: None,
-            table_version: 1,
-        }
-    }
-
-    #[test]
-    fn only_live_keys_of_existing_tenants_enter_the_table() {
-        let mut m = Model::default();
-        m.version = 3;
-        m.upstreams.insert(
-            UpstreamName::parse("app").expect("name"),
-            fixtures::upstream(&["127.0.0.1:9001"]),
-        );
-        let (id, rec, hosts) = fixtures::tenant("acme", &["acme.test"], "app");
-        m.put_tenant(id, rec, hosts);
-        m.put_key(key("live", Some("acme"), 1));
-        m.put_key(key("op", None, 2));
-        m.put_key(KeyRecord {
-            revoked_at_ms: Some(5),
-            ..key("revoked", Some("acme"), 3)
-        });
-        m.put_key(KeyRecord {
-            expires_at_ms: Some(1000),
-            ..key("expired", Some("acme"), 4)
-        });
-        m.put_key(key("orphan", Some("gone"), 5));
-        let future = now_ms() + 3_600_000;
-        m.put_key(KeyRecord {
-            expires_at_ms: Some(future),
-            ..key("later", Some("acme"), 6)
-        });
-        let compiled = compile(&m, &SecretBox::random()).expect("compile");
-        let realmgate_table::CheckedTable {
-            table, key_expiry, ..
-        } = realmgate_table::parse(&compiled.body).expect("valid");
-        let ids: Vec<&str> = table.api_keys.iter().map(|k| k.id.as_str()).collect();
-        assert_eq!(ids, ["later", "live", "op"]);
-        assert_eq!(
-            table.api_keys[1].digest,
-            format!("sha256:{}", "01".repeat(32))
-        );
-        assert_eq!(key_expiry[0], Some(future / 1000));
-        assert!(!String::from_utf8_lossy(&compiled.body).contains("rgk_"));
-    }
-}
+mod key_tests;

@@ -12,6 +12,7 @@ use realmgate_table::host::HostPattern;
 use realmgate_table::{RateLimit, Tenant, Upstream};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 /// An entry of a tenant's app catalog, shown by the app shell (the table's `catalog` carries
 /// the title, the path and the icon; the name is realmctl's id for the entry).
@@ -244,6 +245,10 @@ pub struct Model {
     /// Key ids by tenant: a tenant's change re-decides its keys (they enter the table only
     /// with their tenant), and its deletion revokes them, without a scan of every key.
     tenant_keys: HashMap<TenantId, BTreeSet<String>>,
+    /// Tenants by the pools their routes and shell use: who uses a pool, without a scan of
+    /// every tenant. Kept by [`Model::put_tenant`] and [`Model::remove_tenant`] (the only
+    /// writes that change a tenant's routes).
+    pool_users: HashMap<String, BTreeSet<TenantId>>,
     app_digests: HashMap<[u8; 32], String>,
 }
 
@@ -307,6 +312,11 @@ impl Model {
                 }
             }
         }
+    }
+
+    /// The ids of the keys bound to a tenant, revoked ones included.
+    pub fn key_ids_of(&self, tenant: &TenantId) -> Option<&BTreeSet<String>> {
+        self.tenant_keys.get(tenant)
     }
 
     /// The keys bound to a tenant, revoked ones included, in id order.
@@ -379,11 +389,22 @@ impl Model {
         for host in hosts {
             self.hosts.insert(host, id.clone());
         }
+        for pool in Model::pools_of(&record) {
+            self.pool_users.entry(pool).or_default().insert(id.clone());
+        }
         self.tenants.insert(id, record);
     }
 
     pub fn remove_tenant(&mut self, id: &TenantId) -> Option<TenantRecord> {
         let old = self.tenants.remove(id)?;
+        for pool in Model::pools_of(&old) {
+            if let Some(users) = self.pool_users.get_mut(&pool) {
+                users.remove(id);
+                if users.is_empty() {
+                    self.pool_users.remove(&pool);
+                }
+            }
+        }
         for raw in &old.wire.hosts {
             if let Ok(p) = HostPattern::parse(raw) {
                 if self.hosts.get(&p) == Some(id) {
@@ -394,21 +415,48 @@ impl Model {
         Some(old)
     }
 
-    /// Tenants whose routes use an upstream pool, in id order.
+    /// Tenants whose routes (or shell) use an upstream pool, in id order.
     pub fn users_of(&self, upstream: &UpstreamName) -> Vec<TenantId> {
-        self.tenants
-            .iter()
-            .filter(|(_, t)| {
-                t.wire
-                    .routes
-                    .iter()
-                    .any(|r| r.upstream == upstream.as_str())
-                    || t.wire.shell.as_ref().and_then(|s| s.upstream.as_deref())
-                        == Some(upstream.as_str())
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
+        self.pool_users
+            .get(upstream.as_str())
+            .map(|users| users.iter().cloned().collect())
+            .unwrap_or_default()
     }
+
+    /// How many tenants use an upstream pool (routes or shell).
+    pub fn user_count(&self, upstream: &str) -> usize {
+        self.pool_users.get(upstream).map_or(0, BTreeSet::len)
+    }
+}
+
+/// Where a page after `after` starts, for `BTreeMap::range` and `BTreeSet::range`.
+pub fn after_bound(after: Option<&str>) -> (Bound<&str>, Bound<&str>) {
+    (
+        after.map_or(Bound::Unbounded, Bound::Excluded),
+        Bound::Unbounded,
+    )
+}
+
+/// A page of `entries` (by key, ascending, from a `range(after_bound(after))`), each made by
+/// `view` or skipped (`None`), and the `after` of the next page when there is one. Costs the
+/// page (and the entries skipped on the way), not the map: a list endpoint at a million.
+pub fn page_of<'a, V, T>(
+    entries: impl Iterator<Item = (&'a str, V)>,
+    limit: usize,
+    mut view: impl FnMut(V) -> Option<T>,
+) -> (Vec<T>, Option<String>) {
+    let mut page = Vec::new();
+    let mut last: Option<&str> = None;
+    for (k, v) in entries {
+        let Some(t) = view(v) else { continue };
+        if page.len() == limit {
+            // One more exists: the page ends at the last one taken.
+            return (page, last.map(str::to_owned));
+        }
+        page.push(t);
+        last = Some(k);
+    }
+    (page, None)
 }
 
 #[cfg(test)]
@@ -473,48 +521,7 @@ pub mod fixtures {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::fixtures::*;
-    use super::*;
-
-    #[test]
-    fn host_index_follows_tenants() {
-        let mut m = Model::default();
-        let (id, rec, hosts) = tenant("acme", &["acme.test", "*.acme.test"], "app");
-        m.put_tenant(id.clone(), rec, hosts);
-        let exact = HostPattern::parse("ACME.test.").expect("host");
-        assert_eq!(m.host_owner(&exact), Some(&id));
-        let (_, rec2, hosts2) = tenant("acme", &["acme2.test"], "app");
-        m.put_tenant(id.clone(), rec2, hosts2);
-        assert_eq!(m.host_owner(&exact), None, "replaced hosts leave the index");
-        assert!(m.remove_tenant(&id).is_some());
-        let h2 = HostPattern::parse("acme2.test").expect("host");
-        assert_eq!(m.host_owner(&h2), None);
-        assert!(m.remove_tenant(&id).is_none());
-    }
-
-    #[test]
-    fn users_of_upstream() {
-        let mut m = Model::default();
-        for (t, u) in [("a", "x"), ("b", "y"), ("c", "x")] {
-            let (id, rec, hosts) = tenant(t, &[&format!("{t}.test")], u);
-            m.put_tenant(id, rec, hosts);
-        }
-        let x = UpstreamName::parse("x").expect("name");
-        let users: Vec<String> = m.users_of(&x).iter().map(ToString::to_string).collect();
-        assert_eq!(users, ["a", "c"]);
-        // A tenant's own shell app uses its pool too.
-        let (id, mut rec, hosts) = tenant("d", &["d.test"], "y");
-        rec.wire.shell = Some(realmgate_table::Shell {
-            enabled: true,
-            upstream: Some("x".into()),
-            excludes: Vec::new(),
-        });
-        m.put_tenant(id, rec, hosts);
-        let users: Vec<String> = m.users_of(&x).iter().map(ToString::to_string).collect();
-        assert_eq!(users, ["a", "c", "d"]);
-    }
-}
+mod tests;
 
 /// The fleet's identity assertion as realmctl keeps it.
 #[derive(Debug, Default)]

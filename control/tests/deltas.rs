@@ -171,3 +171,89 @@ async fn changes_travel_as_deltas_and_a_gateway_that_missed_1000_catches_up() {
         );
     }
 }
+
+/// `GET /v1/table` on realmctl with the gateway token.
+async fn pull(ctl: &Realmctl, query: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/v1/table{query}", ctl.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("realmctl table")
+}
+
+fn content_type(r: &reqwest::Response) -> String {
+    r.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Pull mode: a gateway started with `--control-url` and no pushes at all takes each change
+/// as a delta from the version it serves, and ends in exactly realmctl's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulling_gateway_takes_deltas_and_ends_in_realmctls_state() {
+    let dir = TempDir::new("pull-deltas");
+    let up = Upstream::start("a").await;
+    let ctl = Realmctl::start(&dir, &[]).await;
+    let api = ctl.api();
+    api.put_pool("app", up.addr).await;
+    create(&api, "acme").await;
+    let g = Gateway::start(&dir, "p1", Some(&ctl.url())).await;
+    until_answers(
+        &g,
+        "acme.test",
+        200,
+        Some("upstream a"),
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut last = 0;
+    for id in ["beta", "gamma", "delta"] {
+        last = create(&api, id).await;
+        let host = format!("{id}.test");
+        until_answers(&g, &host, 200, Some("upstream a"), Duration::from_secs(10)).await;
+    }
+    let log = g.proc.log_text();
+    let deltas = log.matches("pulled delta to version").count();
+    assert!(deltas >= 2, "{deltas} deltas pulled for 3 changes:\n{log}");
+
+    // Exactly realmctl's table: the state digest of its full document.
+    let full = pull(&ctl, "", GATEWAY_TOKEN).await;
+    assert_eq!(content_type(&full), "application/json");
+    let body = full.bytes().await.expect("full table");
+    let table = realmgate_table::parse(&body).expect("a valid table").table;
+    assert_eq!(table.version, last);
+    let info = table_info(&g).await;
+    assert_eq!(info["version"], last);
+    assert_eq!(
+        info["state_digest"].as_str(),
+        Some(realmgate_table::state_digest(&table).as_str())
+    );
+
+    // What realmctl answers: the delta from a version it keeps one from, nothing newer
+    // than the current version, the full table from further back or to an operator.
+    let d = pull(&ctl, &format!("?since={}", last - 1), GATEWAY_TOKEN).await;
+    assert_eq!(d.status(), StatusCode::OK);
+    assert_eq!(content_type(&d), realmgate_table::delta::DELTA_CONTENT_TYPE);
+    let base = d.headers()["x-realmgate-table-base"]
+        .to_str()
+        .ok()
+        .map(str::to_owned);
+    assert_eq!(base, Some((last - 1).to_string()));
+    let delta = realmgate_table::delta::parse_delta(&d.bytes().await.expect("delta"))
+        .expect("a delta document");
+    assert_eq!((delta.base, delta.version), (last - 1, last));
+    assert_eq!(delta.tenants.len(), 1, "one tenant changed");
+    let none = pull(&ctl, &format!("?since={last}"), GATEWAY_TOKEN).await;
+    assert_eq!(none.status(), StatusCode::NO_CONTENT);
+    let far = pull(&ctl, "?since=0", GATEWAY_TOKEN).await;
+    assert_eq!(content_type(&far), "application/json");
+    let op = pull(&ctl, &format!("?since={}", last - 1), OPERATOR_TOKEN).await;
+    assert_eq!(
+        content_type(&op),
+        "application/json",
+        "operators get tables"
+    );
+}

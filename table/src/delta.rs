@@ -26,6 +26,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// The content type of a delta where a full table could have come instead: realmctl's
+/// answer to a gateway's pull `GET /v1/table?since=<version>` (a full table is
+/// `application/json`). A `PATCH /v1/table` carries a delta as `application/json`.
+pub const DELTA_CONTENT_TYPE: &str = "application/vnd.realmgate.delta+json";
+
 /// A change to the table in force, as it travels (`PATCH /v1/table` on a gateway's admin
 /// listener, `Content-Type: application/json`).
 ///

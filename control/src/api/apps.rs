@@ -42,7 +42,7 @@ async fn list(
     q: Result<Query<RawPage>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let page = Page::parse(q)?;
-    let (apps, next) = page.of(s.control.list_apps(), |a| &a.id);
+    let (apps, next) = s.control.list_apps_page(page.after.as_deref(), page.limit);
     Ok(Json(paging::answer("apps", apps, next, Default::default())?).into_response())
 }
 

@@ -25,7 +25,10 @@ async fn all(
     q: Result<Query<RawPage>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let page = Page::parse(q)?;
-    paged(&page, s.control.list_domains(None)?)
+    paged(
+        s.control
+            .list_domains_page(None, page.after.as_deref(), page.limit)?,
+    )
 }
 
 /// `GET /v1/tenants/{id}/domains?after=&limit=`: a page of one tenant's domains.
@@ -36,11 +39,13 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let page = Page::parse(q)?;
     let id = tenant_id(&id)?;
-    paged(&page, s.control.list_domains(Some(&id))?)
+    paged(
+        s.control
+            .list_domains_page(Some(&id), page.after.as_deref(), page.limit)?,
+    )
 }
 
-fn paged(page: &Page, domains: Vec<DomainView>) -> Result<Response, ApiError> {
-    let (domains, next) = page.of(domains, |d| &d.domain);
+fn paged((domains, next): (Vec<DomainView>, Option<String>)) -> Result<Response, ApiError> {
     Ok(Json(paging::answer(
         "domains",
         domains,

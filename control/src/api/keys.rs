@@ -50,7 +50,9 @@ async fn list(
     q: Result<Query<RawPage>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let page = Page::parse(q)?;
-    let (keys, next) = page.of(s.control.list_keys(&caller), |k| &k.id);
+    let (keys, next) = s
+        .control
+        .list_keys_page(&caller, page.after.as_deref(), page.limit);
     Ok(Json(paging::answer("keys", keys, next, Default::default())?).into_response())
 }
 

@@ -1,7 +1,9 @@
 //! `/v1/table`: the compiled routing table, for operators and for gateways pulling it at
 //! start (`realmgate --control-url`), which present their admin token. Only gateways get the
 //! login client secrets of provisioned tenants and the certificates' private keys; operators
-//! see them redacted.
+//! see them redacted. A gateway that names the version it serves (`?since=`) is answered
+//! the delta from it when realmctl keeps one (`application/vnd.realmgate.delta+json`), the
+//! full table otherwise.
 
 use super::{ApiError, AppState};
 use crate::compile::Compiled;
@@ -45,6 +47,9 @@ struct TableQuery {
     /// moment of a change even when a push does not reach it.
     after: Option<u64>,
     wait_s: Option<u64>,
+    /// The version the gateway serves: answer the delta from it if one is kept (gateways
+    /// only; others always get the full table).
+    since: Option<u64>,
 }
 
 /// The table as of this request: a change acknowledged before it is always included.
@@ -86,24 +91,53 @@ async fn show(
         );
         return Err(ApiError::InsecureChannel);
     }
+    let version_header = (
+        header::HeaderName::from_static("x-realmgate-table-version"),
+        table.version.to_string(),
+    );
+    if let Some(since) = q.since.filter(|_| gateway && !summary) {
+        if since >= table.version {
+            // Nothing newer than what the gateway serves.
+            return Ok((axum::http::StatusCode::NO_CONTENT, [version_header]).into_response());
+        }
+        if let Some(d) = table.delta_from(since) {
+            return Ok((
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        realmgate_table::delta::DELTA_CONTENT_TYPE.to_owned(),
+                    ),
+                    version_header,
+                    (
+                        header::HeaderName::from_static("x-realmgate-table-base"),
+                        d.base.to_string(),
+                    ),
+                ],
+                d.body.clone(),
+            )
+                .into_response());
+        }
+    }
+    // Written out now if nothing needed this version's full table before.
+    let full = table
+        .full_table_async()
+        .await
+        .map_err(|e| ApiError::Service(ServiceError::Internal(e.to_string())))?;
     let headers = [
-        (header::ETAG, format!("\"{}\"", table.digest)),
-        (
-            header::HeaderName::from_static("x-realmgate-table-version"),
-            table.version.to_string(),
-        ),
+        (header::ETAG, format!("\"{}\"", full.digest)),
+        version_header,
     ];
     if summary {
         let summary = json!({
             "version": table.version,
-            "digest": table.digest,
+            "digest": full.digest,
             "tenants": table.tenants,
-            "bytes": table.body.len(),
+            "bytes": full.body.len(),
         });
         return Ok((headers, Json(summary)).into_response());
     }
     if table.has_secrets && !gateway {
-        let body = redacted(&table.body)
+        let body = redacted(&full.body)
             .map_err(|e| ApiError::Service(ServiceError::Internal(e.to_string())))?;
         return Ok((
             [
@@ -115,7 +149,7 @@ async fn show(
             ],
             [
                 // Not the bytes the digest names.
-                (header::ETAG, format!("W/\"{}\"", table.digest)),
+                (header::ETAG, format!("W/\"{}\"", full.digest)),
                 (
                     header::HeaderName::from_static("x-realmgate-table-version"),
                     table.version.to_string(),
@@ -128,7 +162,7 @@ async fn show(
     Ok((
         [(header::CONTENT_TYPE, "application/json".to_owned())],
         headers,
-        table.body.clone(),
+        full.body,
     )
         .into_response())
 }

@@ -24,7 +24,7 @@ async fn list(
     q: Result<Query<RawPage>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let page = Page::parse(q)?;
-    let (pools, next) = page.of(s.control.list_upstreams(), |u| &u.name);
+    let (pools, next) = s.control.list_upstreams(page.after.as_deref(), page.limit);
     Ok(Json(paging::answer(
         "upstreams",
         pools,

@@ -34,12 +34,16 @@ fn certificates_enter_the_table_with_their_keys_opened() {
     m.certificates.insert("acme".into(), record);
     let compiled = compile(&m, &sealer).expect("compile");
     assert!(compiled.has_secrets, "a key is a secret");
-    let table = realmgate_table::parse(&compiled.body).expect("valid").table;
+    let table = realmgate_table::parse(&compiled.body())
+        .expect("valid")
+        .table;
     assert_eq!(table.certificates.len(), 1);
     assert_eq!(table.certificates[0].key_pem, ca.serialize_pem());
     assert_eq!(table.certificates[0].hosts, ["acme.test"]);
     // A key sealed under another key is left out, the table still valid.
     let compiled = compile(&m, &SecretBox::random()).expect("compile");
-    let table = realmgate_table::parse(&compiled.body).expect("valid").table;
+    let table = realmgate_table::parse(&compiled.body())
+        .expect("valid")
+        .table;
     assert!(table.certificates.is_empty() && !compiled.has_secrets);
 }

@@ -7,8 +7,8 @@
 //! byte for byte the part in the full table of the same version.
 
 use super::{
-    certificate_entry, challenge_enters, compile_at, key_enters, key_entry, provisioned_realm,
-    tenant_entry, Compiled,
+    certificate_entry, challenge_enters, compile_at, full, key_enters, key_entry,
+    provisioned_realm, tenant_entry, Compiled, Provisioned,
 };
 use crate::model::Model;
 use crate::provision::secrets::SecretBox;
@@ -82,9 +82,17 @@ struct Held {
     /// Held ACME answers and the instant (ms) each leaves the table (few: open orders).
     challenges: BTreeMap<String, u64>,
     assertion: Option<Assertion>,
+    /// Held tenants whose realm carries a login client secret (the table then has secrets).
+    secret_tenants: HashSet<String>,
 }
 
 impl Held {
+    /// Whether the table carries secrets: a login client secret, a certificate's key or the
+    /// assertion section's signing keys (as the full compile decides it).
+    fn has_secrets(&self) -> bool {
+        self.assertion.is_some() || !self.certificates.is_empty() || !self.secret_tenants.is_empty()
+    }
+
     /// Record that the part is (`Some`) or is not in the table now, and what changed.
     fn set(&mut self, id: PartId, part: Option<Part>, parts: &mut BTreeMap<PartId, Change>) {
         let (set, name) = match &id {
@@ -161,76 +169,94 @@ impl DeltaCompiler {
         secrets: &SecretBox,
         now_ms: u64,
     ) -> Result<Compiled, serde_json::Error> {
-        let step = self
-            .held
-            .as_mut()
-            .map(|held| step(model, secrets, now_ms, held));
-        let touched = step.is_none().then(|| model.take_touched());
+        let Some(held) = self.held.as_mut() else {
+            return self.compile_first(model, secrets, now_ms);
+        };
+        // The change alone: the full table is written out only when a gateway needs it.
+        let step = step(model, secrets, now_ms, held);
+        let (tenants, has_secrets) = (held.tenants.len(), held.has_secrets());
+        self.steps.push_back(step);
+        while self.steps.len() > KEEP {
+            self.steps.pop_front();
+        }
+        let Some((state, table)) = self.advance_table() else {
+            // The table model could not follow (a compiler bug, logged): this version goes
+            // out in full, compiled from the model, and the deltas start again from it.
+            self.steps.clear();
+            let (mut compiled, _) = match compile_at(model, secrets, now_ms) {
+                Ok(c) => c,
+                Err(e) => return Err(self.forget(e)),
+            };
+            self.table = table_model(&compiled);
+            compiled.state_digest = self.table.as_ref().map(|t| t.state_digest());
+            return Ok(compiled);
+        };
+        let deltas = match self.deltas(&state) {
+            Ok(d) => d,
+            Err(e) => return Err(self.forget(e)),
+        };
+        Ok(Compiled {
+            version: model.version,
+            full: full::Full::from_model(table),
+            tenants,
+            has_secrets,
+            deltas,
+            state_digest: Some(state),
+        })
+    }
+
+    /// The first compile (or the first after a failure): the full table, from the whole
+    /// model; nothing to compare with, and what was written before it is in the table.
+    fn compile_first(
+        &mut self,
+        model: &Model,
+        secrets: &SecretBox,
+        now_ms: u64,
+    ) -> Result<Compiled, serde_json::Error> {
+        drop(model.take_touched());
         let (mut compiled, realms) = match compile_at(model, secrets, now_ms) {
             Ok(c) => c,
-            Err(e) => {
-                // What the gateways hold is no longer known: start afresh.
-                self.held = None;
-                self.steps.clear();
-                return Err(e);
-            }
+            Err(e) => return Err(self.forget(e)),
         };
-        match step {
-            Some(step) => {
-                self.steps.push_back(step);
-                while self.steps.len() > KEEP {
-                    self.steps.pop_front();
-                }
-                match self.advance_table(&compiled) {
-                    Some(state) => {
-                        compiled.deltas = self.deltas(&state)?;
-                        compiled.state_digest = Some(state);
-                    }
-                    // The model could not follow: no deltas until it is rebuilt (the
-                    // gateways get this version in full).
-                    None => self.steps.clear(),
-                }
-            }
-            None => {
-                // The first compile: nothing to compare with, and what was written before
-                // it is in the table it makes.
-                drop(touched);
-                self.held = Some(held_by(model, secrets, now_ms, &realms));
-                self.steps.clear();
-                self.table = table_model(&compiled);
-                compiled.state_digest = self.table.as_ref().map(|t| t.state_digest());
-            }
-        }
+        self.held = Some(held_by(model, secrets, now_ms, &realms));
+        self.steps.clear();
+        self.table = table_model(&compiled);
+        compiled.state_digest = self.table.as_ref().map(|t| t.state_digest());
         Ok(compiled)
     }
 
+    /// What the gateways hold is no longer known: start afresh with the next compile.
+    fn forget(&mut self, e: serde_json::Error) -> serde_json::Error {
+        self.held = None;
+        self.steps.clear();
+        self.table = None;
+        e
+    }
+
     /// Move the table model by the newest step, as a gateway will; the state digest after
-    /// it. A model out of step (or a change it refuses, which would be a compiler bug) is
-    /// rebuilt from the full table, and this version has no deltas.
-    fn advance_table(&mut self, compiled: &Compiled) -> Option<String> {
+    /// it, and a copy of the model (O(1)) to write the full table from. `None`: the model is
+    /// out of step, or refuses the change (which would be a compiler
+    /// bug): this version has no deltas, and the caller rebuilds the model from the full
+    /// table.
+    fn advance_table(&mut self) -> Option<(String, realmgate_table::Model)> {
         let newest = self.compose(self.steps.len().checked_sub(1)?);
-        let advanced = self.table.as_mut().and_then(|table| {
-            if table.version() != newest.base {
-                return None;
-            }
-            match table.preview(&newest) {
-                Ok((checked, state)) => {
-                    table.apply(&checked);
-                    Some(state)
-                }
-                Err(e) => {
-                    log::error!(
-                        "the delta to table version {} does not check against the previous table ({e}); sending the full table",
-                        newest.version
-                    );
-                    None
-                }
-            }
-        });
-        if advanced.is_none() {
-            self.table = table_model(compiled);
+        let table = self.table.as_mut()?;
+        if table.version() != newest.base {
+            return None;
         }
-        advanced
+        match table.preview(&newest) {
+            Ok((checked, state)) => {
+                table.apply(&checked);
+                Some((state, table.clone()))
+            }
+            Err(e) => {
+                log::error!(
+                    "the delta to table version {} does not check against the previous table ({e}); sending the full table",
+                    newest.version
+                );
+                None
+            }
+        }
     }
 
     /// The delta from each version kept to the newest, newest base first, each carrying the
@@ -290,7 +316,8 @@ impl DeltaCompiler {
 
 /// The table model of a full compile (parsed as a gateway parses it).
 fn table_model(compiled: &Compiled) -> Option<realmgate_table::Model> {
-    match realmgate_table::parse(&compiled.body) {
+    let body = compiled.full.get().map(|f| &f.body[..]).unwrap_or_default();
+    match realmgate_table::parse(body) {
         Ok(checked) => Some(realmgate_table::Model::from_checked(&checked)),
         Err(problems) => {
             log::error!(
@@ -374,6 +401,11 @@ fn held_by(model: &Model, secrets: &SecretBox, now_ms: u64, realms: &super::Real
             .collect(),
         challenges: BTreeMap::new(),
         assertion: crate::assertion_section::assertion_section(model, secrets),
+        secret_tenants: realms
+            .iter()
+            .filter(|(id, p)| has_secret(p) && tenants.contains(id.as_str()))
+            .map(|(id, _)| id.to_string())
+            .collect(),
         tenants,
     };
     for k in model.keys.values() {
@@ -394,6 +426,11 @@ fn held_by(model: &Model, secrets: &SecretBox, now_ms: u64, realms: &super::Real
     held
 }
 
+/// Whether a tenant's realm puts a secret in the table.
+fn has_secret(p: &Provisioned) -> bool {
+    matches!(p, Provisioned::Realm(r) if r.client_secret.is_some())
+}
+
 /// The change since `held` (the previous table), from what the model recorded as written
 /// and what expired by `now_ms`; `held` becomes this version's.
 fn step(model: &Model, secrets: &SecretBox, now_ms: u64, held: &mut Held) -> Step {
@@ -409,10 +446,18 @@ fn step(model: &Model, secrets: &SecretBox, now_ms: u64, held: &mut Held) -> Ste
     let mut keys = touched.keys;
     for id in touched.tenants {
         let was = held.tenants.contains(id.as_str());
+        let mut secret = false;
         let part = model.tenants.get(&id).and_then(|r| {
             let realm = provisioned_realm(r, secrets);
-            tenant_entry(r, Some(&realm)).map(|t| Part::Tenant(Box::new(t.into_owned())))
+            let entry = tenant_entry(r, Some(&realm))?;
+            secret = has_secret(&realm);
+            Some(Part::Tenant(Box::new(entry.into_owned())))
         });
+        if secret {
+            held.secret_tenants.insert(id.to_string());
+        } else {
+            held.secret_tenants.remove(id.as_str());
+        }
         let is = part.is_some();
         held.set(PartId::Tenant(id.to_string()), part, &mut parts);
         if was != is {

@@ -74,7 +74,7 @@ fn holds_tenant(c: &DeltaCompiler, id: &TenantId) -> bool {
 }
 
 fn table(c: &Compiled) -> Table {
-    realmgate_table::parse(&c.body)
+    realmgate_table::parse(&c.body())
         .expect("a valid full table")
         .table
 }
@@ -124,7 +124,8 @@ fn apply(t: &mut Table, d: &Delta) {
 
 /// Each upserted part appears in the full body exactly as the delta wrote it.
 fn assert_parts_verbatim(full: &Compiled, d: &Delta) {
-    let body = std::str::from_utf8(&full.body).expect("utf8");
+    let body = full.body();
+    let body = std::str::from_utf8(&body).expect("utf8");
     let parts = d
         .tenants
         .iter()
@@ -156,6 +157,15 @@ impl Run {
 
     fn compile(&mut self, m: &Model, now: u64) -> Compiled {
         let compiled = self.c.compile_at(m, &self.secrets, now).expect("compile");
+        // A version reached by deltas writes its full table only when asked, and then the
+        // very bytes the full compile makes.
+        assert_eq!(compiled.full.get().is_some(), compiled.deltas.is_empty());
+        let (whole, _) = super::compile_at(m, &self.secrets, now).expect("full compile");
+        assert_eq!(compiled.body(), whole.body(), "version {}", m.version);
+        assert_eq!(
+            (compiled.tenants, compiled.has_secrets),
+            (whole.tenants, whole.has_secrets)
+        );
         let next = table(&compiled);
         // The state the gateways will check each delta against: the full table's.
         let state = realmgate_table::state_digest(&next);

@@ -4,6 +4,7 @@
 use super::super::worker::Worker;
 use super::super::{Gateway, Outcome, PushSettings};
 use crate::compile::delta::DeltaBody;
+use crate::compile::full::Full;
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
 use axum::http::StatusCode;
@@ -57,12 +58,11 @@ fn worker(url: &str, metrics: &Arc<Metrics>, applied: Option<u64>) -> Worker {
 }
 
 /// Version `version`, with a delta from the version before.
-fn table_at(version: u64) -> Compiled {
+fn table_at(version: u64) -> Arc<Compiled> {
     let base = version - 1;
-    Compiled {
+    Arc::new(Compiled {
         version,
-        body: Bytes::from(format!(r#"{{"version": {version}}}"#)),
-        digest: "sha256:x".into(),
+        full: Full::ready(Bytes::from(format!(r#"{{"version": {version}}}"#))),
         tenants: 0,
         has_secrets: false,
         deltas: vec![DeltaBody {
@@ -73,10 +73,10 @@ fn table_at(version: u64) -> Compiled {
             parts: 0,
         }],
         state_digest: None,
-    }
+    })
 }
 
-fn table() -> Compiled {
+fn table() -> Arc<Compiled> {
     table_at(8)
 }
 

@@ -30,6 +30,9 @@ pub async fn run(
     let mut ahead_open = true;
     // Only this task compiles; the lock lends it to the blocking thread that does.
     let compiler = Arc::new(Mutex::new(DeltaCompiler::default()));
+    // The size of the last full table written out: a version sent only as deltas has none
+    // of its own (its full table is written when a gateway needs it).
+    let mut full_bytes = 0;
     loop {
         let seen = *ahead.borrow_and_update();
         if seen > 0 && seen >= control.version() {
@@ -62,17 +65,19 @@ pub async fn run(
             };
             match tokio::task::spawn_blocking(compile).await {
                 Ok(Ok(compiled)) => {
+                    let built = compiled.full.get().map(|f| f.body.len());
+                    full_bytes = built.unwrap_or(full_bytes);
                     metrics.observe_compile(
                         started.elapsed(),
                         compiled.version,
-                        compiled.body.len(),
+                        full_bytes,
                         compiled.tenants,
                     );
                     log::info!(
-                        "compiled table version {} ({} tenants, {} bytes; delta from {}: {} parts) in {:?}",
+                        "compiled table version {} ({} tenants, {}; delta from {}: {} parts) in {:?}",
                         compiled.version,
                         compiled.tenants,
-                        compiled.body.len(),
+                        built.map_or_else(|| "full table on demand".to_owned(), |b| format!("{b} bytes")),
                         compiled.deltas.first().map_or_else(|| "none".to_owned(), |d| d.base.to_string()),
                         compiled.deltas.first().map_or(0, |d| d.parts),
                         started.elapsed()

@@ -78,7 +78,7 @@ impl Worker {
 
     /// Send the newest table: as a delta when the gateway serves a version it was compiled
     /// against, else (or when the gateway does not apply it) in full.
-    pub(super) async fn push(&self, table: &Compiled) -> Outcome {
+    pub(super) async fn push(&self, table: &Arc<Compiled>) -> Outcome {
         let started = Instant::now();
         if let Some(outcome) = self.refuse_insecure(table, started) {
             return outcome;
@@ -127,15 +127,24 @@ impl Worker {
         None
     }
 
-    async fn push_full(&self, table: &Compiled) -> Outcome {
+    async fn push_full(&self, table: &Arc<Compiled>) -> Outcome {
         let url = format!("{}/v1/table", self.gateway.url);
         let started = Instant::now();
+        // Written out now if no gateway needed it before (once per version).
+        let full = match table.full_table_async().await {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("{e}");
+                let ended = (Outcome::Error, None, Some(e.to_string()));
+                return self.finish(table.version, "", started, ended);
+            }
+        };
         self.metrics.table_pushed(false);
         let mut req = self
             .client
             .put(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(table.body.clone());
+            .body(full.body);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
@@ -251,7 +260,7 @@ impl Worker {
     /// Ask a gateway which table it serves, compared with `ours` (the newest published): an
     /// older one (or none) is pushed again; ours exactly is in sync; any other at or above
     /// our version is a table we did not publish, which we move past.
-    async fn probe(&self, ours: &Compiled) {
+    async fn probe(&self, ours: &Arc<Compiled>) {
         let mut req = self.client.get(format!("{}/v1/table", self.gateway.url));
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
@@ -275,12 +284,7 @@ impl Worker {
                         );
                     }
                     self.gateway.observed(Some(v));
-                } else if v == ours.version
-                    && (digest.as_deref() == Some(ours.digest.as_str())
-                        || (state_digest.is_some() && state_digest == ours.state_digest))
-                {
-                    // (A gateway that got here by deltas serves no document of ours: its
-                    // state digest says it holds exactly our table.)
+                } else if v == ours.version && self.holds(ours, digest, state_digest).await {
                     // Exactly our table: a healthy check, shown as such.
                     self.gateway.record(Outcome::AlreadyCurrent, Some(v), None);
                 } else {
@@ -307,6 +311,30 @@ impl Worker {
                 );
                 self.gateway
                     .record(Outcome::Unreachable, None, Some(transport_error(&e)));
+            }
+        }
+    }
+}
+
+impl Worker {
+    /// Whether a gateway at our version holds exactly our table. By the state digest, which
+    /// every gateway with deltas reports and which needs no full document; a gateway without
+    /// one (older) is compared by the document's digest, written out for it if need be.
+    async fn holds(
+        &self,
+        ours: &Arc<Compiled>,
+        digest: Option<String>,
+        state_digest: Option<String>,
+    ) -> bool {
+        if let (Some(theirs), Some(mine)) = (&state_digest, &ours.state_digest) {
+            return theirs == mine;
+        }
+        let Some(digest) = digest else { return false };
+        match ours.full_table_async().await {
+            Ok(full) => full.digest == digest,
+            Err(e) => {
+                log::error!("{e}");
+                false
             }
         }
     }

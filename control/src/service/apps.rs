@@ -153,6 +153,19 @@ impl Control {
         self.read().apps.values().map(AppView::from).collect()
     }
 
+    /// A page of app credentials after `after`, in id order.
+    pub fn list_apps_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<AppView>, Option<String>) {
+        let model = self.read();
+        let entries = model.apps.range::<str, _>(crate::model::after_bound(after));
+        crate::model::page_of(entries.map(|(id, a)| (id.as_str(), a)), limit, |a| {
+            Some(AppView::from(a))
+        })
+    }
+
     /// Revoke an app credential; revoking a revoked one changes nothing.
     pub async fn revoke_app(&self, id: &str) -> Result<AppView, ServiceError> {
         let registry = self.registry.lock().await;

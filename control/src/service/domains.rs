@@ -156,6 +156,32 @@ impl Control {
             .collect())
     }
 
+    /// A page of [`Control::list_domains`] after `after`, in domain order.
+    pub fn list_domains_page(
+        &self,
+        tenant: Option<&TenantId>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<DomainView>, Option<String>), ServiceError> {
+        let model = self.read();
+        if let Some(t) = tenant {
+            if !model.tenants.contains_key(t) {
+                return Err(not_found("tenant", t.as_str()));
+            }
+        }
+        let entries = model
+            .domains
+            .range::<str, _>(crate::model::after_bound(after));
+        Ok(crate::model::page_of(
+            entries.map(|(d, r)| (d.as_str(), r)),
+            limit,
+            |d| {
+                (tenant.is_none_or(|t| &d.tenant == t) && model.tenants.contains_key(&d.tenant))
+                    .then(|| DomainView::from(d))
+            },
+        ))
+    }
+
     /// `DELETE /v1/tenants/{id}/domains/{domain}`: the host leaves the tenant (and the
     /// table) first; the certificate step then revokes and deletes its certificate.
     pub async fn remove_domain(

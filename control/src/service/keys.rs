@@ -153,6 +153,37 @@ impl Control {
             .collect()
     }
 
+    /// A page of [`Control::list_keys`] after `after`, in id order: a tenant's key looks
+    /// through its tenant's keys only.
+    pub fn list_keys_page(
+        &self,
+        caller: &Caller,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<KeyView>, Option<String>) {
+        let model = self.read();
+        let view = |k: &KeyRecord| caller.covers(k).then(|| KeyView::from(k));
+        let tenant = match caller {
+            Caller::Key(parent) => parent.tenant.as_ref(),
+            Caller::Operator => None,
+        };
+        let bound = crate::model::after_bound(after);
+        match tenant {
+            Some(t) => {
+                let ids = model.key_ids_of(t).map(|ids| ids.range::<str, _>(bound));
+                let entries = ids
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| Some((id.as_str(), model.keys.get(id)?)));
+                crate::model::page_of(entries, limit, view)
+            }
+            None => {
+                let entries = model.keys.range::<str, _>(bound);
+                crate::model::page_of(entries.map(|(id, k)| (id.as_str(), k)), limit, view)
+            }
+        }
+    }
+
     pub fn key(&self, caller: &Caller, id: &str) -> Result<KeyView, ServiceError> {
         self.read()
             .keys

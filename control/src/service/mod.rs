@@ -16,7 +16,7 @@ pub mod runner;
 pub mod validate;
 
 use crate::ids::{TenantId, UpstreamName};
-use crate::model::{Model, TenantRecord, UpstreamRecord};
+use crate::model::{self as page, Model, TenantRecord, UpstreamRecord};
 use crate::provision::secrets::SecretBox;
 use crate::provision::{Plan, Provision, TenantState};
 use crate::registry::{Registry, RegistryError};
@@ -25,7 +25,6 @@ use crate::views::{TenantPage, TenantView, UpstreamView};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{Problem, Tenant};
 use serde_json::json;
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, mpsc, watch, Mutex};
@@ -461,28 +460,25 @@ impl Control {
         Ok(version)
     }
 
-    pub fn list_upstreams(&self) -> Vec<UpstreamView> {
+    /// A page of pools after `after`, in name order, each with how many tenants use it.
+    pub fn list_upstreams(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<UpstreamView>, Option<String>) {
         let model = self.read();
-        let mut using: HashMap<&str, usize> = HashMap::new();
-        for t in model.tenants.values() {
-            let mut seen: Vec<&str> = t.wire.routes.iter().map(|r| r.upstream.as_str()).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            for u in seen {
-                *using.entry(u).or_default() += 1;
-            }
-        }
-        model
-            .upstreams
-            .iter()
-            .map(|(name, r)| {
-                UpstreamView::new(
-                    name.as_str(),
+        let entries = model.upstreams.range::<str, _>(page::after_bound(after));
+        page::page_of(
+            entries.map(|(n, r)| (n.as_str(), (n, r))),
+            limit,
+            |(n, r)| {
+                Some(UpstreamView::new(
+                    n.as_str(),
                     r,
-                    using.get(name.as_str()).copied().unwrap_or(0),
-                )
-            })
-            .collect()
+                    model.user_count(n.as_str()),
+                ))
+            },
+        )
     }
 
     pub fn upstream(&self, name: &UpstreamName) -> Result<UpstreamView, ServiceError> {

@@ -1,8 +1,12 @@
 //! Convergence from the gateway's side: a gateway started with `--control-url` asks realmctl
 //! for the current table at start, retrying with backoff until it has it, then keeps a long
 //! poll open (`GET /v1/table?after=<version it serves>`), so a gateway that missed a push
-//! converges within a moment of the change, not at realmctl's next resync. Pushes stay the
-//! fast path; both apply through the same store (an older or equal version is a no-op).
+//! converges within a moment of the change, not at realmctl's next resync. The poll names
+//! the version served (`&since=`), so realmctl answers a delta when it keeps one
+//! (`application/vnd.realmgate.delta+json`, applied as a `PATCH /v1/table` is) and the full
+//! table otherwise; a delta that does not apply here is followed by a pull of the full table.
+//! Pushes stay the fast path; both apply through the same store (an older or equal version
+//! is a no-op).
 
 use crate::snapshot::{ApplyError, Store};
 use async_trait::async_trait;
@@ -40,11 +44,18 @@ impl BackgroundService for ControlPull {
         let url = format!("{}/v1/table", self.control_url.trim_end_matches('/'));
         let mut backoff = FIRST_BACKOFF;
         let mut started = false;
+        // After a delta that did not apply here: the next pull asks for the full table.
+        let mut full_next = false;
         loop {
             // First the current table; then, each time, whatever is newer than ours.
             let pulled = if started {
                 let after = self.store.current().map_or(0, |s| s.version);
-                let poll = format!("{url}?after={after}&wait_s={LONG_POLL_WAIT_S}");
+                let since = if full_next || after == 0 {
+                    String::new()
+                } else {
+                    format!("&since={after}")
+                };
+                let poll = format!("{url}?after={after}{since}&wait_s={LONG_POLL_WAIT_S}");
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     r = self.pull_once(&client, &poll) => r,
@@ -53,8 +64,9 @@ impl BackgroundService for ControlPull {
                 self.pull_once(&client, &url).await
             };
             match pulled {
-                Ok(()) => {
+                Ok(p) => {
                     started = true;
+                    full_next = p == Pulled::DeltaRefused;
                     backoff = FIRST_BACKOFF;
                     continue;
                 }
@@ -67,6 +79,16 @@ impl BackgroundService for ControlPull {
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
+}
+
+/// How a pull ended, when it did not fail.
+#[derive(Debug, PartialEq, Eq)]
+enum Pulled {
+    /// Applied, or nothing newer.
+    Done,
+    /// realmctl answered a delta this gateway cannot apply (another base, another state):
+    /// pull the full table next.
+    DeltaRefused,
 }
 
 /// `http://` to loopback: the one plain-text form the configuration admits.
@@ -95,7 +117,7 @@ impl ControlPull {
             .map_err(|e| format!("cannot build HTTP client: {e}"))
     }
 
-    async fn pull_once(&self, client: &reqwest::Client, url: &str) -> Result<(), String> {
+    async fn pull_once(&self, client: &reqwest::Client, url: &str) -> Result<Pulled, String> {
         let mut resp = client
             .get(url)
             .bearer_auth(&self.token)
@@ -104,11 +126,20 @@ impl ControlPull {
             .map_err(|e| format!("request failed: {e}"))?;
         if resp.status() == reqwest::StatusCode::NO_CONTENT {
             // A long poll that saw no newer table: ask again.
-            return Ok(());
+            return Ok(Pulled::Done);
         }
         if !resp.status().is_success() {
             return Err(format!("answered {}", resp.status()));
         }
+        let is_delta = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case(realmgate_table::delta::DELTA_CONTENT_TYPE)
+            });
         if resp
             .content_length()
             .is_some_and(|n| n > self.max_bytes as u64)
@@ -128,17 +159,36 @@ impl ControlPull {
         }
         let store = Arc::clone(&self.store);
         let raw: Bytes = body.freeze();
-        let applied = tokio::task::spawn_blocking(move || store.apply(raw))
-            .await
-            .map_err(|e| format!("apply task: {e}"))?;
+        let applied = tokio::task::spawn_blocking(move || {
+            if is_delta {
+                store.apply_delta(raw)
+            } else {
+                store.apply(raw)
+            }
+        })
+        .await
+        .map_err(|e| format!("apply task: {e}"))?;
+        let what = if is_delta { "delta" } else { "table" };
         match applied {
             Ok(s) => {
-                log::info!("pulled table version {} from realmctl", s.version);
-                Ok(())
+                log::info!("pulled {what} to version {} from realmctl", s.version);
+                Ok(Pulled::Done)
             }
             Err(ApplyError::NotNewer { current, .. }) => {
                 log::info!("realmctl's table is not newer than ours (version {current})");
-                Ok(())
+                Ok(Pulled::Done)
+            }
+            Err(
+                e @ (ApplyError::WrongBase { .. }
+                | ApplyError::DigestMismatch { .. }
+                | ApplyError::JournalFull { .. }
+                | ApplyError::Invalid(_)),
+            ) if is_delta => {
+                log::warn!(
+                    "the delta pulled from realmctl does not apply ({}): pulling the full table",
+                    crate::snapshot::describe(&e)
+                );
+                Ok(Pulled::DeltaRefused)
             }
             Err(ApplyError::Invalid(p)) => Err(format!(
                 "realmctl served an invalid table ({} problem(s), first: {})",

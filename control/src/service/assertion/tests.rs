@@ -27,7 +27,7 @@ async fn control(secrets: SecretBox, delay_s: u64) -> (Arc<Control>, AssertionSe
 fn section(c: &Control) -> Assertion {
     let compiled = c.compile().expect("compile");
     assert!(compiled.has_secrets, "the signing keys are secrets");
-    let checked = realmgate_table::parse(&compiled.body).expect("a valid table");
+    let checked = realmgate_table::parse(&compiled.body()).expect("a valid table");
     checked.table.assertion.expect("an assertion section")
 }
 

@@ -168,7 +168,7 @@ async fn steps_run_in_order_then_the_tenant_is_routed_once() {
     assert_eq!(opened.secret_str("s"), Some("secret-1"));
     // The compiled table carries it.
     let body = f.control.compile().expect("compile");
-    assert!(String::from_utf8_lossy(&body.body).contains("acme.test"));
+    assert!(String::from_utf8_lossy(&body.body()).contains("acme.test"));
 }
 
 #[tokio::test]
@@ -191,7 +191,7 @@ async fn failure_backs_off_then_retry_on_demand_finishes() {
     assert!(!p.routed);
     let body = f.control.compile().expect("compile");
     assert!(
-        !String::from_utf8_lossy(&body.body).contains("acme.test"),
+        !String::from_utf8_lossy(&body.body()).contains("acme.test"),
         "a failed tenant is not routed"
     );
     f.steps[1].fail.store(false, Ordering::SeqCst);

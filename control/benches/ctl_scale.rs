@@ -1,0 +1,375 @@
+//! realmctl at scale: a registry of N tenants (inserted in bulk into the real libsql file),
+//! the real realmctl serving it and pushing to two real gateways; then one-tenant changes
+//! (`PATCH /v1/tenants/{id}` suspending a tenant), each timed from the API call until both
+//! gateways answer the tenant's host as suspended (503). Reports the load time, the first
+//! full push, and the change latency (median, p99, max) with the compile and push counters.
+//!
+//! ```text
+//! cargo build -p realmctl -p realmgate
+//! cargo bench -p realmctl --bench ctl_scale -- --tenants 1000000 --changes 200
+//! cargo test -p realmctl --bench ctl_scale -- --smoke        # a small run in the debug build
+//! ```
+//!
+//! The binaries are `$REALMCTL_BIN` and `$REALMGATE_BIN` (else `target/debug/…`); realmctl's
+//! push debounce is 1 ms here (its least) (the default 100 ms gathers bursts of changes into one version,
+//! and would be most of what is measured).
+
+use realmgate_e2e::process::{free_addrs, Proc, TempDir};
+use realmgate_e2e::realmctl::realmctl_bin;
+use realmgate_e2e::{Gateway, GatewayOpts, Upstream};
+use serde_json::{json, Value};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const OPERATOR_TOKEN: &str = "operator-token-for-the-scale-bench";
+const TEMPLATE: &str = "tmpl";
+
+struct Args {
+    tenants: u64,
+    changes: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        tenants: 100_000,
+        changes: 200,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut number = |name: &str| -> u64 {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| usage(&format!("{name} needs a number")))
+        };
+        match flag.as_str() {
+            "--tenants" => a.tenants = number("--tenants"),
+            "--changes" => a.changes = number("--changes") as usize,
+            "--smoke" => {
+                a.tenants = 500;
+                a.changes = 10;
+            }
+            // What `cargo bench` / `cargo test` pass to a harness-less target.
+            "--bench" | "--nocapture" => {}
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    a
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--smoke]");
+    std::process::exit(2)
+}
+
+/// realmctl as a process on `dir`'s configuration.
+struct Ctl {
+    proc: Proc,
+    addr: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl Ctl {
+    async fn start(dir: &TempDir, gateways: &[&Gateway], token: &str) -> Ctl {
+        let addr = free_addrs(1)[0];
+        let admin = dir.write("operator-token", OPERATOR_TOKEN);
+        let gw_token = dir.write("gateway-token", token);
+        let urls: Vec<String> = gateways
+            .iter()
+            .map(|g| format!("\"{}\"", g.admin_url("")))
+            .collect();
+        let conf = dir.write(
+            "realmctl.yaml",
+            format!(
+                "listen: {addr}\ndata_dir: {}\nadmin_token_file: {}\n\
+                 gateways:\n  urls: [{}]\n  token_file: {}\n\
+                 \x20 push: {{debounce_ms: 1, initial_backoff_ms: 50, max_backoff_ms: 500, timeout_ms: 600000}}\n",
+                dir.join("data").display(),
+                admin.display(),
+                urls.join(", "),
+                gw_token.display()
+            ),
+        );
+        let args: Vec<OsString> = vec!["serve".into(), "--conf".into(), conf.into()];
+        let mut proc = Proc::spawn("realmctl", &realmctl_bin(), &args, dir.path());
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        loop {
+            if let Some(status) = proc.try_wait() {
+                panic!("realmctl exited during start ({status})\n{}", proc.logs());
+            }
+            if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "realmctl did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ctl { proc, addr, http }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("http://{}{path}", self.addr))
+            .bearer_auth(OPERATOR_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("realmctl answers");
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// Whether every gateway is in sync at `version` or later.
+    async fn in_sync(&self, version: u64) -> bool {
+        let v = self.call(reqwest::Method::GET, "/v1/gateways", None).await;
+        v["gateways"].as_array().is_some_and(|gs| {
+            gs.iter().all(|g| {
+                g["in_sync"] == true && g["applied_version"].as_u64().is_some_and(|a| a >= version)
+            })
+        })
+    }
+
+    async fn metric(&self, name: &str) -> String {
+        let text = self
+            .http
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// N copies of the template tenant (`b0000000` … with host `b0000000.bench.test`), written
+/// straight into the registry file, with every row the template has in tables keyed by
+/// tenant.
+async fn bulk_insert(db_path: &std::path::Path, n: u64) -> Result<(), libsql::Error> {
+    let db = libsql::Builder::new_local(db_path).build().await?;
+    let conn = db.connect()?;
+    let columns = |table: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let mut rows = conn
+                .query(
+                    &format!("SELECT name FROM pragma_table_info('{table}')"),
+                    (),
+                )
+                .await?;
+            let mut cols = Vec::new();
+            while let Some(r) = rows.next().await? {
+                cols.push(r.get::<String>(0)?);
+            }
+            Ok::<_, libsql::Error>(cols)
+        }
+    };
+    let seq = format!(
+        "WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < {})",
+        n - 1
+    );
+    let id = "printf('b%07d', seq.n)";
+    conn.execute("BEGIN", ()).await?;
+    let cols = columns("tenants").await?;
+    let select: Vec<String> = cols
+        .iter()
+        .map(|c| match c.as_str() {
+            "id" => id.to_owned(),
+            "display_name" => id.to_owned(),
+            other => format!("t.{other}"),
+        })
+        .collect();
+    conn.execute(
+        &format!(
+            "{seq} INSERT INTO tenants ({}) SELECT {} FROM seq, tenants t WHERE t.id = '{TEMPLATE}'",
+            cols.join(", "),
+            select.join(", ")
+        ),
+        (),
+    )
+    .await?;
+    conn.execute(
+        &format!(
+            "{seq} INSERT INTO tenant_hosts (host, tenant_id, position) SELECT {id} || '.bench.test', {id}, 0 FROM seq"
+        ),
+        (),
+    )
+    .await?;
+    // Whatever else the template has by tenant (its provisioning state).
+    let mut tables = conn
+        .query(
+            "SELECT m.name FROM sqlite_master m WHERE m.type = 'table' AND m.name NOT IN ('tenants', 'tenant_hosts', 'api_keys', 'tenant_domains', 'audit_log') AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) WHERE name = 'tenant_id')",
+            (),
+        )
+        .await?;
+    let mut others = Vec::new();
+    while let Some(r) = tables.next().await? {
+        others.push(r.get::<String>(0)?);
+    }
+    for table in others {
+        let conn2 = conn.clone();
+        let mut rows = conn2
+            .query(
+                &format!("SELECT name FROM pragma_table_info('{table}')"),
+                (),
+            )
+            .await?;
+        let mut cols = Vec::new();
+        while let Some(r) = rows.next().await? {
+            cols.push(r.get::<String>(0)?);
+        }
+        let select: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                if c == "tenant_id" {
+                    id.to_owned()
+                } else {
+                    format!("t.{c}")
+                }
+            })
+            .collect();
+        let copied = conn
+            .execute(
+                &format!(
+                    "{seq} INSERT INTO {table} ({}) SELECT {} FROM seq, {table} t WHERE t.tenant_id = '{TEMPLATE}'",
+                    cols.join(", "),
+                    select.join(", ")
+                ),
+                (),
+            )
+            .await?;
+        eprintln!("  {table}: {copied} rows");
+    }
+    conn.execute("COMMIT", ()).await?;
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let dir = TempDir::new("ctl-scale");
+    let up = Upstream::start("a").await;
+    let opts = GatewayOpts {
+        health_check_interval_ms: 60_000,
+        ..GatewayOpts::default()
+    };
+    let token = opts.token.clone();
+    let g1 = Gateway::start(opts.clone()).await;
+    let g2 = Gateway::start(opts).await;
+
+    // The registry: one pool and a template tenant made by realmctl itself, then copies.
+    {
+        let ctl = Ctl::start(&dir, &[], &token).await;
+        let pool = json!({"endpoints": [up.addr().to_string()]});
+        ctl.call(reqwest::Method::PUT, "/v1/upstreams/app", Some(pool))
+            .await;
+        let t = json!({"id": TEMPLATE, "hosts": ["tmpl.bench.test"], "display_name": TEMPLATE,
+            "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]});
+        ctl.call(reqwest::Method::POST, "/v1/tenants", Some(t))
+            .await;
+        let mut proc = ctl.proc;
+        proc.kill();
+    }
+    let started = Instant::now();
+    bulk_insert(&dir.join("data").join("registry.db"), a.tenants)
+        .await
+        .expect("bulk insert");
+    let inserted = started.elapsed();
+    eprintln!("inserted {} tenants in {inserted:?}", a.tenants);
+
+    let started = Instant::now();
+    let ctl = Ctl::start(&dir, &[&g1, &g2], &token).await;
+    let loaded = started.elapsed();
+    eprintln!(
+        "realmctl serving {} tenants after {loaded:?}",
+        a.tenants + 1
+    );
+    let version = ctl
+        .call(reqwest::Method::GET, "/v1/tenants?limit=1", None)
+        .await;
+    drop(version);
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    while !ctl.in_sync(1).await {
+        assert!(Instant::now() < deadline, "gateways never in sync");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_push = started.elapsed();
+    eprintln!("both gateways serve the full table {first_push:?} after realmctl's start");
+
+    let client = reqwest::Client::new();
+    let mut took = Vec::with_capacity(a.changes);
+    for i in 0..a.changes {
+        let n = (i as u64 * 7919 + 13) % a.tenants;
+        let id = format!("b{n:07}");
+        let host = format!("{id}.bench.test");
+        let t0 = Instant::now();
+        ctl.call(
+            reqwest::Method::PATCH,
+            &format!("/v1/tenants/{id}"),
+            Some(json!({"status": "suspended"})),
+        )
+        .await;
+        let mut pending = vec![&g1, &g2];
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for g in pending {
+                let status = client
+                    .get(g.url("/"))
+                    .header("host", &host)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                if status != 503 {
+                    still.push(g);
+                }
+            }
+            pending = still;
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "{id} never suspended"
+            );
+        }
+        took.push(t0.elapsed());
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let first = took.first().copied().unwrap_or_default();
+    let rest_max = took.iter().skip(1).max().copied().unwrap_or_default();
+    took.sort();
+    println!(
+        "ctl_scale: {} tenants (+1 template), 2 gateways, {} one-tenant changes (API call -> both gateways answer 503)",
+        a.tenants, a.changes
+    );
+    println!("  bulk insert: {inserted:.2?}; realmctl start (registry load): {loaded:.2?}; first full push to both: {first_push:.2?}");
+    println!(
+        "  change latency: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(percentile(&took, 0.5)),
+        ms(percentile(&took, 0.99)),
+        ms(percentile(&took, 1.0))
+    );
+    println!(
+        "  the first change: {:.1} ms; the slowest of the others: {:.1} ms",
+        ms(first),
+        ms(rest_max)
+    );
+    println!(
+        "  realmctl: {}",
+        ctl.metric("realmctl_table_pushes_total").await
+    );
+    let mut proc = ctl.proc;
+    proc.kill();
+}

@@ -1,0 +1,75 @@
+//! The model's indices and paging.
+
+use super::fixtures::*;
+use super::*;
+
+#[test]
+fn host_index_follows_tenants() {
+    let mut m = Model::default();
+    let (id, rec, hosts) = tenant("acme", &["acme.test", "*.acme.test"], "app");
+    m.put_tenant(id.clone(), rec, hosts);
+    let exact = HostPattern::parse("ACME.test.").expect("host");
+    assert_eq!(m.host_owner(&exact), Some(&id));
+    let (_, rec2, hosts2) = tenant("acme", &["acme2.test"], "app");
+    m.put_tenant(id.clone(), rec2, hosts2);
+    assert_eq!(m.host_owner(&exact), None, "replaced hosts leave the index");
+    assert!(m.remove_tenant(&id).is_some());
+    let h2 = HostPattern::parse("acme2.test").expect("host");
+    assert_eq!(m.host_owner(&h2), None);
+    assert!(m.remove_tenant(&id).is_none());
+}
+
+#[test]
+fn users_of_upstream() {
+    let mut m = Model::default();
+    for (t, u) in [("a", "x"), ("b", "y"), ("c", "x")] {
+        let (id, rec, hosts) = tenant(t, &[&format!("{t}.test")], u);
+        m.put_tenant(id, rec, hosts);
+    }
+    let x = UpstreamName::parse("x").expect("name");
+    let users: Vec<String> = m.users_of(&x).iter().map(ToString::to_string).collect();
+    assert_eq!(users, ["a", "c"]);
+    // A tenant's own shell app uses its pool too.
+    let (id, mut rec, hosts) = tenant("d", &["d.test"], "y");
+    rec.wire.shell = Some(realmgate_table::Shell {
+        enabled: true,
+        upstream: Some("x".into()),
+        excludes: Vec::new(),
+    });
+    m.put_tenant(id, rec, hosts);
+    let users: Vec<String> = m.users_of(&x).iter().map(ToString::to_string).collect();
+    assert_eq!(users, ["a", "c", "d"]);
+}
+
+#[test]
+fn pool_users_follow_tenants() {
+    let mut m = Model::default();
+    let x = UpstreamName::parse("x").expect("name");
+    let (id, rec, hosts) = tenant("a", &["a.test"], "x");
+    m.put_tenant(id.clone(), rec, hosts);
+    assert_eq!(m.user_count("x"), 1);
+    let (_, rec, hosts) = tenant("a", &["a.test"], "y");
+    m.put_tenant(id.clone(), rec, hosts);
+    assert_eq!((m.user_count("x"), m.user_count("y")), (0, 1));
+    assert!(m.users_of(&x).is_empty());
+    m.remove_tenant(&id);
+    assert_eq!(m.user_count("y"), 0);
+}
+
+#[test]
+fn pages_of_a_map_follow_the_cursor_and_skip_what_the_view_leaves_out() {
+    let map: BTreeMap<String, u32> = (0..10).map(|i| (format!("k{i}"), i)).collect();
+    let page = |after: Option<&str>, limit| {
+        let entries = map.range::<str, _>(after_bound(after));
+        page_of(entries.map(|(k, v)| (k.as_str(), v)), limit, |v| {
+            (v % 2 == 0).then_some(*v)
+        })
+    };
+    assert_eq!(page(None, 2), (vec![0, 2], Some("k2".into())));
+    assert_eq!(page(Some("k2"), 2), (vec![4, 6], Some("k6".into())));
+    assert_eq!(page(Some("k6"), 2), (vec![8], None));
+    // An exact fit has no next page; a cursor between keys or past the end still works.
+    assert_eq!(page(Some("k5"), 2), (vec![6, 8], None));
+    assert_eq!(page(Some("k33"), 1).0, [4]);
+    assert!(page(Some("z"), 3).0.is_empty());
+}
