@@ -17,6 +17,7 @@ const BUNDLED: [(&str, &str); 3] = [
 fn main() {
     println!("cargo:rerun-if-changed=ui/package-lock.json");
     println!("cargo:rerun-if-changed=ui/package.json");
+    println!("cargo:rerun-if-env-changed=NPM");
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let ui = manifest.join("ui");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"));

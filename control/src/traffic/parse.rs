@@ -85,8 +85,11 @@ pub fn parse(body: &str) -> Result<Scrape, ParseError> {
     Ok(out)
 }
 
+/// A sample's label pairs, as written.
+type Labels = Vec<(String, String)>;
+
 /// `{a="x",b="y"}` (or nothing) at the start of `s`: the pairs and what follows.
-fn labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn labels(s: &str) -> Result<(Labels, &str), String> {
     let Some(mut rest) = s.strip_prefix('{') else {
         return Ok((Vec::new(), s));
     };

@@ -171,7 +171,10 @@ fn the_rings_are_bounded_and_drop_the_least_active_tenants() {
             Some(scrape(&[("", ok(1.0, 0.0)), ("_other", ok(1.0, 0.0))], &[])),
         )],
     );
-    assert!(r.tenants().iter().all(|t| t.id != "" && t.id != "_other"));
+    assert!(r
+        .tenants()
+        .iter()
+        .all(|t| !t.id.is_empty() && t.id != "_other"));
 }
 
 #[test]
