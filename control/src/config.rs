@@ -87,6 +87,8 @@ struct GatewaysFile {
     cert_sha256: Option<String>,
     /// Gateways found in a Kubernetes Service's EndpointSlices, besides `urls`.
     discovery: Option<crate::discovery::config::DiscoveryFile>,
+    /// Scraping each gateway's `/metrics` for `GET /v1/traffic`.
+    traffic: Option<crate::traffic::config::TrafficFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +149,8 @@ pub struct Config {
     pub discovery: Option<crate::discovery::config::KubernetesDiscovery>,
     pub gateway_token: Option<Token>,
     pub push: PushSettings,
+    /// How each gateway's `/metrics` is scraped (`gateways.traffic`).
+    pub traffic: crate::traffic::TrafficSettings,
     /// Provisioning steps and their providers (all `none` without a `provision:` section).
     pub provision: crate::provision::config::ProvisionConfig,
     /// How gateways' `https://` admin URLs are verified.
@@ -241,6 +245,7 @@ impl Config {
             None => None,
         };
         let push = push_settings(gw.push.unwrap_or_default(), &mut problems);
+        let traffic = crate::traffic::config::resolve(gw.traffic, &mut problems);
         let gateway_trust = gateway_trust(gw.ca_file, gw.cert_sha256, &mut problems);
         for url in gateways
             .iter()
@@ -288,6 +293,7 @@ impl Config {
                 discovery,
                 gateway_token,
                 push,
+                traffic,
                 provision,
                 gateway_trust,
                 tls,

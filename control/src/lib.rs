@@ -28,6 +28,7 @@ pub mod server;
 pub mod service;
 pub mod time;
 pub mod tls;
+pub mod traffic;
 pub mod ui;
 pub mod views;
 pub mod writer_lock;

@@ -32,6 +32,8 @@ pub enum StartError {
     Lock(#[from] crate::writer_lock::LockError),
     #[error("lease: {0}")]
     Lease(String),
+    #[error("traffic: {0}")]
+    Traffic(String),
     #[error("gateway discovery: {0}")]
     Discovery(String),
     #[error("assertion keys: {0}")]
@@ -122,6 +124,8 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         long_polls: Arc::new(tokio::sync::Semaphore::new(crate::api::MAX_LONG_POLLS)),
         plain_http: true,
         operators: None,
+        // Idle until `serve` starts it with `gateways.traffic`.
+        traffic: Arc::new(crate::traffic::Traffic::new(Default::default())),
     })
 }
 
@@ -192,6 +196,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             .map_err(StartError::Discovery)?;
         state.pusher.follow(found.targets, found.status);
     }
+    state.traffic = Arc::new(crate::traffic::Traffic::new(config.traffic.clone()));
+    state
+        .traffic
+        .start(Arc::clone(&state.pusher), &config.gateway_trust)
+        .map_err(StartError::Traffic)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {

@@ -55,6 +55,7 @@ pub const VIEWER_READS: &[&str] = &[
     "/v1/audit",
     "/v1/operator-keys",
     "/v1/operator-keys/{id}",
+    "/v1/traffic",
 ];
 
 /// Routes whose changes an operator key may not make, whatever its role: a leaked key must

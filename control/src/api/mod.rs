@@ -22,6 +22,7 @@ mod signin;
 mod table;
 pub use table::MAX_LONG_POLLS;
 mod tenants;
+mod traffic;
 mod upstreams;
 
 pub use auth::Tokens;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub operators: Option<Arc<crate::operators::Operators>>,
     /// Operator API keys (`Bearer rgo_…`), checked by [`access::gate`].
     pub operator_keys: Arc<crate::operators::keys::OperatorKeys>,
+    /// What realmctl scraped from its gateways' `/metrics` (`GET /v1/traffic`).
+    pub traffic: Arc<crate::traffic::Traffic>,
 }
 
 /// The whole API. Every route that reads a body sits behind an auth `route_layer`, which runs
@@ -84,6 +87,7 @@ pub fn app(state: AppState) -> Router {
         .merge(apps::router())
         .merge(audit::router())
         .merge(operator_keys::router())
+        .merge(traffic::router())
         .route_layer(from_fn_with_state(state.clone(), auth::operator));
     let databases = apps::database_router()
         .route_layer(from_fn_with_state(state.clone(), auth::operator_or_app));

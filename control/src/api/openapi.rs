@@ -273,6 +273,7 @@ pub fn spec() -> Value {
     apps(&mut doc, &unauthorized);
     domains(&mut doc, &unauthorized);
     super::openapi_operators::add(&mut doc);
+    super::traffic::document(&mut doc);
     bounded(&mut doc);
     super::paging::document(&mut doc);
     doc

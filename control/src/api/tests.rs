@@ -484,6 +484,7 @@ fn openapi_documents_every_route() {
         ("/v1/audit", &["get"]),
         ("/v1/operator-keys", &["get", "post"]),
         ("/v1/operator-keys/{id}", &["get", "delete"]),
+        ("/v1/traffic", &["get"]),
         ("/v1/openapi.json", &["get"]),
         ("/metrics", &["get"]),
         ("/healthz", &["get"]),
@@ -496,7 +497,7 @@ fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 30, "no stale paths");
+    assert_eq!(paths.len(), 31, "no stale paths");
     // Every $ref resolves.
     let text = doc.to_string();
     for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {

@@ -20,6 +20,11 @@ const SCRIPT: &str = include_str!("assets/ui.js");
 const STYLE: &str = include_str!("assets/ui.css");
 const KEYS: &str = include_str!("assets/keys.js");
 const GATEWAYS: &str = include_str!("assets/gateways.js");
+/// The traffic charts (`GET /v1/traffic`), drawn with uPlot.
+const TRAFFIC: &str = include_str!("assets/traffic.js");
+/// uPlot, from npm (control/ui/package-lock.json), put in OUT_DIR by control/build.rs.
+const UPLOT: &str = include_str!(concat!(env!("OUT_DIR"), "/uplot.js"));
+const UPLOT_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/uplot.css"));
 
 /// The page's Content-Security-Policy: its own script and styles, API calls to its own origin.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -47,6 +52,18 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/ui/gateways.js",
             get(|| async { asset("text/javascript; charset=utf-8", GATEWAYS) }),
+        )
+        .route(
+            "/ui/traffic.js",
+            get(|| async { asset("text/javascript; charset=utf-8", TRAFFIC) }),
+        )
+        .route(
+            "/ui/uplot.js",
+            get(|| async { asset("text/javascript; charset=utf-8", UPLOT) }),
+        )
+        .route(
+            "/ui/uplot.css",
+            get(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }),
         )
 }
 
@@ -99,6 +116,9 @@ mod tests {
             ("/ui/ui.css", "text/css"),
             ("/ui/keys.js", "text/javascript"),
             ("/ui/gateways.js", "text/javascript"),
+            ("/ui/traffic.js", "text/javascript"),
+            ("/ui/uplot.js", "text/javascript"),
+            ("/ui/uplot.css", "text/css"),
         ] {
             let (status, headers, body) = get(path).await;
             assert_eq!(status, StatusCode::OK, "{path}");
@@ -110,12 +130,13 @@ mod tests {
         }
         // Only the page's own script: nothing inline for the policy to block.
         let (_, _, page) = get("/").await;
-        for script in ["ui", "keys", "gateways"] {
+        for script in ["ui", "keys", "gateways", "uplot", "traffic"] {
             assert!(page.contains(&format!(r#"<script src="/ui/{script}.js" defer></script>"#)));
         }
-        assert_eq!(page.matches("<script").count(), 3);
-        // The scripts render text, never markup.
-        for script in [SCRIPT, KEYS, GATEWAYS] {
+        assert_eq!(page.matches("<script").count(), 5);
+        // The scripts render text, never markup (uPlot included: it sets no HTML and no
+        // style attribute the policy would block).
+        for script in [SCRIPT, KEYS, GATEWAYS, TRAFFIC, UPLOT] {
             assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"));
         }
         // A realmctl that may not write says so (the Lease; /readyz gives the reason).
