@@ -58,7 +58,8 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown argument {flag}")),
         }
     }
-    if a.port == 0 || !(a.rate > 0.0) || a.connections == 0 || !(a.duration > 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if a.port == 0 || !positive(a.rate) || a.connections == 0 || !positive(a.duration) {
         return Err("--port, --rate, --connections and --duration must be positive".into());
     }
     if a.warmup < 0.0 {
