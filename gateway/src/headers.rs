@@ -67,13 +67,17 @@ pub fn is_navigation(req: &RequestHeader) -> bool {
 /// The client's `x-request-id` when it is one well-formed value (1–128 of `A-Za-z0-9._:-`),
 /// otherwise a fresh random one.
 pub fn request_id(req: &RequestHeader) -> HeaderValue {
-    let mut values = req.headers.get_all(X_REQUEST_ID).iter();
-    if let (Some(v), None) = (values.next(), values.next()) {
-        if is_valid_request_id(v.as_bytes()) {
-            return v.clone();
-        }
+    client_request_id(req).unwrap_or_else(new_request_id)
+}
+
+/// The client's `x-request-id` when it is one well-formed value; `None` when a fresh one is
+/// to be made (when first needed: [`new_request_id`]).
+pub fn client_request_id(req: &RequestHeader) -> Option<HeaderValue> {
+    let mut values = req.headers.get_all(&X_REQUEST_ID_NAME).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) if is_valid_request_id(v.as_bytes()) => Some(v.clone()),
+        _ => None,
     }
-    new_request_id()
 }
 
 fn is_valid_request_id(id: &[u8]) -> bool {
@@ -86,15 +90,22 @@ fn is_valid_request_id(id: &[u8]) -> bool {
 
 /// 128 random bits as 32 hex digits.
 pub fn new_request_id() -> HeaderValue {
+    format_request_id(fastrand::u128(..).to_be_bytes())
+}
+
+/// A request id kept as 16 raw bytes, formatted as 32 hex digits when a header, a page or a
+/// log line needs it: one allocation, shared by every copy of the value (upstream request,
+/// response, error page) instead of a copy and a promotion to shared on the first clone.
+pub fn format_request_id(raw: [u8; 16]) -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut n = fastrand::u128(..);
     let mut out = [0u8; 32];
-    for b in out.iter_mut().rev() {
-        *b = HEX[(n & 0xf) as usize];
-        n >>= 4;
+    for (i, b) in raw.into_iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xf)];
     }
     // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(out))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Is the client's connection TLS? From the connection's digest, never from a header.
@@ -113,21 +124,68 @@ pub struct Forwarded<'a> {
     pub host: Option<&'a HeaderValue>,
 }
 
+/// The same names as [`HeaderName`]s, for writing straight into a header map: no parsing, no
+/// allocation per use.
+const XFF_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_FOR);
+const XFP_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_PROTO);
+const XFH_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_HOST);
+pub const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_REQUEST_ID);
+/// Room made in the upstream request's header map at once: the four written here, the
+/// tenant, the identity (subject, roles), the assertion and the shell's `accept-encoding`.
+const UPSTREAM_HEADERS: usize = 9;
+
 /// The upstream request's `x-forwarded-for`, `-proto`, `-host` and `x-request-id`.
+///
+/// `up` is the copy of the client's request Pingora made for upstream. It is taken over
+/// without its header-case map and with room for the gateway's headers made in one step:
+/// these four go straight into the header map, and every later insert (identity, assertion,
+/// shell) is one map insert instead of two and never regrows a map that was cloned full.
+/// Upstream gets header names as HTTP/2 and HAProxy send them: standard names title-cased,
+/// others lower-case (RFC 9110 §5.1: names are case-insensitive). The request target stays
+/// byte for byte what it was (an absolute-form or non-UTF-8 target included). Call it
+/// before any other change to `up`.
 pub fn upstream(
     up: &mut RequestHeader,
     f: &Forwarded<'_>,
     request_id: &HeaderValue,
 ) -> pingora_error::Result<()> {
-    if let Some(ip) = f.client {
-        up.insert_header(X_FORWARDED_FOR, ip_header(ip))?;
-    }
+    let empty = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let taken = std::mem::replace(up, empty);
+    let target = verbatim_target(&taken);
+    let end_stream = taken.send_end_stream();
+    let mut parts = http::request::Parts::from(taken);
+    let h = &mut parts.headers;
+    // Failing to make room only means the inserts below grow the map as they go.
+    let _ = h.try_reserve(UPSTREAM_HEADERS);
     let proto = if f.https { "https" } else { "http" };
-    up.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
-    if let Some(host) = f.host {
-        up.insert_header(X_FORWARDED_HOST, host.clone())?;
+    let written = [
+        f.client.map(|ip| (XFF_NAME, ip_header(ip))),
+        Some((XFP_NAME, HeaderValue::from_static(proto))),
+        f.host.map(|host| (XFH_NAME, host.clone())),
+        Some((X_REQUEST_ID_NAME, request_id.clone())),
+    ];
+    for (name, value) in written.into_iter().flatten() {
+        h.try_insert(name, value)
+            .map_err(|_| pingora_error::Error::new(pingora_error::ErrorType::InvalidHTTPHeader))?;
     }
-    up.insert_header(X_REQUEST_ID, request_id.clone())
+    let mut rebuilt = RequestHeader::from(parts);
+    if let Some(target) = target {
+        rebuilt.set_raw_path(&target)?;
+    }
+    if let Some(end_stream) = end_stream {
+        rebuilt.set_send_end_stream(end_stream);
+    }
+    *up = rebuilt;
+    Ok(())
+}
+
+/// The request target when the URI does not reproduce it (absolute-form, non-UTF-8): a copy
+/// to set again after the header is rebuilt from its parts. `None` for the usual origin-form
+/// target, which the URI holds.
+fn verbatim_target(req: &RequestHeader) -> Option<Vec<u8>> {
+    let raw = req.raw_path();
+    let from_uri = req.uri.path_and_query().map(|pq| pq.as_str().as_ptr());
+    (!raw.is_empty() && from_uri != Some(raw.as_ptr())).then(|| raw.to_vec())
 }
 
 /// Client-address and original-URL headers that some upstream framework believes: a client

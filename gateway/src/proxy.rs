@@ -87,7 +87,8 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         headers::host_from_authority(session.req_header_mut());
-        ctx.request_id = Some(headers::request_id(session.req_header()));
+        // The client's id, or none yet: a fresh one is made when first needed.
+        ctx.request_id = headers::client_request_id(session.req_header());
         let edge = self
             .edge(session)
             .and_then(|e| headers::check_framing(session.req_header()).map(|()| e));
@@ -213,6 +214,13 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // First: it takes `up` over and makes room for everything written below.
+        let forwarded = Forwarded {
+            client: client_ip(session),
+            https: ctx.scheme.https,
+            host: session.req_header().headers.get(http::header::HOST),
+        };
+        headers::upstream(up, &forwarded, ctx.request_id())?;
         if let Some(target) = ctx.target.as_deref() {
             up.set_raw_path(target.as_bytes())?;
         }
@@ -228,12 +236,7 @@ impl ProxyHttp for Gateway {
         if let Some(state) = ctx.shell.as_deref() {
             state.upstream_request(up)?;
         }
-        let forwarded = Forwarded {
-            client: client_ip(session),
-            https: ctx.scheme.https,
-            host: session.req_header().headers.get(http::header::HOST),
-        };
-        headers::upstream(up, &forwarded, ctx.request_id())
+        Ok(())
     }
 
     async fn upstream_response_filter(
