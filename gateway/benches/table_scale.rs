@@ -189,5 +189,11 @@ fn full_apply(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, host_lookup, one_tenant_delta, full_table, full_apply);
+criterion_group!(
+    benches,
+    host_lookup,
+    one_tenant_delta,
+    full_table,
+    full_apply
+);
 criterion_main!(benches);

@@ -244,7 +244,8 @@ mod tests {
 
     #[test]
     fn the_scan_cuts_the_tenants_array_into_its_elements() {
-        let doc = br#" {"version": 1, "x": {"tenants": [1]}, "tenants" : [ {"a":"]"} , [2,"\"]"],3 ] } "#;
+        let doc =
+            br#" {"version": 1, "x": {"tenants": [1]}, "tenants" : [ {"a":"]"} , [2,"\"]"],3 ] } "#;
         let (array, elements) = tenants_array(doc).expect("cut");
         let text = |r: &Range<usize>| std::str::from_utf8(&doc[r.clone()]).expect("utf-8");
         assert_eq!(text(&array), r#"[ {"a":"]"} , [2,"\"]"],3 ]"#);
@@ -313,8 +314,14 @@ mod tests {
             // A tenant's own check, an unknown field, a repeated name, a host of two
             // tenants, a repeated id, an unknown pool, a syntax error late in the array.
             raw.replace(&format!("\"T{n}.Bench.test.\""), "\"bad host!\""),
-            raw.replace(&format!("\"id\":\"t{n}\""), &format!("\"id\":\"t{n}\",\"colour\":1")),
-            raw.replace(&format!("\"id\":\"t{n}\""), &format!("\"id\":\"t{n}\",\"id\":\"t{n}\"")),
+            raw.replace(
+                &format!("\"id\":\"t{n}\""),
+                &format!("\"id\":\"t{n}\",\"colour\":1"),
+            ),
+            raw.replace(
+                &format!("\"id\":\"t{n}\""),
+                &format!("\"id\":\"t{n}\",\"id\":\"t{n}\""),
+            ),
             raw.replace(&format!("\"T{n}.Bench.test.\""), "\"t5.bench.test\""),
             raw.replace(&format!("\"id\":\"t{n}\""), "\"id\":\"t5\""),
             raw.replace("\"upstream\":\"b\"", "\"upstream\":\"c\""),

@@ -163,7 +163,10 @@ impl Dns {
     ) -> Result<reqwest::Response, StepError> {
         let mut pauses = [100u64, 300].into_iter();
         loop {
-            match self.call_once(method.clone(), path, what, body.as_ref()).await {
+            match self
+                .call_once(method.clone(), path, what, body.as_ref())
+                .await
+            {
                 Err((e, true)) => match pauses.next() {
                     Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
                     None => return Err(e),
