@@ -12,6 +12,9 @@ use crate::wire::{Table, Tenant};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// One shard's tenants, decoded and checked, each with its host patterns.
+type Shard = Vec<(Tenant, Vec<HostPattern>)>;
+
 /// Fewer tenants than this are parsed in one pass: threads would cost more than they save.
 pub(crate) const MIN_TENANTS: usize = 4096;
 
@@ -39,7 +42,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<CheckedTable> {
     }
     let failed = AtomicBool::new(false);
     let per = elements.len().div_ceil(threads);
-    let shards: Vec<Option<Vec<(Tenant, Vec<HostPattern>)>>> = std::thread::scope(|scope| {
+    let shards: Vec<Option<Shard>> = std::thread::scope(|scope| {
         let upstreams = &table.upstreams;
         let failed = &failed;
         let handles: Vec<_> = elements
@@ -77,7 +80,7 @@ fn tenants(
     spans: &[Range<usize>],
     upstreams: &std::collections::BTreeMap<String, crate::wire::Upstream>,
     failed: &AtomicBool,
-) -> Option<Vec<(Tenant, Vec<HostPattern>)>> {
+) -> Option<Shard> {
     let ctx = TenantContext {
         has_upstream: &|name| upstreams.contains_key(name),
         realm_supplied: false,
