@@ -15,20 +15,54 @@ pub fn duplicate_keys(json: &[u8]) -> Vec<Problem> {
     let mut de = serde_json::Deserializer::from_slice(json);
     // Errors are the caller's parser's to report; what was found until then stands.
     let _ = Walk {
-        at: String::new(),
+        at: At::Root,
         found: &mut found,
     }
     .deserialize(&mut de);
     found
 }
 
+/// Where a value is, as a chain of borrowed steps: formatted only when a repeat is found,
+/// so a walk over a large valid document allocates nothing per value.
+#[derive(Clone, Copy)]
+enum At<'p> {
+    Root,
+    Index(&'p At<'p>, usize),
+    Key(&'p At<'p>, &'p str),
+}
+
+impl At<'_> {
+    fn write(&self, out: &mut String) {
+        match *self {
+            At::Root => {}
+            At::Index(parent, i) => {
+                parent.write(out);
+                out.push_str(&format!("[{i}]"));
+            }
+            At::Key(parent, key) => {
+                parent.write(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+        }
+    }
+
+    fn path(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out);
+        out
+    }
+}
+
 /// Visits one value at `at`, recording duplicates below it.
-struct Walk<'a> {
-    at: String,
+struct Walk<'a, 'p> {
+    at: At<'p>,
     found: &'a mut Vec<Problem>,
 }
 
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
+impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -36,7 +70,56 @@ impl<'de> DeserializeSeed<'de> for Walk<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for Walk<'_> {
+/// A member name: borrowed from the document unless it has escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key<'de>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+        Ok(Key::Owned(v))
+    }
+}
+
+/// Objects with more members than this remember their names in a hash set; smaller ones
+/// (nearly all) in a list scanned linearly.
+const LINEAR_KEYS: usize = 16;
+
+impl<'de> Visitor<'de> for Walk<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -71,7 +154,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         let mut i = 0usize;
         loop {
             let child = Walk {
-                at: format!("{}[{i}]", self.at),
+                at: At::Index(&self.at, i),
                 found: &mut *self.found,
             };
             if seq.next_element_seed(child)?.is_none() {
@@ -82,20 +165,33 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let at = if self.at.is_empty() {
-                key.clone()
+        let mut few: Vec<Key<'de>> = Vec::new();
+        let mut many: HashSet<String> = HashSet::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let name = key.as_str();
+            let repeated = if many.is_empty() && few.len() < LINEAR_KEYS {
+                few.iter().any(|k| k.as_str() == name)
             } else {
-                format!("{}.{key}", self.at)
+                if many.is_empty() {
+                    many.extend(few.drain(..).map(|k| k.as_str().to_owned()));
+                }
+                many.contains(name)
             };
-            if !seen.insert(key) {
-                self.found.push(Problem::new(at.clone(), "duplicate key"));
+            let at = At::Key(&self.at, name);
+            if repeated {
+                self.found.push(Problem::new(at.path(), "duplicate key"));
             }
             map.next_value_seed(Walk {
                 at,
                 found: &mut *self.found,
             })?;
+            if !repeated {
+                if many.is_empty() && few.len() < LINEAR_KEYS {
+                    few.push(key);
+                } else {
+                    many.insert(name.to_owned());
+                }
+            }
         }
         Ok(())
     }

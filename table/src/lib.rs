@@ -13,6 +13,7 @@ pub mod host;
 pub mod model;
 pub mod path;
 mod problem;
+mod shard;
 pub mod validate;
 pub mod wire;
 
@@ -45,6 +46,16 @@ use sha2::{Digest, Sha256};
 /// names and unknown fields (each with its path) and all semantic problems. A JSON syntax or
 /// type error stops parsing, so it is reported alone (after any repeated names before it).
 pub fn parse(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
+    // A large valid table is decoded and checked on every core; anything else (a small
+    // table, or any problem) in one pass, which is also what reports problems.
+    match shard::parse(bytes) {
+        Some(checked) => Ok(checked),
+        None => parse_one_pass(bytes),
+    }
+}
+
+/// [`parse`] on one core, in one pass over the document.
+pub(crate) fn parse_one_pass(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
     let mut found = Vec::new();
     let Some(table) = decode::<Table>(bytes, "table", &mut found) else {
         return Err(found);

@@ -228,6 +228,24 @@ pub fn assertion(a: &crate::assertion::Assertion) -> Vec<Problem> {
 
 /// Validate a parsed table, collecting every problem.
 pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
+    whole(table, None)
+}
+
+/// [`table`], with each tenant's own checks ([`tenant_id`] and [`tenant`]) already passed
+/// and its host patterns given (`tenants_hosts[t]`, as [`tenant_and_hosts`] returns them):
+/// what is left are the checks across tenants and the rest of the table. What the sharded
+/// parse ([`crate::shard`]) runs after checking tenants on several cores.
+pub(crate) fn with_tenants_checked(
+    table: &Table,
+    tenants_hosts: Vec<Vec<HostPattern>>,
+) -> Result<Normalised, Vec<Problem>> {
+    whole(table, Some(tenants_hosts))
+}
+
+fn whole(
+    table: &Table,
+    mut checked_hosts: Option<Vec<Vec<HostPattern>>>,
+) -> Result<Normalised, Vec<Problem>> {
     let mut problems = Vec::new();
     if table.version == 0 {
         problems.push(Problem::new("version", "must be at least 1"));
@@ -246,17 +264,25 @@ pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
     let mut ids: FastMap<&str, usize> = map_with_capacity(table.tenants.len());
     let mut hosts = Vec::with_capacity(table.tenants.len());
     let mut issuers: FastMap<&str, usize> = map_with_capacity(0);
+    let mut given = checked_hosts.as_mut().map(|h| h.drain(..));
     for (t, tenant) in table.tenants.iter().enumerate() {
         let start = problems.len();
-        if let Some(p) = tenant_id(&tenant.id) {
-            problems.push(p);
-        } else if let Some(first) = ids.insert(&tenant.id, t) {
-            problems.push(Problem::new(
-                "id",
-                format!("tenant id {:?} already used by tenants[{first}]", tenant.id),
-            ));
+        let own = given.as_mut().and_then(Iterator::next);
+        if own.is_none() {
+            problems.extend(tenant_id(&tenant.id));
         }
-        hosts.push(check_tenant(tenant, &ctx, &mut problems));
+        if problems.len() == start {
+            if let Some(first) = ids.insert(&tenant.id, t) {
+                problems.push(Problem::new(
+                    "id",
+                    format!("tenant id {:?} already used by tenants[{first}]", tenant.id),
+                ));
+            }
+        }
+        hosts.push(match own {
+            Some(h) => h,
+            None => check_tenant(tenant, &ctx, &mut problems),
+        });
         if let Some(realm) = &tenant.realm {
             if let Some(first) = issuers.insert(realm.issuer.as_str(), t) {
                 problems.push(issuer_taken(&table.tenants[first].id));
