@@ -214,7 +214,7 @@ async fn admin_flow(b: &Browser, w: &World) -> Result<(), String> {
     b.wait_text(&row, MARKUP).await?;
     let planted = b
         .client
-        .execute("return document.querySelectorAll('#console img, #console b:not(#key-secret-id):not(#operator-key-secret-id), dialog img').length", vec![])
+        .execute("return document.querySelectorAll('#tenants img, #tenants b, dialog img, dialog b').length", vec![])
         .await
         .map_err(err)?;
     if planted != json!(0) {
@@ -377,7 +377,7 @@ async fn viewer_flow(b: &Browser, w: &World) -> Result<(), String> {
         .execute(
             "const d = document.getElementById('tenant-editor');
              return [...d.querySelectorAll('input, select, textarea, button')]
-               .filter((e) => e.offsetParent !== null && !e.disabled && e.id !== 'tenant-editor-close')
+               .filter((e) => e.offsetParent !== null && !e.matches(':disabled') && e.id !== 'tenant-editor-close')
                .map((e) => e.outerHTML.slice(0, 80));",
             vec![],
         )

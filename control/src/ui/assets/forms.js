@@ -4,16 +4,16 @@
 // scrollable regions on small screens. Runs after ui.js (api, el, $, views). Text only.
 "use strict";
 
-// A list id from a problem path: `routes[0].auth` → `pr-routes-0-auth`.
-function problemsId(path) {
-  return "pr-" + path.replace(/[^A-Za-z0-9_]+/g, "-").replace(/-+$/, "");
+// A list id from its form and a problem path: `routes[0].auth` → `tenant-form-routes-0-auth-problems`.
+function problemsId(form, path) {
+  return form.id + "-" + path.replace(/[^A-Za-z0-9_]+/g, "-").replace(/-+$/, "") + "-problems";
 }
 
 // Give every `[data-path]` control or group of `form` a problem list of its own, once, tied
 // to it with aria-describedby (a group's list goes at its end).
 function wireProblems(form) {
   for (const node of form.querySelectorAll("[data-path]")) {
-    const id = problemsId(node.dataset.path);
+    const id = problemsId(form, node.dataset.path);
     if ($(id)) continue;
     const list = el("ul", { id, class: "error problems", "data-for": node.dataset.path });
     if (node.tagName === "FIELDSET") {
