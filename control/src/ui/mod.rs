@@ -168,6 +168,19 @@ mod tests {
             "operator-key-name",
             "operator-key-role",
             "operator-key-expires",
+            // The tenant settings and pool dialogs (tenant.js, pools.js).
+            "te-display-name",
+            "te-hosts",
+            "te-https",
+            "te-hsts-max-age",
+            "te-shell-upstream",
+            "te-shell-excludes",
+            "pe-name",
+            "pe-endpoints",
+            "pe-health-path",
+            "pe-connect",
+            "pe-read",
+            "pe-write",
         ] {
             assert!(INDEX.contains(&format!(r#"<label for="{id}">"#)), "{id}");
         }

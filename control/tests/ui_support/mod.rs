@@ -82,10 +82,7 @@ pub async fn check_page(b: &Browser, name: &str, axe_js: Option<&str>) -> Result
     let dir = screenshot_dir();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for (w, h) in SIZES {
-        b.client
-            .set_window_size(w, h)
-            .await
-            .map_err(|e| e.to_string())?;
+        viewport(b, w, h).await?;
         let overflow = b
             .client
             .execute(
@@ -96,8 +93,21 @@ pub async fn check_page(b: &Browser, name: &str, axe_js: Option<&str>) -> Result
             .map_err(|e| e.to_string())?;
         let (scroll, inner) = (overflow[0].as_u64(), overflow[1].as_u64());
         if scroll > inner {
+            // The outermost elements that stick out, to say what broke the layout.
+            let wide = b
+                .client
+                .execute(
+                    "const clipped = (e) => { for (let p = e.parentElement; p; p = p.parentElement) {
+                         if (getComputedStyle(p).overflowX !== 'visible') return true; } return false; };
+                     return [...document.querySelectorAll('body *')]
+                       .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !clipped(e))
+                       .slice(-5).map((e) => e.outerHTML.slice(0, 160))",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
             return Err(format!(
-                "{name} at {w}×{h}: the page is {scroll:?} px wide in a {inner:?} px window"
+                "{name} at {w}×{h}: the page is {scroll:?} px wide in a {inner:?} px window: {wide}"
             ));
         }
         let png = b.client.screenshot().await.map_err(|e| e.to_string())?;
@@ -110,8 +120,32 @@ pub async fn check_page(b: &Browser, name: &str, axe_js: Option<&str>) -> Result
             }
         }
     }
-    b.client
-        .set_window_size(SIZES[0].0, SIZES[0].1)
-        .await
-        .map_err(|e| e.to_string())
+    viewport(b, SIZES[0].0, SIZES[0].1).await
+}
+
+/// Size the window so that the page itself (the viewport) is `w`×`h`: the window's own
+/// frame is measured and added.
+pub async fn viewport(b: &Browser, w: u32, h: u32) -> Result<(), String> {
+    let (mut ww, mut wh) = (w, h);
+    for _ in 0..3 {
+        b.client
+            .set_window_size(ww, wh)
+            .await
+            .map_err(|e| e.to_string())?;
+        let inner = b
+            .client
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await
+            .map_err(|e| e.to_string())?;
+        let (iw, ih) = (
+            inner[0].as_u64().unwrap_or(0) as u32,
+            inner[1].as_u64().unwrap_or(0) as u32,
+        );
+        if (iw, ih) == (w, h) {
+            return Ok(());
+        }
+        ww = (ww + w).saturating_sub(iw);
+        wh = (wh + h).saturating_sub(ih);
+    }
+    Err(format!("the viewport could not be made {w}×{h}"))
 }
