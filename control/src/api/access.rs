@@ -44,6 +44,7 @@ pub const VIEWER_READS: &[&str] = &[
     // Redacted for everyone but gateways (`table`).
     "/v1/table",
     "/v1/gateways",
+    "/v1/gateways/upstreams",
     "/v1/keys",
     "/v1/keys/{id}",
     "/v1/certificates",

@@ -9,7 +9,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/gateways", get(list))
+    Router::new()
+        .route("/v1/gateways", get(list))
+        .route("/v1/gateways/upstreams", get(super::pool_health::list))
 }
 
 async fn list(State(s): State<AppState>) -> Response {

@@ -17,6 +17,7 @@ mod openapi;
 mod openapi_operators;
 mod operator_keys;
 mod paging;
+mod pool_health;
 mod ready;
 mod signin;
 mod table;

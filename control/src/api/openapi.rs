@@ -128,6 +128,11 @@ pub fn spec() -> Value {
                                      "discovery": {"type": "object", "description": "Present when gateways are discovered: provider, service, namespace, state (starting, watching, error), error, warnings, slices, gateways, lists, last_change_at"}}}}}},
                                 "401": unauthorized}}
         },
+        "/v1/gateways/upstreams": {
+          "get": {"summary": "Each gateway's view of the upstream pools: endpoints by health, read from its admin /metrics (realmgate_upstream_endpoints)",
+                  "responses": {"200": {"description": "`{gateways: [{url, pools: {<pool>: {healthy, unhealthy}}, error}]}`; `error` when the gateway's metrics could not be read (then `pools` is empty)", "content": {"application/json": {}}},
+                                "401": unauthorized}}
+        },
         "/v1/audit": {
           "get": {"summary": "The audit log: every change and every refusal for auth (who, what, when, from where, SHA-256 of the request and response bodies and of the changed object before and after); `?after=<seq>&limit=<1-500>` pages oldest first, no `after`: the newest page. A console session needs the viewer role",
                   "responses": {"200": {"description": "`{entries: [{seq, at, actor, subject, name, role, action, target, status, outcome, peer, request_digest, response_digest, before_digest, after_digest, detail}], next_after}`; `before_digest`/`after_digest`: what GET of the changed path answered just before/after (a POST: its answer after), null when there was none (created, deleted, no GET)", "content": {"application/json": {}}},

@@ -467,6 +467,7 @@ fn openapi_documents_every_route() {
         ("/v1/upstreams/{name}", &["get", "put", "delete"]),
         ("/v1/table", &["get"]),
         ("/v1/gateways", &["get"]),
+        ("/v1/gateways/upstreams", &["get"]),
         ("/v1/keys", &["get", "post"]),
         ("/v1/keys/{id}", &["get", "delete"]),
         ("/v1/certificates", &["get"]),

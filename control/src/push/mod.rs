@@ -401,6 +401,12 @@ impl Pusher {
             .collect()
     }
 
+    /// The client that reaches the gateways' admin listeners (their TLS trusted as for pushes):
+    /// for reads of their own state, e.g. `/metrics`.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.spawner.client
+    }
+
     /// The discovery's state, when gateways are discovered.
     pub fn discovery(&self) -> Option<DiscoveryView> {
         let d = self

@@ -10,7 +10,7 @@
 //! API keys and operator keys (`keys.js`: mint with the secret shown once, revoke), the audit
 //! log (before → after digests); a viewer is shown no controls that change anything.
 
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -25,6 +25,21 @@ const TRAFFIC: &str = include_str!("assets/traffic.js");
 /// uPlot, from npm (control/ui/package-lock.json), put in OUT_DIR by control/build.rs.
 const UPLOT: &str = include_str!(concat!(env!("OUT_DIR"), "/uplot.js"));
 const UPLOT_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/uplot.css"));
+const FORMS: &str = include_str!("assets/forms.js");
+const TENANT: &str = include_str!("assets/tenant.js");
+const POOLS: &str = include_str!("assets/pools.js");
+
+/// The scripts besides `ui.js`, each one view (or the helpers the views share, or the chart
+/// library), by file name.
+const VIEWS: &[(&str, &str)] = &[
+    ("keys", KEYS),
+    ("gateways", GATEWAYS),
+    ("uplot", UPLOT),
+    ("traffic", TRAFFIC),
+    ("forms", FORMS),
+    ("tenant", TENANT),
+    ("pools", POOLS),
+];
 
 /// The page's Content-Security-Policy: its own script and styles, API calls to its own origin.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -46,25 +61,21 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
         .route(
-            "/ui/keys.js",
-            get(|| async { asset("text/javascript; charset=utf-8", KEYS) }),
-        )
-        .route(
-            "/ui/gateways.js",
-            get(|| async { asset("text/javascript; charset=utf-8", GATEWAYS) }),
-        )
-        .route(
-            "/ui/traffic.js",
-            get(|| async { asset("text/javascript; charset=utf-8", TRAFFIC) }),
-        )
-        .route(
-            "/ui/uplot.js",
-            get(|| async { asset("text/javascript; charset=utf-8", UPLOT) }),
-        )
-        .route(
             "/ui/uplot.css",
             get(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }),
         )
+        .route("/ui/{script}", get(view_script))
+}
+
+/// `/ui/<view>.js`: one of [`VIEWS`].
+async fn view_script(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let body = file
+        .strip_suffix(".js")
+        .and_then(|name| VIEWS.iter().find(|(n, _)| *n == name));
+    match body {
+        Some((_, body)) => asset("text/javascript; charset=utf-8", body),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -91,7 +102,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 mod tests {
     use super::*;
     use axum::body::Body;
-    use axum::http::{Request, StatusCode};
+    use axum::http::Request;
     use tower::ServiceExt;
 
     async fn get(path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
@@ -119,6 +130,9 @@ mod tests {
             ("/ui/traffic.js", "text/javascript"),
             ("/ui/uplot.js", "text/javascript"),
             ("/ui/uplot.css", "text/css"),
+            ("/ui/forms.js", "text/javascript"),
+            ("/ui/tenant.js", "text/javascript"),
+            ("/ui/pools.js", "text/javascript"),
         ] {
             let (status, headers, body) = get(path).await;
             assert_eq!(status, StatusCode::OK, "{path}");
@@ -130,14 +144,28 @@ mod tests {
         }
         // Only the page's own script: nothing inline for the policy to block.
         let (_, _, page) = get("/").await;
-        for script in ["ui", "keys", "gateways", "uplot", "traffic"] {
+        let names: Vec<&str> = std::iter::once("ui")
+            .chain(VIEWS.iter().map(|(n, _)| *n))
+            .collect();
+        for script in &names {
             assert!(page.contains(&format!(r#"<script src="/ui/{script}.js" defer></script>"#)));
         }
-        assert_eq!(page.matches("<script").count(), 5);
-        // The scripts render text, never markup (uPlot included: it sets no HTML and no
-        // style attribute the policy would block).
-        for script in [SCRIPT, KEYS, GATEWAYS, TRAFFIC, UPLOT] {
-            assert!(!script.contains("innerHTML") && !script.contains("insertAdjacentHTML"));
+        assert_eq!(page.matches("<script").count(), names.len());
+        // The scripts render text, never markup, and run nothing built from strings.
+        for script in std::iter::once(SCRIPT).chain(VIEWS.iter().map(|(_, b)| *b)) {
+            for banned in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+            ] {
+                assert!(!script.contains(banned), "{banned}");
+            }
+        }
+        // Nothing else under /ui/.
+        for path in ["/ui/nope.js", "/ui/keys", "/ui/..%2Fui.js"] {
+            assert_eq!(get(path).await.0, StatusCode::NOT_FOUND, "{path}");
         }
         // A realmctl that may not write says so (the Lease; /readyz gives the reason).
         assert!(page.contains(r#"id="leader""#) && SCRIPT.contains(r#"fetch("/readyz")"#));
@@ -155,6 +183,19 @@ mod tests {
             "operator-key-name",
             "operator-key-role",
             "operator-key-expires",
+            // The tenant settings and pool dialogs (tenant.js, pools.js).
+            "te-display-name",
+            "te-hosts",
+            "te-https",
+            "te-hsts-max-age",
+            "te-shell-upstream",
+            "te-shell-excludes",
+            "pe-name",
+            "pe-endpoints",
+            "pe-health-path",
+            "pe-connect",
+            "pe-read",
+            "pe-write",
         ] {
             assert!(INDEX.contains(&format!(r#"<label for="{id}">"#)), "{id}");
         }

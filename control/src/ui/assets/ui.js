@@ -44,8 +44,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
-  const headers = {};
+async function api(method, path, body, extra) {
+  const headers = { ...(extra || {}) };
   if (session) {
     // The cookie goes along (same origin); a change carries the session's CSRF token.
     if (method !== "GET") headers["x-csrf-token"] = session.csrf_token;
@@ -80,6 +80,17 @@ function fill(tableId, data, render) {
   $(tableId).querySelector("tbody").replaceChildren(...render(data));
 }
 
+// The pools a new tenant may route to (the pools view, pools.js, shows them in full).
+function poolChoices(names) {
+  const key = JSON.stringify(names);
+  if (rendered.get("pool-choices") === key) return;
+  rendered.set("pool-choices", key);
+  const select = document.querySelector("#create-form select[name=upstream]");
+  const chosen = select.value;
+  select.replaceChildren(...names.map((n) => el("option", { value: n }, n)));
+  if (chosen) select.value = chosen;
+}
+
 // A button that changes something (hidden from viewers, who may not).
 function act(label, fn, cls) {
   return el("button", { type: "button", class: "write " + (cls || ""), onclick: async () => {
@@ -100,6 +111,10 @@ function tenantRow(t) {
   if (p && (p.state === "failed" || p.state === "delete_failed")) {
     actions.append(act("Retry", () => api("POST", "/v1/tenants/" + id + "/retry")));
   }
+  actions.append(el("button", { type: "button", class: "settings", "aria-label": "Settings of " + t.id,
+    onclick: (ev) => openTenantEditor(t.id, ev.currentTarget) }, "Settings"));
+  actions.append(el("button", { type: "button", "aria-label": "Traffic of " + t.id,
+    onclick: () => showTenantTraffic(t.id) }, "Traffic"));
   actions.append(el("button", { type: "button", "aria-label": "Custom domains of " + t.id,
     onclick: () => openDomains(t.id) }, "Domains"));
   actions.append(act("Delete", async () => {
@@ -350,14 +365,7 @@ async function refresh() {
     await refreshTenants(tenants);
     lastCertificates = certificates;
     fill("certificates", certificates, certificateRows);
-    fill("upstreams", upstreams.upstreams, (list) => {
-      const select = document.querySelector("#create-form select[name=upstream]");
-      const chosen = select.value;
-      select.replaceChildren(...list.map((u) => el("option", { value: u.name }, u.name)));
-      if (chosen) select.value = chosen;
-      return list.map((u) => el("tr", {},
-        el("td", {}, u.name), el("td", {}, u.endpoints.join(", ")), el("td", {}, u.tenants_using)));
-    });
+    poolChoices(upstreams.upstreams.map((u) => u.name));
     await Promise.all(views.map((v) => v.refresh()));
     await refreshAudit();
   } catch (e) {
@@ -530,13 +538,15 @@ document.addEventListener("DOMContentLoaded", () => {
       routes: [{ prefix: "/", upstream: field("upstream"), auth: "public" }],
     };
     if (field("display_name")) body.display_name = field("display_name");
+    // The API's problems beside each field (forms.js); none of it is created.
     try {
       showError(null);
       await api("POST", "/v1/tenants", body);
+      placeProblems(f, "create-form-problems", null);
       f.reset();
       await refresh();
     } catch (e) {
-      showError(e);
+      placeProblems(f, "create-form-problems", e);
     }
   });
   $("domain-form").addEventListener("submit", addDomain);
