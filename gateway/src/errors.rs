@@ -145,7 +145,8 @@ impl GatewayError {
 
 /// The policy of every error page: no scripts, styles, images or forms; framed by the same
 /// origin only.
-const ERROR_CSP: &str = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'";
+const ERROR_CSP: &str =
+    "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'";
 
 /// An error response of the gateway's own: JSON `{"error","message","request_id"}`, or a small
 /// HTML page. `code` and `message` are fixed strings of ours (no escaping needed).
@@ -224,7 +225,9 @@ mod tests {
         let csp = head.headers.get("content-security-policy").expect("csp");
         assert_eq!(csp.as_bytes(), ERROR_CSP.as_bytes());
         assert_eq!(
-            head.headers.get("x-content-type-options").map(|v| v.as_bytes()),
+            head.headers
+                .get("x-content-type-options")
+                .map(|v| v.as_bytes()),
             Some(&b"nosniff"[..])
         );
         assert!(wants_html(Some(&HeaderValue::from_static(
