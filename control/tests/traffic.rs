@@ -120,11 +120,17 @@ async fn traffic_flows_and_a_failing_upstream_shows_its_5xx_share() {
     until_answers(&gw, "acme.test", 200, Some("upstream app"), WITHIN).await;
 
     let load = Load::start(gw.listen, &["acme.test", "wreck.test"]);
-    let acme = eventually(WITHIN, "acme's requests/s above 0", || async {
+    let acme = eventually(WITHIN, "acme's requests/s above 0 and its p95", || async {
         let v = traffic(&rc, "?tenant=acme").await;
-        max_of(&v, "rps").is_some_and(|r| r > 0.0).then_some(v)
+        (max_of(&v, "rps").is_some_and(|r| r > 0.0) && max_of(&v, "p95_ms").is_some()).then_some(v)
     })
     .await;
+    // The tenant's own p95, from its duration histogram: positive, and under the 10 s the
+    // gateway's buckets end at (a loopback answer).
+    assert!(
+        max_of(&acme, "p95_ms").is_some_and(|ms| ms > 0.0 && ms < 10_000.0),
+        "{acme}"
+    );
     assert_eq!(acme["scope"], "tenant");
     assert_eq!(acme["tenant"], "acme");
     assert_eq!(
@@ -146,7 +152,7 @@ async fn traffic_flows_and_a_failing_upstream_shows_its_5xx_share() {
         !shares.is_empty() && shares.iter().all(|s| *s == 1.0),
         "every answer of wreck is a 5xx: {wreck}"
     );
-    // The fleet: both tenants, the sum of their rates, the upstreams' p95, one gateway.
+    // The fleet: both tenants, the sum of their rates, every request's p95, one gateway.
     let fleet = eventually(WITHIN, "fleet p95 and both tenants listed", || async {
         let v = traffic(&rc, "").await;
         let listed = v["tenants"].as_array()?.len();

@@ -3,8 +3,8 @@
 //! number of tenant labels is bounded (the rest count as `_other`).
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -17,18 +17,49 @@ const OTHER_TENANT: &str = "_other";
 
 /// One tenant's request counters by status class. Shared (`Arc`) by the tenants beyond the
 /// label budget, so a 100k-tenant table costs one reference count per tenant, not five.
-pub struct TenantCounters([IntCounter; 5]);
+pub struct TenantCounters {
+    classes: [IntCounter; 5],
+    duration: Histogram,
+}
 
 impl TenantCounters {
-    pub fn count(&self, status: u16) {
+    /// One answered request: its status, and its time from the head read to the end.
+    pub fn count(&self, status: u16, seconds: Option<f64>) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.0[class].inc();
+        self.classes[class].inc();
+        if let Some(s) = seconds {
+            self.duration.observe(s);
+        }
+    }
+}
+
+/// The per-tenant families: requests by status class, and request durations.
+#[derive(Clone)]
+struct TenantFamilies {
+    requests: IntCounterVec,
+    durations: HistogramVec,
+}
+
+impl TenantFamilies {
+    fn counters(&self, tenant: &str) -> TenantCounters {
+        TenantCounters {
+            classes: CLASSES.map(|class| self.requests.with_label_values(&[tenant, class])),
+            duration: self.durations.with_label_values(&[tenant]),
+        }
+    }
+
+    /// Drop a tenant's series (absent ones are fine to skip).
+    fn remove(&self, tenant: &str) {
+        for class in CLASSES {
+            let _ = self.requests.remove_label_values(&[tenant, class]);
+        }
+        let _ = self.durations.remove_label_values(&[tenant]);
     }
 }
 
 pub struct Metrics {
     registry: Registry,
-    requests: IntCounterVec,
+    families: TenantFamilies,
     pub upstream_latency: Histogram,
     pub table_version: IntGauge,
     /// When the table in force was swapped in, Unix seconds with milliseconds: how stale a
@@ -57,6 +88,17 @@ impl Metrics {
                 "Requests answered, by tenant and status class",
             ),
             &["tenant", "class"],
+        )?;
+        // Few buckets: a labelled tenant costs 16 series here (the label budget bounds them).
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "realmgate_request_duration_seconds",
+                "Time from a request's head read to the end of its answer, by tenant",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["tenant"],
         )?;
         let upstream_latency = Histogram::with_opts(
             HistogramOpts::new(
@@ -87,6 +129,7 @@ impl Metrics {
             &["upstream", "state"],
         )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(durations.clone()))?;
         registry.register(Box::new(upstream_latency.clone()))?;
         registry.register(Box::new(table_version.clone()))?;
         registry.register(Box::new(table_applied_at.clone()))?;
@@ -114,11 +157,15 @@ impl Metrics {
         )?;
         registry.register(Box::new(cert_expiry_left.clone()))?;
         let auth = Arc::new(AuthMetrics::new(&registry)?);
-        let unresolved = counters(&requests, NO_TENANT);
-        let other = Arc::new(counters(&requests, OTHER_TENANT));
+        let families = TenantFamilies {
+            requests,
+            durations,
+        };
+        let unresolved = families.counters(NO_TENANT);
+        let other = Arc::new(families.counters(OTHER_TENANT));
         Ok(Metrics {
             registry,
-            requests,
+            families,
             upstream_latency,
             table_version,
             table_applied_at,
@@ -148,17 +195,14 @@ impl Metrics {
             .map(|(i, id)| {
                 if i < self.label_budget {
                     next.insert(Box::from(id));
-                    Arc::new(counters(&self.requests, id))
+                    Arc::new(self.families.counters(id))
                 } else {
                     Arc::clone(&self.other)
                 }
             })
             .collect();
         for gone in labelled.difference(&next) {
-            for class in CLASSES {
-                // Absent series are fine to skip.
-                let _ = self.requests.remove_label_values(&[gone, class]);
-            }
+            self.families.remove(gone);
         }
         *labelled = next;
         out
@@ -170,7 +214,7 @@ impl Metrics {
         let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
         if labelled.contains(id) || labelled.len() < self.label_budget {
             labelled.insert(Box::from(id));
-            Arc::new(counters(&self.requests, id))
+            Arc::new(self.families.counters(id))
         } else {
             Arc::clone(&self.other)
         }
@@ -180,9 +224,7 @@ impl Metrics {
     pub fn release_tenant_label(&self, id: &str) {
         let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
         if labelled.remove(id) {
-            for class in CLASSES {
-                let _ = self.requests.remove_label_values(&[id, class]);
-            }
+            self.families.remove(id);
         }
     }
 
@@ -249,10 +291,6 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn counters(requests: &IntCounterVec, tenant: &str) -> TenantCounters {
-    TenantCounters(CLASSES.map(|class| requests.with_label_values(&[tenant, class])))
 }
 
 /// Auth metrics: failures by reason (a closed set), the verified-token cache, JWKS fetches,
@@ -359,13 +397,27 @@ mod tests {
         assert_eq!(m.labelled_tenants(), 2);
         let d = m.tenant_label("d");
         assert!(Arc::ptr_eq(&d, &m.other), "no room");
+        all[0].count(200, Some(0.02));
         m.release_tenant_label("a");
         assert_eq!(m.labelled_tenants(), 1);
         let e = m.tenant_label("e");
         assert!(!Arc::ptr_eq(&e, &m.other), "the freed label is taken");
-        e.count(200);
+        e.count(200, Some(0.003));
+        e.count(503, None);
         let text = String::from_utf8(m.render()).expect("utf-8");
         assert!(text.contains("tenant=\"e\""), "{text}");
+        // The duration: in its bucket and above, not below; a request without one counts
+        // by status only.
+        for (le, n) in [("0.0025", 0), ("0.005", 1), ("+Inf", 1)] {
+            let line = format!(
+                "realmgate_request_duration_seconds_bucket{{tenant=\"e\",le=\"{le}\"}} {n}\n"
+            );
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        assert!(
+            text.contains("realmgate_requests_total{class=\"5xx\",tenant=\"e\"} 1"),
+            "{text}"
+        );
         assert!(!text.contains("tenant=\"a\""), "{text}");
         assert_eq!(m.labelled_tenants(), 2);
     }

@@ -49,6 +49,8 @@ pub struct Ctx {
     avoid: Option<SocketAddr>,
     failure: Option<GatewayError>,
     upstream_start: Option<Instant>,
+    /// When the request's head was read: its duration, by tenant, ends in `logging`.
+    start: Option<Instant>,
     auth: AuthCtx,
     /// Who auth admitted the request as (public, a realm identity, or an API key).
     grant: Grant,
@@ -80,7 +82,8 @@ impl ProxyHttp for Gateway {
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     /// The head is in: its deadline is over, the body and send timeouts start.
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        ctx.start = Some(Instant::now());
         crate::connection::head_read(session.as_downstream_mut());
         Ok(())
     }
@@ -331,9 +334,10 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let seconds = ctx.start.map(|t| t.elapsed().as_secs_f64());
         match (ctx.snapshot.as_ref(), ctx.tenant) {
-            (Some(s), Some(t)) => s.tenant(t).counters.count(status),
-            _ => self.store.metrics().unresolved.count(status),
+            (Some(s), Some(t)) => s.tenant(t).counters.count(status, seconds),
+            _ => self.store.metrics().unresolved.count(status, seconds),
         }
     }
 

@@ -151,6 +151,7 @@ async fn every_metric_the_dashboard_reads_is_exported_by_the_gateway() {
     // The panels the issue names.
     for name in [
         "realmgate_requests_total",
+        "realmgate_request_duration_seconds_bucket",
         "realmgate_upstream_latency_seconds_bucket",
         "realmgate_table_version",
         "realmgate_upstream_endpoints",

@@ -51,7 +51,7 @@ pub fn document(doc: &mut Value) {
             "t": {"type": "integer", "description": "Unix seconds of the scrape round"},
             "rps": {"type": ["number", "null"], "description": "Requests per second, summed over the gateways; null: a gap (no gateway answered, or the first scrape)"},
             "error_rate": {"type": ["number", "null"], "description": "Share of 5xx answers, 0 to 1"},
-            "p95_ms": {"type": ["number", "null"], "description": "Fleet only: p95 of the upstream latency (the gateways' histogram has no tenant label)"},
+            "p95_ms": {"type": ["number", "null"], "description": "p95 of the request durations at the gateways (head read to end of answer), milliseconds: the tenant's, or for the fleet every request's; null: no request in the round"},
             "gateways": {"type": "integer", "description": "Fleet only: gateways whose rates are in this point"}}});
     let traffic = json!({"type": "object", "required": ["scope", "points", "gateways"],
         "properties": {
@@ -59,7 +59,6 @@ pub fn document(doc: &mut Value) {
             "tenant": {"type": "string"},
             "step_seconds": {"type": ["number", "null"], "description": "gateways.traffic.scrape_interval_ms; null: scraping is off"},
             "window_seconds": {"type": "integer"},
-            "latency_scope": {"type": "string", "enum": ["fleet"]},
             "points": {"type": "array", "items": {"$ref": "#/components/schemas/TrafficPoint"}},
             "gateways": {"type": "array", "items": {"type": "object", "properties": {
                 "url": {"type": "string"}, "state": {"type": "string", "enum": ["ok", "pending", "failing"]},

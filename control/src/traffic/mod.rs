@@ -1,9 +1,10 @@
 //! Traffic at a glance: realmctl scrapes every gateway's Prometheus `/metrics` each
 //! `gateways.traffic.scrape_interval_ms` and keeps the last hour in memory (`ring`): requests
-//! per second, the 5xx share and the upstream latency's p95, for the fleet and per tenant,
+//! per second, the 5xx share and the p95 request duration, for the fleet and per tenant,
 //! summed over the gateways. `GET /v1/traffic` shows them; no external time-series database.
 //!
-//! The gateway's latency histogram has no tenant label, so p95 is the fleet's only. A gateway
+//! The p95 comes from the gateways' `realmgate_request_duration_seconds` histogram by tenant
+//! (the bucket growth of a round, summed over the gateways). A gateway
 //! that does not answer leaves a gap (logged once when it starts failing, once when it is
 //! back), never an error of the API.
 
@@ -145,7 +146,6 @@ impl Traffic {
             "scope": scope,
             "step_seconds": self.settings.interval.map(|i| i.as_secs_f64()),
             "window_seconds": config::WINDOW.as_secs(),
-            "latency_scope": "fleet",
             "gateways": gateways,
         })
     }
@@ -207,7 +207,8 @@ impl Traffic {
 fn point(t: u64, r: Option<Rates>) -> Value {
     json!({"t": t,
            "rps": r.map(|r| round(r.rps, 1000.0)),
-           "error_rate": r.map(|r| round(r.error_rate(), 10000.0))})
+           "error_rate": r.map(|r| round(r.error_rate(), 10000.0)),
+           "p95_ms": r.and_then(|r| r.p95_ms).map(|x| round(x, 100.0))})
 }
 
 fn round(x: f64, scale: f64) -> f64 {

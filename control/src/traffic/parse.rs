@@ -1,6 +1,6 @@
 //! Reading a gateway's `/metrics` (the Prometheus text format, version 0.0.4): only the two
-//! families traffic needs — requests by tenant and status class, and the upstream latency
-//! histogram — are kept; every other line is skipped unread.
+//! families traffic needs — requests by tenant and status class, and request durations by
+//! tenant (a histogram) — are kept; every other line is skipped unread.
 //!
 //! A small parser rather than the `prometheus-parse` crate: that one splits label pairs on
 //! `,` and `=` without regard to quoting or escapes, and brings regex, chrono and itertools
@@ -10,8 +10,10 @@ use std::collections::HashMap;
 
 /// `realmgate_requests_total{tenant, class}` (gateway/src/metrics.rs).
 pub const REQUESTS: &str = "realmgate_requests_total";
-/// `realmgate_upstream_latency_seconds` (a histogram: `_bucket{le}`).
-pub const LATENCY_BUCKET: &str = "realmgate_upstream_latency_seconds_bucket";
+/// `realmgate_request_duration_seconds` (a histogram by tenant: `_bucket{tenant,le}`).
+pub const DURATION_BUCKET: &str = "realmgate_request_duration_seconds_bucket";
+/// At most this many buckets are read per tenant (the gateway writes 14).
+const MAX_BUCKETS: usize = 64;
 /// The status classes of [`REQUESTS`], in the order of [`Counts`].
 pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// At most this many tenant series are read from one gateway (the gateway's own label budget
@@ -27,8 +29,9 @@ pub struct Scrape {
     /// By the `tenant` label as the gateway writes it (`""`: no tenant; `_other`: past the
     /// gateway's label budget).
     pub requests: HashMap<String, Counts>,
-    /// `(le, cumulative count)`, sorted by `le`; the last is `+Inf`.
-    pub latency: Vec<(f64, f64)>,
+    /// Request durations by the same `tenant` label: `(le, cumulative count)`, sorted by
+    /// `le`; the last is `+Inf`.
+    pub durations: HashMap<String, Vec<(f64, f64)>>,
 }
 
 /// Why a body could not be read.
@@ -51,7 +54,7 @@ pub fn parse(body: &str) -> Result<Scrape, ParseError> {
             .find(|c: char| c == '{' || c.is_ascii_whitespace())
             .unwrap_or(line.len());
         let name = &line[..name_end];
-        if name != REQUESTS && name != LATENCY_BUCKET {
+        if name != REQUESTS && name != DURATION_BUCKET {
             continue;
         }
         let err = |reason: String| ParseError {
@@ -73,15 +76,23 @@ pub fn parse(body: &str) -> Result<Scrape, ParseError> {
             }
             out.requests.entry(tenant.to_owned()).or_default()[c] = value;
         } else {
-            let Some(le) = label("le") else {
-                return Err(err("histogram bucket without le".into()));
+            let (Some(tenant), Some(le)) = (label("tenant"), label("le")) else {
+                return Err(err("duration bucket without tenant and le labels".into()));
             };
             let le = float(le).map_err(|e| err(format!("le: {e}")))?;
-            out.latency.push((le, value));
+            if out.durations.len() >= MAX_TENANT_SERIES && !out.durations.contains_key(tenant) {
+                continue;
+            }
+            let buckets = out.durations.entry(tenant.to_owned()).or_default();
+            if buckets.len() < MAX_BUCKETS {
+                buckets.push((le, value));
+            }
         }
     }
-    out.latency.sort_by(|a, b| a.0.total_cmp(&b.0));
-    out.latency.dedup_by(|a, b| a.0 == b.0);
+    for buckets in out.durations.values_mut() {
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets.dedup_by(|a, b| a.0 == b.0);
+    }
     Ok(out)
 }
 
@@ -169,13 +180,15 @@ realmgate_requests_total{class="2xx",tenant="acme"} 10
 realmgate_requests_total{class="5xx",tenant="acme"} 3
 realmgate_requests_total{class="2xx",tenant=""} 1
 realmgate_requests_total{tenant="we\"ird,=}",class="4xx"} 2
-# HELP realmgate_upstream_latency_seconds Time from choosing an upstream endpoint to its response header
-# TYPE realmgate_upstream_latency_seconds histogram
+# HELP realmgate_request_duration_seconds Time from a request's head read to the end of its answer, by tenant
+# TYPE realmgate_request_duration_seconds histogram
+realmgate_request_duration_seconds_bucket{tenant="acme",le="0.01"} 4
+realmgate_request_duration_seconds_bucket{tenant="acme",le="+Inf"} 13
+realmgate_request_duration_seconds_bucket{tenant="acme",le="0.1"} 12
+realmgate_request_duration_seconds_sum{tenant="acme"} 0.5
+realmgate_request_duration_seconds_count{tenant="acme"} 13
+realmgate_request_duration_seconds_bucket{tenant="",le="+Inf"} 1
 realmgate_upstream_latency_seconds_bucket{le="0.01"} 4
-realmgate_upstream_latency_seconds_bucket{le="+Inf"} 13
-realmgate_upstream_latency_seconds_bucket{le="0.1"} 12
-realmgate_upstream_latency_seconds_sum 0.5
-realmgate_upstream_latency_seconds_count 13
 realmgate_table_version 7
 realmgate_upstream_endpoints{state="healthy",upstream="app"} 1
 "#;
@@ -189,10 +202,12 @@ realmgate_upstream_endpoints{state="healthy",upstream="app"} 1
         assert_eq!(s.requests["we\"ird,=}"], [0.0, 0.0, 0.0, 2.0, 0.0]);
         assert_eq!(s.requests.len(), 3);
         assert_eq!(
-            s.latency,
+            s.durations["acme"],
             [(0.01, 4.0), (0.1, 12.0), (f64::INFINITY, 13.0)],
             "sorted by le"
         );
+        assert_eq!(s.durations[""], [(f64::INFINITY, 1.0)]);
+        assert_eq!(s.durations.len(), 2);
     }
 
     #[test]
@@ -264,11 +279,11 @@ realmgate_upstream_endpoints{state="healthy",upstream="app"} 1
                 "unknown status class",
             ),
             (
-                r#"realmgate_upstream_latency_seconds_bucket 1"#,
-                "without le",
+                r#"realmgate_request_duration_seconds_bucket{le="1"} 1"#,
+                "without tenant and le",
             ),
             (
-                r#"realmgate_upstream_latency_seconds_bucket{le="fast"} 1"#,
+                r#"realmgate_request_duration_seconds_bucket{tenant="a",le="fast"} 1"#,
                 "le: not a number",
             ),
         ] {

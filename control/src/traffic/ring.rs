@@ -20,7 +20,8 @@ pub struct FleetPoint {
     pub t: u64,
     /// `None`: no gateway gave a rate this round (a gap).
     pub rates: Option<Rates>,
-    /// p95 of the upstream latency, milliseconds; `None` with no upstream response.
+    /// p95 of the request durations of every tenant (and of requests with none),
+    /// milliseconds; `None` without requests.
     pub p95_ms: Option<f64>,
     /// Gateways whose rates are in this point.
     pub gateways: u32,
@@ -31,6 +32,9 @@ pub struct Rates {
     pub rps: f64,
     /// 5xx answers per second.
     pub errors: f64,
+    /// A tenant's p95 request duration over the round, milliseconds (`None`: no request
+    /// with a duration; always `None` in the fleet's rates, whose p95 is in its point).
+    pub p95_ms: Option<f64>,
 }
 
 impl Rates {
@@ -50,6 +54,17 @@ struct TenantPoint {
     round: u64,
     rps: f32,
     errors: f32,
+    p95_ms: Option<f32>,
+}
+
+impl TenantPoint {
+    fn rates(&self) -> Rates {
+        Rates {
+            rps: f64::from(self.rps),
+            errors: f64::from(self.errors),
+            p95_ms: self.p95_ms.map(f64::from),
+        }
+    }
 }
 
 /// A gateway's previous scrape, which the next is compared with.
@@ -98,6 +113,7 @@ impl Rings {
         let mut fleet = Rates::default();
         let mut latency: Vec<(f64, f64)> = Vec::new();
         let mut tenants: HashMap<String, Rates> = HashMap::new();
+        let mut durations: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
         let mut gateways = 0u32;
         for (url, scrape) in scrapes {
             let Some(scrape) = scrape else { continue };
@@ -107,22 +123,23 @@ impl Rings {
                     gateways += 1;
                     for (tenant, counts) in &scrape.requests {
                         let d = deltas(counts, prev.scrape.requests.get(tenant));
-                        let r = Rates {
-                            rps: d.iter().sum::<f64>() / secs,
-                            errors: d[SERVER_ERRORS] / secs,
-                        };
-                        fleet.rps += r.rps;
-                        fleet.errors += r.errors;
+                        let (rps, errors) = (d.iter().sum::<f64>() / secs, d[SERVER_ERRORS] / secs);
+                        fleet.rps += rps;
+                        fleet.errors += errors;
                         if !NOT_TENANTS.contains(&tenant.as_str()) {
                             let t = tenants.entry(tenant.clone()).or_default();
-                            t.rps += r.rps;
-                            t.errors += r.errors;
+                            t.rps += rps;
+                            t.errors += errors;
                         }
                     }
-                    add_buckets(
-                        &mut latency,
-                        &histogram_delta(&scrape.latency, &prev.scrape.latency),
-                    );
+                    for (tenant, now) in &scrape.durations {
+                        let before = prev.scrape.durations.get(tenant);
+                        let d = histogram_delta(now, before.map_or(&[][..], Vec::as_slice));
+                        add_buckets(&mut latency, &d);
+                        if !NOT_TENANTS.contains(&tenant.as_str()) {
+                            add_buckets(durations.entry(tenant.clone()).or_default(), &d);
+                        }
+                    }
                 }
             }
             self.baselines.insert(
@@ -145,6 +162,10 @@ impl Rings {
             self.fleet.pop_front();
         }
         for (tenant, r) in tenants {
+            let p95_ms = durations
+                .get(&tenant)
+                .and_then(|h| quantile(h, 0.95))
+                .map(|s| (s * 1000.0) as f32);
             self.tenants
                 .entry(tenant)
                 .or_default()
@@ -152,6 +173,7 @@ impl Rings {
                     round,
                     rps: r.rps as f32,
                     errors: r.errors as f32,
+                    p95_ms,
                 });
         }
         let first = self.first_round();
@@ -213,10 +235,7 @@ impl Rings {
                 while own.peek().is_some_and(|p| p.round < round) {
                     own.next();
                 }
-                let r = own.peek().filter(|p| p.round == round).map(|p| Rates {
-                    rps: f64::from(p.rps),
-                    errors: f64::from(p.errors),
-                });
+                let r = own.peek().filter(|p| p.round == round).map(|p| p.rates());
                 (f.t, r)
             })
             .collect()
@@ -233,10 +252,7 @@ impl Rings {
                 let last = ring.back().filter(|p| p.round == newest);
                 TenantSummary {
                     id: id.clone(),
-                    now: last.map(|p| Rates {
-                        rps: f64::from(p.rps),
-                        errors: f64::from(p.errors),
-                    }),
+                    now: last.map(TenantPoint::rates),
                     requests: ring.iter().map(|p| f64::from(p.rps) * step_s).sum(),
                 }
             })

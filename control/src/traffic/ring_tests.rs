@@ -3,7 +3,8 @@ use super::*;
 fn scrape(tenants: &[(&str, [f64; 5])], latency: &[(f64, f64)]) -> Scrape {
     Scrape {
         requests: tenants.iter().map(|(t, c)| ((*t).to_owned(), *c)).collect(),
-        latency: latency.to_vec(),
+        // Durations of requests that resolved to no tenant: in the fleet's p95 only.
+        durations: [(String::new(), latency.to_vec())].into_iter().collect(),
     }
 }
 
@@ -213,4 +214,70 @@ fn quantiles_interpolate_like_histogram_quantile() {
         ),
         [(0.1, 2.0), (f64::INFINITY, 3.0)]
     );
+}
+
+#[test]
+fn each_tenant_has_its_own_p95_and_the_fleet_s_covers_all() {
+    // `fast` answers in under 10 ms, `slow` between 250 and 500 ms; two gateways each.
+    let at = |n: f64, fast: f64, slow: f64| Scrape {
+        requests: [("fast", ok(fast, 0.0)), ("slow", ok(slow, 0.0))]
+            .into_iter()
+            .map(|(t, c)| (t.to_owned(), c))
+            .collect(),
+        durations: [
+            (
+                "fast",
+                vec![(0.01, fast), (0.25, fast), (f64::INFINITY, fast)],
+            ),
+            (
+                "slow",
+                vec![(0.01, 0.0), (0.25, 0.0), (0.5, slow), (f64::INFINITY, slow)],
+            ),
+        ]
+        .into_iter()
+        .map(|(t, h)| {
+            (
+                t.to_owned(),
+                h.into_iter().map(|(le, c)| (le, c * n)).collect(),
+            )
+        })
+        .collect(),
+    };
+    let mut r = Rings::new(10, 10);
+    r.round(
+        0,
+        vec![
+            (A.into(), Some(at(1.0, 0.0, 0.0))),
+            (B.into(), Some(at(1.0, 0.0, 0.0))),
+        ],
+    );
+    r.round(
+        10_000,
+        vec![
+            (A.into(), Some(at(1.0, 100.0, 10.0))),
+            (B.into(), Some(at(1.0, 100.0, 10.0))),
+        ],
+    );
+    let p95 = |r: &Rings, t: &str| {
+        r.tenant(t)
+            .last()
+            .and_then(|(_, r)| *r)
+            .and_then(|r| r.p95_ms)
+    };
+    let fast = p95(&r, "fast").expect("fast has a p95");
+    let slow = p95(&r, "slow").expect("slow has a p95");
+    assert!(fast > 0.0 && fast <= 10.0, "{fast}");
+    assert!((250.0..=500.0).contains(&slow), "{slow}");
+    // 20 of 220 requests are slow: the fleet's p95 is among them.
+    let fleet = r.fleet().last().and_then(|p| p.p95_ms).expect("fleet p95");
+    assert!((250.0..=500.0).contains(&fleet), "{fleet}");
+    // A round without requests of a tenant has no p95 for it, never a stale one.
+    r.round(
+        20_000,
+        vec![
+            (A.into(), Some(at(1.0, 100.0, 10.0))),
+            (B.into(), Some(at(1.0, 100.0, 10.0))),
+        ],
+    );
+    assert_eq!(p95(&r, "slow"), None);
 }

@@ -1,5 +1,5 @@
 // realmctl operator UI: traffic at a glance (GET /v1/traffic) — the fleet's requests/s, 5xx
-// share and p95 upstream latency over the last hour, the most active tenants, and one
+// share and p95 request duration over the last hour, the most active tenants, and one
 // tenant's charts. Charts are drawn by uPlot (/ui/uplot.js, bundled from npm by the build).
 // Runs after ui.js and uses its helpers (api, el, $, views). Other views open a tenant's
 // charts with showTenantTraffic(id).
@@ -60,12 +60,12 @@ function trafficFigure(label) {
   return { node: el("figure", { class: "traffic-chart" }, el("figcaption", {}, label, " ", now), box), box, now };
 }
 
-function trafficCharts(container, withLatency) {
+function trafficCharts(container, fleet) {
   const figs = [
     ["requests/s", "", "#1565c0", "rps"],
     ["5xx share", "%", "#b00020", "error_rate"],
+    [fleet ? "p95 latency (all tenants)" : "p95 latency", " ms", "#6a1b9a", "p95_ms"],
   ];
-  if (withLatency) figs.push(["p95 latency (all tenants)", " ms", "#6a1b9a", "p95_ms"]);
   const charts = figs.map(([label, unit, color, field]) => {
     const f = trafficFigure(label);
     container.append(f.node);
@@ -123,7 +123,10 @@ const trafficView = {
       el("h2", { id: "traffic-title" }, "Traffic (last hour)"),
       el("p", { id: "traffic-status", role: "status" }),
       fleetCharts, form, tenantTitle, tenantCharts,
-      el("h3", {}, "Most active tenants"), top);
+      el("h3", {}, "Most active tenants"),
+      // Built after the page's tables were wrapped: scrolls in a region of its own too.
+      el("div", { class: "table-wrap", tabindex: "0", role: "region",
+        "aria-label": "Most active tenants table" }, top));
     this.fleet = trafficCharts(fleetCharts, true);
     this.tenantBox = tenantCharts;
   },
