@@ -16,10 +16,15 @@ class TrafficChart {
     this.color = color;
     this.plot = null;
     this.key = "";
+    // The chart follows its box: a narrower window (a phone, a rotated tablet) narrows it.
+    this.resize = new ResizeObserver(() => {
+      if (this.plot) this.plot.setSize({ width: this.width(), height: TRAFFIC_HEIGHT });
+    });
+    this.resize.observe(this.box);
   }
 
   width() {
-    return Math.max(240, Math.min(480, this.box.clientWidth || 320));
+    return Math.max(160, Math.min(480, this.box.clientWidth || 320));
   }
 
   draw(xs, ys) {
@@ -46,6 +51,7 @@ class TrafficChart {
   }
 
   clear() {
+    this.resize.disconnect();
     if (this.plot) this.plot.destroy();
     this.plot = null;
     this.key = "";
@@ -151,7 +157,7 @@ const trafficView = {
       ? "Scraping is off (gateways.traffic.scrape_interval_ms: 0)."
       : "Scraped from " + fleet.gateways.length + " gateway(s) every " + fleet.step_seconds + " s" +
         (failing.length ? "; not answering: " + failing.map((g) => g.url + " (" + g.last_error + ")").join(", ") : "") +
-        ". Latency is the fleet's (the gateways' histogram has no tenant label).";
+        ". Latency: p95 of the request durations at the gateways.";
     this.fleet.draw(fleet.points);
     fill("traffic-tenants", fleet.tenants, (list) => list.map((t) => el("tr", {},
       el("td", {}, t.id),

@@ -77,7 +77,21 @@ function fill(tableId, data, render) {
   const key = JSON.stringify(data);
   if (rendered.get(tableId) === key) return;
   rendered.set(tableId, key);
-  $(tableId).querySelector("tbody").replaceChildren(...render(data));
+  const body = $(tableId).querySelector("tbody");
+  const had = body.contains(document.activeElement) ? focusKey(document.activeElement) : null;
+  body.replaceChildren(...render(data));
+  // Keyboard focus stays on the same control of the same row across a refresh.
+  if (had) {
+    const again = [...body.querySelectorAll(had.tag)].find((e) => focusKey(e).id === had.id);
+    if (again) again.focus();
+  }
+}
+
+// What identifies a control across renders: its row's data attributes and its label.
+function focusKey(e) {
+  const row = e.closest("tr");
+  return { tag: e.tagName, id: JSON.stringify([row ? Object.assign({}, row.dataset) : null,
+    e.getAttribute("aria-label") || e.textContent]) };
 }
 
 // The pools a new tenant may route to (the pools view, pools.js, shows them in full).
