@@ -252,23 +252,40 @@ impl Browser {
 
     /// Replace the value of the input `css` selects.
     pub async fn fill(&self, css: &str, value: &str) -> Result<(), String> {
-        let e = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .map_err(|e| format!("{css}: {e}"))?;
-        e.clear().await.map_err(|e| e.to_string())?;
-        e.send_keys(value).await.map_err(|e| e.to_string())
+        self.on_fresh(css, |e| async move {
+            e.clear().await?;
+            e.send_keys(value).await
+        })
+        .await
     }
 
     pub async fn click(&self, css: &str) -> Result<(), String> {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .map_err(|e| format!("{css}: {e}"))?
-            .click()
-            .await
-            .map_err(|e| e.to_string())
+        self.on_fresh(css, |e| async move { e.click().await }).await
+    }
+
+    /// Find `css` and act on it; when the page re-rendered the element in between (a
+    /// periodic refresh), find it again, a few times.
+    async fn on_fresh<F, Fut>(&self, css: &str, act: F) -> Result<(), String>
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<(), fantoccini::error::CmdError>>,
+    {
+        let mut tries = 0;
+        loop {
+            let e = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .map_err(|e| format!("{css}: {e}"))?;
+            match act(e).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 5 && e.to_string().contains("stale element") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(format!("{css}: {e}")),
+            }
+        }
     }
 
     /// Accept the page's `confirm()` dialog, once it shows.
