@@ -1,3 +1,4 @@
+//! Unit tests of the traffic rings: rates from counter deltas, resets, gaps, the tenant cap and p95.
 use super::*;
 
 fn scrape(tenants: &[(&str, [f64; 5])], latency: &[(f64, f64)]) -> Scrape {
