@@ -15,10 +15,9 @@
 //! and would be most of what is measured).
 
 use realmgate_e2e::process::{free_addrs, Proc, TempDir};
-use realmgate_e2e::realmctl::realmctl_bin;
+use realmgate_e2e::realmctl::serve;
 use realmgate_e2e::{Gateway, GatewayOpts, Upstream};
 use serde_json::{json, Value};
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -90,22 +89,9 @@ impl Ctl {
                 gw_token.display()
             ),
         );
-        let args: Vec<OsString> = vec!["serve".into(), "--conf".into(), conf.into()];
-        let mut proc = Proc::spawn("realmctl", &realmctl_bin(), &args, dir.path());
+        // Loading a million tenants takes minutes.
+        let proc = serve(&conf, dir, addr, Duration::from_secs(3600)).await;
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(3600);
-        loop {
-            if let Some(status) = proc.try_wait() {
-                panic!("realmctl exited during start ({status})\n{}", proc.logs());
-            }
-            if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "realmctl did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         Ctl { proc, addr, http }
     }
 

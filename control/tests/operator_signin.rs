@@ -388,31 +388,15 @@ async fn operators_sign_in_through_keycloak_with_roles_csrf_and_an_audit_log() {
     let rc = Realmctl::start_with(&dir, &[], &yaml, &[]).await;
     let base = rc.url();
     // The operators' realm, made by realmctl itself; a first admin with it.
-    let admin_pw = dir.write("kc-admin-password", "realmgate-e2e-admin\n");
-    let alice_pw = dir.write("alice-password", PASSWORD);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
-        .args([
-            "operators",
-            "bootstrap",
-            "--keycloak-url",
-            &kc.url,
-            "--realm",
-            &realm_name,
-        ])
-        .args([
-            "--client-id",
-            CLIENT,
-            "--console-url",
-            &base,
-            "--first-admin",
-            "alice",
-        ])
-        .arg("--admin-password-file")
-        .arg(&admin_pw)
-        .arg("--first-admin-password-file")
-        .arg(&alice_pw)
-        .output()
-        .expect("realmctl operators bootstrap");
+    let out = common::operators::bootstrap(
+        &dir,
+        &kc.url,
+        "realmgate-e2e-admin",
+        &realm_name,
+        CLIENT,
+        &base,
+        ("alice", PASSWORD),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains(&format!("realm {realm_name} ready")),

@@ -461,31 +461,15 @@ async fn the_console_manages_tenants_routes_and_pools_for_admins_only() {
     let gw = Gateway::start(&dir, "gw", None).await;
     let rc = Realmctl::start_with(&dir, &[&gw], &yaml, &[]).await;
     let base = rc.url();
-    let admin_pw = dir.write("kc-admin-password", &format!("{}\n", svc.admin_password));
-    let first_pw = dir.write("first-password", PASSWORD);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_realmctl"))
-        .args([
-            "operators",
-            "bootstrap",
-            "--keycloak-url",
-            &kc.url,
-            "--realm",
-            &realm_name,
-        ])
-        .args([
-            "--client-id",
-            CLIENT,
-            "--console-url",
-            &base,
-            "--first-admin",
-            "ada",
-        ])
-        .arg("--admin-password-file")
-        .arg(&admin_pw)
-        .arg("--first-admin-password-file")
-        .arg(&first_pw)
-        .output()
-        .expect("realmctl operators bootstrap");
+    let out = common::operators::bootstrap(
+        &dir,
+        &kc.url,
+        &svc.admin_password,
+        &realm_name,
+        CLIENT,
+        &base,
+        ("ada", PASSWORD),
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -6,7 +6,7 @@ use crate::process::{free_addrs, Proc, TempDir};
 use serde_json::Value;
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const OPERATOR_TOKEN: &str = "operator-token-for-app-database-tests";
@@ -21,6 +21,31 @@ pub struct Realmctl {
 
 pub fn realmctl_bin() -> PathBuf {
     crate::process::workspace_bin("realmctl", "REALMCTL_BIN")
+}
+
+/// `realmctl serve --conf <conf>` in `dir`, once its `/healthz` at `addr` answers (within
+/// `within`; a realmctl that exits or does not answer in time fails the caller with its log).
+pub async fn serve(conf: &Path, dir: &TempDir, addr: SocketAddr, within: Duration) -> Proc {
+    let args: Vec<OsString> = vec!["serve".into(), "--conf".into(), conf.into()];
+    let mut proc = Proc::spawn("realmctl", &realmctl_bin(), &args, dir.path());
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = proc.try_wait() {
+            panic!("realmctl exited during start ({status})\n{}", proc.logs());
+        }
+        if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {
+            if r.status().is_success() {
+                return proc;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "realmctl did not start\n{}",
+            proc.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 impl Realmctl {
@@ -43,26 +68,8 @@ impl Realmctl {
                 key.display()
             ),
         );
-        let args: Vec<OsString> = vec!["serve".into(), "--conf".into(), conf.into()];
-        let mut proc = Proc::spawn("realmctl", &realmctl_bin(), &args, dir.path());
+        let proc = serve(&conf, &dir, addr, Duration::from_secs(30)).await;
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = proc.try_wait() {
-                panic!("realmctl exited during start ({status})\n{}", proc.logs());
-            }
-            if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "realmctl did not start\n{}",
-                proc.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
         Realmctl {
             proc,
             addr,

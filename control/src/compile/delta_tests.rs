@@ -9,19 +9,7 @@ use realmgate_table::{Table, TenantStatus};
 const NOW: u64 = 1_800_000_000_000;
 
 fn key(id: &str, tenant: Option<&str>, d: u8) -> KeyRecord {
-    KeyRecord {
-        id: id.into(),
-        digest: [d; 32],
-        prefix: "rgk_abcd".into(),
-        tenant: tenant.map(|t| TenantId::parse(t).expect("id")),
-        namespaces: vec!["*".into()],
-        expires_at_ms: None,
-        rate_limit: None,
-        created_at_ms: 1,
-        created_by: "operator".into(),
-        revoked_at_ms: None,
-        table_version: 1,
-    }
+    fixtures::key(id, tenant, d, "*")
 }
 
 fn add_tenant(m: &mut Model, id: &str, pool: &str) {

@@ -1,23 +1,10 @@
 //! Which API keys enter the table.
 
 use super::*;
-use crate::ids::TenantId;
 use crate::model::fixtures;
 
 pub(super) fn key(id: &str, tenant: Option<&str>, d: u8) -> KeyRecord {
-    KeyRecord {
-        id: id.into(),
-        digest: [d; 32],
-        prefix: "rgk_abcd".into(),
-        tenant: tenant.map(|t| TenantId::parse(t).expect("id")),
-        namespaces: vec!["@acme".into()],
-        expires_at_ms: None,
-        rate_limit: None,
-        created_at_ms: 1,
-        created_by: "operator".into(),
-        revoked_at_ms: None,
-        table_version: 1,
-    }
+    fixtures::key(id, tenant, d, "@acme")
 }
 
 #[test]

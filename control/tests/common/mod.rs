@@ -5,6 +5,7 @@
 
 pub mod acme;
 pub mod fault_proxy;
+pub mod operators;
 pub mod pki;
 pub mod provision;
 pub mod raw;
