@@ -3,8 +3,10 @@
 //! compiler serialises. The maps the table is compiled from are [`Tracked`]: each remembers
 //! what was written, so the compiler can emit a delta in the size of the change.
 
+mod domains;
 mod tracked;
 
+pub use domains::Domains;
 pub use tracked::Tracked;
 
 use crate::ids::{TenantId, UpstreamName};
@@ -235,12 +237,15 @@ pub struct Model {
     /// in the table) and keys.
     pub assertion: AssertionModel,
     /// Custom domains by domain (a verified one is also among its tenant's hosts).
-    pub domains: BTreeMap<String, DomainRecord>,
+    pub domains: Domains,
     /// App credentials by id, revoked ones included.
     pub apps: BTreeMap<String, AppRecord>,
     /// Deleted tenants, with the pools their routes used (for 410 to those pools' apps).
     pub tombstones: BTreeMap<TenantId, Vec<String>>,
     hosts: HashMap<HostPattern, TenantId>,
+    /// Tenants by the parent of each of their exact hosts (`acme.example.com` under
+    /// `example.com`): who a wildcard certificate covers, without a scan.
+    under: HashMap<String, BTreeSet<TenantId>>,
     key_digests: HashMap<[u8; 32], String>,
     /// Key ids by tenant: a tenant's change re-decides its keys (they enter the table only
     /// with their tenant), and its deletion revokes them, without a scan of every key.
@@ -381,12 +386,31 @@ impl Model {
         self.hosts.get(host)
     }
 
+    /// The tenants a certificate is served for (see [`CertRecord::covers`]), in id order:
+    /// through the host indexes, in the size of the answer.
+    pub fn covered_by(&self, c: &CertRecord) -> BTreeSet<TenantId> {
+        let mut out = BTreeSet::new();
+        for name in &c.hosts {
+            out.extend(self.hosts.get(name).cloned());
+            if let HostPattern::Wildcard(suffix) = name {
+                out.extend(self.under.get(suffix).into_iter().flatten().cloned());
+            }
+        }
+        out
+    }
+
     /// Insert or replace a tenant, keeping the host index in step. `hosts` are the parsed
     /// forms of `record.wire.hosts`.
     pub fn put_tenant(&mut self, id: TenantId, record: TenantRecord, hosts: Vec<HostPattern>) {
         self.remove_tenant(&id);
         self.tombstones.remove(&id);
         for host in hosts {
+            if let Some(parent) = exact_parent(&host) {
+                self.under
+                    .entry(parent.to_owned())
+                    .or_default()
+                    .insert(id.clone());
+            }
             self.hosts.insert(host, id.clone());
         }
         for pool in Model::pools_of(&record) {
@@ -407,6 +431,14 @@ impl Model {
         }
         for raw in &old.wire.hosts {
             if let Ok(p) = HostPattern::parse(raw) {
+                if let Some(parent) = exact_parent(&p) {
+                    if let Some(set) = self.under.get_mut(parent) {
+                        set.remove(id);
+                        if set.is_empty() {
+                            self.under.remove(parent);
+                        }
+                    }
+                }
                 if self.hosts.get(&p) == Some(id) {
                     self.hosts.remove(&p);
                 }
@@ -435,6 +467,14 @@ pub fn after_bound(after: Option<&str>) -> (Bound<&str>, Bound<&str>) {
         after.map_or(Bound::Unbounded, Bound::Excluded),
         Bound::Unbounded,
     )
+}
+
+/// The parent of an exact host (`example.com` for `acme.example.com`); none for a wildcard.
+fn exact_parent(host: &HostPattern) -> Option<&str> {
+    match host {
+        HostPattern::Exact(h) => h.split_once('.').map(|(_, parent)| parent),
+        HostPattern::Wildcard(_) => None,
+    }
 }
 
 /// A page of `entries` (by key, ascending, from a `range(after_bound(after))`), each made by

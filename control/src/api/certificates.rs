@@ -24,10 +24,12 @@ async fn list(
     q: Result<Query<RawPage>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let page = Page::parse(q)?;
-    let list: CertList = s.control.certificate_list().await?;
-    let (certificates, next) = page.of(list.certificates, |c| &c.name);
+    let (list, next): (CertList, _) = s
+        .control
+        .certificate_page(page.after.as_deref(), page.limit)
+        .await?;
     let mut extra = serde_json::Map::new();
-    if page.after.is_none() && !list.ordering.is_empty() {
+    if !list.ordering.is_empty() {
         let ordering = serde_json::to_value(list.ordering).map_err(|e| {
             ApiError::Service(crate::service::ServiceError::Internal(format!(
                 "certificate list: {e}"
@@ -35,7 +37,13 @@ async fn list(
         })?;
         extra.insert("ordering".into(), ordering);
     }
-    Ok(Json(paging::answer("certificates", certificates, next, extra)?).into_response())
+    Ok(Json(paging::answer(
+        "certificates",
+        list.certificates,
+        next,
+        extra,
+    )?)
+    .into_response())
 }
 
 async fn show(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {

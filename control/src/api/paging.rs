@@ -69,25 +69,6 @@ impl Page {
             q,
         })
     }
-
-    /// This page of `items` (by `id`, ascending) and the `next` cursor.
-    pub fn of<T>(&self, mut items: Vec<T>, id: impl Fn(&T) -> &str) -> (Vec<T>, Option<String>) {
-        // The lists come in id order already; sorting keeps the cursor right if one does not.
-        if !items.is_sorted_by(|a, b| id(a) <= id(b)) {
-            items.sort_by(|a, b| id(a).cmp(id(b)));
-        }
-        let start = self
-            .after
-            .as_deref()
-            .map_or(0, |after| items.partition_point(|x| id(x) <= after));
-        let more = items.len() > start + self.limit;
-        items.truncate(start + self.limit);
-        let page: Vec<T> = items.drain(start..).collect();
-        let next = more
-            .then(|| page.last().map(|x| id(x).to_owned()))
-            .flatten();
-        (page, next)
-    }
 }
 
 /// `{"<field>": items, "next": next}`, plus any `extra` fields.
@@ -165,39 +146,5 @@ pub fn document(doc: &mut Value) {
             component["properties"][field].is_object(),
             "{target}.{field}"
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn page(after: Option<&str>, limit: usize) -> Page {
-        Page {
-            after: after.map(str::to_owned),
-            limit,
-            q: None,
-        }
-    }
-
-    #[test]
-    fn pages_follow_the_cursor_to_the_end() {
-        let items: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
-        let (p, next) = page(None, 2).of(items.clone(), |s| s);
-        assert_eq!(
-            (p, next.as_deref()),
-            (vec!["a".into(), "b".into()], Some("b"))
-        );
-        let (p, next) = page(Some("b"), 2).of(items.clone(), |s| s);
-        assert_eq!(
-            (p, next.as_deref()),
-            (vec!["c".into(), "d".into()], Some("d"))
-        );
-        let (p, next) = page(Some("d"), 2).of(items.clone(), |s| s);
-        assert_eq!((p, next), (vec!["e".into()], None));
-        // An exact fit has no next page; a cursor between ids or past the end still works.
-        assert_eq!(page(None, 5).of(items.clone(), |s| s).1, None);
-        assert_eq!(page(Some("bb"), 1).of(items.clone(), |s| s).0, ["c"]);
-        assert!(page(Some("z"), 3).of(items, |s| s).0.is_empty());
     }
 }

@@ -20,6 +20,76 @@ fn host_index_follows_tenants() {
 }
 
 #[test]
+fn certificates_cover_tenants_through_the_indexes() {
+    let mut m = Model::default();
+    for (t, hosts) in [
+        ("a", &["a.zone.test", "a.other.test"][..]),
+        ("b", &["b.zone.test", "*.b.zone.test"][..]),
+        ("c", &["deep.c.zone.test"][..]),
+        ("d", &["zone.test"][..]),
+    ] {
+        let (id, rec, hosts) = tenant(t, hosts, "app");
+        m.put_tenant(id, rec, hosts);
+    }
+    let cert = |names: &[&str]| CertRecord {
+        name: "c".into(),
+        cert_pem: String::new(),
+        key_sealed: String::new(),
+        hosts: names
+            .iter()
+            .map(|n| HostPattern::parse(n).expect("host"))
+            .collect(),
+        not_before: 0,
+        not_after: 0,
+        fingerprint: String::new(),
+        table_version: 0,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    };
+    let covered = |m: &Model, names: &[&str]| -> Vec<String> {
+        m.covered_by(&cert(names))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    // A wildcard covers one label under it (not deeper, not the parent itself); it also
+    // covers the same wildcard; an exact name covers the exact host only.
+    assert_eq!(covered(&m, &["*.zone.test"]), ["a", "b"]);
+    assert_eq!(covered(&m, &["*.b.zone.test"]), ["b"]);
+    assert_eq!(covered(&m, &["a.other.test", "zone.test"]), ["a", "d"]);
+    assert_eq!(covered(&m, &["*.test"]), ["d"]);
+    // Each answer agrees with the certificate's own rule, tenant by tenant.
+    for names in [
+        &["*.zone.test"][..],
+        &["*.b.zone.test"],
+        &["*.test"],
+        &["b.zone.test"],
+    ] {
+        let c = cert(names);
+        let by_rule: Vec<String> = m
+            .tenants
+            .iter()
+            .filter(|(_, t)| {
+                t.wire
+                    .hosts
+                    .iter()
+                    .any(|h| c.covers(&HostPattern::parse(h).expect("host")))
+            })
+            .map(|(id, _)| id.to_string())
+            .collect();
+        assert_eq!(covered(&m, names), by_rule, "{names:?}");
+    }
+    // A tenant that leaves, or changes hosts, leaves the index.
+    let b = TenantId::parse("b").expect("id");
+    m.remove_tenant(&b);
+    assert_eq!(covered(&m, &["*.zone.test"]), ["a"]);
+    let (id, rec, hosts) = tenant("a", &["a.elsewhere.test"], "app");
+    m.put_tenant(id, rec, hosts);
+    assert!(covered(&m, &["*.zone.test"]).is_empty());
+    assert_eq!(covered(&m, &["*.elsewhere.test"]), ["a"]);
+}
+
+#[test]
 fn users_of_upstream() {
     let mut m = Model::default();
     for (t, u) in [("a", "x"), ("b", "y"), ("c", "x")] {

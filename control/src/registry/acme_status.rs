@@ -12,16 +12,37 @@ fn opt_u64(v: Option<i64>) -> Option<u64> {
 
 impl Registry {
     pub async fn acme_statuses(&self) -> Result<Vec<CertStatus>, RegistryError> {
-        let mut rows = self
-            .conn
-            .query(
-                "SELECT name, tenant_id, hosts, state, problem, error, attempts,
-                        next_attempt_at_ms, renew_at_ms, renew_source, ari_next_ms, updated_at_ms,
-                        ari_start_ms, ari_end_ms
-                 FROM acme_certificates ORDER BY name",
-                (),
-            )
-            .await?;
+        self.acme_statuses_where("1 = 1", ()).await
+    }
+
+    /// The statuses of the certificates named `first` to `last` (inclusive): one page of
+    /// the certificate list.
+    pub async fn acme_statuses_between(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<CertStatus>, RegistryError> {
+        self.acme_statuses_where("name >= ?1 AND name <= ?2", params![first, last])
+            .await
+    }
+
+    /// The statuses not `valid` (few): those that may have nothing issued yet.
+    pub async fn acme_statuses_unsettled(&self) -> Result<Vec<CertStatus>, RegistryError> {
+        self.acme_statuses_where("state <> 'valid'", ()).await
+    }
+
+    async fn acme_statuses_where(
+        &self,
+        filter: &str,
+        params: impl libsql::params::IntoParams,
+    ) -> Result<Vec<CertStatus>, RegistryError> {
+        let sql = format!(
+            "SELECT name, tenant_id, hosts, state, problem, error, attempts,
+                    next_attempt_at_ms, renew_at_ms, renew_source, ari_next_ms, updated_at_ms,
+                    ari_start_ms, ari_end_ms
+             FROM acme_certificates WHERE {filter} ORDER BY name"
+        );
+        let mut rows = self.conn.query(&sql, params).await?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().await? {
             let name: String = row.get(0)?;

@@ -34,9 +34,9 @@ impl Registry {
                 verified_at_ms: verified.and_then(|v| u64::try_from(v).ok()),
                 created_at_ms: get_u64(&row, 9)?,
                 updated_at_ms: get_u64(&row, 10)?,
-                domain: domain.clone(),
+                domain,
             };
-            model.domains.insert(domain, record);
+            model.domains.insert(record);
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! stored with the key sealed. Views never carry the key.
 
 use super::{not_found, Control, ServiceError};
+use crate::acme::CertStatus;
 use crate::body::Fields;
 use crate::model::{CertRecord, Model, TenantRecord};
 use crate::time::{now_ms, rfc3339};
@@ -15,39 +16,74 @@ use realmgate_table::{is_name, Certificate, Problem};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use serde_json::json;
+use std::collections::BTreeMap;
 use subtle::ConstantTimeEq;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 impl Control {
-    pub fn list_certificates(&self) -> Vec<CertView> {
-        let model = self.read();
-        let now = now_ms() / 1000;
-        model
-            .certificates
-            .values()
-            .map(|c| cert_view(&model, c, now))
-            .collect()
-    }
-
-    /// `GET /v1/certificates`: every certificate with its ACME status, and the ACME
-    /// certificates not issued yet.
-    pub async fn certificate_list(&self) -> Result<CertList, ServiceError> {
-        let mut statuses = self.acme_statuses().await?;
-        let mut certificates = self.list_certificates();
+    /// `GET /v1/certificates?after=&limit=`: a page of certificates in name order with their
+    /// ACME status, the next page's `after`, and (on the first page) the ACME certificates
+    /// not issued yet. Costs the page, not the registry.
+    pub async fn certificate_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(CertList, Option<String>), ServiceError> {
+        let (mut certificates, next) = {
+            let model = self.read();
+            let now = now_ms() / 1000;
+            crate::model::page_of(
+                model
+                    .certificates
+                    .range::<str, _>(crate::model::after_bound(after))
+                    .map(|(k, c)| (k.as_str(), c)),
+                limit,
+                |c| Some(cert_view(&model, c, now)),
+            )
+        };
+        let registry = self.registry.lock().await;
+        let mut statuses: BTreeMap<String, CertStatus> =
+            match (certificates.first(), certificates.last()) {
+                (Some(first), Some(last)) => registry
+                    .acme_statuses_between(&first.name, &last.name)
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.certificate.clone(), s))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
         for c in &mut certificates {
             c.acme = statuses.remove(&c.name).map(|s| AcmeCertView::from(&s));
         }
-        Ok(CertList {
-            certificates,
-            ordering: statuses.values().map(AcmeCertView::from).collect(),
-        })
+        let ordering = if after.is_none() {
+            let unsettled = registry.acme_statuses_unsettled().await?;
+            drop(registry);
+            let model = self.read();
+            unsettled
+                .iter()
+                .filter(|s| !model.certificates.contains_key(&s.certificate))
+                .map(AcmeCertView::from)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((
+            CertList {
+                certificates,
+                ordering,
+            },
+            next,
+        ))
     }
 
     /// `GET /v1/certificates/{name}`, with its ACME status (also before it is issued: then
     /// the view has only its name, hosts and status).
     pub async fn certificate_shown(&self, name: &str) -> Result<CertView, ServiceError> {
-        let mut statuses = self.acme_statuses().await?;
-        let status = statuses.remove(name).map(|s| AcmeCertView::from(&s));
+        let status = {
+            let registry = self.registry.lock().await;
+            registry.acme_statuses_between(name, name).await?
+        };
+        let status = status.first().map(AcmeCertView::from);
         match self.certificate(name) {
             Ok(mut v) => {
                 v.acme = status;
@@ -72,18 +108,6 @@ impl Control {
                 })
             }
         }
-    }
-
-    async fn acme_statuses(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::acme::CertStatus>, ServiceError> {
-        let registry = self.registry.lock().await;
-        Ok(registry
-            .acme_statuses()
-            .await?
-            .into_iter()
-            .map(|s| (s.certificate.clone(), s))
-            .collect())
     }
 
     /// Set `realmctl_certificate_expiry_seconds` from the certificates in force (at scrape).
@@ -287,16 +311,9 @@ pub(super) fn tenant_view(model: &Model, r: &TenantRecord) -> TenantView {
 
 fn cert_view(model: &Model, c: &CertRecord, now: u64) -> CertView {
     let tenants = model
-        .tenants
+        .covered_by(c)
         .iter()
-        .filter(|(_, t)| {
-            t.wire
-                .hosts
-                .iter()
-                .filter_map(|h| HostPattern::parse(h).ok())
-                .any(|h| c.covers(&h))
-        })
-        .map(|(id, _)| id.to_string())
+        .map(ToString::to_string)
         .collect();
     CertView {
         name: c.name.clone(),

@@ -2,12 +2,14 @@
 //! `_realmgate-challenge.<domain>` to the configured resolver (not the gateways' view), with
 //! backoff, until the deadline. Seen: `verified`, and the domain enters the tenant's hosts.
 //! Only the writer checks (a standby waits). A verified domain missing from its tenant's
-//! hosts (a crash between the two writes) is put back at the next look.
+//! hosts (a crash between the two writes) is put back at the next look that sweeps them all
+//! (the first, then one per idle period).
 
 use super::Control;
 use crate::model::{DomainRecord, DomainState};
 use crate::resolver::{txt, TxtAnswer};
 use crate::time::now_ms;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,15 +47,18 @@ impl Control {
         let now = now_ms();
         let (due, missing): (Vec<DomainRecord>, Vec<DomainRecord>) = {
             let m = self.read();
-            let due = m
-                .domains
-                .values()
-                .filter(|d| d.state == DomainState::Pending && d.next_check_at_ms <= now)
-                .cloned()
-                .collect();
+            let due = m.domains.due(now).cloned().collect();
+            // The sweep for verified domains missing from their hosts reads every domain:
+            // once per MAX_IDLE at most, however often pending checks fall due.
+            let sweep = self.domain_sweep_at.load(Ordering::Relaxed) <= now;
+            if sweep {
+                self.domain_sweep_at
+                    .store(now + MAX_IDLE.as_millis() as u64, Ordering::Relaxed);
+            }
             let missing = m
                 .domains
                 .values()
+                .take_while(|_| sweep)
                 .filter(|d| {
                     d.state == DomainState::Verified
                         && m.tenants.get(&d.tenant).is_some_and(|t| {
@@ -115,12 +120,7 @@ impl Control {
                 }
             }
         }
-        let m = self.read();
-        m.domains
-            .values()
-            .filter(|d| d.state == DomainState::Pending)
-            .map(|d| d.next_check_at_ms)
-            .min()
+        self.read().domains.next_due()
     }
 
     /// Keep a check's outcome unless the domain changed meanwhile (removed, added anew).
@@ -134,9 +134,7 @@ impl Control {
             log::warn!("domain {}: check not kept: {e}", seen.domain);
             return false;
         }
-        self.write()
-            .domains
-            .insert(next.domain.clone(), next.clone());
+        self.write().domains.insert(next.clone());
         true
     }
 }

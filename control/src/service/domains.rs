@@ -133,7 +133,7 @@ impl Control {
             record.txt_name()
         );
         let view = DomainView::from(&record);
-        self.write().domains.insert(domain, record);
+        self.write().domains.insert(record);
         self.domain_checks.notify_one();
         Ok((view, true))
     }
@@ -169,14 +169,13 @@ impl Control {
                 return Err(not_found("tenant", t.as_str()));
             }
         }
-        let entries = model
-            .domains
-            .range::<str, _>(crate::model::after_bound(after));
         Ok(crate::model::page_of(
-            entries.map(|(d, r)| (d.as_str(), r)),
+            model.domains.after(tenant, after),
             limit,
             |d| {
-                (tenant.is_none_or(|t| &d.tenant == t) && model.tenants.contains_key(&d.tenant))
+                model
+                    .tenants
+                    .contains_key(&d.tenant)
                     .then(|| DomainView::from(d))
             },
         ))

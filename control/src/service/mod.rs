@@ -79,6 +79,8 @@ pub struct Control {
     domain_settings: std::sync::OnceLock<domains::DomainSettings>,
     /// Wakes the domain checks (a domain added).
     domain_checks: tokio::sync::Notify,
+    /// When the domain checks next sweep every verified domain (unix ms).
+    domain_sweep_at: std::sync::atomic::AtomicU64,
     /// The remote libsql server's token (tenant databases on a remote server), for apps.
     database_token: std::sync::OnceLock<String>,
 }
@@ -116,6 +118,7 @@ impl Control {
             events,
             domain_settings: std::sync::OnceLock::new(),
             domain_checks: tokio::sync::Notify::new(),
+            domain_sweep_at: std::sync::atomic::AtomicU64::new(0),
             database_token: std::sync::OnceLock::new(),
         })
     }
@@ -454,7 +457,7 @@ impl Control {
         self.commit(version, |m| {
             m.tombstones.insert(id.clone(), pools);
             m.revoke_tenant_keys(id, now, version);
-            m.domains.retain(|_, d| &d.tenant != id);
+            m.domains.remove_tenant(id);
             m.remove_tenant(id)
         });
         Ok(version)

@@ -140,7 +140,7 @@ impl Control {
         self.commit(version, |m| {
             m.tombstones.insert(id.clone(), pools);
             m.revoke_tenant_keys(id, now, version);
-            m.domains.retain(|_, d| &d.tenant != id);
+            m.domains.remove_tenant(id);
             m.remove_tenant(id)
         });
         let _ = self.events.send(id.clone());
