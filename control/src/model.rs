@@ -246,6 +246,9 @@ pub struct Model {
     /// Tenants by the parent of each of their exact hosts (`acme.example.com` under
     /// `example.com`): who a wildcard certificate covers, without a scan.
     under: HashMap<String, BTreeSet<TenantId>>,
+    /// Certificate names by each of their host names: the certificates that cover a
+    /// tenant's host, without a scan.
+    cert_names: HashMap<HostPattern, BTreeSet<String>>,
     key_digests: HashMap<[u8; 32], String>,
     /// Key ids by tenant: a tenant's change re-decides its keys (they enter the table only
     /// with their tenant), and its deletion revokes them, without a scan of every key.
@@ -397,6 +400,48 @@ impl Model {
             }
         }
         out
+    }
+
+    /// Insert or replace a certificate (by its name), keeping the certificate index in step.
+    pub fn put_certificate(&mut self, c: CertRecord) {
+        self.remove_certificate(&c.name);
+        for h in &c.hosts {
+            self.cert_names
+                .entry(h.clone())
+                .or_default()
+                .insert(c.name.clone());
+        }
+        self.certificates.insert(c.name.clone(), c);
+    }
+
+    pub fn remove_certificate(&mut self, name: &str) -> Option<CertRecord> {
+        let old = self.certificates.remove(name)?;
+        for h in &old.hosts {
+            if let Some(names) = self.cert_names.get_mut(h) {
+                names.remove(name);
+                if names.is_empty() {
+                    self.cert_names.remove(h);
+                }
+            }
+        }
+        Some(old)
+    }
+
+    /// The certificates that cover any of `hosts` (see [`CertRecord::covers`]), in name
+    /// order: through the certificate index, in the size of the answer.
+    pub fn certificates_covering(&self, hosts: &[HostPattern]) -> Vec<&CertRecord> {
+        let mut names = BTreeSet::new();
+        for h in hosts {
+            names.extend(self.cert_names.get(h).into_iter().flatten());
+            if let Some(parent) = exact_parent(h) {
+                let wildcard = HostPattern::Wildcard(parent.to_owned());
+                names.extend(self.cert_names.get(&wildcard).into_iter().flatten());
+            }
+        }
+        names
+            .into_iter()
+            .filter_map(|n| self.certificates.get(n))
+            .collect()
     }
 
     /// Insert or replace a tenant, keeping the host index in step. `hosts` are the parsed

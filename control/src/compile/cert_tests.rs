@@ -31,7 +31,7 @@ fn certificates_enter_the_table_with_their_keys_opened() {
         created_at_ms: 1,
         updated_at_ms: 1,
     };
-    m.certificates.insert("acme".into(), record);
+    m.put_certificate(record);
     let compiled = compile(&m, &sealer).expect("compile");
     assert!(compiled.has_secrets, "a key is a secret");
     let table = realmgate_table::parse(&compiled.body())

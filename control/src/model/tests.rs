@@ -32,7 +32,7 @@ fn certificates_cover_tenants_through_the_indexes() {
         m.put_tenant(id, rec, hosts);
     }
     let cert = |names: &[&str]| CertRecord {
-        name: "c".into(),
+        name: names.join(","),
         cert_pem: String::new(),
         key_sealed: String::new(),
         hosts: names
@@ -79,6 +79,53 @@ fn certificates_cover_tenants_through_the_indexes() {
             .collect();
         assert_eq!(covered(&m, names), by_rule, "{names:?}");
     }
+    // The other way round: the certificates that cover a tenant's hosts, by the index, are
+    // those the rule picks, and a removed certificate leaves the index.
+    let all = [
+        &["*.zone.test"][..],
+        &["*.b.zone.test"],
+        &["*.test"],
+        &["b.zone.test", "x.test"],
+    ];
+    for names in all {
+        m.put_certificate(cert(names));
+    }
+    for (_, t) in m.tenants.iter() {
+        let hosts: Vec<HostPattern> = t
+            .wire
+            .hosts
+            .iter()
+            .map(|h| HostPattern::parse(h).expect("host"))
+            .collect();
+        let by_index: Vec<&str> = m
+            .certificates_covering(&hosts)
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let by_rule: Vec<&str> = m
+            .certificates
+            .values()
+            .filter(|c| hosts.iter().any(|h| c.covers(h)))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(by_index, by_rule, "{:?}", t.wire.hosts);
+    }
+    let b_hosts = [HostPattern::parse("b.zone.test").expect("host")];
+    let names = |m: &Model| -> Vec<String> {
+        m.certificates_covering(&b_hosts)
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    };
+    assert_eq!(names(&m), ["*.zone.test", "b.zone.test,x.test"]);
+    assert!(m.remove_certificate("*.zone.test").is_some());
+    assert_eq!(names(&m), ["b.zone.test,x.test"]);
+    // A replaced certificate's old names leave the index.
+    let mut moved = cert(&["y.test"]);
+    moved.name = "b.zone.test,x.test".into();
+    m.put_certificate(moved);
+    assert!(names(&m).is_empty());
+
     // A tenant that leaves, or changes hosts, leaves the index.
     let b = TenantId::parse("b").expect("id");
     m.remove_tenant(&b);

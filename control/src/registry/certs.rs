@@ -44,7 +44,7 @@ impl Registry {
                 updated_at_ms: get_u64(&row, 8)?,
                 name,
             };
-            model.certificates.insert(record.name.clone(), record);
+            model.put_certificate(record);
         }
         Ok(())
     }

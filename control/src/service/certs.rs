@@ -251,7 +251,7 @@ impl Control {
             record.fingerprint
         );
         self.commit(version, |m| {
-            m.certificates.insert(name.to_owned(), record);
+            m.put_certificate(record);
         });
         self.certificate(name).map(|v| (v, created))
     }
@@ -263,7 +263,7 @@ impl Control {
             return Err(not_found("certificate", name));
         }
         let version = registry.delete_certificate(name).await?;
-        self.commit(version, |m| m.certificates.remove(name));
+        self.commit(version, |m| m.remove_certificate(name));
         log::info!("certificate {name:?} removed, table version {version}");
         Ok(version)
     }
@@ -280,7 +280,7 @@ pub(super) fn tenant_view(model: &Model, r: &TenantRecord) -> TenantView {
         .filter_map(|h| HostPattern::parse(h).ok())
         .collect();
     let mut covered = vec![false; hosts.len()];
-    for c in model.certificates.values() {
+    for c in model.certificates_covering(&hosts) {
         let mine: Vec<String> = hosts
             .iter()
             .zip(covered.iter_mut())
