@@ -79,8 +79,8 @@ pub struct Control {
     domain_settings: std::sync::OnceLock<domains::DomainSettings>,
     /// Wakes the domain checks (a domain added).
     domain_checks: tokio::sync::Notify,
-    /// The remote libsql server's token (tenant databases on a remote server), for apps.
-    database_token: std::sync::OnceLock<String>,
+    /// Tenant databases on a remote server: its fleet token (operators) and app tokens.
+    remote_database: std::sync::OnceLock<crate::provision::database_token::RemoteAccess>,
 }
 
 impl Control {
@@ -116,7 +116,7 @@ impl Control {
             events,
             domain_settings: std::sync::OnceLock::new(),
             domain_checks: tokio::sync::Notify::new(),
-            database_token: std::sync::OnceLock::new(),
+            remote_database: std::sync::OnceLock::new(),
         })
     }
 
