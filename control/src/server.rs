@@ -65,8 +65,9 @@ pub struct Provisioning {
     /// `certificates.acme`: the certificate step, made here once the service and the
     /// pushers exist (it stores through the one and waits for the other).
     pub acme: Option<crate::acme::AcmeSettings>,
-    /// The remote libsql server's token, handed to apps with a tenant's database URL.
-    pub database_token: Option<String>,
+    /// The remote libsql server's tokens: its fleet token (operators) and the app token
+    /// minter (apps get a token for their tenant's namespace only).
+    pub remote_database: Option<crate::provision::database_token::RemoteAccess>,
 }
 
 /// Load the registry into a [`Control`], start the compiler and one push worker per
@@ -77,8 +78,8 @@ pub async fn assemble(registry: Registry, w: Wiring<'_>) -> Result<AppState, Sta
         Some(p) => Control::with_plan(registry, p.plan.clone(), p.secret_box.clone()).await?,
         None => Control::new(registry).await?,
     });
-    if let Some(token) = w.provision.as_ref().and_then(|p| p.database_token.clone()) {
-        control.set_database_token(token);
+    if let Some(access) = w.provision.as_ref().and_then(|p| p.remote_database.clone()) {
+        control.set_remote_database(access);
     }
     control.start_assertion(&w.assertion).await?;
     tokio::spawn(crate::service::assertion::maintain(Arc::clone(&control)));
@@ -180,7 +181,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 secret_box: config.provision.secret_box(),
                 runner: config.provision.runner.clone(),
                 acme: config.acme.clone(),
-                database_token: config.provision.database_token(),
+                remote_database: config.provision.remote_database_access(),
             }),
             assertion: config.assertion.clone(),
         },

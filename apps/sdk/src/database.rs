@@ -1,7 +1,9 @@
 //! The tenant's own database: asked of realmctl (`GET /v1/tenants/{id}/database` with the
 //! app credential), cached (bounded, with expiry), opened with libsql and migrated once by
 //! the app's own function. A cached database whose file was moved away (the tenant deleted:
-//! realmctl archives it) is dropped at the next request, before any query runs on it.
+//! realmctl archives it) is dropped at the next request, before any query runs on it. A
+//! database on a remote libsql server comes with a token for that tenant's namespace alone,
+//! which expires: realmctl is asked again at half its life and the database opened anew.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -71,10 +73,27 @@ pub struct DatabasesConfig {
 
 struct Entry {
     db: Arc<libsql::Database>,
-    path: PathBuf,
-    file: FileId,
-    fetched: Instant,
+    backing: Backing,
+    /// When realmctl is asked again (the answer's ttl, or half a remote token's life).
+    refresh: Instant,
     used: Instant,
+}
+
+/// What the cached database is: a file (checked before each use), or a remote database
+/// (good until `refresh`).
+enum Backing {
+    File { path: PathBuf, file: FileId },
+    Remote,
+}
+
+impl Entry {
+    fn usable(&self, now: Instant) -> bool {
+        now < self.refresh
+            && match &self.backing {
+                Backing::File { path, file } => file_id(path) == Some(*file),
+                Backing::Remote => true,
+            }
+    }
 }
 
 /// Device and inode: the same path holding another file means another database.
@@ -83,6 +102,22 @@ type FileId = (u64, u64);
 fn file_id(path: &std::path::Path) -> Option<FileId> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A namespace libsql can send as `x-namespace` (sqld's names here are tenant ids).
+fn namespace_ok(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn remote_url_ok(url: &str) -> bool {
+    ["libsql://", "https://", "http://"]
+        .iter()
+        .any(|scheme| url.len() > scheme.len() && url.starts_with(scheme))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Tenants' databases for one app.
@@ -97,6 +132,22 @@ pub struct TenantDatabases {
 struct Location {
     kind: String,
     path: Option<String>,
+    url: Option<String>,
+    namespace: Option<String>,
+    auth_token: Option<String>,
+    auth_token_expires_in: Option<u64>,
+}
+
+/// realmctl's answer, checked.
+enum Located {
+    File(PathBuf),
+    Remote {
+        url: String,
+        namespace: Option<String>,
+        /// For this tenant's namespace only (realmctl never hands apps the server's own).
+        token: String,
+        lifetime: Duration,
+    },
 }
 
 impl TenantDatabases {
@@ -126,48 +177,76 @@ impl TenantDatabases {
         }
         let mut entries = self.entries.lock().await;
         let now = Instant::now();
-        if let Some(e) = entries.get_mut(tenant) {
-            let fresh = now.duration_since(e.fetched) < self.config.ttl;
-            if fresh && file_id(&e.path) == Some(e.file) {
-                e.used = now;
-                return e
-                    .db
-                    .connect()
-                    .map_err(|e| DbError::Unavailable(format!("connect: {e}")));
-            }
-        }
-        let path = match self.locate(tenant).await {
-            Ok(p) => p,
-            Err(err) => {
-                entries.remove(tenant);
-                return Err(err);
-            }
-        };
-        let Some(file) = file_id(&path) else {
-            entries.remove(tenant);
-            return Err(DbError::Unavailable(format!(
-                "tenant {tenant}: its database file {} is missing",
-                path.display()
-            )));
-        };
-        if let Some(e) = entries
-            .get_mut(tenant)
-            .filter(|e| e.path == path && e.file == file)
-        {
-            e.fetched = now;
+        if let Some(e) = entries.get_mut(tenant).filter(|e| e.usable(now)) {
             e.used = now;
             return e
                 .db
                 .connect()
                 .map_err(|e| DbError::Unavailable(format!("connect: {e}")));
         }
-        let unavailable = |what: &str, e: libsql::Error| {
-            DbError::Unavailable(format!("tenant {tenant}: {what} {}: {e}", path.display()))
+        let located = match self.locate(tenant).await {
+            Ok(l) => l,
+            Err(err) => {
+                entries.remove(tenant);
+                return Err(err);
+            }
         };
-        let db = libsql::Builder::new_local(&path)
-            .build()
-            .await
-            .map_err(|e| unavailable("cannot open", e))?;
+        let (db, backing, refresh) = match located {
+            Located::File(path) => {
+                let Some(file) = file_id(&path) else {
+                    entries.remove(tenant);
+                    return Err(DbError::Unavailable(format!(
+                        "tenant {tenant}: its database file {} is missing",
+                        path.display()
+                    )));
+                };
+                let refresh = now + self.config.ttl;
+                let same = |e: &&mut Entry| match &e.backing {
+                    Backing::File { path: p, file: f } => *p == path && *f == file,
+                    Backing::Remote => false,
+                };
+                if let Some(e) = entries.get_mut(tenant).filter(same) {
+                    e.refresh = refresh;
+                    e.used = now;
+                    return e
+                        .db
+                        .connect()
+                        .map_err(|e| DbError::Unavailable(format!("connect: {e}")));
+                }
+                let db = libsql::Builder::new_local(&path)
+                    .build()
+                    .await
+                    .map_err(|e| {
+                        DbError::Unavailable(format!(
+                            "tenant {tenant}: cannot open {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                (db, Backing::File { path, file }, refresh)
+            }
+            Located::Remote {
+                url,
+                namespace,
+                token,
+                lifetime,
+            } => {
+                // Opened anew with each token: a connection carries the token it was made with.
+                let mut builder = libsql::Builder::new_remote(url, token);
+                if let Some(ns) = namespace {
+                    builder = builder.namespace(ns);
+                }
+                let db = builder.build().await.map_err(|e| {
+                    DbError::Unavailable(format!(
+                        "tenant {tenant}: cannot open its remote database: {e}"
+                    ))
+                })?;
+                let refresh = now + self.config.ttl.min(lifetime / 2);
+                (db, Backing::Remote, refresh)
+            }
+        };
+        let unavailable = |what: &str, e: libsql::Error| {
+            DbError::Unavailable(format!("tenant {tenant}: {what} its database: {e}"))
+        };
         let conn = db
             .connect()
             .map_err(|e| unavailable("cannot connect to", e))?;
@@ -187,9 +266,8 @@ impl TenantDatabases {
             tenant.to_owned(),
             Entry {
                 db: Arc::new(db),
-                path,
-                file,
-                fetched: now,
+                backing,
+                refresh,
                 used: now,
             },
         );
@@ -201,7 +279,7 @@ impl TenantDatabases {
         self.entries.lock().await.len()
     }
 
-    async fn locate(&self, tenant: &str) -> Result<PathBuf, DbError> {
+    async fn locate(&self, tenant: &str) -> Result<Located, DbError> {
         let url = format!(
             "{}/v1/tenants/{tenant}/database",
             self.config.realmctl_url.trim_end_matches('/')
@@ -229,10 +307,26 @@ impl TenantDatabases {
         }
         let loc: Location = serde_json::from_str(&body)
             .map_err(|e| DbError::Unavailable(format!("realmctl's answer: {e}")))?;
-        match (loc.kind.as_str(), loc.path) {
-            ("file", Some(p)) => Ok(PathBuf::from(p)),
-            (kind, _) => Err(DbError::Unavailable(format!(
-                "tenant {tenant}: a {kind} database is not supported by this SDK yet"
+        match (loc.kind.as_str(), loc.path, loc.url, loc.auth_token) {
+            ("file", Some(p), _, _) => Ok(Located::File(PathBuf::from(p))),
+            // libsql would panic on a namespace that is no header value: check it here.
+            ("remote", _, _, _) if !loc.namespace.as_deref().is_none_or(namespace_ok) => {
+                Err(DbError::Unavailable(format!(
+                    "tenant {tenant}: realmctl named a remote database with a malformed namespace"
+                )))
+            }
+            ("remote", _, Some(url), Some(token)) if remote_url_ok(&url) => Ok(Located::Remote {
+                url,
+                namespace: loc.namespace,
+                token,
+                // No lifetime said: use it for this request only.
+                lifetime: Duration::from_secs(loc.auth_token_expires_in.unwrap_or(0)),
+            }),
+            ("remote", ..) => Err(DbError::Unavailable(format!(
+                "tenant {tenant}: realmctl named a remote database without a libsql://, https:// or http:// url and a token"
+            ))),
+            (kind, ..) => Err(DbError::Unavailable(format!(
+                "tenant {tenant}: a {kind:?} database is not one this SDK opens"
             ))),
         }
     }

@@ -47,6 +47,11 @@ struct Setup {
 
 impl Setup {
     async fn new(name: &str, ttl: Duration, capacity: usize) -> Setup {
+        Setup::with_migration(name, ttl, capacity, true).await
+    }
+
+    /// `sql`: whether the migration runs SQL (not on the stand-in sqld, which is no database).
+    async fn with_migration(name: &str, ttl: Duration, capacity: usize, sql: bool) -> Setup {
         let fake = Arc::new(Fake::default());
         let app = axum::Router::new()
             .route("/v1/tenants/{id}/database", axum::routing::get(answer))
@@ -65,8 +70,10 @@ impl Setup {
             let counter = Arc::clone(&counter);
             Box::pin(async move {
                 counter.fetch_add(1, Ordering::SeqCst);
-                conn.execute("CREATE TABLE IF NOT EXISTS notes (x TEXT)", ())
-                    .await?;
+                if sql {
+                    conn.execute("CREATE TABLE IF NOT EXISTS notes (x TEXT)", ())
+                        .await?;
+                }
                 Ok(())
             })
         });
@@ -232,4 +239,104 @@ async fn the_cache_is_bounded() {
         s.dbs.connect(t).await.expect("connect");
     }
     assert_eq!(s.dbs.cached().await, 2);
+}
+
+/// A stand-in for a libsql server (sqld): records each request's `Authorization` and
+/// `x-namespace`, and answers 503 — it is no database; what counts is what the SDK sends.
+async fn stand_in_sqld() -> (std::net::SocketAddr, Arc<StdMutex<Vec<(String, String)>>>) {
+    let seen: Arc<StdMutex<Vec<(String, String)>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let record = Arc::clone(&record);
+        async move {
+            let h = |k: &str| {
+                headers
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            if let Ok(mut seen) = record.lock() {
+                seen.push((h("authorization"), h("x-namespace")));
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, "a stand-in")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn remote(addr: std::net::SocketAddr, token: &str, life: u64) -> String {
+    serde_json::json!({"tenant": "acme", "kind": "remote", "url": format!("http://{addr}"),
+                       "namespace": "acme", "auth_token": token, "auth_token_expires_in": life})
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_remote_database_is_opened_with_its_token_and_again_before_it_expires() {
+    let s = Setup::with_migration("remote", Duration::from_secs(3600), 8, false).await;
+    let (sqld, seen) = stand_in_sqld().await;
+    let last = || seen.lock().map(|v| v.last().cloned()).ok().flatten();
+    // A token with no life left is used for this request, and realmctl asked again next time.
+    s.answer("acme", 200, &remote(sqld, "token-1", 0));
+    let conn = s.dbs.connect("acme").await.expect("connect");
+    assert!(conn.execute("SELECT 1", ()).await.is_err(), "no database");
+    assert_eq!(last(), Some(("Bearer token-1".into(), "acme".into())));
+    s.answer("acme", 200, &remote(sqld, "token-2", 300));
+    let conn = s.dbs.connect("acme").await.expect("connect again");
+    assert_eq!(s.asked(), 2, "asked again: the old token had no life left");
+    assert!(conn.execute("SELECT 1", ()).await.is_err(), "no database");
+    assert_eq!(last(), Some(("Bearer token-2".into(), "acme".into())));
+    // Half of 300 s is left: kept, with its token.
+    let conn = s.dbs.connect("acme").await.expect("cached");
+    assert!(conn.execute("SELECT 1", ()).await.is_err(), "no database");
+    assert_eq!(last(), Some(("Bearer token-2".into(), "acme".into())));
+    assert_eq!(s.asked(), 2);
+    assert_eq!(
+        s.migrations.load(Ordering::SeqCst),
+        2,
+        "migrated on each opening (a new token opens the database anew)"
+    );
+    // Deleted at realmctl: the handle goes when realmctl is next asked (at half the token's
+    // life at the latest).
+    s.answer("beta", 200, &remote(sqld, "token-b", 0));
+    s.dbs.connect("beta").await.expect("beta");
+    s.answer("beta", 410, r#"{"message": "tenant beta was deleted"}"#);
+    assert_eq!(
+        s.dbs.connect("beta").await.err(),
+        Some(DbError::Gone("tenant beta was deleted".into()))
+    );
+    assert_eq!(s.dbs.cached().await, 1, "acme only");
+}
+
+#[tokio::test]
+async fn malformed_remote_answers_are_errors_not_panics() {
+    let s = Setup::with_migration("remote-bad", Duration::from_secs(3600), 8, false).await;
+    let base = serde_json::json!({"tenant": "acme", "kind": "remote", "url": "libsql://acme.db.example",
+                                  "namespace": "acme", "auth_token": "t", "auth_token_expires_in": 300});
+    for (field, value) in [
+        ("auth_token", serde_json::Value::Null),
+        ("url", serde_json::Value::Null),
+        ("url", serde_json::json!("ftp://acme.db.example")),
+        ("url", serde_json::json!("libsql://")),
+        ("url", serde_json::json!("libsql://acme .db")),
+        ("namespace", serde_json::json!("a\nb")),
+        ("namespace", serde_json::json!("ac me")),
+        ("namespace", serde_json::json!("")),
+        ("kind", serde_json::json!("carrier-pigeon")),
+    ] {
+        let mut answer = base.clone();
+        answer[field] = value.clone();
+        s.answer("acme", 200, &answer.to_string());
+        match s.dbs.connect("acme").await {
+            Err(DbError::Unavailable(m)) => assert!(!m.contains("\"t\""), "{m}"),
+            other => panic!("{field}={value}: {:?}", other.map(|_| ())),
+        }
+    }
+    assert_eq!(s.dbs.cached().await, 0);
+    assert_eq!(s.migrations.load(Ordering::SeqCst), 0);
 }

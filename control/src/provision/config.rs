@@ -2,6 +2,7 @@
 //! records the step as skipped), their settings, the secrets key and the retry policy.
 
 use super::database::Database;
+use super::database_token::{self, AppTokens, RemoteAccess};
 use super::dns::{Dns, DnsSettings, Target};
 use super::identity::{Identity, IdentitySettings};
 use super::ingress::{IngressSettings, IngressStep};
@@ -52,6 +53,9 @@ struct DatabaseFile {
 struct DatabaseRemote {
     url_template: String,
     auth_token_file: Option<PathBuf>,
+    /// Ed25519 private key (PKCS#8 PEM) whose public half sqld trusts: per-tenant app tokens.
+    app_token_key_file: Option<PathBuf>,
+    app_token_ttl_s: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,15 +100,17 @@ pub struct ProvisionConfig {
     secret_box: Option<SecretBox>,
     identity: Option<(String, String, Credentials, IdentitySettings)>,
     database: Option<Option<(String, String)>>,
+    /// With a remote server: its fleet token and the app token minter.
+    remote_access: Option<RemoteAccess>,
     ingress: Option<IngressSettings>,
     dns: Option<DnsSettings>,
     pub runner: RunnerSettings,
 }
 
 impl ProvisionConfig {
-    /// The remote libsql server's token, when tenant databases live on one.
-    pub fn database_token(&self) -> Option<String> {
-        self.database.clone().flatten().map(|(_, token)| token)
+    /// The remote libsql server's tokens, when tenant databases live on one.
+    pub fn remote_database_access(&self) -> Option<RemoteAccess> {
+        self.remote_access.clone()
     }
 
     /// The dns step's zone (absolute, with the trailing dot), when it runs.
@@ -127,6 +133,27 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Credentials(<redacted>)")
     }
+}
+
+/// The app token minter, when `app_token_key_file` is set (a lifetime alone is a mistake).
+fn resolve_app_tokens(r: &DatabaseRemote, problems: &mut Vec<String>) -> Option<AppTokens> {
+    let key = "provision.database.remote.app_token_key_file";
+    let Some(path) = &r.app_token_key_file else {
+        if r.app_token_ttl_s.is_some() {
+            problems.push(format!(
+                "provision.database.remote.app_token_ttl_s: set without {key}"
+            ));
+        }
+        return None;
+    };
+    let pem = read_secret(path, key, problems);
+    if pem.is_empty() {
+        return None;
+    }
+    let ttl = r.app_token_ttl_s.unwrap_or(database_token::DEFAULT_TTL_S);
+    AppTokens::from_pem(&pem, ttl)
+        .map_err(|e| problems.push(format!("{key}: {}: {e}", path.display())))
+        .ok()
 }
 
 fn read_secret(path: &Path, key: &str, problems: &mut Vec<String>) -> String {
@@ -229,10 +256,20 @@ impl ProvisionConfig {
                 let remote = db.remote.map(|r| {
                     let token = r
                         .auth_token_file
+                        .as_ref()
                         .map(|p| {
-                            read_secret(&p, "provision.database.remote.auth_token_file", problems)
+                            read_secret(p, "provision.database.remote.auth_token_file", problems)
                         })
                         .unwrap_or_default();
+                    if let Err(e) = database_token::check_template(&r.url_template) {
+                        problems.push(format!("provision.database.remote.url_template: {e}"));
+                    }
+                    let app_tokens = resolve_app_tokens(&r, problems).map(Arc::new);
+                    c.remote_access = Some(RemoteAccess {
+                        url_template: r.url_template.clone(),
+                        fleet_token: token.clone(),
+                        app_tokens,
+                    });
                     (r.url_template, token)
                 });
                 c.database = Some(remote);

@@ -1,6 +1,13 @@
 //! Provisioning step 2, database (`libsql`): one libsql database per tenant at
 //! `<data-dir>/tenants/<id>.db`, migrated; `remove` archives it (renamed with a timestamp
 //! under `tenants/archive/`), never deletes it.
+//!
+//! With a remote libsql server the file is an embedded replica: archiving it leaves the
+//! server's database, rows and all. So `remove` first marks that database deleted
+//! (`tenant_meta.deleted_at_ms`), and `ensure` refuses a database so marked: a tenant created
+//! again with the same id stays `failed` on this step (retried) until the operator archives
+//! the old database on the server and makes the namespace anew, instead of showing the new
+//! tenant's users the old tenant's rows.
 
 use super::{digest_of, Outputs, Step, StepError, StepKind, TenantInput};
 use crate::migrate::{migrate, Migration};
@@ -83,6 +90,7 @@ impl Step for Database {
         let conn = db
             .connect()
             .map_err(|e| StepError::new(format!("connect: {e}")))?;
+        refuse_deleted(&conn, t).await?;
         let version = migrate(&conn, TENANT_MIGRATIONS, &format!("tenant {}", t.id))
             .await
             .map_err(|e| StepError::new(e.to_string()))?;
@@ -115,6 +123,9 @@ impl Step for Database {
         if !path.exists() {
             return Ok(());
         }
+        if self.remote.is_some() {
+            self.mark_deleted(t).await?;
+        }
         let archive = self.dir.join("archive");
         std::fs::create_dir_all(&archive)
             .map_err(|e| StepError::new(format!("cannot create {}: {e}", archive.display())))?;
@@ -134,6 +145,52 @@ impl Step for Database {
             .map_err(|e| StepError::new(format!("archive {}: {e}", path.display())))?;
         log::info!("tenant {}: database archived as {}", t.id, target.display());
         Ok(())
+    }
+}
+
+impl Database {
+    /// Mark the tenant's database deleted, in the database itself (on a remote server: the
+    /// primary, through the replica), so it is never handed to a new tenant of this id.
+    async fn mark_deleted(&self, t: &TenantInput) -> Result<(), StepError> {
+        let db = self.open(t).await?;
+        let conn = db
+            .connect()
+            .map_err(|e| StepError::new(format!("connect: {e}")))?;
+        conn.execute(
+            "INSERT INTO tenant_meta (key, value) VALUES ('deleted_at_ms', ?1)
+             ON CONFLICT (key) DO NOTHING",
+            libsql::params![crate::time::now_ms().to_string()],
+        )
+        .await
+        .map_err(|e| StepError::new(format!("marking tenant {}'s database deleted: {e}", t.id)))?;
+        if self.remote.is_some() {
+            db.sync()
+                .await
+                .map_err(|e| StepError::new(format!("remote sync: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A database a deleted tenant left behind is not a new tenant's.
+async fn refuse_deleted(conn: &libsql::Connection, t: &TenantInput) -> Result<(), StepError> {
+    let marked = conn
+        .query(
+            "SELECT value FROM tenant_meta WHERE key = 'deleted_at_ms'",
+            (),
+        )
+        .await;
+    // No tenant_meta yet: a new database.
+    let Ok(mut rows) = marked else {
+        return Ok(());
+    };
+    match rows.next().await {
+        Ok(Some(row)) => Err(StepError::new(format!(
+            "the database for tenant {} still holds the data of a deleted tenant of this id (deleted at unix ms {}): archive it on the libsql server and make its namespace anew (empty); this step is retried",
+            t.id,
+            row.get::<String>(0).unwrap_or_default()
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -175,6 +232,18 @@ mod tests {
             "{archived:?}"
         );
         step.remove(&t, &b).await.expect("remove again");
+        // What a remote server keeps after a deletion (the replica archived, the server's
+        // database not): marked deleted, it is refused to the tenant created again.
+        step.ensure(&t, &Outputs::default()).await.expect("fresh");
+        step.mark_deleted(&t).await.expect("marked");
+        let err = step
+            .ensure(&t, &Outputs::default())
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("a deleted tenant"), "{err}");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", step.path_of("acme").display()));
+        }
         // Created again: a new, empty file, not the archived one.
         {
             let db = step.open(&t).await.expect("open");

@@ -9,6 +9,7 @@
 pub mod certificate;
 pub mod config;
 pub mod database;
+pub mod database_token;
 pub mod dns;
 pub mod identity;
 pub mod ingress;

@@ -6,6 +6,7 @@ use super::{not_found, Control, ServiceError};
 use crate::body::Fields;
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{AppRecord, Model, TenantRecord};
+use crate::provision::database_token::{app_namespace, namespace_of, RemoteAccess};
 use crate::provision::{StepKind, StepState};
 use crate::time::{now_ms, rfc3339};
 use base64::Engine;
@@ -70,8 +71,16 @@ pub struct DatabaseLocation {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The server's namespace for this tenant (sqld's `x-namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// For an operator, the server's own token; for an app, a token for this tenant's
+    /// namespace only, living `auth_token_expires_in` seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    /// Seconds from this answer until an app's `auth_token` expires: ask again before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token_expires_in: Option<u64>,
 }
 
 /// `rga_` and base64url (no padding) of 32 bytes from the OS CSPRNG.
@@ -103,8 +112,8 @@ impl Control {
             .cloned()
     }
 
-    pub(crate) fn set_database_token(&self, token: String) {
-        let _ = self.database_token.set(token);
+    pub(crate) fn set_remote_database(&self, access: RemoteAccess) {
+        let _ = self.remote_database.set(access);
     }
 
     pub async fn create_app(&self, body: &[u8]) -> Result<CreatedApp, ServiceError> {
@@ -197,19 +206,22 @@ impl Control {
             &model,
             caller,
             id,
-            self.database_token.get().map(String::as_str),
+            self.remote_database.get(),
+            now_ms() / 1000,
         )
     }
 }
 
 /// The rules, in order: scope (403) before anything that tells about the tenant; gone
 /// (410); unknown (404); suspended (409 `tenant_suspended`); database step not done (409
-/// `not_provisioned`).
+/// `not_provisioned`); a remote database for an app only with a token scoped to its
+/// tenant's namespace (else 403). `now_s`: unix seconds, when a token is minted.
 pub(crate) fn locate(
     model: &Model,
     caller: &DbCaller,
     id: &TenantId,
-    token: Option<&str>,
+    remote: Option<&RemoteAccess>,
+    now_s: u64,
 ) -> Result<DatabaseLocation, ServiceError> {
     let serves = |pools: &[String]| match caller {
         DbCaller::Operator => true,
@@ -247,13 +259,15 @@ pub(crate) fn locate(
             details: json!({"tenant": id.as_str()}),
         });
     }
-    location_of(t, id, token)
+    location_of(t, id, caller, remote, now_s)
 }
 
 fn location_of(
     t: &TenantRecord,
     id: &TenantId,
-    token: Option<&str>,
+    caller: &DbCaller,
+    remote: Option<&RemoteAccess>,
+    now_s: u64,
 ) -> Result<DatabaseLocation, ServiceError> {
     let not_provisioned = |why: &str| ServiceError::Conflict {
         code: "not_provisioned",
@@ -279,21 +293,69 @@ fn location_of(
             .map(str::to_owned)
     };
     match text("url") {
-        Some(url) => Ok(DatabaseLocation {
-            tenant: id.to_string(),
-            kind: "remote".into(),
-            path: None,
-            url: Some(url),
-            auth_token: token.map(str::to_owned),
-        }),
+        Some(url) => remote_location(id, url, caller, remote, now_s),
         None => Ok(DatabaseLocation {
             tenant: id.to_string(),
             kind: "file".into(),
             path: Some(text("path").ok_or_else(|| not_provisioned("the step recorded no path"))?),
             url: None,
+            namespace: None,
             auth_token: None,
+            auth_token_expires_in: None,
         }),
     }
+}
+
+/// A database on a remote libsql server. The server's own token opens every tenant's
+/// database, so it goes to operators only; an app gets a token minted for this tenant's
+/// namespace, or nothing (deny on doubt: no key to mint with, no namespace to scope to).
+fn remote_location(
+    id: &TenantId,
+    url: String,
+    caller: &DbCaller,
+    remote: Option<&RemoteAccess>,
+    now_s: u64,
+) -> Result<DatabaseLocation, ServiceError> {
+    let namespace = namespace_of(&url);
+    let mut loc = DatabaseLocation {
+        tenant: id.to_string(),
+        kind: "remote".into(),
+        path: None,
+        url: Some(url),
+        namespace: namespace.clone(),
+        auth_token: None,
+        auth_token_expires_in: None,
+    };
+    let refuse = |why: &str| {
+        ServiceError::Forbidden(format!(
+            "tenant {id}'s database is on a remote libsql server and {why}: an app credential is never handed the server's own token, which opens every tenant's database"
+        ))
+    };
+    match caller {
+        DbCaller::Operator => loc.auth_token = remote.map(|r| r.fleet_token.clone()),
+        DbCaller::App(_) => {
+            let Some((minter, template)) =
+                remote.and_then(|r| Some((r.app_tokens.as_deref()?, r.url_template.as_str())))
+            else {
+                return Err(refuse(
+                    "realmctl mints no per-tenant tokens (set provision.database.remote.app_token_key_file)",
+                ));
+            };
+            let url = loc.url.as_deref().unwrap_or_default();
+            let Some(ns) = app_namespace(template, id.as_str(), url) else {
+                return Err(refuse(
+                    "its URL is not the configured url_template's for it, with the tenant in the host's first label (its namespace)",
+                ));
+            };
+            let t = minter.mint(&ns, now_s).map_err(|e| {
+                ServiceError::Internal(format!("minting tenant {id}'s app token: {e}"))
+            })?;
+            loc.namespace = Some(ns);
+            loc.auth_token = Some(t.token);
+            loc.auth_token_expires_in = Some(t.expires_in_s);
+        }
+    }
+    Ok(loc)
 }
 
 #[cfg(test)]

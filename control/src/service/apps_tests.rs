@@ -56,7 +56,7 @@ fn model() -> Model {
 
 fn outcome(caller: &DbCaller, tenant: &str) -> String {
     let id = TenantId::parse(tenant).expect("id");
-    match locate(&model(), caller, &id, None) {
+    match locate(&model(), caller, &id, None, NOW) {
         Ok(loc) => format!("ok {}", loc.path.unwrap_or_default()),
         Err(ServiceError::Forbidden(_)) => "403".into(),
         Err(ServiceError::Gone(_)) => "410".into(),
@@ -96,20 +96,99 @@ fn who_reads_which_database() {
     }
 }
 
-#[test]
-fn a_remote_database_comes_with_its_token() {
+const NOW: u64 = 1_900_000_000;
+
+/// `acme`'s database on a remote server at `url`.
+fn remote_model(url: &str) -> Model {
     let mut m = model();
     let id = TenantId::parse("acme").expect("id");
     if let Some(t) = m.tenants.get_mut(&id) {
         t.provision.steps[0]
             .outputs
-            .insert("url".into(), json!("libsql://acme.db.example"));
+            .insert("url".into(), json!(url));
     }
-    let loc = locate(&m, &app("todos"), &id, Some("tok")).expect("located");
+    m
+}
+
+fn access(mint: bool) -> RemoteAccess {
+    use crate::provision::database_token::{AppTokens, TEST_KEY};
+    RemoteAccess {
+        url_template: "libsql://{tenant}.db.example".into(),
+        fleet_token: "fleet-secret".into(),
+        app_tokens: mint
+            .then(|| std::sync::Arc::new(AppTokens::from_pem(TEST_KEY, 300).expect("key"))),
+    }
+}
+
+/// The claims of a token, unverified (the signature is `database_token`'s tests' part).
+fn claims_of(token: &str) -> serde_json::Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+#[test]
+fn an_app_gets_a_token_for_its_tenants_namespace_only() {
+    let m = remote_model("libsql://acme.db.example");
+    let id = TenantId::parse("acme").expect("id");
+    let loc = locate(&m, &app("todos"), &id, Some(&access(true)), NOW).expect("located");
     assert_eq!(loc.kind, "remote");
     assert_eq!(loc.url.as_deref(), Some("libsql://acme.db.example"));
-    assert_eq!(loc.auth_token.as_deref(), Some("tok"));
+    assert_eq!(loc.namespace.as_deref(), Some("acme"));
     assert_eq!(loc.path, None);
+    assert_eq!(loc.auth_token_expires_in, Some(300));
+    let token = loc.auth_token.expect("a token");
+    assert_ne!(token, "fleet-secret", "never the server's own token");
+    let c = claims_of(&token);
+    assert_eq!(c["p"], json!({"rw": {"ns": ["acme"]}}));
+    assert_eq!(
+        (c["id"].clone(), c["exp"].clone()),
+        (json!("acme"), json!(NOW + 300))
+    );
+    // The operator is trusted with the server's own token.
+    let loc = locate(&m, &DbCaller::Operator, &id, Some(&access(true)), NOW).expect("located");
+    assert_eq!(loc.auth_token.as_deref(), Some("fleet-secret"));
+    assert_eq!(loc.auth_token_expires_in, None);
+}
+
+#[test]
+fn an_app_is_refused_a_remote_database_it_cannot_be_scoped_to() {
+    let id = TenantId::parse("acme").expect("id");
+    for (url, remote, why) in [
+        // No key to mint with: the fleet token is all there is.
+        (
+            "libsql://acme.db.example",
+            Some(access(false)),
+            "app_token_key_file",
+        ),
+        ("libsql://acme.db.example", None, "app_token_key_file"),
+        // No namespace of its own to scope a token to.
+        ("libsql://db.example/acme", Some(access(true)), "namespace"),
+        ("libsql://localhost", Some(access(true)), "namespace"),
+        // Another tenant's URL, or one recorded under an older template.
+        ("libsql://beta.db.example", Some(access(true)), "namespace"),
+        ("libsql://acme.old.example", Some(access(true)), "namespace"),
+    ] {
+        let m = remote_model(url);
+        match locate(&m, &app("todos"), &id, remote.as_ref(), NOW) {
+            Err(ServiceError::Forbidden(msg)) => {
+                assert!(msg.contains(why), "{url}: {msg}");
+                assert!(!msg.contains("fleet-secret"));
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+        // Scope still comes first: another pool's app learns nothing more.
+        assert!(matches!(
+            locate(&m, &app("other"), &id, remote.as_ref(), NOW),
+            Err(ServiceError::Forbidden(m)) if m.contains("own pool")
+        ));
+        // Operators still get the location.
+        let loc = locate(&m, &DbCaller::Operator, &id, remote.as_ref(), NOW).expect("operator");
+        assert_eq!(loc.kind, "remote");
+    }
 }
 
 #[test]

@@ -81,8 +81,8 @@ pub struct Control {
     domain_checks: tokio::sync::Notify,
     /// When the domain checks next sweep every verified domain (unix ms).
     domain_sweep_at: std::sync::atomic::AtomicU64,
-    /// The remote libsql server's token (tenant databases on a remote server), for apps.
-    database_token: std::sync::OnceLock<String>,
+    /// Tenant databases on a remote server: its fleet token (operators) and app tokens.
+    remote_database: std::sync::OnceLock<crate::provision::database_token::RemoteAccess>,
 }
 
 impl Control {
@@ -119,7 +119,7 @@ impl Control {
             domain_settings: std::sync::OnceLock::new(),
             domain_checks: tokio::sync::Notify::new(),
             domain_sweep_at: std::sync::atomic::AtomicU64::new(0),
-            database_token: std::sync::OnceLock::new(),
+            remote_database: std::sync::OnceLock::new(),
         })
     }
 
