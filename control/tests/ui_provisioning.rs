@@ -5,16 +5,21 @@
 //! panel showed is recorded by a MutationObserver the test installs before the submit), opens
 //! the tenant's traffic and sees its requests/s rise from 0 while a load runs through the
 //! gateway (realmctl scrapes the gateway every 300 ms), deletes it and watches the removal to
-//! its end; the audit view then lists the create and the delete. Each page is saved at
+//! its end; the audit view then lists the create and the delete. A step that fails (the DNS
+//! zone is missing at PowerDNS) shows its error and a Retry; with the zone made, Retry from
+//! the console finishes the tenant (signed in with the operator token, the page reads the
+//! tenant each second: an EventSource cannot send a bearer token). Each page is saved at
 //! 1280×720 and 390×844 (`SCREENSHOT_DIR`) and checked by axe-core.
 //!
-//! Needs Keycloak (`REALMGATE_KEYCLOAK_URL`), chromedriver and axe-core (`tests/setup/axe.sh`);
-//! skips without them unless `REALMGATE_REQUIRE_*` says not to.
+//! Needs Keycloak (`REALMGATE_KEYCLOAK_URL`), PowerDNS (`REALMGATE_POWERDNS_*`), chromedriver
+//! and axe-core (`tests/setup/axe.sh`); skips without them unless `REALMGATE_REQUIRE_*` says
+//! not to.
 
 mod common;
 mod ui_support;
 
-use common::provision::{bootstrap_keycloak, services};
+use common::acme::{dns, OwnerDns};
+use common::provision::{bootstrap_keycloak, services, wait_gone};
 use common::*;
 use realmgate_e2e::browser::Browser;
 use realmgate_e2e::keycloak::{KcRealm, Keycloak};
@@ -361,4 +366,153 @@ async fn the_console_shows_provisioning_live_traffic_moving_and_the_audit() {
     browser.close().await;
     w.kc.admin(Method::DELETE, &format!("/{}", w.realm.name), None)
         .await;
+}
+
+/// A tenant whose DNS step fails (its zone does not exist at PowerDNS): the error and Retry
+/// shown; the zone made, Retry from the console runs the step again and the tenant is ready.
+async fn failure_and_retry(
+    b: &Browser,
+    rc: &Realmctl,
+    d: &common::acme::Dns,
+    (tenant, zone): (&str, &str),
+    axe: Option<&str>,
+) -> Result<(), String> {
+    b.client
+        .goto(&format!("{}/", rc.url()))
+        .await
+        .map_err(err)?;
+    b.fill("#token", OPERATOR_TOKEN).await?;
+    b.click("#login-form button").await?;
+    b.click("#create summary").await?;
+    b.wait_text("#create-form select[name=upstream]", "app")
+        .await?;
+    b.client
+        .execute(RECORD_PROGRESS, vec![])
+        .await
+        .map_err(err)?;
+    b.fill("#create-form input[name=id]", tenant).await?;
+    b.fill("#create-form input[name=host]", &format!("app.{zone}"))
+        .await?;
+    b.click("#create-form button[type=submit]").await?;
+    let failed = "#provisioning-view[data-state=\"failed\"]";
+    b.wait_text_within(
+        &format!(
+            "{failed} #provisioning-steps li[data-step=\"dns\"][data-state=\"failed\"] .step-error"
+        ),
+        zone,
+        PROVISIONING,
+    )
+    .await?;
+    let error = b.text("#provisioning-error").await.unwrap_or_default();
+    if error.is_empty() {
+        return Err("the failed tenant's error is not shown".into());
+    }
+    b.wait_text("#provisioning-retry", "Retry").await?;
+    check_page(b, "console-provisioning-failed", axe).await?;
+    let (_, t) = rc
+        .api()
+        .call(Method::GET, &format!("/v1/tenants/{tenant}"), None)
+        .await;
+    let attempts = |t: &Value| {
+        t["provisioning"]["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["step"] == "dns"))
+            .and_then(|s| s["attempts"].as_u64())
+            .unwrap_or(0)
+    };
+    let before = attempts(&t);
+
+    // The cause removed, Retry runs the step now (its own backoff is ten minutes).
+    let owner = OwnerDns::create(d, zone).await;
+    b.click("#provisioning-retry").await?;
+    let ready = b
+        .wait_text_within(
+            "#provisioning-view[data-state=\"ready\"] #provisioning-state",
+            "ready",
+            PROVISIONING,
+        )
+        .await;
+    let (_, t) = rc
+        .api()
+        .call(Method::GET, &format!("/v1/tenants/{tenant}"), None)
+        .await;
+    let outcome = (|| {
+        ready?;
+        if t["provisioning"]["state"] != "ready" || attempts(&t) <= before {
+            return Err(format!("after Retry, realmctl shows {t}"));
+        }
+        Ok(())
+    })();
+    let audit = wait_audit(
+        b,
+        "operator token",
+        &[(
+            "POST /v1/tenants/{id}/retry",
+            &format!("/v1/tenants/{tenant}/retry"),
+        )],
+    )
+    .await;
+    // The tenant (its DNS records with it), then the zone.
+    let (s, v) = rc
+        .api()
+        .call(Method::DELETE, &format!("/v1/tenants/{tenant}"), None)
+        .await;
+    if s.is_success() {
+        wait_gone(&rc.api(), tenant, PROVISIONING).await;
+    }
+    owner.delete().await;
+    outcome?;
+    audit?;
+    if !s.is_success() {
+        return Err(format!("deleting the tenant: {s} {v}"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_step_shows_its_error_and_retry_from_the_console_finishes_it() {
+    let Some(d) = dns("ui_provisioning") else {
+        return;
+    };
+    let dir = TempDir::new("ui-provisioning-retry");
+    let suffix = format!("{:06x}", fastrand::u32(..0xff_ffff));
+    let zone = format!("uipf{suffix}.test");
+    let tenant = format!("uipf{suffix}");
+    let key = dir.write(
+        "secrets.key",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    );
+    // A failed step is tried again in ten minutes: only Retry runs it within the test.
+    let yaml = format!(
+        "provision:\n  secrets_key_file: {}\n  initial_backoff_ms: 600000\n  max_backoff_ms: 600000\n\
+         \x20 dns: {{provider: powerdns, api_url: \"{}\", api_key_file: {}, zone: {zone}, ttl: 60, addresses: [\"127.0.0.7\"]}}\n",
+        key.display(),
+        d.api_url,
+        d.key_file
+    );
+    let up = Upstream::start("ui-provisioning-retry-app").await;
+    let gw = Gateway::start(&dir, "gw", None).await;
+    let rc = Realmctl::start_with(&dir, &[&gw], &yaml, &[]).await;
+    rc.api().put_pool("app", up.addr).await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let axe = ui_support::axe_source();
+    let result = tokio::time::timeout(
+        Duration::from_secs(300),
+        failure_and_retry(&browser, &rc, &d, (&tenant, &zone), axe.as_deref()),
+    )
+    .await;
+    if !matches!(result, Ok(Ok(()))) {
+        let shot = browser
+            .screenshot("console-provisioning-retry-failure")
+            .await;
+        let text = browser.body_text().await.unwrap_or_default();
+        browser.close().await;
+        panic!(
+            "{result:?}\nscreenshot: {shot:?}\npage text: {text:.3000}\nrealmctl log:\n{}",
+            rc.proc.log_text()
+        );
+    }
+    browser.close().await;
 }

@@ -29,7 +29,10 @@ function renderProgress(t) {
   const p = t && t.provisioning;
   const state = !t ? "deleted" : p ? p.state : "ready";
   const panel = $("provisioning-view");
+  const changed = panel.dataset.state !== state;
   panel.dataset.state = state;
+  // An outcome (ready, failed, deleted) shows in the tenant list now, not at its next refresh.
+  if (changed && progress.updates > 0 && !["provisioning", "deleting"].includes(state)) refresh();
   progress.updates += 1;
   panel.dataset.updates = String(progress.updates);
   const steps = p ? p.steps : [];
@@ -56,6 +59,7 @@ function watchProvisioning(id, t) {
   stopProgress();
   progress.id = id;
   progress.updates = 0;
+  delete $("provisioning-view").dataset.state;
   $("provisioning-tenant").textContent = id;
   $("provisioning-view").hidden = false;
   if (t) renderProgress(t);
@@ -76,8 +80,6 @@ function follow(id) {
     const data = JSON.parse(ev.data);
     renderProgress(name === "deleted" ? null : data);
     if (PROGRESS_DONE.has(name)) stopProgress();
-    // The tenant list shows the outcome now, not at its next refresh.
-    if (name !== "progress") refresh();
   });
   ["progress", "failed", "ready", "deleted"].forEach(on);
   source.addEventListener("error", () => {
