@@ -373,7 +373,7 @@ async fn viewer_flow(b: &Browser, w: &World) -> Result<(), String> {
     let writes = b
         .client
         .execute(
-            "const reads = ['Settings', 'Domains', 'Traffic', 'Show tenant', 'Fleet only', 'Charts', 'Search', 'Previous', 'Next', 'Older', 'Sign out'];
+            "const reads = ['Settings', 'Progress', 'Domains', 'Traffic', 'Show tenant', 'Fleet only', 'Charts', 'Search', 'Previous', 'Next', 'Older', 'Sign out'];
              return [...document.querySelectorAll('button, summary, input, select, textarea')]
                .filter((e) => e.offsetParent !== null && !e.closest('dialog') && !e.closest('#tenant-search') && !e.closest('#traffic-form'))
                .filter((e) => !reads.some((r) => e.textContent.trim() === r || e.textContent.trim().startsWith(r + ' of ')))

@@ -24,8 +24,9 @@ function stepItem(s) {
     s.last_error ? el("span", { class: "step-error" }, " — " + s.last_error + again) : "");
 }
 
-// The tenant as the API shows it (null: deleted), in the panel.
-function renderProgress(t) {
+// The tenant as the API shows it (null: deleted), in the panel; `via`: where it came from
+// (`answer` of a change, the event `stream`, a `read`), kept on the panel.
+function renderProgress(t, via) {
   const p = t && t.provisioning;
   const state = !t ? "deleted" : p ? p.state : "ready";
   const panel = $("provisioning-view");
@@ -35,6 +36,7 @@ function renderProgress(t) {
   if (changed && progress.updates > 0 && !["provisioning", "deleting"].includes(state)) refresh();
   progress.updates += 1;
   panel.dataset.updates = String(progress.updates);
+  panel.dataset.via = via;
   const steps = p ? p.steps : [];
   const finished = steps.filter((s) => ["done", "skipped", "removed"].includes(s.state)).length;
   $("provisioning-state").textContent = !t ? "Deleted: every step removed." :
@@ -62,7 +64,7 @@ function watchProvisioning(id, t) {
   delete $("provisioning-view").dataset.state;
   $("provisioning-tenant").textContent = id;
   $("provisioning-view").hidden = false;
-  if (t) renderProgress(t);
+  if (t) renderProgress(t, "answer");
   else $("provisioning-state").textContent = "Waiting for the tenant's state…";
   if (session) follow(id);
   else poll(id);
@@ -78,7 +80,7 @@ function follow(id) {
   const on = (name) => source.addEventListener(name, (ev) => {
     if (progress.source !== source) return;
     const data = JSON.parse(ev.data);
-    renderProgress(name === "deleted" ? null : data);
+    renderProgress(name === "deleted" ? null : data, "stream");
     if (PROGRESS_DONE.has(name)) stopProgress();
   });
   ["progress", "failed", "ready", "deleted"].forEach(on);
@@ -94,12 +96,12 @@ async function readOnce(id) {
   try {
     const t = await api("GET", "/v1/tenants/" + encodeURIComponent(id));
     if (progress.id !== id) return true;
-    renderProgress(t);
+    renderProgress(t, "read");
     return !t.provisioning || t.provisioning.state === "ready";
   } catch (e) {
     if (progress.id !== id) return true;
     if (e.status === 404) {
-      renderProgress(null);
+      renderProgress(null, "read");
       return true;
     }
     $("provisioning-error").textContent = String(e.message || e);
