@@ -36,6 +36,9 @@ const PASSWORD: &str = "operator-Passw0rd-e2e";
 const WAIT: Duration = Duration::from_secs(30);
 /// A tenant's realm in Keycloak, its database: made in seconds, on a shared machine in more.
 const PROVISIONING: Duration = Duration::from_secs(120);
+/// The table applied at the gateway, a scrape (300 ms) and a page refresh (3 s): a busy
+/// machine takes longer.
+const TRAFFIC: Duration = Duration::from_secs(60);
 /// Put right after realmctl's `gateways:` section: scrape every 300 ms.
 const FAST_SCRAPES: &str = "  traffic: {scrape_interval_ms: 300, timeout_ms: 250}\n";
 /// Step states that are not finished.
@@ -214,7 +217,7 @@ async fn traffic_moves(b: &Browser, w: &World) -> Result<(), String> {
     let moved = wait_js(
         b,
         &format!("const v = (() => {{ {RPS_NOW} }})(); return v && Number(v[0]) > 0 && v[1] > 0 ? v : null;"),
-        WAIT,
+        TRAFFIC,
         "the tenant's requests/s above 0",
     )
     .await;
