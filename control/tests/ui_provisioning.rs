@@ -8,7 +8,8 @@
 //! its end; the audit view then lists the create and the delete. A step that fails (the DNS
 //! zone is missing at PowerDNS) shows its error and a Retry; with the zone made, Retry from
 //! the console finishes the tenant (signed in with the operator token, the page reads the
-//! tenant each second: an EventSource cannot send a bearer token). Each page is saved at
+//! tenant each second: an EventSource cannot send a bearer token); that browser prefers the
+//! dark colour scheme, so the console's dark colours are checked too. Each page is saved at
 //! 1280×720 and 390×844 (`SCREENSHOT_DIR`) and checked by axe-core.
 //!
 //! Needs Keycloak (`REALMGATE_KEYCLOAK_URL`), PowerDNS (`REALMGATE_POWERDNS_*`), chromedriver
@@ -377,6 +378,17 @@ async fn failure_and_retry(
         .goto(&format!("{}/", rc.url()))
         .await
         .map_err(err)?;
+    let dark = b
+        .client
+        .execute(
+            "return [matchMedia('(prefers-color-scheme: dark)').matches, getComputedStyle(document.body).backgroundColor]",
+            vec![],
+        )
+        .await
+        .map_err(err)?;
+    if dark[0] != Value::Bool(true) || dark[1] == "rgb(255, 255, 255)" {
+        return Err(format!("the page is not in its dark scheme: {dark}"));
+    }
     b.fill("#token", OPERATOR_TOKEN).await?;
     b.click("#login-form button").await?;
     b.click("#create summary").await?;
@@ -490,7 +502,10 @@ async fn a_failed_step_shows_its_error_and_retry_from_the_console_finishes_it() 
     let gw = Gateway::start(&dir, "gw", None).await;
     let rc = Realmctl::start_with(&dir, &[&gw], &yaml, &[]).await;
     rc.api().put_pool("app", up.addr).await;
-    let Some(browser) = Browser::start().await else {
+    // This browser prefers the dark scheme: the console's dark colours get axe-core's checks
+    // (contrast among them) here, the light ones in the other test.
+    let dark = ["--blink-settings=preferredColorScheme=0".to_owned()];
+    let Some(browser) = Browser::start_with(&dark).await else {
         return;
     };
     let axe = ui_support::axe_source();
