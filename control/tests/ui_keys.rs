@@ -2,15 +2,17 @@
 //! (chromedriver, through `realmgate_e2e::browser`) against the real realmctl and a real
 //! gateway: the gateway's applied version and lag; a tenant key minted from the form (the
 //! API's problems beside each field first), its secret shown once, accepted by the gateway,
-//! revoked from its row and refused by the gateway once it applies the next table; an
-//! operator key minted (HTML in its name shown as text), working, revoked, refused; the audit
-//! view shows each change's before → after digests.
+//! revoked from its row, and refused by the very first request after the gateway reports the
+//! revocation's table version applied (within one table push, no retrying); an operator key
+//! minted (HTML in its name shown as text), working, revoked, refused; the audit view lists
+//! each mint and revocation with its before → after digests.
 //! Screenshots: `target/browser-screenshots/operator-ui-{keys,gateways}.png`.
 //!
 //! Needs chromedriver (`REALMGATE_CHROMEDRIVER`); skips without it unless
 //! `REALMGATE_REQUIRE_BROWSER=1`.
 
 mod common;
+mod ui_support;
 
 use common::*;
 use realmgate_e2e::browser::Browser;
@@ -20,15 +22,16 @@ use std::time::Duration;
 
 const PUSH: Duration = Duration::from_secs(30);
 
-struct Parts {
+struct Parts<'a> {
     api: Api,
     url: String,
     gateway: String,
     gateway_listen: std::net::SocketAddr,
+    gw: &'a Gateway,
 }
 
 /// `GET /` on the gateway for the tenant's host with `Bearer key`: the status.
-async fn gateway_status(p: &Parts, key: &str) -> u16 {
+async fn gateway_status(p: &Parts<'_>, key: &str) -> u16 {
     let r = reqwest::Client::new()
         .get(format!("http://{}/", p.gateway_listen))
         .header(reqwest::header::HOST, "keys.test")
@@ -38,7 +41,7 @@ async fn gateway_status(p: &Parts, key: &str) -> u16 {
     r.map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
-async fn until_status(p: &Parts, key: &str, want: u16) -> Result<(), String> {
+async fn until_status(p: &Parts<'_>, key: &str, want: u16) -> Result<(), String> {
     let deadline = std::time::Instant::now() + PUSH;
     loop {
         let got = gateway_status(p, key).await;
@@ -54,7 +57,7 @@ async fn until_status(p: &Parts, key: &str, want: u16) -> Result<(), String> {
     }
 }
 
-async fn scenario(b: &Browser, p: &Parts) -> Result<(), String> {
+async fn scenario(b: &Browser, p: &Parts<'_>) -> Result<(), String> {
     b.client.goto(&p.url).await.map_err(|e| e.to_string())?;
     b.fill("#token", OPERATOR_TOKEN).await?;
     b.click("#login-form button").await?;
@@ -117,7 +120,34 @@ async fn scenario(b: &Browser, p: &Parts) -> Result<(), String> {
     b.click(&format!("{krow} button")).await?;
     b.accept_dialog().await?;
     b.wait_text(&krow, "revoked").await?;
-    until_status(p, &secret, 401).await?;
+    // The table version realmctl published the revocation in; once the gateway says it
+    // serves that version, the very next request with the key is refused.
+    let (_, key) = p
+        .api
+        .call(Method::GET, &format!("/v1/keys/{id}"), None)
+        .await;
+    let revoked_in = key["table_version"]
+        .as_u64()
+        .ok_or_else(|| format!("the revoked key has no table version: {key}"))?;
+    let deadline = std::time::Instant::now() + PUSH;
+    loop {
+        let applied = p.gw.version().await;
+        if applied.is_some_and(|v| v >= revoked_in) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "the gateway serves {applied:?}, never {revoked_in} (the revocation)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = gateway_status(p, &secret).await;
+    if status != 401 {
+        return Err(format!(
+            "with table {revoked_in} applied, the revoked key is answered {status}, not 401"
+        ));
+    }
 
     // An operator key: problems beside the name, then one whose name is markup.
     b.click("#operator-key-create summary").await?;
@@ -157,11 +187,26 @@ async fn scenario(b: &Browser, p: &Parts) -> Result<(), String> {
         return Err(format!("the revoked operator key: {s}"));
     }
 
-    // The audit log: each revocation with the key before and after.
-    let arow = "#audit tbody tr:first-child";
-    let text = b.wait_text(arow, "DELETE /v1/operator-keys/{id}").await?;
-    if !text.contains('→') || text.contains("— → —") {
-        return Err(format!("the audit row lacks its digests: {text:?}"));
+    // The audit log: each mint and revocation, the revocations with the key before and after.
+    let (key_path, operator_key_path) = (
+        format!("/v1/keys/{id}"),
+        format!("/v1/operator-keys/{key_id}"),
+    );
+    let rows = ui_support::wait_audit(
+        b,
+        "operator token",
+        &[
+            ("POST /v1/keys", "/v1/keys"),
+            ("DELETE /v1/keys/{id}", &key_path),
+            ("POST /v1/operator-keys", "/v1/operator-keys"),
+            ("DELETE /v1/operator-keys/{id}", &operator_key_path),
+        ],
+    )
+    .await?;
+    for revoked in [&rows[1], &rows[3]] {
+        if !revoked.digests.contains('→') || revoked.digests.contains("— → —") {
+            return Err(format!("the audit row lacks its digests: {revoked:?}"));
+        }
     }
     Ok(())
 }
@@ -194,6 +239,7 @@ async fn the_console_mints_and_revokes_keys_and_shows_the_gateways() {
         url: format!("{}/", rc.url()),
         gateway: gw.admin_url(),
         gateway_listen: gw.listen,
+        gw: &gw,
     };
     let result = tokio::time::timeout(Duration::from_secs(180), scenario(&browser, &parts)).await;
     if !matches!(result, Ok(Ok(()))) {

@@ -4,9 +4,9 @@
 //! the gateway then refusing a request without a token (401); every form sent with bad
 //! values shows each of the API's 422 problems beside its field and changes nothing; HTML in
 //! a display name is shown as text; a pool made from the pool form, with its endpoints'
-//! health as the gateway reports it; a viewer signed in through Keycloak is shown no control
-//! that changes anything, and a write from the viewer's session is refused (403) with
-//! nothing changed. Each page is saved at 1280×720 and 390×844 (`SCREENSHOT_DIR`), never
+//! health as the gateway reports it; the audit view lists the settings saved and the pool
+//! made; a viewer signed in through Keycloak is shown no control that changes anything, and
+//! a write from the viewer's session is refused (403) with nothing changed. Each page is saved at 1280×720 and 390×844 (`SCREENSHOT_DIR`), never
 //! scrolls sideways, and axe-core finds no serious or critical violation on it.
 //!
 //! Needs Keycloak (`REALMGATE_KEYCLOAK_URL`), chromedriver and axe-core (`tests/setup/axe.sh`);
@@ -332,6 +332,16 @@ async fn admin_flow(b: &Browser, w: &World) -> Result<(), String> {
         "1/1 healthy at",
     )
     .await?;
+    // The audit view lists the changes: the settings saved (the policy edit), the pool made.
+    ui_support::wait_audit(
+        b,
+        "operator token",
+        &[
+            ("PATCH /v1/tenants/{id}", &path),
+            ("PUT /v1/upstreams/{name}", "/v1/upstreams/spare"),
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -363,7 +373,7 @@ async fn viewer_flow(b: &Browser, w: &World) -> Result<(), String> {
     let writes = b
         .client
         .execute(
-            "const reads = ['Settings', 'Domains', 'Traffic', 'Show tenant', 'Fleet only', 'Charts', 'Search', 'Previous', 'Next', 'Older', 'Sign out'];
+            "const reads = ['Settings', 'Progress', 'Domains', 'Traffic', 'Show tenant', 'Fleet only', 'Charts', 'Search', 'Previous', 'Next', 'Older', 'Sign out'];
              return [...document.querySelectorAll('button, summary, input, select, textarea')]
                .filter((e) => e.offsetParent !== null && !e.closest('dialog') && !e.closest('#tenant-search') && !e.closest('#traffic-form'))
                .filter((e) => !reads.some((r) => e.textContent.trim() === r || e.textContent.trim().startsWith(r + ' of ')))

@@ -7,8 +7,9 @@
 //! styles and no framing. Views: tenants (each with its custom domains: state, the TXT record
 //! to publish, add and remove), certificates (ACME state, expiry, the CA's last error),
 //! gateways (`gateways.js`: applied version, lag, last push error, source), upstream pools,
-//! API keys and operator keys (`keys.js`: mint with the secret shown once, revoke), the audit
-//! log (before → after digests); a viewer is shown no controls that change anything.
+//! API keys and operator keys (`keys.js`: mint with the secret shown once, revoke), a
+//! tenant's provisioning steps live from its event stream (`provisioning.js`), the audit log
+//! (`audit.js`: before → after digests); a viewer is shown no controls that change anything.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +29,9 @@ const UPLOT_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/uplot.css"));
 const FORMS: &str = include_str!("assets/forms.js");
 const TENANT: &str = include_str!("assets/tenant.js");
 const POOLS: &str = include_str!("assets/pools.js");
+/// A tenant's provisioning steps, live (`GET /v1/tenants/{id}/events`).
+const PROVISIONING: &str = include_str!("assets/provisioning.js");
+const AUDIT: &str = include_str!("assets/audit.js");
 
 /// The scripts besides `ui.js`, each one view (or the helpers the views share, or the chart
 /// library), by file name.
@@ -39,6 +43,8 @@ const VIEWS: &[(&str, &str)] = &[
     ("forms", FORMS),
     ("tenant", TENANT),
     ("pools", POOLS),
+    ("provisioning", PROVISIONING),
+    ("audit", AUDIT),
 ];
 
 /// The page's Content-Security-Policy: its own script and styles, API calls to its own origin.
@@ -133,6 +139,8 @@ mod tests {
             ("/ui/forms.js", "text/javascript"),
             ("/ui/tenant.js", "text/javascript"),
             ("/ui/pools.js", "text/javascript"),
+            ("/ui/provisioning.js", "text/javascript"),
+            ("/ui/audit.js", "text/javascript"),
         ] {
             let (status, headers, body) = get(path).await;
             assert_eq!(status, StatusCode::OK, "{path}");
@@ -205,20 +213,21 @@ mod tests {
         assert!(INDEX.contains(r#"aria-describedby="domain-problems""#));
         assert!(INDEX.contains(r#"id="domain-problems" class="error problems" role="alert""#));
         // The views read the existing API only; changes from a session carry its CSRF token.
-        for path in [
-            "\"/v1/certificates\"",
-            "\"/domains\"",
-            "\"/v1/audit?limit=\" + AUDIT_PAGE",
-            "\"/v1/audit?after=\"",
-            "\"/auth/session\"",
-        ] {
+        for path in ["\"/v1/certificates\"", "\"/domains\"", "\"/auth/session\""] {
             assert!(SCRIPT.contains(path), "{path}");
         }
+        for path in ["\"/v1/audit?limit=\" + AUDIT_PAGE", "\"/v1/audit?after=\""] {
+            assert!(AUDIT.contains(path), "{path}");
+        }
+        // Provisioning progress comes from the tenant's event stream (same origin: the
+        // session cookie goes along, and the policy's connect-src 'self' allows it).
+        assert!(PROVISIONING.contains("new EventSource(\"/v1/tenants/\""));
+        assert!(CSP.contains("connect-src 'self'"));
         assert!(SCRIPT.contains(r#"headers["x-csrf-token"] = session.csrf_token"#));
         assert!(INDEX.contains(r#"<table id="audit">"#) && INDEX.contains(r#"href="/auth/login""#));
         // The audit view pages back with "Older" (a real button, wired by the script).
         assert!(INDEX.contains(r#"<button type="button" id="audit-older" disabled>Older</button>"#));
-        assert!(SCRIPT.contains(r#"$("audit-older").addEventListener("click", olderAudit)"#));
-        assert!(SCRIPT.contains("const AUDIT_PAGE = 50;"));
+        assert!(AUDIT.contains(r#"$("audit-older").addEventListener("click", olderAudit)"#));
+        assert!(AUDIT.contains("const AUDIT_PAGE = 50;"));
     }
 }

@@ -1,11 +1,15 @@
 //! What the console's browser tests share: screenshots at the two sizes the console must fit
 //! (1280×720 and 390×844, under `SCREENSHOT_DIR`), a check that the page never scrolls
-//! sideways at either, and an axe-core accessibility check injected into the page.
+//! sideways at either, an axe-core accessibility check injected into the page, waiting for a
+//! condition the page's script answers, and the audit view's rows as the page shows them.
+// Each test file uses the part it needs.
+#![allow(dead_code)]
 
 use realmgate_e2e::browser::Browser;
 use realmgate_e2e::process::workspace_root;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Set by `tests/run` (from `tests/setup/axe.sh`): the path of `axe.min.js`.
 pub const AXE_ENV: &str = "REALMGATE_AXE";
@@ -148,4 +152,101 @@ pub async fn viewport(b: &Browser, w: u32, h: u32) -> Result<(), String> {
         wh = (wh + h).saturating_sub(ih);
     }
     Err(format!("the viewport could not be made {w}×{h}"))
+}
+
+/// Run `js` (a function body) in the page until it returns something other than null,
+/// undefined or false (up to `within`); that value. `what` names the condition in the error.
+pub async fn wait_js(b: &Browser, js: &str, within: Duration, what: &str) -> Result<Value, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = b
+            .client
+            .execute(js, vec![])
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        if !v.is_null() && v != Value::Bool(false) {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{what}: not within {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One row of the audit view (`#audit`), its cells as shown.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub who: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub digests: String,
+}
+
+/// The rows the audit view shows now.
+pub async fn audit_rows(b: &Browser) -> Result<Vec<AuditRow>, String> {
+    let v = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#audit tbody tr')]
+               .map((r) => [...r.cells].map((c) => c.textContent))",
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let cell = |r: &Value, i: usize| r[i].as_str().unwrap_or_default().to_owned();
+    Ok(v.as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| AuditRow {
+                    who: cell(r, 1),
+                    action: cell(r, 2),
+                    target: cell(r, 3),
+                    outcome: cell(r, 4),
+                    digests: cell(r, 6),
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Wait (up to 30 s) until the audit view shows, for each `(action, target)`, a row of that
+/// change done (outcome `ok`) by `who` (its name as the view shows it, e.g. `ada (admin)`);
+/// those rows, in the order asked.
+pub async fn wait_audit(
+    b: &Browser,
+    who: &str,
+    wanted: &[(&str, &str)],
+) -> Result<Vec<AuditRow>, String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = audit_rows(b).await?;
+        let found: Vec<Option<&AuditRow>> = wanted
+            .iter()
+            .map(|(action, target)| {
+                rows.iter().find(|r| {
+                    r.action == *action
+                        && r.target == *target
+                        && r.who.contains(who)
+                        && r.outcome.starts_with("ok")
+                })
+            })
+            .collect();
+        if found.iter().all(Option::is_some) {
+            return Ok(found.into_iter().flatten().cloned().collect());
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<_> = wanted
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|(w, _)| w)
+                .collect();
+            return Err(format!(
+                "the audit view lacks {missing:?} by {who:?}; it shows {rows:#?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -60,10 +60,12 @@ class TrafficChart {
 
 // A chart with its caption, and the newest value in words (a canvas says nothing to a
 // screen reader).
-function trafficFigure(label) {
+// The figure carries its field and newest value as data attributes (what a test reads).
+function trafficFigure(label, field) {
   const box = el("div", { class: "chart" });
   const now = el("span", { class: "chart-now" });
-  return { node: el("figure", { class: "traffic-chart" }, el("figcaption", {}, label, " ", now), box), box, now };
+  return { node: el("figure", { class: "traffic-chart", "data-field": field },
+    el("figcaption", {}, label, " ", now), box), box, now };
 }
 
 function trafficCharts(container, fleet) {
@@ -73,9 +75,9 @@ function trafficCharts(container, fleet) {
     [fleet ? "p95 latency (all tenants)" : "p95 latency", " ms", "#6a1b9a", "p95_ms"],
   ];
   const charts = figs.map(([label, unit, color, field]) => {
-    const f = trafficFigure(label);
+    const f = trafficFigure(label, field);
     container.append(f.node);
-    return { field, unit, chart: new TrafficChart(f.box, label, unit, color), now: f.now };
+    return { field, unit, chart: new TrafficChart(f.box, label, unit, color), now: f.now, node: f.node };
   });
   return {
     draw(points) {
@@ -89,6 +91,8 @@ function trafficCharts(container, fleet) {
         c.chart.draw(xs, ys);
         const last = ys.length ? ys[ys.length - 1] : null;
         c.now.textContent = last === null ? "(no data)" : "now " + last + c.unit;
+        c.node.dataset.now = last === null ? "" : String(last);
+        c.node.dataset.points = String(ys.filter((y) => y !== null).length);
       }
     },
     clear() {
