@@ -52,6 +52,9 @@ impl Rates {
 #[derive(Debug, Clone, Copy)]
 struct TenantPoint {
     round: u64,
+    /// Requests counted in the round (the counters' growth, not a rate times a step: the
+    /// rounds' timestamps are whole seconds).
+    requests: f32,
     rps: f32,
     errors: f32,
     p95_ms: Option<f32>,
@@ -112,7 +115,7 @@ impl Rings {
         self.baselines.retain(|_, b| b.at_ms >= oldest_ms);
         let mut fleet = Rates::default();
         let mut latency: Vec<(f64, f64)> = Vec::new();
-        let mut tenants: HashMap<String, Rates> = HashMap::new();
+        let mut tenants: HashMap<String, (Rates, f64)> = HashMap::new();
         let mut durations: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
         let mut gateways = 0u32;
         for (url, scrape) in scrapes {
@@ -127,9 +130,10 @@ impl Rings {
                         fleet.rps += rps;
                         fleet.errors += errors;
                         if !NOT_TENANTS.contains(&tenant.as_str()) {
-                            let t = tenants.entry(tenant.clone()).or_default();
+                            let (t, requests) = tenants.entry(tenant.clone()).or_default();
                             t.rps += rps;
                             t.errors += errors;
+                            *requests += d.iter().sum::<f64>();
                         }
                     }
                     for (tenant, now) in &scrape.durations {
@@ -161,7 +165,7 @@ impl Rings {
         while self.fleet.len() > self.points {
             self.fleet.pop_front();
         }
-        for (tenant, r) in tenants {
+        for (tenant, (r, requests)) in tenants {
             let p95_ms = durations
                 .get(&tenant)
                 .and_then(|h| quantile(h, 0.95))
@@ -171,6 +175,7 @@ impl Rings {
                 .or_default()
                 .push_back(TenantPoint {
                     round,
+                    requests: requests as f32,
                     rps: r.rps as f32,
                     errors: r.errors as f32,
                     p95_ms,
@@ -241,10 +246,8 @@ impl Rings {
             .collect()
     }
 
-    /// Every tenant held: its newest rates and its requests over the rings (approximate:
-    /// each round's rate times its step).
+    /// Every tenant held: its newest rates and its requests over the rings.
     pub fn tenants(&self) -> Vec<TenantSummary> {
-        let step_s = self.step_s();
         let newest = self.next_round.saturating_sub(1);
         self.tenants
             .iter()
@@ -253,19 +256,10 @@ impl Rings {
                 TenantSummary {
                     id: id.clone(),
                     now: last.map(TenantPoint::rates),
-                    requests: ring.iter().map(|p| f64::from(p.rps) * step_s).sum(),
+                    requests: ring.iter().map(|p| f64::from(p.requests)).sum(),
                 }
             })
             .collect()
-    }
-
-    /// Seconds between the last two rounds (0 with fewer).
-    fn step_s(&self) -> f64 {
-        let n = self.fleet.len();
-        if n < 2 {
-            return 0.0;
-        }
-        self.fleet[n - 1].t.saturating_sub(self.fleet[n - 2].t) as f64
     }
 
     pub fn tracked(&self) -> usize {

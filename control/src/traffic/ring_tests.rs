@@ -282,3 +282,29 @@ fn each_tenant_has_its_own_p95_and_the_fleet_s_covers_all() {
     );
     assert_eq!(p95(&r, "slow"), None);
 }
+
+#[test]
+fn requests_in_the_window_are_counted_exactly_at_sub_second_scrapes() {
+    // Rounds 300 ms apart: some share a whole second, so a rate times the step between
+    // the rounds' timestamps would count 0 for them (or double for others).
+    let mut r = Rings::new(100, 10);
+    let mut total = 0.0;
+    for i in 0..10u64 {
+        let n = (i * i) as f64 * 7.0;
+        r.round(
+            10_000 + i * 300,
+            vec![(A.into(), Some(scrape(&[("acme", ok(n, 0.0))], &[])))],
+        );
+        total = n;
+    }
+    let acme = r
+        .tenants()
+        .into_iter()
+        .find(|t| t.id == "acme")
+        .expect("acme");
+    assert!(
+        (acme.requests - total).abs() < 1e-3,
+        "{} != {total}",
+        acme.requests
+    );
+}
