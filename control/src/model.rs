@@ -3,6 +3,7 @@
 //! compiler serialises. The maps the table is compiled from are [`Tracked`]: each remembers
 //! what was written, so the compiler can emit a delta in the size of the change.
 
+mod cover;
 mod domains;
 mod tracked;
 
@@ -389,68 +390,13 @@ impl Model {
         self.hosts.get(host)
     }
 
-    /// The tenants a certificate is served for (see [`CertRecord::covers`]), in id order:
-    /// through the host indexes, in the size of the answer.
-    pub fn covered_by(&self, c: &CertRecord) -> BTreeSet<TenantId> {
-        let mut out = BTreeSet::new();
-        for name in &c.hosts {
-            out.extend(self.hosts.get(name).cloned());
-            if let HostPattern::Wildcard(suffix) = name {
-                out.extend(self.under.get(suffix).into_iter().flatten().cloned());
-            }
-        }
-        out
-    }
-
-    /// Insert or replace a certificate (by its name), keeping the certificate index in step.
-    pub fn put_certificate(&mut self, c: CertRecord) {
-        self.remove_certificate(&c.name);
-        for h in &c.hosts {
-            self.cert_names
-                .entry(h.clone())
-                .or_default()
-                .insert(c.name.clone());
-        }
-        self.certificates.insert(c.name.clone(), c);
-    }
-
-    pub fn remove_certificate(&mut self, name: &str) -> Option<CertRecord> {
-        let old = self.certificates.remove(name)?;
-        for h in &old.hosts {
-            if let Some(names) = self.cert_names.get_mut(h) {
-                names.remove(name);
-                if names.is_empty() {
-                    self.cert_names.remove(h);
-                }
-            }
-        }
-        Some(old)
-    }
-
-    /// The certificates that cover any of `hosts` (see [`CertRecord::covers`]), in name
-    /// order: through the certificate index, in the size of the answer.
-    pub fn certificates_covering(&self, hosts: &[HostPattern]) -> Vec<&CertRecord> {
-        let mut names = BTreeSet::new();
-        for h in hosts {
-            names.extend(self.cert_names.get(h).into_iter().flatten());
-            if let Some(parent) = exact_parent(h) {
-                let wildcard = HostPattern::Wildcard(parent.to_owned());
-                names.extend(self.cert_names.get(&wildcard).into_iter().flatten());
-            }
-        }
-        names
-            .into_iter()
-            .filter_map(|n| self.certificates.get(n))
-            .collect()
-    }
-
     /// Insert or replace a tenant, keeping the host index in step. `hosts` are the parsed
     /// forms of `record.wire.hosts`.
     pub fn put_tenant(&mut self, id: TenantId, record: TenantRecord, hosts: Vec<HostPattern>) {
         self.remove_tenant(&id);
         self.tombstones.remove(&id);
         for host in hosts {
-            if let Some(parent) = exact_parent(&host) {
+            if let Some(parent) = cover::exact_parent(&host) {
                 self.under
                     .entry(parent.to_owned())
                     .or_default()
@@ -476,7 +422,7 @@ impl Model {
         }
         for raw in &old.wire.hosts {
             if let Ok(p) = HostPattern::parse(raw) {
-                if let Some(parent) = exact_parent(&p) {
+                if let Some(parent) = cover::exact_parent(&p) {
                     if let Some(set) = self.under.get_mut(parent) {
                         set.remove(id);
                         if set.is_empty() {
@@ -512,14 +458,6 @@ pub fn after_bound(after: Option<&str>) -> (Bound<&str>, Bound<&str>) {
         after.map_or(Bound::Unbounded, Bound::Excluded),
         Bound::Unbounded,
     )
-}
-
-/// The parent of an exact host (`example.com` for `acme.example.com`); none for a wildcard.
-fn exact_parent(host: &HostPattern) -> Option<&str> {
-    match host {
-        HostPattern::Exact(h) => h.split_once('.').map(|(_, parent)| parent),
-        HostPattern::Wildcard(_) => None,
-    }
 }
 
 /// A page of `entries` (by key, ascending, from a `range(after_bound(after))`), each made by
