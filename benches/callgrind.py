@@ -5,8 +5,9 @@ Starts the suite's fixed upstream and realmgate (release binary) under
 `valgrind --tool=callgrind` with the scenario's table, warms it up, zeroes the counters,
 drives it with `wrk -t1 -c8` for a few seconds, dumps the counters and prints the total
 instructions (Ir) divided by the requests wrk completed, then the top functions by inclusive
-and self cost (`callgrind_annotate`). Instruction counts do not depend on the machine's load,
-so before/after comparisons need one run each.
+and self cost (`inclusive.txt` from `callgrind_annotate`, `self.txt` read from the profile).
+Instruction counts do not depend on the machine's load, so before/after comparisons need one
+run each.
 
 Scenarios `shell` and `shell-plain` use benches/shell_scenario.py's layout instead: an nginx
 upstream serving the 20 KB page, `shell` = a shell navigation of tenant `bench` (the page
@@ -110,8 +111,7 @@ def measure(args: argparse.Namespace, pid: int, out_dir: Path, drive) -> int:
         sys.exit("no callgrind dump written")
     annotate = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(dumps[-1])],
                               capture_output=True, text=True).stdout
-    self_cost = subprocess.run(["callgrind_annotate", str(dumps[-1])],
-                               capture_output=True, text=True).stdout
+    self_cost = self_costs(dumps[-1])
     total = re.search(r"^([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", annotate, re.M)
     ir = int(total.group(1).replace(",", "")) if total else 0
     (out_dir / "inclusive.txt").write_text(annotate)
@@ -120,6 +120,43 @@ def measure(args: argparse.Namespace, pid: int, out_dir: Path, drive) -> int:
           f"{ir / max(requests, 1):.0f} instructions per request (user space, realmgate)")
     print(f"profile: {dumps[-1]}; annotations: {out_dir}/inclusive.txt, self.txt")
     return 0
+
+
+def self_costs(profile: Path, top: int = 80) -> str:
+    """Self cost per function (instructions spent in its own code), read from the profile
+    directly: this valgrind's `callgrind_annotate` without `--inclusive` charges everything
+    to the thread's entry point."""
+    names: dict[str, str] = {}
+    costs: dict[str, int] = {}
+
+    def name(ref: str) -> str:
+        m = re.match(r"\((\d+)\)(?: (.*))?", ref)
+        if not m:
+            return ref
+        if m.group(2) is not None:
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), ref)
+
+    fn, in_call, total = "?", False, 0
+    with open(profile, errors="replace") as f:
+        for line in f:
+            if line.startswith("fn="):
+                fn, in_call = name(line[3:].rstrip("\n")), False
+            elif line.startswith("cfn="):
+                name(line[4:].rstrip("\n"))
+            elif line.startswith("calls="):
+                in_call = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                parts = line.split()
+                if in_call:
+                    in_call = False
+                elif len(parts) >= 2:
+                    costs[fn] = costs.get(fn, 0) + int(parts[1])
+                    total += int(parts[1])
+    lines = [f"{total:,} Ir total (self costs)"]
+    for fn, c in sorted(costs.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{c:>15,} {100 * c / max(total, 1):5.1f}%  {fn}")
+    return "\n".join(lines) + "\n"
 
 
 def shell_main(args: argparse.Namespace, suite) -> int:
