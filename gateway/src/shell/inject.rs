@@ -70,6 +70,10 @@ impl Sink {
             .extend_from_slice(raw);
     }
 
+    fn reserve(&self, n: usize) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).reserve(n);
+    }
+
     fn take(&self) -> Option<Bytes> {
         let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
         (!buf.is_empty()).then(|| buf.split().freeze())
@@ -85,9 +89,36 @@ pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
 /// tag split over many chunks): past it the rewriter fails and so does that one response.
 pub const MAX_REWRITER_MEMORY: usize = 1 << 20;
 
-/// Until the element is in, the rewriter is fed this much at a time, so it stops right after
-/// `<head>` (pages put it in their first hundred bytes) instead of parsing a whole first chunk.
+/// Until the element is in, the rewriter is fed through the end of the next tag that may be
+/// the injection point (see [`candidate_end`]), so it stops right after `<head>` instead of
+/// parsing a whole first chunk; where none is in sight, this much first.
 const SLICE: usize = 256;
+
+/// Where to cut `rest` before looking whether the element is in: just after the `>` of the
+/// first `<head…` or `<body…` in it (case-insensitive); `None` when none is in sight (or its
+/// `>` is in a later chunk). Only a cut point: lol_html still decides what is a tag (a `<head>`
+/// in a comment, in `<title>` or in an attribute value is fed through, not matched, and
+/// feeding goes on).
+fn candidate_end(rest: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = rest[from..].iter().position(|&b| b == b'<') {
+        let at = from + i;
+        let name = rest.get(at + 1..at + 5);
+        let after = rest.get(at + 5).copied();
+        let candidate = name
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"head") || n.eq_ignore_ascii_case(b"body"))
+            && matches!(
+                after,
+                Some(b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | 0x0c)
+            );
+        if candidate {
+            let gt = rest[at + 5..].iter().position(|&b| b == b'>')?;
+            return Some(at + 5 + gt + 1);
+        }
+        from = at + 1;
+    }
+    None
+}
 
 struct Inner {
     rewriter: Option<Rewriter>,
@@ -200,6 +231,8 @@ impl Injector {
             );
         }
         if inner.rewriter.is_some() {
+            // Room for this chunk and the element at once: the sink never regrows.
+            inner.out.reserve(plain.len() + inner.element_len);
             let (result, rest) = inner.rewrite(&plain, end);
             result.or_err(ErrorType::InternalError, "shell: rewriting the shell HTML")?;
             if !rest.is_empty() {
@@ -234,14 +267,20 @@ impl Inner {
         end: bool,
     ) -> (Result<(), lol_html::errors::RewritingError>, &'a [u8]) {
         let mut rest = plain;
+        // No candidate tag left in this chunk: one more slice (a tag begun in the last chunk
+        // ends in it), then the rest at once.
+        let mut blind = !self.stop_early;
         while let Some(rw) = self.rewriter.as_mut() {
             if rest.is_empty() {
                 break;
             }
-            let n = if self.stop_early {
-                rest.len().min(SLICE)
-            } else {
-                rest.len()
+            let n = match (blind, candidate_end(rest)) {
+                (true, _) => rest.len(),
+                (false, Some(n)) => n,
+                (false, None) => {
+                    blind = true;
+                    rest.len().min(SLICE)
+                }
             };
             if let Err(e) = rw.write(&rest[..n]) {
                 return (Err(e), &[]);
@@ -360,7 +399,10 @@ pub fn prepare(
         LAST_MODIFIED,
         ACCEPT_RANGES,
     ] {
-        resp.remove_header(&name);
+        // A remove looks in both of Pingora's maps; most of these are usually absent.
+        if resp.headers.contains_key(&name) {
+            resp.remove_header(&name);
+        }
     }
     match length {
         Some(n) => resp.insert_header(CONTENT_LENGTH, n.saturating_add(extra))?,

@@ -377,3 +377,105 @@ fn unterminated_markup_is_bounded() {
         "the rewriter buffered an unterminated attribute without bound"
     );
 }
+
+#[test]
+fn cut_points_are_the_ends_of_head_and_body_tags() {
+    // (input, where the rewriter is cut)
+    let cases: [(&[u8], Option<usize>); 9] = [
+        (b"<!doctype html><html><head><title>", Some(27)),
+        (b"<HEAD\n lang=en>x", Some(15)),
+        (b"text <body class=a>", Some(19)),
+        (b"<head/>", Some(7)),
+        (b"<header><nav>", None),
+        (b"<bodyx>", None),
+        (b"<html><head", None),
+        (b"<html><hea", None),
+        (b"no tags at all", None),
+    ];
+    for (input, want) in cases {
+        assert_eq!(
+            candidate_end(input),
+            want,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+/// `<head>` spelled where it is not a tag (comment, title, attribute value, a longer name) is
+/// fed through and the element still lands after the real one, at every chunk split.
+#[test]
+fn head_lookalikes_are_fed_through_not_matched() {
+    let cases = [
+        (
+            "<!-- <head> --><html><head><title>t</title></head></html>",
+            "<!-- <head> --><html><head>",
+        ),
+        (
+            "<title><head></title><head>x",
+            "<title><head></title><head>",
+        ),
+        (
+            "<html data-x=\"<head>\"><head data-y=\"a>b\"><p>",
+            "<html data-x=\"<head>\"><head data-y=\"a>b\">",
+        ),
+        (
+            "<html><header>h</header><BODY >x",
+            "<html><header>h</header>",
+        ),
+    ];
+    for (doc, before) in cases {
+        let want = format!("{before}{EL}{}", &doc[before.len()..]);
+        assert_eq!(whole(doc), want, "{doc}");
+        for cut in 1..doc.len() {
+            let (a, b) = doc.as_bytes().split_at(cut);
+            assert_eq!(
+                run(&[a, b], Encoding::Identity).0,
+                want,
+                "{doc}: cut at {cut}"
+            );
+        }
+    }
+}
+
+/// Pages without a `<head>`, without a `<body>` or without any tag: the fallbacks hold at every
+/// chunk split.
+#[test]
+fn fallbacks_hold_at_every_split() {
+    for (doc, want) in [
+        (
+            "<html><body>x</body></html>",
+            format!("<html>{EL}<body>x</body></html>"),
+        ),
+        (
+            "<p>only a fragment</p>",
+            format!("<p>only a fragment</p>{EL}"),
+        ),
+        ("plain text", format!("plain text{EL}")),
+    ] {
+        for cut in 1..doc.len() {
+            let (a, b) = doc.as_bytes().split_at(cut);
+            assert_eq!(run(&[a, b], Encoding::Identity).0, want, "{doc}: {cut}");
+        }
+    }
+}
+
+/// Once the element is in, later chunks are handed on as the very same bytes: no copy, no
+/// rewriting.
+#[test]
+fn later_chunks_pass_without_a_copy() {
+    let mut inj = Injector::new(EL.to_string(), None, Encoding::Identity);
+    let mut first = Some(Bytes::from_static(b"<html><head><title>t</title>"));
+    inj.filter(&mut first, false).expect("first");
+    assert_eq!(
+        first.as_deref(),
+        Some(format!("<html><head>{EL}<title>t</title>").as_bytes())
+    );
+    let rest = Bytes::from(vec![b'r'; 20 << 10]);
+    let mut body = Some(rest.clone());
+    inj.filter(&mut body, false).expect("rest");
+    assert_eq!(body.as_ref().map(|b| b.as_ptr()), Some(rest.as_ptr()));
+    let mut last = Some(Bytes::from_static(b"</html>"));
+    inj.filter(&mut last, true).expect("end");
+    assert_eq!(last.as_deref(), Some(&b"</html>"[..]));
+}
