@@ -54,6 +54,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--scenario", default="public",
                    choices=("public", "jwt", "api_key", *SHELL_SCENARIOS))
     p.add_argument("--seconds", type=int, default=8)
+    p.add_argument("--peer", default="realmgate", choices=("realmgate", "realmgate-assertion"),
+                   help="realmgate-assertion: the same table plus an assertion section "
+                        "(public and jwt scenarios)")
     p.add_argument("--out", type=Path, help="keep callgrind.out and the annotation here")
     args = p.parse_args(argv)
     suite = load_suite()
@@ -79,7 +82,9 @@ def main(argv: list[str]) -> int:
         bench.realmgate_bin = wrapper
         suite.start_upstream(bench, suite.free_ports(1)[0])
         port = suite.free_ports(1)[0]
-        pid = scenario.setup["realmgate"](bench, port)
+        if args.peer not in scenario.setup:
+            sys.exit(f"scenario {args.scenario} has no {args.peer} peer")
+        pid = scenario.setup[args.peer](bench, port)
         load = scenario.load_for("realmgate")
         suite.verify(port, load)
         suite_args.connections = 8
@@ -116,7 +121,7 @@ def measure(args: argparse.Namespace, pid: int, out_dir: Path, drive) -> int:
     ir = int(total.group(1).replace(",", "")) if total else 0
     (out_dir / "inclusive.txt").write_text(annotate)
     (out_dir / "self.txt").write_text(self_cost)
-    print(f"scenario {args.scenario}: {requests} requests, {ir} Ir, "
+    print(f"scenario {args.scenario} ({args.peer}): {requests} requests, {ir} Ir, "
           f"{ir / max(requests, 1):.0f} instructions per request (user space, realmgate)")
     print(f"profile: {dumps[-1]}; annotations: {out_dir}/inclusive.txt, self.txt")
     return 0
