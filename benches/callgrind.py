@@ -36,6 +36,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from measure import parse_wrk, run_wrk, wrk_argv  # benches/measure.py: wrk runs
+import plumbing  # benches/plumbing.py: start timeouts, HTTP checks
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -74,7 +77,7 @@ def main(argv: list[str]) -> int:
                        f"--callgrind-out-file={profile} {args.realmgate_bin.resolve()} \"$@\"\n")
     wrapper.chmod(0o755)
     bench = suite.Bench(suite_args, work, suite.Processes())
-    suite.START_TIMEOUT_S = 120.0
+    plumbing.START_TIMEOUT_S = 120.0
     try:
         scenario = suite.SCENARIOS[args.scenario]
         if scenario.prepare is not None:
@@ -86,12 +89,12 @@ def main(argv: list[str]) -> int:
             sys.exit(f"scenario {args.scenario} has no {args.peer} peer")
         pid = scenario.setup[args.peer](bench, port)
         load = scenario.load_for("realmgate")
-        suite.verify(port, load)
+        plumbing.verify(port, load)
         suite_args.connections = 8
 
         def drive(seconds: int) -> int:
-            out = suite.run_wrk(suite.wrk_argv(suite_args, port, load.request, seconds), seconds)
-            return suite.parse_wrk(out).requests
+            out = run_wrk(wrk_argv(suite_args, port, load.request, seconds), seconds)
+            return parse_wrk(out).requests
 
         return measure(args, pid, out_dir, drive)
     finally:

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.machinery
-import importlib.util
-import json
 import re
 import secrets
 import shutil
@@ -35,19 +32,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def load_suite():
-    """benches/run as a module: its processes, upstream, CPU accounting and realmgate start."""
-    loader = importlib.machinery.SourceFileLoader("bench_suite", str(HERE / "run"))
-    spec = importlib.util.spec_from_loader("bench_suite", loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_suite"] = module
-    loader.exec_module(module)
-    return module
+def load_suite() -> types.SimpleNamespace:
+    """benches/run's parts as one namespace: its processes, upstream, CPU accounting,
+    realmgate start and report helpers (benches/plumbing.py, scenarios.py, measure.py)."""
+    sys.path.insert(0, str(HERE))
+    import measure
+    import plumbing
+    import scenarios
+    names: dict = {}
+    for module in (plumbing, scenarios, measure):
+        names.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    return types.SimpleNamespace(**names)
 
 
 suite = load_suite()
