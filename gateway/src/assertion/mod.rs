@@ -4,14 +4,13 @@
 //!
 //! Signing stays off the hot path: an assertion is minted once per (signing key, tenant,
 //! pool, policy, principal) and reused while at least [`MIN_REMAINING_S`] of its life
-//! remain, from a bounded cache; a request costs one SHA-256 of those fields and a lookup.
+//! remain, from a bounded cache; a request costs one keyed hash of those fields, a lookup
+//! and their comparison.
 //! A reused assertion keeps its `jti`: it names the minted token, not the request.
 
-use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::HeaderValue;
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use realmgate_table::assertion::{self as wire, Assertion, MAX_LIFETIME_S};
@@ -36,7 +35,7 @@ pub struct Signer {
     header_b64: Box<str>,
     /// SHA-256 of the issuer and kid: what keeps another key's or issuer's cached
     /// assertions from matching.
-    id: [u8; 32],
+    pub(crate) id: [u8; 32],
     /// `{"keys":[…]}` of every key of the section, served as is.
     pub jwks: Bytes,
 }
@@ -189,109 +188,9 @@ fn push_field(h: &mut Sha256, bytes: &[u8]) {
     h.update(bytes);
 }
 
-/// The minted assertions, shared by every table version (their signer is in the key): a
-/// direct-mapped table of slots, each holding one assertion and the digest it was minted
-/// for. A lookup is one atomic load and a 32-byte compare, no bookkeeping; the size never
-/// grows (a flood of distinct callers only overwrites slots, each costing its own signature).
-pub struct Assertions {
-    slots: Box<[ArcSwapOption<Minted>]>,
-}
+mod cache;
 
-struct Minted {
-    key: [u8; 32],
-    value: HeaderValue,
-    /// Reused until then (unix seconds).
-    until: u64,
-}
-
-/// Most slots, whatever the configuration says (16 M pointers: 128 MiB).
-const MAX_SLOTS: u64 = 1 << 24;
-
-impl Assertions {
-    /// At most `capacity` assertions kept, rounded up to a power of two (0: none, every
-    /// request signs).
-    pub fn new(capacity: u64) -> Assertions {
-        let n = if capacity == 0 {
-            0
-        } else {
-            capacity.min(MAX_SLOTS).next_power_of_two()
-        };
-        Assertions {
-            slots: (0..n).map(|_| ArcSwapOption::const_empty()).collect(),
-        }
-    }
-
-    /// The header value for `s` at `now`: a cached assertion with at least
-    /// [`MIN_REMAINING_S`] left, or a fresh one. `(value, fresh)`.
-    pub fn header(
-        &self,
-        signer: &Signer,
-        s: &Subject<'_>,
-        now: u64,
-    ) -> Option<(HeaderValue, bool)> {
-        let key = cache_key(signer, s);
-        let slot = self.slot(&key);
-        if let Some(slot) = slot {
-            let guard = slot.load();
-            if let Some(hit) = guard.as_deref() {
-                if hit.key == key && now < hit.until {
-                    return Some((hit.value.clone(), false));
-                }
-            }
-        }
-        let token = signer.sign(s, now)?;
-        let value = HeaderValue::from_str(&token).ok()?;
-        if let Some(slot) = slot {
-            slot.store(Some(Arc::new(Minted {
-                key,
-                value: value.clone(),
-                until: now + REUSE_S,
-            })));
-        }
-        Some((value, true))
-    }
-
-    fn slot(&self, key: &[u8; 32]) -> Option<&ArcSwapOption<Minted>> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mut low = [0u8; 8];
-        low.copy_from_slice(&key[..8]);
-        let i = (u64::from_le_bytes(low) as usize) & (self.slots.len() - 1);
-        self.slots.get(i)
-    }
-
-    /// Assertions held, for tests and metrics.
-    pub fn entries(&self) -> u64 {
-        self.slots.iter().filter(|s| s.load().is_some()).count() as u64
-    }
-}
-
-fn cache_key(signer: &Signer, s: &Subject<'_>) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(signer.id);
-    push_field(&mut h, s.tenant.as_bytes());
-    push_field(&mut h, s.pool.as_bytes());
-    push_field(&mut h, s.principal.auth().as_bytes());
-    match &s.principal {
-        Principal::Public => {}
-        Principal::Realm { sub, roles, .. } => {
-            push_field(&mut h, sub.as_bytes());
-            h.update((roles.len() as u64).to_le_bytes());
-            for r in roles.iter() {
-                push_field(&mut h, r.as_bytes());
-            }
-        }
-        Principal::ApiKey { key_id, namespace } => {
-            push_field(&mut h, key_id.as_bytes());
-            match namespace {
-                Some(ns) => push_field(&mut h, ns.as_bytes()),
-                None => h.update([0xff]),
-            }
-        }
-    }
-    h.finalize().into()
-}
+pub use cache::Assertions;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 use super::*;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use realmgate_table::assertion::{key_pem_from_bytes, AssertionKey, KeyState};
+use serde_json::json;
 
 fn section(keys: &[(&str, u8, KeyState)]) -> Assertion {
     Assertion {
@@ -201,4 +202,63 @@ fn the_cache_is_bounded_under_a_flood_of_identities() {
         cache.header(&s, &subject, now).expect("minted");
     }
     assert!(cache.entries() <= 16, "{} entries", cache.entries());
+}
+
+#[test]
+fn a_shared_slot_never_hands_one_identity_another_s_assertion() {
+    // One slot: every identity lands in it, so only the field-by-field comparison keeps
+    // them apart.
+    let s = signer();
+    let cache = Assertions::new(1);
+    let now = 1_900_000_000;
+    let admin: &[Box<str>] = &["admin".into()];
+    let viewer: &[Box<str>] = &["viewer".into()];
+    let realm = |sub, roles, via| Subject {
+        tenant: "acme",
+        pool: "app",
+        principal: Principal::Realm { via, sub, roles },
+    };
+    let subjects = [
+        realm("alice", admin, Via::Jwt),
+        realm("alice", viewer, Via::Jwt),
+        realm("alice", admin, Via::Session),
+        realm("bob", admin, Via::Jwt),
+        Subject {
+            tenant: "acme",
+            pool: "app",
+            principal: Principal::ApiKey {
+                key_id: "k1",
+                namespace: Some("crm"),
+            },
+        },
+        Subject {
+            tenant: "acme",
+            pool: "app",
+            principal: Principal::ApiKey {
+                key_id: "k1",
+                namespace: None,
+            },
+        },
+    ];
+    for (i, subject) in subjects.iter().enumerate() {
+        let (value, _) = cache.header(&s, subject, now).expect("minted");
+        let claims = verify(&s, value.to_str().expect("ascii"), "app");
+        let want = match subject.principal {
+            Principal::Realm { sub, roles, via } => json!({
+                "sub": sub, "roles": roles.iter().map(|r| &**r).collect::<Vec<_>>(),
+                "auth": if via == Via::Jwt { "jwt" } else { "session" },
+            }),
+            Principal::ApiKey { key_id, namespace } => {
+                json!({"key_id": key_id, "namespace": namespace, "auth": "api_key"})
+            }
+            Principal::Public => json!({}),
+        };
+        for (k, v) in want.as_object().expect("object") {
+            assert_eq!(&claims[k], v, "subject {i}: claim {k}");
+        }
+        // The same identity again, right away, is the cached one.
+        let (again, fresh) = cache.header(&s, subject, now).expect("hit");
+        assert!(!fresh, "subject {i}");
+        assert_eq!(again, value);
+    }
 }
