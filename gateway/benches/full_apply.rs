@@ -50,16 +50,19 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 fn encode(enc: &str, t: &Table) -> Vec<u8> {
     match enc {
         "json" => t.to_json(),
-        _ => unimplemented!("binary"),
+        _ => realmgate_table::binary::encode(t),
     }
 }
 
 fn apply(
     store: &Store,
-    _enc: &str,
+    enc: &str,
     raw: Bytes,
 ) -> Result<std::sync::Arc<realmgate::snapshot::Snapshot>, realmgate::snapshot::ApplyError> {
-    store.apply(raw)
+    match enc {
+        "json" => store.apply(raw),
+        _ => store.apply_binary(raw),
+    }
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -16,7 +16,8 @@ pub mod store;
 pub mod test_util;
 
 pub use journal::Compaction;
-pub use store::{describe, ApplyError, Store, STATE_FILE};
+pub use build::Encoding;
+pub use store::{describe, ApplyError, Store, BINARY_STATE_FILE, STATE_FILE};
 
 use crate::acme::Challenges;
 use crate::auth::api_key::{KeyIdx, Keys};

@@ -68,6 +68,13 @@ pub fn from_json(json: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::from_slice::<Table>(json).map(|t| encode(&t))
 }
 
+/// The version a binary table claims, read from its first bytes alone (`None`: not a
+/// binary table of the format this crate reads).
+pub fn version(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(MAGIC)?.strip_prefix(&[FORMAT])?;
+    postcard::take_from_bytes::<u64>(rest).ok().map(|(v, _)| v)
+}
+
 /// The binary table decoded as far as its tenants: the table without them, and each
 /// tenant's encoding (decoded by [`tenant`], on every core).
 pub(crate) fn decode(bytes: &[u8]) -> Result<(Table, Vec<&[u8]>), Problem> {
