@@ -15,8 +15,8 @@ pub mod store;
 #[cfg(test)]
 pub mod test_util;
 
-pub use journal::Compaction;
 pub use build::Encoding;
+pub use journal::Compaction;
 pub use store::{describe, ApplyError, Store, BINARY_STATE_FILE, STATE_FILE};
 
 use crate::acme::Challenges;

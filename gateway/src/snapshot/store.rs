@@ -219,7 +219,11 @@ impl Store {
     }
 
     /// [`Store::apply`] of a table in either encoding.
-    pub fn apply_encoded(&self, raw: Bytes, encoding: Encoding) -> Result<Arc<Snapshot>, ApplyError> {
+    pub fn apply_encoded(
+        &self,
+        raw: Bytes,
+        encoding: Encoding,
+    ) -> Result<Arc<Snapshot>, ApplyError> {
         let mut durable = self.lock();
         let result = self.apply_locked(&mut durable, raw, encoding, true);
         match &result {

@@ -75,9 +75,7 @@ pub(crate) mod vec {
         s.collect_seq(v.iter().map(Ref))
     }
 
-    pub fn deserialize<'de, T: Positional, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<T>, D::Error> {
+    pub fn deserialize<'de, T: Positional, D: Deserializer<'de>>(d: D) -> Result<Vec<T>, D::Error> {
         Ok(Vec::<Own<T>>::deserialize(d)?
             .into_iter()
             .map(|o| o.0)

@@ -64,7 +64,12 @@ fn rich() -> Table {
     let mut table = Table::test()
         .version(42)
         .tenant(acme)
-        .tenant(Tenant::test("beta").host("beta.test").route("/", "app", "public").suspended())
+        .tenant(
+            Tenant::test("beta")
+                .host("beta.test")
+                .route("/", "app", "public")
+                .suspended(),
+        )
         .key(key)
         .key(ApiKey::test("op", None, &["*"]));
     table.upstreams.insert("app".into(), pool);
@@ -118,7 +123,10 @@ fn decoded(bytes: &[u8]) -> Table {
 }
 
 fn problems(r: Result<crate::CheckedTable, Vec<Problem>>) -> Vec<String> {
-    r.expect_err("refused").iter().map(ToString::to_string).collect()
+    r.expect_err("refused")
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[test]
@@ -159,21 +167,43 @@ fn both_encodings_refuse_a_bad_table_with_the_same_problems() {
     let big = crate::shard::MIN_TENANTS + 5;
     let cases: Vec<(&str, Box<dyn Fn(&mut Table)>)> = vec![
         ("version 0", Box::new(|t| t.version = 0)),
-        ("bad host", Box::new(|t| t.tenants[1].hosts[0] = "bad host!".into())),
-        ("shared host", Box::new(|t| t.tenants[1].hosts[0] = t.tenants[0].hosts[0].clone())),
-        ("repeated id", Box::new(|t| t.tenants[1].id = t.tenants[0].id.clone())),
+        (
+            "bad host",
+            Box::new(|t| t.tenants[1].hosts[0] = "bad host!".into()),
+        ),
+        (
+            "shared host",
+            Box::new(|t| t.tenants[1].hosts[0] = t.tenants[0].hosts[0].clone()),
+        ),
+        (
+            "repeated id",
+            Box::new(|t| t.tenants[1].id = t.tenants[0].id.clone()),
+        ),
         ("bad id", Box::new(|t| t.tenants[1].id = "Nope".into())),
-        ("unknown pool", Box::new(|t| t.tenants[1].routes[0].upstream = "nowhere".into())),
+        (
+            "unknown pool",
+            Box::new(|t| t.tenants[1].routes[0].upstream = "nowhere".into()),
+        ),
         ("no routes", Box::new(|t| t.tenants[1].routes.clear())),
-        ("bad pool name", Box::new(|t| {
-            t.upstreams.insert("Bad Name".into(), Upstream::test(&["127.0.0.1:1"]));
-        })),
-        ("key of nobody", Box::new(|t| t.api_keys.push(ApiKey::test("kx", Some("nobody"), &["*"])))),
-        ("two at once", Box::new(|t| {
-            t.tenants[0].hosts[0] = "bad host!".into();
-            let last = t.tenants.len() - 1;
-            t.tenants[last].routes[0].prefix = "no-slash".into();
-        })),
+        (
+            "bad pool name",
+            Box::new(|t| {
+                t.upstreams
+                    .insert("Bad Name".into(), Upstream::test(&["127.0.0.1:1"]));
+            }),
+        ),
+        (
+            "key of nobody",
+            Box::new(|t| t.api_keys.push(ApiKey::test("kx", Some("nobody"), &["*"]))),
+        ),
+        (
+            "two at once",
+            Box::new(|t| {
+                t.tenants[0].hosts[0] = "bad host!".into();
+                let last = t.tenants.len() - 1;
+                t.tenants[last].routes[0].prefix = "no-slash".into();
+            }),
+        ),
     ];
     for base in [rich(), many(big)] {
         for (name, break_it) in &cases {
@@ -205,7 +235,10 @@ fn a_malformed_encoding_is_refused_with_a_clear_problem() {
     assert!(refused(&newer).contains("binary table format 2: this gateway reads format 1"));
     let mut trailing = good.clone();
     trailing.extend_from_slice(b"xx");
-    assert_eq!(refused(&trailing), "malformed binary table: 2 bytes after its end");
+    assert_eq!(
+        refused(&trailing),
+        "malformed binary table: 2 bytes after its end"
+    );
     // Garbage after a valid head: lengths that run past the end, bad discriminants.
     for seed in 0..64u8 {
         let mut g = good[..5].to_vec();
@@ -249,7 +282,9 @@ fn a_pool_named_twice_is_refused_as_in_json() {
 #[test]
 fn the_media_type_is_recognised_with_parameters() {
     assert!(is_media_type(MEDIA_TYPE));
-    assert!(is_media_type("Application/Vnd.Realmgate.Table+Postcard; charset=binary"));
+    assert!(is_media_type(
+        "Application/Vnd.Realmgate.Table+Postcard; charset=binary"
+    ));
     assert!(!is_media_type("application/json"));
     assert!(!is_media_type("application/vnd.realmgate.table+json"));
 }

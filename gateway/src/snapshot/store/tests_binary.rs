@@ -41,7 +41,12 @@ fn bin(t: &Table) -> Bytes {
 /// What requests see of a snapshot, written out: tenants, their hosts and routes, pools,
 /// keys, certificates, and where each host lands.
 fn seen(s: &Snapshot) -> String {
-    let mut out = format!("v{} tenants {} pools {}\n", s.version, s.tenant_count(), s.pool_count());
+    let mut out = format!(
+        "v{} tenants {} pools {}\n",
+        s.version,
+        s.tenant_count(),
+        s.pool_count()
+    );
     for t in s.tenants.iter() {
         out += &format!(
             "{} {:?} pools {:?} suspended {} https {:?} hsts {:?} header {:?} shell {} realm {} limits {:?}\n",
@@ -70,7 +75,12 @@ fn seen(s: &Snapshot) -> String {
     for (idx, k) in s.keys.iter() {
         out += &format!("key {idx} {:?} {:?}\n", k.id, k.expires_at);
     }
-    out += &format!("certs {} acme {} assertion {}\n", s.certs.len(), s.acme.len(), s.assertion.is_some());
+    out += &format!(
+        "certs {} acme {} assertion {}\n",
+        s.certs.len(),
+        s.acme.len(),
+        s.assertion.is_some()
+    );
     out
 }
 
@@ -82,8 +92,14 @@ fn both_encodings_give_the_same_snapshot_and_model() {
     let from_json = by_json.apply(json(&t)).expect("JSON applies");
     let from_bin = by_bin.apply_binary(bin(&t)).expect("binary applies");
     assert_eq!(seen(&from_bin), seen(&from_json));
-    assert_eq!(from_bin.digest, realmgate_table::digest(&binary::encode(&t)));
-    assert!(from_bin.raw.is_none(), "no JSON document to show as received");
+    assert_eq!(
+        from_bin.digest,
+        realmgate_table::digest(&binary::encode(&t))
+    );
+    assert!(
+        from_bin.raw.is_none(),
+        "no JSON document to show as received"
+    );
     // The model (for deltas) is made from the same parse, whichever the encoding.
     let digest = by_json.state_digest().expect("modelled");
     assert_eq!(by_bin.state_digest(), Some(digest.clone()));
@@ -134,11 +150,17 @@ fn a_bad_table_is_refused_alike_and_a_malformed_one_changes_nothing() {
         assert_eq!(s.current().map(|c| c.version), Some(7), "{says}");
     }
     // Nothing of it reached the disk, and the version check still holds for binary.
-    assert_eq!(std::fs::read(dir.join(BINARY_STATE_FILE)).expect("stored"), stored);
+    assert_eq!(
+        std::fs::read(dir.join(BINARY_STATE_FILE)).expect("stored"),
+        stored
+    );
     assert!(!dir.join(STATE_FILE).exists());
     assert!(matches!(
         s.apply_binary(bin(&wire(7))),
-        Err(ApplyError::NotNewer { current: 7, offered: 7 })
+        Err(ApplyError::NotNewer {
+            current: 7,
+            offered: 7
+        })
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
