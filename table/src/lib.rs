@@ -62,7 +62,7 @@ pub fn parse_binary(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
     let (table, tenants) = binary::decode(bytes).map_err(|p| vec![p])?;
     let mut table = match shard::check(table, &tenants, |b| binary::tenant(b).ok()) {
         Ok(checked) => return Ok(checked),
-        Err(table) => table,
+        Err(table) => *table,
     };
     // Some tenant does not decode, or the table has a problem: decode on one core and check
     // the way [`parse_one_pass`] does, for its report.

@@ -61,7 +61,7 @@ pub(crate) fn check<E: Sync>(
     mut table: Table,
     elements: &[E],
     decode: impl Fn(&E) -> Option<Tenant> + Sync,
-) -> Result<CheckedTable, Table> {
+) -> Result<CheckedTable, Box<Table>> {
     let threads = if elements.len() < MIN_TENANTS {
         1
     } else {
@@ -85,7 +85,7 @@ pub(crate) fn check<E: Sync>(
         })
     };
     if shards.iter().any(Option::is_none) {
-        return Err(table);
+        return Err(Box::new(table));
     }
     let mut hosts = Vec::with_capacity(elements.len());
     table.tenants.reserve_exact(elements.len());
@@ -97,7 +97,7 @@ pub(crate) fn check<E: Sync>(
         Ok(n) => n,
         Err(_) => {
             table.tenants.clear();
-            return Err(table);
+            return Err(Box::new(table));
         }
     };
     Ok(CheckedTable {

@@ -94,8 +94,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Table, Vec<&[u8]>), Problem> {
         }
         None => return Err(malformed("it ends after its first 4 bytes")),
     }
-    let (body, trailing) =
-        postcard::take_from_bytes::<Body<'_>>(&rest[1..]).map_err(|e| malformed(e))?;
+    let (body, trailing) = postcard::take_from_bytes::<Body<'_>>(&rest[1..]).map_err(malformed)?;
     if !trailing.is_empty() {
         return Err(malformed(format!("{} bytes after its end", trailing.len())));
     }

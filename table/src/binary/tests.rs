@@ -165,7 +165,8 @@ fn both_encodings_give_the_same_checked_table() {
 #[test]
 fn both_encodings_refuse_a_bad_table_with_the_same_problems() {
     let big = crate::shard::MIN_TENANTS + 5;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Table)>)> = vec![
+    type Breaks = Box<dyn Fn(&mut Table)>;
+    let cases: Vec<(&str, Breaks)> = vec![
         ("version 0", Box::new(|t| t.version = 0)),
         (
             "bad host",
