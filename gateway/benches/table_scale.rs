@@ -49,7 +49,7 @@ fn checked(table: Table) -> CheckedTable {
 }
 
 fn snapshot(n: usize, deps: &Caches) -> Snapshot {
-    build(checked(table(n)), Bytes::new(), &deps.deps()).expect("builds")
+    build(&checked(table(n)), None, &deps.deps()).expect("builds")
 }
 
 /// Resident set size of this process, bytes (Linux).
@@ -146,21 +146,21 @@ fn full_table(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("parse_validate", n), |b| {
         b.iter(|| realmgate_table::parse(black_box(&raw)).expect("valid"))
     });
+    let binary = realmgate_table::binary::encode(&table(n));
+    group.bench_function(BenchmarkId::new("parse_binary", n), |b| {
+        b.iter(|| realmgate_table::parse_binary(black_box(&binary)).expect("valid"))
+    });
     let parsed = realmgate_table::parse(&raw).expect("valid");
     let deps = Caches::new(1000);
     group.bench_function(BenchmarkId::new("build", n), |b| {
-        b.iter_batched(
-            || parsed.clone(),
-            |t| build(t, Bytes::new(), &deps.deps()).expect("builds"),
-            BatchSize::PerIteration,
-        )
+        b.iter(|| build(black_box(&parsed), None, &deps.deps()).expect("builds"))
     });
     group.finish();
 }
 
 /// The whole full apply as `PUT /v1/table` runs it (`Store::apply`: parse, validate,
 /// version check, build, write + fsync + rename of `table.json`, swap) at 100k tenants, each
-/// iteration one version newer. Then, with the model made, the store's RSS per tenant.
+/// iteration one version newer; as JSON and in the binary encoding. Then, with the model made, the store's RSS per tenant.
 fn full_apply(c: &mut Criterion) {
     let mut group = c.benchmark_group("scale_full_apply");
     group
@@ -172,19 +172,36 @@ fn full_apply(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
     let metrics = std::sync::Arc::new(realmgate::metrics::Metrics::new(1000).expect("metrics"));
     let store = Store::new(dir.clone(), metrics);
-    group.bench_function(BenchmarkId::new("store_apply", n), |b| {
-        b.iter_batched(
-            || {
-                // The previous table's model (made on another thread after its swap) is
-                // waited for outside the measurement: it is off the push's path.
-                let _ = store.state_digest();
-                t.version += 1;
-                Bytes::from(t.to_json())
-            },
-            |raw| store.apply(raw).expect("applies"),
-            BatchSize::PerIteration,
-        )
-    });
+    for binary in [false, true] {
+        let name = if binary {
+            "store_apply_binary"
+        } else {
+            "store_apply"
+        };
+        group.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter_batched(
+                || {
+                    // The previous table's model (made on another thread after its swap) is
+                    // waited for outside the measurement: it is off the push's path.
+                    let _ = store.state_digest();
+                    t.version += 1;
+                    Bytes::from(if binary {
+                        realmgate_table::binary::encode(&t)
+                    } else {
+                        t.to_json()
+                    })
+                },
+                |raw| {
+                    if binary {
+                        store.apply_binary(raw).expect("applies")
+                    } else {
+                        store.apply(raw).expect("applies")
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }

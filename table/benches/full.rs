@@ -1,6 +1,6 @@
 //! Micro benches of a full table at 100k tenants, in the table crate alone: serde only,
-//! `parse` (serde, unknown fields, repeated names and every check), and the model made from
-//! it. Prints the model's resident memory per tenant at 100k and 1M.
+//! `parse` (serde, unknown fields, repeated names and every check), `parse_binary` (the same
+//! table in the binary encoding, the same checks), and the model made from it. Prints the model's resident memory per tenant at 100k and 1M.
 //!
 //!     cargo bench -p realmgate-table --bench full
 
@@ -49,6 +49,15 @@ fn full(c: &mut Criterion) {
     });
     group.bench_function("parse/100000", |b| {
         b.iter(|| realmgate_table::parse(black_box(&raw)).expect("valid"))
+    });
+    let binary = realmgate_table::binary::encode(&table(100_000));
+    println!(
+        "100000 tenants: JSON {} bytes, binary {} bytes",
+        raw.len(),
+        binary.len()
+    );
+    group.bench_function("parse_binary/100000", |b| {
+        b.iter(|| realmgate_table::parse_binary(black_box(&binary)).expect("valid"))
     });
     let checked = realmgate_table::parse(&raw).expect("valid");
     group.bench_function("model_from_checked/100000", |b| {

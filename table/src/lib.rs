@@ -7,6 +7,7 @@
 //! `docs/routing-table.md`.
 
 pub mod assertion;
+pub mod binary;
 pub mod delta;
 mod duplicates;
 pub mod host;
@@ -52,6 +53,32 @@ pub fn parse(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
         Some(checked) => Ok(checked),
         None => parse_one_pass(bytes),
     }
+}
+
+/// [`parse`] for a table in the binary encoding ([`binary`]): the same checks, the same
+/// problems for the same table. What only a document in JSON can get wrong (unknown fields,
+/// repeated member names, syntax) is here a malformed encoding, reported alone.
+pub fn parse_binary(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
+    let (table, tenants) = binary::decode(bytes).map_err(|p| vec![p])?;
+    let mut table = match shard::check(table, &tenants, |b| binary::tenant(b).ok()) {
+        Ok(checked) => return Ok(checked),
+        Err(table) => *table,
+    };
+    // Some tenant does not decode, or the table has a problem: decode on one core and check
+    // the way [`parse_one_pass`] does, for its report.
+    table.tenants.reserve_exact(tenants.len());
+    for (i, b) in tenants.iter().enumerate() {
+        let tenant = binary::tenant(b).map_err(|why| vec![binary::malformed_tenant(i, &why)])?;
+        table.tenants.push(tenant);
+    }
+    let n = validate::table(&table)?;
+    Ok(CheckedTable {
+        table,
+        hosts: n.hosts,
+        key_expiry: n.key_expiry,
+        certificates: n.certificates,
+        acme_challenges: n.acme_challenges,
+    })
 }
 
 /// [`parse`] on one core, in one pass over the document.

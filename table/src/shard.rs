@@ -21,8 +21,7 @@ pub(crate) const MIN_TENANTS: usize = 4096;
 /// The checked table, if `bytes` is a valid table that the sharded parse takes (see the
 /// module docs); `None` means "parse it the one-pass way", not "invalid".
 pub(crate) fn parse(bytes: &[u8]) -> Option<CheckedTable> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || bytes.len() < MIN_TENANTS * 64 {
+    if cores() < 2 || bytes.len() < MIN_TENANTS * 64 {
         return None;
     }
     let (array, elements) = tenants_array(bytes)?;
@@ -36,34 +35,72 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<CheckedTable> {
     rest.extend_from_slice(b"[]");
     rest.extend_from_slice(&bytes[array.end..]);
     let mut found = Vec::new();
-    let mut table = crate::decode::<Table>(&rest, "table", &mut found)?;
+    let table = crate::decode::<Table>(&rest, "table", &mut found)?;
     if !found.is_empty() || !table.tenants.is_empty() {
         return None;
     }
+    check(table, &elements, |span| {
+        let mut found = Vec::new();
+        crate::decode::<Tenant>(&bytes[span.clone()], "tenant", &mut found)
+            .filter(|_| found.is_empty())
+    })
+    .ok()
+}
+
+/// How many shards a large table is cut into.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `table` (its tenants empty) with the tenants that `decode` makes of `elements`, checked:
+/// each tenant on the core of its shard, then the rules across tenants and the rest of the
+/// table once. At the first element that does not decode, or any problem at all, the table
+/// comes back (its tenants empty): the caller's one-pass parse then says what is wrong.
+/// Fewer than [`MIN_TENANTS`] elements, or one core: one shard, on this thread.
+pub(crate) fn check<E: Sync>(
+    mut table: Table,
+    elements: &[E],
+    decode: impl Fn(&E) -> Option<Tenant> + Sync,
+) -> Result<CheckedTable, Box<Table>> {
+    let threads = if elements.len() < MIN_TENANTS {
+        1
+    } else {
+        cores()
+    };
     let failed = AtomicBool::new(false);
-    let per = elements.len().div_ceil(threads);
-    let shards: Vec<Option<Shard>> = std::thread::scope(|scope| {
-        let upstreams = &table.upstreams;
-        let failed = &failed;
-        let handles: Vec<_> = elements
-            .chunks(per)
-            .map(|chunk| scope.spawn(move || tenants(bytes, chunk, upstreams, failed)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().ok().flatten())
-            .collect()
-    });
+    let per = elements.len().div_ceil(threads).max(1);
+    let shards: Vec<Option<Shard>> = if threads == 1 {
+        vec![tenants(elements, &decode, &table.upstreams, &failed)]
+    } else {
+        std::thread::scope(|scope| {
+            let (upstreams, failed, decode) = (&table.upstreams, &failed, &decode);
+            let handles: Vec<_> = elements
+                .chunks(per)
+                .map(|chunk| scope.spawn(move || tenants(chunk, decode, upstreams, failed)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten())
+                .collect()
+        })
+    };
+    if shards.iter().any(Option::is_none) {
+        return Err(Box::new(table));
+    }
     let mut hosts = Vec::with_capacity(elements.len());
     table.tenants.reserve_exact(elements.len());
-    for shard in shards {
-        for (tenant, h) in shard? {
-            table.tenants.push(tenant);
-            hosts.push(h);
-        }
+    for (tenant, h) in shards.into_iter().flatten().flatten() {
+        table.tenants.push(tenant);
+        hosts.push(h);
     }
-    let n = validate::with_tenants_checked(&table, hosts).ok()?;
-    Some(CheckedTable {
+    let n = match validate::with_tenants_checked(&table, hosts) {
+        Ok(n) => n,
+        Err(_) => {
+            table.tenants.clear();
+            return Err(Box::new(table));
+        }
+    };
+    Ok(CheckedTable {
         table,
         hosts: n.hosts,
         key_expiry: n.key_expiry,
@@ -72,12 +109,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<CheckedTable> {
     })
 }
 
-/// Decode and check the tenants at `spans` of `bytes`: each one's id syntax and every check
-/// of [`validate::tenant`]. `None` at the first problem (and `failed` set, so the other
-/// shards stop too).
-fn tenants(
-    bytes: &[u8],
-    spans: &[Range<usize>],
+/// Decode and check the tenants of `elements`: each one's id syntax and every check of
+/// [`validate::tenant`]. `None` at the first problem (and `failed` set, so the other shards
+/// stop too).
+fn tenants<E>(
+    elements: &[E],
+    decode: &(impl Fn(&E) -> Option<Tenant> + Sync),
     upstreams: &std::collections::BTreeMap<String, crate::wire::Upstream>,
     failed: &AtomicBool,
 ) -> Option<Shard> {
@@ -86,14 +123,12 @@ fn tenants(
         realm_supplied: false,
         skip: Skip::default(),
     };
-    let mut out = Vec::with_capacity(spans.len());
-    let mut found = Vec::new();
-    for (i, span) in spans.iter().enumerate() {
+    let mut out = Vec::with_capacity(elements.len());
+    for (i, element) in elements.iter().enumerate() {
         if i % 256 == 0 && failed.load(Ordering::Relaxed) {
             return None;
         }
-        let tenant = crate::decode::<Tenant>(&bytes[span.clone()], "tenant", &mut found);
-        let checked = tenant.filter(|_| found.is_empty()).and_then(|t| {
+        let checked = decode(element).and_then(|t| {
             if validate::tenant_id(&t.id).is_some() {
                 return None;
             }

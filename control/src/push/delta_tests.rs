@@ -49,6 +49,7 @@ fn worker(url: &str, metrics: &Arc<Metrics>, applied: Option<u64>) -> Worker {
     Worker {
         gateway,
         full_only_until: Mutex::new(None),
+        binary: Default::default(),
         ahead: Arc::new(ahead),
         client: reqwest::Client::new(),
         token: None,

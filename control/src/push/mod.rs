@@ -236,6 +236,7 @@ impl Spawner {
         let w = worker::Worker {
             gateway: Arc::clone(&gateway),
             full_only_until: Mutex::new(None),
+            binary: worker::BinaryPush::default(),
             ahead: Arc::clone(&self.ahead),
             client: self.client.clone(),
             token: self.token.clone(),

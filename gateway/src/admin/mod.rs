@@ -6,7 +6,7 @@ mod redact;
 pub use pull::ControlPull;
 pub use redact::{redacted_table, REDACTED};
 
-use crate::snapshot::{ApplyError, Store};
+use crate::snapshot::{ApplyError, Encoding, Store};
 use crate::tls::admin::TlsListener;
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -105,10 +105,25 @@ fn unauthorised() -> Response {
         .into_response()
 }
 
-async fn put_table(State(s): State<AdminState>, body: Bytes) -> Response {
+/// The encodings `PUT /v1/table` takes, by `Content-Type`: JSON (the contract; also what a
+/// push without a `Content-Type` is read as) and the binary encoding of the same table.
+/// `GET /v1/table` lists them, so realmctl knows which it may send.
+pub const TABLE_ENCODINGS: [&str; 2] = ["application/json", realmgate_table::binary::MEDIA_TYPE];
+
+/// `PUT /v1/table`: a full table, as JSON or in the binary encoding.
+async fn put_table(State(s): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+    let binary = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(realmgate_table::binary::is_media_type);
+    let encoding = if binary {
+        Encoding::Binary
+    } else {
+        Encoding::Json
+    };
     let store = Arc::clone(&s.store);
     applied(
-        tokio::task::spawn_blocking(move || store.apply(body)).await,
+        tokio::task::spawn_blocking(move || store.apply_encoded(body, encoding)).await,
         "table",
     )
 }
@@ -228,7 +243,11 @@ struct TableQuery {
 
 async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> Response {
     let Some(snap) = s.store.current() else {
-        return (StatusCode::NOT_FOUND, Json(json!({"error": "no_table"}))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no_table", "table_encodings": TABLE_ENCODINGS})),
+        )
+            .into_response();
     };
     if q.full.as_deref().is_some_and(|v| v == "1" || v == "true") {
         // The document as received, or after deltas the table in force written out (off
@@ -279,6 +298,7 @@ async fn get_table(State(s): State<AdminState>, Query(q): Query<TableQuery>) -> 
         "digest": snap.digest,
         "state_digest": state_digest,
         "certificates": certificates,
+        "table_encodings": TABLE_ENCODINGS,
     }))
     .into_response()
 }

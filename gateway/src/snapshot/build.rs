@@ -68,17 +68,46 @@ pub enum Rejected {
     NotNewer { current: u64, offered: u64 },
 }
 
+/// How a full table arrives: the JSON document (the contract), or the same table in the
+/// binary encoding (`realmgate_table::binary`), negotiated by `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Binary,
+}
+
+impl Encoding {
+    /// Decode and check a document of this encoding: the same checks and problems either way.
+    pub fn parse(self, raw: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
+        match self {
+            Encoding::Json => realmgate_table::parse(raw),
+            Encoding::Binary => realmgate_table::parse_binary(raw),
+        }
+    }
+
+    /// The encoding of a stored table, by its first bytes.
+    pub fn of(raw: &[u8]) -> Encoding {
+        if realmgate_table::binary::looks_binary(raw) {
+            Encoding::Binary
+        } else {
+            Encoding::Json
+        }
+    }
+}
+
 /// Parse and validate `raw`, refuse it unless its version is newer than `current`'s and its
 /// new certificates are valid now (see [`certificate_validity`]), then build it. Both are
 /// checked before anything is built: a build refreshes the caches in `deps`. This is the one
-/// place that reads `realmgate_table::parse`'s result (with [`Keys::build`]).
+/// place that reads `realmgate_table::parse`'s result (with [`Keys::build`]). The checked
+/// table comes back beside the snapshot: the table's model is made from it.
 pub fn parse_newer(
     raw: &Bytes,
+    encoding: Encoding,
     current: Option<&Snapshot>,
     now: u64,
     deps: &BuildDeps<'_>,
-) -> Result<Snapshot, Rejected> {
-    let checked = realmgate_table::parse(raw).map_err(Rejected::Invalid)?;
+) -> Result<(Snapshot, CheckedTable), Rejected> {
+    let checked = encoding.parse(raw).map_err(Rejected::Invalid)?;
     if let Some(current) = current {
         if checked.table.version <= current.version {
             return Err(Rejected::NotNewer {
@@ -91,7 +120,10 @@ pub fn parse_newer(
     if !problems.is_empty() {
         return Err(Rejected::Invalid(problems));
     }
-    build(checked, raw.clone(), deps).map_err(|p| Rejected::Invalid(vec![p]))
+    // The document is kept to be shown as received; a binary one is not JSON to show.
+    let doc = (encoding == Encoding::Json).then(|| raw.clone());
+    let snapshot = build(&checked, doc, deps).map_err(|p| Rejected::Invalid(vec![p]))?;
+    Ok((snapshot, checked))
 }
 
 /// The apply rule for certificates in time: one that is new or changed (by name and
@@ -157,9 +189,15 @@ pub fn certificates_in_time<'a>(
     problems
 }
 
-/// Compile a parsed and validated table. The digest is left empty for the caller to set.
-/// Tenants, pools and keys get indices in table order (pools in name order).
-pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<Snapshot, Problem> {
+/// Compile a parsed and validated table (`raw`: the JSON document as received, if it was).
+/// The digest is left empty for the caller to set. Tenants, pools and keys get indices in
+/// table order (pools in name order). The checked table is only read: the table's model is
+/// made from it afterwards, without a second parse.
+pub fn build(
+    checked: &CheckedTable,
+    raw: Option<Bytes>,
+    deps: &BuildDeps<'_>,
+) -> Result<Snapshot, Problem> {
     let CheckedTable {
         table,
         hosts,
@@ -167,13 +205,13 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         certificates,
         acme_challenges,
     } = checked;
-    let acme = Challenges::build(table.acme_challenges, acme_challenges);
+    let acme = Challenges::build(table.acme_challenges.clone(), acme_challenges.clone());
     let certs = CertIndex::build(
         table
             .certificates
             .iter()
             .map(|c| c.name.clone())
-            .zip(certificates),
+            .zip(certificates.iter().cloned()),
     );
     let pool_ids: ShardMap<Box<str>, PoolIdx> = table
         .upstreams
@@ -192,7 +230,6 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         .realms
         .compile(table.tenants.iter().map(|t| t.realm.as_ref()));
     let assertion = crate::assertion::Signer::compile(table.assertion.as_ref());
-    // Consume the parsed table: ids and prefixes move into the snapshot, not copied.
     let version = table.version;
     let limiters = deps.limiters;
     let pool_of = |name: &str| pool_ids.get(name).copied();
@@ -201,11 +238,11 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
     // reads the patterns, which move into the tenants once it is done.
     // Measured: building the host index on another thread while the tenants compile was
     // slower (cross-thread frees in the allocator, and the other core is often busy).
-    let host_index = HostIndex::build(&hosts);
+    let host_index = HostIndex::build(hosts);
     let mut users = vec![0u32; pool_ids.len()];
     let mut tenants = Vec::with_capacity(n);
     let mut ids = ShardMapBuilder::new(n);
-    let parts = table.tenants.into_iter().zip(hosts).zip(labels).zip(realms);
+    let parts = table.tenants.iter().zip(hosts).zip(labels).zip(realms);
     for (i, (((t, hosts), counters), realm)) in parts.enumerate() {
         let rt = Arc::new(compile_tenant(
             t, hosts, &pool_of, counters, realm, limiters,
@@ -242,7 +279,7 @@ pub fn build(checked: CheckedTable, raw: Bytes, deps: &BuildDeps<'_>) -> Result<
         version,
         digest: String::new(),
         state_digest: String::new(),
-        raw: Some(raw),
+        raw,
         hosts: host_index,
         tenants: Slots::from_vec(tenants),
         tenant_ids,
@@ -264,8 +301,8 @@ pub(super) fn key_limit(limiters: &Limiters, k: &ApiKey) -> KeyLimit {
 /// One tenant as requests read it: routes with their pools (`pool_of` a pool name), shell,
 /// limits, headers. The same for a full table and a change.
 pub(super) fn compile_tenant(
-    t: Tenant,
-    hosts: Vec<HostPattern>,
+    t: &Tenant,
+    hosts: &[HostPattern],
     pool_of: &dyn Fn(&str) -> Option<PoolIdx>,
     counters: Arc<TenantCounters>,
     realm: Option<Arc<RealmRt>>,
@@ -282,21 +319,21 @@ pub(super) fn compile_tenant(
         Some(name) => [(name, pool_of(name).ok_or_else(|| unknown(name))?)].into(),
         None => HashMap::new(),
     };
-    let shell = ShellRt::compile(&t, &shell_pools);
+    let shell = ShellRt::compile(t, &shell_pools);
     let mut used: Vec<PoolIdx> = shell_pools.values().copied().collect();
     let mut routes = Vec::with_capacity(t.routes.len());
-    for r in t.routes {
+    for r in &t.routes {
         // Validation guarantees the upstream exists; be safe anyway.
         let pool = pool_of(&r.upstream).ok_or_else(|| unknown(&r.upstream))?;
         used.push(pool);
         routes.push(Route {
             pool,
-            policy: Policy::from_route(&r),
-            prefix: r.prefix.into_boxed_str(),
-            namespace: r.namespace.map(|ns| Namespace {
+            policy: Policy::from_route(r),
+            prefix: Box::from(r.prefix.as_str()),
+            namespace: r.namespace.as_deref().map(|ns| Namespace {
                 // Namespaces are validated to [@a-z0-9._-].
-                header: HeaderValue::from_str(&ns).unwrap_or(HeaderValue::from_static("")),
-                name: ns.into_boxed_str(),
+                header: HeaderValue::from_str(ns).unwrap_or(HeaderValue::from_static("")),
+                name: Box::from(ns),
             }),
         });
     }
@@ -307,8 +344,8 @@ pub(super) fn compile_tenant(
         limits: TenantLimits::compile(limiters, &t.id, &t.rate_limits),
         // Tenant ids are validated to [a-z0-9-], always a valid header value.
         header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
-        id: Arc::from(t.id),
-        hosts: hosts.into_boxed_slice(),
+        id: Arc::from(t.id.as_str()),
+        hosts: Box::from(hosts),
         pools,
         routes: Routes::new(routes),
         suspended: !t.status.is_active(),

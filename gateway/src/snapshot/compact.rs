@@ -7,7 +7,7 @@
 
 use super::journal;
 use super::persist::{commit, stage};
-use super::store::{Store, STATE_FILE};
+use super::store::{remove_if_there, Store, BINARY_STATE_FILE, STATE_FILE};
 use std::sync::Arc;
 
 /// The name the compaction stages under (not the full apply's: both may run at once).
@@ -71,6 +71,8 @@ impl Store {
             return Ok(false);
         }
         commit(self.state_dir(), &tmp, STATE_FILE)?;
+        // A full table that came in the binary encoding is older now.
+        remove_if_there(&self.state_dir().join(BINARY_STATE_FILE));
         // From here a restart reads the new table.json and skips the journal's records up to
         // it, so cutting them is only about space.
         match d.journal.as_mut() {

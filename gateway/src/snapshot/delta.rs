@@ -210,8 +210,8 @@ fn apply(
         }
         let pool_of = |name: &str| next.pool_ids.get(name).copied();
         let rt = Arc::new(compile_tenant(
-            t,
-            hosts,
+            &t,
+            &hosts,
             &pool_of,
             counters,
             realm,

@@ -12,7 +12,6 @@ use super::Snapshot;
 use crate::acme::{answer, Answer, ACME_CHALLENGE_PREFIX};
 use crate::auth::api_key::{Namespaces, Scope};
 use crate::limits::LimitRt;
-use bytes::Bytes;
 use pingora_http::RequestHeader;
 use proptest::prelude::*;
 use realmgate_table::validate;
@@ -48,7 +47,7 @@ const PROBE_SNI: [&str; 6] = [
 fn full(table: &Table) -> Snapshot {
     let checked = parse(table).expect("valid table");
     let deps = Caches::new(3);
-    build(checked, Bytes::new(), &deps.deps()).expect("builds")
+    build(&checked, None, &deps.deps()).expect("builds")
 }
 
 fn limit(l: Option<&LimitRt>) -> Option<isize> {
@@ -181,12 +180,7 @@ fn check_steps(steps: &[Vec<Op>]) -> Result<(), TestCaseError> {
                 .route("/api/", "p1", "public"),
         );
     let deps = Caches::new(3);
-    let mut snap = build(
-        parse(&table).expect("valid table"),
-        Bytes::new(),
-        &deps.deps(),
-    )
-    .expect("builds");
+    let mut snap = build(&parse(&table).expect("valid table"), None, &deps.deps()).expect("builds");
     for ops in steps {
         let mut next = table.clone();
         next.version += 1;
@@ -312,7 +306,7 @@ fn a_refused_change_changes_nothing() {
     let table = Table::test()
         .upstream("p0", &["127.0.0.1:9000"])
         .tenant(Tenant::test("a").host("a.test").route("/", "p0", "public"));
-    let snap = build(parse(&table).expect("valid"), Bytes::new(), &deps.deps()).expect("builds");
+    let snap = build(&parse(&table).expect("valid"), None, &deps.deps()).expect("builds");
     let labels = deps.metrics.labelled_tenants();
     let before = view(&snap);
     let newcomer = Tenant::test("b")
@@ -345,7 +339,7 @@ fn a_refused_change_changes_nothing() {
     bad.base = 5;
     assert!(build_delta(&snap, bad, &deps.deps()).is_err());
     let with_key = table.clone().key(ApiKey::test("k", Some("a"), &["*"]));
-    let snap = build(parse(&with_key).expect("valid"), Bytes::new(), &deps.deps()).expect("builds");
+    let snap = build(&parse(&with_key).expect("valid"), None, &deps.deps()).expect("builds");
     let mut gone = diff(&with_key, &with_key, &parse(&with_key).expect("valid"));
     gone.version = 2;
     gone.delete_tenants = vec!["a".into()];
@@ -367,7 +361,7 @@ fn a_one_tenant_change_shares_the_rest() {
         );
     }
     let deps = Caches::new(3);
-    let snap = build(parse(&table).expect("valid"), Bytes::new(), &deps.deps()).expect("builds");
+    let snap = build(&parse(&table).expect("valid"), None, &deps.deps()).expect("builds");
     let mut next = table.clone();
     next.version = 2;
     next.tenants[17] = Tenant::test("t17")

@@ -15,8 +15,9 @@ pub mod store;
 #[cfg(test)]
 pub mod test_util;
 
+pub use build::Encoding;
 pub use journal::Compaction;
-pub use store::{describe, ApplyError, Store, STATE_FILE};
+pub use store::{describe, ApplyError, Store, BINARY_STATE_FILE, STATE_FILE};
 
 use crate::acme::Challenges;
 use crate::auth::api_key::{KeyIdx, Keys};

@@ -4,7 +4,7 @@
 //! with structural sharing, journaled, swapped). Restart replays the journal after the stored
 //! table; compaction ([`super::compact`]) keeps the journal bounded.
 
-use super::build::{parse_newer, BuildDeps, Rejected};
+use super::build::{parse_newer, BuildDeps, Encoding, Rejected};
 use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
 use super::journal::{self, Compaction, Journal};
 use super::persist::{commit, stage};
@@ -18,13 +18,27 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use realmgate_table::delta::DeltaError;
 use realmgate_table::model::Model;
-use realmgate_table::{CheckedCert, Problem};
+use realmgate_table::{CheckedCert, CheckedTable, Problem};
 use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
 
 /// File name of the persisted table inside the state directory.
 pub const STATE_FILE: &str = "table.json";
+/// The persisted table when it came in the binary encoding (stored as received, so a
+/// restart decodes it as fast as the push did). At most one of the two exists, but for a
+/// crash between storing one and removing the other: then the newer version is loaded.
+pub const BINARY_STATE_FILE: &str = "table.bin";
+
+impl Encoding {
+    /// The state file a table of this encoding is stored in.
+    pub fn state_file(self) -> &'static str {
+        match self {
+            Encoding::Json => STATE_FILE,
+            Encoding::Binary => BINARY_STATE_FILE,
+        }
+    }
+}
 
 /// Why a table was not applied.
 #[derive(Debug)]
@@ -116,16 +130,12 @@ impl Durable {
         self.model = TableModel::Ready(Box::new(model));
     }
 
-    /// Make the model of the full table `raw` (which has just been checked) in the
-    /// background.
-    fn make_model(&mut self, raw: Bytes) {
+    /// Make the model of the full table just checked and built, in the background (and free
+    /// the checked table there too).
+    fn make_model(&mut self, checked: CheckedTable) {
         let made = std::thread::Builder::new()
             .name("table-model".into())
-            .spawn(move || {
-                realmgate_table::parse(&raw)
-                    .ok()
-                    .map(|c| Model::from_checked(&c))
-            });
+            .spawn(move || Some(Model::from_checked(&checked)));
         self.model = match made {
             Ok(h) => TableModel::Making(h),
             Err(_) => TableModel::None,
@@ -200,8 +210,22 @@ impl Store {
     /// Parse, validate, version-check, compile, persist, swap. Blocking (CPU and fsync): call
     /// from a blocking context.
     pub fn apply(&self, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
+        self.apply_encoded(raw, Encoding::Json)
+    }
+
+    /// [`Store::apply`] of a table in the binary encoding (`realmgate_table::binary`).
+    pub fn apply_binary(&self, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
+        self.apply_encoded(raw, Encoding::Binary)
+    }
+
+    /// [`Store::apply`] of a table in either encoding.
+    pub fn apply_encoded(
+        &self,
+        raw: Bytes,
+        encoding: Encoding,
+    ) -> Result<Arc<Snapshot>, ApplyError> {
         let mut durable = self.lock();
-        let result = self.apply_locked(&mut durable, raw, true);
+        let result = self.apply_locked(&mut durable, raw, encoding, true);
         match &result {
             Ok(_) => self.metrics.table_applies.inc(),
             Err(_) => self.metrics.table_rejections.inc(),
@@ -229,14 +253,11 @@ impl Store {
     /// it. A torn or unusable journal tail (a crash mid-write) is cut off and said so: the
     /// gateway starts from the last good state.
     pub fn load_state(&self) -> Result<Option<u64>, String> {
-        let path = self.state_dir.join(STATE_FILE);
-        let raw = match std::fs::read(&path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+        let Some((path, raw, encoding)) = self.stored_table()? else {
+            return Ok(None);
         };
         let mut durable = self.lock();
-        match self.apply_locked(&mut durable, Bytes::from(raw), false) {
+        match self.apply_locked(&mut durable, raw, encoding, false) {
             Ok(s) => {
                 let version = self.replay(&mut durable, s.version)?;
                 Ok(Some(version))
@@ -252,6 +273,30 @@ impl Store {
             )),
             Err(e) => Err(format!("{}: {}", path.display(), describe(&e))),
         }
+    }
+
+    /// The stored table: `table.json` or `table.bin`, whichever exists; both only after a
+    /// crash between storing one and removing the other, and then the newer version.
+    fn stored_table(&self) -> Result<Option<(PathBuf, Bytes, Encoding)>, String> {
+        let mut found = Vec::new();
+        for encoding in [Encoding::Json, Encoding::Binary] {
+            let path = self.state_dir.join(encoding.state_file());
+            match std::fs::read(&path) {
+                Ok(raw) => found.push((path, Bytes::from(raw), encoding)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        if found.len() > 1 {
+            log::warn!(
+                "{} and {} both exist (a crash while a table was stored): loading the newer",
+                STATE_FILE,
+                BINARY_STATE_FILE
+            );
+        }
+        Ok(found
+            .into_iter()
+            .max_by_key(|(_, raw, encoding)| stored_version(raw, *encoding)))
     }
 
     /// Replay the journal after the stored table (at `stored`); returns the version in force.
@@ -375,25 +420,34 @@ impl Store {
         &self,
         durable: &mut Durable,
         raw: Bytes,
+        encoding: Encoding,
         persist: bool,
     ) -> Result<Arc<Snapshot>, ApplyError> {
         let started = Instant::now();
+        let file = encoding.state_file();
         // Hash the document and stage its file on the other core while this one parses,
         // validates and compiles; the file only replaces the stored table once all passed.
         let (side, built) = std::thread::scope(|scope| {
             let side = scope.spawn(|| {
                 let digest = realmgate_table::digest(&raw);
-                let staged = persist.then(|| stage(&self.state_dir, STATE_FILE, &raw));
+                let staged = persist.then(|| stage(&self.state_dir, file, &raw));
                 (digest, staged)
             });
             let current = self.current.load();
             let deps = self.deps();
-            let built = parse_newer(&raw, current.as_deref(), crate::auth::unix_now(), &deps);
-            (side.join(), built)
+            let built = parse_newer(
+                &raw,
+                encoding,
+                current.as_deref(),
+                crate::auth::unix_now(),
+                &deps,
+            );
+            let built_at = started.elapsed();
+            (side.join(), built.map(|b| (b, built_at)))
         });
         let (digest, staged) =
             side.map_err(|_| ApplyError::Persist("staging thread panicked".into()))?;
-        let mut snapshot = match built {
+        let ((mut snapshot, checked), built_at) = match built {
             Ok(s) => s,
             Err(e) => {
                 if let Some(Ok(tmp)) = staged {
@@ -405,28 +459,35 @@ impl Store {
         snapshot.digest = digest;
         if let Some(staged) = staged {
             staged
-                .and_then(|tmp| commit(&self.state_dir, &tmp, STATE_FILE))
+                .and_then(|tmp| commit(&self.state_dir, &tmp, file))
                 .map_err(ApplyError::Persist)?;
+            // The other encoding's file, if any, is older now.
+            let other = match encoding {
+                Encoding::Json => BINARY_STATE_FILE,
+                Encoding::Binary => STATE_FILE,
+            };
+            remove_if_there(&self.state_dir.join(other));
             durable.generation += 1;
             // The stored table holds every delta before it.
             let cleared = match durable.journal.as_mut() {
                 Some(j) => j.clear(),
-                None => std::fs::remove_file(self.state_dir.join(journal::JOURNAL_FILE))
-                    .or_else(|e| {
-                        if e.kind() == std::io::ErrorKind::NotFound {
-                            Ok(())
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(|e| format!("remove the journal: {e}")),
+                None => {
+                    remove_if_there(&self.state_dir.join(journal::JOURNAL_FILE));
+                    Ok(())
+                }
             };
             if let Err(e) = cleared {
                 // Replaying it later is harmless: every record is at or below this version.
                 log::warn!("{e}");
             }
         }
-        durable.make_model(raw);
+        log::debug!(
+            "full table version {}: checked and built in {built_at:?}, stored by {:?}",
+            snapshot.version,
+            started.elapsed()
+        );
+        // The model for deltas is made from this same parse, after the swap.
+        durable.make_model(checked);
         Ok(self.swap_in(snapshot, started, "table"))
     }
 
@@ -474,6 +535,29 @@ impl Store {
     }
 }
 
+/// Remove a file that may not exist; a failure is logged (the file is older than what was
+/// just stored, and a restart loads the newer of the two).
+pub(super) fn remove_if_there(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("remove {}: {e}", path.display()),
+    }
+}
+
+/// The version a stored table claims, read cheaply (0 if it cannot be read: the other one
+/// is then loaded, and checked like any table).
+fn stored_version(raw: &[u8], encoding: Encoding) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: u64,
+    }
+    match encoding {
+        Encoding::Json => serde_json::from_slice::<Version>(raw).map_or(0, |v| v.version),
+        Encoding::Binary => realmgate_table::binary::version(raw).unwrap_or(0),
+    }
+}
+
 /// One line for a refusal, for logs (never a secret: problems name paths and rules).
 pub fn describe(e: &ApplyError) -> String {
     match e {
@@ -507,3 +591,5 @@ impl CertSource for Store {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_binary;

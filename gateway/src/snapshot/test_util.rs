@@ -1,6 +1,6 @@
 //! Snapshots for unit tests: built from table JSON with fresh caches.
 
-use super::build::{parse_newer, Caches, Rejected};
+use super::build::{parse_newer, Caches, Encoding, Rejected};
 use super::Snapshot;
 use bytes::Bytes;
 
@@ -9,10 +9,12 @@ pub fn try_snapshot(json: &str) -> Result<Snapshot, Rejected> {
     let caches = Caches::new(16);
     parse_newer(
         &Bytes::copy_from_slice(json.as_bytes()),
+        Encoding::Json,
         None,
         crate::auth::unix_now(),
         &caches.deps(),
     )
+    .map(|(snapshot, _)| snapshot)
 }
 
 /// Like [`try_snapshot`], for tables that must build.
