@@ -81,6 +81,17 @@ def start_nginx(bench: Bench, name: str, conf: str) -> tuple[subprocess.Popen, P
     return bench.procs.start(argv, log_path), log_path
 
 
+def start_haproxy(bench: Bench, port: int, cfg: str) -> int:
+    """HAProxy on `port` with configuration `cfg` (in the work directory), once it listens."""
+    cfg_path = bench.work / "haproxy.cfg"
+    cfg_path.write_text(cfg)
+    log_path = bench.work / "haproxy.log"
+    proc = bench.procs.start([which("haproxy") or "haproxy", "-db", "-f", str(cfg_path)],
+                             log_path)
+    wait_until(lambda: port_open(port), proc, log_path, "haproxy")
+    return proc.pid
+
+
 def nginx_main_conf(prefix: Path, workers: int, http_body: str) -> str:
     temp = "\n".join(f"    {kind}_temp_path {prefix}/{kind}_temp;"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -195,13 +206,7 @@ backend be_app
     http-reuse always
     server app 127.0.0.1:{bench.upstream_port}
 """
-    cfg_path = bench.work / "haproxy.cfg"
-    cfg_path.write_text(cfg)
-    log_path = bench.work / "haproxy.log"
-    proc = bench.procs.start([which("haproxy") or "haproxy", "-db", "-f", str(cfg_path)],
-                             log_path)
-    wait_until(lambda: port_open(port), proc, log_path, "haproxy")
-    return proc.pid
+    return start_haproxy(bench, port, cfg)
 
 
 def public_table(bench: Bench) -> dict:
@@ -401,13 +406,7 @@ backend be_app
     http-reuse always
     server app 127.0.0.1:{bench.upstream_port}
 """
-    cfg_path = bench.work / "haproxy.cfg"
-    cfg_path.write_text(cfg)
-    log_path = bench.work / "haproxy.log"
-    proc = bench.procs.start([which("haproxy") or "haproxy", "-db", "-f", str(cfg_path)],
-                             log_path)
-    wait_until(lambda: port_open(port), proc, log_path, "haproxy")
-    return proc.pid
+    return start_haproxy(bench, port, cfg)
 
 
 def jwt_table(bench: Bench) -> dict:

@@ -165,13 +165,7 @@ backend be_app
     http-reuse always
     server app 127.0.0.1:{bench.upstream_port}
 """
-    cfg_path = bench.work / "haproxy.cfg"
-    cfg_path.write_text(cfg)
-    log_path = bench.work / "haproxy.log"
-    proc = bench.procs.start([suite.which("haproxy") or "haproxy", "-db", "-f", str(cfg_path)],
-                             log_path)
-    suite.wait_until(lambda: suite.port_open(port), proc, log_path, "haproxy")
-    return proc.pid
+    return suite.start_haproxy(bench, port, cfg)
 
 
 def start_realmgate(bench, port: int, cert: Path, key: Path) -> int:

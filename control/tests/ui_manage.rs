@@ -15,7 +15,7 @@
 mod common;
 mod ui_support;
 
-use common::provision::{bootstrap_keycloak, services, wait_state};
+use common::provision::{services, wait_state};
 use common::*;
 use realmgate_e2e::browser::Browser;
 use realmgate_e2e::keycloak::{KcRealm, Keycloak};
@@ -23,9 +23,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
 use ui_support::check_page;
+use ui_support::console::{Console, PASSWORD};
 
-const CLIENT: &str = "realmctl-console";
-const PASSWORD: &str = "operator-Passw0rd-e2e";
 const WAIT: Duration = Duration::from_secs(30);
 const MARKUP: &str = "<img src=x onerror=alert(1)><b>Acme</b>";
 
@@ -454,41 +453,13 @@ async fn the_console_manages_tenants_routes_and_pools_for_admins_only() {
     let suffix = format!("{:06x}", fastrand::u32(..0xff_ffff));
     let realm_name = format!("ops-ui-{suffix}");
     let tenant = format!("uim{suffix}");
-    let secret = bootstrap_keycloak(&dir, &svc);
-    let key = dir.write(
-        "secrets.key",
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-    );
-    let yaml = format!(
-        "operators:\n  oidc:\n    issuer_url: {}/realms/{realm_name}\n    client_id: {CLIENT}\n    redirect_url: http://{REALMCTL_ADDR}/auth/callback\n\
-         provision:\n  secrets_key_file: {}\n  initial_backoff_ms: 100\n  max_backoff_ms: 400\n\
-         \x20 identity: {{provider: keycloak, url: \"{}\", client_secret_file: {secret}, redirect_scheme: http, redirect_port: 8080}}\n",
-        kc.url,
-        key.display(),
-        svc.keycloak
-    );
-    let up = Upstream::start("ui-manage-app").await;
-    let gw = Gateway::start(&dir, "gw", None).await;
-    let rc = Realmctl::start_with(&dir, &[&gw], &yaml, &[]).await;
-    let base = rc.url();
-    let out = common::operators::bootstrap(
-        &dir,
-        &kc.url,
-        &svc.admin_password,
-        &realm_name,
-        CLIENT,
-        &base,
-        ("ada", PASSWORD),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let realm = KcRealm {
-        issuer: format!("{}/realms/{realm_name}", kc.url),
-        name: realm_name,
-    };
+    let Console {
+        realm,
+        up,
+        gw,
+        rc,
+        base,
+    } = Console::start(&dir, &kc, &svc, &realm_name, "ui-manage-app", "", "").await;
     let vera = kc.create_user(&realm, "vera", PASSWORD).await;
     let role = kc
         .admin(Method::GET, &format!("/{}/roles/viewer", realm.name), None)

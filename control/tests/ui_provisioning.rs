@@ -20,7 +20,7 @@ mod common;
 mod ui_support;
 
 use common::acme::{dns, OwnerDns};
-use common::provision::{bootstrap_keycloak, services, wait_gone};
+use common::provision::{services, wait_gone};
 use common::*;
 use realmgate_e2e::browser::Browser;
 use realmgate_e2e::keycloak::{KcRealm, Keycloak};
@@ -30,10 +30,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use ui_support::console::{Console, PASSWORD};
 use ui_support::{check_page, wait_audit, wait_js};
 
-const CLIENT: &str = "realmctl-console";
-const PASSWORD: &str = "operator-Passw0rd-e2e";
 const WAIT: Duration = Duration::from_secs(30);
 /// A tenant's realm in Keycloak, its database: made in seconds, on a shared machine in more.
 const PROVISIONING: Duration = Duration::from_secs(120);
@@ -293,48 +292,29 @@ async fn the_console_shows_provisioning_live_traffic_moving_and_the_audit() {
     let suffix = format!("{:06x}", fastrand::u32(..0xff_ffff));
     let realm_name = format!("ops-uip-{suffix}");
     let tenant = format!("uip{suffix}");
-    let secret = bootstrap_keycloak(&dir, &svc);
-    let key = dir.write(
-        "secrets.key",
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-    );
-    let yaml = format!(
-        "{FAST_SCRAPES}operators:\n  oidc:\n    issuer_url: {}/realms/{realm_name}\n    client_id: {CLIENT}\n    redirect_url: http://{REALMCTL_ADDR}/auth/callback\n\
-         provision:\n  secrets_key_file: {}\n  initial_backoff_ms: 100\n  max_backoff_ms: 400\n\
-         \x20 database: {{provider: libsql}}\n\
-         \x20 identity: {{provider: keycloak, url: \"{}\", client_secret_file: {secret}, redirect_scheme: http, redirect_port: 8080}}\n",
-        kc.url,
-        key.display(),
-        svc.keycloak
-    );
-    let up = Upstream::start("ui-provisioning-app").await;
-    let gw = Gateway::start(&dir, "gw", None).await;
-    let rc = Realmctl::start_with(&dir, &[&gw], &yaml, &[]).await;
-    let base = rc.url();
-    let out = common::operators::bootstrap(
+    let Console {
+        realm,
+        up,
+        gw,
+        rc,
+        base,
+    } = Console::start(
         &dir,
-        &kc.url,
-        &svc.admin_password,
+        &kc,
+        &svc,
         &realm_name,
-        CLIENT,
-        &base,
-        ("ada", PASSWORD),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        "ui-provisioning-app",
+        FAST_SCRAPES,
+        "  database: {provider: libsql}\n",
+    )
+    .await;
     rc.api().put_pool("app", up.addr).await;
 
     let Some(browser) = Browser::start().await else {
         return;
     };
     let w = World {
-        realm: KcRealm {
-            issuer: format!("{}/realms/{realm_name}", kc.url),
-            name: realm_name,
-        },
+        realm,
         kc,
         rc,
         base,

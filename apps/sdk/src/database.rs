@@ -25,11 +25,12 @@ pub type Migrate = Arc<
 /// Why a tenant's database could not be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbError {
-    /// realmctl: the tenant is deleted (410) or unknown (404).
+    /// realmctl: the tenant is deleted (410) or unknown (404 `not_found`).
     Gone(String),
     /// realmctl refused this app credential for the tenant (401/403).
     Refused(String),
-    /// realmctl unreachable, the tenant suspended or not provisioned (409), the file
+    /// realmctl unreachable, the tenant suspended (404 `tenant_suspended`, for now) or not
+    /// provisioned (409), the file
     /// missing or locked, or the app's migration failed.
     Unavailable(String),
 }
@@ -293,14 +294,19 @@ impl TenantDatabases {
             .map_err(|e| DbError::Unavailable(format!("realmctl unreachable: {e}")))?;
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
+        let answer = serde_json::from_str::<serde_json::Value>(&body).ok();
         let message = || {
-            serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
+            answer
+                .as_ref()
                 .and_then(|v| v["message"].as_str().map(str::to_owned))
                 .unwrap_or_else(|| format!("realmctl answered {status}"))
         };
+        let suspended = answer
+            .as_ref()
+            .is_some_and(|v| v["error"] == "tenant_suspended");
         match status.as_u16() {
             200 => {}
+            404 if suspended => return Err(DbError::Unavailable(message())),
             404 | 410 => return Err(DbError::Gone(message())),
             401 | 403 => return Err(DbError::Refused(message())),
             _ => return Err(DbError::Unavailable(message())),

@@ -203,6 +203,25 @@ async fn refusals_missing_files_and_bad_answers_are_errors_not_panics() {
         !s.dir.join("nope.db").exists(),
         "a missing file is not created"
     );
+    // Suspended is for now, not gone: unavailable, although realmctl answers 404.
+    s.answer(
+        "sleepy",
+        404,
+        r#"{"error": "tenant_suspended", "message": "tenant sleepy is suspended"}"#,
+    );
+    assert_eq!(
+        s.dbs.connect("sleepy").await.err(),
+        Some(DbError::Unavailable("tenant sleepy is suspended".into()))
+    );
+    s.answer(
+        "unknown",
+        404,
+        r#"{"error": "not_found", "message": "no tenant"}"#,
+    );
+    assert_eq!(
+        s.dbs.connect("unknown").await.err(),
+        Some(DbError::Gone("no tenant".into()))
+    );
     s.answer(
         "late",
         409,

@@ -82,6 +82,9 @@ impl IntoResponse for ApiError {
                     None,
                 ),
                 ServiceError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", vec![], None),
+                ServiceError::Withheld { code, details, .. } => {
+                    (StatusCode::NOT_FOUND, *code, vec![], Some(details.clone()))
+                }
                 ServiceError::Conflict { code, details, .. } => {
                     (StatusCode::CONFLICT, *code, vec![], Some(details.clone()))
                 }

@@ -543,8 +543,8 @@ fn apps(doc: &mut Value, unauthorized: &Value) {
                                                          "namespace": {"type": "string"}, "auth_token": {"type": "string"},
                                                          "auth_token_expires_in": {"type": "integer"}}}}}},
                                 "401": unauthorized, "403": forbidden,
-                                "404": error("No such tenant (operator only; an app gets 403)"),
-                                "409": error("The tenant is suspended (`tenant_suspended`) or its database step is not done (`not_provisioned`)"),
+                                "404": error("No such tenant (`not_found`; operator only, an app gets 403), or the tenant is suspended (`tenant_suspended`: handed out again once it is active)"),
+                                "409": error("Its database step is not done (`not_provisioned`)"),
                                 "410": error("The tenant was deleted (or is being deleted): its database is archived")}}
         }
     });

@@ -213,7 +213,7 @@ impl Control {
 }
 
 /// The rules, in order: scope (403) before anything that tells about the tenant; gone
-/// (410); unknown (404); suspended (409 `tenant_suspended`); database step not done (409
+/// (410); unknown (404); suspended (404 `tenant_suspended`: for now); database step not done (409
 /// `not_provisioned`); a remote database for an app only with a token scoped to its
 /// tenant's namespace (else 403). `now_s`: unix seconds, when a token is minted.
 pub(crate) fn locate(
@@ -251,7 +251,7 @@ pub(crate) fn locate(
         return Err(gone());
     }
     if !t.wire.status.is_active() {
-        return Err(ServiceError::Conflict {
+        return Err(ServiceError::Withheld {
             code: "tenant_suspended",
             message: format!(
                 "tenant {id} is suspended: its database is not handed out until it is active again"

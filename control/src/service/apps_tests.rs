@@ -62,6 +62,7 @@ fn outcome(caller: &DbCaller, tenant: &str) -> String {
         Err(ServiceError::Gone(_)) => "410".into(),
         Err(ServiceError::NotFound { .. }) => "404".into(),
         Err(ServiceError::Conflict { code, .. }) => format!("409 {code}"),
+        Err(ServiceError::Withheld { code, .. }) => format!("404 {code}"),
         Err(e) => format!("other {e}"),
     }
 }
@@ -78,14 +79,14 @@ fn who_reads_which_database() {
         (app("other"), "gone", "403"),
         (app("todos"), "leaving", "410"),
         (app("other"), "leaving", "403"),
-        (app("todos"), "sleepy", "409 tenant_suspended"),
+        (app("todos"), "sleepy", "404 tenant_suspended"),
         (app("other"), "sleepy", "403"),
         (app("todos"), "fresh", "409 not_provisioned"),
         (DbCaller::Operator, "acme", ok),
         (DbCaller::Operator, "beta", ok),
         (DbCaller::Operator, "nobody", "404"),
         (DbCaller::Operator, "gone", "410"),
-        (DbCaller::Operator, "sleepy", "409 tenant_suspended"),
+        (DbCaller::Operator, "sleepy", "404 tenant_suspended"),
         (DbCaller::Operator, "fresh", "409 not_provisioned"),
     ] {
         assert_eq!(

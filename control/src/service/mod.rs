@@ -50,6 +50,14 @@ pub enum ServiceError {
     /// 403: the caller is authenticated but may not do this (a key minting beyond itself).
     #[error("{0}")]
     Forbidden(String),
+    /// 404 with its own code: it exists, but is not handed out now (a suspended tenant's
+    /// database), and says so.
+    #[error("{message}")]
+    Withheld {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
     /// 410: it existed once and is gone for good (credentials already handed out).
     #[error("{0}")]
     Gone(String),

@@ -5,6 +5,8 @@
 // Each test file uses the part it needs.
 #![allow(dead_code)]
 
+pub mod console;
+
 use realmgate_e2e::browser::Browser;
 use realmgate_e2e::process::workspace_root;
 use serde_json::Value;
