@@ -103,7 +103,7 @@ mod tests {
     fn record(domain: &str, tenant: &str, state: DomainState, at: u64) -> DomainRecord {
         DomainRecord {
             domain: domain.into(),
-            tenant: TenantId::parse(tenant).unwrap(),
+            tenant: TenantId::parse(tenant).expect("id"),
             state,
             token: "t".into(),
             reason: None,
@@ -123,8 +123,8 @@ mod tests {
     #[test]
     fn indexes_follow_every_insert_replace_and_removal() {
         let mut d = Domains::default();
-        let acme = TenantId::parse("acme").unwrap();
-        let hooli = TenantId::parse("hooli").unwrap();
+        let acme = TenantId::parse("acme").expect("id");
+        let hooli = TenantId::parse("hooli").expect("id");
         d.insert(record("a.example", "acme", DomainState::Pending, 30));
         d.insert(record("b.example", "hooli", DomainState::Pending, 10));
         d.insert(record("c.example", "acme", DomainState::Verified, 5));
@@ -150,7 +150,7 @@ mod tests {
         // A replaced record leaves no stale due entry behind, nor an old owner.
         let mut moved = record("b.example", "acme", DomainState::Verified, 10);
         moved.verified_at_ms = Some(11);
-        let old = d.insert(moved).unwrap();
+        let old = d.insert(moved).expect("replaced");
         assert_eq!(old.tenant, hooli);
         assert_eq!(d.next_due(), Some(30));
         assert_eq!(names(d.after(Some(&hooli), None)), Vec::<&str>::new());

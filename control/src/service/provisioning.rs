@@ -26,7 +26,7 @@ impl Control {
                     .hosts
                     .iter()
                     .filter(|h| {
-                        m.domains.get(*h).is_some_and(|d| {
+                        m.domains.get(h).is_some_and(|d| {
                             &d.tenant == id && d.state == crate::model::DomainState::Verified
                         })
                     })
