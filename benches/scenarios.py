@@ -81,8 +81,30 @@ def start_nginx(bench: Bench, name: str, conf: str) -> tuple[subprocess.Popen, P
     return bench.procs.start(argv, log_path), log_path
 
 
-def start_haproxy(bench: Bench, port: int, cfg: str) -> int:
-    """HAProxy on `port` with configuration `cfg` (in the work directory), once it listens."""
+def start_haproxy(bench: Bench, port: int, frontend: str, global_extra: str = "") -> int:
+    """HAProxy on `port`, once it listens: `frontend` (the `frontend fe` lines, before
+    `default_backend`) between the settings every peer config shares and the one reused
+    backend to the upstream; `global_extra`, one more `global` line."""
+    extra = f"    {global_extra}\n" if global_extra else ""
+    cfg = f"""global
+    nbthread {bench.args.workers}
+    maxconn 4096
+{extra}
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 300s
+
+frontend fe
+{frontend}    default_backend be_app
+
+backend be_app
+    http-reuse always
+    server app 127.0.0.1:{bench.upstream_port}
+"""
     cfg_path = bench.work / "haproxy.cfg"
     cfg_path.write_text(cfg)
     log_path = bench.work / "haproxy.log"
@@ -178,20 +200,7 @@ def public_haproxy(bench: Bench, port: int) -> int:
     """Host -> tenant through a map file, 404 when absent, one reused backend."""
     hosts_map = bench.work / "haproxy-hosts.map"
     hosts_map.write_text("".join(f"{host} {tenant}\n" for tenant, host in bench.tenant_hosts()))
-    cfg = f"""global
-    nbthread {bench.args.workers}
-    maxconn 4096
-
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 300s
-
-frontend fe
-    bind 127.0.0.1:{port}
+    frontend = f"""    bind 127.0.0.1:{port}
     http-request set-var(txn.tenant) req.hdr(host),field(1,:),lower,map_str({hosts_map})
     acl known_host var(txn.tenant) -m found
     http-request return status 404 content-type text/plain string "unknown host" if !known_host
@@ -200,13 +209,8 @@ frontend fe
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     http-request set-header X-Request-Id %[uuid]
-    default_backend be_app
-
-backend be_app
-    http-reuse always
-    server app 127.0.0.1:{bench.upstream_port}
 """
-    return start_haproxy(bench, port, cfg)
+    return start_haproxy(bench, port, frontend)
 
 
 def public_table(bench: Bench) -> dict:
@@ -364,20 +368,7 @@ def jwt_haproxy(bench: Bench, port: int) -> int:
     issuers_map = bench.work / "haproxy-issuers.map"
     issuers_map.write_text("".join(f"{tenant} {issuer_of(tenant)}\n"
                                    for tenant, _ in bench.tenant_hosts()))
-    cfg = f"""global
-    nbthread {bench.args.workers}
-    maxconn 4096
-
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 300s
-
-frontend fe
-    bind 127.0.0.1:{port}
+    frontend = f"""    bind 127.0.0.1:{port}
     http-request set-var(txn.tenant) req.hdr(host),field(1,:),lower,map_str({hosts_map})
     acl known_host var(txn.tenant) -m found
     http-request return status 404 content-type text/plain string "unknown host" if !known_host
@@ -400,13 +391,8 @@ frontend fe
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     http-request set-header X-Request-Id %[uuid]
-    default_backend be_app
-
-backend be_app
-    http-reuse always
-    server app 127.0.0.1:{bench.upstream_port}
 """
-    return start_haproxy(bench, port, cfg)
+    return start_haproxy(bench, port, frontend)
 
 
 def jwt_table(bench: Bench) -> dict:

@@ -140,32 +140,14 @@ def start_haproxy(bench, port: int, cert: Path, key: Path) -> int:
     combined = bench.work / "haproxy-cert.pem"
     combined.write_text(cert.read_text() + key.read_text())
     combined.chmod(0o600)
-    cfg = f"""global
-    nbthread {bench.args.workers}
-    maxconn 4096
-    ssl-default-bind-options ssl-min-ver TLSv1.3
-
-defaults
-    mode http
-    option http-keep-alive
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 300s
-
-frontend fe
-    bind 127.0.0.1:{port} ssl crt {combined} alpn h2,http/1.1
+    frontend = f"""    bind 127.0.0.1:{port} ssl crt {combined} alpn h2,http/1.1
     http-request return status 404 if !{{ req.hdr(host),field(1,:) -m str {HOST} }}
     http-request set-header X-Realmgate-Tenant bench
     http-request set-header X-Forwarded-For %[src]
     http-request set-header X-Forwarded-Proto https
-    default_backend be_app
-
-backend be_app
-    http-reuse always
-    server app 127.0.0.1:{bench.upstream_port}
 """
-    return suite.start_haproxy(bench, port, cfg)
+    return suite.start_haproxy(bench, port, frontend,
+                               global_extra="ssl-default-bind-options ssl-min-ver TLSv1.3")
 
 
 def start_realmgate(bench, port: int, cert: Path, key: Path) -> int:
