@@ -469,17 +469,9 @@ async fn operators_sign_in_through_keycloak_with_roles_csrf_and_an_audit_log() {
     })
     .await;
     if !matches!(result, Ok(Ok(()))) {
-        let shot = browser.screenshot("operator-signin-failure").await;
-        let text = browser.body_text().await.unwrap_or_default();
-        let url = browser
-            .client
-            .current_url()
-            .await
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        browser.close().await;
+        let seen = browser.failure_report("operator-signin-failure").await;
         panic!(
-            "{result:?}\nat {url}\nscreenshot: {shot:?}\npage text: {text:.3000}\nrealmctl log:\n{}",
+            "{result:?}\n{seen}\nrealmctl log:\n{}",
             w.rc.proc.log_text()
         );
     }

@@ -169,13 +169,8 @@ async fn the_operator_ui_shows_certificates_and_walks_a_custom_domain_through() 
     };
     let result = tokio::time::timeout(Duration::from_secs(400), scenario(&browser, &parts)).await;
     if !matches!(result, Ok(Ok(()))) {
-        let shot = browser.screenshot("operator-ui-domains-failure").await;
-        let text = browser.body_text().await.unwrap_or_default();
-        browser.close().await;
-        panic!(
-            "{result:?}\nscreenshot: {shot:?}\npage text: {text:.3000}\nrealmctl log:\n{}",
-            rc.proc.log_text()
-        );
+        let seen = browser.failure_report("operator-ui-domains-failure").await;
+        panic!("{result:?}\n{seen}\nrealmctl log:\n{}", rc.proc.log_text());
     }
     browser.close().await;
 }

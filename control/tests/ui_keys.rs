@@ -243,13 +243,8 @@ async fn the_console_mints_and_revokes_keys_and_shows_the_gateways() {
     };
     let result = tokio::time::timeout(Duration::from_secs(180), scenario(&browser, &parts)).await;
     if !matches!(result, Ok(Ok(()))) {
-        let shot = browser.screenshot("operator-ui-keys-failure").await;
-        let text = browser.body_text().await.unwrap_or_default();
-        browser.close().await;
-        panic!(
-            "{result:?}\nscreenshot: {shot:?}\npage text: {text:.3000}\nrealmctl log:\n{}",
-            rc.proc.log_text()
-        );
+        let seen = browser.failure_report("operator-ui-keys-failure").await;
+        panic!("{result:?}\n{seen}\nrealmctl log:\n{}", rc.proc.log_text());
     }
     browser.close().await;
 }

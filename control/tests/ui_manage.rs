@@ -511,11 +511,9 @@ async fn the_console_manages_tenants_routes_and_pools_for_admins_only() {
     })
     .await;
     if !matches!(result, Ok(Ok(()))) {
-        let shot = browser.screenshot("console-manage-failure").await;
-        let text = browser.body_text().await.unwrap_or_default();
-        browser.close().await;
+        let seen = browser.failure_report("console-manage-failure").await;
         panic!(
-            "{result:?}\nscreenshot: {shot:?}\npage text: {text:.3000}\nrealmctl log:\n{}",
+            "{result:?}\n{seen}\nrealmctl log:\n{}",
             w.rc.proc.log_text()
         );
     }

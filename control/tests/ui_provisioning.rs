@@ -123,8 +123,8 @@ async fn sign_in(b: &Browser, w: &World) -> Result<(), String> {
     Ok(())
 }
 
-/// Create the tenant from the form and watch its steps to `ready`.
-async fn create_and_watch(b: &Browser, w: &World) -> Result<(), String> {
+/// Open the create form (its pools loaded) and start recording the progress panel.
+async fn open_create_form(b: &Browser) -> Result<(), String> {
     b.click("#create summary").await?;
     b.wait_text("#create-form select[name=upstream]", "app")
         .await?;
@@ -132,6 +132,12 @@ async fn create_and_watch(b: &Browser, w: &World) -> Result<(), String> {
         .execute(RECORD_PROGRESS, vec![])
         .await
         .map_err(err)?;
+    Ok(())
+}
+
+/// Create the tenant from the form and watch its steps to `ready`.
+async fn create_and_watch(b: &Browser, w: &World) -> Result<(), String> {
+    open_create_form(b).await?;
     b.fill("#create-form input[name=id]", &w.tenant).await?;
     b.fill("#create-form input[name=display_name]", "Provisioned live")
         .await?;
@@ -325,9 +331,7 @@ async fn the_console_shows_provisioning_live_traffic_moving_and_the_audit() {
     };
     let result = tokio::time::timeout(Duration::from_secs(400), scenario(&browser, &w)).await;
     if !matches!(result, Ok(Ok(()))) {
-        let shot = browser.screenshot("console-provisioning-failure").await;
-        let text = browser.body_text().await.unwrap_or_default();
-        browser.close().await;
+        let seen = browser.failure_report("console-provisioning-failure").await;
         // Whatever the test left: the tenant (its realm with it) and the operators' realm.
         let _ =
             w.rc.api()
@@ -336,7 +340,7 @@ async fn the_console_shows_provisioning_live_traffic_moving_and_the_audit() {
         w.kc.admin(Method::DELETE, &format!("/{}", w.realm.name), None)
             .await;
         panic!(
-            "{result:?}\nscreenshot: {shot:?}\npage text: {text:.3000}\nrealmctl log:\n{}",
+            "{result:?}\n{seen}\nrealmctl log:\n{}",
             w.rc.proc.log_text()
         );
     }
@@ -371,13 +375,7 @@ async fn failure_and_retry(
     }
     b.fill("#token", OPERATOR_TOKEN).await?;
     b.click("#login-form button").await?;
-    b.click("#create summary").await?;
-    b.wait_text("#create-form select[name=upstream]", "app")
-        .await?;
-    b.client
-        .execute(RECORD_PROGRESS, vec![])
-        .await
-        .map_err(err)?;
+    open_create_form(b).await?;
     b.fill("#create-form input[name=id]", tenant).await?;
     b.fill("#create-form input[name=host]", &format!("app.{zone}"))
         .await?;
@@ -495,15 +493,10 @@ async fn a_failed_step_shows_its_error_and_retry_from_the_console_finishes_it() 
     )
     .await;
     if !matches!(result, Ok(Ok(()))) {
-        let shot = browser
-            .screenshot("console-provisioning-retry-failure")
+        let seen = browser
+            .failure_report("console-provisioning-retry-failure")
             .await;
-        let text = browser.body_text().await.unwrap_or_default();
-        browser.close().await;
-        panic!(
-            "{result:?}\nscreenshot: {shot:?}\npage text: {text:.3000}\nrealmctl log:\n{}",
-            rc.proc.log_text()
-        );
+        panic!("{result:?}\n{seen}\nrealmctl log:\n{}", rc.proc.log_text());
     }
     browser.close().await;
 }

@@ -317,6 +317,16 @@ impl Browser {
         serde_json::from_str(&text).map_err(|e| format!("not JSON ({e}): {text:.500}"))
     }
 
+    /// What a failed browser test reports: where the page was, a screenshot (`<name>.png`)
+    /// and the page's text; the session is closed.
+    pub async fn failure_report(&self, name: &str) -> String {
+        let shot = self.screenshot(name).await;
+        let url = self.client.current_url().await.map(|u| u.to_string());
+        let text = self.body_text().await.unwrap_or_default();
+        self.close().await;
+        format!("at {url:?}\nscreenshot: {shot:?}\npage text: {text:.3000}")
+    }
+
     /// End the session (Chromium exits) and chromedriver.
     pub async fn close(&self) {
         let _ = self.client.clone().close().await;

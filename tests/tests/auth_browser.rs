@@ -218,14 +218,8 @@ macro_rules! run {
         };
         let result = $scenario(&browser, &$f).await;
         if let Err(e) = &result {
-            let shot = browser.screenshot(&format!("{}-failure", $name)).await;
-            let url = browser.client.current_url().await.map(|u| u.to_string());
-            let text = browser.body_text().await.unwrap_or_default();
-            browser.close().await;
-            panic!(
-                "{e}\nat {url:?}\nscreenshot: {shot:?}\npage text: {text:.800}\ngateway log:\n{}",
-                $f.gw.logs()
-            );
+            let seen = browser.failure_report(&format!("{}-failure", $name)).await;
+            panic!("{e}\n{seen}\ngateway log:\n{}", $f.gw.logs());
         }
         browser.close().await;
     }};

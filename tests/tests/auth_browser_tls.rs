@@ -124,14 +124,8 @@ async fn browser_is_redirected_to_https_logs_in_and_gets_secure_cookies() {
     };
     let result = scenario.await;
     if let Err(e) = &result {
-        let shot = b.screenshot("login_tls-failure").await;
-        let url = b.client.current_url().await.map(|u| u.to_string());
-        let text = b.body_text().await.unwrap_or_default();
-        b.close().await;
-        panic!(
-            "{e}\nat {url:?}\nscreenshot: {shot:?}\npage text: {text:.800}\ngateway log:\n{}",
-            gw.logs()
-        );
+        let seen = b.failure_report("login_tls-failure").await;
+        panic!("{e}\n{seen}\ngateway log:\n{}", gw.logs());
     }
     b.close().await;
     let m = gw.metrics().await;

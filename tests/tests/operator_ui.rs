@@ -254,13 +254,8 @@ async fn the_operator_ui_reads_and_changes_the_registry_through_the_api() {
     };
     let result = tokio::time::timeout(Duration::from_secs(120), scenario(&browser, &ctl)).await;
     if !matches!(result, Ok(Ok(()))) {
-        let shot = browser.screenshot("operator-ui-failure").await;
-        let text = browser.body_text().await.unwrap_or_default();
-        browser.close().await;
-        panic!(
-            "{result:?}\nscreenshot: {shot:?}\npage text: {text:.1500}\nrealmctl log:\n{}",
-            ctl.proc.logs()
-        );
+        let seen = browser.failure_report("operator-ui-failure").await;
+        panic!("{result:?}\n{seen}\nrealmctl log:\n{}", ctl.proc.logs());
     }
     browser.close().await;
 }
