@@ -163,10 +163,15 @@ async fn traffic_flows_and_a_failing_upstream_shows_its_5xx_share() {
     assert_eq!(fleet["scope"], "fleet");
     assert_eq!(fleet["gateways"][0]["url"], gw.admin_url());
     assert_eq!(fleet["gateways"][0]["state"], "ok");
-    assert!(
-        max_of(&fleet, "error_rate").is_some_and(|e| e > 0.0 && e < 1.0),
-        "{fleet}"
-    );
+    // The fleet's answers mix acme's 200s and wreck's 5xx. Over the window, not per point:
+    // a short round on a slow machine may hold one tenant's requests only.
+    let (requests, errors) = points(&fleet)
+        .iter()
+        .filter_map(|p| Some((p["rps"].as_f64()?, p["error_rate"].as_f64()?)))
+        .fold((0.0, 0.0), |(r, e), (rps, share)| {
+            (r + rps, e + rps * share)
+        });
+    assert!(errors > 0.0 && errors < requests, "{fleet}");
     assert!(points(&fleet).len() <= 3600);
 
     // Bad input: each a clear error, the series unchanged.

@@ -352,6 +352,7 @@ async fn a_flood_of_random_kids_causes_at_most_one_refetch() {
     let claims = access_claims(ISS_A, "u", "acme-api").to_string();
     let mut tasks = tokio::task::JoinSet::new();
     let per_task = 10_000 / 40;
+    let started = std::time::Instant::now();
     for t in 0..40 {
         let f = std::sync::Arc::clone(&f);
         let claims = claims.clone();
@@ -380,9 +381,12 @@ async fn a_flood_of_random_kids_causes_at_most_one_refetch() {
     }
     assert_eq!(all.get(&401), Some(&10_000), "{all:?}");
     let fetches = f.jwks.hits("/acme/certs");
+    // The first fetch, then at most one refetch per 10 s refetch interval the burst spanned
+    // (one, unless this machine took longer than that for the 10 000 requests).
+    let intervals = (started.elapsed().as_secs() / 10 + 1) as usize;
     assert!(
-        fetches <= 2,
-        "{fetches} JWKS fetches for a burst within one 10 s interval"
+        fetches <= 1 + intervals,
+        "{fetches} JWKS fetches for a burst over {intervals} 10 s interval(s)"
     );
     assert_eq!(
         f.gw.metrics().await.value(
