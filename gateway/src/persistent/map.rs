@@ -7,6 +7,9 @@ use std::borrow::Borrow;
 use std::hash::Hash;
 use std::sync::Arc;
 
+mod parallel;
+pub use parallel::{Parallel, Part};
+
 /// Entries per shard the map aims for when sized: a change copies about this many.
 const TARGET: usize = 512;
 /// Never more shards than this (the shard bits must stay clear of hashbrown's: see

@@ -12,5 +12,5 @@ mod slots;
 #[cfg(test)]
 mod tests;
 
-pub use map::{ShardMap, ShardMapBuilder};
+pub use map::{Parallel, Part, ShardMap, ShardMapBuilder};
 pub use slots::Slots;

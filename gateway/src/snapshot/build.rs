@@ -8,10 +8,9 @@ use crate::auth::api_key::Keys;
 use crate::auth::{RealmRt, Realms};
 use crate::limits::{KeyLimit, Limiters, TenantLimits};
 use crate::metrics::{Metrics, TenantCounters};
-use crate::persistent::{ShardMap, ShardMapBuilder, Slots};
+use crate::persistent::{ShardMap, Slots};
 use crate::route::{Namespace, Policy, PoolIdx, Route, Routes};
 use crate::shell::ShellRt;
-use crate::tenant::{HostIndex, TenantIdx};
 use crate::tls::CertIndex;
 use crate::upstream::PoolCache;
 use bytes::Bytes;
@@ -193,10 +192,23 @@ pub fn certificates_in_time<'a>(
 /// The digest is left empty for the caller to set. Tenants, pools and keys get indices in
 /// table order (pools in name order). The checked table is only read: the table's model is
 /// made from it afterwards, without a second parse.
+/// A large table's tenants are compiled on every core ([`tenants`]); the snapshot is the
+/// same either way.
 pub fn build(
     checked: &CheckedTable,
     raw: Option<Bytes>,
     deps: &BuildDeps<'_>,
+) -> Result<Snapshot, Problem> {
+    let threads = tenants::threads_for(checked.table.tenants.len());
+    build_on(checked, raw, deps, threads)
+}
+
+/// [`build`] with the tenants compiled on `threads` threads (one: all on this thread).
+pub(super) fn build_on(
+    checked: &CheckedTable,
+    raw: Option<Bytes>,
+    deps: &BuildDeps<'_>,
+    threads: usize,
 ) -> Result<Snapshot, Problem> {
     let CheckedTable {
         table,
@@ -233,29 +245,19 @@ pub fn build(
     let version = table.version;
     let limiters = deps.limiters;
     let pool_of = |name: &str| pool_ids.get(name).copied();
-    let n = table.tenants.len();
-    // The host index is built on the other core while this one compiles the tenants: it
-    // reads the patterns, which move into the tenants once it is done.
-    // Measured: building the host index on another thread while the tenants compile was
-    // slower (cross-thread frees in the allocator, and the other core is often busy).
-    let host_index = HostIndex::build(hosts);
-    let mut users = vec![0u32; pool_ids.len()];
-    let mut tenants = Vec::with_capacity(n);
-    let mut ids = ShardMapBuilder::new(n);
-    let parts = table.tenants.iter().zip(hosts).zip(labels).zip(realms);
-    for (i, (((t, hosts), counters), realm)) in parts.enumerate() {
-        let rt = Arc::new(compile_tenant(
-            t, hosts, &pool_of, counters, realm, limiters,
-        )?);
-        ids.insert(Arc::clone(&rt.id), i as TenantIdx);
-        for &p in rt.pools.iter() {
-            if let Some(u) = users.get_mut(p as usize) {
-                *u += 1;
-            }
-        }
-        tenants.push(rt);
-    }
-    let tenant_ids = ids.finish();
+    let shared = tenants::Shared {
+        tenants: &table.tenants,
+        hosts,
+        pool_of: &pool_of,
+        pools: pool_ids.len(),
+        limiters,
+    };
+    let tenants::Compiled {
+        tenants,
+        users,
+        ids: tenant_ids,
+        hosts: host_index,
+    } = tenants::compile(&shared, labels, realms, threads)?;
     let pool_users = ShardMap::build(
         users.len(),
         users
@@ -358,6 +360,8 @@ pub(super) fn compile_tenant(
             .and_then(|h| HeaderValue::from_str(&h.header_value()).ok()),
     })
 }
+
+mod tenants;
 
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,8 @@
 //! journal. Either way it stays bounded.
 
 use super::journal;
-use super::persist::{commit, stage};
-use super::store::{remove_if_there, Store, BINARY_STATE_FILE, STATE_FILE};
+use super::persist::{commit, remove_if_there, stage};
+use super::store::{Store, BINARY_STATE_FILE, STATE_FILE};
 use std::sync::Arc;
 
 /// The name the compaction stages under (not the full apply's: both may run at once).

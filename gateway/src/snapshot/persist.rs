@@ -1,5 +1,6 @@
 //! Persistence of accepted tables: an atomic replace of one file (write, fsync, rename,
-//! fsync the directory), split in two so the write overlaps validation.
+//! fsync the directory), split in two so the write overlaps validation; and the removal of a
+//! stale file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,4 +37,14 @@ pub fn commit(dir: &Path, tmp: &Path, name: &str) -> Result<(), String> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| err("fsync", e))
+}
+
+/// Remove a file that may not exist; a failure is logged (the file is older than what was
+/// just stored, and a restart loads the newer of the two).
+pub fn remove_if_there(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("remove {}: {e}", path.display()),
+    }
 }

@@ -7,7 +7,7 @@
 use super::build::{parse_newer, BuildDeps, Encoding, Rejected};
 use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
 use super::journal::{self, Compaction, Journal};
-use super::persist::{commit, stage};
+use super::persist::{commit, remove_if_there, stage};
 use super::Snapshot;
 use crate::auth::Realms;
 use crate::limits::Limiters;
@@ -131,8 +131,12 @@ impl Durable {
     }
 
     /// Make the model of the full table just checked and built, in the background (and free
-    /// the checked table there too).
+    /// the checked table there too). The previous model is freed off this path as well: at a
+    /// million tenants that takes longer than the rest of the swap.
     fn make_model(&mut self, checked: CheckedTable) {
+        if let TableModel::Ready(previous) = std::mem::take(&mut self.model) {
+            drop_elsewhere("model-drop", previous);
+        }
         let made = std::thread::Builder::new()
             .name("table-model".into())
             .spawn(move || Some(Model::from_checked(&checked)));
@@ -527,22 +531,17 @@ impl Store {
         // Freeing a large table takes a while: do it off the push path. Requests still
         // holding it keep it alive until they finish either way.
         if let Some(previous) = previous {
-            let _ = std::thread::Builder::new()
-                .name("table-drop".into())
-                .spawn(move || drop(previous));
+            drop_elsewhere("table-drop", previous);
         }
         snapshot
     }
 }
 
-/// Remove a file that may not exist; a failure is logged (the file is older than what was
-/// just stored, and a restart loads the newer of the two).
-pub(super) fn remove_if_there(path: &std::path::Path) {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("remove {}: {e}", path.display()),
-    }
+/// Free `value` on a thread of its own (here, if none can be started).
+fn drop_elsewhere<T: Send + 'static>(name: &str, value: T) {
+    let _ = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || drop(value));
 }
 
 /// The version a stored table claims, read cheaply (0 if it cannot be read: the other one

@@ -111,6 +111,24 @@ impl HostIndex {
         }
     }
 
+    /// The index of maps built elsewhere (the snapshot's build, on several threads): exact
+    /// names, and wildcards by the suffix after `*.`, each to its tenant. Same rule as
+    /// [`HostIndex::build`]: no pattern in both, none twice.
+    pub fn from_maps(
+        exact: ShardMap<Box<str>, TenantIdx>,
+        wildcard: ShardMap<Box<str>, TenantIdx>,
+    ) -> HostIndex {
+        let mut depths = [0; DEPTHS];
+        for (suffix, _) in wildcard.iter() {
+            depths[labels(suffix)] += 1;
+        }
+        HostIndex {
+            exact,
+            wildcard,
+            depths,
+        }
+    }
+
     fn put(&mut self, p: HostPattern, t: TenantIdx) {
         match p {
             HostPattern::Exact(h) => {

@@ -1,7 +1,8 @@
 //! Wire → runtime: what a table becomes, case by case.
 
-use super::Rejected;
+use super::{build_on, Caches, Rejected};
 use crate::snapshot::test_util::{snapshot, table, try_snapshot};
+use crate::snapshot::Snapshot;
 
 #[test]
 fn tables_build_into_indexed_tenants_pools_and_keys() {
@@ -104,5 +105,110 @@ fn invalid_tables_are_refused_with_every_problem() {
             Err(e) => panic!("{json}: {e:?}"),
             Ok(_) => panic!("{json}: built"),
         }
+    }
+}
+
+/// A table large enough for the build to run on several threads: exact hosts, wildcards of
+/// several depths, tenants without hosts, routes over five pools, suspended tenants, keys.
+fn large_table(n: usize) -> realmgate_table::CheckedTable {
+    use realmgate_table::{ApiKey, Table, Tenant, TenantStatus};
+    let mut table = Table::test().version(3);
+    for p in 0..5 {
+        table = table.upstream(&format!("pool-{p}"), &[&format!("127.0.0.1:{}", 9000 + p)]);
+    }
+    table.tenants = (0..n)
+        .map(|t| {
+            let mut tenant = Tenant::test(&format!("t{t}"));
+            // Some tenants have a wildcard only.
+            if t % 7 != 3 || t % 3 == 2 {
+                tenant = tenant.host(&format!("t{t}.bench.test"));
+            }
+            match t % 3 {
+                0 => tenant = tenant.host(&format!("*.t{t}.apps.test")),
+                1 => tenant = tenant.host(&format!("*.a.b.t{t}.deep.test")),
+                _ => {}
+            }
+            if t % 11 == 0 {
+                tenant.status = TenantStatus::Suspended;
+            }
+            tenant
+                .route("/", &format!("pool-{}", t % 3), "public")
+                .route("/api/", &format!("pool-{}", (t + 1) % 3), "public")
+        })
+        .collect();
+    table.api_keys = (0..50)
+        .map(|k| ApiKey::test(&format!("k{k}"), Some(&format!("t{}", k * 97)), &["*"]))
+        .collect();
+    match realmgate_table::parse(&table.to_json()) {
+        Ok(checked) => checked,
+        Err(p) => panic!("{} problems, the first {:?}", p.len(), p.first()),
+    }
+}
+
+#[test]
+fn a_build_on_several_threads_makes_the_snapshot_one_thread_makes() {
+    let checked = large_table(9_000);
+    let caches = Caches::new(16);
+    let one = build_on(&checked, None, &caches.deps(), 1).expect("builds");
+    let reference = crate::tenant::HostIndex::build(&checked.hosts);
+    for threads in [2, 3, 8] {
+        let many = build_on(&checked, None, &caches.deps(), threads).expect("builds");
+        assert_eq!(many.tenant_count(), one.tenant_count());
+        for (i, (a, b)) in one.tenants.iter().zip(many.tenants.iter()).enumerate() {
+            assert_eq!(a.id, b.id, "tenant {i}");
+            assert_eq!(a.hosts, b.hosts, "tenant {i}");
+            assert_eq!(a.pools, b.pools, "tenant {i}");
+            assert_eq!(a.suspended, b.suspended, "tenant {i}");
+            assert_eq!(many.tenant_by_id(&a.id).map(|(x, _)| x), Some(i as u32));
+        }
+        assert_eq!(many.tenant_ids.len(), one.tenant_ids.len());
+        assert_eq!(many.hosts.len(), one.hosts.len());
+        assert_eq!(many.hosts.len(), reference.len());
+        for (t, patterns) in checked.hosts.iter().enumerate() {
+            for p in patterns {
+                assert_eq!(many.hosts.holder(p), Some(t as u32), "{p}");
+            }
+        }
+        for host in [
+            "t5.bench.test",
+            "x.t9.apps.test",
+            "x.t10.apps.test",
+            "q.a.b.t4.deep.test",
+            "a.b.t4.deep.test",
+            "t3.bench.test",
+            "nobody.test",
+        ] {
+            assert_eq!(many.hosts.lookup(host), reference.lookup(host), "{host}");
+            assert_eq!(many.hosts.lookup(host), one.hosts.lookup(host), "{host}");
+        }
+        let users = |s: &Snapshot| {
+            let mut u: Vec<(u32, u32)> = s.pool_users.iter().map(|(p, n)| (*p, *n)).collect();
+            u.sort_unstable();
+            u
+        };
+        assert_eq!(users(&many), users(&one));
+        assert_eq!(many.keys.len(), one.keys.len());
+    }
+    // Pools 0-2 each serve two thirds of the tenants; 3 and 4 none.
+    let mut users: Vec<(u32, u32)> = one.pool_users.iter().map(|(p, n)| (*p, *n)).collect();
+    users.sort_unstable();
+    assert_eq!(users, [(0, 6_000), (1, 6_000), (2, 6_000)]);
+}
+
+#[test]
+fn a_build_on_several_threads_reports_the_first_problem_in_table_order() {
+    let mut checked = large_table(9_000);
+    // Validation never lets this through; the build still refuses it, and names the first.
+    for t in [8_500, 6_001, 7_000] {
+        checked.table.tenants[t].routes[0].upstream = "gone".into();
+    }
+    let caches = Caches::new(16);
+    for threads in [1, 2, 4] {
+        let problem = match build_on(&checked, None, &caches.deps(), threads) {
+            Err(p) => p.to_string(),
+            Ok(_) => panic!("built on {threads} threads"),
+        };
+        assert!(problem.contains("tenants.t6001.routes"), "{problem}");
+        assert!(problem.contains("unknown upstream gone"), "{problem}");
     }
 }
