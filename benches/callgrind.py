@@ -67,8 +67,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, help="keep callgrind.out and the annotation here")
     args = p.parse_args(argv)
     lean = args.peer == "lean-loop"
-    if lean and (args.lean_loop_bin is None or args.scenario != "public"):
-        p.error("--peer lean-loop needs --lean-loop-bin and --scenario public")
+    if lean and (args.lean_loop_bin is None or args.scenario not in ("public", "shell-plain")):
+        p.error("--peer lean-loop needs --lean-loop-bin and --scenario public or shell-plain")
     if not lean and args.realmgate_bin is None:
         p.error("--realmgate-bin is required")
     binary = args.lean_loop_bin if lean else args.realmgate_bin
@@ -239,12 +239,10 @@ gateway:
   admin_token_file: "{token}"
   state_dir: "{work}/state"
 """)
+        lean = args.peer == "lean-loop"
+        binary = args.lean_loop_bin if lean else args.realmgate_bin
         argv = ["valgrind", "--tool=callgrind", "--separate-threads=no",
-                f"--callgrind-out-file={profile}", str(args.realmgate_bin.resolve()),
-                "--conf", str(conf)]
-        rg = sc.start(argv, str(work / "realmgate.log"), dict(os.environ, RUST_LOG="warn"))
-        procs.append(rg)
-        sc.wait_http(f"http://127.0.0.1:{rg_admin}/healthz", timeout=120)
+                f"--callgrind-out-file={profile}", str(binary.resolve()), "--conf", str(conf)]
         table = {"version": 1,
                  "upstreams": {"page": {"endpoints": [f"127.0.0.1:{up_port}"]}},
                  "tenants": [
@@ -253,11 +251,18 @@ gateway:
                       "shell": {"enabled": True, "upstream": "page"}},
                      {"id": "plain", "hosts": ["plain.test"],
                       "routes": [{"prefix": "/", "upstream": "page", "auth": "public"}]}]}
-        req = urllib.request.Request(f"http://127.0.0.1:{rg_admin}/v1/table", method="PUT",
-                                     data=json.dumps(table).encode(),
-                                     headers={"Authorization":
-                                              "Bearer bench-admin-token-0123456789"})
-        urllib.request.urlopen(req, timeout=60).read()
+        if lean:  # the experiment reads its table from a file (no admin listener)
+            (work / "table.json").write_text(json.dumps(table))
+            argv += ["--table", str(work / "table.json")]
+        rg = sc.start(argv, str(work / "realmgate.log"), dict(os.environ, RUST_LOG="warn"))
+        procs.append(rg)
+        if not lean:
+            sc.wait_http(f"http://127.0.0.1:{rg_admin}/healthz", timeout=120)
+            req = urllib.request.Request(f"http://127.0.0.1:{rg_admin}/v1/table", method="PUT",
+                                         data=json.dumps(table).encode(),
+                                         headers={"Authorization":
+                                                  "Bearer bench-admin-token-0123456789"})
+            urllib.request.urlopen(req, timeout=60).read()
         if args.scenario == "shell":
             host, headers = "bench.test", ["Sec-Fetch-Dest: document"]
         else:
