@@ -6,9 +6,9 @@
 //! route → pool with realmgate's own functions (`Store`, `request::resolve`,
 //! `headers::upstream`, `auth::upstream_identity`, `limits::check`, the tenant counters), one
 //! upstream exchange on a pooled connection, `x-request-id` on the response, both connections
-//! kept for reuse. Everything else (a body, an upgrade, HTTP/2, a login endpoint, a shell, a
-//! route with auth) is answered 501: see `benches/LEAN-LOOP.md` for what a real replacement
-//! must cover. Client connections go through realmgate's own `connection::Edge` (limits,
+//! kept for reuse. Everything else (a body, an upgrade, a login endpoint, a shell, a route
+//! with auth) is answered with the gateway's 500 `internal` error page, and an HTTP/2 stream
+//! is dropped: see `benches/LEAN-LOOP.md` for what a real replacement must cover. Client connections go through realmgate's own `connection::Edge` (limits,
 //! head deadline, idle timeout), as the gateway's do, so the two differ only in how the
 //! request is driven.
 //!
@@ -373,7 +373,7 @@ fn count(
     tenant.map(|t| &*snapshot.tenant(t).counters)
 }
 
-/// One of the gateway's own answers (404 unknown host, 501 out of the experiment's scope,
+/// One of the gateway's own answers (404 unknown host, 500 out of the experiment's scope,
 /// 502/504 after a failed exchange).
 async fn answer(
     ds: &mut DownstreamH1,
