@@ -53,28 +53,43 @@ def load_suite():
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--realmgate-bin", type=Path, required=True)
+    p.add_argument("--realmgate-bin", type=Path, help="required unless --peer lean-loop")
     p.add_argument("--scenario", default="public",
                    choices=("public", "jwt", "api_key", *SHELL_SCENARIOS))
     p.add_argument("--seconds", type=int, default=8)
-    p.add_argument("--peer", default="realmgate", choices=("realmgate", "realmgate-assertion"),
+    p.add_argument("--peer", default="realmgate",
+                   choices=("realmgate", "realmgate-assertion", "lean-loop"),
                    help="realmgate-assertion: the same table plus an assertion section "
-                        "(public and jwt scenarios)")
+                        "(public and jwt scenarios); lean-loop: the experiment "
+                        "gateway/examples/lean_loop.rs (public scenario, --lean-loop-bin)")
+    p.add_argument("--lean-loop-bin", type=Path,
+                   help="target/release/examples/lean_loop, for --peer lean-loop")
     p.add_argument("--out", type=Path, help="keep callgrind.out and the annotation here")
     args = p.parse_args(argv)
+    lean = args.peer == "lean-loop"
+    if lean and (args.lean_loop_bin is None or args.scenario not in ("public", "shell-plain")):
+        p.error("--peer lean-loop needs --lean-loop-bin and --scenario public or shell-plain")
+    if not lean and args.realmgate_bin is None:
+        p.error("--realmgate-bin is required")
+    binary = args.lean_loop_bin if lean else args.realmgate_bin
+    work = Path(tempfile.mkdtemp(prefix="realmgate-callgrind-"))
+    wrapper = work / "realmgate-under-callgrind"
     suite = load_suite()
+    if lean:
+        # The suite's public scenario has the experiment as a peer when this names its binary.
+        os.environ["REALMGATE_LEAN_LOOP_BIN"] = str(wrapper)
+        import scenarios
+        suite.SCENARIOS["public"].setup["lean-loop"] = scenarios.public_lean_loop
     if args.scenario in SHELL_SCENARIOS:
         return shell_main(args, suite)
     suite_args = suite.parse_args(["--scenario", args.scenario, "--peers", "realmgate",
                                    "--smoke", "--tenants", "1000",
-                                   "--realmgate-bin", str(args.realmgate_bin)])
-    work = Path(tempfile.mkdtemp(prefix="realmgate-callgrind-"))
+                                   "--realmgate-bin", str(binary)])
     out_dir = args.out or work
     out_dir.mkdir(parents=True, exist_ok=True)
     profile = out_dir / "callgrind.out"
-    wrapper = work / "realmgate-under-callgrind"
     wrapper.write_text("#!/bin/sh\nexec valgrind --tool=callgrind --separate-threads=no "
-                       f"--callgrind-out-file={profile} {args.realmgate_bin.resolve()} \"$@\"\n")
+                       f"--callgrind-out-file={profile} {binary.resolve()} \"$@\"\n")
     wrapper.chmod(0o755)
     bench = suite.Bench(suite_args, work, suite.Processes())
     plumbing.START_TIMEOUT_S = 120.0
@@ -89,6 +104,8 @@ def main(argv: list[str]) -> int:
             sys.exit(f"scenario {args.scenario} has no {args.peer} peer")
         pid = scenario.setup[args.peer](bench, port)
         load = scenario.load_for("realmgate")
+        for check in scenario.checks_for("realmgate"):
+            plumbing.verify(port, check)
         plumbing.verify(port, load)
         suite_args.connections = 8
 
@@ -164,7 +181,25 @@ def self_costs(profile: Path, top: int = 80) -> str:
     lines = [f"{total:,} Ir total (self costs)"]
     for fn, c in sorted(costs.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"{c:>15,} {100 * c / max(total, 1):5.1f}%  {fn}")
+    groups: dict[str, int] = {}
+    for fn, c in costs.items():
+        groups[owner(fn)] = groups.get(owner(fn), 0) + c
+    lines += ["", "self costs by owner (crate of the function, or libc/mimalloc/...):"]
+    for group, c in sorted(groups.items(), key=lambda kv: -kv[1]):
+        lines.append(f"{c:>15,} {100 * c / max(total, 1):5.1f}%  {group}")
     return "\n".join(lines) + "\n"
+
+
+def owner(fn: str) -> str:
+    """Who a function belongs to: the first path segment of its demangled name (the type's
+    crate for `<T as Trait>::f`), or libc's string functions, mimalloc, or the object."""
+    name = fn.lstrip("<&*").removeprefix("mut ").removeprefix("dyn ")
+    if re.match(r"_*(mem|str)[a-z]*(_|$)", name):
+        return "libc mem*/str*"
+    if re.match(r"_?mi_", name):
+        return "mimalloc"
+    head = re.match(r"[A-Za-z_][A-Za-z0-9_]*(?=::)", name)
+    return head.group(0) if head else "other: " + name.split("(")[0][:40]
 
 
 def shell_main(args: argparse.Namespace, suite) -> int:
@@ -204,12 +239,10 @@ gateway:
   admin_token_file: "{token}"
   state_dir: "{work}/state"
 """)
+        lean = args.peer == "lean-loop"
+        binary = args.lean_loop_bin if lean else args.realmgate_bin
         argv = ["valgrind", "--tool=callgrind", "--separate-threads=no",
-                f"--callgrind-out-file={profile}", str(args.realmgate_bin.resolve()),
-                "--conf", str(conf)]
-        rg = sc.start(argv, str(work / "realmgate.log"), dict(os.environ, RUST_LOG="warn"))
-        procs.append(rg)
-        sc.wait_http(f"http://127.0.0.1:{rg_admin}/healthz", timeout=120)
+                f"--callgrind-out-file={profile}", str(binary.resolve()), "--conf", str(conf)]
         table = {"version": 1,
                  "upstreams": {"page": {"endpoints": [f"127.0.0.1:{up_port}"]}},
                  "tenants": [
@@ -218,11 +251,18 @@ gateway:
                       "shell": {"enabled": True, "upstream": "page"}},
                      {"id": "plain", "hosts": ["plain.test"],
                       "routes": [{"prefix": "/", "upstream": "page", "auth": "public"}]}]}
-        req = urllib.request.Request(f"http://127.0.0.1:{rg_admin}/v1/table", method="PUT",
-                                     data=json.dumps(table).encode(),
-                                     headers={"Authorization":
-                                              "Bearer bench-admin-token-0123456789"})
-        urllib.request.urlopen(req, timeout=60).read()
+        if lean:  # the experiment reads its table from a file (no admin listener)
+            (work / "table.json").write_text(json.dumps(table))
+            argv += ["--table", str(work / "table.json")]
+        rg = sc.start(argv, str(work / "realmgate.log"), dict(os.environ, RUST_LOG="warn"))
+        procs.append(rg)
+        if not lean:
+            sc.wait_http(f"http://127.0.0.1:{rg_admin}/healthz", timeout=120)
+            req = urllib.request.Request(f"http://127.0.0.1:{rg_admin}/v1/table", method="PUT",
+                                         data=json.dumps(table).encode(),
+                                         headers={"Authorization":
+                                                  "Bearer bench-admin-token-0123456789"})
+            urllib.request.urlopen(req, timeout=60).read()
         if args.scenario == "shell":
             host, headers = "bench.test", ["Sec-Fetch-Dest: document"]
         else:

@@ -20,7 +20,8 @@ from typing import Callable, Iterator
 
 
 WORKSPACE = Path(__file__).resolve().parent.parent
-PEER_ORDER = ("nginx", "haproxy", "realmgate", "realmgate-public", "realmgate-assertion")
+PEER_ORDER = ("nginx", "haproxy", "realmgate", "realmgate-public", "realmgate-assertion",
+              "lean-loop")
 APT_PACKAGES = ("nginx", "haproxy", "wrk")
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 MEASURED_HOST = "bench.test"

@@ -257,6 +257,22 @@ def start_realmgate(bench: Bench, port: int, table: dict, name: str = "realmgate
     token_file = bench.work / f"{name}-admin-token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
+    conf_path = realmgate_conf(bench, name, port, admin_port,
+                               f"  admin_token_file: {token_file}\n")
+    log_path = bench.work / f"{name}.log"
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "warn")
+    proc = bench.procs.start([str(bench.realmgate_bin), "--conf", str(conf_path)], log_path, env)
+    wait_until(lambda: status_is(admin_port, "/healthz", 200), proc, log_path,
+               "realmgate admin /healthz")
+    push_table(admin_port, token, table)
+    wait_until(lambda: status_is(admin_port, "/readyz", 200), proc, log_path,
+               "realmgate /readyz")
+    return proc.pid
+
+
+def realmgate_conf(bench: Bench, name: str, port: int, admin_port: int, extra: str) -> Path:
+    """The bench's realmgate configuration (Pingora settings, listeners, state dir)."""
     state_dir = bench.work / f"{name}-state"
     state_dir.mkdir(exist_ok=True)
     conf_path = bench.work / f"{name}.yaml"
@@ -269,18 +285,30 @@ def start_realmgate(bench: Bench, port: int, table: dict, name: str = "realmgate
 gateway:
   listen: 127.0.0.1:{port}
   admin_listen: 127.0.0.1:{admin_port}
-  admin_token_file: {token_file}
-  state_dir: {state_dir}
+{extra}  state_dir: {state_dir}
 """)
-    log_path = bench.work / f"{name}.log"
-    env = dict(os.environ)
-    env.setdefault("RUST_LOG", "warn")
-    proc = bench.procs.start([str(bench.realmgate_bin), "--conf", str(conf_path)], log_path, env)
-    wait_until(lambda: status_is(admin_port, "/healthz", 200), proc, log_path,
-               "realmgate admin /healthz")
-    push_table(admin_port, token, table)
-    wait_until(lambda: status_is(admin_port, "/readyz", 200), proc, log_path,
-               "realmgate /readyz")
+    return conf_path
+
+
+# The experiment of issue 16, item 2 (gateway/examples/lean_loop.rs, benches/LEAN-LOOP.md):
+# a peer of the public scenario only when this variable names its binary.
+LEAN_LOOP_ENV = "REALMGATE_LEAN_LOOP_BIN"
+
+
+def public_lean_loop(bench: Bench, port: int) -> int:
+    """The lean-loop experiment with realmgate's configuration and the public table (a file:
+    it has no admin listener)."""
+    binary = Path(os.environ.get(LEAN_LOOP_ENV, ""))
+    if not binary.is_file():
+        raise PeerFailed(f"lean_loop binary not found: {binary} (set {LEAN_LOOP_ENV})")
+    conf_path = realmgate_conf(bench, "lean-loop", port, free_ports(1)[0], "")
+    table_path = bench.work / "lean-loop-table.json"
+    table_path.write_text(json.dumps(public_table(bench)))
+    log_path = bench.work / "lean-loop.log"
+    argv = [str(binary), "--conf", str(conf_path), "--table", str(table_path),
+            *os.environ.get("REALMGATE_LEAN_LOOP_ARGS", "").split()]  # e.g. --no-edge
+    proc = bench.procs.start(argv, log_path, dict(os.environ, RUST_LOG="warn"))
+    wait_until(lambda: port_open(port), proc, log_path, "lean_loop")
     return proc.pid
 
 
@@ -517,7 +545,8 @@ SCENARIOS: dict[str, Scenario] = {
                 Check(Request(f"unknown.{MEASURED_HOST}"), 404)),
         setup={"nginx": public_nginx, "haproxy": public_haproxy,
                "realmgate": public_realmgate,
-               "realmgate-assertion": public_realmgate_assertion},
+               "realmgate-assertion": public_realmgate_assertion,
+               **({"lean-loop": public_lean_loop} if os.environ.get(LEAN_LOOP_ENV) else {})},
     ),
     "jwt": Scenario(
         description="RS256 Bearer token checked against the tenant's realm on every request",
