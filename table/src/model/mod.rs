@@ -7,6 +7,7 @@
 
 mod check;
 mod digest;
+mod measure;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
