@@ -9,9 +9,9 @@ use crate::auth::{RealmRt, Realms};
 use crate::limits::{KeyLimit, Limiters, TenantLimits};
 use crate::metrics::{Metrics, TenantCounters};
 use crate::persistent::{ShardMap, ShardMapBuilder, Slots};
-use crate::route::{Namespace, Policy, PoolIdx, Route, Routes};
+use crate::route::{Namespace, Policy, PoolIdx, Route, RouteSets, Routes};
 use crate::shell::ShellRt;
-use crate::tenant::{HostIndex, TenantIdx};
+use crate::tenant::{HostIndex, HostList, TenantIdx};
 use crate::tls::CertIndex;
 use crate::upstream::PoolCache;
 use bytes::Bytes;
@@ -243,9 +243,10 @@ pub fn build(
     let mut tenants = Vec::with_capacity(n);
     let mut ids = ShardMapBuilder::new(n);
     let parts = table.tenants.iter().zip(hosts).zip(labels).zip(realms);
+    let mut sets = RouteSets::default();
     for (i, (((t, hosts), counters), realm)) in parts.enumerate() {
         let rt = Arc::new(compile_tenant(
-            t, hosts, &pool_of, counters, realm, limiters,
+            t, hosts, &pool_of, counters, realm, limiters, &mut sets,
         )?);
         ids.insert(Arc::clone(&rt.id), i as TenantIdx);
         for &p in rt.pools.iter() {
@@ -299,7 +300,8 @@ pub(super) fn key_limit(limiters: &Limiters, k: &ApiKey) -> KeyLimit {
 }
 
 /// One tenant as requests read it: routes with their pools (`pool_of` a pool name), shell,
-/// limits, headers. The same for a full table and a change.
+/// limits, headers. The same for a full table and a change; its routes are shared through
+/// `sets` with the tenants compiled before it whose routes compile the same.
 pub(super) fn compile_tenant(
     t: &Tenant,
     hosts: &[HostPattern],
@@ -307,6 +309,7 @@ pub(super) fn compile_tenant(
     counters: Arc<TenantCounters>,
     realm: Option<Arc<RealmRt>>,
     limiters: &Limiters,
+    sets: &mut RouteSets,
 ) -> Result<TenantRt, Problem> {
     let unknown = |name: &str| {
         Problem::new(
@@ -345,9 +348,9 @@ pub(super) fn compile_tenant(
         // Tenant ids are validated to [a-z0-9-], always a valid header value.
         header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
         id: Arc::from(t.id.as_str()),
-        hosts: Box::from(hosts),
+        hosts: HostList::new(hosts),
         pools,
-        routes: Routes::new(routes),
+        routes: sets.intern(Routes::new(routes)),
         suspended: !t.status.is_active(),
         counters,
         realm,

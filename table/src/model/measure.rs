@@ -6,6 +6,6 @@ impl Model {
     /// The bytes of the tenants' encodings as the model holds them.
     #[doc(hidden)]
     pub fn packed_tenant_bytes(&self) -> usize {
-        self.tenants.values().map(|p| p.value.0.len()).sum()
+        self.tenants.values().map(|p| p.value.len()).sum()
     }
 }
