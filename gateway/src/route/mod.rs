@@ -2,11 +2,11 @@
 //! do not end in `/` matching only at a segment boundary.
 
 use http::HeaderValue;
-use std::collections::HashSet;
-use std::sync::Arc;
 use realmgate_table::path::{
     has_other_readings, namespace_segment, other_readings, prefix_matches,
 };
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Index into the snapshot's pool list.
 pub type PoolIdx = u32;
@@ -228,7 +228,10 @@ mod tests {
     fn equal_route_sets_are_shared_and_different_ones_are_not() {
         let mut sets = RouteSets::default();
         let set = |pool, public, ns| {
-            Routes::new(vec![route("/", 0, true, None), route("/api/", pool, public, ns)])
+            Routes::new(vec![
+                route("/", 0, true, None),
+                route("/api/", pool, public, ns),
+            ])
         };
         let a = sets.intern(set(1, true, None));
         let b = sets.intern(set(1, true, None));

@@ -305,7 +305,12 @@ mod tests {
             &[][..],
             &["a.test"][..],
             &["*.a.test"][..],
-            &["a.test", "*.a.test", "xn--bcher-kva.test", "*.deep.er.a.test"][..],
+            &[
+                "a.test",
+                "*.a.test",
+                "xn--bcher-kva.test",
+                "*.deep.er.a.test",
+            ][..],
         ] {
             let patterns = pats(hosts);
             assert_eq!(HostList::new(&patterns).patterns(), patterns, "{hosts:?}");

@@ -24,8 +24,8 @@ use crate::host::HostPattern;
 use crate::validate::{parse_cert_name, CheckedTable};
 use crate::wire::{AcmeChallenge, ApiKey, Certificate, Table, Tenant, Upstream};
 use digest::{PartDigest, StateSum};
-use packed::Packed;
 use imbl::{OrdMap, OrdSet};
+use packed::Packed;
 use std::fmt;
 use std::sync::Arc;
 
