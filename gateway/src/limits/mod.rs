@@ -7,7 +7,6 @@
 pub mod client;
 
 use client::client_network;
-use http::HeaderValue;
 use pingora_http::ResponseHeader;
 use pingora_limits::rate::Rate;
 use realmgate_table::RateLimit;
@@ -91,7 +90,6 @@ impl Limiters {
         LimitRt {
             rate,
             requests: isize::try_from(limit.requests).unwrap_or(isize::MAX),
-            limit_header: HeaderValue::from(limit.requests),
         }
     }
 
@@ -143,12 +141,11 @@ pub fn scope_of(tenant: Option<&str>) -> u64 {
     tenant.map_or(OPERATOR_SCOPE, stable_key)
 }
 
-/// One limit as requests check it.
+/// One limit as requests check it: 16 bytes, as every tenant of a large table may hold
+/// three (`RateLimit-Limit` is written from `requests` on the refusal path alone).
 pub struct LimitRt {
     rate: Arc<Rate>,
     requests: isize,
-    /// `RateLimit-Limit`, built once.
-    limit_header: HeaderValue,
 }
 
 /// Which counter a request is counted in: the scopes never share a key.
@@ -177,7 +174,7 @@ impl LimitRt {
             left.ceil().max(1.0) as u64
         });
         Err(Over {
-            limit: self.limit_header.clone(),
+            limit: self.requests,
             reset_s: reset,
         })
     }
@@ -186,7 +183,7 @@ impl LimitRt {
 /// A refused request: what the 429's headers say.
 #[derive(Debug, Clone)]
 pub struct Over {
-    limit: HeaderValue,
+    limit: isize,
     reset_s: u64,
 }
 
@@ -194,7 +191,7 @@ impl Over {
     /// `Retry-After` and the `RateLimit-*` fields (draft-ietf-httpapi-ratelimit-headers).
     pub fn write_headers(&self, resp: &mut ResponseHeader) {
         let _ = resp.insert_header("retry-after", self.reset_s);
-        let _ = resp.insert_header("ratelimit-limit", self.limit.clone());
+        let _ = resp.insert_header("ratelimit-limit", self.limit);
         let _ = resp.insert_header("ratelimit-remaining", 0u64);
         let _ = resp.insert_header("ratelimit-reset", self.reset_s);
     }

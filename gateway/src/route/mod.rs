@@ -5,6 +5,8 @@ use http::HeaderValue;
 use realmgate_table::path::{
     has_other_readings, namespace_segment, other_readings, prefix_matches,
 };
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Index into the snapshot's pool list.
 pub type PoolIdx = u32;
@@ -13,7 +15,7 @@ pub type PoolIdx = u32;
 pub type RouteIdx = u32;
 
 /// A route's compiled policy: the policies it accepts ("any of").
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Policy {
     pub public: bool,
     pub jwt: bool,
@@ -50,6 +52,7 @@ impl Policy {
 }
 
 /// One compiled route.
+#[derive(Hash, PartialEq, Eq)]
 pub struct Route {
     pub prefix: Box<str>,
     pub pool: PoolIdx,
@@ -60,12 +63,15 @@ pub struct Route {
 }
 
 /// A route's namespace, with its `x-realmgate-namespace` value built once.
+#[derive(Hash, PartialEq, Eq)]
 pub struct Namespace {
     pub name: Box<str>,
     pub header: HeaderValue,
 }
 
-/// A tenant's routes, longest prefix first.
+/// A tenant's routes, longest prefix first. Equal when they route every path the same way
+/// (same prefixes, pools, policies and namespaces, in the same order).
+#[derive(Hash, PartialEq, Eq)]
 pub struct Routes {
     routes: Box<[Route]>,
 }
@@ -110,6 +116,44 @@ impl Routes {
 
     pub fn get(&self, idx: RouteIdx) -> &Route {
         &self.routes[idx as usize]
+    }
+}
+
+/// Route sets shared by the tenants whose routes compile the same: many tenants of a large
+/// table share a few route sets, and each holds an `Arc` to one instead of a copy. Kept
+/// while a table (or a change) is built; a set shared this way is never changed, so sharing
+/// it is invisible to requests.
+#[derive(Default)]
+pub struct RouteSets {
+    sets: HashSet<Arc<Routes>>,
+}
+
+impl RouteSets {
+    /// The shared set equal to `routes` (`routes` itself the first time).
+    pub fn intern(&mut self, routes: Routes) -> Arc<Routes> {
+        if let Some(shared) = self.sets.get(&routes) {
+            return Arc::clone(shared);
+        }
+        let routes = Arc::new(routes);
+        self.sets.insert(Arc::clone(&routes));
+        routes
+    }
+
+    /// Offer an existing set for later [`RouteSets::intern`]s to share (a changed tenant's
+    /// previous routes: most changes keep them).
+    pub fn offer(&mut self, routes: &Arc<Routes>) {
+        if !self.sets.contains(&**routes) {
+            self.sets.insert(Arc::clone(routes));
+        }
+    }
+
+    /// Distinct sets held.
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
     }
 }
 
@@ -162,5 +206,50 @@ mod tests {
         assert_eq!(pool_for(&r, "/"), None);
         assert_eq!(pool_for(&r, "/c"), None);
         assert_eq!(pool_for(&r, "/bb"), None);
+    }
+
+    fn route(prefix: &str, pool: PoolIdx, public: bool, ns: Option<&str>) -> Route {
+        Route {
+            prefix: prefix.into(),
+            pool,
+            policy: Policy {
+                public,
+                jwt: !public,
+                ..Policy::default()
+            },
+            namespace: ns.map(|n| Namespace {
+                name: n.into(),
+                header: HeaderValue::from_str(n).expect("a header value"),
+            }),
+        }
+    }
+
+    #[test]
+    fn equal_route_sets_are_shared_and_different_ones_are_not() {
+        let mut sets = RouteSets::default();
+        let set = |pool, public, ns| {
+            Routes::new(vec![
+                route("/", 0, true, None),
+                route("/api/", pool, public, ns),
+            ])
+        };
+        let a = sets.intern(set(1, true, None));
+        let b = sets.intern(set(1, true, None));
+        assert!(Arc::ptr_eq(&a, &b), "same routes: one shared set");
+        // Any difference (pool, policy, namespace, prefix) keeps the sets apart.
+        let other_pool = sets.intern(set(2, true, None));
+        let other_policy = sets.intern(set(1, false, None));
+        let other_ns = sets.intern(set(1, true, Some("@a")));
+        let other_prefix = sets.intern(Routes::new(vec![route("/", 0, true, None)]));
+        for other in [&other_pool, &other_policy, &other_ns, &other_prefix] {
+            assert!(!Arc::ptr_eq(&a, other));
+        }
+        assert_eq!(sets.len(), 5);
+        assert_eq!(pool_for(&other_pool, "/api/x"), Some(2));
+        assert_eq!(pool_for(&a, "/api/x"), Some(1));
+        // An offered set is shared by the next equal one.
+        let mut fresh = RouteSets::default();
+        fresh.offer(&a);
+        assert!(Arc::ptr_eq(&fresh.intern(set(1, true, None)), &a));
     }
 }

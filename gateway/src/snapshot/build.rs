@@ -9,8 +9,9 @@ use crate::auth::{RealmRt, Realms};
 use crate::limits::{KeyLimit, Limiters, TenantLimits};
 use crate::metrics::{Metrics, TenantCounters};
 use crate::persistent::{ShardMap, Slots};
-use crate::route::{Namespace, Policy, PoolIdx, Route, Routes};
+use crate::route::{Namespace, Policy, PoolIdx, Route, RouteSets, Routes};
 use crate::shell::ShellRt;
+use crate::tenant::HostList;
 use crate::tls::CertIndex;
 use crate::upstream::PoolCache;
 use bytes::Bytes;
@@ -301,7 +302,8 @@ pub(super) fn key_limit(limiters: &Limiters, k: &ApiKey) -> KeyLimit {
 }
 
 /// One tenant as requests read it: routes with their pools (`pool_of` a pool name), shell,
-/// limits, headers. The same for a full table and a change.
+/// limits, headers. The same for a full table and a change; its routes are shared through
+/// `sets` with the tenants compiled before it whose routes compile the same.
 pub(super) fn compile_tenant(
     t: &Tenant,
     hosts: &[HostPattern],
@@ -309,6 +311,7 @@ pub(super) fn compile_tenant(
     counters: Arc<TenantCounters>,
     realm: Option<Arc<RealmRt>>,
     limiters: &Limiters,
+    sets: &mut RouteSets,
 ) -> Result<TenantRt, Problem> {
     let unknown = |name: &str| {
         Problem::new(
@@ -347,9 +350,9 @@ pub(super) fn compile_tenant(
         // Tenant ids are validated to [a-z0-9-], always a valid header value.
         header: HeaderValue::from_str(&t.id).unwrap_or(HeaderValue::from_static("")),
         id: Arc::from(t.id.as_str()),
-        hosts: Box::from(hosts),
+        hosts: HostList::new(hosts),
         pools,
-        routes: Routes::new(routes),
+        routes: sets.intern(Routes::new(routes)),
         suspended: !t.status.is_active(),
         counters,
         realm,

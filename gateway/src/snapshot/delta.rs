@@ -7,7 +7,7 @@
 use super::build::{compile_tenant, key_limit, BuildDeps};
 use super::Snapshot;
 use crate::auth::api_key::KeyRefused;
-use crate::route::PoolIdx;
+use crate::route::{PoolIdx, RouteSets};
 use crate::tenant::TenantIdx;
 use crate::tls::CertIndex;
 use crate::upstream::Pool;
@@ -169,7 +169,7 @@ fn apply(
             .get(id)
             .and_then(|&i| Some((i, prev.tenants.get(i)?)))
         {
-            next.hosts.release(idx, &old.hosts);
+            next.hosts.release(idx, &old.hosts.patterns());
             for &p in old.pools.iter() {
                 add_users(&mut next, p, -1);
             }
@@ -184,7 +184,9 @@ fn apply(
         released.realms.extend(old.realm.as_ref().map(|r| r.id));
         deleted.push(idx);
     }
-    // Then the upserted ones are compiled and claim their hosts.
+    // Then the upserted ones are compiled and claim their hosts; a tenant whose routes did
+    // not change keeps sharing its route set.
+    let mut sets = RouteSets::default();
     for (t, hosts) in tenants {
         let id = t.id.clone();
         let old = prev.tenant_by_id(&id);
@@ -208,6 +210,9 @@ fn apply(
         if old.is_some() {
             released.scopes.push(scope);
         }
+        if let Some((_, o)) = old {
+            sets.offer(&o.routes);
+        }
         let pool_of = |name: &str| next.pool_ids.get(name).copied();
         let rt = Arc::new(compile_tenant(
             &t,
@@ -216,6 +221,7 @@ fn apply(
             counters,
             realm,
             deps.limiters,
+            &mut sets,
         )?);
         let idx = match old {
             Some((idx, _)) => {
@@ -228,7 +234,7 @@ fn apply(
                 idx
             }
         };
-        next.hosts.claim(idx, &rt.hosts).map_err(|taken| {
+        next.hosts.claim(idx, &hosts).map_err(|taken| {
             Problem::new(
                 format!("tenants.{id}.hosts"),
                 format!(

@@ -27,12 +27,11 @@ use crate::metrics::TenantCounters;
 use crate::persistent::{ShardMap, Slots};
 use crate::route::{PoolIdx, Routes};
 use crate::shell::ShellRt;
-use crate::tenant::{HostIndex, TenantIdx};
+use crate::tenant::{HostIndex, HostList, TenantIdx};
 use crate::tls::CertIndex;
 use crate::upstream::Pool;
 use bytes::Bytes;
 use http::HeaderValue;
-use realmgate_table::host::HostPattern;
 use std::sync::Arc;
 
 /// One compiled table. Every index is persistent ([`crate::persistent`]): the next
@@ -74,12 +73,13 @@ pub struct Snapshot {
 pub struct TenantRt {
     pub id: Arc<str>,
     /// Its host patterns, normalised: what a change releases from the host index.
-    pub hosts: Box<[HostPattern]>,
+    pub hosts: HostList,
     /// The pools its routes and shell use, each once.
     pub pools: Box<[PoolIdx]>,
     /// `x-realmgate-tenant` value, built once.
     pub header: HeaderValue,
-    pub routes: Routes,
+    /// Shared with the other tenants whose routes compile the same ([`crate::route::RouteSets`]).
+    pub routes: Arc<Routes>,
     pub suspended: bool,
     pub counters: Arc<TenantCounters>,
     pub limits: TenantLimits,

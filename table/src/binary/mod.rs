@@ -13,7 +13,7 @@
 
 mod positional;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::assertion::Assertion;
 use crate::wire::{AcmeChallenge, ApiKey, Certificate, Table, Tenant, Upstream};
@@ -125,6 +125,13 @@ pub(crate) fn tenant(bytes: &[u8]) -> Result<Tenant, String> {
         Ok((_, trailing)) => Err(format!("{} bytes after its end", trailing.len())),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// One tenant in the binary encoding (what [`tenant`] decodes): the table's model holds
+/// tenants this way.
+pub(crate) fn encode_tenant(t: &Tenant) -> Vec<u8> {
+    // The wire types always serialise to postcard.
+    postcard::to_allocvec(&Ref(t)).expect("wire types serialise to postcard")
 }
 
 /// The problem with tenant `i`'s encoding.

@@ -13,7 +13,7 @@ fn limit(requests: u64, window_s: u32) -> Option<RateLimit> {
 }
 
 /// A valid table with every optional field of every part set somewhere.
-fn rich() -> Table {
+pub(crate) fn rich() -> Table {
     let ca = TestCa::new("binary test CA");
     let mut pool = Upstream::test(&["127.0.0.1:9001", "127.0.0.1:9002"]);
     pool.health_check = Some(HealthCheck {
@@ -96,7 +96,7 @@ fn rich() -> Table {
 }
 
 /// `n` plain tenants on two pools: past the sharded parse's threshold for large `n`.
-fn many(n: usize) -> Table {
+pub(crate) fn many(n: usize) -> Table {
     let mut t = Table::test()
         .upstream("a", &["127.0.0.1:9001"])
         .upstream("b", &["127.0.0.1:9002"]);

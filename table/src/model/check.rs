@@ -11,7 +11,6 @@ use crate::validate::{
     MAX_ACME_CHALLENGES, MAX_API_KEYS, MAX_CERTIFICATES,
 };
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
 
 impl Model {
     /// Check a delta against the table in force, changing nothing: its base, every rule a
@@ -499,8 +498,8 @@ fn untouched_owner<'m, K, Q>(
     touched: impl Fn(&str) -> bool,
 ) -> Option<&'m str>
 where
-    K: Hash + Eq + Clone + std::borrow::Borrow<Q>,
-    Q: Hash + Eq + ?Sized,
+    K: Ord + Clone + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized,
 {
     index.get(key).map(|o| &**o).filter(|o| !touched(o))
 }

@@ -32,16 +32,6 @@ impl PartDigest {
         PartDigest(hasher.finalize().into())
     }
 
-    /// A part already written as its canonical JSON (`serde_json::to_vec` of it): the same
-    /// digest as [`PartDigest::of`] the part.
-    pub fn of_json(kind: &str, json: &[u8]) -> PartDigest {
-        let mut hasher = Sha256::new();
-        hasher.update(kind.as_bytes());
-        hasher.update([0]);
-        hasher.update(json);
-        PartDigest(hasher.finalize().into())
-    }
-
     /// A pool is hashed as `[name, spec]`.
     pub fn upstream(name: &str, spec: &crate::wire::Upstream) -> PartDigest {
         PartDigest::of(UPSTREAM, &(name, spec))

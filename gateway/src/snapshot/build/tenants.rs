@@ -5,6 +5,7 @@
 //! maps, the same first problem.
 
 use super::compile_tenant;
+use crate::route::RouteSets;
 use super::TenantRt;
 use crate::auth::RealmRt;
 use crate::limits::Limiters;
@@ -170,9 +171,19 @@ fn run(
         wildcard: maps.wildcard.part(wild),
     };
     let parts = tenants.iter().zip(hosts).zip(labels).zip(realms);
+    // Equal route sets are shared within a run (one set per run: runs compile in parallel).
+    let mut sets = RouteSets::default();
     for (i, (((t, hosts), counters), realm)) in parts.enumerate() {
         let idx = (from + i) as TenantIdx;
-        let rt = compile_tenant(t, hosts, shared.pool_of, counters, realm, shared.limiters)?;
+        let rt = compile_tenant(
+            t,
+            hosts,
+            shared.pool_of,
+            counters,
+            realm,
+            shared.limiters,
+            &mut sets,
+        )?;
         for &p in rt.pools.iter() {
             if let Some(u) = out.users.get_mut(p as usize) {
                 *u += 1;
