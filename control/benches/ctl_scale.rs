@@ -17,8 +17,9 @@
 //! registry for it).
 //!
 //! The binaries are `$REALMCTL_BIN` and `$REALMGATE_BIN` (else `target/debug/…`); realmctl's
-//! push debounce is 1 ms here (its least) (the default 100 ms gathers bursts of changes into one version,
-//! and would be most of what is measured).
+//! push debounce is 1 ms here (its least) unless `--debounce-ms` says otherwise (the default
+//! 100 ms gathers bursts of changes into one version, and would be most of a one-change
+//! latency; for the rate phase it is what batches changes into fewer deltas).
 
 #[path = "scale/rate.rs"]
 mod rate;
@@ -43,6 +44,8 @@ struct Args {
     clients: usize,
     /// API keys in the registry (copies of a template key on the first tenants).
     keys: Option<u64>,
+    /// realmctl's push debounce.
+    debounce_ms: u64,
 }
 
 fn args() -> Args {
@@ -52,6 +55,7 @@ fn args() -> Args {
         rate: 0,
         clients: 8,
         keys: None,
+        debounce_ms: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +70,7 @@ fn args() -> Args {
             "--rate" => a.rate = number("--rate"),
             "--clients" => a.clients = number("--clients").max(1) as usize,
             "--keys" => a.keys = Some(number("--keys")),
+            "--debounce-ms" => a.debounce_ms = number("--debounce-ms").max(1),
             "--smoke" => {
                 a.tenants = 500;
                 a.changes = 10;
@@ -79,7 +84,7 @@ fn args() -> Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--smoke]");
+    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--smoke]");
     std::process::exit(2)
 }
 
@@ -91,7 +96,7 @@ struct Ctl {
 }
 
 impl Ctl {
-    async fn start(dir: &TempDir, gateways: &[&Gateway], token: &str) -> Ctl {
+    async fn start(dir: &TempDir, gateways: &[&Gateway], token: &str, debounce_ms: u64) -> Ctl {
         let addr = free_addrs(1)[0];
         let admin = dir.write("operator-token", OPERATOR_TOKEN);
         let gw_token = dir.write("gateway-token", token);
@@ -104,7 +109,7 @@ impl Ctl {
             format!(
                 "listen: {addr}\ndata_dir: {}\nadmin_token_file: {}\n\
                  gateways:\n  urls: [{}]\n  token_file: {}\n\
-                 \x20 push: {{debounce_ms: 1, initial_backoff_ms: 50, max_backoff_ms: 500, timeout_ms: 600000}}\n",
+                 \x20 push: {{debounce_ms: {debounce_ms}, initial_backoff_ms: 50, max_backoff_ms: 500, timeout_ms: 600000}}\n",
                 dir.join("data").display(),
                 admin.display(),
                 urls.join(", "),
@@ -309,7 +314,7 @@ async fn main() {
 
     // The registry: one pool and a template tenant made by realmctl itself, then copies.
     {
-        let ctl = Ctl::start(&dir, &[], &token).await;
+        let ctl = Ctl::start(&dir, &[], &token, 1).await;
         let pool = json!({"endpoints": [up.addr().to_string()]});
         ctl.call(reqwest::Method::PUT, "/v1/upstreams/app", Some(pool))
             .await;
@@ -333,7 +338,7 @@ async fn main() {
     eprintln!("inserted {} tenants in {inserted:?}", a.tenants);
 
     let started = Instant::now();
-    let ctl = Ctl::start(&dir, &[&g1, &g2], &token).await;
+    let ctl = Ctl::start(&dir, &[&g1, &g2], &token, a.debounce_ms).await;
     let loaded = started.elapsed();
     eprintln!(
         "realmctl serving {} tenants after {loaded:?}",

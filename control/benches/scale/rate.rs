@@ -95,14 +95,22 @@ fn change(plan: &Plan, c: usize, j: u64) -> (reqwest::Method, String, Option<Val
         }
         1 => {
             let n = plan.suspend_from + nth;
-            assert!(n < plan.tenants, "more suspensions than tenants: raise --tenants");
+            assert!(
+                n < plan.tenants,
+                "more suspensions than tenants: raise --tenants"
+            );
             let path = format!("/v1/tenants/b{n:07}");
             let body = json!({"status": "suspended"});
             (reqwest::Method::PATCH, path, Some(body), 1)
         }
         _ => {
             assert!(nth < plan.keys, "more revocations than keys: raise --keys");
-            (reqwest::Method::DELETE, format!("/v1/keys/k{nth:07}"), None, 2)
+            (
+                reqwest::Method::DELETE,
+                format!("/v1/keys/k{nth:07}"),
+                None,
+                2,
+            )
         }
     }
 }
@@ -116,7 +124,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// One API client: changes until `until`; what each kind made and every call's latency.
-async fn client(ctl: Arc<Ctl>, plan: Arc<Plan>, c: usize, until: Instant) -> ([u64; 3], Vec<Duration>) {
+async fn client(
+    ctl: Arc<Ctl>,
+    plan: Arc<Plan>,
+    c: usize,
+    until: Instant,
+) -> ([u64; 3], Vec<Duration>) {
     let mut made = [0u64; 3];
     let mut took = Vec::new();
     let mut j = 0u64;

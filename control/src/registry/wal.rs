@@ -54,7 +54,10 @@ mod tests {
             let up = crate::model::fixtures::upstream(&["127.0.0.1:9001"]);
             let saved = reg.save_upstream(&app, &up.spec, 5).await.expect("save");
             assert_eq!((v, saved), (1 + round, 2 + round));
-            assert!(dir.join("registry.db-wal").exists(), "the log is beside the file");
+            assert!(
+                dir.join("registry.db-wal").exists(),
+                "the log is beside the file"
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
