@@ -8,11 +8,21 @@
 //! cargo build -p realmctl -p realmgate
 //! cargo bench -p realmctl --bench ctl_scale -- --tenants 1000000 --changes 200
 //! cargo test -p realmctl --bench ctl_scale -- --smoke        # a small run in the debug build
+//! cargo bench -p realmctl --bench ctl_scale -- --tenants 100000 --changes 0 --rate 10 --clients 8
 //! ```
 //!
+//! `--rate S` adds the changes-per-second phase (`scale/rate.rs`): wrk on a gateway for S
+//! seconds without changes, then S seconds with `--clients` API clients creating tenants,
+//! suspending tenants and revoking API keys (`--keys` copies of a template key are in the
+//! registry for it).
+//!
 //! The binaries are `$REALMCTL_BIN` and `$REALMGATE_BIN` (else `target/debug/…`); realmctl's
-//! push debounce is 1 ms here (its least) (the default 100 ms gathers bursts of changes into one version,
-//! and would be most of what is measured).
+//! push debounce is 1 ms here (its least) unless `--debounce-ms` says otherwise (the default
+//! 100 ms gathers bursts of changes into one version, and would be most of a one-change
+//! latency; for the rate phase it is what batches changes into fewer deltas).
+
+#[path = "scale/rate.rs"]
+mod rate;
 
 use realmgate_e2e::process::{free_addrs, Proc, TempDir};
 use realmgate_e2e::realmctl::serve;
@@ -23,16 +33,29 @@ use std::time::{Duration, Instant};
 
 const OPERATOR_TOKEN: &str = "operator-token-for-the-scale-bench";
 const TEMPLATE: &str = "tmpl";
+/// The template's host: never changed, so it carries the traffic of the rate phase.
+const TEMPLATE_HOST: &str = "tmpl.bench.test";
 
 struct Args {
     tenants: u64,
     changes: usize,
+    /// Seconds of each load run of the rate phase; 0: no rate phase.
+    rate: u64,
+    clients: usize,
+    /// API keys in the registry (copies of a template key on the first tenants).
+    keys: Option<u64>,
+    /// realmctl's push debounce.
+    debounce_ms: u64,
 }
 
 fn args() -> Args {
     let mut a = Args {
         tenants: 100_000,
         changes: 200,
+        rate: 0,
+        clients: 8,
+        keys: None,
+        debounce_ms: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,6 +67,10 @@ fn args() -> Args {
         match flag.as_str() {
             "--tenants" => a.tenants = number("--tenants"),
             "--changes" => a.changes = number("--changes") as usize,
+            "--rate" => a.rate = number("--rate"),
+            "--clients" => a.clients = number("--clients").max(1) as usize,
+            "--keys" => a.keys = Some(number("--keys")),
+            "--debounce-ms" => a.debounce_ms = number("--debounce-ms").max(1),
             "--smoke" => {
                 a.tenants = 500;
                 a.changes = 10;
@@ -57,7 +84,7 @@ fn args() -> Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--smoke]");
+    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--smoke]");
     std::process::exit(2)
 }
 
@@ -69,7 +96,7 @@ struct Ctl {
 }
 
 impl Ctl {
-    async fn start(dir: &TempDir, gateways: &[&Gateway], token: &str) -> Ctl {
+    async fn start(dir: &TempDir, gateways: &[&Gateway], token: &str, debounce_ms: u64) -> Ctl {
         let addr = free_addrs(1)[0];
         let admin = dir.write("operator-token", OPERATOR_TOKEN);
         let gw_token = dir.write("gateway-token", token);
@@ -82,7 +109,7 @@ impl Ctl {
             format!(
                 "listen: {addr}\ndata_dir: {}\nadmin_token_file: {}\n\
                  gateways:\n  urls: [{}]\n  token_file: {}\n\
-                 \x20 push: {{debounce_ms: 1, initial_backoff_ms: 50, max_backoff_ms: 500, timeout_ms: 600000}}\n",
+                 \x20 push: {{debounce_ms: {debounce_ms}, initial_backoff_ms: 50, max_backoff_ms: 500, timeout_ms: 600000}}\n",
                 dir.join("data").display(),
                 admin.display(),
                 urls.join(", "),
@@ -140,7 +167,7 @@ impl Ctl {
 /// N copies of the template tenant (`b0000000` … with host `b0000000.bench.test`), written
 /// straight into the registry file, with every row the template has in tables keyed by
 /// tenant.
-async fn bulk_insert(db_path: &std::path::Path, n: u64) -> Result<(), libsql::Error> {
+async fn bulk_insert(db_path: &std::path::Path, n: u64, keys: u64) -> Result<(), libsql::Error> {
     let db = libsql::Builder::new_local(db_path).build().await?;
     let conn = db.connect()?;
     let columns = |table: &'static str| {
@@ -235,6 +262,34 @@ async fn bulk_insert(db_path: &std::path::Path, n: u64) -> Result<(), libsql::Er
             .await?;
         eprintln!("  {table}: {copied} rows");
     }
+    if keys > 0 {
+        // Copies of the template's key (`k0000000` on `b0000000`, …), each its own digest.
+        let cols = columns("api_keys").await?;
+        let select: Vec<String> = cols
+            .iter()
+            .map(|c| match c.as_str() {
+                "id" => "printf('k%07d', seq.n)".to_owned(),
+                "digest" => "lower(hex(randomblob(32)))".to_owned(),
+                "tenant_id" => id.to_owned(),
+                other => format!("t.{other}"),
+            })
+            .collect();
+        let seq = format!(
+            "WITH RECURSIVE seq(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM seq WHERE n < {})",
+            keys.min(n) - 1
+        );
+        let copied = conn
+            .execute(
+                &format!(
+                    "{seq} INSERT INTO api_keys ({}) SELECT {} FROM seq, api_keys t WHERE t.tenant_id = '{TEMPLATE}'",
+                    cols.join(", "),
+                    select.join(", ")
+                ),
+                (),
+            )
+            .await?;
+        eprintln!("  api_keys: {copied} rows");
+    }
     conn.execute("COMMIT", ()).await?;
     Ok(())
 }
@@ -259,7 +314,7 @@ async fn main() {
 
     // The registry: one pool and a template tenant made by realmctl itself, then copies.
     {
-        let ctl = Ctl::start(&dir, &[], &token).await;
+        let ctl = Ctl::start(&dir, &[], &token, 1).await;
         let pool = json!({"endpoints": [up.addr().to_string()]});
         ctl.call(reqwest::Method::PUT, "/v1/upstreams/app", Some(pool))
             .await;
@@ -267,18 +322,23 @@ async fn main() {
             "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]});
         ctl.call(reqwest::Method::POST, "/v1/tenants", Some(t))
             .await;
+        let key = json!({"tenant": TEMPLATE, "namespaces": ["*"]});
+        ctl.call(reqwest::Method::POST, "/v1/keys", Some(key)).await;
         let mut proc = ctl.proc;
         proc.kill();
     }
     let started = Instant::now();
-    bulk_insert(&dir.join("data").join("registry.db"), a.tenants)
+    let keys = a
+        .keys
+        .unwrap_or(if a.rate > 0 { a.tenants.min(20_000) } else { 0 });
+    bulk_insert(&dir.join("data").join("registry.db"), a.tenants, keys)
         .await
         .expect("bulk insert");
     let inserted = started.elapsed();
     eprintln!("inserted {} tenants in {inserted:?}", a.tenants);
 
     let started = Instant::now();
-    let ctl = Ctl::start(&dir, &[&g1, &g2], &token).await;
+    let ctl = Ctl::start(&dir, &[&g1, &g2], &token, a.debounce_ms).await;
     let loaded = started.elapsed();
     eprintln!(
         "realmctl serving {} tenants after {loaded:?}",
@@ -299,7 +359,8 @@ async fn main() {
     let client = reqwest::Client::new();
     let mut took = Vec::with_capacity(a.changes);
     for i in 0..a.changes {
-        let n = (i as u64 * 7919 + 13) % a.tenants;
+        // The lower half: the rate phase suspends tenants of the upper one.
+        let n = (i as u64 * 7919 + 13) % (a.tenants / 2).max(1);
         let id = format!("b{n:07}");
         let host = format!("{id}.bench.test");
         let t0 = Instant::now();
@@ -325,6 +386,11 @@ async fn main() {
                 }
             }
             pending = still;
+            if !pending.is_empty() {
+                // Not a busy loop: on two cores it would take one from realmctl and the
+                // gateways (the timer's granularity, 1 ms, is the most this adds).
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
             assert!(
                 t0.elapsed() < Duration::from_secs(120),
                 "{id} never suspended"
@@ -334,6 +400,7 @@ async fn main() {
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let first = took.first().copied().unwrap_or_default();
+    let mut failed = false;
     let rest_max = took.iter().skip(1).max().copied().unwrap_or_default();
     took.sort();
     println!(
@@ -341,21 +408,35 @@ async fn main() {
         a.tenants, a.changes
     );
     println!("  bulk insert: {inserted:.2?}; realmctl start (registry load): {loaded:.2?}; first full push to both: {first_push:.2?}");
-    println!(
-        "  change latency: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        ms(percentile(&took, 0.5)),
-        ms(percentile(&took, 0.99)),
-        ms(percentile(&took, 1.0))
-    );
-    println!(
-        "  the first change: {:.1} ms; the slowest of the others: {:.1} ms",
-        ms(first),
-        ms(rest_max)
-    );
+    if !took.is_empty() {
+        println!(
+            "  change latency: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms(percentile(&took, 0.5)),
+            ms(percentile(&took, 0.99)),
+            ms(percentile(&took, 1.0))
+        );
+        println!(
+            "  the first change: {:.1} ms; the slowest of the others: {:.1} ms",
+            ms(first),
+            ms(rest_max)
+        );
+    }
     println!(
         "  realmctl: {}",
         ctl.metric("realmctl_table_pushes_total").await
     );
-    let mut proc = ctl.proc;
-    proc.kill();
+    if a.rate > 0 {
+        let plan = rate::Plan {
+            seconds: a.rate,
+            clients: a.clients,
+            suspend_from: a.tenants / 2,
+            tenants: a.tenants,
+            keys,
+        };
+        failed |= !rate::run(std::sync::Arc::new(ctl), [&g1, &g2], plan).await;
+    }
+    if failed {
+        eprintln!("ctl_scale: FAILED (a failed request, or a change missing on a gateway)");
+        std::process::exit(1);
+    }
 }

@@ -80,6 +80,26 @@ impl Registry {
         Ok(seq)
     }
 
+    /// Append `entries` in order in one transaction (one commit for a burst of calls):
+    /// all or none.
+    pub async fn append_audits(&self, entries: &[AuditEntry]) -> Result<(), RegistryError> {
+        if let [e] = entries {
+            return self.append_audit(e).await.map(drop);
+        }
+        self.fenced()?;
+        let tx = self.conn.transaction().await?;
+        for e in entries {
+            if let Err(err) = self.append_audit(e).await {
+                if let Err(rb) = tx.rollback().await {
+                    log::error!("registry: rollback failed: {rb}");
+                }
+                return Err(err);
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Up to `limit` entries with `seq` above `after`, oldest first; with `after = None`
     /// the newest `limit`, still oldest first.
     pub async fn audit_page(

@@ -14,6 +14,7 @@ mod domains;
 mod journal;
 pub mod migrations;
 pub mod operator_keys;
+mod wal;
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::leadership::Fence;
@@ -91,7 +92,12 @@ impl Registry {
         })?;
         let path = data_dir.join("registry.db");
         let db = match remote {
-            None => libsql::Builder::new_local(&path).build().await?,
+            None => {
+                let db = libsql::Builder::new_local(&path).build().await?;
+                let registry = Self::from_database(db).await?;
+                wal::write_ahead_log(&registry.conn).await?;
+                return Ok(registry);
+            }
             Some(r) => {
                 let mut b =
                     libsql::Builder::new_remote_replica(&path, r.url.clone(), r.auth_token.clone())

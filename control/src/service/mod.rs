@@ -71,6 +71,8 @@ pub enum ServiceError {
 pub struct Control {
     /// The write lock: one change at a time, from validation to commit.
     registry: Mutex<Registry>,
+    /// Audit entries waiting for the write lock (`service::audit`).
+    audit_queue: std::sync::Mutex<Vec<audit::AuditEntry>>,
     model: RwLock<Model>,
     changes: watch::Sender<u64>,
     /// Which provisioning steps run; all `none`: tenants are ready at creation.
@@ -118,6 +120,7 @@ impl Control {
         Ok(Control {
             fence: registry.fence().clone(),
             registry: Mutex::new(registry),
+            audit_queue: std::sync::Mutex::new(Vec::new()),
             model: RwLock::new(model),
             changes,
             plan,

@@ -1,7 +1,9 @@
-//! Changes per second with traffic flowing: the real gateway holding T tenants, wrk driving a
-//! public route, and a stream of deltas (create a tenant, suspend one, revoke an API key, in
-//! turn) pushed as fast as the gateway acknowledges them — side by side with the same load and
-//! no changes, in one run, so the ratio means something on a noisy machine.
+//! Changes per second with traffic flowing, at the gateway alone: the real gateway holding T
+//! tenants, wrk driving a public route, and a stream of deltas (create a tenant, suspend it,
+//! delete it, in turn) pushed by one client as fast as the gateway acknowledges them — side by
+//! side with the same load and no changes, in one run, so the ratio means something on a
+//! noisy machine. The issue's mix (create, suspend, revoke an API key) through realmctl's API,
+//! with realmctl batching and pushing to two gateways, is `realmctl`'s `ctl_scale --rate`.
 //!
 //! ```text
 //! cargo build --release -p realmgate && cargo run --release -p realmgate-e2e --bin delta_bench -- \

@@ -1,0 +1,277 @@
+//! Changes per second through realmctl with traffic flowing: wrk drives a public route on one
+//! gateway for S seconds without changes, then S seconds while K API clients make changes as
+//! fast as realmctl answers them (create a tenant, suspend one, revoke an API key, in turn).
+//! realmctl batches what arrives within its push debounce into one version and one delta per
+//! gateway; at the end both gateways must serve realmctl's newest version with the same
+//! state digest (each delta was checked against it on apply), and samples of the changes are
+//! checked on both gateways' data path.
+
+use super::{Ctl, TEMPLATE_HOST};
+use realmgate_e2e::Gateway;
+use serde_json::{json, Value};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the rate phase is given.
+pub struct Plan {
+    pub seconds: u64,
+    pub clients: usize,
+    /// Tenants `b…` from this index up are suspended here (below it: the latency phase's).
+    pub suspend_from: u64,
+    pub tenants: u64,
+    /// Keys `k0000000` … in the registry, revoked here from the first up.
+    pub keys: u64,
+}
+
+/// What wrk said about one run.
+#[derive(Debug, Default)]
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+    errors: u64,
+}
+
+impl Load {
+    fn failed(&self) -> u64 {
+        self.non_2xx + self.errors
+    }
+}
+
+fn wrk(url: &str, host: &str, seconds: u64) -> Load {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c16", "--latency"])
+        .arg(format!("-d{seconds}s"))
+        .args(["-H", &format!("Host: {host}")])
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| panic!("wrk: {e} (apt-get install wrk)"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut load = Load::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", v] => load.rps = v.parse().unwrap_or(0.0),
+            ["50%", v] => load.p50_ms = millis(v),
+            ["99%", v] => load.p99_ms = millis(v),
+            ["Non-2xx", "or", "3xx", "responses:", n] => load.non_2xx = n.parse().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                load.errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum();
+            }
+            _ => {}
+        }
+    }
+    load
+}
+
+/// wrk's `1.23ms` / `456.00us` / `1.01s`.
+fn millis(v: &str) -> f64 {
+    let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => f64::NAN,
+    }
+}
+
+/// The `j`th change of client `c` of `k`: the method, path and body, and what it is.
+fn change(plan: &Plan, c: usize, j: u64) -> (reqwest::Method, String, Option<Value>, usize) {
+    let k = plan.clients as u64;
+    let nth = (j / 3) * k + c as u64;
+    match j % 3 {
+        0 => {
+            let id = format!("r{c}x{}", j / 3);
+            let body = json!({"id": id, "hosts": [format!("{id}.rate.test")], "display_name": id,
+                "routes": [{"prefix": "/", "upstream": "app", "auth": "public"}]});
+            (reqwest::Method::POST, "/v1/tenants".into(), Some(body), 0)
+        }
+        1 => {
+            let n = plan.suspend_from + nth;
+            assert!(
+                n < plan.tenants,
+                "more suspensions than tenants: raise --tenants"
+            );
+            let path = format!("/v1/tenants/b{n:07}");
+            let body = json!({"status": "suspended"});
+            (reqwest::Method::PATCH, path, Some(body), 1)
+        }
+        _ => {
+            assert!(nth < plan.keys, "more revocations than keys: raise --keys");
+            (
+                reqwest::Method::DELETE,
+                format!("/v1/keys/k{nth:07}"),
+                None,
+                2,
+            )
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// One API client: changes until `until`; what each kind made and every call's latency.
+async fn client(
+    ctl: Arc<Ctl>,
+    plan: Arc<Plan>,
+    c: usize,
+    until: Instant,
+) -> ([u64; 3], Vec<Duration>) {
+    let mut made = [0u64; 3];
+    let mut took = Vec::new();
+    let mut j = 0u64;
+    while Instant::now() < until {
+        let (method, path, body, kind) = change(&plan, c, j);
+        j += 1;
+        let t = Instant::now();
+        ctl.call(method, &path, body).await;
+        took.push(t.elapsed());
+        made[kind] += 1;
+    }
+    (made, took)
+}
+
+/// The gateways' `state_digest` and version, once both serve realmctl's newest version.
+async fn settled(ctl: &Ctl, gateways: [&Gateway; 2]) -> (u64, String) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let v = ctl.call(reqwest::Method::GET, "/v1/gateways", None).await;
+        let target = v["gateways"][0]["target_version"].as_u64().unwrap_or(0);
+        if ctl.in_sync(target).await {
+            let mut seen = Vec::new();
+            for g in gateways {
+                let (_, info) = g.table_info().await;
+                seen.push((info["version"].as_u64(), info["state_digest"].clone()));
+            }
+            if seen.iter().all(|s| s.0 == Some(target)) {
+                assert_eq!(seen[0].1, seen[1].1, "the gateways' state digests differ");
+                let digest = seen[0].1.as_str().unwrap_or_default().to_owned();
+                return (target, digest);
+            }
+        }
+        assert!(Instant::now() < deadline, "the gateways never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What host `host` answers on both gateways.
+async fn statuses(gateways: [&Gateway; 2], host: &str) -> [u16; 2] {
+    let mut out = [0; 2];
+    for (o, g) in out.iter_mut().zip(gateways) {
+        *o = g.request(host, "/").await.status;
+    }
+    out
+}
+
+/// Run the phase and print its report; `false` when a request failed or a change is missing.
+pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
+    let plan = Arc::new(plan);
+    let url = gateways[0].url("/");
+    let quiet = {
+        let (url, s) = (url.clone(), plan.seconds);
+        tokio::task::spawn_blocking(move || wrk(&url, TEMPLATE_HOST, s))
+            .await
+            .expect("wrk")
+    };
+    let pushes_before = ctl.metric("realmctl_table_pushes_total").await;
+    let (v0, _) = settled(&ctl, gateways).await;
+    let busy = {
+        let (url, s) = (url.clone(), plan.seconds);
+        tokio::task::spawn_blocking(move || wrk(&url, TEMPLATE_HOST, s))
+    };
+    let started = Instant::now();
+    let until = started + Duration::from_secs(plan.seconds);
+    let tasks: Vec<_> = (0..plan.clients)
+        .map(|c| tokio::spawn(client(Arc::clone(&ctl), Arc::clone(&plan), c, until)))
+        .collect();
+    let mut made = [0u64; 3];
+    let mut took = Vec::new();
+    let mut per_client = Vec::new();
+    for t in tasks {
+        let (m, d) = t.await.expect("client");
+        per_client.push(m);
+        for (a, b) in made.iter_mut().zip(m) {
+            *a += b;
+        }
+        took.extend(d);
+    }
+    let elapsed = started.elapsed();
+    let busy = busy.await.expect("wrk");
+    let (v1, digest) = settled(&ctl, gateways).await;
+    let settled_after = started.elapsed();
+    took.sort_unstable();
+    let changes: u64 = made.iter().sum();
+
+    // Samples on the data path: each client's last tenant made serves, its last suspension
+    // answers 503, on both gateways.
+    let mut missing = 0;
+    for (c, m) in per_client.iter().enumerate() {
+        if m[0] > 0 {
+            let host = format!("r{c}x{}.rate.test", m[0] - 1);
+            let s = statuses(gateways, &host).await;
+            if s != [200, 200] {
+                eprintln!("created {host}: the gateways answer {s:?}");
+                missing += 1;
+            }
+        }
+        if m[1] > 0 {
+            let n = plan.suspend_from + (m[1] - 1) * plan.clients as u64 + c as u64;
+            let host = format!("b{n:07}.bench.test");
+            let s = statuses(gateways, &host).await;
+            if s != [503, 503] {
+                eprintln!("suspended {host}: the gateways answer {s:?}");
+                missing += 1;
+            }
+        }
+    }
+    let pushes_after = ctl.metric("realmctl_table_pushes_total").await;
+
+    println!(
+        "changes/s through realmctl: {} API clients, {} s, wrk -t1 -c16 on {TEMPLATE_HOST} at one gateway",
+        plan.clients, plan.seconds
+    );
+    println!(
+        "  changes answered: {changes} ({} creates, {} suspends, {} key revokes) in {elapsed:.2?}: {:.0}/s; both gateways at version {v1} (from {v0}) {settled_after:.2?} after the start, state digest {digest}",
+        made[0],
+        made[1],
+        made[2],
+        changes as f64 / elapsed.as_secs_f64(),
+    );
+    println!(
+        "  API call latency: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        percentile(&took, 1.0)
+    );
+    println!("  pushes before: {pushes_before}\n  pushes after:  {pushes_after}");
+    println!("  | run | requests/s | p50 | p99 | failed |");
+    println!("  |---|---|---|---|---|");
+    for (name, l) in [("no changes", &quiet), ("changes flowing", &busy)] {
+        println!(
+            "  | {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            l.rps,
+            l.p50_ms,
+            l.p99_ms,
+            l.failed()
+        );
+    }
+    println!(
+        "  ratio with/without changes: requests/s {:.2}, p99 {:.2}; samples missing on the gateways: {missing}",
+        busy.rps / quiet.rps,
+        busy.p99_ms / quiet.p99_ms
+    );
+    quiet.failed() + busy.failed() == 0 && missing == 0 && busy.rps > 0.0
+}
