@@ -10,29 +10,11 @@
 
 use bytes::Bytes;
 use realmgate::snapshot::Store;
-use realmgate_table::{Table, Tenant};
+use realmgate_table::Table;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The tenant shape of the other table benches: an exact host, a wildcard, two routes.
-fn tenant(t: usize) -> Tenant {
-    Tenant::test(&format!("t{t}"))
-        .host(&format!("t{t}.bench.test"))
-        .host(&format!("*.t{t}.apps.test"))
-        .route("/", &format!("pool-{}", t % 4), "public")
-        .route("/api/", &format!("pool-{}", (t + 1) % 4), "public")
-}
-
-fn table(n: usize) -> Table {
-    let mut table = Table::test();
-    for p in 0..4 {
-        table = table.upstream(&format!("pool-{p}"), &[&format!("127.0.0.1:{}", 9000 + p)]);
-    }
-    table.tenants = (0..n).map(tenant).collect();
-    table
-}
 
 /// Resident set size of this process, bytes (Linux).
 fn rss() -> u64 {
@@ -93,7 +75,7 @@ fn main() {
         for round in 0..rounds {
             // Made afresh each round and dropped before the apply: what stays resident is
             // the store's (and the document, which a gateway holds too).
-            let mut t = table(n);
+            let mut t = Table::bench(n);
             version += 1;
             t.version = version;
             let raw = Bytes::from(encode(enc, &t));

@@ -17,28 +17,10 @@ use std::sync::Arc;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The tenant shape of the other table benches: an exact host, a wildcard, two routes.
-fn tenant(t: usize) -> Tenant {
-    Tenant::test(&format!("t{t}"))
-        .host(&format!("t{t}.bench.test"))
-        .host(&format!("*.t{t}.apps.test"))
-        .route("/", &format!("pool-{}", t % 4), "public")
-        .route("/api/", &format!("pool-{}", (t + 1) % 4), "public")
-}
-
-fn table(n: usize, keep: impl Fn(&mut Tenant)) -> Table {
-    let mut table = Table::test();
-    for p in 0..4 {
-        table = table.upstream(&format!("pool-{p}"), &[&format!("127.0.0.1:{}", 9000 + p)]);
-    }
-    table.tenants = (0..n)
-        .map(|t| {
-            let mut t = tenant(t);
-            keep(&mut t);
-            t
-        })
-        .collect();
-    table.version = 1;
+/// The scale benches' table (`Table::bench`), each tenant changed by `change`.
+fn table(n: usize, change: impl Fn(&mut Tenant)) -> Table {
+    let mut table = Table::bench(n);
+    table.tenants.iter_mut().for_each(change);
     table
 }
 

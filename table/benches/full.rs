@@ -5,29 +5,11 @@
 //!     cargo bench -p realmgate-table --bench full
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use realmgate_table::{Model, Table, Tenant};
+use realmgate_table::{Model, Table};
 use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The tenant shape of the gateway's table benches: an exact host, a wildcard, two routes.
-fn tenant(t: usize) -> Tenant {
-    Tenant::test(&format!("t{t}"))
-        .host(&format!("t{t}.bench.test"))
-        .host(&format!("*.t{t}.apps.test"))
-        .route("/", &format!("pool-{}", t % 4), "public")
-        .route("/api/", &format!("pool-{}", (t + 1) % 4), "public")
-}
-
-fn table(n: usize) -> Table {
-    let mut t = Table::test();
-    for p in 0..4 {
-        t = t.upstream(&format!("pool-{p}"), &[&format!("127.0.0.1:{}", 9000 + p)]);
-    }
-    t.tenants = (0..n).map(tenant).collect();
-    t
-}
 
 /// Resident set size in bytes (Linux), 0 elsewhere.
 fn rss() -> usize {
@@ -43,14 +25,14 @@ fn full(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(6));
-    let raw = table(100_000).to_json();
+    let raw = Table::bench(100_000).to_json();
     group.bench_function("serde_only/100000", |b| {
         b.iter(|| serde_json::from_slice::<Table>(black_box(&raw)).expect("valid"))
     });
     group.bench_function("parse/100000", |b| {
         b.iter(|| realmgate_table::parse(black_box(&raw)).expect("valid"))
     });
-    let binary = realmgate_table::binary::encode(&table(100_000));
+    let binary = realmgate_table::binary::encode(&Table::bench(100_000));
     println!(
         "100000 tenants: JSON {} bytes, binary {} bytes",
         raw.len(),
@@ -66,7 +48,7 @@ fn full(c: &mut Criterion) {
     group.finish();
     drop(checked);
     for n in [100_000, 1_000_000] {
-        let raw = table(n).to_json();
+        let raw = Table::bench(n).to_json();
         let checked = realmgate_table::parse(&raw).expect("valid");
         drop(raw);
         let before = rss();

@@ -8,6 +8,17 @@ use crate::wire::{
 };
 
 impl Table {
+    /// The scale benches' table: pools `pool-0` … `pool-3` and `n` tenants of the shape of
+    /// [`Tenant::bench`].
+    pub fn bench(n: usize) -> Table {
+        let mut table = Table::test();
+        for p in 0..4 {
+            table = table.upstream(&format!("pool-{p}"), &[&format!("127.0.0.1:{}", 9000 + p)]);
+        }
+        table.tenants = (0..n).map(Tenant::bench).collect();
+        table
+    }
+
     /// An empty table at version 1.
     pub fn test() -> Table {
         Table {
@@ -57,6 +68,16 @@ impl Upstream {
 }
 
 impl Tenant {
+    /// Tenant `t` of the scale benches: `t{t}.bench.test`, the wildcard `*.t{t}.apps.test`,
+    /// and two public routes on two of the four bench pools.
+    pub fn bench(t: usize) -> Tenant {
+        Tenant::test(&format!("t{t}"))
+            .host(&format!("t{t}.bench.test"))
+            .host(&format!("*.t{t}.apps.test"))
+            .route("/", &format!("pool-{}", t % 4), "public")
+            .route("/api/", &format!("pool-{}", (t + 1) % 4), "public")
+    }
+
     /// An active tenant with this id and nothing else: no hosts, no routes yet.
     pub fn test(id: &str) -> Tenant {
         Tenant {

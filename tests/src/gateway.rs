@@ -284,6 +284,25 @@ impl Gateway {
         self.proc.logs()
     }
 
+    /// The gateway's process id (`None` once it was stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.id()
+    }
+
+    /// The gateway process's resident memory, bytes (Linux `/proc`), `None` when unreadable.
+    pub fn rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.listen)
     }

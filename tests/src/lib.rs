@@ -121,3 +121,4 @@ pub fn check_error(
     );
     v
 }
+pub mod wrk;

@@ -7,9 +7,9 @@
 //! checked on both gateways' data path.
 
 use super::{Ctl, TEMPLATE_HOST};
+use realmgate_e2e::wrk;
 use realmgate_e2e::Gateway;
 use serde_json::{json, Value};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,64 +22,6 @@ pub struct Plan {
     pub tenants: u64,
     /// Keys `k0000000` … in the registry, revoked here from the first up.
     pub keys: u64,
-}
-
-/// What wrk said about one run.
-#[derive(Debug, Default)]
-struct Load {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    non_2xx: u64,
-    errors: u64,
-}
-
-impl Load {
-    fn failed(&self) -> u64 {
-        self.non_2xx + self.errors
-    }
-}
-
-fn wrk(url: &str, host: &str, seconds: u64) -> Load {
-    let out = Command::new("wrk")
-        .args(["-t1", "-c16", "--latency"])
-        .arg(format!("-d{seconds}s"))
-        .args(["-H", &format!("Host: {host}")])
-        .arg(url)
-        .output()
-        .unwrap_or_else(|e| panic!("wrk: {e} (apt-get install wrk)"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut load = Load::default();
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["Requests/sec:", v] => load.rps = v.parse().unwrap_or(0.0),
-            ["50%", v] => load.p50_ms = millis(v),
-            ["99%", v] => load.p99_ms = millis(v),
-            ["Non-2xx", "or", "3xx", "responses:", n] => load.non_2xx = n.parse().unwrap_or(0),
-            ["Socket", "errors:", rest @ ..] => {
-                load.errors = rest
-                    .iter()
-                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
-                    .sum();
-            }
-            _ => {}
-        }
-    }
-    load
-}
-
-/// wrk's `1.23ms` / `456.00us` / `1.01s`.
-fn millis(v: &str) -> f64 {
-    let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
-    let (n, unit) = v.split_at(split);
-    let n: f64 = n.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => n / 1000.0,
-        "ms" => n,
-        "s" => n * 1000.0,
-        _ => f64::NAN,
-    }
 }
 
 /// The `j`th change of client `c` of `k`: the method, path and body, and what it is.
@@ -182,7 +124,7 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let url = gateways[0].url("/");
     let quiet = {
         let (url, s) = (url.clone(), plan.seconds);
-        tokio::task::spawn_blocking(move || wrk(&url, TEMPLATE_HOST, s))
+        tokio::task::spawn_blocking(move || wrk::run(&url, TEMPLATE_HOST, s))
             .await
             .expect("wrk")
     };
@@ -190,7 +132,7 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let (v0, _) = settled(&ctl, gateways).await;
     let busy = {
         let (url, s) = (url.clone(), plan.seconds);
-        tokio::task::spawn_blocking(move || wrk(&url, TEMPLATE_HOST, s))
+        tokio::task::spawn_blocking(move || wrk::run(&url, TEMPLATE_HOST, s))
     };
     let started = Instant::now();
     let until = started + Duration::from_secs(plan.seconds);

@@ -11,15 +11,16 @@
 //! REALMGATE_BIN=target/debug/realmgate cargo run -p realmgate-e2e --bin delta_bench -- --smoke
 //! ```
 //!
-//! Reports: the full table's apply time (as the push round trip), one-delta round trips
+//! Reports: the full table's apply time (as the push round trip), the gateway's resident memory
+//! with the table and its model, one-delta round trips
 //! (median, p99) on an idle gateway, deltas per second sustained under load with the
 //! refused/failed count, and wrk's requests/s, p99 latency and non-2xx count with and without
 //! the changes. Exits non-zero when any delta is refused or any request fails.
 
 use realmgate_e2e::delta::{tenant, Change, Deltas};
+use realmgate_e2e::wrk;
 use realmgate_e2e::{Gateway, GatewayOpts, Table, Upstream};
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -58,59 +59,6 @@ fn args() -> Args {
 fn usage(problem: &str) -> ! {
     eprintln!("delta_bench: {problem}\nusage: delta_bench [--tenants N] [--seconds S] [--smoke]");
     std::process::exit(2)
-}
-
-/// What wrk said about one run.
-#[derive(Debug, Default)]
-struct Load {
-    rps: f64,
-    p99_ms: f64,
-    non_2xx: u64,
-    errors: u64,
-}
-
-fn wrk(url: &str, host: &str, seconds: u64) -> Load {
-    let out = Command::new("wrk")
-        .args(["-t1", "-c16", "--latency"])
-        .arg(format!("-d{seconds}s"))
-        .args(["-H", &format!("Host: {host}")])
-        .arg(url)
-        .output()
-        .unwrap_or_else(|e| {
-            eprintln!("delta_bench: wrk: {e} (apt-get install wrk, or run benches/run once)");
-            std::process::exit(2)
-        });
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut load = Load::default();
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["Requests/sec:", v] => load.rps = v.parse().unwrap_or(0.0),
-            ["99%", v] => load.p99_ms = millis(v),
-            ["Non-2xx", "or", "3xx", "responses:", n] => load.non_2xx = n.parse().unwrap_or(0),
-            ["Socket", "errors:", rest @ ..] => {
-                load.errors = rest
-                    .iter()
-                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
-                    .sum();
-            }
-            _ => {}
-        }
-    }
-    load
-}
-
-/// wrk's `1.23ms` / `456.00us` / `1.01s`.
-fn millis(v: &str) -> f64 {
-    let split = v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len());
-    let (n, unit) = v.split_at(split);
-    let n: f64 = n.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => n / 1000.0,
-        "ms" => n,
-        "s" => n * 1000.0,
-        _ => f64::NAN,
-    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -173,18 +121,21 @@ async fn main() {
         assert_eq!(status, 200, "{body}");
     }
     idle.sort_unstable();
+    // The table, its model (the deltas above needed it) and nothing else: the document as
+    // received went with the first delta.
+    let rss_mib = gw.rss().map_or(0.0, |b| b as f64 / (1024.0 * 1024.0));
 
     let url = gw.url("/");
     let host = "t0.test".to_owned();
     let quiet = {
         let (url, host, s) = (url.clone(), host.clone(), a.seconds);
-        tokio::task::spawn_blocking(move || wrk(&url, &host, s))
+        tokio::task::spawn_blocking(move || wrk::run(&url, &host, s))
             .await
             .expect("wrk")
     };
     let busy = {
         let (url, host, s) = (url.clone(), host.clone(), a.seconds);
-        tokio::task::spawn_blocking(move || wrk(&url, &host, s))
+        tokio::task::spawn_blocking(move || wrk::run(&url, &host, s))
     };
     let until = Instant::now() + Duration::from_secs(a.seconds);
     let (mut applied, mut refused) = (0u64, 0u64);
@@ -215,6 +166,10 @@ async fn main() {
         a.tenants, a.seconds
     );
     println!("full table push (validate, build, persist, swap): {full_push:?}");
+    println!(
+        "gateway RSS with the table and its model, after the idle deltas: {rss_mib:.0} MiB ({:.0} B a tenant)",
+        rss_mib * 1024.0 * 1024.0 / a.tenants.max(1) as f64
+    );
     println!(
         "one delta, idle gateway (PATCH round trip with fsync): median {:?}, p99 {:?} over {}",
         percentile(&idle, 0.5),

@@ -5,13 +5,13 @@
 //! maps, the same first problem.
 
 use super::compile_tenant;
-use crate::route::RouteSets;
 use super::TenantRt;
 use crate::auth::RealmRt;
 use crate::limits::Limiters;
 use crate::metrics::TenantCounters;
 use crate::persistent::{Parallel, Part, ShardMap};
 use crate::route::PoolIdx;
+use crate::route::RouteSets;
 use crate::tenant::{HostIndex, TenantIdx};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{Problem, Tenant};
