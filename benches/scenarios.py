@@ -196,20 +196,31 @@ def public_nginx(bench: Bench, port: int) -> int:
     return proc.pid
 
 
-def public_haproxy(bench: Bench, port: int) -> int:
-    """Host -> tenant through a map file, 404 when absent, one reused backend."""
-    hosts_map = bench.work / "haproxy-hosts.map"
-    hosts_map.write_text("".join(f"{host} {tenant}\n" for tenant, host in bench.tenant_hosts()))
-    frontend = f"""    bind 127.0.0.1:{port}
-    http-request set-var(txn.tenant) req.hdr(host),field(1,:),lower,map_str({hosts_map})
-    acl known_host var(txn.tenant) -m found
-    http-request return status 404 content-type text/plain string "unknown host" if !known_host
-    http-request set-header X-Realmgate-Tenant %[var(txn.tenant)]
+# What every HAProxy scenario sends upstream, as realmgate does: the tenant and the
+# forwarding headers.
+HAPROXY_FORWARDED = """    http-request set-header X-Realmgate-Tenant %[var(txn.tenant)]
     http-request set-header X-Forwarded-For %[src]
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     http-request set-header X-Request-Id %[uuid]
 """
+
+
+def haproxy_tenant(bench: Bench) -> str:
+    """Frontend lines: Host -> tenant through a map file of the bench's tenants (written
+    here), 404 for an unknown host."""
+    hosts_map = bench.work / "haproxy-hosts.map"
+    hosts_map.write_text("".join(f"{host} {tenant}\n" for tenant, host in bench.tenant_hosts()))
+    return f"""    http-request set-var(txn.tenant) req.hdr(host),field(1,:),lower,map_str({hosts_map})
+    acl known_host var(txn.tenant) -m found
+    http-request return status 404 content-type text/plain string "unknown host" if !known_host
+"""
+
+
+def public_haproxy(bench: Bench, port: int) -> int:
+    """Host -> tenant through a map file, 404 when absent, one reused backend."""
+    frontend = f"""    bind 127.0.0.1:{port}
+{haproxy_tenant(bench)}{HAPROXY_FORWARDED}"""
     return start_haproxy(bench, port, frontend)
 
 
@@ -391,16 +402,11 @@ def jwt_material(work: Path) -> JwtMaterial:
 def jwt_haproxy(bench: Bench, port: int) -> int:
     """The public config plus HAProxy's jwt_verify and explicit alg/iss/aud/exp rules."""
     material = bench.jwt
-    hosts_map = bench.work / "haproxy-hosts.map"
-    hosts_map.write_text("".join(f"{host} {tenant}\n" for tenant, host in bench.tenant_hosts()))
     issuers_map = bench.work / "haproxy-issuers.map"
     issuers_map.write_text("".join(f"{tenant} {issuer_of(tenant)}\n"
                                    for tenant, _ in bench.tenant_hosts()))
     frontend = f"""    bind 127.0.0.1:{port}
-    http-request set-var(txn.tenant) req.hdr(host),field(1,:),lower,map_str({hosts_map})
-    acl known_host var(txn.tenant) -m found
-    http-request return status 404 content-type text/plain string "unknown host" if !known_host
-    http-request set-var(txn.bearer) http_auth_bearer
+{haproxy_tenant(bench)}    http-request set-var(txn.bearer) http_auth_bearer
     http-request return status 401 content-type application/json string '{{"error":"unauthorized"}}' unless {{ var(txn.bearer) -m found }}
     http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
     http-request return status 401 content-type application/json string '{{"error":"unauthorized"}}' unless {{ var(txn.alg) -m str RS256 }}
@@ -414,12 +420,7 @@ def jwt_haproxy(bench: Bench, port: int) -> int:
     http-request return status 401 content-type application/json string '{{"error":"unauthorized"}}' unless {{ var(txn.exp),sub(txn.now) -m int gt 0 }}
     http-request set-header X-Realmgate-Subject %[var(txn.bearer),jwt_payload_query('$.sub')]
     http-request del-header Authorization
-    http-request set-header X-Realmgate-Tenant %[var(txn.tenant)]
-    http-request set-header X-Forwarded-For %[src]
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    http-request set-header X-Request-Id %[uuid]
-"""
+{HAPROXY_FORWARDED}"""
     return start_haproxy(bench, port, frontend)
 
 

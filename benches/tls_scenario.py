@@ -160,23 +160,10 @@ def start_realmgate(bench, port: int, cert: Path, key: Path) -> int:
     token_file = bench.work / "realmgate-admin-token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
-    state_dir = bench.work / "realmgate-state"
-    state_dir.mkdir(exist_ok=True)
-    conf_path = bench.work / "realmgate.yaml"
-    conf_path.write_text(f"""pingora:
-  threads: {bench.args.workers}
-  work_stealing: false
-  upstream_keepalive_pool_size: 256
-  grace_period_seconds: 0
-  graceful_shutdown_timeout_seconds: 1
-gateway:
-  listen: 127.0.0.1:{plain_port}
-  tls_listen: [127.0.0.1:{port}]
-  tls_min_version: "1.3"
-  admin_listen: 127.0.0.1:{admin_port}
-  admin_token_file: {token_file}
-  state_dir: {state_dir}
-""")
+    conf_path = suite.realmgate_conf(
+        bench, "realmgate", plain_port, admin_port,
+        f'  tls_listen: [127.0.0.1:{port}]\n  tls_min_version: "1.3"\n'
+        f"  admin_token_file: {token_file}\n")
     not_after = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(cert)],
                                check=True, capture_output=True, text=True).stdout
     not_after = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(
