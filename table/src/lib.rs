@@ -72,13 +72,7 @@ pub fn parse_binary(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>> {
         table.tenants.push(tenant);
     }
     let n = validate::table(&table)?;
-    Ok(CheckedTable {
-        table,
-        hosts: n.hosts,
-        key_expiry: n.key_expiry,
-        certificates: n.certificates,
-        acme_challenges: n.acme_challenges,
-    })
+    Ok(n.with(table))
 }
 
 /// [`parse`] on one core, in one pass over the document.
@@ -88,13 +82,7 @@ pub(crate) fn parse_one_pass(bytes: &[u8]) -> Result<CheckedTable, Vec<Problem>>
         return Err(found);
     };
     match validate::table(&table) {
-        Ok(n) if found.is_empty() => Ok(CheckedTable {
-            table,
-            hosts: n.hosts,
-            key_expiry: n.key_expiry,
-            certificates: n.certificates,
-            acme_challenges: n.acme_challenges,
-        }),
+        Ok(n) if found.is_empty() => Ok(n.with(table)),
         Ok(_) => Err(found),
         Err(mut problems) => {
             found.append(&mut problems);

@@ -100,13 +100,7 @@ pub(crate) fn check<E: Sync>(
             return Err(Box::new(table));
         }
     };
-    Ok(CheckedTable {
-        table,
-        hosts: n.hosts,
-        key_expiry: n.key_expiry,
-        certificates: n.certificates,
-        acme_challenges: n.acme_challenges,
-    })
+    Ok(n.with(table))
 }
 
 /// Decode and check the tenants of `elements`: each one's id syntax and every check of

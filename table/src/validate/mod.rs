@@ -82,6 +82,19 @@ pub struct Normalised {
     pub acme_challenges: Vec<CheckedChallenge>,
 }
 
+impl Normalised {
+    /// The checked table: `table` with what checking it learned.
+    pub fn with(self, table: Table) -> CheckedTable {
+        CheckedTable {
+            table,
+            hosts: self.hosts,
+            key_expiry: self.key_expiry,
+            certificates: self.certificates,
+            acme_challenges: self.acme_challenges,
+        }
+    }
+}
+
 /// What one tenant is checked against: the rest of the table it will enter.
 pub struct TenantContext<'a> {
     /// Whether the table has an upstream pool of this name.
