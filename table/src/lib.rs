@@ -8,6 +8,7 @@
 
 pub mod assertion;
 pub mod binary;
+mod claims;
 pub mod delta;
 mod duplicates;
 pub mod host;

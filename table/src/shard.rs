@@ -6,14 +6,12 @@
 //! document it does not cut cleanly) it gives up, and the one-pass parse runs instead, so
 //! every refusal reads exactly as before — paths, order, serde's line and column included.
 
+use crate::claims;
 use crate::host::HostPattern;
 use crate::validate::{self, CheckedTable, Skip, TenantContext};
 use crate::wire::{Table, Tenant};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// One shard's tenants, decoded and checked, each with its host patterns.
-type Shard = Vec<(Tenant, Vec<HostPattern>)>;
 
 /// Fewer tenants than this are parsed in one pass: threads would cost more than they save.
 pub(crate) const MIN_TENANTS: usize = 4096;
@@ -53,10 +51,11 @@ fn cores() -> usize {
 }
 
 /// `table` (its tenants empty) with the tenants that `decode` makes of `elements`, checked:
-/// each tenant on the core of its shard, then the rules across tenants and the rest of the
-/// table once. At the first element that does not decode, or any problem at all, the table
-/// comes back (its tenants empty): the caller's one-pass parse then says what is wrong.
-/// Fewer than [`MIN_TENANTS`] elements, or one core: one shard, on this thread.
+/// each tenant on the core of its shard, then the rules across tenants ([`crate::claims`],
+/// on every core too) and the rest of the table once. At the first element that does not
+/// decode, or any problem at all, the table comes back (its tenants empty): the caller's
+/// one-pass parse then says what is wrong. Fewer than [`MIN_TENANTS`] elements, or one core:
+/// one shard, on this thread.
 pub(crate) fn check<E: Sync>(
     mut table: Table,
     elements: &[E],
@@ -69,58 +68,68 @@ pub(crate) fn check<E: Sync>(
     };
     let failed = AtomicBool::new(false);
     let per = elements.len().div_ceil(threads).max(1);
-    let shards: Vec<Option<Shard>> = if threads == 1 {
-        vec![tenants(elements, &decode, &table.upstreams, &failed)]
+    // Each shard decodes into its own run of the table's tenants and hosts: nothing is
+    // moved or copied after.
+    table.tenants.clear();
+    table.tenants.resize_with(elements.len(), Tenant::default);
+    let mut hosts: Vec<Vec<HostPattern>> = Vec::new();
+    hosts.resize_with(elements.len(), Vec::new);
+    let runs = elements
+        .chunks(per)
+        .zip(table.tenants.chunks_mut(per).zip(hosts.chunks_mut(per)));
+    let upstreams = &table.upstreams;
+    let all = if threads == 1 {
+        let mut runs = runs;
+        runs.all(|(e, out)| tenants(e, out, &decode, upstreams, &failed))
     } else {
         std::thread::scope(|scope| {
-            let (upstreams, failed, decode) = (&table.upstreams, &failed, &decode);
-            let handles: Vec<_> = elements
-                .chunks(per)
-                .map(|chunk| scope.spawn(move || tenants(chunk, decode, upstreams, failed)))
+            let (failed, decode) = (&failed, &decode);
+            let handles: Vec<_> = runs
+                .map(|(e, out)| scope.spawn(move || tenants(e, out, decode, upstreams, failed)))
                 .collect();
-            handles
+            // Every handle is joined, whatever the others answer.
+            let answers: Vec<bool> = handles
                 .into_iter()
-                .map(|h| h.join().ok().flatten())
-                .collect()
+                .map(|h| h.join().unwrap_or(false))
+                .collect();
+            answers.iter().all(|&ok| ok)
         })
     };
-    if shards.iter().any(Option::is_none) {
-        return Err(Box::new(table));
-    }
-    let mut hosts = Vec::with_capacity(elements.len());
-    table.tenants.reserve_exact(elements.len());
-    for (tenant, h) in shards.into_iter().flatten().flatten() {
-        table.tenants.push(tenant);
-        hosts.push(h);
-    }
-    let n = match validate::with_tenants_checked(&table, hosts) {
-        Ok(n) => n,
-        Err(_) => {
-            table.tenants.clear();
-            return Err(Box::new(table));
+    let claims = all
+        .then(|| claims::unique(&table.tenants, &hosts, threads))
+        .flatten();
+    let n = claims.and_then(|claims| {
+        let has_tenant = |id: &str| claims.has_tenant(&table.tenants, id);
+        validate::with_tenants_checked(&table, hosts, &has_tenant).ok()
+    });
+    match n {
+        Some(n) => Ok(n.with(table)),
+        None => {
+            table.tenants = Vec::new();
+            Err(Box::new(table))
         }
-    };
-    Ok(n.with(table))
+    }
 }
 
-/// Decode and check the tenants of `elements`: each one's id syntax and every check of
-/// [`validate::tenant`]. `None` at the first problem (and `failed` set, so the other shards
-/// stop too).
+/// Decode and check the tenants of `elements` into `out`: each one's id syntax and every
+/// check of [`validate::tenant`]. `false` at the first problem (and `failed` set, so the
+/// other shards stop too).
 fn tenants<E>(
     elements: &[E],
+    (out, hosts): (&mut [Tenant], &mut [Vec<HostPattern>]),
     decode: &(impl Fn(&E) -> Option<Tenant> + Sync),
     upstreams: &std::collections::BTreeMap<String, crate::wire::Upstream>,
     failed: &AtomicBool,
-) -> Option<Shard> {
+) -> bool {
     let ctx = TenantContext {
         has_upstream: &|name| upstreams.contains_key(name),
         realm_supplied: false,
         skip: Skip::default(),
     };
-    let mut out = Vec::with_capacity(elements.len());
-    for (i, element) in elements.iter().enumerate() {
+    let slots = out.iter_mut().zip(hosts.iter_mut());
+    for (i, (element, (slot, hosts_slot))) in elements.iter().zip(slots).enumerate() {
         if i % 256 == 0 && failed.load(Ordering::Relaxed) {
-            return None;
+            return false;
         }
         let checked = decode(element).and_then(|t| {
             if validate::tenant_id(&t.id).is_some() {
@@ -130,14 +139,17 @@ fn tenants<E>(
             problems.is_empty().then_some((t, hosts))
         });
         match checked {
-            Some(c) => out.push(c),
+            Some((t, h)) => {
+                *slot = t;
+                *hosts_slot = h;
+            }
             None => {
                 failed.store(true, Ordering::Relaxed);
-                return None;
+                return false;
             }
         }
     }
-    Some(out)
+    true
 }
 
 /// The span of the top-level `"tenants"` member's array, and the span of each element in
@@ -344,7 +356,8 @@ mod tests {
         let n = MIN_TENANTS;
         let broken = [
             // A tenant's own check, an unknown field, a repeated name, a host of two
-            // tenants, a repeated id, an unknown pool, a syntax error late in the array.
+            // tenants, a repeated id, an unknown pool, a syntax error late in the array, a key of
+            // no tenant, a realm issuer of two tenants.
             raw.replace(&format!("\"T{n}.Bench.test.\""), "\"bad host!\""),
             raw.replace(
                 &format!("\"id\":\"t{n}\""),
@@ -359,6 +372,13 @@ mod tests {
             raw.replace("\"upstream\":\"b\"", "\"upstream\":\"c\""),
             raw.replace(&format!("\"id\":\"t{n}\""), &format!("\"id\":\"t{n}\",")),
             raw.replace("\"tenant\":\"t7\"", "\"tenant\":\"nobody\""),
+            // One realm issuer for two tenants.
+            [5, n].iter().fold(raw.clone(), |doc, t| {
+                doc.replace(
+                    &format!("\"id\":\"t{t}\""),
+                    &format!("\"id\":\"t{t}\",\"realm\":{{\"issuer\":\"https://id.test/realms/x\",\"audiences\":[\"a\"]}}"),
+                )
+            }),
         ];
         for doc in broken {
             assert_ne!(doc, raw, "each case changes the table");

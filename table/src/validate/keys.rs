@@ -28,7 +28,7 @@ pub fn parse_expiry(text: &str) -> Option<u64> {
 /// Every key well-formed, ids and digests unique, tenants known. Returns each key's expiry.
 pub(super) fn check_api_keys(
     table: &Table,
-    tenant_ids: &FastMap<&str, usize>,
+    has_tenant: &dyn Fn(&str) -> bool,
     problems: &mut Vec<Problem>,
 ) -> Vec<Option<u64>> {
     if table.api_keys.len() > MAX_API_KEYS {
@@ -59,7 +59,7 @@ pub(super) fn check_api_keys(
             }
         }
         if let Some(tenant) = &key.tenant {
-            if !tenant_ids.contains_key(tenant.as_str()) {
+            if !has_tenant(tenant) {
                 problems.push(Problem::new("tenant", format!("unknown tenant {tenant:?}")));
             }
         }

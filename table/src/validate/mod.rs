@@ -6,6 +6,7 @@ mod acme;
 mod assertion;
 mod auth;
 mod certs;
+mod hosts;
 mod keys;
 mod pools;
 mod shell;
@@ -31,6 +32,7 @@ use crate::host::HostPattern;
 use crate::path::normalise_path;
 use crate::wire::{ApiKey, Hsts, RateLimit, RateLimits, Table, Tenant, Upstream};
 use auth::{check_auth, check_realm, RealmFacts};
+use hosts::{check_host_owners, parse_hosts};
 use keys::{check_api_keys, check_key_digest, check_key_id, check_key_rest};
 pub use keys::{is_key_digest, parse_expiry};
 use shell::check_shell_fields;
@@ -241,70 +243,45 @@ pub fn assertion(a: &crate::assertion::Assertion) -> Vec<Problem> {
 
 /// Validate a parsed table, collecting every problem.
 pub fn table(table: &Table) -> Result<Normalised, Vec<Problem>> {
-    whole(table, None)
+    whole(table)
 }
 
 /// [`table`], with each tenant's own checks ([`tenant_id`] and [`tenant`]) already passed
-/// and its host patterns given (`tenants_hosts[t]`, as [`tenant_and_hosts`] returns them):
-/// what is left are the checks across tenants and the rest of the table. What the sharded
-/// parse ([`crate::shard`]) runs after checking tenants on several cores.
+/// and its host patterns given (`tenants_hosts[t]`, as [`tenant_and_hosts`] returns them),
+/// and no id, host pattern or issuer claimed by two tenants (`has_tenant`: whether a tenant
+/// of this id exists): what is left is the rest of the table. What the sharded parse
+/// ([`crate::shard`]) runs after checking tenants and their claims on several cores.
 pub(crate) fn with_tenants_checked(
     table: &Table,
     tenants_hosts: Vec<Vec<HostPattern>>,
-) -> Result<Normalised, Vec<Problem>> {
-    whole(table, Some(tenants_hosts))
-}
-
-fn whole(
-    table: &Table,
-    mut checked_hosts: Option<Vec<Vec<HostPattern>>>,
+    has_tenant: &dyn Fn(&str) -> bool,
 ) -> Result<Normalised, Vec<Problem>> {
     let mut problems = Vec::new();
+    table_fields(table, &mut problems);
+    rest(table, tenants_hosts, has_tenant, problems)
+}
+
+/// The version and the pools.
+fn table_fields(table: &Table, problems: &mut Vec<Problem>) {
     if table.version == 0 {
         problems.push(Problem::new("version", "must be at least 1"));
     }
     for (name, upstream) in &table.upstreams {
         let start = problems.len();
         problems.extend(upstream_name(name));
-        pools::check_upstream_spec(upstream, &mut problems);
+        pools::check_upstream_spec(upstream, problems);
         rebase(&mut problems[start..], || format!("upstreams.{name}"));
     }
-    let ctx = TenantContext {
-        has_upstream: &|name| table.upstreams.contains_key(name),
-        realm_supplied: false,
-        skip: Skip::default(),
-    };
-    let mut ids: FastMap<&str, usize> = map_with_capacity(table.tenants.len());
-    let mut hosts = Vec::with_capacity(table.tenants.len());
-    let mut issuers: FastMap<&str, usize> = map_with_capacity(0);
-    let mut given = checked_hosts.as_mut().map(|h| h.drain(..));
-    for (t, tenant) in table.tenants.iter().enumerate() {
-        let start = problems.len();
-        let own = given.as_mut().and_then(Iterator::next);
-        if own.is_none() {
-            problems.extend(tenant_id(&tenant.id));
-        }
-        if problems.len() == start {
-            if let Some(first) = ids.insert(&tenant.id, t) {
-                problems.push(Problem::new(
-                    "id",
-                    format!("tenant id {:?} already used by tenants[{first}]", tenant.id),
-                ));
-            }
-        }
-        hosts.push(match own {
-            Some(h) => h,
-            None => check_tenant(tenant, &ctx, &mut problems),
-        });
-        if let Some(realm) = &tenant.realm {
-            if let Some(first) = issuers.insert(realm.issuer.as_str(), t) {
-                problems.push(issuer_taken(&table.tenants[first].id));
-            }
-        }
-        rebase(&mut problems[start..], || format!("tenants[{t}]"));
-    }
-    check_host_owners(table, &hosts, &mut problems);
-    let key_expiry = check_api_keys(table, &ids, &mut problems);
+}
+
+/// What comes after the tenants: keys, certificates, ACME answers, the assertion.
+fn rest(
+    table: &Table,
+    hosts: Vec<Vec<HostPattern>>,
+    has_tenant: &dyn Fn(&str) -> bool,
+    mut problems: Vec<Problem>,
+) -> Result<Normalised, Vec<Problem>> {
+    let key_expiry = check_api_keys(table, has_tenant, &mut problems);
     let certificates = certs::check_certificates(table, &mut problems);
     let acme_challenges = acme::check_challenges(&table.acme_challenges, &mut problems);
     if let Some(a) = &table.assertion {
@@ -320,6 +297,40 @@ fn whole(
     } else {
         Err(problems)
     }
+}
+
+fn whole(table: &Table) -> Result<Normalised, Vec<Problem>> {
+    let mut problems = Vec::new();
+    table_fields(table, &mut problems);
+    let ctx = TenantContext {
+        has_upstream: &|name| table.upstreams.contains_key(name),
+        realm_supplied: false,
+        skip: Skip::default(),
+    };
+    let mut ids: FastMap<&str, usize> = map_with_capacity(table.tenants.len());
+    let mut hosts = Vec::with_capacity(table.tenants.len());
+    let mut issuers: FastMap<&str, usize> = map_with_capacity(0);
+    for (t, tenant) in table.tenants.iter().enumerate() {
+        let start = problems.len();
+        problems.extend(tenant_id(&tenant.id));
+        if problems.len() == start {
+            if let Some(first) = ids.insert(&tenant.id, t) {
+                problems.push(Problem::new(
+                    "id",
+                    format!("tenant id {:?} already used by tenants[{first}]", tenant.id),
+                ));
+            }
+        }
+        hosts.push(check_tenant(tenant, &ctx, &mut problems));
+        if let Some(realm) = &tenant.realm {
+            if let Some(first) = issuers.insert(realm.issuer.as_str(), t) {
+                problems.push(issuer_taken(&table.tenants[first].id));
+            }
+        }
+        rebase(&mut problems[start..], || format!("tenants[{t}]"));
+    }
+    check_host_owners(table, &hosts, &mut problems);
+    rest(table, hosts, &|id| ids.contains_key(id), problems)
 }
 
 /// Problems found relative to a part, moved under the part's own path. Runs only when there
@@ -393,56 +404,6 @@ fn map_with_capacity<K, V>(n: usize) -> FastMap<K, V> {
     HashMap::with_capacity_and_hasher(n, ahash::RandomState::new())
 }
 
-/// Each host entry normalised; a bad entry is reported and left out.
-fn parse_hosts(tenant: &Tenant, problems: &mut Vec<Problem>) -> Vec<HostPattern> {
-    if tenant.hosts.is_empty() {
-        problems.push(Problem::new("hosts", "needs at least one host"));
-    }
-    if tenant.hosts.len() > MAX_HOSTS_PER_TENANT {
-        problems.push(Problem::new(
-            "hosts",
-            format!("more than {MAX_HOSTS_PER_TENANT} hosts"),
-        ));
-    }
-    let mut patterns = Vec::with_capacity(tenant.hosts.len());
-    for (h, raw) in tenant.hosts.iter().enumerate() {
-        match HostPattern::parse(raw) {
-            // A few hosts per tenant: a linear scan beats hashing.
-            Ok(p) if patterns.contains(&p) => {
-                problems.push(Problem::new(
-                    format!("hosts[{h}]"),
-                    format!("{p} listed twice"),
-                ));
-            }
-            Ok(p) => patterns.push(p),
-            Err(e) => problems.push(Problem::new(
-                format!("hosts[{h}]"),
-                format!("{raw:?} is not a host name or *.suffix pattern: {e}"),
-            )),
-        }
-    }
-    patterns
-}
-
-/// Every host pattern belongs to one tenant (a tenant's own repeats are [`parse_hosts`]'s).
-fn check_host_owners(table: &Table, hosts: &[Vec<HostPattern>], problems: &mut Vec<Problem>) {
-    let total = hosts.iter().map(Vec::len).sum();
-    let mut owners: FastMap<&HostPattern, usize> = map_with_capacity(total);
-    for (t, patterns) in hosts.iter().enumerate() {
-        for pattern in patterns {
-            let Some(&owner) = owners.get(pattern) else {
-                owners.insert(pattern, t);
-                continue;
-            };
-            if owner == t {
-                continue;
-            }
-            let problem = host_claimed(&table.tenants[t], pattern, &table.tenants[owner].id);
-            problems.push(problem.under(&format!("tenants[{t}]")));
-        }
-    }
-}
-
 fn check_routes(
     tenant: &Tenant,
     ctx: &TenantContext<'_>,
@@ -485,22 +446,26 @@ fn check_routes(
             ));
         }
         check_auth(&rat, route, realm, problems);
-        check_route_namespace(&rat(), route, problems);
+        check_route_namespace(&rat, route, problems);
     }
 }
 
 /// A route's namespace and the path it serves must agree: `namespace: "@acme"` needs a
 /// prefix `/@acme` or `/@acme/…`, and a prefix under `/@name` must declare `@name`.
-fn check_route_namespace(at: &str, route: &crate::wire::Route, problems: &mut Vec<Problem>) {
+fn check_route_namespace(
+    at: &dyn Fn() -> String,
+    route: &crate::wire::Route,
+    problems: &mut Vec<Problem>,
+) {
     let first = first_segment(&route.prefix);
     let names_one = first.starts_with('@');
     match route.namespace.as_deref() {
         Some(ns) if !is_namespace(ns) => problems.push(Problem::new(
-            format!("{at}.namespace"),
+            format!("{}.namespace", at()),
             format!("{ns:?} is not a namespace (@ then 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)"),
         )),
         Some(ns) if first != ns => problems.push(Problem::new(
-            format!("{at}.namespace"),
+            format!("{}.namespace", at()),
             format!(
                 "namespace {ns:?} needs a prefix of /{ns} or /{ns}/..., not {:?}",
                 route.prefix
@@ -508,11 +473,11 @@ fn check_route_namespace(at: &str, route: &crate::wire::Route, problems: &mut Ve
         )),
         Some(_) => {}
         None if names_one && is_namespace(first) => problems.push(Problem::new(
-            format!("{at}.namespace"),
+            format!("{}.namespace", at()),
             format!("prefix {:?} lies in namespace {first:?}: declare \"namespace\": {first:?}", route.prefix),
         )),
         None if names_one && route.prefix.len() > first.len() + 1 => problems.push(Problem::new(
-            format!("{at}.prefix"),
+            format!("{}.prefix", at()),
             format!("{first:?} is not a namespace (@ then 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit)"),
         )),
         None => {}
