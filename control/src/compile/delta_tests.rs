@@ -325,3 +325,51 @@ fn a_failed_compile_starts_afresh() {
         "nothing known to compare with: full table only"
     );
 }
+
+/// `REALMCTL_COST_TENANTS` tenants (100 000 if unset), one full compile, 16 one-tenant
+/// changes to fill the kept history, then `REALMCTL_COST_CHANGES` (48) more in
+/// [`small_changes`]: run under `valgrind --tool=callgrind --collect-atstart=no
+/// --toggle-collect='*small_changes*'` for the instructions of a compile per version
+/// (benches/DELTA-RESULTS.md). Ignored: a measurement, not a check.
+#[test]
+#[ignore = "a measurement: run it under callgrind"]
+fn compile_cost_of_a_small_change() {
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (tenants, changes) = (
+        env("REALMCTL_COST_TENANTS", 100_000),
+        env("REALMCTL_COST_CHANGES", 48),
+    );
+    let mut m = Model::default();
+    m.version = 1;
+    m.upstreams
+        .insert(pool("app"), fixtures::upstream(&["127.0.0.1:9001"]));
+    for i in 0..tenants {
+        add_tenant(&mut m, &format!("t{i}"), "app");
+    }
+    let secrets = SecretBox::random();
+    let mut c = DeltaCompiler::default();
+    c.compile_at(&m, &secrets, NOW).expect("first compile");
+    small_changes(&mut c, &mut m, &secrets, 16);
+    small_changes(&mut c, &mut m, &secrets, changes);
+}
+
+/// `n` versions, each suspending or reactivating one tenant, each compiled.
+#[inline(never)]
+fn small_changes(c: &mut DeltaCompiler, m: &mut Model, secrets: &SecretBox, n: usize) {
+    for _ in 0..n {
+        m.version += 1;
+        let t = m.tenants.get_mut(&tid("t7")).expect("t7");
+        t.wire.status = if t.wire.status == TenantStatus::Active {
+            TenantStatus::Suspended
+        } else {
+            TenantStatus::Active
+        };
+        let compiled = c.compile_at(m, secrets, NOW).expect("compile");
+        assert_eq!(compiled.version, m.version);
+    }
+}
