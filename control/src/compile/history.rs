@@ -158,17 +158,35 @@ impl History {
         self.steps.drain(..).collect()
     }
 
-    /// The steps from `base` to `version`, and how many parts they hold; `None` if the
-    /// history no longer (or never) held them.
-    fn range(&self, base: u64, version: u64) -> Option<(Vec<Arc<Step>>, usize)> {
+    /// Where the steps from `base` to `version` lie; `None` if the history no longer (or
+    /// never) held them.
+    fn span(&self, base: u64, version: u64) -> Option<std::ops::RangeInclusive<usize>> {
         let first = self.steps.binary_search_by_key(&base, |s| s.base).ok()?;
         let last = self
             .steps
             .binary_search_by_key(&version, |s| s.version)
             .ok()?;
-        let steps: Vec<Arc<Step>> = self.steps.range(first..=last).cloned().collect();
-        let parts = steps.iter().map(|s| s.size()).sum();
-        (!steps.is_empty()).then_some((steps, parts))
+        (first <= last).then_some(first..=last)
+    }
+
+    /// The steps from `base` to `version`.
+    fn range(&self, base: u64, version: u64) -> Option<Vec<Arc<Step>>> {
+        Some(
+            self.steps
+                .range(self.span(base, version)?)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// How many parts the steps from `base` to `version` hold.
+    fn parts(&self, base: u64, version: u64) -> Option<usize> {
+        Some(
+            self.steps
+                .range(self.span(base, version)?)
+                .map(|s| s.size())
+                .sum(),
+        )
     }
 
     /// The oldest base kept, and how many steps, parts and bytes are kept.
@@ -267,7 +285,7 @@ impl Deltas {
     /// How many parts the delta from `base` composes, if `base` is in the history.
     pub fn parts_from(&self, base: u64) -> Option<usize> {
         let history = self.history.as_ref()?;
-        lock(history).range(base, self.version).map(|(_, n)| n)
+        lock(history).parts(base, self.version)
     }
 
     /// The delta from `base`, composed now if it was not yet: blocking (O(parts in the
@@ -279,7 +297,7 @@ impl Deltas {
         }
         let history = self.history.as_ref()?;
         // Taken under the lock, composed after it: the compiler is not held up.
-        let (steps, _) = lock(history).range(base, self.version)?;
+        let steps = lock(history).range(base, self.version)?;
         let cell = {
             let mut cache = lock(&self.cache);
             match cache.iter().find(|(b, _)| *b == base) {
