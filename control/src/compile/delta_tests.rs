@@ -391,12 +391,29 @@ fn compile_cost_of_a_small_change() {
     let mut c = DeltaCompiler::default();
     c.compile_at(&m, &secrets, NOW).expect("first compile");
     small_changes(&mut c, &mut m, &secrets, 16);
-    small_changes(&mut c, &mut m, &secrets, changes);
+    let newest = small_changes(&mut c, &mut m, &secrets, changes);
+    if let Some(newest) = newest {
+        // A gateway at the first version: `--toggle-collect='*compose_for_one_behind*'`.
+        compose_for_one_behind(&newest, 1);
+    }
 }
 
-/// `n` versions, each suspending or reactivating one tenant, each compiled.
+/// The delta to `c` from `base`, composed.
 #[inline(never)]
-fn small_changes(c: &mut DeltaCompiler, m: &mut Model, secrets: &SecretBox, n: usize) {
+fn compose_for_one_behind(c: &Compiled, base: u64) {
+    let d = c.delta_from(base).expect("in the history");
+    assert_eq!(d.base, base);
+}
+
+/// `n` versions, each suspending or reactivating one tenant, each compiled; the last one.
+#[inline(never)]
+fn small_changes(
+    c: &mut DeltaCompiler,
+    m: &mut Model,
+    secrets: &SecretBox,
+    n: usize,
+) -> Option<Compiled> {
+    let mut last = None;
     for _ in 0..n {
         m.version += 1;
         let t = m.tenants.get_mut(&tid("t7")).expect("t7");
@@ -407,5 +424,7 @@ fn small_changes(c: &mut DeltaCompiler, m: &mut Model, secrets: &SecretBox, n: u
         };
         let compiled = c.compile_at(m, secrets, NOW).expect("compile");
         assert_eq!(compiled.version, m.version);
+        last = Some(compiled);
     }
+    last
 }
