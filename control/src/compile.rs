@@ -5,6 +5,7 @@
 
 pub mod delta;
 pub mod full;
+pub mod history;
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{CertRecord, KeyRecord, Model, TenantRecord, UpstreamRecord};
@@ -31,18 +32,39 @@ pub struct Compiled {
     /// assertion section its signing keys:
     /// operators see the table redacted, and it travels only over TLS (or loopback).
     pub has_secrets: bool,
-    /// The same table as changes against recent versions (`PATCH /v1/table`), newest base
-    /// first; empty from a plain [`compile`], or when realmctl knows no earlier version.
-    pub deltas: Vec<delta::DeltaBody>,
+    /// The same table as changes against earlier versions (`PATCH /v1/table`): from the
+    /// version before, and composed on demand from any version the history still holds; none
+    /// from a plain [`compile`], or when realmctl knows no earlier version.
+    pub deltas: history::Deltas,
     /// The table's state digest (`realmgate_table::model`), which a gateway that reached
     /// this version by deltas reports; `None` from a plain [`compile`].
     pub state_digest: Option<String>,
 }
 
 impl Compiled {
-    /// The delta that moves a gateway serving `base` to this version, if one was kept.
-    pub fn delta_from(&self, base: u64) -> Option<&delta::DeltaBody> {
-        self.deltas.iter().find(|d| d.base == base)
+    /// The delta that moves a gateway serving `base` to this version, if `base` is still in
+    /// the history (blocking: composed now if it was not yet, O(parts in the range)).
+    pub fn delta_from(&self, base: u64) -> Option<delta::DeltaBody> {
+        self.deltas.from_base(base)
+    }
+
+    /// [`Compiled::delta_from`] from async code: a large composition runs on a blocking
+    /// thread, and every caller on the same base waits for the one composition.
+    pub async fn delta_from_async(
+        self: &std::sync::Arc<Self>,
+        base: u64,
+    ) -> Option<delta::DeltaBody> {
+        if let Some(ready) = self.deltas.ready(base) {
+            return ready;
+        }
+        if self.deltas.parts_from(base)? <= history::INLINE_PARTS {
+            return self.deltas.from_base(base);
+        }
+        let me = std::sync::Arc::clone(self);
+        // Only a panic in the composition fails the task: the full table goes instead.
+        tokio::task::spawn_blocking(move || me.deltas.from_base(base))
+            .await
+            .unwrap_or_default()
     }
 
     /// The full table, written out now if it was not yet (blocking: O(table)).
@@ -371,7 +393,7 @@ fn compile_at(
         full: full::Full::ready(Bytes::from(buf)),
         tenants,
         has_secrets,
-        deltas: Vec::new(),
+        deltas: history::Deltas::default(),
         state_digest: None,
     };
     drop(view);

@@ -100,7 +100,7 @@ async fn show(
             // Nothing newer than what the gateway serves.
             return Ok((axum::http::StatusCode::NO_CONTENT, [version_header]).into_response());
         }
-        if let Some(d) = table.delta_from(since) {
+        if let Some(d) = table.delta_from_async(since).await {
             return Ok((
                 [
                     (
@@ -113,7 +113,7 @@ async fn show(
                         d.base.to_string(),
                     ),
                 ],
-                d.body.clone(),
+                d.body,
             )
                 .into_response());
         }

@@ -1,11 +1,12 @@
 //! Incremental tables, realmctl's side: from what the model recorded as written since the
 //! last compile, the change that moves the gateways' table from the previous version to this
-//! one ([`realmgate_table::delta::Delta`]), compiled in the size of the change. The last few
-//! changes are kept, so a gateway a few versions behind is still sent a delta.
+//! one ([`realmgate_table::delta::Delta`]), compiled in the size of the change. The changes
+//! are kept ([`super::history`]), so a gateway behind by many versions is still sent a delta.
 //!
 //! Each part is emitted by the same functions the full compile uses, so a part in a delta is
 //! byte for byte the part in the full table of the same version.
 
+use super::history::{self, Change, Deltas, History, Limits, Part, PartId, SectionChange, Step};
 use super::{
     certificate_entry, challenge_enters, compile_at, full, key_enters, key_entry,
     provisioned_realm, tenant_entry, Compiled, Provisioned,
@@ -14,14 +15,8 @@ use crate::model::Model;
 use crate::provision::secrets::SecretBox;
 use bytes::Bytes;
 use realmgate_table::assertion::Assertion;
-use realmgate_table::delta::{AssertionChange, Delta};
-use realmgate_table::{AcmeChallenge, ApiKey, Certificate, Tenant, Upstream};
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
-use std::sync::Arc;
-
-/// How many successive changes are kept: a gateway at most this many versions behind gets a
-/// delta, one further behind the full table.
-pub const KEEP: usize = 16;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A delta ready to push: the document for `PATCH /v1/table` on a gateway serving `base`.
 #[derive(Debug, Clone)]
@@ -30,43 +25,6 @@ pub struct DeltaBody {
     pub body: Bytes,
     /// Parts upserted or deleted.
     pub parts: usize,
-}
-
-/// A part of the table by its identity (the order is the order parts are written in).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum PartId {
-    Upstream(String),
-    Tenant(String),
-    ApiKey(String),
-    Certificate(String),
-    Challenge(String),
-}
-
-enum Part {
-    Upstream(Upstream),
-    Tenant(Box<Tenant>),
-    ApiKey(ApiKey),
-    Certificate(Certificate),
-    Challenge(AcmeChallenge),
-}
-
-#[derive(Clone)]
-enum Change {
-    /// The part as it is now; `existed`: the base table held it (a replacement).
-    Put {
-        existed: bool,
-        part: Arc<Part>,
-    },
-    Delete,
-}
-
-/// The change from one version to the next.
-struct Step {
-    base: u64,
-    version: u64,
-    parts: BTreeMap<PartId, Change>,
-    /// `Some`: the assertion section became this.
-    assertion: Option<Option<Assertion>>,
 }
 
 /// Which parts the table of `version` holds (their identities only), and when the ones that
@@ -138,23 +96,40 @@ fn record(id: PartId, existed: bool, part: Option<Part>, parts: &mut BTreeMap<Pa
     }
 }
 
-/// Compiles each version in full and as deltas against the versions before it. One lives in
-/// the task that publishes tables, the only caller of [`DeltaCompiler::compile`].
-#[derive(Default)]
+/// Compiles each version in full and as the change from the version before, kept in the
+/// history the deltas from older versions are composed from. One lives in the task that
+/// publishes tables, the only caller of [`DeltaCompiler::compile`].
 pub struct DeltaCompiler {
     /// What the last compiled table holds; `None` before the first compile (or after a
     /// failed one): the next compile learns it from the whole model, and has no delta.
     held: Option<Held>,
-    /// The last changes, oldest first; each one's base is the version before it.
-    steps: VecDeque<Step>,
+    /// The last changes, oldest first; each one's base is the version before it. Shared with
+    /// the compiled versions, which compose their deltas from it.
+    history: Arc<Mutex<History>>,
     /// The last compiled table as the gateways check it (`realmgate_table::Model`): what
     /// gives each delta its state digest, advanced by every change in its size.
     table: Option<realmgate_table::Model>,
 }
 
+impl Default for DeltaCompiler {
+    fn default() -> DeltaCompiler {
+        DeltaCompiler::with_limits(Limits::default())
+    }
+}
+
 impl DeltaCompiler {
-    /// Compile the model as it is: the full table, and the deltas to it from the versions
-    /// kept. Holds the model for reading throughout (its change records are taken).
+    /// A compiler keeping at most `limits` of history.
+    pub fn with_limits(limits: Limits) -> DeltaCompiler {
+        DeltaCompiler {
+            held: None,
+            history: Arc::new(Mutex::new(History::new(limits))),
+            table: None,
+        }
+    }
+
+    /// Compile the model as it is: the full table (written out when first needed), and the
+    /// change from the version before. Holds the model for reading throughout (its change
+    /// records are taken).
     pub fn compile(
         &mut self,
         model: &Model,
@@ -173,16 +148,12 @@ impl DeltaCompiler {
             return self.compile_first(model, secrets, now_ms);
         };
         // The change alone: the full table is written out only when a gateway needs it.
-        let step = step(model, secrets, now_ms, held);
+        let mut step = step(model, secrets, now_ms, held);
         let (tenants, has_secrets) = (held.tenants.len(), held.has_secrets());
-        self.steps.push_back(step);
-        while self.steps.len() > KEEP {
-            self.steps.pop_front();
-        }
-        let Some((state, table)) = self.advance_table() else {
+        let Some((state, table, newest)) = self.advance_table(&step) else {
             // The table model could not follow (a compiler bug, logged): this version goes
             // out in full, compiled from the model, and the deltas start again from it.
-            self.steps.clear();
+            self.clear_history();
             let (mut compiled, _) = match compile_at(model, secrets, now_ms) {
                 Ok(c) => c,
                 Err(e) => return Err(self.forget(e)),
@@ -191,10 +162,20 @@ impl DeltaCompiler {
             compiled.state_digest = self.table.as_ref().map(|t| t.state_digest());
             return Ok(compiled);
         };
-        let deltas = match self.deltas(&state) {
+        let newest = match history::body(newest) {
             Ok(d) => d,
             Err(e) => return Err(self.forget(e)),
         };
+        step.bytes = newest.body.len();
+        let evicted = self.lock_history().push(step);
+        // Freed outside the lock: composing deltas for older versions goes on meanwhile.
+        drop(evicted);
+        let deltas = Deltas::new(
+            model.version,
+            state.clone(),
+            newest,
+            Arc::clone(&self.history),
+        );
         Ok(Compiled {
             version: model.version,
             full: full::Full::from_model(table),
@@ -219,7 +200,7 @@ impl DeltaCompiler {
             Err(e) => return Err(self.forget(e)),
         };
         self.held = Some(held_by(model, secrets, now_ms, &realms));
-        self.steps.clear();
+        self.clear_history();
         self.table = table_model(&compiled);
         compiled.state_digest = self.table.as_ref().map(|t| t.state_digest());
         Ok(compiled)
@@ -228,89 +209,58 @@ impl DeltaCompiler {
     /// What the gateways hold is no longer known: start afresh with the next compile.
     fn forget(&mut self, e: serde_json::Error) -> serde_json::Error {
         self.held = None;
-        self.steps.clear();
+        self.clear_history();
         self.table = None;
         e
     }
 
-    /// Move the table model by the newest step, as a gateway will; the state digest after
-    /// it, and a copy of the model (O(1)) to write the full table from. `None`: the model is
-    /// out of step, or refuses the change (which would be a compiler
-    /// bug): this version has no deltas, and the caller rebuilds the model from the full
-    /// table.
-    fn advance_table(&mut self) -> Option<(String, realmgate_table::Model)> {
-        let newest = self.compose(self.steps.len().checked_sub(1)?);
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn clear_history(&self) {
+        let evicted = self.lock_history().clear();
+        drop(evicted);
+    }
+
+    /// Move the table model by `step`, as a gateway will; the state digest after it, a copy
+    /// of the model (O(1)) to write the full table from, and the step as a delta carrying
+    /// that digest. `None`: the model is out of step, or refuses the change (which would be a
+    /// compiler bug): this version has no deltas, and the caller rebuilds the model from the
+    /// full table.
+    fn advance_table(
+        &mut self,
+        step: &Step,
+    ) -> Option<(
+        String,
+        realmgate_table::Model,
+        realmgate_table::delta::Delta,
+    )> {
+        let mut delta = step.delta();
         let table = self.table.as_mut()?;
-        if table.version() != newest.base {
+        if table.version() != delta.base {
             return None;
         }
-        match table.preview(&newest) {
+        match table.preview(&delta) {
             Ok((checked, state)) => {
                 table.apply(&checked);
-                Some((state, table.clone()))
+                delta.state_digest.clone_from(&state);
+                Some((state, table.clone(), delta))
             }
             Err(e) => {
                 log::error!(
                     "the delta to table version {} does not check against the previous table ({e}); sending the full table",
-                    newest.version
+                    delta.version
                 );
                 None
             }
         }
     }
 
-    /// The delta from each version kept to the newest, newest base first, each carrying the
-    /// newest table's `state`.
-    fn deltas(&self, state: &str) -> Result<Vec<DeltaBody>, serde_json::Error> {
-        (0..self.steps.len())
-            .rev()
-            .map(|i| {
-                let mut delta = self.compose(i);
-                delta.state_digest = state.to_owned();
-                let parts = parts(&delta);
-                Ok(DeltaBody {
-                    base: delta.base,
-                    body: Bytes::from(serde_json::to_vec(&delta)?),
-                    parts,
-                })
-            })
-            .collect()
-    }
-
-    /// The steps from the `first`th on as one delta.
-    fn compose(&self, first: usize) -> Delta {
-        let mut parts: BTreeMap<PartId, Change> = BTreeMap::new();
-        let mut assertion = None;
-        for step in self.steps.range(first..) {
-            for (id, change) in &step.parts {
-                let merged = match (parts.remove(id), change) {
-                    (None, c) => Some(c.clone()),
-                    (Some(Change::Put { existed, .. }), Change::Put { part, .. }) => {
-                        Some(Change::Put {
-                            existed,
-                            part: Arc::clone(part),
-                        })
-                    }
-                    // Added after the base and gone again: the base never held it.
-                    (Some(Change::Put { existed: false, .. }), Change::Delete) => None,
-                    (Some(Change::Put { existed: true, .. } | Change::Delete), Change::Delete) => {
-                        Some(Change::Delete)
-                    }
-                    (Some(Change::Delete), Change::Put { part, .. }) => Some(Change::Put {
-                        existed: true,
-                        part: Arc::clone(part),
-                    }),
-                };
-                if let Some(m) = merged {
-                    parts.insert(id.clone(), m);
-                }
-            }
-            if let Some(a) = &step.assertion {
-                assertion = Some(a.clone());
-            }
-        }
-        let last = self.steps.back().map_or(0, |s| s.version);
-        wire(self.steps[first].base, last, parts, assertion)
+    /// The history's oldest base and how many steps, parts and bytes it keeps.
+    #[cfg(test)]
+    fn kept(&self) -> (Option<u64>, usize, usize, usize) {
+        self.lock_history().kept()
     }
 }
 
@@ -328,56 +278,6 @@ fn table_model(compiled: &Compiled) -> Option<realmgate_table::Model> {
             None
         }
     }
-}
-
-fn parts(d: &Delta) -> usize {
-    d.upstreams.len()
-        + d.delete_upstreams.len()
-        + d.tenants.len()
-        + d.delete_tenants.len()
-        + d.api_keys.len()
-        + d.delete_api_keys.len()
-        + d.certificates.len()
-        + d.delete_certificates.len()
-        + d.acme_challenges.len()
-        + d.delete_acme_challenges.len()
-        + usize::from(d.assertion.is_some())
-}
-
-/// The delta as it travels. `state_digest` is left empty here: it is the table's digest
-/// after the change, the same whatever the base ([`DeltaCompiler::deltas`] sets it).
-fn wire(
-    base: u64,
-    version: u64,
-    parts: BTreeMap<PartId, Change>,
-    assertion: Option<Option<Assertion>>,
-) -> Delta {
-    let mut d = Delta {
-        base,
-        version,
-        assertion: assertion.map(|set| AssertionChange { set }),
-        ..Delta::default()
-    };
-    for (id, change) in parts {
-        match (id, change) {
-            (id, Change::Put { part, .. }) => match (id, &*part) {
-                (PartId::Upstream(n), Part::Upstream(u)) => {
-                    d.upstreams.insert(n, u.clone());
-                }
-                (_, Part::Tenant(t)) => d.tenants.push((**t).clone()),
-                (_, Part::ApiKey(k)) => d.api_keys.push(k.clone()),
-                (_, Part::Certificate(c)) => d.certificates.push(c.clone()),
-                (_, Part::Challenge(c)) => d.acme_challenges.push(c.clone()),
-                (_, Part::Upstream(_)) => {}
-            },
-            (PartId::Upstream(n), Change::Delete) => d.delete_upstreams.push(n),
-            (PartId::Tenant(n), Change::Delete) => d.delete_tenants.push(n),
-            (PartId::ApiKey(n), Change::Delete) => d.delete_api_keys.push(n),
-            (PartId::Certificate(n), Change::Delete) => d.delete_certificates.push(n),
-            (PartId::Challenge(n), Change::Delete) => d.delete_acme_challenges.push(n),
-        }
-    }
-    d
 }
 
 /// What the full table compiled at `now_ms` holds: learnt once, from the whole model.
@@ -515,8 +415,12 @@ fn step(model: &Model, secrets: &SecretBox, now_ms: u64, held: &mut Held) -> Ste
     // A handful of keys: worked out afresh, and sent when it differs.
     let assertion = crate::assertion_section::assertion_section(model, secrets);
     let assertion = (assertion != held.assertion).then(|| {
+        let existed = held.assertion.is_some();
         held.assertion.clone_from(&assertion);
-        assertion
+        SectionChange {
+            existed,
+            set: assertion,
+        }
     });
     let base = held.version;
     held.version = model.version;
@@ -525,9 +429,14 @@ fn step(model: &Model, secrets: &SecretBox, now_ms: u64, held: &mut Held) -> Ste
         version: model.version,
         parts,
         assertion,
+        bytes: 0,
     }
 }
 
 #[cfg(test)]
 #[path = "delta_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "compose_tests.rs"]
+mod compose_tests;

@@ -5,6 +5,7 @@ use super::super::worker::Worker;
 use super::super::{Gateway, Outcome, PushSettings};
 use crate::compile::delta::DeltaBody;
 use crate::compile::full::Full;
+use crate::compile::history::Deltas;
 use crate::compile::Compiled;
 use crate::metrics::Metrics;
 use axum::http::StatusCode;
@@ -66,13 +67,16 @@ fn table_at(version: u64) -> Arc<Compiled> {
         full: Full::ready(Bytes::from(format!(r#"{{"version": {version}}}"#))),
         tenants: 0,
         has_secrets: false,
-        deltas: vec![DeltaBody {
-            base,
-            body: Bytes::from(format!(
-                r#"{{"base": {base}, "version": {version}, "state_digest": ""}}"#
-            )),
-            parts: 0,
-        }],
+        deltas: Deltas::only(
+            version,
+            DeltaBody {
+                base,
+                body: Bytes::from(format!(
+                    r#"{{"base": {base}, "version": {version}, "state_digest": ""}}"#
+                )),
+                parts: 0,
+            },
+        ),
         state_digest: None,
     })
 }
@@ -168,4 +172,41 @@ async fn a_gateway_elsewhere_or_unknown_gets_the_full_table() {
             r#"realmctl_table_pushes_total{kind="delta"} 0"#
         ));
     }
+}
+
+#[tokio::test]
+async fn gateways_on_one_base_share_one_composition() {
+    // Versions 2 to 4 each create 100 tenants: the delta from 1 composes 300 parts (on a
+    // blocking thread).
+    let secrets = crate::provision::secrets::SecretBox::random();
+    let mut m = crate::model::Model::default();
+    m.version = 1;
+    m.upstreams.insert(
+        crate::ids::UpstreamName::parse("app").expect("name"),
+        crate::model::fixtures::upstream(&["127.0.0.1:9001"]),
+    );
+    let mut compiler = crate::compile::delta::DeltaCompiler::default();
+    let mut table = compiler.compile(&m, &secrets).expect("compile");
+    for v in 2..=4 {
+        m.version = v;
+        for i in 0..100 {
+            let id = format!("n{v}-{i}");
+            let (id, rec, hosts) =
+                crate::model::fixtures::tenant(&id, &[&format!("{id}.test")], "app");
+            m.put_tenant(id, rec, hosts);
+        }
+        table = compiler.compile(&m, &secrets).expect("compile");
+    }
+    let table = Arc::new(table);
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let (url, seen) = gateway((StatusCode::OK, r#"{"version": 4}"#)).await;
+    let workers: Vec<Worker> = (0..4).map(|_| worker(&url, &metrics, Some(1))).collect();
+    let outcomes = futures_util::future::join_all(workers.iter().map(|w| w.push(&table))).await;
+    assert!(outcomes.iter().all(|o| *o == Outcome::Applied));
+    assert_eq!(*seen.lock().expect("lock"), ["PATCH from 1"; 4]);
+    assert_eq!(table.deltas.composed(), 1, "one composition for the four");
+    assert!(metric(
+        &metrics,
+        r#"realmctl_table_pushes_total{kind="full"} 0"#
+    ));
 }

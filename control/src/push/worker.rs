@@ -140,13 +140,12 @@ impl Worker {
         if let Some(outcome) = self.refuse_insecure(table, started) {
             return outcome;
         }
-        let delta = self
-            .gateway
-            .applied()
-            .and_then(|a| table.delta_from(a))
-            .filter(|_| self.deltas_allowed());
+        let delta = match self.gateway.applied() {
+            Some(a) if self.deltas_allowed() => table.delta_from_async(a).await,
+            _ => None,
+        };
         if let Some(delta) = delta {
-            match self.push_delta(table, delta).await {
+            match self.push_delta(table, &delta).await {
                 Ok(outcome) => return outcome,
                 Err(fallback) => {
                     log::info!(
