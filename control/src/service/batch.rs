@@ -66,6 +66,9 @@ struct Writer {
 }
 
 struct Batch {
+    /// A change is being written: found set by the next holder of the lock, its writer was
+    /// dropped mid-write and may have left part of it in the transaction.
+    writing: bool,
     opened_at: Instant,
     staged: Staged,
     members: Vec<Finish>,
@@ -431,18 +434,26 @@ impl Control {
                     }
                     w.opened += 1;
                     w.batch = Some(Batch {
+                        writing: false,
                         opened_at: Instant::now(),
                         staged: Staged::default(),
                         members: Vec::new(),
                     });
                 }
-                let version = match op.run(&w.registry).await {
+                if let Some(b) = w.batch.as_mut() {
+                    b.writing = true;
+                }
+                let written = op.run(&w.registry).await;
+                if let Some(b) = w.batch.as_mut() {
+                    b.writing = false;
+                    if written.is_ok() {
+                        b.staged.add(stage);
+                    }
+                }
+                let version = match written {
                     Ok(v) => v,
                     Err(e) => return Answer::Now(Err(e.into())),
                 };
-                if let Some(b) = w.batch.as_mut() {
-                    b.staged.add(stage);
-                }
                 Box::new(move |r| match r {
                     Ok(m) => {
                         if version > 0 {
@@ -516,10 +527,16 @@ impl Control {
         }
     }
 
+    /// After a change interrupted mid-write, undo its batch (failing the batch's changes).
     /// After an interrupted COMMIT, make the model the registry's again. Tenants and keys
     /// it held that the registry does not are marked written, so the next delta removes
     /// them (a fresh model records everything it holds as written).
     async fn settle(&self, w: &mut Writer) {
+        if let Some(batch) = w.batch.take_if(|b| b.writing) {
+            w.registry.rollback_batch().await;
+            let e = RegistryError::Batch("a change was interrupted while it was written".into());
+            self.finish(batch.members, Err(e));
+        }
         if !w.unsure {
             return;
         }
