@@ -168,3 +168,48 @@ async fn bump_version(conn: &Connection) -> Result<u64, libsql::Error> {
     let version: i64 = row.get(0)?;
     Ok(u64::try_from(version).unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Registry, RegistryError};
+    use crate::leadership::{Fence, Leadership};
+    use crate::model::fixtures;
+
+    /// In a batch, a write that fails (a host already held) is undone alone: the writes
+    /// around it commit, each with its own version, and the failed one took none.
+    #[tokio::test]
+    async fn a_failed_write_in_a_batch_is_undone_alone() {
+        let mut reg = Registry::in_memory().await.expect("open");
+        let v = reg.ensure_version().await.expect("version");
+        let (_, a, _) = fixtures::tenant("a", &["shared.test"], "app");
+        let (_, b, _) = fixtures::tenant("b", &["shared.test", "b.test"], "app");
+        let (_, c, _) = fixtures::tenant("c", &["c.test"], "app");
+        reg.begin_batch().await.expect("begin");
+        assert_eq!(reg.save_tenant(&a).await.expect("a"), v + 1);
+        assert!(reg.save_tenant(&b).await.is_err(), "primary key on host");
+        assert_eq!(reg.save_tenant(&c).await.expect("c"), v + 2);
+        reg.commit_batch().await.expect("commit");
+        let model = reg.load().await.expect("load");
+        let ids: Vec<&str> = model.tenants.keys().map(|t| t.as_str()).collect();
+        assert_eq!((model.version, ids), (v + 2, vec!["a", "c"]));
+    }
+
+    /// The fence is checked just before COMMIT: a Lease lost after the writes undoes them all.
+    #[tokio::test]
+    async fn a_lease_lost_before_commit_undoes_the_batch() {
+        let mut reg = Registry::in_memory().await.expect("open");
+        let (fence, lease) = Fence::closed("starting");
+        lease.set(Leadership::Leading);
+        reg.set_fence(fence);
+        let v = reg.ensure_version().await.expect("version");
+        let (_, a, _) = fixtures::tenant("a", &["a.test"], "app");
+        reg.begin_batch().await.expect("begin");
+        reg.save_tenant(&a).await.expect("a");
+        lease.set(Leadership::not_leading("lost"));
+        let e = reg.commit_batch().await.expect_err("fenced");
+        assert!(matches!(e, RegistryError::NotLeader(_)), "{e}");
+        assert!(!reg.batch_open());
+        let model = reg.load().await.expect("load");
+        assert_eq!((model.version, model.tenants.len()), (v, 0));
+    }
+}

@@ -382,3 +382,25 @@ async fn a_tenant_deleted_in_a_batch_takes_its_keys_with_it_for_the_changes_afte
     assert_eq!(c.version(), deleted_at);
     assert_model_is_registry(&c).await;
 }
+
+#[tokio::test]
+async fn a_steady_stream_is_committed_in_bounded_batches() {
+    let c = control().await;
+    c.set_batch_limits(BatchLimits {
+        max_changes: 4,
+        max_open: Duration::from_secs(600),
+    });
+    let opened = batches(&c).await;
+    let calls = (0..10)
+        .map(|i| {
+            let tid: &'static str = Box::leak(format!("s{i}").into_boxed_str());
+            let host: &'static str = Box::leak(format!("s{i}.test").into_boxed_str());
+            create(tid, host)
+        })
+        .collect();
+    for h in queued(&c, calls).await {
+        h.await.expect("join").expect("create");
+    }
+    assert_eq!(batches(&c).await, opened + 3, "4 + 4 + 2");
+    assert_model_is_registry(&c).await;
+}
