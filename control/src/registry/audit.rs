@@ -81,8 +81,18 @@ impl Registry {
     }
 
     /// Append `entries` in order in one transaction (one commit for a burst of calls):
-    /// all or none.
+    /// all or none. In an open batch, in a savepoint of it (committed with the batch).
     pub async fn append_audits(&self, entries: &[AuditEntry]) -> Result<(), RegistryError> {
+        if self.batch_open() {
+            return self
+                .savepoint(|| async {
+                    for e in entries {
+                        self.append_audit(e).await?;
+                    }
+                    Ok::<_, RegistryError>(())
+                })
+                .await;
+        }
         if let [e] = entries {
             return self.append_audit(e).await.map(drop);
         }

@@ -2,13 +2,15 @@
 //! of a remote libsql/Turso server), its migrations, and the writes that change tenant state.
 //!
 //! Every write runs in one transaction that also bumps the table version, so the version
-//! counter and the rows it describes never disagree, across crashes and restarts.
+//! counter and the rows it describes never disagree, across crashes and restarts. Writes of
+//! a group commit share one transaction, each in a savepoint of its own (`batch`).
 
 pub mod acme;
 mod acme_status;
 mod apps;
 mod assertion_keys;
 pub mod audit;
+mod batch;
 mod certs;
 mod domains;
 mod journal;
@@ -19,7 +21,7 @@ mod wal;
 use crate::ids::{TenantId, UpstreamName};
 use crate::leadership::Fence;
 use crate::model::{CatalogEntry, KeyRecord, Model, TenantRecord, UpstreamRecord};
-use libsql::{params, Connection, Database, Transaction};
+use libsql::{params, Connection, Database};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{HttpsMode, Route, Tenant, TenantStatus, Upstream};
 use std::path::{Path, PathBuf};
@@ -44,6 +46,9 @@ pub enum RegistryError {
     /// The fence is closed: this process does not hold the Lease (the API answers 503).
     #[error("not the leader: {0}")]
     NotLeader(String),
+    /// A group commit failed as a whole (`service::batch`): every change of it is refused.
+    #[error("registry batch: {0}")]
+    Batch(String),
 }
 
 /// Settings for an embedded replica of a remote libsql server (Turso or `sqld`).
@@ -78,6 +83,8 @@ pub struct Registry {
     /// unless a Lease is configured. Opening the registry (migrations, the first version of
     /// an empty one) is not fenced: it is idempotent and runs under the writer lock.
     fence: Fence,
+    /// The transaction a group of changes shares, while one is open (`batch`).
+    batch: Option<batch::OpenBatch>,
 }
 
 impl Registry {
@@ -133,6 +140,7 @@ impl Registry {
             _db: db,
             conn,
             fence: Fence::open(),
+            batch: None,
         })
     }
 
@@ -509,53 +517,6 @@ impl Registry {
         })
         .await
     }
-
-    /// Run `body` in a transaction after bumping the table version; commit both or neither.
-    /// `body` gets a handle on the same connection, inside the open transaction.
-    async fn write<F, Fut>(&self, body: F) -> Result<u64, RegistryError>
-    where
-        F: FnOnce(Connection, u64) -> Fut,
-        Fut: std::future::Future<Output = Result<(), libsql::Error>>,
-    {
-        self.fenced()?;
-        let tx = self.conn.transaction().await?;
-        let result = async {
-            let version = bump_version(&tx).await?;
-            body(self.conn.clone(), version).await?;
-            Ok::<_, libsql::Error>(version)
-        }
-        .await
-        .map_err(RegistryError::from)
-        // Again just before commit: the Lease may have been lost while the body ran.
-        .and_then(|version| self.fenced().map(|()| version));
-        match result {
-            Ok(version) => {
-                tx.commit().await?;
-                Ok(version)
-            }
-            Err(e) => {
-                if let Err(rb) = tx.rollback().await {
-                    log::error!("registry: rollback failed: {rb}");
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-async fn bump_version(tx: &Transaction) -> Result<u64, libsql::Error> {
-    let mut rows = tx
-        .query(
-            "UPDATE meta SET value = value + 1 WHERE key = 'table_version' RETURNING value",
-            (),
-        )
-        .await?;
-    let row = rows
-        .next()
-        .await?
-        .ok_or(libsql::Error::QueryReturnedNoRows)?;
-    let version: i64 = row.get(0)?;
-    Ok(u64::try_from(version).unwrap_or(0))
 }
 
 async fn read_version(conn: &Connection) -> Result<u64, RegistryError> {

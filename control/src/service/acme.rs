@@ -42,7 +42,7 @@ impl AcmeStore for ServiceAcmeStore {
     async fn account(&self, directory_url: &str) -> Result<Option<String>, String> {
         let c = &self.control;
         let sealed = {
-            let registry = c.registry.lock().await;
+            let registry = c.lock_registry().await;
             registry
                 .acme_account(directory_url)
                 .await
@@ -67,7 +67,7 @@ impl AcmeStore for ServiceAcmeStore {
             .secret_box
             .seal(ACCOUNT_AAD, directory_url, &m)
             .ok_or("cannot seal the ACME account")?;
-        let registry = c.registry.lock().await;
+        let registry = c.lock_registry().await;
         registry
             .save_acme_account(directory_url, &sealed, now_ms())
             .await
@@ -77,7 +77,7 @@ impl AcmeStore for ServiceAcmeStore {
     async fn order(&self, certificate: &str) -> Result<Option<OrderJournal>, String> {
         let c = &self.control;
         let row = {
-            let registry = c.registry.lock().await;
+            let registry = c.lock_registry().await;
             registry
                 .acme_order(certificate)
                 .await
@@ -128,7 +128,7 @@ impl AcmeStore for ServiceAcmeStore {
                 .as_ref()
                 .and_then(|p| serde_json::to_string(p).ok()),
         };
-        let registry = c.registry.lock().await;
+        let registry = c.lock_registry().await;
         registry
             .save_acme_order(&row, now_ms())
             .await
@@ -136,7 +136,7 @@ impl AcmeStore for ServiceAcmeStore {
     }
 
     async fn delete_order(&self, certificate: &str) -> Result<(), String> {
-        let registry = self.control.registry.lock().await;
+        let registry = self.control.lock_registry().await;
         registry
             .delete_acme_order(certificate)
             .await
@@ -152,7 +152,7 @@ impl AcmeStore for ServiceAcmeStore {
                 (a, at)
             })
             .collect();
-        let registry = c.registry.lock().await;
+        let registry = c.lock_registry().await;
         let version = registry
             .put_acme_challenges(&with_expiry)
             .await
@@ -167,7 +167,7 @@ impl AcmeStore for ServiceAcmeStore {
 
     async fn withdraw_challenges(&self, tokens: &[String]) -> Result<(), String> {
         let c = &self.control;
-        let registry = c.registry.lock().await;
+        let registry = c.lock_registry().await;
         let version = registry
             .delete_acme_challenges(tokens)
             .await
@@ -228,12 +228,12 @@ impl AcmeStore for ServiceAcmeStore {
     }
 
     async fn statuses(&self) -> Result<Vec<CertStatus>, String> {
-        let registry = self.control.registry.lock().await;
+        let registry = self.control.lock_registry().await;
         registry.acme_statuses().await.map_err(|e| e.to_string())
     }
 
     async fn save_status(&self, status: &CertStatus) -> Result<(), String> {
-        let registry = self.control.registry.lock().await;
+        let registry = self.control.lock_registry().await;
         registry
             .save_acme_status(status)
             .await
@@ -241,7 +241,7 @@ impl AcmeStore for ServiceAcmeStore {
     }
 
     async fn delete_status(&self, certificate: &str) -> Result<(), String> {
-        let registry = self.control.registry.lock().await;
+        let registry = self.control.lock_registry().await;
         registry
             .delete_acme_status(certificate)
             .await

@@ -137,7 +137,7 @@ impl Control {
         let (Some(name), Some(pool), true) = (name, pool, problems.is_empty()) else {
             return Err(ServiceError::Invalid(problems));
         };
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let secret = new_secret()?;
         let record = AppRecord {
             id: new_id()?,
@@ -177,7 +177,7 @@ impl Control {
 
     /// Revoke an app credential; revoking a revoked one changes nothing.
     pub async fn revoke_app(&self, id: &str) -> Result<AppView, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let record = {
             let model = self.read();
             let a = model.apps.get(id).ok_or_else(|| not_found("app", id))?;

@@ -1,9 +1,9 @@
 //! The audit log through the service: entries appended under the registry's write lock
-//! (never failing the call they record: a failure is logged), and read in pages. Entries
-//! recorded while the lock is busy are written together by whichever caller takes it next,
-//! in one transaction: a burst of calls costs one commit (one fsync), and each call still
-//! returns only once its entry is committed.
+//! (never failing the call they record: a failure is logged), and read in pages. An entry
+//! joins the open batch of changes (`service::batch`): a burst of calls costs one commit
+//! (one fsync), and each call still returns only once its own entry is committed.
 
+use super::batch::{Op, Plan};
 use super::{Control, ServiceError};
 pub use crate::registry::audit::AuditEntry;
 
@@ -14,30 +14,17 @@ impl Control {
     /// Record `e`; a registry that refuses (a standby, a broken disk) is logged, not fatal.
     pub async fn record_audit(&self, mut e: AuditEntry) {
         e.at_ms = crate::time::now_ms();
-        self.audit_queue().push(e);
-        let registry = self.registry.lock().await;
-        // Ours, and whatever queued meanwhile; empty if a caller before us wrote ours (under
-        // this lock, so it is committed by now).
-        let batch = std::mem::take(&mut *self.audit_queue());
-        if batch.is_empty() {
-            return;
+        let (action, target, actor) = (e.action.clone(), e.target.clone(), e.actor.clone());
+        let written = self
+            .join(|_| Plan::Write {
+                op: Op::Audit(e),
+                stage: Default::default(),
+                apply: Box::new(|_, _| (Ok(()), None)),
+            })
+            .await;
+        if let Err(err) = written {
+            log::error!("audit log: cannot record {action} {target} by {actor}: {err}");
         }
-        if let Err(err) = registry.append_audits(&batch).await {
-            for e in &batch {
-                log::error!(
-                    "audit log: cannot record {} {} by {}: {err}",
-                    e.action,
-                    e.target,
-                    e.actor
-                );
-            }
-        }
-    }
-
-    fn audit_queue(&self) -> std::sync::MutexGuard<'_, Vec<AuditEntry>> {
-        self.audit_queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Entries after `after` (or the newest), oldest first, at most `limit`.
@@ -46,7 +33,7 @@ impl Control {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         Ok(registry.audit_page(after, limit.clamp(1, MAX_PAGE)).await?)
     }
 }
@@ -74,7 +61,12 @@ mod tests {
     async fn entries_queued_behind_a_write_are_all_committed_before_their_calls_return() {
         let reg = Registry::in_memory().await.expect("registry");
         let c = Arc::new(Control::new(reg).await.expect("control"));
-        let held = c.registry.lock().await;
+        // Batches last until the test commits them.
+        c.set_batch_limits(crate::service::batch::BatchLimits {
+            max_changes: 1000,
+            max_open: std::time::Duration::from_secs(60),
+        });
+        let held = c.lock_registry().await;
         let calls: Vec<_> = (0..40)
             .map(|i| {
                 let c = Arc::clone(&c);
@@ -88,14 +80,13 @@ mod tests {
                 })
             })
             .collect();
-        while c.audit_queue().len() < 40 {
+        while c.registry.waiting() < 40 {
             tokio::task::yield_now().await;
         }
         drop(held);
         for call in calls {
             call.await.expect("call");
         }
-        assert!(c.audit_queue().is_empty());
         let log = c.audit_page(None, MAX_PAGE).await.expect("page");
         let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (1..=40).collect::<Vec<_>>());

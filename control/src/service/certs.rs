@@ -41,7 +41,7 @@ impl Control {
                 |c| Some(cert_view(&model, c, now)),
             )
         };
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let mut statuses: BTreeMap<String, CertStatus> =
             match (certificates.first(), certificates.last()) {
                 (Some(first), Some(last)) => registry
@@ -80,7 +80,7 @@ impl Control {
     /// the view has only its name, hosts and status).
     pub async fn certificate_shown(&self, name: &str) -> Result<CertView, ServiceError> {
         let status = {
-            let registry = self.registry.lock().await;
+            let registry = self.lock_registry().await;
             registry.acme_statuses_between(name, name).await?
         };
         let status = status.first().map(AcmeCertView::from);
@@ -177,7 +177,7 @@ impl Control {
             };
             return Err(named(vec![Problem::new("cert_pem", message)]));
         }
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let (record, created) = {
             let model = self.read();
             let taken: Vec<serde_json::Value> = checked
@@ -258,7 +258,7 @@ impl Control {
 
     /// Remove a certificate; returns the table version without it.
     pub async fn delete_certificate(&self, name: &str) -> Result<u64, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         if !self.read().certificates.contains_key(name) {
             return Err(not_found("certificate", name));
         }

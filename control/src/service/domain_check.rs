@@ -125,7 +125,7 @@ impl Control {
 
     /// Keep a check's outcome unless the domain changed meanwhile (removed, added anew).
     async fn store_domain_check(&self, seen: &DomainRecord, next: &DomainRecord) -> bool {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let same = self.read().domains.get(&seen.domain) == Some(seen);
         if !same {
             return false;

@@ -64,7 +64,7 @@ impl Control {
         let settings = self.domain_settings()?.clone();
         let domain = normalise(&raw, &settings.platform_zones)
             .map_err(|m| ServiceError::Invalid(vec![Problem::new("domain", m)]))?;
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let now = now_ms();
         let record = {
             let model = self.read();
@@ -203,7 +203,7 @@ impl Control {
         if in_hosts {
             self.set_domain_host(tenant, &domain, false).await?;
         }
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         registry.delete_domain(&domain).await?;
         self.write().domains.remove(&domain);
         log::info!("domain {domain} removed from tenant {tenant}");

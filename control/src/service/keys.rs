@@ -3,10 +3,11 @@
 //! lifetime and rate limit (and its tenant's `per_key` limit). Every change is a new table version, so revocation reaches every gateway
 //! with the next push.
 
+use super::batch::{Op, Plan, View};
 use super::{not_found, Control, ServiceError};
 use crate::body::Fields;
 use crate::ids::TenantId;
-use crate::model::{KeyRecord, Model};
+use crate::model::KeyRecord;
 use crate::time::{now_ms, rfc3339_seconds};
 use crate::views::{CreatedKey, KeyView};
 use base64::Engine;
@@ -94,7 +95,7 @@ impl Control {
             expires_at: f.take("expires_at"),
             rate_limit: f.take("rate_limit"),
         };
-        let mut problems = f.finish();
+        let problems = f.finish();
         if let Caller::Key(parent) = caller {
             // A key's children live in its tenant and no longer than it does.
             if input.tenant.is_none() {
@@ -104,43 +105,56 @@ impl Control {
                 input.expires_at = parent.expires_at_ms.map(rfc3339_seconds);
             }
         }
-        let registry = self.registry.lock().await;
-        let record = {
-            let model = self.read();
-            let (tenant, expires_at_ms) = check_key(&model, &input, &mut problems);
-            let (Some(namespaces), true) = (input.namespaces, problems.is_empty()) else {
-                return Err(ServiceError::Invalid(problems));
-            };
-            let rate_limit = mint_limit(&model, caller, tenant.as_ref(), input.rate_limit)?;
-            let secret = new_secret()?;
-            let record = KeyRecord {
-                id: new_id()?,
-                digest: digest(secret.as_bytes()),
-                prefix: secret[..8].to_owned(),
-                tenant,
-                namespaces,
-                expires_at_ms,
-                rate_limit,
-                created_at_ms: now_ms(),
-                created_by: caller.name(),
-                revoked_at_ms: None,
-                table_version: 0,
-            };
-            check_mint(caller, &record)?;
-            (record, secret)
+        self.join(|v| {
+            self.plan_mint(v, caller, input, problems)
+                .unwrap_or_else(Plan::Refuse)
+        })
+        .await
+    }
+
+    fn plan_mint(
+        &self,
+        v: &View<'_>,
+        caller: &Caller,
+        input: KeyInput,
+        mut problems: Vec<Problem>,
+    ) -> Result<Plan<CreatedKey>, ServiceError> {
+        let (tenant, expires_at_ms) = check_key(v, &input, &mut problems);
+        let (Some(namespaces), true) = (input.namespaces, problems.is_empty()) else {
+            return Err(ServiceError::Invalid(problems));
         };
-        let (record, secret) = record;
-        let version = registry.save_key(&record).await?;
+        let rate_limit = mint_limit(v, caller, tenant.as_ref(), input.rate_limit)?;
+        let secret = new_secret()?;
         let record = KeyRecord {
-            table_version: version,
-            ..record
+            id: new_id()?,
+            digest: digest(secret.as_bytes()),
+            prefix: secret[..8].to_owned(),
+            tenant,
+            namespaces,
+            expires_at_ms,
+            rate_limit,
+            created_at_ms: now_ms(),
+            created_by: caller.name(),
+            revoked_at_ms: None,
+            table_version: 0,
         };
-        let view = CreatedKey {
-            key: secret,
-            view: KeyView::from(&record),
-        };
-        self.commit(version, |m| m.put_key(record));
-        Ok(view)
+        check_mint(caller, &record)?;
+        Ok(Plan::Write {
+            stage: v.put_key(&record),
+            op: Op::SaveKey(record.clone()),
+            apply: Box::new(move |m, version| {
+                let record = KeyRecord {
+                    table_version: version,
+                    ..record
+                };
+                let view = CreatedKey {
+                    key: secret,
+                    view: KeyView::from(&record),
+                };
+                m.put_key(record);
+                (Ok(view), None)
+            }),
+        })
     }
 
     /// The keys the caller may see: all for the operator, else those it could have minted.
@@ -196,30 +210,38 @@ impl Control {
     /// Revoke a key the caller may see (404 otherwise, so ids are not probed). Revoking a
     /// revoked key changes nothing.
     pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<KeyView, ServiceError> {
-        let registry = self.registry.lock().await;
-        let record = {
-            let model = self.read();
-            let k = model
-                .keys
-                .get(id)
-                .filter(|k| caller.covers(k))
-                .ok_or_else(|| not_found("key", id))?;
+        self.join(|v| {
+            let Some(k) = v.key(id).filter(|k| caller.covers(k)) else {
+                return Plan::Refuse(not_found("key", id));
+            };
             if k.revoked_at_ms.is_some() {
-                return Ok(KeyView::from(k));
+                let id = id.to_owned();
+                return Plan::Answer(Box::new(move |m| {
+                    m.keys
+                        .get(&id)
+                        .map(KeyView::from)
+                        .ok_or_else(|| not_found("key", &id))
+                }));
             }
-            KeyRecord {
+            let record = KeyRecord {
                 revoked_at_ms: Some(now_ms()),
-                ..k.clone()
+                ..k.into_owned()
+            };
+            Plan::Write {
+                stage: v.put_key(&record),
+                op: Op::SaveKey(record.clone()),
+                apply: Box::new(move |m, version| {
+                    let record = KeyRecord {
+                        table_version: version,
+                        ..record
+                    };
+                    let view = KeyView::from(&record);
+                    m.put_key(record);
+                    (Ok(view), None)
+                }),
             }
-        };
-        let version = registry.save_key(&record).await?;
-        let record = KeyRecord {
-            table_version: version,
-            ..record
-        };
-        let view = KeyView::from(&record);
-        self.commit(version, |m| m.put_key(record));
-        Ok(view)
+        })
+        .await
     }
 }
 
@@ -266,7 +288,7 @@ fn check_mint(caller: &Caller, new: &KeyRecord) -> Result<(), ServiceError> {
 /// `per_key`: a limit given must be within both (403 otherwise); none given inherits the
 /// tighter one, or keeps following `per_key` when that is what holds the parent too.
 fn mint_limit(
-    model: &Model,
+    model: &View<'_>,
     caller: &Caller,
     tenant: Option<&TenantId>,
     given: Option<RateLimit>,
@@ -275,7 +297,7 @@ fn mint_limit(
         return Ok(given);
     };
     let limits_of = |t: Option<&TenantId>| {
-        t.and_then(|t| model.tenants.get(t))
+        t.and_then(|t| model.tenant(t))
             .map(|r| r.wire.rate_limits)
             .unwrap_or_default()
     };
@@ -323,12 +345,12 @@ fn per(l: &RateLimit) -> String {
 /// Check the key as a gateway would (`realmgate_table::validate::api_key`), plus what only
 /// realmctl knows: the tenant exists, the expiry is in the future.
 fn check_key(
-    model: &Model,
+    model: &View<'_>,
     input: &KeyInput,
     problems: &mut Vec<Problem>,
 ) -> (Option<TenantId>, Option<u64>) {
     let tenant = input.tenant.as_deref().and_then(|raw| {
-        match TenantId::parse(raw).filter(|t| model.tenants.contains_key(t)) {
+        match TenantId::parse(raw).filter(|t| model.tenant(t).is_some()) {
             Some(t) => Some(t),
             None => {
                 problems.push(Problem::new("tenant", format!("no tenant {raw:?}")));

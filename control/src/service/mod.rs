@@ -1,11 +1,13 @@
 //! The control service: the single writer of tenant state. Each change is validated, written
 //! to the registry together with the next table version, applied to the in-memory model and
-//! announced to the compiler. Changes are serialised, so none is lost and versions only grow.
+//! announced to the compiler. Changes are serialised, so none is lost and versions only grow;
+//! those queued behind a commit share the next one (`batch`).
 
 pub mod acme;
 pub mod apps;
 pub mod assertion;
 pub mod audit;
+pub mod batch;
 mod certs;
 mod domain_check;
 pub mod domains;
@@ -13,21 +15,22 @@ pub mod keys;
 pub mod operator_keys;
 mod provisioning;
 pub mod runner;
+mod tenants;
 pub mod validate;
 
 use crate::ids::{TenantId, UpstreamName};
 use crate::model::{self as page, Model, TenantRecord, UpstreamRecord};
 use crate::provision::secrets::SecretBox;
-use crate::provision::{Plan, Provision, TenantState};
+use crate::provision::Plan;
 use crate::registry::{Registry, RegistryError};
 use crate::time::now_ms;
 use crate::views::{TenantPage, TenantView, UpstreamView};
 use realmgate_table::host::HostPattern;
-use realmgate_table::{Problem, Tenant};
+use realmgate_table::Problem;
 use serde_json::json;
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::{broadcast, mpsc, watch, Mutex};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// Most tenant ids listed in a conflict's details.
 const MAX_LISTED: usize = 20;
@@ -69,10 +72,9 @@ pub enum ServiceError {
 }
 
 pub struct Control {
-    /// The write lock: one change at a time, from validation to commit.
-    registry: Mutex<Registry>,
-    /// Audit entries waiting for the write lock (`service::audit`).
-    audit_queue: std::sync::Mutex<Vec<audit::AuditEntry>>,
+    /// The write lock: one change at a time, from validation to its write; changes queued
+    /// behind it share one commit (`batch`).
+    registry: batch::WriteLock,
     model: RwLock<Model>,
     changes: watch::Sender<u64>,
     /// Which provisioning steps run; all `none`: tenants are ready at creation.
@@ -119,8 +121,7 @@ impl Control {
         let (events, _) = broadcast::channel(1024);
         Ok(Control {
             fence: registry.fence().clone(),
-            registry: Mutex::new(registry),
-            audit_queue: std::sync::Mutex::new(Vec::new()),
+            registry: batch::WriteLock::new(registry),
             model: RwLock::new(model),
             changes,
             plan,
@@ -150,7 +151,7 @@ impl Control {
     /// Wait for the write in progress, if any, to commit or fail (before the Lease is
     /// released at shutdown, with the fence already closed).
     pub async fn quiesce(&self) {
-        drop(self.registry.lock().await);
+        drop(self.lock_registry().await);
     }
 
     /// Connect the provisioning runner: tenants to look at arrive on the returned channel.
@@ -183,7 +184,7 @@ impl Control {
     /// restart does not go back, and announced, so the registry's state is compiled and
     /// pushed again under a version the gateways accept. Returns the version now current.
     pub async fn move_past(&self, seen: u64) -> Result<u64, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         if self.version() > seen {
             return Ok(self.version());
         }
@@ -246,234 +247,6 @@ impl Control {
             .ok_or_else(|| not_found("tenant", id.as_str()))
     }
 
-    pub async fn create_tenant(&self, body: &[u8]) -> Result<TenantView, ServiceError> {
-        let (id, input, mut problems) =
-            validate::decode_create(body).map_err(ServiceError::Invalid)?;
-        let registry = self.registry.lock().await;
-        let (id, record, hosts) = {
-            let model = self.read();
-            let display_name = input
-                .display_name
-                .clone()
-                .or_else(|| id.as_ref().map(ToString::to_string))
-                .unwrap_or_else(|| "placeholder".into());
-            let catalog = input.catalog.clone().unwrap_or_default();
-            let rate_limits = input.rate_limits.unwrap_or_default();
-            let shell = input.shell.clone().flatten();
-            let https = input.https.unwrap_or_default();
-            let hsts = input.hsts.flatten();
-            let check = validate::TenantCheck {
-                hosts: input.hosts.as_deref(),
-                routes: input.routes.as_deref(),
-                rate_limits,
-                display_name: &display_name,
-                catalog: &catalog,
-                shell: shell.as_ref(),
-                https,
-                hsts: hsts.as_ref(),
-                provisions_realm: self.plan.provisions_realm(),
-            };
-            let hosts = validate::check_tenant(&model, &check, &mut problems);
-            let (Some(id), Some(routes), true) = (id, input.routes, problems.is_empty()) else {
-                return Err(ServiceError::Invalid(problems));
-            };
-            if model.tenants.contains_key(&id) {
-                return Err(ServiceError::Conflict {
-                    code: "tenant_exists",
-                    message: format!("tenant \"{id}\" already exists"),
-                    details: json!({"tenant": id}),
-                });
-            }
-            validate::check_host_conflicts(&model, &id, &hosts)?;
-            let now = now_ms();
-            let mut record = TenantRecord {
-                wire: Tenant {
-                    https,
-                    hsts,
-                    id: id.to_string(),
-                    hosts: hosts.iter().map(ToString::to_string).collect(),
-                    routes,
-                    status: input.status.unwrap_or_default(),
-                    rate_limits,
-                    realm: None,
-                    // Set from the record's own fields by `sync_wire`.
-                    display_name: None,
-                    catalog: Vec::new(),
-                    shell,
-                },
-                display_name,
-                catalog,
-                revision: 1,
-                table_version: 0,
-                created_at_ms: now,
-                updated_at_ms: now,
-                provision: if self.plan.active() {
-                    Provision {
-                        state: TenantState::Provisioning,
-                        routed: false,
-                        error: None,
-                        steps: self.plan.records(now),
-                    }
-                } else {
-                    Provision::ready(self.plan.records(now))
-                },
-            };
-            record.sync_wire();
-            (id, record, hosts)
-        };
-        let version = registry.save_tenant(&record).await?;
-        let record = TenantRecord {
-            table_version: version,
-            ..record
-        };
-        let woken = id.clone();
-        let view = self.commit(version, |m| {
-            m.put_tenant(id.clone(), record, hosts);
-            m.tenants.get(&id).map(|r| certs::tenant_view(m, r))
-        });
-        self.wake(&woken);
-        view.ok_or_else(|| ServiceError::Internal("a tenant just saved is missing".into()))
-    }
-
-    /// Change some fields of a tenant. A patch that changes nothing is answered without a
-    /// new table version.
-    pub async fn update_tenant(
-        &self,
-        id: &TenantId,
-        body: &[u8],
-        if_match: Option<u64>,
-    ) -> Result<TenantView, ServiceError> {
-        let (input, mut problems) = validate::decode_patch(body).map_err(ServiceError::Invalid)?;
-        let registry = self.registry.lock().await;
-        let (record, hosts) = {
-            let model = self.read();
-            let current = model
-                .tenants
-                .get(id)
-                .ok_or_else(|| not_found("tenant", id.as_str()))?;
-            check_revision(current.revision, if_match)?;
-            if current.provision.state.deleting() {
-                return Err(ServiceError::Conflict {
-                    code: "tenant_deleting",
-                    message: format!(
-                        "tenant \"{id}\" is being deleted; create it again once it is gone"
-                    ),
-                    details: json!({"tenant": id}),
-                });
-            }
-            let mut next = current.clone();
-            if let Some(d) = input.display_name {
-                next.display_name = d;
-            }
-            if let Some(c) = input.catalog {
-                next.catalog = c;
-            }
-            if let Some(s) = input.status {
-                next.wire.status = s;
-            }
-            if let Some(routes) = input.routes {
-                next.wire.routes = routes;
-            }
-            if let Some(limits) = input.rate_limits {
-                next.wire.rate_limits = limits;
-            }
-            if let Some(shell) = input.shell {
-                next.wire.shell = shell;
-            }
-            if let Some(https) = input.https {
-                next.wire.https = https;
-            }
-            if let Some(hsts) = input.hsts {
-                next.wire.hsts = hsts;
-            }
-            next.sync_wire();
-            let check = validate::TenantCheck {
-                hosts: Some(input.hosts.as_deref().unwrap_or(&current.wire.hosts)),
-                routes: Some(&next.wire.routes),
-                rate_limits: next.wire.rate_limits,
-                display_name: &next.display_name,
-                catalog: &next.catalog,
-                shell: next.wire.shell.as_ref(),
-                https: next.wire.https,
-                hsts: next.wire.hsts.as_ref(),
-                provisions_realm: self.plan.provisions_realm(),
-            };
-            let hosts = validate::check_tenant(&model, &check, &mut problems);
-            if !problems.is_empty() {
-                return Err(ServiceError::Invalid(problems));
-            }
-            next.wire.hosts = hosts.iter().map(ToString::to_string).collect();
-            if next.same_content(current) {
-                return Ok(certs::tenant_view(&model, current));
-            }
-            validate::check_host_conflicts(&model, id, &hosts)?;
-            next.revision += 1;
-            next.updated_at_ms = now_ms();
-            (next, hosts)
-        };
-        let version = registry.save_tenant(&record).await?;
-        let record = TenantRecord {
-            table_version: version,
-            ..record
-        };
-        let view = self.commit(version, |m| {
-            m.put_tenant(id.clone(), record, hosts);
-            m.tenants.get(id).map(|r| certs::tenant_view(m, r))
-        });
-        self.wake(id);
-        view.ok_or_else(|| ServiceError::Internal("a tenant just saved is missing".into()))
-    }
-
-    /// Remove a tenant; returns the table version without it. With provisioning, the
-    /// tenant leaves the table now and is removed once its steps' `remove`s have run.
-    pub async fn delete_tenant(
-        &self,
-        id: &TenantId,
-        if_match: Option<u64>,
-    ) -> Result<u64, ServiceError> {
-        let registry = self.registry.lock().await;
-        let deleting = {
-            let model = self.read();
-            let current = model
-                .tenants
-                .get(id)
-                .ok_or_else(|| not_found("tenant", id.as_str()))?;
-            check_revision(current.revision, if_match)?;
-            if current.provision.state.deleting() {
-                return Ok(current.table_version);
-            }
-            self.plan.active().then(|| {
-                let mut next = current.clone();
-                next.provision.state = TenantState::Deleting;
-                next.provision.routed = false;
-                next.provision.error = None;
-                next
-            })
-        };
-        if let Some(record) = deleting {
-            let version = registry.save_tenant(&record).await?;
-            let hosts = self.hosts_of(&record);
-            let record = TenantRecord {
-                table_version: version,
-                ..record
-            };
-            self.commit(version, |m| m.put_tenant(id.clone(), record, hosts));
-            let _ = self.events.send(id.clone());
-            self.wake(id);
-            return Ok(version);
-        }
-        let now = now_ms();
-        let pools = self.read().tenant_pools(id);
-        let version = registry.delete_tenant(id, &pools, now).await?;
-        self.commit(version, |m| {
-            m.tombstones.insert(id.clone(), pools);
-            m.revoke_tenant_keys(id, now, version);
-            m.domains.remove_tenant(id);
-            m.remove_tenant(id)
-        });
-        Ok(version)
-    }
-
     /// A page of pools after `after`, in name order, each with how many tenants use it.
     pub fn list_upstreams(
         &self,
@@ -517,7 +290,7 @@ impl Control {
     ) -> Result<(UpstreamView, bool), ServiceError> {
         let (name, spec) =
             validate::decode_upstream(raw_name, body).map_err(ServiceError::Invalid)?;
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let created = match self.read().upstreams.get(&name) {
             Some(r) if r.spec == spec => return self.upstream(&name).map(|v| (v, false)),
             Some(_) => false,
@@ -536,7 +309,7 @@ impl Control {
 
     /// Remove a pool no route uses; returns the table version without it.
     pub async fn delete_upstream(&self, name: &UpstreamName) -> Result<u64, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         {
             let model = self.read();
             if !model.upstreams.contains_key(name) {

@@ -59,7 +59,7 @@ impl Control {
         step: StepRecord,
         tenant_state: Option<(TenantState, Option<String>)>,
     ) -> Result<(), ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let mut p = match self.read().tenants.get(id) {
             Some(r) => r.provision.clone(),
             None => return Err(not_found("tenant", id.as_str())),
@@ -93,7 +93,7 @@ impl Control {
     /// Every step is done: the tenant is ready, and enters the next table if it was not
     /// in it. Returns the table version that carries it.
     pub async fn provision_done(&self, id: &TenantId) -> Result<u64, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let (record, already_routed) = {
             let m = self.read();
             let r = m
@@ -130,7 +130,7 @@ impl Control {
 
     /// Every `remove` ran: the tenant and its journal go (its keys are revoked).
     pub async fn provision_removed(&self, id: &TenantId) -> Result<u64, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         if !self.read().tenants.contains_key(id) {
             return Ok(self.version());
         }
@@ -153,7 +153,7 @@ impl Control {
     /// drifted).
     pub async fn retry_provisioning(&self, id: &TenantId) -> Result<TenantView, ServiceError> {
         {
-            let registry = self.registry.lock().await;
+            let registry = self.lock_registry().await;
             let mut p = self
                 .read()
                 .tenants
@@ -192,7 +192,7 @@ impl Control {
     /// The new tenant's first admin and API client credentials, handed out once; later
     /// calls get 410. The secrets are dropped from realmctl's store once handed out.
     pub async fn claim_credentials(&self, id: &TenantId) -> Result<CredentialsView, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let step = {
             let m = self.read();
             let r = m

@@ -220,7 +220,7 @@ fn check_catalog(catalog: &[CatalogEntry], problems: &mut Vec<Problem>) {
 /// 409 when another tenant holds any of `hosts` (already normalised, so `ACME.test` and
 /// `acme.test` are the same host).
 pub(super) fn check_host_conflicts(
-    model: &Model,
+    model: &super::batch::View<'_>,
     id: &TenantId,
     hosts: &[HostPattern],
 ) -> Result<(), super::ServiceError> {

@@ -79,7 +79,7 @@ impl Control {
     /// Drop keys that cannot be opened and make an active key if there is none; no write
     /// when there is nothing to do.
     pub async fn ensure_assertion_key(&self) -> Result<(), ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let (gone, active) = {
             let m = self.read();
             let gone: Vec<String> = m
@@ -132,7 +132,7 @@ impl Control {
     /// A new key, published now and signing after the activation delay (at once when the
     /// delay is 0, the old key then published until the grace period ends).
     pub async fn rotate_assertion_key(&self) -> Result<AssertionKeysView, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let (delay, pending) = {
             let m = self.read();
             let pending = m
@@ -172,7 +172,7 @@ impl Control {
 
     /// Take a published (rotated-out) key out of the table now.
     pub async fn retire_assertion_key(&self, kid: &str) -> Result<AssertionKeysView, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let phase = self
             .read()
             .assertion
@@ -200,7 +200,7 @@ impl Control {
     /// published), a published key past its grace period leaves. Returns when the next
     /// change is due (ms since the epoch), if any.
     pub async fn run_assertion_schedule(&self) -> Result<Option<u64>, ServiceError> {
-        let registry = self.registry.lock().await;
+        let registry = self.lock_registry().await;
         let now = now_ms();
         let (changed, gone) = due_changes(&self.read(), now);
         if !changed.is_empty() || !gone.is_empty() {

@@ -65,7 +65,7 @@ async fn keys_that_cannot_be_opened_are_replaced() {
     // The same registry under another secrets key (an ephemeral one after a restart).
     let model = std::mem::take(&mut *c.write());
     let reg = std::mem::replace(
-        &mut *c.registry.lock().await,
+        &mut *c.lock_registry().await,
         Registry::in_memory().await.expect("r"),
     );
     let c2 = Control::with_plan(reg, Plan::default(), SecretBox::random())
