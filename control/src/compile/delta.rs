@@ -6,6 +6,7 @@
 //! Each part is emitted by the same functions the full compile uses, so a part in a delta is
 //! byte for byte the part in the full table of the same version.
 
+pub use super::history::DeltaBody;
 use super::history::{self, Change, Deltas, History, Limits, Part, PartId, SectionChange, Step};
 use super::{
     certificate_entry, challenge_enters, compile_at, full, key_enters, key_entry,
@@ -13,19 +14,9 @@ use super::{
 };
 use crate::model::Model;
 use crate::provision::secrets::SecretBox;
-use bytes::Bytes;
 use realmgate_table::assertion::Assertion;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-
-/// A delta ready to push: the document for `PATCH /v1/table` on a gateway serving `base`.
-#[derive(Debug, Clone)]
-pub struct DeltaBody {
-    pub base: u64,
-    pub body: Bytes,
-    /// Parts upserted or deleted.
-    pub parts: usize,
-}
 
 /// Which parts the table of `version` holds (their identities only), and when the ones that
 /// expire leave it.

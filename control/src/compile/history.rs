@@ -6,13 +6,22 @@
 //! A composed delta holds, for each part, the part as the newest step in its range wrote it:
 //! the part byte for byte as the full table of the target version holds it (`compile::delta`).
 
-use super::delta::DeltaBody;
+use bytes::Bytes;
 use realmgate_table::assertion::Assertion;
 use realmgate_table::delta::{AssertionChange, Delta};
 use realmgate_table::{AcmeChallenge, ApiKey, Certificate, Tenant, Upstream};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+/// A delta ready to push: the document for `PATCH /v1/table` on a gateway serving `base`.
+#[derive(Debug, Clone)]
+pub struct DeltaBody {
+    pub base: u64,
+    pub body: Bytes,
+    /// Parts upserted or deleted.
+    pub parts: usize,
+}
 
 /// How much history is kept; a gateway serving a version older than the oldest step kept (or
 /// a version realmctl never compiled) gets the full table.
@@ -342,7 +351,7 @@ pub(super) fn body(delta: Delta) -> Result<DeltaBody, serde_json::Error> {
     Ok(DeltaBody {
         base: delta.base,
         parts: parts(&delta),
-        body: bytes::Bytes::from(serde_json::to_vec(&delta)?),
+        body: Bytes::from(serde_json::to_vec(&delta)?),
     })
 }
 
