@@ -5,6 +5,7 @@
 use super::tests::{add_tenant, delta, key, model, pool, tid, Run, NOW};
 use super::*;
 use crate::model::{fixtures, AssertionKeyRecord, KeyPhase};
+use bytes::Bytes;
 use realmgate_table::TenantStatus;
 
 /// An assertion section with one signing key, sealed under `secrets`.
