@@ -139,22 +139,10 @@ impl Control {
             table_version: 0,
         };
         check_mint(caller, &record)?;
-        Ok(Plan::Write {
-            stage: v.put_key(&record),
-            op: Op::SaveKey(record.clone()),
-            apply: Box::new(move |m, version| {
-                let record = KeyRecord {
-                    table_version: version,
-                    ..record
-                };
-                let view = CreatedKey {
-                    key: secret,
-                    view: KeyView::from(&record),
-                };
-                m.put_key(record);
-                (Ok(view), None)
-            }),
-        })
+        Ok(write_key(v, record, move |r| CreatedKey {
+            key: secret,
+            view: KeyView::from(r),
+        }))
     }
 
     /// The keys the caller may see: all for the operator, else those it could have minted.
@@ -227,19 +215,7 @@ impl Control {
                 revoked_at_ms: Some(now_ms()),
                 ..k.into_owned()
             };
-            Plan::Write {
-                stage: v.put_key(&record),
-                op: Op::SaveKey(record.clone()),
-                apply: Box::new(move |m, version| {
-                    let record = KeyRecord {
-                        table_version: version,
-                        ..record
-                    };
-                    let view = KeyView::from(&record);
-                    m.put_key(record);
-                    (Ok(view), None)
-                }),
-            }
+            write_key(v, record, |r: &KeyRecord| KeyView::from(r))
         })
         .await
     }
@@ -280,6 +256,28 @@ fn check_mint(caller: &Caller, new: &KeyRecord) -> Result<(), ServiceError> {
         }
     }
     Ok(())
+}
+
+/// Write a key record (minted or revoked); once committed it is in the model under its
+/// version, and `answer` makes the call's answer from it.
+fn write_key<T: Send + 'static>(
+    v: &View<'_>,
+    record: KeyRecord,
+    answer: impl FnOnce(&KeyRecord) -> T + Send + 'static,
+) -> Plan<T> {
+    Plan::Write {
+        stage: v.put_key(&record),
+        op: Op::SaveKey(record.clone()),
+        apply: Box::new(move |m, version| {
+            let record = KeyRecord {
+                table_version: version,
+                ..record
+            };
+            let view = answer(&record);
+            m.put_key(record);
+            (Ok(view), None)
+        }),
+    }
 }
 
 /// The rate limit a new key gets. The operator's choice stands (a key's own limit is how
