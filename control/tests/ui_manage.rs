@@ -162,11 +162,23 @@ async fn problems_by_field(
     Ok(())
 }
 
+/// Open the tenant's settings from its row. A save re-provisions the tenant (its realm's
+/// display name), and the row re-renders while that runs: wait until it has settled, and
+/// click again (three times at most) when a re-render took the click.
 async fn open_settings(b: &Browser, w: &World) -> Result<(), String> {
-    b.click(&format!("tr[data-tenant=\"{}\"] button.settings", w.tenant))
-        .await?;
-    b.wait_text("#tenant-editor-id", &w.tenant).await?;
-    Ok(())
+    let row = format!("tr[data-tenant=\"{}\"]", w.tenant);
+    b.wait_gone(&format!("{row} button.progress"), WAIT).await?;
+    let mut opened = Err(String::new());
+    for _ in 0..3 {
+        b.click(&format!("{row} button.settings")).await?;
+        opened = b
+            .wait_text_within("#tenant-editor-id", &w.tenant, Duration::from_secs(5))
+            .await;
+        if opened.is_ok() {
+            break;
+        }
+    }
+    opened.map(drop)
 }
 
 async fn admin_flow(b: &Browser, w: &World) -> Result<(), String> {

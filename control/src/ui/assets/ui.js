@@ -122,14 +122,6 @@ function tenantRow(t) {
   } else {
     actions.append(act("Activate", () => api("PATCH", "/v1/tenants/" + id, { status: "active" })));
   }
-  if (p && (p.state === "failed" || p.state === "delete_failed")) {
-    actions.append(act("Retry", async () =>
-      watchProvisioning(t.id, await api("POST", "/v1/tenants/" + id + "/retry"))));
-  }
-  if (p && p.state !== "ready") {
-    actions.append(el("button", { type: "button", class: "progress", "aria-label": "Provisioning of " + t.id,
-      onclick: () => watchProvisioning(t.id, t) }, "Progress"));
-  }
   actions.append(el("button", { type: "button", class: "settings", "aria-label": "Settings of " + t.id,
     onclick: (ev) => openTenantEditor(t.id, ev.currentTarget) }, "Settings"));
   actions.append(el("button", { type: "button", "aria-label": "Traffic of " + t.id,
@@ -143,6 +135,16 @@ function tenantRow(t) {
       watchProvisioning(t.id, null);
     }
   }, "danger"));
+  // The buttons that come and go with provisioning come last, so none of the others moves
+  // under a pointer when the row re-renders.
+  if (p && (p.state === "failed" || p.state === "delete_failed")) {
+    actions.append(act("Retry", async () =>
+      watchProvisioning(t.id, await api("POST", "/v1/tenants/" + id + "/retry"))));
+  }
+  if (p && p.state !== "ready") {
+    actions.append(el("button", { type: "button", class: "progress", "aria-label": "Provisioning of " + t.id,
+      onclick: () => watchProvisioning(t.id, t) }, "Progress"));
+  }
   const certs = (t.certificates || []).map((c) => c.name + ": " + expiry(c));
   const uncovered = t.hosts_without_certificate || [];
   if (uncovered.length && (t.https !== "off" || certs.length)) certs.push("none for " + uncovered.join(", "));
