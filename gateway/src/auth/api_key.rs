@@ -329,6 +329,21 @@ impl Keys {
         Ok(idx)
     }
 
+    /// Let the key with table id `id` (if any) go of its digest; the key itself stays until
+    /// its [`Keys::upsert`] gives it the new one. A change that moves digests between its
+    /// keys (or swaps two keys' digests) lets every changed key go of its old one first.
+    pub fn release_digest(&mut self, id: &str) {
+        let Some(&idx) = self.by_id.get(id) else {
+            return;
+        };
+        let Some(old) = self.keys.get(idx).map(|k| k.digest) else {
+            return;
+        };
+        if self.by_digest.get(&old) == Some(&idx) {
+            self.by_digest.remove(&old);
+        }
+    }
+
     /// Remove the key with table id `id`; its former index (free for reuse).
     pub fn remove(&mut self, id: &str) -> Option<KeyIdx> {
         let idx = self.by_id.remove(id)?;

@@ -272,7 +272,8 @@ fn apply(
         released.pools.push(name.as_str().into());
     }
 
-    // Keys: removals, then upserts (a digest may move from a removed key to a new one).
+    // Keys: removals, then every changed key lets go of its digest, then upserts (a digest
+    // may move from a removed or changed key to another, or two keys may swap theirs).
     for id in &delete_api_keys {
         let idx = next
             .keys
@@ -281,6 +282,9 @@ fn apply(
         if let Some(l) = next.key_limits.take(idx) {
             released.scopes.push(l.scope);
         }
+    }
+    for (key, _) in &api_keys {
+        next.keys.release_digest(&key.id);
     }
     for (key, expiry) in &api_keys {
         let tenant_ids = &next.tenant_ids;

@@ -300,6 +300,31 @@ fn a_host_moves_between_tenants_in_one_change() {
 
 /// A refused change: the error names the conflict, and the caches (labels, counters) are
 /// as before.
+/// A digest moves from one changed key to another in one change, and two keys swap theirs
+/// (found by the property test above: keys were upserted one at a time against the old
+/// digests).
+#[test]
+fn digests_move_and_swap_between_keys_in_one_change() {
+    let key = |id, secret| Op::Key {
+        id,
+        secret,
+        tenant: None,
+        all_ns: false,
+        limit: None,
+        expires: false,
+    };
+    let steps = vec![
+        vec![key(3, 5)],
+        vec![key(0, 4)],
+        // k0's digest goes to k3, k0 takes a new one.
+        vec![key(0, 0), key(3, 4)],
+        // k0 and k3 swap, in either order.
+        vec![key(3, 0), key(0, 4)],
+        vec![key(0, 0), key(3, 4)],
+    ];
+    check_steps(&steps).expect("same answers");
+}
+
 #[test]
 fn a_refused_change_changes_nothing() {
     let deps = Caches::new(3);

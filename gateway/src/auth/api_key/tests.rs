@@ -245,3 +245,38 @@ fn keys_change_one_at_a_time_and_keep_their_index() {
     assert_eq!(next.by_id("dup"), Some(b));
     assert_eq!(next.iter().count(), 3);
 }
+
+#[test]
+fn two_keys_swap_their_digests_once_both_let_go() {
+    let mut next = keys();
+    let tenant_of = |t: &str| match t {
+        "acme" => Some(0),
+        "beta" => Some(1),
+        _ => None,
+    };
+    let (a, b) = (next.by_id("ka").expect("ka"), next.by_id("kb").expect("kb"));
+    let ka = key("ka", SECRET_B, Some("acme"), &["@acme"]);
+    let kb = key("kb", SECRET_A, Some("beta"), &["*"]);
+    // One at a time, each new digest is still the other key's.
+    assert_eq!(
+        next.clone().upsert(&ka, None, tenant_of),
+        Err(KeyRefused::DigestTaken)
+    );
+    next.release_digest("ka");
+    next.release_digest("kb");
+    next.release_digest("nobody");
+    assert_eq!(next.authenticate(SECRET_A.as_bytes(), 0), None);
+    assert_eq!(next.upsert(&ka, None, tenant_of), Ok(a));
+    assert_eq!(next.upsert(&kb, None, tenant_of), Ok(b));
+    assert_eq!(next.authenticate(SECRET_B.as_bytes(), 0), Some(a));
+    assert_eq!(next.authenticate(SECRET_A.as_bytes(), 0), Some(b));
+    assert_eq!(next.get(a).scope, Scope::Tenant(0));
+    assert_eq!((next.of_tenant(0), next.of_tenant(1)), (1, 1));
+    // A released key that takes a digest another key still holds is refused.
+    next.release_digest("ka");
+    let taken = key("ka", SECRET_OP, Some("acme"), &["*"]);
+    assert_eq!(
+        next.upsert(&taken, None, tenant_of),
+        Err(KeyRefused::DigestTaken)
+    );
+}
