@@ -317,6 +317,11 @@ fn apply(
             )
         })?;
     }
+    // Every replaced certificate lets go of its server names before any claims new ones: a
+    // name may move from one changed certificate to another.
+    for (wire, _) in &certificates {
+        next.certs.remove(&wire.name);
+    }
     for (wire, cert) in certificates {
         next.certs.upsert(wire.name, cert);
     }
