@@ -222,6 +222,7 @@ mod tests {
     #[test]
     fn a_table_host_normalises_as_the_request_path_does() {
         let long_label = "a".repeat(64);
+        let longest_label = format!("{}.test", "A".repeat(63));
         let at_most = format!("{}.test", "a.".repeat(124));
         let too_long = format!("{}.test", "a.".repeat(125));
         for raw in [
@@ -245,6 +246,7 @@ mod tests {
             "*.acme.test",
             "0.0.0.0",
             &long_label,
+            &longest_label,
             &at_most,
             &too_long,
         ] {
@@ -253,6 +255,22 @@ mod tests {
             assert_eq!(normalise_host(raw), by_name, "{raw:?}");
         }
         assert_eq!(normalise_host("Acme.Test."), Ok("acme.test".to_owned()));
+        // Every short string of these bytes: both paths agree on each.
+        let bytes = b"aZ0-.";
+        let mut raw = Vec::new();
+        for n in 0..=6u32 {
+            for mut i in 0..bytes.len().pow(n) {
+                raw.clear();
+                for _ in 0..n {
+                    raw.push(bytes[i % bytes.len()]);
+                    i /= bytes.len();
+                }
+                let raw = std::str::from_utf8(&raw).expect("ascii");
+                let mut buf = HostBuf::default();
+                let by_name = normalise_name(raw.as_bytes(), &mut buf).map(str::to_owned);
+                assert_eq!(normalise_host(raw), by_name, "{raw:?}");
+            }
+        }
         assert_eq!(normalise_host(&too_long), Err(HostError::TooLong));
     }
 
