@@ -59,8 +59,20 @@ pub fn normalise_authority<'b>(raw: &[u8], buf: &'b mut HostBuf) -> Result<&'b s
     normalise_name(host, buf)
 }
 
-/// Normalise a bare host name (no port), as written in the routing table.
+/// Normalise a bare host name (no port), as written in the routing table. An ASCII name (a
+/// table's usual case) is lowered straight into the string returned, with the checks and
+/// errors of [`normalise_name`] in the same order; anything else goes through it.
 pub fn normalise_host(raw: &str) -> Result<String, HostError> {
+    let host = raw.as_bytes();
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    if host.is_ascii() && host.first().is_some_and(|&b| b != b'[') {
+        if host.len() > MAX_HOST_LEN {
+            return Err(HostError::TooLong);
+        }
+        let lower = host.to_ascii_lowercase();
+        check_labels(&lower)?;
+        return String::from_utf8(lower).map_err(|_| HostError::BadLabel);
+    }
     let mut buf = HostBuf::default();
     normalise_name(raw.as_bytes(), &mut buf).map(str::to_owned)
 }
@@ -205,6 +217,61 @@ mod tests {
     fn norm(raw: &str) -> Result<String, HostError> {
         let mut buf = HostBuf::default();
         normalise_authority(raw.as_bytes(), &mut buf).map(str::to_owned)
+    }
+
+    #[test]
+    fn a_table_host_normalises_as_the_request_path_does() {
+        let long_label = "a".repeat(64);
+        let longest_label = format!("{}.test", "A".repeat(63));
+        let at_most = format!("{}.test", "a.".repeat(124));
+        let too_long = format!("{}.test", "a.".repeat(125));
+        for raw in [
+            "",
+            ".",
+            "..",
+            "Acme.Test",
+            "acme.test.",
+            "acme.test..",
+            "a..b",
+            "-a.test",
+            "a-.test",
+            "a_b.test",
+            "a b.test",
+            "ACME",
+            "xn--bcher-kva.de",
+            "Bücher.de",
+            "[::0001]",
+            "[::1",
+            "acme.test:80",
+            "*.acme.test",
+            "0.0.0.0",
+            &long_label,
+            &longest_label,
+            &at_most,
+            &too_long,
+        ] {
+            let mut buf = HostBuf::default();
+            let by_name = normalise_name(raw.as_bytes(), &mut buf).map(str::to_owned);
+            assert_eq!(normalise_host(raw), by_name, "{raw:?}");
+        }
+        assert_eq!(normalise_host("Acme.Test."), Ok("acme.test".to_owned()));
+        // Every short string of these bytes: both paths agree on each.
+        let bytes = b"aZ0-.";
+        let mut raw = Vec::new();
+        for n in 0..=6u32 {
+            for mut i in 0..bytes.len().pow(n) {
+                raw.clear();
+                for _ in 0..n {
+                    raw.push(bytes[i % bytes.len()]);
+                    i /= bytes.len();
+                }
+                let raw = std::str::from_utf8(&raw).expect("ascii");
+                let mut buf = HostBuf::default();
+                let by_name = normalise_name(raw.as_bytes(), &mut buf).map(str::to_owned);
+                assert_eq!(normalise_host(raw), by_name, "{raw:?}");
+            }
+        }
+        assert_eq!(normalise_host(&too_long), Err(HostError::TooLong));
     }
 
     #[test]

@@ -325,7 +325,8 @@ pub(super) fn compile_tenant(
         None => HashMap::new(),
     };
     let shell = ShellRt::compile(t, &shell_pools);
-    let mut used: Vec<PoolIdx> = shell_pools.values().copied().collect();
+    let mut used = Used::default();
+    shell_pools.values().for_each(|&p| used.push(p));
     let mut routes = Vec::with_capacity(t.routes.len());
     for r in &t.routes {
         // Validation guarantees the upstream exists; be safe anyway.
@@ -342,9 +343,7 @@ pub(super) fn compile_tenant(
             }),
         });
     }
-    used.sort_unstable();
-    used.dedup();
-    let pools = Box::<[PoolIdx]>::from(&used[..]);
+    let pools = used.finish();
     Ok(TenantRt {
         limits: TenantLimits::compile(limiters, &t.id, &t.rate_limits),
         // Tenant ids are validated to [a-z0-9-], always a valid header value.
@@ -362,6 +361,46 @@ pub(super) fn compile_tenant(
             .hsts
             .and_then(|h| HeaderValue::from_str(&h.header_value()).ok()),
     })
+}
+
+/// The pools a tenant uses, gathered without a heap allocation for the usual few (a full
+/// table compiles every tenant): the first [`Used::INLINE`] distinct ones are kept on the
+/// stack, more spill into a vector. [`Used::finish`] gives them sorted, each once.
+#[derive(Default)]
+struct Used {
+    inline: [PoolIdx; Used::INLINE],
+    len: usize,
+    spilled: Vec<PoolIdx>,
+}
+
+impl Used {
+    const INLINE: usize = 8;
+
+    fn push(&mut self, pool: PoolIdx) {
+        if self.spilled.is_empty() {
+            if self.inline[..self.len].contains(&pool) {
+                return;
+            }
+            if self.len < Used::INLINE {
+                self.inline[self.len] = pool;
+                self.len += 1;
+                return;
+            }
+            self.spilled.extend_from_slice(&self.inline);
+        }
+        self.spilled.push(pool);
+    }
+
+    fn finish(mut self) -> Box<[PoolIdx]> {
+        if self.spilled.is_empty() {
+            let pools = &mut self.inline[..self.len];
+            pools.sort_unstable();
+            return Box::from(&*pools);
+        }
+        self.spilled.sort_unstable();
+        self.spilled.dedup();
+        self.spilled.into_boxed_slice()
+    }
 }
 
 mod tenants;

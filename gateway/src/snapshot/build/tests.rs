@@ -212,3 +212,22 @@ fn a_build_on_several_threads_reports_the_first_problem_in_table_order() {
         assert!(problem.contains("unknown upstream gone"), "{problem}");
     }
 }
+
+#[test]
+fn a_tenants_pools_come_sorted_and_once_each_however_many() {
+    use super::Used;
+    for n in [0usize, 1, 3, Used::INLINE, Used::INLINE + 1, 40] {
+        // Each pool twice, out of order, the repeats before and after the spill.
+        let pushed: Vec<u32> = (0..n as u32)
+            .rev()
+            .chain(0..n as u32)
+            .map(|p| p * 7 % 101)
+            .collect();
+        let mut used = Used::default();
+        pushed.iter().for_each(|&p| used.push(p));
+        let mut want = pushed.clone();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(&*used.finish(), &want[..], "{n} pools");
+    }
+}
