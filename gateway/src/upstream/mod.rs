@@ -3,21 +3,23 @@
 //! connect failure. The service that probes the pools runs beside the server
 //! (`background.rs`).
 
+mod probe;
 pub mod tls;
 
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
-use pingora_load_balancing::health_check::{HealthObserve, HttpHealthCheck, TcpHealthCheck};
+use pingora_load_balancing::health_check::HealthObserve;
 use pingora_load_balancing::selection::RoundRobin;
 use pingora_load_balancing::{Backend, LoadBalancer};
+use probe::Probe;
 use realmgate_table::Upstream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tls::{PoolTls, TlsHealthCheck};
+use tls::PoolTls;
 
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_READ_TIMEOUT_MS: u64 = 60_000;
@@ -104,30 +106,14 @@ impl Pool {
             .health_check
             .as_ref()
             .and_then(|h| h.http_path.as_deref());
-        lb.set_health_check(match (&tls, http_path) {
-            (Some(t), path) => {
-                let req = path.map(|p| http_request(p, t.host())).transpose()?;
-                Box::new(TlsHealthCheck::new(
-                    Arc::clone(&endpoints),
-                    req,
-                    PROBE_TIMEOUT,
-                    mirror,
-                ))
-            }
-            (None, path) => match path {
-                Some(path) => {
-                    let mut http = http_check(path)?;
-                    http.health_changed_callback = Some(mirror);
-                    Box::new(http)
-                }
-                None => {
-                    let mut tcp = TcpHealthCheck::new();
-                    tcp.peer_template.options.connection_timeout = Some(PROBE_TIMEOUT);
-                    tcp.health_changed_callback = Some(mirror);
-                    tcp
-                }
-            },
-        });
+        let host = tls.as_ref().map_or("localhost", PoolTls::host);
+        let req = http_path.map(|p| http_request(p, host)).transpose()?;
+        lb.set_health_check(Box::new(Probe::new(
+            Arc::clone(&endpoints),
+            req,
+            PROBE_TIMEOUT,
+            mirror,
+        )));
         lb.parallel_health_check = true;
         Ok(Pool {
             name: name.into(),
@@ -169,14 +155,6 @@ impl Pool {
 
 fn inet(b: &Backend) -> Option<SocketAddr> {
     b.addr.as_inet().copied()
-}
-
-fn http_check(path: &str) -> Result<HttpHealthCheck, String> {
-    let mut check = HttpHealthCheck::new("localhost", false);
-    check.req = http_request(path, "localhost")?;
-    check.peer_template.options.connection_timeout = Some(PROBE_TIMEOUT);
-    check.peer_template.options.read_timeout = Some(PROBE_TIMEOUT);
-    Ok(check)
 }
 
 /// The health check's `GET path` with `Host: host`.

@@ -1,32 +1,18 @@
 //! TLS to `https://` pools: how each endpoint's peer is verified (SNI, trust roots, ALPN),
-//! decided once when the pool is built, and the health check that probes such a pool over
-//! TLS with each endpoint's own peer.
+//! decided once when the pool is built.
 
-use super::Endpoint;
-use async_trait::async_trait;
-use pingora_core::connectors::http::Connector as HttpConnector;
-use pingora_core::connectors::TransportConnector;
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::utils::tls::{parse_x509, WrappedX509};
-use pingora_error::{Error, ErrorType, Result};
-use pingora_http::RequestHeader;
-use pingora_load_balancing::health_check::{HealthCheck, HealthObserve};
-use pingora_load_balancing::Backend;
 use realmgate_table::Upstream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// A CA file larger than this is not a CA file.
 const MAX_CA_FILE: u64 = 1 << 20;
-/// Most of a health check response body read before it counts as failed.
-const MAX_PROBE_BODY: usize = 64 * 1024;
-/// One probe, connect to last body byte, at most this long.
-const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The endpoint's address without its `https://` (`None` for a plain endpoint).
 pub fn https_addr(endpoint: &str) -> Option<&str> {
@@ -136,101 +122,6 @@ fn load_ca(path: &str) -> Result<(Arc<[WrappedX509]>, [u8; 32]), String> {
         return Err("holds no PEM certificate".into());
     }
     Ok((certs.into(), digest.finalize().into()))
-}
-
-/// Probes an https pool over TLS, each endpoint with its own prebuilt peer (its SNI and trust
-/// roots): a TLS handshake, or a `GET` of the health path that must answer 200.
-pub struct TlsHealthCheck {
-    endpoints: Arc<[Endpoint]>,
-    /// The health check request; `None`: the handshake alone.
-    req: Option<RequestHeader>,
-    timeout: Duration,
-    observe: Box<dyn HealthObserve + Send + Sync>,
-}
-
-impl TlsHealthCheck {
-    pub(super) fn new(
-        endpoints: Arc<[Endpoint]>,
-        req: Option<RequestHeader>,
-        timeout: Duration,
-        observe: Box<dyn HealthObserve + Send + Sync>,
-    ) -> TlsHealthCheck {
-        TlsHealthCheck {
-            endpoints,
-            req,
-            timeout,
-            observe,
-        }
-    }
-
-    async fn probe(&self, target: &Backend) -> Result<()> {
-        let Some(ep) = self
-            .endpoints
-            .iter()
-            .find(|e| super::inet(target) == Some(e.addr))
-        else {
-            return Error::e_explain(ErrorType::InternalError, "no such endpoint");
-        };
-        let mut peer = ep.peer.clone();
-        let o = &mut peer.options;
-        o.connection_timeout = Some(self.timeout);
-        o.total_connection_timeout = Some(self.timeout);
-        o.read_timeout = Some(self.timeout);
-        o.write_timeout = Some(self.timeout);
-        let Some(req) = &self.req else {
-            return transport().get_stream(&peer).await.map(|_| ());
-        };
-        let (mut session, _) = connector().get_http_session(&peer).await?;
-        session.write_request_header(Box::new(req.clone())).await?;
-        session.finish_request_body().await?;
-        session.read_response_header().await?;
-        let status = session.response_header().map(|r| r.status.as_u16());
-        if status != Some(200) {
-            return Error::e_explain(
-                ErrorType::CustomCode("non 200 code", status.unwrap_or(0)),
-                "during https health check",
-            );
-        }
-        let mut read = 0;
-        while let Some(chunk) = session.read_response_body().await? {
-            read += chunk.len();
-            if read > MAX_PROBE_BODY {
-                return Error::e_explain(ErrorType::InvalidHTTPHeader, "health body too long");
-            }
-        }
-        session.shutdown().await;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl HealthCheck for TlsHealthCheck {
-    async fn check(&self, target: &Backend) -> Result<()> {
-        match tokio::time::timeout(PROBE_DEADLINE, self.probe(target)).await {
-            Ok(r) => r,
-            Err(_) => Error::e_explain(ErrorType::ConnectTimedout, "https health check"),
-        }
-    }
-
-    async fn health_status_change(&self, target: &Backend, healthy: bool) {
-        self.observe.observe(target, healthy).await;
-    }
-
-    fn health_threshold(&self, _success: bool) -> usize {
-        1
-    }
-}
-
-/// One connector for every https health check: each builds its TLS context from the system's
-/// roots, which is worth doing once.
-fn connector() -> &'static HttpConnector {
-    static C: OnceLock<HttpConnector> = OnceLock::new();
-    C.get_or_init(|| HttpConnector::new(None))
-}
-
-fn transport() -> &'static TransportConnector {
-    static C: OnceLock<TransportConnector> = OnceLock::new();
-    C.get_or_init(|| TransportConnector::new(None))
 }
 
 #[cfg(test)]
