@@ -56,8 +56,8 @@ pub(super) struct WriteLock {
     /// to join or commit; the last of a burst commits.
     waiting: AtomicUsize,
     limits: std::sync::Mutex<BatchLimits>,
-    /// When the open batch is due (opened + `max_open`), for the committing task.
-    batch_due: std::sync::Mutex<Option<Instant>>,
+    /// When the open batch was opened (it is due `max_open` later), for the committing task.
+    batch_opened: std::sync::Mutex<Option<Instant>>,
     /// Wakes the committing task: a batch opened, an entry queued, the core dropped.
     alarm: Arc<Notify>,
 }
@@ -131,7 +131,7 @@ impl WriteLock {
             }),
             waiting: AtomicUsize::new(0),
             limits: std::sync::Mutex::new(BatchLimits::default()),
-            batch_due: std::sync::Mutex::new(None),
+            batch_opened: std::sync::Mutex::new(None),
             alarm: Arc::new(Notify::new()),
         }
     }
@@ -140,16 +140,16 @@ impl WriteLock {
         self.alarm.notify_one();
     }
 
-    fn set_batch_due(&self, due: Option<Instant>) {
+    fn set_batch_opened(&self, at: Option<Instant>) {
         *self
-            .batch_due
+            .batch_opened
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = due;
+            .unwrap_or_else(PoisonError::into_inner) = at;
     }
 
-    fn batch_due(&self) -> Option<Instant> {
+    fn batch_opened(&self) -> Option<Instant> {
         *self
-            .batch_due
+            .batch_opened
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

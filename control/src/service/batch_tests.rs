@@ -1,7 +1,9 @@
 //! The group commit's guarantees: changes queued behind a commit share the next one, each
 //! with its own version; conflicts inside a batch are caught as between commits; one failing
 //! change does not fail the others; a failed commit fails the whole batch and leaves the model
-//! equal to the registry; nothing uncommitted is read, compiled or announced.
+//! equal to the registry; nothing uncommitted is read, compiled or announced; a batch whose
+//! callers all went away is committed at its bound; audit entries of an undone or interrupted
+//! commit are written once.
 
 use super::*;
 use crate::leadership::{Fence, FenceControl, Leadership};
@@ -482,4 +484,29 @@ async fn entries_of_a_batch_undone_mid_write_are_queued_again_in_order() {
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["first", "second"]);
     assert_eq!(c.audit_entries_lost(), 0);
+}
+
+/// After a COMMIT interrupted mid-way, the entries it carried are queued again if the
+/// registry does not hold them, and not if it does: none lost, none twice.
+#[tokio::test]
+async fn entries_of_an_interrupted_commit_are_written_once() {
+    for took_effect in [false, true] {
+        let c = control().await;
+        c.record_audit(audit("carried"));
+        {
+            let mut w = c.core.registry.acquire().await;
+            c.core.stage_audits(&mut w).await;
+            let batch = w.batch.take().expect("opened for the entry");
+            if took_effect {
+                w.registry.commit_batch().await.expect("commit");
+            }
+            // As `flush` leaves it when its caller is dropped during the COMMIT.
+            w.unsure = true;
+            w.committing = batch.audits;
+        }
+        let log = c.audit_page(None, 10).await.expect("page");
+        let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["carried"], "commit took effect: {took_effect}");
+        assert_eq!(c.audit_entries_lost(), 0);
+    }
 }

@@ -46,10 +46,10 @@ impl Core {
     /// The earliest time the open batch or a queued audit entry must be committed by.
     fn next_due(&self) -> Option<Instant> {
         let max_open = self.registry.limits().max_open;
-        let queued = self.audits.since().map(|t| t + max_open);
-        match (self.registry.batch_due(), queued) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let opened = self.registry.batch_opened();
+        match (opened, self.audits.since()) {
+            (Some(a), Some(b)) => Some(a.min(b) + max_open),
+            (a, b) => a.or(b).map(|t| t + max_open),
         }
     }
 
@@ -68,8 +68,7 @@ impl Core {
             members: Vec::new(),
             audits: Written::default(),
         });
-        self.registry
-            .set_batch_due(Some(now + self.registry.limits().max_open));
+        self.registry.set_batch_opened(Some(now));
         self.registry.wake_committer();
         Ok(())
     }
@@ -108,7 +107,7 @@ impl Core {
     pub(super) async fn flush(&self, w: &mut Writer) {
         self.stage_audits(w).await;
         let Some(batch) = w.batch.take() else { return };
-        self.registry.set_batch_due(None);
+        self.registry.set_batch_opened(None);
         if batch.members.is_empty() && batch.audits.entries.is_empty() {
             // Nothing was kept (every write failed, each undone alone).
             w.registry.rollback_batch().await;
@@ -166,9 +165,10 @@ impl Core {
     /// the next delta removes them (a fresh model records everything it holds as written).
     pub(super) async fn settle(&self, w: &mut Writer) {
         if let Some(batch) = w.batch.take_if(|b| b.writing) {
-            self.registry.set_batch_due(None);
+            self.registry.set_batch_opened(None);
             w.registry.rollback_batch().await;
             self.audits.requeue(batch.audits.entries);
+            self.registry.wake_committer();
             let e = RegistryError::Batch("a change was interrupted while it was written".into());
             self.finish(batch.members, Err(e));
         }
@@ -180,7 +180,10 @@ impl Core {
         if !audits.entries.is_empty() {
             match w.registry.audit_page(None, 1).await {
                 Ok(newest) if newest.first().is_some_and(|e| e.seq >= audits.last_seq) => {}
-                Ok(_) => self.audits.requeue(audits.entries),
+                Ok(_) => {
+                    self.audits.requeue(audits.entries);
+                    self.registry.wake_committer();
+                }
                 Err(e) => self.audits.lost(&audits.entries, &e),
             }
         }
