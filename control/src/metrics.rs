@@ -36,6 +36,9 @@ pub struct Metrics {
     table_pushes: IntCounterVec,
     /// Deltas not applied, after which the full table was sent, by reason.
     delta_fallbacks: IntCounterVec,
+    /// Audit entries whose write or commit failed (each logged), brought up to the
+    /// service's count at each scrape.
+    audit_lost: IntCounter,
 }
 
 /// Why a gateway was sent the full table after a delta (the `reason` label).
@@ -173,6 +176,11 @@ impl Metrics {
         registry.register(Box::new(push_seconds.clone()))?;
         registry.register(Box::new(applied.clone()))?;
         registry.register(Box::new(requests.clone()))?;
+        let audit_lost = IntCounter::new(
+            "realmctl_audit_entries_lost_total",
+            "Audit entries of answered calls whose write or commit failed (each logged)",
+        )?;
+        registry.register(Box::new(audit_lost.clone()))?;
         Ok(Metrics {
             registry,
             table_version,
@@ -194,7 +202,16 @@ impl Metrics {
             cert_expiry,
             table_pushes,
             delta_fallbacks,
+            audit_lost,
         })
+    }
+
+    /// Bring the lost audit entries' counter up to `total`, the service's count.
+    pub fn set_audit_entries_lost(&self, total: u64) {
+        let now = self.audit_lost.get();
+        if total > now {
+            self.audit_lost.inc_by(total - now);
+        }
     }
 
     /// A table sent: `delta` (`PATCH`) or `full` (`PUT`).

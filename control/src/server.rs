@@ -266,13 +266,18 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
     };
     let Some(mut task) = elector.take() else {
-        return served.await;
+        let result = served.await;
+        // The audit entries of the last calls answered, queued for the next commit.
+        control.quiesce().await;
+        return result;
     };
     let result = tokio::select! {
         r = served => r,
         // Another process held the Lease meanwhile: end non-zero (crate::lease explains).
         reason = task.lost() => return Err(StartError::Lease(reason)),
     };
+    // Committed while the fence is still open: the audit entries of the last calls answered.
+    control.quiesce().await;
     task.shutdown(control.quiesce()).await;
     result
 }

@@ -333,7 +333,7 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
                 let mut e = entry(&actor, action, target, resp.status());
                 e.peer = peer;
                 e.detail = Some(detail);
-                s.control.record_audit(e).await;
+                s.control.record_audit(e);
             }
             return resp;
         }
@@ -392,7 +392,9 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_owned));
     }
-    s.control.record_audit(e).await;
+    // Queued before the answer goes out, committed with the next batch (`service::audit`):
+    // the call does not wait for a second commit.
+    s.control.record_audit(e);
     Response::from_parts(parts, Body::from(bytes))
 }
 

@@ -131,3 +131,39 @@ async fn each_change_records_its_object_before_and_after() {
         "still there, unchanged"
     );
 }
+
+/// Calls answered concurrently: once a call is answered, a read of the log shows its entry
+/// (the one whose `response_digest` is its answer's), though no commit of its own was waited
+/// for. (The order of entries is the order they were recorded: `service::audit`'s tests.)
+#[tokio::test]
+async fn an_answered_calls_entry_is_in_the_log_at_once() {
+    let app = test_app().await;
+    let calls: Vec<_> = (0..16)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let body = tenant(&format!("t{i}"), &format!("t{i}.example.com")).to_string();
+                let req = request(
+                    Method::POST,
+                    "/v1/tenants",
+                    Some(super::tests::OPERATOR),
+                    body,
+                );
+                let (s, _, bytes) = send(&app, req).await;
+                assert_eq!(s, StatusCode::CREATED);
+                let digest = hex::encode(super::auth::digest(&bytes));
+                let (_, audit) = call(&app, Method::GET, "/v1/audit?limit=500", None).await;
+                let entries = audit["entries"].as_array().cloned().unwrap_or_default();
+                assert!(
+                    entries
+                        .iter()
+                        .any(|e| e["response_digest"].as_str() == Some(digest.as_str())),
+                    "call {i}'s entry is in the log once it is answered"
+                );
+            })
+        })
+        .collect();
+    for c in calls {
+        c.await.expect("call");
+    }
+}

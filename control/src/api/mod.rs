@@ -127,6 +127,8 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .leader
         .set(i64::from(s.control.fence().is_leading()));
     s.control.observe_certificate_expiry(&s.metrics);
+    s.metrics
+        .set_audit_entries_lost(s.control.audit_entries_lost());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),

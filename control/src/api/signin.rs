@@ -162,7 +162,7 @@ async fn callback(State(s): State<AppState>, Query(q): Query<Callback>, req: Req
         );
         e.peer = from;
         e.detail = Some("neither the viewer nor the admin role".into());
-        s.control.record_audit(e).await;
+        s.control.record_audit(e);
         return page(
             StatusCode::FORBIDDEN,
             &format!(
@@ -180,7 +180,7 @@ async fn callback(State(s): State<AppState>, Query(q): Query<Callback>, req: Req
         StatusCode::OK,
     );
     e.peer = from;
-    s.control.record_audit(e).await;
+    s.control.record_audit(e);
     let lifetime = Duration::from_millis(view.expires_at_ms.saturating_sub(crate::time::now_ms()));
     let mut r = StatusCode::SEE_OTHER.into_response();
     let h = r.headers_mut();
@@ -230,7 +230,7 @@ async fn logout(State(s): State<AppState>, req: Request) -> Response {
         );
         e.peer = from;
         e.detail = Some(m);
-        s.control.record_audit(e).await;
+        s.control.record_audit(e);
         return refusal.into_response();
     }
     let id_token = cookie.as_deref().and_then(|id| ops.sessions.remove(id));
@@ -241,7 +241,7 @@ async fn logout(State(s): State<AppState>, req: Request) -> Response {
         StatusCode::OK,
     );
     e.peer = from;
-    s.control.record_audit(e).await;
+    s.control.record_audit(e);
     // RP-initiated logout at the realm, when it offers one (its SSO session ends too).
     let end_session = match (id_token, ops.oidc.provider(false).await) {
         (Some(t), Ok(p)) => ops.oidc.end_session_url(&p, &t).map(|u| u.to_string()),

@@ -81,33 +81,36 @@ impl Registry {
     }
 
     /// Append `entries` in order in one transaction (one commit for a burst of calls):
-    /// all or none. In an open batch, in a savepoint of it (committed with the batch).
-    pub async fn append_audits(&self, entries: &[AuditEntry]) -> Result<(), RegistryError> {
+    /// all or none; returns the `seq` the last one took (0 for none). In an open batch, in a
+    /// savepoint of it (committed with the batch).
+    pub async fn append_audits(&self, entries: &[AuditEntry]) -> Result<u64, RegistryError> {
+        let append_all = || async {
+            let mut last = 0;
+            for e in entries {
+                last = self.append_audit(e).await?;
+            }
+            Ok::<_, RegistryError>(last)
+        };
         if self.batch_open() {
-            return self
-                .savepoint(|| async {
-                    for e in entries {
-                        self.append_audit(e).await?;
-                    }
-                    Ok::<_, RegistryError>(())
-                })
-                .await;
+            return self.savepoint(append_all).await;
         }
         if let [e] = entries {
-            return self.append_audit(e).await.map(drop);
+            return self.append_audit(e).await;
         }
         self.fenced()?;
         let tx = self.conn.transaction().await?;
-        for e in entries {
-            if let Err(err) = self.append_audit(e).await {
+        match append_all().await {
+            Ok(last) => {
+                tx.commit().await?;
+                Ok(last)
+            }
+            Err(err) => {
                 if let Err(rb) = tx.rollback().await {
                     log::error!("registry: rollback failed: {rb}");
                 }
-                return Err(err);
+                Err(err)
             }
         }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Up to `limit` entries with `seq` above `after`, oldest first; with `after = None`

@@ -10,6 +10,10 @@
 //! leaves the model as it was (equal to the registry, which rolled back). Operations that do
 //! not join batches take the lock through [`Control::lock_registry`], which commits the open
 //! batch first, so they run as they did alone.
+//!
+//! Every commit also writes the audit entries queued since the last one (`service::audit`),
+//! first in its batch. A batch nobody commits in time — its callers all gone, or only
+//! entries queued — is committed by a task of realmctl's own ([`commit_when_due`]).
 
 use super::{Control, ServiceError};
 use crate::ids::TenantId;
@@ -20,9 +24,12 @@ use realmgate_table::host::HostPattern;
 use std::collections::{HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Mutex, MutexGuard};
+use tokio::sync::{oneshot, Mutex, MutexGuard, Notify};
+
+mod commit;
+pub(super) use commit::commit_when_due;
 
 /// Bounds on one batch, so a steady stream of changes cannot hold a commit back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +49,6 @@ impl Default for BatchLimits {
     }
 }
 
-/// How long past a batch's bound a change waits for the batch to be committed by a later
-/// caller (which may have given up waiting for the lock) before it commits it itself.
-const GIVEN_UP: Duration = Duration::from_millis(20);
-
 /// The write lock: the registry, and the batch open on it.
 pub(super) struct WriteLock {
     writer: Mutex<Writer>,
@@ -53,6 +56,10 @@ pub(super) struct WriteLock {
     /// to join or commit; the last of a burst commits.
     waiting: AtomicUsize,
     limits: std::sync::Mutex<BatchLimits>,
+    /// When the open batch was opened (it is due `max_open` later), for the committing task.
+    batch_opened: std::sync::Mutex<Option<Instant>>,
+    /// Wakes the committing task: a batch opened, an entry queued, the core dropped.
+    alarm: Arc<Notify>,
 }
 
 struct Writer {
@@ -63,6 +70,16 @@ struct Writer {
     /// A COMMIT was interrupted (its caller dropped): whether it took effect is not known,
     /// so the model is reloaded from the registry before the next write.
     unsure: bool,
+    /// The audit entries of the COMMIT in flight: after an interrupted one, queued again
+    /// unless the registry shows them.
+    committing: Written,
+}
+
+/// Audit entries written in a batch, and the `seq` the last of them took.
+#[derive(Default)]
+struct Written {
+    entries: Vec<AuditEntry>,
+    last_seq: u64,
 }
 
 struct Batch {
@@ -72,6 +89,7 @@ struct Batch {
     opened_at: Instant,
     staged: Staged,
     members: Vec<Finish>,
+    audits: Written,
 }
 
 /// Run once the batch's COMMIT returned: with the model on success (apply the change, send
@@ -109,10 +127,31 @@ impl WriteLock {
                 batch: None,
                 opened: 0,
                 unsure: false,
+                committing: Written::default(),
             }),
             waiting: AtomicUsize::new(0),
             limits: std::sync::Mutex::new(BatchLimits::default()),
+            batch_opened: std::sync::Mutex::new(None),
+            alarm: Arc::new(Notify::new()),
         }
+    }
+
+    pub(super) fn wake_committer(&self) {
+        self.alarm.notify_one();
+    }
+
+    fn set_batch_opened(&self, at: Option<Instant>) {
+        *self
+            .batch_opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = at;
+    }
+
+    fn batch_opened(&self) -> Option<Instant> {
+        *self
+            .batch_opened
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn limits(&self) -> BatchLimits {
@@ -163,6 +202,8 @@ pub(super) enum Plan<T> {
 }
 
 /// A registry write that can join a batch.
+// Made once per change and moved once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Op {
     SaveTenant(TenantRecord),
     DeleteTenant {
@@ -171,8 +212,6 @@ pub(super) enum Op {
         now_ms: u64,
     },
     SaveKey(KeyRecord),
-    /// Not a table change: no version (the `apply` gets 0).
-    Audit(AuditEntry),
 }
 
 impl Op {
@@ -181,7 +220,6 @@ impl Op {
             Op::SaveTenant(record) => r.save_tenant(record).await,
             Op::DeleteTenant { id, pools, now_ms } => r.delete_tenant(id, pools, *now_ms).await,
             Op::SaveKey(k) => r.save_key(k).await,
-            Op::Audit(e) => r.append_audits(std::slice::from_ref(e)).await.map(|()| 0),
         }
     }
 }
@@ -332,19 +370,23 @@ impl Control {
     /// The registry for an operation that does not join batches: the open batch is
     /// committed (and answered) first, so the operation runs as it would alone.
     pub async fn lock_registry(&self) -> WriteGuard<'_> {
-        let mut w = self.registry.acquire().await;
-        self.settle(&mut w).await;
-        self.flush(&mut w).await;
+        let core = &*self.core;
+        let mut w = core.registry.acquire().await;
+        core.settle(&mut w).await;
+        core.flush(&mut w).await;
         WriteGuard(w)
     }
 
     /// Set the batches' bounds (tests use long-lived batches to look inside one).
     pub fn set_batch_limits(&self, limits: BatchLimits) {
         *self
+            .core
             .registry
             .limits
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = limits;
+        // A due time may have moved.
+        self.core.registry.wake_committer();
     }
 
     /// Join (or open) the batch: judge the change against the batch's [`View`], write it in
@@ -353,46 +395,37 @@ impl Control {
         &self,
         plan: impl FnOnce(&View<'_>) -> Plan<T>,
     ) -> Result<T, ServiceError> {
-        let limits = self.registry.limits();
+        let core = &*self.core;
+        let limits = core.registry.limits();
         let answer = {
-            let mut w = self.registry.acquire().await;
-            self.settle(&mut w).await;
+            let mut w = core.registry.acquire().await;
+            core.settle(&mut w).await;
             let over = w.batch.as_ref().is_some_and(|b| {
                 b.members.len() >= limits.max_changes || b.opened_at.elapsed() >= limits.max_open
             });
             if over {
-                self.flush(&mut w).await;
+                core.flush(&mut w).await;
             }
             let answer = self.stage(&mut w, plan).await;
             // The last of a burst commits; one waiting will join (or commit) the batch.
             let due = w.batch.as_ref().map(|b| {
                 b.members.is_empty()
-                    || self.registry.waiting() == 0
+                    || core.registry.waiting() == 0
                     || b.members.len() >= limits.max_changes
                     || b.opened_at.elapsed() >= limits.max_open
             });
             if due == Some(true) {
-                self.flush(&mut w).await;
+                core.flush(&mut w).await;
             }
             answer
         };
-        let mut rx = match answer {
+        let rx = match answer {
             Answer::Now(r) => return r,
             Answer::AfterCommit(rx) => rx,
         };
-        // Normally a later caller commits the batch well within its bound; should that
-        // caller have given up waiting for the lock, commit it here (whatever is open then:
-        // like every caller that takes the lock, join the open batch or commit it).
-        let r = match tokio::time::timeout(limits.max_open + GIVEN_UP, &mut rx).await {
-            Ok(r) => r,
-            Err(_) => {
-                let mut w = self.registry.acquire().await;
-                self.flush(&mut w).await;
-                drop(w);
-                rx.await
-            }
-        };
-        r.unwrap_or_else(|_| {
+        // Normally a later caller commits the batch well within its bound; should every
+        // caller have gone away, the committing task commits it at its bound.
+        rx.await.unwrap_or_else(|_| {
             Err(ServiceError::Internal(
                 "the commit of this change was interrupted; its outcome is not known".into(),
             ))
@@ -428,17 +461,8 @@ impl Control {
                 None
             }),
             Plan::Write { op, stage, apply } => {
-                if w.batch.is_none() {
-                    if let Err(e) = w.registry.begin_batch().await {
-                        return Answer::Now(Err(e.into()));
-                    }
-                    w.opened += 1;
-                    w.batch = Some(Batch {
-                        writing: false,
-                        opened_at: Instant::now(),
-                        staged: Staged::default(),
-                        members: Vec::new(),
-                    });
+                if let Err(e) = self.core.open_batch(w).await {
+                    return Answer::Now(Err(e.into()));
                 }
                 if let Some(b) = w.batch.as_mut() {
                     b.writing = true;
@@ -476,90 +500,6 @@ impl Control {
                 Answer::AfterCommit(rx)
             }
             None => Answer::Now(Err(ServiceError::Internal("no batch to join".into()))),
-        }
-    }
-
-    /// Commit the open batch, if any, and answer its changes.
-    async fn flush(&self, w: &mut Writer) {
-        let Some(batch) = w.batch.take() else { return };
-        if batch.members.is_empty() {
-            // Nothing was kept (every write failed, each undone alone).
-            w.registry.rollback_batch().await;
-            return;
-        }
-        w.unsure = true;
-        let outcome = w.registry.commit_batch().await;
-        w.unsure = false;
-        self.finish(batch.members, outcome);
-    }
-
-    /// Apply a committed batch to the model in order and answer each change; or answer each
-    /// with the batch's failure, the model untouched. Then the compiler, the runner and the
-    /// event stream hear of it.
-    fn finish(&self, members: Vec<Finish>, outcome: Result<(), RegistryError>) {
-        if let Err(e) = &outcome {
-            log::error!(
-                "registry: a batch of {} change(s) did not commit: {e}",
-                members.len()
-            );
-            for f in members {
-                f(Err(e));
-            }
-            return;
-        }
-        let mut effects = Vec::new();
-        let (before, after) = {
-            let mut m = self.write();
-            let before = m.version;
-            for f in members {
-                effects.extend(f(Ok(&mut m)));
-            }
-            (before, m.version)
-        };
-        if after != before {
-            self.changes.send_replace(after);
-        }
-        for e in effects {
-            if e.event {
-                let _ = self.events.send(e.tenant.clone());
-            }
-            self.wake(&e.tenant);
-        }
-    }
-
-    /// After a change interrupted mid-write, undo its batch (failing the batch's changes).
-    /// After an interrupted COMMIT, make the model the registry's again. Tenants and keys
-    /// it held that the registry does not are marked written, so the next delta removes
-    /// them (a fresh model records everything it holds as written).
-    async fn settle(&self, w: &mut Writer) {
-        if let Some(batch) = w.batch.take_if(|b| b.writing) {
-            w.registry.rollback_batch().await;
-            let e = RegistryError::Batch("a change was interrupted while it was written".into());
-            self.finish(batch.members, Err(e));
-        }
-        if !w.unsure {
-            return;
-        }
-        w.registry.rollback_batch().await;
-        match w.registry.load().await {
-            Ok(mut fresh) => {
-                let mut m = self.write();
-                for (id, r) in m.tenants.iter() {
-                    if !fresh.tenants.contains_key(id) {
-                        fresh.tenants.insert(id.clone(), r.clone());
-                        fresh.tenants.remove(id);
-                    }
-                }
-                *m = fresh;
-                let version = m.version;
-                drop(m);
-                w.unsure = false;
-                log::warn!(
-                    "registry: a commit was interrupted; model reloaded at table version {version}"
-                );
-                self.changes.send_replace(version);
-            }
-            Err(e) => log::error!("registry: cannot reload after an interrupted commit: {e}"),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The group commit's guarantees: changes queued behind a commit share the next one, each
 //! with its own version; conflicts inside a batch are caught as between commits; one failing
 //! change does not fail the others; a failed commit fails the whole batch and leaves the model
-//! equal to the registry; nothing uncommitted is read, compiled or announced.
+//! equal to the registry; nothing uncommitted is read, compiled or announced; a batch whose
+//! callers all went away is committed at its bound; audit entries of an undone or interrupted
+//! commit are written once.
 
 use super::*;
 use crate::leadership::{Fence, FenceControl, Leadership};
@@ -46,21 +48,21 @@ fn id(s: &str) -> TenantId {
 
 /// Until `n` callers wait for the write lock.
 async fn until_waiting(c: &Control, n: usize) {
-    while c.registry.waiting() < n {
+    while c.core.registry.waiting() < n {
         tokio::task::yield_now().await;
     }
 }
 
 /// Batches opened so far.
 async fn batches(c: &Control) -> u64 {
-    c.registry.writer.lock().await.opened
+    c.core.registry.writer.lock().await.opened
 }
 
 /// Start `calls` while the write lock is held, so that they queue and, once it is released,
 /// form one batch.
 async fn queued<T: Send + 'static>(c: &Arc<Control>, calls: Vec<Call<T>>) -> Vec<JoinHandle<T>> {
     let held = c.lock_registry().await;
-    let before = c.registry.waiting();
+    let before = c.core.registry.waiting();
     let n = calls.len();
     let handles = calls.into_iter().map(|f| f(Arc::clone(c))).collect();
     until_waiting(c, before + n).await;
@@ -226,10 +228,10 @@ async fn while_uncommitted(
     let closer = {
         let c = Arc::clone(c);
         tokio::spawn(async move {
-            let mut w = c.registry.acquire().await;
+            let mut w = c.core.registry.acquire().await;
             let _ = ready_tx.send(w.batch.as_ref().map_or(0, |b| b.members.len()));
             let _ = go_rx.await;
-            c.flush(&mut w).await;
+            c.core.flush(&mut w).await;
         })
     };
     until_waiting(c, n + 1).await;
@@ -403,4 +405,108 @@ async fn a_steady_stream_is_committed_in_bounded_batches() {
     }
     assert_eq!(batches(&c).await, opened + 3, "4 + 4 + 2");
     assert_model_is_registry(&c).await;
+}
+
+/// A batch whose callers all went away — those whose changes it holds, and the one that
+/// would join or commit it — is still committed, by realmctl's own task at its bound.
+#[tokio::test]
+async fn a_batch_whose_callers_all_went_away_is_committed_at_its_bound() {
+    let c = control().await;
+    c.set_batch_limits(BatchLimits {
+        max_changes: 10_000,
+        max_open: Duration::from_millis(50),
+    });
+    let held = c.lock_registry().await;
+    let calls: Vec<_> = [create("a", "a.test"), create("b", "b.test")]
+        .into_iter()
+        .map(|f| f(Arc::clone(&c)))
+        .collect();
+    until_waiting(&c, 2).await;
+    // Takes the lock once both changes are written (so they leave the batch to it), and
+    // goes away holding it.
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let joiner = {
+        let c = Arc::clone(&c);
+        tokio::spawn(async move {
+            let w = c.core.registry.acquire().await;
+            let _ = ready_tx.send(w.batch.as_ref().map_or(0, |b| b.members.len()));
+            std::future::pending::<()>().await;
+            drop(w);
+        })
+    };
+    until_waiting(&c, 3).await;
+    drop(held);
+    assert_eq!(ready.await.expect("ready"), 2, "both are in the open batch");
+    for call in &calls {
+        call.abort();
+    }
+    joiner.abort();
+    for call in calls {
+        assert!(call.await.is_err_and(|e| e.is_cancelled()), "went away");
+    }
+    assert!(joiner.await.is_err_and(|e| e.is_cancelled()));
+    // No caller left and no later write: only the bound commits it.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while c.with_model(|m| m.tenants.len()) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("committed at its bound");
+    assert_model_is_registry(&c).await;
+}
+
+fn audit(action: &str) -> AuditEntry {
+    AuditEntry {
+        actor: "operator_token".into(),
+        action: action.into(),
+        target: "/v1/tenants".into(),
+        status: 201,
+        outcome: "ok".into(),
+        ..AuditEntry::default()
+    }
+}
+
+/// Entries written into a batch that is undone (a change in it was interrupted mid-write)
+/// are queued again, ahead of those recorded since, and committed with the next batch.
+#[tokio::test]
+async fn entries_of_a_batch_undone_mid_write_are_queued_again_in_order() {
+    let c = control().await;
+    c.record_audit(audit("first"));
+    {
+        let mut w = c.core.registry.acquire().await;
+        c.core.stage_audits(&mut w).await;
+        // As if the change written after them had been dropped mid-write.
+        w.batch.as_mut().expect("opened for the entry").writing = true;
+    }
+    c.record_audit(audit("second"));
+    let log = c.audit_page(None, 10).await.expect("page");
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["first", "second"]);
+    assert_eq!(c.audit_entries_lost(), 0);
+}
+
+/// After a COMMIT interrupted mid-way, the entries it carried are queued again if the
+/// registry does not hold them, and not if it does: none lost, none twice.
+#[tokio::test]
+async fn entries_of_an_interrupted_commit_are_written_once() {
+    for took_effect in [false, true] {
+        let c = control().await;
+        c.record_audit(audit("carried"));
+        {
+            let mut w = c.core.registry.acquire().await;
+            c.core.stage_audits(&mut w).await;
+            let batch = w.batch.take().expect("opened for the entry");
+            if took_effect {
+                w.registry.commit_batch().await.expect("commit");
+            }
+            // As `flush` leaves it when its caller is dropped during the COMMIT.
+            w.unsure = true;
+            w.committing = batch.audits;
+        }
+        let log = c.audit_page(None, 10).await.expect("page");
+        let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["carried"], "commit took effect: {took_effect}");
+        assert_eq!(c.audit_entries_lost(), 0);
+    }
 }

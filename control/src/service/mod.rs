@@ -29,7 +29,7 @@ use realmgate_table::host::HostPattern;
 use realmgate_table::Problem;
 use serde_json::json;
 use std::ops::Bound;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// Most tenant ids listed in a conflict's details.
@@ -71,20 +71,47 @@ pub enum ServiceError {
     Internal(String),
 }
 
-pub struct Control {
+/// What a commit needs: the registry under its write lock, the model it moves, and whom it
+/// tells. Owned by [`Control`]; the committing task holds it only weakly.
+pub(super) struct Core {
     /// The write lock: one change at a time, from validation to its write; changes queued
     /// behind it share one commit (`batch`).
     registry: batch::WriteLock,
     model: RwLock<Model>,
     changes: watch::Sender<u64>,
-    /// Which provisioning steps run; all `none`: tenants are ready at creation.
-    plan: Plan,
-    /// Seals step secrets at rest.
-    secret_box: SecretBox,
     /// The provisioning runner's inbox, once it runs.
     wake: std::sync::Mutex<Option<mpsc::UnboundedSender<TenantId>>>,
     /// Provisioning changes, for the live event stream.
     events: broadcast::Sender<TenantId>,
+    /// Audit entries of answered calls, waiting for the next batch (`audit`).
+    audits: audit::Pending,
+}
+
+impl Core {
+    fn read(&self) -> RwLockReadGuard<'_, Model> {
+        self.model.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Model> {
+        self.model.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        // The committing task ends once it sees no core.
+        self.registry.wake_committer();
+    }
+}
+
+pub struct Control {
+    /// The write path, shared with the task that commits what no caller is left to commit
+    /// (`batch::commit_when_due`).
+    core: Arc<Core>,
+    /// Which provisioning steps run; all `none`: tenants are ready at creation.
+    plan: Plan,
+    /// Seals step secrets at rest.
+    secret_box: SecretBox,
     /// The registry's fence (a copy, readable without the write lock).
     fence: crate::leadership::Fence,
     /// `domains:` (custom domains' ownership checks), once configured.
@@ -119,15 +146,21 @@ impl Control {
         );
         let (changes, _) = watch::channel(model.version);
         let (events, _) = broadcast::channel(1024);
-        Ok(Control {
-            fence: registry.fence().clone(),
+        let fence = registry.fence().clone();
+        let core = Arc::new(Core {
             registry: batch::WriteLock::new(registry),
             model: RwLock::new(model),
             changes,
-            plan,
-            secret_box,
             wake: std::sync::Mutex::new(None),
             events,
+            audits: audit::Pending::default(),
+        });
+        tokio::spawn(batch::commit_when_due(Arc::downgrade(&core)));
+        Ok(Control {
+            core,
+            fence,
+            plan,
+            secret_box,
             domain_settings: std::sync::OnceLock::new(),
             domain_checks: tokio::sync::Notify::new(),
             domain_sweep_at: std::sync::atomic::AtomicU64::new(0),
@@ -148,8 +181,9 @@ impl Control {
         &self.fence
     }
 
-    /// Wait for the write in progress, if any, to commit or fail (before the Lease is
-    /// released at shutdown, with the fence already closed).
+    /// Wait for the write in progress, if any, to commit or fail, and commit the open batch
+    /// and the queued audit entries (at shutdown once the API has answered its last call;
+    /// again before the Lease is released, with the fence already closed).
     pub async fn quiesce(&self) {
         drop(self.lock_registry().await);
     }
@@ -157,7 +191,11 @@ impl Control {
     /// Connect the provisioning runner: tenants to look at arrive on the returned channel.
     pub fn attach_runner(&self) -> mpsc::UnboundedReceiver<TenantId> {
         let (tx, rx) = mpsc::unbounded_channel();
-        *self.wake.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        *self
+            .core
+            .wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
         rx
     }
 
@@ -171,7 +209,7 @@ impl Control {
 
     /// The model's version, announced after every committed change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+        self.core.changes.subscribe()
     }
 
     /// The current table version.
@@ -203,11 +241,11 @@ impl Control {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Model> {
-        self.model.read().unwrap_or_else(PoisonError::into_inner)
+        self.core.read()
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Model> {
-        self.model.write().unwrap_or_else(PoisonError::into_inner)
+        self.core.write()
     }
 
     /// Apply a committed change to the model and announce its version.
@@ -217,7 +255,7 @@ impl Control {
             m.version = version;
             f(&mut m)
         };
-        self.changes.send_replace(version);
+        self.core.changes.send_replace(version);
         r
     }
 

@@ -87,7 +87,7 @@ impl Control {
         if let Some(r) = self.write().tenants.get_mut(id) {
             r.provision = p;
         }
-        let _ = self.events.send(id.clone());
+        let _ = self.core.events.send(id.clone());
     }
 
     /// Every step is done: the tenant is ready, and enters the next table if it was not
@@ -123,7 +123,7 @@ impl Control {
         let mut record = record;
         record.table_version = version;
         self.commit(version, |m| m.put_tenant(id.clone(), record, hosts));
-        let _ = self.events.send(id.clone());
+        let _ = self.core.events.send(id.clone());
         log::info!("tenant {id}: provisioned; routed from table version {version}");
         Ok(version)
     }
@@ -143,7 +143,7 @@ impl Control {
             m.domains.remove_tenant(id);
             m.remove_tenant(id)
         });
-        let _ = self.events.send(id.clone());
+        let _ = self.core.events.send(id.clone());
         log::info!("tenant {id}: deprovisioned (table version {version})");
         Ok(version)
     }
@@ -280,6 +280,18 @@ impl Control {
 
     /// Ask the runner to look at this tenant.
     pub fn wake(&self, id: &TenantId) {
+        self.core.wake(id);
+    }
+
+    /// Provisioning changes of tenants (their ids), for the live event stream.
+    pub fn provision_events(&self) -> tokio::sync::broadcast::Receiver<TenantId> {
+        self.core.events.subscribe()
+    }
+}
+
+impl super::Core {
+    /// Ask the runner to look at this tenant.
+    pub(super) fn wake(&self, id: &TenantId) {
         if let Some(tx) = self
             .wake
             .lock()
@@ -288,10 +300,5 @@ impl Control {
         {
             let _ = tx.send(id.clone());
         }
-    }
-
-    /// Provisioning changes of tenants (their ids), for the live event stream.
-    pub fn provision_events(&self) -> tokio::sync::broadcast::Receiver<TenantId> {
-        self.events.subscribe()
     }
 }
