@@ -4,8 +4,10 @@
 //! realmctl batches what arrives within its push debounce into one version and one delta per
 //! gateway; at the end both gateways must serve realmctl's newest version with the same
 //! state digest (each delta was checked against it on apply), and samples of the changes are
-//! checked on both gateways' data path.
+//! checked on both gateways' data path. Both runs report the CPU each process used (and
+//! by which threads), and run with the same placement (`scale/placement.rs`).
 
+use super::placement::{pin_this_thread, Cpu, Placement};
 use super::{Ctl, TEMPLATE_HOST};
 use realmgate_e2e::wrk;
 use realmgate_e2e::Gateway;
@@ -22,6 +24,23 @@ pub struct Plan {
     pub tenants: u64,
     /// Keys `k0000000` … in the registry, revoked here from the first up.
     pub keys: u64,
+    pub place: Placement,
+    /// The processes whose CPU use is reported.
+    pub cpu: Cpu,
+}
+
+/// wrk for `seconds` on `url`, from a thread pinned to `core` (wrk inherits it).
+async fn wrk_on(core: Option<usize>, url: String, seconds: u64) -> wrk::Load {
+    tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || {
+            pin_this_thread(core);
+            wrk::run(&url, TEMPLATE_HOST, seconds)
+        })
+        .join()
+        .expect("wrk's thread")
+    })
+    .await
+    .expect("wrk")
 }
 
 /// The `j`th change of client `c` of `k`: the method, path and body, and what it is.
@@ -122,18 +141,14 @@ async fn statuses(gateways: [&Gateway; 2], host: &str) -> [u16; 2] {
 pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let plan = Arc::new(plan);
     let url = gateways[0].url("/");
-    let quiet = {
-        let (url, s) = (url.clone(), plan.seconds);
-        tokio::task::spawn_blocking(move || wrk::run(&url, TEMPLATE_HOST, s))
-            .await
-            .expect("wrk")
-    };
+    let cpu0 = plan.cpu.sample();
+    let t0 = Instant::now();
+    let quiet = wrk_on(plan.place.data, url.clone(), plan.seconds).await;
+    let quiet_cpu = plan.cpu.sample().since(&cpu0, t0.elapsed().as_secs_f64());
     let pushes_before = ctl.metric("realmctl_table_pushes_total").await;
     let (v0, _) = settled(&ctl, gateways).await;
-    let busy = {
-        let (url, s) = (url.clone(), plan.seconds);
-        tokio::task::spawn_blocking(move || wrk::run(&url, TEMPLATE_HOST, s))
-    };
+    let cpu1 = plan.cpu.sample();
+    let busy = tokio::spawn(wrk_on(plan.place.data, url.clone(), plan.seconds));
     let started = Instant::now();
     let until = started + Duration::from_secs(plan.seconds);
     let tasks: Vec<_> = (0..plan.clients)
@@ -152,6 +167,10 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     }
     let elapsed = started.elapsed();
     let busy = busy.await.expect("wrk");
+    let busy_cpu = plan
+        .cpu
+        .sample()
+        .since(&cpu1, started.elapsed().as_secs_f64());
     let (v1, digest) = settled(&ctl, gateways).await;
     let settled_after = started.elapsed();
     took.sort_unstable();
@@ -182,8 +201,10 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let pushes_after = ctl.metric("realmctl_table_pushes_total").await;
 
     println!(
-        "changes/s through realmctl: {} API clients, {} s, wrk -t1 -c16 on {TEMPLATE_HOST} at one gateway",
-        plan.clients, plan.seconds
+        "changes/s through realmctl: {} API clients, {} s, wrk -t1 -c16 on {TEMPLATE_HOST} at one gateway; {}",
+        plan.clients,
+        plan.seconds,
+        plan.place.describe()
     );
     println!(
         "  changes answered: {changes} ({} creates, {} suspends, {} key revokes) in {elapsed:.2?}: {:.0}/s; both gateways at version {v1} (from {v0}) {settled_after:.2?} after the start, state digest {digest}",
@@ -209,6 +230,12 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
             l.p99_ms,
             l.failed()
         );
+    }
+    for (name, lines) in [("no changes", &quiet_cpu), ("changes flowing", &busy_cpu)] {
+        println!("  CPU, {name} (100 % = one core):");
+        for l in lines {
+            println!("    {l}");
+        }
     }
     println!(
         "  ratio with/without changes: requests/s {:.2}, p99 {:.2}; samples missing on the gateways: {missing}",
