@@ -1,8 +1,9 @@
 //! Where the bench's processes run and what CPU they used: `--pin` puts the data plane under
 //! measurement (the gateway wrk drives, wrk, the upstream) on one set of cores and the control
 //! plane (realmctl, the API clients, the second gateway) on another, as separate machines
-//! would; [`Cpu`] reads each process's CPU time by thread name from `/proc`, so a phase's
-//! report says who used the cores.
+//! would; [`Cpu`] reads each process's CPU time by thread name, and the time its threads
+//! waited for a core, from `/proc`, so a phase's report says who used the cores and who
+//! queued for them.
 
 use nix::sched::{sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -103,12 +104,15 @@ fn ticks(stat: &str) -> Option<(String, u64)> {
 }
 
 /// CPU time of some processes, by process label and thread name (threads that ended are
-/// counted in no name: their time is in the process total only).
+/// counted in no name: their time is in the process total only), and the time their threads
+/// spent runnable but waiting for a core (`/proc/…/task/…/schedstat`: CPU contention).
 #[derive(Clone, Default)]
 pub struct Cpu {
     procs: Vec<(String, u32)>,
     /// label → (process total, thread name → ticks)
     seen: BTreeMap<String, (u64, BTreeMap<String, u64>)>,
+    /// label → nanoseconds its live threads waited on a run queue
+    waited: BTreeMap<String, u64>,
     /// The machine's busy ticks (all cores, `/proc/stat`).
     machine: u64,
 }
@@ -138,25 +142,37 @@ impl Cpu {
     /// The counters now.
     pub fn sample(&self) -> Cpu {
         let mut seen = BTreeMap::new();
+        let mut waited = BTreeMap::new();
         for (label, pid) in &self.procs {
             let total = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|s| ticks(&s))
                 .map_or(0, |t| t.1);
             let mut threads: BTreeMap<String, u64> = BTreeMap::new();
+            let mut wait = 0u64;
             if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
                 for t in tasks.filter_map(Result::ok) {
                     let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
                     if let Some((name, n)) = ticks(&stat) {
                         *threads.entry(name).or_default() += n;
                     }
+                    // "run_ns wait_ns timeslices"
+                    let sched =
+                        std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+                    wait += sched
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|w| w.parse::<u64>().ok())
+                        .unwrap_or(0);
                 }
             }
             seen.insert(label.clone(), (total, threads));
+            waited.insert(label.clone(), wait);
         }
         Cpu {
             procs: self.procs.clone(),
             seen,
+            waited,
             machine: machine_busy(),
         }
     }
@@ -193,10 +209,17 @@ impl Cpu {
                 .take(4)
                 .map(|(n, t)| format!("{n} {:.0} %", share(*t)))
                 .collect();
+            let wait_ns = self
+                .waited
+                .get(label)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(earlier.waited.get(label).copied().unwrap_or(0));
             out.push(format!(
-                "{label}: {:.0} % ({})",
+                "{label}: {:.0} % ({}); its threads waited for a core {:.0} % of the time",
                 share(total.saturating_sub(t0)),
-                names.join(", ")
+                names.join(", "),
+                wait_ns as f64 / 1e9 / seconds * 100.0
             ));
         }
         out

@@ -105,13 +105,16 @@ async fn client(
     (made, took)
 }
 
-/// The gateways' `state_digest` and version, once both serve realmctl's newest version.
-async fn settled(ctl: &Ctl, gateways: [&Gateway; 2]) -> (u64, String) {
+/// The gateways' `state_digest` and version, once both serve realmctl's newest version and
+/// it is at least `floor`: realmctl's target lags the last change by up to its push debounce
+/// (every change is a version of its own, so after C changes from version V the newest is at
+/// least V + C).
+async fn settled(ctl: &Ctl, gateways: [&Gateway; 2], floor: u64) -> (u64, String) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let v = ctl.call(reqwest::Method::GET, "/v1/gateways", None).await;
         let target = v["gateways"][0]["target_version"].as_u64().unwrap_or(0);
-        if ctl.in_sync(target).await {
+        if target >= floor && ctl.in_sync(target).await {
             let mut seen = Vec::new();
             for g in gateways {
                 let (_, info) = g.table_info().await;
@@ -123,7 +126,10 @@ async fn settled(ctl: &Ctl, gateways: [&Gateway; 2]) -> (u64, String) {
                 return (target, digest);
             }
         }
-        assert!(Instant::now() < deadline, "the gateways never settled");
+        assert!(
+            Instant::now() < deadline,
+            "the gateways never settled at version {floor} or later"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -146,7 +152,7 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let quiet = wrk_on(plan.place.data, url.clone(), plan.seconds).await;
     let quiet_cpu = plan.cpu.sample().since(&cpu0, t0.elapsed().as_secs_f64());
     let pushes_before = ctl.metric("realmctl_table_pushes_total").await;
-    let (v0, _) = settled(&ctl, gateways).await;
+    let (v0, _) = settled(&ctl, gateways, 0).await;
     let cpu1 = plan.cpu.sample();
     let busy = tokio::spawn(wrk_on(plan.place.data, url.clone(), plan.seconds));
     let started = Instant::now();
@@ -171,10 +177,10 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
         .cpu
         .sample()
         .since(&cpu1, started.elapsed().as_secs_f64());
-    let (v1, digest) = settled(&ctl, gateways).await;
+    let changes: u64 = made.iter().sum();
+    let (v1, digest) = settled(&ctl, gateways, v0 + changes).await;
     let settled_after = started.elapsed();
     took.sort_unstable();
-    let changes: u64 = made.iter().sum();
 
     // Samples on the data path: each client's last tenant made serves, its last suspension
     // answers 503, on both gateways.
