@@ -16,13 +16,24 @@
 //! suspending tenants and revoking API keys (`--keys` copies of a template key are in the
 //! registry for it).
 //!
-//! The binaries are `$REALMCTL_BIN` and `$REALMGATE_BIN` (else `target/debug/…`); realmctl's
-//! push debounce is 1 ms here (its least) unless `--debounce-ms` says otherwise (the default
-//! 100 ms gathers bursts of changes into one version, and would be most of a one-change
-//! latency; for the rate phase it is what batches changes into fewer deltas).
+//! The binaries are `$REALMCTL_BIN` and `$REALMGATE_BIN` (else `target/debug/…`). realmctl's
+//! push debounce (`--debounce-ms`) is, unless given: with `--rate`, the product's default
+//! (100 ms), what an operator runs and what gathers a burst of changes into one version and
+//! one delta per gateway; without, 1 ms (its least), so the one-change latency is the
+//! pipeline's and not the debounce's wait.
+//!
+//! `--pin` places the data plane (the gateway wrk drives, wrk, the upstream) on core 0 and
+//! the control plane (realmctl, this process's API clients, the second gateway) on core 1,
+//! as in production where they are separate machines; the runs with and without changes
+//! then have the same placement. Without it every process shares every core. Either way the
+//! rate phase reports each process's CPU use in both runs (`scale/placement.rs`).
 
+#[path = "scale/placement.rs"]
+mod placement;
 #[path = "scale/rate.rs"]
 mod rate;
+
+use placement::{pin_process, pin_this_thread, Placement};
 
 use realmgate_e2e::process::{free_addrs, Proc, TempDir};
 use realmgate_e2e::realmctl::serve;
@@ -44,8 +55,9 @@ struct Args {
     clients: usize,
     /// API keys in the registry (copies of a template key on the first tenants).
     keys: Option<u64>,
-    /// realmctl's push debounce.
-    debounce_ms: u64,
+    /// realmctl's push debounce (`None`: 100 ms with `--rate`, else 1 ms).
+    debounce_ms: Option<u64>,
+    pin: bool,
 }
 
 fn args() -> Args {
@@ -55,7 +67,8 @@ fn args() -> Args {
         rate: 0,
         clients: 8,
         keys: None,
-        debounce_ms: 1,
+        debounce_ms: None,
+        pin: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,7 +83,8 @@ fn args() -> Args {
             "--rate" => a.rate = number("--rate"),
             "--clients" => a.clients = number("--clients").max(1) as usize,
             "--keys" => a.keys = Some(number("--keys")),
-            "--debounce-ms" => a.debounce_ms = number("--debounce-ms").max(1),
+            "--debounce-ms" => a.debounce_ms = Some(number("--debounce-ms").max(1)),
+            "--pin" => a.pin = true,
             "--smoke" => {
                 a.tenants = 500;
                 a.changes = 10;
@@ -84,7 +98,7 @@ fn args() -> Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--smoke]");
+    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--smoke]");
     std::process::exit(2)
 }
 
@@ -302,8 +316,21 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
+    let place = if a.pin {
+        assert!(
+            std::thread::available_parallelism().map_or(0, usize::from) >= 2,
+            "--pin needs two cores"
+        );
+        Placement::pinned(0, 1)
+    } else {
+        Placement::SHARED
+    };
+    // This process (the API clients) on the control plane's core; the threads it starts
+    // from here on inherit it, but for the upstream's, which moves to the data plane's.
+    pin_process(std::process::id(), place.control);
+    let debounce_ms = a.debounce_ms.unwrap_or(if a.rate > 0 { 100 } else { 1 });
     let dir = TempDir::new("ctl-scale");
-    let up = Upstream::start("a").await;
+    let up = upstream(place.data).await;
     let opts = GatewayOpts {
         health_check_interval_ms: 60_000,
         ..GatewayOpts::default()
@@ -311,11 +338,15 @@ async fn main() {
     let token = opts.token.clone();
     let g1 = Gateway::start(opts.clone()).await;
     let g2 = Gateway::start(opts).await;
+    let pids = [&g1, &g2]
+        .map(|g| placement::child_listening(g.admin_addr().port()).expect("the gateway's process"));
+    pin_process(pids[0], place.data);
+    pin_process(pids[1], place.control);
 
     // The registry: one pool and a template tenant made by realmctl itself, then copies.
     {
         let ctl = Ctl::start(&dir, &[], &token, 1).await;
-        let pool = json!({"endpoints": [up.addr().to_string()]});
+        let pool = json!({"endpoints": [up.to_string()]});
         ctl.call(reqwest::Method::PUT, "/v1/upstreams/app", Some(pool))
             .await;
         let t = json!({"id": TEMPLATE, "hosts": ["tmpl.bench.test"], "display_name": TEMPLATE,
@@ -338,7 +369,9 @@ async fn main() {
     eprintln!("inserted {} tenants in {inserted:?}", a.tenants);
 
     let started = Instant::now();
-    let ctl = Ctl::start(&dir, &[&g1, &g2], &token, a.debounce_ms).await;
+    let ctl = Ctl::start(&dir, &[&g1, &g2], &token, debounce_ms).await;
+    let ctl_pid = ctl.proc.id().expect("realmctl's process");
+    pin_process(ctl_pid, place.control);
     let loaded = started.elapsed();
     eprintln!(
         "realmctl serving {} tenants after {loaded:?}",
@@ -404,8 +437,8 @@ async fn main() {
     let rest_max = took.iter().skip(1).max().copied().unwrap_or_default();
     took.sort();
     println!(
-        "ctl_scale: {} tenants (+1 template), 2 gateways, {} one-tenant changes (API call -> both gateways answer 503)",
-        a.tenants, a.changes
+        "ctl_scale: {} tenants (+1 template), 2 gateways, {} one-tenant changes (API call -> both gateways answer 503); push debounce {debounce_ms} ms; {}",
+        a.tenants, a.changes, place.describe()
     );
     println!("  bulk insert: {inserted:.2?}; realmctl start (registry load): {loaded:.2?}; first full push to both: {first_push:.2?}");
     if !took.is_empty() {
@@ -432,6 +465,13 @@ async fn main() {
             suspend_from: a.tenants / 2,
             tenants: a.tenants,
             keys,
+            place,
+            cpu: placement::Cpu::new(vec![
+                ("realmctl".into(), ctl_pid),
+                ("gateway 1 (wrk's)".into(), pids[0]),
+                ("gateway 2".into(), pids[1]),
+                ("bench (API clients, upstream)".into(), std::process::id()),
+            ]),
         };
         failed |= !rate::run(std::sync::Arc::new(ctl), [&g1, &g2], plan).await;
     }
@@ -439,4 +479,26 @@ async fn main() {
         eprintln!("ctl_scale: FAILED (a failed request, or a change missing on a gateway)");
         std::process::exit(1);
     }
+}
+
+/// The upstream, on a thread of its own (pinned to `core`) with its own runtime, so that with
+/// `--pin` it serves on the data plane's core while the API clients run on the other.
+async fn upstream(core: Option<usize>) -> SocketAddr {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("upstream".into())
+        .spawn(move || {
+            pin_this_thread(core);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the upstream's runtime");
+            rt.block_on(async move {
+                let up = Upstream::start("a").await;
+                let _ = tx.send(up.addr());
+                std::future::pending::<()>().await;
+            });
+        })
+        .expect("the upstream's thread");
+    rx.await.expect("the upstream started")
 }

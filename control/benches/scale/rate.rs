@@ -4,8 +4,10 @@
 //! realmctl batches what arrives within its push debounce into one version and one delta per
 //! gateway; at the end both gateways must serve realmctl's newest version with the same
 //! state digest (each delta was checked against it on apply), and samples of the changes are
-//! checked on both gateways' data path.
+//! checked on both gateways' data path. Both runs report the CPU each process used (and
+//! by which threads), and run with the same placement (`scale/placement.rs`).
 
+use super::placement::{pin_this_thread, Cpu, Placement};
 use super::{Ctl, TEMPLATE_HOST};
 use realmgate_e2e::wrk;
 use realmgate_e2e::Gateway;
@@ -22,6 +24,23 @@ pub struct Plan {
     pub tenants: u64,
     /// Keys `k0000000` … in the registry, revoked here from the first up.
     pub keys: u64,
+    pub place: Placement,
+    /// The processes whose CPU use is reported.
+    pub cpu: Cpu,
+}
+
+/// wrk for `seconds` on `url`, from a thread pinned to `core` (wrk inherits it).
+async fn wrk_on(core: Option<usize>, url: String, seconds: u64) -> wrk::Load {
+    tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || {
+            pin_this_thread(core);
+            wrk::run(&url, TEMPLATE_HOST, seconds)
+        })
+        .join()
+        .expect("wrk's thread")
+    })
+    .await
+    .expect("wrk")
 }
 
 /// The `j`th change of client `c` of `k`: the method, path and body, and what it is.
@@ -86,13 +105,16 @@ async fn client(
     (made, took)
 }
 
-/// The gateways' `state_digest` and version, once both serve realmctl's newest version.
-async fn settled(ctl: &Ctl, gateways: [&Gateway; 2]) -> (u64, String) {
+/// The gateways' `state_digest` and version, once both serve realmctl's newest version and
+/// it is at least `floor`: realmctl's target lags the last change by up to its push debounce
+/// (every change is a version of its own, so after C changes from version V the newest is at
+/// least V + C).
+async fn settled(ctl: &Ctl, gateways: [&Gateway; 2], floor: u64) -> (u64, String) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let v = ctl.call(reqwest::Method::GET, "/v1/gateways", None).await;
         let target = v["gateways"][0]["target_version"].as_u64().unwrap_or(0);
-        if ctl.in_sync(target).await {
+        if target >= floor && ctl.in_sync(target).await {
             let mut seen = Vec::new();
             for g in gateways {
                 let (_, info) = g.table_info().await;
@@ -104,7 +126,10 @@ async fn settled(ctl: &Ctl, gateways: [&Gateway; 2]) -> (u64, String) {
                 return (target, digest);
             }
         }
-        assert!(Instant::now() < deadline, "the gateways never settled");
+        assert!(
+            Instant::now() < deadline,
+            "the gateways never settled at version {floor} or later"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -122,18 +147,14 @@ async fn statuses(gateways: [&Gateway; 2], host: &str) -> [u16; 2] {
 pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let plan = Arc::new(plan);
     let url = gateways[0].url("/");
-    let quiet = {
-        let (url, s) = (url.clone(), plan.seconds);
-        tokio::task::spawn_blocking(move || wrk::run(&url, TEMPLATE_HOST, s))
-            .await
-            .expect("wrk")
-    };
+    let cpu0 = plan.cpu.sample();
+    let t0 = Instant::now();
+    let quiet = wrk_on(plan.place.data, url.clone(), plan.seconds).await;
+    let quiet_cpu = plan.cpu.sample().since(&cpu0, t0.elapsed().as_secs_f64());
     let pushes_before = ctl.metric("realmctl_table_pushes_total").await;
-    let (v0, _) = settled(&ctl, gateways).await;
-    let busy = {
-        let (url, s) = (url.clone(), plan.seconds);
-        tokio::task::spawn_blocking(move || wrk::run(&url, TEMPLATE_HOST, s))
-    };
+    let (v0, _) = settled(&ctl, gateways, 0).await;
+    let cpu1 = plan.cpu.sample();
+    let busy = tokio::spawn(wrk_on(plan.place.data, url.clone(), plan.seconds));
     let started = Instant::now();
     let until = started + Duration::from_secs(plan.seconds);
     let tasks: Vec<_> = (0..plan.clients)
@@ -152,10 +173,14 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     }
     let elapsed = started.elapsed();
     let busy = busy.await.expect("wrk");
-    let (v1, digest) = settled(&ctl, gateways).await;
+    let busy_cpu = plan
+        .cpu
+        .sample()
+        .since(&cpu1, started.elapsed().as_secs_f64());
+    let changes: u64 = made.iter().sum();
+    let (v1, digest) = settled(&ctl, gateways, v0 + changes).await;
     let settled_after = started.elapsed();
     took.sort_unstable();
-    let changes: u64 = made.iter().sum();
 
     // Samples on the data path: each client's last tenant made serves, its last suspension
     // answers 503, on both gateways.
@@ -182,8 +207,10 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let pushes_after = ctl.metric("realmctl_table_pushes_total").await;
 
     println!(
-        "changes/s through realmctl: {} API clients, {} s, wrk -t1 -c16 on {TEMPLATE_HOST} at one gateway",
-        plan.clients, plan.seconds
+        "changes/s through realmctl: {} API clients, {} s, wrk -t1 -c16 on {TEMPLATE_HOST} at one gateway; {}",
+        plan.clients,
+        plan.seconds,
+        plan.place.describe()
     );
     println!(
         "  changes answered: {changes} ({} creates, {} suspends, {} key revokes) in {elapsed:.2?}: {:.0}/s; both gateways at version {v1} (from {v0}) {settled_after:.2?} after the start, state digest {digest}",
@@ -209,6 +236,12 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
             l.p99_ms,
             l.failed()
         );
+    }
+    for (name, lines) in [("no changes", &quiet_cpu), ("changes flowing", &busy_cpu)] {
+        println!("  CPU, {name} (100 % = one core):");
+        for l in lines {
+            println!("    {l}");
+        }
     }
     println!(
         "  ratio with/without changes: requests/s {:.2}, p99 {:.2}; samples missing on the gateways: {missing}",

@@ -11,6 +11,7 @@ pub mod delta;
 mod delta_tests;
 pub mod journal;
 pub mod persist;
+mod retire;
 pub mod store;
 #[cfg(test)]
 pub mod test_util;

@@ -8,6 +8,7 @@ use super::build::{parse_newer, BuildDeps, Encoding, Rejected};
 use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
 use super::journal::{self, Compaction, Journal};
 use super::persist::{commit, remove_if_there, stage};
+use super::retire::Retirer;
 use super::Snapshot;
 use crate::auth::Realms;
 use crate::limits::Limiters;
@@ -80,6 +81,8 @@ pub struct Store {
     /// guards the table's model and the journal.
     apply_lock: std::sync::Mutex<Durable>,
     compaction: Compaction,
+    /// Frees replaced snapshots once no request holds them, off the proxy's workers.
+    retired: Retirer<Snapshot>,
 }
 
 /// What changes with the table under the apply lock, besides the snapshot.
@@ -158,6 +161,7 @@ impl Store {
             realms: Realms::default(),
             apply_lock: std::sync::Mutex::new(Durable::default()),
             compaction: Compaction::default(),
+            retired: Retirer::default(),
         }
     }
 
@@ -528,10 +532,9 @@ impl Store {
             snapshot.certs.len(),
             started.elapsed()
         );
-        // Freeing a large table takes a while: do it off the push path. Requests still
-        // holding it keep it alive until they finish either way.
+        // Freeing a table takes a while: not on the push path, nor on a request's worker.
         if let Some(previous) = previous {
-            drop_elsewhere("table-drop", previous);
+            self.retired.retire(previous);
         }
         snapshot
     }
