@@ -43,8 +43,9 @@ pub struct PushSettings {
     /// How often an in-sync gateway is asked which version it serves, so one that lost its
     /// state (or was replaced) is caught up without waiting for the next change.
     pub resync_interval: Duration,
-    /// How long the compiler waits after a change before compiling, so a burst of changes
-    /// (a script minting keys, say) becomes one table version and one push per gateway.
+    /// The least time between two compiles: a change after a quiet spell is compiled at
+    /// once, and the changes of a burst (a script minting keys, say) that follow within this
+    /// time become one table version and one push per gateway.
     pub debounce: Duration,
 }
 

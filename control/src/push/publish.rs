@@ -14,9 +14,11 @@ use tokio::sync::watch;
 /// Pause before compiling again after a failure (which would be a bug), so it cannot spin.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-/// Compile whenever the model's version moves, publishing only ever newer tables. The first
-/// change after a quiet spell waits `debounce` before compiling, so a burst of changes yields
-/// one table carrying the newest version (at most one table per `debounce`). A version a
+/// Compile whenever the model's version moves, publishing only ever newer tables, at most one
+/// table per `debounce`: a change after a quiet spell is compiled at once (a lone change
+/// waits for nothing), and the changes that come within `debounce` of that compile's start
+/// wait for its end and are compiled together, into one table carrying the newest version.
+/// A version a
 /// gateway reports at or above ours (`ahead`) moves the registry's counter past it first.
 /// Each table comes with the deltas to it from the versions before (`compile::delta`).
 pub async fn run(
@@ -33,6 +35,8 @@ pub async fn run(
     // The size of the last full table written out: a version sent only as deltas has none
     // of its own (its full table is written when a gateway needs it).
     let mut full_bytes = 0;
+    // When the last compile started: the next waits until `debounce` after it.
+    let mut last_compile: Option<Instant> = None;
     loop {
         let seen = *ahead.borrow_and_update();
         if seen > 0 && seen >= control.version() {
@@ -53,11 +57,12 @@ pub async fn run(
         let wanted = *changes.borrow_and_update();
         let have = published.borrow().as_ref().map_or(0, |c| c.version);
         if wanted > have {
-            if !debounce.is_zero() {
+            if let Some(paced) = last_compile.map(|t| t + debounce) {
                 // Changes arriving meanwhile are in the table compiled next.
-                tokio::time::sleep(debounce).await;
+                tokio::time::sleep_until(paced.into()).await;
             }
             let started = Instant::now();
+            last_compile = Some(started);
             let (c, dc) = (Arc::clone(&control), Arc::clone(&compiler));
             let compile = move || {
                 let mut dc = dc.lock().unwrap_or_else(PoisonError::into_inner);
@@ -110,3 +115,6 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
