@@ -4,7 +4,7 @@
 //! lookup exactly as a snapshot built in full from the resulting table; the snapshot before
 //! each change answers as it did; a refused change leaves nothing behind.
 //!
-//! Cases: 32 by default; `REALMGATE_PROPTEST_CASES=N` runs N.
+//! Cases: 128 by default; `REALMGATE_PROPTEST_CASES=N` runs N.
 
 use super::build::{build, Caches};
 use super::delta::build_delta;
@@ -211,7 +211,7 @@ fn config() -> ProptestConfig {
     let cases = std::env::var("REALMGATE_PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
+        .unwrap_or(128);
     ProptestConfig {
         cases,
         failure_persistence: None,
