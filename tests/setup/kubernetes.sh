@@ -70,8 +70,13 @@ for r in json.load(sys.stdin).get("Replace") or []:
   echo "$BIN"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# N distinct free ports on loopback, space-separated: all sockets are held until every port
+# is chosen (one port at a time, the kernel may hand out the same port twice in a row).
+free_ports() {
+  python3 -c 'import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
 }
 
 start() {
@@ -80,9 +85,7 @@ start() {
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   local etcd_port peer_port port
-  etcd_port="$(free_port)"
-  peer_port="$(free_port)"
-  port="$(free_port)"
+  read -r etcd_port peer_port port <<<"$(free_ports 3)"
   # A CA, a serving certificate for 127.0.0.1 (clients check SANs, never the CN), and the
   # service-account signing key.
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/ca.key" -out "$dir/ca.crt" \

@@ -56,8 +56,13 @@ build() {
   echo "$BIN"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# N distinct free ports on loopback, space-separated: all sockets are held until every port
+# is chosen (one port at a time, the kernel may hand out the same port twice in a row).
+free_ports() {
+  python3 -c 'import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
 }
 
 start() {
@@ -69,9 +74,8 @@ start() {
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   local port mgmt_port tls_port validity
-  port="$(free_port)"
-  mgmt_port="$(free_port)"
-  tls_port="${PEBBLE_TLS_PORT:-$(free_port)}"
+  read -r port mgmt_port tls_port <<<"$(free_ports 3)"
+  tls_port="${PEBBLE_TLS_PORT:-$tls_port}"
   validity="${PEBBLE_VALIDITY_S:-7776000}"
   # The listener's own CA and certificate (for 127.0.0.1 and localhost): what realmctl trusts
   # through directory_ca_file. Unrelated to the CA Pebble issues from (fresh each start,
