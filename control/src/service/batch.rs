@@ -389,11 +389,11 @@ impl Control {
         self.core.registry.wake_committer();
     }
 
-    /// Join (or open) the batch: judge the change against the batch's [`View`], write it in
-    /// a savepoint, and answer once the batch is committed.
+    /// Join (or open) the batch: judge the change against the batch's [`View`] (an error is
+    /// its refusal), write it in a savepoint, and answer once the batch is committed.
     pub(super) async fn join<T: Send + 'static>(
         &self,
-        plan: impl FnOnce(&View<'_>) -> Plan<T>,
+        plan: impl FnOnce(&View<'_>) -> Result<Plan<T>, ServiceError>,
     ) -> Result<T, ServiceError> {
         let core = &*self.core;
         let limits = core.registry.limits();
@@ -406,7 +406,9 @@ impl Control {
             if over {
                 core.flush(&mut w).await;
             }
-            let answer = self.stage(&mut w, plan).await;
+            let answer = self
+                .stage(&mut w, |v| plan(v).unwrap_or_else(Plan::Refuse))
+                .await;
             // The last of a burst commits; one waiting will join (or commit) the batch.
             let due = w.batch.as_ref().map(|b| {
                 b.members.is_empty()

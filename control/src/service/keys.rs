@@ -105,11 +105,8 @@ impl Control {
                 input.expires_at = parent.expires_at_ms.map(rfc3339_seconds);
             }
         }
-        self.join(|v| {
-            self.plan_mint(v, caller, input, problems)
-                .unwrap_or_else(Plan::Refuse)
-        })
-        .await
+        self.join(|v| self.plan_mint(v, caller, input, problems))
+            .await
     }
 
     fn plan_mint(
@@ -200,22 +197,22 @@ impl Control {
     pub async fn revoke_key(&self, caller: &Caller, id: &str) -> Result<KeyView, ServiceError> {
         self.join(|v| {
             let Some(k) = v.key(id).filter(|k| caller.covers(k)) else {
-                return Plan::Refuse(not_found("key", id));
+                return Err(not_found("key", id));
             };
             if k.revoked_at_ms.is_some() {
                 let id = id.to_owned();
-                return Plan::Answer(Box::new(move |m| {
+                return Ok(Plan::Answer(Box::new(move |m| {
                     m.keys
                         .get(&id)
                         .map(KeyView::from)
                         .ok_or_else(|| not_found("key", &id))
-                }));
+                })));
             }
             let record = KeyRecord {
                 revoked_at_ms: Some(now_ms()),
                 ..k.into_owned()
             };
-            write_key(v, record, |r: &KeyRecord| KeyView::from(r))
+            Ok(write_key(v, record, |r: &KeyRecord| KeyView::from(r)))
         })
         .await
     }

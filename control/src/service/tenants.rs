@@ -53,11 +53,8 @@ fn save(v: &View<'_>, record: TenantRecord, hosts: Vec<HostPattern>) -> Plan<Ten
 impl Control {
     pub async fn create_tenant(&self, body: &[u8]) -> Result<TenantView, ServiceError> {
         let (id, input, problems) = validate::decode_create(body).map_err(ServiceError::Invalid)?;
-        self.join(|v| {
-            self.plan_create(v, id, input, problems)
-                .unwrap_or_else(Plan::Refuse)
-        })
-        .await
+        self.join(|v| self.plan_create(v, id, input, problems))
+            .await
     }
 
     fn plan_create(
@@ -146,11 +143,8 @@ impl Control {
         if_match: Option<u64>,
     ) -> Result<TenantView, ServiceError> {
         let (input, problems) = validate::decode_patch(body).map_err(ServiceError::Invalid)?;
-        self.join(|v| {
-            self.plan_update(v, id, input, problems, if_match)
-                .unwrap_or_else(Plan::Refuse)
-        })
-        .await
+        self.join(|v| self.plan_update(v, id, input, problems, if_match))
+            .await
     }
 
     fn plan_update(
@@ -233,11 +227,7 @@ impl Control {
         id: &TenantId,
         if_match: Option<u64>,
     ) -> Result<u64, ServiceError> {
-        self.join(|v| {
-            self.plan_delete(v, id, if_match)
-                .unwrap_or_else(Plan::Refuse)
-        })
-        .await
+        self.join(|v| self.plan_delete(v, id, if_match)).await
     }
 
     fn plan_delete(
