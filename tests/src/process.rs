@@ -1,11 +1,13 @@
 //! Child processes, temp dirs and free ports: the plumbing under every cross-process test.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -54,16 +56,29 @@ impl Drop for TempDir {
     }
 }
 
-/// `n` distinct free loopback addresses. All are bound at once before being released, so they
-/// differ from each other; a race with another process is possible but unlikely.
+/// `n` distinct free loopback addresses, none handed out before by this process. All are
+/// bound at once before being released, so they differ from each other; a port this process
+/// already handed out is held while another is picked (the kernel can offer the same free
+/// port to two binds in a row, and two servers of one test were given one port that way). A
+/// race with another process is possible but unlikely.
 pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local_addr"))
-        .collect()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut picked = Vec::with_capacity(n);
+    while picked.len() < n {
+        assert!(
+            held.len() < n + 1000,
+            "no free loopback port left that this process has not handed out"
+        );
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = l.local_addr().expect("local_addr");
+        if given.insert(addr.port()) {
+            picked.push(addr);
+        }
+        held.push(l);
+    }
+    picked
 }
 
 /// The workspace root: the parent of this package's manifest dir.
@@ -256,4 +271,24 @@ pub fn listens(pid: u32, port: u16) -> bool {
         std::fs::read_link(fd.path())
             .is_ok_and(|t| inodes.iter().any(|i| t.to_string_lossy() == *i))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_addrs;
+    use std::collections::HashSet;
+
+    #[test]
+    fn free_addrs_never_hands_out_a_port_twice() {
+        let mut seen = HashSet::new();
+        for n in [1, 1, 3, 1, 2, 1, 1, 5, 1, 1] {
+            for _ in 0..20 {
+                for a in free_addrs(n) {
+                    assert!(a.ip().is_loopback(), "{a}");
+                    assert!(seen.insert(a.port()), "port {} handed out twice", a.port());
+                }
+            }
+        }
+        assert_eq!(seen.len(), 20 * 17);
+    }
 }

@@ -14,7 +14,7 @@ use realmgate_e2e::process::listens;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,13 +56,7 @@ impl Drop for TempDir {
     }
 }
 
-/// `n` distinct free loopback addresses.
-pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    ls.iter().map(|l| l.local_addr().expect("addr")).collect()
-}
+pub use realmgate_e2e::process::free_addrs;
 
 fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
