@@ -138,11 +138,30 @@ pub(super) fn compile(
         exact.push(r.exact);
         wildcard.push(r.wildcard);
     }
+    let Maps {
+        ids: id_map,
+        exact: exact_map,
+        wildcard: wildcard_map,
+    } = maps;
+    let hosts = || HostIndex::from_maps(exact_map.finish(exact), wildcard_map.finish(wildcard));
+    // The id map is filled beside the host index (each on every core again).
+    let (ids, hosts) = if threads > 1 {
+        std::thread::scope(|scope| {
+            let ids = scope.spawn(|| id_map.finish(ids));
+            let hosts = hosts();
+            match ids.join() {
+                Ok(ids) => (ids, hosts),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        })
+    } else {
+        (id_map.finish(ids), hosts())
+    };
     Ok(Compiled {
         tenants,
         users,
-        ids: maps.ids.finish(ids),
-        hosts: HostIndex::from_maps(maps.exact.finish(exact), maps.wildcard.finish(wildcard)),
+        ids,
+        hosts,
     })
 }
 
