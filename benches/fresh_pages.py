@@ -12,7 +12,10 @@ encoding, and the model made after the apply, are counted apart from the apply):
     perf script -i /tmp/fa.data | ../benches/fresh_pages.py
 
 `--sites PHASE` lists the allocation sites (the first frame of this project) of that
-phase's page-zeroing samples instead.
+phase's page-zeroing samples instead. `--timeline MS` prints, for each MS milliseconds of
+the run, the samples of each phase (all threads): with `-F 2000`, two busy cores give
+4 * MS samples a bucket, so a bucket of the apply with about half that is a step on one
+thread (`*` marks page zeroing).
 """
 
 import collections
@@ -29,6 +32,7 @@ PHASES = [
     ("claims::unique", "claims (rules across tenants)"),
     ("shard::tenants", "decode + per-tenant checks"),
     ("shard::check", "check, one thread"),
+    ("Parallel::finish", "build: id and host maps"),
     ("build::tenants", "build: tenants"),
     ("snapshot::build::build", "build, one thread"),
     ("realmgate_table::digest", "side thread: digest"),
@@ -39,20 +43,44 @@ PHASES = [
 ]
 
 
-def samples(lines):
-    """Each sample's frames, innermost first."""
-    frames = None
+def timed_samples(lines):
+    """Each sample's time (seconds, or None) and frames, innermost first."""
+    frames, when = None, None
     for line in lines:
         if not line.strip():
             if frames is not None:
-                yield frames
+                yield when, frames
             frames = None
         elif not line[0].isspace():
             frames = []
+            when = next(
+                (float(w[:-1]) for w in line.split() if w.endswith(":") and w[:-1].replace(".", "").isdigit()),
+                None,
+            )
         elif frames is not None:
             frames.append(line.strip())
     if frames is not None:
+        yield when, frames
+
+
+def samples(lines):
+    """Each sample's frames, innermost first."""
+    for _, frames in timed_samples(lines):
         yield frames
+
+
+def timeline(lines, ms):
+    """Per bucket of `ms` milliseconds from the first sample: samples by phase."""
+    buckets, start = collections.defaultdict(collections.Counter), None
+    for when, frames in timed_samples(lines):
+        if when is None:
+            continue
+        start = when if start is None else start
+        zeroing = "*" if frames and "clear_page" in frames[0] else ""
+        buckets[int((when - start) * 1000 / ms)][phase_of(frames) + zeroing] += 1
+    for b in sorted(buckets):
+        parts = ", ".join(f"{p} {n}" for p, n in buckets[b].most_common(4))
+        print(f"{b * ms:8.0f} ms {sum(buckets[b].values()):4d}  {parts}")
 
 
 def phase_of(frames):
@@ -68,6 +96,9 @@ def site_of(frames):
 
 
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--timeline":
+        timeline(sys.stdin, float(sys.argv[2]))
+        return
     sites = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--sites" else None
     total, zeroing, at = collections.Counter(), collections.Counter(), collections.Counter()
     for frames in samples(sys.stdin):

@@ -119,7 +119,8 @@ impl ProxyHttp for Gateway {
             Ok(r) => Some(r.tenant),
             Err((t, _)) => *t,
         };
-        ctx.hsts = tenant.and_then(|t| scheme::hsts(ctx.scheme, snapshot.tenant(t).hsts.as_ref()));
+        ctx.hsts =
+            tenant.and_then(|t| scheme::hsts(ctx.scheme, snapshot.tenant(t).hsts.as_deref()));
         ctx.snapshot = Some(snapshot);
         match decision {
             Ok(mut r) => {

@@ -62,8 +62,49 @@ impl Claims {
     }
 }
 
+/// One run of tenants' claims, hashed and sorted by the range (thread) that checks them: made
+/// tenant by tenant ([`Sort::tenant`]) while each is decoded and its data is still in cache,
+/// then handed to [`unique_sorted`].
+pub(crate) struct Sort {
+    hasher: ahash::RandomState,
+    by_range: Vec<Vec<(u64, Claim)>>,
+}
+
+impl Sort {
+    /// For about `tenants` tenants, checked on `threads` threads, hashing with `hasher` (the
+    /// same for every run of a table).
+    pub(crate) fn new(hasher: &ahash::RandomState, threads: usize, tenants: usize) -> Sort {
+        // Two hosts, an id and rarely an issuer a tenant, as a rule.
+        let claims = 3 * tenants;
+        Sort {
+            hasher: hasher.clone(),
+            by_range: (0..threads.max(1))
+                .map(|_| Vec::with_capacity(claims / threads.max(1) + claims / 16))
+                .collect(),
+        }
+    }
+
+    /// Tenant `t`'s claims: its host patterns (`hosts`, its own), its id and its realm's issuer.
+    pub(crate) fn tenant(&mut self, t: usize, tenant: &Tenant, hosts: &[HostPattern]) {
+        let ranges = self.by_range.len();
+        let t = t as u32;
+        let mut push = |slot: u32, k: Key<'_>| {
+            let h = self.hasher.hash_one(k);
+            self.by_range[range_of(h, ranges)].push((h, Claim { t, slot }));
+        };
+        for (slot, host) in hosts.iter().enumerate() {
+            push(slot as u32, Key::Host(host));
+        }
+        push(ID, Key::Id(&tenant.id));
+        if let Some(realm) = &tenant.realm {
+            push(ISSUER, Key::Issuer(realm.issuer.as_str()));
+        }
+    }
+}
+
 /// `Some` if no id, host pattern or issuer is claimed by two tenants (`hosts[t]`: tenant
 /// `t`'s patterns, no pattern twice in one tenant), checked on `threads` threads.
+#[cfg(test)]
 pub(crate) fn unique(
     tenants: &[Tenant],
     hosts: &[Vec<HostPattern>],
@@ -72,27 +113,34 @@ pub(crate) fn unique(
     let threads = threads.clamp(1, tenants.len().max(1));
     let hasher = ahash::RandomState::new();
     let per = tenants.len().div_ceil(threads).max(1);
-    let sort = |from: usize, count: usize| -> Vec<Vec<(u64, Claim)>> {
-        let claims = hosts[from..from + count]
-            .iter()
-            .map(Vec::len)
-            .sum::<usize>()
-            + 2 * count;
-        let mut by_range: Vec<Vec<(u64, Claim)>> = (0..threads)
-            .map(|_| Vec::with_capacity(claims / threads + claims / 16))
-            .collect();
-        for t in from..from + count {
-            let slots = (0..hosts[t].len() as u32)
-                .chain([ID])
-                .chain(tenants[t].realm.as_ref().map(|_| ISSUER));
-            for slot in slots {
-                let c = Claim { t: t as u32, slot };
-                let h = hasher.hash_one(key(tenants, hosts, c));
-                by_range[range_of(h, threads)].push((h, c));
+    let sorts = (0..tenants.len())
+        .step_by(per)
+        .map(|from| {
+            let count = per.min(tenants.len() - from);
+            let mut sort = Sort::new(&hasher, threads, count);
+            for t in from..from + count {
+                sort.tenant(t, &tenants[t], &hosts[t]);
             }
-        }
-        by_range
-    };
+            sort
+        })
+        .collect();
+    unique_sorted(tenants, hosts, &hasher, sorts)
+}
+
+/// [`unique`] of claims already sorted: `sorts` made by [`Sort::tenant`] of every tenant,
+/// each with `hasher` and the same number of ranges; each range is checked on a thread of
+/// its own.
+pub(crate) fn unique_sorted(
+    tenants: &[Tenant],
+    hosts: &[Vec<HostPattern>],
+    hasher: &ahash::RandomState,
+    sorts: Vec<Sort>,
+) -> Option<Claims> {
+    let threads = sorts.first().map_or(1, |s| s.by_range.len());
+    if sorts.iter().any(|s| s.by_range.len() != threads) {
+        return None;
+    }
+    let sorted: Vec<Vec<Vec<(u64, Claim)>>> = sorts.into_iter().map(|s| s.by_range).collect();
     let check = |r: usize, sorted: &[Vec<Vec<(u64, Claim)>>]| -> Option<HashTable<Claim>> {
         let len = sorted.iter().map(|s| s[r].len()).sum();
         let mut table: HashTable<Claim> = HashTable::with_capacity(len);
@@ -115,36 +163,26 @@ pub(crate) fn unique(
         Some(table)
     };
     let ranges: Vec<Option<HashTable<Claim>>> = if threads == 1 {
-        let sorted = [sort(0, tenants.len())];
         vec![check(0, &sorted)]
     } else {
-        let sorted: Vec<Vec<Vec<(u64, Claim)>>> = std::thread::scope(|scope| {
-            let sort = &sort;
-            let handles: Vec<_> = (0..tenants.len())
-                .step_by(per)
-                .map(|from| {
-                    let count = per.min(tenants.len() - from);
-                    scope.spawn(move || sort(from, count))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        });
         std::thread::scope(|scope| {
             let (sorted, check) = (&sorted, &check);
-            let handles: Vec<_> = (0..threads)
+            let mut handles: Vec<_> = (1..threads)
                 .map(|r| scope.spawn(move || check(r, sorted)))
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            // Range 0 on this thread.
+            let first = check(0, sorted);
+            std::iter::once(first)
+                .chain(
+                    handles
+                        .drain(..)
+                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+                )
                 .collect()
         })
     };
     Some(Claims {
-        hasher,
+        hasher: hasher.clone(),
         ranges: ranges.into_iter().collect::<Option<_>>()?,
     })
 }

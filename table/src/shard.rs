@@ -74,30 +74,36 @@ pub(crate) fn check<E: Sync>(
     table.tenants.resize_with(elements.len(), Tenant::default);
     let mut hosts: Vec<Vec<HostPattern>> = Vec::new();
     hosts.resize_with(elements.len(), Vec::new);
+    // Each shard also hashes its tenants' claims (the rules across tenants) while their
+    // data is in cache.
+    let hasher = ahash::RandomState::new();
     let runs = elements
         .chunks(per)
-        .zip(table.tenants.chunks_mut(per).zip(hosts.chunks_mut(per)));
+        .zip(table.tenants.chunks_mut(per).zip(hosts.chunks_mut(per)))
+        .enumerate()
+        .map(|(k, (e, out))| (k * per, e, out));
     let upstreams = &table.upstreams;
-    let all = if threads == 1 {
-        let mut runs = runs;
-        runs.all(|(e, out)| tenants(e, out, &decode, upstreams, &failed))
+    let shard = |(from, e, out): (usize, &[E], _)| {
+        let mut sort = claims::Sort::new(&hasher, threads, e.len());
+        let ok = tenants(from, e, out, &mut sort, &decode, upstreams, &failed);
+        ok.then_some(sort)
+    };
+    let sorts: Option<Vec<claims::Sort>> = if threads == 1 {
+        runs.map(shard).collect()
     } else {
         std::thread::scope(|scope| {
-            let (failed, decode) = (&failed, &decode);
-            let handles: Vec<_> = runs
-                .map(|(e, out)| scope.spawn(move || tenants(e, out, decode, upstreams, failed)))
-                .collect();
+            let shard = &shard;
+            let handles: Vec<_> = runs.map(|run| scope.spawn(move || shard(run))).collect();
             // Every handle is joined, whatever the others answer.
-            let answers: Vec<bool> = handles
+            let answers: Vec<Option<claims::Sort>> = handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or(false))
+                .map(|h| h.join().unwrap_or(None))
                 .collect();
-            answers.iter().all(|&ok| ok)
+            answers.into_iter().collect()
         })
     };
-    let claims = all
-        .then(|| claims::unique(&table.tenants, &hosts, threads))
-        .flatten();
+    let claims =
+        sorts.and_then(|sorts| claims::unique_sorted(&table.tenants, &hosts, &hasher, sorts));
     let n = claims.and_then(|claims| {
         let has_tenant = |id: &str| claims.has_tenant(&table.tenants, id);
         validate::with_tenants_checked(&table, hosts, &has_tenant).ok()
@@ -111,12 +117,15 @@ pub(crate) fn check<E: Sync>(
     }
 }
 
-/// Decode and check the tenants of `elements` into `out`: each one's id syntax and every
-/// check of [`validate::tenant`]. `false` at the first problem (and `failed` set, so the
+/// Decode and check the tenants of `elements` (from tenant `from` on) into `out`: each one's id
+/// syntax and every check of [`validate::tenant`]; their claims go into `sort`. `false` at the
+/// first problem (and `failed` set, so the
 /// other shards stop too).
 fn tenants<E>(
+    from: usize,
     elements: &[E],
     (out, hosts): (&mut [Tenant], &mut [Vec<HostPattern>]),
+    sort: &mut claims::Sort,
     decode: &(impl Fn(&E) -> Option<Tenant> + Sync),
     upstreams: &std::collections::BTreeMap<String, crate::wire::Upstream>,
     failed: &AtomicBool,
@@ -140,6 +149,7 @@ fn tenants<E>(
         });
         match checked {
             Some((t, h)) => {
+                sort.tenant(from + i, &t, &h);
                 *slot = t;
                 *hosts_slot = h;
             }

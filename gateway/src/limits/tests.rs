@@ -186,3 +186,37 @@ fn released_scopes_are_pruned_once_unused() {
     limiters.prune();
     assert!(limiters.is_empty());
 }
+
+/// A tenant without limits (most of a large table; they hold none) admits every request by
+/// key, by client and in all, and touches no counter; one with only a tenant limit counts
+/// every request against it, whoever sends it.
+#[test]
+fn a_tenant_without_limits_admits_everything_and_one_with_a_limit_counts() {
+    let limiters = Limiters::default();
+    let none = TenantLimits::compile(&limiters, "free", &Default::default());
+    assert!(none.is_empty());
+    let key = KeyLimit::compile(&limiters, Some("free"), "k1", None);
+    let me: IpAddr = "192.0.2.7".parse().expect("ip");
+    for _ in 0..1_000 {
+        assert!(check(&none, None, || Some(me)).is_ok());
+        assert!(check(&none, Some(&key), || Some(me)).is_ok());
+    }
+    let capped = TenantLimits::compile(
+        &limiters,
+        "capped",
+        &realmgate_table::RateLimits {
+            tenant: Some(RateLimit {
+                requests: 3,
+                window_s: 60,
+            }),
+            ..Default::default()
+        },
+    );
+    assert!(!capped.is_empty());
+    assert_eq!(capped.key, stable_key("capped"));
+    let key = KeyLimit::compile(&limiters, Some("capped"), "k2", None);
+    assert!(check(&capped, None, || Some(me)).is_ok());
+    assert!(check(&capped, Some(&key), || None).is_ok());
+    assert!(check(&capped, None, || None).is_ok());
+    assert!(check(&capped, Some(&key), || Some(me)).is_err());
+}

@@ -359,7 +359,8 @@ pub(super) fn compile_tenant(
         https: t.https,
         hsts: t
             .hsts
-            .and_then(|h| HeaderValue::from_str(&h.header_value()).ok()),
+            .and_then(|h| HeaderValue::from_str(&h.header_value()).ok())
+            .map(Box::new),
     })
 }
 

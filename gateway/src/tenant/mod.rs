@@ -134,6 +134,31 @@ fn labels(name: &str) -> usize {
     (name.bytes().filter(|&b| b == b'.').count() + 1).min(DEPTHS - 1)
 }
 
+/// How many wildcards there are of each suffix depth, counted where they are made (the
+/// snapshot's build, each thread its own) rather than in a pass over the finished map.
+#[derive(Clone, Copy)]
+pub struct Depths([u32; DEPTHS]);
+
+impl Default for Depths {
+    fn default() -> Self {
+        Depths([0; DEPTHS])
+    }
+}
+
+impl Depths {
+    /// One more wildcard of this suffix (the part after `*.`).
+    pub fn count(&mut self, suffix: &str) {
+        self.0[labels(suffix)] += 1;
+    }
+
+    /// Another thread's counts added to these.
+    pub fn add(&mut self, other: &Depths) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+}
+
 impl HostIndex {
     /// Build from each tenant's validated, normalised patterns, tenant `i` at index `i`
     /// (validation guarantees no pattern appears twice; were one to, the last would win).
@@ -167,20 +192,18 @@ impl HostIndex {
     }
 
     /// The index of maps built elsewhere (the snapshot's build, on several threads): exact
-    /// names, and wildcards by the suffix after `*.`, each to its tenant. Same rule as
-    /// [`HostIndex::build`]: no pattern in both, none twice.
+    /// names, and wildcards by the suffix after `*.`, each to its tenant, with `depths`
+    /// counted over the same wildcards. Same rule as [`HostIndex::build`]: no pattern in
+    /// both, none twice.
     pub fn from_maps(
         exact: ShardMap<Box<str>, TenantIdx>,
         wildcard: ShardMap<Box<str>, TenantIdx>,
+        depths: Depths,
     ) -> HostIndex {
-        let mut depths = [0; DEPTHS];
-        for (suffix, _) in wildcard.iter() {
-            depths[labels(suffix)] += 1;
-        }
         HostIndex {
             exact,
             wildcard,
-            depths,
+            depths: depths.0,
         }
     }
 

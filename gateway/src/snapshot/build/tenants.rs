@@ -12,7 +12,7 @@ use crate::metrics::TenantCounters;
 use crate::persistent::{Parallel, Part, ShardMap};
 use crate::route::PoolIdx;
 use crate::route::RouteSets;
-use crate::tenant::{HostIndex, TenantIdx};
+use crate::tenant::{Depths, HostIndex, TenantIdx};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{Problem, Tenant};
 use std::sync::Arc;
@@ -46,6 +46,8 @@ struct Run {
     ids: Part<Arc<str>, TenantIdx>,
     exact: Part<Box<str>, TenantIdx>,
     wildcard: Part<Box<str>, TenantIdx>,
+    /// Its wildcards by suffix depth (for the host index).
+    depths: Depths,
 }
 
 /// The maps being built, shared by the runs.
@@ -74,19 +76,32 @@ pub(super) fn compile(
 ) -> Result<Compiled, Problem> {
     let n = shared.tenants.len();
     let threads = threads.clamp(1, n.max(1));
-    let (mut exact, mut wild) = (0, 0);
-    for p in shared.hosts.iter().flatten() {
-        match p {
-            HostPattern::Exact(_) => exact += 1,
-            HostPattern::Wildcard(_) => wild += 1,
-        }
-    }
+    let per = n.div_ceil(threads).max(1);
+    // Each run's exact names and wildcards, counted on every core (a pass over every
+    // tenant's patterns): the maps are sized by their sums, each run's parts by its own.
+    let counts: Vec<(usize, usize)> = if threads > 1 {
+        std::thread::scope(|scope| {
+            let mut chunks = shared.hosts.chunks(per);
+            let first = chunks.next().map_or((0, 0), kinds);
+            let handles: Vec<_> = chunks.map(|c| scope.spawn(move || kinds(c))).collect();
+            let mut out = vec![first];
+            for h in handles {
+                match h.join() {
+                    Ok(c) => out.push(c),
+                    Err(e) => std::panic::resume_unwind(e),
+                }
+            }
+            out
+        })
+    } else {
+        shared.hosts.chunks(per).map(kinds).collect()
+    };
+    let (exact, wild) = counts.iter().fold((0, 0), |(e, w), &(a, b)| (e + a, w + b));
     let maps = Maps {
         ids: Parallel::new(n, threads),
         exact: Parallel::new(exact, threads),
         wildcard: Parallel::new(wild, threads),
     };
-    let per = n.div_ceil(threads).max(1);
     // Each run owns its tenants' counters and realms: cut them off from the end.
     let mut labels = labels;
     let mut realms = realms;
@@ -94,14 +109,15 @@ pub(super) fn compile(
     let mut start = n;
     while start > 0 {
         let from = (start - 1) / per * per;
-        owned.push((from, labels.split_off(from), realms.split_off(from)));
+        let kinds = counts.get(from / per).copied().unwrap_or_default();
+        owned.push((from, kinds, labels.split_off(from), realms.split_off(from)));
         start = from;
     }
     owned.reverse();
     let runs: Vec<Result<Run, Problem>> = if owned.len() <= 1 {
         owned
             .into_iter()
-            .map(|(from, l, r)| run(shared, &maps, from, l, r))
+            .map(|(from, k, l, r)| run(shared, &maps, from, k, l, r))
             .collect()
     } else {
         std::thread::scope(|scope| {
@@ -109,11 +125,11 @@ pub(super) fn compile(
             let first = owned.next();
             let maps = &maps;
             let handles: Vec<_> = owned
-                .map(|(from, l, r)| scope.spawn(move || run(shared, maps, from, l, r)))
+                .map(|(from, k, l, r)| scope.spawn(move || run(shared, maps, from, k, l, r)))
                 .collect();
             let mut out = Vec::with_capacity(threads);
-            if let Some((from, l, r)) = first {
-                out.push(run(shared, maps, from, l, r));
+            if let Some((from, k, l, r)) = first {
+                out.push(run(shared, maps, from, k, l, r));
             }
             for h in handles {
                 match h.join() {
@@ -127,6 +143,7 @@ pub(super) fn compile(
     let mut tenants = Vec::with_capacity(n);
     let mut users = vec![0u32; shared.pools];
     let (mut ids, mut exact, mut wildcard) = (Vec::new(), Vec::new(), Vec::new());
+    let mut depths = Depths::default();
     for r in runs {
         // Runs are in table order: the first error is the one tenant-by-tenant gives.
         let r = r?;
@@ -137,38 +154,68 @@ pub(super) fn compile(
         ids.push(r.ids);
         exact.push(r.exact);
         wildcard.push(r.wildcard);
+        depths.add(&r.depths);
     }
+    let Maps {
+        ids: id_map,
+        exact: exact_map,
+        wildcard: wildcard_map,
+    } = maps;
+    let hosts = || {
+        let (exact, wildcard) = (exact_map.finish(exact), wildcard_map.finish(wildcard));
+        HostIndex::from_maps(exact, wildcard, depths)
+    };
+    // The id map is filled beside the host index (each on every core again).
+    let (ids, hosts) = if threads > 1 {
+        std::thread::scope(|scope| {
+            let ids = scope.spawn(|| id_map.finish(ids));
+            let hosts = hosts();
+            match ids.join() {
+                Ok(ids) => (ids, hosts),
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        })
+    } else {
+        (id_map.finish(ids), hosts())
+    };
     Ok(Compiled {
         tenants,
         users,
-        ids: maps.ids.finish(ids),
-        hosts: HostIndex::from_maps(maps.exact.finish(exact), maps.wildcard.finish(wildcard)),
+        ids,
+        hosts,
     })
 }
 
-/// Compile the tenants from index `from` on, one per label, on this thread.
+/// Exact names and wildcards among `hosts`' patterns.
+fn kinds(hosts: &[Vec<HostPattern>]) -> (usize, usize) {
+    let wild = hosts
+        .iter()
+        .flatten()
+        .filter(|p| matches!(p, HostPattern::Wildcard(_)))
+        .count();
+    (hosts.iter().map(Vec::len).sum::<usize>() - wild, wild)
+}
+
+/// Compile the tenants from index `from` on, one per label, on this thread (`(exact, wild)`:
+/// their patterns of each kind, [`kinds`]).
 fn run(
     shared: &Shared<'_>,
     maps: &Maps,
     from: usize,
+    (exact, wild): (usize, usize),
     labels: Vec<Arc<TenantCounters>>,
     realms: Vec<Option<Arc<RealmRt>>>,
 ) -> Result<Run, Problem> {
     let count = labels.len();
     let tenants = &shared.tenants[from..from + count];
     let hosts = &shared.hosts[from..from + count];
-    let wild = hosts
-        .iter()
-        .flatten()
-        .filter(|p| matches!(p, HostPattern::Wildcard(_)))
-        .count();
-    let exact = hosts.iter().map(Vec::len).sum::<usize>() - wild;
     let mut out = Run {
         tenants: Vec::with_capacity(count),
         users: vec![0; shared.pools],
         ids: maps.ids.part(count),
         exact: maps.exact.part(exact),
         wildcard: maps.wildcard.part(wild),
+        depths: Depths::default(),
     };
     let parts = tenants.iter().zip(hosts).zip(labels).zip(realms);
     // Equal route sets are shared within a run (one set per run: runs compile in parallel).
@@ -192,7 +239,10 @@ fn run(
         for p in hosts {
             match p {
                 HostPattern::Exact(h) => out.exact.push(Box::from(h.as_str()), idx),
-                HostPattern::Wildcard(s) => out.wildcard.push(Box::from(s.as_str()), idx),
+                HostPattern::Wildcard(s) => {
+                    out.depths.count(s);
+                    out.wildcard.push(Box::from(s.as_str()), idx);
+                }
             }
         }
         out.ids.push(Arc::clone(&rt.id), idx);
