@@ -11,8 +11,8 @@
 //! cargo bench -p realmctl --bench ctl_scale -- --tenants 100000 --changes 0 --rate 10 --clients 8
 //! ```
 //!
-//! `--rate S` adds the changes-per-second phase (`scale/rate.rs`): wrk on a gateway for S
-//! seconds without changes, then S seconds with `--clients` API clients creating tenants,
+//! `--rate S` adds the changes-per-second phase (`scale/rate.rs`): wrk on a gateway for up
+//! to 5 s to warm it (not reported), then S seconds without changes, then S seconds with `--clients` API clients creating tenants,
 //! suspending tenants and revoking API keys (`--keys` copies of a template key are in the
 //! registry for it), then S seconds without changes again once every change has landed.
 //! Its report has a row (requests/s, p50, p99, failed) for each of the three runs, and a last
