@@ -11,10 +11,13 @@
 //! cargo bench -p realmctl --bench ctl_scale -- --tenants 100000 --changes 0 --rate 10 --clients 8
 //! ```
 //!
-//! `--rate S` adds the changes-per-second phase (`scale/rate.rs`): wrk on a gateway for S
-//! seconds without changes, then S seconds with `--clients` API clients creating tenants,
+//! `--rate S` adds the changes-per-second phase (`scale/rate.rs`): wrk on a gateway for up
+//! to 5 s to warm it (not reported), then S seconds without changes, then S seconds with `--clients` API clients creating tenants,
 //! suspending tenants and revoking API keys (`--keys` copies of a template key are in the
-//! registry for it).
+//! registry for it), then S seconds without changes again once every change has landed.
+//! Its report has a row (requests/s, p50, p99, failed) for each of the three runs, and a last
+//! line judging the p99 with changes against the band the two runs without span:
+//! `within the band`, `below the band`, or `ABOVE the band, by N % of its top`.
 //!
 //! The binaries are `$REALMCTL_BIN` and `$REALMGATE_BIN` (else `target/debug/…`). realmctl's
 //! push debounce (`--debounce-ms`) is, unless given: with `--rate`, the product's default
@@ -26,7 +29,7 @@
 //! the control plane (realmctl, this process's API clients, the second gateway) on core 1,
 //! as in production where they are separate machines; the runs with and without changes
 //! then have the same placement. Without it every process shares every core. Either way the
-//! rate phase reports each process's CPU use in both runs (`scale/placement.rs`).
+//! rate phase reports each process's CPU use in each run (`scale/placement.rs`).
 
 #[path = "scale/placement.rs"]
 mod placement;

@@ -11,7 +11,7 @@ mod parallel;
 pub use parallel::{Parallel, Part};
 
 /// Entries per shard the map aims for when sized: a change copies about this many.
-const TARGET: usize = 512;
+const TARGET: usize = 128;
 /// Never more shards than this (the shard bits must stay clear of hashbrown's: see
 /// [`ShardMap::shard_of`]).
 const MAX_SHARDS: usize = 1 << 14;

@@ -7,10 +7,12 @@
 //! other entries come and go (a vacated slot is reused later).
 
 mod map;
+mod name;
 mod slots;
 
 #[cfg(test)]
 mod tests;
 
 pub use map::{Parallel, Part, ShardMap, ShardMapBuilder};
+pub use name::Name;
 pub use slots::Slots;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-const CHUNK_BITS: u32 = 10;
+const CHUNK_BITS: u32 = 9;
 /// Slots per chunk.
 const CHUNK: usize = 1 << CHUNK_BITS;
 
@@ -98,9 +98,11 @@ impl<T: Clone> Slots<T> {
         let chunks = Arc::make_mut(&mut self.chunks);
         let chunk = &mut chunks[c];
         if s >= chunk.len() {
-            // Grow the (last) chunk to hold `s`.
-            let mut grown = chunk.to_vec();
-            grown.resize(s + 1, None);
+            // Grow the (last) chunk to hold `s`, by doubling: a change appending many slots
+            // copies it a few times, not once a slot.
+            let mut grown = Vec::with_capacity(CHUNK);
+            grown.extend_from_slice(chunk);
+            grown.resize((s + 1).max(2 * chunk.len()).min(CHUNK), None);
             *chunk = grown.into();
         }
         let prev = Arc::make_mut(chunk)[s].replace(value);

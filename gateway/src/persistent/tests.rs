@@ -63,11 +63,27 @@ fn slots_keep_indices_and_reuse_vacated_ones() {
     assert_eq!(s.len(), 3001);
     assert_eq!(before.get(1500), Some(&1500));
     assert_eq!(before.get(3000), None);
-    // Chunk 1 (1500) and the last one (3000) copied; chunk 0 shared.
-    assert_eq!(s.shared_chunks(&before), 1);
+    // The chunks of 1500 and of 3000 copied; every other one shared.
+    assert_eq!(s.shared_chunks(&before), before.shared_chunks(&before) - 2);
     assert_eq!(s.iter().count(), 3001);
     let idx: Vec<u32> = s.indexed().map(|(i, _)| i).take(3).collect();
     assert_eq!(idx, [0, 1, 2]);
+}
+
+#[test]
+fn slots_appended_to_a_clone_leave_it_unchanged() {
+    let mut s: Slots<u32> = (0..10).collect();
+    let before = s.clone();
+    for i in 10..2_000 {
+        assert_eq!(s.insert(i * 3), i);
+    }
+    assert!((0..2_000).all(|i| s.get(i) == Some(&(i * 3)) || (i < 10 && s.get(i) == Some(&i))));
+    assert_eq!((s.len(), s.end()), (2_000, 2_000));
+    assert_eq!(s.get(2_000), None);
+    assert_eq!(s.indexed().count(), 2_000);
+    assert_eq!((before.len(), before.end()), (10, 10));
+    assert_eq!(before.get(10), None);
+    assert_eq!(before.iter().count(), 10);
 }
 
 #[test]

@@ -153,10 +153,10 @@ fn apply(
     // Tenants: each named once; first every replaced or deleted one lets go of its hosts
     // and pools.
     let mut named = std::collections::HashSet::with_capacity(tenants.len() + delete_tenants.len());
-    for id in tenants
+    for (id, hosts) in tenants
         .iter()
-        .map(|(t, _)| t.id.as_str())
-        .chain(delete_tenants.iter().map(String::as_str))
+        .map(|(t, h)| (t.id.as_str(), Some(h.as_slice())))
+        .chain(delete_tenants.iter().map(|id| (id.as_str(), None)))
     {
         if !named.insert(id) {
             return Err(Problem::new(
@@ -169,7 +169,11 @@ fn apply(
             .get(id)
             .and_then(|&i| Some((i, prev.tenants.get(i)?)))
         {
-            next.hosts.release(idx, &old.hosts.patterns());
+            // A tenant whose hosts stay (a suspension, new routes) keeps them: its claim
+            // below finds them its own and copies no shard of the host index.
+            if !hosts.is_some_and(|h| old.hosts.is(h)) {
+                next.hosts.release(idx, &old.hosts.patterns());
+            }
             for &p in old.pools.iter() {
                 add_users(&mut next, p, -1);
             }

@@ -415,9 +415,10 @@ fn a_one_tenant_change_shares_the_rest() {
     let delta = diff(&table, &next, &parse(&next).expect("valid"));
     let inc = build_delta(&snap, delta, &deps.deps()).expect("applies");
     assert_eq!(inc.tenants.len(), 5001);
+    let chunks = snap.tenants.shared_chunks(&snap.tenants);
     assert!(
-        inc.tenants.shared_chunks(&snap.tenants) >= 3,
-        "of 5 chunks, t17's and the last copied"
+        chunks > 2 && inc.tenants.shared_chunks(&snap.tenants) >= chunks - 2,
+        "t17's chunk and the last copied, the rest shared"
     );
     let shards = inc.tenant_ids.shard_count();
     assert!(shards > 1 && inc.tenant_ids.shared_shards(&snap.tenant_ids) >= shards - 1);

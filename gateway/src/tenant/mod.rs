@@ -2,7 +2,7 @@
 //! then the longest `*.suffix` wildcard. There is no default tenant.
 
 use crate::errors::GatewayError;
-use crate::persistent::ShardMap;
+use crate::persistent::{Name, ShardMap};
 use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora_http::RequestHeader;
 use realmgate_table::host::{normalise_authority, HostBuf, HostPattern};
@@ -82,6 +82,21 @@ impl HostList {
             .collect()
     }
 
+    /// Whether these are the patterns, in this order (without allocating: a change that
+    /// keeps a tenant's hosts leaves the [`HostIndex`] as it is).
+    pub fn is(&self, patterns: &[HostPattern]) -> bool {
+        if self.0.is_empty() {
+            return patterns.is_empty();
+        }
+        let mut lines = self.0.split('\n');
+        patterns.iter().all(|p| {
+            lines.next().is_some_and(|line| match p {
+                HostPattern::Exact(h) => line == h,
+                HostPattern::Wildcard(suffix) => line.strip_prefix("*.") == Some(suffix),
+            })
+        }) && lines.next().is_none()
+    }
+
     /// The patterns, one by one.
     pub fn iter(&self) -> impl Iterator<Item = HostPattern> {
         self.patterns().into_iter()
@@ -105,9 +120,9 @@ const DEPTHS: usize = 64;
 /// pattern ([`ShardMap`]), and a request holding this index keeps reading it unchanged.
 #[derive(Clone)]
 pub struct HostIndex {
-    exact: ShardMap<Box<str>, TenantIdx>,
+    exact: ShardMap<Name, TenantIdx>,
     /// Keyed by the suffix after `*.`.
-    wildcard: ShardMap<Box<str>, TenantIdx>,
+    wildcard: ShardMap<Name, TenantIdx>,
     /// Wildcards by the label count of their suffix: a lookup only tries the suffixes of
     /// `a.b.beta.test` that some wildcard is as long as.
     depths: [u32; DEPTHS],
@@ -130,8 +145,8 @@ pub struct HostTaken {
     pub by: TenantIdx,
 }
 
-fn labels(name: &str) -> usize {
-    (name.bytes().filter(|&b| b == b'.').count() + 1).min(DEPTHS - 1)
+fn labels(name: &[u8]) -> usize {
+    (name.iter().filter(|&&b| b == b'.').count() + 1).min(DEPTHS - 1)
 }
 
 /// How many wildcards there are of each suffix depth, counted where they are made (the
@@ -148,7 +163,7 @@ impl Default for Depths {
 impl Depths {
     /// One more wildcard of this suffix (the part after `*.`).
     pub fn count(&mut self, suffix: &str) {
-        self.0[labels(suffix)] += 1;
+        self.0[labels(suffix.as_bytes())] += 1;
     }
 
     /// Another thread's counts added to these.
@@ -170,7 +185,7 @@ impl HostIndex {
                 HostPattern::Exact(_) => exact += 1,
                 HostPattern::Wildcard(s) => {
                     wild += 1;
-                    depths[labels(s)] += 1;
+                    depths[labels(s.as_bytes())] += 1;
                 }
             }
         }
@@ -178,8 +193,8 @@ impl HostIndex {
             hosts.iter().enumerate().flat_map(move |(t, patterns)| {
                 let t = TenantIdx::try_from(t).unwrap_or(TenantIdx::MAX);
                 patterns.iter().filter_map(move |p| match p {
-                    HostPattern::Exact(h) if !wildcard => Some((Box::from(h.as_str()), t)),
-                    HostPattern::Wildcard(s) if wildcard => Some((Box::from(s.as_str()), t)),
+                    HostPattern::Exact(h) if !wildcard => Some((Name::from(h.as_str()), t)),
+                    HostPattern::Wildcard(s) if wildcard => Some((Name::from(s.as_str()), t)),
                     _ => None,
                 })
             })
@@ -196,8 +211,8 @@ impl HostIndex {
     /// counted over the same wildcards. Same rule as [`HostIndex::build`]: no pattern in
     /// both, none twice.
     pub fn from_maps(
-        exact: ShardMap<Box<str>, TenantIdx>,
-        wildcard: ShardMap<Box<str>, TenantIdx>,
+        exact: ShardMap<Name, TenantIdx>,
+        wildcard: ShardMap<Name, TenantIdx>,
         depths: Depths,
     ) -> HostIndex {
         HostIndex {
@@ -210,11 +225,11 @@ impl HostIndex {
     fn put(&mut self, p: HostPattern, t: TenantIdx) {
         match p {
             HostPattern::Exact(h) => {
-                self.exact.insert(h.into_boxed_str(), t);
+                self.exact.insert(Name::from(h.as_str()), t);
             }
             HostPattern::Wildcard(s) => {
-                let depth = labels(&s);
-                if self.wildcard.insert(s.into_boxed_str(), t).is_none() {
+                let depth = labels(s.as_bytes());
+                if self.wildcard.insert(Name::from(s.as_str()), t).is_none() {
                     self.depths[depth] += 1;
                 }
             }
@@ -233,7 +248,10 @@ impl HostIndex {
             }
         }
         for p in patterns {
-            self.put(p.clone(), t);
+            // Held by `t` already: left alone (a put would copy its shard).
+            if self.holder(p) != Some(t) {
+                self.put(p.clone(), t);
+            }
         }
         Ok(())
     }
@@ -246,11 +264,11 @@ impl HostIndex {
             }
             match p {
                 HostPattern::Exact(h) => {
-                    self.exact.remove(h.as_str());
+                    self.exact.remove(h.as_bytes());
                 }
                 HostPattern::Wildcard(s) => {
-                    self.wildcard.remove(s.as_str());
-                    self.depths[labels(s)] -= 1;
+                    self.wildcard.remove(s.as_bytes());
+                    self.depths[labels(s.as_bytes())] -= 1;
                 }
             }
         }
@@ -259,8 +277,8 @@ impl HostIndex {
     /// The tenant holding exactly this pattern.
     pub fn holder(&self, p: &HostPattern) -> Option<TenantIdx> {
         match p {
-            HostPattern::Exact(h) => self.exact.get(h.as_str()).copied(),
-            HostPattern::Wildcard(s) => self.wildcard.get(s.as_str()).copied(),
+            HostPattern::Exact(h) => self.exact.get(h.as_bytes()).copied(),
+            HostPattern::Wildcard(s) => self.wildcard.get(s.as_bytes()).copied(),
         }
     }
 
@@ -277,7 +295,7 @@ impl HostIndex {
     /// one more per suffix length that some wildcard has.
     #[inline]
     pub fn lookup(&self, host: &str) -> Option<TenantIdx> {
-        if let Some(&t) = self.exact.get(host) {
+        if let Some(&t) = self.exact.get(host.as_bytes()) {
             return Some(t);
         }
         if self.wildcard.is_empty() {
@@ -292,7 +310,7 @@ impl HostIndex {
             if self.depths[depth.min(DEPTHS - 1)] == 0 {
                 continue;
             }
-            if let Some(&t) = self.wildcard.get(rest) {
+            if let Some(&t) = self.wildcard.get(rest.as_bytes()) {
                 return Some(t);
             }
         }
@@ -354,8 +372,39 @@ mod tests {
             ][..],
         ] {
             let patterns = pats(hosts);
-            assert_eq!(HostList::new(&patterns).patterns(), patterns, "{hosts:?}");
+            let list = HostList::new(&patterns);
+            assert_eq!(list.patterns(), patterns, "{hosts:?}");
+            assert!(list.is(&patterns), "{hosts:?}");
         }
+    }
+
+    #[test]
+    fn a_host_list_is_only_its_own_patterns_in_order() {
+        let list = HostList::new(&pats(&["a.test", "*.a.test"]));
+        for other in [
+            &[][..],
+            &["a.test"][..],
+            &["*.a.test", "a.test"][..],
+            &["a.test", "*.a.test", "b.test"][..],
+            &["a.test", "a.test"][..],
+            &["a.test", "*.b.test"][..],
+            &["*.a.test", "*.a.test"][..],
+        ] {
+            assert!(!list.is(&pats(other)), "{other:?}");
+        }
+        assert!(HostList::new(&[]).is(&[]));
+        assert!(!HostList::new(&[]).is(&pats(&["a.test"])));
+    }
+
+    #[test]
+    fn claiming_what_a_tenant_holds_copies_nothing() {
+        let before = index(&[&["acme.test", "*.acme.test"], &["beta.test"]]);
+        let mut next = before.clone();
+        next.claim(0, &pats(&["acme.test", "*.acme.test"]))
+            .expect("its own");
+        assert!(next.exact.same_as(&before.exact));
+        assert!(next.wildcard.same_as(&before.wildcard));
+        assert_eq!(next.lookup("x.acme.test"), Some(0));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::TenantRt;
 use crate::auth::RealmRt;
 use crate::limits::Limiters;
 use crate::metrics::TenantCounters;
-use crate::persistent::{Parallel, Part, ShardMap};
+use crate::persistent::{Name, Parallel, Part, ShardMap};
 use crate::route::PoolIdx;
 use crate::route::RouteSets;
 use crate::tenant::{Depths, HostIndex, TenantIdx};
@@ -44,8 +44,8 @@ struct Run {
     tenants: Vec<Arc<TenantRt>>,
     users: Vec<u32>,
     ids: Part<Arc<str>, TenantIdx>,
-    exact: Part<Box<str>, TenantIdx>,
-    wildcard: Part<Box<str>, TenantIdx>,
+    exact: Part<Name, TenantIdx>,
+    wildcard: Part<Name, TenantIdx>,
     /// Its wildcards by suffix depth (for the host index).
     depths: Depths,
 }
@@ -238,10 +238,10 @@ fn run(
         }
         for p in hosts {
             match p {
-                HostPattern::Exact(h) => out.exact.push(Box::from(h.as_str()), idx),
+                HostPattern::Exact(h) => out.exact.push(Name::from(h.as_str()), idx),
                 HostPattern::Wildcard(s) => {
                     out.depths.count(s);
-                    out.wildcard.push(Box::from(s.as_str()), idx);
+                    out.wildcard.push(Name::from(s.as_str()), idx);
                 }
             }
         }
