@@ -4,13 +4,14 @@
 
 use crate::errors::GatewayError;
 use crate::headers;
-use crate::persistent::{Name, ShardMap, Slots};
+use crate::persistent::{ShardMap, Slots};
 use crate::route::Namespace;
 use crate::tenant::TenantIdx;
 use http::{header, HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
 use realmgate_table::{is_namespace, ApiKey};
 use sha2::{Digest, Sha256};
+use smol_str::SmolStr;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -59,7 +60,7 @@ pub struct KeyRt {
 pub struct Keys {
     by_digest: ShardMap<[u8; 32], KeyIdx>,
     /// By the table's key id (the identity a change names).
-    by_id: ShardMap<Name, KeyIdx>,
+    by_id: ShardMap<SmolStr, KeyIdx>,
     keys: Slots<Arc<KeyRt>>,
     /// How many keys name each tenant: a tenant with keys cannot leave the table.
     per_tenant: ShardMap<TenantIdx, u32>,
@@ -290,7 +291,7 @@ impl Keys {
                 Scope::Tenant(tenant_of(t).ok_or_else(|| KeyRefused::UnknownTenant(t.to_owned()))?)
             }
         };
-        let existing = self.by_id.get(key.id.as_bytes()).copied();
+        let existing = self.by_id.get(key.id.as_str()).copied();
         if let Some(&holder) = self.by_digest.get(&digest) {
             if Some(holder) != existing {
                 return Err(KeyRefused::DigestTaken);
@@ -317,7 +318,7 @@ impl Keys {
             }
             None => {
                 let idx = self.keys.insert(rt);
-                self.by_id.insert(Name::from(key.id.as_str()), idx);
+                self.by_id.insert(SmolStr::new(key.id.as_str()), idx);
                 idx
             }
         };
@@ -333,7 +334,7 @@ impl Keys {
     /// its [`Keys::upsert`] gives it the new one. A change that moves digests between its
     /// keys (or swaps two keys' digests) lets every changed key go of its old one first.
     pub fn release_digest(&mut self, id: &str) {
-        let Some(&idx) = self.by_id.get(id.as_bytes()) else {
+        let Some(&idx) = self.by_id.get(id) else {
             return;
         };
         let Some(old) = self.keys.get(idx).map(|k| k.digest) else {
@@ -346,7 +347,7 @@ impl Keys {
 
     /// Remove the key with table id `id`; its former index (free for reuse).
     pub fn remove(&mut self, id: &str) -> Option<KeyIdx> {
-        let idx = self.by_id.remove(id.as_bytes())?;
+        let idx = self.by_id.remove(id)?;
         self.unlink(idx);
         self.keys.remove(idx);
         Some(idx)
@@ -379,7 +380,7 @@ impl Keys {
 
     /// The index of the key with table id `id`.
     pub fn by_id(&self, id: &str) -> Option<KeyIdx> {
-        self.by_id.get(id.as_bytes()).copied()
+        self.by_id.get(id).copied()
     }
 
     /// Every key with its index.

@@ -108,3 +108,21 @@ fn a_long_free_list_drops_without_recursion() {
     }
     drop(s);
 }
+
+#[test]
+fn a_map_of_names_answers_by_str_and_a_clone_keeps_its_entries() {
+    use smol_str::SmolStr;
+    let long = "a-name-that-does-not-fit-in-place.example.com";
+    let mut m: ShardMap<SmolStr, u32> = ShardMap::default();
+    m.insert(SmolStr::new("short.test"), 1);
+    m.insert(SmolStr::new(long), 2);
+    let before = m.clone();
+    m.insert(SmolStr::new("short.test"), 3);
+    assert_eq!(m.get("short.test"), Some(&3));
+    assert_eq!(m.get(long), Some(&2));
+    assert_eq!(m.get("short.tes"), None);
+    assert_eq!(before.get("short.test"), Some(&1));
+    assert_eq!(m.remove(long), Some(2));
+    assert_eq!(m.get(long), None);
+    assert_eq!(before.get(long), Some(&2));
+}

@@ -2,10 +2,11 @@
 //! then the longest `*.suffix` wildcard. There is no default tenant.
 
 use crate::errors::GatewayError;
-use crate::persistent::{Name, ShardMap};
+use crate::persistent::ShardMap;
 use pingora_http::authority::{raw_target_authority, RawTargetAuthority};
 use pingora_http::RequestHeader;
 use realmgate_table::host::{normalise_authority, HostBuf, HostPattern};
+use smol_str::SmolStr;
 
 /// The request's host, normalised into `buf`: exactly one `Host` header (or, for HTTP/2 without
 /// one, the `:authority`), and an absolute-form target must name the same host.
@@ -120,9 +121,9 @@ const DEPTHS: usize = 64;
 /// pattern ([`ShardMap`]), and a request holding this index keeps reading it unchanged.
 #[derive(Clone)]
 pub struct HostIndex {
-    exact: ShardMap<Name, TenantIdx>,
+    exact: ShardMap<SmolStr, TenantIdx>,
     /// Keyed by the suffix after `*.`.
-    wildcard: ShardMap<Name, TenantIdx>,
+    wildcard: ShardMap<SmolStr, TenantIdx>,
     /// Wildcards by the label count of their suffix: a lookup only tries the suffixes of
     /// `a.b.beta.test` that some wildcard is as long as.
     depths: [u32; DEPTHS],
@@ -193,8 +194,8 @@ impl HostIndex {
             hosts.iter().enumerate().flat_map(move |(t, patterns)| {
                 let t = TenantIdx::try_from(t).unwrap_or(TenantIdx::MAX);
                 patterns.iter().filter_map(move |p| match p {
-                    HostPattern::Exact(h) if !wildcard => Some((Name::from(h.as_str()), t)),
-                    HostPattern::Wildcard(s) if wildcard => Some((Name::from(s.as_str()), t)),
+                    HostPattern::Exact(h) if !wildcard => Some((SmolStr::new(h.as_str()), t)),
+                    HostPattern::Wildcard(s) if wildcard => Some((SmolStr::new(s.as_str()), t)),
                     _ => None,
                 })
             })
@@ -211,8 +212,8 @@ impl HostIndex {
     /// counted over the same wildcards. Same rule as [`HostIndex::build`]: no pattern in
     /// both, none twice.
     pub fn from_maps(
-        exact: ShardMap<Name, TenantIdx>,
-        wildcard: ShardMap<Name, TenantIdx>,
+        exact: ShardMap<SmolStr, TenantIdx>,
+        wildcard: ShardMap<SmolStr, TenantIdx>,
         depths: Depths,
     ) -> HostIndex {
         HostIndex {
@@ -225,11 +226,11 @@ impl HostIndex {
     fn put(&mut self, p: HostPattern, t: TenantIdx) {
         match p {
             HostPattern::Exact(h) => {
-                self.exact.insert(Name::from(h.as_str()), t);
+                self.exact.insert(SmolStr::new(h.as_str()), t);
             }
             HostPattern::Wildcard(s) => {
                 let depth = labels(s.as_bytes());
-                if self.wildcard.insert(Name::from(s.as_str()), t).is_none() {
+                if self.wildcard.insert(SmolStr::new(s.as_str()), t).is_none() {
                     self.depths[depth] += 1;
                 }
             }
@@ -264,10 +265,10 @@ impl HostIndex {
             }
             match p {
                 HostPattern::Exact(h) => {
-                    self.exact.remove(h.as_bytes());
+                    self.exact.remove(h.as_str());
                 }
                 HostPattern::Wildcard(s) => {
-                    self.wildcard.remove(s.as_bytes());
+                    self.wildcard.remove(s.as_str());
                     self.depths[labels(s.as_bytes())] -= 1;
                 }
             }
@@ -277,8 +278,8 @@ impl HostIndex {
     /// The tenant holding exactly this pattern.
     pub fn holder(&self, p: &HostPattern) -> Option<TenantIdx> {
         match p {
-            HostPattern::Exact(h) => self.exact.get(h.as_bytes()).copied(),
-            HostPattern::Wildcard(s) => self.wildcard.get(s.as_bytes()).copied(),
+            HostPattern::Exact(h) => self.exact.get(h.as_str()).copied(),
+            HostPattern::Wildcard(s) => self.wildcard.get(s.as_str()).copied(),
         }
     }
 
@@ -295,7 +296,7 @@ impl HostIndex {
     /// one more per suffix length that some wildcard has.
     #[inline]
     pub fn lookup(&self, host: &str) -> Option<TenantIdx> {
-        if let Some(&t) = self.exact.get(host.as_bytes()) {
+        if let Some(&t) = self.exact.get(host) {
             return Some(t);
         }
         if self.wildcard.is_empty() {
@@ -310,7 +311,7 @@ impl HostIndex {
             if self.depths[depth.min(DEPTHS - 1)] == 0 {
                 continue;
             }
-            if let Some(&t) = self.wildcard.get(rest.as_bytes()) {
+            if let Some(&t) = self.wildcard.get(rest) {
                 return Some(t);
             }
         }

@@ -9,12 +9,13 @@ use super::TenantRt;
 use crate::auth::RealmRt;
 use crate::limits::Limiters;
 use crate::metrics::TenantCounters;
-use crate::persistent::{Name, Parallel, Part, ShardMap};
+use crate::persistent::{Parallel, Part, ShardMap};
 use crate::route::PoolIdx;
 use crate::route::RouteSets;
 use crate::tenant::{Depths, HostIndex, TenantIdx};
 use realmgate_table::host::HostPattern;
 use realmgate_table::{Problem, Tenant};
+use smol_str::SmolStr;
 use std::sync::Arc;
 
 /// Fewer tenants than this are compiled on one thread: threads would cost more than they
@@ -44,8 +45,8 @@ struct Run {
     tenants: Vec<Arc<TenantRt>>,
     users: Vec<u32>,
     ids: Part<Arc<str>, TenantIdx>,
-    exact: Part<Name, TenantIdx>,
-    wildcard: Part<Name, TenantIdx>,
+    exact: Part<SmolStr, TenantIdx>,
+    wildcard: Part<SmolStr, TenantIdx>,
     /// Its wildcards by suffix depth (for the host index).
     depths: Depths,
 }
@@ -238,10 +239,10 @@ fn run(
         }
         for p in hosts {
             match p {
-                HostPattern::Exact(h) => out.exact.push(Name::from(h.as_str()), idx),
+                HostPattern::Exact(h) => out.exact.push(SmolStr::new(h.as_str()), idx),
                 HostPattern::Wildcard(s) => {
                     out.depths.count(s);
-                    out.wildcard.push(Name::from(s.as_str()), idx);
+                    out.wildcard.push(SmolStr::new(s.as_str()), idx);
                 }
             }
         }
