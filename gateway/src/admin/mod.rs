@@ -6,6 +6,7 @@ mod redact;
 pub use pull::ControlPull;
 pub use redact::{redacted_table, REDACTED};
 
+use crate::snapshot::priority::lower_this_thread;
 use crate::snapshot::{ApplyError, Encoding, Store};
 use crate::tls::admin::TlsListener;
 use async_trait::async_trait;
@@ -123,7 +124,11 @@ async fn put_table(State(s): State<AdminState>, headers: HeaderMap, body: Bytes)
     };
     let store = Arc::clone(&s.store);
     applied(
-        tokio::task::spawn_blocking(move || store.apply_encoded(body, encoding)).await,
+        tokio::task::spawn_blocking(move || {
+            lower_this_thread();
+            store.apply_encoded(body, encoding)
+        })
+        .await,
         "table",
     )
 }
@@ -144,7 +149,11 @@ async fn patch_table(State(s): State<AdminState>, headers: HeaderMap, body: Byte
     }
     let store = Arc::clone(&s.store);
     applied(
-        tokio::task::spawn_blocking(move || store.apply_delta(body)).await,
+        tokio::task::spawn_blocking(move || {
+            lower_this_thread();
+            store.apply_delta(body)
+        })
+        .await,
         "delta",
     )
 }

@@ -8,6 +8,7 @@
 //! Pushes stay the fast path; both apply through the same store (an older or equal version
 //! is a no-op).
 
+use crate::snapshot::priority::lower_this_thread;
 use crate::snapshot::{ApplyError, Store};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -160,6 +161,7 @@ impl ControlPull {
         let store = Arc::clone(&self.store);
         let raw: Bytes = body.freeze();
         let applied = tokio::task::spawn_blocking(move || {
+            lower_this_thread();
             if is_delta {
                 store.apply_delta(raw)
             } else {

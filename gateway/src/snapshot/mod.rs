@@ -9,8 +9,10 @@ mod compact;
 pub mod delta;
 #[cfg(test)]
 mod delta_tests;
+mod error;
 pub mod journal;
 pub mod persist;
+pub mod priority;
 mod retire;
 pub mod store;
 #[cfg(test)]

@@ -4,10 +4,12 @@
 //! with structural sharing, journaled, swapped). Restart replays the journal after the stored
 //! table; compaction ([`super::compact`]) keeps the journal bounded.
 
-use super::build::{parse_newer, BuildDeps, Encoding, Rejected};
+use super::build::{parse_newer, BuildDeps, Encoding};
 use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
+pub use super::error::{describe, ApplyError};
 use super::journal::{self, Compaction, Journal};
 use super::persist::{commit, remove_if_there, stage};
+use super::priority::lower_this_thread;
 use super::retire::Retirer;
 use super::Snapshot;
 use crate::auth::Realms;
@@ -19,7 +21,7 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use realmgate_table::delta::DeltaError;
 use realmgate_table::model::Model;
-use realmgate_table::{CheckedCert, CheckedTable, Problem};
+use realmgate_table::{CheckedCert, CheckedTable};
 use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 use std::time::Instant;
@@ -37,32 +39,6 @@ impl Encoding {
         match self {
             Encoding::Json => STATE_FILE,
             Encoding::Binary => BINARY_STATE_FILE,
-        }
-    }
-}
-
-/// Why a table was not applied.
-#[derive(Debug)]
-pub enum ApplyError {
-    /// 422: every problem found.
-    Invalid(Vec<Problem>),
-    /// 409: not newer than what is served.
-    NotNewer { current: u64, offered: u64 },
-    /// 409: a delta for another base than the version in force (0: no table yet).
-    WrongBase { current: u64, base: u64 },
-    /// 409: applied to the table in force, the delta gives another state than realmctl's.
-    DigestMismatch { expected: String, computed: String },
-    /// 409: the journal is at its hard bound (compaction is failing): send a full table.
-    JournalFull { bytes: u64 },
-    /// 500: could not be persisted; the previous table stays.
-    Persist(String),
-}
-
-impl From<Rejected> for ApplyError {
-    fn from(r: Rejected) -> Self {
-        match r {
-            Rejected::Invalid(p) => ApplyError::Invalid(p),
-            Rejected::NotNewer { current, offered } => ApplyError::NotNewer { current, offered },
         }
     }
 }
@@ -142,7 +118,10 @@ impl Durable {
         }
         let made = std::thread::Builder::new()
             .name("table-model".into())
-            .spawn(move || Some(Model::from_checked(&checked)));
+            .spawn(move || {
+                lower_this_thread();
+                Some(Model::from_checked(&checked))
+            });
         self.model = match made {
             Ok(h) => TableModel::Making(h),
             Err(_) => TableModel::None,
@@ -544,7 +523,10 @@ impl Store {
 fn drop_elsewhere<T: Send + 'static>(name: &str, value: T) {
     let _ = std::thread::Builder::new()
         .name(name.into())
-        .spawn(move || drop(value));
+        .spawn(move || {
+            lower_this_thread();
+            drop(value)
+        });
 }
 
 /// The version a stored table claims, read cheaply (0 if it cannot be read: the other one
@@ -557,30 +539,6 @@ fn stored_version(raw: &[u8], encoding: Encoding) -> u64 {
     match encoding {
         Encoding::Json => serde_json::from_slice::<Version>(raw).map_or(0, |v| v.version),
         Encoding::Binary => realmgate_table::binary::version(raw).unwrap_or(0),
-    }
-}
-
-/// One line for a refusal, for logs (never a secret: problems name paths and rules).
-pub fn describe(e: &ApplyError) -> String {
-    match e {
-        ApplyError::Invalid(p) => p
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
-        ApplyError::NotNewer { current, offered } => {
-            format!("version {offered} is not newer than {current}")
-        }
-        ApplyError::WrongBase { current, base } => {
-            format!("made for version {base}, but version {current} is in force")
-        }
-        ApplyError::DigestMismatch { expected, computed } => {
-            format!("gives state {computed}, not {expected}")
-        }
-        ApplyError::JournalFull { bytes } => {
-            format!("the journal holds {bytes} bytes, its bound: a full table is needed")
-        }
-        ApplyError::Persist(e) => e.clone(),
     }
 }
 
