@@ -66,6 +66,8 @@ impl AdminState {
 /// alone, so an unauthenticated body is never read (nor buffered), and a bounded number of
 /// authenticated requests run at once.
 async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    // The admin service has its own runtime: its threads run table work's priority.
+    lower_this_thread();
     if !s.authorised(req.headers()) {
         return unauthorised();
     }

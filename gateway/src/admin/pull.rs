@@ -35,6 +35,8 @@ const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_WAIT_S + 10);
 #[async_trait]
 impl BackgroundService for ControlPull {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Its own runtime, whose threads run table work's priority.
+        lower_this_thread();
         let client = match self.client() {
             Ok(c) => c,
             Err(e) => {

@@ -1,30 +1,43 @@
-//! Table work yields to traffic: the threads that apply tables and deltas, make models,
-//! compact journals and free old tables run at a lower CPU priority (a higher nice value)
-//! than the proxy's workers, so on a busy core a request waits less for a change.
+//! Table work yields to traffic: the admin API's threads and the threads that apply tables
+//! and deltas, make models, compact journals and free old tables run at a lower CPU priority
+//! (a higher nice value) than the proxy's workers, so on a busy core a request waits less
+//! for a change.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-/// The nice value table work runs at (the proxy's threads keep the process's own, 0 by
-/// default). At 10 a table thread weighs about a tenth of a worker when both want the core:
-/// it still runs, more slowly, under saturating traffic.
-pub const TABLE_WORK_NICE: i32 = 10;
+/// The nice value table work runs at unless `gateway.table_work_nice` says otherwise (the
+/// proxy's threads keep the process's own, 0 by default). At 10 a table thread weighs about
+/// a tenth of a worker when both want the core: it still runs, more slowly, under saturating
+/// traffic.
+pub const DEFAULT_NICE: i32 = 10;
+
+static NICE: AtomicI32 = AtomicI32::new(DEFAULT_NICE);
+
+/// Set once at start, before any table work (`gateway.table_work_nice`, 0–19; 0 leaves table
+/// work at the proxy's priority).
+pub fn set_table_work_nice(nice: i32) {
+    NICE.store(nice.clamp(0, 19), Ordering::Relaxed);
+}
 
 thread_local! {
     static LOWERED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Lower this thread to [`TABLE_WORK_NICE`] (once per thread; threads it starts inherit it).
+/// Lower this thread to the table work's nice value (once per thread; threads it starts
+/// inherit it).
 /// A thread already lower is left alone; a failure is logged once and the work goes on at
 /// the priority it has.
 pub fn lower_this_thread() {
     if LOWERED.with(|l| l.replace(true)) {
         return;
     }
+    let target = NICE.load(Ordering::Relaxed);
     let me = Some(rustix::thread::gettid());
     match rustix::process::getpriority_process(me) {
-        Ok(nice) if nice >= TABLE_WORK_NICE => {}
+        Ok(nice) if nice >= target => {}
         _ => {
-            if let Err(e) = rustix::process::setpriority_process(me, TABLE_WORK_NICE) {
+            if let Err(e) = rustix::process::setpriority_process(me, target) {
                 log::warn!("cannot lower the priority of table work: {e}");
             }
         }
@@ -53,7 +66,7 @@ mod tests {
         })
         .join()
         .expect("test thread");
-        assert_eq!(lowered, own.max(TABLE_WORK_NICE));
+        assert_eq!(lowered, own.max(DEFAULT_NICE));
         assert_eq!(child, lowered);
         // This thread was not touched.
         let here = rustix::process::getpriority_process(Some(rustix::thread::gettid()));
