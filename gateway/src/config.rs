@@ -39,8 +39,6 @@ pub struct GatewayFile {
     /// Largest table accepted by `PUT /v1/table`.
     pub max_table_bytes: Option<usize>,
     pub journal_compact_bytes: Option<u64>,
-    /// The nice value (0–19) of table work: applies, models, compaction, the admin API.
-    pub table_work_nice: Option<i32>,
     /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
     pub metrics_tenant_labels: Option<usize>,
     /// realmctl's base URL: at start the gateway asks it for the current table.
@@ -110,8 +108,6 @@ pub struct Config {
     pub max_table_bytes: usize,
     /// The delta journal is compacted past this size (and refuses deltas past 4×).
     pub journal_compact_bytes: u64,
-    /// The nice value table work runs at ([`crate::snapshot::priority`]).
-    pub table_work_nice: i32,
     pub metrics_tenant_labels: usize,
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
     pub control_url: Option<String>,
@@ -162,12 +158,6 @@ impl Config {
         if !(50..=3_600_000).contains(&health_check_interval_ms) {
             problems
                 .push("gateway.health_check_interval_ms: must be between 50 and 3600000".into());
-        }
-        let table_work_nice = g
-            .table_work_nice
-            .unwrap_or(crate::snapshot::priority::DEFAULT_NICE);
-        if !(0..=19).contains(&table_work_nice) {
-            problems.push("gateway.table_work_nice: must be between 0 and 19".into());
         }
         let max_table_bytes = g.max_table_bytes.unwrap_or(256 << 20);
         let journal_compact_bytes = g.journal_compact_bytes.unwrap_or(64 << 20);
@@ -239,7 +229,6 @@ impl Config {
                 health_check_interval_ms,
                 max_table_bytes,
                 journal_compact_bytes,
-                table_work_nice,
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
                 control_url,
                 trusted_proxies: TrustedProxies::new(nets),

@@ -164,9 +164,6 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // Before any table work starts (this thread itself stays at the proxy's priority: the
-    // services' threads are started from it).
-    realmgate::snapshot::priority::set_table_work_nice(config.table_work_nice);
     let store = Arc::new(
         Store::new(config.state_dir.clone(), metrics).with_compaction(Compaction {
             bytes: config.journal_compact_bytes,

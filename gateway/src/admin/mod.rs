@@ -6,7 +6,6 @@ mod redact;
 pub use pull::ControlPull;
 pub use redact::{redacted_table, REDACTED};
 
-use crate::snapshot::priority::lower_this_thread;
 use crate::snapshot::{ApplyError, Encoding, Store};
 use crate::tls::admin::TlsListener;
 use async_trait::async_trait;
@@ -66,8 +65,6 @@ impl AdminState {
 /// alone, so an unauthenticated body is never read (nor buffered), and a bounded number of
 /// authenticated requests run at once.
 async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Response {
-    // The admin service has its own runtime: its threads run table work's priority.
-    lower_this_thread();
     if !s.authorised(req.headers()) {
         return unauthorised();
     }
@@ -126,11 +123,7 @@ async fn put_table(State(s): State<AdminState>, headers: HeaderMap, body: Bytes)
     };
     let store = Arc::clone(&s.store);
     applied(
-        tokio::task::spawn_blocking(move || {
-            lower_this_thread();
-            store.apply_encoded(body, encoding)
-        })
-        .await,
+        tokio::task::spawn_blocking(move || store.apply_encoded(body, encoding)).await,
         "table",
     )
 }
@@ -151,11 +144,7 @@ async fn patch_table(State(s): State<AdminState>, headers: HeaderMap, body: Byte
     }
     let store = Arc::clone(&s.store);
     applied(
-        tokio::task::spawn_blocking(move || {
-            lower_this_thread();
-            store.apply_delta(body)
-        })
-        .await,
+        tokio::task::spawn_blocking(move || store.apply_delta(body)).await,
         "delta",
     )
 }

@@ -8,7 +8,6 @@
 //! Pushes stay the fast path; both apply through the same store (an older or equal version
 //! is a no-op).
 
-use crate::snapshot::priority::lower_this_thread;
 use crate::snapshot::{ApplyError, Store};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -35,8 +34,6 @@ const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_WAIT_S + 10);
 #[async_trait]
 impl BackgroundService for ControlPull {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        // Its own runtime, whose threads run table work's priority.
-        lower_this_thread();
         let client = match self.client() {
             Ok(c) => c,
             Err(e) => {
@@ -163,7 +160,6 @@ impl ControlPull {
         let store = Arc::clone(&self.store);
         let raw: Bytes = body.freeze();
         let applied = tokio::task::spawn_blocking(move || {
-            lower_this_thread();
             if is_delta {
                 store.apply_delta(raw)
             } else {

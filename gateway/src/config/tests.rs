@@ -63,7 +63,7 @@ fn every_problem_is_listed() {
         &dir,
         "bad.yaml",
         &format!(
-            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  table_work_nice: 20\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
+            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
             short.display()
         ),
     );
@@ -76,7 +76,6 @@ fn every_problem_is_listed() {
         "token must be at least",
         "state_dir /nonexistent/deeper/state",
         "health_check_interval_ms",
-        "gateway.table_work_nice: must be between 0 and 19",
         "pingora.threads",
         "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
         "gateway.trusted_proxies[2]: \"proxy\" is not an IP",

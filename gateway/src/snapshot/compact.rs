@@ -7,7 +7,6 @@
 
 use super::journal;
 use super::persist::{commit, remove_if_there, stage};
-use super::priority::lower_this_thread;
 use super::store::{Store, BINARY_STATE_FILE, STATE_FILE};
 use std::sync::Arc;
 
@@ -37,7 +36,6 @@ impl Store {
         let spawned = std::thread::Builder::new()
             .name("table-compact".into())
             .spawn(move || {
-                lower_this_thread();
                 let version = model.version();
                 let result = store.compact(model, generation);
                 store.lock().compacting = false;

@@ -12,7 +12,6 @@ mod delta_tests;
 mod error;
 pub mod journal;
 pub mod persist;
-pub mod priority;
 mod retire;
 pub mod store;
 #[cfg(test)]

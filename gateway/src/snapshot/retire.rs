@@ -45,10 +45,7 @@ impl<T: Send + Sync + 'static> Retirer<T> {
             let give_up = self.give_up;
             let started = std::thread::Builder::new()
                 .name("table-drop".into())
-                .spawn(move || {
-                    super::priority::lower_this_thread();
-                    run(&rx, give_up)
-                });
+                .spawn(move || run(&rx, give_up));
             if started.is_err() {
                 return;
             }

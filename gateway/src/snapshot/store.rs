@@ -9,7 +9,6 @@ use super::delta::{build_delta, certificate_validity as certificate_validity_del
 pub use super::error::{describe, ApplyError};
 use super::journal::{self, Compaction, Journal};
 use super::persist::{commit, remove_if_there, stage};
-use super::priority::lower_this_thread;
 use super::retire::Retirer;
 use super::Snapshot;
 use crate::auth::Realms;
@@ -118,10 +117,7 @@ impl Durable {
         }
         let made = std::thread::Builder::new()
             .name("table-model".into())
-            .spawn(move || {
-                lower_this_thread();
-                Some(Model::from_checked(&checked))
-            });
+            .spawn(move || Some(Model::from_checked(&checked)));
         self.model = match made {
             Ok(h) => TableModel::Making(h),
             Err(_) => TableModel::None,
@@ -523,10 +519,7 @@ impl Store {
 fn drop_elsewhere<T: Send + 'static>(name: &str, value: T) {
     let _ = std::thread::Builder::new()
         .name(name.into())
-        .spawn(move || {
-            lower_this_thread();
-            drop(value)
-        });
+        .spawn(move || drop(value));
 }
 
 /// The version a stored table claims, read cheaply (0 if it cannot be read: the other one
