@@ -3,7 +3,7 @@
 //! S seconds while K API clients make changes as fast as realmctl answers them (create a
 //! tenant, suspend one, revoke an API key, in turn), then S seconds without changes again
 //! once they have landed: the two runs without changes are the noise band the p99 with
-//! changes is judged against.
+//! changes is judged against (no verdict when those two disagree by more than 1.5x).
 //! realmctl batches what arrives within its push debounce into one version and one delta per
 //! gateway; at the end both gateways must serve realmctl's newest version with the same
 //! state digest (each delta was checked against it on apply), and samples of the changes are
@@ -79,11 +79,22 @@ fn change(plan: &Plan, c: usize, j: u64) -> (reqwest::Method, String, Option<Val
     }
 }
 
+/// Two runs without changes whose p99s differ by more than this factor are no band: one of
+/// them met a disturbance of its own (a stall elsewhere on the machine), and a band stretched
+/// to it would call nearly anything "within".
+const BAND_MAX_SPREAD: f64 = 1.5;
+
 /// Whether the p99 with changes lies within the spread of the two runs without (the band
-/// from the lower to the higher of them), below it, or above it and by how much.
+/// from the lower to the higher of them), below it, or above it and by how much; no verdict
+/// when the two runs without changes disagree.
 fn p99_verdict(before: f64, with: f64, after: f64) -> String {
     let (lo, hi) = (before.min(after), before.max(after));
-    let place = if with > hi {
+    let place = if hi > lo * BAND_MAX_SPREAD {
+        format!(
+            "NO VERDICT: the runs without changes disagree ({:.1}x apart, more than {BAND_MAX_SPREAD}x); run again",
+            hi / lo
+        )
+    } else if with > hi {
         format!(
             "ABOVE the band, by {:.0} % of its top",
             (with / hi - 1.0) * 100.0
