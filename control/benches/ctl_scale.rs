@@ -30,6 +30,11 @@
 //! as in production where they are separate machines; the runs with and without changes
 //! then have the same placement. Without it every process shares every core. Either way the
 //! rate phase reports each process's CPU use in each run (`scale/placement.rs`).
+//!
+//! `--hold-traffic` (with `--rate`): once both gateways serve the full table, realmctl is
+//! restarted pushing to the second gateway alone, so the gateway wrk drives applies no delta
+//! while the changes flow. Beside a run without it, it tells the p99 rise the gateway's own
+//! delta work causes from the one the control plane's load on the other core causes.
 
 #[path = "scale/placement.rs"]
 mod placement;
@@ -61,6 +66,8 @@ struct Args {
     /// realmctl's push debounce (`None`: 100 ms with `--rate`, else 1 ms).
     debounce_ms: Option<u64>,
     pin: bool,
+    /// After the full push, realmctl pushes to the second gateway only (see `scale/rate.rs`).
+    hold_traffic: bool,
 }
 
 fn args() -> Args {
@@ -72,6 +79,7 @@ fn args() -> Args {
         keys: None,
         debounce_ms: None,
         pin: false,
+        hold_traffic: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,6 +96,7 @@ fn args() -> Args {
             "--keys" => a.keys = Some(number("--keys")),
             "--debounce-ms" => a.debounce_ms = Some(number("--debounce-ms").max(1)),
             "--pin" => a.pin = true,
+            "--hold-traffic" => a.hold_traffic = true,
             "--smoke" => {
                 a.tenants = 500;
                 a.changes = 10;
@@ -97,11 +106,14 @@ fn args() -> Args {
             other => usage(&format!("unknown argument {other}")),
         }
     }
+    if a.hold_traffic && a.rate == 0 {
+        usage("--hold-traffic needs --rate");
+    }
     a
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--smoke]");
+    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--hold-traffic] [--smoke]");
     std::process::exit(2)
 }
 
@@ -462,6 +474,16 @@ async fn main() {
         ctl.metric("realmctl_table_pushes_total").await
     );
     if a.rate > 0 {
+        let (ctl, ctl_pid, pushed) = if a.hold_traffic {
+            drop(ctl);
+            let ctl = Ctl::start(&dir, &[&g2], &token, debounce_ms).await;
+            let pid = ctl.proc.id().expect("realmctl's process");
+            pin_process(pid, place.control);
+            eprintln!("realmctl restarted, pushing to gateway 2 only (--hold-traffic)");
+            (ctl, pid, vec![&g2])
+        } else {
+            (ctl, ctl_pid, vec![&g1, &g2])
+        };
         let plan = rate::Plan {
             seconds: a.rate,
             clients: a.clients,
@@ -469,6 +491,7 @@ async fn main() {
             tenants: a.tenants,
             keys,
             place,
+            held: a.hold_traffic,
             cpu: placement::Cpu::new(vec![
                 ("realmctl".into(), ctl_pid),
                 ("gateway 1 (wrk's)".into(), pids[0]),
@@ -476,7 +499,7 @@ async fn main() {
                 ("bench (API clients, upstream)".into(), std::process::id()),
             ]),
         };
-        failed |= !rate::run(std::sync::Arc::new(ctl), [&g1, &g2], plan).await;
+        failed |= !rate::run(std::sync::Arc::new(ctl), &g1, &pushed, plan).await;
     }
     if failed {
         eprintln!("ctl_scale: FAILED (a failed request, or a change missing on a gateway)");

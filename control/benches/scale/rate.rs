@@ -7,7 +7,9 @@
 //! realmctl batches what arrives within its push debounce into one version and one delta per
 //! gateway; at the end both gateways must serve realmctl's newest version with the same
 //! state digest (each delta was checked against it on apply), and samples of the changes are
-//! checked on both gateways' data path. Every run reports the CPU each process used (and
+//! checked on both gateways' data path. With `--hold-traffic` realmctl pushes to the second
+//! gateway only: the changes then load the control plane and not wrk's gateway, which tells
+//! the two causes of a p99 rise apart. Every run reports the CPU each process used (and
 //! by which threads), and all run with the same placement (`scale/placement.rs`).
 
 use super::placement::{pin_this_thread, Cpu, Placement};
@@ -28,6 +30,8 @@ pub struct Plan {
     /// Keys `k0000000` … in the registry, revoked here from the first up.
     pub keys: u64,
     pub place: Placement,
+    /// wrk's gateway gets no deltas (`--hold-traffic`): the changes load the control plane only.
+    pub held: bool,
     /// The processes whose CPU use is reported.
     pub cpu: Cpu,
 }
@@ -140,19 +144,22 @@ async fn client(
 /// it is at least `floor`: realmctl's target lags the last change by up to its push debounce
 /// (every change is a version of its own, so after C changes from version V the newest is at
 /// least V + C).
-async fn settled(ctl: &Ctl, gateways: [&Gateway; 2], floor: u64) -> (u64, String) {
+async fn settled(ctl: &Ctl, gateways: &[&Gateway], floor: u64) -> (u64, String) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let v = ctl.call(reqwest::Method::GET, "/v1/gateways", None).await;
         let target = v["gateways"][0]["target_version"].as_u64().unwrap_or(0);
         if target >= floor && ctl.in_sync(target).await {
             let mut seen = Vec::new();
-            for g in gateways {
+            for g in gateways.iter() {
                 let (_, info) = g.table_info().await;
                 seen.push((info["version"].as_u64(), info["state_digest"].clone()));
             }
             if seen.iter().all(|s| s.0 == Some(target)) {
-                assert_eq!(seen[0].1, seen[1].1, "the gateways' state digests differ");
+                assert!(
+                    seen.iter().all(|s| s.1 == seen[0].1),
+                    "the gateways' state digests differ"
+                );
                 let digest = seen[0].1.as_str().unwrap_or_default().to_owned();
                 return (target, digest);
             }
@@ -165,19 +172,25 @@ async fn settled(ctl: &Ctl, gateways: [&Gateway; 2], floor: u64) -> (u64, String
     }
 }
 
-/// What host `host` answers on both gateways.
-async fn statuses(gateways: [&Gateway; 2], host: &str) -> [u16; 2] {
-    let mut out = [0; 2];
-    for (o, g) in out.iter_mut().zip(gateways) {
-        *o = g.request(host, "/").await.status;
+/// Whether `host` answers `want` on every gateway (and says what each answered when not).
+async fn answers(gateways: &[&Gateway], host: &str, want: u16) -> bool {
+    let mut seen = Vec::new();
+    for g in gateways {
+        seen.push(g.request(host, "/").await.status);
     }
-    out
+    let all = seen.iter().all(|&s| s == want);
+    if !all {
+        eprintln!("{host}: the gateways answer {seen:?}, not {want}");
+    }
+    all
 }
 
 /// Run the phase and print its report; `false` when a request failed or a change is missing.
-pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
+/// wrk drives `traffic`; `gateways` are those realmctl pushes to, which must all end on its
+/// newest version and serve the changes (`traffic` among them unless `plan.held`).
+pub async fn run(ctl: Arc<Ctl>, traffic: &Gateway, gateways: &[&Gateway], plan: Plan) -> bool {
     let plan = Arc::new(plan);
-    let url = gateways[0].url("/");
+    let url = traffic.url("/");
     // A warm-up, not reported: just after the full push gateway 1 may still be making the
     // table's model and freeing what the load left, and the first run measured that (its
     // p99 was 1.2-4.8x the run's after the changes in each of 29 runs without a warm-up).
@@ -225,23 +238,19 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let after_cpu = plan.cpu.sample().since(&cpu2, t2.elapsed().as_secs_f64());
 
     // Samples on the data path: each client's last tenant made serves, its last suspension
-    // answers 503, on both gateways.
+    // answers 503, on every gateway pushed to.
     let mut missing = 0;
     for (c, m) in per_client.iter().enumerate() {
         if m[0] > 0 {
             let host = format!("r{c}x{}.rate.test", m[0] - 1);
-            let s = statuses(gateways, &host).await;
-            if s != [200, 200] {
-                eprintln!("created {host}: the gateways answer {s:?}");
+            if !answers(gateways, &host, 200).await {
                 missing += 1;
             }
         }
         if m[1] > 0 {
             let n = plan.suspend_from + (m[1] - 1) * plan.clients as u64 + c as u64;
             let host = format!("b{n:07}.bench.test");
-            let s = statuses(gateways, &host).await;
-            if s != [503, 503] {
-                eprintln!("suspended {host}: the gateways answer {s:?}");
+            if !answers(gateways, &host, 503).await {
                 missing += 1;
             }
         }
@@ -249,17 +258,23 @@ pub async fn run(ctl: Arc<Ctl>, gateways: [&Gateway; 2], plan: Plan) -> bool {
     let pushes_after = ctl.metric("realmctl_table_pushes_total").await;
 
     println!(
-        "changes/s through realmctl: {} API clients, {} s, wrk -t1 -c16 on {TEMPLATE_HOST} at one gateway; {}",
+        "changes/s through realmctl: {} API clients, {} s, wrk -t1 -c16 on {TEMPLATE_HOST} at one gateway{}; {}",
         plan.clients,
         plan.seconds,
+        if plan.held {
+            " (HELD: realmctl pushes nothing to it, only to the other)"
+        } else {
+            ""
+        },
         plan.place.describe()
     );
     println!(
-        "  changes answered: {changes} ({} creates, {} suspends, {} key revokes) in {elapsed:.2?}: {:.0}/s; both gateways at version {v1} (from {v0}) {settled_after:.2?} after the start, state digest {digest}",
+        "  changes answered: {changes} ({} creates, {} suspends, {} key revokes) in {elapsed:.2?}: {:.0}/s; {} gateway(s) pushed to at version {v1} (from {v0}) {settled_after:.2?} after the start, state digest {digest}",
         made[0],
         made[1],
         made[2],
         changes as f64 / elapsed.as_secs_f64(),
+        gateways.len(),
     );
     println!(
         "  API call latency: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
