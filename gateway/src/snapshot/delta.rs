@@ -5,6 +5,7 @@
 //! property tests in `delta_tests.rs` hold it to that). Runs off the hot path, before the swap.
 
 use super::build::{compile_tenant, key_limit, BuildDeps};
+use super::pace;
 use super::Snapshot;
 use crate::auth::api_key::KeyRefused;
 use crate::route::{PoolIdx, RouteSets};
@@ -158,6 +159,7 @@ fn apply(
         .map(|(t, h)| (t.id.as_str(), Some(h.as_slice())))
         .chain(delete_tenants.iter().map(|id| (id.as_str(), None)))
     {
+        pace::point();
         if !named.insert(id) {
             return Err(Problem::new(
                 "tenants",
@@ -192,6 +194,7 @@ fn apply(
     // not change keeps sharing its route set.
     let mut sets = RouteSets::default();
     for (t, hosts) in tenants {
+        pace::point();
         let id = t.id.clone();
         let old = prev.tenant_by_id(&id);
         let counters = match old {
@@ -279,6 +282,7 @@ fn apply(
     // Keys: removals, then every changed key lets go of its digest, then upserts (a digest
     // may move from a removed or changed key to another, or two keys may swap theirs).
     for id in &delete_api_keys {
+        pace::point();
         let idx = next
             .keys
             .remove(id)
@@ -291,6 +295,7 @@ fn apply(
         next.keys.release_digest(&key.id);
     }
     for (key, expiry) in &api_keys {
+        pace::point();
         let tenant_ids = &next.tenant_ids;
         let idx = next
             .keys

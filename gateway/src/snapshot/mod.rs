@@ -11,6 +11,7 @@ pub mod delta;
 mod delta_tests;
 mod error;
 pub mod journal;
+pub mod pace;
 pub mod persist;
 mod retire;
 pub mod store;

@@ -8,6 +8,7 @@ use super::build::{parse_newer, BuildDeps, Encoding};
 use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
 pub use super::error::{describe, ApplyError};
 use super::journal::{self, Compaction, Journal};
+use super::pace;
 use super::persist::{commit, remove_if_there, stage};
 use super::retire::Retirer;
 use super::Snapshot;
@@ -218,7 +219,13 @@ impl Store {
 
     /// Apply a delta (a `realmgate_table::delta::Delta` document) to the table in force.
     /// Blocking, like [`Store::apply`].
+    /// Paced ([`super::pace`]): on a core the proxy's workers share, it steps aside every
+    /// [`super::pace::RUN`] of work instead of holding the core for all of it.
     pub fn apply_delta(self: &Arc<Self>, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
+        pace::paced(|| self.apply_delta_paced(raw))
+    }
+
+    fn apply_delta_paced(self: &Arc<Self>, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
         let mut durable = self.lock();
         let result = self.apply_delta_locked(&mut durable, &raw, true);
         match &result {
@@ -337,6 +344,7 @@ impl Store {
     ) -> Result<Arc<Snapshot>, ApplyError> {
         let started = Instant::now();
         let delta = realmgate_table::parse_delta(raw).map_err(ApplyError::Invalid)?;
+        pace::point();
         let current = self.current.load_full();
         let in_force = current.as_ref().map_or(0, |s| s.version);
         let (Some(model), Some(current)) = (durable.model(), current) else {
@@ -346,30 +354,34 @@ impl Store {
                 base: delta.base,
             });
         };
-        let checked = model.check(&delta).map_err(|e| match e {
-            DeltaError::WrongBase {
-                current,
-                offered_base,
-            } => ApplyError::WrongBase {
-                current,
-                base: offered_base,
-            },
-            DeltaError::Invalid(p) => ApplyError::Invalid(p),
-            DeltaError::DigestMismatch { expected, computed } => {
-                ApplyError::DigestMismatch { expected, computed }
-            }
-        })?;
+        let checked = model
+            .check_pausing(&delta, &mut pace::point)
+            .map_err(|e| match e {
+                DeltaError::WrongBase {
+                    current,
+                    offered_base,
+                } => ApplyError::WrongBase {
+                    current,
+                    base: offered_base,
+                },
+                DeltaError::Invalid(p) => ApplyError::Invalid(p),
+                DeltaError::DigestMismatch { expected, computed } => {
+                    ApplyError::DigestMismatch { expected, computed }
+                }
+            })?;
         let problems =
             certificate_validity_delta(&checked, &current.certs, crate::auth::unix_now());
         if !problems.is_empty() {
             return Err(ApplyError::Invalid(problems));
         }
+        pace::point();
         let mut next_model = model.clone();
-        next_model.apply(&checked);
+        next_model.apply_pausing(&checked, &mut pace::point);
         let deps = self.deps();
         let mut snapshot =
             build_delta(&current, checked, &deps).map_err(|p| ApplyError::Invalid(vec![p]))?;
         snapshot.digest = next_model.state_digest();
+        pace::point();
         if persist {
             if let Some(j) = durable.journal.as_ref() {
                 if j.len() > self.compaction.hard_bytes() {
@@ -386,6 +398,7 @@ impl Store {
                 .append(delta.base, delta.version, raw)
                 .map_err(ApplyError::Persist)?;
         }
+        pace::point();
         durable.set_model(next_model);
         Ok(self.swap_in(snapshot, started, "delta"))
     }

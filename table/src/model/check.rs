@@ -17,7 +17,17 @@ impl Model {
     /// full table has for the parts it lists, the cross-part rules against the table as it
     /// will be, and its state digest.
     pub fn check(&self, delta: &Delta) -> Result<CheckedDelta, DeltaError> {
-        let (checked, computed) = self.plan(delta, true)?;
+        self.check_pausing(delta, &mut || {})
+    }
+
+    /// [`Model::check`], calling `pause` between its steps and its tenants (see
+    /// [`Model::apply_pausing`]).
+    pub fn check_pausing(
+        &self,
+        delta: &Delta,
+        pause: &mut dyn FnMut(),
+    ) -> Result<CheckedDelta, DeltaError> {
+        let (checked, computed) = self.plan(delta, true, pause)?;
         if computed != delta.state_digest {
             return Err(DeltaError::DigestMismatch {
                 expected: delta.state_digest.clone(),
@@ -30,10 +40,15 @@ impl Model {
     /// [`Model::check`] without the state digest: what the delta would be checked as, and
     /// the state digest the table would have (the sender fills the field in with it).
     pub fn preview(&self, delta: &Delta) -> Result<(CheckedDelta, String), DeltaError> {
-        self.plan(delta, false)
+        self.plan(delta, false, &mut || {})
     }
 
-    fn plan(&self, d: &Delta, digest_given: bool) -> Result<(CheckedDelta, String), DeltaError> {
+    fn plan(
+        &self,
+        d: &Delta,
+        digest_given: bool,
+        pause: &mut dyn FnMut(),
+    ) -> Result<(CheckedDelta, String), DeltaError> {
         if d.base != self.version {
             return Err(DeltaError::WrongBase {
                 current: self.version,
@@ -44,6 +59,7 @@ impl Model {
             m: self,
             d,
             problems: Vec::new(),
+            pause,
         };
         if d.version <= d.base {
             c.problems.push(Problem::new(
@@ -58,10 +74,12 @@ impl Model {
             ));
         }
         let s = c.sets();
+        (c.pause)();
         let checked = c.parts(&s);
         if !c.problems.is_empty() {
             return Err(DeltaError::Invalid(c.problems));
         }
+        (c.pause)();
         let state = self.state_after(&checked);
         Ok((
             CheckedDelta {
@@ -108,13 +126,15 @@ fn first_indices<'d>(ids: impl Iterator<Item = &'d str>) -> HashMap<&'d str, usi
     out
 }
 
-struct Checker<'a> {
+struct Checker<'a, 'p> {
     m: &'a Model,
     d: &'a Delta,
     problems: Vec<Problem>,
+    /// Called between tenants (see [`Model::check_pausing`]).
+    pause: &'p mut dyn FnMut(),
 }
 
-impl<'a> Checker<'a> {
+impl<'a> Checker<'a, '_> {
     /// The delete lists checked (no repeats, each part exists and is not also upserted),
     /// and every identity the delta names.
     fn sets(&mut self) -> Sets<'a> {
@@ -276,6 +296,7 @@ impl<'a> Checker<'a> {
         let mut issuers: HashMap<&str, usize> = HashMap::new();
         let mut out = Vec::with_capacity(d.tenants.len());
         for (j, t) in d.tenants.iter().enumerate() {
+            (self.pause)();
             let mut ps: Vec<Problem> = validate::tenant_id(&t.id).into_iter().collect();
             match s.tenant_upsert.get(t.id.as_str()) {
                 Some(&first) if first != j && ps.is_empty() => ps.push(Problem::new(

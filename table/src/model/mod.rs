@@ -277,6 +277,12 @@ impl Model {
     /// this version; O(size of the change), log factors aside. A delta checked against
     /// another state leaves the model meaningless: check, then apply, under one owner.
     pub fn apply(&mut self, d: &CheckedDelta) {
+        self.apply_pausing(d, &mut || {});
+    }
+
+    /// [`Model::apply`], calling `pause` between its parts: a caller sharing a core with
+    /// latency-bound work steps aside there (the gateway's `snapshot::pace`).
+    pub fn apply_pausing(&mut self, d: &CheckedDelta, pause: &mut dyn FnMut()) {
         debug_assert_eq!(d.base, self.version, "a delta applies to its own base");
         // Everything that goes or is replaced leaves first, so that a host moving from one
         // tenant to another in the same delta is not taken away from its new owner.
@@ -292,6 +298,7 @@ impl Model {
             .iter()
             .chain(d.tenants.iter().map(|t| &t.0.id))
         {
+            pause();
             self.remove_tenant(id);
         }
         for id in d
@@ -299,6 +306,7 @@ impl Model {
             .iter()
             .chain(d.api_keys.iter().map(|k| &k.0.id))
         {
+            pause();
             self.remove_key(id);
         }
         let certs = d.certificates.iter().map(|c| &c.0.name);
@@ -313,9 +321,11 @@ impl Model {
             self.insert_upstream(name, spec);
         }
         for (tenant, hosts) in &d.tenants {
+            pause();
             self.insert_tenant(tenant, hosts);
         }
         for (key, _) in &d.api_keys {
+            pause();
             self.insert_key(key);
         }
         for (cert, checked) in &d.certificates {

@@ -331,3 +331,38 @@ fn a_model_crosses_threads() {
     send_sync::<Model>();
     send_sync::<CheckedDelta>();
 }
+
+#[test]
+fn a_paused_check_and_apply_pause_between_parts_and_give_the_unpaused_result() {
+    let m = model_of(&base_table());
+    let mut d = delta(&m);
+    d.tenants = vec![
+        Tenant::test("c").host("c.test").route("/", "app", "public"),
+        Tenant::test("b")
+            .host("b.test")
+            .route("/", "web", "public")
+            .suspended(),
+    ];
+    d.delete_api_keys = vec!["op".into()];
+    d.state_digest = m.preview(&d).expect("accepted").1;
+
+    let mut pauses = 0;
+    let checked = m.check_pausing(&d, &mut || pauses += 1).expect("accepted");
+    let in_check = pauses;
+    assert!(
+        in_check >= d.tenants.len(),
+        "{in_check} pauses checking {} tenants",
+        d.tenants.len()
+    );
+    let unpaused = m.check(&d).expect("accepted");
+    assert_eq!(format!("{checked:?}"), format!("{unpaused:?}"));
+
+    let mut paused = m.clone();
+    paused.apply_pausing(&checked, &mut || pauses += 1);
+    // One at least per tenant removed and inserted and per key removed.
+    assert!(pauses - in_check > 2 * d.tenants.len());
+    let mut plain = m.clone();
+    plain.apply(&checked);
+    assert_eq!(paused, plain);
+    assert_eq!(paused.state_digest(), d.state_digest);
+}
