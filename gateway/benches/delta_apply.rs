@@ -13,20 +13,14 @@ use realmgate::snapshot::build::{build, Caches};
 use realmgate::snapshot::delta::build_delta;
 use realmgate::snapshot::Snapshot;
 use realmgate_table::delta::CheckedDelta;
-use realmgate_table::{ApiKey, CheckedTable, Table, Tenant};
+use realmgate_table::{CheckedTable, Table, Tenant};
 use std::time::Instant;
+
+mod support;
+use support::{arg, key};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    let at = args.iter().position(|a| a == name)?;
-    args.get(at + 1)?.parse().ok()
-}
-
-fn key(k: usize) -> ApiKey {
-    ApiKey::test(&format!("k{k:07}"), Some(&format!("t{k}")), &["*"])
-}
 
 /// `n` bench tenants (an exact host and a wildcard each), the first `keys` with a key.
 fn checked(n: usize, keys: usize) -> CheckedTable {

@@ -13,21 +13,15 @@
 
 use bytes::Bytes;
 use realmgate::snapshot::store::Store;
-use realmgate_table::{ApiKey, Delta, Model, Table, Tenant};
+use realmgate_table::{Delta, Model, Table, Tenant};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{arg, key};
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    let at = args.iter().position(|a| a == name)?;
-    args.get(at + 1)?.parse().ok()
-}
-
-fn key(k: usize) -> ApiKey {
-    ApiKey::test(&format!("k{k:07}"), Some(&format!("t{k}")), &["*"])
-}
 
 /// This process's CPU time (user + system, every thread), from `/proc/self/stat` in clock
 /// ticks (10 ms here): the run is long enough that a tick is a small part of it.

@@ -13,6 +13,9 @@ use realmgate::snapshot::Store;
 use realmgate_table::Table;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::arg;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -22,11 +25,6 @@ fn rss() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    let at = args.iter().position(|a| a == name)?;
-    args.get(at + 1)?.parse().ok()
 }
 
 fn encode(enc: &str, t: &Table) -> Vec<u8> {
