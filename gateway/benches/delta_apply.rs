@@ -17,7 +17,7 @@ use realmgate_table::{CheckedTable, Table, Tenant};
 use std::time::Instant;
 
 mod support;
-use support::{arg, key};
+use support::key;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -75,15 +75,8 @@ fn step(prev: Snapshot, d: CheckedDelta, deps: &Caches) -> Snapshot {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let profile = args.iter().any(|a| a == "--profile");
-    let n: usize = arg(&args, "--tenants").unwrap_or(100_000);
-    let changes: usize = arg(&args, "--changes").unwrap_or(130);
-    let count: usize = if profile {
-        10
-    } else {
-        arg(&args, "--deltas").unwrap_or(40)
-    };
+    let run = support::Stream::from_args(40);
+    let (n, changes, count) = (run.tenants, run.changes, run.deltas);
     let keys = (count * changes / 3).min(n);
     let deps = Caches::new(1000);
     let mut snap = build(&checked(n, keys), None, &deps.deps()).expect("builds");
@@ -96,12 +89,8 @@ fn main() {
         snap = step(snap, d, &deps);
         took.push(started.elapsed().as_secs_f64() * 1e6);
     }
-    took.sort_by(f64::total_cmp);
-    let at = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)];
+    let (median, p90, min) = support::spread(&mut took);
     println!(
-        "{n} tenants, {count} deltas of {changes} changes: build + drop median {:.0} µs, p90 {:.0} µs, min {:.0} µs",
-        at(0.5),
-        at(0.9),
-        took[0]
+        "{n} tenants, {count} deltas of {changes} changes: build + drop median {median:.0} µs, p90 {p90:.0} µs, min {min:.0} µs"
     );
 }

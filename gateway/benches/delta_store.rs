@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{arg, key};
+use support::key;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -66,15 +66,8 @@ fn step(store: &Arc<Store>, raw: Bytes) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let profile = args.iter().any(|a| a == "--profile");
-    let n: usize = arg(&args, "--tenants").unwrap_or(100_000);
-    let changes: usize = arg(&args, "--changes").unwrap_or(130);
-    let count: usize = if profile {
-        10
-    } else {
-        arg(&args, "--deltas").unwrap_or(100)
-    };
+    let run = support::Stream::from_args(100);
+    let (n, changes, count) = (run.tenants, run.changes, run.deltas);
     let dir = std::env::temp_dir().join(format!("realmgate-delta-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let metrics = Arc::new(realmgate::metrics::Metrics::new(1000).expect("metrics"));
@@ -105,13 +98,9 @@ fn main() {
     std::thread::sleep(Duration::from_millis(200));
     let cpu_per = (cpu() - cpu0).as_secs_f64() * 1e6 / count as f64;
     assert_eq!(store.state_digest(), Some(model.state_digest()));
-    took.sort_by(f64::total_cmp);
-    let at = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)];
+    let (median, p90, min) = support::spread(&mut took);
     println!(
-        "{n} tenants, {count} deltas of {changes} changes ({bytes} bytes of JSON each): apply_delta median {:.0} µs, p90 {:.0} µs, min {:.0} µs; CPU {cpu_per:.0} µs a delta (every thread)",
-        at(0.5),
-        at(0.9),
-        took[0]
+        "{n} tenants, {count} deltas of {changes} changes ({bytes} bytes of JSON each): apply_delta median {median:.0} µs, p90 {p90:.0} µs, min {min:.0} µs; CPU {cpu_per:.0} µs a delta (every thread)"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
