@@ -167,7 +167,7 @@ pub(crate) fn unique_sorted(
     } else {
         std::thread::scope(|scope| {
             let (sorted, check) = (&sorted, &check);
-            let mut handles: Vec<_> = (1..threads)
+            let handles: Vec<_> = (1..threads)
                 .map(|r| scope.spawn(move || check(r, sorted)))
                 .collect();
             // Range 0 on this thread.
@@ -175,7 +175,7 @@ pub(crate) fn unique_sorted(
             std::iter::once(first)
                 .chain(
                     handles
-                        .drain(..)
+                        .into_iter()
                         .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
                 )
                 .collect()

@@ -119,8 +119,7 @@ pub(crate) fn check<E: Sync>(
 
 /// Decode and check the tenants of `elements` (from tenant `from` on) into `out`: each one's id
 /// syntax and every check of [`validate::tenant`]; their claims go into `sort`. `false` at the
-/// first problem (and `failed` set, so the
-/// other shards stop too).
+/// first problem (and `failed` set, so the other shards stop too).
 fn tenants<E>(
     from: usize,
     elements: &[E],

@@ -219,6 +219,7 @@ impl Store {
 
     /// Apply a delta (a `realmgate_table::delta::Delta` document) to the table in force.
     /// Blocking, like [`Store::apply`].
+    ///
     /// Paced ([`super::pace`]): on a core the proxy's workers share, it steps aside every
     /// [`super::pace::RUN`] of work instead of holding the core for all of it.
     pub fn apply_delta(self: &Arc<Self>, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {

@@ -146,8 +146,8 @@ pub struct HostTaken {
     pub by: TenantIdx,
 }
 
-fn labels(name: &[u8]) -> usize {
-    (name.iter().filter(|&&b| b == b'.').count() + 1).min(DEPTHS - 1)
+fn labels(name: &str) -> usize {
+    (name.bytes().filter(|&b| b == b'.').count() + 1).min(DEPTHS - 1)
 }
 
 /// How many wildcards there are of each suffix depth, counted where they are made (the
@@ -164,7 +164,7 @@ impl Default for Depths {
 impl Depths {
     /// One more wildcard of this suffix (the part after `*.`).
     pub fn count(&mut self, suffix: &str) {
-        self.0[labels(suffix.as_bytes())] += 1;
+        self.0[labels(suffix)] += 1;
     }
 
     /// Another thread's counts added to these.
@@ -180,13 +180,13 @@ impl HostIndex {
     /// (validation guarantees no pattern appears twice; were one to, the last would win).
     pub fn build(hosts: &[Vec<HostPattern>]) -> HostIndex {
         let (mut exact, mut wild) = (0, 0);
-        let mut depths = [0; DEPTHS];
+        let mut depths = Depths::default();
         for p in hosts.iter().flatten() {
             match p {
                 HostPattern::Exact(_) => exact += 1,
                 HostPattern::Wildcard(s) => {
                     wild += 1;
-                    depths[labels(s.as_bytes())] += 1;
+                    depths.count(s);
                 }
             }
         }
@@ -203,7 +203,7 @@ impl HostIndex {
         HostIndex {
             exact: ShardMap::build(exact, of_kind(false)),
             wildcard: ShardMap::build(wild, of_kind(true)),
-            depths,
+            depths: depths.0,
         }
     }
 
@@ -229,7 +229,7 @@ impl HostIndex {
                 self.exact.insert(SmolStr::new(h.as_str()), t);
             }
             HostPattern::Wildcard(s) => {
-                let depth = labels(s.as_bytes());
+                let depth = labels(&s);
                 if self.wildcard.insert(SmolStr::new(s.as_str()), t).is_none() {
                     self.depths[depth] += 1;
                 }
@@ -269,7 +269,7 @@ impl HostIndex {
                 }
                 HostPattern::Wildcard(s) => {
                     self.wildcard.remove(s.as_str());
-                    self.depths[labels(s.as_bytes())] -= 1;
+                    self.depths[labels(s)] -= 1;
                 }
             }
         }
