@@ -39,6 +39,8 @@ pub struct GatewayFile {
     /// Largest table accepted by `PUT /v1/table`.
     pub max_table_bytes: Option<usize>,
     pub journal_compact_bytes: Option<u64>,
+    /// How long a delta's apply may run at the kernel's idle priority (0: never).
+    pub delta_idle_ms: Option<u64>,
     /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
     pub metrics_tenant_labels: Option<usize>,
     /// realmctl's base URL: at start the gateway asks it for the current table.
@@ -108,6 +110,9 @@ pub struct Config {
     pub max_table_bytes: usize,
     /// The delta journal is compacted past this size (and refuses deltas past 4×).
     pub journal_compact_bytes: u64,
+    /// How long a delta's apply may run at the kernel's idle priority, where the process
+    /// may raise it back (`snapshot::pace`); zero: never.
+    pub delta_idle: std::time::Duration,
     pub metrics_tenant_labels: usize,
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
     pub control_url: Option<String>,
@@ -163,6 +168,10 @@ impl Config {
         let journal_compact_bytes = g.journal_compact_bytes.unwrap_or(64 << 20);
         if journal_compact_bytes < 4096 {
             problems.push("gateway.journal_compact_bytes: must be at least 4096".into());
+        }
+        let delta_idle_ms = g.delta_idle_ms.unwrap_or(0);
+        if delta_idle_ms > 60_000 {
+            problems.push("gateway.delta_idle_ms: must be at most 60000".into());
         }
         if max_table_bytes < 1024 {
             problems.push("gateway.max_table_bytes: must be at least 1024".into());
@@ -229,6 +238,7 @@ impl Config {
                 health_check_interval_ms,
                 max_table_bytes,
                 journal_compact_bytes,
+                delta_idle: std::time::Duration::from_millis(delta_idle_ms),
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
                 control_url,
                 trusted_proxies: TrustedProxies::new(nets),

@@ -165,11 +165,17 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
         }
     };
     let store = Arc::new(
-        Store::new(config.state_dir.clone(), metrics).with_compaction(Compaction {
-            bytes: config.journal_compact_bytes,
-            ..Compaction::default()
-        }),
+        Store::new(config.state_dir.clone(), metrics)
+            .with_compaction(Compaction {
+                bytes: config.journal_compact_bytes,
+                ..Compaction::default()
+            })
+            .with_idle_for(config.delta_idle),
     );
+    if !config.delta_idle.is_zero() {
+        // Said now, not at the first delta: whether the idle priority can be used here.
+        realmgate::snapshot::pace::may_idle();
+    }
     match store.load_state() {
         Ok(Some(v)) => log::info!(
             "serving table version {v} from {}",

@@ -28,6 +28,7 @@ fn defaults_without_a_file() {
     assert_eq!(c.admin_listen.to_string(), DEFAULT_ADMIN_LISTEN);
     assert!(c.admin_token.is_none());
     assert_eq!(c.server.grace_period_seconds, Some(5));
+    assert!(c.delta_idle.is_zero(), "idle priority is opt-in");
 }
 
 #[test]
@@ -38,7 +39,7 @@ fn flags_override_the_file() {
         &dir,
         "c.yaml",
         &format!(
-            "pingora:\n  threads: 3\n  grace_period_seconds: 0\ngateway:\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\n  admin_token_file: {}\n  state_dir: {}\n",
+            "pingora:\n  threads: 3\n  grace_period_seconds: 0\ngateway:\n  delta_idle_ms: 2000\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\n  admin_token_file: {}\n  state_dir: {}\n",
             token.display(),
             dir.display()
         ),
@@ -53,6 +54,7 @@ fn flags_override_the_file() {
     assert_eq!(c.admin_token.as_deref(), Some("0123456789abcdef0123"));
     assert_eq!(c.server.threads, 3);
     assert_eq!(c.server.grace_period_seconds, Some(0));
+    assert_eq!(c.delta_idle, std::time::Duration::from_secs(2));
 }
 
 #[test]
@@ -63,7 +65,7 @@ fn every_problem_is_listed() {
         &dir,
         "bad.yaml",
         &format!(
-            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
+            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  delta_idle_ms: 60001\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
             short.display()
         ),
     );
@@ -76,6 +78,7 @@ fn every_problem_is_listed() {
         "token must be at least",
         "state_dir /nonexistent/deeper/state",
         "health_check_interval_ms",
+        "gateway.delta_idle_ms: must be at most 60000",
         "pingora.threads",
         "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
         "gateway.trusted_proxies[2]: \"proxy\" is not an IP",

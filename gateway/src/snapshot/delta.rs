@@ -46,31 +46,78 @@ pub fn build_delta(
     delta: CheckedDelta,
     deps: &BuildDeps<'_>,
 ) -> Result<Snapshot, Problem> {
+    let (next, effects) = build_delta_pending(prev, delta, deps)?;
+    effects.commit(deps);
+    Ok(next)
+}
+
+/// [`build_delta`], with what the change does to the shared caches left to the caller:
+/// [`Effects::commit`] when the snapshot goes in force, [`Effects::abort`] when it does not.
+/// Two of these may run at once for one change (the store's lane and its caller); the one
+/// that goes in force commits, the other aborts, and the caches end as after one.
+pub fn build_delta_pending(
+    prev: &Snapshot,
+    delta: CheckedDelta,
+    deps: &BuildDeps<'_>,
+) -> Result<(Snapshot, Effects), Problem> {
     let mut acquired = Acquired::default();
     match apply(prev, delta, deps, &mut acquired) {
-        Ok((next, released, new_pools)) => {
-            deps.pools
-                .commit(new_pools.iter(), released.pools.iter().map(|n| &**n));
-            for id in &released.labels {
-                deps.metrics.release_tenant_label(id);
-            }
-            deps.limiters.release(released.scopes);
-            deps.limiters.prune_released();
-            deps.realms.release(released.realms);
-            deps.realms.prune_released();
-            Ok(next)
-        }
+        Ok((next, released, new_pools)) => Ok((
+            next,
+            Effects {
+                acquired,
+                released,
+                new_pools,
+            },
+        )),
         Err(p) => {
-            for id in &acquired.labels {
-                deps.metrics.release_tenant_label(id);
-            }
-            deps.limiters.release(acquired.scopes);
-            deps.limiters.prune_released();
-            deps.realms.release(acquired.realms);
-            deps.realms.prune_released();
+            give_back(acquired, deps);
             Err(p)
         }
     }
+}
+
+/// What a built change took from the shared caches and lets go of in them.
+#[must_use = "commit or abort: otherwise the caches keep what the change took"]
+pub struct Effects {
+    acquired: Acquired,
+    released: Released,
+    new_pools: Vec<Arc<Pool>>,
+}
+
+impl Effects {
+    /// The change is in force: its new pools are cached, what it let go of is released.
+    pub fn commit(self, deps: &BuildDeps<'_>) {
+        let Effects {
+            released,
+            new_pools,
+            ..
+        } = self;
+        deps.pools
+            .commit(new_pools.iter(), released.pools.iter().map(|n| &**n));
+        for id in &released.labels {
+            deps.metrics.release_tenant_label(id);
+        }
+        deps.limiters.release(released.scopes);
+        deps.limiters.prune_released();
+        deps.realms.release(released.realms);
+        deps.realms.prune_released();
+    }
+
+    /// The change is not in force: what it took is handed back.
+    pub fn abort(self, deps: &BuildDeps<'_>) {
+        give_back(self.acquired, deps);
+    }
+}
+
+fn give_back(acquired: Acquired, deps: &BuildDeps<'_>) {
+    for id in &acquired.labels {
+        deps.metrics.release_tenant_label(id);
+    }
+    deps.limiters.release(acquired.scopes);
+    deps.limiters.prune_released();
+    deps.realms.release(acquired.realms);
+    deps.realms.prune_released();
 }
 
 type Applied = (Snapshot, Released, Vec<Arc<Pool>>);

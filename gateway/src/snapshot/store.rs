@@ -5,10 +5,8 @@
 //! table; compaction ([`super::compact`]) keeps the journal bounded.
 
 use super::build::{parse_newer, BuildDeps, Encoding};
-use super::delta::{build_delta, certificate_validity as certificate_validity_delta};
 pub use super::error::{describe, ApplyError};
 use super::journal::{self, Compaction, Journal};
-use super::pace;
 use super::persist::{commit, remove_if_there, stage};
 use super::retire::Retirer;
 use super::Snapshot;
@@ -19,7 +17,6 @@ use crate::tls::resolve::CertSource;
 use crate::upstream::PoolCache;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use realmgate_table::delta::DeltaError;
 use realmgate_table::model::Model;
 use realmgate_table::{CheckedCert, CheckedTable};
 use std::path::PathBuf;
@@ -59,6 +56,8 @@ pub struct Store {
     compaction: Compaction,
     /// Frees replaced snapshots once no request holds them, off the proxy's workers.
     retired: Retirer<Snapshot>,
+    /// How long a delta's apply may run at the idle priority ([`super::pace`]).
+    idle_for: std::time::Duration,
 }
 
 /// What changes with the table under the apply lock, besides the snapshot.
@@ -138,7 +137,14 @@ impl Store {
             apply_lock: std::sync::Mutex::new(Durable::default()),
             compaction: Compaction::default(),
             retired: Retirer::default(),
+            idle_for: std::time::Duration::ZERO,
         }
+    }
+
+    /// Let a delta's apply run at the idle priority for up to `idle_for` (zero: never).
+    pub fn with_idle_for(mut self, idle_for: std::time::Duration) -> Store {
+        self.idle_for = idle_for;
+        self
     }
 
     /// Compact the journal on this budget instead of the default one.
@@ -217,29 +223,6 @@ impl Store {
         result
     }
 
-    /// Apply a delta (a `realmgate_table::delta::Delta` document) to the table in force.
-    /// Blocking, like [`Store::apply`].
-    ///
-    /// Paced ([`super::pace`]): on a core the proxy's workers share, it steps aside every
-    /// [`super::pace::RUN`] of work instead of holding the core for all of it.
-    pub fn apply_delta(self: &Arc<Self>, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
-        pace::paced(|| self.apply_delta_paced(raw))
-    }
-
-    fn apply_delta_paced(self: &Arc<Self>, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
-        let mut durable = self.lock();
-        let result = self.apply_delta_locked(&mut durable, &raw, true);
-        match &result {
-            Ok(_) => self.metrics.table_applies.inc(),
-            Err(_) => self.metrics.table_rejections.inc(),
-        }
-        drop(durable);
-        if result.is_ok() {
-            self.compact_if_due();
-        }
-        result
-    }
-
     /// Load the persisted table at start, if there is one, then the deltas journaled after
     /// it. A torn or unusable journal tail (a crash mid-write) is cut off and said so: the
     /// gateway starts from the last good state.
@@ -309,7 +292,7 @@ impl Store {
                 continue;
             }
             let raw = Bytes::from(record.payload.clone());
-            match self.apply_delta_locked(durable, &raw, false) {
+            match self.apply_delta_here(durable, &raw, false) {
                 Ok(s) => {
                     version = s.version;
                     good_len = offset;
@@ -335,73 +318,6 @@ impl Store {
         }
         durable.journal = Some(Journal::open(&self.state_dir, good_len, kept)?);
         Ok(version)
-    }
-
-    fn apply_delta_locked(
-        &self,
-        durable: &mut Durable,
-        raw: &Bytes,
-        persist: bool,
-    ) -> Result<Arc<Snapshot>, ApplyError> {
-        let started = Instant::now();
-        let delta = realmgate_table::parse_delta(raw).map_err(ApplyError::Invalid)?;
-        pace::point();
-        let current = self.current.load_full();
-        let in_force = current.as_ref().map_or(0, |s| s.version);
-        let (Some(model), Some(current)) = (durable.model(), current) else {
-            // No table (or none that could be modelled): only a full table helps.
-            return Err(ApplyError::WrongBase {
-                current: in_force,
-                base: delta.base,
-            });
-        };
-        let checked = model
-            .check_pausing(&delta, &mut pace::point)
-            .map_err(|e| match e {
-                DeltaError::WrongBase {
-                    current,
-                    offered_base,
-                } => ApplyError::WrongBase {
-                    current,
-                    base: offered_base,
-                },
-                DeltaError::Invalid(p) => ApplyError::Invalid(p),
-                DeltaError::DigestMismatch { expected, computed } => {
-                    ApplyError::DigestMismatch { expected, computed }
-                }
-            })?;
-        let problems =
-            certificate_validity_delta(&checked, &current.certs, crate::auth::unix_now());
-        if !problems.is_empty() {
-            return Err(ApplyError::Invalid(problems));
-        }
-        pace::point();
-        let mut next_model = model.clone();
-        next_model.apply_pausing(&checked, &mut pace::point);
-        let deps = self.deps();
-        let mut snapshot =
-            build_delta(&current, checked, &deps).map_err(|p| ApplyError::Invalid(vec![p]))?;
-        snapshot.digest = next_model.state_digest();
-        pace::point();
-        if persist {
-            if let Some(j) = durable.journal.as_ref() {
-                if j.len() > self.compaction.hard_bytes() {
-                    return Err(ApplyError::JournalFull { bytes: j.len() });
-                }
-            }
-            let journal = match durable.journal.as_mut() {
-                Some(j) => j,
-                None => durable
-                    .journal
-                    .insert(Journal::open(&self.state_dir, 0, 0).map_err(ApplyError::Persist)?),
-            };
-            journal
-                .append(delta.base, delta.version, raw)
-                .map_err(ApplyError::Persist)?;
-        }
-        pace::point();
-        durable.set_model(next_model);
-        Ok(self.swap_in(snapshot, started, "delta"))
     }
 
     fn deps(&self) -> BuildDeps<'_> {
@@ -556,6 +472,7 @@ impl CertSource for Store {
     }
 }
 
+mod deltas;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -224,3 +224,53 @@ fn a_journal_that_cannot_compact_refuses_deltas_at_its_bound_until_a_full_table(
     s.lock().compacting = false;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// (state digest, labelled tenants, rate scopes, realms) of a store.
+fn caches(s: &Store) -> (Option<String>, usize, usize, usize) {
+    (
+        s.state_digest(),
+        s.metrics.labelled_tenants(),
+        s.limiters.len(),
+        s.realms.len(),
+    )
+}
+
+#[test]
+fn a_delta_built_but_not_put_in_force_leaves_the_caches_as_they_were() {
+    let once = {
+        let dir = state_dir("built-once");
+        let s = Arc::new(store(&dir));
+        s.apply(Bytes::from(table())).expect("full table");
+        let mut model = realmgate_table::Model::from_checked(
+            &realmgate_table::parse(table().as_bytes()).expect("table"),
+        );
+        s.apply_delta(next_delta(&mut model, "new"))
+            .expect("applies");
+        let _ = std::fs::remove_dir_all(&dir);
+        caches(&s)
+    };
+    let dir = state_dir("built-aborted");
+    let s = Arc::new(store(&dir));
+    s.apply(Bytes::from(table())).expect("full table");
+    let before = caches(&s);
+    let mut model = realmgate_table::Model::from_checked(
+        &realmgate_table::parse(table().as_bytes()).expect("table"),
+    );
+    let raw = next_delta(&mut model, "new");
+    let mut durable = s.lock();
+    let (m, current) = s.in_force(&mut durable, &raw).expect("in force");
+    let build = || s.prepare(&m, &current, &raw).expect("builds");
+    build().effects.abort(&s.deps());
+    drop(durable);
+    assert_eq!(
+        caches(&s),
+        before,
+        "a build not in force left something behind"
+    );
+    let mut durable = s.lock();
+    s.commit(&mut durable, build(), &raw, true, Instant::now())
+        .expect("commits");
+    drop(durable);
+    assert_eq!(caches(&s), once);
+    let _ = std::fs::remove_dir_all(&dir);
+}

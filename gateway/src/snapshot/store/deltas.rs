@@ -1,0 +1,173 @@
+//! A delta's way into force: checked and built against the model and the snapshot in force
+//! ([`Store::prepare`], which touches nothing in force), then journaled and swapped in
+//! ([`Store::commit`]); what the build did to the shared caches is committed only then, so
+//! a delta the journal refuses leaves them as they were. Paced ([`crate::snapshot::pace`]).
+
+use super::{Durable, Store};
+use crate::snapshot::delta::{build_delta_pending, certificate_validity, Effects};
+use crate::snapshot::journal::Journal;
+use crate::snapshot::{pace, ApplyError, Snapshot};
+use bytes::Bytes;
+use realmgate_table::delta::DeltaError;
+use realmgate_table::model::Model;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A delta checked and built against the table in force, not yet in force.
+pub(super) struct Prepared {
+    base: u64,
+    version: u64,
+    model: Model,
+    snapshot: Snapshot,
+    pub(super) effects: Effects,
+}
+
+impl Store {
+    /// Apply a delta (a `realmgate_table::delta::Delta` document) to the table in force.
+    /// Blocking, like [`Store::apply`]. Paced: on a core the proxy's workers share, it steps
+    /// aside every [`pace::RUN`] of work, and runs at idle priority where it may (for up to
+    /// [`Store::with_idle_for`]).
+    pub fn apply_delta(self: &Arc<Self>, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
+        let result = pace::paced(self.idle_for, || {
+            let mut durable = self.lock();
+            self.apply_delta_here(&mut durable, &raw, true)
+        });
+        match &result {
+            Ok(_) => self.metrics.table_applies.inc(),
+            Err(_) => self.metrics.table_rejections.inc(),
+        }
+        if result.is_ok() {
+            self.compact_if_due();
+        }
+        result
+    }
+
+    /// Apply a delta under the apply lock (also the journal's replay at start, unpaced).
+    pub(super) fn apply_delta_here(
+        &self,
+        durable: &mut Durable,
+        raw: &Bytes,
+        persist: bool,
+    ) -> Result<Arc<Snapshot>, ApplyError> {
+        let started = Instant::now();
+        let (model, current) = self.in_force(durable, raw)?;
+        let prepared = self.prepare(&model, &current, raw)?;
+        self.commit(durable, prepared, raw, persist, started)
+    }
+
+    /// The model and snapshot the delta `raw` applies to (an O(1) copy of the model).
+    pub(super) fn in_force(
+        &self,
+        durable: &mut Durable,
+        raw: &Bytes,
+    ) -> Result<(Model, Arc<Snapshot>), ApplyError> {
+        let current = self.current.load_full();
+        match (durable.model(), current) {
+            (Some(model), Some(current)) => Ok((model.clone(), current)),
+            // No table (or none that could be modelled): only a full table helps.
+            (_, current) => {
+                let delta = realmgate_table::parse_delta(raw).map_err(ApplyError::Invalid)?;
+                Err(ApplyError::WrongBase {
+                    current: current.map_or(0, |s| s.version),
+                    base: delta.base,
+                })
+            }
+        }
+    }
+
+    /// Parse and check `raw` against `model`, and build the snapshot after it from
+    /// `current`. Touches nothing in force; the caches' part waits in [`Effects`].
+    pub(super) fn prepare(
+        &self,
+        model: &Model,
+        current: &Snapshot,
+        raw: &Bytes,
+    ) -> Result<Prepared, ApplyError> {
+        let delta = realmgate_table::parse_delta(raw).map_err(ApplyError::Invalid)?;
+        pace::point();
+        let checked = model
+            .check_pausing(&delta, &mut pace::point)
+            .map_err(|e| match e {
+                DeltaError::WrongBase {
+                    current,
+                    offered_base,
+                } => ApplyError::WrongBase {
+                    current,
+                    base: offered_base,
+                },
+                DeltaError::Invalid(p) => ApplyError::Invalid(p),
+                DeltaError::DigestMismatch { expected, computed } => {
+                    ApplyError::DigestMismatch { expected, computed }
+                }
+            })?;
+        let problems = certificate_validity(&checked, &current.certs, crate::auth::unix_now());
+        if !problems.is_empty() {
+            return Err(ApplyError::Invalid(problems));
+        }
+        pace::point();
+        let mut next_model = model.clone();
+        next_model.apply_pausing(&checked, &mut pace::point);
+        let (mut snapshot, effects) = build_delta_pending(current, checked, &self.deps())
+            .map_err(|p| ApplyError::Invalid(vec![p]))?;
+        snapshot.digest = next_model.state_digest();
+        Ok(Prepared {
+            base: delta.base,
+            version: delta.version,
+            model: next_model,
+            snapshot,
+            effects,
+        })
+    }
+
+    /// Journal a prepared delta and put it in force; on failure nothing changes.
+    pub(super) fn commit(
+        &self,
+        durable: &mut Durable,
+        prepared: Prepared,
+        raw: &Bytes,
+        persist: bool,
+        started: Instant,
+    ) -> Result<Arc<Snapshot>, ApplyError> {
+        let Prepared {
+            base,
+            version,
+            model,
+            snapshot,
+            effects,
+        } = prepared;
+        let deps = self.deps();
+        if persist {
+            if let Err(e) = self.journal(durable, base, version, raw) {
+                effects.abort(&deps);
+                return Err(e);
+            }
+        }
+        pace::point();
+        durable.set_model(model);
+        effects.commit(&deps);
+        Ok(self.swap_in(snapshot, started, "delta"))
+    }
+
+    fn journal(
+        &self,
+        durable: &mut Durable,
+        base: u64,
+        version: u64,
+        raw: &Bytes,
+    ) -> Result<(), ApplyError> {
+        if let Some(j) = durable.journal.as_ref() {
+            if j.len() > self.compaction.hard_bytes() {
+                return Err(ApplyError::JournalFull { bytes: j.len() });
+            }
+        }
+        let journal = match durable.journal.as_mut() {
+            Some(j) => j,
+            None => durable
+                .journal
+                .insert(Journal::open(&self.state_dir, 0, 0).map_err(ApplyError::Persist)?),
+        };
+        journal
+            .append(base, version, raw)
+            .map_err(ApplyError::Persist)
+    }
+}
