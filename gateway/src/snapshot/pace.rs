@@ -63,8 +63,8 @@ pub fn paced<R>(idle_for: Duration, f: impl FnOnce() -> R) -> R {
 
 /// Back to the normal priority, if this thread's paced work left it.
 fn raise() {
-    if IDLE_UNTIL.with(Cell::take).is_some() {
-        set_idle(false);
+    if IDLE_UNTIL.with(Cell::take).is_some() && !set_idle(false) {
+        log::error!("a table thread could not be raised back from the idle priority");
     }
 }
 
