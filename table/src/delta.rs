@@ -61,22 +61,38 @@ pub struct Delta {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_upstreams: Vec<String>,
     /// Tenants added or replaced (the whole tenant), by id.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::pause::seq"
+    )]
     pub tenants: Vec<Tenant>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_tenants: Vec<String>,
     /// API keys added or replaced, by id.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::pause::seq"
+    )]
     pub api_keys: Vec<ApiKey>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_api_keys: Vec<String>,
     /// Certificates added or replaced, by name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::pause::seq"
+    )]
     pub certificates: Vec<Certificate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_certificates: Vec<String>,
     /// ACME http-01 answers added or replaced, by token.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "crate::pause::seq"
+    )]
     pub acme_challenges: Vec<AcmeChallenge>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_acme_challenges: Vec<String>,

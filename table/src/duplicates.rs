@@ -160,6 +160,7 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
             if seq.next_element_seed(child)?.is_none() {
                 return Ok(());
             }
+            crate::pause::point();
             i += 1;
         }
     }

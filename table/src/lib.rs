@@ -14,6 +14,7 @@ mod duplicates;
 pub mod host;
 pub mod model;
 pub mod path;
+pub mod pause;
 mod problem;
 mod shard;
 pub mod validate;
