@@ -52,9 +52,8 @@ pub fn build_delta(
 }
 
 /// [`build_delta`], with what the change does to the shared caches left to the caller:
-/// [`Effects::commit`] when the snapshot goes in force, [`Effects::abort`] when it does not.
-/// Two of these may run at once for one change (the store's lane and its caller); the one
-/// that goes in force commits, the other aborts, and the caches end as after one.
+/// [`Effects::commit`] once the snapshot is journaled and goes in force, [`Effects::abort`]
+/// when it does not (the journal refused it).
 pub fn build_delta_pending(
     prev: &Snapshot,
     delta: CheckedDelta,

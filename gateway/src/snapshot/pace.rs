@@ -6,14 +6,14 @@
 //! pause: it sleeps, so whatever waits for the core runs, and the change completes a little
 //! later instead of the requests.
 //!
-//! Where the process may (root, `CAP_SYS_NICE`, or `RLIMIT_NICE` of 20 or more), paced work
-//! also runs at the kernel's idle priority (`SCHED_IDLE`): a worker that wakes then takes
-//! the core from it at once, not at its next pause, and it never holds a core a worker
-//! waits for past a pause. On a core the traffic keeps busy an idle thread gets little, so
-//! after a while (`gateway.delta_idle_ms`) the work is raised back to its own priority,
-//! paced as before. It is a trade, and off unless configured: on such cores changes land
-//! later and in fewer, larger deltas (benches/DELTA-RESULTS.md). An unprivileged thread
-//! cannot come back from the idle priority, so there the work is only paced.
+//! With `gateway.delta_idle_ms` set (it is off by default), and where the process may come
+//! back from it (root, `CAP_SYS_NICE`, or `RLIMIT_NICE` of 20 or more), paced work also runs
+//! at the kernel's idle priority (`SCHED_IDLE`): a worker that wakes then takes the core from
+//! it at once, not at its next pause. On a core the traffic keeps busy an idle thread gets
+//! little, so after that long the work is raised back to its own priority, paced as before.
+//! It is a trade: on such cores changes land later and in fewer, larger deltas
+//! (benches/DELTA-RESULTS.md). An unprivileged thread cannot come back from the idle
+//! priority, so there the work is only paced.
 //!
 //! Pacing is on only inside [`paced`] (a delta pushed or pulled); [`point`] elsewhere, and on
 //! every other thread, costs a thread-local read.
