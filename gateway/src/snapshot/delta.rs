@@ -94,13 +94,7 @@ impl Effects {
         } = self;
         deps.pools
             .commit(new_pools.iter(), released.pools.iter().map(|n| &**n));
-        for id in &released.labels {
-            deps.metrics.release_tenant_label(id);
-        }
-        deps.limiters.release(released.scopes);
-        deps.limiters.prune_released();
-        deps.realms.release(released.realms);
-        deps.realms.prune_released();
+        let_go(&released.labels, released.scopes, released.realms, deps);
     }
 
     /// The change is not in force: what it took is handed back.
@@ -110,12 +104,17 @@ impl Effects {
 }
 
 fn give_back(acquired: Acquired, deps: &BuildDeps<'_>) {
-    for id in &acquired.labels {
+    let_go(&acquired.labels, acquired.scopes, acquired.realms, deps);
+}
+
+/// Release tenant labels, rate-counter scopes and realms in the shared caches.
+fn let_go(labels: &[Box<str>], scopes: Vec<u64>, realms: Vec<u64>, deps: &BuildDeps<'_>) {
+    for id in labels {
         deps.metrics.release_tenant_label(id);
     }
-    deps.limiters.release(acquired.scopes);
+    deps.limiters.release(scopes);
     deps.limiters.prune_released();
-    deps.realms.release(acquired.realms);
+    deps.realms.release(realms);
     deps.realms.prune_released();
 }
 
