@@ -35,6 +35,10 @@
 //! restarted pushing to the second gateway alone, so the gateway wrk drives applies no delta
 //! while the changes flow. Beside a run without it, it tells the p99 rise the gateway's own
 //! delta work causes from the one the control plane's load on the other core causes.
+//!
+//! `--delta-idle-ms N` sets both gateways' `delta_idle_ms`: their delta applies run at the
+//! kernel's idle priority for up to N ms (where the process may come back from it; as root it
+//! may). Off, as in the product's default, unless given.
 
 #[path = "scale/placement.rs"]
 mod placement;
@@ -68,6 +72,8 @@ struct Args {
     pin: bool,
     /// After the full push, realmctl pushes to the second gateway only (see `scale/rate.rs`).
     hold_traffic: bool,
+    /// The gateways' `delta_idle_ms` (`None`: not set, the product's default).
+    delta_idle_ms: Option<u64>,
 }
 
 fn args() -> Args {
@@ -80,6 +86,7 @@ fn args() -> Args {
         debounce_ms: None,
         pin: false,
         hold_traffic: false,
+        delta_idle_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,6 +104,7 @@ fn args() -> Args {
             "--debounce-ms" => a.debounce_ms = Some(number("--debounce-ms").max(1)),
             "--pin" => a.pin = true,
             "--hold-traffic" => a.hold_traffic = true,
+            "--delta-idle-ms" => a.delta_idle_ms = Some(number("--delta-idle-ms")),
             "--smoke" => {
                 a.tenants = 500;
                 a.changes = 10;
@@ -113,7 +121,7 @@ fn args() -> Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--hold-traffic] [--smoke]");
+    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--hold-traffic] [--delta-idle-ms N] [--smoke]");
     std::process::exit(2)
 }
 
@@ -348,6 +356,9 @@ async fn main() {
     let up = upstream(place.data).await;
     let opts = GatewayOpts {
         health_check_interval_ms: 60_000,
+        gateway_yaml: a
+            .delta_idle_ms
+            .map_or_else(String::new, |ms| format!("  delta_idle_ms: {ms}\n")),
         ..GatewayOpts::default()
     };
     let token = opts.token.clone();
