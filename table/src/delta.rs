@@ -185,3 +185,12 @@ pub fn parse_delta(bytes: &[u8]) -> Result<Delta, Vec<Problem>> {
         _ => Err(found),
     }
 }
+
+/// [`parse_delta`], calling `pause` after each tenant, key, certificate and ACME answer it
+/// reads and each array element of its walk for repeated names (see [`Model::check_pausing`]):
+/// a delta of a few hundred tenants takes a millisecond or more to read.
+///
+/// [`Model::check_pausing`]: crate::Model::check_pausing
+pub fn parse_delta_pausing(bytes: &[u8], pause: fn()) -> Result<Delta, Vec<Problem>> {
+    crate::pause::with_pauses(pause, || parse_delta(bytes))
+}

@@ -14,7 +14,7 @@ mod duplicates;
 pub mod host;
 pub mod model;
 pub mod path;
-pub mod pause;
+mod pause;
 mod problem;
 mod shard;
 pub mod validate;
@@ -25,7 +25,9 @@ pub mod fixtures;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_certs;
 
-pub use delta::{parse_delta, AssertionChange, CheckedDelta, Delta, DeltaError};
+pub use delta::{
+    parse_delta, parse_delta_pausing, AssertionChange, CheckedDelta, Delta, DeltaError,
+};
 pub use duplicates::duplicate_keys;
 pub use model::{state_digest, Model};
 pub use problem::Problem;

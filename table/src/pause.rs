@@ -1,7 +1,7 @@
-//! Pause points inside a parse. A delta of a few hundred tenants takes a millisecond or more
-//! to read, in one stretch; a caller that paces its work (the gateway, which shares its cores
-//! with the traffic) hands [`with_pauses`] its pause, and the parse calls it between the
-//! elements of every array it reads. Without one a point costs a thread-local read.
+//! Pause points inside a parse ([`crate::parse_delta_pausing`]). serde hands a field's reader
+//! no context, so the pause travels in a thread-local for the parse's length: [`with_pauses`]
+//! sets it, and the parse calls it between the elements of the arrays it reads. Without one
+//! a point costs a thread-local read.
 
 use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 use std::cell::Cell;
@@ -12,7 +12,7 @@ thread_local! {
 }
 
 /// Run `f` with `pause` called at every point a parse on this thread passes.
-pub fn with_pauses<R>(pause: fn(), f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_pauses<R>(pause: fn(), f: impl FnOnce() -> R) -> R {
     struct Restore(Option<fn()>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -85,7 +85,7 @@ mod tests {
         let bytes = serde_json::to_vec(&d).expect("JSON");
         let plain = parse_delta(&bytes).expect("valid");
         POINTS.store(0, Ordering::Relaxed);
-        let paused = with_pauses(count, || parse_delta(&bytes)).expect("valid");
+        let paused = crate::parse_delta_pausing(&bytes, count).expect("valid");
         assert_eq!(paused, plain);
         assert_eq!(plain, d);
         // Each tenant and key in the read, and again in the walk for repeated names.

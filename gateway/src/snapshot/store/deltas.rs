@@ -83,10 +83,8 @@ impl Store {
         current: &Snapshot,
         raw: &Bytes,
     ) -> Result<Prepared, ApplyError> {
-        // Paced inside too: a few hundred tenants take a millisecond or more to read.
         let delta =
-            realmgate_table::pause::with_pauses(pace::point, || realmgate_table::parse_delta(raw))
-                .map_err(ApplyError::Invalid)?;
+            realmgate_table::parse_delta_pausing(raw, pace::point).map_err(ApplyError::Invalid)?;
         pace::point();
         let checked = model
             .check_pausing(&delta, &mut pace::point)
