@@ -69,7 +69,7 @@ fn delta(n: usize, d: usize, changes: usize, version: u64) -> CheckedDelta {
 /// One delta applied and the snapshot it replaces freed.
 #[inline(never)]
 fn step(prev: Snapshot, d: CheckedDelta, deps: &Caches) -> Snapshot {
-    let next = build_delta(&prev, d, &deps.deps()).expect("applies");
+    let next = build_delta(&prev, &d, &deps.deps()).expect("applies");
     drop(prev);
     next
 }

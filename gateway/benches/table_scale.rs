@@ -124,7 +124,7 @@ fn one_tenant_delta(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("build_delta", n), |b| {
             b.iter_batched(
                 || delta.clone(),
-                |d| build_delta(&prev, d, &deps.deps()).expect("applies"),
+                |d| build_delta(&prev, &d, &deps.deps()).expect("applies"),
                 BatchSize::SmallInput,
             )
         });

@@ -43,7 +43,7 @@ struct Released {
 /// so a key still naming a deleted tenant is caught rather than pointed at a newcomer.
 pub fn build_delta(
     prev: &Snapshot,
-    delta: CheckedDelta,
+    delta: &CheckedDelta,
     deps: &BuildDeps<'_>,
 ) -> Result<Snapshot, Problem> {
     let (next, effects) = build_delta_pending(prev, delta, deps)?;
@@ -56,7 +56,7 @@ pub fn build_delta(
 /// when it does not (the journal refused it).
 pub fn build_delta_pending(
     prev: &Snapshot,
-    delta: CheckedDelta,
+    delta: &CheckedDelta,
     deps: &BuildDeps<'_>,
 ) -> Result<(Snapshot, Effects), Problem> {
     let mut acquired = Acquired::default();
@@ -122,7 +122,7 @@ type Applied = (Snapshot, Released, Vec<Arc<Pool>>);
 
 fn apply(
     prev: &Snapshot,
-    delta: CheckedDelta,
+    delta: &CheckedDelta,
     deps: &BuildDeps<'_>,
     acquired: &mut Acquired,
 ) -> Result<Applied, Problem> {
@@ -142,6 +142,7 @@ fn apply(
         delete_acme_challenges,
         assertion,
     } = delta;
+    let (base, version) = (*base, *version);
     if base != prev.version {
         return Err(Problem::new(
             "base",
@@ -160,7 +161,7 @@ fn apply(
     let mut next = Snapshot {
         version,
         digest: state_digest.clone(),
-        state_digest,
+        state_digest: state_digest.clone(),
         raw: None,
         hosts: prev.hosts.clone(),
         tenants: prev.tenants.clone(),
@@ -179,7 +180,7 @@ fn apply(
     // Pools: upserts keep their index, so routes naming them follow; deletions wait until
     // the tenants have let go of them.
     let mut new_pools = Vec::with_capacity(upstreams.len());
-    for (name, spec) in &upstreams {
+    for (name, spec) in upstreams {
         let pool = deps
             .pools
             .get_or_build(name, spec)
@@ -228,7 +229,7 @@ fn apply(
     }
     drop(named);
     let mut deleted: Vec<TenantIdx> = Vec::with_capacity(delete_tenants.len());
-    for id in &delete_tenants {
+    for id in delete_tenants {
         let (idx, old) = prev
             .tenant_by_id(id)
             .ok_or_else(|| Problem::new("delete_tenants", format!("unknown tenant {id:?}")))?;
@@ -301,7 +302,7 @@ fn apply(
         }
     }
     // Deleted slots are freed only now: nothing in this change reuses them.
-    for (idx, id) in deleted.iter().zip(&delete_tenants) {
+    for (idx, id) in deleted.iter().zip(delete_tenants) {
         next.tenants.remove(*idx);
         next.tenant_ids.remove(id.as_str());
         released.labels.push(id.as_str().into());
@@ -309,7 +310,7 @@ fn apply(
     }
 
     // Pools no tenant uses any more may go.
-    for name in &delete_upstreams {
+    for name in delete_upstreams {
         let idx = next.pool_ids.get(name.as_str()).copied().ok_or_else(|| {
             Problem::new("delete_upstreams", format!("unknown upstream {name:?}"))
         })?;
@@ -326,7 +327,7 @@ fn apply(
 
     // Keys: removals, then every changed key lets go of its digest, then upserts (a digest
     // may move from a removed or changed key to another, or two keys may swap theirs).
-    for id in &delete_api_keys {
+    for id in delete_api_keys {
         pace::point();
         let idx = next
             .keys
@@ -336,10 +337,10 @@ fn apply(
             released.scopes.push(l.scope);
         }
     }
-    for (key, _) in &api_keys {
+    for (key, _) in api_keys {
         next.keys.release_digest(&key.id);
     }
-    for (key, expiry) in &api_keys {
+    for (key, expiry) in api_keys {
         pace::point();
         let tenant_ids = &next.tenant_ids;
         let idx = next
@@ -352,7 +353,7 @@ fn apply(
             released.scopes.push(old.scope);
         }
     }
-    for (idx, id) in deleted.iter().zip(&delete_tenants) {
+    for (idx, id) in deleted.iter().zip(delete_tenants) {
         let n = next.keys.of_tenant(*idx);
         if n > 0 {
             return Err(Problem::new(
@@ -363,7 +364,7 @@ fn apply(
     }
 
     // Certificates, ACME answers, the assertion.
-    for name in &delete_certificates {
+    for name in delete_certificates {
         next.certs.remove(name).ok_or_else(|| {
             Problem::new(
                 "delete_certificates",
@@ -373,13 +374,13 @@ fn apply(
     }
     // Every replaced certificate lets go of its server names before any claims new ones: a
     // name may move from one changed certificate to another.
-    for (wire, _) in &certificates {
+    for (wire, _) in certificates {
         next.certs.remove(&wire.name);
     }
     for (wire, cert) in certificates {
-        next.certs.upsert(wire.name, cert);
+        next.certs.upsert(wire.name.clone(), cert.clone());
     }
-    for token in &delete_acme_challenges {
+    for token in delete_acme_challenges {
         if !next.acme.remove(token) {
             return Err(Problem::new(
                 "delete_acme_challenges",
@@ -388,7 +389,7 @@ fn apply(
         }
     }
     for (wire, checked) in acme_challenges {
-        next.acme.upsert(wire, checked);
+        next.acme.upsert(wire.clone(), checked.clone());
     }
     if let Some(a) = assertion {
         next.assertion = crate::assertion::Signer::compile(a.as_ref());

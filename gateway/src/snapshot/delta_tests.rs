@@ -194,7 +194,7 @@ fn check_steps(steps: &[Vec<Op>]) -> Result<(), TestCaseError> {
         let checked = parse(&next).expect("kept valid");
         let delta = diff(&table, &next, &checked);
         let before = view(&snap);
-        let inc = build_delta(&snap, delta, &deps.deps())
+        let inc = build_delta(&snap, &delta, &deps.deps())
             .map_err(|p| TestCaseError::fail(format!("delta refused: {p}")))?;
         prop_assert_eq!(view(&inc), view(&full(&next)), "after {:?}", ops);
         prop_assert_eq!(view(&snap), before, "the previous snapshot changed");
@@ -364,7 +364,7 @@ fn a_refused_change_changes_nothing() {
     bad.version = 2;
     bad.tenants = vec![(newcomer, hosts)];
     let limiters = deps.limiters.len();
-    let e = build_delta(&snap, bad.clone(), &deps.deps())
+    let e = build_delta(&snap, &bad, &deps.deps())
         .err()
         .expect("a.test is a's");
     assert!(e.to_string().contains("a.test"), "{e}");
@@ -377,13 +377,13 @@ fn a_refused_change_changes_nothing() {
     assert_eq!(view(&snap), before);
     // Wrong base, and a tenant deleted while a key names it.
     bad.base = 5;
-    assert!(build_delta(&snap, bad, &deps.deps()).is_err());
+    assert!(build_delta(&snap, &bad, &deps.deps()).is_err());
     let with_key = table.clone().key(ApiKey::test("k", Some("a"), &["*"]));
     let snap = build(&parse(&with_key).expect("valid"), None, &deps.deps()).expect("builds");
     let mut gone = diff(&with_key, &with_key, &parse(&with_key).expect("valid"));
     gone.version = 2;
     gone.delete_tenants = vec!["a".into()];
-    let e = build_delta(&snap, gone, &deps.deps())
+    let e = build_delta(&snap, &gone, &deps.deps())
         .err()
         .expect("k names a");
     assert!(e.to_string().contains("API key"), "{e}");
@@ -413,7 +413,7 @@ fn a_one_tenant_change_shares_the_rest() {
             .route("/", "p0", "public"),
     );
     let delta = diff(&table, &next, &parse(&next).expect("valid"));
-    let inc = build_delta(&snap, delta, &deps.deps()).expect("applies");
+    let inc = build_delta(&snap, &delta, &deps.deps()).expect("applies");
     assert_eq!(inc.tenants.len(), 5001);
     let chunks = snap.tenants.shared_chunks(&snap.tenants);
     assert!(

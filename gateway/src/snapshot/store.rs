@@ -104,8 +104,12 @@ impl Durable {
         }
     }
 
-    fn set_model(&mut self, model: Model) {
-        self.model = TableModel::Ready(Box::new(model));
+    /// The model to apply a delta to in place: [`Durable::model`] made it ready before.
+    pub(super) fn model_mut(&mut self) -> Option<&mut Model> {
+        match &mut self.model {
+            TableModel::Ready(m) => Some(m),
+            _ => None,
+        }
     }
 
     /// Make the model of the full table just checked and built, in the background (and free

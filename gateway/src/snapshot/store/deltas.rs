@@ -1,23 +1,23 @@
 //! A delta's way into force: checked and built against the model and the snapshot in force
 //! ([`Store::prepare`], which touches nothing in force), then journaled and swapped in
 //! ([`Store::commit`]); what the build did to the shared caches is committed only then, so
-//! a delta the journal refuses leaves them as they were. Paced ([`crate::snapshot::pace`]).
+//! a delta the journal refuses leaves them as they were. The model takes the change in
+//! place, once it is journaled: nobody else holds its nodes, so none is copied and there is
+//! no replaced model to free. Paced ([`crate::snapshot::pace`]).
 
 use super::{Durable, Store};
 use crate::snapshot::delta::{build_delta_pending, certificate_validity, Effects};
 use crate::snapshot::journal::Journal;
 use crate::snapshot::{pace, ApplyError, Snapshot};
 use bytes::Bytes;
-use realmgate_table::delta::DeltaError;
+use realmgate_table::delta::{CheckedDelta, DeltaError};
 use realmgate_table::model::Model;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// A delta checked and built against the table in force, not yet in force.
 pub(super) struct Prepared {
-    base: u64,
-    version: u64,
-    model: Model,
+    checked: CheckedDelta,
     snapshot: Snapshot,
     pub(super) effects: Effects,
 }
@@ -50,20 +50,22 @@ impl Store {
         persist: bool,
     ) -> Result<Arc<Snapshot>, ApplyError> {
         let started = Instant::now();
-        let (model, current) = self.in_force(durable, raw)?;
-        let prepared = self.prepare(&model, &current, raw)?;
+        let prepared = {
+            let (model, current) = self.in_force(durable, raw)?;
+            self.prepare(model, &current, raw)?
+        };
         self.commit(durable, prepared, raw, persist, started)
     }
 
-    /// The model and snapshot the delta `raw` applies to (an O(1) copy of the model).
-    pub(super) fn in_force(
+    /// The model and snapshot the delta `raw` applies to.
+    pub(super) fn in_force<'d>(
         &self,
-        durable: &mut Durable,
+        durable: &'d mut Durable,
         raw: &Bytes,
-    ) -> Result<(Model, Arc<Snapshot>), ApplyError> {
+    ) -> Result<(&'d Model, Arc<Snapshot>), ApplyError> {
         let current = self.current.load_full();
         match (durable.model(), current) {
-            (Some(model), Some(current)) => Ok((model.clone(), current)),
+            (Some(model), Some(current)) => Ok((model, current)),
             // No table (or none that could be modelled): only a full table helps.
             (_, current) => {
                 let delta = realmgate_table::parse_delta(raw).map_err(ApplyError::Invalid)?;
@@ -106,15 +108,10 @@ impl Store {
             return Err(ApplyError::Invalid(problems));
         }
         pace::point();
-        let mut next_model = model.clone();
-        next_model.apply_pausing(&checked, &mut pace::point);
-        let (mut snapshot, effects) = build_delta_pending(current, checked, &self.deps())
+        let (snapshot, effects) = build_delta_pending(current, &checked, &self.deps())
             .map_err(|p| ApplyError::Invalid(vec![p]))?;
-        snapshot.digest = next_model.state_digest();
         Ok(Prepared {
-            base: delta.base,
-            version: delta.version,
-            model: next_model,
+            checked,
             snapshot,
             effects,
         })
@@ -130,21 +127,25 @@ impl Store {
         started: Instant,
     ) -> Result<Arc<Snapshot>, ApplyError> {
         let Prepared {
-            base,
-            version,
-            model,
+            checked,
             snapshot,
             effects,
         } = prepared;
         let deps = self.deps();
         if persist {
-            if let Err(e) = self.journal(durable, base, version, raw) {
+            if let Err(e) = self.journal(durable, checked.base, checked.version, raw) {
                 effects.abort(&deps);
                 return Err(e);
             }
         }
         pace::point();
-        durable.set_model(model);
+        match durable.model_mut() {
+            Some(model) => model.apply_pausing(&checked, &mut pace::point),
+            // Prepared against it under this same lock: it is there. Were it not, deltas
+            // would be refused until the next full table, as for a table not modelled.
+            None => log::error!("the table's model went missing during a delta"),
+        }
+        pace::point();
         effects.commit(&deps);
         Ok(self.swap_in(snapshot, started, "delta"))
     }

@@ -209,6 +209,11 @@ fn a_journal_that_cannot_compact_refuses_deltas_at_its_bound_until_a_full_table(
         model.version() - 1,
         "the refused delta changed nothing"
     );
+    assert_eq!(
+        s.state_digest(),
+        s.current().map(|snap| snap.digest.clone()),
+        "the refused delta left the model as it was"
+    );
     let journal = dir.join(journal::JOURNAL_FILE);
     let len = std::fs::metadata(&journal).expect("journal").len();
     assert!(len <= budget.hard_bytes() + 1024, "bounded: {len} bytes");
@@ -257,10 +262,12 @@ fn a_delta_built_but_not_put_in_force_leaves_the_caches_as_they_were() {
         &realmgate_table::parse(table().as_bytes()).expect("table"),
     );
     let raw = next_delta(&mut model, "new");
+    let prepare = |durable: &mut Durable| {
+        let (m, current) = s.in_force(durable, &raw).expect("in force");
+        s.prepare(m, &current, &raw).expect("builds")
+    };
     let mut durable = s.lock();
-    let (m, current) = s.in_force(&mut durable, &raw).expect("in force");
-    let build = || s.prepare(&m, &current, &raw).expect("builds");
-    build().effects.abort(&s.deps());
+    prepare(&mut durable).effects.abort(&s.deps());
     drop(durable);
     assert_eq!(
         caches(&s),
@@ -268,9 +275,11 @@ fn a_delta_built_but_not_put_in_force_leaves_the_caches_as_they_were() {
         "a build not in force left something behind"
     );
     let mut durable = s.lock();
-    s.commit(&mut durable, build(), &raw, true, Instant::now())
+    let prepared = prepare(&mut durable);
+    s.commit(&mut durable, prepared, &raw, true, Instant::now())
         .expect("commits");
     drop(durable);
     assert_eq!(caches(&s), once);
+    assert_eq!(s.state_digest().as_deref(), Some(&*model.state_digest()));
     let _ = std::fs::remove_dir_all(&dir);
 }
