@@ -39,6 +39,8 @@ pub struct GatewayFile {
     /// Largest table accepted by `PUT /v1/table`.
     pub max_table_bytes: Option<usize>,
     pub journal_compact_bytes: Option<u64>,
+    /// How long a delta's apply yields a core the traffic keeps busy (0: never).
+    pub delta_yield_ms: Option<u64>,
     /// How long a delta's apply may run at the kernel's idle priority (0: never).
     pub delta_idle_ms: Option<u64>,
     /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
@@ -110,6 +112,9 @@ pub struct Config {
     pub max_table_bytes: usize,
     /// The delta journal is compacted past this size (and refuses deltas past 4×).
     pub journal_compact_bytes: u64,
+    /// How long a delta's apply yields a core the traffic keeps busy (`snapshot::pace`; 1 s
+    /// by default); zero: never.
+    pub delta_yield: std::time::Duration,
     /// How long a delta's apply may run at the kernel's idle priority, where the process
     /// may raise it back (`snapshot::pace`); zero: never.
     pub delta_idle: std::time::Duration,
@@ -168,6 +173,10 @@ impl Config {
         let journal_compact_bytes = g.journal_compact_bytes.unwrap_or(64 << 20);
         if journal_compact_bytes < 4096 {
             problems.push("gateway.journal_compact_bytes: must be at least 4096".into());
+        }
+        let delta_yield_ms = g.delta_yield_ms.unwrap_or(1000);
+        if delta_yield_ms > 60_000 {
+            problems.push("gateway.delta_yield_ms: must be at most 60000".into());
         }
         let delta_idle_ms = g.delta_idle_ms.unwrap_or(0);
         if delta_idle_ms > 60_000 {
@@ -238,6 +247,7 @@ impl Config {
                 health_check_interval_ms,
                 max_table_bytes,
                 journal_compact_bytes,
+                delta_yield: std::time::Duration::from_millis(delta_yield_ms),
                 delta_idle: std::time::Duration::from_millis(delta_idle_ms),
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
                 control_url,

@@ -11,6 +11,7 @@ use realmgate::config::{Config, Overrides};
 use realmgate::connection::{Edge, PlainEdge};
 use realmgate::metrics::Metrics;
 use realmgate::proxy::Gateway;
+use realmgate::snapshot::pace::Pacing;
 use realmgate::snapshot::{Compaction, Store};
 use realmgate::tls::accept::tls_service;
 use realmgate::tls::resolve::CertSource;
@@ -170,11 +171,17 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
                 bytes: config.journal_compact_bytes,
                 ..Compaction::default()
             })
-            .with_idle_for(config.delta_idle),
+            .with_pacing(Pacing {
+                yield_for: config.delta_yield,
+                idle_for: config.delta_idle,
+            }),
     );
+    // Said now, not at the first delta: what the kernel here lets table changes do.
     if !config.delta_idle.is_zero() {
-        // Said now, not at the first delta: whether the idle priority can be used here.
         realmgate::snapshot::pace::may_idle();
+    }
+    if !config.delta_yield.is_zero() {
+        realmgate::snapshot::pace::may_yield();
     }
     match store.load_state() {
         Ok(Some(v)) => log::info!(

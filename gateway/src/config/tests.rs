@@ -29,6 +29,7 @@ fn defaults_without_a_file() {
     assert!(c.admin_token.is_none());
     assert_eq!(c.server.grace_period_seconds, Some(5));
     assert!(c.delta_idle.is_zero(), "idle priority is opt-in");
+    assert_eq!(c.delta_yield, std::time::Duration::from_secs(1));
 }
 
 #[test]
@@ -39,7 +40,7 @@ fn flags_override_the_file() {
         &dir,
         "c.yaml",
         &format!(
-            "pingora:\n  threads: 3\n  grace_period_seconds: 0\ngateway:\n  delta_idle_ms: 2000\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\n  admin_token_file: {}\n  state_dir: {}\n",
+            "pingora:\n  threads: 3\n  grace_period_seconds: 0\ngateway:\n  delta_idle_ms: 2000\n  delta_yield_ms: 0\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\n  admin_token_file: {}\n  state_dir: {}\n",
             token.display(),
             dir.display()
         ),
@@ -55,6 +56,7 @@ fn flags_override_the_file() {
     assert_eq!(c.server.threads, 3);
     assert_eq!(c.server.grace_period_seconds, Some(0));
     assert_eq!(c.delta_idle, std::time::Duration::from_secs(2));
+    assert!(c.delta_yield.is_zero(), "yielding turned off");
 }
 
 #[test]
@@ -65,7 +67,7 @@ fn every_problem_is_listed() {
         &dir,
         "bad.yaml",
         &format!(
-            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  delta_idle_ms: 60001\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
+            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  delta_idle_ms: 60001\n  delta_yield_ms: 60001\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
             short.display()
         ),
     );
@@ -79,6 +81,7 @@ fn every_problem_is_listed() {
         "state_dir /nonexistent/deeper/state",
         "health_check_interval_ms",
         "gateway.delta_idle_ms: must be at most 60000",
+        "gateway.delta_yield_ms: must be at most 60000",
         "pingora.threads",
         "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
         "gateway.trusted_proxies[2]: \"proxy\" is not an IP",

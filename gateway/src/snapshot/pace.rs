@@ -6,19 +6,29 @@
 //! pause: it sleeps, so whatever waits for the core runs, and the change completes a little
 //! later instead of the requests.
 //!
+//! On a core that is busy the moment is not enough: the apply would still take most of the
+//! core while it lasts, and the requests in flight then wait for it. So for its first
+//! `gateway.delta_yield_ms` (1 s by default) paced work yields a busy core: after a run in
+//! which it waited for the core (its run-queue wait, `/proc/thread-self/schedstat`, grew by
+//! [`BUSY_WAIT`] or more), it pauses [`YIELD`], taking at most a twentieth of that core.
+//! On a core with room it only takes the short pause, and after the window it is paced as
+//! above, so a change is late by at most the window.
+//!
 //! With `gateway.delta_idle_ms` set (it is off by default), and where the process may come
-//! back from it (root, `CAP_SYS_NICE`, or `RLIMIT_NICE` of 20 or more), paced work also runs
-//! at the kernel's idle priority (`SCHED_IDLE`): a worker that wakes then takes the core from
-//! it at once, not at its next pause. On a core the traffic keeps busy an idle thread gets
-//! little, so after that long the work is raised back to its own priority, paced as before.
-//! It is a trade: on such cores changes land later and in fewer, larger deltas
-//! (benches/DELTA-RESULTS.md). An unprivileged thread cannot come back from the idle
-//! priority, so there the work is only paced.
+//! back from it (root, `CAP_SYS_NICE`, or `RLIMIT_NICE` of 20 or more), paced work instead
+//! runs at the kernel's idle priority (`SCHED_IDLE`) for that long: a worker that wakes
+//! then takes the core from it at once, not at its next pause. On a core the traffic keeps
+//! busy an idle thread gets little, so after that long the work is raised back to its own
+//! priority, paced as before. It is a trade: on such cores changes land later and in fewer,
+//! larger deltas (benches/DELTA-RESULTS.md). An unprivileged thread cannot come back from
+//! the idle priority, so there the work yields and is paced as without it.
 //!
 //! Pacing is on only inside [`paced`] (a delta pushed or pulled); [`point`] elsewhere, and on
 //! every other thread, costs a thread-local read.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use thread_priority::unix::{
@@ -31,6 +41,19 @@ use thread_priority::ThreadPriority;
 pub const RUN: Duration = Duration::from_micros(100);
 /// The pause: any sleep hands the core over; the timer's slack (50 µs by default) adds to it.
 const PAUSE: Duration = Duration::from_micros(10);
+/// The pause on a busy core: a run of [`RUN`] in every two milliseconds, a twentieth of it.
+pub const YIELD: Duration = Duration::from_micros(1_900);
+/// A wait for the core this long since the last pause: the core is busy.
+pub const BUSY_WAIT: Duration = Duration::from_micros(50);
+
+/// How a delta's apply shares its core (`gateway.delta_yield_ms`, `gateway.delta_idle_ms`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pacing {
+    /// For how long it yields a busy core ([`YIELD`]; zero: never).
+    pub yield_for: Duration,
+    /// For how long it may run at the idle priority (zero: never).
+    pub idle_for: Duration,
+}
 
 thread_local! {
     /// When this thread last paused (or began its paced work); `None`: not paced.
@@ -39,14 +62,28 @@ thread_local! {
     static PAUSES: Cell<u64> = const { Cell::new(0) };
     /// Until when this thread's paced work stays at the idle priority, while it is there.
     static IDLE_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Until when this thread's paced work yields a busy core, while it may.
+    static YIELD_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// This thread's run-queue wait (ns) as of its last pause.
+    static WAITED: Cell<Option<u64>> = const { Cell::new(None) };
+    /// Pauses of [`YIELD`] this thread has taken (for tests).
+    static YIELDS: Cell<u64> = const { Cell::new(0) };
+    /// This thread's `/proc/thread-self/schedstat`, once opened (`Some(None)`: unreadable).
+    static SCHEDSTAT: RefCell<Option<Option<File>>> = const { RefCell::new(None) };
 }
 
-/// Run `f` paced on this thread (nested calls stay paced until the outermost returns), for
-/// its first `idle_for` at the idle priority where the process may come back from it.
-pub fn paced<R>(idle_for: Duration, f: impl FnOnce() -> R) -> R {
+/// Run `f` paced on this thread (nested calls stay paced until the outermost returns): for
+/// its first `pacing.idle_for` at the idle priority where the process may come back from
+/// it, else yielding a busy core for its first `pacing.yield_for`.
+pub fn paced<R>(pacing: Pacing, f: impl FnOnce() -> R) -> R {
     let outer = SINCE.with(|s| s.replace(Some(Instant::now())));
-    if outer.is_none() && !idle_for.is_zero() && may_idle() && set_idle(true) {
-        IDLE_UNTIL.with(|i| i.set(Some(Instant::now() + idle_for)));
+    if outer.is_none() {
+        if !pacing.idle_for.is_zero() && may_idle() && set_idle(true) {
+            IDLE_UNTIL.with(|i| i.set(Some(Instant::now() + pacing.idle_for)));
+        } else if !pacing.yield_for.is_zero() {
+            YIELD_UNTIL.with(|y| y.set(Some(Instant::now() + pacing.yield_for)));
+            WAITED.with(|w| w.set(run_queue_wait()));
+        }
     }
     struct Restore(Option<Instant>);
     impl Drop for Restore {
@@ -54,6 +91,7 @@ pub fn paced<R>(idle_for: Duration, f: impl FnOnce() -> R) -> R {
             SINCE.with(|s| s.set(self.0));
             if self.0.is_none() {
                 raise();
+                YIELD_UNTIL.with(Cell::take);
             }
         }
     }
@@ -128,14 +166,76 @@ fn nice_is_zero() -> bool {
         .unwrap_or(false)
 }
 
+/// This thread's time waiting for a core so far, in nanoseconds (`None` where the kernel
+/// does not say: then paced work never yields).
+fn run_queue_wait() -> Option<u64> {
+    SCHEDSTAT.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let file = cell
+            .get_or_insert_with(|| File::open("/proc/thread-self/schedstat").ok())
+            .as_ref()?;
+        // "<on the CPU> <waiting for it> <slices>", in nanoseconds.
+        let mut buf = [0u8; 96];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n])
+            .ok()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    })
+}
+
+/// Whether paced work can tell a busy core (said once, at start).
+pub fn may_yield() -> bool {
+    static MAY: OnceLock<bool> = OnceLock::new();
+    *MAY.get_or_init(|| {
+        let can = run_queue_wait().is_some();
+        if can {
+            log::info!("table changes yield a busy core (for up to gateway.delta_yield_ms each), paced");
+        } else {
+            log::warn!(
+                "gateway.delta_yield_ms is set, but this kernel does not say how long a thread waits for a core (/proc/thread-self/schedstat): table changes run paced only"
+            );
+        }
+        can
+    })
+}
+
+/// The pause after `waited` (ns) more for a core since the last one, within the yield window.
+fn pause_after(waited: Option<u64>) -> Duration {
+    match waited {
+        Some(ns) if u128::from(ns) >= BUSY_WAIT.as_nanos() => YIELD,
+        _ => PAUSE,
+    }
+}
+
+/// The pause due now: [`YIELD`] within the window if the core was busy since the last one.
+fn pause_now() -> Duration {
+    let Some(until) = YIELD_UNTIL.with(Cell::get) else {
+        return PAUSE;
+    };
+    if Instant::now() >= until {
+        YIELD_UNTIL.with(Cell::take);
+        return PAUSE;
+    }
+    let now = run_queue_wait();
+    let before = WAITED.with(|w| w.replace(now));
+    pause_after(now.zip(before).map(|(n, b)| n.saturating_sub(b)))
+}
+
 /// A point where paced work may pause: it does when it has run [`RUN`] since its last one.
 #[inline]
 pub fn point() {
     SINCE.with(|s| {
         if let Some(since) = s.get() {
             if since.elapsed() >= RUN {
-                std::thread::sleep(PAUSE);
+                let pause = pause_now();
+                std::thread::sleep(pause);
                 PAUSES.with(|p| p.set(p.get() + 1));
+                if pause == YIELD {
+                    YIELDS.with(|y| y.set(y.get() + 1));
+                }
                 if IDLE_UNTIL
                     .with(Cell::get)
                     .is_some_and(|u| Instant::now() >= u)
@@ -169,7 +269,7 @@ mod tests {
 
     #[test]
     fn paced_work_pauses_after_each_run_and_pacing_ends_with_it() {
-        let pauses = paced(Duration::ZERO, || pauses_in(RUN * 5));
+        let pauses = paced(Pacing::default(), || pauses_in(RUN * 5));
         // One pause per RUN of work at most (each pause then counts towards the time).
         assert!((1..=5).contains(&pauses), "{pauses} pauses in five runs");
         assert!(SINCE.with(Cell::get).is_none(), "pacing outlived paced()");
@@ -178,8 +278,8 @@ mod tests {
 
     #[test]
     fn nested_paced_calls_keep_pacing_until_the_outermost_returns() {
-        paced(Duration::ZERO, || {
-            paced(Duration::ZERO, || ());
+        paced(Pacing::default(), || {
+            paced(Pacing::default(), || ());
             assert!(
                 SINCE.with(Cell::get).is_some(),
                 "the inner call ended pacing"
@@ -192,31 +292,128 @@ mod tests {
     fn paced_work_runs_at_idle_priority_where_it_may_for_its_time_only() {
         assert!(!this_thread_is_idle());
         let idle_for = Duration::from_millis(50);
-        let (at_start, at_end) = paced(idle_for, || {
+        let idle = Pacing {
+            idle_for,
+            yield_for: Duration::from_secs(1),
+        };
+        let (at_start, at_end) = paced(idle, || {
             let at_start = this_thread_is_idle();
             pauses_in(idle_for + RUN * 10);
             (at_start, this_thread_is_idle())
         });
         assert_eq!(at_start, may_idle(), "idle priority where it may");
+        assert_eq!(
+            YIELD_UNTIL.with(Cell::get).is_none(),
+            at_start,
+            "at the idle priority the kernel yields the core: no yield window"
+        );
         assert!(!at_end, "still at idle priority after its patience");
         assert!(!this_thread_is_idle(), "left at idle priority");
-        paced(idle_for, || ());
+        paced(idle, || ());
         assert!(
             !this_thread_is_idle(),
             "short paced work left it at idle priority"
         );
         assert!(
-            !paced(Duration::ZERO, this_thread_is_idle),
+            !paced(Pacing::default(), this_thread_is_idle),
             "idle without time for it"
         );
     }
 
     #[test]
     fn a_panic_in_paced_work_ends_pacing() {
-        let caught =
-            std::panic::catch_unwind(|| paced(Duration::from_secs(5), || panic!("in paced work")));
+        let both = Pacing {
+            idle_for: Duration::from_secs(5),
+            yield_for: Duration::from_secs(5),
+        };
+        let caught = std::panic::catch_unwind(|| paced(both, || panic!("in paced work")));
         assert!(caught.is_err());
         assert!(SINCE.with(Cell::get).is_none());
+        assert!(YIELD_UNTIL.with(Cell::get).is_none(), "yield window left");
         assert!(!this_thread_is_idle(), "left at idle priority");
+    }
+
+    #[test]
+    fn a_run_that_waited_for_the_core_is_followed_by_a_yield() {
+        assert_eq!(pause_after(None), PAUSE, "no reading: never yield");
+        assert_eq!(pause_after(Some(0)), PAUSE);
+        let busy = u64::try_from(BUSY_WAIT.as_nanos()).expect("ns");
+        assert_eq!(pause_after(Some(busy - 1)), PAUSE);
+        assert_eq!(pause_after(Some(busy)), YIELD);
+        assert_eq!(pause_after(Some(u64::MAX)), YIELD);
+    }
+
+    #[test]
+    fn the_run_queue_wait_is_read_and_only_grows() {
+        // Every kernel the gateway is built for says it (CONFIG_SCHED_INFO).
+        let first = run_queue_wait().expect("/proc/thread-self/schedstat");
+        std::thread::yield_now();
+        let second = run_queue_wait().expect("read again");
+        assert!(second >= first, "{second} < {first}");
+        // The file is this thread's, opened by it.
+        let other = std::thread::spawn(|| run_queue_wait().is_some());
+        assert!(other.join().expect("thread"));
+    }
+
+    /// This thread and a thread that never sleeps, on one core, while `f` runs.
+    fn beside_a_busy_thread<R>(f: impl FnOnce() -> R) -> R {
+        use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+        use nix::unistd::Pid;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let all = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
+        let cpu = (0..CpuSet::count())
+            .rev()
+            .find(|&c| all.is_set(c).unwrap_or(false))
+            .expect("a CPU");
+        let mut one = CpuSet::new();
+        one.set(cpu).expect("cpu");
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinning = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                sched_setaffinity(Pid::from_raw(0), &one).expect("pin the busy thread");
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        sched_setaffinity(Pid::from_raw(0), &one).expect("pin");
+        let r = f();
+        stop.store(true, Ordering::Relaxed);
+        sched_setaffinity(Pid::from_raw(0), &all).expect("unpin");
+        spinning.join().expect("busy thread");
+        r
+    }
+
+    fn yields_in(pacing: Pacing, work: Duration) -> u64 {
+        let before = YIELDS.with(Cell::get);
+        paced(pacing, || pauses_in(work));
+        YIELDS.with(Cell::get) - before
+    }
+
+    use std::sync::Arc;
+
+    #[test]
+    fn paced_work_yields_a_busy_core_for_its_window_only() {
+        let window = Duration::from_millis(30);
+        let yielding = Pacing {
+            yield_for: window,
+            ..Pacing::default()
+        };
+        let (yields, without) = beside_a_busy_thread(|| {
+            (
+                yields_in(yielding, window * 3),
+                yields_in(Pacing::default(), Duration::from_millis(30)),
+            )
+        });
+        // It waits for the core beside a thread that never sleeps, so it yields; each
+        // yield is YIELD of the window, so there are no more than fit in it.
+        let most = u64::try_from(window.as_micros() / YIELD.as_micros()).expect("count") + 1;
+        assert!(
+            (1..=most).contains(&yields),
+            "{yields} yields in a window of {window:?}"
+        );
+        assert_eq!(without, 0, "yielded without a window");
+        assert!(YIELD_UNTIL.with(Cell::get).is_none(), "yield window left");
     }
 }

@@ -57,7 +57,7 @@ pub struct Store {
     /// Frees replaced snapshots once no request holds them, off the proxy's workers.
     retired: Retirer<Snapshot>,
     /// How long a delta's apply may run at the idle priority ([`super::pace`]).
-    idle_for: std::time::Duration,
+    pacing: super::pace::Pacing,
 }
 
 /// What changes with the table under the apply lock, besides the snapshot.
@@ -141,13 +141,14 @@ impl Store {
             apply_lock: std::sync::Mutex::new(Durable::default()),
             compaction: Compaction::default(),
             retired: Retirer::default(),
-            idle_for: std::time::Duration::ZERO,
+            pacing: super::pace::Pacing::default(),
         }
     }
 
-    /// Let a delta's apply run at the idle priority for up to `idle_for` (zero: never).
-    pub fn with_idle_for(mut self, idle_for: std::time::Duration) -> Store {
-        self.idle_for = idle_for;
+    /// How a delta's apply shares its core with the traffic (none of this by default: it is
+    /// then only paced).
+    pub fn with_pacing(mut self, pacing: super::pace::Pacing) -> Store {
+        self.pacing = pacing;
         self
     }
 

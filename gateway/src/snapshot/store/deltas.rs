@@ -25,10 +25,10 @@ pub(super) struct Prepared {
 impl Store {
     /// Apply a delta (a `realmgate_table::delta::Delta` document) to the table in force.
     /// Blocking, like [`Store::apply`]. Paced: on a core the proxy's workers share, it steps
-    /// aside every [`pace::RUN`] of work, and runs at idle priority where it may (for up to
-    /// [`Store::with_idle_for`]).
+    /// aside every [`pace::RUN`] of work, and yields a busy core or runs at idle priority as
+    /// [`Store::with_pacing`] says.
     pub fn apply_delta(self: &Arc<Self>, raw: Bytes) -> Result<Arc<Snapshot>, ApplyError> {
-        let result = pace::paced(self.idle_for, || {
+        let result = pace::paced(self.pacing, || {
             let mut durable = self.lock();
             self.apply_delta_here(&mut durable, &raw, true)
         });
