@@ -38,7 +38,8 @@
 //!
 //! `--delta-idle-ms N` sets both gateways' `delta_idle_ms`: their delta applies run at the
 //! kernel's idle priority for up to N ms (where the process may come back from it; as root it
-//! may). Off, as in the product's default, unless given.
+//! may). Off, as in the product's default, unless given. `--delta-yield-ms N` sets their
+//! `delta_yield_ms` (how long a delta's apply yields a busy core; 1000 by default, 0: never).
 
 #[path = "scale/placement.rs"]
 mod placement;
@@ -74,6 +75,8 @@ struct Args {
     hold_traffic: bool,
     /// The gateways' `delta_idle_ms` (`None`: not set, the product's default).
     delta_idle_ms: Option<u64>,
+    /// The gateways' `delta_yield_ms` (`None`: not set, the product's default).
+    delta_yield_ms: Option<u64>,
 }
 
 fn args() -> Args {
@@ -87,6 +90,7 @@ fn args() -> Args {
         pin: false,
         hold_traffic: false,
         delta_idle_ms: None,
+        delta_yield_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -105,6 +109,7 @@ fn args() -> Args {
             "--pin" => a.pin = true,
             "--hold-traffic" => a.hold_traffic = true,
             "--delta-idle-ms" => a.delta_idle_ms = Some(number("--delta-idle-ms")),
+            "--delta-yield-ms" => a.delta_yield_ms = Some(number("--delta-yield-ms")),
             "--smoke" => {
                 a.tenants = 500;
                 a.changes = 10;
@@ -121,7 +126,7 @@ fn args() -> Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--hold-traffic] [--delta-idle-ms N] [--smoke]");
+    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--hold-traffic] [--delta-idle-ms N] [--delta-yield-ms N] [--smoke]");
     std::process::exit(2)
 }
 
@@ -356,9 +361,13 @@ async fn main() {
     let up = upstream(place.data).await;
     let opts = GatewayOpts {
         health_check_interval_ms: 60_000,
-        gateway_yaml: a
-            .delta_idle_ms
-            .map_or_else(String::new, |ms| format!("  delta_idle_ms: {ms}\n")),
+        gateway_yaml: [
+            ("delta_idle_ms", a.delta_idle_ms),
+            ("delta_yield_ms", a.delta_yield_ms),
+        ]
+        .iter()
+        .filter_map(|(key, ms)| Some(format!("  {key}: {}\n", (*ms)?)))
+        .collect(),
         ..GatewayOpts::default()
     };
     let token = opts.token.clone();
