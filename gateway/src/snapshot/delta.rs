@@ -268,8 +268,8 @@ fn apply(
         }
         let pool_of = |name: &str| next.pool_ids.get(name).copied();
         let rt = Arc::new(compile_tenant(
-            &t,
-            &hosts,
+            t,
+            hosts,
             &pool_of,
             counters,
             realm,
@@ -287,7 +287,7 @@ fn apply(
                 idx
             }
         };
-        next.hosts.claim(idx, &hosts).map_err(|taken| {
+        next.hosts.claim(idx, hosts).map_err(|taken| {
             Problem::new(
                 format!("tenants.{id}.hosts"),
                 format!(
