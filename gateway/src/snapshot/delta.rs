@@ -14,6 +14,7 @@ use crate::tls::CertIndex;
 use crate::upstream::Pool;
 use realmgate_table::delta::CheckedDelta;
 use realmgate_table::Problem;
+use smol_str::SmolStr;
 use std::sync::Arc;
 
 /// What a change took from the shared caches (labels, counters, realms): handed back if the
@@ -283,7 +284,7 @@ fn apply(
             }
             None => {
                 let idx = next.tenants.insert(Arc::clone(&rt));
-                next.tenant_ids.insert(Arc::clone(&rt.id), idx);
+                next.tenant_ids.insert(SmolStr::new(&*rt.id), idx);
                 idx
             }
         };

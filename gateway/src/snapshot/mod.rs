@@ -35,6 +35,7 @@ use crate::tls::CertIndex;
 use crate::upstream::Pool;
 use bytes::Bytes;
 use http::HeaderValue;
+use smol_str::SmolStr;
 use std::sync::Arc;
 
 /// One compiled table. Every index is persistent ([`crate::persistent`]): the next
@@ -54,7 +55,7 @@ pub struct Snapshot {
     /// removed tenant's slot may be reused by a later one.
     pub tenants: Slots<Arc<TenantRt>>,
     /// Tenant index by id.
-    pub tenant_ids: ShardMap<Arc<str>, TenantIdx>,
+    pub tenant_ids: ShardMap<SmolStr, TenantIdx>,
     /// Pools at stable indices (a route keeps pointing at its pool while others come and go).
     pub pools: Slots<Arc<Pool>>,
     /// Pool index by name, and how many tenants use each pool.

@@ -27,7 +27,7 @@ pub(super) struct Compiled {
     pub tenants: Vec<Arc<TenantRt>>,
     /// Tenants using each pool, by [`PoolIdx`].
     pub users: Vec<u32>,
-    pub ids: ShardMap<Arc<str>, TenantIdx>,
+    pub ids: ShardMap<SmolStr, TenantIdx>,
     pub hosts: HostIndex,
 }
 
@@ -44,7 +44,7 @@ pub(super) struct Shared<'a> {
 struct Run {
     tenants: Vec<Arc<TenantRt>>,
     users: Vec<u32>,
-    ids: Part<Arc<str>, TenantIdx>,
+    ids: Part<SmolStr, TenantIdx>,
     exact: Part<SmolStr, TenantIdx>,
     wildcard: Part<SmolStr, TenantIdx>,
     /// Its wildcards by suffix depth (for the host index).
@@ -246,7 +246,7 @@ fn run(
                 }
             }
         }
-        out.ids.push(Arc::clone(&rt.id), idx);
+        out.ids.push(SmolStr::new(&*rt.id), idx);
         out.tenants.push(Arc::new(rt));
     }
     Ok(out)
