@@ -56,7 +56,8 @@ pub struct Store {
     compaction: Compaction,
     /// Frees replaced snapshots once no request holds them, off the proxy's workers.
     retired: Retirer<Snapshot>,
-    /// How long a delta's apply may run at the idle priority ([`super::pace`]).
+    /// How a delta's apply shares its core: yielding a busy one, or at the idle priority
+    /// ([`super::pace`]).
     pacing: super::pace::Pacing,
 }
 
