@@ -80,10 +80,11 @@ impl Model {
             return Err(DeltaError::Invalid(c.problems));
         }
         (c.pause)();
-        let state = self.state_after(&checked);
+        let (state, digests) = self.state_after(&checked);
         Ok((
             CheckedDelta {
                 state_digest: state.clone(),
+                digests,
                 ..checked
             },
             state,
@@ -237,6 +238,7 @@ impl<'a> Checker<'a, '_> {
             acme_challenges,
             delete_acme_challenges: d.delete_acme_challenges.clone(),
             assertion,
+            digests: Default::default(),
         }
     }
 

@@ -16,7 +16,7 @@ mod tests_cross;
 #[cfg(test)]
 mod tests_packed;
 
-pub use digest::state_digest;
+pub use digest::{state_digest, PartDigests};
 
 use crate::assertion::Assertion;
 use crate::delta::{AssertionChange, CheckedDelta, Delta};
@@ -129,7 +129,7 @@ impl Model {
             m.insert_packed(tenant, hosts, part);
         }
         for key in &t.api_keys {
-            m.insert_key(key);
+            m.insert_key(key, None);
         }
         for (cert, c) in t.certificates.iter().zip(&checked.certificates) {
             m.insert_cert(cert, &c.hosts);
@@ -320,13 +320,22 @@ impl Model {
         for (name, spec) in &d.upstreams {
             self.insert_upstream(name, spec);
         }
-        for (tenant, hosts) in &d.tenants {
+        // The parts' digests as the check computed them, where it did (one per part).
+        let tenant_digests = known(&d.digests.tenants, d.tenants.len());
+        let key_digests = known(&d.digests.api_keys, d.api_keys.len());
+        for (i, (tenant, hosts)) in d.tenants.iter().enumerate() {
             pause();
-            self.insert_tenant(tenant, hosts);
+            match tenant_digests.get(i) {
+                Some(&digest) => {
+                    self.insert_packed(tenant, hosts, Packed::part_with(tenant, digest))
+                }
+                None => self.insert_tenant(tenant, hosts),
+            }
         }
-        for (key, _) in &d.api_keys {
+        for (i, (key, _)) in d.api_keys.iter().enumerate() {
             pause();
-            self.insert_key(key);
+            let digest = key_digests.get(i).copied();
+            self.insert_key(key, digest);
         }
         for (cert, checked) in &d.certificates {
             self.insert_cert(cert, &checked.hosts);
@@ -409,7 +418,8 @@ impl Model {
         }
     }
 
-    fn insert_key(&mut self, key: &ApiKey) {
+    /// Insert `key`, whose part digest is `digest` when the caller has it.
+    fn insert_key(&mut self, key: &ApiKey, digest: Option<PartDigest>) {
         let id = Id::from(key.id.as_str());
         self.key_digests.insert(key.digest.clone(), id.clone());
         if let Some(t) = &key.tenant {
@@ -419,7 +429,7 @@ impl Model {
             };
             self.tenant_keys.entry(t).or_default().insert(id.clone());
         }
-        let digest = PartDigest::of(digest::API_KEY, key);
+        let digest = digest.unwrap_or_else(|| PartDigest::of(digest::API_KEY, key));
         self.state.add(&digest);
         let part = Arc::new(Part {
             value: key.clone(),
@@ -543,5 +553,14 @@ fn diff<T: Clone + PartialEq>(
             DiffItem::Update { new: (k, v), .. } => upsert(k, &v.value),
             DiffItem::Remove(k, _) => deleted.push(k.to_string()),
         }
+    }
+}
+
+/// `digests` when there is one for each of `parts`, else none.
+fn known(digests: &[PartDigest], parts: usize) -> &[PartDigest] {
+    if digests.len() == parts {
+        digests
+    } else {
+        &[]
     }
 }

@@ -366,3 +366,50 @@ fn a_paused_check_and_apply_pause_between_parts_and_give_the_unpaused_result() {
     assert_eq!(paused, plain);
     assert_eq!(paused.state_digest(), d.state_digest);
 }
+
+#[test]
+fn the_check_hands_the_apply_its_part_digests_and_the_apply_does_without_them() {
+    let m = model_of(&base_table());
+    let mut d = delta(&m);
+    d.tenants
+        .push(Tenant::test("c").host("c.test").route("/", "app", "public"));
+    d.tenants.push(
+        Tenant::test("b")
+            .host("b.test")
+            .route("/", "web", "public")
+            .suspended(),
+    );
+    d.api_keys.push(ApiKey::test("kc", Some("c"), &["*"]));
+    let (_, digest) = m.preview(&d).expect("valid");
+    d.state_digest = digest;
+    let checked = m.check(&d).expect("valid");
+    // One digest per upserted tenant and key, each the part's own.
+    assert_eq!(checked.digests.tenants.len(), 2);
+    assert_eq!(checked.digests.api_keys.len(), 1);
+    assert_eq!(
+        checked.digests.tenants[1],
+        PartDigest::of(digest::TENANT, &d.tenants[1])
+    );
+    assert_eq!(
+        checked.digests.api_keys[0],
+        PartDigest::of(digest::API_KEY, &d.api_keys[0])
+    );
+    // Applied with them, without them, or with a list that does not fit: the same model.
+    let mut with = m.clone();
+    with.apply(&checked);
+    for digests in [
+        PartDigests::default(),
+        PartDigests {
+            tenants: vec![PartDigest([0; 32])],
+            api_keys: Vec::new(),
+        },
+    ] {
+        let mut without = m.clone();
+        without.apply(&CheckedDelta {
+            digests,
+            ..checked.clone()
+        });
+        assert_eq!(without, with);
+        assert_eq!(without.state_digest(), d.state_digest);
+    }
+}
