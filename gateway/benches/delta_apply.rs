@@ -63,7 +63,6 @@ fn delta(n: usize, d: usize, changes: usize, version: u64) -> CheckedDelta {
         acme_challenges: vec![],
         delete_acme_challenges: vec![],
         assertion: None,
-        digests: Default::default(),
     }
 }
 

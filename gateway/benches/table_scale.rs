@@ -120,7 +120,6 @@ fn one_tenant_delta(c: &mut Criterion) {
             acme_challenges: vec![],
             delete_acme_challenges: vec![],
             assertion: None,
-            digests: Default::default(),
         };
         group.bench_function(BenchmarkId::new("build_delta", n), |b| {
             b.iter_batched(

@@ -131,9 +131,6 @@ pub struct CheckedDelta {
     pub delete_acme_challenges: Vec<String>,
     /// `None`: unchanged; `Some(None)`: removed; `Some(Some(a))`: replaced.
     pub assertion: Option<Option<Assertion>>,
-    /// The upserted tenants' and keys' part digests, as the check computed them (the model's
-    /// apply takes them); empty in a delta made some other way.
-    pub digests: crate::model::PartDigests,
 }
 
 /// Why a delta was refused; nothing changed.

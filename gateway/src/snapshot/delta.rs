@@ -142,8 +142,6 @@ fn apply(
         acme_challenges,
         delete_acme_challenges,
         assertion,
-        // The model's (the snapshot has no part digests).
-        digests: _,
     } = delta;
     let (base, version) = (*base, *version);
     if base != prev.version {

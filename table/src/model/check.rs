@@ -80,11 +80,10 @@ impl Model {
             return Err(DeltaError::Invalid(c.problems));
         }
         (c.pause)();
-        let (state, digests) = self.state_after(&checked);
+        let state = self.state_after(&checked);
         Ok((
             CheckedDelta {
                 state_digest: state.clone(),
-                digests,
                 ..checked
             },
             state,
@@ -238,7 +237,6 @@ impl<'a> Checker<'a, '_> {
             acme_challenges,
             delete_acme_challenges: d.delete_acme_challenges.clone(),
             assertion,
-            digests: Default::default(),
         }
     }
 

@@ -16,15 +16,6 @@ pub(crate) const CERTIFICATE: &str = "certificate";
 pub(crate) const ACME_CHALLENGE: &str = "acme_challenge";
 pub(crate) const ASSERTION: &str = "assertion";
 
-/// The part digests of a delta's upserted tenants and keys, in their order, as the check
-/// computed them for the state digest: the model's apply takes them instead of hashing each
-/// part again. Empty (the default): the apply computes them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartDigests {
-    pub(super) tenants: Vec<PartDigest>,
-    pub(super) api_keys: Vec<PartDigest>,
-}
-
 /// One part's digest: SHA-256 of its kind, a NUL byte and its canonical JSON.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PartDigest(pub [u8; 32]);
@@ -164,8 +155,7 @@ pub fn state_digest(table: &Table) -> String {
 impl Model {
     /// The state digest once `d` (checked) is applied: the parts that go or are replaced
     /// subtracted, the new ones added.
-    /// The state digest after `d`, and the digests of its upserted tenants and keys.
-    pub(super) fn state_after(&self, d: &CheckedDelta) -> (String, PartDigests) {
+    pub(super) fn state_after(&self, d: &CheckedDelta) -> String {
         let mut sum = self.state;
         let mut out = |p: Option<&PartDigest>| {
             if let Some(p) = p {
@@ -207,18 +197,11 @@ impl Model {
         for (name, spec) in &d.upstreams {
             sum.add(&PartDigest::upstream(name, spec));
         }
-        let tenants: Vec<PartDigest> = d
-            .tenants
-            .iter()
-            .map(|(t, _)| PartDigest::of(TENANT, t))
-            .collect();
-        let api_keys: Vec<PartDigest> = d
-            .api_keys
-            .iter()
-            .map(|(k, _)| PartDigest::of(API_KEY, k))
-            .collect();
-        for p in tenants.iter().chain(&api_keys) {
-            sum.add(p);
+        for (t, _) in &d.tenants {
+            sum.add(&PartDigest::of(TENANT, t));
+        }
+        for (k, _) in &d.api_keys {
+            sum.add(&PartDigest::of(API_KEY, k));
         }
         for (c, _) in &d.certificates {
             sum.add(&PartDigest::of(CERTIFICATE, c));
@@ -229,6 +212,6 @@ impl Model {
         if let Some(Some(a)) = &d.assertion {
             sum.add(&PartDigest::of(ASSERTION, a));
         }
-        (sum.to_string(), PartDigests { tenants, api_keys })
+        sum.to_string()
     }
 }

@@ -16,7 +16,7 @@ mod tests_cross;
 #[cfg(test)]
 mod tests_packed;
 
-pub use digest::{state_digest, PartDigests};
+pub use digest::state_digest;
 
 use crate::assertion::Assertion;
 use crate::delta::{AssertionChange, CheckedDelta, Delta};
@@ -129,7 +129,7 @@ impl Model {
             m.insert_packed(tenant, hosts, part);
         }
         for key in &t.api_keys {
-            m.insert_key(key, None);
+            m.insert_key(key);
         }
         for (cert, c) in t.certificates.iter().zip(&checked.certificates) {
             m.insert_cert(cert, &c.hosts);
@@ -320,22 +320,13 @@ impl Model {
         for (name, spec) in &d.upstreams {
             self.insert_upstream(name, spec);
         }
-        // The parts' digests as the check computed them, where it did (one per part).
-        let tenant_digests = known(&d.digests.tenants, d.tenants.len());
-        let key_digests = known(&d.digests.api_keys, d.api_keys.len());
-        for (i, (tenant, hosts)) in d.tenants.iter().enumerate() {
+        for (tenant, hosts) in &d.tenants {
             pause();
-            match tenant_digests.get(i) {
-                Some(&digest) => {
-                    self.insert_packed(tenant, hosts, Packed::part_with(tenant, digest))
-                }
-                None => self.insert_tenant(tenant, hosts),
-            }
+            self.insert_tenant(tenant, hosts);
         }
-        for (i, (key, _)) in d.api_keys.iter().enumerate() {
+        for (key, _) in &d.api_keys {
             pause();
-            let digest = key_digests.get(i).copied();
-            self.insert_key(key, digest);
+            self.insert_key(key);
         }
         for (cert, checked) in &d.certificates {
             self.insert_cert(cert, &checked.hosts);
@@ -418,8 +409,7 @@ impl Model {
         }
     }
 
-    /// Insert `key`, whose part digest is `digest` when the caller has it.
-    fn insert_key(&mut self, key: &ApiKey, digest: Option<PartDigest>) {
+    fn insert_key(&mut self, key: &ApiKey) {
         let id = Id::from(key.id.as_str());
         self.key_digests.insert(key.digest.clone(), id.clone());
         if let Some(t) = &key.tenant {
@@ -429,7 +419,7 @@ impl Model {
             };
             self.tenant_keys.entry(t).or_default().insert(id.clone());
         }
-        let digest = digest.unwrap_or_else(|| PartDigest::of(digest::API_KEY, key));
+        let digest = PartDigest::of(digest::API_KEY, key);
         self.state.add(&digest);
         let part = Arc::new(Part {
             value: key.clone(),
@@ -553,14 +543,5 @@ fn diff<T: Clone + PartialEq>(
             DiffItem::Update { new: (k, v), .. } => upsert(k, &v.value),
             DiffItem::Remove(k, _) => deleted.push(k.to_string()),
         }
-    }
-}
-
-/// `digests` when there is one for each of `parts`, else none.
-fn known(digests: &[PartDigest], parts: usize) -> &[PartDigest] {
-    if digests.len() == parts {
-        digests
-    } else {
-        &[]
     }
 }

@@ -18,14 +18,9 @@ impl Packed {
     /// The tenant's part: its encoding and its digest (over its canonical JSON, written
     /// into the hash without a buffer).
     pub(super) fn part(t: &Tenant) -> Part<Packed> {
-        Packed::part_with(t, PartDigest::of(digest::TENANT, t))
-    }
-
-    /// [`Packed::part`] with its digest already known.
-    pub(super) fn part_with(t: &Tenant, digest: PartDigest) -> Part<Packed> {
         Part {
             value: Packed(crate::binary::encode_tenant(t).into_boxed_slice()),
-            digest,
+            digest: PartDigest::of(digest::TENANT, t),
         }
     }
 

@@ -234,7 +234,6 @@ pub(super) fn diff(base: &Table, next: &Table, checked_next: &CheckedTable) -> C
         acme_challenges: vec![],
         delete_acme_challenges: vec![],
         assertion: None,
-        digests: Default::default(),
     };
     for (name, spec) in &next.upstreams {
         if base.upstreams.get(name) != Some(spec) {
