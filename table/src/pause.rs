@@ -59,12 +59,18 @@ mod tests {
     use super::*;
     use crate::delta::{parse_delta, Delta};
     use crate::wire::{ApiKey, Tenant};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    static POINTS: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        /// Points passed on this thread (each test runs on its own: no other test counts here).
+        static POINTS: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn count() {
-        POINTS.fetch_add(1, Ordering::Relaxed);
+        POINTS.with(|p| p.set(p.get() + 1));
+    }
+
+    fn points() -> usize {
+        POINTS.with(Cell::get)
     }
 
     #[test]
@@ -84,23 +90,19 @@ mod tests {
         };
         let bytes = serde_json::to_vec(&d).expect("JSON");
         let plain = parse_delta(&bytes).expect("valid");
-        POINTS.store(0, Ordering::Relaxed);
+        let start = points();
         let paused = crate::parse_delta_pausing(&bytes, count).expect("valid");
         assert_eq!(paused, plain);
         assert_eq!(plain, d);
         // Each tenant and key in the read, and again in the walk for repeated names.
         assert!(
-            POINTS.load(Ordering::Relaxed) >= 2 * (40 + 30),
+            points() - start >= 2 * (40 + 30),
             "{} points",
-            POINTS.load(Ordering::Relaxed)
+            points() - start
         );
-        let before = POINTS.load(Ordering::Relaxed);
+        let before = points();
         parse_delta(&bytes).expect("valid");
-        assert_eq!(
-            POINTS.load(Ordering::Relaxed),
-            before,
-            "paused without a pause"
-        );
+        assert_eq!(points(), before, "paused without a pause");
     }
 
     #[test]
