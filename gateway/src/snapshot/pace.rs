@@ -252,13 +252,16 @@ pub fn point() {
 mod tests {
     use super::*;
 
-    /// Points for `work` of wall time; how many of them paused.
+    /// Points for `work` of wall time, and one after it (so that paced work of at least
+    /// [`RUN`] pauses even where the thread did not run for most of that time); how many of
+    /// them paused.
     fn pauses_in(work: Duration) -> u64 {
         let before = PAUSES.with(Cell::get);
         let started = Instant::now();
         while started.elapsed() < work {
             point();
         }
+        point();
         PAUSES.with(Cell::get) - before
     }
 
@@ -299,7 +302,11 @@ mod tests {
         let (at_start, yielding, at_end) = paced(idle, || {
             let at_start = this_thread_is_idle();
             let yielding = YIELD_UNTIL.with(Cell::get).is_some();
-            pauses_in(idle_for + RUN * 10);
+            pauses_in(RUN * 10);
+            // Its time runs out whether or not the thread ran meanwhile (on a loaded machine
+            // an idle thread may not run for longer than that); the next point raises it.
+            std::thread::sleep(idle_for);
+            assert!(pauses_in(RUN) >= 1, "no point paused after its time");
             (at_start, yielding, this_thread_is_idle())
         });
         assert_eq!(at_start, may_idle(), "idle priority where it may");
