@@ -293,13 +293,13 @@ impl Model {
         {
             self.remove_upstream(name);
         }
-        for id in d
-            .delete_tenants
-            .iter()
-            .chain(d.tenants.iter().map(|t| &t.0.id))
-        {
+        for id in &d.delete_tenants {
             pause();
-            self.remove_tenant(id);
+            self.remove_tenant(id, None);
+        }
+        for (tenant, hosts) in &d.tenants {
+            pause();
+            self.remove_tenant(&tenant.id, Some((tenant, hosts)));
         }
         for id in d
             .delete_api_keys
@@ -381,31 +381,52 @@ impl Model {
         self.tenants.insert(id, Arc::new(part));
     }
 
-    fn remove_tenant(&mut self, id: &str) {
-        let Some(p) = self.tenants.remove(id) else {
+    /// Take tenant `id` out, or, when `next` replaces it, take out only what `next` no longer
+    /// claims: a host, the issuer or a pool it keeps stays in its index (the insert then finds
+    /// it there), so a suspension or a changed route leaves the indices' B-trees as they were.
+    fn remove_tenant(&mut self, id: &str, next: Option<(&Tenant, &[HostPattern])>) {
+        let p = match next {
+            // Replaced: its entry stays for the insert to overwrite in place.
+            Some(_) => self.tenants.get(id).map(Arc::clone),
+            None => self.tenants.remove(id),
+        };
+        let Some(p) = p else {
             return;
         };
         self.state.sub(&p.digest);
         let tenant = &p.value.tenant();
-        // The tenant's hosts were valid when it entered: they parse the same way again.
-        for h in &tenant.hosts {
-            if let Ok(pattern) = HostPattern::parse(h) {
-                if self.host_owner.get(&pattern).is_some_and(|o| **o == *id) {
-                    self.host_owner.remove(&pattern);
+        let next_tenant = next.map(|(t, _)| t);
+        if next_tenant.is_none_or(|t| t.hosts != tenant.hosts) {
+            let kept = next.map_or(&[][..], |(_, hosts)| hosts);
+            // The tenant's hosts were valid when it entered: they parse the same way again.
+            for h in &tenant.hosts {
+                if let Ok(pattern) = HostPattern::parse(h) {
+                    if !kept.contains(&pattern)
+                        && self.host_owner.get(&pattern).is_some_and(|o| **o == *id)
+                    {
+                        self.host_owner.remove(&pattern);
+                    }
                 }
             }
         }
         if let Some(realm) = &tenant.realm {
-            if self
-                .issuer_owner
-                .get(&realm.issuer)
-                .is_some_and(|o| **o == *id)
+            let kept = next_tenant
+                .and_then(|t| t.realm.as_ref())
+                .is_some_and(|r| r.issuer == realm.issuer);
+            if !kept
+                && self
+                    .issuer_owner
+                    .get(&realm.issuer)
+                    .is_some_and(|o| **o == *id)
             {
                 self.issuer_owner.remove(&realm.issuer);
             }
         }
+        let kept = next_tenant.map(pools_of).unwrap_or_default();
         for pool in pools_of(tenant) {
-            remove_pair(&mut self.pool_users, pool, id);
+            if kept.binary_search(&pool).is_err() {
+                remove_pair(&mut self.pool_users, pool, id);
+            }
         }
     }
 
