@@ -40,6 +40,11 @@
 //! kernel's idle priority for up to N ms (where the process may come back from it; as root it
 //! may). Off, as in the product's default, unless given. `--delta-yield-ms N` sets their
 //! `delta_yield_ms` (how long a delta's apply yields a busy core; 1000 by default, 0: never).
+//!
+//! `--table-cpu N` sets both gateways' `table_cpus: [N]`: their table work (a delta's apply,
+//! freeing replaced snapshots, compaction) runs on CPU N. With `--pin`, `--table-cpu 1` keeps
+//! gateway 1's table work off the data plane's core, as on a gateway machine that keeps a
+//! core for it; gateway 1's proxy workers stay on core 0.
 
 #[path = "scale/placement.rs"]
 mod placement;
@@ -77,6 +82,8 @@ struct Args {
     delta_idle_ms: Option<u64>,
     /// The gateways' `delta_yield_ms` (`None`: not set, the product's default).
     delta_yield_ms: Option<u64>,
+    /// The gateways' `table_cpus` (one CPU; `None`: not set, the product's default).
+    table_cpu: Option<u64>,
 }
 
 fn args() -> Args {
@@ -91,6 +98,7 @@ fn args() -> Args {
         hold_traffic: false,
         delta_idle_ms: None,
         delta_yield_ms: None,
+        table_cpu: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -110,6 +118,7 @@ fn args() -> Args {
             "--hold-traffic" => a.hold_traffic = true,
             "--delta-idle-ms" => a.delta_idle_ms = Some(number("--delta-idle-ms")),
             "--delta-yield-ms" => a.delta_yield_ms = Some(number("--delta-yield-ms")),
+            "--table-cpu" => a.table_cpu = Some(number("--table-cpu")),
             "--smoke" => {
                 a.tenants = 500;
                 a.changes = 10;
@@ -126,7 +135,7 @@ fn args() -> Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--hold-traffic] [--delta-idle-ms N] [--delta-yield-ms N] [--smoke]");
+    eprintln!("ctl_scale: {problem}\nusage: ctl_scale [--tenants N] [--changes C] [--rate S] [--clients K] [--keys K] [--debounce-ms D] [--pin] [--hold-traffic] [--delta-idle-ms N] [--delta-yield-ms N] [--table-cpu N] [--smoke]");
     std::process::exit(2)
 }
 
@@ -362,11 +371,12 @@ async fn main() {
     let opts = GatewayOpts {
         health_check_interval_ms: 60_000,
         gateway_yaml: [
-            ("delta_idle_ms", a.delta_idle_ms),
-            ("delta_yield_ms", a.delta_yield_ms),
+            ("delta_idle_ms", a.delta_idle_ms.map(|ms| ms.to_string())),
+            ("delta_yield_ms", a.delta_yield_ms.map(|ms| ms.to_string())),
+            ("table_cpus", a.table_cpu.map(|cpu| format!("[{cpu}]"))),
         ]
         .iter()
-        .filter_map(|(key, ms)| Some(format!("  {key}: {}\n", (*ms)?)))
+        .filter_map(|(key, value)| Some(format!("  {key}: {}\n", value.as_ref()?)))
         .collect(),
         ..GatewayOpts::default()
     };
@@ -472,8 +482,13 @@ async fn main() {
     let rest_max = took.iter().skip(1).max().copied().unwrap_or_default();
     took.sort();
     println!(
-        "ctl_scale: {} tenants (+1 template), 2 gateways, {} one-tenant changes (API call -> both gateways answer 503); push debounce {debounce_ms} ms; {}",
-        a.tenants, a.changes, place.describe()
+        "ctl_scale: {} tenants (+1 template), 2 gateways, {} one-tenant changes (API call -> both gateways answer 503); push debounce {debounce_ms} ms; {}{}",
+        a.tenants,
+        a.changes,
+        place.describe(),
+        a.table_cpu
+            .map(|cpu| format!("; the gateways' table work on CPU {cpu} (table_cpus)"))
+            .unwrap_or_default()
     );
     println!("  bulk insert: {inserted:.2?}; realmctl start (registry load): {loaded:.2?}; first full push to both: {first_push:.2?}");
     if !took.is_empty() {

@@ -4,6 +4,7 @@
 use crate::auth::AuthConfig;
 use crate::connection::{open_files_limit, ClientFile, ClientLimits};
 use crate::limits::client::{Cidr, TrustedProxies};
+use crate::snapshot::cpus::TableCpus;
 use crate::tls::settings::{CertFiles, H2File, TlsFile};
 use crate::tls::TlsConfig;
 use pingora_core::server::configuration::ServerConf;
@@ -43,6 +44,8 @@ pub struct GatewayFile {
     pub delta_yield_ms: Option<u64>,
     /// How long a delta's apply may run at the kernel's idle priority (0: never).
     pub delta_idle_ms: Option<u64>,
+    /// The CPUs table work runs on, off the proxy workers' (absent: wherever the process runs).
+    pub table_cpus: Option<Vec<usize>>,
     /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
     pub metrics_tenant_labels: Option<usize>,
     /// realmctl's base URL: at start the gateway asks it for the current table.
@@ -118,6 +121,9 @@ pub struct Config {
     /// How long a delta's apply may run at the kernel's idle priority, where the process
     /// may raise it back (`snapshot::pace`); zero: never.
     pub delta_idle: std::time::Duration,
+    /// The CPUs a delta's apply, freeing replaced snapshots and compaction run on
+    /// (`snapshot::cpus`); none named: wherever the process runs.
+    pub table_cpus: crate::snapshot::cpus::TableCpus,
     pub metrics_tenant_labels: usize,
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
     pub control_url: Option<String>,
@@ -182,6 +188,14 @@ impl Config {
         if delta_idle_ms > 60_000 {
             problems.push("gateway.delta_idle_ms: must be at most 60000".into());
         }
+        let table_cpus = match g.table_cpus.as_deref().map(TableCpus::parse) {
+            None => TableCpus::default(),
+            Some(Ok(cpus)) => cpus,
+            Some(Err(e)) => {
+                problems.push(format!("gateway.table_cpus: {e}"));
+                TableCpus::default()
+            }
+        };
         if max_table_bytes < 1024 {
             problems.push("gateway.max_table_bytes: must be at least 1024".into());
         }
@@ -249,6 +263,7 @@ impl Config {
                 journal_compact_bytes,
                 delta_yield: std::time::Duration::from_millis(delta_yield_ms),
                 delta_idle: std::time::Duration::from_millis(delta_idle_ms),
+                table_cpus,
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
                 control_url,
                 trusted_proxies: TrustedProxies::new(nets),

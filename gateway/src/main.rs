@@ -174,8 +174,12 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             .with_pacing(Pacing {
                 yield_for: config.delta_yield,
                 idle_for: config.delta_idle,
+                cpus: config.table_cpus,
             }),
     );
+    if config.table_cpus.is_set() {
+        log::info!("table changes run on gateway.table_cpus, off the other cores");
+    }
     // Said now, not at the first delta: what the kernel here lets table changes do.
     if !config.delta_idle.is_zero() {
         realmgate::snapshot::pace::may_idle();

@@ -65,6 +65,9 @@ impl AdminState {
 /// alone, so an unauthenticated body is never read (nor buffered), and a bounded number of
 /// authenticated requests run at once.
 async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    // The admin API is table work: its thread goes to gateway.table_cpus (again each time:
+    // the process may have been pinned from outside since).
+    s.store.table_cpus().enter();
     if !s.authorised(req.headers()) {
         return unauthorised();
     }

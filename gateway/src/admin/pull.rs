@@ -34,6 +34,8 @@ const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(LONG_POLL_WAIT_S + 10);
 #[async_trait]
 impl BackgroundService for ControlPull {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Pulling tables is table work (gateway.table_cpus).
+        self.store.table_cpus().enter();
         let client = match self.client() {
             Ok(c) => c,
             Err(e) => {

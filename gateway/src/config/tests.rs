@@ -30,6 +30,10 @@ fn defaults_without_a_file() {
     assert_eq!(c.server.grace_period_seconds, Some(5));
     assert!(c.delta_idle.is_zero(), "idle priority is opt-in");
     assert_eq!(c.delta_yield, std::time::Duration::from_secs(1));
+    assert!(
+        !c.table_cpus.is_set(),
+        "table work runs where the process does"
+    );
 }
 
 #[test]
@@ -40,9 +44,10 @@ fn flags_override_the_file() {
         &dir,
         "c.yaml",
         &format!(
-            "pingora:\n  threads: 3\n  grace_period_seconds: 0\ngateway:\n  delta_idle_ms: 2000\n  delta_yield_ms: 0\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\n  admin_token_file: {}\n  state_dir: {}\n",
+            "pingora:\n  threads: 3\n  grace_period_seconds: 0\ngateway:\n  delta_idle_ms: 2000\n  delta_yield_ms: 0\n  table_cpus: [{cpu}]\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\n  admin_token_file: {}\n  state_dir: {}\n",
             token.display(),
-            dir.display()
+            dir.display(),
+            cpu = crate::snapshot::cpus::last_allowed(),
         ),
     );
     let o = Overrides {
@@ -57,6 +62,9 @@ fn flags_override_the_file() {
     assert_eq!(c.server.grace_period_seconds, Some(0));
     assert_eq!(c.delta_idle, std::time::Duration::from_secs(2));
     assert!(c.delta_yield.is_zero(), "yielding turned off");
+    let on = crate::snapshot::cpus::TableCpus::parse(&[crate::snapshot::cpus::last_allowed()])
+        .expect("allowed");
+    assert_eq!(c.table_cpus, on);
 }
 
 #[test]
@@ -67,7 +75,7 @@ fn every_problem_is_listed() {
         &dir,
         "bad.yaml",
         &format!(
-            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  delta_idle_ms: 60001\n  delta_yield_ms: 60001\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
+            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  delta_idle_ms: 60001\n  delta_yield_ms: 60001\n  table_cpus: [0, 100000]\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
             short.display()
         ),
     );
@@ -82,6 +90,7 @@ fn every_problem_is_listed() {
         "health_check_interval_ms",
         "gateway.delta_idle_ms: must be at most 60000",
         "gateway.delta_yield_ms: must be at most 60000",
+        "gateway.table_cpus: CPU 100000 is not one this process may run on",
         "pingora.threads",
         "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
         "gateway.trusted_proxies[2]: \"proxy\" is not an IP",

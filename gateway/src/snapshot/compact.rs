@@ -36,6 +36,7 @@ impl Store {
         let spawned = std::thread::Builder::new()
             .name("table-compact".into())
             .spawn(move || {
+                store.table_cpus().enter();
                 let version = model.version();
                 let result = store.compact(model, generation);
                 store.lock().compacting = false;

@@ -6,6 +6,7 @@
 
 pub mod build;
 mod compact;
+pub mod cpus;
 pub mod delta;
 #[cfg(test)]
 mod delta_tests;

@@ -26,6 +26,7 @@
 //! Pacing is on only inside [`paced`] (a delta pushed or pulled); [`point`] elsewhere, and on
 //! every other thread, costs a thread-local read.
 
+use super::cpus::TableCpus;
 use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -53,6 +54,8 @@ pub struct Pacing {
     pub yield_for: Duration,
     /// For how long it may run at the idle priority (zero: never).
     pub idle_for: Duration,
+    /// The CPUs it runs on (`gateway.table_cpus`; none named: where the process runs).
+    pub cpus: TableCpus,
 }
 
 thread_local! {
@@ -72,11 +75,12 @@ thread_local! {
     static SCHEDSTAT: RefCell<Option<Option<File>>> = const { RefCell::new(None) };
 }
 
-/// Run `f` paced on this thread (nested calls stay paced until the outermost returns): for
-/// its first `pacing.idle_for` at the idle priority where the process may come back from
-/// it, else yielding a busy core for its first `pacing.yield_for`.
+/// Run `f` paced on this thread (nested calls stay paced until the outermost returns), on
+/// `pacing.cpus` where named: for its first `pacing.idle_for` at the idle priority where the
+/// process may come back from it, else yielding a busy core for its first `pacing.yield_for`.
 pub fn paced<R>(pacing: Pacing, f: impl FnOnce() -> R) -> R {
     let outer = SINCE.with(|s| s.replace(Some(Instant::now())));
+    let moved = outer.is_none().then(|| pacing.cpus.enter()).flatten();
     if outer.is_none() {
         if !pacing.idle_for.is_zero() && may_idle() && set_idle(true) {
             IDLE_UNTIL.with(|i| i.set(Some(Instant::now() + pacing.idle_for)));
@@ -85,17 +89,18 @@ pub fn paced<R>(pacing: Pacing, f: impl FnOnce() -> R) -> R {
             WAITED.with(|w| w.set(run_queue_wait()));
         }
     }
-    struct Restore(Option<Instant>);
+    struct Restore(Option<Instant>, Option<nix::sched::CpuSet>);
     impl Drop for Restore {
         fn drop(&mut self) {
             SINCE.with(|s| s.set(self.0));
             if self.0.is_none() {
                 raise();
                 YIELD_UNTIL.with(Cell::take);
+                TableCpus::leave(self.1.take());
             }
         }
     }
-    let _restore = Restore(outer.map(|_| Instant::now()));
+    let _restore = Restore(outer.map(|_| Instant::now()), moved);
     f()
 }
 
@@ -298,6 +303,7 @@ mod tests {
         let idle = Pacing {
             idle_for,
             yield_for: Duration::from_secs(1),
+            ..Pacing::default()
         };
         let (at_start, yielding, at_end) = paced(idle, || {
             let at_start = this_thread_is_idle();
@@ -328,10 +334,32 @@ mod tests {
     }
 
     #[test]
+    fn paced_work_runs_on_the_table_cpus_and_gives_the_thread_back() {
+        use crate::snapshot::cpus::{describe, last_allowed, this_thread};
+        std::thread::spawn(|| {
+            let before = this_thread().expect("affinity");
+            let cpu = last_allowed();
+            let on = Pacing {
+                cpus: TableCpus::parse(&[cpu]).expect("allowed"),
+                ..Pacing::default()
+            };
+            let inside = paced(on, || {
+                paced(on, || ());
+                describe(&this_thread().expect("affinity"))
+            });
+            assert_eq!(inside, cpu.to_string(), "after a nested call too");
+            assert_eq!(this_thread().expect("affinity"), before, "given back");
+        })
+        .join()
+        .expect("thread");
+    }
+
+    #[test]
     fn a_panic_in_paced_work_ends_pacing() {
         let both = Pacing {
             idle_for: Duration::from_secs(5),
             yield_for: Duration::from_secs(5),
+            ..Pacing::default()
         };
         let caught = std::panic::catch_unwind(|| paced(both, || panic!("in paced work")));
         assert!(caught.is_err());
@@ -368,10 +396,7 @@ mod tests {
         use nix::unistd::Pid;
         use std::sync::atomic::{AtomicBool, Ordering};
         let all = sched_getaffinity(Pid::from_raw(0)).expect("affinity");
-        let cpu = (0..CpuSet::count())
-            .rev()
-            .find(|&c| all.is_set(c).unwrap_or(false))
-            .expect("a CPU");
+        let cpu = super::super::cpus::last_allowed();
         let mut one = CpuSet::new();
         one.set(cpu).expect("cpu");
         let stop = Arc::new(AtomicBool::new(false));

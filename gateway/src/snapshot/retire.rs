@@ -7,6 +7,7 @@
 //! held past [`GIVE_UP`] (a long download, a WebSocket) is let go, and its last request
 //! frees it as before.
 
+use super::cpus::TableCpus;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ pub const GIVE_UP: Duration = Duration::from_secs(10);
 pub struct Retirer<T: Send + Sync + 'static> {
     tx: Mutex<Option<Sender<Arc<T>>>>,
     give_up: Duration,
+    /// Where the freeing runs (`gateway.table_cpus`).
+    cpus: TableCpus,
 }
 
 impl<T: Send + Sync + 'static> Default for Retirer<T> {
@@ -33,7 +36,13 @@ impl<T: Send + Sync + 'static> Retirer<T> {
         Retirer {
             tx: Mutex::new(None),
             give_up,
+            cpus: TableCpus::default(),
         }
+    }
+
+    /// Free on `cpus` (set before the first [`Retirer::retire`]).
+    pub fn set_cpus(&mut self, cpus: TableCpus) {
+        self.cpus = cpus;
     }
 
     /// Free `value` on the retiring thread once nothing else holds it (here, at once, if
@@ -42,10 +51,10 @@ impl<T: Send + Sync + 'static> Retirer<T> {
         let mut tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         if tx.is_none() {
             let (sender, rx) = mpsc::channel::<Arc<T>>();
-            let give_up = self.give_up;
+            let (give_up, cpus) = (self.give_up, self.cpus);
             let started = std::thread::Builder::new()
                 .name("table-drop".into())
-                .spawn(move || run(&rx, give_up));
+                .spawn(move || run(&rx, give_up, cpus));
             if started.is_err() {
                 return;
             }
@@ -58,7 +67,7 @@ impl<T: Send + Sync + 'static> Retirer<T> {
     }
 }
 
-fn run<T>(rx: &mpsc::Receiver<Arc<T>>, give_up: Duration) {
+fn run<T>(rx: &mpsc::Receiver<Arc<T>>, give_up: Duration, cpus: TableCpus) {
     let mut held: Vec<(Arc<T>, Instant)> = Vec::new();
     loop {
         let next = if held.is_empty() {
@@ -67,7 +76,11 @@ fn run<T>(rx: &mpsc::Receiver<Arc<T>>, give_up: Duration) {
             rx.recv_timeout(POLL)
         };
         match next {
-            Ok(v) => held.push((v, Instant::now())),
+            Ok(v) => {
+                // Each time: the process may have been pinned from outside since.
+                cpus.enter();
+                held.push((v, Instant::now()));
+            }
             Err(RecvTimeoutError::Timeout) => {}
             // The store is gone: let every reference go.
             Err(RecvTimeoutError::Disconnected) => return,
@@ -122,6 +135,28 @@ mod tests {
         // The request ends on this thread: it is not the one that frees.
         drop(request);
         assert_eq!(wait_for(&who), "table-drop");
+    }
+
+    /// Records the CPUs of the thread that dropped it.
+    struct CpuProbe(Arc<Mutex<Option<String>>>);
+
+    impl Drop for CpuProbe {
+        fn drop(&mut self) {
+            let cpus = crate::snapshot::cpus::this_thread()
+                .map(|s| crate::snapshot::cpus::describe(&s))
+                .unwrap_or_default();
+            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(cpus);
+        }
+    }
+
+    #[test]
+    fn freeing_runs_on_the_table_cpus() {
+        let cpu = crate::snapshot::cpus::last_allowed();
+        let mut r = Retirer::default();
+        r.set_cpus(TableCpus::parse(&[cpu]).expect("allowed"));
+        let who = Arc::new(Mutex::new(None));
+        r.retire(Arc::new(CpuProbe(Arc::clone(&who))));
+        assert_eq!(wait_for(&who), cpu.to_string());
     }
 
     #[test]

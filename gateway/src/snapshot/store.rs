@@ -150,6 +150,7 @@ impl Store {
     /// then only paced).
     pub fn with_pacing(mut self, pacing: super::pace::Pacing) -> Store {
         self.pacing = pacing;
+        self.retired.set_cpus(pacing.cpus);
         self
     }
 
@@ -157,6 +158,11 @@ impl Store {
     pub fn with_compaction(mut self, compaction: Compaction) -> Store {
         self.compaction = compaction;
         self
+    }
+
+    /// Where table work runs (`gateway.table_cpus`).
+    pub fn table_cpus(&self) -> super::cpus::TableCpus {
+        self.pacing.cpus
     }
 
     pub(super) fn compaction(&self) -> Compaction {

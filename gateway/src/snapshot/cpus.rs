@@ -1,0 +1,160 @@
+//! Where table work runs: `gateway.table_cpus`. On a core the proxy workers keep busy, any
+//! other thread that wakes there raises the traffic's tail latency, however little it runs: a
+//! thread that only spins, 2 % of such a core in 100 µs runs, raised the p99 by a third or
+//! more in `ctl_scale` (benches/DELTA-RESULTS.md), while the same deltas applied on another
+//! core left it within noise. A gateway with a core to spare names it here, and its table
+//! work (the admin API that receives tables, a delta's apply, freeing replaced snapshots, the
+//! journal's compaction, pulling from realmctl) runs there, off the workers' cores. A full table's apply (at start, or a gateway catching up) keeps
+//! every core for its parallel parse.
+//!
+//! Each piece of table work moves its thread there as it starts (one `sched_setaffinity`), so
+//! a thread pool it shares, or a process pinned from outside after start, still ends up
+//! right; a paced apply gives its thread its old CPUs back at its end.
+
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The CPUs table work runs on; none named: wherever the process runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableCpus(Option<CpuSet>);
+
+impl TableCpus {
+    /// From `gateway.table_cpus`: one or more CPUs, each one this process may run on.
+    pub fn parse(list: &[usize]) -> Result<TableCpus, String> {
+        if list.is_empty() {
+            return Err("must name at least one CPU (or be left out)".into());
+        }
+        let allowed = this_thread().map_err(|e| format!("cannot read this process's CPUs: {e}"))?;
+        let mut set = CpuSet::new();
+        for &cpu in list {
+            if !allowed.is_set(cpu).unwrap_or(false) {
+                return Err(format!(
+                    "CPU {cpu} is not one this process may run on (it may run on {})",
+                    describe(&allowed)
+                ));
+            }
+            set.set(cpu).map_err(|e| format!("CPU {cpu}: {e}"))?;
+        }
+        Ok(TableCpus(Some(set)))
+    }
+
+    /// Whether CPUs are named.
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Move the calling thread onto the named CPUs, if any; what it ran on before (to give
+    /// back with [`TableCpus::leave`]), `None` if nothing was moved.
+    pub fn enter(self) -> Option<CpuSet> {
+        let set = self.0?;
+        let before = this_thread().ok()?;
+        if before == set {
+            return None;
+        }
+        match sched_setaffinity(Pid::from_raw(0), &set) {
+            Ok(()) => Some(before),
+            Err(e) => {
+                static SAID: AtomicBool = AtomicBool::new(false);
+                if !SAID.swap(true, Ordering::Relaxed) {
+                    log::warn!("gateway.table_cpus: a table thread could not move there ({e}); table work runs where the process does");
+                }
+                None
+            }
+        }
+    }
+
+    /// Give the calling thread back the CPUs [`TableCpus::enter`] moved it from.
+    pub fn leave(before: Option<CpuSet>) {
+        if let Some(before) = before {
+            let _ = sched_setaffinity(Pid::from_raw(0), &before);
+        }
+    }
+}
+
+/// The CPUs the calling thread may run on.
+pub fn this_thread() -> nix::Result<CpuSet> {
+    sched_getaffinity(Pid::from_raw(0))
+}
+
+/// `0-3,6`.
+pub fn describe(set: &CpuSet) -> String {
+    let on: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < on.len() {
+        let mut j = i;
+        while j + 1 < on.len() && on[j + 1] == on[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            on[i].to_string()
+        } else {
+            format!("{}-{}", on[i], on[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// The last CPU the calling thread may run on (for tests that pin one).
+#[cfg(test)]
+pub fn last_allowed() -> usize {
+    let all = this_thread().expect("affinity");
+    (0..CpuSet::count())
+        .rev()
+        .find(|&c| all.is_set(c).unwrap_or(false))
+        .expect("a CPU")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_cpus_must_be_ones_the_process_may_run_on() {
+        let cpu = last_allowed();
+        assert!(TableCpus::parse(&[cpu]).expect("allowed").is_set());
+        assert!(!TableCpus::default().is_set());
+        let empty = TableCpus::parse(&[]).expect_err("empty");
+        assert!(empty.contains("at least one CPU"), "{empty}");
+        let outside = TableCpus::parse(&[cpu, CpuSet::count() + 5]).expect_err("outside");
+        assert!(
+            outside.contains("not one this process may run on"),
+            "{outside}"
+        );
+        assert!(outside.contains(&describe(&this_thread().expect("affinity"))));
+    }
+
+    #[test]
+    fn a_thread_enters_the_named_cpus_and_leaves_them_as_it_was() {
+        std::thread::spawn(|| {
+            let before = this_thread().expect("affinity");
+            let cpu = last_allowed();
+            let cpus = TableCpus::parse(&[cpu]).expect("allowed");
+            let moved = cpus.enter();
+            let here = this_thread().expect("affinity");
+            assert!(here.is_set(cpu).expect("cpu"));
+            assert_eq!(describe(&here), cpu.to_string(), "only the named CPU");
+            TableCpus::leave(moved);
+            assert_eq!(this_thread().expect("affinity"), before, "given back");
+            // None named: nothing moves.
+            assert_eq!(TableCpus::default().enter(), None);
+            assert_eq!(this_thread().expect("affinity"), before);
+        })
+        .join()
+        .expect("thread");
+    }
+
+    #[test]
+    fn cpu_lists_are_described_in_ranges() {
+        let mut set = CpuSet::new();
+        for c in [0, 1, 2, 3, 6, 8, 9] {
+            set.set(c).expect("cpu");
+        }
+        assert_eq!(describe(&set), "0-3,6,8-9");
+        assert_eq!(describe(&CpuSet::new()), "");
+    }
+}
