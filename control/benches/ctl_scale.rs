@@ -41,8 +41,8 @@
 //! may). Off, as in the product's default, unless given. `--delta-yield-ms N` sets their
 //! `delta_yield_ms` (how long a delta's apply yields a busy core; 1000 by default, 0: never).
 //!
-//! `--table-cpu N` sets both gateways' `table_cpus: [N]`: their table work (a delta's apply,
-//! freeing replaced snapshots, compaction) runs on CPU N. With `--pin`, `--table-cpu 1` keeps
+//! `--table-cpu N` sets both gateways' `table_cpus: [N]`: their table work (the admin API, a
+//! delta's apply, freeing replaced snapshots, compaction) runs on CPU N. With `--pin`, `--table-cpu 1` keeps
 //! gateway 1's table work off the data plane's core, as on a gateway machine that keeps a
 //! core for it; gateway 1's proxy workers stay on core 0.
 

@@ -121,8 +121,8 @@ pub struct Config {
     /// How long a delta's apply may run at the kernel's idle priority, where the process
     /// may raise it back (`snapshot::pace`); zero: never.
     pub delta_idle: std::time::Duration,
-    /// The CPUs a delta's apply, freeing replaced snapshots and compaction run on
-    /// (`snapshot::cpus`); none named: wherever the process runs.
+    /// The CPUs table work runs on (`snapshot::cpus`: the admin API, a delta's apply, freeing
+    /// replaced snapshots, compaction, pulling); none named: wherever the process runs.
     pub table_cpus: crate::snapshot::cpus::TableCpus,
     pub metrics_tenant_labels: usize,
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).

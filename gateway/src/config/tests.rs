@@ -90,7 +90,7 @@ fn every_problem_is_listed() {
         "health_check_interval_ms",
         "gateway.delta_idle_ms: must be at most 60000",
         "gateway.delta_yield_ms: must be at most 60000",
-        "gateway.table_cpus: CPU 100000 is not one this process may run on",
+        "gateway.table_cpus: CPU 100000 is not one this process can run on",
         "pingora.threads",
         "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
         "gateway.trusted_proxies[2]: \"proxy\" is not an IP",

@@ -4,9 +4,12 @@
 //! more in `ctl_scale` (benches/DELTA-RESULTS.md), while the same deltas applied on another
 //! core left it within noise. A gateway with a core to spare names it here, and its table
 //! work (the admin API that receives tables, a delta's apply, freeing replaced snapshots, the
-//! journal's compaction, pulling from realmctl) runs there, off the workers' cores. A full table's apply (at start, or a gateway catching up) keeps
-//! every core for its parallel parse.
+//! journal's compaction, pulling from realmctl) runs there, off the workers' cores. A full
+//! table's apply (at start, or a gateway catching up) keeps every core for its parallel parse.
 //!
+//! The CPUs named need not be among those the process was started on: `taskset -c 0-2
+//! realmgate` with `table_cpus: [3]` keeps the workers on 0–2 and table work on 3. They must
+//! be ones the kernel lets the process use (online, in its cpuset), which is tried at start.
 //! Each piece of table work moves its thread there as it starts (one `sched_setaffinity`), so
 //! a thread pool it shares, or a process pinned from outside after start, still ends up
 //! right; a paced apply gives its thread its old CPUs back at its end.
@@ -20,23 +23,42 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct TableCpus(Option<CpuSet>);
 
 impl TableCpus {
-    /// From `gateway.table_cpus`: one or more CPUs, each one this process may run on.
+    /// From `gateway.table_cpus`: one or more CPUs, each one the kernel lets this process
+    /// use (tried, one by one, on a thread of its own).
     pub fn parse(list: &[usize]) -> Result<TableCpus, String> {
         if list.is_empty() {
             return Err("must name at least one CPU (or be left out)".into());
         }
-        let allowed = this_thread().map_err(|e| format!("cannot read this process's CPUs: {e}"))?;
         let mut set = CpuSet::new();
         for &cpu in list {
-            if !allowed.is_set(cpu).unwrap_or(false) {
+            if set.set(cpu).is_err() {
                 return Err(format!(
-                    "CPU {cpu} is not one this process may run on (it may run on {})",
-                    describe(&allowed)
+                    "CPU {cpu} is not one this process can run on (CPUs are numbered below {})",
+                    CpuSet::count()
                 ));
             }
-            set.set(cpu).map_err(|e| format!("CPU {cpu}: {e}"))?;
         }
-        Ok(TableCpus(Some(set)))
+        let cpus = list.to_vec();
+        let refused = std::thread::Builder::new()
+            .name("table-cpus".into())
+            .spawn(move || {
+                cpus.into_iter().find_map(|cpu| {
+                    let mut one = CpuSet::new();
+                    one.set(cpu).ok()?;
+                    sched_setaffinity(Pid::from_raw(0), &one)
+                        .err()
+                        .map(|e| (cpu, e))
+                })
+            })
+            .map_err(|e| format!("cannot try the CPUs: {e}"))?
+            .join()
+            .map_err(|_| "cannot try the CPUs".to_string())?;
+        match refused {
+            Some((cpu, e)) => Err(format!(
+                "CPU {cpu} is not one this process can run on ({e}; offline, or outside its cpuset)"
+            )),
+            None => Ok(TableCpus(Some(set))),
+        }
     }
 
     /// Whether CPUs are named.
@@ -114,18 +136,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn named_cpus_must_be_ones_the_process_may_run_on() {
+    fn named_cpus_must_be_ones_the_process_can_run_on() {
         let cpu = last_allowed();
         assert!(TableCpus::parse(&[cpu]).expect("allowed").is_set());
         assert!(!TableCpus::default().is_set());
         let empty = TableCpus::parse(&[]).expect_err("empty");
         assert!(empty.contains("at least one CPU"), "{empty}");
-        let outside = TableCpus::parse(&[cpu, CpuSet::count() + 5]).expect_err("outside");
+        let beyond = TableCpus::parse(&[cpu, CpuSet::count() + 5]).expect_err("beyond");
         assert!(
-            outside.contains("not one this process may run on"),
-            "{outside}"
+            beyond.contains("not one this process can run on"),
+            "{beyond}"
         );
-        assert!(outside.contains(&describe(&this_thread().expect("affinity"))));
+        // A CPU number within the set's range that this machine does not have.
+        let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+            .ok()
+            .and_then(|p| p.trim().rsplit(['-', ',']).next()?.parse::<usize>().ok())
+            .expect("/sys/devices/system/cpu/possible");
+        if possible + 1 < CpuSet::count() {
+            let absent = TableCpus::parse(&[possible + 1]).expect_err("absent");
+            assert!(
+                absent.contains("not one this process can run on"),
+                "{absent}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_process_started_on_fewer_cpus_may_name_another() {
+        std::thread::spawn(|| {
+            let all = this_thread().expect("affinity");
+            let mine: Vec<usize> = (0..CpuSet::count())
+                .filter(|&c| all.is_set(c).unwrap_or(false))
+                .collect();
+            let [first, .., last] = mine[..] else {
+                return; // one CPU: nothing else to name
+            };
+            let mut one = CpuSet::new();
+            one.set(first).expect("cpu");
+            sched_setaffinity(Pid::from_raw(0), &one).expect("pin to the first");
+            // As under `taskset -c <first>`: the last is still one it can use.
+            let cpus = TableCpus::parse(&[last]).expect("another CPU of the machine");
+            assert!(cpus.enter().is_some());
+            assert_eq!(
+                describe(&this_thread().expect("affinity")),
+                last.to_string()
+            );
+        })
+        .join()
+        .expect("thread");
     }
 
     #[test]
