@@ -370,3 +370,85 @@ async fn two_pushes_racing_from_one_base_apply_one() {
     ];
     assert_eq!(served.iter().filter(|s| **s).count(), 1, "{served:?}");
 }
+
+/// A CPU list as `/proc` writes it (`0-3,6`).
+fn cpu_list(text: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (Ok(lo), Ok(hi)) = (lo.parse::<usize>(), hi.parse::<usize>()) else {
+            continue;
+        };
+        out.extend(lo..=hi);
+    }
+    out
+}
+
+/// Each of the process's threads: its name and the CPUs it may run on.
+fn threads(pid: u32) -> Vec<(String, Vec<usize>)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_owned())
+            };
+            Some((field("Name:")?, cpu_list(&field("Cpus_allowed_list:")?)))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_work_runs_on_table_cpus_and_the_workers_stay_where_they_were_put() {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let mine = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(cpu_list)
+        .unwrap_or_default();
+    let (Some(&workers), Some(&table)) = (mine.first(), mine.last()) else {
+        return;
+    };
+    if workers == table {
+        eprintln!("one CPU: nothing to keep apart");
+        return;
+    }
+    let mut f = fixture(&format!("  table_cpus: [{table}]\n")).await;
+    let pid = f.gw.pid().expect("running");
+    // Pinned from outside after start, as an operator (or `ctl_scale --pin`) would.
+    let pinned = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &workers.to_string(), &pid.to_string()])
+        .output()
+        .expect("taskset (util-linux)");
+    assert!(pinned.status.success(), "{pinned:?}");
+    for i in 0..3 {
+        f.apply(&[Change::Upsert(tenant(
+            &format!("t{i}"),
+            &[format!("t{i}.test").as_str()],
+            "app-a",
+        ))])
+        .await;
+    }
+    assert_eq!(f.upstream_of("t2.test").await.as_deref(), Some("app-a"));
+    let all = threads(pid);
+    let on = |name: &str| -> Vec<&Vec<usize>> {
+        all.iter()
+            .filter(|(n, _)| n.starts_with(name))
+            .map(|(_, cpus)| cpus)
+            .collect()
+    };
+    // Every snapshot a delta replaced was freed on table-drop, on the table CPU.
+    assert_eq!(on("table-drop"), [&vec![table]], "{all:?}");
+    // The admin API's thread that took the deltas went there too.
+    assert!(on("BG admin").contains(&&vec![table]), "{all:?}");
+    // The proxy's workers were left where the operator put them.
+    let workers_on = on("realmgate");
+    assert!(!workers_on.is_empty(), "{all:?}");
+    assert!(workers_on.iter().all(|cpus| **cpus == [workers]), "{all:?}");
+}
