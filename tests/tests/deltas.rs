@@ -1,6 +1,7 @@
 //! Deltas against the real gateway: `PATCH /v1/table` changes only what it names, refuses
 //! what would break the table (nothing applied), survives kill -9 through the journal, starts
-//! from the last good state after a torn journal write, and keeps the journal bounded.
+//! from the last good state after a torn journal write, keeps the journal bounded, and runs
+//! on `table_cpus` when named.
 
 use realmgate_e2e::delta::{tenant, Change, Deltas};
 use realmgate_e2e::{eventually, Gateway, GatewayOpts, Table, Upstream};
