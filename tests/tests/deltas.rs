@@ -54,6 +54,15 @@ impl Fixture {
         body
     }
 
+    /// Tenants `t0` … `t{n-1}` (host `t{i}.test`, routed to `upstream`), one delta each.
+    async fn add_tenants(&mut self, n: usize, upstream: &str) {
+        for i in 0..n {
+            let (id, host) = (format!("t{i}"), format!("t{i}.test"));
+            self.apply(&[Change::Upsert(tenant(&id, &[host.as_str()], upstream))])
+                .await;
+        }
+    }
+
     async fn info(&self) -> Value {
         let (status, info) = self.gw.table_info().await;
         assert_eq!(status, 200, "{info}");
@@ -309,14 +318,7 @@ async fn kill_9_during_a_stream_of_deltas_loses_no_acknowledged_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_journal_is_compacted_and_stays_bounded() {
     let mut f = fixture("  journal_compact_bytes: 8192\n").await;
-    for i in 0..300 {
-        f.apply(&[Change::Upsert(tenant(
-            &format!("t{i}"),
-            &[format!("t{i}.test").as_str()],
-            "app-b",
-        ))])
-        .await;
-    }
+    f.add_tenants(300, "app-b").await;
     let journal = f.gw.state_dir().join("table.journal");
     let stored = f.gw.state_dir().join("table.json");
     // Compaction runs in the background: the stored table catches up, the journal shrinks.
@@ -428,14 +430,7 @@ async fn table_work_runs_on_table_cpus_and_the_workers_stay_where_they_were_put(
         .output()
         .expect("taskset (util-linux)");
     assert!(pinned.status.success(), "{pinned:?}");
-    for i in 0..3 {
-        f.apply(&[Change::Upsert(tenant(
-            &format!("t{i}"),
-            &[format!("t{i}.test").as_str()],
-            "app-a",
-        ))])
-        .await;
-    }
+    f.add_tenants(3, "app-a").await;
     assert_eq!(f.upstream_of("t2.test").await.as_deref(), Some("app-a"));
     let all = threads(pid);
     let on = |name: &str| -> Vec<&Vec<usize>> {
