@@ -99,7 +99,8 @@ pub fn this_thread() -> nix::Result<CpuSet> {
     sched_getaffinity(Pid::from_raw(0))
 }
 
-/// `0-3,6`.
+/// `0-3,6` (for tests that say where a thread ran).
+#[cfg(test)]
 pub fn describe(set: &CpuSet) -> String {
     let on: Vec<usize> = (0..CpuSet::count())
         .filter(|&c| set.is_set(c).unwrap_or(false))
