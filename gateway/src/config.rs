@@ -4,7 +4,7 @@
 use crate::auth::AuthConfig;
 use crate::connection::{open_files_limit, ClientFile, ClientLimits};
 use crate::limits::client::{Cidr, TrustedProxies};
-use crate::snapshot::cpus::TableCpus;
+use crate::snapshot::cpus::Cpus;
 use crate::tls::settings::{CertFiles, H2File, TlsFile};
 use crate::tls::TlsConfig;
 use pingora_core::server::configuration::ServerConf;
@@ -46,6 +46,9 @@ pub struct GatewayFile {
     pub delta_idle_ms: Option<u64>,
     /// The CPUs table work runs on, off the proxy workers' (absent: wherever the process runs).
     pub table_cpus: Option<Vec<usize>>,
+    /// The CPUs every other thread runs on, the proxy's workers among them (absent: wherever
+    /// the process was started).
+    pub worker_cpus: Option<Vec<usize>>,
     /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
     pub metrics_tenant_labels: Option<usize>,
     /// realmctl's base URL: at start the gateway asks it for the current table.
@@ -123,7 +126,10 @@ pub struct Config {
     pub delta_idle: std::time::Duration,
     /// The CPUs table work runs on (`snapshot::cpus`: the admin API, a delta's apply, freeing
     /// replaced snapshots, compaction, pulling); none named: wherever the process runs.
-    pub table_cpus: crate::snapshot::cpus::TableCpus,
+    pub table_cpus: crate::snapshot::cpus::Cpus,
+    /// The CPUs the process is pinned to at start (`snapshot::cpus`), table work excepted;
+    /// none named: where it was started.
+    pub worker_cpus: crate::snapshot::cpus::Cpus,
     pub metrics_tenant_labels: usize,
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
     pub control_url: Option<String>,
@@ -188,14 +194,21 @@ impl Config {
         if delta_idle_ms > 60_000 {
             problems.push("gateway.delta_idle_ms: must be at most 60000".into());
         }
-        let table_cpus = match g.table_cpus.as_deref().map(TableCpus::parse) {
-            None => TableCpus::default(),
+        let mut cpus = |name: &str, list: Option<&[usize]>| match list.map(Cpus::parse) {
+            None => Cpus::default(),
             Some(Ok(cpus)) => cpus,
             Some(Err(e)) => {
-                problems.push(format!("gateway.table_cpus: {e}"));
-                TableCpus::default()
+                problems.push(format!("gateway.{name}: {e}"));
+                Cpus::default()
             }
         };
+        let table_cpus = cpus("table_cpus", g.table_cpus.as_deref());
+        let worker_cpus = cpus("worker_cpus", g.worker_cpus.as_deref());
+        if let Some(cpu) = worker_cpus.shared_with(&table_cpus) {
+            problems.push(format!(
+                "gateway.worker_cpus and gateway.table_cpus both name CPU {cpu}: table work would run beside the workers it is kept off"
+            ));
+        }
         if max_table_bytes < 1024 {
             problems.push("gateway.max_table_bytes: must be at least 1024".into());
         }
@@ -264,6 +277,7 @@ impl Config {
                 delta_yield: std::time::Duration::from_millis(delta_yield_ms),
                 delta_idle: std::time::Duration::from_millis(delta_idle_ms),
                 table_cpus,
+                worker_cpus,
                 metrics_tenant_labels: g.metrics_tenant_labels.unwrap_or(1000),
                 control_url,
                 trusted_proxies: TrustedProxies::new(nets),

@@ -133,6 +133,20 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any other thread starts: the proxy's workers and every thread after inherit it.
+    if config.worker_cpus.is_set() {
+        if let Err(e) = config.worker_cpus.pin_process() {
+            eprintln!("error: gateway.worker_cpus: {e}");
+            return ExitCode::from(1);
+        }
+        let workers = config.worker_cpus.count();
+        if config.server.threads > workers {
+            log::warn!(
+                "pingora.threads is {} on {workers} CPU(s) of gateway.worker_cpus: workers will take turns on a core",
+                config.server.threads
+            );
+        }
+    }
     let metrics = match Metrics::new(config.metrics_tenant_labels) {
         Ok(m) => Arc::new(m),
         Err(e) => {

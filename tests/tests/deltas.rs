@@ -407,21 +407,36 @@ fn threads(pid: u32) -> Vec<(String, Vec<usize>)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn table_work_runs_on_table_cpus_and_the_workers_stay_where_they_were_put() {
+/// Two CPUs this process may use, for the workers and for table work; `None` on one CPU.
+fn workers_and_table_cpus() -> Option<(usize, usize)> {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let mine = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .map(cpu_list)
         .unwrap_or_default();
-    let (Some(&workers), Some(&table)) = (mine.first(), mine.last()) else {
+    match (mine.first(), mine.last()) {
+        (Some(&workers), Some(&table)) if workers != table => Some((workers, table)),
+        _ => {
+            eprintln!("one CPU: nothing to keep apart");
+            None
+        }
+    }
+}
+
+/// The CPUs of each of `all`'s threads whose name starts with `name`.
+fn cpus_of<'a>(all: &'a [(String, Vec<usize>)], name: &str) -> Vec<&'a Vec<usize>> {
+    all.iter()
+        .filter(|(n, _)| n.starts_with(name))
+        .map(|(_, cpus)| cpus)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_work_runs_on_table_cpus_and_the_workers_stay_where_they_were_put() {
+    let Some((workers, table)) = workers_and_table_cpus() else {
         return;
     };
-    if workers == table {
-        eprintln!("one CPU: nothing to keep apart");
-        return;
-    }
     let mut f = fixture(&format!("  table_cpus: [{table}]\n")).await;
     let pid = f.gw.pid().expect("running");
     // Pinned from outside after start, as an operator (or `ctl_scale --pin`) would.
@@ -433,18 +448,41 @@ async fn table_work_runs_on_table_cpus_and_the_workers_stay_where_they_were_put(
     f.add_tenants(3, "app-a").await;
     assert_eq!(f.upstream_of("t2.test").await.as_deref(), Some("app-a"));
     let all = threads(pid);
-    let on = |name: &str| -> Vec<&Vec<usize>> {
-        all.iter()
-            .filter(|(n, _)| n.starts_with(name))
-            .map(|(_, cpus)| cpus)
-            .collect()
-    };
     // Every snapshot a delta replaced was freed on table-drop, on the table CPU.
-    assert_eq!(on("table-drop"), [&vec![table]], "{all:?}");
+    assert_eq!(cpus_of(&all, "table-drop"), [&vec![table]], "{all:?}");
     // The admin API's thread that took the deltas went there too.
-    assert!(on("BG admin").contains(&&vec![table]), "{all:?}");
+    assert!(cpus_of(&all, "BG admin").contains(&&vec![table]), "{all:?}");
     // The proxy's workers were left where the operator put them.
-    let workers_on = on("realmgate");
+    let workers_on = cpus_of(&all, "realmgate");
     assert!(!workers_on.is_empty(), "{all:?}");
     assert!(workers_on.iter().all(|cpus| **cpus == [workers]), "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_cpus_pin_the_gateway_at_start_and_table_work_leaves_them() {
+    let Some((workers, table)) = workers_and_table_cpus() else {
+        return;
+    };
+    let mut f = fixture(&format!(
+        "  worker_cpus: [{workers}]\n  table_cpus: [{table}]\n"
+    ))
+    .await;
+    let pid = f.gw.pid().expect("running");
+    f.add_tenants(3, "app-a").await;
+    assert_eq!(f.upstream_of("t2.test").await.as_deref(), Some("app-a"));
+    // Served: the proxy's workers have run.
+    let all = threads(pid);
+    assert_eq!(cpus_of(&all, "table-drop"), [&vec![table]], "{all:?}");
+    assert!(cpus_of(&all, "BG admin").contains(&&vec![table]), "{all:?}");
+    // Every other thread, the workers among them, is where worker_cpus put it, with nobody
+    // having pinned it from outside.
+    let rest: Vec<_> = all
+        .iter()
+        .filter(|(n, _)| !n.starts_with("table-") && !n.starts_with("BG admin"))
+        .collect();
+    assert!(
+        rest.iter().any(|(n, _)| n.starts_with("realmgate")),
+        "{all:?}"
+    );
+    assert!(rest.iter().all(|(_, cpus)| *cpus == [workers]), "{all:?}");
 }

@@ -34,6 +34,47 @@ fn defaults_without_a_file() {
         !c.table_cpus.is_set(),
         "table work runs where the process does"
     );
+    assert!(
+        !c.worker_cpus.is_set(),
+        "the process stays where it started"
+    );
+}
+
+#[test]
+fn worker_cpus_are_read_and_may_not_share_one_with_table_cpus() {
+    use crate::snapshot::cpus::{this_thread, Cpus};
+    let dir = temp_dir("cpus");
+    let all = this_thread().expect("affinity");
+    let mine: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| all.is_set(c).unwrap_or(false))
+        .collect();
+    let (first, last) = (mine[0], mine[mine.len() - 1]);
+    let load = |name: &str, workers: usize, table: usize| {
+        let conf = write(
+            &dir,
+            name,
+            &format!(
+                "gateway:\n  worker_cpus: [{workers}]\n  table_cpus: [{table}]\n  state_dir: {}\n",
+                dir.display()
+            ),
+        );
+        Config::load(Some(&conf), &Overrides::default())
+    };
+    let shared = load("shared.yaml", last, last)
+        .expect_err("one CPU for both")
+        .join("\n");
+    assert!(
+        shared.contains(&format!(
+            "gateway.worker_cpus and gateway.table_cpus both name CPU {last}"
+        )),
+        "{shared}"
+    );
+    if first == last {
+        return; // one CPU: nothing to keep apart
+    }
+    let c = load("apart.yaml", first, last).expect("apart");
+    assert_eq!(c.worker_cpus, Cpus::parse(&[first]).expect("allowed"));
+    assert_eq!(c.table_cpus, Cpus::parse(&[last]).expect("allowed"));
 }
 
 #[test]
@@ -62,7 +103,7 @@ fn flags_override_the_file() {
     assert_eq!(c.server.grace_period_seconds, Some(0));
     assert_eq!(c.delta_idle, std::time::Duration::from_secs(2));
     assert!(c.delta_yield.is_zero(), "yielding turned off");
-    let on = crate::snapshot::cpus::TableCpus::parse(&[crate::snapshot::cpus::last_allowed()])
+    let on = crate::snapshot::cpus::Cpus::parse(&[crate::snapshot::cpus::last_allowed()])
         .expect("allowed");
     assert_eq!(c.table_cpus, on);
 }
@@ -75,7 +116,7 @@ fn every_problem_is_listed() {
         &dir,
         "bad.yaml",
         &format!(
-            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  delta_idle_ms: 60001\n  delta_yield_ms: 60001\n  table_cpus: [0, 100000]\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
+            "pingora:\n  threads: 0\n  colour: red\ngateway:\n  listen: nowhere\n  admin_token_file: {}\n  state_dir: /nonexistent/deeper/state\n  health_check_interval_ms: 1\n  delta_idle_ms: 60001\n  delta_yield_ms: 60001\n  table_cpus: [0, 100000]\n  worker_cpus: [100001]\n  shape: round\n  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.0/40\", \"proxy\"]\n",
             short.display()
         ),
     );
@@ -91,6 +132,7 @@ fn every_problem_is_listed() {
         "gateway.delta_idle_ms: must be at most 60000",
         "gateway.delta_yield_ms: must be at most 60000",
         "gateway.table_cpus: CPU 100000 is not one this process can run on",
+        "gateway.worker_cpus: CPU 100001 is not one this process can run on",
         "pingora.threads",
         "gateway.trusted_proxies[1]: \"10.0.0.0/40\": prefix length",
         "gateway.trusted_proxies[2]: \"proxy\" is not an IP",

@@ -1,31 +1,36 @@
-//! Where table work runs: `gateway.table_cpus`. On a core the proxy workers keep busy, any
-//! other thread that wakes there raises the traffic's tail latency, however little it runs: a
-//! thread that only spins, 2 % of such a core in 100 µs runs, raised the p99 by a third or
-//! more in `ctl_scale` (benches/DELTA-RESULTS.md), while the same deltas applied on another
-//! core left it within noise. A gateway with a core to spare names it here, and its table
-//! work (the admin API that receives tables, a delta's apply, freeing replaced snapshots, the
-//! journal's compaction, pulling from realmctl) runs there, off the workers' cores. A full
-//! table's apply (at start, or a gateway catching up) keeps every core for its parallel parse.
+//! Where table work runs: `gateway.table_cpus`, and where everything else does:
+//! `gateway.worker_cpus`. On a core the proxy workers keep busy, any other thread that wakes
+//! there raises the traffic's tail latency, however little it runs: a thread that only spins,
+//! 2 % of such a core in 100 µs runs, raised the p99 by a third or more in `ctl_scale`
+//! (benches/DELTA-RESULTS.md), while the same deltas applied on another core left it within
+//! noise. A gateway with a core to spare names it in `table_cpus`, and its table work (the
+//! admin API that receives tables, a delta's apply, freeing replaced snapshots, the journal's
+//! compaction, pulling from realmctl) runs there, off the workers' cores. A full table's apply
+//! (at start, or a gateway catching up) keeps every core for its parallel parse.
 //!
-//! The CPUs named need not be among those the process was started on: `taskset -c 0-2
-//! realmgate` with `table_cpus: [3]` keeps the workers on 0–2 and table work on 3. They must
-//! be ones the kernel lets the process use (online, in its cpuset), which is tried at start.
-//! Each piece of table work moves its thread there as it starts (one `sched_setaffinity`), so
-//! a thread pool it shares, or a process pinned from outside after start, still ends up
-//! right; a paced apply gives its thread its old CPUs back at its end.
+//! The table CPUs need not be among those the process was started on: `taskset -c 0-2
+//! realmgate` with `table_cpus: [3]` keeps the workers on 0–2 and table work on 3, and so does
+//! `worker_cpus: [0, 1, 2]`, which pins every thread of the process at start (the proxy's
+//! workers and every thread started later inherit it) so that the split lives in one file.
+//! Both must name CPUs the kernel lets the process use (online, in its cpuset), which is
+//! tried at start, and may not share one. Each piece of table work moves its thread there as
+//! it starts (one `sched_setaffinity`), so a thread pool it shares, or a process pinned from
+//! outside after start, still ends up right; a paced apply gives its thread its old CPUs back
+//! at its end.
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The CPUs table work runs on; none named: wherever the process runs.
+/// CPUs named in the configuration (`gateway.table_cpus`, `gateway.worker_cpus`); none
+/// named: wherever the process runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TableCpus(Option<CpuSet>);
+pub struct Cpus(Option<CpuSet>);
 
-impl TableCpus {
-    /// From `gateway.table_cpus`: one or more CPUs, each one the kernel lets this process
+impl Cpus {
+    /// From the configuration: one or more CPUs, each one the kernel lets this process
     /// use (tried, one by one, on a thread of its own).
-    pub fn parse(list: &[usize]) -> Result<TableCpus, String> {
+    pub fn parse(list: &[usize]) -> Result<Cpus, String> {
         if list.is_empty() {
             return Err("must name at least one CPU (or be left out)".into());
         }
@@ -57,7 +62,7 @@ impl TableCpus {
             Some((cpu, e)) => Err(format!(
                 "CPU {cpu} is not one this process can run on ({e}; offline, or outside its cpuset)"
             )),
-            None => Ok(TableCpus(Some(set))),
+            None => Ok(Cpus(Some(set))),
         }
     }
 
@@ -66,8 +71,48 @@ impl TableCpus {
         self.0.is_some()
     }
 
+    /// How many CPUs are named (zero: none).
+    pub fn count(&self) -> usize {
+        self.0.map_or(0, |set| {
+            (0..CpuSet::count())
+                .filter(|&c| set.is_set(c).unwrap_or(false))
+                .count()
+        })
+    }
+
+    /// The first CPU named in both, if any.
+    pub fn shared_with(&self, other: &Cpus) -> Option<usize> {
+        let (a, b) = (self.0?, other.0?);
+        (0..CpuSet::count()).find(|&c| a.is_set(c).unwrap_or(false) && b.is_set(c).unwrap_or(false))
+    }
+
+    /// Pin every thread of this process to the named CPUs (threads it starts later inherit
+    /// the caller's); nothing if none are named.
+    pub fn pin_process(&self) -> Result<(), String> {
+        let Some(set) = self.0 else {
+            return Ok(());
+        };
+        let tasks = std::fs::read_dir("/proc/self/task")
+            .map_err(|e| format!("cannot list this process's threads: {e}"))?;
+        for task in tasks.flatten() {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            match sched_setaffinity(Pid::from_raw(tid), &set) {
+                // A thread that ended since the listing.
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(format!("cannot pin thread {tid} there: {e}")),
+            }
+        }
+        Ok(())
+    }
+
     /// Move the calling thread onto the named CPUs, if any; what it ran on before (to give
-    /// back with [`TableCpus::leave`]), `None` if nothing was moved.
+    /// back with [`Cpus::leave`]), `None` if nothing was moved.
     pub fn enter(self) -> Option<CpuSet> {
         let set = self.0?;
         let before = this_thread().ok()?;
@@ -86,7 +131,7 @@ impl TableCpus {
         }
     }
 
-    /// Give the calling thread back the CPUs [`TableCpus::enter`] moved it from.
+    /// Give the calling thread back the CPUs [`Cpus::enter`] moved it from.
     pub fn leave(before: Option<CpuSet>) {
         if let Some(before) = before {
             let _ = sched_setaffinity(Pid::from_raw(0), &before);
@@ -139,11 +184,11 @@ mod tests {
     #[test]
     fn named_cpus_must_be_ones_the_process_can_run_on() {
         let cpu = last_allowed();
-        assert!(TableCpus::parse(&[cpu]).expect("allowed").is_set());
-        assert!(!TableCpus::default().is_set());
-        let empty = TableCpus::parse(&[]).expect_err("empty");
+        assert!(Cpus::parse(&[cpu]).expect("allowed").is_set());
+        assert!(!Cpus::default().is_set());
+        let empty = Cpus::parse(&[]).expect_err("empty");
         assert!(empty.contains("at least one CPU"), "{empty}");
-        let beyond = TableCpus::parse(&[cpu, CpuSet::count() + 5]).expect_err("beyond");
+        let beyond = Cpus::parse(&[cpu, CpuSet::count() + 5]).expect_err("beyond");
         assert!(
             beyond.contains("not one this process can run on"),
             "{beyond}"
@@ -154,7 +199,7 @@ mod tests {
             .and_then(|p| p.trim().rsplit(['-', ',']).next()?.parse::<usize>().ok())
             .expect("/sys/devices/system/cpu/possible");
         if possible + 1 < CpuSet::count() {
-            let absent = TableCpus::parse(&[possible + 1]).expect_err("absent");
+            let absent = Cpus::parse(&[possible + 1]).expect_err("absent");
             assert!(
                 absent.contains("not one this process can run on"),
                 "{absent}"
@@ -176,7 +221,7 @@ mod tests {
             one.set(first).expect("cpu");
             sched_setaffinity(Pid::from_raw(0), &one).expect("pin to the first");
             // As under `taskset -c <first>`: the last is still one it can use.
-            let cpus = TableCpus::parse(&[last]).expect("another CPU of the machine");
+            let cpus = Cpus::parse(&[last]).expect("another CPU of the machine");
             assert!(cpus.enter().is_some());
             assert_eq!(
                 describe(&this_thread().expect("affinity")),
@@ -192,19 +237,41 @@ mod tests {
         std::thread::spawn(|| {
             let before = this_thread().expect("affinity");
             let cpu = last_allowed();
-            let cpus = TableCpus::parse(&[cpu]).expect("allowed");
+            let cpus = Cpus::parse(&[cpu]).expect("allowed");
             let moved = cpus.enter();
             let here = this_thread().expect("affinity");
             assert!(here.is_set(cpu).expect("cpu"));
             assert_eq!(describe(&here), cpu.to_string(), "only the named CPU");
-            TableCpus::leave(moved);
+            Cpus::leave(moved);
             assert_eq!(this_thread().expect("affinity"), before, "given back");
             // None named: nothing moves.
-            assert_eq!(TableCpus::default().enter(), None);
+            assert_eq!(Cpus::default().enter(), None);
             assert_eq!(this_thread().expect("affinity"), before);
         })
         .join()
         .expect("thread");
+    }
+
+    #[test]
+    fn named_cpus_are_counted_and_a_shared_one_is_found() {
+        let all = this_thread().expect("affinity");
+        let mine: Vec<usize> = (0..CpuSet::count())
+            .filter(|&c| all.is_set(c).unwrap_or(false))
+            .collect();
+        let none = Cpus::default();
+        assert_eq!(none.count(), 0);
+        let every = Cpus::parse(&mine).expect("allowed");
+        assert_eq!(every.count(), mine.len());
+        let last = Cpus::parse(&[mine[mine.len() - 1]]).expect("allowed");
+        assert_eq!(last.count(), 1);
+        assert_eq!(every.shared_with(&last), Some(mine[mine.len() - 1]));
+        assert_eq!(last.shared_with(&every), Some(mine[mine.len() - 1]));
+        assert_eq!(none.shared_with(&every), None, "none named shares nothing");
+        assert_eq!(every.shared_with(&none), None);
+        if let [first, .., last_cpu] = mine[..] {
+            let first = Cpus::parse(&[first]).expect("allowed");
+            assert_eq!(first.shared_with(&last), None, "{first:?} and {last_cpu}");
+        }
     }
 
     #[test]

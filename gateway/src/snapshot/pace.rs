@@ -26,7 +26,7 @@
 //! Pacing is on only inside [`paced`] (a delta pushed or pulled); [`point`] elsewhere, and on
 //! every other thread, costs a thread-local read.
 
-use super::cpus::TableCpus;
+use super::cpus::Cpus;
 use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -55,7 +55,7 @@ pub struct Pacing {
     /// For how long it may run at the idle priority (zero: never).
     pub idle_for: Duration,
     /// The CPUs it runs on (`gateway.table_cpus`; none named: where the process runs).
-    pub cpus: TableCpus,
+    pub cpus: Cpus,
 }
 
 thread_local! {
@@ -96,7 +96,7 @@ pub fn paced<R>(pacing: Pacing, f: impl FnOnce() -> R) -> R {
             if self.0.is_none() {
                 raise();
                 YIELD_UNTIL.with(Cell::take);
-                TableCpus::leave(self.1.take());
+                Cpus::leave(self.1.take());
             }
         }
     }
@@ -340,7 +340,7 @@ mod tests {
             let before = this_thread().expect("affinity");
             let cpu = last_allowed();
             let on = Pacing {
-                cpus: TableCpus::parse(&[cpu]).expect("allowed"),
+                cpus: Cpus::parse(&[cpu]).expect("allowed"),
                 ..Pacing::default()
             };
             let inside = paced(on, || {

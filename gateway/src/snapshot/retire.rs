@@ -7,7 +7,7 @@
 //! held past [`GIVE_UP`] (a long download, a WebSocket) is let go, and its last request
 //! frees it as before.
 
-use super::cpus::TableCpus;
+use super::cpus::Cpus;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ pub struct Retirer<T: Send + Sync + 'static> {
     tx: Mutex<Option<Sender<Arc<T>>>>,
     give_up: Duration,
     /// Where the freeing runs (`gateway.table_cpus`).
-    cpus: TableCpus,
+    cpus: Cpus,
 }
 
 impl<T: Send + Sync + 'static> Default for Retirer<T> {
@@ -36,12 +36,12 @@ impl<T: Send + Sync + 'static> Retirer<T> {
         Retirer {
             tx: Mutex::new(None),
             give_up,
-            cpus: TableCpus::default(),
+            cpus: Cpus::default(),
         }
     }
 
     /// Free on `cpus` (set before the first [`Retirer::retire`]).
-    pub fn set_cpus(&mut self, cpus: TableCpus) {
+    pub fn set_cpus(&mut self, cpus: Cpus) {
         self.cpus = cpus;
     }
 
@@ -67,7 +67,7 @@ impl<T: Send + Sync + 'static> Retirer<T> {
     }
 }
 
-fn run<T>(rx: &mpsc::Receiver<Arc<T>>, give_up: Duration, cpus: TableCpus) {
+fn run<T>(rx: &mpsc::Receiver<Arc<T>>, give_up: Duration, cpus: Cpus) {
     let mut held: Vec<(Arc<T>, Instant)> = Vec::new();
     loop {
         let next = if held.is_empty() {
@@ -153,7 +153,7 @@ mod tests {
     fn freeing_runs_on_the_table_cpus() {
         let cpu = crate::snapshot::cpus::last_allowed();
         let mut r = Retirer::default();
-        r.set_cpus(TableCpus::parse(&[cpu]).expect("allowed"));
+        r.set_cpus(Cpus::parse(&[cpu]).expect("allowed"));
         let who = Arc::new(Mutex::new(None));
         r.retire(Arc::new(CpuProbe(Arc::clone(&who))));
         assert_eq!(wait_for(&who), cpu.to_string());

@@ -161,7 +161,7 @@ impl Store {
     }
 
     /// Where table work runs (`gateway.table_cpus`).
-    pub fn table_cpus(&self) -> super::cpus::TableCpus {
+    pub fn table_cpus(&self) -> super::cpus::Cpus {
         self.pacing.cpus
     }
 
