@@ -42,9 +42,11 @@
 //! `delta_yield_ms` (how long a delta's apply yields a busy core; 1000 by default, 0: never).
 //!
 //! `--table-cpu N` sets both gateways' `table_cpus: [N]`: their table work (the admin API, a
-//! delta's apply, freeing replaced snapshots, compaction) runs on CPU N. With `--pin`, `--table-cpu 1` keeps
-//! gateway 1's table work off the data plane's core, as on a gateway machine that keeps a
-//! core for it; gateway 1's proxy workers stay on core 0.
+//! delta's apply, freeing replaced snapshots, compaction) runs on CPU N, and their other
+//! threads start on the rest. With `--pin`, `--table-cpu 1` keeps gateway 1's table work off
+//! the data plane's core, as on a gateway machine that keeps a core for it; `--pin` then puts
+//! every thread of each gateway on its plane's core, and the table work moves to CPU N again
+//! as it runs.
 
 #[path = "scale/placement.rs"]
 mod placement;

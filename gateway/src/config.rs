@@ -46,8 +46,8 @@ pub struct GatewayFile {
     pub delta_idle_ms: Option<u64>,
     /// The CPUs table work runs on, off the proxy workers' (absent: wherever the process runs).
     pub table_cpus: Option<Vec<usize>>,
-    /// The CPUs every other thread runs on, the proxy's workers among them (absent: wherever
-    /// the process was started).
+    /// The CPUs every other thread runs on, the proxy's workers among them (absent: those the
+    /// process was started on, but `table_cpus`).
     pub worker_cpus: Option<Vec<usize>>,
     /// Tenants that get their own `tenant` label in metrics; the rest are counted as `_other`.
     pub metrics_tenant_labels: Option<usize>,
@@ -128,7 +128,7 @@ pub struct Config {
     /// replaced snapshots, compaction, pulling); none named: wherever the process runs.
     pub table_cpus: crate::snapshot::cpus::Cpus,
     /// The CPUs the process is pinned to at start (`snapshot::cpus`), table work excepted;
-    /// none named: where it was started.
+    /// by default those it was started on but the table CPUs; none: where it was started.
     pub worker_cpus: crate::snapshot::cpus::Cpus,
     pub metrics_tenant_labels: usize,
     /// Base URL of realmctl, pulled from at start (with the admin token as bearer).
@@ -203,7 +203,12 @@ impl Config {
             }
         };
         let table_cpus = cpus("table_cpus", g.table_cpus.as_deref());
-        let worker_cpus = cpus("worker_cpus", g.worker_cpus.as_deref());
+        let worker_cpus = match g.worker_cpus.as_deref() {
+            Some(list) => cpus("worker_cpus", Some(list)),
+            // Table CPUs are kept for table work: the rest of the process, its workers among
+            // them, runs on the CPUs it was started on but those.
+            None => table_cpus.the_others(),
+        };
         if let Some(cpu) = worker_cpus.shared_with(&table_cpus) {
             problems.push(format!(
                 "gateway.worker_cpus and gateway.table_cpus both name CPU {cpu}: table work would run beside the workers it is kept off"

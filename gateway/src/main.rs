@@ -133,6 +133,8 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Taken before the process is pinned: every CPU it may use, for full tables.
+    let full_cpus = config.table_cpus.and_this_thread();
     // Before any other thread starts: the proxy's workers and every thread after inherit it.
     if config.worker_cpus.is_set() {
         if let Err(e) = config.worker_cpus.pin_process() {
@@ -189,10 +191,15 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
                 yield_for: config.delta_yield,
                 idle_for: config.delta_idle,
                 cpus: config.table_cpus,
-            }),
+            })
+            .with_full_cpus(full_cpus),
     );
     if config.table_cpus.is_set() {
-        log::info!("table changes run on gateway.table_cpus, off the other cores");
+        log::info!(
+            "table work runs on gateway.table_cpus ({} CPU(s)), every other thread on {} CPU(s) of gateway.worker_cpus; full tables on both",
+            config.table_cpus.count(),
+            config.worker_cpus.count()
+        );
     }
     // Said now, not at the first delta: what the kernel here lets table changes do.
     if !config.delta_idle.is_zero() {

@@ -407,14 +407,19 @@ fn threads(pid: u32) -> Vec<(String, Vec<usize>)> {
         .collect()
 }
 
-/// Two CPUs this process may use, for the workers and for table work; `None` on one CPU.
-fn workers_and_table_cpus() -> Option<(usize, usize)> {
+/// The CPUs this process may use.
+fn my_cpus() -> Vec<usize> {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let mine = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .map(cpu_list)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Two CPUs this process may use, for the workers and for table work; `None` on one CPU.
+fn workers_and_table_cpus() -> Option<(usize, usize)> {
+    let mine = my_cpus();
     match (mine.first(), mine.last()) {
         (Some(&workers), Some(&table)) if workers != table => Some((workers, table)),
         _ => {
@@ -458,31 +463,51 @@ async fn table_work_runs_on_table_cpus_and_the_workers_stay_where_they_were_put(
     assert!(workers_on.iter().all(|cpus| **cpus == [workers]), "{all:?}");
 }
 
+/// A gateway with `cpus` (YAML lines), nobody pinning it from outside, after three deltas:
+/// `table-drop` and the admin thread that took them are on `table`, and every other thread,
+/// the workers among them, on `rest`.
+async fn assert_split(cpus: &str, table: usize, rest: &[usize]) {
+    let mut f = fixture(cpus).await;
+    let pid = f.gw.pid().expect("running");
+    f.add_tenants(3, "app-a").await;
+    // Served: the proxy's workers have run.
+    assert_eq!(f.upstream_of("t2.test").await.as_deref(), Some("app-a"));
+    let all = threads(pid);
+    assert_eq!(
+        cpus_of(&all, "table-drop"),
+        [&vec![table]],
+        "{cpus}: {all:?}"
+    );
+    assert!(
+        cpus_of(&all, "BG admin").contains(&&vec![table]),
+        "{cpus}: {all:?}"
+    );
+    let others: Vec<_> = all
+        .iter()
+        .filter(|(n, _)| !n.starts_with("table-") && !n.starts_with("BG admin"))
+        .collect();
+    assert!(
+        others.iter().any(|(n, _)| n.starts_with("realmgate")),
+        "{all:?}"
+    );
+    assert!(
+        others.iter().all(|(_, cpus)| cpus == rest),
+        "{cpus}: {all:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_cpus_pin_the_gateway_at_start_and_table_work_leaves_them() {
     let Some((workers, table)) = workers_and_table_cpus() else {
         return;
     };
-    let mut f = fixture(&format!(
-        "  worker_cpus: [{workers}]\n  table_cpus: [{table}]\n"
-    ))
+    assert_split(
+        &format!("  worker_cpus: [{workers}]\n  table_cpus: [{table}]\n"),
+        table,
+        &[workers],
+    )
     .await;
-    let pid = f.gw.pid().expect("running");
-    f.add_tenants(3, "app-a").await;
-    assert_eq!(f.upstream_of("t2.test").await.as_deref(), Some("app-a"));
-    // Served: the proxy's workers have run.
-    let all = threads(pid);
-    assert_eq!(cpus_of(&all, "table-drop"), [&vec![table]], "{all:?}");
-    assert!(cpus_of(&all, "BG admin").contains(&&vec![table]), "{all:?}");
-    // Every other thread, the workers among them, is where worker_cpus put it, with nobody
-    // having pinned it from outside.
-    let rest: Vec<_> = all
-        .iter()
-        .filter(|(n, _)| !n.starts_with("table-") && !n.starts_with("BG admin"))
-        .collect();
-    assert!(
-        rest.iter().any(|(n, _)| n.starts_with("realmgate")),
-        "{all:?}"
-    );
-    assert!(rest.iter().all(|(_, cpus)| *cpus == [workers]), "{all:?}");
+    // Table CPUs alone are kept for table work: the rest runs on every other CPU.
+    let rest: Vec<usize> = my_cpus().into_iter().filter(|&c| c != table).collect();
+    assert_split(&format!("  table_cpus: [{table}]\n"), table, &rest).await;
 }

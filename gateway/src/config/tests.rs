@@ -75,6 +75,20 @@ fn worker_cpus_are_read_and_may_not_share_one_with_table_cpus() {
     let c = load("apart.yaml", first, last).expect("apart");
     assert_eq!(c.worker_cpus, Cpus::parse(&[first]).expect("allowed"));
     assert_eq!(c.table_cpus, Cpus::parse(&[last]).expect("allowed"));
+    // Table CPUs alone are kept for table work: the rest runs on every other CPU.
+    let conf = write(
+        &dir,
+        "table-only.yaml",
+        &format!(
+            "gateway:\n  table_cpus: [{last}]\n  state_dir: {}\n",
+            dir.display()
+        ),
+    );
+    let c = Config::load(Some(&conf), &Overrides::default()).expect("table CPUs only");
+    assert_eq!(
+        c.worker_cpus,
+        Cpus::parse(&mine[..mine.len() - 1]).expect("allowed")
+    );
 }
 
 #[test]

@@ -5,18 +5,21 @@
 //! (benches/DELTA-RESULTS.md), while the same deltas applied on another core left it within
 //! noise. A gateway with a core to spare names it in `table_cpus`, and its table work (the
 //! admin API that receives tables, a delta's apply, freeing replaced snapshots, the journal's
-//! compaction, pulling from realmctl) runs there, off the workers' cores. A full table's apply
-//! (at start, or a gateway catching up) keeps every core for its parallel parse.
+//! compaction, pulling from realmctl) runs there, off the workers' cores.
 //!
-//! The table CPUs need not be among those the process was started on: `taskset -c 0-2
-//! realmgate` with `table_cpus: [3]` keeps the workers on 0–2 and table work on 3, and so does
-//! `worker_cpus: [0, 1, 2]`, which pins every thread of the process at start (the proxy's
-//! workers and every thread started later inherit it) so that the split lives in one file.
-//! Both must name CPUs the kernel lets the process use (online, in its cpuset), which is
-//! tried at start, and may not share one. Each piece of table work moves its thread there as
-//! it starts (one `sched_setaffinity`), so a thread pool it shares, or a process pinned from
-//! outside after start, still ends up right; a paced apply gives its thread its old CPUs back
-//! at its end.
+//! The table CPUs are kept for table work: unless `worker_cpus` names others, every other
+//! thread runs on the CPUs the process was started on but those. At start, before any other
+//! thread, the whole process is pinned to its worker CPUs (the proxy's workers and every
+//! later thread inherit them). On four CPUs `table_cpus: [3]` alone keeps the workers on 0–2
+//! and table work on 3; `worker_cpus` names a narrower set (`[0, 1]`: CPU 2 left to other
+//! processes). The table CPUs need not be among those the process was started on: `taskset
+//! -c 0-2 realmgate` with `table_cpus: [3]` does the same as the first. Both must
+//! name CPUs the kernel lets the process use (online, in its cpuset), which is tried at
+//! start, and may not share one. Each piece of table work moves its thread there as it starts
+//! (one `sched_setaffinity`), so a thread pool it shares, or a process pinned from outside
+//! after start, still ends up right; a paced apply gives its thread its old CPUs back at its
+//! end, and a full table is applied on both sets (its parallel parse would otherwise inherit
+//! the table CPUs alone).
 
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
@@ -84,6 +87,48 @@ impl Cpus {
     pub fn shared_with(&self, other: &Cpus) -> Option<usize> {
         let (a, b) = (self.0?, other.0?);
         (0..CpuSet::count()).find(|&c| a.is_set(c).unwrap_or(false) && b.is_set(c).unwrap_or(false))
+    }
+
+    /// The CPUs the calling thread may run on but these (for the rest of a process whose
+    /// table work runs on these); none if none are named, or if that leaves none.
+    pub fn the_others(&self) -> Cpus {
+        let (Some(named), Ok(mut rest)) = (self.0, this_thread()) else {
+            return Cpus::default();
+        };
+        for c in 0..CpuSet::count() {
+            if named.is_set(c).unwrap_or(false) {
+                let _ = rest.unset(c);
+            }
+        }
+        let any = (0..CpuSet::count()).any(|c| rest.is_set(c).unwrap_or(false));
+        Cpus(any.then_some(rest))
+    }
+
+    /// These and every CPU the calling thread may run on (where a full table's parallel
+    /// parse runs when table work has CPUs of its own); none if none are named.
+    pub fn and_this_thread(&self) -> Cpus {
+        let (Some(named), Ok(mut all)) = (self.0, this_thread()) else {
+            return Cpus::default();
+        };
+        for c in 0..CpuSet::count() {
+            if named.is_set(c).unwrap_or(false) {
+                let _ = all.set(c);
+            }
+        }
+        Cpus(Some(all))
+    }
+
+    /// Run `f` with the calling thread on the named CPUs (the threads it starts inherit them),
+    /// then give the thread its CPUs back, even if `f` panics.
+    pub fn within<R>(self, f: impl FnOnce() -> R) -> R {
+        struct Back(Option<CpuSet>);
+        impl Drop for Back {
+            fn drop(&mut self) {
+                Cpus::leave(self.0.take());
+            }
+        }
+        let _back = Back(self.enter());
+        f()
     }
 
     /// Pin every thread of this process to the named CPUs (threads it starts later inherit
@@ -272,6 +317,69 @@ mod tests {
             let first = Cpus::parse(&[first]).expect("allowed");
             assert_eq!(first.shared_with(&last), None, "{first:?} and {last_cpu}");
         }
+    }
+
+    #[test]
+    fn a_thread_on_the_table_cpu_runs_a_full_apply_on_every_cpu_and_goes_back() {
+        std::thread::spawn(|| {
+            let all = this_thread().expect("affinity");
+            let cpu = last_allowed();
+            let table = Cpus::parse(&[cpu]).expect("allowed");
+            let every = table.and_this_thread();
+            assert_eq!(Cpus::default().and_this_thread(), Cpus::default());
+            // As the admin API's thread is after it took a table push.
+            let moved = table.enter();
+            let (inside, started) = every.within(|| {
+                let inside = this_thread().expect("affinity");
+                // A thread started meanwhile (a parallel parse's) inherits every CPU.
+                let started = std::thread::spawn(|| this_thread().expect("affinity"))
+                    .join()
+                    .expect("thread");
+                (inside, started)
+            });
+            assert_eq!(inside, all, "every CPU while it runs");
+            assert_eq!(started, all, "and the threads it starts");
+            assert_eq!(
+                describe(&this_thread().expect("affinity")),
+                cpu.to_string(),
+                "back"
+            );
+            let caught = std::panic::catch_unwind(|| every.within(|| panic!("in a full apply")));
+            assert!(caught.is_err());
+            assert_eq!(
+                describe(&this_thread().expect("affinity")),
+                cpu.to_string(),
+                "back after a panic"
+            );
+            Cpus::leave(moved);
+        })
+        .join()
+        .expect("thread");
+    }
+
+    #[test]
+    fn the_others_are_the_threads_cpus_but_the_named_ones() {
+        std::thread::spawn(|| {
+            let all = this_thread().expect("affinity");
+            let mine: Vec<usize> = (0..CpuSet::count())
+                .filter(|&c| all.is_set(c).unwrap_or(false))
+                .collect();
+            assert_eq!(Cpus::default().the_others(), Cpus::default());
+            let every = Cpus::parse(&mine).expect("allowed");
+            assert_eq!(every.the_others(), Cpus::default(), "none left");
+            let last = *mine.last().expect("a CPU");
+            let others = Cpus::parse(&[last]).expect("allowed").the_others();
+            if mine.len() == 1 {
+                assert_eq!(others, Cpus::default());
+            } else {
+                assert_eq!(
+                    others,
+                    Cpus::parse(&mine[..mine.len() - 1]).expect("allowed")
+                );
+            }
+        })
+        .join()
+        .expect("thread");
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct Store {
     /// How a delta's apply shares its core: yielding a busy one, or at the idle priority
     /// ([`super::pace`]).
     pacing: super::pace::Pacing,
+    /// Where a pushed or pulled full table is applied: every CPU, table ones included, when
+    /// table work has CPUs of its own (its thread is on them); none named: where it is.
+    full_cpus: super::cpus::Cpus,
 }
 
 /// What changes with the table under the apply lock, besides the snapshot.
@@ -143,6 +146,7 @@ impl Store {
             compaction: Compaction::default(),
             retired: Retirer::default(),
             pacing: super::pace::Pacing::default(),
+            full_cpus: super::cpus::Cpus::default(),
         }
     }
 
@@ -151,6 +155,14 @@ impl Store {
     pub fn with_pacing(mut self, pacing: super::pace::Pacing) -> Store {
         self.pacing = pacing;
         self.retired.set_cpus(pacing.cpus);
+        self
+    }
+
+    /// Apply full tables on these CPUs (`Cpus::and_this_thread` of the table CPUs, taken
+    /// at start): the thread that takes a push is on the table CPUs, and the parallel parse
+    /// it starts would inherit only those.
+    pub fn with_full_cpus(mut self, cpus: super::cpus::Cpus) -> Store {
+        self.full_cpus = cpus;
         self
     }
 
@@ -226,8 +238,10 @@ impl Store {
         raw: Bytes,
         encoding: Encoding,
     ) -> Result<Arc<Snapshot>, ApplyError> {
-        let mut durable = self.lock();
-        let result = self.apply_locked(&mut durable, raw, encoding, true);
+        let result = self.full_cpus.within(|| {
+            let mut durable = self.lock();
+            self.apply_locked(&mut durable, raw, encoding, true)
+        });
         match &result {
             Ok(_) => self.metrics.table_applies.inc(),
             Err(_) => self.metrics.table_rejections.inc(),
