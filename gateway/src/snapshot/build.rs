@@ -201,7 +201,15 @@ pub fn build(
     deps: &BuildDeps<'_>,
 ) -> Result<Snapshot, Problem> {
     let threads = tenants::threads_for(checked.table.tenants.len());
+    #[cfg(test)]
+    BUILT_ON.with(|b| b.set(threads));
     build_on(checked, raw, deps, threads)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many threads this thread's last [`build`] compiled its tenants on (for tests).
+    pub static BUILT_ON: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// [`build`] with the tenants compiled on `threads` threads (one: all on this thread).

@@ -283,3 +283,49 @@ fn a_delta_built_but_not_put_in_force_leaves_the_caches_as_they_were() {
     assert_eq!(s.state_digest().as_deref(), Some(&*model.state_digest()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_full_table_pushed_to_a_thread_on_the_table_cpus_is_built_on_every_cpu() {
+    use crate::snapshot::cpus::{last_allowed, this_thread, Cpus};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let table_cpu = Cpus::parse(&[last_allowed()]).expect("allowed");
+    // Taken at start, as `realmgate` does, before anything is pinned.
+    let every = table_cpu.and_this_thread();
+    let mut big = realmgate_table::Table::test()
+        .version(1)
+        .upstream("app", &["127.0.0.1:9001"]);
+    // Enough tenants to be compiled on every core (`build`'s threshold: 4 096).
+    for i in 0..4096 {
+        big = big.tenant(
+            realmgate_table::Tenant::test(&format!("t{i}"))
+                .host(&format!("t{i}.test"))
+                .route("/", "app", "public"),
+        );
+    }
+    let json = Bytes::from(big.to_json());
+    let built_on = |store: Store, json: Bytes| {
+        std::thread::spawn(move || {
+            // As the admin API's thread is once it took the push.
+            let _moved = table_cpu.enter();
+            store.apply(json).expect("applies");
+            let back = this_thread().expect("affinity");
+            (crate::snapshot::build::BUILT_ON.with(|b| b.get()), back)
+        })
+        .join()
+        .expect("thread")
+    };
+    let dir = state_dir("full-cpus");
+    let (threads, back) = built_on(store(&dir).with_full_cpus(every), json.clone());
+    assert_eq!(threads, cores, "every CPU");
+    assert_eq!(
+        crate::snapshot::cpus::describe(&back),
+        last_allowed().to_string(),
+        "the thread back on the table CPU"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // Without: only the table CPU's one thread.
+    let dir = state_dir("table-cpus-only");
+    let (threads, _) = built_on(store(&dir), json);
+    assert_eq!(threads, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
