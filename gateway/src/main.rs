@@ -133,8 +133,6 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Taken before the process is pinned: every CPU it may use, for full tables.
-    let full_cpus = config.table_cpus.and_this_thread();
     // Before any other thread starts: the proxy's workers and every thread after inherit it.
     if config.worker_cpus.is_set() {
         if let Err(e) = config.worker_cpus.pin_process() {
@@ -149,6 +147,8 @@ fn run(conf: Option<&std::path::Path>, o: &Overrides) -> ExitCode {
             );
         }
     }
+    // Full tables are applied on the worker CPUs (where this thread now is) and the table CPUs.
+    let full_cpus = config.table_cpus.and_this_thread();
     let metrics = match Metrics::new(config.metrics_tenant_labels) {
         Ok(m) => Arc::new(m),
         Err(e) => {

@@ -59,7 +59,7 @@ pub struct Store {
     /// How a delta's apply shares its core: yielding a busy one, or at the idle priority
     /// ([`super::pace`]).
     pacing: super::pace::Pacing,
-    /// Where a pushed or pulled full table is applied: every CPU, table ones included, when
+    /// Where a pushed or pulled full table is applied: the worker and the table CPUs, when
     /// table work has CPUs of its own (its thread is on them); none named: where it is.
     full_cpus: super::cpus::Cpus,
 }
@@ -158,9 +158,9 @@ impl Store {
         self
     }
 
-    /// Apply full tables on these CPUs (`Cpus::and_this_thread` of the table CPUs, taken
-    /// at start): the thread that takes a push is on the table CPUs, and the parallel parse
-    /// it starts would inherit only those.
+    /// Apply full tables on these CPUs (the worker and the table CPUs, taken at start): the
+    /// thread that takes a push is on the table CPUs, and the parallel parse it starts would
+    /// inherit only those.
     pub fn with_full_cpus(mut self, cpus: super::cpus::Cpus) -> Store {
         self.full_cpus = cpus;
         self

@@ -289,7 +289,7 @@ fn a_full_table_pushed_to_a_thread_on_the_table_cpus_is_built_on_every_cpu() {
     use crate::snapshot::cpus::{last_allowed, this_thread, Cpus};
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let table_cpu = Cpus::parse(&[last_allowed()]).expect("allowed");
-    // Taken at start, as `realmgate` does, before anything is pinned.
+    // The worker CPUs (here: this thread's) and the table CPU, as `realmgate` takes them.
     let every = table_cpu.and_this_thread();
     let mut big = realmgate_table::Table::test()
         .version(1)
