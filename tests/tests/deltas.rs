@@ -511,3 +511,27 @@ async fn worker_cpus_pin_the_gateway_at_start_and_table_work_leaves_them() {
     let rest: Vec<usize> = my_cpus().into_iter().filter(|&c| c != table).collect();
     assert_split(&format!("  table_cpus: [{table}]\n"), table, &rest).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_moves_to_the_table_cpus_for_any_request_not_only_table_pushes() {
+    let Some((_, table)) = workers_and_table_cpus() else {
+        return;
+    };
+    let gw = Gateway::start(GatewayOpts {
+        gateway_yaml: format!("  table_cpus: [{table}]\n"),
+        ..GatewayOpts::default()
+    })
+    .await;
+    // No table pushed: only probes and scrapes have reached the admin API.
+    let client = reqwest::Client::new();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let reply = client
+            .get(gw.admin_url(path))
+            .send()
+            .await
+            .expect("admin API");
+        assert_ne!(reply.status(), 404, "{path}");
+    }
+    let all = threads(gw.pid().expect("running"));
+    assert!(cpus_of(&all, "BG admin").contains(&&vec![table]), "{all:?}");
+}

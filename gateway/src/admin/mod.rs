@@ -61,13 +61,18 @@ impl AdminState {
     }
 }
 
+/// The admin API is table work: each request's thread goes to `gateway.table_cpus` first
+/// (again each time: the process may have been pinned from outside since), a scrape of
+/// `/metrics` or a probe of `/readyz` as much as a push.
+async fn on_table_cpus(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    s.store.table_cpus().enter();
+    next.run(req).await
+}
+
 /// Runs before any extractor of the guarded routes: the token is checked from the headers
 /// alone, so an unauthenticated body is never read (nor buffered), and a bounded number of
 /// authenticated requests run at once.
 async fn guard(State(s): State<AdminState>, req: Request, next: Next) -> Response {
-    // The admin API is table work: its thread goes to gateway.table_cpus (again each time:
-    // the process may have been pinned from outside since).
-    s.store.table_cpus().enter();
     if !s.authorised(req.headers()) {
         return unauthorised();
     }
@@ -96,6 +101,7 @@ pub fn router(state: AdminState, max_table_bytes: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(max_table_bytes))
+        .layer(from_fn_with_state(state.clone(), on_table_cpus))
         .with_state(state)
 }
 
