@@ -444,11 +444,24 @@ async fn table_work_runs_on_table_cpus_and_the_workers_stay_where_they_were_put(
     };
     let mut f = fixture(&format!("  table_cpus: [{table}]\n")).await;
     let pid = f.gw.pid().expect("running");
-    // Pinned from outside after start, as an operator (or `ctl_scale --pin`) would.
-    let pinned = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", &workers.to_string(), &pid.to_string()])
-        .output()
-        .expect("taskset (util-linux)");
+    // Pinned from outside after start, as an operator (or `ctl_scale --pin`) would. A thread
+    // that ends between taskset's listing and its pinning fails it ("No such process"): the
+    // full table's parse threads have just ended. Again, then.
+    let pin = || {
+        std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", &workers.to_string(), &pid.to_string()])
+            .output()
+            .expect("taskset (util-linux)")
+    };
+    let mut pinned = pin();
+    for _ in 0..10 {
+        if pinned.status.success()
+            || !String::from_utf8_lossy(&pinned.stderr).contains("No such process")
+        {
+            break;
+        }
+        pinned = pin();
+    }
     assert!(pinned.status.success(), "{pinned:?}");
     f.add_tenants(3, "app-a").await;
     assert_eq!(f.upstream_of("t2.test").await.as_deref(), Some("app-a"));

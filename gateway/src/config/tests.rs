@@ -42,12 +42,9 @@ fn defaults_without_a_file() {
 
 #[test]
 fn worker_cpus_are_read_and_may_not_share_one_with_table_cpus() {
-    use crate::snapshot::cpus::{this_thread, Cpus};
+    use crate::snapshot::cpus::{this_thread_list, Cpus};
     let dir = temp_dir("cpus");
-    let all = this_thread().expect("affinity");
-    let mine: Vec<usize> = (0..nix::sched::CpuSet::count())
-        .filter(|&c| all.is_set(c).unwrap_or(false))
-        .collect();
+    let mine = this_thread_list();
     let (first, last) = (mine[0], mine[mine.len() - 1]);
     let load = |name: &str, workers: usize, table: usize| {
         let conf = write(

@@ -76,17 +76,13 @@ impl Cpus {
 
     /// How many CPUs are named (zero: none).
     pub fn count(&self) -> usize {
-        self.0.map_or(0, |set| {
-            (0..CpuSet::count())
-                .filter(|&c| set.is_set(c).unwrap_or(false))
-                .count()
-        })
+        self.0.map_or(0, |set| members(&set).count())
     }
 
     /// The first CPU named in both, if any.
     pub fn shared_with(&self, other: &Cpus) -> Option<usize> {
-        let (a, b) = (self.0?, other.0?);
-        (0..CpuSet::count()).find(|&c| a.is_set(c).unwrap_or(false) && b.is_set(c).unwrap_or(false))
+        let (a, b) = (self.0.as_ref()?, other.0.as_ref()?);
+        members(a).find(|&c| b.is_set(c).unwrap_or(false))
     }
 
     /// The CPUs the calling thread may run on but these (for the rest of a process whose
@@ -95,12 +91,10 @@ impl Cpus {
         let (Some(named), Ok(mut rest)) = (self.0, this_thread()) else {
             return Cpus::default();
         };
-        for c in 0..CpuSet::count() {
-            if named.is_set(c).unwrap_or(false) {
-                let _ = rest.unset(c);
-            }
+        for c in members(&named) {
+            let _ = rest.unset(c);
         }
-        let any = (0..CpuSet::count()).any(|c| rest.is_set(c).unwrap_or(false));
+        let any = members(&rest).next().is_some();
         Cpus(any.then_some(rest))
     }
 
@@ -110,10 +104,8 @@ impl Cpus {
         let (Some(named), Ok(mut all)) = (self.0, this_thread()) else {
             return Cpus::default();
         };
-        for c in 0..CpuSet::count() {
-            if named.is_set(c).unwrap_or(false) {
-                let _ = all.set(c);
-            }
+        for c in members(&named) {
+            let _ = all.set(c);
         }
         Cpus(Some(all))
     }
@@ -189,12 +181,21 @@ pub fn this_thread() -> nix::Result<CpuSet> {
     sched_getaffinity(Pid::from_raw(0))
 }
 
+/// The CPUs in `set`, in order.
+fn members(set: &CpuSet) -> impl Iterator<Item = usize> + '_ {
+    (0..CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false))
+}
+
+/// The CPUs the calling thread may run on, in order (for tests).
+#[cfg(test)]
+pub fn this_thread_list() -> Vec<usize> {
+    members(&this_thread().expect("affinity")).collect()
+}
+
 /// `0-3,6` (for tests that say where a thread ran).
 #[cfg(test)]
 pub fn describe(set: &CpuSet) -> String {
-    let on: Vec<usize> = (0..CpuSet::count())
-        .filter(|&c| set.is_set(c).unwrap_or(false))
-        .collect();
+    let on: Vec<usize> = members(set).collect();
     let mut out = Vec::new();
     let mut i = 0;
     while i < on.len() {
@@ -215,11 +216,7 @@ pub fn describe(set: &CpuSet) -> String {
 /// The last CPU the calling thread may run on (for tests that pin one).
 #[cfg(test)]
 pub fn last_allowed() -> usize {
-    let all = this_thread().expect("affinity");
-    (0..CpuSet::count())
-        .rev()
-        .find(|&c| all.is_set(c).unwrap_or(false))
-        .expect("a CPU")
+    *this_thread_list().last().expect("a CPU")
 }
 
 #[cfg(test)]
@@ -255,10 +252,7 @@ mod tests {
     #[test]
     fn a_process_started_on_fewer_cpus_may_name_another() {
         std::thread::spawn(|| {
-            let all = this_thread().expect("affinity");
-            let mine: Vec<usize> = (0..CpuSet::count())
-                .filter(|&c| all.is_set(c).unwrap_or(false))
-                .collect();
+            let mine = this_thread_list();
             let [first, .., last] = mine[..] else {
                 return; // one CPU: nothing else to name
             };
@@ -299,10 +293,7 @@ mod tests {
 
     #[test]
     fn named_cpus_are_counted_and_a_shared_one_is_found() {
-        let all = this_thread().expect("affinity");
-        let mine: Vec<usize> = (0..CpuSet::count())
-            .filter(|&c| all.is_set(c).unwrap_or(false))
-            .collect();
+        let mine = this_thread_list();
         let none = Cpus::default();
         assert_eq!(none.count(), 0);
         let every = Cpus::parse(&mine).expect("allowed");
@@ -360,10 +351,7 @@ mod tests {
     #[test]
     fn the_others_are_the_threads_cpus_but_the_named_ones() {
         std::thread::spawn(|| {
-            let all = this_thread().expect("affinity");
-            let mine: Vec<usize> = (0..CpuSet::count())
-                .filter(|&c| all.is_set(c).unwrap_or(false))
-                .collect();
+            let mine = this_thread_list();
             assert_eq!(Cpus::default().the_others(), Cpus::default());
             let every = Cpus::parse(&mine).expect("allowed");
             assert_eq!(every.the_others(), Cpus::default(), "none left");
