@@ -161,7 +161,7 @@ impl Cpus {
             Err(e) => {
                 static SAID: AtomicBool = AtomicBool::new(false);
                 if !SAID.swap(true, Ordering::Relaxed) {
-                    log::warn!("gateway.table_cpus: a table thread could not move there ({e}); table work runs where the process does");
+                    log::warn!("gateway.table_cpus: a thread could not move to the CPUs named for its work ({e}); it runs where it was");
                 }
                 None
             }

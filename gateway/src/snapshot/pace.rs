@@ -79,29 +79,28 @@ thread_local! {
 /// `pacing.cpus` where named: for its first `pacing.idle_for` at the idle priority where the
 /// process may come back from it, else yielding a busy core for its first `pacing.yield_for`.
 pub fn paced<R>(pacing: Pacing, f: impl FnOnce() -> R) -> R {
-    let outer = SINCE.with(|s| s.replace(Some(Instant::now())));
-    let moved = outer.is_none().then(|| pacing.cpus.enter()).flatten();
-    if outer.is_none() {
+    if SINCE.with(Cell::get).is_some() {
+        return f(); // nested: paced already, by the outermost call
+    }
+    pacing.cpus.within(|| {
+        SINCE.with(|s| s.set(Some(Instant::now())));
         if !pacing.idle_for.is_zero() && may_idle() && set_idle(true) {
             IDLE_UNTIL.with(|i| i.set(Some(Instant::now() + pacing.idle_for)));
         } else if !pacing.yield_for.is_zero() {
             YIELD_UNTIL.with(|y| y.set(Some(Instant::now() + pacing.yield_for)));
             WAITED.with(|w| w.set(run_queue_wait()));
         }
-    }
-    struct Restore(Option<Instant>, Option<nix::sched::CpuSet>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SINCE.with(|s| s.set(self.0));
-            if self.0.is_none() {
+        struct End;
+        impl Drop for End {
+            fn drop(&mut self) {
+                SINCE.with(Cell::take);
                 raise();
                 YIELD_UNTIL.with(Cell::take);
-                Cpus::leave(self.1.take());
             }
         }
-    }
-    let _restore = Restore(outer.map(|_| Instant::now()), moved);
-    f()
+        let _end = End;
+        f()
+    })
 }
 
 /// Back to the normal priority, if this thread's paced work left it.
